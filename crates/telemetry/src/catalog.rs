@@ -1,0 +1,412 @@
+//! The metric catalog: every instrument vidscope emits, by name, unit, kind, buckets and the
+//! labels it may carry. Nothing else in the workspace creates instruments; code records through
+//! [`Metrics`].
+//!
+//! The catalog is also enforced at the SDK: a view per entry sets the buckets, keeps only the
+//! listed labels (so an id can never become a label by accident) and caps cardinality; any
+//! instrument that is not in the catalog is dropped. Dashboards and alerts (issue 5) are checked
+//! against this list.
+
+use std::sync::Arc;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter};
+use opentelemetry::{Key, KeyValue};
+use opentelemetry_sdk::metrics::{Aggregation, Instrument, Stream};
+
+use crate::config::Signal;
+use crate::export::ExportStats;
+
+/// Seed 003's duration buckets, in milliseconds, for every `*_ms` histogram.
+pub const DURATION_BUCKETS_MS: &[f64] = &[
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+
+/// Semantic-conventions buckets for `http.server.request.duration`, in seconds.
+pub const HTTP_DURATION_BUCKETS_S: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Image sizes (bytes): 1 KiB .. 16 MiB.
+pub const SIZE_BUCKETS_BYTES: &[f64] = &[
+    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
+
+/// Per-stream cap on distinct label sets. Labels are bounded by design (routes, statuses,
+/// workflow names); hitting this means a bug, which shows as `otel.metric.overflow=true`.
+pub const CARDINALITY_LIMIT: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+    ObservableCounter,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct InstrumentSpec {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub kind: Kind,
+    pub description: &'static str,
+    pub buckets: Option<&'static [f64]>,
+    pub labels: &'static [&'static str],
+}
+
+const fn counter(
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    labels: &'static [&'static str],
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        unit,
+        kind: Kind::Counter,
+        description,
+        buckets: None,
+        labels,
+    }
+}
+
+const fn histogram(
+    name: &'static str,
+    unit: &'static str,
+    buckets: &'static [f64],
+    description: &'static str,
+    labels: &'static [&'static str],
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        unit,
+        kind: Kind::Histogram,
+        description,
+        buckets: Some(buckets),
+        labels,
+    }
+}
+
+pub mod names {
+    pub const HTTP_SERVER_REQUEST_DURATION: &str = "http.server.request.duration";
+    pub const VIDEO_LOAD_TIME: &str = "video.load_time_ms";
+    pub const VIDEO_RESUME_TIME: &str = "video.resume_time_ms";
+    pub const VIDEO_BUFFERING_EVENTS: &str = "video.buffering_events_total";
+    pub const VIDEO_RESUME_FAILURES: &str = "video.resume_failures_total";
+    pub const PROGRESS_SAVE_TIME: &str = "progress.save_time_ms";
+    pub const PROGRESS_UPDATES: &str = "progress.updates_total";
+    pub const WORKFLOW_RUN_TOTAL: &str = "workflow.run.total";
+    pub const WORKFLOW_RUN_DURATION: &str = "workflow.run.duration_ms";
+    pub const WORKFLOW_RUN_STATUS: &str = "workflow.run.status";
+    pub const WORKFLOW_STEP_DURATION: &str = "workflow.step.duration_ms";
+    pub const WORKFLOW_STEP_STATUS: &str = "workflow.step.status";
+    pub const WORKFLOW_RETRY_COUNT: &str = "workflow.retry.count";
+    pub const WORKFLOW_IMAGE_UPLOADED: &str = "workflow.image.uploaded";
+    pub const WORKFLOW_IMAGE_SIZE: &str = "workflow.image.size_bytes";
+    pub const WORKFLOW_DB_UPSERT: &str = "workflow.db.upsert";
+    pub const WORKFLOW_DB_UPSERT_DURATION: &str = "workflow.db.upsert.duration_ms";
+    pub const TEST_OTEL_REQUESTS: &str = "vidscope.test_otel.requests";
+    pub const TELEMETRY_DROPPED: &str = "telemetry.export.dropped";
+    pub const TELEMETRY_FALLBACK: &str = "telemetry.export.fallback";
+}
+
+use names::*;
+
+const HTTP_LABELS: &[&str] = &[
+    "http.request.method",
+    "http.route",
+    "http.response.status_code",
+    "error.type",
+    "api.category",
+];
+
+/// Every instrument, in one table. Seed 003's workflow table is reproduced with its labels;
+/// seed 000/001's player and progress metrics keep their names (including the `_ms`/`_total`
+/// suffixes the seeds chose).
+pub static CATALOG: &[InstrumentSpec] = &[
+    histogram(
+        HTTP_SERVER_REQUEST_DURATION,
+        "s",
+        HTTP_DURATION_BUCKETS_S,
+        "Duration of HTTP server requests (semantic conventions).",
+        HTTP_LABELS,
+    ),
+    histogram(
+        VIDEO_LOAD_TIME,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Time for a video to be ready for playback, reported by the player.",
+        &["video.source"],
+    ),
+    histogram(
+        VIDEO_RESUME_TIME,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Time to resume playback at the saved position, reported by the player.",
+        &["success"],
+    ),
+    counter(
+        VIDEO_BUFFERING_EVENTS,
+        "{event}",
+        "Buffering events reported by players.",
+        &[],
+    ),
+    counter(
+        VIDEO_RESUME_FAILURES,
+        "{event}",
+        "Resume attempts that did not land on the saved position.",
+        &[],
+    ),
+    histogram(
+        PROGRESS_SAVE_TIME,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Time to save watch progress to the database.",
+        &["outcome"],
+    ),
+    counter(
+        PROGRESS_UPDATES,
+        "{update}",
+        "Progress updates received, by outcome (saved, duplicate, rejected).",
+        &["outcome"],
+    ),
+    counter(WORKFLOW_RUN_TOTAL, "{run}", "Total workflow runs.", &["workflow_name"]),
+    histogram(
+        WORKFLOW_RUN_DURATION,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Workflow duration.",
+        &["workflow_name"],
+    ),
+    counter(
+        WORKFLOW_RUN_STATUS,
+        "{run}",
+        "Workflow runs by final status.",
+        &["workflow_name", "status"],
+    ),
+    histogram(
+        WORKFLOW_STEP_DURATION,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Step duration.",
+        &["workflow_name", "step_name"],
+    ),
+    counter(
+        WORKFLOW_STEP_STATUS,
+        "{step}",
+        "Steps by final status.",
+        &["workflow_name", "step_name", "status"],
+    ),
+    counter(
+        WORKFLOW_RETRY_COUNT,
+        "{retry}",
+        "Retries of a step.",
+        &["workflow_name", "step_name"],
+    ),
+    counter(
+        WORKFLOW_IMAGE_UPLOADED,
+        "{image}",
+        "Images uploaded.",
+        &["workflow_name", "phone_id"],
+    ),
+    histogram(
+        WORKFLOW_IMAGE_SIZE,
+        "By",
+        SIZE_BUCKETS_BYTES,
+        "Image sizes.",
+        &["workflow_name", "phone_id"],
+    ),
+    counter(
+        WORKFLOW_DB_UPSERT,
+        "{row}",
+        "DB upsert operations.",
+        &["workflow_name", "table_name"],
+    ),
+    histogram(
+        WORKFLOW_DB_UPSERT_DURATION,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "DB upsert duration.",
+        &["workflow_name", "table_name"],
+    ),
+    counter(
+        TEST_OTEL_REQUESTS,
+        "{request}",
+        "Calls of GET /api/test-otel, the end-to-end telemetry check (seed 000).",
+        &[],
+    ),
+    InstrumentSpec {
+        name: TELEMETRY_DROPPED,
+        unit: "{item}",
+        kind: Kind::ObservableCounter,
+        description: "Telemetry items lost because their export failed (spans, log records, metric streams).",
+        buckets: None,
+        labels: &["signal"],
+    },
+    InstrumentSpec {
+        name: TELEMETRY_FALLBACK,
+        unit: "{item}",
+        kind: Kind::ObservableCounter,
+        description: "Telemetry items written to the fallback file after an OTLP export failed.",
+        buckets: None,
+        labels: &["signal"],
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static InstrumentSpec> {
+    CATALOG.iter().find(|s| s.name == name)
+}
+
+/// The SDK view enforcing the catalog: buckets, label allow-list, cardinality cap; instruments
+/// outside the catalog are dropped.
+pub(crate) fn view(instrument: &Instrument) -> Option<Stream> {
+    let builder = Stream::builder().with_cardinality_limit(CARDINALITY_LIMIT);
+    let Some(spec) = spec(instrument.name()) else {
+        return Stream::builder()
+            .with_aggregation(Aggregation::Drop)
+            .build()
+            .ok();
+    };
+    let mut builder = builder
+        .with_allowed_attribute_keys(spec.labels.iter().map(|l| Key::from_static_str(l)));
+    if let Some(b) = spec.buckets {
+        builder = builder.with_aggregation(Aggregation::ExplicitBucketHistogram {
+            boundaries: b.to_vec(),
+            record_min_max: true,
+        });
+    }
+    builder.build().ok()
+}
+
+/// Every instrument of the catalog, created once from the service's meter.
+#[derive(Clone)]
+pub struct Metrics {
+    pub http_server_request_duration: Histogram<f64>,
+    pub video_load_time_ms: Histogram<f64>,
+    pub video_resume_time_ms: Histogram<f64>,
+    pub video_buffering_events_total: Counter<u64>,
+    pub video_resume_failures_total: Counter<u64>,
+    pub progress_save_time_ms: Histogram<f64>,
+    pub progress_updates_total: Counter<u64>,
+    pub workflow_run_total: Counter<u64>,
+    pub workflow_run_duration_ms: Histogram<f64>,
+    pub workflow_run_status: Counter<u64>,
+    pub workflow_step_duration_ms: Histogram<f64>,
+    pub workflow_step_status: Counter<u64>,
+    pub workflow_retry_count: Counter<u64>,
+    pub workflow_image_uploaded: Counter<u64>,
+    pub workflow_image_size_bytes: Histogram<f64>,
+    pub workflow_db_upsert: Counter<u64>,
+    pub workflow_db_upsert_duration_ms: Histogram<f64>,
+    pub test_otel_requests: Counter<u64>,
+    _self_metrics: Arc<[ObservableCounter<u64>; 2]>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+fn must(name: &'static str, kind: Kind) -> &'static InstrumentSpec {
+    match spec(name) {
+        Some(s) if s.kind == kind => s,
+        // A programming error caught by the catalog tests, not a runtime condition.
+        _ => panic!("metric {name} is not in the catalog as {kind:?}"),
+    }
+}
+
+fn hist(meter: &Meter, name: &'static str) -> Histogram<f64> {
+    let s = must(name, Kind::Histogram);
+    meter
+        .f64_histogram(s.name)
+        .with_unit(s.unit)
+        .with_description(s.description)
+        .build()
+}
+
+fn count(meter: &Meter, name: &'static str) -> Counter<u64> {
+    let s = must(name, Kind::Counter);
+    meter
+        .u64_counter(s.name)
+        .with_unit(s.unit)
+        .with_description(s.description)
+        .build()
+}
+
+impl Metrics {
+    pub(crate) fn new(meter: &Meter, stats: Arc<ExportStats>) -> Self {
+        let observe = |name: &'static str, read: fn(&ExportStats, Signal) -> u64| {
+            let s = must(name, Kind::ObservableCounter);
+            let stats = stats.clone();
+            meter
+                .u64_observable_counter(s.name)
+                .with_unit(s.unit)
+                .with_description(s.description)
+                .with_callback(move |o| {
+                    for sig in Signal::ALL {
+                        o.observe(read(&stats, sig), &[KeyValue::new("signal", sig.as_str())]);
+                    }
+                })
+                .build()
+        };
+        Self {
+            http_server_request_duration: hist(meter, HTTP_SERVER_REQUEST_DURATION),
+            video_load_time_ms: hist(meter, VIDEO_LOAD_TIME),
+            video_resume_time_ms: hist(meter, VIDEO_RESUME_TIME),
+            video_buffering_events_total: count(meter, VIDEO_BUFFERING_EVENTS),
+            video_resume_failures_total: count(meter, VIDEO_RESUME_FAILURES),
+            progress_save_time_ms: hist(meter, PROGRESS_SAVE_TIME),
+            progress_updates_total: count(meter, PROGRESS_UPDATES),
+            workflow_run_total: count(meter, WORKFLOW_RUN_TOTAL),
+            workflow_run_duration_ms: hist(meter, WORKFLOW_RUN_DURATION),
+            workflow_run_status: count(meter, WORKFLOW_RUN_STATUS),
+            workflow_step_duration_ms: hist(meter, WORKFLOW_STEP_DURATION),
+            workflow_step_status: count(meter, WORKFLOW_STEP_STATUS),
+            workflow_retry_count: count(meter, WORKFLOW_RETRY_COUNT),
+            workflow_image_uploaded: count(meter, WORKFLOW_IMAGE_UPLOADED),
+            workflow_image_size_bytes: hist(meter, WORKFLOW_IMAGE_SIZE),
+            workflow_db_upsert: count(meter, WORKFLOW_DB_UPSERT),
+            workflow_db_upsert_duration_ms: hist(meter, WORKFLOW_DB_UPSERT_DURATION),
+            test_otel_requests: count(meter, TEST_OTEL_REQUESTS),
+            _self_metrics: Arc::new([
+                observe(TELEMETRY_DROPPED, ExportStats::dropped),
+                observe(TELEMETRY_FALLBACK, ExportStats::fallback),
+            ]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_is_consistent() {
+        let mut names: Vec<_> = CATALOG.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "duplicate names in the catalog");
+        for s in CATALOG {
+            if s.unit == "ms" {
+                assert_eq!(s.buckets, Some(DURATION_BUCKETS_MS), "{} uses seed 003 buckets", s.name);
+            }
+            assert_eq!(s.kind == Kind::Histogram, s.buckets.is_some(), "{}", s.name);
+            for l in s.labels {
+                assert!(!l.ends_with("_id") || *l == "phone_id", "{}: id label {l}", s.name);
+            }
+        }
+        let workflow: Vec<_> = CATALOG
+            .iter()
+            .filter(|s| s.name.starts_with("workflow."))
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(workflow.len(), 10, "seed 003's table has ten metrics: {workflow:?}");
+    }
+
+    #[test]
+    fn every_instrument_builds() {
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
+        let _ = Metrics::new(&meter, Arc::default());
+    }
+}

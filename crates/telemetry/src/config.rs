@@ -1,0 +1,609 @@
+//! Telemetry configuration, read from the standard `OTEL_*` variables plus the seeds' aliases.
+//!
+//! Parsing is separate from the process environment (`from_lookup`) so tests can feed a map
+//! and so a bad value is reported with the variable's name before anything is started.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration value that cannot be used. The message always names the variable.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Wire protocol of the OTLP exporters (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl OtlpProtocol {
+    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "grpc" => Ok(Self::Grpc),
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "http/json" => Ok(Self::HttpJson),
+            _ => Err(ConfigError::new(
+                var,
+                value,
+                "expected one of grpc, http/protobuf, http/json",
+            )),
+        }
+    }
+
+    fn default_endpoint(self) -> &'static str {
+        match self {
+            Self::Grpc => "http://localhost:4317",
+            Self::HttpProtobuf | Self::HttpJson => "http://localhost:4318",
+        }
+    }
+}
+
+/// Where one signal goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExporterKind {
+    /// OTLP to a collector.
+    Otlp,
+    /// Collector file-exporter format (OTLP-JSON lines) under [`TelemetryConfig::file_dir`].
+    File,
+    /// Discarded.
+    None,
+}
+
+/// The three signals, used to index per-signal settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    fn exporter_var(self) -> &'static str {
+        match self {
+            Signal::Traces => "OTEL_TRACES_EXPORTER",
+            Signal::Metrics => "OTEL_METRICS_EXPORTER",
+            Signal::Logs => "OTEL_LOGS_EXPORTER",
+        }
+    }
+
+    fn endpoint_var(self) -> &'static str {
+        match self {
+            Signal::Traces => "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            Signal::Metrics => "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            Signal::Logs => "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        }
+    }
+}
+
+/// Head sampler (`OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerConfig {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+    ParentBasedAlwaysOn,
+    ParentBasedAlwaysOff,
+    ParentBasedTraceIdRatio(f64),
+}
+
+/// Settings for the file exporter, shared by the three signals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    pub dir: PathBuf,
+    /// Rotate a file once it grows past this many bytes (seed 000: 10 MB).
+    pub max_bytes: u64,
+    /// Rotated files kept beside the live one (seed 000: 3).
+    pub backups: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// `false` when `OTEL_SDK_DISABLED=true` or `OTEL_ENABLED=false`: no OTel layers at all,
+    /// JSON logs on stdout only.
+    pub enabled: bool,
+    pub service_name: String,
+    pub service_version: String,
+    /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_ENVIRONMENT`).
+    pub resource_attributes: BTreeMap<String, String>,
+    pub protocol: OtlpProtocol,
+    /// Per-signal OTLP endpoint, complete (for HTTP it already ends in `/v1/<signal>`).
+    pub endpoints: BTreeMap<Signal, String>,
+    pub headers: Vec<(String, String)>,
+    pub export_timeout: Duration,
+    pub exporters: BTreeMap<Signal, ExporterKind>,
+    pub file: FileConfig,
+    /// Write batches the collector refused to the file exporter instead of dropping them
+    /// (seed 003, "fallback exporters").
+    pub fallback_to_file: bool,
+    pub sampler: SamplerConfig,
+    pub metric_export_interval: Duration,
+    /// Filter for application logs (`RUST_LOG` syntax).
+    pub log_filter: String,
+    /// Level of the SDK's own diagnostics (`OTEL_LOG_LEVEL`).
+    pub sdk_log_level: String,
+    /// JSON log lines on stdout.
+    pub stdout_logs: bool,
+    /// Bounded export queue per signal.
+    pub max_queue_size: usize,
+    pub scheduled_delay: Duration,
+}
+
+impl TelemetryConfig {
+    /// Defaults for a service, before the environment is read.
+    pub fn new(service_name: impl Into<String>) -> Self {
+        let mut exporters = BTreeMap::new();
+        for s in Signal::ALL {
+            exporters.insert(s, ExporterKind::Otlp);
+        }
+        let protocol = OtlpProtocol::HttpProtobuf;
+        Self {
+            enabled: true,
+            service_name: service_name.into(),
+            service_version: env!("CARGO_PKG_VERSION").to_owned(),
+            resource_attributes: BTreeMap::new(),
+            protocol,
+            endpoints: signal_endpoints(protocol, protocol.default_endpoint()),
+            headers: Vec::new(),
+            export_timeout: Duration::from_secs(10),
+            exporters,
+            file: FileConfig {
+                dir: PathBuf::from("telemetry"),
+                max_bytes: 10 * 1024 * 1024,
+                backups: 3,
+            },
+            fallback_to_file: false,
+            sampler: SamplerConfig::ParentBasedAlwaysOn,
+            metric_export_interval: Duration::from_secs(10),
+            log_filter: "info".to_owned(),
+            sdk_log_level: "warn".to_owned(),
+            stdout_logs: true,
+            max_queue_size: 4096,
+            scheduled_delay: Duration::from_millis(500),
+        }
+    }
+
+    /// Every signal to the file exporter under `dir`: the embedded default of `vidscope up`.
+    pub fn with_file_exporters(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.file.dir = dir.into();
+        for s in Signal::ALL {
+            self.exporters.insert(s, ExporterKind::File);
+        }
+        // Files must show a request within seconds, not after a 60 s metric interval.
+        self.metric_export_interval = Duration::from_secs(2);
+        self
+    }
+
+    /// Every signal over OTLP to `endpoint` with `protocol`.
+    pub fn with_otlp(mut self, protocol: OtlpProtocol, endpoint: &str) -> Self {
+        self.protocol = protocol;
+        self.endpoints = signal_endpoints(protocol, endpoint);
+        for s in Signal::ALL {
+            self.exporters.insert(s, ExporterKind::Otlp);
+        }
+        self
+    }
+
+    /// Applies the process environment on top of `self`.
+    pub fn from_env(self) -> Result<Self, ConfigError> {
+        self.from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Applies variables from `get` on top of `self`. Unset variables keep the current value.
+    pub fn from_lookup(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+
+        if let Some(v) = get("OTEL_SDK_DISABLED") {
+            self.enabled = !parse_bool("OTEL_SDK_DISABLED", &v)?;
+        }
+        if let Some(v) = get("OTEL_ENABLED") {
+            self.enabled = self.enabled && parse_bool("OTEL_ENABLED", &v)?;
+        }
+        if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
+            for (k, val) in parse_pairs("OTEL_RESOURCE_ATTRIBUTES", &v)? {
+                self.resource_attributes.insert(k, val);
+            }
+        }
+        // Spec: OTEL_SERVICE_NAME wins over service.name in OTEL_RESOURCE_ATTRIBUTES.
+        if let Some(name) = self.resource_attributes.remove("service.name") {
+            self.service_name = name;
+        }
+        if let Some(v) = get("OTEL_SERVICE_NAME") {
+            self.service_name = v;
+        }
+        if let Some(v) = get("OTEL_ENVIRONMENT") {
+            self.resource_attributes
+                .insert("deployment.environment.name".into(), v);
+        }
+
+        let mut endpoint_changed = false;
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            self.protocol = OtlpProtocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?;
+            self.endpoints = signal_endpoints(self.protocol, self.protocol.default_endpoint());
+            endpoint_changed = true;
+        }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            let base = parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", &v)?;
+            self.endpoints = signal_endpoints(self.protocol, &base);
+            endpoint_changed = true;
+        }
+        for s in Signal::ALL {
+            if let Some(v) = get(s.endpoint_var()) {
+                // Signal-specific endpoints are used exactly as given (spec).
+                self.endpoints.insert(s, parse_url(s.endpoint_var(), &v)?);
+                endpoint_changed = true;
+            }
+        }
+        if endpoint_changed {
+            for s in Signal::ALL {
+                self.exporters.insert(s, ExporterKind::Otlp);
+            }
+        }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_HEADERS") {
+            self.headers = parse_pairs("OTEL_EXPORTER_OTLP_HEADERS", &v)?;
+        }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_TIMEOUT") {
+            self.export_timeout = parse_millis("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?;
+        }
+        for s in Signal::ALL {
+            if let Some(v) = get(s.exporter_var()) {
+                let kind = match v.trim() {
+                    "otlp" => ExporterKind::Otlp,
+                    "file" => ExporterKind::File,
+                    "none" => ExporterKind::None,
+                    _ => {
+                        return Err(ConfigError::new(
+                            s.exporter_var(),
+                            &v,
+                            "expected one of otlp, file, none",
+                        ));
+                    }
+                };
+                self.exporters.insert(s, kind);
+            }
+        }
+        if let Some(v) = get("VIDSCOPE_TELEMETRY_DIR") {
+            self.file.dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("VIDSCOPE_TELEMETRY_FILE_MAX_MB") {
+            let mb: u64 = parse_num("VIDSCOPE_TELEMETRY_FILE_MAX_MB", &v)?;
+            if mb == 0 {
+                return Err(ConfigError::new(
+                    "VIDSCOPE_TELEMETRY_FILE_MAX_MB",
+                    &v,
+                    "must be at least 1",
+                ));
+            }
+            self.file.max_bytes = mb * 1024 * 1024;
+        }
+        if let Some(v) = get("VIDSCOPE_TELEMETRY_FILE_BACKUPS") {
+            self.file.backups = parse_num("VIDSCOPE_TELEMETRY_FILE_BACKUPS", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_TELEMETRY_FALLBACK") {
+            self.fallback_to_file = match v.trim() {
+                "file" => true,
+                "none" => false,
+                _ => {
+                    return Err(ConfigError::new(
+                        "VIDSCOPE_TELEMETRY_FALLBACK",
+                        &v,
+                        "expected file or none",
+                    ));
+                }
+            };
+        }
+
+        self.sampler = parse_sampler(
+            get("OTEL_TRACES_SAMPLER"),
+            get("OTEL_TRACES_SAMPLER_ARG"),
+            get("OTEL_TRACE_SAMPLER_RATE"),
+            self.sampler,
+        )?;
+
+        if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
+            let d = parse_millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?;
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    "OTEL_METRIC_EXPORT_INTERVAL",
+                    &v,
+                    "must be greater than 0",
+                ));
+            }
+            self.metric_export_interval = d;
+        }
+        if let Some(v) = get("OTEL_BSP_MAX_QUEUE_SIZE") {
+            self.max_queue_size = parse_num("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
+        }
+        if let Some(v) = get("OTEL_BSP_SCHEDULE_DELAY") {
+            self.scheduled_delay = parse_millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        }
+        if let Some(v) = get("OTEL_LOG_LEVEL") {
+            let level = v.trim().to_ascii_lowercase();
+            if !matches!(
+                level.as_str(),
+                "off" | "error" | "warn" | "info" | "debug" | "trace"
+            ) {
+                return Err(ConfigError::new(
+                    "OTEL_LOG_LEVEL",
+                    &v,
+                    "expected one of off, error, warn, info, debug, trace",
+                ));
+            }
+            self.sdk_log_level = level;
+        }
+        if let Some(v) = get("RUST_LOG") {
+            tracing_subscriber::EnvFilter::try_new(&v)
+                .map_err(|e| ConfigError::new("RUST_LOG", &v, e.to_string()))?;
+            self.log_filter = v;
+        }
+        Ok(self)
+    }
+
+    pub fn exporter(&self, signal: Signal) -> &ExporterKind {
+        self.exporters.get(&signal).unwrap_or(&ExporterKind::None)
+    }
+}
+
+/// Per-signal endpoints from a base URL: gRPC uses the base as is, HTTP appends `/v1/<signal>`.
+fn signal_endpoints(protocol: OtlpProtocol, base: &str) -> BTreeMap<Signal, String> {
+    let base = base.trim_end_matches('/');
+    Signal::ALL
+        .into_iter()
+        .map(|s| {
+            let url = match protocol {
+                OtlpProtocol::Grpc => base.to_owned(),
+                _ => format!("{base}/v1/{}", s.as_str()),
+            };
+            (s, url)
+        })
+        .collect()
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::new(var, v, "expected true or false")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| ConfigError::new(var, v, "expected a non-negative integer"))
+}
+
+fn parse_millis(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    parse_num::<u64>(var, v).map(Duration::from_millis)
+}
+
+fn parse_url(var: &'static str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim();
+    let uri: http::Uri = v
+        .parse()
+        .map_err(|e| ConfigError::new(var, v, format!("not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(v.to_owned()),
+        _ => Err(ConfigError::new(
+            var,
+            v,
+            "expected an http:// or https:// URL with a host",
+        )),
+    }
+}
+
+/// `k1=v1,k2=v2` with percent-encoded values, as in the OTel spec for resource attributes
+/// and headers.
+fn parse_pairs(var: &'static str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for part in v.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| ConfigError::new(var, v, format!("{part:?} is not key=value")))?;
+        let k = k.trim();
+        if k.is_empty() {
+            return Err(ConfigError::new(var, v, "empty key"));
+        }
+        out.push((k.to_owned(), percent_decode(val.trim())));
+    }
+    Ok(out)
+}
+
+/// Hand-written because it is eight lines and the spec needs only `%XX`; a crate would add a
+/// dependency for nothing.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_ratio(var: &'static str, v: &str) -> Result<f64, ConfigError> {
+    let r: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::new(var, v, "expected a number between 0 and 1"))?;
+    if !(0.0..=1.0).contains(&r) || r.is_nan() {
+        return Err(ConfigError::new(var, v, "expected a number between 0 and 1"));
+    }
+    Ok(r)
+}
+
+fn parse_sampler(
+    sampler: Option<String>,
+    arg: Option<String>,
+    seed_rate: Option<String>,
+    current: SamplerConfig,
+) -> Result<SamplerConfig, ConfigError> {
+    const S: &str = "OTEL_TRACES_SAMPLER";
+    const A: &str = "OTEL_TRACES_SAMPLER_ARG";
+    // The argument is validated even when the sampler ignores it: a typo must not pass.
+    let ratio = arg.as_deref().map(|a| parse_ratio(A, a)).transpose()?;
+    let Some(name) = sampler else {
+        if let Some(rate) = seed_rate {
+            // Seed 004's alias: a parent-based ratio sampler.
+            return Ok(SamplerConfig::ParentBasedTraceIdRatio(parse_ratio(
+                "OTEL_TRACE_SAMPLER_RATE",
+                &rate,
+            )?));
+        }
+        return Ok(match (current, ratio) {
+            (SamplerConfig::TraceIdRatio(_), Some(r)) => SamplerConfig::TraceIdRatio(r),
+            (SamplerConfig::ParentBasedTraceIdRatio(_), Some(r)) => {
+                SamplerConfig::ParentBasedTraceIdRatio(r)
+            }
+            (c, _) => c,
+        });
+    };
+    Ok(match name.trim() {
+        "always_on" => SamplerConfig::AlwaysOn,
+        "always_off" => SamplerConfig::AlwaysOff,
+        "traceidratio" => SamplerConfig::TraceIdRatio(ratio.unwrap_or(1.0)),
+        "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
+        "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio.unwrap_or(1.0)),
+        _ => {
+            return Err(ConfigError::new(
+                S,
+                &name,
+                "expected always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio",
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TelemetryConfig::new("svc").from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_TRACES_SAMPLER_ARG", "ten percent"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ("OTEL_TRACE_SAMPLER_RATE", "-0.1"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x"),
+            ("OTEL_SDK_DISABLED", "maybe"),
+            ("OTEL_ENABLED", "nope"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "10s"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
+            ("OTEL_LOG_LEVEL", "loud"),
+            ("OTEL_TRACES_EXPORTER", "jaeger"),
+            ("VIDSCOPE_TELEMETRY_FILE_MAX_MB", "0"),
+            ("RUST_LOG", "info,[[["),
+        ];
+        for (var, value) in cases {
+            let err = cfg(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
+            assert_eq!(&err.var, var, "{var}={value}");
+            assert!(err.to_string().contains(var), "message names {var}: {err}");
+        }
+    }
+
+    #[test]
+    fn seed_aliases() {
+        let c = cfg(&[("OTEL_ENABLED", "false")]).unwrap();
+        assert!(!c.enabled);
+        let c = cfg(&[("OTEL_TRACE_SAMPLER_RATE", "0.1"), ("OTEL_ENVIRONMENT", "staging")]).unwrap();
+        assert_eq!(c.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.1));
+        assert_eq!(
+            c.resource_attributes.get("deployment.environment.name"),
+            Some(&"staging".to_string())
+        );
+        // The standard variable wins over the alias.
+        let c = cfg(&[
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+            ("OTEL_TRACE_SAMPLER_RATE", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.sampler, SamplerConfig::AlwaysOff);
+    }
+
+    #[test]
+    fn endpoints_follow_protocol() {
+        let c = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]).unwrap();
+        assert_eq!(c.endpoints[&Signal::Traces], "http://c:4318/v1/traces");
+        assert_eq!(c.endpoints[&Signal::Logs], "http://c:4318/v1/logs");
+        let c = cfg(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4317"),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoints[&Signal::Traces], "http://c:4317");
+        assert_eq!(c.endpoints[&Signal::Metrics], "http://m:4317");
+    }
+
+    #[test]
+    fn resource_attributes_and_headers_are_percent_decoded() {
+        let c = cfg(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,team=video%20ops"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db"),
+        ])
+        .unwrap();
+        assert_eq!(c.service_name, "from-attrs");
+        assert_eq!(c.resource_attributes["team"], "video ops");
+        assert_eq!(c.headers, vec![("x-api-key".to_string(), "a=b".to_string())]);
+        let c = cfg(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
+            ("OTEL_SERVICE_NAME", "explicit"),
+        ])
+        .unwrap();
+        assert_eq!(c.service_name, "explicit");
+    }
+}

@@ -1,0 +1,390 @@
+//! Exporters as the SDK's batch processors see them: redaction, drop accounting, a
+//! rate-limited warning and the optional file fallback wrapped around the OTLP exporters or
+//! the file exporter.
+//!
+//! Failures are handled here rather than returned to the SDK: the batch processors would log
+//! every failed batch (twice a second per signal while the collector is down), and they do
+//! not count what they lose. Here each lost item is counted in `telemetry.export.dropped`
+//! and a warning is logged at most once per [`WARN_EVERY`] per signal.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use crate::config::Signal;
+use crate::file::{JsonLinesFile, proto_resource};
+use crate::redact::{REDACTED, is_sensitive_key, redact_str};
+
+/// Minimum time between two "export failed" warnings for one signal.
+pub const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Counters shared by the exporters and read by the `telemetry.export.*` self-metrics.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    exported: [AtomicU64; 3],
+    dropped: [AtomicU64; 3],
+    fallback: [AtomicU64; 3],
+    last_warning: Mutex<[Option<Instant>; 3]>,
+}
+
+fn idx(s: Signal) -> usize {
+    match s {
+        Signal::Traces => 0,
+        Signal::Metrics => 1,
+        Signal::Logs => 2,
+    }
+}
+
+impl ExportStats {
+    /// Items (spans, metric streams, log records) delivered to an exporter target.
+    pub fn exported(&self, s: Signal) -> u64 {
+        self.exported[idx(s)].load(Ordering::Relaxed)
+    }
+    /// Items lost because their export failed and no fallback took them.
+    pub fn dropped(&self, s: Signal) -> u64 {
+        self.dropped[idx(s)].load(Ordering::Relaxed)
+    }
+    /// Items written to the fallback file after the OTLP export failed.
+    pub fn fallback(&self, s: Signal) -> u64 {
+        self.fallback[idx(s)].load(Ordering::Relaxed)
+    }
+
+    fn record_failure(&self, s: Signal, items: usize, error: &OTelSdkError, fell_back: bool) {
+        let counter = if fell_back { &self.fallback } else { &self.dropped };
+        counter[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        let should_warn = match self.last_warning.lock() {
+            Ok(mut last) => {
+                let due = last[idx(s)].is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
+                if due {
+                    last[idx(s)] = Some(now);
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if should_warn {
+            tracing::warn!(
+                target: "vidscope_telemetry::export",
+                signal = s.as_str(),
+                items,
+                total_dropped = self.dropped(s),
+                total_fallback = self.fallback(s),
+                error = %error,
+                fell_back,
+                "telemetry export failed; requests are unaffected (next warning in 30 s at the earliest)"
+            );
+        }
+    }
+}
+
+/// Where a signal's batches go first.
+#[derive(Debug)]
+pub(crate) enum Target<E> {
+    Otlp(E),
+    File(JsonLinesFile),
+}
+
+#[derive(Debug)]
+pub(crate) struct Guarded<E> {
+    pub target: Target<E>,
+    /// Receives batches the OTLP target failed to deliver.
+    pub fallback: Option<JsonLinesFile>,
+    pub stats: std::sync::Arc<ExportStats>,
+    pub resource: ResourceAttributesWithSchema,
+}
+
+impl<E> Guarded<E> {
+    pub fn new(target: Target<E>, fallback: Option<JsonLinesFile>, stats: std::sync::Arc<ExportStats>) -> Self {
+        Self {
+            target,
+            fallback,
+            stats,
+            resource: proto_resource(&Resource::builder_empty().build()),
+        }
+    }
+
+    fn settle(&self, s: Signal, items: usize, primary: OTelSdkResult, fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult) -> OTelSdkResult {
+        match primary {
+            Ok(()) => {
+                self.stats.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let fell_back = self.fallback.as_ref().is_some_and(|f| fallback(f).is_ok());
+                self.stats.record_failure(s, items, &e, fell_back);
+            }
+        }
+        // Accounted for above; an error here would only make the SDK log it again.
+        Ok(())
+    }
+}
+
+fn redact_value(v: &mut Value) {
+    if let Value::String(s) = v
+        && let std::borrow::Cow::Owned(clean) = redact_str(s.as_str())
+    {
+        *v = Value::from(clean);
+    }
+}
+
+fn redact_kvs(kvs: &mut [KeyValue]) {
+    for kv in kvs {
+        if is_sensitive_key(kv.key.as_str()) {
+            kv.value = Value::from(REDACTED);
+        } else {
+            redact_value(&mut kv.value);
+        }
+    }
+}
+
+/// Scrubs one span in place: attributes, event names and attributes, link attributes and the
+/// status message.
+pub(crate) fn redact_span(span: &mut SpanData) {
+    redact_kvs(&mut span.attributes);
+    for ev in &mut span.events.events {
+        if let std::borrow::Cow::Owned(clean) = redact_str(&ev.name) {
+            ev.name = clean.into();
+        }
+        redact_kvs(&mut ev.attributes);
+    }
+    for link in &mut span.links.links {
+        redact_kvs(&mut link.attributes);
+    }
+    if let opentelemetry::trace::Status::Error { description } = &mut span.status
+        && let std::borrow::Cow::Owned(clean) = redact_str(description)
+    {
+        *description = clean.into();
+    }
+}
+
+impl SpanExporter for Guarded<opentelemetry_otlp::SpanExporter> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.iter_mut().for_each(redact_span);
+        let n = batch.len();
+        match &self.target {
+            Target::File(f) => {
+                let r = f.write_spans(batch, &self.resource);
+                self.settle(Signal::Traces, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+            }
+            Target::Otlp(exp) => {
+                let copy = self.fallback.as_ref().map(|_| batch.clone());
+                let r = exp.export(batch).await;
+                self.settle(Signal::Traces, n, r, |f| {
+                    f.write_spans(copy.unwrap_or_default(), &self.resource)
+                })
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.target {
+            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.target {
+            Target::Otlp(e) => e.force_flush(),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = proto_resource(resource);
+        if let Target::Otlp(e) = &mut self.target {
+            e.set_resource(resource);
+        }
+    }
+}
+
+fn redact_any(v: &AnyValue) -> Option<AnyValue> {
+    match v {
+        AnyValue::String(s) => match redact_str(s.as_str()) {
+            std::borrow::Cow::Owned(clean) => Some(AnyValue::from(clean)),
+            std::borrow::Cow::Borrowed(_) => None,
+        },
+        AnyValue::ListAny(items) => {
+            let redacted: Vec<Option<AnyValue>> = items.iter().map(redact_any).collect();
+            redacted.iter().any(Option::is_some).then(|| {
+                AnyValue::ListAny(Box::new(
+                    redacted
+                        .into_iter()
+                        .zip(items.iter())
+                        .map(|(r, orig)| r.unwrap_or_else(|| orig.clone()))
+                        .collect(),
+                ))
+            })
+        }
+        AnyValue::Map(map) => {
+            let mut changed = false;
+            let out = map
+                .iter()
+                .map(|(k, v)| {
+                    if is_sensitive_key(k.as_str()) {
+                        changed = true;
+                        (k.clone(), AnyValue::from(REDACTED))
+                    } else if let Some(r) = redact_any(v) {
+                        changed = true;
+                        (k.clone(), r)
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect();
+            changed.then(|| AnyValue::Map(Box::new(out)))
+        }
+        _ => None,
+    }
+}
+
+/// Log exporter wrapper. Log records are borrowed by the batch, so a record that needs
+/// scrubbing is rebuilt (records cannot drop attributes in place).
+#[derive(Debug)]
+pub(crate) struct GuardedLogs<E> {
+    pub inner: Guarded<E>,
+    /// A logger with no processors, used only to create blank records to rebuild into.
+    blank: SdkLogger,
+    _blank_provider: SdkLoggerProvider,
+}
+
+impl<E> GuardedLogs<E> {
+    pub fn new(inner: Guarded<E>) -> Self {
+        let provider = SdkLoggerProvider::builder().build();
+        Self {
+            blank: provider.logger("vidscope-redaction"),
+            _blank_provider: provider,
+            inner,
+        }
+    }
+
+    fn scrubbed(&self, rec: &SdkLogRecord) -> Option<SdkLogRecord> {
+        let body = rec.body().and_then(redact_any);
+        let attrs: Vec<Option<AnyValue>> = rec
+            .attributes_iter()
+            .map(|(k, v)| {
+                if is_sensitive_key(k.as_str()) {
+                    Some(AnyValue::from(REDACTED))
+                } else {
+                    redact_any(v)
+                }
+            })
+            .collect();
+        if body.is_none() && attrs.iter().all(Option::is_none) {
+            return None;
+        }
+        let mut out = self.blank.create_log_record();
+        if let Some(name) = rec.event_name() {
+            out.set_event_name(name);
+        }
+        if let Some(t) = rec.target() {
+            out.set_target(t.clone());
+        }
+        if let Some(t) = rec.timestamp() {
+            out.set_timestamp(t);
+        }
+        if let Some(t) = rec.observed_timestamp() {
+            out.set_observed_timestamp(t);
+        }
+        if let Some(t) = rec.severity_text() {
+            out.set_severity_text(t);
+        }
+        if let Some(n) = rec.severity_number() {
+            out.set_severity_number(n);
+        }
+        if let Some(b) = body.or_else(|| rec.body().cloned()) {
+            out.set_body(b);
+        }
+        for ((k, v), r) in rec.attributes_iter().zip(attrs) {
+            out.add_attribute(k.clone(), r.unwrap_or_else(|| v.clone()));
+        }
+        if let Some(tc) = rec.trace_context() {
+            out.set_trace_context(tc.trace_id, tc.span_id, tc.trace_flags);
+        }
+        Some(out)
+    }
+}
+
+impl LogExporter for GuardedLogs<opentelemetry_otlp::LogExporter> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let originals: Vec<_> = batch.iter().collect();
+        let rebuilt: Vec<Option<SdkLogRecord>> = originals.iter().map(|(r, _)| self.scrubbed(r)).collect();
+        let pairs: Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> = originals
+            .iter()
+            .zip(&rebuilt)
+            .map(|((orig, scope), new)| (new.as_ref().unwrap_or(orig), *scope))
+            .collect();
+        let n = pairs.len();
+        let g = &self.inner;
+        match &g.target {
+            Target::File(f) => {
+                let r = f.write_logs(&LogBatch::new(&pairs), &g.resource);
+                g.settle(Signal::Logs, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+            }
+            Target::Otlp(exp) => {
+                let r = exp.export(LogBatch::new(&pairs)).await;
+                g.settle(Signal::Logs, n, r, |f| f.write_logs(&LogBatch::new(&pairs), &g.resource))
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.inner.target {
+            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.resource = proto_resource(resource);
+        if let Target::Otlp(e) = &mut self.inner.target {
+            e.set_resource(resource);
+        }
+    }
+}
+
+impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        // Labels are limited to the catalog's allow-list by views, so no redaction here.
+        let n: usize = metrics.scope_metrics().map(|s| s.metrics().count()).sum();
+        match &self.target {
+            Target::File(f) => {
+                let r = f.write_metrics(metrics);
+                self.settle(Signal::Metrics, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+            }
+            Target::Otlp(exp) => {
+                let r = exp.export(metrics).await;
+                self.settle(Signal::Metrics, n, r, |f| f.write_metrics(metrics))
+            }
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.target {
+            Target::Otlp(e) => e.force_flush(),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.target {
+            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}

@@ -1,0 +1,413 @@
+//! Building the providers, exporters and the tracing subscriber from a [`TelemetryConfig`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{KeyValue, global};
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use tracing::Dispatch;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer, filter};
+
+use crate::catalog::{Metrics, view};
+use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+use crate::export::{ExportStats, Guarded, GuardedLogs, Target};
+use crate::file::JsonLinesFile;
+use crate::json_log::{OtelJson, fields};
+
+/// How long `shutdown` may take to flush all three signals.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Targets that must never feed spans or OTLP logs: the exporters' own HTTP/gRPC stacks (a
+/// feedback loop) and the SDK's and this crate's diagnostics (which go to stdout only).
+const NOT_EXPORTED: &str = "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,\
+opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,vidscope_telemetry=off";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {source}")]
+    Exporter {
+        signal: &'static str,
+        endpoint: String,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error("cannot open the telemetry file for {signal} in {dir}: {source}")]
+    File {
+        signal: &'static str,
+        dir: String,
+        source: std::io::Error,
+    },
+    #[error("invalid OTEL_EXPORTER_OTLP_HEADERS: {0}")]
+    Headers(String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
+/// then metrics within [`SHUTDOWN_DEADLINE`].
+pub struct TelemetryGuard {
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+    metrics: Metrics,
+    stats: Arc<ExportStats>,
+    done: AtomicBool,
+}
+
+impl TelemetryGuard {
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn stats(&self) -> &Arc<ExportStats> {
+        &self.stats
+    }
+
+    /// Exports everything buffered so far. Runs on a blocking thread: the batch processors
+    /// block, and on a current-thread runtime the gRPC connection lives on this very thread.
+    pub async fn flush(&self) {
+        let (tp, mp, lp) = self.providers();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(tp) = tp {
+                let _ = tp.force_flush();
+            }
+            if let Some(lp) = lp {
+                let _ = lp.force_flush();
+            }
+            if let Some(mp) = mp {
+                let _ = mp.force_flush();
+            }
+        })
+        .await;
+    }
+
+    /// Flushes and stops all three signals. Idempotent.
+    pub async fn shutdown(&self) {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (tp, mp, lp) = self.providers();
+        let _ = tokio::task::spawn_blocking(move || shutdown_all(tp, mp, lp)).await;
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn providers(
+        &self,
+    ) -> (
+        Option<SdkTracerProvider>,
+        Option<SdkMeterProvider>,
+        Option<SdkLoggerProvider>,
+    ) {
+        (
+            self.tracer_provider.clone(),
+            self.meter_provider.clone(),
+            self.logger_provider.clone(),
+        )
+    }
+}
+
+fn shutdown_all(tp: Option<SdkTracerProvider>, mp: Option<SdkMeterProvider>, lp: Option<SdkLoggerProvider>) {
+    // Traces first (spans end last in a request), then logs, then metrics, which also
+    // carry the final drop counts.
+    if let Some(tp) = tp {
+        let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+    }
+    if let Some(lp) = lp {
+        let _ = lp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+    }
+    if let Some(mp) = mp {
+        let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (tp, mp, lp) = self.providers();
+        // A separate thread, joined: never shut down on a runtime thread (it can deadlock
+        // the gRPC exporter, rust-otel-matrix pitfall 3). Each provider has its own deadline.
+        let handle = std::thread::spawn(move || shutdown_all(tp, mp, lp));
+        let _ = handle.join();
+    }
+}
+
+/// A built subscriber plus its guard, not yet installed. Tests install the dispatch per
+/// thread; binaries call [`init`].
+pub struct Telemetry {
+    pub dispatch: Dispatch,
+    pub guard: TelemetryGuard,
+}
+
+/// Builds and installs telemetry for the whole process: global subscriber, global providers,
+/// W3C propagator. Must run inside a Tokio runtime when a gRPC exporter is configured.
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, InitError> {
+    let t = build(config, BoxMakeWriter::new(std::io::stdout))?;
+    if let Some(tp) = &t.guard.tracer_provider {
+        global::set_tracer_provider(tp.clone());
+    }
+    if let Some(mp) = &t.guard.meter_provider {
+        global::set_meter_provider(mp.clone());
+    }
+    tracing::dispatcher::set_global_default(t.dispatch).map_err(|_| InitError::AlreadyInstalled)?;
+    Ok(t.guard)
+}
+
+fn resource(config: &TelemetryConfig) -> Resource {
+    let mut attrs = vec![
+        KeyValue::new("service.name", config.service_name.clone()),
+        KeyValue::new("service.version", config.service_version.clone()),
+        KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()),
+    ];
+    for (k, v) in &config.resource_attributes {
+        attrs.push(KeyValue::new(k.clone(), v.clone()));
+    }
+    let sdk = TelemetryResourceDetector.detect();
+    Resource::builder_empty()
+        .with_attributes(sdk.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
+        .with_attributes(attrs)
+        .build()
+}
+
+fn sampler(s: SamplerConfig) -> Sampler {
+    match s {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+/// OTLP exporter builders differ per signal in type only; this keeps the protocol switch in
+/// one place.
+macro_rules! otlp_exporter {
+    ($builder:expr, $config:expr, $signal:expr) => {{
+        let endpoint = $config.endpoints.get(&$signal).cloned().unwrap_or_default();
+        let built = match $config.protocol {
+            OtlpProtocol::Grpc => {
+                let mut md = tonic::metadata::MetadataMap::new();
+                for (k, v) in &$config.headers {
+                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
+                        .map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
+                    let val = v.parse().map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
+                    md.insert(key, val);
+                }
+                $builder
+                    .with_tonic()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout($config.export_timeout)
+                    .with_metadata(md)
+                    .build()
+            }
+            p => $builder
+                .with_http()
+                .with_protocol(if p == OtlpProtocol::HttpJson {
+                    Protocol::HttpJson
+                } else {
+                    Protocol::HttpBinary
+                })
+                .with_endpoint(endpoint.clone())
+                .with_timeout($config.export_timeout)
+                .with_headers($config.headers.iter().cloned().collect())
+                .build(),
+        };
+        built.map_err(|source| InitError::Exporter {
+            signal: $signal.as_str(),
+            endpoint,
+            source,
+        })?
+    }};
+}
+
+fn open_file(config: &TelemetryConfig, signal: Signal) -> Result<JsonLinesFile, InitError> {
+    JsonLinesFile::open(&config.file, signal).map_err(|source| InitError::File {
+        signal: signal.as_str(),
+        dir: config.file.dir.display().to_string(),
+        source,
+    })
+}
+
+fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLinesFile>, InitError> {
+    if config.fallback_to_file && *config.exporter(signal) == ExporterKind::Otlp {
+        open_file(config, signal).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn fmt_layer<S>(writer: BoxMakeWriter) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(OtelJson::default())
+        .fmt_fields(fields())
+        .with_writer(writer)
+}
+
+/// Builds everything without installing anything global except the (stateless) propagator.
+pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetry, InitError> {
+    crate::propagation::install_propagator();
+    let stats = Arc::new(ExportStats::default());
+
+    let fmt_filter = EnvFilter::try_new(format!(
+        "{},opentelemetry={lvl},opentelemetry_sdk={lvl},opentelemetry_otlp={lvl}",
+        config.log_filter,
+        lvl = config.sdk_log_level
+    ))
+    .map_err(|e| crate::config::ConfigError {
+        var: "RUST_LOG",
+        value: config.log_filter.clone(),
+        reason: e.to_string(),
+    })?;
+    let stdout_logs = config.stdout_logs;
+
+    if !config.enabled {
+        let provider = SdkMeterProvider::builder().build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
+        let metrics = Metrics::new(&meter, stats.clone());
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter))),
+        );
+        return Ok(Telemetry {
+            dispatch,
+            guard: TelemetryGuard {
+                tracer_provider: None,
+                meter_provider: None,
+                logger_provider: None,
+                metrics,
+                stats,
+                done: AtomicBool::new(false),
+            },
+        });
+    }
+
+    let resource = resource(config);
+
+    // Traces.
+    let mut tp = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler(config.sampler));
+    let target = match config.exporter(Signal::Traces) {
+        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
+            opentelemetry_otlp::SpanExporter::builder(),
+            config,
+            Signal::Traces
+        ))),
+        ExporterKind::File => Some(Target::File(open_file(config, Signal::Traces)?)),
+        ExporterKind::None => None,
+    };
+    if let Some(target) = target {
+        let exporter = Guarded::new(target, fallback(config, Signal::Traces)?, stats.clone());
+        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(config.max_queue_size)
+            .with_scheduled_delay(config.scheduled_delay)
+            .build();
+        tp = tp.with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(batch).build());
+    }
+    let tracer_provider = tp.build();
+    let tracer = tracer_provider.tracer("vidscope");
+
+    // Metrics.
+    let mut mp = SdkMeterProvider::builder()
+        .with_resource(resource.clone())
+        .with_view(view);
+    let target = match config.exporter(Signal::Metrics) {
+        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
+            opentelemetry_otlp::MetricExporter::builder(),
+            config,
+            Signal::Metrics
+        ))),
+        ExporterKind::File => Some(Target::File(open_file(config, Signal::Metrics)?)),
+        ExporterKind::None => None,
+    };
+    if let Some(target) = target {
+        let exporter = Guarded::new(target, fallback(config, Signal::Metrics)?, stats.clone());
+        mp = mp.with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(config.metric_export_interval)
+                .build(),
+        );
+    }
+    let meter_provider = mp.build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "vidscope");
+    let metrics = Metrics::new(&meter, stats.clone());
+
+    // Logs.
+    let mut lp = SdkLoggerProvider::builder().with_resource(resource);
+    let target = match config.exporter(Signal::Logs) {
+        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
+            opentelemetry_otlp::LogExporter::builder(),
+            config,
+            Signal::Logs
+        ))),
+        ExporterKind::File => Some(Target::File(open_file(config, Signal::Logs)?)),
+        ExporterKind::None => None,
+    };
+    let logs_on = target.is_some();
+    if let Some(target) = target {
+        let exporter = GuardedLogs::new(Guarded::new(target, fallback(config, Signal::Logs)?, stats.clone()));
+        let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+            .with_max_queue_size(config.max_queue_size)
+            .with_scheduled_delay(config.scheduled_delay)
+            .build();
+        lp = lp.with_log_processor(BatchLogProcessor::builder(exporter).with_batch_config(batch).build());
+    }
+    let logger_provider = lp.build();
+
+    // Spans only: events are not copied into span events (the hot-path budget); code adds
+    // span events explicitly. Thread ids and busy/idle time are off for the same reason.
+    let span_filter = EnvFilter::try_new(format!("info,{NOT_EXPORTED}")).map_err(|e| {
+        crate::config::ConfigError {
+            var: "RUST_LOG",
+            value: NOT_EXPORTED.into(),
+            reason: e.to_string(),
+        }
+    })?;
+    let otel_layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(span_filter)
+        .with_filter(filter::filter_fn(|m| m.is_span()));
+    let bridge = logs_on.then(|| {
+        let f = EnvFilter::try_new(format!("{},{NOT_EXPORTED}", config.log_filter))
+            .unwrap_or_else(|_| EnvFilter::new("info"));
+        OpenTelemetryTracingBridge::new(&logger_provider).with_filter(f)
+    });
+
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(otel_layer)
+            .with(bridge)
+            .with(stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter))),
+    );
+    Ok(Telemetry {
+        dispatch,
+        guard: TelemetryGuard {
+            tracer_provider: Some(tracer_provider),
+            meter_provider: Some(meter_provider),
+            logger_provider: Some(logger_provider),
+            metrics,
+            stats,
+            done: AtomicBool::new(false),
+        },
+    })
+}

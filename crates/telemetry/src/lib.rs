@@ -1,0 +1,29 @@
+//! vidscope's telemetry: one call ([`init`]) turns a [`TelemetryConfig`] into traces, metrics
+//! and logs over OTLP (gRPC or HTTP) or into Collector-format JSON files, with `tracing` as the
+//! API the rest of the workspace uses.
+//!
+//! # Layout
+//! - [`config`]: the `OTEL_*` variables and the seeds' aliases, validated up front.
+//! - [`init`](mod@init): providers, batch processors, the subscriber, the guard that flushes.
+//! - [`export`]: what sits between the SDK and the wire — redaction, drop counting, fallback.
+//! - [`file`]: the Collector file-exporter format with size rotation.
+//! - [`catalog`]: every metric instrument, enforced with views.
+//! - [`classify`]: transient vs permanent errors, retry backoff.
+//! - [`propagation`]: W3C trace context over HTTP headers and job payloads.
+//! - [`redact`]: secret scrubbing.
+
+pub mod catalog;
+pub mod classify;
+pub mod config;
+pub mod export;
+pub mod file;
+pub mod init;
+mod json_log;
+pub mod propagation;
+pub mod redact;
+
+pub use catalog::Metrics;
+pub use classify::{Backoff, Classify, ErrorClass};
+pub use config::{ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use init::{InitError, Telemetry, TelemetryGuard, build, init};
+pub use opentelemetry_sdk::error::OTelSdkError;

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # functions called indirectly (trap, run_phase) look unreachable to shellcheck 0.9
+#
+# scripts/test.sh — the one test command of vidscope.
+#
+#   scripts/test.sh [ARGS...]
+#
+# Installs what the tests need (Debian packages, s3s-fs), starts or reuses
+# PostgreSQL, Redis and an S3 store on loopback, lints, builds the tests once,
+# then runs the whole suite twice: against SQLite and against PostgreSQL.
+# ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
+# tests whose name contains "otlp").
+#
+# Environment knobs:
+#   VIDSCOPE_TEST_SKIP_LINT=1   skip `cargo fmt --check` and `cargo clippy`
+#   DATABASE_URL / REDIS_URL    reuse these servers if they answer (else we start our own)
+#   VIDSCOPE_SVC_DIR, VIDSCOPE_KEEP_SVC_DIR, VIDSCOPE_*_PORT: see scripts/lib/services.sh
+#
+# Exits non-zero if any phase failed; prints a summary with per-phase timings.
+
+set -euo pipefail
+
+repo_root=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd -- "$repo_root"
+
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+# ---------------------------------------------------------------- bookkeeping
+phase_names=()
+phase_results=()
+phase_secs=()
+db_results=() # e.g. "sqlite: ok"
+current_phase=""
+current_start=0
+failed=0
+script_start=$SECONDS
+
+# Start timing a phase.
+phase_begin() {
+    current_phase=$1
+    current_start=$SECONDS
+    printf '\n==> [%s]\n' "$1" >&2
+}
+
+# Record the result of the current phase ("ok", "skipped", or a failure text).
+phase_end() {
+    phase_names+=("$current_phase")
+    phase_results+=("$1")
+    phase_secs+=("$((SECONDS - current_start))")
+    case $1 in
+    ok | skipped*) ;;
+    *) failed=1 ;;
+    esac
+    current_phase=""
+}
+
+# Record a phase that did not run.
+phase_skip() {
+    current_phase=$1
+    current_start=$SECONDS
+    phase_end "skipped${2:+ ($2)}"
+}
+
+# run_phase NAME CMD... — run a phase whose failure does not stop the script.
+# Returns CMD's status, so callers must add `|| ...` (set -e is on).
+run_phase() {
+    local name=$1 rc=0
+    shift
+    phase_begin "$name"
+    "$@" || rc=$?
+    if ((rc == 0)); then
+        phase_end ok
+    else
+        phase_end "FAIL (exit $rc)"
+        printf '==> [%s] FAILED (exit %d)\n' "$name" "$rc" >&2
+    fi
+    return "$rc"
+}
+
+print_summary() {
+    local i d joined=""
+    for d in "${db_results[@]}"; do
+        joined+="${joined:+, }$d"
+    done
+    {
+        printf '\n==> summary\n'
+        printf '    %-28s %-36s %7s\n' PHASE RESULT SECONDS
+        for i in "${!phase_names[@]}"; do
+            printf '    %-28s %-36s %7s\n' "${phase_names[i]}" "${phase_results[i]}" "${phase_secs[i]}"
+        done
+        printf '    %-28s %-36s %7s\n' total "" "$((SECONDS - script_start))"
+        printf '    databases: %s\n' "${joined:-none ran}"
+    } >&2
+}
+
+# EXIT trap: mark an interrupted phase failed, stop our services, print the summary.
+finish() {
+    local rc=$?
+    if [[ -n $current_phase ]]; then
+        phase_end "FAIL (exit $rc)"
+    fi
+    stop_services || true
+    print_summary
+    if ((rc == 0 && failed)); then
+        rc=1
+    fi
+    if ((rc == 0)); then
+        printf '==> PASSED\n' >&2
+    else
+        printf '==> FAILED (exit %d)\n' "$rc" >&2
+    fi
+    exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ toolchain
+# Fail fast, before any slow install. rustup puts cargo in ~/.cargo/bin, which
+# a non-login shell (CI) may not have on PATH.
+phase_begin "rust toolchain"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x ${CARGO_HOME:-$HOME/.cargo}/bin/cargo ]]; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    cat >&2 <<'EOF'
+==> ERROR: cargo not found.
+    Install the Rust toolchain with rustup (https://rustup.rs):
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    then open a new shell (or `source ~/.cargo/env`) and re-run scripts/test.sh.
+EOF
+    exit 1
+fi
+printf '==> %s; %s\n' "$(cargo --version)" "$(rustc --version 2>/dev/null || echo 'rustc: ?')" >&2
+phase_end ok
+
+# ------------------------------------------------------------------- services
+# Failures here are fatal (set -e); the EXIT trap records the failed phase.
+phase_begin "debian packages"
+# jq and ffmpeg are called by the tests; gcc/libc6-dev link Rust and build C deps.
+# The start_* functions install their own servers/clients only when needed.
+ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev
+phase_end ok
+
+phase_begin "start postgres"
+start_postgres
+phase_end ok
+
+phase_begin "start redis"
+start_redis
+phase_end ok
+
+phase_begin "start s3 (s3s-fs)"
+start_s3
+phase_end ok
+
+# --------------------------------------------------------- test environment
+# The test processes inherit: REDIS_URL, S3_ENDPOINT, S3_ACCESS_KEY_ID,
+# S3_SECRET_ACCESS_KEY, S3_REGION (exported by start_*), VIDSCOPE_TEST_DB (set
+# per run below), DATABASE_URL (Postgres run only) and RUST_BACKTRACE.
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+# With a committed sqlx query cache, compile against it: the build runs before
+# any migration, so sqlx macros must not look at the live (empty) database.
+if [[ -d .sqlx ]]; then
+    export SQLX_OFFLINE=${SQLX_OFFLINE:-true}
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    use_nextest=1
+    runner=(cargo nextest run --workspace --locked)
+    # Like `cargo test`, do not fail when a name filter matches nothing.
+    no_tests_flag=1
+    for arg in "$@"; do
+        [[ $arg == --no-tests* ]] && no_tests_flag=0
+    done
+    ((no_tests_flag)) && runner+=(--no-tests=warn)
+else
+    use_nextest=0
+    runner=(cargo test --workspace --locked)
+fi
+printf '==> test runner: %s\n' "${runner[*]}" >&2
+
+# -------------------------------------------------------------------- lint
+lint_fmt() {
+    cargo fmt --version >/dev/null 2>&1 || {
+        printf '==> ERROR: rustfmt missing; run: rustup component add rustfmt\n' >&2
+        return 1
+    }
+    cargo fmt --all -- --check
+}
+lint_clippy() {
+    cargo clippy --version >/dev/null 2>&1 || {
+        printf '==> ERROR: clippy missing; run: rustup component add clippy\n' >&2
+        return 1
+    }
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+}
+if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
+    phase_skip "cargo fmt --check" "VIDSCOPE_TEST_SKIP_LINT=1"
+    phase_skip "cargo clippy" "VIDSCOPE_TEST_SKIP_LINT=1"
+else
+    run_phase "cargo fmt --check" lint_fmt || true
+    run_phase "cargo clippy" lint_clippy || true
+fi
+
+# -------------------------------------------------------------------- tests
+# Build once; both runs below reuse the artifacts (nextest builds with the same
+# profile and flags, so it does not rebuild).
+if run_phase "build tests" cargo test --workspace --locked --no-run; then
+    if run_phase "tests (sqlite)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite "${runner[@]}" "$@"; then
+        db_results+=("sqlite: ok")
+    else
+        db_results+=("sqlite: FAIL")
+    fi
+    if run_phase "tests (postgres)" env VIDSCOPE_TEST_DB=postgres "${runner[@]}" "$@"; then
+        db_results+=("postgres: ok")
+    else
+        db_results+=("postgres: FAIL")
+    fi
+    if ((use_nextest)); then
+        # nextest does not run doctests. Pass ARGS along only if they are plain
+        # name filters: nextest's own options would confuse `cargo test`.
+        doc_args=("$@")
+        for arg in "$@"; do
+            if [[ $arg == -* ]]; then
+                doc_args=()
+                printf '==> doctests: not passing runner options (%s) to cargo test --doc\n' "$*" >&2
+                break
+            fi
+        done
+        run_phase "doctests" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
+            cargo test --workspace --locked --doc "${doc_args[@]}" || true
+    fi
+else
+    phase_skip "tests (sqlite)" "build failed"
+    phase_skip "tests (postgres)" "build failed"
+fi
+
+# ---------------------------------------------------------- stack checks
+if [[ -x scripts/check-stack.sh ]]; then
+    run_phase "scripts/check-stack.sh" scripts/check-stack.sh || true
+elif [[ -e scripts/check-stack.sh ]]; then
+    printf '==> WARNING: scripts/check-stack.sh exists but is not executable; not run\n' >&2
+    phase_skip "scripts/check-stack.sh" "not executable"
+fi
+
+exit "$failed"
