@@ -1,1 +1,19 @@
-// placeholder
+//! The vidscope HTTP API: an axum service whose every request is a trace.
+//!
+//! # Layout
+//! - [`startup`]: [`Application`] binds the listener (port 0 in tests) and runs until a
+//!   shutdown future resolves.
+//! - [`router`]: every route, in one place.
+//! - `routes/<resource>/<verb>.rs`: the handlers.
+//! - [`error`]: the one error type and its HTTP mapping.
+//! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
+
+pub mod error;
+pub mod http_telemetry;
+pub mod router;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use startup::Application;
+pub use state::AppState;

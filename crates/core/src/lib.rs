@@ -1,1 +1,13 @@
-// placeholder
+//! Domain types, configuration and the ports with their adapters (database, object store,
+//! cache/queue connections) shared by the API, the worker and the CLI.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod redis_conn;
+pub mod shutdown;
+pub mod storage;
+pub mod users;
+
+pub use error::CoreError;

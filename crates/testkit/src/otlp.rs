@@ -169,7 +169,9 @@ impl AttrValue {
             AttrValue::Str(s) => Value::String(s.clone()),
             AttrValue::Bool(b) => Value::Bool(*b),
             AttrValue::Int(i) => Value::from(*i),
-            AttrValue::Double(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+            AttrValue::Double(d) => {
+                serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number)
+            }
             AttrValue::Bytes(b) => Value::String(hex(b)),
             AttrValue::Array(items) => Value::Array(items.iter().map(AttrValue::to_json).collect()),
             AttrValue::Map(entries) => Value::Object(
@@ -1051,7 +1053,12 @@ impl CaptureReceiver {
         timeout: Duration,
     ) -> Result<CapturedSpan, WaitError> {
         self.wait_for_value("a span matching the predicate", timeout, || {
-            self.shared().store().spans.iter().find(|s| pred(s)).cloned()
+            self.shared()
+                .store()
+                .spans
+                .iter()
+                .find(|s| pred(s))
+                .cloned()
         })
         .await
     }
@@ -1095,8 +1102,10 @@ impl CaptureReceiver {
         cond: impl Fn(&CaptureReceiver) -> bool,
         timeout: Duration,
     ) -> Result<(), WaitError> {
-        self.wait_for_value("the condition to hold", timeout, || cond(self).then_some(()))
-            .await
+        self.wait_for_value("the condition to hold", timeout, || {
+            cond(self).then_some(())
+        })
+        .await
     }
 
     /// Human-readable account of everything received; the same text a [`WaitError`] carries, for
@@ -1149,7 +1158,9 @@ async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 fn rendering_contains<R: OtlpRequest>(request: &R, needle: &[u8]) -> bool {
@@ -1265,7 +1276,8 @@ where
                 Err(status) => return Ok(status.into_http()),
             };
             shared.record_raw(signal, Transport::Grpc, bytes.clone());
-            let request = http::Request::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
+            let request =
+                http::Request::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
             inner.call(request).await
         })
     }
@@ -1372,9 +1384,8 @@ async fn http_export<R: OtlpRequest>(
         }
     }
     let decoded = match encoding {
-        BodyEncoding::Protobuf => R::decode(body).map_err(|err| {
-            format!("body is not a valid protobuf {}: {err}", type_name::<R>())
-        }),
+        BodyEncoding::Protobuf => R::decode(body)
+            .map_err(|err| format!("body is not a valid protobuf {}: {err}", type_name::<R>())),
         BodyEncoding::Json => decode_json::<R>(&body),
     };
     let request = match decoded {
@@ -1425,9 +1436,11 @@ fn text_response(status: StatusCode, message: String) -> Response {
 
 fn body_encoding(headers: &HeaderMap) -> Result<BodyEncoding, String> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
-        return Err("missing Content-Type; OTLP/HTTP requires application/x-protobuf or \
+        return Err(
+            "missing Content-Type; OTLP/HTTP requires application/x-protobuf or \
                     application/json"
-            .to_owned());
+                .to_owned(),
+        );
     };
     let value = String::from_utf8_lossy(value.as_bytes());
     let media_type = value.split(';').next().unwrap_or_default().trim();
@@ -1495,7 +1508,9 @@ fn attributes(kvs: &[KeyValue]) -> Attributes {
 }
 
 fn resource_attributes(resource: Option<&Resource>) -> Attributes {
-    resource.map(|r| attributes(&r.attributes)).unwrap_or_default()
+    resource
+        .map(|r| attributes(&r.attributes))
+        .unwrap_or_default()
 }
 
 fn scope_parts(scope: Option<&InstrumentationScope>) -> (String, String) {
@@ -1555,7 +1570,11 @@ fn flatten_spans(
     }
 }
 
-fn flatten_logs(request: &ExportLogsServiceRequest, transport: Transport, out: &mut Vec<CapturedLog>) {
+fn flatten_logs(
+    request: &ExportLogsServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedLog>,
+) {
     for resource_logs in &request.resource_logs {
         let resource = resource_attributes(resource_logs.resource.as_ref());
         for scope_logs in &resource_logs.scope_logs {
@@ -1784,7 +1803,9 @@ fn summarize(store: &Store, retain: bool) -> String {
             l.transport,
         )
     });
-    write_list(&mut out, "refused requests", &store.problems, |p| truncate(p));
+    write_list(&mut out, "refused requests", &store.problems, |p| {
+        truncate(p)
+    });
     out
 }
 

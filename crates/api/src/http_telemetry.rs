@@ -1,0 +1,143 @@
+//! The server span of every request, with semantic-convention attributes and the seeds'
+//! custom ones, the `traceresponse` header, and `http.server.request.duration`.
+//!
+//! Written as one middleware instead of tower-http's `TraceLayer` callbacks because the span,
+//! the header and the metric need the same values (route, status, category) and this keeps
+//! them computed once per request.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::Metrics;
+use vidscope_telemetry::propagation::{extract_http, set_remote_parent, traceresponse};
+use vidscope_telemetry::redact::redact_str;
+
+/// `api.category` from the seeds: which product area a route belongs to.
+pub fn api_category(route: &str) -> &'static str {
+    let r = route.strip_prefix("/api/").unwrap_or("");
+    match r.split('/').next().unwrap_or("") {
+        "videos" => "video",
+        "progress" => "progress",
+        "upload" => "upload",
+        "auth" => "auth",
+        "telemetry" => "telemetry",
+        "" => "system",
+        _ => "system",
+    }
+}
+
+/// `http.route.type`: api, health or page.
+pub fn route_type(route: &str) -> &'static str {
+    if route.starts_with("/api/") {
+        "api"
+    } else if matches!(route, "/healthz" | "/readyz") {
+        "health"
+    } else {
+        "page"
+    }
+}
+
+fn response_category(status: u16) -> &'static str {
+    match status {
+        500.. => "server_error",
+        400..=499 => "client_error",
+        _ => "success",
+    }
+}
+
+pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let route = matched.as_deref().unwrap_or("");
+    let method = req.method().clone();
+    let body_size = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let category = api_category(route);
+    // The span name is low-cardinality: method plus route template, never the raw path.
+    let span = tracing::info_span!(
+        "http.server.request",
+        otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        url.path = %redact_str(req.uri().path()),
+        url.scheme = "http",
+        user_agent.original = user_agent,
+        http.route.type = route_type(route),
+        api.category = category,
+        http.request.body.size = body_size,
+        http.response.status_code = tracing::field::Empty,
+        http.response.category = tracing::field::Empty,
+        user.id = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if !route.is_empty() {
+        span.record("http.route", route);
+    }
+    set_remote_parent(&span, extract_http(req.headers()));
+
+    let mut response = next.run(req).instrument(span.clone()).await;
+
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    span.record("http.response.category", response_category(status));
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", response.status().as_str());
+    }
+    let cx = span.context();
+    if let Some(v) = traceresponse(cx.span().span_context())
+        && let Ok(v) = HeaderValue::from_str(&v)
+    {
+        response.headers_mut().insert("traceresponse", v);
+    }
+
+    let mut labels = Vec::with_capacity(5);
+    labels.push(KeyValue::new("http.request.method", method.as_str().to_owned()));
+    if let Some(r) = matched {
+        labels.push(KeyValue::new("http.route", r));
+    }
+    labels.push(KeyValue::new("http.response.status_code", i64::from(status)));
+    labels.push(KeyValue::new("api.category", category));
+    if status >= 500 {
+        labels.push(KeyValue::new("error.type", status.to_string()));
+    }
+    metrics
+        .http_server_request_duration
+        .record(start.elapsed().as_secs_f64(), &labels);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories() {
+        assert_eq!(api_category("/api/videos/{filename}"), "video");
+        assert_eq!(api_category("/api/progress"), "progress");
+        assert_eq!(api_category("/api/test-otel"), "system");
+        assert_eq!(api_category("/healthz"), "system");
+        assert_eq!(route_type("/readyz"), "health");
+        assert_eq!(route_type("/login"), "page");
+        assert_eq!(response_category(503), "server_error");
+        assert_eq!(response_category(404), "client_error");
+        assert_eq!(response_category(206), "success");
+    }
+}

@@ -1,0 +1,42 @@
+//! Every route of the API, registered here and only here.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::route_not_found;
+use crate::http_telemetry::trace_request;
+use crate::routes;
+use crate::state::AppState;
+
+/// Largest JSON body the API accepts (uploads get their own limit).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::health::live::get))
+        .route("/readyz", get(routes::health::ready::get))
+        .route("/api/test-otel", get(routes::test_otel::get::get))
+        .fallback(|req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) })
+        // Inner layers first: the trace layer is outermost so the server span covers
+        // timeouts, body limits and caught panics.
+        .layer(CatchPanicLayer::custom(|_| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
+                .into_response()
+        }))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), trace_request))
+        .with_state(state)
+}

@@ -1,0 +1,42 @@
+//! `GET /api/test-otel` (seed 000): proves the pipeline end to end. One child span with an
+//! event around a database round trip, one log line and one metric point; the answer names the
+//! trace so a user can look it up.
+//!
+//! It is also the benchmark route: server span, one child span, one log line.
+
+use axum::Json;
+use axum::extract::State;
+use opentelemetry::KeyValue;
+use serde_json::{Value, json};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::propagation::trace_id_of;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let backend = state.db.backend();
+    let span = tracing::info_span!(
+        "test-otel",
+        otel.kind = "client",
+        db.system.name = backend.system_name(),
+        db.operation.name = "SELECT",
+        db.query.text = "SELECT 1",
+    );
+    let child = span.clone();
+    async move {
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(state.db.pool())
+            .await
+            .map_err(vidscope_core::CoreError::from)?;
+        child.add_event("test-otel.checked", vec![KeyValue::new("db.result", i64::from(one))]);
+        tracing::info!(db.result = one, "telemetry check ran");
+        Ok::<_, ApiError>(())
+    }
+    .instrument(span)
+    .await?;
+    state.metrics.test_otel_requests.add(1, &[]);
+    let trace_id = trace_id_of(&tracing::Span::current());
+    Ok(Json(json!({ "trace_id": trace_id })))
+}

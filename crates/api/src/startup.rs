@@ -1,0 +1,77 @@
+//! Building and running the API. `build` binds the listener itself so tests can ask for
+//! port 0 and read the port back.
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use vidscope_core::config::Settings;
+use vidscope_core::db::Db;
+use vidscope_core::storage::ObjectStore;
+use vidscope_telemetry::Metrics;
+
+use crate::router::router;
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to every dependency (failing fast with the dependency's name), runs
+    /// migrations and binds `settings.addr`.
+    pub async fn build(settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+        db.migrate().await.context("database migrations failed")?;
+        let store = ObjectStore::new(&settings.store).context("invalid object store settings")?;
+        if store.backend_name() == "local" {
+            store
+                .ensure_bucket()
+                .await
+                .context("cannot create the local object store directory")?;
+        }
+        let redis = match &settings.redis_url {
+            Some(url) => Some(
+                vidscope_core::redis_conn::connect(url)
+                    .await
+                    .context("cannot connect to Redis (REDIS_URL)")?,
+            ),
+            None => None,
+        };
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.addr))?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                db,
+                store,
+                redis,
+                metrics,
+            },
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let db = self.state.db.clone();
+        let app = router(self.state);
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        db.close().await;
+        result
+    }
+}

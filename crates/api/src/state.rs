@@ -1,0 +1,15 @@
+//! Shared state handed to every handler. Cheap to clone: everything inside is a handle.
+
+use redis::aio::ConnectionManager;
+use vidscope_core::db::Db;
+use vidscope_core::storage::ObjectStore;
+use vidscope_telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub store: ObjectStore,
+    /// Present when `REDIS_URL` is set.
+    pub redis: Option<ConnectionManager>,
+    pub metrics: Metrics,
+}

@@ -1,0 +1,112 @@
+//! Validated input types: parse once at the edge, then trust the type.
+
+use std::fmt;
+
+use crate::CoreError;
+
+/// A normalised (trimmed, lower-cased) e-mail address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let s = s.trim().to_ascii_lowercase();
+        let valid = s.len() <= 254
+            && s.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+            })
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if valid {
+            Ok(Self(s))
+        } else {
+            Err(CoreError::Invalid("email is not a valid address".into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password in transit. `Debug` never shows it, so it cannot leak through `?field`.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let n = s.chars().count();
+        if !(8..=128).contains(&n) {
+            return Err(CoreError::Invalid(
+                "password must be between 8 and 128 characters".into(),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "viewer" => Ok(Role::Viewer),
+            _ => Err(CoreError::Invalid("role must be admin or viewer".into())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" A@Example.COM ").unwrap().as_str(),
+            "a@example.com"
+        );
+        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a@b.", "a b@c.d", "a@b@c.d"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn passwords_are_bounded_and_hidden() {
+        assert!(Password::parse("short").is_err());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        let p = Password::parse("correct horse").unwrap();
+        assert!(!format!("{p:?}").contains("horse"));
+    }
+
+    #[test]
+    fn roles() {
+        assert_eq!(Role::parse("admin").unwrap(), Role::Admin);
+        assert!(Role::parse("root").is_err());
+    }
+}
