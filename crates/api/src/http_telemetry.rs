@@ -61,7 +61,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<i64>().ok());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -95,7 +95,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     let mut response = next.run(req).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    span.record("http.response.status_code", i64::from(status));
     span.record("http.response.category", response_category(status));
     if status >= 500 {
         span.record("otel.status_code", "ERROR");

@@ -298,6 +298,8 @@ mod cases {
     /// A body that breaks mid-way (client disconnect) must not leave a partial object, neither
     /// a small one nor a multipart one.
     pub async fn failed_upload_leaves_nothing(store: &ObjectStore) {
+        let capture = Capture::default();
+        let _guard = tracing::subscriber::set_default(capture.clone());
         for (name, good) in [("small", 1000u64), ("multipart", 9 * MIB as u64)] {
             let k = key(&format!("broken/{name}"));
             let body = pattern_stream(good, 64 * 1024).chain(futures_util::stream::iter([Err(
@@ -311,6 +313,24 @@ mod cases {
             assert!(
                 matches!(store.head(&k).await, Err(StoreError::NotFound { .. })),
                 "{name}: partial object visible"
+            );
+        }
+        let spans = capture.spans();
+        let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
+        if store.backend_name() == "s3" {
+            // The multipart upload was started, then aborted rather than left to linger.
+            assert_eq!(
+                count("s3.create_multipart_upload"),
+                1,
+                "{:?}",
+                names(&spans)
+            );
+            assert_eq!(count("s3.abort_multipart_upload"), 1, "{:?}", names(&spans));
+            assert_eq!(
+                count("s3.complete_multipart_upload"),
+                0,
+                "{:?}",
+                names(&spans)
             );
         }
         if let ObjectStore::Local(l) = store {

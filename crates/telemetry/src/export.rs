@@ -35,6 +35,7 @@ pub struct ExportStats {
     exported: [AtomicU64; 3],
     dropped: [AtomicU64; 3],
     fallback: [AtomicU64; 3],
+    warnings: [AtomicU64; 3],
     last_warning: Mutex<[Option<Instant>; 3]>,
 }
 
@@ -60,6 +61,11 @@ impl ExportStats {
         self.fallback[idx(s)].load(Ordering::Relaxed)
     }
 
+    /// "Export failed" warnings logged (rate-limited to one per [`WARN_EVERY`]).
+    pub fn warnings(&self, s: Signal) -> u64 {
+        self.warnings[idx(s)].load(Ordering::Relaxed)
+    }
+
     fn record_failure(&self, s: Signal, items: usize, error: &OTelSdkError, fell_back: bool) {
         let counter = if fell_back { &self.fallback } else { &self.dropped };
         counter[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
@@ -75,6 +81,7 @@ impl ExportStats {
             Err(_) => false,
         };
         if should_warn {
+            self.warnings[idx(s)].fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 target: "vidscope_telemetry::export",
                 signal = s.as_str(),

@@ -27,7 +27,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs s3s-fs and ties its lifetime to the test process: statics are never dropped in Rust, so
 /// "kill on drop" would never fire. Instead the shell holds the read end of a pipe whose write
 /// end only the test process has; when the test process exits, however it exits (even
-/// SIGKILL), the read returns EOF, the server is stopped and its data directory removed.
+/// SIGKILL), the read returns EOF, the server is stopped and its data directory removed. If the
+/// server dies on its own instead, the directory stays so the test can show the server's log.
 /// `$1` is the scratch directory, the rest is the server's command line.
 const WATCHDOG: &str = r#"
 exec 3<&0 </dev/null
@@ -35,12 +36,11 @@ tmp=$1
 shift
 "$@" >"$tmp/s3s-fs.log" 2>&1 &
 srv=$!
-{ read -r _ <&3; kill "$srv" 2>/dev/null; } &
-watch=$!
+{ read -r _ <&3; : >"$tmp/parent-gone"; kill "$srv" 2>/dev/null; } &
 exec 3<&-
 wait "$srv"
 status=$?
-if ! kill -0 "$watch" 2>/dev/null; then
+if [ -e "$tmp/parent-gone" ]; then
     rm -rf -- "$tmp"
 fi
 exit "$status"

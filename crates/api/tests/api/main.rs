@@ -1,0 +1,9 @@
+//! Integration tests: the real app on port 0, its own database, telemetry captured over OTLP.
+//! One binary so the workspace links once.
+
+mod collector_down;
+mod file_mode;
+mod health;
+mod redaction;
+mod sampling;
+mod test_otel;

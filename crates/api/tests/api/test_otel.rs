@@ -1,0 +1,141 @@
+use std::time::Duration;
+
+use vidscope_telemetry::{OtlpProtocol, TelemetryConfig};
+use vidscope_testkit::TestApp;
+use vidscope_testkit::otlp::{CaptureReceiver, Transport};
+
+const WAIT: Duration = Duration::from_secs(10);
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+fn over(protocol: OtlpProtocol) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
+    move |c, r| match protocol {
+        OtlpProtocol::Grpc => c.with_otlp(protocol, &r.grpc_endpoint()),
+        _ => c.with_otlp(protocol, &r.http_endpoint()),
+    }
+}
+
+async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
+    // Arrange
+    let app = TestApp::builder().telemetry(over(protocol)).spawn().await;
+
+    // Act
+    let resp = app
+        .client
+        .get(app.url("/api/test-otel"))
+        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: the response names the trace, twice.
+    assert_eq!(resp.status(), 200);
+    let traceresponse = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["trace_id"], TRACE_ID);
+    let parts: Vec<&str> = traceresponse.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceresponse}");
+    assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE_ID, "01"));
+
+    // The server span is a child of the caller's span and is the one traceresponse names.
+    let server = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "GET /api/test-otel", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
+    assert_eq!(server.span_id, parts[2]);
+    assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(server.attr_str("http.request.method"), Some("GET"));
+    assert_eq!(server.attr_str("http.route"), Some("/api/test-otel"));
+    assert_eq!(server.attr_i64("http.response.status_code"), Some(200));
+    assert_eq!(server.attr_str("http.response.category"), Some("success"));
+    assert_eq!(server.attr_str("http.route.type"), Some("api"));
+    assert_eq!(server.resource_attr_str("service.name"), Some("vidscope-test"));
+
+    // The custom span, its event, and the log line inside it.
+    let custom = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "test-otel", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(custom.parent_span_id.as_deref(), Some(server.span_id.as_str()));
+    let event = custom.event("test-otel.checked").expect("custom span has its event");
+    assert_eq!(event.attr_i64("db.result"), Some(1));
+    let log = app
+        .otlp
+        .wait_for_log(|l| l.body.as_deref() == Some("telemetry check ran"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(log.trace_id.as_deref(), Some(TRACE_ID));
+    assert_eq!(log.span_id.as_deref(), Some(custom.span_id.as_str()));
+
+    // Same ids on the stdout JSON line.
+    let line = app
+        .logs
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "telemetry check ran")
+        .expect("JSON log line on stdout");
+    assert_eq!(line["trace_id"], TRACE_ID);
+    assert_eq!(line["span_id"], custom.span_id.as_str());
+
+    // The metric point and the request-duration histogram.
+    app.flush_telemetry().await;
+    app.otlp
+        .wait_for_metric_point("vidscope.test_otel.requests", |p| p.value.as_i64() >= Some(1), WAIT)
+        .await
+        .unwrap();
+    let duration = app
+        .otlp
+        .wait_for_metric_point(
+            "http.server.request.duration",
+            |p| p.attr_str("http.route") == Some("/api/test-otel"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(duration.value.count() >= Some(1));
+
+    // The protocol asked for is the one used.
+    let counts = app.otlp.request_counts();
+    let used = match protocol {
+        OtlpProtocol::Grpc => (counts.grpc.total(), counts.http.total()),
+        _ => (counts.http.total(), counts.grpc.total()),
+    };
+    assert!(used.0 > 0 && used.1 == 0, "{protocol:?}: {counts:?}");
+    let transport = if protocol == OtlpProtocol::Grpc { Transport::Grpc } else { Transport::Http };
+    assert_eq!(server.transport, transport);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn test_otel_over_grpc() {
+    test_otel_continues_the_callers_trace(OtlpProtocol::Grpc).await;
+}
+
+#[tokio::test]
+async fn test_otel_over_http_protobuf() {
+    test_otel_continues_the_callers_trace(OtlpProtocol::HttpProtobuf).await;
+}
+
+#[tokio::test]
+async fn test_otel_over_http_json() {
+    test_otel_continues_the_callers_trace(OtlpProtocol::HttpJson).await;
+}
+
+#[tokio::test]
+async fn every_response_carries_traceresponse_even_errors() {
+    let app = vidscope_testkit::spawn_app().await;
+    for path in ["/healthz", "/readyz", "/no/such/route"] {
+        let resp = app.get(path).await;
+        let tr = resp.headers().get("traceresponse").unwrap_or_else(|| panic!("{path}: no traceresponse"));
+        let tr = tr.to_str().unwrap();
+        assert!(tr.starts_with("00-") && tr.len() == 55, "{path}: {tr}");
+    }
+    let resp = app.get("/no/such/route").await;
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "route_not_found");
+    app.stop().await;
+}

@@ -1,0 +1,281 @@
+//! [`spawn_app`]: the API as users run it, on port 0, with a fresh database and telemetry
+//! pointed at a [`CaptureReceiver`].
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use sqlx::Connection;
+use tracing::dispatcher::DefaultGuard;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use vidscope_api::Application;
+use vidscope_core::config::Settings;
+use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
+
+use crate::otlp::CaptureReceiver;
+
+/// The runtime the capture receiver and exporter connections live on.
+pub fn background() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("testkit-bg")
+            .enable_all()
+            .build()
+            .expect("cannot start the testkit background runtime")
+    })
+}
+
+/// Starts a capture receiver on the background runtime.
+pub async fn start_receiver() -> CaptureReceiver {
+    background()
+        .spawn(CaptureReceiver::start())
+        .await
+        .expect("capture receiver task panicked")
+}
+
+/// What the app printed on "stdout", for assertions on JSON log lines.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().map(|b| b.clone()).unwrap_or_default()).into_owned()
+    }
+
+    /// Every line that parses as a JSON object.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.contents()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogBuffer {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> LogWriter {
+        LogWriter(self.0.clone())
+    }
+}
+
+/// Which database the suite runs against: Postgres when `DATABASE_URL` says so, else SQLite.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// Creates a uniquely named database on the Postgres server of `base_url` and returns its URL.
+async fn fresh_postgres_database(base_url: &str) -> (String, String) {
+    let name = format!("vidscope_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(base_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to Postgres at DATABASE_URL: {e}"));
+    // The name is generated here from a UUID, never user input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    let _ = conn.close().await;
+    let (prefix, _) = match base_url.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q)),
+        None => (base_url.to_owned(), None),
+    };
+    let server = prefix.rsplit_once('/').map(|(s, _)| s).unwrap_or(&prefix);
+    (format!("{server}/{name}"), name)
+}
+
+type TelemetryTweak = Box<dyn FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig>;
+
+pub struct TestAppBuilder {
+    telemetry: TelemetryTweak,
+    redis: bool,
+    settings: Box<dyn FnOnce(Settings) -> Settings>,
+}
+
+impl Default for TestAppBuilder {
+    fn default() -> Self {
+        Self {
+            telemetry: Box::new(|c, _| c),
+            redis: false,
+            settings: Box::new(|s| s),
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// Adjusts the telemetry configuration (it starts as OTLP/gRPC to the capture receiver).
+    pub fn telemetry(mut self, f: impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig + 'static) -> Self {
+        self.telemetry = Box::new(f);
+        self
+    }
+
+    /// Connects the app to Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`).
+    pub fn with_redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+
+    pub fn settings(mut self, f: impl FnOnce(Settings) -> Settings + 'static) -> Self {
+        self.settings = Box::new(f);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        // One app at a time per process. tracing caches each callsite's interest process-wide;
+        // with several thread-local subscribers being created and dropped in parallel, a
+        // callsite can be cached as disabled for another test's subscriber and its spans
+        // silently vanish. Serializing costs little (the suite takes seconds) and under
+        // nextest every test has its own process anyway.
+        static ONE_AT_A_TIME: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
+        let turn = ONE_AT_A_TIME
+            .get_or_init(Default::default)
+            .clone()
+            .lock_owned()
+            .await;
+        let otlp = start_receiver().await;
+        let base = TelemetryConfig::new("vidscope-test").with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint());
+        let mut config = (self.telemetry)(base, &otlp);
+        // Tests must not wait half a second per batch.
+        config.scheduled_delay = Duration::from_millis(50);
+        config.metric_export_interval = config.metric_export_interval.min(Duration::from_secs(1));
+        config.export_timeout = config.export_timeout.min(Duration::from_secs(3));
+        let logs = LogBuffer::default();
+        let telemetry = {
+            // gRPC exporters spawn their connection task on the current runtime: make that
+            // the background one.
+            let _rt = background().enter();
+            vidscope_telemetry::build(&config, BoxMakeWriter::new(logs.clone()))
+                .unwrap_or_else(|e| panic!("telemetry config rejected: {e}"))
+        };
+        let dispatch_guard = tracing::dispatcher::set_default(&telemetry.dispatch);
+
+        let dir = tempfile::tempdir().expect("cannot create a temp dir");
+        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0".parse().expect("addr"));
+        let mut pg_database = None;
+        if let Some(url) = postgres_url() {
+            let (url, name) = fresh_postgres_database(&url).await;
+            settings.database_url = url;
+            pg_database = Some(name);
+        }
+        if self.redis {
+            settings.redis_url = Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+        }
+        let settings = (self.settings)(settings);
+
+        let app = Application::build(&settings, telemetry.guard.metrics().clone())
+            .await
+            .unwrap_or_else(|e| panic!("application failed to start: {e:#}"));
+        let port = app.port();
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("reqwest client"),
+            otlp,
+            telemetry: Arc::new(telemetry.guard),
+            logs,
+            state,
+            config,
+            settings,
+            pg_database,
+            _dir: dir,
+            stop: Some(tx),
+            server: Some(server),
+            _dispatch: dispatch_guard,
+            _turn: turn,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub otlp: CaptureReceiver,
+    pub telemetry: Arc<TelemetryGuard>,
+    /// The app's JSON log lines (its stdout).
+    pub logs: LogBuffer,
+    pub state: vidscope_api::AppState,
+    pub config: TelemetryConfig,
+    pub settings: Settings,
+    pg_database: Option<String>,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dispatch: DefaultGuard,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// Spawns the app with the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    TestAppBuilder::default().spawn().await
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// Exports everything buffered in all three signals.
+    pub async fn flush_telemetry(&self) {
+        self.telemetry.flush().await;
+    }
+
+    /// Stops the server, flushes and shuts telemetry down, and drops the test database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        self.telemetry.shutdown().await;
+        if let (Some(name), Some(base)) = (self.pg_database.take(), postgres_url()) {
+            self.state.db.close().await;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                )))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
