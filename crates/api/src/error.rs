@@ -18,7 +18,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{dependency} is unavailable")]
-    Unavailable { dependency: &'static str, cause: String },
+    Unavailable {
+        dependency: &'static str,
+        cause: String,
+    },
     #[error(transparent)]
     Core(#[from] CoreError),
     #[error(transparent)]
@@ -47,14 +50,27 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { code, message } => body(StatusCode::BAD_REQUEST, code, &message),
             ApiError::NotFound(m) => body(StatusCode::NOT_FOUND, "not_found", &m),
             ApiError::Unavailable { dependency, cause } => {
-                record_error(&span, ErrorClass::Transient, "dependency.unavailable", &cause);
+                record_error(
+                    &span,
+                    ErrorClass::Transient,
+                    "dependency.unavailable",
+                    &cause,
+                );
                 tracing::warn!(dependency, cause = %cause, "dependency unavailable");
                 unavailable(&format!("{dependency} is unavailable, retry later"))
             }
             ApiError::Core(e) => match &e {
                 CoreError::Invalid(m) => body(StatusCode::BAD_REQUEST, "invalid", m),
-                CoreError::Conflict(what) => body(StatusCode::CONFLICT, "conflict", &format!("{what} already exists")),
-                CoreError::NotFound(what) => body(StatusCode::NOT_FOUND, "not_found", &format!("{what} not found")),
+                CoreError::Conflict(what) => body(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    &format!("{what} already exists"),
+                ),
+                CoreError::NotFound(what) => body(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    &format!("{what} not found"),
+                ),
                 _ if e.class() == ErrorClass::Transient => {
                     record_error(&span, e.class(), e.error_type(), &e.to_string());
                     tracing::warn!(error = %e, error.type = e.error_type(), "dependency unavailable");
@@ -63,13 +79,21 @@ impl IntoResponse for ApiError {
                 _ => {
                     record_error(&span, e.class(), e.error_type(), &e.to_string());
                     tracing::error!(error = %e, error.type = e.error_type(), "request failed");
-                    body(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+                    body(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "internal server error",
+                    )
                 }
             },
             ApiError::Internal(e) => {
                 record_error(&span, ErrorClass::Permanent, "internal", &format!("{e:#}"));
                 tracing::error!(error = format!("{e:#}"), "request failed");
-                body(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+                body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal server error",
+                )
             }
         }
     }

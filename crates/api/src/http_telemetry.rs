@@ -54,7 +54,10 @@ fn response_category(status: u16) -> &'static str {
 
 pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
     let route = matched.as_deref().unwrap_or("");
     let method = req.method().clone();
     let body_size = req
@@ -109,11 +112,17 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     }
 
     let mut labels = Vec::with_capacity(5);
-    labels.push(KeyValue::new("http.request.method", method.as_str().to_owned()));
+    labels.push(KeyValue::new(
+        "http.request.method",
+        method.as_str().to_owned(),
+    ));
     if let Some(r) = matched {
         labels.push(KeyValue::new("http.route", r));
     }
-    labels.push(KeyValue::new("http.response.status_code", i64::from(status)));
+    labels.push(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
     labels.push(KeyValue::new("api.category", category));
     if status >= 500 {
         labels.push(KeyValue::new("error.type", status.to_string()));

@@ -22,7 +22,9 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let telemetry = TelemetryConfig::new("vidscope-api").from_env()?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
-    let data_dir = PathBuf::from(std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
+    let data_dir = PathBuf::from(
+        std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()),
+    );
     let addr = parse_addr(
         "VIDSCOPE_ADDR",
         &std::env::var("VIDSCOPE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into()),
@@ -31,12 +33,16 @@ async fn run() -> anyhow::Result<()> {
     let result = async {
         let app = Application::build(&settings, guard.metrics().clone()).await?;
         tracing::info!(port = app.port(), "vidscope-api listening");
-        app.run_until_stopped(vidscope_core::shutdown::signal()).await?;
+        app.run_until_stopped(vidscope_core::shutdown::signal())
+            .await?;
         anyhow::Ok(())
     }
     .await;
     if let Err(e) = &result {
-        tracing::error!(error = format!("{e:#}"), "vidscope-api stopped with an error");
+        tracing::error!(
+            error = format!("{e:#}"),
+            "vidscope-api stopped with an error"
+        );
     }
     guard.shutdown().await;
     result

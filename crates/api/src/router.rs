@@ -25,18 +25,22 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::live::get))
         .route("/readyz", get(routes::health::ready::get))
         .route("/api/test-otel", get(routes::test_otel::get::get))
-        .fallback(|req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) })
+        .fallback(
+            |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
+        )
         // Inner layers first: the trace layer is outermost so the server span covers
         // timeouts, body limits and caught panics.
         .layer(CatchPanicLayer::custom(|_| {
-            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
-                .into_response()
+            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), trace_request))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            trace_request,
+        ))
         .with_state(state)
 }

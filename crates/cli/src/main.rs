@@ -12,7 +12,11 @@ use vidscope_core::domain::{Email, Password, Role};
 use vidscope_telemetry::{Signal, TelemetryConfig, config::ExporterKind};
 
 #[derive(Parser)]
-#[command(name = "vidscope", version, about = "Video lessons with end-to-end observability")]
+#[command(
+    name = "vidscope",
+    version,
+    about = "Video lessons with end-to-end observability"
+)]
 struct Cli {
     /// Where the database, objects and telemetry files live.
     #[arg(long, env = "VIDSCOPE_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
@@ -55,7 +59,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up { addr } => up(&cli.data_dir, addr).await,
         Command::User {
-            command: UserCommand::Add { email, password, role },
+            command:
+                UserCommand::Add {
+                    email,
+                    password,
+                    role,
+                },
         } => user_add(&cli.data_dir, &email, &password, &role).await,
     };
     match result {
@@ -93,19 +102,23 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
                 ExporterKind::File => println!(
                     "  {:<12} {}",
                     s.as_str(),
-                    telemetry.file.dir.join(format!("{}.json", s.as_str())).display()
+                    telemetry
+                        .file
+                        .dir
+                        .join(format!("{}.json", s.as_str()))
+                        .display()
                 ),
-                ExporterKind::Otlp => println!("  {:<12} OTLP {}", s.as_str(), telemetry.endpoints[&s]),
+                ExporterKind::Otlp => {
+                    println!("  {:<12} OTLP {}", s.as_str(), telemetry.endpoints[&s])
+                }
                 ExporterKind::None => println!("  {:<12} off", s.as_str()),
             }
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut worker_stop = stop_rx.clone();
-        let worker = tokio::spawn(
-            vidscope_worker::Worker::new(worker_db).run(async move {
-                let _ = worker_stop.wait_for(|s| *s).await;
-            }),
-        );
+        let worker = tokio::spawn(vidscope_worker::Worker::new(worker_db).run(async move {
+            let _ = worker_stop.wait_for(|s| *s).await;
+        }));
         let mut api_stop = stop_rx;
         let api = app.run_until_stopped(async move {
             let _ = api_stop.wait_for(|s| *s).await;
@@ -121,7 +134,10 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     }
     .await;
     if let Err(e) = &result {
-        tracing::error!(error = format!("{e:#}"), "vidscope up stopped with an error");
+        tracing::error!(
+            error = format!("{e:#}"),
+            "vidscope up stopped with an error"
+        );
     }
     guard.shutdown().await;
     result

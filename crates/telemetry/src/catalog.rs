@@ -168,7 +168,12 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Progress updates received, by outcome (saved, duplicate, rejected).",
         &["outcome"],
     ),
-    counter(WORKFLOW_RUN_TOTAL, "{run}", "Total workflow runs.", &["workflow_name"]),
+    counter(
+        WORKFLOW_RUN_TOTAL,
+        "{run}",
+        "Total workflow runs.",
+        &["workflow_name"],
+    ),
     histogram(
         WORKFLOW_RUN_DURATION,
         "ms",
@@ -265,8 +270,8 @@ pub(crate) fn view(instrument: &Instrument) -> Option<Stream> {
             .build()
             .ok();
     };
-    let mut builder = builder
-        .with_allowed_attribute_keys(spec.labels.iter().map(|l| Key::from_static_str(l)));
+    let mut builder =
+        builder.with_allowed_attribute_keys(spec.labels.iter().map(|l| Key::from_static_str(l)));
     if let Some(b) = spec.buckets {
         builder = builder.with_aggregation(Aggregation::ExplicitBucketHistogram {
             boundaries: b.to_vec(),
@@ -388,11 +393,20 @@ mod tests {
         assert_eq!(before, names.len(), "duplicate names in the catalog");
         for s in CATALOG {
             if s.unit == "ms" {
-                assert_eq!(s.buckets, Some(DURATION_BUCKETS_MS), "{} uses seed 003 buckets", s.name);
+                assert_eq!(
+                    s.buckets,
+                    Some(DURATION_BUCKETS_MS),
+                    "{} uses seed 003 buckets",
+                    s.name
+                );
             }
             assert_eq!(s.kind == Kind::Histogram, s.buckets.is_some(), "{}", s.name);
             for l in s.labels {
-                assert!(!l.ends_with("_id") || *l == "phone_id", "{}: id label {l}", s.name);
+                assert!(
+                    !l.ends_with("_id") || *l == "phone_id",
+                    "{}: id label {l}",
+                    s.name
+                );
             }
         }
         let workflow: Vec<_> = CATALOG
@@ -400,7 +414,11 @@ mod tests {
             .filter(|s| s.name.starts_with("workflow."))
             .map(|s| s.name)
             .collect();
-        assert_eq!(workflow.len(), 10, "seed 003's table has ten metrics: {workflow:?}");
+        assert_eq!(
+            workflow.len(),
+            10,
+            "seed 003's table has ten metrics: {workflow:?}"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub fn classify_io(e: &std::io::Error) -> (ErrorClass, &'static str) {
     match e.kind() {
         TimedOut => (ErrorClass::Transient, "timeout"),
         ConnectionRefused => (ErrorClass::Transient, "connection_refused"),
-        ConnectionReset | ConnectionAborted | BrokenPipe => (ErrorClass::Transient, "connection_reset"),
+        ConnectionReset | ConnectionAborted | BrokenPipe => {
+            (ErrorClass::Transient, "connection_reset")
+        }
         Interrupted | WouldBlock => (ErrorClass::Transient, "interrupted"),
         NotFound => (ErrorClass::Permanent, "not_found"),
         PermissionDenied => (ErrorClass::Permanent, "permission_denied"),
@@ -61,8 +63,15 @@ pub fn classify_http_status(status: u16) -> ErrorClass {
 }
 
 /// Marks `span` as failed: status ERROR with the message, `error.type`, `error.class`.
-pub fn record_error(span: &tracing::Span, class: ErrorClass, error_type: &'static str, message: &str) {
-    span.set_status(Status::error(crate::redact::redact_str(message).into_owned()));
+pub fn record_error(
+    span: &tracing::Span,
+    class: ErrorClass,
+    error_type: &'static str,
+    message: &str,
+) {
+    span.set_status(Status::error(
+        crate::redact::redact_str(message).into_owned(),
+    ));
     span.set_attribute("error.type", error_type);
     span.set_attribute("error.class", class.as_str());
 }

@@ -217,7 +217,10 @@ impl TelemetryConfig {
     }
 
     /// Applies variables from `get` on top of `self`. Unset variables keep the current value.
-    pub fn from_lookup(mut self, get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
 
         if let Some(v) = get("OTEL_SDK_DISABLED") {
@@ -465,7 +468,11 @@ fn parse_ratio(var: &'static str, v: &str) -> Result<f64, ConfigError> {
         .parse()
         .map_err(|_| ConfigError::new(var, v, "expected a number between 0 and 1"))?;
     if !(0.0..=1.0).contains(&r) || r.is_nan() {
-        return Err(ConfigError::new(var, v, "expected a number between 0 and 1"));
+        return Err(ConfigError::new(
+            var,
+            v,
+            "expected a number between 0 and 1",
+        ));
     }
     Ok(r)
 }
@@ -559,7 +566,11 @@ mod tests {
     fn seed_aliases() {
         let c = cfg(&[("OTEL_ENABLED", "false")]).unwrap();
         assert!(!c.enabled);
-        let c = cfg(&[("OTEL_TRACE_SAMPLER_RATE", "0.1"), ("OTEL_ENVIRONMENT", "staging")]).unwrap();
+        let c = cfg(&[
+            ("OTEL_TRACE_SAMPLER_RATE", "0.1"),
+            ("OTEL_ENVIRONMENT", "staging"),
+        ])
+        .unwrap();
         assert_eq!(c.sampler, SamplerConfig::ParentBasedTraceIdRatio(0.1));
         assert_eq!(
             c.resource_attributes.get("deployment.environment.name"),
@@ -592,13 +603,19 @@ mod tests {
     #[test]
     fn resource_attributes_and_headers_are_percent_decoded() {
         let c = cfg(&[
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,team=video%20ops"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs,team=video%20ops",
+            ),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=a%3Db"),
         ])
         .unwrap();
         assert_eq!(c.service_name, "from-attrs");
         assert_eq!(c.resource_attributes["team"], "video ops");
-        assert_eq!(c.headers, vec![("x-api-key".to_string(), "a=b".to_string())]);
+        assert_eq!(
+            c.headers,
+            vec![("x-api-key".to_string(), "a=b".to_string())]
+        );
         let c = cfg(&[
             ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs"),
             ("OTEL_SERVICE_NAME", "explicit"),

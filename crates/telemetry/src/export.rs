@@ -67,7 +67,11 @@ impl ExportStats {
     }
 
     fn record_failure(&self, s: Signal, items: usize, error: &OTelSdkError, fell_back: bool) {
-        let counter = if fell_back { &self.fallback } else { &self.dropped };
+        let counter = if fell_back {
+            &self.fallback
+        } else {
+            &self.dropped
+        };
         counter[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
         let now = Instant::now();
         let should_warn = match self.last_warning.lock() {
@@ -113,7 +117,11 @@ pub(crate) struct Guarded<E> {
 }
 
 impl<E> Guarded<E> {
-    pub fn new(target: Target<E>, fallback: Option<JsonLinesFile>, stats: std::sync::Arc<ExportStats>) -> Self {
+    pub fn new(
+        target: Target<E>,
+        fallback: Option<JsonLinesFile>,
+        stats: std::sync::Arc<ExportStats>,
+    ) -> Self {
         Self {
             target,
             fallback,
@@ -122,7 +130,13 @@ impl<E> Guarded<E> {
         }
     }
 
-    fn settle(&self, s: Signal, items: usize, primary: OTelSdkResult, fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult) -> OTelSdkResult {
+    fn settle(
+        &self,
+        s: Signal,
+        items: usize,
+        primary: OTelSdkResult,
+        fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult,
+    ) -> OTelSdkResult {
         match primary {
             Ok(()) => {
                 self.stats.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
@@ -182,7 +196,9 @@ impl SpanExporter for Guarded<opentelemetry_otlp::SpanExporter> {
         match &self.target {
             Target::File(f) => {
                 let r = f.write_spans(batch, &self.resource);
-                self.settle(Signal::Traces, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+                self.settle(Signal::Traces, n, r, |_| {
+                    Err(OTelSdkError::InternalFailure(String::new()))
+                })
             }
             Target::Otlp(exp) => {
                 let copy = self.fallback.as_ref().map(|_| batch.clone());
@@ -326,7 +342,8 @@ impl<E> GuardedLogs<E> {
 impl LogExporter for GuardedLogs<opentelemetry_otlp::LogExporter> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let originals: Vec<_> = batch.iter().collect();
-        let rebuilt: Vec<Option<SdkLogRecord>> = originals.iter().map(|(r, _)| self.scrubbed(r)).collect();
+        let rebuilt: Vec<Option<SdkLogRecord>> =
+            originals.iter().map(|(r, _)| self.scrubbed(r)).collect();
         let pairs: Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> = originals
             .iter()
             .zip(&rebuilt)
@@ -337,11 +354,15 @@ impl LogExporter for GuardedLogs<opentelemetry_otlp::LogExporter> {
         match &g.target {
             Target::File(f) => {
                 let r = f.write_logs(&LogBatch::new(&pairs), &g.resource);
-                g.settle(Signal::Logs, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+                g.settle(Signal::Logs, n, r, |_| {
+                    Err(OTelSdkError::InternalFailure(String::new()))
+                })
             }
             Target::Otlp(exp) => {
                 let r = exp.export(LogBatch::new(&pairs)).await;
-                g.settle(Signal::Logs, n, r, |f| f.write_logs(&LogBatch::new(&pairs), &g.resource))
+                g.settle(Signal::Logs, n, r, |f| {
+                    f.write_logs(&LogBatch::new(&pairs), &g.resource)
+                })
             }
         }
     }
@@ -368,7 +389,9 @@ impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
         match &self.target {
             Target::File(f) => {
                 let r = f.write_metrics(metrics);
-                self.settle(Signal::Metrics, n, r, |_| Err(OTelSdkError::InternalFailure(String::new())))
+                self.settle(Signal::Metrics, n, r, |_| {
+                    Err(OTelSdkError::InternalFailure(String::new()))
+                })
             }
             Target::Otlp(exp) => {
                 let r = exp.export(metrics).await;

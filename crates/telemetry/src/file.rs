@@ -75,10 +75,16 @@ impl JsonLinesFile {
             .map_err(|_| OTelSdkError::InternalFailure("file exporter lock poisoned".into()))?;
         file.write_all(&line)
             .and_then(|_| file.flush())
-            .map_err(|e| OTelSdkError::InternalFailure(format!("write {}: {e}", self.path.display())))
+            .map_err(|e| {
+                OTelSdkError::InternalFailure(format!("write {}: {e}", self.path.display()))
+            })
     }
 
-    pub fn write_spans(&self, batch: Vec<SpanData>, resource: &ResourceAttributesWithSchema) -> OTelSdkResult {
+    pub fn write_spans(
+        &self,
+        batch: Vec<SpanData>,
+        resource: &ResourceAttributesWithSchema,
+    ) -> OTelSdkResult {
         if batch.is_empty() {
             return Ok(());
         }
@@ -87,7 +93,11 @@ impl JsonLinesFile {
         })
     }
 
-    pub fn write_logs(&self, batch: &LogBatch<'_>, resource: &ResourceAttributesWithSchema) -> OTelSdkResult {
+    pub fn write_logs(
+        &self,
+        batch: &LogBatch<'_>,
+        resource: &ResourceAttributesWithSchema,
+    ) -> OTelSdkResult {
         let resource_logs = group_logs_by_resource_and_scope(batch, resource);
         if resource_logs.is_empty() {
             return Ok(());
@@ -97,7 +107,11 @@ impl JsonLinesFile {
 
     pub fn write_metrics(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let req = ExportMetricsServiceRequest::from(metrics);
-        if req.resource_metrics.iter().all(|rm| rm.scope_metrics.is_empty()) {
+        if req
+            .resource_metrics
+            .iter()
+            .all(|rm| rm.scope_metrics.is_empty())
+        {
             return Ok(());
         }
         self.write_json(&req)

@@ -117,7 +117,11 @@ impl TelemetryGuard {
     }
 }
 
-fn shutdown_all(tp: Option<SdkTracerProvider>, mp: Option<SdkMeterProvider>, lp: Option<SdkLoggerProvider>) {
+fn shutdown_all(
+    tp: Option<SdkTracerProvider>,
+    mp: Option<SdkMeterProvider>,
+    lp: Option<SdkLoggerProvider>,
+) {
     // Traces first (spans end last in a request), then logs, then metrics, which also
     // carry the final drop counts.
     if let Some(tp) = tp {
@@ -205,7 +209,9 @@ macro_rules! otlp_exporter {
                 for (k, v) in &$config.headers {
                     let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
                         .map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
-                    let val = v.parse().map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
+                    let val = v
+                        .parse()
+                        .map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
                     md.insert(key, val);
                 }
                 $builder
@@ -320,7 +326,11 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             .with_max_queue_size(config.max_queue_size)
             .with_scheduled_delay(config.scheduled_delay)
             .build();
-        tp = tp.with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(batch).build());
+        tp = tp.with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        );
     }
     let tracer_provider = tp.build();
     let tracer = tracer_provider.tracer("vidscope");
@@ -363,12 +373,20 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     };
     let logs_on = target.is_some();
     if let Some(target) = target {
-        let exporter = GuardedLogs::new(Guarded::new(target, fallback(config, Signal::Logs)?, stats.clone()));
+        let exporter = GuardedLogs::new(Guarded::new(
+            target,
+            fallback(config, Signal::Logs)?,
+            stats.clone(),
+        ));
         let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
             .with_max_queue_size(config.max_queue_size)
             .with_scheduled_delay(config.scheduled_delay)
             .build();
-        lp = lp.with_log_processor(BatchLogProcessor::builder(exporter).with_batch_config(batch).build());
+        lp = lp.with_log_processor(
+            BatchLogProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        );
     }
     let logger_provider = lp.build();
 

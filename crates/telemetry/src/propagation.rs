@@ -11,10 +11,12 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Installs the W3C `traceparent` + `baggage` propagator (the SDK's default is a no-op).
 pub fn install_propagator() {
-    global::set_text_map_propagator(opentelemetry::propagation::TextMapCompositePropagator::new(vec![
-        Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
-        Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
-    ]));
+    global::set_text_map_propagator(opentelemetry::propagation::TextMapCompositePropagator::new(
+        vec![
+            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+        ],
+    ));
 }
 
 /// The remote context carried by incoming request headers (empty when there is none).

@@ -106,7 +106,10 @@ fn value_after_separator(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
     }
     // `Authorization: Bearer x` — keep the scheme word, the scheme rule redacts the credential.
     let lower_rest = b[i..].to_ascii_lowercase();
-    if AUTH_SCHEMES.iter().any(|s| lower_rest.starts_with(s.as_bytes())) {
+    if AUTH_SCHEMES
+        .iter()
+        .any(|s| lower_rest.starts_with(s.as_bytes()))
+    {
         return None;
     }
     let end = value_end(b, i);
@@ -114,7 +117,12 @@ fn value_after_separator(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
 }
 
 fn value_end(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && !matches!(b[i], b'&' | b' ' | b',' | b'"' | b'\'' | b';' | b'}' | b'\n') {
+    while i < b.len()
+        && !matches!(
+            b[i],
+            b'&' | b' ' | b',' | b'"' | b'\'' | b';' | b'}' | b'\n'
+        )
+    {
         i += 1;
     }
     i
@@ -144,7 +152,10 @@ mod tests {
         ];
         for (input, secret) in cases {
             let out = redact_str(input);
-            assert!(!out.contains(secret), "{input:?} -> {out:?} still has {secret:?}");
+            assert!(
+                !out.contains(secret),
+                "{input:?} -> {out:?} still has {secret:?}"
+            );
             assert!(out.contains(REDACTED), "{input:?} -> {out:?}");
         }
     }

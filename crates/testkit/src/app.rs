@@ -122,7 +122,10 @@ impl Default for TestAppBuilder {
 
 impl TestAppBuilder {
     /// Adjusts the telemetry configuration (it starts as OTLP/gRPC to the capture receiver).
-    pub fn telemetry(mut self, f: impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig + 'static) -> Self {
+    pub fn telemetry(
+        mut self,
+        f: impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig + 'static,
+    ) -> Self {
         self.telemetry = Box::new(f);
         self
     }
@@ -151,7 +154,8 @@ impl TestAppBuilder {
             .lock_owned()
             .await;
         let otlp = start_receiver().await;
-        let base = TelemetryConfig::new("vidscope-test").with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint());
+        let base = TelemetryConfig::new("vidscope-test")
+            .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint());
         let mut config = (self.telemetry)(base, &otlp);
         // Tests must not wait half a second per batch.
         config.scheduled_delay = Duration::from_millis(50);
@@ -176,7 +180,9 @@ impl TestAppBuilder {
             pg_database = Some(name);
         }
         if self.redis {
-            settings.redis_url = Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()));
+            settings.redis_url = Some(
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            );
         }
         let settings = (self.settings)(settings);
 
@@ -273,8 +279,8 @@ impl TestApp {
                 let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
                 )))
-                    .execute(&mut conn)
-                    .await;
+                .execute(&mut conn)
+                .await;
             }
         }
     }

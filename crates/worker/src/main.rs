@@ -22,7 +22,9 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let telemetry = TelemetryConfig::new("vidscope-worker").from_env()?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
-    let data_dir = PathBuf::from(std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()));
+    let data_dir = PathBuf::from(
+        std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()),
+    );
     let addr = parse_addr("VIDSCOPE_ADDR", DEFAULT_ADDR)?;
     let settings = Settings::from_env(&data_dir, addr)?;
     let db = Db::connect(&settings.database_url)

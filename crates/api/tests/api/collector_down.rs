@@ -32,8 +32,16 @@ async fn requests_succeed_and_drops_are_counted_when_the_collector_is_down() {
     app.flush_telemetry().await;
 
     let stats = app.telemetry.stats();
-    assert!(stats.dropped(Signal::Traces) >= 900, "spans dropped: {}", stats.dropped(Signal::Traces));
-    assert!(stats.dropped(Signal::Logs) >= 500, "logs dropped: {}", stats.dropped(Signal::Logs));
+    assert!(
+        stats.dropped(Signal::Traces) >= 900,
+        "spans dropped: {}",
+        stats.dropped(Signal::Traces)
+    );
+    assert!(
+        stats.dropped(Signal::Logs) >= 500,
+        "logs dropped: {}",
+        stats.dropped(Signal::Logs)
+    );
     assert_eq!(stats.exported(Signal::Traces), 0);
 
     app.otlp
@@ -47,8 +55,16 @@ async fn requests_succeed_and_drops_are_counted_when_the_collector_is_down() {
 
     // One warning per signal, not one per failed batch.
     // (The warning itself is logged on the exporter thread, outside this test's subscriber.)
-    assert_eq!(stats.warnings(Signal::Traces), 1, "rate-limited warning count");
-    assert_eq!(stats.warnings(Signal::Logs), 1, "rate-limited warning count");
+    assert_eq!(
+        stats.warnings(Signal::Traces),
+        1,
+        "rate-limited warning count"
+    );
+    assert_eq!(
+        stats.warnings(Signal::Logs),
+        1,
+        "rate-limited warning count"
+    );
     app.stop().await;
 }
 
@@ -72,7 +88,11 @@ async fn refused_batches_go_to_the_fallback_file() {
         .to_owned();
     app.flush_telemetry().await;
     let stats = app.telemetry.stats();
-    assert!(stats.fallback(Signal::Traces) >= 2, "fallback count {}", stats.fallback(Signal::Traces));
+    assert!(
+        stats.fallback(Signal::Traces) >= 2,
+        "fallback count {}",
+        stats.fallback(Signal::Traces)
+    );
     assert_eq!(stats.dropped(Signal::Traces), 0);
     let file = std::fs::read_to_string(dir.join("traces.json")).unwrap();
     assert!(file.contains(&trace_id));

@@ -12,9 +12,16 @@ fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 
 /// Runs a seed recipe through `sh` exactly as written, with the file path substituted.
 fn recipe(cmd: &str, file: &std::path::Path) -> String {
-    let cmd = cmd.replace("/var/log/otel-collector/traces.json", &file.display().to_string());
+    let cmd = cmd.replace(
+        "/var/log/otel-collector/traces.json",
+        &file.display().to_string(),
+    );
     let out = Command::new("sh").arg("-c").arg(&cmd).output().expect("sh");
-    assert!(out.status.success(), "{cmd}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -41,8 +48,14 @@ async fn file_mode_writes_collector_format_that_the_seed_recipes_read() {
     // Written within seconds without any flush (batch delay + metric interval).
     let traces = dir.path().join("traces.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&traces).unwrap_or_default().contains(&trace_id) {
-        assert!(std::time::Instant::now() < deadline, "trace not in {traces:?} after 5 s");
+    while !std::fs::read_to_string(&traces)
+        .unwrap_or_default()
+        .contains(&trace_id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trace not in {traces:?} after 5 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.flush_telemetry().await;
@@ -56,19 +69,33 @@ async fn file_mode_writes_collector_format_that_the_seed_recipes_read() {
             for ss in rs["scopeSpans"].as_array().unwrap() {
                 for span in ss["spans"].as_array().unwrap() {
                     let id = span["traceId"].as_str().unwrap();
-                    assert!(id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+                    assert!(
+                        id.len() == 32
+                            && id
+                                .chars()
+                                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                    );
                     assert!(span["kind"].is_i64(), "enums are integers: {span}");
-                    assert!(span["startTimeUnixNano"].is_string(), "64-bit ints are strings");
+                    assert!(
+                        span["startTimeUnixNano"].is_string(),
+                        "64-bit ints are strings"
+                    );
                     found |= id == trace_id;
                 }
             }
         }
     }
     assert!(found, "the request's trace is in the file");
-    for (name, key) in [("metrics.json", "resourceMetrics"), ("logs.json", "resourceLogs")] {
+    for (name, key) in [
+        ("metrics.json", "resourceMetrics"),
+        ("logs.json", "resourceLogs"),
+    ] {
         let lines = read_lines(&dir.path().join(name));
         assert!(!lines.is_empty(), "{name} is empty");
-        assert!(lines.iter().all(|l| l.get(key).is_some()), "{name} lines carry {key}");
+        assert!(
+            lines.iter().all(|l| l.get(key).is_some()),
+            "{name} lines carry {key}"
+        );
     }
 
     // Seed 001's error count, unchanged: exactly the 503's server span is an error.
@@ -83,7 +110,10 @@ async fn file_mode_writes_collector_format_that_the_seed_recipes_read() {
         r#"jq -r '.resourceSpans[].scopeSpans[].spans[] | select(.attributes[]?.key=="api.category") | .attributes[] | select(.key=="api.category") | .value.stringValue' /var/log/otel-collector/traces.json | sort | uniq -c"#,
         &traces,
     );
-    assert!(categories.contains("2 system"), "api.category counts: {categories}");
+    assert!(
+        categories.contains("2 system"),
+        "api.category counts: {categories}"
+    );
     // Seed 000's slow video-load query runs (and finds nothing here).
     let slow = recipe(
         r#"jq '.resourceSpans[].scopeSpans[].spans[] | select(.name=="video.session") | select(.duration > 1000000000)' /var/log/otel-collector/traces.json"#,
@@ -113,7 +143,15 @@ fn files_rotate_by_size_and_keep_the_configured_backups() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["traces.json", "traces.json.1", "traces.json.2", "traces.json.3"]);
+    assert_eq!(
+        names,
+        [
+            "traces.json",
+            "traces.json.1",
+            "traces.json.2",
+            "traces.json.3"
+        ]
+    );
     for n in &names {
         let text = std::fs::read_to_string(dir.path().join(n)).unwrap();
         for line in text.lines() {

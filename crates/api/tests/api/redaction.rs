@@ -44,9 +44,15 @@ async fn secrets_never_reach_any_signal() {
 
     // Careless code: a secret in a log message, a log field, a span attribute and an event.
     {
-        let span = tracing::info_span!("careless", http.request.header.authorization = "Bearer Bearer-secret-9f8e7d");
+        let span = tracing::info_span!(
+            "careless",
+            http.request.header.authorization = "Bearer Bearer-secret-9f8e7d"
+        );
         let _e = span.enter();
-        tracing::warn!(password = "logged-password-0k0k", "login failed for a@b.c password=logged-password-0k0k");
+        tracing::warn!(
+            password = "logged-password-0k0k",
+            "login failed for a@b.c password=logged-password-0k0k"
+        );
         tracing::info!(
             url = "https://s3.local/b/k.mp4?X-Amz-Credential=AKIA&X-Amz-Signature=signature-deadbeef42",
             "presigned"
@@ -54,20 +60,36 @@ async fn secrets_never_reach_any_signal() {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         span.add_event(
             "upload.failed",
-            vec![opentelemetry::KeyValue::new("detail", "cookie: vidscope_session=cookie-secret-1a2b3c")],
+            vec![opentelemetry::KeyValue::new(
+                "detail",
+                "cookie: vidscope_session=cookie-secret-1a2b3c",
+            )],
         );
     }
     app.flush_telemetry().await;
 
     // Something arrived for every signal, and none of it carries a secret.
     let counts = app.otlp.request_counts();
-    assert!(counts.traces() > 0 && counts.logs() > 0 && counts.metrics() > 0, "{counts:?}");
+    assert!(
+        counts.traces() > 0 && counts.logs() > 0 && counts.metrics() > 0,
+        "{counts:?}"
+    );
     app.otlp
-        .wait_for_log(|l| l.body.as_deref().is_some_and(|b| b.starts_with("login failed")), std::time::Duration::from_secs(5))
+        .wait_for_log(
+            |l| {
+                l.body
+                    .as_deref()
+                    .is_some_and(|b| b.starts_with("login failed"))
+            },
+            std::time::Duration::from_secs(5),
+        )
         .await
         .unwrap();
     for secret in SECRETS {
-        assert!(!app.otlp.raw_contains(secret.as_bytes()), "{secret} reached the collector");
+        assert!(
+            !app.otlp.raw_contains(secret.as_bytes()),
+            "{secret} reached the collector"
+        );
     }
     // The span, the log and the url are still there, just scrubbed.
     let careless = app.otlp.spans_named("careless");

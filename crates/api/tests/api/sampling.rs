@@ -27,7 +27,10 @@ async fn ratio_sampler_keeps_about_a_tenth_and_always_follows_a_sampled_parent()
             kept += 1;
         }
     }
-    assert!((140..=260).contains(&kept), "sampled {kept} of 2000 root requests");
+    assert!(
+        (140..=260).contains(&kept),
+        "sampled {kept} of 2000 root requests"
+    );
 
     // What the header claims is what was exported: one server span per sampled request.
     app.flush_telemetry().await;

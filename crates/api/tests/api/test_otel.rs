@@ -8,7 +8,9 @@ const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-fn over(protocol: OtlpProtocol) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
+fn over(
+    protocol: OtlpProtocol,
+) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
     move |c, r| match protocol {
         OtlpProtocol::Grpc => c.with_otlp(protocol, &r.grpc_endpoint()),
         _ => c.with_otlp(protocol, &r.http_endpoint()),
@@ -40,7 +42,10 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // The server span is a child of the caller's span and is the one traceresponse names.
     let server = app
         .otlp
-        .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "GET /api/test-otel", WAIT)
+        .wait_for_span(
+            |s| s.trace_id == TRACE_ID && s.name == "GET /api/test-otel",
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
@@ -51,7 +56,10 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     assert_eq!(server.attr_i64("http.response.status_code"), Some(200));
     assert_eq!(server.attr_str("http.response.category"), Some("success"));
     assert_eq!(server.attr_str("http.route.type"), Some("api"));
-    assert_eq!(server.resource_attr_str("service.name"), Some("vidscope-test"));
+    assert_eq!(
+        server.resource_attr_str("service.name"),
+        Some("vidscope-test")
+    );
 
     // The custom span, its event, and the log line inside it.
     let custom = app
@@ -59,8 +67,13 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
         .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "test-otel", WAIT)
         .await
         .unwrap();
-    assert_eq!(custom.parent_span_id.as_deref(), Some(server.span_id.as_str()));
-    let event = custom.event("test-otel.checked").expect("custom span has its event");
+    assert_eq!(
+        custom.parent_span_id.as_deref(),
+        Some(server.span_id.as_str())
+    );
+    let event = custom
+        .event("test-otel.checked")
+        .expect("custom span has its event");
     assert_eq!(event.attr_i64("db.result"), Some(1));
     let log = app
         .otlp
@@ -83,7 +96,11 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // The metric point and the request-duration histogram.
     app.flush_telemetry().await;
     app.otlp
-        .wait_for_metric_point("vidscope.test_otel.requests", |p| p.value.as_i64() >= Some(1), WAIT)
+        .wait_for_metric_point(
+            "vidscope.test_otel.requests",
+            |p| p.value.as_i64() >= Some(1),
+            WAIT,
+        )
         .await
         .unwrap();
     let duration = app
@@ -104,7 +121,11 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
         _ => (counts.http.total(), counts.grpc.total()),
     };
     assert!(used.0 > 0 && used.1 == 0, "{protocol:?}: {counts:?}");
-    let transport = if protocol == OtlpProtocol::Grpc { Transport::Grpc } else { Transport::Http };
+    let transport = if protocol == OtlpProtocol::Grpc {
+        Transport::Grpc
+    } else {
+        Transport::Http
+    };
     assert_eq!(server.transport, transport);
     app.stop().await;
 }
@@ -129,7 +150,10 @@ async fn every_response_carries_traceresponse_even_errors() {
     let app = vidscope_testkit::spawn_app().await;
     for path in ["/healthz", "/readyz", "/no/such/route"] {
         let resp = app.get(path).await;
-        let tr = resp.headers().get("traceresponse").unwrap_or_else(|| panic!("{path}: no traceresponse"));
+        let tr = resp
+            .headers()
+            .get("traceresponse")
+            .unwrap_or_else(|| panic!("{path}: no traceresponse"));
         let tr = tr.to_str().unwrap();
         assert!(tr.starts_with("00-") && tr.len() == 55, "{path}: {tr}");
     }

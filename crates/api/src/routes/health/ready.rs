@@ -33,11 +33,16 @@ pub async fn get(State(state): State<AppState>) -> Response {
             None => None,
         }
     };
-    let (db, store, redis) = tokio::join!(check(state.db.ping()), check(state.store.check()), redis);
+    let (db, store, redis) =
+        tokio::join!(check(state.db.ping()), check(state.store.check()), redis);
 
     let mut checks = Map::new();
     let mut failing = Vec::new();
-    for (name, result) in [("database", Some(db)), ("store", Some(store)), ("redis", redis)] {
+    for (name, result) in [
+        ("database", Some(db)),
+        ("store", Some(store)),
+        ("redis", redis),
+    ] {
         match result {
             None => {}
             Some(Ok(())) => {
@@ -57,7 +62,9 @@ pub async fn get(State(state): State<AppState>) -> Response {
     let message = format!("not ready: {} not answering", failing.join(", "));
     let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json::<Value>(json!({"error": {"code": "not_ready", "message": message}, "checks": checks})),
+        Json::<Value>(
+            json!({"error": {"code": "not_ready", "message": message}, "checks": checks}),
+        ),
     )
         .into_response();
     r.headers_mut()

@@ -30,7 +30,10 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
             .fetch_one(state.db.pool())
             .await
             .map_err(vidscope_core::CoreError::from)?;
-        child.add_event("test-otel.checked", vec![KeyValue::new("db.result", i64::from(one))]);
+        child.add_event(
+            "test-otel.checked",
+            vec![KeyValue::new("db.result", i64::from(one))],
+        );
         tracing::info!(db.result = one, "telemetry check ran");
         Ok::<_, ApiError>(())
     }
