@@ -54,7 +54,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -72,7 +71,7 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// timer only matters for conditions that depend on something other than new requests.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
-/// How long [`CaptureReceiver::shutdown`] lets in-flight requests finish before aborting.
+/// How long in-flight requests may finish after a stop before their connections are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Keeps the list of refused requests bounded when a misconfigured exporter retries in a loop.
@@ -558,6 +557,9 @@ pub struct ReceiverOptions {
     /// `false` keeps only counters: no decoded requests, flattened views or raw bytes. Used by the
     /// benchmark sink, whose memory would otherwise grow with every request.
     pub retain: bool,
+    /// Threads of the receiver's private runtime. One is plenty for tests; the benchmark sink uses
+    /// more so decoding never becomes the bottleneck it is measuring around.
+    pub worker_threads: usize,
 }
 
 impl Default for ReceiverOptions {
@@ -567,6 +569,7 @@ impl Default for ReceiverOptions {
             grpc_addr: loopback,
             http_addr: loopback,
             retain: true,
+            worker_threads: 1,
         }
     }
 }
@@ -788,19 +791,25 @@ struct Handle {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Flips to `true` (or closes) once the server thread has finished.
+    stopped: watch::Receiver<bool>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        // The server tasks only hold `Shared`, never the handle, so this runs when the last test
-        // clone goes away and the ports are released without an explicit shutdown call.
+        // The server thread only holds `Shared`, never the handle, so this runs when the last
+        // test clone goes away and the ports are released without an explicit shutdown call.
         self.stop.send_replace(true);
     }
 }
 
 /// Cheap-to-clone handle to a running receiver. The servers stop when the last clone is dropped
 /// or [`shutdown`](Self::shutdown) is called.
+///
+/// The servers run on their own thread and runtime rather than the caller's: SDK calls such as
+/// `force_flush()` block the calling thread until the exporter got a response, and under the
+/// default current-thread `#[tokio::test]` runtime a receiver sharing that thread could never
+/// answer, so the test would hang until the exporter timed out.
 #[derive(Clone)]
 pub struct CaptureReceiver {
     inner: Arc<Handle>,
@@ -831,8 +840,8 @@ impl CaptureReceiver {
     /// Binds both listeners before returning, so the endpoints are connectable immediately and an
     /// exporter started next cannot race the server.
     pub async fn start_with(options: ReceiverOptions) -> std::io::Result<CaptureReceiver> {
-        let grpc_listener = bind(options.grpc_addr, "OTLP/gRPC").await?;
-        let http_listener = bind(options.http_addr, "OTLP/HTTP").await?;
+        let grpc_listener = bind(options.grpc_addr, "OTLP/gRPC")?;
+        let http_listener = bind(options.http_addr, "OTLP/HTTP")?;
         let grpc_addr = grpc_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
@@ -842,13 +851,28 @@ impl CaptureReceiver {
             store: Mutex::new(Store::default()),
             changed: Notify::new(),
         });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.worker_threads.max(1))
+            .thread_name("otlp-capture-worker")
+            .enable_all()
+            .build()?;
         let (stop, stop_rx) = watch::channel(false);
-        let grpc_task = tokio::spawn(serve_grpc(
-            grpc_listener,
-            Arc::clone(&shared),
-            stop_rx.clone(),
-        ));
-        let http_task = tokio::spawn(serve_http(http_listener, Arc::clone(&shared), stop_rx));
+        let (stopped_tx, stopped) = watch::channel(false);
+        let server_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("otlp-capture".to_owned())
+            .spawn(move || {
+                runtime.block_on(run_servers(
+                    grpc_listener,
+                    http_listener,
+                    server_shared,
+                    stop_rx,
+                ));
+                // Connections still open after the grace period are cut here; waiting for them
+                // would let one stuck client keep the ports bound.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+                stopped_tx.send_replace(true);
+            })?;
 
         Ok(CaptureReceiver {
             inner: Arc::new(Handle {
@@ -856,30 +880,19 @@ impl CaptureReceiver {
                 grpc_addr,
                 http_addr,
                 stop,
-                tasks: Mutex::new(vec![grpc_task, http_task]),
+                stopped,
             }),
         })
     }
 
-    /// Stops both servers for every clone of this handle. In-flight requests get a short grace
-    /// period so an exporter's final flush is not cut mid-request.
+    /// Stops both servers for every clone of this handle and waits until the ports are released.
+    /// In-flight requests get a short grace period so an exporter's final flush is not cut
+    /// mid-request.
     pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
-        let tasks = std::mem::take(
-            &mut *self
-                .inner
-                .tasks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for mut task in tasks {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
+        let mut stopped = self.inner.stopped.clone();
+        // An error means the server thread is gone, which is what we are waiting for.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
     }
 
     /// `http://127.0.0.1:PORT`, the form tonic-based exporters expect.
@@ -988,8 +1001,9 @@ impl CaptureReceiver {
 
     /// Whether `needle` occurs anywhere in what was captured: the raw bodies as received, and
     /// renderings of every decoded request (protobuf re-encoding, OTLP/JSON, `Debug`). The
-    /// renderings matter because the wire form may hide a value — JSON escapes quotes and
-    /// non-ASCII, gRPC frames could be split — and because ids show up as hex only in JSON.
+    /// renderings matter because the wire form may hide a value (OTLP/JSON escapes quotes and may
+    /// escape non-ASCII) and because ids are binary on the wire but hex in the JSON rendering, so
+    /// a leaked trace id can be searched for the way it appears in logs.
     ///
     /// An empty needle is contained in everything and returns `true`, so a leak check against an
     /// accidentally empty secret fails loudly instead of passing vacuously.
@@ -1148,13 +1162,44 @@ impl CaptureReceiver {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|err| {
+/// Binds with std so bind errors surface synchronously in the caller, before the server thread
+/// exists.
+fn bind(addr: SocketAddr, what: &str) -> std::io::Result<std::net::TcpListener> {
+    let with_context = |err: std::io::Error| {
         std::io::Error::new(
             err.kind(),
             format!("binding {what} listener on {addr}: {err}"),
         )
-    })
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(with_context)?;
+    listener.set_nonblocking(true).map_err(with_context)?;
+    Ok(listener)
+}
+
+async fn run_servers(
+    grpc_listener: std::net::TcpListener,
+    http_listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let (grpc_listener, http_listener) = match (
+        TcpListener::from_std(grpc_listener),
+        TcpListener::from_std(http_listener),
+    ) {
+        (Ok(grpc), Ok(http)) => (grpc, http),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("OTLP capture receiver: cannot register listeners: {err}");
+            return;
+        }
+    };
+    let grpc = tokio::spawn(serve_grpc(grpc_listener, Arc::clone(&shared), stop.clone()));
+    let http = tokio::spawn(serve_http(http_listener, shared, stop.clone()));
+    stop_requested(stop).await;
+    let drained = async {
+        let _ = grpc.await;
+        let _ = http.await;
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

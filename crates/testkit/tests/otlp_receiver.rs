@@ -1007,3 +1007,35 @@ async fn shutdown_stops_the_servers_for_all_clones() {
     // Captured data outlives the servers.
     assert_eq!(clone.spans().len(), 2);
 }
+
+/// SDK flushes block the calling thread until the exporter gets a response; under the default
+/// current-thread test runtime the receiver must still answer.
+#[tokio::test]
+async fn blocking_exports_from_the_test_thread_do_not_deadlock() {
+    use std::io::{Read, Write};
+
+    let receiver = CaptureReceiver::start().await;
+    let body = trace_request("x").encode_to_vec();
+    let mut stream = std::net::TcpStream::connect(receiver.http_addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("set timeout");
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        receiver.http_addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(&body).expect("write body");
+    let mut reply = Vec::new();
+    stream
+        .read_to_end(&mut reply)
+        .expect("the receiver answers while the test thread is blocked");
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(receiver.spans().len(), 2);
+}

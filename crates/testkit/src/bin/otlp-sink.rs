@@ -119,7 +119,8 @@ async fn stop_signal() {
     }
 }
 
-#[tokio::main]
+/// The receiver brings its own runtime; this one only runs the ticker and signal handling.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
@@ -137,6 +138,7 @@ async fn main() -> ExitCode {
         grpc_addr: args.grpc,
         http_addr: args.http,
         retain: false,
+        worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let receiver = match CaptureReceiver::start_with(options).await {
         Ok(receiver) => receiver,
