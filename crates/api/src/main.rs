@@ -30,6 +30,10 @@ async fn run() -> anyhow::Result<()> {
         &std::env::var("VIDSCOPE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into()),
     )?;
     let settings = Settings::from_env(&data_dir, addr)?;
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    }
     let result = async {
         let app = Application::build(&settings, guard.metrics().clone()).await?;
         tracing::info!(port = app.port(), "vidscope-api listening");

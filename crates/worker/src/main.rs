@@ -27,6 +27,10 @@ async fn run() -> anyhow::Result<()> {
     );
     let addr = parse_addr("VIDSCOPE_ADDR", DEFAULT_ADDR)?;
     let settings = Settings::from_env(&data_dir, addr)?;
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    }
     let db = Db::connect(&settings.database_url)
         .await
         .context("cannot connect to the database (DATABASE_URL)")?;
