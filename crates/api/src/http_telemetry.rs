@@ -28,7 +28,6 @@ pub fn api_category(route: &str) -> &'static str {
         "upload" => "upload",
         "auth" => "auth",
         "telemetry" => "telemetry",
-        "" => "system",
         _ => "system",
     }
 }

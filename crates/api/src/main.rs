@@ -1,11 +1,10 @@
 //! `vidscope-api`: the API alone, for containers. Configuration comes from the environment.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use vidscope_api::Application;
-use vidscope_core::config::{DEFAULT_ADDR, DEFAULT_DATA_DIR, Settings, parse_addr};
+use vidscope_core::config::Settings;
 use vidscope_telemetry::TelemetryConfig;
 
 #[tokio::main]
@@ -22,18 +21,7 @@ async fn main() -> ExitCode {
 async fn run() -> anyhow::Result<()> {
     let telemetry = TelemetryConfig::new("vidscope-api").from_env()?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
-    let data_dir = PathBuf::from(
-        std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()),
-    );
-    let addr = parse_addr(
-        "VIDSCOPE_ADDR",
-        &std::env::var("VIDSCOPE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into()),
-    )?;
-    let settings = Settings::from_env(&data_dir, addr)?;
-    if settings.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
-    }
+    let settings = Settings::from_process_env()?;
     let result = async {
         let app = Application::build(&settings, guard.metrics().clone()).await?;
         tracing::info!(port = app.port(), "vidscope-api listening");

@@ -77,8 +77,6 @@ async fn main() -> ExitCode {
 }
 
 async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let telemetry_dir = data_dir.join("telemetry");
     // Files by default; any OTEL_* exporter setting in the environment overrides them.
     let telemetry = TelemetryConfig::new("vidscope")
@@ -148,10 +146,6 @@ async fn user_add(data_dir: &Path, email: &str, password: &str, role: &str) -> a
     let password = Password::parse(password).context("--password")?;
     let role = Role::parse(role).context("--role")?;
     let settings = Settings::from_env(data_dir, DEFAULT_ADDR.parse()?)?;
-    if settings.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
-    }
     let db = Db::connect(&settings.database_url).await?;
     db.migrate().await?;
     let id = vidscope_core::users::create_user(&db, &email, &password, role).await?;

@@ -42,6 +42,19 @@ impl Settings {
         }
     }
 
+    /// What the container binaries use: `VIDSCOPE_DATA_DIR` and `VIDSCOPE_ADDR` (with their
+    /// defaults) plus everything [`Settings::from_env`] reads.
+    pub fn from_process_env() -> Result<Self, SettingsError> {
+        let data_dir = PathBuf::from(
+            std::env::var("VIDSCOPE_DATA_DIR").unwrap_or_else(|_| DEFAULT_DATA_DIR.into()),
+        );
+        let addr = parse_addr(
+            "VIDSCOPE_ADDR",
+            &std::env::var("VIDSCOPE_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into()),
+        )?;
+        Self::from_env(&data_dir, addr)
+    }
+
     /// Reads the environment on top of the embedded defaults.
     pub fn from_env(data_dir: &Path, addr: SocketAddr) -> Result<Self, SettingsError> {
         Self::from_lookup(data_dir, addr, |k| std::env::var(k).ok())

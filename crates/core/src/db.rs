@@ -4,6 +4,7 @@
 //! sqlx 0.9 emits no spans of its own (only DEBUG events), so [`query_span`] is how database
 //! work shows up in traces with the semantic-convention attributes.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -59,6 +60,18 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, CoreError> {
         install_default_drivers();
         let backend: Backend = url.parse()?;
+        if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
+            && !dir.as_os_str().is_empty()
+        {
+            // Every entry point (both binaries, `vidscope up`, `vidscope user add`) gets a
+            // fresh data dir created here, not in four places.
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                CoreError::Invalid(format!(
+                    "cannot create the database directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -128,6 +141,16 @@ impl Db {
     }
 }
 
+/// The file behind a SQLite URL (`sqlite://path?opts`, `sqlite:path`); `None` for other
+/// backends and in-memory databases.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
 /// A client span for one statement. `sql` is the statement text with bind parameters (never
 /// values), so it is safe to record as `db.query.text`.
 pub fn query_span(
@@ -151,4 +174,34 @@ pub fn query_span(
         db.query.text = sql,
         error.type = tracing::field::Empty,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite:///d/v.db?mode=rwc"),
+            Some(PathBuf::from("/d/v.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:rel/v.db"),
+            Some(PathBuf::from("rel/v.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[tokio::test]
+    async fn connect_creates_a_missing_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a/b/v.db");
+        let db = Db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        db.ping().await.unwrap();
+        assert!(file.exists());
+    }
 }

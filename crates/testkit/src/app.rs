@@ -15,7 +15,8 @@ use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
 
 use crate::otlp::CaptureReceiver;
 
-/// The runtime the capture receiver and exporter connections live on.
+/// The runtime the exporters' gRPC connections live on, so they never depend on the test's
+/// (possibly blocked) thread. The capture receiver has its own thread already.
 pub fn background() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
@@ -26,14 +27,6 @@ pub fn background() -> &'static tokio::runtime::Runtime {
             .build()
             .expect("cannot start the testkit background runtime")
     })
-}
-
-/// Starts a capture receiver on the background runtime.
-pub async fn start_receiver() -> CaptureReceiver {
-    background()
-        .spawn(CaptureReceiver::start())
-        .await
-        .expect("capture receiver task panicked")
 }
 
 /// What the app printed on "stdout", for assertions on JSON log lines.
@@ -153,7 +146,7 @@ impl TestAppBuilder {
             .clone()
             .lock_owned()
             .await;
-        let otlp = start_receiver().await;
+        let otlp = CaptureReceiver::start().await;
         let base = TelemetryConfig::new("vidscope-test")
             .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint());
         let mut config = (self.telemetry)(base, &otlp);

@@ -3,9 +3,9 @@
 //!
 //! Tests use Tokio's default current-thread runtime: [`spawn_app`] installs the app's tracing
 //! subscriber for the test's thread only, so tests running in parallel in one process each see
-//! their own telemetry. The capture receiver and the exporters' gRPC connections run on a
-//! shared background runtime, so flushing or dropping telemetry never waits on the (blocked)
-//! test thread.
+//! their own telemetry. The capture receiver runs on its own thread and the exporters' gRPC
+//! connections on a shared background runtime, so flushing or dropping telemetry never waits
+//! on the (blocked) test thread.
 
 pub mod app;
 pub mod otlp;
