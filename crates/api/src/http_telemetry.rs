@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
@@ -43,6 +43,23 @@ pub fn route_type(route: &str) -> &'static str {
     }
 }
 
+/// Semconv `http.request.method`: the known methods as themselves, anything else `_OTHER`
+/// (keeps the metric label set bounded and avoids an allocation per request).
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
 fn response_category(status: u16) -> &'static str {
     match status {
         500.. => "server_error",
@@ -58,7 +75,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let route = matched.as_deref().unwrap_or("");
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let body_size = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -75,7 +92,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         "http.server.request",
         otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
         otel.kind = "server",
-        http.request.method = %method,
+        http.request.method = method,
         http.route = tracing::field::Empty,
         url.path = %redact_str(req.uri().path()),
         url.scheme = "http",
@@ -111,10 +128,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     }
 
     let mut labels = Vec::with_capacity(5);
-    labels.push(KeyValue::new(
-        "http.request.method",
-        method.as_str().to_owned(),
-    ));
+    labels.push(KeyValue::new("http.request.method", method));
     if let Some(r) = matched {
         labels.push(KeyValue::new("http.route", r));
     }

@@ -7,6 +7,12 @@ use vidscope_api::Application;
 use vidscope_core::config::Settings;
 use vidscope_telemetry::TelemetryConfig;
 
+/// mimalloc rather than glibc malloc: the telemetry pipeline allocates per span, log record
+/// and batch, and glibc's allocator was ~20 % of all instructions at 100 % sampling
+/// (callgrind on `scripts/bench-overhead.sh`'s route).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {

@@ -53,6 +53,12 @@ enum UserCommand {
     },
 }
 
+/// mimalloc rather than glibc malloc: the telemetry pipeline allocates per span, log record
+/// and batch, and glibc's allocator was ~20 % of all instructions at 100 % sampling
+/// (callgrind on `scripts/bench-overhead.sh`'s route).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::config::Signal;
 use crate::file::{JsonLinesFile, proto_resource};
-use crate::redact::{REDACTED, is_sensitive_key, redact_str};
+use crate::redact::{REDACTED, is_sensitive_key_cached as is_sensitive_key, redact_str};
 
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);

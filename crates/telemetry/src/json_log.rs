@@ -2,7 +2,7 @@
 //!
 //! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, and the layer's span
 //! data is private, so this wraps the stock formatter and splices the ids of the active
-//! OpenTelemetry context (tracing-opentelemetry activates it when a span is entered) before
+//! OpenTelemetry context (attached per event by [`crate::event_context::WithSpanContext`]) before
 //! the closing brace. Outside a span the ids are `null`.
 
 use opentelemetry::trace::TraceContextExt;

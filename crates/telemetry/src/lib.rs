@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod classify;
 pub mod config;
+mod event_context;
 pub mod export;
 pub mod file;
 pub mod init;

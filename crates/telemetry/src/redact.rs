@@ -39,34 +39,88 @@ const AUTH_SCHEMES: &[&str] = &["bearer ", "basic "];
 
 /// An attribute whose key names a secret is replaced whole.
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SENSITIVE_NAMES.iter().any(|n| k.contains(n))
+    contains_sensitive_name(key.as_bytes())
+}
+
+/// [`is_sensitive_key`] with a per-thread memo. Attribute keys come from a small fixed set
+/// (field names in code, the catalog), and the export threads ask about the same dozen keys
+/// for every span, so a lookup beats rescanning. Bounded: past [`KEY_CACHE_CAP`] distinct keys
+/// it stops remembering and scans.
+pub fn is_sensitive_key_cached(key: &str) -> bool {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<Box<str>, bool>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    CACHE.with(|c| {
+        if let Some(v) = c.borrow().get(key) {
+            return *v;
+        }
+        let v = is_sensitive_key(key);
+        let mut c = c.borrow_mut();
+        if c.len() < KEY_CACHE_CAP {
+            c.insert(key.into(), v);
+        }
+        v
+    })
+}
+
+const KEY_CACHE_CAP: usize = 4096;
+
+/// Lower-case first letters of [`SENSITIVE_NAMES`], so the scan below compares names only at
+/// positions that can start one.
+const FIRST_LETTERS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < SENSITIVE_NAMES.len() {
+        t[SENSITIVE_NAMES[i].as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Case-insensitive "contains any sensitive name" in one pass without allocating. Runs for
+/// every attribute key and every word before a separator on the export thread; the naive
+/// form (lower-case a copy, search 17 names) cost ~38 000 instructions per span.
+fn contains_sensitive_name(hay: &[u8]) -> bool {
+    (0..hay.len()).any(|i| {
+        let c = hay[i].to_ascii_lowercase();
+        FIRST_LETTERS[c as usize]
+            && SENSITIVE_NAMES.iter().any(|n| {
+                let n = n.as_bytes();
+                n[0] == c && hay.len() - i >= n.len() && hay[i..i + n.len()].eq_ignore_ascii_case(n)
+            })
+    })
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
 /// Replaces secret values inside free text. Returns the input unchanged (borrowed) in the
 /// common case, so clean strings cost one scan and no allocation.
+///
+/// A secret is the value after `=` or `:` whose preceding word (quotes and spaces allowed in
+/// between) contains a sensitive name, or the word after an auth scheme (`Bearer x`). The scan
+/// looks only at separators and at `b`/`B`, so text without them costs one pass.
 pub fn redact_str(s: &str) -> Cow<'_, str> {
-    let lower = s.to_ascii_lowercase();
+    let b = s.as_bytes();
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for name in SENSITIVE_NAMES {
-        let mut from = 0;
-        while let Some(pos) = lower[from..].find(name) {
-            let start = from + pos + name.len();
-            from = start;
-            if let Some(range) = value_after_separator(s.as_bytes(), start) {
-                spans.push(range);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'=' | b':' => {
+                if let Some(range) = secret_after_separator(b, i) {
+                    spans.push(range);
+                }
             }
-        }
-    }
-    for scheme in AUTH_SCHEMES {
-        let mut from = 0;
-        while let Some(pos) = lower[from..].find(scheme) {
-            let start = from + pos + scheme.len();
-            from = start;
-            let end = value_end(s.as_bytes(), start);
-            if end > start {
-                spans.push((start, end));
+            b'b' | b'B' => {
+                if let Some(start) = after_auth_scheme(b, i) {
+                    let end = value_end(b, start);
+                    if end > start {
+                        spans.push((start, end));
+                    }
+                }
             }
+            _ => {}
         }
     }
     if spans.is_empty() {
@@ -87,29 +141,34 @@ pub fn redact_str(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// After a sensitive name: optional closing quote, spaces, then `=` or `:`, spaces, an optional
-/// opening quote, and the value. `None` when the name is just a word in a sentence.
-fn value_after_separator(b: &[u8], mut i: usize) -> Option<(usize, usize)> {
-    // Allow the rest of an identifier (`password_hash`, `tokenValue`) before the separator.
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-') {
-        i += 1;
+/// Where the credential starts when `b[i..]` begins with an auth scheme word.
+fn after_auth_scheme(b: &[u8], i: usize) -> Option<usize> {
+    AUTH_SCHEMES.iter().find_map(|scheme| {
+        let end = i + scheme.len();
+        (end <= b.len() && b[i..end].eq_ignore_ascii_case(scheme.as_bytes())).then_some(end)
+    })
+}
+
+/// For the separator at `sep`: the range of its value when the word before it names a secret.
+/// `None` when the word is harmless, or when the value starts with an auth scheme (the scheme
+/// rule then redacts only the credential, keeping `Bearer` readable).
+fn secret_after_separator(b: &[u8], sep: usize) -> Option<(usize, usize)> {
+    let mut end = sep;
+    while end > 0 && matches!(b[end - 1], b'"' | b'\'' | b' ') {
+        end -= 1;
     }
-    while i < b.len() && (b[i] == b'"' || b[i] == b'\'' || b[i] == b' ') {
-        i += 1;
+    let mut start = end;
+    while start > 0 && is_ident(b[start - 1]) {
+        start -= 1;
     }
-    if i >= b.len() || !(b[i] == b'=' || b[i] == b':') {
+    if !contains_sensitive_name(&b[start..end]) {
         return None;
     }
-    i += 1;
-    while i < b.len() && (b[i] == b' ' || b[i] == b'"' || b[i] == b'\'') {
+    let mut i = sep + 1;
+    while i < b.len() && matches!(b[i], b' ' | b'"' | b'\'') {
         i += 1;
     }
-    // `Authorization: Bearer x` — keep the scheme word, the scheme rule redacts the credential.
-    let lower_rest = b[i..].to_ascii_lowercase();
-    if AUTH_SCHEMES
-        .iter()
-        .any(|s| lower_rest.starts_with(s.as_bytes()))
-    {
+    if after_auth_scheme(b, i).is_some() {
         return None;
     }
     let end = value_end(b, i);
@@ -149,6 +208,9 @@ mod tests {
             ("Cookie: vidscope_session=s3cr3t; theme=dark", "s3cr3t"),
             ("refresh_token=r1&x=1", "r1"),
             ("Authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz"),
+            ("db password = 'hunter2' rejected", "hunter2"),
+            ("API-KEY:k-123", "k-123"),
+            ("header bearer abc.def", "abc.def"),
         ];
         for (input, secret) in cases {
             let out = redact_str(input);
@@ -166,6 +228,9 @@ mod tests {
             "GET /api/videos/intro.mp4",
             "the password field is required",
             "token bucket refilled",
+            "https://example.com:8443/api/progress?lesson=intro",
+            "",
+            "b",
         ] {
             assert!(matches!(redact_str(s), Cow::Borrowed(_)), "{s}");
         }
@@ -185,6 +250,16 @@ mod tests {
         }
         for k in ["http.route", "user.id", "video.filename", "s3.key"] {
             assert!(!is_sensitive_key(k), "{k}");
+        }
+        // The memo agrees with the scan, on first and repeated lookups.
+        for k in [
+            "http.request.header.cookie",
+            "http.route",
+            "Password",
+            "user.id",
+        ] {
+            assert_eq!(is_sensitive_key_cached(k), is_sensitive_key(k), "{k}");
+            assert_eq!(is_sensitive_key_cached(k), is_sensitive_key(k), "{k}");
         }
     }
 }
