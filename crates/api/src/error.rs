@@ -17,6 +17,23 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// No valid session. The reason goes to the `auth.failed` event, not the body.
+    #[error("authentication required")]
+    Unauthorized,
+    /// A refused login; same answer for unknown e-mail and wrong password.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("too many attempts, retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A `Range` the object cannot satisfy; `size` goes into `Content-Range: bytes */size`.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -43,12 +60,62 @@ fn unavailable(message: &str) -> Response {
     r
 }
 
+impl ApiError {
+    /// A 400 naming what was wrong with the input.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let span = tracing::Span::current();
         match self {
             ApiError::BadRequest { code, message } => body(StatusCode::BAD_REQUEST, code, &message),
             ApiError::NotFound(m) => body(StatusCode::NOT_FOUND, "not_found", &m),
+            ApiError::Unauthorized => body(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "authentication required: log in with POST /api/auth/login",
+            ),
+            ApiError::InvalidCredentials => body(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the e-mail or password is wrong",
+            ),
+            ApiError::Forbidden(m) => body(StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                let mut r = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    &format!("too many attempts, retry in {retry_after_secs} s"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
+            ApiError::PayloadTooLarge(m) => {
+                body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &m)
+            }
+            ApiError::UnsupportedMediaType(m) => body(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                &m,
+            ),
+            ApiError::RangeNotSatisfiable { size } => {
+                let mut r = body(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    &format!("the requested range is outside the object ({size} bytes)"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                r
+            }
             ApiError::Unavailable { dependency, cause } => {
                 record_error(
                     &span,
@@ -106,4 +173,17 @@ pub fn route_not_found(method: &str, path: &str) -> Response {
         "route_not_found",
         &format!("no route for {method} {path}"),
     )
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match r {
+            J::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ),
+            // The body text names the field and the problem ("missing field `email`").
+            other => ApiError::bad_request("invalid_json", other.body_text()),
+        }
+    }
 }

@@ -8,8 +8,12 @@
 //! - [`error`]: the one error type and its HTTP mapping.
 //! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
 
+pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod http_telemetry;
+pub mod pages;
+pub mod rate_limit;
 pub mod router;
 pub mod routes;
 pub mod startup;

@@ -7,15 +7,15 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::route_not_found;
 use crate::http_telemetry::trace_request;
-use crate::routes;
 use crate::state::AppState;
+use crate::{pages, routes};
 
 /// Largest JSON body the API accepts (uploads get their own limit).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -25,6 +25,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::live::get))
         .route("/readyz", get(routes::health::ready::get))
         .route("/api/test-otel", get(routes::test_otel::get::get))
+        .route("/api/auth/login", post(routes::auth::login::post))
+        .route("/api/auth/logout", post(routes::auth::logout::post))
+        .route("/api/auth/session", get(routes::auth::session::get))
+        .route("/api/auth/register", post(routes::auth::register::post))
+        .route("/login", get(pages::login))
+        .route("/", get(pages::home))
         .fallback(
             |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
         )

@@ -49,6 +49,11 @@ impl Application {
                 store,
                 redis,
                 metrics,
+                settings: std::sync::Arc::new(settings.api.clone()),
+                login_limiter: std::sync::Arc::new(crate::rate_limit::LoginLimiter::new(
+                    settings.api.login_max_failures,
+                    settings.api.login_window,
+                )),
             },
         })
     }
@@ -68,6 +73,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let db = self.state.db.clone();
         let app = router(self.state);
+        // Connect info: the login throttle keys on the client address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

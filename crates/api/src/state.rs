@@ -1,9 +1,14 @@
 //! Shared state handed to every handler. Cheap to clone: everything inside is a handle.
 
+use std::sync::Arc;
+
 use redis::aio::ConnectionManager;
+use vidscope_core::config::ApiSettings;
 use vidscope_core::db::Db;
 use vidscope_core::storage::ObjectStore;
 use vidscope_telemetry::Metrics;
+
+use crate::rate_limit::LoginLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -12,4 +17,6 @@ pub struct AppState {
     /// Present when `REDIS_URL` is set.
     pub redis: Option<ConnectionManager>,
     pub metrics: Metrics,
+    pub settings: Arc<ApiSettings>,
+    pub login_limiter: Arc<LoginLimiter>,
 }

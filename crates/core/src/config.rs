@@ -21,6 +21,144 @@ pub struct Settings {
     pub database_url: String,
     pub redis_url: Option<String>,
     pub store: StoreSettings,
+    pub api: ApiSettings,
+}
+
+/// How `GET /api/videos/{filename}` serves objects from S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3StreamMode {
+    /// 302 to a presigned GET URL: the bytes never pass through the API.
+    Redirect,
+    /// The API fetches the requested range and streams it (for clients that cannot follow a
+    /// redirect to another origin).
+    Proxy,
+}
+
+/// Knobs of the HTTP API, all with defaults a single-user laptop install wants.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `Secure` on the session cookie (`VIDSCOPE_COOKIE_SECURE`, default false so plain
+    /// `http://127.0.0.1` works; set true behind TLS).
+    pub cookie_secure: bool,
+    /// `POST /api/auth/register` creates viewer accounts (`VIDSCOPE_REGISTRATION`, default true).
+    pub registration_enabled: bool,
+    /// Session lifetime (`VIDSCOPE_SESSION_TTL_SECS`, default 7 days).
+    pub session_ttl: Duration,
+    /// Largest accepted upload (`VIDSCOPE_UPLOAD_MAX_MB`, default 2048).
+    pub upload_max_bytes: u64,
+    /// An `upload.progress` event every this many bytes (`VIDSCOPE_UPLOAD_PROGRESS_MB`, default 8).
+    pub upload_progress_every: u64,
+    /// Failed logins allowed per account within the window (`VIDSCOPE_LOGIN_MAX_FAILURES`,
+    /// default 5); a client address gets four times as many.
+    pub login_max_failures: u32,
+    /// The rate-limit window (`VIDSCOPE_LOGIN_WINDOW_SECS`, default 300).
+    pub login_window: Duration,
+    /// A `db.slow_query` event above this (`VIDSCOPE_SLOW_QUERY_MS`, default 200).
+    pub slow_query: Duration,
+    /// An N+1 marker when one request runs the same statement more than this many times
+    /// (`VIDSCOPE_N_PLUS_ONE_THRESHOLD`, default 5).
+    pub n_plus_one_threshold: u32,
+    /// `VIDSCOPE_S3_STREAM=redirect|proxy` (default redirect).
+    pub s3_stream: S3StreamMode,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            cookie_secure: false,
+            registration_enabled: true,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            upload_max_bytes: 2048 * 1024 * 1024,
+            upload_progress_every: 8 * 1024 * 1024,
+            login_max_failures: 5,
+            login_window: Duration::from_secs(300),
+            slow_query: Duration::from_millis(200),
+            n_plus_one_threshold: 5,
+            s3_stream: S3StreamMode::Redirect,
+        }
+    }
+}
+
+fn parse_bool(var: &'static str, v: &str) -> Result<bool, SettingsError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(SettingsError {
+            var,
+            reason: format!("{v:?} is not true or false"),
+        }),
+    }
+}
+
+fn parse_u64(var: &'static str, v: &str, what: &str) -> Result<u64, SettingsError> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(SettingsError {
+            var,
+            reason: format!("{v:?} is not a positive number of {what}"),
+        })
+}
+
+impl ApiSettings {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut a = Self::default();
+        if let Some(v) = get("VIDSCOPE_COOKIE_SECURE") {
+            a.cookie_secure = parse_bool("VIDSCOPE_COOKIE_SECURE", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_REGISTRATION") {
+            a.registration_enabled = parse_bool("VIDSCOPE_REGISTRATION", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_SESSION_TTL_SECS") {
+            a.session_ttl =
+                Duration::from_secs(parse_u64("VIDSCOPE_SESSION_TTL_SECS", &v, "seconds")?);
+        }
+        if let Some(v) = get("VIDSCOPE_UPLOAD_MAX_MB") {
+            a.upload_max_bytes = parse_u64("VIDSCOPE_UPLOAD_MAX_MB", &v, "MiB")? * 1024 * 1024;
+        }
+        if let Some(v) = get("VIDSCOPE_UPLOAD_PROGRESS_MB") {
+            a.upload_progress_every =
+                parse_u64("VIDSCOPE_UPLOAD_PROGRESS_MB", &v, "MiB")? * 1024 * 1024;
+        }
+        if let Some(v) = get("VIDSCOPE_LOGIN_MAX_FAILURES") {
+            a.login_max_failures = parse_u64("VIDSCOPE_LOGIN_MAX_FAILURES", &v, "attempts")?
+                .try_into()
+                .map_err(|_| SettingsError {
+                    var: "VIDSCOPE_LOGIN_MAX_FAILURES",
+                    reason: "too large".into(),
+                })?;
+        }
+        if let Some(v) = get("VIDSCOPE_LOGIN_WINDOW_SECS") {
+            a.login_window =
+                Duration::from_secs(parse_u64("VIDSCOPE_LOGIN_WINDOW_SECS", &v, "seconds")?);
+        }
+        if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
+            a.slow_query =
+                Duration::from_millis(parse_u64("VIDSCOPE_SLOW_QUERY_MS", &v, "milliseconds")?);
+        }
+        if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
+            a.n_plus_one_threshold = parse_u64("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v, "statements")?
+                .try_into()
+                .map_err(|_| SettingsError {
+                    var: "VIDSCOPE_N_PLUS_ONE_THRESHOLD",
+                    reason: "too large".into(),
+                })?;
+        }
+        if let Some(v) = get("VIDSCOPE_S3_STREAM") {
+            a.s3_stream = match v.trim() {
+                "redirect" => S3StreamMode::Redirect,
+                "proxy" => S3StreamMode::Proxy,
+                _ => {
+                    return Err(SettingsError {
+                        var: "VIDSCOPE_S3_STREAM",
+                        reason: format!("{v:?} is not redirect or proxy"),
+                    });
+                }
+            };
+        }
+        Ok(a)
+    }
 }
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -39,6 +177,7 @@ impl Settings {
                     root: data_dir.join("objects"),
                 },
             },
+            api: ApiSettings::default(),
         }
     }
 
@@ -67,6 +206,7 @@ impl Settings {
     ) -> Result<Self, SettingsError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut s = Self::embedded(data_dir, addr);
+        s.api = ApiSettings::from_lookup(get)?;
         if let Some(url) = get("DATABASE_URL") {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")

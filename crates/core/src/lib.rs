@@ -1,6 +1,7 @@
 //! Domain types, configuration and the ports with their adapters (database, object store,
 //! cache/queue connections) shared by the API, the worker and the CLI.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;

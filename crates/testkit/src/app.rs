@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use vidscope_core::auth::User;
+use vidscope_core::domain::{Email, Password, Role};
 
 use sqlx::Connection;
 use tracing::dispatcher::DefaultGuard;
@@ -230,6 +232,15 @@ pub struct TestApp {
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
+/// An account made by [`TestApp::create_user`].
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub user: User,
+    pub password: String,
+    /// `vidscope_session=<token>`, for a `Cookie` header.
+    pub cookie: String,
+}
+
 /// Spawns the app with the default test configuration.
 pub async fn spawn_app() -> TestApp {
     TestAppBuilder::default().spawn().await
@@ -250,6 +261,35 @@ impl TestApp {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// Creates an account with `role` and a live session for it, straight through the core
+    /// crate (no HTTP, no login throttle). `cookie` is ready for a `Cookie` header.
+    pub async fn create_user(&self, role: Role) -> TestUser {
+        let email = format!(
+            "{}-{}@example.com",
+            role.as_str(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let password = "correct horse battery".to_owned();
+        let id = vidscope_core::users::create_user(
+            &self.state.db,
+            &Email::parse(&email).expect("valid e-mail"),
+            &Password::parse(&password).expect("valid password"),
+            role,
+        )
+        .await
+        .expect("create test user");
+        let user = User { id, email, role };
+        let token =
+            vidscope_core::auth::create_session(&self.state.db, &user, Duration::from_secs(3600))
+                .await
+                .expect("create test session");
+        TestUser {
+            cookie: format!("vidscope_session={}", token.expose()),
+            user,
+            password,
+        }
     }
 
     /// Exports everything buffered in all three signals.

@@ -11,4 +11,4 @@ pub mod app;
 pub mod otlp;
 pub mod s3;
 
-pub use app::{LogBuffer, TestApp, TestAppBuilder, background, spawn_app};
+pub use app::{LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app};

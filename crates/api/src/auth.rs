@@ -1,0 +1,173 @@
+//! Who is calling: the session cookie, the extractors handlers use, and the seed's auth events.
+//!
+//! The cookie is parsed and written by hand: it is one name with fixed attributes, which does
+//! not justify a cookie-jar dependency.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use opentelemetry::KeyValue;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::auth::{SessionToken, User, session_user};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "vidscope_session";
+
+/// The raw session token from the `Cookie` header, and whether the header had our cookie at
+/// all (the seed's `hasCookie`).
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> (bool, Option<SessionToken>) {
+    let mut seen = false;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some((name, v)) = pair.trim().split_once('=')
+                && name == SESSION_COOKIE
+            {
+                seen = true;
+                if let Some(t) = SessionToken::parse(v.trim()) {
+                    return (true, Some(t));
+                }
+            }
+        }
+    }
+    (seen, None)
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, Secure when configured.
+pub fn set_cookie(token: &SessionToken, max_age_secs: u64, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{}",
+        token.expose(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The seed's `auth.failed` event on the current (server) span.
+pub fn auth_failed(has_cookie: bool, reason: &'static str) {
+    tracing::Span::current().add_event(
+        "auth.failed",
+        vec![
+            KeyValue::new("hasCookie", has_cookie),
+            KeyValue::new("reason", reason),
+        ],
+    );
+}
+
+/// Looks the session up; records `user.id` on the server span when there is one.
+async fn resolve(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Result<User, (bool, &'static str)>, ApiError> {
+    let (has_cookie, token) = session_cookie(&parts.headers);
+    let Some(token) = token else {
+        return Ok(Err((
+            has_cookie,
+            if has_cookie {
+                "malformed_session"
+            } else {
+                "no_session"
+            },
+        )));
+    };
+    match session_user(&state.db, &token).await? {
+        Some(user) => {
+            tracing::Span::current().record("user.id", user.id.as_str());
+            Ok(Ok(user))
+        }
+        None => Ok(Err((true, "invalid_session"))),
+    }
+}
+
+/// A signed-in user, or 401 with an `auth.failed` event.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match resolve(parts, state).await? {
+            Ok(u) => Ok(CurrentUser(u)),
+            Err((has_cookie, reason)) => {
+                auth_failed(has_cookie, reason);
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// A signed-in admin: 401 without a session, 403 for viewers.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub User);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let CurrentUser(u) = CurrentUser::from_request_parts(parts, state).await?;
+        if u.is_admin() {
+            Ok(AdminUser(u))
+        } else {
+            Err(ApiError::Forbidden("this action needs the admin role"))
+        }
+    }
+}
+
+/// The user when there is a valid session, without rejecting (pages decide what to do).
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<User>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Ok(MaybeUser(resolve(parts, state).await?.ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let t = "ab".repeat(32);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("theme=dark; {SESSION_COOKIE}={t}; x=1")).unwrap(),
+        );
+        let (seen, tok) = session_cookie(&h);
+        assert!(seen);
+        assert_eq!(tok.unwrap().expose(), t);
+
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("vidscope_session=nope"),
+        );
+        assert!(matches!(session_cookie(&h), (true, None)));
+        assert!(matches!(session_cookie(&HeaderMap::new()), (false, None)));
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let t = SessionToken::parse(&"0".repeat(64)).unwrap();
+        let c = set_cookie(&t, 60, true);
+        for part in ["HttpOnly", "SameSite=Lax", "Secure", "Max-Age=60", "Path=/"] {
+            assert!(c.contains(part), "{c}");
+        }
+        assert!(!set_cookie(&t, 60, false).contains("Secure"));
+        assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+}

@@ -1,0 +1,116 @@
+//! `POST /api/auth/login` (seed 001's flow): credentials → session cookie, throttled per
+//! account and per client address.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry::KeyValue;
+use serde::Deserialize;
+use serde_json::json;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::auth::{create_session, verify_credentials};
+use vidscope_core::domain::{Email, Password};
+
+use crate::auth::{auth_failed, session_cookie, set_cookie};
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::routes::auth::UserBody;
+use crate::state::AppState;
+
+/// Both fields optional so a missing one gets the seed's `auth.credentials.missing` event and
+/// a 400 naming it, rather than a generic deserialisation error.
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+/// Client addresses get this many times the per-account allowance (several people can share
+/// one address).
+const ADDRESS_FACTOR: u32 = 4;
+
+#[tracing::instrument(name = "api.auth.login", skip_all, fields(user.id = tracing::field::Empty))]
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> Result<Response, ApiError> {
+    let span = tracing::Span::current();
+    let (email, password) = match (body.email.as_deref(), body.password.as_deref()) {
+        (Some(e), Some(p)) if !e.trim().is_empty() && !p.is_empty() => (e, p),
+        (e, p) => {
+            let missing: Vec<&str> = [
+                e.is_none_or(|e| e.trim().is_empty()).then_some("email"),
+                p.is_none_or(str::is_empty).then_some("password"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            span.add_event(
+                "auth.credentials.missing",
+                vec![KeyValue::new("missing", missing.join(","))],
+            );
+            return Err(ApiError::bad_request(
+                "credentials_missing",
+                format!("{} required", missing.join(" and ")),
+            ));
+        }
+    };
+    let email = Email::parse(email)?;
+    // Length rules apply at registration; here any non-empty password is checked as given,
+    // so a too-short guess is just a wrong password.
+    let password = Password::parse(password).ok();
+
+    let account_key = format!("account:{}", email.as_str());
+    let address_key = format!("address:{}", peer.ip());
+    for (key, factor) in [(&account_key, 1), (&address_key, ADDRESS_FACTOR)] {
+        if let Err(retry_after_secs) = state.login_limiter.check(key, factor) {
+            auth_failed(session_cookie(&headers).0, "rate_limited");
+            tracing::warn!(
+                limit = if factor == 1 { "account" } else { "address" },
+                "login throttled"
+            );
+            return Err(ApiError::TooManyRequests { retry_after_secs });
+        }
+    }
+
+    let verdict = match &password {
+        Some(p) => verify_credentials(&state.db, &email, p).await?,
+        None => Err(vidscope_core::auth::LoginFailure::WrongPassword),
+    };
+    let user = match verdict {
+        Ok(u) => u,
+        Err(failure) => {
+            state.login_limiter.record_failure(&account_key);
+            state.login_limiter.record_failure(&address_key);
+            auth_failed(session_cookie(&headers).0, failure.reason());
+            tracing::info!(reason = failure.reason(), "login refused");
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    state.login_limiter.reset(&account_key);
+
+    let token = create_session(&state.db, &user, state.settings.session_ttl).await?;
+    span.record("user.id", user.id.as_str());
+    tracing::Span::current().add_event(
+        "auth.session.created",
+        vec![
+            KeyValue::new("user.id", user.id.clone()),
+            KeyValue::new("user.role", user.role.as_str()),
+        ],
+    );
+    let cookie = set_cookie(
+        &token,
+        state.settings.session_ttl.as_secs(),
+        state.settings.cookie_secure,
+    );
+    let mut response = axum::Json(json!({ "user": UserBody::from(&user) })).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok(response)
+}
