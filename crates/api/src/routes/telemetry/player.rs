@@ -1,0 +1,416 @@
+//! `POST /api/telemetry/player`: a batch of player events (seeds 000/001: slow loads, resume
+//! timing, double tracking, missing persistence on page hide).
+//!
+//! ```json
+//! {"videoId": "v1", "events": [
+//!   {"name": "video.loaded", "loadTimeMs": 850},
+//!   {"name": "video.resume_attempt", "success": false, "expected": 120, "actual": 0, "resumeTimeMs": 300},
+//!   {"name": "video.resume_position_mismatch", "expected": 120, "actual": 0},
+//!   {"name": "video.buffering", "durationMs": 1200},
+//!   {"name": "video.page_hidden", "finalPosition": 131.5, "watchTime": 140}
+//! ]}
+//! ```
+//!
+//! The whole batch is validated before anything is recorded: an unknown event name or a value
+//! out of range is a 400 whose message starts with `events[<index>].<field>`. Each event then
+//! becomes an event on one `video.session` span that continues the page's `traceparent` (so
+//! the player's trace and the server's line up), and feeds the player metrics. A
+//! `video.page_hidden` with `finalPosition` saves progress, so a tab closed between periodic
+//! saves still persists where the viewer stopped. Any content type is accepted, because
+//! `navigator.sendBeacon` (what a page-hide handler can still use) sends `text/plain`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use opentelemetry::KeyValue;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::CoreError;
+use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_video};
+use vidscope_telemetry::propagation::{extract_http, set_remote_parent};
+
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::routes::progress::{ProgressBody, origin_connection, save};
+use crate::state::AppState;
+
+/// Events per batch; players flush more often than this fills.
+pub const MAX_EVENTS: usize = 100;
+/// Request body limit of this route.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest load, resume or buffering time accepted, in milliseconds (10 minutes).
+pub const MAX_DURATION_MS: f64 = 600_000.0;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Batch {
+    video_id: String,
+    events: Vec<Value>,
+}
+
+/// One validated player event.
+#[derive(Debug, Clone, PartialEq)]
+enum PlayerEvent {
+    Loaded {
+        load_time_ms: f64,
+    },
+    ResumeAttempt {
+        success: bool,
+        expected: f64,
+        actual: f64,
+        resume_time_ms: Option<f64>,
+    },
+    ResumePositionMismatch {
+        expected: f64,
+        actual: f64,
+    },
+    Buffering {
+        duration_ms: Option<f64>,
+    },
+    PageHidden {
+        input: ProgressInput,
+        field: String,
+    },
+}
+
+fn bad(index: usize, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_player_event", format!("events[{index}].{message}"))
+}
+
+/// Reads the fields of event `index`, naming `events[index].<field>` in every error.
+struct Fields<'a> {
+    index: usize,
+    obj: &'a Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn number(&self, name: &str, max: f64) -> Result<Option<f64>, ApiError> {
+        let Some(v) = self.obj.get(name).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let n = v
+            .as_f64()
+            .ok_or_else(|| bad(self.index, format_args!("{name} must be a number")))?;
+        if !(0.0..=max).contains(&n) {
+            return Err(bad(
+                self.index,
+                format_args!("{name} is out of range (got {n}, expected 0 to {max})"),
+            ));
+        }
+        Ok(Some(n))
+    }
+
+    fn required_number(&self, name: &str, max: f64) -> Result<f64, ApiError> {
+        self.number(name, max)?
+            .ok_or_else(|| bad(self.index, format_args!("{name} is required")))
+    }
+
+    fn seconds(&self, name: &str) -> Result<Option<Seconds>, ApiError> {
+        self.number(name, vidscope_core::progress::MAX_SECONDS)?
+            .map(|n| Seconds::parse(&format!("events[{}].{name}", self.index), n))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    fn required_bool(&self, name: &str) -> Result<bool, ApiError> {
+        match self.obj.get(name) {
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(
+                self.index,
+                format_args!("{name} must be true or false"),
+            )),
+            None => Err(bad(self.index, format_args!("{name} is required"))),
+        }
+    }
+}
+
+fn parse_event(index: usize, value: &Value, video_id: &VideoId) -> Result<PlayerEvent, ApiError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad(index, "name: the event must be an object with a name"))?;
+    let f = Fields { index, obj };
+    if let Some(v) = obj.get("videoId")
+        && v.as_str() != Some(video_id.as_str())
+    {
+        return Err(bad(index, "videoId differs from the batch's videoId"));
+    }
+    let name = obj
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(index, "name is required (a string)"))?;
+    let max_pos = vidscope_core::progress::MAX_SECONDS;
+    Ok(match name {
+        "video.loaded" => PlayerEvent::Loaded {
+            load_time_ms: f.required_number("loadTimeMs", MAX_DURATION_MS)?,
+        },
+        "video.resume_attempt" => PlayerEvent::ResumeAttempt {
+            success: f.required_bool("success")?,
+            expected: f.required_number("expected", max_pos)?,
+            actual: f.required_number("actual", max_pos)?,
+            resume_time_ms: f.number("resumeTimeMs", MAX_DURATION_MS)?,
+        },
+        "video.resume_position_mismatch" => PlayerEvent::ResumePositionMismatch {
+            expected: f.required_number("expected", max_pos)?,
+            actual: f.required_number("actual", max_pos)?,
+        },
+        "video.buffering" => PlayerEvent::Buffering {
+            duration_ms: f.number("durationMs", MAX_DURATION_MS)?,
+        },
+        "video.page_hidden" => PlayerEvent::PageHidden {
+            input: ProgressInput {
+                position: f
+                    .seconds("finalPosition")?
+                    .ok_or_else(|| bad(index, "finalPosition is required"))?,
+                watch_time: f.seconds("watchTime")?,
+                completed: false,
+            },
+            field: format!("events[{index}].finalPosition"),
+        },
+        other => {
+            return Err(bad(
+                index,
+                format_args!(
+                    "name: unknown event {:?}",
+                    other.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let too_large =
+        || ApiError::PayloadTooLarge(format!("a player batch is at most {MAX_BODY_BYTES} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Parses and validates the whole batch; nothing is recorded unless all of it is valid.
+fn parse_batch(bytes: &[u8]) -> Result<(VideoId, Vec<PlayerEvent>), ApiError> {
+    let batch: Batch = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid batch: {e}")))?;
+    let video_id = VideoId::parse("videoId", &batch.video_id)?;
+    if batch.events.is_empty() || batch.events.len() > MAX_EVENTS {
+        return Err(ApiError::bad_request(
+            "invalid_player_event",
+            format!(
+                "events must hold 1 to {MAX_EVENTS} events (got {})",
+                batch.events.len()
+            ),
+        ));
+    }
+    let events = batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_event(i, v, &video_id))
+        .collect::<Result<_, _>>()?;
+    Ok((video_id, events))
+}
+
+/// Adds the event to `span` and feeds the player metrics.
+fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
+    let m = &state.metrics;
+    match *event {
+        PlayerEvent::Loaded { load_time_ms } => {
+            span.add_event(
+                "video.loaded",
+                vec![KeyValue::new("loadTimeMs", load_time_ms)],
+            );
+            m.video_load_time_ms.record(load_time_ms, &[]);
+        }
+        PlayerEvent::ResumeAttempt {
+            success,
+            expected,
+            actual,
+            resume_time_ms,
+        } => {
+            let mut attrs = vec![
+                KeyValue::new("success", success),
+                KeyValue::new("expected", expected),
+                KeyValue::new("actual", actual),
+            ];
+            if let Some(ms) = resume_time_ms {
+                attrs.push(KeyValue::new("resumeTimeMs", ms));
+                m.video_resume_time_ms
+                    .record(ms, &[KeyValue::new("success", success)]);
+            }
+            span.add_event("video.resume_attempt", attrs);
+            if !success {
+                m.video_resume_failures_total.add(1, &[]);
+            }
+        }
+        PlayerEvent::ResumePositionMismatch { expected, actual } => {
+            span.add_event(
+                "video.resume_position_mismatch",
+                vec![
+                    KeyValue::new("expected", expected),
+                    KeyValue::new("actual", actual),
+                    KeyValue::new("delta", actual - expected),
+                ],
+            );
+        }
+        PlayerEvent::Buffering { duration_ms } => {
+            let attrs = duration_ms
+                .map(|ms| vec![KeyValue::new("durationMs", ms)])
+                .unwrap_or_default();
+            span.add_event("video.buffering", attrs);
+            m.video_buffering_events_total.add(1, &[]);
+        }
+        PlayerEvent::PageHidden { input, .. } => {
+            span.add_event(
+                "video.page_hidden",
+                vec![KeyValue::new("finalPosition", input.position.get())],
+            );
+        }
+    }
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(&headers, body).await?;
+    let (video_id, events) = parse_batch(&bytes)?;
+    let video: VideoRef = find_video(&state.db, &video_id)
+        .await?
+        .ok_or(CoreError::NotFound("video"))?;
+    // Check page-hide positions against the duration before recording anything.
+    let mut saves = Vec::new();
+    for e in &events {
+        if let PlayerEvent::PageHidden { input, field } = e {
+            saves.push(video.check(*input, field)?);
+        }
+    }
+
+    // A child of the page's span when it sent `traceparent`, else of the server span.
+    let span = tracing::info_span!(
+        "video.session",
+        user.id = %user.id,
+        video.id = %video.id,
+        player.events = events.len() as i64,
+    );
+    set_remote_parent(&span, extract_http(&headers));
+    for e in &events {
+        record(&state, &span, e);
+    }
+    // Only the last position of the batch matters; earlier ones are already stale.
+    let saved = match saves.last() {
+        Some(checked) => Some(
+            save(
+                &state,
+                &span,
+                &user.id,
+                &video,
+                checked,
+                origin_connection(&headers),
+            )
+            .instrument(span.clone())
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(Json(json!({
+        "accepted": events.len(),
+        "progress": saved.as_ref().map(|s| ProgressBody::from(s.progress())),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: Value) -> String {
+        match parse_batch(body.to_string().as_bytes()) {
+            Err(ApiError::BadRequest { message, .. }) => message,
+            Err(ApiError::Core(CoreError::Invalid(m))) => m,
+            other => panic!("expected a 400, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn bad_events_name_index_and_field() {
+        let cases = [
+            (json!({"name": "video.exploded"}), "events[1].name"),
+            (
+                json!({"name": "video.loaded", "loadTimeMs": -5}),
+                "events[1].loadTimeMs",
+            ),
+            (
+                json!({"name": "video.loaded", "loadTimeMs": 1e9}),
+                "events[1].loadTimeMs",
+            ),
+            (json!({"name": "video.loaded"}), "events[1].loadTimeMs"),
+            (
+                json!({"name": "video.resume_attempt", "success": "yes", "expected": 1, "actual": 1}),
+                "events[1].success",
+            ),
+            (
+                json!({"name": "video.page_hidden", "finalPosition": -1}),
+                "events[1].finalPosition",
+            ),
+            (
+                json!({"name": "video.buffering", "durationMs": "long"}),
+                "events[1].durationMs",
+            ),
+            (
+                json!({"name": "video.loaded", "loadTimeMs": 1, "videoId": "other"}),
+                "events[1].videoId",
+            ),
+            (json!(42), "events[1].name"),
+        ];
+        for (event, expected) in cases {
+            let body = json!({"videoId": "v1", "events": [
+                {"name": "video.buffering"}, event
+            ]});
+            let message = err(body);
+            assert!(message.starts_with(expected), "{expected}: {message}");
+        }
+    }
+
+    #[test]
+    fn batch_limits() {
+        assert!(err(json!({"videoId": "v1", "events": []})).contains("events"));
+        let many: Vec<Value> = (0..=MAX_EVENTS)
+            .map(|_| json!({"name": "video.buffering"}))
+            .collect();
+        assert!(err(json!({"videoId": "v1", "events": many})).contains("events"));
+    }
+
+    #[test]
+    fn a_valid_batch_parses() {
+        let (id, events) = parse_batch(
+            json!({"videoId": "v1", "events": [
+                {"name": "video.loaded", "loadTimeMs": 850},
+                {"name": "video.resume_attempt", "success": true, "expected": 10, "actual": 10.2},
+                {"name": "video.resume_position_mismatch", "expected": 10, "actual": 0},
+                {"name": "video.buffering", "durationMs": 300},
+                {"name": "video.page_hidden", "finalPosition": 12.5},
+            ]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(id.as_str(), "v1");
+        assert_eq!(events.len(), 5);
+        assert_eq!(
+            events[0],
+            PlayerEvent::Loaded {
+                load_time_ms: 850.0
+            }
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Real-time updates over a WebSocket (seed 002 ticket 1.7).
+
+pub mod get;
