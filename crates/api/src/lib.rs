@@ -14,6 +14,7 @@ pub mod extract;
 pub mod http_telemetry;
 pub mod pages;
 pub mod rate_limit;
+pub mod realtime;
 pub mod router;
 pub mod routes;
 pub mod startup;

@@ -29,6 +29,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/logout", post(routes::auth::logout::post))
         .route("/api/auth/session", get(routes::auth::session::get))
         .route("/api/auth/register", post(routes::auth::register::post))
+        .route("/api/progress", post(routes::progress::post::post))
+        .route("/api/progress/{video_id}", get(routes::progress::get::get))
+        .route(
+            "/api/telemetry/player",
+            post(routes::telemetry::player::post),
+        )
+        .route("/api/ws", get(routes::ws::get::get))
         .route("/login", get(pages::login))
         .route("/", get(pages::home))
         .fallback(

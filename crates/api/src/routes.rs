@@ -2,4 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod progress;
+pub mod telemetry;
 pub mod test_otel;
+pub mod ws;

@@ -54,6 +54,7 @@ impl Application {
                     settings.api.login_max_failures,
                     settings.api.login_window,
                 )),
+                realtime: crate::realtime::Hub::new(),
             },
         })
     }

@@ -19,4 +19,6 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<ApiSettings>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Pushes changes to open WebSocket connections.
+    pub realtime: crate::realtime::Hub,
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod progress;
 pub mod redis_conn;
 pub mod shutdown;
 pub mod storage;

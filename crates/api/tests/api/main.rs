@@ -4,6 +4,9 @@
 mod collector_down;
 mod file_mode;
 mod health;
+mod player_telemetry;
+mod progress;
 mod redaction;
 mod sampling;
 mod test_otel;
+mod ws;
