@@ -15,6 +15,10 @@ use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "vidscope_session";
 
+/// How long a session lookup is cached. Logout invalidates at once; a session deleted
+/// another way (expiry, admin action) is seen within this delay.
+pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The raw session token from the `Cookie` header, and whether the header had our cookie at
 /// all (the seed's `hasCookie`).
 pub fn session_cookie(headers: &axum::http::HeaderMap) -> (bool, Option<SessionToken>) {
@@ -79,7 +83,16 @@ async fn resolve(
             },
         )));
     };
-    match session_user(&state.db, &token).await? {
+    let key = token.cache_key();
+    // The label shows a prefix of the hash: enough to correlate, useless to an attacker.
+    let label = &key[..key.len().min(20)];
+    let user = state
+        .cache
+        .get_or_load(&key, label, SESSION_CACHE_TTL, || {
+            session_user(&state.db, &token)
+        })
+        .await?;
+    match user {
         Some(user) => {
             tracing::Span::current().record("user.id", user.id.as_str());
             Ok(Ok(user))

@@ -111,7 +111,8 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     }
     set_remote_parent(&span, extract_http(req.headers()));
 
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response =
+        vidscope_telemetry::db_watch::scope(next.run(req).instrument(span.clone())).await;
 
     let status = response.status().as_u16();
     span.record("http.response.status_code", i64::from(status));

@@ -9,6 +9,7 @@
 //! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod http_telemetry;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware;
@@ -29,6 +30,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/logout", post(routes::auth::logout::post))
         .route("/api/auth/session", get(routes::auth::session::get))
         .route("/api/auth/register", post(routes::auth::register::post))
+        .route("/api/videos", get(routes::videos::list::get))
+        .route(
+            "/api/videos/{id_or_filename}",
+            get(routes::videos::get::get),
+        )
+        .route(
+            "/api/videos/{id_or_filename}/thumbnail",
+            get(routes::videos::thumbnail::get),
+        )
         .route("/api/progress", post(routes::progress::post::post))
         .route("/api/progress/{video_id}", get(routes::progress::get::get))
         .route(
@@ -51,6 +61,17 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        // Registered after the body limit and the timeout so neither applies: an upload streams
+        // up to `upload_max_bytes` for as long as it takes and enforces that limit itself.
+        .route(
+            "/api/upload",
+            post(routes::upload::post::post)
+                .route_layer(DefaultBodyLimit::disable())
+                .route_layer(CatchPanicLayer::custom(|_| {
+                    crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
+                        .into_response()
+                })),
+        )
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             trace_request,

@@ -5,4 +5,6 @@ pub mod health;
 pub mod progress;
 pub mod telemetry;
 pub mod test_otel;
+pub mod upload;
+pub mod videos;
 pub mod ws;

@@ -47,9 +47,10 @@ impl Application {
             state: AppState {
                 db,
                 store,
-                redis,
+                redis: redis.clone(),
                 metrics,
                 settings: std::sync::Arc::new(settings.api.clone()),
+                cache: std::sync::Arc::new(crate::cache::Cache::new(redis.clone())),
                 login_limiter: std::sync::Arc::new(crate::rate_limit::LoginLimiter::new(
                     settings.api.login_max_failures,
                     settings.api.login_window,

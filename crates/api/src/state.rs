@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub settings: Arc<ApiSettings>,
     pub login_limiter: Arc<LoginLimiter>,
+    /// Session and video-metadata lookups (Redis when configured, in-process otherwise).
+    pub cache: Arc<crate::cache::Cache>,
     /// Pushes changes to open WebSocket connections.
     pub realtime: crate::realtime::Hub,
 }

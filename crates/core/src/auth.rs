@@ -9,14 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use tracing::Instrument;
 
 use crate::CoreError;
-use crate::db::{Db, query_span};
+use crate::db::{Db, InDbSpan, query_span};
 use crate::domain::{Email, Password, Role};
 
-/// An authenticated account as handlers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated account as handlers see it. Serde so the session cache can hold it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -47,6 +46,11 @@ impl SessionToken {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// What the session cache is keyed by: the SHA-256, never the token.
+    pub fn cache_key(&self) -> String {
+        format!("session:{}", self.hash())
     }
 
     fn hash(&self) -> String {
@@ -108,7 +112,7 @@ pub async fn verify_credentials(
     let row = sqlx::query(SQL)
         .bind(email.as_str())
         .fetch_optional(db.pool())
-        .instrument(query_span(db.backend(), "SELECT", "users", SQL))
+        .in_db_span(query_span(db.backend(), "SELECT", "users", SQL))
         .await?;
     let (user, hash) = match &row {
         Some(r) => (Some(row_user(r)?), r.try_get::<String, _>("password_hash")?),
@@ -148,7 +152,7 @@ pub async fn create_session(
         .bind(now)
         .bind(now + ttl.as_millis() as i64)
         .execute(db.pool())
-        .instrument(query_span(db.backend(), "INSERT", "sessions", SQL))
+        .in_db_span(query_span(db.backend(), "INSERT", "sessions", SQL))
         .await?;
     Ok(token)
 }
@@ -161,7 +165,7 @@ pub async fn session_user(db: &Db, token: &SessionToken) -> Result<Option<User>,
         .bind(token.hash())
         .bind(now_millis())
         .fetch_optional(db.pool())
-        .instrument(query_span(db.backend(), "SELECT", "sessions", SQL))
+        .in_db_span(query_span(db.backend(), "SELECT", "sessions", SQL))
         .await?;
     row.as_ref().map(row_user).transpose()
 }
@@ -172,7 +176,7 @@ pub async fn delete_session(db: &Db, token: &SessionToken) -> Result<(), CoreErr
     sqlx::query(SQL)
         .bind(token.hash())
         .execute(db.pool())
-        .instrument(query_span(db.backend(), "DELETE", "sessions", SQL))
+        .in_db_span(query_span(db.backend(), "DELETE", "sessions", SQL))
         .await?;
     Ok(())
 }

@@ -53,11 +53,6 @@ pub struct ApiSettings {
     pub login_max_failures: u32,
     /// The rate-limit window (`VIDSCOPE_LOGIN_WINDOW_SECS`, default 300).
     pub login_window: Duration,
-    /// A `db.slow_query` event above this (`VIDSCOPE_SLOW_QUERY_MS`, default 200).
-    pub slow_query: Duration,
-    /// An N+1 marker when one request runs the same statement more than this many times
-    /// (`VIDSCOPE_N_PLUS_ONE_THRESHOLD`, default 5).
-    pub n_plus_one_threshold: u32,
     /// `VIDSCOPE_S3_STREAM=redirect|proxy` (default redirect).
     pub s3_stream: S3StreamMode,
 }
@@ -72,8 +67,6 @@ impl Default for ApiSettings {
             upload_progress_every: 8 * 1024 * 1024,
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
-            slow_query: Duration::from_millis(200),
-            n_plus_one_threshold: 5,
             s3_stream: S3StreamMode::Redirect,
         }
     }
@@ -132,18 +125,6 @@ impl ApiSettings {
         if let Some(v) = get("VIDSCOPE_LOGIN_WINDOW_SECS") {
             a.login_window =
                 Duration::from_secs(parse_u64("VIDSCOPE_LOGIN_WINDOW_SECS", &v, "seconds")?);
-        }
-        if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
-            a.slow_query =
-                Duration::from_millis(parse_u64("VIDSCOPE_SLOW_QUERY_MS", &v, "milliseconds")?);
-        }
-        if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
-            a.n_plus_one_threshold = parse_u64("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v, "statements")?
-                .try_into()
-                .map_err(|_| SettingsError {
-                    var: "VIDSCOPE_N_PLUS_ONE_THRESHOLD",
-                    reason: "too large".into(),
-                })?;
         }
         if let Some(v) = get("VIDSCOPE_S3_STREAM") {
             a.s3_stream = match v.trim() {

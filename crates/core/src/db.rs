@@ -153,18 +153,64 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// A client span for one statement. `sql` is the statement text with bind parameters (never
 /// values), so it is safe to record as `db.query.text`.
+/// Runs a database future for the lifetime of its `db.query` span, polling it with no current
+/// span.
+///
+/// Not `Instrument::instrument`: sqlx-sqlite hands `Span::current()` to its worker thread with
+/// every command and drops it only after replying, so the caller's span tree (the request's
+/// server span) could close on that thread after the request had finished, or linger until the
+/// connection's next command — tests saw root spans exported late or not at all. Polled under
+/// the no-op dispatcher, the worker gets a disabled span; the `db.query` span still covers the
+/// call (it ends when this future completes) and is the child of whatever was current when it
+/// was created.
+pub trait InDbSpan: Future + Sized {
+    fn in_db_span(self, span: tracing::Span) -> DbSpanned<Self> {
+        DbSpanned {
+            span: Some(span),
+            fut: Box::pin(self),
+        }
+    }
+}
+
+impl<F: Future> InDbSpan for F {}
+
+pub struct DbSpanned<F> {
+    span: Option<tracing::Span>,
+    fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for DbSpanned<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let out = {
+            let _none = tracing::dispatcher::set_default(&tracing::Dispatch::none());
+            self.fut.as_mut().poll(cx)
+        };
+        if out.is_ready() {
+            // Ends the `db.query` span as soon as the statement is done.
+            self.span.take();
+        }
+        out
+    }
+}
+
 pub fn query_span(
     backend: Backend,
     operation: &'static str,
     table: &'static str,
     sql: &'static str,
 ) -> tracing::Span {
+    let repeated = vidscope_telemetry::db_watch::note_statement(sql);
     let name = if table.is_empty() {
         operation.to_owned()
     } else {
         format!("{operation} {table}")
     };
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "db.query",
         otel.name = %name,
         otel.kind = "client",
@@ -173,7 +219,11 @@ pub fn query_span(
         db.collection.name = table,
         db.query.text = sql,
         error.type = tracing::field::Empty,
-    )
+    );
+    if let Some(count) = repeated {
+        vidscope_telemetry::db_watch::mark_n_plus_one(&span, sql, count);
+    }
+    span
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ pub mod redis_conn;
 pub mod shutdown;
 pub mod storage;
 pub mod users;
+pub mod videos;
 
 pub use error::CoreError;

@@ -13,11 +13,10 @@
 use std::time::Duration;
 
 use sqlx::Row;
-use tracing::Instrument;
 
 use crate::CoreError;
 use crate::auth::now_millis;
-use crate::db::{Db, query_span};
+use crate::db::{Db, InDbSpan, query_span};
 
 /// A repeat save inside this window at the same position is not written again.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
@@ -180,7 +179,7 @@ pub async fn find_video(db: &Db, video_id: &VideoId) -> Result<Option<VideoRef>,
     let row = sqlx::query(SQL)
         .bind(video_id.as_str())
         .fetch_optional(db.pool())
-        .instrument(query_span(db.backend(), "SELECT", "videos", SQL))
+        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
         .await?;
     row.map(|r| {
         Ok(VideoRef {
@@ -209,7 +208,7 @@ pub async fn get(db: &Db, user_id: &str, video_id: &str) -> Result<Option<Progre
         .bind(user_id)
         .bind(video_id)
         .fetch_optional(db.pool())
-        .instrument(query_span(db.backend(), "SELECT", "progress", SQL))
+        .in_db_span(query_span(db.backend(), "SELECT", "progress", SQL))
         .await?;
     row.as_ref().map(|r| row_progress(video_id, r)).transpose()
 }
@@ -249,7 +248,7 @@ pub async fn save(
         .bind(SAME_POSITION_SECS)
         .bind(now - DUPLICATE_WINDOW.as_millis() as i64)
         .fetch_optional(db.pool())
-        .instrument(query_span(db.backend(), "INSERT", "progress", SQL))
+        .in_db_span(query_span(db.backend(), "INSERT", "progress", SQL))
         .await?;
     match row {
         Some(r) => Ok(SaveOutcome::Saved(row_progress(video_id, &r)?)),

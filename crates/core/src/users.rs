@@ -1,10 +1,9 @@
 //! Accounts: creation with an argon2 hash. Login and sessions arrive with the auth routes.
 
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-use tracing::Instrument;
 
 use crate::CoreError;
-use crate::db::{Db, query_span};
+use crate::db::{Db, InDbSpan, query_span};
 use crate::domain::{Email, Password, Role};
 
 /// Hashes with argon2id's default parameters (the OWASP baseline); the hash string carries
@@ -45,7 +44,7 @@ pub async fn create_user(
         .bind(role.as_str())
         .bind(now)
         .execute(db.pool())
-        .instrument(query_span(db.backend(), "INSERT", "users", SQL))
+        .in_db_span(query_span(db.backend(), "INSERT", "users", SQL))
         .await;
     match result {
         Ok(_) => Ok(id),

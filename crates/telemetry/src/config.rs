@@ -154,6 +154,12 @@ pub struct TelemetryConfig {
     /// Bounded export queue per signal.
     pub max_queue_size: usize,
     pub scheduled_delay: Duration,
+    /// A `db.slow_query` event on `db.query` spans longer than this
+    /// (`VIDSCOPE_SLOW_QUERY_MS`, default 200).
+    pub slow_query: Duration,
+    /// A `db.n_plus_one` event on the root span when one trace's request runs the same
+    /// statement more than this many times (`VIDSCOPE_N_PLUS_ONE_THRESHOLD`, default 5).
+    pub n_plus_one_threshold: u32,
 }
 
 impl TelemetryConfig {
@@ -187,6 +193,8 @@ impl TelemetryConfig {
             stdout_logs: true,
             max_queue_size: 4096,
             scheduled_delay: Duration::from_millis(500),
+            slow_query: Duration::from_millis(200),
+            n_plus_one_threshold: 5,
         }
     }
 
@@ -308,6 +316,12 @@ impl TelemetryConfig {
         }
         if let Some(v) = get("VIDSCOPE_TELEMETRY_FILE_BACKUPS") {
             self.file.backups = parse_num("VIDSCOPE_TELEMETRY_FILE_BACKUPS", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
+            self.slow_query = parse_millis("VIDSCOPE_SLOW_QUERY_MS", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
+            self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
         }
         if let Some(v) = get("VIDSCOPE_TELEMETRY_FALLBACK") {
             self.fallback_to_file = match v.trim() {

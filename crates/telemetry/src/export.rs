@@ -159,9 +159,15 @@ fn redact_value(v: &mut Value) {
     }
 }
 
+/// Numbers and booleans cannot carry a secret, so a key like the seed's `hasCookie` keeps
+/// its value; anything else under a sensitive key is replaced whole.
+fn can_hold_secret(v: &Value) -> bool {
+    !matches!(v, Value::Bool(_) | Value::I64(_) | Value::F64(_))
+}
+
 fn redact_kvs(kvs: &mut [KeyValue]) {
     for kv in kvs {
-        if is_sensitive_key(kv.key.as_str()) {
+        if can_hold_secret(&kv.value) && is_sensitive_key(kv.key.as_str()) {
             kv.value = Value::from(REDACTED);
         } else {
             redact_value(&mut kv.value);
@@ -297,7 +303,11 @@ impl<E> GuardedLogs<E> {
         let attrs: Vec<Option<AnyValue>> = rec
             .attributes_iter()
             .map(|(k, v)| {
-                if is_sensitive_key(k.as_str()) {
+                let scalar = matches!(
+                    v,
+                    AnyValue::Boolean(_) | AnyValue::Int(_) | AnyValue::Double(_)
+                );
+                if !scalar && is_sensitive_key(k.as_str()) {
                     Some(AnyValue::from(REDACTED))
                 } else {
                     redact_any(v)

@@ -20,6 +20,7 @@ use tracing_subscriber::{EnvFilter, Layer, filter};
 
 use crate::catalog::{Metrics, view};
 use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+use crate::db_watch::DbWatch;
 use crate::event_context::WithSpanContext;
 use crate::export::{ExportStats, Guarded, GuardedLogs, Target};
 use crate::file::JsonLinesFile;
@@ -272,6 +273,17 @@ where
         .with_filter(filter::filter_fn(|m| m.is_event()))
 }
 
+/// Which spans become OpenTelemetry spans: info and above, minus the exporters' own stacks.
+fn spans_filter() -> Result<EnvFilter, InitError> {
+    EnvFilter::try_new(format!("info,{NOT_EXPORTED}")).map_err(|e| {
+        InitError::Config(crate::config::ConfigError {
+            var: "RUST_LOG",
+            value: NOT_EXPORTED.into(),
+            reason: e.to_string(),
+        })
+    })
+}
+
 /// Builds everything without installing anything global except the (stateless) propagator.
 pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetry, InitError> {
     crate::propagation::install_propagator();
@@ -397,13 +409,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     // Spans only: events are not copied into span events (the hot-path budget); code adds
     // span events explicitly. Thread ids and busy/idle time are off for the same reason.
-    let span_filter = EnvFilter::try_new(format!("info,{NOT_EXPORTED}")).map_err(|e| {
-        crate::config::ConfigError {
-            var: "RUST_LOG",
-            value: NOT_EXPORTED.into(),
-            reason: e.to_string(),
-        }
-    })?;
+    let span_filter = spans_filter()?;
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_threads(false)
@@ -418,12 +424,21 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         OpenTelemetryTracingBridge::new(&logger_provider).with_filter(f)
     });
 
-    let dispatch = Dispatch::new(tracing_subscriber::registry().with(otel_layer).with(
-        WithSpanContext::new(Layer::and_then(
-            bridge,
-            stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter)),
-        )),
-    ));
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry()
+            // Before the OpenTelemetry layer, so its `on_close` adds events before the span ends.
+            // Same span filter as the OpenTelemetry layer: it must see the root of each tree.
+            .with(
+                DbWatch::new(config.slow_query, config.n_plus_one_threshold)
+                    .with_filter(spans_filter()?)
+                    .with_filter(filter::filter_fn(|m| m.is_span())),
+            )
+            .with(otel_layer)
+            .with(WithSpanContext::new(Layer::and_then(
+                bridge,
+                stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter)),
+            ))),
+    );
     Ok(Telemetry {
         dispatch,
         guard: TelemetryGuard {

@@ -1,7 +1,9 @@
 //! Integration tests: the real app on port 0, its own database, telemetry captured over OTLP.
 //! One binary so the workspace links once.
 
+mod auth;
 mod collector_down;
+mod db_watch;
 mod file_mode;
 mod health;
 mod player_telemetry;
@@ -9,4 +11,6 @@ mod progress;
 mod redaction;
 mod sampling;
 mod test_otel;
+mod upload;
+mod videos;
 mod ws;

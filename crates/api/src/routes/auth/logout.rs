@@ -14,6 +14,8 @@ use crate::state::AppState;
 pub async fn post(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let (_, Some(token)) = session_cookie(&headers) {
         delete_session(&state.db, &token).await?;
+        let key = token.cache_key();
+        state.cache.invalidate(&key, &key[..20]).await;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(

@@ -10,6 +10,7 @@ use opentelemetry::KeyValue;
 use serde_json::{Value, json};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::db::InDbSpan;
 use vidscope_telemetry::propagation::trace_id_of;
 
 use crate::error::ApiError;
@@ -26,8 +27,10 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
     );
     let child = span.clone();
     async move {
+        // Polled with no current span (see `InDbSpan`); the "test-otel" span covers it.
         let one: i32 = sqlx::query_scalar("SELECT 1")
             .fetch_one(state.db.pool())
+            .in_db_span(tracing::Span::none())
             .await
             .map_err(vidscope_core::CoreError::from)?;
         child.add_event(

@@ -1,0 +1,426 @@
+//! `POST /api/upload`: an admin sends `multipart/form-data` with a `file` part (and optionally
+//! a `title` part); the file streams from the socket into the object store, then the video row
+//! is created with status `uploaded` for the worker to pick up. Answers 201 with the video.
+//!
+//! Never buffered: the body is read chunk by chunk and handed to [`ObjectStore::put`], which
+//! writes a temp file or an 8 MiB-part S3 multipart upload. The router exempts this route from
+//! the global 1 MiB body limit and the 30 s request timeout; the limit that applies is
+//! `upload_max_bytes`, enforced here while streaming (413). The type is decided by the first
+//! bytes, not the name or the declared type (415). Any rejection leaves nothing behind: a put
+//! that fails is never published, and an object whose row cannot be created is deleted.
+//!
+//! Telemetry (seed 002, ticket 3): an `api.upload` span with the file's metadata as attributes
+//! and an `upload.progress` event every `upload_progress_every` bytes; the store adds its own
+//! `s3.*` spans (multipart create/part/complete) under it.
+//!
+//! [`ObjectStore::put`]: vidscope_core::storage::ObjectStore::put
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::body::Bytes;
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use opentelemetry::KeyValue;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::CoreError;
+use vidscope_core::auth::User;
+use vidscope_core::storage::ObjectKey;
+use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
+
+use super::sniff::{self, ALLOWED, SNIFF_LEN};
+use crate::auth::AdminUser;
+use crate::error::ApiError;
+use crate::routes::videos::{VideoBody, invalid_filename, store_error};
+use crate::state::AppState;
+
+/// Longest title, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+
+pub async fn post(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let span = tracing::info_span!(
+        "api.upload",
+        upload.filename = Empty,
+        upload.size = Empty,
+        upload.content_type = Empty,
+        upload.declared_content_type = Empty,
+        upload.rejected = Empty,
+        video.id = Empty,
+        storage.backend = state.store.backend_name(),
+    );
+    upload(&state, &admin, &headers, multipart, &span)
+        .instrument(span.clone())
+        .await
+}
+
+/// The object written so far, so a later failure can remove it.
+struct Stored {
+    key: ObjectKey,
+    filename: Filename,
+    content_type: &'static str,
+    size: u64,
+}
+
+async fn upload(
+    state: &AppState,
+    admin: &User,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+    span: &Span,
+) -> Result<Response, ApiError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if !is_form {
+        return Err(rejected(
+            span,
+            "not_multipart",
+            ApiError::UnsupportedMediaType(
+                "expected a multipart/form-data body with a `file` part".into(),
+            ),
+        ));
+    }
+    let mut multipart = multipart.map_err(|e| {
+        rejected(
+            span,
+            "invalid_multipart",
+            ApiError::bad_request("invalid_multipart", e.body_text()),
+        )
+    })?;
+
+    let id = VideoId::generate();
+    span.record("video.id", id.as_str());
+    let mut stored = None;
+    let mut title = None;
+    let read = read_parts(state, &mut multipart, &id, &mut stored, &mut title, span).await;
+    let created = match (read, &stored) {
+        (Ok(()), Some(s)) => create_row(state, admin, &id, s, title.as_deref()).await,
+        (Ok(()), None) => Err(rejected(
+            span,
+            "missing_file",
+            ApiError::bad_request("missing_file", "the form has no `file` part"),
+        )),
+        (Err(e), _) => Err(e),
+    };
+    match created {
+        Ok(body) => {
+            let mut response = (StatusCode::CREATED, axum::Json(&body)).into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("/api/videos/{}", body.id)) {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(response)
+        }
+        Err(e) => {
+            if let Some(s) = &stored {
+                // Best effort: a failure here is logged, the client still gets the real cause.
+                if let Err(de) = state.store.delete(&s.key).await {
+                    tracing::warn!(error = %de, s3.key = s.key.as_str(), "could not remove a rejected upload");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn create_row(
+    state: &AppState,
+    admin: &User,
+    id: &VideoId,
+    s: &Stored,
+    title: Option<&str>,
+) -> Result<VideoBody, ApiError> {
+    let new = NewVideo {
+        id,
+        filename: &s.filename,
+        title: title.unwrap_or(s.filename.stem()),
+        content_type: s.content_type,
+        size_bytes: i64::try_from(s.size).unwrap_or(i64::MAX),
+        uploaded_by: Some(admin.id.as_str()),
+    };
+    let video = videos::insert(&state.db, &new).await?;
+    Ok(VideoBody::from(&video))
+}
+
+/// Records why the upload was refused on the `api.upload` span and passes the error on.
+fn rejected(span: &Span, reason: &'static str, e: ApiError) -> ApiError {
+    span.record("upload.rejected", reason);
+    e
+}
+
+fn multipart_error(span: &Span, e: MultipartError) -> ApiError {
+    rejected(
+        span,
+        "invalid_multipart",
+        ApiError::bad_request("invalid_multipart", e.body_text()),
+    )
+}
+
+async fn read_parts(
+    state: &AppState,
+    multipart: &mut Multipart,
+    id: &VideoId,
+    stored: &mut Option<Stored>,
+    title: &mut Option<String>,
+    span: &Span,
+) -> Result<(), ApiError> {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(span, e))?
+    {
+        match field.name() {
+            Some("title") if title.is_none() => *title = read_title(&mut field, span).await?,
+            Some("file") if stored.is_none() => {
+                *stored = Some(store_file(state, field, id, span).await?);
+            }
+            Some(name @ ("title" | "file")) => {
+                return Err(rejected(
+                    span,
+                    "duplicate_part",
+                    ApiError::bad_request(
+                        "duplicate_part",
+                        format!("the form has more than one `{name}` part"),
+                    ),
+                ));
+            }
+            _ => {
+                return Err(rejected(
+                    span,
+                    "unexpected_part",
+                    ApiError::bad_request(
+                        "unexpected_part",
+                        "the form may only have a `file` and a `title` part",
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_title(field: &mut Field<'_>, span: &Span) -> Result<Option<String>, ApiError> {
+    let too_long = || {
+        rejected(
+            span,
+            "invalid_title",
+            ApiError::bad_request(
+                "invalid_title",
+                format!("the title must be at most {MAX_TITLE_CHARS} characters"),
+            ),
+        )
+    };
+    let mut raw = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(span, e))? {
+        // Four bytes per character at most: anything longer cannot be a valid title.
+        if raw.len() + chunk.len() > MAX_TITLE_CHARS * 4 {
+            return Err(too_long());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(raw).map_err(|_| {
+        rejected(
+            span,
+            "invalid_title",
+            ApiError::bad_request("invalid_title", "the title is not UTF-8 text"),
+        )
+    })?;
+    let text = text.trim();
+    if text.chars().count() > MAX_TITLE_CHARS {
+        return Err(too_long());
+    }
+    if text.chars().any(char::is_control) {
+        return Err(rejected(
+            span,
+            "invalid_title",
+            ApiError::bad_request("invalid_title", "the title has control characters"),
+        ));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+/// Why the body stream stopped early, read back after the store gave up.
+enum Abort {
+    TooLarge,
+    Body(String),
+}
+
+/// Ends the body stream, leaving the reason where the handler finds it.
+fn stop(why: Abort, abort: &Mutex<Option<Abort>>) -> std::io::Result<Bytes> {
+    if let Ok(mut a) = abort.lock() {
+        *a = Some(why);
+    }
+    Err(std::io::Error::other("upload stopped"))
+}
+
+/// Counts bytes, enforces the limit and notes when each `upload.progress` mark was passed.
+///
+/// The marks are turned into span events by the handler ([`Meter::emit`]) with the times they
+/// were passed, rather than by holding a handle to the `api.upload` span inside the body stream:
+/// the stream's lifetime ends inside the store adapter, and a span handle kept there was seen
+/// to keep the span (and so the server span) open after the response.
+struct Meter {
+    total: u64,
+    max: u64,
+    every: u64,
+    next_mark: u64,
+    marks: Arc<Mutex<Vec<(SystemTime, u64)>>>,
+}
+
+impl Meter {
+    /// `false` once the limit is passed.
+    fn add(&mut self, n: usize) -> bool {
+        self.total += n as u64;
+        if self.total > self.max {
+            return false;
+        }
+        if self.total >= self.next_mark {
+            if let Ok(mut m) = self.marks.lock() {
+                m.push((SystemTime::now(), self.total));
+            }
+            self.next_mark = (self.total / self.every + 1) * self.every;
+        }
+        true
+    }
+
+    /// Adds the `upload.progress` events noted so far to `span`.
+    fn emit(marks: &Mutex<Vec<(SystemTime, u64)>>, span: &Span) {
+        let Ok(mut m) = marks.lock() else { return };
+        for (at, bytes) in m.drain(..) {
+            span.add_event_with_timestamp(
+                "upload.progress",
+                at,
+                vec![KeyValue::new(
+                    "bytes",
+                    i64::try_from(bytes).unwrap_or(i64::MAX),
+                )],
+            );
+        }
+    }
+}
+
+fn too_large(span: &Span, max: u64) -> ApiError {
+    rejected(
+        span,
+        "too_large",
+        ApiError::PayloadTooLarge(format!("the upload exceeds the limit of {max} bytes")),
+    )
+}
+
+async fn store_file(
+    state: &AppState,
+    mut field: Field<'_>,
+    id: &VideoId,
+    span: &Span,
+) -> Result<Stored, ApiError> {
+    let filename = Filename::parse(field.file_name().unwrap_or_default())
+        .map_err(|e| rejected(span, "invalid_filename", invalid_filename(e)))?;
+    span.record("upload.filename", filename.as_str());
+    let declared = field.content_type().map(|t| {
+        // Client-supplied: bounded before it reaches telemetry or a message.
+        t.chars().take(100).collect::<String>()
+    });
+    if let Some(d) = &declared {
+        span.record("upload.declared_content_type", d.as_str());
+    }
+    if videos::get_by_filename(&state.db, &filename)
+        .await?
+        .is_some()
+    {
+        return Err(rejected(
+            span,
+            "conflict",
+            ApiError::Core(CoreError::Conflict("a video with this filename")),
+        ));
+    }
+
+    let max = state.settings.upload_max_bytes;
+    let every = state.settings.upload_progress_every.max(1);
+    let mut meter = Meter {
+        total: 0,
+        max,
+        every,
+        next_mark: every,
+        marks: Arc::default(),
+    };
+    let marks = meter.marks.clone();
+
+    // Enough of the start to recognise the container, before anything is stored.
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    while head.len() < SNIFF_LEN {
+        match field.chunk().await.map_err(|e| multipart_error(span, e))? {
+            Some(chunk) => {
+                if !meter.add(chunk.len()) {
+                    return Err(too_large(span, max));
+                }
+                head.extend_from_slice(&chunk);
+            }
+            None => break,
+        }
+    }
+    let detected = sniff::detect(&head);
+    let content_type = match detected.and_then(|t| ALLOWED.iter().find(|a| **a == t)) {
+        Some(t) => *t,
+        None => {
+            return Err(rejected(
+                span,
+                "unsupported_type",
+                ApiError::UnsupportedMediaType(format!(
+                    "unsupported file type: the content is {} (declared {}); allowed: {}",
+                    detected.unwrap_or("not a recognised type"),
+                    declared.as_deref().unwrap_or("nothing"),
+                    ALLOWED.join(", ")
+                )),
+            ));
+        }
+    };
+    span.record("upload.content_type", content_type);
+
+    let key = videos::object_key(id, &filename)?;
+    let abort: Arc<Mutex<Option<Abort>>> = Arc::default();
+    let rest = {
+        let abort = abort.clone();
+        field.map(move |chunk| match chunk {
+            Ok(c) if meter.add(c.len()) => Ok(c),
+            Ok(_) => stop(Abort::TooLarge, &abort),
+            Err(e) => stop(Abort::Body(e.body_text()), &abort),
+        })
+    };
+    let body = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(rest);
+    let put = state.store.put(&key, body, content_type).await;
+    Meter::emit(&marks, span);
+    let why = abort.lock().ok().and_then(|mut a| a.take());
+    let meta = match (put, why) {
+        (Ok(meta), _) => meta,
+        (Err(_), Some(Abort::TooLarge)) => return Err(too_large(span, max)),
+        (Err(_), Some(Abort::Body(m))) => {
+            return Err(rejected(
+                span,
+                "invalid_multipart",
+                ApiError::bad_request("invalid_multipart", m),
+            ));
+        }
+        (Err(e), None) => return Err(store_error(e)),
+    };
+    span.record("upload.size", i64::try_from(meta.size).unwrap_or(i64::MAX));
+    Ok(Stored {
+        key,
+        filename,
+        content_type,
+        size: meta.size,
+    })
+}

@@ -1,0 +1,76 @@
+//! `/api/videos`: the lesson library, each video's metadata, its stream and its thumbnail.
+
+pub mod get;
+pub mod list;
+pub mod range;
+pub mod stream;
+pub mod thumbnail;
+
+use serde::Serialize;
+use vidscope_core::CoreError;
+use vidscope_core::storage::StoreError;
+use vidscope_core::videos::Video;
+
+use crate::error::ApiError;
+
+/// The public view of a video, as listed and as answered after an upload.
+#[derive(Debug, Serialize)]
+pub struct VideoBody {
+    pub id: String,
+    pub title: String,
+    pub filename: String,
+    pub status: &'static str,
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// `null` until the worker has probed the file.
+    pub duration_seconds: Option<f64>,
+    /// `null` until the worker has made a thumbnail.
+    pub thumbnail_url: Option<String>,
+    /// Where a player fetches the bytes (with the session cookie).
+    pub stream_url: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+impl From<&Video> for VideoBody {
+    fn from(v: &Video) -> Self {
+        Self {
+            id: v.id.clone(),
+            title: v.title.clone(),
+            filename: v.filename.clone(),
+            status: v.status.as_str(),
+            content_type: v.content_type.clone(),
+            size_bytes: v.size_bytes,
+            duration_seconds: v.duration_seconds,
+            thumbnail_url: v
+                .thumbnail_key
+                .as_ref()
+                .map(|_| format!("/api/videos/{}/thumbnail", v.id)),
+            stream_url: format!("/api/videos/{}", v.filename),
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// Object-store failures as HTTP answers: a missing object is a 404 like a missing row, a
+/// store that is down is a 503, anything else a logged 500.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { .. } => ApiError::NotFound("video file not found".into()),
+        StoreError::RangeNotSatisfiable { size } => ApiError::RangeNotSatisfiable { size },
+        StoreError::InvalidKey(m) => ApiError::bad_request("invalid_key", m),
+        StoreError::Unavailable(cause) => ApiError::Unavailable {
+            dependency: "object store",
+            cause,
+        },
+        other => ApiError::Core(CoreError::Store(other)),
+    }
+}
+
+/// A 400 for a name or id that does not parse, with the parser's reason.
+pub(crate) fn invalid_filename(e: CoreError) -> ApiError {
+    match e {
+        CoreError::Invalid(m) => ApiError::bad_request("invalid_filename", m),
+        other => ApiError::Core(other),
+    }
+}

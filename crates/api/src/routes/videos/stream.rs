@@ -1,0 +1,181 @@
+//! `GET /api/videos/{filename}`: the bytes of a video, inside an `api.videos.stream` span
+//! (seed 002, ticket 1) with the `video.access_check`, `video.range_request` and
+//! `video.s3_redirect` events.
+//!
+//! Local store, or S3 with `VIDSCOPE_S3_STREAM=proxy`: the API streams the object (or the one
+//! requested range, see [`super::range`]) straight from the store to the socket, never holding
+//! the file in memory. S3 in redirect mode: a 302 to a presigned GET URL, so the bytes bypass
+//! the API and the player's range requests go to S3. The presigned URL is a bearer credential
+//! and goes only into the `Location` header, never into a span, event or log.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_core::config::S3StreamMode;
+use vidscope_core::videos::{self, Filename};
+
+use super::range::{RangeHeader, if_range_matches};
+use super::{invalid_filename, store_error};
+use crate::auth::CurrentUser;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Presigned URLs live this long when the store has no default (it always has, for S3).
+const FALLBACK_PRESIGN_TTL: std::time::Duration = std::time::Duration::from_secs(900);
+
+pub async fn stream(
+    state: &AppState,
+    user: Result<CurrentUser, ApiError>,
+    segment: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let span = tracing::info_span!(
+        "api.videos.stream",
+        video.filename = Empty,
+        video.id = Empty,
+        video.size = Empty,
+        video.content_type = Empty,
+        video.delivery = Empty,
+        video.range.outcome = Empty,
+        storage.backend = state.store.backend_name(),
+    );
+    serve(state, user, segment, headers, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn serve(
+    state: &AppState,
+    user: Result<CurrentUser, ApiError>,
+    segment: &str,
+    headers: &HeaderMap,
+    span: &tracing::Span,
+) -> Result<Response, ApiError> {
+    // Parsed before anything else: a traversal attempt never reaches the database or store.
+    let filename = Filename::parse(segment).map_err(invalid_filename)?;
+    span.record("video.filename", filename.as_str());
+    span.add_event(
+        "video.access_check",
+        vec![
+            KeyValue::new("filename", filename.as_str().to_owned()),
+            KeyValue::new("hasSession", user.is_ok()),
+        ],
+    );
+    let CurrentUser(_) = user?;
+
+    let video = videos::get_by_filename(&state.db, &filename)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("video {filename} not found")))?;
+    span.record("video.id", video.id.as_str());
+    span.record("video.size", video.size_bytes);
+    span.record("video.content_type", video.content_type.as_str());
+    let key = video.object_key()?;
+
+    if state.store.backend_name() == "s3" && state.settings.s3_stream == S3StreamMode::Redirect {
+        span.record("video.delivery", "redirect");
+        let ttl = state.store.presign_ttl().unwrap_or(FALLBACK_PRESIGN_TTL);
+        let url = state
+            .store
+            .presign_get(&key, ttl)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("S3 store returned no URL")))?;
+        span.add_event(
+            "video.s3_redirect",
+            vec![
+                KeyValue::new("s3Key", key.as_str().to_owned()),
+                // The seed's marker that a URL was made; the URL itself stays out of telemetry.
+                KeyValue::new("signedUrl", "generated"),
+            ],
+        );
+        let location = HeaderValue::from_str(&url)
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("presigned URL is not a header")))?;
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            // The URL expires: nobody may cache the redirect longer than that.
+            .header(header::CACHE_CONTROL, "private, no-store")
+            .body(Body::empty())
+            .map_err(|e| ApiError::Internal(e.into()));
+    }
+
+    span.record(
+        "video.delivery",
+        if state.store.backend_name() == "s3" {
+            "proxy"
+        } else {
+            "local"
+        },
+    );
+    // Size and validator first: a suffix range needs the size, `If-Range` the ETag.
+    let meta = state.store.head(&key).await.map_err(store_error)?;
+    let condition_holds = if_range_matches(headers.get(header::IF_RANGE), meta.etag.as_deref());
+    let requested = match RangeHeader::parse(headers.get(header::RANGE)) {
+        RangeHeader::Single(_) if !condition_holds => {
+            span.record("video.range.outcome", "if_range_mismatch");
+            None
+        }
+        RangeHeader::Single(spec) => match spec.resolve(meta.size) {
+            Some(r) => {
+                span.record("video.range.outcome", "partial");
+                Some(r)
+            }
+            None => {
+                span.record("video.range.outcome", "unsatisfiable");
+                return Err(ApiError::RangeNotSatisfiable { size: meta.size });
+            }
+        },
+        RangeHeader::Multiple => {
+            span.record("video.range.outcome", "multiple_ignored");
+            None
+        }
+        RangeHeader::Malformed => {
+            span.record("video.range.outcome", "malformed_ignored");
+            None
+        }
+        RangeHeader::Absent => None,
+    };
+
+    let body = state
+        .store
+        .get(&key, requested)
+        .await
+        .map_err(store_error)?;
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, video.content_type.as_str())
+        .header(header::CONTENT_LENGTH, body.content_length())
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "private");
+    if let Some(etag) = body.meta.etag.as_deref()
+        && let Ok(v) = HeaderValue::from_str(etag)
+    {
+        response = response.header(header::ETAG, v);
+    }
+    response = match body.range {
+        Some(r) => {
+            span.add_event(
+                "video.range_request",
+                vec![
+                    KeyValue::new("start", i64::try_from(r.start).unwrap_or(i64::MAX)),
+                    KeyValue::new("end", i64::try_from(r.end_inclusive).unwrap_or(i64::MAX)),
+                    KeyValue::new(
+                        "totalSize",
+                        i64::try_from(body.meta.size).unwrap_or(i64::MAX),
+                    ),
+                ],
+            );
+            response.status(StatusCode::PARTIAL_CONTENT).header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end_inclusive, body.meta.size),
+            )
+        }
+        None => response.status(StatusCode::OK),
+    };
+    response
+        .body(Body::from_stream(body.stream))
+        .map_err(|e| ApiError::Internal(e.into()))
+}

@@ -1,0 +1,71 @@
+//! Slow statements and N+1 repeats become events on the captured spans.
+
+use std::time::Duration;
+
+use tracing::Instrument;
+use vidscope_core::db::{InDbSpan, query_span};
+use vidscope_testkit::TestApp;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
+    let app = TestApp::builder()
+        .telemetry(|mut c, _| {
+            c.n_plus_one_threshold = 3;
+            c.slow_query = Duration::from_millis(20);
+            c
+        })
+        .spawn()
+        .await;
+    const SQL: &str = "SELECT 1";
+    let root = tracing::info_span!("job.test-n-plus-one");
+    let work = async {
+        for _ in 0..6 {
+            let _: i32 = sqlx::query_scalar(SQL)
+                .fetch_one(app.state.db.pool())
+                .in_db_span(query_span(app.state.db.backend(), "SELECT", "", SQL))
+                .await
+                .unwrap();
+        }
+        // One statement that takes longer than the threshold.
+        let slow = query_span(app.state.db.backend(), "SELECT", "", "SELECT 2");
+        let _e = slow.enter();
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    .instrument(root);
+    vidscope_telemetry::db_watch::scope(work).await;
+    app.flush_telemetry().await;
+
+    // Found through a statement span, not the root: sqlx-sqlite's worker thread keeps the
+    // caller's current span until it takes its next command, so the root may close (and be
+    // exported) after this flush.
+    let marked = app
+        .otlp
+        .wait_for_span(
+            |s| s.name == "SELECT" && s.event("db.n_plus_one").is_some(),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let spans = app.otlp.spans_in_trace(&marked.trace_id);
+    let marks: Vec<_> = spans
+        .iter()
+        .flat_map(|s| s.events.iter())
+        .filter(|e| e.name == "db.n_plus_one")
+        .collect();
+    assert_eq!(marks.len(), 1, "one marker per statement");
+    assert_eq!(marks[0].attr_str("db.query.text"), Some(SQL));
+    assert_eq!(marks[0].attr_i64("count"), Some(4));
+
+    let slow: Vec<_> = spans
+        .iter()
+        .filter(|s| s.event("db.slow_query").is_some())
+        .collect();
+    assert_eq!(slow.len(), 1, "only the slow statement is flagged");
+    assert_eq!(slow[0].attr_str("db.query.text"), Some("SELECT 2"));
+    let ev = slow[0].event("db.slow_query").unwrap();
+    assert!(ev.attr_i64("duration_ms").unwrap() >= 40);
+    assert_eq!(ev.attr_i64("threshold_ms"), Some(20));
+    app.stop().await;
+}

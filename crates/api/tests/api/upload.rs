@@ -1,0 +1,490 @@
+//! `POST /api/upload`: authorization, the streamed upload and its trace, the size limit and the
+//! content type check, and that a rejected upload leaves nothing behind (local store and S3).
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header;
+use vidscope_core::domain::Role;
+use vidscope_core::storage::{ObjectKey, StoreKind};
+use vidscope_core::videos::{self, Filename, VideoId};
+use vidscope_testkit::s3::S3TestServer;
+use vidscope_testkit::{TestApp, spawn_app};
+
+use crate::videos::{error_code, get_with, mp4_bytes};
+
+const WAIT: Duration = Duration::from_secs(10);
+const BOUNDARY: &str = "vidscope-test-boundary-7MA4YWxkTrZu0gW";
+
+/// One part of a hand-built `multipart/form-data` body.
+struct Part<'a> {
+    name: &'a str,
+    filename: Option<&'a str>,
+    content_type: Option<&'a str>,
+    data: &'a [u8],
+}
+
+fn file<'a>(filename: &'a str, data: &'a [u8]) -> Part<'a> {
+    Part {
+        name: "file",
+        filename: Some(filename),
+        content_type: Some("video/mp4"),
+        data,
+    }
+}
+
+fn text<'a>(name: &'a str, value: &'a str) -> Part<'a> {
+    Part {
+        name,
+        filename: None,
+        content_type: None,
+        data: value.as_bytes(),
+    }
+}
+
+fn form(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", p.name);
+        if let Some(f) = p.filename {
+            disposition.push_str(&format!("; filename=\"{f}\""));
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(t) = p.content_type {
+            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(p.data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn upload(app: &TestApp, cookie: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/upload"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    req.send().await.unwrap()
+}
+
+fn trace_id(resp: &reqwest::Response) -> String {
+    let tr = resp.headers()["traceresponse"].to_str().unwrap();
+    tr.split('-').nth(1).unwrap().to_owned()
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn local_root(app: &TestApp) -> std::path::PathBuf {
+    match &app.settings.store.kind {
+        StoreKind::Local { root } => root.clone(),
+        StoreKind::S3 { .. } => panic!("expected the local store"),
+    }
+}
+
+async fn video_count(app: &TestApp) -> usize {
+    videos::list(&app.state.db).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn only_admins_upload() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let admin = app.create_user(Role::Admin).await;
+    let data = mp4_bytes(2_000);
+
+    let resp = upload(&app, None, form(&[file("a.mp4", &data)])).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(error_code(resp).await, "unauthorized");
+    let resp = upload(&app, Some(&viewer.cookie), form(&[file("a.mp4", &data)])).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(error_code(resp).await, "forbidden");
+    assert_eq!(video_count(&app).await, 0);
+
+    let resp = upload(&app, Some(&admin.cookie), form(&[file("a.mp4", &data)])).await;
+    assert_eq!(resp.status(), 201);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_streams_into_the_store_and_is_traced() {
+    // Arrange: progress every MiB, a file of a bit over 5 MiB (past the global 1 MiB limit).
+    const MIB: i64 = 1024 * 1024;
+    let app = TestApp::builder()
+        .settings(|mut s| {
+            s.api.upload_progress_every = MIB as u64;
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let data = mp4_bytes(5 * 1024 * 1024 + 123);
+
+    // Act
+    let resp = upload(
+        &app,
+        Some(&admin.cookie),
+        form(&[
+            file("intro-lesson.mp4", &data),
+            text("title", "  Intro lesson  "),
+        ]),
+    )
+    .await;
+
+    // Assert: 201 with the video, which lists and streams back byte for byte.
+    assert_eq!(resp.status(), 201);
+    let trace = trace_id(&resp);
+    let id = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/api/videos/")
+        .to_owned();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["filename"], "intro-lesson.mp4");
+    assert_eq!(body["title"], "Intro lesson");
+    assert_eq!(body["status"], "uploaded");
+    assert_eq!(body["content_type"], "video/mp4");
+    assert_eq!(body["size_bytes"], data.len());
+    let row = videos::get(&app.state.db, &VideoId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.uploaded_by.as_deref(), Some(admin.user.id.as_str()));
+    let resp = get_with(
+        &app,
+        "/api/videos/intro-lesson.mp4",
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.unwrap() == data[..], "bytes differ");
+
+    // The trace: POST /api/upload -> api.upload (metadata, progress) -> s3.put_object, INSERT.
+    let server = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == trace && s.name == "POST /api/upload",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(server.attr_str("api.category"), Some("upload"));
+    assert_eq!(server.attr_i64("http.response.status_code"), Some(201));
+    let span = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        span.parent_span_id.as_deref(),
+        Some(server.span_id.as_str())
+    );
+    assert_eq!(span.attr_str("upload.filename"), Some("intro-lesson.mp4"));
+    assert_eq!(span.attr_i64("upload.size"), Some(data.len() as i64));
+    assert_eq!(span.attr_str("upload.content_type"), Some("video/mp4"));
+    assert_eq!(
+        span.attr_str("upload.declared_content_type"),
+        Some("video/mp4")
+    );
+    assert_eq!(span.attr_str("video.id"), Some(id.as_str()));
+    let progress: Vec<i64> = span
+        .events
+        .iter()
+        .filter(|e| e.name == "upload.progress")
+        .map(|e| e.attr_i64("bytes").unwrap())
+        .collect();
+    // One event per MiB crossed, reporting the bytes received when it was crossed (chunks are
+    // far smaller than a MiB).
+    assert_eq!(progress.len(), 5, "{progress:?}");
+    for (i, bytes) in progress.iter().enumerate() {
+        let mark = (i as i64 + 1) * MIB;
+        assert!((mark..mark + MIB).contains(bytes), "{progress:?}");
+    }
+    for name in ["s3.put_object", "INSERT videos"] {
+        let child = app
+            .otlp
+            .wait_for_span(|s| s.trace_id == trace && s.name == name, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(
+            child.parent_span_id.as_deref(),
+            Some(span.span_id.as_str()),
+            "{name}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upload_over_the_limit_is_413_and_leaves_nothing() {
+    let app = TestApp::builder()
+        .settings(|mut s| {
+            s.api.upload_max_bytes = 256 * 1024;
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+
+    // Just over the limit (so the streaming check, not a header, decides), and far over.
+    for size in [256 * 1024 + 1, 2 * 1024 * 1024] {
+        let data = mp4_bytes(size);
+        let resp = upload(&app, Some(&admin.cookie), form(&[file("big.mp4", &data)])).await;
+        assert_eq!(resp.status(), 413, "{size}");
+        assert_eq!(error_code(resp).await, "payload_too_large");
+        assert_eq!(video_count(&app).await, 0);
+        let left = files_under(&local_root(&app));
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+    // Exactly the limit is fine.
+    let data = mp4_bytes(256 * 1024);
+    let resp = upload(&app, Some(&admin.cookie), form(&[file("fits.mp4", &data)])).await;
+    assert_eq!(resp.status(), 201);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_type_is_checked_by_content() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR and then some more image bytes".repeat(10);
+    let cases: [(&str, &[u8], &[&str]); 3] = [
+        ("a PNG named .mp4", &png, &["image/png", "video/mp4"]),
+        (
+            "plain text",
+            b"hello, this is not a video at all, just text",
+            &["not a recognised type", "video/mp4"],
+        ),
+        ("an empty file", b"", &["not a recognised type"]),
+    ];
+    for (why, data, mentions) in cases {
+        let resp = upload(&app, Some(&admin.cookie), form(&[file("x.mp4", data)])).await;
+        assert_eq!(resp.status(), 415, "{why}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unsupported_media_type", "{why}");
+        let message = body["error"]["message"].as_str().unwrap();
+        for m in mentions {
+            assert!(message.contains(m), "{why}: {message}");
+        }
+    }
+    assert_eq!(video_count(&app).await, 0);
+    assert!(files_under(&local_root(&app)).is_empty());
+
+    // WebM and QuickTime are recognised and stored with the detected type.
+    let mut webm = vec![0x1A, 0x45, 0xDF, 0xA3, 0x9F, 0x42, 0x82, 0x84];
+    webm.extend_from_slice(b"webm");
+    webm.extend_from_slice(&[7; 500]);
+    let mut mov = vec![0, 0, 0, 0x14];
+    mov.extend_from_slice(b"ftypqt  ");
+    mov.extend_from_slice(&[9; 500]);
+    for (name, data, detected) in [
+        ("clip.webm", &webm, "video/webm"),
+        ("clip.mov", &mov, "video/quicktime"),
+    ] {
+        let resp = upload(&app, Some(&admin.cookie), form(&[file(name, data)])).await;
+        assert_eq!(resp.status(), 201, "{name}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["content_type"], detected);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_uploads_get_a_4xx_json_answer() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let data = mp4_bytes(1_000);
+    let resp = upload(&app, Some(&admin.cookie), form(&[file("taken.mp4", &data)])).await;
+    assert_eq!(resp.status(), 201);
+
+    let long_title = "t".repeat(201);
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "traversal in the filename",
+            form(&[file("../evil.mp4", &data)]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "encoded traversal",
+            form(&[file("..%2Fevil.mp4", &data)]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "dotfile",
+            form(&[file(".evil.mp4", &data)]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "no extension",
+            form(&[file("evil", &data)]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "wrong extension",
+            form(&[file("evil.exe", &data)]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "no filename",
+            form(&[Part {
+                filename: None,
+                ..file("x", &data)
+            }]),
+            400,
+            "invalid_filename",
+        ),
+        (
+            "no file part",
+            form(&[text("title", "x")]),
+            400,
+            "missing_file",
+        ),
+        (
+            "two file parts",
+            form(&[file("one.mp4", &data), file("two.mp4", &data)]),
+            400,
+            "duplicate_part",
+        ),
+        (
+            "unknown part",
+            form(&[text("colour", "red"), file("c.mp4", &data)]),
+            400,
+            "unexpected_part",
+        ),
+        (
+            "title too long",
+            form(&[text("title", &long_title), file("t.mp4", &data)]),
+            400,
+            "invalid_title",
+        ),
+        (
+            "filename taken",
+            form(&[file("taken.mp4", &data)]),
+            409,
+            "conflict",
+        ),
+        (
+            "truncated body",
+            form(&[file("cut.mp4", &data)])[..600].to_vec(),
+            400,
+            "invalid_multipart",
+        ),
+        (
+            "not multipart at all",
+            b"--nope--".to_vec(),
+            400,
+            "invalid_multipart",
+        ),
+    ];
+    for (why, body, status, code) in cases {
+        let resp = upload(&app, Some(&admin.cookie), body).await;
+        assert_eq!(resp.status().as_u16(), status, "{why}");
+        assert_eq!(error_code(resp).await, code, "{why}");
+    }
+    // A JSON body instead of a form.
+    let resp = app
+        .client
+        .post(app.url("/api/upload"))
+        .header(header::COOKIE, &admin.cookie)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(r#"{"file":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert_eq!(error_code(resp).await, "unsupported_media_type");
+
+    // Only the first upload left anything behind: one row, one object.
+    assert_eq!(video_count(&app).await, 1);
+    let files: Vec<_> = files_under(&local_root(&app))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with("~meta"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("taken.mp4"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
+    let store = S3TestServer::get().fresh_bucket().await;
+    let app = TestApp::builder()
+        .settings(move |mut s| {
+            s.store = store;
+            s.api.upload_max_bytes = 10 * 1024 * 1024;
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+
+    // Over 8 MiB: the store switches to a multipart upload.
+    let data = mp4_bytes(9 * 1024 * 1024);
+    let resp = upload(&app, Some(&admin.cookie), form(&[file("big.mp4", &data)])).await;
+    assert_eq!(resp.status(), 201);
+    let trace = trace_id(&resp);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let id = VideoId::parse(body["id"].as_str().unwrap()).unwrap();
+    let key = videos::object_key(&id, &Filename::parse("big.mp4").unwrap()).unwrap();
+    assert_eq!(
+        app.state.store.head(&key).await.unwrap().size,
+        data.len() as u64
+    );
+    let put = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == trace && s.name == "s3.put_object", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(put.attr_str("storage.backend"), Some("s3"));
+    assert_eq!(put.attr_bool("s3.multipart"), Some(true));
+
+    // Over the limit: 413 and no object under the key the rejected upload was given.
+    let data = mp4_bytes(11 * 1024 * 1024);
+    let resp = upload(&app, Some(&admin.cookie), form(&[file("huge.mp4", &data)])).await;
+    assert_eq!(resp.status(), 413);
+    let trace = trace_id(&resp);
+    let span = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(span.attr_str("upload.rejected"), Some("too_large"));
+    let id = VideoId::parse(span.attr_str("video.id").unwrap()).unwrap();
+    let key: ObjectKey = videos::object_key(&id, &Filename::parse("huge.mp4").unwrap()).unwrap();
+    let err = app.state.store.head(&key).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(video_count(&app).await, 1);
+    app.stop().await;
+}

@@ -1,0 +1,893 @@
+//! `GET /api/videos`, `GET /api/videos/{id_or_filename}`: listing, metadata, streaming with
+//! byte ranges (local store and S3, redirect and proxy), traversal attempts, and the trace a
+//! range request leaves.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+use vidscope_core::config::S3StreamMode;
+use vidscope_core::domain::Role;
+use vidscope_core::storage::{ObjectStore, StoreKind};
+use vidscope_core::videos::{self, Filename, NewVideo, Video, VideoId};
+use vidscope_testkit::otlp::CapturedSpan;
+use vidscope_testkit::s3::S3TestServer;
+use vidscope_testkit::{TestApp, spawn_app};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Bytes that start like an MP4 (an `ftyp` box) followed by a position-dependent pattern, so
+/// any misplaced range shows up as different bytes.
+pub fn mp4_bytes(len: usize) -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 0x18];
+    v.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2");
+    v.extend((v.len()..len).map(|i| (i % 251) as u8));
+    v.truncate(len);
+    v
+}
+
+/// A video row plus its object, put in directly (the upload route has its own tests).
+pub async fn seed_video(app: &TestApp, filename: &str, bytes: &[u8]) -> Video {
+    let id = VideoId::generate();
+    let filename = Filename::parse(filename).unwrap();
+    let key = videos::object_key(&id, &filename).unwrap();
+    app.state
+        .store
+        .put_bytes(&key, Bytes::copy_from_slice(bytes), "video/mp4")
+        .await
+        .unwrap();
+    videos::insert(
+        &app.state.db,
+        &NewVideo {
+            id: &id,
+            filename: &filename,
+            title: "A lesson",
+            content_type: "video/mp4",
+            size_bytes: bytes.len() as i64,
+            uploaded_by: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn get_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts the JSON error shape and returns the code.
+pub async fn error_code(resp: reqwest::Response) -> String {
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
+
+fn trace_id(headers: &HeaderMap) -> String {
+    let tr = headers["traceresponse"].to_str().unwrap();
+    tr.split('-').nth(1).unwrap().to_owned()
+}
+
+fn child_named<'a>(
+    spans: &'a [CapturedSpan],
+    parent: &CapturedSpan,
+    name: &str,
+) -> &'a CapturedSpan {
+    spans
+        .iter()
+        .find(|s| s.name == name && s.parent_span_id.as_deref() == Some(parent.span_id.as_str()))
+        .unwrap_or_else(|| {
+            let names: Vec<_> = spans
+                .iter()
+                .map(|s| (s.name.as_str(), s.parent_span_id.clone()))
+                .collect();
+            panic!("no {name:?} child of {:?}; spans: {names:?}", parent.name)
+        })
+}
+
+#[tokio::test]
+async fn listing_and_metadata_need_a_session() {
+    // Arrange
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let admin = app.create_user(Role::Admin).await;
+    let first = seed_video(&app, "first.mp4", &mp4_bytes(100)).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = seed_video(&app, "second.mp4", &mp4_bytes(200)).await;
+
+    // Anonymous: 401 with the JSON body, for the list and for metadata.
+    for path in [
+        "/api/videos".to_owned(),
+        format!("/api/videos/{}", first.id),
+    ] {
+        let resp = app.get(&path).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_eq!(error_code(resp).await, "unauthorized", "{path}");
+    }
+
+    // Viewer and admin: newest first, with the public fields.
+    for user in [&viewer, &admin] {
+        let resp = get_with(&app, "/api/videos", &[("cookie", &user.cookie)]).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let list = body["videos"].as_array().unwrap();
+        assert_eq!(list.len(), 2, "{body}");
+        assert_eq!(list[0]["id"], second.id.as_str());
+        assert_eq!(list[1]["id"], first.id.as_str());
+        let v = &list[1];
+        assert_eq!(v["filename"], "first.mp4");
+        assert_eq!(v["title"], "A lesson");
+        assert_eq!(v["status"], "uploaded");
+        assert_eq!(v["size_bytes"], 100);
+        assert_eq!(v["content_type"], "video/mp4");
+        assert!(v["duration_seconds"].is_null());
+        assert!(v["thumbnail_url"].is_null());
+        assert_eq!(v["stream_url"], "/api/videos/first.mp4");
+        assert!(v["created_at"].as_i64().unwrap() > 0);
+    }
+
+    // Metadata by id; an unknown id is a JSON 404.
+    let resp = get_with(
+        &app,
+        &format!("/api/videos/{}", first.id),
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "application/json",
+        "metadata, not the stream"
+    );
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["filename"], "first.mp4");
+    let resp = get_with(
+        &app,
+        &format!("/api/videos/{}", VideoId::generate()),
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_code(resp).await, "not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_range_request_is_traced_from_server_span_to_storage() {
+    // Arrange
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let bytes = mp4_bytes(10_000);
+    let video = seed_video(&app, "lesson-1.mp4", &bytes).await;
+
+    // Act
+    let resp = get_with(
+        &app,
+        "/api/videos/lesson-1.mp4",
+        &[("cookie", &viewer.cookie), ("range", "bytes=100-199")],
+    )
+    .await;
+
+    // Assert: the response
+    assert_eq!(resp.status(), 206);
+    let trace = trace_id(resp.headers());
+    assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes 100-199/10000");
+    assert_eq!(resp.bytes().await.unwrap(), &bytes[100..200]);
+
+    // ... and its trace: server span -> api.videos.stream -> db + storage spans. Spans are
+    // awaited (the scheduled export delivers them) before any forced flush: under load a
+    // `flush_telemetry` racing a scheduled export has been seen to lose a whole batch.
+    let server = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == trace && s.name == "GET /api/videos/{id_or_filename}",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        server.attr_str("http.route"),
+        Some("/api/videos/{id_or_filename}")
+    );
+    assert_eq!(server.attr_str("api.category"), Some("video"));
+    assert_eq!(server.attr_i64("http.response.status_code"), Some(206));
+    assert_eq!(server.attr_str("user.id"), Some(viewer.user.id.as_str()));
+    app.otlp
+        .wait_until(
+            |o| {
+                let names: Vec<_> = o
+                    .spans_in_trace(&trace)
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                [
+                    "api.videos.stream",
+                    "SELECT videos",
+                    "s3.head_object",
+                    "s3.get_object",
+                ]
+                .iter()
+                .all(|n| names.iter().any(|m| m == n))
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+    app.flush_telemetry().await;
+    let spans = app.otlp.spans_in_trace(&trace);
+    let stream = child_named(&spans, &server, "api.videos.stream");
+    assert_eq!(stream.attr_str("video.filename"), Some("lesson-1.mp4"));
+    assert_eq!(stream.attr_str("video.id"), Some(video.id.as_str()));
+    assert_eq!(stream.attr_i64("video.size"), Some(10_000));
+    assert_eq!(stream.attr_str("video.content_type"), Some("video/mp4"));
+    assert_eq!(stream.attr_str("video.delivery"), Some("local"));
+    assert_eq!(stream.attr_str("video.range.outcome"), Some("partial"));
+
+    let access = stream
+        .event("video.access_check")
+        .expect("access check event");
+    assert_eq!(access.attr_str("filename"), Some("lesson-1.mp4"));
+    assert_eq!(access.attr_bool("hasSession"), Some(true));
+    let range = stream.event("video.range_request").expect("range event");
+    assert_eq!(range.attr_i64("start"), Some(100));
+    assert_eq!(range.attr_i64("end"), Some(199));
+    assert_eq!(range.attr_i64("totalSize"), Some(10_000));
+
+    let db = child_named(&spans, stream, "SELECT videos");
+    assert_eq!(db.attr_str("db.collection.name"), Some("videos"));
+    assert!(
+        db.attr_str("db.query.text")
+            .unwrap()
+            .contains("WHERE filename = $1")
+    );
+    let head = child_named(&spans, stream, "s3.head_object");
+    assert_eq!(head.attr_str("storage.backend"), Some("local"));
+    let get = child_named(&spans, stream, "s3.get_object");
+    assert_eq!(get.attr_str("s3.range"), Some("bytes=100-199"));
+    // The store records `s3.size` from a u64, which the exporter may send as a string.
+    let size = get.attr("s3.size").expect("s3.size");
+    assert!(
+        size.as_i64() == Some(100) || size.as_str() == Some("100"),
+        "{size:?}"
+    );
+    let key = video.object_key().unwrap();
+    assert_eq!(get.attr_str("s3.key"), Some(key.as_str()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn range_matrix() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let size = 1000usize;
+    let bytes = mp4_bytes(size);
+    seed_video(&app, "matrix.mp4", &bytes).await;
+    let path = "/api/videos/matrix.mp4";
+
+    // The ETag is needed for the If-Range cases.
+    let full = get_with(&app, path, &[("cookie", &viewer.cookie)]).await;
+    assert_eq!(full.status(), 200);
+    let h = full.headers().clone();
+    assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(h[header::CONTENT_TYPE], "video/mp4");
+    assert_eq!(h[header::CONTENT_LENGTH], "1000");
+    assert!(h.get(header::CONTENT_RANGE).is_none());
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"'), "strong ETag: {etag}");
+    assert_eq!(full.bytes().await.unwrap(), &bytes[..]);
+
+    // (why, Range, If-Range, status, expected body range, Content-Range)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        u16,
+        Option<(usize, usize)>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("no Range", None, None, 200, Some((0, size)), None),
+        (
+            "first bytes",
+            Some("bytes=0-99"),
+            None,
+            206,
+            Some((0, 100)),
+            Some("bytes 0-99/1000"),
+        ),
+        (
+            "middle",
+            Some("bytes=500-599"),
+            None,
+            206,
+            Some((500, 600)),
+            Some("bytes 500-599/1000"),
+        ),
+        (
+            "last byte",
+            Some("bytes=999-999"),
+            None,
+            206,
+            Some((999, 1000)),
+            Some("bytes 999-999/1000"),
+        ),
+        (
+            "suffix",
+            Some("bytes=-300"),
+            None,
+            206,
+            Some((700, 1000)),
+            Some("bytes 700-999/1000"),
+        ),
+        (
+            "suffix longer than the file",
+            Some("bytes=-5000"),
+            None,
+            206,
+            Some((0, 1000)),
+            Some("bytes 0-999/1000"),
+        ),
+        (
+            "open-ended",
+            Some("bytes=100-"),
+            None,
+            206,
+            Some((100, 1000)),
+            Some("bytes 100-999/1000"),
+        ),
+        (
+            "end past the size is clamped",
+            Some("bytes=900-5000"),
+            None,
+            206,
+            Some((900, 1000)),
+            Some("bytes 900-999/1000"),
+        ),
+        (
+            "start at the size",
+            Some("bytes=1000-"),
+            None,
+            416,
+            None,
+            Some("bytes */1000"),
+        ),
+        (
+            "start past the size",
+            Some("bytes=5000-6000"),
+            None,
+            416,
+            None,
+            Some("bytes */1000"),
+        ),
+        (
+            "empty suffix",
+            Some("bytes=-0"),
+            None,
+            416,
+            None,
+            Some("bytes */1000"),
+        ),
+        (
+            "malformed: letters",
+            Some("bytes=abc"),
+            None,
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "malformed: first > last",
+            Some("bytes=50-10"),
+            None,
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "malformed: unknown unit",
+            Some("items=0-10"),
+            None,
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "malformed: no unit",
+            Some("0-10"),
+            None,
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "multi-range served in full",
+            Some("bytes=0-1,5-6"),
+            None,
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "If-Range matches",
+            Some("bytes=0-9"),
+            Some(&etag),
+            206,
+            Some((0, 10)),
+            Some("bytes 0-9/1000"),
+        ),
+        (
+            "If-Range mismatch",
+            Some("bytes=0-9"),
+            Some("\"stale\""),
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "If-Range weak tag",
+            Some("bytes=0-9"),
+            Some("W/\"x\""),
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "If-Range date",
+            Some("bytes=0-9"),
+            Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+            200,
+            Some((0, size)),
+            None,
+        ),
+        (
+            "If-Range without Range",
+            None,
+            Some("\"stale\""),
+            200,
+            Some((0, size)),
+            None,
+        ),
+    ];
+    for (why, range, if_range, status, body, content_range) in cases {
+        let mut headers = vec![("cookie", viewer.cookie.as_str())];
+        if let Some(r) = range {
+            headers.push(("range", r));
+        }
+        if let Some(r) = if_range {
+            headers.push(("if-range", r));
+        }
+        let resp = get_with(&app, path, &headers).await;
+        assert_eq!(resp.status().as_u16(), status, "{why}");
+        assert_eq!(
+            resp.headers()
+                .get(header::CONTENT_RANGE)
+                .map(|v| v.to_str().unwrap()),
+            content_range,
+            "{why}"
+        );
+        match body {
+            Some((from, to)) => {
+                assert_eq!(resp.headers()[header::ACCEPT_RANGES], "bytes", "{why}");
+                assert_eq!(resp.headers()[header::ETAG], etag.as_str(), "{why}");
+                assert_eq!(
+                    resp.headers()[header::CONTENT_LENGTH],
+                    (to - from).to_string().as_str(),
+                    "{why}"
+                );
+                let got = resp.bytes().await.unwrap();
+                assert!(
+                    got == bytes[from..to],
+                    "{why}: wrong bytes ({} received)",
+                    got.len()
+                );
+            }
+            None => assert_eq!(error_code(resp).await, "range_not_satisfiable", "{why}"),
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn traversal_attempts_never_leave_the_store() {
+    // Arrange: a secret video-named file next to the store root, and a real video inside.
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let StoreKind::Local { root } = &app.settings.store.kind else {
+        panic!("the default test store is local");
+    };
+    let secret = b"TOP-SECRET-CONTENT";
+    let outside = root.parent().unwrap();
+    std::fs::write(outside.join("secret.mp4"), secret).unwrap();
+    std::fs::write(outside.join(".env"), secret).unwrap();
+    std::fs::write(root.join("loose.mp4"), secret).unwrap();
+    let video = seed_video(&app, "real.mp4", &mp4_bytes(50)).await;
+
+    // Act / Assert: every one is a JSON 400 or 404 and none returns the secret.
+    let attempts = [
+        "..%2Fsecret.mp4",
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e%2Fsecret.mp4",
+        "%2E%2E%2Fsecret.mp4",
+        "..%5Csecret.mp4",
+        "%2Fetc%2Fpasswd",
+        "a%2F..%2F..%2Fsecret.mp4",
+        ".env",
+        "%2Eenv",
+        ".secret.mp4",
+        "secret.mp4%00.mp4",
+        "loose.mp4",
+        "..",
+        "...mp4",
+    ];
+    for attempt in attempts {
+        let resp = get_with(
+            &app,
+            &format!("/api/videos/{attempt}"),
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
+        let status = resp.status();
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{attempt}: {status}"
+        );
+        let body = resp.bytes().await.unwrap();
+        assert!(
+            !body.windows(secret.len()).any(|w| w == secret),
+            "{attempt} leaked"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| panic!("{attempt}: not JSON: {body:?}"));
+        assert!(json["error"]["code"].is_string(), "{attempt}: {json}");
+    }
+    // The object key of a real video is not a filename either.
+    let key = video.object_key().unwrap().as_str().replace('/', "%2F");
+    let resp = get_with(
+        &app,
+        &format!("/api/videos/{key}"),
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+
+    // Raw requests, so no client normalises the dots away first.
+    for raw in [
+        "/api/videos/../../secret.mp4",
+        "/api/videos/%2e%2e/secret.mp4",
+        "/api/videos/..%2f..%2fsecret.mp4",
+        "/api/videos/./../secret.mp4",
+    ] {
+        let (status, body) = raw_get(&app, raw, &viewer.cookie).await;
+        assert!(status == 400 || status == 404, "{raw}: {status}");
+        assert!(
+            !body.windows(secret.len()).any(|w| w == secret),
+            "{raw} leaked"
+        );
+    }
+    app.stop().await;
+}
+
+/// A GET written by hand on a TCP socket: status and body bytes.
+async fn raw_get(app: &TestApp, path: &str, cookie: &str) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[tokio::test]
+async fn streaming_needs_a_session_and_an_existing_file() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let admin = app.create_user(Role::Admin).await;
+    let bytes = mp4_bytes(300);
+    seed_video(&app, "known.mp4", &bytes).await;
+
+    // Anonymous: 401, with auth.failed on the server span and hasSession=false.
+    let resp = app.get("/api/videos/known.mp4").await;
+    assert_eq!(resp.status(), 401);
+    let trace = trace_id(resp.headers());
+    assert_eq!(error_code(resp).await, "unauthorized");
+    // A cookie that is not a session is also 401.
+    let resp = get_with(
+        &app,
+        "/api/videos/known.mp4",
+        &[("cookie", "vidscope_session=nope")],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+
+    // Viewer and admin both stream; an unknown file is a JSON 404.
+    for user in [&viewer, &admin] {
+        let resp = get_with(&app, "/api/videos/known.mp4", &[("cookie", &user.cookie)]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.bytes().await.unwrap(), &bytes[..]);
+    }
+    let resp = get_with(
+        &app,
+        "/api/videos/unknown.mp4",
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_code(resp).await, "not_found");
+
+    let server = app
+        .otlp
+        .wait_for_span(|s| s.trace_id == trace && s.kind == 2, WAIT)
+        .await
+        .unwrap();
+    let failed = server
+        .event("auth.failed")
+        .expect("auth.failed on the server span");
+    assert_eq!(failed.attr_str("reason"), Some("no_session"));
+    let stream = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == trace && s.name == "api.videos.stream",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let access = stream.event("video.access_check").unwrap();
+    assert_eq!(access.attr_bool("hasSession"), Some(false));
+    assert_eq!(access.attr_str("filename"), Some("known.mp4"));
+    app.stop().await;
+}
+
+async fn s3_app(mode: S3StreamMode) -> TestApp {
+    let store = S3TestServer::get().fresh_bucket().await;
+    TestApp::builder()
+        .settings(move |mut s| {
+            s.store = store;
+            s.api.s3_stream = mode;
+            s
+        })
+        .spawn()
+        .await
+}
+
+#[tokio::test]
+async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
+    // Arrange
+    let app = s3_app(S3StreamMode::Redirect).await;
+    assert!(matches!(app.state.store, ObjectStore::S3(_)));
+    let viewer = app.create_user(Role::Viewer).await;
+    let bytes = mp4_bytes(5_000);
+    let video = seed_video(&app, "cloud.mp4", &bytes).await;
+
+    // Act
+    let resp = get_with(
+        &app,
+        "/api/videos/cloud.mp4",
+        &[("cookie", &viewer.cookie), ("range", "bytes=0-99")],
+    )
+    .await;
+
+    // Assert: a 302 to a presigned URL for the video's key, which S3 honours.
+    assert_eq!(resp.status(), 302);
+    let trace = trace_id(resp.headers());
+    let location = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let key = video.object_key().unwrap();
+    assert!(
+        location.starts_with(&S3TestServer::get().endpoint),
+        "{location}"
+    );
+    assert!(location.contains(key.as_str()), "{location}");
+    let url = reqwest::Url::parse(&location).unwrap();
+    let signature = url
+        .query_pairs()
+        .find(|(k, _)| k == "X-Amz-Signature")
+        .map(|(_, v)| v.into_owned())
+        .expect("a presigned URL has X-Amz-Signature");
+    assert!(signature.len() >= 32, "{signature}");
+    let fetched = reqwest::get(url).await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.bytes().await.unwrap(), &bytes[..]);
+
+    // The redirect is traced (event with the key) ...
+    let stream = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == trace && s.name == "api.videos.stream",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stream.attr_str("video.delivery"), Some("redirect"));
+    assert_eq!(stream.attr_str("storage.backend"), Some("s3"));
+    let redirect = stream
+        .event("video.s3_redirect")
+        .expect("s3_redirect event");
+    assert_eq!(redirect.attr_str("s3Key"), Some(key.as_str()));
+    app.otlp
+        .wait_for_span(
+            |s| s.trace_id == trace && s.name == "s3.get_signed_url",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    // ... but neither the signature nor the URL is anywhere in what was exported or logged.
+    app.flush_telemetry().await;
+    assert!(
+        !app.otlp.raw_contains(signature.as_bytes()),
+        "signature leaked to OTLP"
+    );
+    assert!(
+        !app.otlp.raw_contains(location.as_bytes()),
+        "URL leaked to OTLP"
+    );
+    assert!(
+        !app.logs.contents().contains(&signature),
+        "signature leaked to stdout"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn s3_proxy_mode_streams_ranges_through_the_api() {
+    let app = s3_app(S3StreamMode::Proxy).await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let bytes = mp4_bytes(20_000);
+    seed_video(&app, "proxied.mp4", &bytes).await;
+
+    let cases: [(Option<&str>, u16, std::ops::Range<usize>); 5] = [
+        (Some("bytes=1000-1999"), 206, 1000..2000),
+        (Some("bytes=-500"), 206, 19_500..20_000),
+        (Some("bytes=19000-"), 206, 19_000..20_000),
+        (Some("bytes=0-1,5-6"), 200, 0..20_000),
+        (None, 200, 0..20_000),
+    ];
+    let mut last_trace = String::new();
+    for (range, status, expect) in cases {
+        let mut headers = vec![("cookie", viewer.cookie.as_str())];
+        if let Some(r) = range {
+            headers.push(("range", r));
+        }
+        let resp = get_with(&app, "/api/videos/proxied.mp4", &headers).await;
+        assert_eq!(resp.status().as_u16(), status, "{range:?}");
+        assert!(resp.headers().get(header::ETAG).is_some());
+        if range == Some("bytes=1000-1999") {
+            last_trace = trace_id(resp.headers());
+        }
+        assert_eq!(resp.bytes().await.unwrap(), &bytes[expect], "{range:?}");
+    }
+    let resp = get_with(
+        &app,
+        "/api/videos/proxied.mp4",
+        &[("cookie", &viewer.cookie), ("range", "bytes=20000-")],
+    )
+    .await;
+    assert_eq!(resp.status(), 416);
+    assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes */20000");
+
+    let get = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == last_trace && s.name == "s3.get_object",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(get.attr_str("storage.backend"), Some("s3"));
+    assert_eq!(get.attr_str("s3.range"), Some("bytes=1000-1999"));
+    let stream = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == last_trace && s.name == "api.videos.stream",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stream.attr_str("video.delivery"), Some("proxy"));
+    assert_eq!(get.parent_span_id.as_deref(), Some(stream.span_id.as_str()));
+    let range = stream.event("video.range_request").unwrap();
+    assert_eq!(range.attr_i64("totalSize"), Some(20_000));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn thumbnails_are_served_once_recorded() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let video = seed_video(&app, "thumbed.mp4", &mp4_bytes(10)).await;
+    let id = VideoId::parse(&video.id).unwrap();
+    let path = format!("/api/videos/{}/thumbnail", video.id);
+
+    let resp = get_with(&app, &path, &[("cookie", &viewer.cookie)]).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_code(resp).await, "not_found");
+
+    let key =
+        vidscope_core::storage::ObjectKey::parse(&format!("thumbnails/{}.jpg", video.id)).unwrap();
+    app.state
+        .store
+        .put_bytes(&key, Bytes::from_static(b"\xFF\xD8\xFFjpeg"), "image/jpeg")
+        .await
+        .unwrap();
+    assert!(
+        videos::set_thumbnail(&app.state.db, &id, &key)
+            .await
+            .unwrap()
+    );
+
+    let resp = get_with(&app, &path, &[("cookie", &viewer.cookie)]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(resp.bytes().await.unwrap(), &b"\xFF\xD8\xFFjpeg"[..]);
+    let resp = get_with(
+        &app,
+        &format!("/api/videos/{}", video.id),
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["thumbnail_url"], path.as_str());
+    assert_eq!(app.get(&path).await.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn worker_updates_show_in_the_metadata() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let video = seed_video(&app, "probed.mp4", &mp4_bytes(10)).await;
+    let id = VideoId::parse(&video.id).unwrap();
+    assert!(
+        videos::set_status(&app.state.db, &id, videos::VideoStatus::Ready)
+            .await
+            .unwrap()
+    );
+    assert!(
+        videos::set_duration(&app.state.db, &id, 12.5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !videos::set_status(
+            &app.state.db,
+            &VideoId::generate(),
+            videos::VideoStatus::Failed
+        )
+        .await
+        .unwrap()
+    );
+    let got = videos::get_by_filename(&app.state.db, &Filename::parse("probed.mp4").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.status, videos::VideoStatus::Ready);
+    let resp = get_with(
+        &app,
+        &format!("/api/videos/{}", video.id),
+        &[("cookie", &viewer.cookie)],
+    )
+    .await;
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["duration_seconds"], 12.5);
+    app.stop().await;
+}

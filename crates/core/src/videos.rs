@@ -1,0 +1,397 @@
+//! Video lessons: the `videos` table, the names a video may have, and where its bytes live.
+//!
+//! A video's object key is `videos/<id>/<filename>`: unique per upload, so two uploads racing
+//! for one filename never overwrite each other's bytes (the loser's insert fails on the
+//! `filename` UNIQUE constraint and it deletes only its own object), and still readable in a
+//! bucket listing.
+
+use std::fmt;
+
+use sqlx::Row;
+
+use crate::CoreError;
+use crate::auth::now_millis;
+use crate::db::{Db, InDbSpan, query_span};
+use crate::storage::ObjectKey;
+
+/// Longest filename accepted, in bytes (all allowed characters are ASCII).
+pub const MAX_FILENAME_LEN: usize = 200;
+
+/// Extensions of the containers uploads may have (matched case-insensitively).
+pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "mov", "webm", "mkv"];
+
+/// A video's public name: the streaming URL's last segment and the object's last key segment.
+///
+/// Only `[A-Za-z0-9._-]`, no leading dot (no hidden files), no `..` anywhere, at most
+/// [`MAX_FILENAME_LEN`] bytes and one of the [`VIDEO_EXTENSIONS`]. A name from a URL or an
+/// upload is parsed before any storage or database access, so traversal attempts
+/// (`../x.mp4`, `a/b.mp4`, `%2e%2e` after decoding) never reach I/O.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Filename(String);
+
+impl Filename {
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let invalid = |why: &str| CoreError::Invalid(format!("invalid filename: {why}"));
+        if s.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if s.len() > MAX_FILENAME_LEN {
+            return Err(invalid("longer than 200 characters"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid("allowed characters are A-Z a-z 0-9 . _ -"));
+        }
+        if s.starts_with('.') {
+            return Err(invalid("must not start with a dot"));
+        }
+        if s.contains("..") {
+            return Err(invalid("must not contain `..`"));
+        }
+        let ext = s.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        if !VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(ext)) {
+            return Err(invalid(
+                "the extension must be one of .mp4 .m4v .mov .webm .mkv",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name without its extension, a default title.
+    pub fn stem(&self) -> &str {
+        self.0.rsplit_once('.').map_or(&self.0, |(stem, _)| stem)
+    }
+}
+
+impl fmt::Display for Filename {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A video id: a UUID in its hyphenated lower-case form (how they are generated and stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VideoId(String);
+
+impl VideoId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Any UUID spelling parses; the result is normalised to the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s)
+            .ok()
+            .map(|u| Self(u.hyphenated().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VideoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a video is in its life: uploaded by the API, then processed by the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoStatus {
+    Uploaded,
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl VideoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Uploaded => "uploaded",
+            VideoStatus::Processing => "processing",
+            VideoStatus::Ready => "ready",
+            VideoStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        Ok(match s {
+            "uploaded" => VideoStatus::Uploaded,
+            "processing" => VideoStatus::Processing,
+            "ready" => VideoStatus::Ready,
+            "failed" => VideoStatus::Failed,
+            other => {
+                return Err(CoreError::Invalid(format!(
+                    "unknown video status {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// A row of `videos`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    pub id: String,
+    pub filename: String,
+    pub title: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub status: VideoStatus,
+    pub duration_seconds: Option<f64>,
+    pub thumbnail_key: Option<String>,
+    pub uploaded_by: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+impl Video {
+    /// Where the video's bytes are stored.
+    pub fn object_key(&self) -> Result<ObjectKey, CoreError> {
+        ObjectKey::parse(&format!("videos/{}/{}", self.id, self.filename)).map_err(CoreError::from)
+    }
+}
+
+/// The object key of a video that is about to be stored (see the module doc). Cannot fail
+/// for parsed parts (both are in the key alphabet); a `Result` keeps the function panic-free.
+pub fn object_key(id: &VideoId, filename: &Filename) -> Result<ObjectKey, CoreError> {
+    ObjectKey::parse(&format!("videos/{id}/{filename}")).map_err(CoreError::from)
+}
+
+/// What an upload knows when it creates the row.
+#[derive(Debug, Clone)]
+pub struct NewVideo<'a> {
+    pub id: &'a VideoId,
+    pub filename: &'a Filename,
+    pub title: &'a str,
+    pub content_type: &'a str,
+    pub size_bytes: i64,
+    pub uploaded_by: Option<&'a str>,
+}
+
+fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Video {
+        id: row.try_get("id")?,
+        filename: row.try_get("filename")?,
+        title: row.try_get("title")?,
+        content_type: row.try_get("content_type")?,
+        size_bytes: row.try_get("size_bytes")?,
+        status: VideoStatus::parse(&status)?,
+        duration_seconds: row.try_get("duration_seconds")?,
+        thumbnail_key: row.try_get("thumbnail_key")?,
+        uploaded_by: row.try_get("uploaded_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Creates the row of a freshly stored upload, status `uploaded`. A taken filename is
+/// [`CoreError::Conflict`].
+pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
+    const SQL: &str = "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
+                       uploaded_by, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    let now = now_millis();
+    let result = sqlx::query(SQL)
+        .bind(new.id.as_str())
+        .bind(new.filename.as_str())
+        .bind(new.title)
+        .bind(new.content_type)
+        .bind(new.size_bytes)
+        .bind(VideoStatus::Uploaded.as_str())
+        .bind(new.uploaded_by)
+        .bind(now)
+        .bind(now)
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "INSERT", "videos", SQL))
+        .await;
+    match result {
+        Ok(_) => Ok(Video {
+            id: new.id.as_str().to_owned(),
+            filename: new.filename.as_str().to_owned(),
+            title: new.title.to_owned(),
+            content_type: new.content_type.to_owned(),
+            size_bytes: new.size_bytes,
+            status: VideoStatus::Uploaded,
+            duration_seconds: None,
+            thumbnail_key: None,
+            uploaded_by: new.uploaded_by.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+        }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(CoreError::Conflict("a video with this filename"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(db: &Db, id: &VideoId) -> Result<Option<Video>, CoreError> {
+    const SQL: &str = "SELECT id, filename, title, content_type, size_bytes, status, \
+                       duration_seconds, thumbnail_key, uploaded_by, created_at, updated_at \
+                       FROM videos WHERE id = $1";
+    let row = sqlx::query(SQL)
+        .bind(id.as_str())
+        .fetch_optional(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
+        .await?;
+    row.as_ref().map(row_video).transpose()
+}
+
+pub async fn get_by_filename(db: &Db, filename: &Filename) -> Result<Option<Video>, CoreError> {
+    const SQL: &str = "SELECT id, filename, title, content_type, size_bytes, status, \
+                       duration_seconds, thumbnail_key, uploaded_by, created_at, updated_at \
+                       FROM videos WHERE filename = $1";
+    let row = sqlx::query(SQL)
+        .bind(filename.as_str())
+        .fetch_optional(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
+        .await?;
+    row.as_ref().map(row_video).transpose()
+}
+
+/// Every video, newest first (ties broken by id so the order is stable).
+pub async fn list(db: &Db) -> Result<Vec<Video>, CoreError> {
+    const SQL: &str = "SELECT id, filename, title, content_type, size_bytes, status, \
+                       duration_seconds, thumbnail_key, uploaded_by, created_at, updated_at \
+                       FROM videos ORDER BY created_at DESC, id DESC";
+    let rows = sqlx::query(SQL)
+        .fetch_all(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
+        .await?;
+    rows.iter().map(row_video).collect()
+}
+
+/// Sets the status; `Ok(false)` when there is no such video.
+pub async fn set_status(db: &Db, id: &VideoId, status: VideoStatus) -> Result<bool, CoreError> {
+    const SQL: &str = "UPDATE videos SET status = $1, updated_at = $2 WHERE id = $3";
+    let done = sqlx::query(SQL)
+        .bind(status.as_str())
+        .bind(now_millis())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records the probed duration; `Ok(false)` when there is no such video.
+pub async fn set_duration(db: &Db, id: &VideoId, seconds: f64) -> Result<bool, CoreError> {
+    const SQL: &str = "UPDATE videos SET duration_seconds = $1, updated_at = $2 WHERE id = $3";
+    let done = sqlx::query(SQL)
+        .bind(seconds)
+        .bind(now_millis())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Records where the thumbnail was stored; `Ok(false)` when there is no such video.
+pub async fn set_thumbnail(db: &Db, id: &VideoId, key: &ObjectKey) -> Result<bool, CoreError> {
+    const SQL: &str = "UPDATE videos SET thumbnail_key = $1, updated_at = $2 WHERE id = $3";
+    let done = sqlx::query(SQL)
+        .bind(key.as_str())
+        .bind(now_millis())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_filenames_parse() {
+        for name in [
+            "lesson-1.mp4",
+            "Intro_Part.2.MOV",
+            "a.webm",
+            "x.mkv",
+            "clip.m4v",
+            &format!("{}.mp4", "a".repeat(MAX_FILENAME_LEN - 4)),
+        ] {
+            let f = Filename::parse(name).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+            assert_eq!(f.as_str(), name);
+        }
+        assert_eq!(Filename::parse("a.b.mp4").unwrap().stem(), "a.b");
+    }
+
+    #[test]
+    fn bad_filenames_are_rejected() {
+        for (name, why) in [
+            ("", "empty"),
+            ("../etc/passwd.mp4", "traversal"),
+            ("..%2Fx.mp4", "encoded traversal, undecoded"),
+            ("a/b.mp4", "slash"),
+            ("a\\b.mp4", "backslash"),
+            (".env", "dotfile"),
+            (".hidden.mp4", "dotfile with extension"),
+            ("a..mp4", "double dot"),
+            ("video", "no extension"),
+            ("video.exe", "wrong extension"),
+            ("video.mp4.exe", "wrong last extension"),
+            ("video.", "empty extension"),
+            ("vid eo.mp4", "space"),
+            ("vidé.mp4", "non-ASCII"),
+            ("a\0.mp4", "NUL"),
+            ("a%20.mp4", "percent"),
+            (&format!("{}.mp4", "a".repeat(MAX_FILENAME_LEN)), "too long"),
+        ] {
+            assert!(
+                Filename::parse(name).is_err(),
+                "{why}: {name:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn video_ids_are_normalised_uuids() {
+        let id = VideoId::generate();
+        assert_eq!(VideoId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(
+            VideoId::parse(&id.as_str().to_uppercase()).as_ref(),
+            Some(&id)
+        );
+        assert_eq!(VideoId::parse("lesson.mp4"), None);
+        assert_eq!(VideoId::parse(""), None);
+    }
+
+    #[test]
+    fn object_keys_are_per_upload() {
+        let f = Filename::parse("a.mp4").unwrap();
+        let (a, b) = (VideoId::generate(), VideoId::generate());
+        assert_ne!(object_key(&a, &f).unwrap(), object_key(&b, &f).unwrap());
+        assert_eq!(
+            object_key(&a, &f).unwrap().as_str(),
+            format!("videos/{a}/a.mp4")
+        );
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in [
+            VideoStatus::Uploaded,
+            VideoStatus::Processing,
+            VideoStatus::Ready,
+            VideoStatus::Failed,
+        ] {
+            assert_eq!(VideoStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert!(VideoStatus::parse("done").is_err());
+    }
+}

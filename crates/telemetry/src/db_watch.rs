@@ -1,0 +1,152 @@
+//! Slow statements and N+1 patterns, seen from the `db.query` spans alone (seed 002 ticket 7).
+//!
+//! Slow statements are seen by a layer: every statement already runs inside a `db.query` span
+//! (see `vidscope_core::db::query_span`), so timing it here covers the API and the worker
+//! without touching a query. Repeats are counted per unit of work: the request middleware and
+//! the job runner wrap their work in [`scope`], and `query_span` calls [`note_statement`] and
+//! marks the statement that crossed the threshold.
+//!
+//! - `db.slow_query` {duration_ms, threshold_ms}: added to a `db.query` span that took longer
+//!   than the configured threshold.
+//! - `db.n_plus_one` {db.query.text, count, threshold}: added to the `db.query` span of the
+//!   run that takes a statement past the threshold within one request or job (once).
+//!
+//! Events are added through the span's OpenTelemetry context, which the layer looks up with
+//! the dispatcher captured at registration (callbacks cannot reach the current dispatcher).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt;
+use tracing::dispatcher::WeakDispatch;
+use tracing::span::{Attributes, Id};
+use tracing::{Dispatch, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+const DB_SPAN: &str = "db.query";
+
+pub struct DbWatch {
+    slow: Duration,
+    dispatch: OnceLock<WeakDispatch>,
+}
+
+/// Stored on each `db.query` span: when it started.
+struct Started(Instant);
+
+impl DbWatch {
+    pub fn new(slow: Duration, repeat_threshold: u32) -> Self {
+        REPEAT_THRESHOLD.store(repeat_threshold, Ordering::Relaxed);
+        Self {
+            slow,
+            dispatch: OnceLock::new(),
+        }
+    }
+
+    fn add_event(&self, id: &Id, name: &'static str, attrs: Vec<KeyValue>) {
+        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
+            return;
+        };
+        if let Some(cx) = tracing_opentelemetry::get_otel_context(id, &dispatch) {
+            cx.span().add_event(name, attrs);
+        }
+    }
+}
+
+impl<S> Layer<S> for DbWatch
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != DB_SPAN {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        span.extensions_mut().insert(Started(Instant::now()));
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        if span.name() != DB_SPAN {
+            return;
+        }
+        let Some(elapsed) = span.extensions().get::<Started>().map(|s| s.0.elapsed()) else {
+            return;
+        };
+        if elapsed > self.slow {
+            self.add_event(
+                &id,
+                "db.slow_query",
+                vec![
+                    KeyValue::new("duration_ms", elapsed.as_millis() as i64),
+                    KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
+                ],
+            );
+        }
+    }
+}
+
+/// Set from the telemetry configuration when the subscriber is built.
+static REPEAT_THRESHOLD: AtomicU32 = AtomicU32::new(5);
+
+/// One request's or job's statement counts.
+struct Scope {
+    counts: Mutex<HashMap<&'static str, u32>>,
+}
+
+tokio::task_local! {
+    static SCOPE: Scope;
+}
+
+/// Runs `fut` as one unit of work (a request, a job) whose repeated statements are counted.
+pub async fn scope<F: std::future::Future>(fut: F) -> F::Output {
+    SCOPE
+        .scope(
+            Scope {
+                counts: Mutex::new(HashMap::new()),
+            },
+            fut,
+        )
+        .await
+}
+
+/// Counts one run of `statement` in the current scope. Returns the run count when this run
+/// is the one that exceeds the threshold (so once per statement and scope); the caller adds
+/// the `db.n_plus_one` marker to that statement's span (see [`mark_n_plus_one`]).
+pub fn note_statement(statement: &'static str) -> Option<u32> {
+    SCOPE
+        .try_with(|s| {
+            let mut counts = s.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(statement).or_insert(0);
+            *n += 1;
+            (*n == REPEAT_THRESHOLD.load(Ordering::Relaxed).saturating_add(1)).then_some(*n)
+        })
+        .ok()
+        .flatten()
+}
+
+/// `db.n_plus_one` {db.query.text, count, threshold} on `span`, the statement's own span.
+/// (On the request's root span it would be easier to find, but adding events to a parent from
+/// a child's creation lost the parent now and then with tracing-opentelemetry 0.33.)
+pub fn mark_n_plus_one(span: &tracing::Span, statement: &'static str, count: u32) {
+    span.add_event(
+        "db.n_plus_one",
+        vec![
+            KeyValue::new("db.query.text", statement),
+            KeyValue::new("count", i64::from(count)),
+            KeyValue::new(
+                "threshold",
+                i64::from(REPEAT_THRESHOLD.load(Ordering::Relaxed)),
+            ),
+        ],
+    );
+}
