@@ -83,14 +83,14 @@ async fn resolve(
             },
         )));
     };
-    let key = token.cache_key();
-    // The label shows a prefix of the hash: enough to correlate, useless to an attacker.
-    let label = &key[..key.len().min(20)];
     let user = state
         .cache
-        .get_or_load(&key, label, SESSION_CACHE_TTL, || {
-            session_user(&state.db, &token)
-        })
+        .get_or_load(
+            &token.cache_key(),
+            &token.cache_label(),
+            SESSION_CACHE_TTL,
+            || session_user(&state.db, &token),
+        )
         .await?;
     match user {
         Some(user) => {

@@ -1,9 +1,11 @@
-//! Read-through cache for session and video-metadata lookups (seed 004 "cache operations"):
-//! Redis when `REDIS_URL` is set, so every API instance shares it; in-process otherwise.
+//! Read-through cache (seed 004 "cache operations"): Redis when `REDIS_URL` is set, so every
+//! API instance shares it; in-process otherwise. Session lookups use it; video metadata does
+//! not yet.
 //!
 //! Every lookup is a `cache.get` client span with `cache.backend`, `cache.key` and
-//! `cache.hit`; a fill is a `cache.set` span. The cache never fails a request: a Redis error
-//! is recorded on the span (transient) and the lookup falls through to the database.
+//! `cache.hit`; a fill is `cache.set`, an invalidation `cache.delete`. The cache never fails a
+//! request: a Redis error is recorded on the span (transient) and the lookup falls through to
+//! the database.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,6 +53,20 @@ impl Cache {
         }
     }
 
+    /// The client span of one cache operation; `cache.hit` is filled in by lookups only.
+    fn span(&self, operation: &'static str, label: &str) -> tracing::Span {
+        tracing::info_span!(
+            "cache.operation",
+            otel.name = %format_args!("cache.{operation}"),
+            otel.kind = "client",
+            cache.backend = self.backend_name(),
+            cache.operation = operation,
+            cache.key = label,
+            cache.hit = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    }
+
     /// The cached value for `key`, else `load()`'s, stored for `ttl` when it is `Some`.
     /// `label` is what telemetry shows for the key: never put a secret in it.
     pub async fn get_or_load<T, F, Fut>(
@@ -65,15 +81,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<T>, CoreError>>,
     {
-        let span = tracing::info_span!(
-            "cache.get",
-            otel.kind = "client",
-            cache.backend = self.backend_name(),
-            cache.operation = "get",
-            cache.key = label,
-            cache.hit = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        let span = self.span("get", label);
         let cached = self.read(key).instrument(span.clone()).await;
         let hit = match cached {
             Ok(Some(raw)) => serde_json::from_str::<T>(&raw).ok(),
@@ -91,14 +99,7 @@ impl Cache {
         if let Some(v) = &loaded
             && let Ok(raw) = serde_json::to_string(v)
         {
-            let span = tracing::info_span!(
-                "cache.set",
-                otel.kind = "client",
-                cache.backend = self.backend_name(),
-                cache.operation = "set",
-                cache.key = label,
-                error.type = tracing::field::Empty,
-            );
+            let span = self.span("set", label);
             if let Err(e) = self.write(key, raw, ttl).instrument(span.clone()).await {
                 record_error(&span, ErrorClass::Transient, "cache.unavailable", &e);
             }
@@ -108,14 +109,7 @@ impl Cache {
 
     /// Forgets `key` (logout, a changed video). Errors are recorded, not returned.
     pub async fn invalidate(&self, key: &str, label: &str) {
-        let span = tracing::info_span!(
-            "cache.delete",
-            otel.kind = "client",
-            cache.backend = self.backend_name(),
-            cache.operation = "delete",
-            cache.key = label,
-            error.type = tracing::field::Empty,
-        );
+        let span = self.span("delete", label);
         let result = async {
             match &self.backend {
                 Backend::Redis(c) => {

@@ -4,14 +4,14 @@
 //! a database dump nor a telemetry leak of the hash gives a usable session. Sessions are
 //! looked up on every authenticated request, so `session_user` is a single indexed join.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::CoreError;
-use crate::db::{Db, InDbSpan, query_span};
+use crate::db::{Db, InDbSpan, now_millis, query_span};
 use crate::domain::{Email, Password, Role};
 
 /// An authenticated account as handlers see it. Serde so the session cache can hold it.
@@ -53,6 +53,14 @@ impl SessionToken {
         format!("session:{}", self.hash())
     }
 
+    /// What telemetry shows for [`Self::cache_key`]: a prefix of the hash, enough to
+    /// correlate lookups of one session, useless to an attacker.
+    pub fn cache_label(&self) -> String {
+        let mut key = self.cache_key();
+        key.truncate(20);
+        key
+    }
+
     fn hash(&self) -> String {
         hex::encode(Sha256::digest(self.0.as_bytes()))
     }
@@ -79,13 +87,6 @@ impl LoginFailure {
             LoginFailure::WrongPassword => "wrong_password",
         }
     }
-}
-
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn row_user(row: &sqlx::any::AnyRow) -> Result<User, CoreError> {

@@ -167,35 +167,47 @@ pub trait InDbSpan: Future + Sized {
     fn in_db_span(self, span: tracing::Span) -> DbSpanned<Self> {
         DbSpanned {
             span: Some(span),
-            fut: Box::pin(self),
+            fut: self,
         }
     }
 }
 
 impl<F: Future> InDbSpan for F {}
 
-pub struct DbSpanned<F> {
-    span: Option<tracing::Span>,
-    fut: std::pin::Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    pub struct DbSpanned<F> {
+        span: Option<tracing::Span>,
+        #[pin]
+        fut: F,
+    }
 }
 
 impl<F: Future> Future for DbSpanned<F> {
     type Output = F::Output;
 
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
+        let this = self.project();
         let out = {
             let _none = tracing::dispatcher::set_default(&tracing::Dispatch::none());
-            self.fut.as_mut().poll(cx)
+            this.fut.poll(cx)
         };
         if out.is_ready() {
             // Ends the `db.query` span as soon as the statement is done.
-            self.span.take();
+            this.span.take();
         }
         out
     }
+}
+
+/// Rows store times as Unix milliseconds (BIGINT): one representation for both backends.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 pub fn query_span(

@@ -15,8 +15,7 @@ use std::time::Duration;
 use sqlx::Row;
 
 use crate::CoreError;
-use crate::auth::now_millis;
-use crate::db::{Db, InDbSpan, query_span};
+use crate::db::{Db, InDbSpan, now_millis, query_span};
 
 /// A repeat save inside this window at the same position is not written again.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);

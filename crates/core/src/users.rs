@@ -3,7 +3,7 @@
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 
 use crate::CoreError;
-use crate::db::{Db, InDbSpan, query_span};
+use crate::db::{Db, InDbSpan, now_millis, query_span};
 use crate::domain::{Email, Password, Role};
 
 /// Hashes with argon2id's default parameters (the OWASP baseline); the hash string carries
@@ -33,10 +33,7 @@ pub async fn create_user(
     let id = uuid::Uuid::new_v4().to_string();
     tracing::Span::current().record("user.id", id.as_str());
     const SQL: &str = "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)";
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now = now_millis();
     let result = sqlx::query(SQL)
         .bind(&id)
         .bind(email.as_str())

@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::config::Signal;
 use crate::file::{JsonLinesFile, proto_resource};
-use crate::redact::{REDACTED, is_sensitive_key_cached as is_sensitive_key, redact_str};
+use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
 
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -167,7 +167,7 @@ fn can_hold_secret(v: &Value) -> bool {
 
 fn redact_kvs(kvs: &mut [KeyValue]) {
     for kv in kvs {
-        if can_hold_secret(&kv.value) && is_sensitive_key(kv.key.as_str()) {
+        if can_hold_secret(&kv.value) && is_sensitive_key_cached(kv.key.as_str()) {
             kv.value = Value::from(REDACTED);
         } else {
             redact_value(&mut kv.value);
@@ -261,7 +261,7 @@ fn redact_any(v: &AnyValue) -> Option<AnyValue> {
             let out = map
                 .iter()
                 .map(|(k, v)| {
-                    if is_sensitive_key(k.as_str()) {
+                    if is_sensitive_key_cached(k.as_str()) {
                         changed = true;
                         (k.clone(), AnyValue::from(REDACTED))
                     } else if let Some(r) = redact_any(v) {
@@ -307,7 +307,7 @@ impl<E> GuardedLogs<E> {
                     v,
                     AnyValue::Boolean(_) | AnyValue::Int(_) | AnyValue::Double(_)
                 );
-                if !scalar && is_sensitive_key(k.as_str()) {
+                if !scalar && is_sensitive_key_cached(k.as_str()) {
                     Some(AnyValue::from(REDACTED))
                 } else {
                     redact_any(v)

@@ -12,3 +12,29 @@ pub mod otlp;
 pub mod s3;
 
 pub use app::{LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app};
+
+/// The ids a response's W3C `traceresponse` header (`00-<trace>-<span>-<flags>`) names.
+/// Panics with the header when it is missing or malformed: tests want to see why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceResponse {
+    pub trace_id: String,
+    pub span_id: String,
+    pub sampled: bool,
+}
+
+impl TraceResponse {
+    pub fn of(headers: &reqwest::header::HeaderMap) -> Self {
+        let raw = headers
+            .get("traceresponse")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no traceresponse header in {headers:?}"));
+        match raw.split('-').collect::<Vec<_>>()[..] {
+            ["00", trace, span, flags] => Self {
+                trace_id: trace.to_owned(),
+                span_id: span.to_owned(),
+                sampled: flags == "01",
+            },
+            _ => panic!("malformed traceresponse {raw:?}"),
+        }
+    }
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
-use vidscope_testkit::{TestApp, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -53,9 +53,11 @@ async fn server_span(
     app: &TestApp,
     resp: &reqwest::Response,
 ) -> vidscope_testkit::otlp::CapturedSpan {
-    let tr = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
-    let parts: Vec<&str> = tr.split('-').collect();
-    let (trace, span) = (parts[1].to_owned(), parts[2].to_owned());
+    let TraceResponse {
+        trace_id: trace,
+        span_id: span,
+        ..
+    } = TraceResponse::of(resp.headers());
     app.flush_telemetry().await;
     app.otlp
         .wait_for_span(move |s| s.trace_id == trace && s.span_id == span, WAIT)
@@ -319,5 +321,39 @@ async fn bad_bodies_and_disabled_registration_get_clear_errors() {
     )
     .await;
     assert_eq!(r.status(), 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn session_lookups_go_through_the_cache_with_hit_or_miss_spans() {
+    let app = spawn_app().await;
+    let u = app.create_user(Role::Viewer).await;
+    let mut hits = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .client
+            .get(app.url("/api/auth/session"))
+            .header("cookie", &u.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let trace = TraceResponse::of(r.headers()).trace_id;
+        app.flush_telemetry().await;
+        let get = app
+            .otlp
+            .wait_for_span(move |s| s.trace_id == trace && s.name == "cache.get", WAIT)
+            .await
+            .unwrap();
+        assert_eq!(get.attr_str("cache.backend"), Some("memory"));
+        let key = get.attr_str("cache.key").unwrap().to_owned();
+        assert!(key.starts_with("session:") && key.len() == 20, "{key}");
+        assert!(
+            !u.cookie.contains(&key["session:".len()..]),
+            "the label is not the token"
+        );
+        hits.push(get.attr_bool("cache.hit"));
+    }
+    assert_eq!(hits, [Some(false), Some(true)], "miss, then hit");
     app.stop().await;
 }

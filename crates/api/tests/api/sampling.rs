@@ -1,11 +1,10 @@
 use std::time::Duration;
 
 use vidscope_telemetry::SamplerConfig;
-use vidscope_testkit::TestApp;
+use vidscope_testkit::{TestApp, TraceResponse};
 
 fn sampled(resp: &reqwest::Response) -> bool {
-    let tr = resp.headers()["traceresponse"].to_str().unwrap();
-    tr.ends_with("-01")
+    TraceResponse::of(resp.headers()).sampled
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::{self, Filename, VideoId};
 use vidscope_testkit::s3::S3TestServer;
-use vidscope_testkit::{TestApp, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 
 use crate::videos::{error_code, get_with, mp4_bytes};
 
@@ -76,11 +76,6 @@ async fn upload(app: &TestApp, cookie: Option<&str>, body: Vec<u8>) -> reqwest::
         req = req.header(header::COOKIE, c);
     }
     req.send().await.unwrap()
-}
-
-fn trace_id(resp: &reqwest::Response) -> String {
-    let tr = resp.headers()["traceresponse"].to_str().unwrap();
-    tr.split('-').nth(1).unwrap().to_owned()
 }
 
 /// Every regular file under `dir`.
@@ -159,7 +154,7 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
 
     // Assert: 201 with the video, which lists and streams back byte for byte.
     assert_eq!(resp.status(), 201);
-    let trace = trace_id(&resp);
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     let id = resp.headers()[header::LOCATION]
         .to_str()
         .unwrap()
@@ -454,7 +449,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     let data = mp4_bytes(9 * 1024 * 1024);
     let resp = upload(&app, Some(&admin.cookie), form(&[file("big.mp4", &data)])).await;
     assert_eq!(resp.status(), 201);
-    let trace = trace_id(&resp);
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     let body: serde_json::Value = resp.json().await.unwrap();
     let id = VideoId::parse(body["id"].as_str().unwrap()).unwrap();
     let key = videos::object_key(&id, &Filename::parse("big.mp4").unwrap()).unwrap();
@@ -474,7 +469,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     let data = mp4_bytes(11 * 1024 * 1024);
     let resp = upload(&app, Some(&admin.cookie), form(&[file("huge.mp4", &data)])).await;
     assert_eq!(resp.status(), 413);
-    let trace = trace_id(&resp);
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     let span = app
         .otlp
         .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use vidscope_core::config::S3StreamMode;
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectStore, StoreKind};
 use vidscope_core::videos::{self, Filename, NewVideo, Video, VideoId};
 use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_testkit::s3::S3TestServer;
-use vidscope_testkit::{TestApp, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -68,11 +68,6 @@ pub async fn error_code(resp: reqwest::Response) -> String {
         .as_str()
         .expect("error.code")
         .to_owned()
-}
-
-fn trace_id(headers: &HeaderMap) -> String {
-    let tr = headers["traceresponse"].to_str().unwrap();
-    tr.split('-').nth(1).unwrap().to_owned()
 }
 
 fn child_named<'a>(
@@ -177,7 +172,7 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
 
     // Assert: the response
     assert_eq!(resp.status(), 206);
-    let trace = trace_id(resp.headers());
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes 100-199/10000");
     assert_eq!(resp.bytes().await.unwrap(), &bytes[100..200]);
 
@@ -606,7 +601,7 @@ async fn streaming_needs_a_session_and_an_existing_file() {
     // Anonymous: 401, with auth.failed on the server span and hasSession=false.
     let resp = app.get("/api/videos/known.mp4").await;
     assert_eq!(resp.status(), 401);
-    let trace = trace_id(resp.headers());
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     assert_eq!(error_code(resp).await, "unauthorized");
     // A cookie that is not a session is also 401.
     let resp = get_with(
@@ -686,7 +681,7 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
 
     // Assert: a 302 to a presigned URL for the video's key, which S3 honours.
     assert_eq!(resp.status(), 302);
-    let trace = trace_id(resp.headers());
+    let trace = TraceResponse::of(resp.headers()).trace_id;
     let location = resp.headers()[header::LOCATION]
         .to_str()
         .unwrap()
@@ -771,7 +766,7 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
         assert_eq!(resp.status().as_u16(), status, "{range:?}");
         assert!(resp.headers().get(header::ETAG).is_some());
         if range == Some("bytes=1000-1999") {
-            last_trace = trace_id(resp.headers());
+            last_trace = TraceResponse::of(resp.headers()).trace_id;
         }
         assert_eq!(resp.bytes().await.unwrap(), &bytes[expect], "{range:?}");
     }

@@ -14,8 +14,10 @@ use crate::state::AppState;
 pub async fn post(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let (_, Some(token)) = session_cookie(&headers) {
         delete_session(&state.db, &token).await?;
-        let key = token.cache_key();
-        state.cache.invalidate(&key, &key[..20]).await;
+        state
+            .cache
+            .invalidate(&token.cache_key(), &token.cache_label())
+            .await;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(
