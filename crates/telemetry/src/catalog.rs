@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, ObservableCounter};
 use opentelemetry::{Key, KeyValue};
 use opentelemetry_sdk::metrics::{Aggregation, Instrument, Stream};
 
@@ -40,6 +40,8 @@ pub enum Kind {
     Counter,
     Histogram,
     ObservableCounter,
+    /// A sampled value (queue depth, breaker state), recorded with a synchronous gauge.
+    Gauge,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +64,22 @@ const fn counter(
         name,
         unit,
         kind: Kind::Counter,
+        description,
+        buckets: None,
+        labels,
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    labels: &'static [&'static str],
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        unit,
+        kind: Kind::Gauge,
         description,
         buckets: None,
         labels,
@@ -106,7 +124,21 @@ pub mod names {
     pub const TEST_OTEL_REQUESTS: &str = "vidscope.test_otel.requests";
     pub const TELEMETRY_DROPPED: &str = "telemetry.export.dropped";
     pub const TELEMETRY_FALLBACK: &str = "telemetry.export.fallback";
+    pub const MESSAGING_PROCESS_DURATION: &str = "messaging.process.duration";
+    pub const MESSAGING_CLIENT_SENT: &str = "messaging.client.sent.messages";
+    pub const JOB_QUEUE_WAIT: &str = "job.queue_wait_ms";
+    pub const JOB_QUEUE_DEPTH: &str = "job.queue_depth";
+    pub const JOB_FAILURES: &str = "job.failures_total";
+    pub const JOB_DEAD_LETTER: &str = "job.dead_letter_total";
+    pub const CRM_BREAKER_STATE: &str = "crm.circuit_breaker.state";
+    pub const OUTBOX_PENDING: &str = "outbox.pending";
 }
+
+const MESSAGING_LABELS: &[&str] = &[
+    "messaging.system",
+    "messaging.destination.name",
+    "error.type",
+];
 
 use names::*;
 
@@ -238,6 +270,58 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Calls of GET /api/test-otel, the end-to-end telemetry check (seed 000).",
         &[],
     ),
+    // The job pipeline (issue 4). Processing time follows the messaging semantic conventions;
+    // the wait between enqueue and claim is vidscope's own, in the seeds' `_ms` style.
+    histogram(
+        MESSAGING_PROCESS_DURATION,
+        "s",
+        HTTP_DURATION_BUCKETS_S,
+        "Time a worker spent processing a job (messaging semantic conventions).",
+        MESSAGING_LABELS,
+    ),
+    counter(
+        MESSAGING_CLIENT_SENT,
+        "{message}",
+        "Jobs published to the queue (messaging semantic conventions).",
+        MESSAGING_LABELS,
+    ),
+    histogram(
+        JOB_QUEUE_WAIT,
+        "ms",
+        DURATION_BUCKETS_MS,
+        "Time a job waited between being due and being claimed by a worker.",
+        &["job.type"],
+    ),
+    gauge(
+        JOB_QUEUE_DEPTH,
+        "{job}",
+        "Jobs in the queue by state (ready, delayed, in_flight, dead), sampled by the worker.",
+        &["job.type", "state"],
+    ),
+    counter(
+        JOB_FAILURES,
+        "{failure}",
+        "Failed job attempts by error class (transient ones are retried).",
+        &["job.type", "error.class"],
+    ),
+    counter(
+        JOB_DEAD_LETTER,
+        "{job}",
+        "Jobs moved to the dead letter after a permanent error or their last attempt.",
+        &["job.type", "error.class"],
+    ),
+    gauge(
+        CRM_BREAKER_STATE,
+        "{state}",
+        "State of the CRM circuit breaker: 0 closed, 1 half-open, 2 open.",
+        &[],
+    ),
+    gauge(
+        OUTBOX_PENDING,
+        "{message}",
+        "Outbox rows written by the API and not yet published to the queue.",
+        &[],
+    ),
     InstrumentSpec {
         name: TELEMETRY_DROPPED,
         unit: "{item}",
@@ -302,6 +386,14 @@ pub struct Metrics {
     pub workflow_db_upsert: Counter<u64>,
     pub workflow_db_upsert_duration_ms: Histogram<f64>,
     pub test_otel_requests: Counter<u64>,
+    pub messaging_process_duration: Histogram<f64>,
+    pub messaging_client_sent_messages: Counter<u64>,
+    pub job_queue_wait_ms: Histogram<f64>,
+    pub job_queue_depth: Gauge<i64>,
+    pub job_failures_total: Counter<u64>,
+    pub job_dead_letter_total: Counter<u64>,
+    pub crm_circuit_breaker_state: Gauge<i64>,
+    pub outbox_pending: Gauge<i64>,
     _self_metrics: Arc<[ObservableCounter<u64>; 2]>,
 }
 
@@ -332,6 +424,15 @@ fn count(meter: &Meter, name: &'static str) -> Counter<u64> {
     let s = must(name, Kind::Counter);
     meter
         .u64_counter(s.name)
+        .with_unit(s.unit)
+        .with_description(s.description)
+        .build()
+}
+
+fn gauge_i64(meter: &Meter, name: &'static str) -> Gauge<i64> {
+    let s = must(name, Kind::Gauge);
+    meter
+        .i64_gauge(s.name)
         .with_unit(s.unit)
         .with_description(s.description)
         .build()
@@ -372,6 +473,14 @@ impl Metrics {
             workflow_db_upsert: count(meter, WORKFLOW_DB_UPSERT),
             workflow_db_upsert_duration_ms: hist(meter, WORKFLOW_DB_UPSERT_DURATION),
             test_otel_requests: count(meter, TEST_OTEL_REQUESTS),
+            messaging_process_duration: hist(meter, MESSAGING_PROCESS_DURATION),
+            messaging_client_sent_messages: count(meter, MESSAGING_CLIENT_SENT),
+            job_queue_wait_ms: hist(meter, JOB_QUEUE_WAIT),
+            job_queue_depth: gauge_i64(meter, JOB_QUEUE_DEPTH),
+            job_failures_total: count(meter, JOB_FAILURES),
+            job_dead_letter_total: count(meter, JOB_DEAD_LETTER),
+            crm_circuit_breaker_state: gauge_i64(meter, CRM_BREAKER_STATE),
+            outbox_pending: gauge_i64(meter, OUTBOX_PENDING),
             _self_metrics: Arc::new([
                 observe(TELEMETRY_DROPPED, ExportStats::dropped),
                 observe(TELEMETRY_FALLBACK, ExportStats::fallback),
