@@ -1,0 +1,776 @@
+#!/usr/bin/env python3
+"""Static checks of the observability stack's configuration (run by scripts/check-stack.sh).
+
+Nothing here starts a Collector, Tempo, Loki or Grafana: none can be installed on the machines
+the tests run on. What can be checked without them is checked:
+
+  collector   YAML parses; no removed or deprecated component names; every pipeline component
+              is defined; span metrics / service graph are computed before tail sampling with
+              exemplars on; seed 000's file rotation; health_check and own metrics exposed
+  tempo/loki  YAML parses; no blocks Tempo 3 / Loki 3 removed; 7-day retention; structured
+              metadata on; Tempo's exemplar label is one Grafana links to Tempo
+  prometheus  the `otlp:` section (which promtool 2.x cannot read) is checked here; the rest
+              goes to promtool in check-stack.sh
+  grafana     datasource UIDs fixed and unique; every UID referenced by a dashboard, a panel
+              link, an alert rule or another datasource is provisioned; every panel links to
+              Explore on its own datasource; every alert in prometheus/rules has a firing and a
+              not-firing promtool test case
+  metrics     every metric queried by a dashboard, an alert rule (Prometheus or Grafana) or a
+              datasource link is either emitted by the services (translated to its Prometheus
+              name the way prometheus.yml configures OTLP translation) or produced by the
+              Collector (connectors, own telemetry), Tempo or Prometheus itself.
+
+Emitted metrics come from --emitted PATH or $VIDSCOPE_EMITTED_METRICS: JSON (a list, or
+{"metrics": [...]}, of {"name", "unit", "type"[, "monotonic"]}) or text lines
+"name unit type" (unit "-" for none); type is one of histogram, exponential_histogram,
+counter (monotonic sum), updowncounter (non-monotonic sum), sum (+ "monotonic"), gauge,
+summary. Without it, the metric catalog crates/telemetry/src/catalog.rs is parsed instead
+(a FALLBACK: it says what the code declares, not what a running service exported).
+
+Exit status 1 if any check fails; every failure is listed.
+Needs PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.parse
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+errors: list[str] = []
+notes: list[str] = []
+
+
+def fail(where: str, msg: str) -> None:
+    errors.append(f"{where}: {msg}")
+
+
+def load_yaml(rel: str):
+    p = ROOT / rel
+    try:
+        return yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        fail(rel, "missing")
+    except yaml.YAMLError as e:
+        fail(rel, f"invalid YAML: {e}")
+    return None
+
+
+def walk(obj, path=()):
+    """Yields (path, key, value) for every mapping entry in a nested structure."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield path, k, v
+            yield from walk(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from walk(v, path + (i,))
+
+
+# =========================================================================== collector
+
+# Component types that were removed, or renamed with the old name kept only as a deprecated
+# alias. Key: (kind, type) -> why.
+COLLECTOR_DENY = {
+    ("exporters", "logging"): "removed; use `debug`",
+    ("exporters", "loki"): "removed; Loki ingests OTLP natively: otlp_http -> http://loki:3100/otlp",
+    ("exporters", "jaeger"): "removed; Jaeger and Tempo ingest OTLP",
+    ("exporters", "jaeger_thrift"): "removed; use OTLP",
+    ("exporters", "opencensus"): "removed",
+    ("receivers", "opencensus"): "removed",
+    ("processors", "spanmetrics"): "removed; use the span_metrics connector",
+    ("processors", "servicegraph"): "removed; use the servicegraph connector",
+    ("processors", "logstransform"): "removed; use transform",
+    ("exporters", "otlp"): "deprecated alias since 0.144; use otlp_grpc",
+    ("exporters", "otlphttp"): "deprecated alias since 0.144; use otlp_http",
+    ("processors", "resourcedetection"): "deprecated alias; use resource_detection",
+    ("connectors", "spanmetrics"): "deprecated alias; use span_metrics",
+    ("processors", "memorylimiter"): "not a component; use memory_limiter",
+    ("extensions", "healthcheck"): "deprecated alias; use health_check",
+}
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+def ctype(cid: str) -> str:
+    return cid.split("/", 1)[0]
+
+
+def check_collector() -> dict:
+    where = "otel-collector/config.yaml"
+    cfg = load_yaml(where) or {}
+    for kind in KINDS:
+        for cid in (cfg.get(kind) or {}):
+            why = COLLECTOR_DENY.get((kind, ctype(cid)))
+            if why:
+                fail(where, f"{kind}.{cid}: {why}")
+    svc = cfg.get("service") or {}
+    defined = {k: set((cfg.get(k) or {}).keys()) for k in KINDS}
+    for ext in svc.get("extensions") or []:
+        if ext not in defined["extensions"]:
+            fail(where, f"service.extensions uses undefined {ext}")
+    pipelines = svc.get("pipelines") or {}
+    if not pipelines:
+        fail(where, "no pipelines")
+    connectors = defined["connectors"]
+    used_as_exporter, used_as_receiver = set(), set()
+    for name, p in pipelines.items():
+        for r in p.get("receivers") or []:
+            if r not in defined["receivers"] and r not in connectors:
+                fail(where, f"pipeline {name}: undefined receiver {r}")
+            if r in connectors:
+                used_as_receiver.add(r)
+        for pr in p.get("processors") or []:
+            if pr not in defined["processors"]:
+                fail(where, f"pipeline {name}: undefined processor {pr}")
+        for e in p.get("exporters") or []:
+            if e not in defined["exporters"] and e not in connectors:
+                fail(where, f"pipeline {name}: undefined exporter {e}")
+            if e in connectors:
+                used_as_exporter.add(e)
+        procs = p.get("processors") or []
+        if "memory_limiter" in defined["processors"] and procs and procs[0] != "memory_limiter" \
+                and not all(ctype(x) == "tail_sampling" for x in procs):
+            fail(where, f"pipeline {name}: memory_limiter must come first (got {procs})")
+    for c in connectors:
+        if c not in used_as_exporter or c not in used_as_receiver:
+            fail(where, f"connector {c} must be an exporter of one pipeline and a receiver of another")
+    # Span metrics and service graph see every span: their pipeline has no tail sampling and
+    # tail sampling only runs downstream of them.
+    conn_types = {ctype(c): c for c in connectors}
+    for needed in ("span_metrics", "servicegraph"):
+        if needed not in conn_types:
+            fail(where, f"no {needed} connector")
+    for name, p in pipelines.items():
+        exps = p.get("exporters") or []
+        procs = p.get("processors") or []
+        if any(ctype(e) in ("span_metrics", "servicegraph") for e in exps):
+            if any(ctype(x) in ("tail_sampling", "probabilistic_sampler") for x in procs):
+                fail(where, f"pipeline {name}: span metrics/service graph computed after sampling")
+        if any(ctype(x) == "tail_sampling" for x in procs):
+            if not all(r in connectors for r in p.get("receivers") or []):
+                fail(where, f"pipeline {name}: tail sampling must be fed by a connector after the span metrics")
+    sm = (cfg.get("connectors") or {}).get(conn_types.get("span_metrics", ""), {}) or {}
+    if not (sm.get("exemplars") or {}).get("enabled"):
+        fail(where, "span_metrics.exemplars.enabled must be true (metric -> trace links)")
+    ts = next((v for k, v in (cfg.get("processors") or {}).items() if ctype(k) == "tail_sampling"), None)
+    if ts is None:
+        fail(where, "no tail_sampling processor")
+    else:
+        types = {p.get("type") for p in ts.get("policies") or []}
+        for t in ("status_code", "latency", "probabilistic"):
+            if t not in types:
+                fail(where, f"tail_sampling has no {t} policy (errors, > 1 s, 10 % of the rest)")
+    files = [v for k, v in (cfg.get("exporters") or {}).items() if ctype(k) == "file"]
+    if not files:
+        fail(where, "no file exporter (traces.json)")
+    for f in files:
+        rot = f.get("rotation") or {}
+        if not str(f.get("path", "")).endswith("traces.json"):
+            fail(where, "file exporter must write traces.json (seed 000)")
+        if rot.get("max_megabytes") != 10 or rot.get("max_backups") != 3 or rot.get("localtime") is not True:
+            fail(where, "file exporter rotation must be 10 MB, 3 backups, local time (seed 000)")
+    recv = (cfg.get("receivers") or {}).get("otlp", {}) or {}
+    protos = recv.get("protocols") or {}
+    if not str((protos.get("grpc") or {}).get("endpoint", "")).endswith(":4317"):
+        fail(where, "OTLP gRPC must listen on 4317")
+    http = protos.get("http") or {}
+    if not str(http.get("endpoint", "")).endswith(":4318"):
+        fail(where, "OTLP HTTP must listen on 4318")
+    if not (http.get("cors") or {}).get("allowed_origins"):
+        fail(where, "OTLP HTTP needs CORS allowed_origins for the player page")
+    exp_endpoints = [str(v.get("endpoint", "")) for v in (cfg.get("exporters") or {}).values() if isinstance(v, dict)]
+    for want, why in (("prometheus:9090/api/v1/otlp", "Prometheus native OTLP"), ("loki:3100/otlp", "Loki native OTLP"),
+                      ("tempo:4317", "Tempo OTLP")):
+        if not any(want in e for e in exp_endpoints):
+            fail(where, f"no exporter to {why} ({want})")
+    readers = (((svc.get("telemetry") or {}).get("metrics") or {}).get("readers")) or []
+    if not any("pull" in r for r in readers):
+        fail(where, "service.telemetry.metrics needs a pull (Prometheus) reader for the scrape job")
+    return cfg
+
+
+# =========================================================================== tempo, loki
+
+
+def check_tempo() -> dict:
+    where = "tempo/tempo.yaml"
+    cfg = load_yaml(where) or {}
+    for k in ("ingester", "ingester_client", "compactor", "metrics_generator_client"):
+        if k in cfg:
+            fail(where, f"top-level `{k}` was removed in Tempo 3")
+    procs = ((((cfg.get("overrides") or {}).get("defaults") or {}).get("metrics_generator") or {}).get("processors")) or []
+    if "local-blocks" in procs:
+        fail(where, "the local-blocks processor was removed in Tempo 3")
+    ver = str(((((cfg.get("storage") or {}).get("trace") or {}).get("block") or {}).get("version")) or "")
+    if ver and ver.lower() in ("v2", "vparquet", "vparquet2", "vparquet3"):
+        fail(where, f"block version {ver} is not supported by Tempo 3 (vParquet4+)")
+    ret = str((((cfg.get("backend_worker") or {}).get("compaction") or {}).get("block_retention")) or "")
+    if ret not in ("168h", "7d"):
+        fail(where, f"backend_worker.compaction.block_retention must be 7 days (seed 004), got {ret!r}")
+    return cfg
+
+
+def tempo_exemplar_label(tempo: dict) -> str:
+    mg = (((tempo.get("overrides") or {}).get("defaults") or {}).get("metrics_generator") or {})
+    return mg.get("trace_id_label_name") or "traceID"
+
+
+def tempo_generated_metrics(tempo: dict) -> dict[str, str]:
+    mg = (((tempo.get("overrides") or {}).get("defaults") or {}).get("metrics_generator") or {})
+    out = {}
+    procs = mg.get("processors") or []
+    if "span-metrics" in procs:
+        for n in ("traces_spanmetrics_calls_total", "traces_spanmetrics_size_total",
+                  "traces_spanmetrics_latency_bucket", "traces_spanmetrics_latency_sum",
+                  "traces_spanmetrics_latency_count", "traces_spanmetrics_latency"):
+            out[n] = "Tempo metrics-generator span-metrics"
+    if "service-graphs" in procs:
+        for n in SERVICE_GRAPH_NAMES:
+            out[n] = "Tempo metrics-generator service-graphs"
+    return out
+
+
+def check_loki() -> dict:
+    where = "loki/loki.yaml"
+    cfg = load_yaml(where) or {}
+    limits = cfg.get("limits_config") or {}
+    if limits.get("allow_structured_metadata") is False:
+        fail(where, "allow_structured_metadata must not be false (OTLP ingestion needs it)")
+    if str(limits.get("retention_period", "")) not in ("168h", "7d"):
+        fail(where, "limits_config.retention_period must be 7 days")
+    if not (cfg.get("compactor") or {}).get("retention_enabled"):
+        fail(where, "compactor.retention_enabled must be true or retention is not applied")
+    for c in ((cfg.get("schema_config") or {}).get("configs") or []):
+        if c.get("store") != "tsdb" or c.get("schema") != "v13":
+            fail(where, "schema must be tsdb/v13 (structured metadata needs it)")
+    for _, k, _v in walk(cfg):
+        if k in ("shared_store", "enforce_metric_name", "boltdb_shipper"):
+            fail(where, f"`{k}` was removed in Loki 3")
+    return cfg
+
+
+# =========================================================================== prometheus
+
+STRATEGIES = {"UnderscoreEscapingWithSuffixes", "UnderscoreEscapingWithoutSuffixes",
+              "NoUTF8EscapingWithSuffixes", "NoTranslation"}
+
+
+def check_prometheus() -> dict:
+    where = "prometheus/prometheus.yml"
+    cfg = load_yaml(where) or {}
+    otlp = cfg.get("otlp")
+    if not isinstance(otlp, dict):
+        fail(where, "no `otlp:` section")
+        return cfg
+    known = {"promote_resource_attributes", "translation_strategy", "keep_identifying_resource_attributes",
+             "convert_histograms_to_nhcb", "promote_all_resource_attributes", "ignore_resource_attributes",
+             "promote_scope_metadata", "label_name_underscore_sanitization", "label_name_preserve_multiple_underscores"}
+    for k in otlp:
+        if k not in known:
+            fail(where, f"unknown otlp.{k}")
+    strat = otlp.get("translation_strategy", "UnderscoreEscapingWithSuffixes")
+    if strat not in STRATEGIES:
+        fail(where, f"otlp.translation_strategy {strat!r} is not one of {sorted(STRATEGIES)}")
+    promoted = otlp.get("promote_resource_attributes") or []
+    if "service.name" not in promoted:
+        fail(where, "otlp.promote_resource_attributes must include service.name (dashboards filter on service_name)")
+    if not ((cfg.get("storage") or {}).get("tsdb") or {}).get("out_of_order_time_window"):
+        fail(where, "storage.tsdb.out_of_order_time_window is not set")
+    jobs = {j.get("job_name") for j in cfg.get("scrape_configs") or []}
+    if "otel-collector" not in jobs:
+        fail(where, "no scrape job for the Collector's own metrics (job otel-collector)")
+    return cfg
+
+
+def write_promtool_copy(out: Path) -> None:
+    """prometheus.yml without the v3-only `otlp:` section and with rule_files pointing at the
+    repository, for promtool 2.x `check config`."""
+    cfg = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    cfg.pop("otlp", None)
+    cfg["rule_files"] = [str(ROOT / "prometheus" / "rules" / "*.yml")]
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+# =========================================================================== metric names
+
+UNIT_MAP = {"d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds",
+            "us": "microseconds", "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes",
+            "MiBy": "mebibytes", "GiBy": "gibibytes", "TiBy": "tibibytes", "KBy": "kilobytes",
+            "MBy": "megabytes", "GBy": "gigabytes", "TBy": "terabytes", "m": "meters", "V": "volts",
+            "A": "amperes", "J": "joules", "W": "watts", "g": "grams", "Cel": "celsius", "Hz": "hertz",
+            "1": "", "%": "percent"}
+PER_UNIT_MAP = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week", "mo": "month", "y": "year"}
+
+
+def _clean_unit(u: str) -> str:
+    u = re.sub(r"[^a-zA-Z0-9:]", "_", u)
+    u = re.sub(r"__+", "_", u)
+    return u.lstrip("_")
+
+
+def _unit_suffixes(unit: str) -> tuple[str, str]:
+    parts = unit.split("/", 1)
+    main = per = ""
+    m = parts[0].strip()
+    if m and not re.search(r"[{}]", m):
+        main = UNIT_MAP.get(m, m)
+    if len(parts) > 1 and parts[1]:
+        p = parts[1].strip()
+        if p and not re.search(r"[{}]", p):
+            per = PER_UNIT_MAP.get(p, p)
+        if per:
+            per = "per_" + per
+    return main, per
+
+
+def prom_name(name: str, unit: str, mtype: str, strategy: str) -> str:
+    """Prometheus' OTLP metric name translation (prometheus/otlptranslator, normalizeName /
+    buildCompliantMetricName). mtype: counter | updowncounter | gauge | histogram |
+    exponential_histogram | summary."""
+    with_suffixes = strategy.endswith("WithSuffixes")
+    escape = strategy.startswith("Underscore")
+    if strategy == "NoTranslation":
+        return name
+    if not escape:
+        # UTF-8 names: suffixes appended without escaping.
+        n = name
+        main, per = _unit_suffixes(unit)
+        if mtype == "gauge" and unit == "1":
+            n = re.sub(r"_ratio$", "", n) + "_ratio"
+        if per and not n.endswith(per):
+            n = n + "_" + per
+        if main and not n.endswith(main):
+            n = n + "_" + main
+        if mtype == "counter":
+            n = re.sub(r"_total$", "", n) + "_total"
+        return n
+    if not with_suffixes:
+        n = "_".join(t for t in re.split(r"[^a-zA-Z0-9:_]+", name) if t)
+        n = re.sub(r"[^a-zA-Z0-9:]+", "_", n)
+        return "_" + n if n[:1].isdigit() else n
+    tokens = [t for t in re.split(r"[^a-zA-Z0-9:]+", name) if t]
+    main, per = _unit_suffixes(unit)
+    main, per = _clean_unit(main), _clean_unit(per)
+    if main in tokens:
+        main = ""
+    if per == "per_":
+        per = ""
+    else:
+        per = per.rstrip("_")
+        if per in tokens:
+            per = ""
+    if per:
+        main = main.rstrip("_")
+    if main:
+        tokens.append(main)
+    if per:
+        tokens.append(per)
+    if mtype == "counter":
+        tokens = [t for t in tokens if t != "total"] + ["total"]
+    if unit == "1" and mtype == "gauge":
+        tokens = [t for t in tokens if t != "ratio"] + ["ratio"]
+    n = "_".join(tokens)
+    return "_" + n if n[:1].isdigit() else n
+
+
+def series_names(base: str, mtype: str) -> list[str]:
+    if mtype == "histogram":
+        return [base + "_bucket", base + "_sum", base + "_count"]
+    if mtype == "exponential_histogram":
+        return [base]  # a native histogram
+    if mtype == "summary":
+        return [base, base + "_sum", base + "_count"]
+    return [base]
+
+
+def norm_type(t: str, monotonic=None) -> str:
+    t = (t or "").strip().lower().replace("-", "_")
+    aliases = {"observablecounter": "counter", "observable_counter": "counter", "monotonic_sum": "counter",
+               "upDownCounter".lower(): "updowncounter", "up_down_counter": "updowncounter",
+               "observable_gauge": "gauge", "observablegauge": "gauge", "exponentialhistogram": "exponential_histogram",
+               "exphistogram": "exponential_histogram"}
+    t = aliases.get(t, t)
+    if t == "sum":
+        return "counter" if monotonic in (True, None, "true") else "updowncounter"
+    if t not in ("counter", "updowncounter", "gauge", "histogram", "exponential_histogram", "summary"):
+        raise ValueError(f"unknown metric type {t!r}")
+    return t
+
+
+def load_emitted(path: str) -> list[dict]:
+    text = Path(path).read_text()
+    out = []
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data = data.get("metrics", [])
+        for m in data:
+            out.append({"name": m["name"], "unit": m.get("unit") or "",
+                        "type": norm_type(m.get("type") or m.get("kind"), m.get("monotonic")),
+                        "labels": m.get("labels")})
+    except json.JSONDecodeError:
+        for line in text.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) < 3:
+                raise ValueError(f"{path}: expected `name unit type`, got {line!r}")
+            out.append({"name": parts[0], "unit": "" if parts[1] == "-" else parts[1],
+                        "type": norm_type(parts[2]), "labels": None})
+    return out
+
+
+def load_catalog() -> list[dict]:
+    """FALLBACK: the instruments declared in crates/telemetry/src/catalog.rs."""
+    src = (ROOT / "crates/telemetry/src/catalog.rs").read_text()
+    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', src))
+    label_consts = {}
+    for name, body in re.findall(r"const (\w+): &\[&str\] = &\[(.*?)\];", src, re.S):
+        label_consts[name] = re.findall(r'"([^"]+)"', body)
+    start = src.find("pub static CATALOG")
+    end = src.find("\n];", start)
+    block = src[start:end]
+    kinds = {"counter": "counter", "histogram": "histogram", "gauge": "gauge",
+             "updown_counter": "updowncounter", "up_down_counter": "updowncounter"}
+    out = []
+
+    def labels_of(expr: str):
+        expr = expr.strip()
+        if expr in label_consts:
+            return label_consts[expr]
+        return re.findall(r'"([^"]+)"', expr)
+
+    for fn, name, unit, rest in re.findall(r"\b(counter|histogram|gauge|updown_counter|up_down_counter)\(\s*(\w+),\s*\"([^\"]*)\",(.*?)\n    \),",
+                                           block, re.S):
+        args = [a.strip() for a in re.split(r",\s*\n", rest.strip()) if a.strip()]
+        labels = labels_of(args[-1].rstrip(",")) if args else []
+        out.append({"name": consts.get(name, name), "unit": unit, "type": kinds[fn], "labels": labels})
+    for body in re.findall(r"InstrumentSpec \{(.*?)\n    \}", block, re.S):
+        n = re.search(r"name: (\w+)", body)
+        u = re.search(r'unit: "([^"]*)"', body)
+        k = re.search(r"kind: Kind::(\w+)", body)
+        lab = re.search(r"labels: (&\[.*?\]|\w+)", body, re.S)
+        if n and u and k:
+            kind = {"Counter": "counter", "ObservableCounter": "counter", "Histogram": "histogram",
+                    "Gauge": "gauge", "ObservableGauge": "gauge", "UpDownCounter": "updowncounter",
+                    "ObservableUpDownCounter": "updowncounter"}.get(k.group(1))
+            if kind is None:
+                fail("crates/telemetry/src/catalog.rs", f"unknown Kind::{k.group(1)}")
+                continue
+            out.append({"name": consts.get(n.group(1), n.group(1)), "unit": u.group(1), "type": kind,
+                        "labels": labels_of(lab.group(1)) if lab else []})
+    if not out:
+        fail("crates/telemetry/src/catalog.rs", "no instruments found (parser out of date?)")
+    return out
+
+
+SERVICE_GRAPH_NAMES = [
+    "traces_service_graph_request_total", "traces_service_graph_request_failed_total",
+    *[f"traces_service_graph_request_{side}_seconds{s}" for side in ("server", "client")
+      for s in ("_bucket", "_sum", "_count")],
+]
+
+# The Collector's own telemetry, scraped from :8888 (Prometheus exporter: counters end in _total).
+COLLECTOR_OWN = [
+    *[f"otelcol_receiver_{v}_{s}_total" for v in ("accepted", "refused", "failed")
+      for s in ("spans", "metric_points", "log_records")],
+    *[f"otelcol_exporter_{v}_{s}_total" for v in ("sent", "send_failed", "enqueue_failed")
+      for s in ("spans", "metric_points", "log_records")],
+    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+    "otelcol_processor_incoming_items_total", "otelcol_processor_outgoing_items_total",
+    "otelcol_process_uptime_seconds_total", "otelcol_process_cpu_seconds_total",
+    "otelcol_process_memory_rss_bytes", "otelcol_process_runtime_heap_alloc_bytes",
+]
+PROMETHEUS_OWN = ["up", "scrape_duration_seconds", "scrape_samples_scraped", "target_info", "ALERTS",
+                  "ALERTS_FOR_STATE"]
+
+
+def produced_by_stack(collector: dict, tempo: dict, strategy: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, cfg in (collector.get("connectors") or {}).items():
+        cfg = cfg or {}
+        if ctype(name) in ("span_metrics", "spanmetrics"):
+            ns = cfg.get("namespace", "traces.span.metrics")
+            unit = (cfg.get("histogram") or {}).get("unit", "ms")
+            pre = f"{ns}." if ns else ""
+            for n, u, t in ((pre + "calls", "", "counter"), (pre + "duration", unit, "histogram")):
+                for s in series_names(prom_name(n, u, t, strategy), t):
+                    out[s] = f"Collector {name} connector"
+            if (cfg.get("events") or {}).get("enabled"):
+                out[prom_name(pre + "events", "", "counter", strategy)] = f"Collector {name} connector"
+        if ctype(name) == "servicegraph":
+            for s in SERVICE_GRAPH_NAMES:
+                out[s] = f"Collector {name} connector"
+    for s in COLLECTOR_OWN:
+        out[s] = "Collector own telemetry (scrape job otel-collector)"
+    for s in PROMETHEUS_OWN:
+        out[s] = "Prometheus"
+    out.update(tempo_generated_metrics(tempo))
+    return out
+
+
+# ---- PromQL metric extraction
+
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
+                "and", "or", "unless", "atan2", "inf", "nan", "start", "end"}
+
+
+def promql_metrics(expr: str) -> tuple[set[str], list[str]]:
+    problems = []
+    e = expr.replace("$$", "$")
+    e = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', e)
+    if "__name__" in e:
+        problems.append("selects metrics by __name__; name them explicitly so they can be checked")
+    e = re.sub(r"\$\{[^}]*\}|\$\w+", " ", e)
+    e = re.sub(r"\{[^{}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\b\d+(\.\d+)?([eE][+-]?\d+)?[a-zA-Z]*\b", " ", e)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", e):
+        word = m.group(0)
+        rest = e[m.end():].lstrip()
+        if rest.startswith("("):
+            continue
+        if word.lower() in PROMQL_WORDS:
+            continue
+        names.add(word)
+    return names, problems
+
+
+# =========================================================================== grafana
+
+
+def check_grafana(tempo: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """Returns the provisioned datasources by UID and the PromQL queries found in Grafana
+    files as (where, expr)."""
+    where = "grafana/provisioning/datasources/datasources.yaml"
+    ds_doc = load_yaml(where) or {}
+    ds = {}
+    for d in ds_doc.get("datasources") or []:
+        uid = d.get("uid")
+        if not uid:
+            fail(where, f"datasource {d.get('name')} has no fixed uid")
+            continue
+        if uid in ds:
+            fail(where, f"duplicate uid {uid}")
+        ds[uid] = d
+    for uid, typ in (("prometheus", "prometheus"), ("tempo", "tempo"), ("loki", "loki")):
+        if ds.get(uid, {}).get("type") != typ:
+            fail(where, f"no {typ} datasource with uid {uid}")
+    queries: list[tuple[str, str]] = []
+    # cross-datasource references
+    for uid, d in ds.items():
+        for _, k, v in walk(d.get("jsonData") or {}):
+            if k in ("datasourceUid",) and isinstance(v, str) and v not in ds:
+                fail(where, f"{uid}: references unprovisioned datasource {v}")
+    prom = (ds.get("prometheus") or {}).get("jsonData") or {}
+    dests = {x.get("name") for x in prom.get("exemplarTraceIdDestinations") or [] if x.get("datasourceUid") == "tempo"}
+    if "trace_id" not in dests:
+        fail(where, "Prometheus exemplarTraceIdDestinations must link `trace_id` (Prometheus OTLP exemplars) to tempo")
+    if tempo_exemplar_label(tempo) not in dests:
+        fail(where, f"Tempo's exemplar label {tempo_exemplar_label(tempo)!r} is not an exemplar destination")
+    tj = (ds.get("tempo") or {}).get("jsonData") or {}
+    t2l = tj.get("tracesToLogsV2") or {}
+    if t2l.get("datasourceUid") != "loki":
+        fail(where, "tempo.tracesToLogsV2 must point at loki")
+    q = str(t2l.get("query", ""))
+    if t2l.get("customQuery") and "| trace_id=" not in q.replace(" ", "").replace("|trace_id=", "| trace_id="):
+        fail(where, 'tracesToLogsV2 query must filter structured metadata with `| trace_id="..."`')
+    if '|= "$${__trace' in q or "|=" in q:
+        fail(where, "tracesToLogsV2 must not use a line filter for the trace id (Loki OTLP keeps it in metadata)")
+    t2m = tj.get("tracesToMetrics") or {}
+    if t2m.get("datasourceUid") != "prometheus" or not t2m.get("queries"):
+        fail(where, "tempo.tracesToMetrics must query prometheus")
+    for qq in t2m.get("queries") or []:
+        queries.append((f"{where} tracesToMetrics {qq.get('name')}", qq.get("query", "")))
+    for key in ("serviceMap", "lokiSearch"):
+        if not (tj.get(key) or {}).get("datasourceUid"):
+            fail(where, f"tempo.{key} is not set")
+    if not (tj.get("nodeGraph") or {}).get("enabled"):
+        fail(where, "tempo.nodeGraph.enabled must be true")
+    lj = (ds.get("loki") or {}).get("jsonData") or {}
+    dfs = lj.get("derivedFields") or []
+    if not any(f.get("matcherType") == "label" and f.get("matcherRegex") == "trace_id" and f.get("datasourceUid") == "tempo" for f in dfs):
+        fail(where, "loki needs a derived field from structured metadata trace_id (matcherType: label)")
+    if not any(f.get("matcherType", "regex") == "regex" and "trace_id" in str(f.get("matcherRegex")) and f.get("datasourceUid") == "tempo" for f in dfs):
+        fail(where, "loki needs a regex derived field for trace_id in JSON bodies")
+
+    # dashboards
+    dash_dir = ROOT / "grafana" / "dashboards"
+    dash_files = sorted(dash_dir.glob("*.json"))
+    if len(dash_files) < 4:
+        fail("grafana/dashboards", f"expected 4 dashboards, found {len(dash_files)}")
+    uids = set()
+    for f in dash_files:
+        rel = f"grafana/dashboards/{f.name}"
+        try:
+            dash = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            fail(rel, f"invalid JSON: {e}")
+            continue
+        if dash.get("uid") in uids:
+            fail(rel, f"duplicate dashboard uid {dash.get('uid')}")
+        uids.add(dash.get("uid"))
+        panels = []
+        for p in dash.get("panels") or []:
+            panels.append(p)
+            panels.extend(p.get("panels") or [])
+        for p in panels:
+            pw = f"{rel} panel {p.get('id')} {p.get('title')!r}"
+            if p.get("type") == "row":
+                continue
+            pds = p.get("datasource")
+            puid = pds.get("uid") if isinstance(pds, dict) else pds
+            if not puid:
+                fail(pw, "no datasource")
+            for _, k, v in walk(p):
+                if k == "datasource":
+                    u = v.get("uid") if isinstance(v, dict) else v
+                    if u and not str(u).startswith("$") and u not in ds and u not in ("-- Mixed --", "-- Grafana --", "__expr__"):
+                        fail(pw, f"references unprovisioned datasource {u}")
+            explore = [lk for lk in p.get("links") or [] if "/explore" in str(lk.get("url", ""))]
+            if not explore:
+                fail(pw, "no link to Explore")
+            for lk in explore:
+                qs = urllib.parse.parse_qs(urllib.parse.urlparse(lk["url"]).query)
+                try:
+                    panes = json.loads(qs["panes"][0])
+                    target_ds = {pane.get("datasource") for pane in panes.values()}
+                except (KeyError, json.JSONDecodeError):
+                    fail(pw, "Explore link has no parsable panes")
+                    continue
+                if target_ds != {puid}:
+                    fail(pw, f"Explore link opens {target_ds}, the panel uses {puid}")
+            if puid and ds.get(puid, {}).get("type") == "prometheus":
+                for t in p.get("targets") or []:
+                    if t.get("expr"):
+                        queries.append((pw, t["expr"]))
+    # Grafana-managed alert rules
+    rules_rel = "grafana/provisioning/alerting/rules.yaml"
+    rules = load_yaml(rules_rel) or {}
+    for g in rules.get("groups") or []:
+        for r in g.get("rules") or []:
+            for dq in r.get("data") or []:
+                u = dq.get("datasourceUid")
+                if u != "__expr__" and u not in ds:
+                    fail(f"{rules_rel} {r.get('title')}", f"references unprovisioned datasource {u}")
+                if u in ds and ds[u].get("type") == "prometheus":
+                    queries.append((f"{rules_rel} {r.get('title')}", (dq.get("model") or {}).get("expr", "")))
+    for rel in ("grafana/provisioning/alerting/contact-points.yaml", "grafana/provisioning/alerting/policies.yaml",
+                "grafana/provisioning/dashboards/dashboards.yaml"):
+        load_yaml(rel)
+    cps = {c.get("name") for c in (load_yaml("grafana/provisioning/alerting/contact-points.yaml") or {}).get("contactPoints") or []}
+    for pol in (load_yaml("grafana/provisioning/alerting/policies.yaml") or {}).get("policies") or []:
+        for _, k, v in walk(pol):
+            if k == "receiver" and v not in cps:
+                fail("grafana/provisioning/alerting/policies.yaml", f"receiver {v} is not a provisioned contact point")
+        if pol.get("receiver") not in cps:
+            fail("grafana/provisioning/alerting/policies.yaml", "the root policy has no provisioned receiver")
+    return ds, queries
+
+
+def check_rule_tests() -> list[tuple[str, str]]:
+    """Every alert has a firing and a not-firing promtool case; returns the rules' queries."""
+    queries = []
+    alerts = {}
+    for f in sorted((ROOT / "prometheus" / "rules").glob("*.yml")):
+        doc = load_yaml(f"prometheus/rules/{f.name}") or {}
+        for g in doc.get("groups") or []:
+            for r in g.get("rules") or []:
+                queries.append((f"prometheus/rules/{f.name} {r.get('alert') or r.get('record')}", r.get("expr", "")))
+                if r.get("alert"):
+                    alerts[r["alert"]] = {"fires": False, "quiet": False}
+    for f in sorted((ROOT / "prometheus" / "tests").glob("*.yml")):
+        doc = load_yaml(f"prometheus/tests/{f.name}") or {}
+        for t in doc.get("tests") or []:
+            for a in t.get("alert_rule_test") or []:
+                st = alerts.get(a.get("alertname"))
+                if st is None:
+                    fail(f"prometheus/tests/{f.name}", f"tests unknown alert {a.get('alertname')}")
+                    continue
+                if a.get("exp_alerts"):
+                    st["fires"] = True
+                else:
+                    st["quiet"] = True
+    for name, st in alerts.items():
+        if not st["fires"]:
+            fail("prometheus/tests", f"{name} has no test case where it fires")
+        if not st["quiet"]:
+            fail("prometheus/tests", f"{name} has no test case where it stays quiet")
+    return queries
+
+
+# =========================================================================== main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--emitted", default=os.environ.get("VIDSCOPE_EMITTED_METRICS"))
+    ap.add_argument("--promtool-config", help="write a promtool-2.x-readable prometheus.yml here and exit")
+    args = ap.parse_args()
+    if args.promtool_config:
+        write_promtool_copy(Path(args.promtool_config))
+        return 0
+
+    collector = check_collector()
+    tempo = check_tempo()
+    check_loki()
+    prom = check_prometheus()
+    _, grafana_queries = check_grafana(tempo)
+    rule_queries = check_rule_tests()
+
+    strategy = ((prom.get("otlp") or {}).get("translation_strategy")) or "UnderscoreEscapingWithSuffixes"
+    if args.emitted:
+        source = f"emitted by the services ({args.emitted})"
+        emitted = load_emitted(args.emitted)
+    else:
+        source = "FALLBACK: declared in crates/telemetry/src/catalog.rs (set VIDSCOPE_EMITTED_METRICS to check what the services really export)"
+        emitted = load_catalog()
+    known: dict[str, str] = {}
+    for m in emitted:
+        base = prom_name(m["name"], m["unit"], m["type"], strategy)
+        for s in series_names(base, m["type"]):
+            known[s] = f"{m['name']} ({m['type']}, unit {m['unit'] or '-'})"
+    known.update(produced_by_stack(collector, tempo, strategy))
+
+    bad = 0
+    checked = 0
+    for where, expr in grafana_queries + rule_queries:
+        names, problems = promql_metrics(expr)
+        for p in problems:
+            fail(where, p)
+        for n in sorted(names):
+            checked += 1
+            if n not in known:
+                bad += 1
+                hint = ""
+                close = [k for k in known if k.split("_")[:2] == n.split("_")[:2]]
+                if close:
+                    hint = f" (known with that prefix: {', '.join(sorted(close)[:4])})"
+                fail(where, f"queries {n}, which nothing emits{hint}")
+    notes.append(f"metric names: {len(emitted)} instruments {source}; translation {strategy}; "
+                 f"{checked} metric references in {len(grafana_queries) + len(rule_queries)} queries, {bad} unknown")
+
+    for n in notes:
+        print(f"  note: {n}")
+    if errors:
+        print(f"stack_check: {len(errors)} problem(s):", file=sys.stderr)
+        for e in errors:
+            print(f"  - {e}", file=sys.stderr)
+        return 1
+    print("stack_check: all static checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
