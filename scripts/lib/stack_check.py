@@ -18,11 +18,14 @@ the tests run on. What can be checked without them is checked:
   metrics     every metric queried by a dashboard, an alert rule (Prometheus or Grafana) or a
               datasource link is either emitted by the services (translated to its Prometheus
               name the way prometheus.yml configures OTLP translation) or produced by the
-              Collector (connectors, own telemetry), Tempo or Prometheus itself.
+              Collector (connectors, own telemetry), Tempo or Prometheus itself; and, for the
+              services' metrics whose labels are known, every label a query filters or groups
+              on is one the metric carries (or a promoted resource attribute, job, instance, le).
 
 Emitted metrics come from --emitted PATH or $VIDSCOPE_EMITTED_METRICS: JSON (a list, or
 {"metrics": [...]}, of {"name", "unit", "type"[, "monotonic"]}) or text lines
-"name unit type" (unit "-" for none); type is one of histogram, exponential_histogram,
+"name unit type" (unit "-" for none); an optional "labels" list (OTel attribute names) in the
+JSON enables the label check; type is one of histogram, exponential_histogram,
 counter (monotonic sum), updowncounter (non-monotonic sum), sum (+ "monotonic"), gauge,
 summary. Without it, the metric catalog crates/telemetry/src/catalog.rs is parsed instead
 (a FALLBACK: it says what the code declares, not what a running service exported).
@@ -547,6 +550,27 @@ def promql_metrics(expr: str) -> tuple[set[str], list[str]]:
     return names, problems
 
 
+def promql_labels(expr: str) -> tuple[dict[str, set[str]], set[str]]:
+    """Label names used per metric selector (`name{a="x"}`) and in by/without clauses."""
+    e = expr.replace("$$", "$")
+    e = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`', '""', e)
+    e = re.sub(r"\$\{[^}]*\}|\$\w+", " ", e)
+    per_metric: dict[str, set[str]] = {}
+    for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^{}]*)\}", e):
+        labels = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", m.group(2)))
+        per_metric.setdefault(m.group(1), set()).update(labels)
+    grouping = set()
+    for m in re.finditer(r"\b(?:by|without)\s*\(([^)]*)\)", e):
+        grouping.update(x.strip() for x in m.group(1).split(",") if x.strip())
+    return per_metric, grouping
+
+
+def prom_label(attr: str) -> str:
+    n = re.sub(r"[^a-zA-Z0-9_]", "_", attr)
+    n = re.sub(r"__+", "_", n)
+    return "key_" + n if n[:1].isdigit() else n
+
+
 # =========================================================================== grafana
 
 
@@ -741,6 +765,16 @@ def main() -> int:
         base = prom_name(m["name"], m["unit"], m["type"], strategy)
         for s in series_names(base, m["type"]):
             known[s] = f"{m['name']} ({m['type']}, unit {m['unit'] or '-'})"
+    labels_of: dict[str, set[str]] = {}
+    promoted = {prom_label(a) for a in ((prom.get("otlp") or {}).get("promote_resource_attributes") or [])}
+    always = promoted | {"job", "instance", "otel_scope_name", "otel_scope_version"}
+    for m in emitted:
+        if m.get("labels") is None:
+            continue
+        base = prom_name(m["name"], m["unit"], m["type"], strategy)
+        for s in series_names(base, m["type"]):
+            extra = {"le"} if s.endswith("_bucket") else set()
+            labels_of[s] = {prom_label(x) for x in m["labels"]} | always | extra
     known.update(produced_by_stack(collector, tempo, strategy))
 
     bad = 0
@@ -758,6 +792,18 @@ def main() -> int:
                 if close:
                     hint = f" (known with that prefix: {', '.join(sorted(close)[:4])})"
                 fail(where, f"queries {n}, which nothing emits{hint}")
+        # Label names: a filter or grouping on a label a metric never carries shows "No data".
+        per_metric, grouping = promql_labels(expr)
+        for n, labs in per_metric.items():
+            if n in labels_of:
+                for lab in sorted(labs - labels_of[n]):
+                    fail(where, f"filters {n} on label {lab!r}, which it does not carry "
+                                f"(has: {', '.join(sorted(labels_of[n] - always))})")
+        app = [n for n in names if n in labels_of]
+        if app and len(app) == len(names):
+            allowed = set().union(*(labels_of[n] for n in app))
+            for lab in sorted(grouping - allowed):
+                fail(where, f"groups by label {lab!r}, which none of {', '.join(sorted(app))} carries")
     notes.append(f"metric names: {len(emitted)} instruments {source}; translation {strategy}; "
                  f"{checked} metric references in {len(grafana_queries) + len(rule_queries)} queries, {bad} unknown")
 
