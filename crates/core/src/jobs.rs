@@ -1,0 +1,280 @@
+//! Jobs as messages: the kinds the worker knows, the envelope every queue carries, and the
+//! transactional outbox through which the API (and the worker, when one job causes another)
+//! enqueues them.
+//!
+//! A job is never published directly by the code that causes it. The cause (a video row, a
+//! probe result, a registration) and an `outbox` row are written in one transaction; the relay
+//! ([`relay_once`]) later publishes the row to the queue. So a Redis outage delays jobs but never
+//! loses one, and a job exists exactly when its cause was committed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tracing::Instrument;
+
+use crate::CoreError;
+use crate::db::{Backend, Db, InDbSpan, now_millis, query_span};
+use crate::queue::Queue;
+
+/// Every job the worker runs. The names are the queue (stream) names and the
+/// `messaging.destination.name` / `workflow_name` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobKind {
+    #[serde(rename = "video.probe")]
+    VideoProbe,
+    #[serde(rename = "video.thumbnail")]
+    VideoThumbnail,
+    #[serde(rename = "crm.sync")]
+    CrmSync,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [
+        JobKind::VideoProbe,
+        JobKind::VideoThumbnail,
+        JobKind::CrmSync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::VideoProbe => "video.probe",
+            JobKind::VideoThumbnail => "video.thumbnail",
+            JobKind::CrmSync => "crm.sync",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| CoreError::Invalid(format!("unknown job kind {s:?}")))
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The envelope both queues carry. `trace` holds the W3C `traceparent`/`baggage` of the span
+/// that published the job, so processing continues the same trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// Stable across retries and republishes: the idempotency key of the handlers.
+    pub id: String,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+    #[serde(default)]
+    pub trace: HashMap<String, String>,
+    /// When the outbox row was written (Unix ms).
+    pub enqueued_at: i64,
+    /// When the job last became claimable (Unix ms): enqueue time, or the end of a retry delay.
+    /// Queue wait is measured from here.
+    pub available_at: i64,
+    /// Deliveries before this message (a retry is a new message carrying the count on).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// A job to write into the outbox.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: JobKind,
+    pub payload: serde_json::Value,
+}
+
+impl NewJob {
+    pub fn new(kind: JobKind, payload: serde_json::Value) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            payload,
+        }
+    }
+
+    /// A job whose id derives from its cause, so a cause processed twice (a redelivered
+    /// probe) enqueues its follow-up once.
+    pub fn derived(cause_id: &str, kind: JobKind, payload: serde_json::Value) -> Self {
+        Self {
+            id: format!("{cause_id}/{}", kind.as_str()),
+            kind,
+            payload,
+        }
+    }
+}
+
+/// Writes `jobs` into the outbox inside the caller's transaction, with the current span's
+/// trace context. A job id already present is left alone (the follow-up of a redelivered job).
+pub async fn write_outbox(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    jobs: &[NewJob],
+) -> Result<(), CoreError> {
+    const SQL: &str = "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+    let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(
+        &tracing::Span::current(),
+    ))
+    .map_err(|e| CoreError::Other(e.into()))?;
+    for job in jobs {
+        sqlx::query(SQL)
+            .bind(&job.id)
+            .bind(job.kind.as_str())
+            .bind(job.payload.to_string())
+            .bind(&trace)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .in_db_span(query_span(backend, "INSERT", "outbox", SQL))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes `jobs` into the outbox in a transaction of their own (a cause with no row of its
+/// own to commit alongside, e.g. a test or an admin command).
+pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), CoreError> {
+    let mut tx = db.pool().begin().await?;
+    write_outbox(&mut tx, db.backend(), jobs).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Outbox rows not yet published.
+pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
+    const SQL: &str = "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL";
+    let row = sqlx::query(SQL)
+        .fetch_one(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Publishes up to `batch` unpublished outbox rows, oldest first, and stamps each one once the
+/// queue has it. Stops at the first publish error (the queue is down: the rest would fail too)
+/// and returns it after counting what went out; rows left unstamped go out on a later call.
+///
+/// Each publish is a PRODUCER span, child of the span that wrote the row (the upload request,
+/// the probe job), and the message carries the producer's context: upload → publish → process
+/// is one trace.
+pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<usize, CoreError> {
+    const SELECT: &str = "SELECT id, kind, payload, trace_context, created_at FROM outbox \
+                          WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1";
+    const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
+    // Polls are not traced: an idle relay would otherwise start a trace every tick.
+    let rows = sqlx::query(SELECT)
+        .bind(batch as i64)
+        .fetch_all(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    let mut published = 0;
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
+        let payload: String = row.try_get("payload")?;
+        let trace: String = row.try_get("trace_context")?;
+        let created_at: i64 = row.try_get("created_at")?;
+        let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
+        let span = crate::queue::producer_span(queue, kind, &id);
+        vidscope_telemetry::propagation::set_remote_parent(
+            &span,
+            vidscope_telemetry::propagation::extract_map(&parent),
+        );
+        let result = async {
+            let message = JobMessage {
+                id: id.clone(),
+                kind,
+                payload: serde_json::from_str(&payload).map_err(|e| CoreError::Other(e.into()))?,
+                trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
+                enqueued_at: created_at,
+                available_at: now_millis(),
+                attempt: 0,
+            };
+            queue.publish(&message).await?;
+            sqlx::query(STAMP)
+                .bind(now_millis())
+                .bind(&id)
+                .execute(db.pool())
+                .in_db_span(query_span(db.backend(), "UPDATE", "outbox", STAMP))
+                .await?;
+            Ok::<_, CoreError>(())
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = result {
+            vidscope_telemetry::classify::record_classified(&span, &e);
+            return if published == 0 {
+                Err(e)
+            } else {
+                tracing::warn!(error = %e, published, "outbox relay stopped early");
+                Ok(published)
+            };
+        }
+        published += 1;
+    }
+    Ok(published)
+}
+
+/// Deletes published outbox rows older than `age` (they are kept a while for debugging).
+pub async fn prune_outbox(db: &Db, age: Duration) -> Result<u64, CoreError> {
+    const SQL: &str = "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1";
+    let done = sqlx::query(SQL)
+        .bind(now_millis() - age.as_millis() as i64)
+        .execute(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether the job already completed (a redelivery or duplicate publish).
+pub async fn is_done(db: &Db, job_id: &str) -> Result<bool, CoreError> {
+    const SQL: &str = "SELECT job_id FROM job_results WHERE job_id = $1";
+    let row = sqlx::query(SQL)
+        .bind(job_id)
+        .fetch_optional(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "job_results", SQL))
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Records the job as completed; `Ok(false)` when it already was.
+pub async fn mark_done(db: &Db, job_id: &str, kind: JobKind) -> Result<bool, CoreError> {
+    const SQL: &str = "INSERT INTO job_results (job_id, kind, completed_at) VALUES ($1, $2, $3) \
+                       ON CONFLICT (job_id) DO NOTHING";
+    let done = sqlx::query(SQL)
+        .bind(job_id)
+        .bind(kind.as_str())
+        .bind(now_millis())
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "INSERT", "job_results", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in JobKind::ALL {
+            assert_eq!(JobKind::parse(k.as_str()).unwrap(), k);
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().into())
+            );
+        }
+        assert!(JobKind::parse("video.transcode").is_err());
+    }
+
+    #[test]
+    fn derived_ids_are_stable() {
+        let a = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
+        let b = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, NewJob::new(JobKind::VideoThumbnail, serde_json::json!({})).id);
+    }
+}

@@ -1,0 +1,415 @@
+//! Redis Streams adapter. Per job kind `<prefix>:<kind>` is the stream read by the consumer
+//! group, `<prefix>:<kind>:delayed` a sorted set of retries scored by due time, and
+//! `<prefix>:<kind>:dead` the dead-letter stream.
+//!
+//! Every state change is one atomic step (`MULTI` or a Lua script), so a crash between two
+//! commands can neither lose a job nor duplicate one: a retry adds the delayed copy and
+//! acknowledges/deletes the original in one transaction; promotion moves due copies into the
+//! stream in one script. Acknowledged entries are deleted, so `XLEN` counts what is left.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+
+use super::{DeadLetter, Delivery, Depth, QueueSettings, Receipt};
+use crate::CoreError;
+use crate::db::now_millis;
+use crate::jobs::{JobKind, JobMessage};
+
+const GROUP: &str = "vidscope-workers";
+/// Longest a claim blocks in `XREADGROUP`: below the connection's 2 s response timeout.
+const MAX_BLOCK: Duration = Duration::from_millis(1000);
+/// Dead-letter streams keep about this many entries.
+const DEAD_MAXLEN: usize = 10_000;
+
+/// Moves due members of the delayed set (KEYS[1]) into the stream (KEYS[2]) atomically.
+const PROMOTE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'job', m)
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
+";
+
+#[derive(Clone)]
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    prefix: String,
+    pub(super) settings: QueueSettings,
+    promote: std::sync::Arc<redis::Script>,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisQueue {
+    /// `prefix` namespaces the keys (`vidscope:jobs` in production; tests use their own).
+    /// The connection should be the worker's own: `XREADGROUP BLOCK` holds it while waiting.
+    pub fn new(conn: ConnectionManager, prefix: &str, settings: QueueSettings) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            settings,
+            promote: std::sync::Arc::new(redis::Script::new(PROMOTE)),
+        }
+    }
+
+    fn stream(&self, kind: JobKind) -> String {
+        format!("{}:{}", self.prefix, kind.as_str())
+    }
+
+    fn kind_of_stream(&self, stream: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| self.stream(*k) == stream)
+    }
+
+    pub(super) async fn prepare(&self) -> Result<(), CoreError> {
+        let mut conn = self.conn.clone();
+        for kind in JobKind::ALL {
+            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.stream(kind))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await;
+            match created {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn publish(&self, m: &JobMessage) -> Result<(), CoreError> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("XADD")
+            .arg(self.stream(m.kind))
+            .arg("*")
+            .arg("job")
+            .arg(encode(m)?)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn claim(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, CoreError> {
+        let mut conn = self.conn.clone();
+        let now = now_millis();
+        for kind in JobKind::ALL {
+            let _: i64 = self
+                .promote
+                .key(format!("{}:delayed", self.stream(kind)))
+                .key(self.stream(kind))
+                .arg(now)
+                .arg(100)
+                .invoke_async(&mut conn)
+                .await?;
+        }
+        let mut out = Vec::new();
+        // Jobs whose worker went silent first: they have waited longest.
+        for kind in JobKind::ALL {
+            if out.len() >= max {
+                break;
+            }
+            let stream = self.stream(kind);
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&self.settings.consumer)
+                .arg(self.settings.visibility.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max - out.len())
+                .query_async(&mut conn)
+                .await?;
+            for entry in reply.claimed {
+                let delivered = self.delivered_count(&stream, &entry.id).await?;
+                out.push(self.delivery(&stream, entry, delivered)?);
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        let streams: Vec<String> = JobKind::ALL.iter().map(|k| self.stream(*k)).collect();
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.settings.consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(wait.min(MAX_BLOCK).as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&streams);
+        for _ in &streams {
+            cmd.arg(">");
+        }
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                out.push(self.delivery(&key.key, entry, 1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Times the entry was delivered, from the group's pending list.
+    async fn delivered_count(&self, stream: &str, entry: &str) -> Result<u32, CoreError> {
+        let mut conn = self.conn.clone();
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .arg(entry)
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(rows.first().map_or(1, |r| r.3 as u32))
+    }
+
+    fn delivery(&self, stream: &str, entry: StreamId, delivered: u32) -> Result<Delivery, CoreError> {
+        let raw: String = entry.get("job").ok_or_else(|| {
+            CoreError::Invalid(format!("stream entry {} in {stream} has no job field", entry.id))
+        })?;
+        let message: JobMessage = serde_json::from_str(&raw).map_err(|e| {
+            CoreError::Invalid(format!("stream entry {} in {stream} is not a job: {e}", entry.id))
+        })?;
+        if self.kind_of_stream(stream) != Some(message.kind) {
+            return Err(CoreError::Invalid(format!(
+                "job {} of kind {} found in {stream}",
+                message.id, message.kind
+            )));
+        }
+        Ok(Delivery {
+            attempt: message.attempt + delivered,
+            message,
+            receipt: Receipt::Redis {
+                stream: stream.to_owned(),
+                entry: entry.id,
+            },
+        })
+    }
+
+    pub(super) async fn ack(&self, stream: &str, entry: &str) -> Result<bool, CoreError> {
+        let mut conn = self.conn.clone();
+        let (acked, _deleted): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(entry)
+            .query_async(&mut conn)
+            .await?;
+        Ok(acked > 0)
+    }
+
+    pub(super) async fn retry(
+        &self,
+        stream: &str,
+        entry: &str,
+        message: &JobMessage,
+        attempt: u32,
+        delay: Duration,
+    ) -> Result<(), CoreError> {
+        let due = now_millis() + delay.as_millis() as i64;
+        let next = JobMessage {
+            attempt,
+            available_at: due,
+            ..message.clone()
+        };
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg(format!("{stream}:delayed"))
+            .arg(due)
+            .arg(encode(&next)?)
+            .ignore()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(entry)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn dead_letter(
+        &self,
+        stream: &str,
+        entry: &str,
+        message: &JobMessage,
+        attempt: u32,
+        error_class: &str,
+        error: &str,
+    ) -> Result<(), CoreError> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(format!("{stream}:dead"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DEAD_MAXLEN)
+            .arg("*")
+            .arg("job")
+            .arg(encode(message)?)
+            .arg("attempt")
+            .arg(attempt)
+            .arg("error_class")
+            .arg(error_class)
+            .arg("error")
+            .arg(error)
+            .ignore()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(entry)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the entry idle for the whole visibility timeout, so the next claim (ours or
+    /// another worker's) reclaims it at once, and takes this delivery off its count.
+    pub(super) async fn release(&self, stream: &str, entry: &str) -> Result<(), CoreError> {
+        let delivered = self.delivered_count(stream, entry).await?;
+        let mut conn = self.conn.clone();
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&self.settings.consumer)
+            .arg(0)
+            .arg(entry)
+            .arg("IDLE")
+            .arg(self.settings.visibility.as_millis() as u64)
+            .arg("RETRYCOUNT")
+            .arg(delivered.saturating_sub(1))
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Resets the entry's idle time, if this consumer still owns it.
+    pub(super) async fn heartbeat(&self, stream: &str, entry: &str) -> Result<bool, CoreError> {
+        let mut conn = self.conn.clone();
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .arg(entry)
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        if rows.first().map(|r| r.1.as_str()) != Some(self.settings.consumer.as_str()) {
+            return Ok(false);
+        }
+        let ids: Vec<String> = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&self.settings.consumer)
+            .arg(0)
+            .arg(entry)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(!ids.is_empty())
+    }
+
+    pub(super) async fn depth(&self) -> Result<Vec<Depth>, CoreError> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        for kind in JobKind::ALL {
+            let stream = self.stream(kind);
+            let (len, delayed, dead, groups): (i64, i64, i64, redis::streams::StreamInfoGroupsReply) =
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&stream)
+                    .cmd("ZCARD")
+                    .arg(format!("{stream}:delayed"))
+                    .cmd("XLEN")
+                    .arg(format!("{stream}:dead"))
+                    .cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&stream)
+                    .query_async(&mut conn)
+                    .await?;
+            let pending = groups
+                .groups
+                .iter()
+                .find(|g| g.name == GROUP)
+                .map_or(0, |g| g.pending as i64);
+            for (state, count) in [
+                ("ready", (len - pending).max(0)),
+                ("delayed", delayed),
+                ("in_flight", pending),
+                ("dead", dead),
+            ] {
+                out.push(Depth { kind, state, count });
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn dead_letters(
+        &self,
+        kind: JobKind,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, CoreError> {
+        let mut conn = self.conn.clone();
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(format!("{}:dead", self.stream(kind)))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        entries
+            .ids
+            .into_iter()
+            .map(|e| {
+                let field = |name: &str| e.get::<String>(name).unwrap_or_default();
+                let message: JobMessage = serde_json::from_str(&field("job"))
+                    .map_err(|err| CoreError::Invalid(format!("dead letter {}: {err}", e.id)))?;
+                Ok(DeadLetter {
+                    message,
+                    attempt: field("attempt").parse().unwrap_or_default(),
+                    error_class: field("error_class"),
+                    error: field("error"),
+                })
+            })
+            .collect()
+    }
+}
+
+fn encode(m: &JobMessage) -> Result<String, CoreError> {
+    serde_json::to_string(m).map_err(|e| CoreError::Other(e.into()))
+}
