@@ -20,6 +20,7 @@ pub mod router;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod status_bridge;
 
 pub use startup::Application;
 pub use state::AppState;

@@ -35,14 +35,14 @@ impl Application {
             Some(url) => Some(
                 vidscope_core::redis_conn::connect(url)
                     .await
-                    .context("cannot connect to Redis (REDIS_URL)")?,
+                    .context("invalid REDIS_URL")?,
             ),
             None => None,
         };
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.addr))?;
-        Ok(Self {
+        let app = Self {
             listener,
             state: AppState {
                 db,
@@ -57,7 +57,20 @@ impl Application {
                 )),
                 realtime: crate::realtime::Hub::new(),
             },
-        })
+        };
+        if let Some(url) = &settings.redis_url {
+            crate::status_bridge::spawn_redis(app.state.clone(), url.clone());
+        }
+        Ok(app)
+    }
+
+    /// Pushes the worker's video-status events from an in-process bus (`vidscope up`) to
+    /// open WebSocket tabs. With Redis configured, [`Application::build`] already listens on
+    /// its pub/sub channel.
+    pub fn listen_to(&self, bus: &vidscope_core::events::EventBus) {
+        if let Some(rx) = bus.subscribe() {
+            crate::status_bridge::spawn_local(self.state.clone(), rx);
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -93,7 +93,22 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
 
     let result = async {
         let app = vidscope_api::Application::build(&settings, guard.metrics().clone()).await?;
-        let worker_db = Db::connect(&settings.database_url).await?;
+        // One process: the worker announces status changes to the API's sockets directly,
+        // unless Redis is configured (then pub/sub carries them, as between containers).
+        let events = settings
+            .redis_url
+            .is_none()
+            .then(vidscope_core::events::EventBus::local);
+        if let Some(bus) = &events {
+            app.listen_to(bus);
+        }
+        let worker = vidscope_worker::Worker::build(
+            &settings,
+            vidscope_worker::WorkerSettings::from_env()?,
+            guard.metrics().clone(),
+            events,
+        )
+        .await?;
         let port = app.port();
         let base = format!("http://{}:{port}", addr.ip());
         println!("vidscope is up (data in {})", data_dir.display());
@@ -120,7 +135,7 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut worker_stop = stop_rx.clone();
-        let worker = tokio::spawn(vidscope_worker::Worker::new(worker_db).run(async move {
+        let worker = tokio::spawn(worker.run(async move {
             let _ = worker_stop.wait_for(|s| *s).await;
         }));
         let mut api_stop = stop_rx;

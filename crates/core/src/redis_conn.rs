@@ -6,13 +6,16 @@ use tracing::Instrument;
 
 use crate::CoreError;
 
+/// Lazy: nothing is sent until first use, so a service starts while Redis is down (uploads
+/// keep landing in the outbox; the cache falls back to misses) and connects when it is back.
+/// Only a malformed URL fails here.
 pub async fn connect(url: &str) -> Result<ConnectionManager, CoreError> {
     let client = redis::Client::open(url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
         .set_response_timeout(Some(std::time::Duration::from_secs(2)))
         .set_number_of_retries(1);
-    Ok(ConnectionManager::new_with_config(client, config).await?)
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
 }
 
 /// `PING` inside a client span, for readiness.

@@ -16,12 +16,24 @@ pub fn hash_password(p: &Password) -> Result<String, CoreError> {
         .map_err(|e| CoreError::Other(anyhow::anyhow!("hashing failed: {e}")))
 }
 
-#[tracing::instrument(name = "users.create", skip_all, fields(user.role = role.as_str(), user.id = tracing::field::Empty))]
 pub async fn create_user(
     db: &Db,
     email: &Email,
     password: &Password,
     role: Role,
+) -> Result<String, CoreError> {
+    create_user_with_jobs(db, email, password, role, |_| Vec::new()).await
+}
+
+/// [`create_user`] plus jobs about the new account (the CRM sync of a registration), written
+/// to the outbox in the same transaction. `jobs` gets the new user's id.
+#[tracing::instrument(name = "users.create", skip_all, fields(user.role = role.as_str(), user.id = tracing::field::Empty))]
+pub async fn create_user_with_jobs(
+    db: &Db,
+    email: &Email,
+    password: &Password,
+    role: Role,
+    jobs: impl FnOnce(&str) -> Vec<crate::jobs::NewJob>,
 ) -> Result<String, CoreError> {
     let hash = {
         let password = password.clone();
@@ -34,20 +46,36 @@ pub async fn create_user(
     tracing::Span::current().record("user.id", id.as_str());
     const SQL: &str = "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)";
     let now = now_millis();
+    let mut tx = db.pool().begin().await?;
     let result = sqlx::query(SQL)
         .bind(&id)
         .bind(email.as_str())
         .bind(hash)
         .bind(role.as_str())
         .bind(now)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .in_db_span(query_span(db.backend(), "INSERT", "users", SQL))
         .await;
     match result {
-        Ok(_) => Ok(id),
+        Ok(_) => {
+            crate::jobs::write_outbox(&mut tx, db.backend(), &jobs(&id)).await?;
+            tx.commit().await?;
+            Ok(id)
+        }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(CoreError::Conflict("a user with this email"))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The e-mail address of a user (`None` when the account is gone).
+pub async fn email_of(db: &Db, id: &str) -> Result<Option<String>, CoreError> {
+    const SQL: &str = "SELECT email FROM users WHERE id = $1";
+    let email: Option<String> = sqlx::query_scalar(SQL)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "users", SQL))
+        .await?;
+    Ok(email)
 }

@@ -146,6 +146,11 @@ pub struct Video {
     pub status: VideoStatus,
     pub duration_seconds: Option<f64>,
     pub thumbnail_key: Option<String>,
+    /// What the worker's probe found (`None` until it ran).
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
     pub uploaded_by: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -188,6 +193,10 @@ fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
         status: VideoStatus::parse(&status)?,
         duration_seconds: row.try_get("duration_seconds")?,
         thumbnail_key: row.try_get("thumbnail_key")?,
+        video_codec: row.try_get("video_codec")?,
+        audio_codec: row.try_get("audio_codec")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
         uploaded_by: row.try_get("uploaded_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -197,10 +206,21 @@ fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
 /// Creates the row of a freshly stored upload, status `uploaded`. A taken filename is
 /// [`CoreError::Conflict`].
 pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
+    insert_with_jobs(db, new, &[]).await
+}
+
+/// [`insert`] plus the jobs the new video needs (its probe), in one transaction: the row
+/// exists exactly when its jobs do, and a queue outage only delays them (see [`crate::jobs`]).
+pub async fn insert_with_jobs(
+    db: &Db,
+    new: &NewVideo<'_>,
+    jobs: &[crate::jobs::NewJob],
+) -> Result<Video, CoreError> {
     const SQL: &str = "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
                        uploaded_by, created_at, updated_at) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     let now = now_millis();
+    let mut tx = db.pool().begin().await?;
     let result = sqlx::query(SQL)
         .bind(new.id.as_str())
         .bind(new.filename.as_str())
@@ -211,9 +231,13 @@ pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
         .bind(new.uploaded_by)
         .bind(now)
         .bind(now)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .in_db_span(query_span(db.backend(), "INSERT", "videos", SQL))
         .await;
+    if result.is_ok() {
+        crate::jobs::write_outbox(&mut tx, db.backend(), jobs).await?;
+        tx.commit().await?;
+    }
     match result {
         Ok(_) => Ok(Video {
             id: new.id.as_str().to_owned(),
@@ -224,6 +248,10 @@ pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
             status: VideoStatus::Uploaded,
             duration_seconds: None,
             thumbnail_key: None,
+            video_codec: None,
+            audio_codec: None,
+            width: None,
+            height: None,
             uploaded_by: new.uploaded_by.map(str::to_owned),
             created_at: now,
             updated_at: now,
@@ -240,7 +268,8 @@ pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
 macro_rules! select_videos {
     () => {
         "SELECT id, filename, title, content_type, size_bytes, status, duration_seconds, \
-         thumbnail_key, uploaded_by, created_at, updated_at FROM videos"
+         thumbnail_key, video_codec, audio_codec, width, height, uploaded_by, created_at, \
+         updated_at FROM videos"
     };
 }
 
@@ -305,6 +334,55 @@ pub async fn set_thumbnail(db: &Db, id: &VideoId, key: &ObjectKey) -> Result<boo
     const SQL: &str = "UPDATE videos SET thumbnail_key = $1, updated_at = $2 WHERE id = $3";
     let done = sqlx::query(SQL)
         .bind(key.as_str())
+        .bind(now_millis())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// What ffprobe reports about a video.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProbeResult {
+    pub duration_seconds: Option<f64>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+/// Stores a probe's findings inside the caller's transaction (the probe job commits them with
+/// the outbox row of the thumbnail job); `Ok(false)` when there is no such video.
+pub async fn record_probe(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    id: &VideoId,
+    probe: &ProbeResult,
+) -> Result<bool, CoreError> {
+    const SQL: &str = "UPDATE videos SET duration_seconds = $1, video_codec = $2, \
+                       audio_codec = $3, width = $4, height = $5, updated_at = $6 WHERE id = $7";
+    let done = sqlx::query(SQL)
+        .bind(probe.duration_seconds)
+        .bind(probe.video_codec.as_deref())
+        .bind(probe.audio_codec.as_deref())
+        .bind(probe.width)
+        .bind(probe.height)
+        .bind(now_millis())
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .in_db_span(query_span(backend, "UPDATE", "videos", SQL))
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The thumbnail is stored: record it and make the video playable in one statement.
+pub async fn mark_ready(db: &Db, id: &VideoId, thumbnail: &ObjectKey) -> Result<bool, CoreError> {
+    const SQL: &str = "UPDATE videos SET thumbnail_key = $1, status = $2, updated_at = $3 \
+                       WHERE id = $4";
+    let done = sqlx::query(SQL)
+        .bind(thumbnail.as_str())
+        .bind(VideoStatus::Ready.as_str())
         .bind(now_millis())
         .bind(id.as_str())
         .execute(db.pool())

@@ -78,7 +78,7 @@ pub fn postgres_url() -> Option<String> {
 }
 
 /// Creates a uniquely named database on the Postgres server of `base_url` and returns its URL.
-async fn fresh_postgres_database(base_url: &str) -> (String, String) {
+pub(crate) async fn fresh_postgres_database(base_url: &str) -> (String, String) {
     let name = format!("vidscope_test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(base_url)
         .await

@@ -8,6 +8,7 @@
 //! on the (blocked) test thread.
 
 pub mod app;
+pub mod db;
 pub mod otlp;
 pub mod s3;
 

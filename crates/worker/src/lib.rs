@@ -1,40 +1,16 @@
-//! The background worker. In this first version it owns the process lifecycle only: it
-//! connects to the database the API uses and stops cleanly on shutdown. The job queue, the jobs
-//! (probe, thumbnail, CRM sync) and the worker health endpoint arrive with the worker issue.
+//! The background worker: the job runtime ([`runtime::Worker`]), the jobs
+//! ([`jobs::Registry::standard`]: `video.probe`, `video.thumbnail`, `crm.sync`), the ffmpeg
+//! runner, the CRM client and the health endpoint. The queue and outbox live in
+//! `vidscope_core` because the API writes to the outbox too.
 
-use std::time::Duration;
+pub mod crm;
+pub mod error;
+pub mod ffmpeg;
+pub mod health;
+pub mod jobs;
+pub mod runtime;
+pub mod settings;
 
-use vidscope_core::db::Db;
-
-pub struct Worker {
-    db: Db,
-    idle_check: Duration,
-}
-
-impl Worker {
-    pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            idle_check: Duration::from_secs(30),
-        }
-    }
-
-    /// Runs until `shutdown` resolves. Periodically checks that the database still answers so
-    /// an outage shows up in the worker's logs, not only in the API's.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(backend = self.db.backend().system_name(), "worker started");
-        tokio::pin!(shutdown);
-        let mut tick = tokio::time::interval(self.idle_check);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tick.tick() => {
-                    if let Err(e) = self.db.ping().await {
-                        tracing::warn!(error = %e, "worker cannot reach the database");
-                    }
-                }
-            }
-        }
-        tracing::info!("worker stopped");
-    }
-}
+pub use error::JobError;
+pub use runtime::Worker;
+pub use settings::WorkerSettings;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use vidscope_core::config::Settings;
-use vidscope_core::db::Db;
+use vidscope_worker::WorkerSettings;
 use vidscope_telemetry::TelemetryConfig;
 
 /// mimalloc rather than glibc malloc: the telemetry pipeline allocates per span, log record
@@ -28,13 +28,19 @@ async fn run() -> anyhow::Result<()> {
     let telemetry = TelemetryConfig::new("vidscope-worker").from_env()?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let settings = Settings::from_process_env()?;
-    let db = Db::connect(&settings.database_url)
-        .await
-        .context("cannot connect to the database (DATABASE_URL)")?;
-    db.migrate().await.context("database migrations failed")?;
-    vidscope_worker::Worker::new(db)
-        .run(vidscope_core::shutdown::signal())
-        .await;
+    let mut worker_settings = WorkerSettings::from_env()?;
+    // A container's health endpoint is on unless configured otherwise.
+    worker_settings
+        .health_addr
+        .get_or_insert(([0, 0, 0, 0], 8081).into());
+    let result = async {
+        let worker =
+            vidscope_worker::Worker::build(&settings, worker_settings, guard.metrics().clone(), None)
+                .await?;
+        worker.run(vidscope_core::shutdown::signal()).await;
+        anyhow::Ok(())
+    }
+    .await;
     guard.shutdown().await;
-    Ok(())
+    result
 }

@@ -1,0 +1,203 @@
+//! Every job the worker runs, registered in one place ([`Registry::standard`]), one file each.
+//!
+//! A handler gets the message and a [`JobContext`]; it must be idempotent by job id, because
+//! delivery is at least once (the runtime also skips ids recorded in `job_results`). Steps are
+//! timed with [`step`], which feeds seed 003's `workflow.step.*` metrics with
+//! `workflow_name` = the job kind.
+
+pub mod crm_sync;
+pub mod probe;
+pub mod thumbnail;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use opentelemetry::KeyValue;
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+use tracing::field::Empty;
+use vidscope_core::db::Db;
+use vidscope_core::events::{EventBus, VideoStatusEvent};
+use vidscope_core::jobs::{JobKind, JobMessage};
+use vidscope_core::storage::{ObjectKey, ObjectStore};
+use vidscope_core::videos::{self, Video, VideoId, VideoStatus};
+use vidscope_telemetry::Metrics;
+
+use crate::crm::CrmClient;
+use crate::error::JobError;
+use crate::ffmpeg::Ffmpeg;
+
+pub type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+
+/// What handlers may use.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: Db,
+    pub store: ObjectStore,
+    pub metrics: Metrics,
+    pub events: EventBus,
+    pub ffmpeg: Ffmpeg,
+    /// `None` when `VIDSCOPE_CRM_URL` is unset: `crm.sync` jobs then succeed without a call.
+    pub crm: Option<CrmClient>,
+}
+
+pub trait Handler: Send + Sync + 'static {
+    fn kind(&self) -> JobKind;
+    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
+    /// Called once a job is dead-lettered (e.g. to mark its video `failed`).
+    fn on_dead_letter<'a>(&'a self, _ctx: &'a JobContext, _job: &'a JobMessage) -> JobFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<JobKind, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    /// The production jobs.
+    pub fn standard() -> Self {
+        Self::default()
+            .with(probe::Probe)
+            .with(thumbnail::Thumbnail)
+            .with(crm_sync::CrmSync)
+    }
+
+    /// Adds or replaces the handler of its kind (tests swap in failing or slow handlers).
+    pub fn with(mut self, handler: impl Handler) -> Self {
+        self.handlers.insert(handler.kind(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, kind: JobKind) -> Option<&Arc<dyn Handler>> {
+        self.handlers.get(&kind)
+    }
+}
+
+/// Runs one step of a job, recording `workflow.step.duration_ms` and `workflow.step.status`.
+pub async fn step<T>(
+    ctx: &JobContext,
+    workflow: JobKind,
+    step: &'static str,
+    fut: impl Future<Output = Result<T, JobError>>,
+) -> Result<T, JobError> {
+    let start = Instant::now();
+    let result = fut.await;
+    let labels = [
+        KeyValue::new("workflow_name", workflow.as_str()),
+        KeyValue::new("step_name", step),
+    ];
+    ctx.metrics
+        .workflow_step_duration_ms
+        .record(start.elapsed().as_secs_f64() * 1000.0, &labels);
+    let status = if result.is_ok() { "success" } else { "failure" };
+    ctx.metrics.workflow_step_status.add(
+        1,
+        &[
+            labels[0].clone(),
+            labels[1].clone(),
+            KeyValue::new("status", status),
+        ],
+    );
+    result
+}
+
+/// The `videoId` of a video job's payload, parsed.
+pub fn video_id(job: &JobMessage) -> Result<VideoId, JobError> {
+    job.payload
+        .get("videoId")
+        .and_then(|v| v.as_str())
+        .and_then(VideoId::parse)
+        .ok_or_else(|| JobError::permanent("job.bad_payload", "payload has no valid videoId"))
+}
+
+/// The video a job is about; a deleted video is a permanent error.
+pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobError> {
+    tracing::Span::current().record("video.id", id.as_str());
+    videos::get(&ctx.db, id)
+        .await?
+        .ok_or_else(|| JobError::permanent("video.not_found", format!("video {id} not found")))
+}
+
+/// Copies the video's object to `dir` (ffmpeg wants a seekable file), inside a
+/// `storage.get` span around the store's own `s3.get_object`.
+pub async fn download(
+    ctx: &JobContext,
+    key: &ObjectKey,
+    dir: &Path,
+) -> Result<PathBuf, JobError> {
+    let span = tracing::info_span!(
+        "storage.get",
+        storage.backend = ctx.store.backend_name(),
+        s3.key = key.as_str(),
+        s3.size = Empty,
+        error.type = Empty,
+    );
+    let path = dir.join("input");
+    let result = async {
+        let mut body = ctx.store.get(key, None).await?;
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| JobError::transient("io", format!("cannot create a temp file: {e}")))?;
+        let mut size: u64 = 0;
+        while let Some(chunk) = body.stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                JobError::transient("storage.read", format!("reading {key}: {e}"))
+            })?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| JobError::transient("io", format!("writing a temp file: {e}")))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| JobError::transient("io", format!("writing a temp file: {e}")))?;
+        tracing::Span::current().record("s3.size", size as i64);
+        Ok(path.clone())
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = &result {
+        vidscope_telemetry::classify::record_classified(&span, e);
+    }
+    result
+}
+
+/// Sets the status and tells the uploader's open tabs.
+pub async fn set_status(
+    ctx: &JobContext,
+    video: &Video,
+    status: VideoStatus,
+) -> Result<(), JobError> {
+    let id = VideoId::parse(&video.id)
+        .ok_or_else(|| JobError::permanent("video.bad_id", "stored video id is not a UUID"))?;
+    videos::set_status(&ctx.db, &id, status).await?;
+    announce(ctx, video, status).await;
+    Ok(())
+}
+
+/// Publishes a status change (best effort).
+pub async fn announce(ctx: &JobContext, video: &Video, status: VideoStatus) {
+    ctx.events
+        .publish(&VideoStatusEvent {
+            video_id: video.id.clone(),
+            status: status.as_str().to_owned(),
+            user_id: video.uploaded_by.clone(),
+        })
+        .await;
+}
+
+/// Marks a video job's video `failed` once the job is dead-lettered.
+pub async fn fail_video(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
+    let id = video_id(job)?;
+    if let Some(video) = videos::get(&ctx.db, &id).await? {
+        set_status(ctx, &video, VideoStatus::Failed).await?;
+    }
+    Ok(())
+}

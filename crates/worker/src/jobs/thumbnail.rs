@@ -1,0 +1,100 @@
+//! `video.thumbnail`: one frame (at 1 s, or mid-video for shorter clips) → JPEG → object
+//! store (`videos/<id>/thumbnail.jpg`) → the video becomes `ready`. Served at
+//! `GET /api/videos/{id}/thumbnail`. Re-running it overwrites the same key: idempotent.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use opentelemetry::KeyValue;
+use tracing::Instrument;
+use tracing::field::Empty;
+use vidscope_core::jobs::{JobKind, JobMessage};
+use vidscope_core::storage::ObjectKey;
+use vidscope_core::videos::{self, VideoStatus};
+
+use super::{Handler, JobContext, JobFuture, announce, download, load_video, step, video_id};
+use crate::error::JobError;
+
+pub struct Thumbnail;
+
+impl Handler for Thumbnail {
+    fn kind(&self) -> JobKind {
+        JobKind::VideoThumbnail
+    }
+
+    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
+        Box::pin(run(ctx, job))
+    }
+
+    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
+        Box::pin(super::fail_video(ctx, job))
+    }
+}
+
+async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
+    const KIND: JobKind = JobKind::VideoThumbnail;
+    let id = video_id(job)?;
+    let video = load_video(ctx, &id).await?;
+    let key = video.object_key()?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
+    let input = step(ctx, KIND, "storage.get", download(ctx, &key, dir.path())).await?;
+    let at = video
+        .duration_seconds
+        .map_or(0.0, |d| (d / 2.0).min(1.0));
+    let jpeg = dir.path().join("thumbnail.jpg");
+    step(
+        ctx,
+        KIND,
+        "ffmpeg.extract_frame",
+        ctx.ffmpeg.extract_frame(&input, at, &jpeg),
+    )
+    .await?;
+    let bytes = Bytes::from(
+        tokio::fs::read(&jpeg)
+            .await
+            .map_err(|e| JobError::transient("io", format!("reading the frame: {e}")))?,
+    );
+    let size = bytes.len();
+    let thumb_key = ObjectKey::parse(&format!("videos/{id}/thumbnail.jpg"))?;
+    let put_span = tracing::info_span!(
+        "storage.put",
+        storage.backend = ctx.store.backend_name(),
+        s3.key = thumb_key.as_str(),
+        s3.size = size as i64,
+        error.type = Empty,
+    );
+    step(ctx, KIND, "storage.put", async {
+        ctx.store
+            .put_bytes(&thumb_key, bytes, "image/jpeg")
+            .instrument(put_span.clone())
+            .await
+            .map_err(|e| {
+                let e = JobError::from(e);
+                vidscope_telemetry::classify::record_classified(&put_span, &e);
+                e
+            })
+    })
+    .await?;
+    let image = [KeyValue::new("workflow_name", KIND.as_str())];
+    ctx.metrics.workflow_image_uploaded.add(1, &image);
+    ctx.metrics
+        .workflow_image_size_bytes
+        .record(size as f64, &image);
+    let started = Instant::now();
+    step(ctx, KIND, "db.update", async {
+        videos::mark_ready(&ctx.db, &id, &thumb_key).await?;
+        Ok(())
+    })
+    .await?;
+    let labels = [
+        KeyValue::new("workflow_name", KIND.as_str()),
+        KeyValue::new("table_name", "videos"),
+    ];
+    ctx.metrics.workflow_db_upsert.add(1, &labels);
+    ctx.metrics
+        .workflow_db_upsert_duration_ms
+        .record(started.elapsed().as_secs_f64() * 1000.0, &labels);
+    announce(ctx, &video, VideoStatus::Ready).await;
+    Ok(())
+}

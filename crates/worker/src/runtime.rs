@@ -1,0 +1,554 @@
+//! The worker loop: claim up to the concurrency limit, run each job in a CONSUMER span that
+//! continues the publisher's trace, settle it (ack, retry with backoff, or dead letter), and on
+//! shutdown stop claiming, let in-flight jobs finish within a deadline and release the rest.
+//!
+//! Beside it run the outbox relay (publishing what the API committed) and the samplers of the
+//! `outbox.pending` and `job.queue_depth` gauges.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use opentelemetry::KeyValue;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use tracing::field::Empty;
+use vidscope_core::config::Settings;
+use vidscope_core::db::{Db, now_millis};
+use vidscope_core::events::EventBus;
+use vidscope_core::jobs;
+use vidscope_core::queue::{DbQueue, Delivery, Queue, QueueSettings, RedisQueue};
+use vidscope_core::storage::ObjectStore;
+use vidscope_telemetry::{Backoff, Classify, ErrorClass, Metrics};
+
+use crate::crm::{CrmClient, CrmSettings};
+use crate::error::JobError;
+use crate::ffmpeg::Ffmpeg;
+use crate::jobs::{JobContext, Registry};
+use crate::settings::{QueueKind, WorkerSettings};
+
+/// Longest a claim waits for new jobs before the loop looks at shutdown again.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+/// How often the depth gauge is sampled.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+/// Published outbox rows are kept this long for debugging.
+const OUTBOX_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// Liveness facts the health endpoint reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix ms of the claim loop's last turn.
+    pub last_loop_ms: AtomicI64,
+    pub in_flight: AtomicUsize,
+    /// Unix ms of the last failed claim (0: none since the last success).
+    pub queue_failing_since_ms: AtomicI64,
+}
+
+pub struct Worker {
+    ctx: JobContext,
+    queue: Queue,
+    registry: Registry,
+    settings: WorkerSettings,
+    health: Arc<Health>,
+}
+
+impl Worker {
+    pub fn new(
+        ctx: JobContext,
+        queue: Queue,
+        registry: Registry,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            ctx,
+            queue,
+            registry,
+            settings,
+            health: Arc::default(),
+        }
+    }
+
+    /// Connects to what the settings name. Redis may be down at start: connections are lazy
+    /// and the loop keeps retrying, while uploads keep landing in the outbox.
+    ///
+    /// `events`: the bus to announce status changes on; `None` picks Redis pub/sub when Redis
+    /// is configured (another process's API listens) and nothing otherwise.
+    pub async fn build(
+        settings: &Settings,
+        worker: WorkerSettings,
+        metrics: Metrics,
+        events: Option<EventBus>,
+    ) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url)
+            .await
+            .context("cannot connect to the database (DATABASE_URL)")?;
+        db.migrate().await.context("database migrations failed")?;
+        let store =
+            ObjectStore::new(&settings.store).context("invalid object store settings")?;
+        if store.backend_name() == "local" {
+            store
+                .ensure_bucket()
+                .await
+                .context("cannot create the local object store directory")?;
+        }
+        let use_redis = match worker.queue {
+            QueueKind::Auto => settings.redis_url.is_some(),
+            QueueKind::Redis => true,
+            QueueKind::Db => false,
+        };
+        let queue_settings = QueueSettings {
+            visibility: worker.visibility,
+            ..QueueSettings::default()
+        };
+        let redis = match &settings.redis_url {
+            Some(url) => Some(url.as_str()),
+            None if use_redis => anyhow::bail!("VIDSCOPE_QUEUE=redis needs REDIS_URL"),
+            None => None,
+        };
+        let queue = match redis {
+            Some(url) if use_redis => Queue::Redis(RedisQueue::new(
+                // Its own connection: XREADGROUP BLOCK holds it while waiting.
+                vidscope_core::redis_conn::connect(url)
+                    .await
+                    .context("invalid REDIS_URL")?,
+                &worker.queue_prefix,
+                queue_settings,
+            )),
+            _ => Queue::Db(DbQueue::new(db.clone(), queue_settings)),
+        };
+        let events = match (events, redis) {
+            (Some(bus), _) => bus,
+            (None, Some(url)) => EventBus::Redis(
+                vidscope_core::redis_conn::connect(url)
+                    .await
+                    .context("invalid REDIS_URL")?,
+            ),
+            (None, None) => EventBus::None,
+        };
+        let crm = CrmSettings::from_env()?
+            .map(|s| CrmClient::new(s, metrics.clone()))
+            .transpose()
+            .context("invalid CRM settings")?;
+        let ctx = JobContext {
+            db,
+            store,
+            metrics,
+            events,
+            ffmpeg: Ffmpeg {
+                ffmpeg: worker.ffmpeg.clone(),
+                ffprobe: worker.ffprobe.clone(),
+                timeout: worker.ffmpeg_timeout,
+            },
+            crm,
+        };
+        Ok(Self::new(ctx, queue, Registry::standard(), worker))
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then drains (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Worker {
+            ctx,
+            queue,
+            registry,
+            settings,
+            health,
+        } = self;
+        tracing::info!(
+            queue = queue.system(),
+            concurrency = settings.concurrency,
+            "worker started"
+        );
+        tokio::pin!(shutdown);
+        if let Some(addr) = settings.health_addr {
+            let health = health.clone();
+            let system = queue.system();
+            tokio::spawn(async move {
+                if let Err(e) = crate::health::serve(addr, health, system).await {
+                    tracing::error!(error = %e, %addr, "worker health endpoint failed");
+                }
+            });
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let relay = tokio::spawn(relay_loop(
+            ctx.clone(),
+            queue.clone(),
+            settings.relay_interval,
+            stop_rx,
+        ));
+        let mut prepared = false;
+        let semaphore = Arc::new(Semaphore::new(settings.concurrency));
+        let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        let mut failures: u32 = 0;
+        loop {
+            health.last_loop_ms.store(now_millis(), Ordering::Relaxed);
+            while tasks.try_join_next().is_some() {}
+            let free = semaphore.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tasks.join_next() => continue,
+                }
+            }
+            let claimed = async {
+                if !prepared {
+                    queue.prepare().await?;
+                    prepared = true;
+                }
+                queue.claim(free, CLAIM_WAIT).await
+            };
+            let claimed = tokio::select! {
+                _ = &mut shutdown => break,
+                c = claimed => c,
+            };
+            match claimed {
+                Ok(deliveries) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "the queue answers again");
+                    }
+                    failures = 0;
+                    health.queue_failing_since_ms.store(0, Ordering::Relaxed);
+                    for d in deliveries {
+                        let Ok(permit) = semaphore.clone().try_acquire_owned() else {
+                            // Cannot happen (we claimed at most `free`); give it back.
+                            let _ = queue.release(&d).await;
+                            continue;
+                        };
+                        in_flight
+                            .lock()
+                            .expect("in-flight map")
+                            .insert(d.message.id.clone(), d.clone());
+                        let (ctx, queue, registry, settings, in_flight, health) = (
+                            ctx.clone(),
+                            queue.clone(),
+                            registry.clone(),
+                            settings.clone(),
+                            in_flight.clone(),
+                            health.clone(),
+                        );
+                        tasks.spawn(async move {
+                            health.in_flight.fetch_add(1, Ordering::Relaxed);
+                            let id = d.message.id.clone();
+                            process(&ctx, &queue, &registry, &settings, d).await;
+                            in_flight.lock().expect("in-flight map").remove(&id);
+                            health.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    let _ = health.queue_failing_since_ms.compare_exchange(
+                        0,
+                        now_millis(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    // Log the first failure and then every 30th, not every turn.
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(error = %e, failures, "cannot claim jobs; retrying");
+                    }
+                    let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            in_flight = tasks.len(),
+            grace_secs = settings.shutdown_grace.as_secs(),
+            "worker stopping: no new claims, waiting for in-flight jobs"
+        );
+        let drained = tokio::time::timeout(settings.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<Delivery> = in_flight
+                .lock()
+                .expect("in-flight map")
+                .drain()
+                .map(|(_, d)| d)
+                .collect();
+            for d in &left {
+                if let Err(e) = queue.release(d).await {
+                    tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
+                }
+            }
+            tracing::warn!(released = left.len(), "shutdown deadline passed; unfinished jobs released");
+        }
+        let _ = stop_tx.send(true);
+        let _ = relay.await;
+        tracing::info!("worker stopped");
+    }
+}
+
+/// Publishes committed outbox rows and samples the gauges until told to stop.
+async fn relay_loop(
+    ctx: JobContext,
+    queue: Queue,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_depth = Instant::now() - DEPTH_EVERY;
+    let mut last_prune = Instant::now();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tick.tick() => {}
+        }
+        // Drain everything committed so far, a batch at a time.
+        loop {
+            match jobs::relay_once(&ctx.db, &queue, 100).await {
+                Ok(n) => {
+                    if failing {
+                        tracing::info!("outbox relay publishes again");
+                        failing = false;
+                    }
+                    if n < 100 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "outbox relay cannot publish; jobs wait in the outbox");
+                        failing = true;
+                    }
+                    break;
+                }
+            }
+        }
+        if let Ok(n) = jobs::outbox_pending(&ctx.db).await {
+            ctx.metrics.outbox_pending.record(n, &[]);
+        }
+        if last_depth.elapsed() >= DEPTH_EVERY {
+            last_depth = Instant::now();
+            if let Ok(depths) = queue.depth().await {
+                for d in depths {
+                    ctx.metrics.job_queue_depth.record(
+                        d.count,
+                        &[
+                            KeyValue::new("job.type", d.kind.as_str()),
+                            KeyValue::new("state", d.state),
+                        ],
+                    );
+                }
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(3600) {
+            last_prune = Instant::now();
+            let _ = jobs::prune_outbox(&ctx.db, OUTBOX_KEEP).await;
+        }
+    }
+}
+
+/// Runs one delivery to its end, never returning an error: every outcome is settled on the
+/// queue and recorded on the span and the metrics.
+pub async fn process(
+    ctx: &JobContext,
+    queue: &Queue,
+    registry: &Registry,
+    settings: &WorkerSettings,
+    d: Delivery,
+) {
+    let m = &d.message;
+    let span = tracing::info_span!(
+        "job.process",
+        otel.name = %format_args!("process {}", m.kind.as_str()),
+        otel.kind = "consumer",
+        messaging.system = queue.system(),
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = m.kind.as_str(),
+        messaging.consumer.group.name = "vidscope-workers",
+        messaging.message.id = %m.id,
+        job.type = m.kind.as_str(),
+        job.attempt = i64::from(d.attempt),
+        job.queue_wait_ms = Empty,
+        job.outcome = Empty,
+        workflow.name = m.kind.as_str(),
+        video.id = Empty,
+        user.id = Empty,
+        error.type = Empty,
+    );
+    vidscope_telemetry::propagation::set_remote_parent(
+        &span,
+        vidscope_telemetry::propagation::extract_map(&m.trace),
+    );
+    let wait_ms = (now_millis() - m.available_at).max(0);
+    span.record("job.queue_wait_ms", wait_ms);
+    ctx.metrics.job_queue_wait_ms.record(
+        wait_ms as f64,
+        &[KeyValue::new("job.type", m.kind.as_str())],
+    );
+    let work = vidscope_telemetry::db_watch::scope(run_and_settle(
+        ctx, queue, registry, settings, &d, &span,
+    ));
+    work.instrument(span.clone()).await;
+}
+
+async fn run_and_settle(
+    ctx: &JobContext,
+    queue: &Queue,
+    registry: &Registry,
+    settings: &WorkerSettings,
+    d: &Delivery,
+    span: &tracing::Span,
+) {
+    let m = &d.message;
+    let kind = m.kind.as_str();
+    let started = Instant::now();
+    let outcome: Result<(), JobError> = async {
+        if d.attempt > settings.max_attempts {
+            // Delivered again and again without being settled: its worker keeps dying.
+            return Err(JobError::permanent(
+                "job.too_many_deliveries",
+                format!("delivered {} times without finishing", d.attempt),
+            ));
+        }
+        if jobs::is_done(&ctx.db, &m.id).await? {
+            tracing::info!(job.id = %m.id, "job.duplicate_skipped");
+            span.record("job.outcome", "duplicate");
+            return Ok(());
+        }
+        let handler = registry.get(m.kind).ok_or_else(|| {
+            JobError::permanent("job.no_handler", format!("no handler for {kind}"))
+        })?;
+        let work = handler.run(ctx, m);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(queue.settings().visibility / 3);
+        beat.tick().await;
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = beat.tick() => {
+                    if let Ok(false) = queue.heartbeat(d).await {
+                        tracing::warn!(job.id = %m.id, "lease lost: another worker may run this job too");
+                    }
+                }
+            }
+        };
+        result?;
+        jobs::mark_done(&ctx.db, &m.id, m.kind).await?;
+        Ok(())
+    }
+    .await;
+
+    let elapsed = started.elapsed();
+    let workflow = [KeyValue::new("workflow_name", kind)];
+    ctx.metrics.workflow_run_total.add(1, &workflow);
+    ctx.metrics
+        .workflow_run_duration_ms
+        .record(elapsed.as_secs_f64() * 1000.0, &workflow);
+    let mut messaging = vec![
+        KeyValue::new("messaging.system", queue.system()),
+        KeyValue::new("messaging.destination.name", kind),
+    ];
+    let status = match outcome {
+        Ok(()) => {
+            match queue.ack(d).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(job.id = %m.id, "acknowledged a job whose lease was lost"),
+                Err(e) => tracing::warn!(error = %e, job.id = %m.id, "cannot acknowledge; the job will be redelivered and skipped as done"),
+            }
+            span.record("job.outcome", "success");
+            "success"
+        }
+        Err(e) => {
+            vidscope_telemetry::classify::record_classified(span, &e);
+            messaging.push(KeyValue::new("error.type", e.error_type()));
+            ctx.metrics.job_failures_total.add(
+                1,
+                &[
+                    KeyValue::new("job.type", kind),
+                    KeyValue::new("error.class", e.class().as_str()),
+                ],
+            );
+            let backoff = Backoff {
+                base: settings.backoff_base,
+                max: Duration::from_secs(300),
+                max_attempts: settings.max_attempts,
+            };
+            if backoff.should_retry(e.class(), d.attempt) {
+                let delay = backoff.delay(d.attempt, rand::random::<f64>());
+                tracing::warn!(
+                    job.id = %m.id,
+                    attempt = d.attempt,
+                    retry.delay_ms = delay.as_millis() as i64,
+                    error = %e,
+                    "job.retry_scheduled"
+                );
+                if let Err(qe) = queue.retry(d, delay, &e.message).await {
+                    tracing::warn!(error = %qe, job.id = %m.id, "cannot schedule the retry; the job will be redelivered after the visibility timeout");
+                }
+                ctx.metrics.workflow_retry_count.add(
+                    1,
+                    &[
+                        KeyValue::new("workflow_name", kind),
+                        KeyValue::new("step_name", e.error_type()),
+                    ],
+                );
+                span.record("job.outcome", "retry");
+                "retry"
+            } else {
+                let class = if e.class() == ErrorClass::Transient && d.attempt >= settings.max_attempts {
+                    "transient"
+                } else {
+                    e.class().as_str()
+                };
+                tracing::error!(
+                    job.id = %m.id,
+                    attempt = d.attempt,
+                    error.class = class,
+                    error = %e,
+                    "job.dead_lettered"
+                );
+                if let Err(qe) = queue.dead_letter(d, class, &e.message).await {
+                    tracing::warn!(error = %qe, job.id = %m.id, "cannot dead-letter; the job will be redelivered");
+                }
+                ctx.metrics.job_dead_letter_total.add(
+                    1,
+                    &[
+                        KeyValue::new("job.type", kind),
+                        KeyValue::new("error.class", class),
+                    ],
+                );
+                if let Some(h) = registry.get(m.kind)
+                    && let Err(he) = h.on_dead_letter(ctx, m).await
+                {
+                    tracing::warn!(error = %he, job.id = %m.id, "dead-letter hook failed");
+                }
+                span.record("job.outcome", "dead_letter");
+                "failure"
+            }
+        }
+    };
+    ctx.metrics.workflow_run_status.add(
+        1,
+        &[
+            KeyValue::new("workflow_name", kind),
+            KeyValue::new("status", status),
+        ],
+    );
+    ctx.metrics
+        .messaging_process_duration
+        .record(elapsed.as_secs_f64(), &messaging);
+}
