@@ -513,15 +513,14 @@ impl CrmClient {
         let span = tracing::Span::current();
         let backoff = self.inner.backoff;
         let mut attempt = 1;
+        let mut last_status;
         let result = loop {
             let outcome = self.attempt(contact, idempotency_key).await;
-            let status = match &outcome {
+            // Recorded once, after the loop: a field recorded again is exported twice.
+            last_status = match &outcome {
                 Ok(status) => Some(*status),
                 Err(e) => e.status(),
             };
-            if let Some(status) = status {
-                span.record("http.response.status_code", status);
-            }
             match outcome {
                 Ok(_) => break Ok(()),
                 // No retry once the breaker is not closed (this failure may have opened it):
@@ -549,7 +548,10 @@ impl CrmClient {
                 Err(e) => break Err(e),
             }
         };
-        span.record("crm.attempts", attempt);
+        span.record("crm.attempts", i64::from(attempt));
+        if let Some(status) = last_status {
+            span.record("http.response.status_code", i64::from(status));
+        }
         if let Err(e) = &result {
             record_classified(&span, e);
         }
@@ -641,10 +643,13 @@ impl CrmClient {
 /// `traceparent` for the span returned here and records the outcome).
 ///
 /// Not reqwest-tracing's own `DefaultSpanBackend`: its spans have the target `reqwest_tracing`,
-/// and the telemetry crate exports spans with `reqwest=off` among its filter directives (they
-/// match by prefix), so those spans would be dropped and `traceparent` would name the parent
-/// span instead. A span created here has this module's target. It also records `server.port`
-/// as an integer and `error.type` on failure, as the HTTP semantic conventions ask.
+/// and the telemetry crate's span filter has `reqwest=off` (directives match targets by prefix).
+/// The OpenTelemetry layer then never sees the request span, so it is not exported and, as it
+/// is still the current span when reqwest-tracing injects, its empty context means no
+/// `traceparent` is sent at all (the success-path test fails that way with the default
+/// backend). A span created here has this module's target. It also records the status code
+/// and `server.port` as integers and `error.type` on failure, as the HTTP semantic conventions
+/// ask.
 struct CrmSpanBackend;
 
 impl ReqwestOtelSpanBackend for CrmSpanBackend {
@@ -672,12 +677,18 @@ impl ReqwestOtelSpanBackend for CrmSpanBackend {
         outcome: &reqwest_middleware::Result<reqwest::Response>,
         _: &mut http::Extensions,
     ) {
-        reqwest_tracing::default_on_request_end(span, outcome);
+        // Not `reqwest_tracing::default_on_request_end`: it records the status as a `u16`,
+        // which tracing-opentelemetry exports as a string attribute.
         match outcome {
-            Ok(response) if response.status().as_u16() >= 400 => {
-                span.record("error.type", response.status().as_str());
+            Ok(response) => {
+                let status = response.status();
+                span.record("http.response.status_code", i64::from(status.as_u16()));
+                // Client spans: every 4xx and 5xx is an error (HTTP semantic conventions).
+                if status.as_u16() >= 400 {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", status.as_str());
+                }
             }
-            Ok(_) => {}
             Err(e) => {
                 let error_type = match TransportKind::of(e) {
                     TransportKind::Timeout => "crm.timeout",
@@ -685,7 +696,9 @@ impl ReqwestOtelSpanBackend for CrmSpanBackend {
                     TransportKind::Invalid => "crm.invalid",
                     TransportKind::Other => "crm.transport",
                 };
+                span.record("otel.status_code", "ERROR");
                 span.record("error.type", error_type);
+                span.record("error.message", tracing::field::display(e));
             }
         }
     }
@@ -751,9 +764,12 @@ mod tests {
         assert_eq!(s.breaker_cooldown, Duration::from_secs(9));
     }
 
+    /// Environment, the variable the error must name, what the case is about.
+    type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
+
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        let cases: &[Case] = &[
             (
                 &[("VIDSCOPE_CRM_URL", "ftp://crm")],
                 "VIDSCOPE_CRM_URL",
