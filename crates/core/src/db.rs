@@ -202,6 +202,18 @@ impl<F: Future> Future for DbSpanned<F> {
     }
 }
 
+/// Starts a transaction. Like every statement, `BEGIN` and `COMMIT` must not run with a
+/// current span (see [`InDbSpan`]): sqlx-sqlite would keep the caller's span alive on its
+/// worker thread and the trace's root would be exported late or never.
+pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, CoreError> {
+    Ok(db.pool().begin().in_db_span(tracing::Span::none()).await?)
+}
+
+/// Commits a transaction from [`begin`].
+pub async fn commit(tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), CoreError> {
+    Ok(tx.commit().in_db_span(tracing::Span::none()).await?)
+}
+
 /// Rows store times as Unix milliseconds (BIGINT): one representation for both backends.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

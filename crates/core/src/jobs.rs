@@ -137,9 +137,9 @@ pub async fn write_outbox(
 /// Writes `jobs` into the outbox in a transaction of their own (a cause with no row of its
 /// own to commit alongside, e.g. a test or an admin command).
 pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), CoreError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     write_outbox(&mut tx, db.backend(), jobs).await?;
-    tx.commit().await?;
+    crate::db::commit(tx).await?;
     Ok(())
 }
 
@@ -275,6 +275,9 @@ mod tests {
         let a = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
         let b = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
         assert_eq!(a.id, b.id);
-        assert_ne!(a.id, NewJob::new(JobKind::VideoThumbnail, serde_json::json!({})).id);
+        assert_ne!(
+            a.id,
+            NewJob::new(JobKind::VideoThumbnail, serde_json::json!({})).id
+        );
     }
 }

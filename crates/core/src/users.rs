@@ -46,7 +46,7 @@ pub async fn create_user_with_jobs(
     tracing::Span::current().record("user.id", id.as_str());
     const SQL: &str = "INSERT INTO users (id, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)";
     let now = now_millis();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let result = sqlx::query(SQL)
         .bind(&id)
         .bind(email.as_str())
@@ -59,7 +59,7 @@ pub async fn create_user_with_jobs(
     match result {
         Ok(_) => {
             crate::jobs::write_outbox(&mut tx, db.backend(), &jobs(&id)).await?;
-            tx.commit().await?;
+            crate::db::commit(tx).await?;
             Ok(id)
         }
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {

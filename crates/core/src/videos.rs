@@ -220,7 +220,7 @@ pub async fn insert_with_jobs(
                        uploaded_by, created_at, updated_at) \
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     let now = now_millis();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = crate::db::begin(db).await?;
     let result = sqlx::query(SQL)
         .bind(new.id.as_str())
         .bind(new.filename.as_str())
@@ -236,7 +236,7 @@ pub async fn insert_with_jobs(
         .await;
     if result.is_ok() {
         crate::jobs::write_outbox(&mut tx, db.backend(), jobs).await?;
-        tx.commit().await?;
+        crate::db::commit(tx).await?;
     }
     match result {
         Ok(_) => Ok(Video {

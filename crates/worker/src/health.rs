@@ -16,7 +16,11 @@ use crate::runtime::Health;
 /// The loop turns at least every few seconds; this much silence means it is stuck.
 const STALLED_AFTER_MS: i64 = 60_000;
 
-pub async fn serve(addr: SocketAddr, health: Arc<Health>, queue: &'static str) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    queue: &'static str,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "worker health endpoint listening");
     let app = axum::Router::new().route(

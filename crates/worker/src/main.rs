@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use vidscope_core::config::Settings;
-use vidscope_worker::WorkerSettings;
 use vidscope_telemetry::TelemetryConfig;
+use vidscope_worker::WorkerSettings;
 
 /// mimalloc rather than glibc malloc: the telemetry pipeline allocates per span, log record
 /// and batch, and glibc's allocator was ~20 % of all instructions at 100 % sampling
@@ -34,9 +34,13 @@ async fn run() -> anyhow::Result<()> {
         .health_addr
         .get_or_insert(([0, 0, 0, 0], 8081).into());
     let result = async {
-        let worker =
-            vidscope_worker::Worker::build(&settings, worker_settings, guard.metrics().clone(), None)
-                .await?;
+        let worker = vidscope_worker::Worker::build(
+            &settings,
+            worker_settings,
+            guard.metrics().clone(),
+            None,
+        )
+        .await?;
         worker.run(vidscope_core::shutdown::signal()).await;
         anyhow::Ok(())
     }

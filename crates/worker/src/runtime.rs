@@ -86,8 +86,7 @@ impl Worker {
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
         db.migrate().await.context("database migrations failed")?;
-        let store =
-            ObjectStore::new(&settings.store).context("invalid object store settings")?;
+        let store = ObjectStore::new(&settings.store).context("invalid object store settings")?;
         if store.backend_name() == "local" {
             store
                 .ensure_bucket()
@@ -290,7 +289,10 @@ impl Worker {
                     tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
                 }
             }
-            tracing::warn!(released = left.len(), "shutdown deadline passed; unfinished jobs released");
+            tracing::warn!(
+                released = left.len(),
+                "shutdown deadline passed; unfinished jobs released"
+            );
         }
         let _ = stop_tx.send(true);
         let _ = relay.await;
@@ -466,8 +468,12 @@ async fn run_and_settle(
         Ok(()) => {
             match queue.ack(d).await {
                 Ok(true) => {}
-                Ok(false) => tracing::warn!(job.id = %m.id, "acknowledged a job whose lease was lost"),
-                Err(e) => tracing::warn!(error = %e, job.id = %m.id, "cannot acknowledge; the job will be redelivered and skipped as done"),
+                Ok(false) => {
+                    tracing::warn!(job.id = %m.id, "acknowledged a job whose lease was lost")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, job.id = %m.id, "cannot acknowledge; the job will be redelivered and skipped as done")
+                }
             }
             span.record("job.outcome", "success");
             "success"
@@ -509,11 +515,12 @@ async fn run_and_settle(
                 span.record("job.outcome", "retry");
                 "retry"
             } else {
-                let class = if e.class() == ErrorClass::Transient && d.attempt >= settings.max_attempts {
-                    "transient"
-                } else {
-                    e.class().as_str()
-                };
+                let class =
+                    if e.class() == ErrorClass::Transient && d.attempt >= settings.max_attempts {
+                        "transient"
+                    } else {
+                        e.class().as_str()
+                    };
                 tracing::error!(
                     job.id = %m.id,
                     attempt = d.attempt,

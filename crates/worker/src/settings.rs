@@ -73,17 +73,18 @@ impl WorkerSettings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut s = Self::default();
-        let number = |var: &'static str, min: u64, max: u64| -> Result<Option<u64>, SettingsError> {
-            get(var)
-                .map(|v| match v.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(SettingsError {
-                        var,
-                        reason: format!("{v:?} is not a whole number from {min} to {max}"),
-                    }),
-                })
-                .transpose()
-        };
+        let number =
+            |var: &'static str, min: u64, max: u64| -> Result<Option<u64>, SettingsError> {
+                get(var)
+                    .map(|v| match v.trim().parse::<u64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(SettingsError {
+                            var,
+                            reason: format!("{v:?} is not a whole number from {min} to {max}"),
+                        }),
+                    })
+                    .transpose()
+            };
         if let Some(n) = number("VIDSCOPE_WORKER_CONCURRENCY", 1, 256)? {
             s.concurrency = n as usize;
         }

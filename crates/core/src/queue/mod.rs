@@ -169,9 +169,7 @@ impl Queue {
     /// does not count as an attempt.
     pub async fn release(&self, d: &Delivery) -> Result<(), CoreError> {
         match (self, &d.receipt) {
-            (Queue::Redis(q), Receipt::Redis { stream, entry }) => {
-                q.release(stream, entry).await
-            }
+            (Queue::Redis(q), Receipt::Redis { stream, entry }) => q.release(stream, entry).await,
             (Queue::Db(q), Receipt::Db { token }) => q.release(&d.message.id, token).await,
             _ => Err(foreign_receipt()),
         }
@@ -181,9 +179,7 @@ impl Queue {
     /// timeout). `Ok(false)` when the lease was already lost.
     pub async fn heartbeat(&self, d: &Delivery) -> Result<bool, CoreError> {
         match (self, &d.receipt) {
-            (Queue::Redis(q), Receipt::Redis { stream, entry }) => {
-                q.heartbeat(stream, entry).await
-            }
+            (Queue::Redis(q), Receipt::Redis { stream, entry }) => q.heartbeat(stream, entry).await,
             (Queue::Db(q), Receipt::Db { token }) => q.heartbeat(&d.message.id, token).await,
             _ => Err(foreign_receipt()),
         }

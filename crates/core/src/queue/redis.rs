@@ -180,12 +180,23 @@ impl RedisQueue {
         Ok(rows.first().map_or(1, |r| r.3 as u32))
     }
 
-    fn delivery(&self, stream: &str, entry: StreamId, delivered: u32) -> Result<Delivery, CoreError> {
+    fn delivery(
+        &self,
+        stream: &str,
+        entry: StreamId,
+        delivered: u32,
+    ) -> Result<Delivery, CoreError> {
         let raw: String = entry.get("job").ok_or_else(|| {
-            CoreError::Invalid(format!("stream entry {} in {stream} has no job field", entry.id))
+            CoreError::Invalid(format!(
+                "stream entry {} in {stream} has no job field",
+                entry.id
+            ))
         })?;
         let message: JobMessage = serde_json::from_str(&raw).map_err(|e| {
-            CoreError::Invalid(format!("stream entry {} in {stream} is not a job: {e}", entry.id))
+            CoreError::Invalid(format!(
+                "stream entry {} in {stream} is not a job: {e}",
+                entry.id
+            ))
         })?;
         if self.kind_of_stream(stream) != Some(message.kind) {
             return Err(CoreError::Invalid(format!(
@@ -348,19 +359,23 @@ impl RedisQueue {
         let mut out = Vec::new();
         for kind in JobKind::ALL {
             let stream = self.stream(kind);
-            let (len, delayed, dead, groups): (i64, i64, i64, redis::streams::StreamInfoGroupsReply) =
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(&stream)
-                    .cmd("ZCARD")
-                    .arg(format!("{stream}:delayed"))
-                    .cmd("XLEN")
-                    .arg(format!("{stream}:dead"))
-                    .cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&stream)
-                    .query_async(&mut conn)
-                    .await?;
+            let (len, delayed, dead, groups): (
+                i64,
+                i64,
+                i64,
+                redis::streams::StreamInfoGroupsReply,
+            ) = redis::pipe()
+                .cmd("XLEN")
+                .arg(&stream)
+                .cmd("ZCARD")
+                .arg(format!("{stream}:delayed"))
+                .cmd("XLEN")
+                .arg(format!("{stream}:dead"))
+                .cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&stream)
+                .query_async(&mut conn)
+                .await?;
             let pending = groups
                 .groups
                 .iter()

@@ -765,7 +765,11 @@ mod tests {
     }
 
     /// Environment, the variable the error must name, what the case is about.
-    type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
 
     #[test]
     fn bad_values_name_the_variable() {

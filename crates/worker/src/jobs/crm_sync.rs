@@ -44,11 +44,17 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
         .and_then(|e| serde_json::from_value(e).map_err(|e| bad(&format!("bad event: {e}"))))?;
     tracing::Span::current().record("user.id", user_id);
     let Some(crm) = &ctx.crm else {
-        tracing::info!(crm.event = event.as_str(), "CRM sync is off (VIDSCOPE_CRM_URL unset)");
+        tracing::info!(
+            crm.event = event.as_str(),
+            "CRM sync is off (VIDSCOPE_CRM_URL unset)"
+        );
         return Ok(());
     };
     let Some(email) = vidscope_core::users::email_of(&ctx.db, user_id).await? else {
-        return Err(JobError::permanent("user.not_found", format!("user {user_id} is gone")));
+        return Err(JobError::permanent(
+            "user.not_found",
+            format!("user {user_id} is gone"),
+        ));
     };
     let contact = CrmContact {
         user_id: user_id.to_owned(),

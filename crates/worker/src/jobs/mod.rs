@@ -127,11 +127,7 @@ pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobErro
 
 /// Copies the video's object to `dir` (ffmpeg wants a seekable file), inside a
 /// `storage.get` span around the store's own `s3.get_object`.
-pub async fn download(
-    ctx: &JobContext,
-    key: &ObjectKey,
-    dir: &Path,
-) -> Result<PathBuf, JobError> {
+pub async fn download(ctx: &JobContext, key: &ObjectKey, dir: &Path) -> Result<PathBuf, JobError> {
     let span = tracing::info_span!(
         "storage.get",
         storage.backend = ctx.store.backend_name(),
@@ -147,9 +143,8 @@ pub async fn download(
             .map_err(|e| JobError::transient("io", format!("cannot create a temp file: {e}")))?;
         let mut size: u64 = 0;
         while let Some(chunk) = body.stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                JobError::transient("storage.read", format!("reading {key}: {e}"))
-            })?;
+            let chunk = chunk
+                .map_err(|e| JobError::transient("storage.read", format!("reading {key}: {e}")))?;
             size += chunk.len() as u64;
             file.write_all(&chunk)
                 .await

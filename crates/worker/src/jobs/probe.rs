@@ -50,13 +50,16 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
         KIND,
         "db.update",
         async {
-            let mut tx = ctx.db.pool().begin().await.map_err(vidscope_core::CoreError::from)?;
+            let mut tx = vidscope_core::db::begin(&ctx.db).await?;
             videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
             jobs::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
-            tx.commit().await.map_err(vidscope_core::CoreError::from)?;
+            vidscope_core::db::commit(tx).await?;
             Ok(())
         }
-        .instrument(tracing::info_span!("db.transaction", db.collection.name = "videos")),
+        .instrument(tracing::info_span!(
+            "db.transaction",
+            db.collection.name = "videos"
+        )),
     )
     .await?;
     let labels = [

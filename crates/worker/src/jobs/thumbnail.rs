@@ -39,9 +39,7 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
     let dir = tempfile::tempdir()
         .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
     let input = step(ctx, KIND, "storage.get", download(ctx, &key, dir.path())).await?;
-    let at = video
-        .duration_seconds
-        .map_or(0.0, |d| (d / 2.0).min(1.0));
+    let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
     let jpeg = dir.path().join("thumbnail.jpg");
     step(
         ctx,

@@ -1,0 +1,574 @@
+//! The worker end to end: real API (uploads), real ffmpeg, a real store, both queue adapters,
+//! and the trace asserted from the OTLP capture receiver.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reqwest::header;
+use serde_json::Value;
+use vidscope_core::domain::Role;
+use vidscope_core::events::EventBus;
+use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
+use vidscope_core::queue::Queue;
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_worker::jobs::{Handler, JobContext, JobFuture, Registry};
+use vidscope_worker::{JobError, Worker, WorkerSettings};
+
+use crate::common::{OwnRedis, db_queue, make_video, redis_queue, unique_prefix};
+
+const WAIT: Duration = Duration::from_secs(60);
+const BOUNDARY: &str = "vidscope-worker-test-boundary";
+
+fn context(app: &TestApp) -> JobContext {
+    JobContext {
+        db: app.state.db.clone(),
+        store: app.state.store.clone(),
+        metrics: app.state.metrics.clone(),
+        events: EventBus::None,
+        ffmpeg: vidscope_worker::ffmpeg::Ffmpeg {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            timeout: Duration::from_secs(60),
+        },
+        crm: None,
+    }
+}
+
+fn fast_settings() -> WorkerSettings {
+    WorkerSettings {
+        relay_interval: Duration::from_millis(100),
+        backoff_base: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(5),
+        ..WorkerSettings::default()
+    }
+}
+
+/// A worker running in the background until the returned sender is dropped or fired.
+fn start(
+    worker: Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    (tx, handle)
+}
+
+async fn upload(app: &TestApp, cookie: &str, filename: &str, bytes: &[u8]) -> reqwest::Response {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: video/mp4\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    app.client
+        .post(app.url("/api/upload"))
+        .header(header::COOKIE, cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn video(app: &TestApp, cookie: &str, id: &str) -> Value {
+    app.client
+        .get(app.url(&format!("/api/videos/{id}")))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = video(app, cookie, id).await;
+        if v["status"] == "ready" {
+            return v;
+        }
+        assert_ne!(v["status"], "failed", "video processing failed: {v}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "video {id} not ready in time: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn test_video() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    make_video(&path);
+    std::fs::read(&path).unwrap()
+}
+
+async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
+    let admin = app.create_user(Role::Admin).await;
+    let worker = Worker::new(context(app), queue, Registry::standard(), fast_settings());
+    let (stop, handle) = start(worker);
+
+    let res = upload(app, &admin.cookie, "lesson-one.mp4", &test_video()).await;
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    let upload_trace = TraceResponse::of(res.headers()).trace_id;
+    let body: Value = res.json().await.unwrap();
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    let v = wait_ready(app, &admin.cookie, &id).await;
+    assert!(
+        (v["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 0.2,
+        "{v}"
+    );
+    let thumb = app
+        .client
+        .get(app.url(&format!("/api/videos/{id}/thumbnail")))
+        .header(header::COOKIE, &admin.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(thumb.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let jpeg = thumb.bytes().await.unwrap();
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "not a JPEG");
+
+    let row = vidscope_core::videos::get(
+        &app.state.db,
+        &vidscope_core::videos::VideoId::parse(&id).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(row.video_codec.as_deref(), Some("h264"));
+    assert_eq!(row.audio_codec.as_deref(), Some("aac"));
+    assert_eq!((row.width, row.height), (Some(320), Some(240)));
+
+    let _ = stop.send(());
+    handle.await.unwrap();
+    app.flush_telemetry().await;
+
+    // One trace: upload request → relay publish → probe → (outbox) → publish → thumbnail.
+    let need = [
+        "POST /api/upload",
+        "send video.probe",
+        "process video.probe",
+        "ffmpeg.probe",
+        "send video.thumbnail",
+        "process video.thumbnail",
+        "ffmpeg.extract_frame",
+        "storage.put",
+        "s3.put_object",
+    ];
+    app.otlp
+        .wait_until(
+            |r| {
+                let names: Vec<String> = r
+                    .spans_in_trace(&upload_trace)
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect();
+                need.iter().all(|n| names.iter().any(|m| m == n))
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            let names: Vec<String> = app
+                .otlp
+                .spans_in_trace(&upload_trace)
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            panic!("trace {upload_trace} lacks spans; has {names:?}: {e}")
+        });
+    let spans = app.otlp.spans_in_trace(&upload_trace);
+    let by_name = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
+    let send = by_name("send video.probe");
+    let process = by_name("process video.probe");
+    assert_eq!(send.kind, 4, "PRODUCER");
+    assert_eq!(process.kind, 5, "CONSUMER");
+    assert_eq!(
+        process.parent_span_id.as_deref(),
+        Some(send.span_id.as_str())
+    );
+    assert_eq!(
+        process.attr_str("messaging.message.id"),
+        send.attr_str("messaging.message.id")
+    );
+    assert_eq!(
+        process.attr_str("messaging.destination.name"),
+        Some("video.probe")
+    );
+    assert_eq!(
+        process.attr_str("messaging.operation.type"),
+        Some("process")
+    );
+    assert_eq!(send.attr_str("messaging.operation.type"), Some("send"));
+    assert!(process.attr_i64("job.queue_wait_ms").is_some());
+    assert_eq!(process.attr_str("job.outcome"), Some("success"));
+    let ffprobe = by_name("ffmpeg.probe");
+    assert_eq!(ffprobe.attr_i64("process.exit.code"), Some(0));
+    assert_eq!(
+        ffprobe.parent_span_id.as_deref(),
+        Some(process.span_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn upload_to_thumbnail_on_the_database_queue() {
+    let app = spawn_app().await;
+    let queue = db_queue(&app.state.db, "w1", Duration::from_secs(30));
+    upload_to_thumbnail(&app, queue).await;
+    workflow_metrics_match_seed_003(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn upload_to_thumbnail_on_redis_streams() {
+    let app = TestApp::builder().with_redis().spawn().await;
+    let queue = redis_queue(
+        app.settings.redis_url.as_deref().unwrap(),
+        &unique_prefix(),
+        "w1",
+        Duration::from_secs(30),
+    )
+    .await;
+    upload_to_thumbnail(&app, queue).await;
+    app.stop().await;
+}
+
+/// Seed 003's table: names, units, labels and the duration buckets.
+async fn workflow_metrics_match_seed_003(app: &TestApp) {
+    let buckets = vec![
+        5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    ];
+    app.otlp
+        .wait_for_metric_point(
+            "workflow.run.duration_ms",
+            |_| true,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let expect: &[(&str, &str, &[&str])] = &[
+        ("workflow.run.total", "{run}", &["workflow_name"]),
+        ("workflow.run.duration_ms", "ms", &["workflow_name"]),
+        ("workflow.run.status", "{run}", &["workflow_name", "status"]),
+        (
+            "workflow.step.duration_ms",
+            "ms",
+            &["workflow_name", "step_name"],
+        ),
+        (
+            "workflow.step.status",
+            "{step}",
+            &["workflow_name", "step_name", "status"],
+        ),
+        ("workflow.image.uploaded", "{image}", &["workflow_name"]),
+        ("workflow.image.size_bytes", "By", &["workflow_name"]),
+        (
+            "workflow.db.upsert",
+            "{row}",
+            &["workflow_name", "table_name"],
+        ),
+        (
+            "workflow.db.upsert.duration_ms",
+            "ms",
+            &["workflow_name", "table_name"],
+        ),
+        (
+            "messaging.process.duration",
+            "s",
+            &["messaging.system", "messaging.destination.name"],
+        ),
+        ("job.queue_wait_ms", "ms", &["job.type"]),
+    ];
+    for (name, unit, labels) in expect {
+        let metrics = app.otlp.metrics_named(name);
+        let m = metrics
+            .last()
+            .unwrap_or_else(|| panic!("metric {name} never arrived: {}", app.otlp.summary()));
+        assert_eq!(&m.unit, unit, "{name}");
+        let p = m
+            .points
+            .first()
+            .unwrap_or_else(|| panic!("{name}: no points"));
+        for l in *labels {
+            assert!(
+                p.attr(l).is_some(),
+                "{name}: label {l} missing in {:?}",
+                p.attributes
+            );
+        }
+        for (k, _) in &p.attributes {
+            assert!(!k.ends_with("id"), "{name}: id label {k}");
+        }
+        if unit == &"ms" {
+            match &p.value {
+                vidscope_testkit::otlp::PointValue::Histogram {
+                    explicit_bounds, ..
+                } => {
+                    assert_eq!(explicit_bounds, &buckets, "{name}")
+                }
+                other => panic!("{name} is not a histogram: {other:?}"),
+            }
+        }
+    }
+    let steps: Vec<String> = app
+        .otlp
+        .metric_points("workflow.step.duration_ms")
+        .iter()
+        .filter_map(|p| p.attr_str("step_name").map(str::to_owned))
+        .collect();
+    for s in [
+        "storage.get",
+        "ffmpeg.probe",
+        "ffmpeg.extract_frame",
+        "storage.put",
+        "db.update",
+    ] {
+        assert!(steps.iter().any(|x| x == s), "step {s} missing: {steps:?}");
+    }
+    let status = app.otlp.metric_points("workflow.run.status");
+    assert!(
+        status
+            .iter()
+            .any(|p| p.attr_str("status") == Some("success")
+                && p.attr_str("workflow_name") == Some("video.thumbnail")),
+        "{status:?}"
+    );
+}
+
+/// A handler the tests control: counts runs, fails or hangs as told.
+struct Scripted {
+    kind: JobKind,
+    runs: Arc<AtomicU32>,
+    behaviour: Behaviour,
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// The first run never finishes (its worker is killed); later runs succeed.
+    HangFirst,
+    AlwaysTransient,
+    Permanent,
+}
+
+impl Handler for Scripted {
+    fn kind(&self) -> JobKind {
+        self.kind
+    }
+    fn run<'a>(&'a self, _ctx: &'a JobContext, _job: &'a JobMessage) -> JobFuture<'a> {
+        Box::pin(async move {
+            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            match self.behaviour {
+                Behaviour::HangFirst if n == 1 => {
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+                Behaviour::HangFirst => Ok(()),
+                Behaviour::AlwaysTransient => {
+                    Err(JobError::transient("http.503", "the CRM answered 503"))
+                }
+                Behaviour::Permanent => Err(JobError::permanent("job.bad_payload", "no userId")),
+            }
+        })
+    }
+}
+
+fn scripted(behaviour: Behaviour) -> (Registry, Arc<AtomicU32>) {
+    let runs = Arc::new(AtomicU32::new(0));
+    let registry = Registry::default().with(Scripted {
+        kind: JobKind::CrmSync,
+        runs: runs.clone(),
+        behaviour,
+    });
+    (registry, runs)
+}
+
+async fn queues(app: &TestApp, consumer: &str, prefix: &str) -> Vec<(&'static str, Queue)> {
+    vec![
+        (
+            "db",
+            db_queue(&app.state.db, consumer, Duration::from_secs(3)),
+        ),
+        (
+            "redis",
+            redis_queue(
+                &crate::common::redis_url(),
+                prefix,
+                consumer,
+                Duration::from_secs(3),
+            )
+            .await,
+        ),
+    ]
+}
+
+async fn wait_done(app: &TestApp, id: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !jobs::is_done(&app.state.db, id).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    let a = queues(&app, "doomed", &prefix).await;
+    let b = queues(&app, "survivor", &prefix).await;
+    for ((name, qa), (_, qb)) in a.into_iter().zip(b) {
+        let (registry, runs) = scripted(Behaviour::HangFirst);
+        let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
+        jobs::enqueue(&app.state.db, std::slice::from_ref(&job)).await.unwrap();
+
+        let doomed = Worker::new(context(&app), qa, registry.clone(), fast_settings());
+        let (_stop_a, handle_a) = start(doomed);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while runs.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: never claimed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Killed abruptly: no drain, no release, no more heartbeats.
+        handle_a.abort();
+        let _ = handle_a.await;
+
+        let survivor = Worker::new(context(&app), qb, registry, fast_settings());
+        let (stop_b, handle_b) = start(survivor);
+        wait_done(&app, &job.id).await;
+        let _ = stop_b.send(());
+        handle_b.await.unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{name}: one hung run, one completed run"
+        );
+        assert!(
+            jobs::is_done(&app.state.db, &job.id).await.unwrap(),
+            "{name}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    for (name, queue) in queues(&app, "w", &prefix).await {
+        for (behaviour, class, expected_runs) in [
+            (Behaviour::AlwaysTransient, "transient", 3),
+            (Behaviour::Permanent, "permanent", 1),
+        ] {
+            let (registry, runs) = scripted(behaviour);
+            let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
+            jobs::enqueue(&app.state.db, std::slice::from_ref(&job)).await.unwrap();
+            let settings = WorkerSettings {
+                max_attempts: 3,
+                ..fast_settings()
+            };
+            let (stop, handle) = start(Worker::new(
+                context(&app),
+                queue.clone(),
+                registry,
+                settings,
+            ));
+            let deadline = tokio::time::Instant::now() + WAIT;
+            let dead = loop {
+                let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
+                if let Some(d) = dead.into_iter().find(|d| d.message.id == job.id) {
+                    break d;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name}/{class}: not dead-lettered"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            let _ = stop.send(());
+            handle.await.unwrap();
+            assert_eq!(dead.error_class, class, "{name}");
+            assert_eq!(dead.attempt, expected_runs, "{name}/{class}");
+            assert_eq!(runs.load(Ordering::SeqCst), expected_runs, "{name}/{class}");
+            assert!(!jobs::is_done(&app.state.db, &job.id).await.unwrap());
+        }
+    }
+    app.flush_telemetry().await;
+    let dead = app.otlp.metric_points("job.dead_letter_total");
+    assert!(
+        dead.iter()
+            .any(|p| p.attr_str("error.class") == Some("transient")),
+        "{dead:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_returns() {
+    let mut redis = OwnRedis::start().await;
+    let url = redis.url();
+    let app = TestApp::builder()
+        .settings({
+            let url = url.clone();
+            move |mut s| {
+                s.redis_url = Some(url);
+                s
+            }
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+    let queue = redis_queue(&url, &unique_prefix(), "w", Duration::from_secs(30)).await;
+    redis.stop();
+
+    let worker = Worker::new(context(&app), queue, Registry::standard(), fast_settings());
+    let (stop, handle) = start(worker);
+    let clip = test_video();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let res = upload(&app, &admin.cookie, &format!("outage-{i}.mp4"), &clip).await;
+        assert_eq!(
+            res.status(),
+            201,
+            "upload {i} during the outage: {:?}",
+            res.text().await
+        );
+        let body: Value = res.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        jobs::outbox_pending(&app.state.db).await.unwrap(),
+        3,
+        "jobs wait in the outbox"
+    );
+
+    redis.restart().await;
+    for id in &ids {
+        wait_ready(&app, &admin.cookie, id).await;
+    }
+    assert_eq!(jobs::outbox_pending(&app.state.db).await.unwrap(), 0);
+    let _ = stop.send(());
+    handle.await.unwrap();
+    app.stop().await;
+}
