@@ -107,6 +107,29 @@ impl NewJob {
     }
 }
 
+/// The CRM sync of a registration. The id derives from the user, so the account is announced
+/// once whatever happens.
+pub fn crm_registered(user_id: &str) -> NewJob {
+    NewJob {
+        id: format!("crm.registered/{user_id}"),
+        kind: JobKind::CrmSync,
+        payload: serde_json::json!({ "userId": user_id, "event": { "type": "registered" } }),
+    }
+}
+
+/// The CRM sync of a finished lesson; once per user and video (a concurrent second save of the
+/// completion writes the same outbox id, which is ignored).
+pub fn crm_lesson_completed(user_id: &str, video_id: &str) -> NewJob {
+    NewJob {
+        id: format!("crm.lesson_completed/{user_id}/{video_id}"),
+        kind: JobKind::CrmSync,
+        payload: serde_json::json!({
+            "userId": user_id,
+            "event": { "type": "lesson_completed", "video_id": video_id },
+        }),
+    }
+}
+
 /// Writes `jobs` into the outbox inside the caller's transaction, with the current span's
 /// trace context. A job id already present is left alone (the follow-up of a redelivered job).
 pub async fn write_outbox(

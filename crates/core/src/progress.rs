@@ -235,7 +235,27 @@ pub async fn save(
             AND excluded.completed <= progress.completed \
             AND progress.updated_at > $9) \
         RETURNING position_seconds, watch_time_seconds, completed, updated_at";
+    const WAS_COMPLETED: &str =
+        "SELECT completed FROM progress WHERE user_id = $1 AND video_id = $2";
     let now = now_millis();
+    let mut tx = crate::db::begin(db).await?;
+    // Only a save that completes the lesson needs the previous state (for the CRM job).
+    let was_completed = if p.completed {
+        let prev: Option<i64> = sqlx::query_scalar(WAS_COMPLETED)
+            .bind(user_id)
+            .bind(video_id)
+            .fetch_optional(&mut *tx)
+            .in_db_span(query_span(
+                db.backend(),
+                "SELECT",
+                "progress",
+                WAS_COMPLETED,
+            ))
+            .await?;
+        prev.unwrap_or(0) != 0
+    } else {
+        true
+    };
     let row = sqlx::query(SQL)
         .bind(user_id)
         .bind(video_id)
@@ -246,9 +266,18 @@ pub async fn save(
         .bind(i64::from(p.watch_time.is_none()))
         .bind(SAME_POSITION_SECS)
         .bind(now - DUPLICATE_WINDOW.as_millis() as i64)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *tx)
         .in_db_span(query_span(db.backend(), "INSERT", "progress", SQL))
         .await?;
+    if !was_completed && row.is_some() {
+        crate::jobs::write_outbox(
+            &mut tx,
+            db.backend(),
+            &[crate::jobs::crm_lesson_completed(user_id, video_id)],
+        )
+        .await?;
+    }
+    crate::db::commit(tx).await?;
     match row {
         Some(r) => Ok(SaveOutcome::Saved(row_progress(video_id, &r)?)),
         None => {

@@ -437,7 +437,9 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
     for ((name, qa), (_, qb)) in a.into_iter().zip(b) {
         let (registry, runs) = scripted(Behaviour::HangFirst);
         let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
-        jobs::enqueue(&app.state.db, std::slice::from_ref(&job)).await.unwrap();
+        jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
+            .await
+            .unwrap();
 
         let doomed = Worker::new(context(&app), qa, registry.clone(), fast_settings());
         let (_stop_a, handle_a) = start(doomed);
@@ -482,7 +484,9 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
         ] {
             let (registry, runs) = scripted(behaviour);
             let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
-            jobs::enqueue(&app.state.db, std::slice::from_ref(&job)).await.unwrap();
+            jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
+                .await
+                .unwrap();
             let settings = WorkerSettings {
                 max_attempts: 3,
                 ..fast_settings()
@@ -570,5 +574,74 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
     assert_eq!(jobs::outbox_pending(&app.state.db).await.unwrap(), 0);
     let _ = stop.send(());
     handle.await.unwrap();
+    app.stop().await;
+}
+
+async fn crm_outbox_ids(app: &TestApp) -> Vec<String> {
+    use sqlx::Row;
+    sqlx::query("SELECT id FROM outbox WHERE kind = 'crm.sync' ORDER BY id")
+        .fetch_all(app.state.db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn registration_and_a_completed_lesson_each_enqueue_one_crm_sync() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/register"))
+        .json(&serde_json::json!({ "email": "new@example.com", "password": "a long passphrase" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
+    let user: Value = res.json().await.unwrap();
+    let user_id = user["user"]["id"]
+        .as_str()
+        .or_else(|| user["id"].as_str())
+        .unwrap_or_else(|| panic!("no user id in {user}"))
+        .to_owned();
+    assert_eq!(
+        crm_outbox_ids(&app).await,
+        vec![format!("crm.registered/{user_id}")]
+    );
+
+    let viewer = app.create_user(Role::Viewer).await;
+    let id = vidscope_core::videos::VideoId::generate();
+    let filename = vidscope_core::videos::Filename::parse("done.mp4").unwrap();
+    vidscope_core::videos::insert(
+        &app.state.db,
+        &vidscope_core::videos::NewVideo {
+            id: &id,
+            filename: &filename,
+            title: "t",
+            content_type: "video/mp4",
+            size_bytes: 1,
+            uploaded_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    for (position, completed) in [(10.0, false), (50.0, true), (60.0, true)] {
+        let res = app
+            .client
+            .post(app.url("/api/progress"))
+            .header(header::COOKIE, &viewer.cookie)
+            .json(&serde_json::json!({
+                "videoId": id.as_str(), "positionSeconds": position,
+                "watchTime": position, "completed": completed,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{:?}", res.text().await);
+    }
+    let ids = crm_outbox_ids(&app).await;
+    let expected = format!("crm.lesson_completed/{}/{}", viewer.user.id, id.as_str());
+    assert_eq!(ids.iter().filter(|i| **i == expected).count(), 1, "{ids:?}");
     app.stop().await;
 }
