@@ -140,7 +140,7 @@ phase_end ok
 phase_begin "debian packages"
 # jq and ffmpeg are called by the tests; gcc/libc6-dev link Rust and build C deps.
 # The start_* functions install their own servers/clients only when needed.
-ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev
+ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev redis-server docker-compose prometheus python3-yaml
 phase_end ok
 
 phase_begin "start postgres"
