@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use vidscope_core::CoreError;
 use vidscope_telemetry::classify::{Classify, ErrorClass, record_error};
 
@@ -45,10 +45,27 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+// A type rather than a `json!` so the OpenAPI document describes exactly what is sent.
+/// Every error answer of the API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, machine-readable (`unauthorized`, `invalid_json`, `not_found`, ...).
+    pub code: &'a str,
+    /// For people: 4xx messages name the field or parameter at fault; 5xx are generic.
+    pub message: &'a str,
+}
+
 fn body(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
-        Json(json!({"error": {"code": code, "message": message}})),
+        Json(ErrorBody {
+            error: ErrorDetail { code, message },
+        }),
     )
         .into_response()
 }

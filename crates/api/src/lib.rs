@@ -6,6 +6,7 @@
 //! - [`router`]: every route, in one place.
 //! - `routes/<resource>/<verb>.rs`: the handlers.
 //! - [`error`]: the one error type and its HTTP mapping.
+//! - [`openapi`]: the OpenAPI document, collected from the handlers' `#[utoipa::path]`.
 //! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
 
 pub mod auth;
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod http_telemetry;
+pub mod openapi;
 pub mod pages;
 pub mod rate_limit;
 pub mod realtime;

@@ -7,6 +7,7 @@ use opentelemetry::KeyValue;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::MaybeUser;
+use crate::error::ErrorBody;
 
 /// Sends an anonymous page request to the login page, remembering where it was going.
 fn to_login(from: &Uri) -> Response {
@@ -58,11 +59,32 @@ document.getElementById('login').addEventListener('submit', async (e) => {
 </script>
 </body></html>"#;
 
+#[utoipa::path(
+    get,
+    path = "/login",
+    operation_id = "loginPage",
+    summary = "The sign-in page",
+    tag = "pages",
+    responses((status = 200, description = "The sign-in form", content_type = "text/html", body = String))
+)]
 pub async fn login() -> Html<&'static str> {
     Html(LOGIN_PAGE)
 }
 
 /// The library page.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "homePage",
+    summary = "The library page",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The library page", content_type = "text/html", body = String),
+        (status = 303, description = "No valid session: to `/login?next=...`",
+            headers(("Location" = String))),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn home(MaybeUser(user): MaybeUser, uri: Uri) -> Response {
     let Some(user) = user else {
         return to_login(&uri);

@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::live::get))
         .route("/readyz", get(routes::health::ready::get))
         .route("/api/test-otel", get(routes::test_otel::get::get))
+        .route("/api/openapi.json", get(routes::openapi::get::get))
         .route("/api/auth/login", post(routes::auth::login::post))
         .route("/api/auth/logout", post(routes::auth::logout::post))
         .route("/api/auth/session", get(routes::auth::session::get))

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod health;
+pub mod openapi;
 pub mod progress;
 pub mod telemetry;
 pub mod test_otel;

@@ -7,11 +7,24 @@ use serde::Serialize;
 use vidscope_core::auth::User;
 
 /// The public view of an account.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserBody {
     pub id: String,
     pub email: String,
+    /// `admin` or `viewer`.
     pub role: &'static str,
+}
+
+/// What login, register and session answer: the signed-in account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserResponse {
+    pub user: UserBody,
+}
+
+impl From<&User> for UserResponse {
+    fn from(u: &User) -> Self {
+        Self { user: u.into() }
+    }
 }
 
 impl From<&User> for UserBody {

@@ -21,7 +21,7 @@ use crate::state::AppState;
 pub const CONNECTION_HEADER: &str = "x-vidscope-connection";
 
 /// A resume position as the API returns it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressBody {
     pub video_id: String,

@@ -14,11 +14,13 @@ use vidscope_core::videos::Video;
 use crate::error::ApiError;
 
 /// The public view of a video, as listed and as answered after an upload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VideoBody {
+    /// A UUID.
     pub id: String,
     pub title: String,
     pub filename: String,
+    /// `uploaded`, `processing`, `ready` or `failed`.
     pub status: &'static str,
     pub content_type: String,
     pub size_bytes: i64,

@@ -6,6 +6,7 @@ mod collector_down;
 mod db_watch;
 mod file_mode;
 mod health;
+mod openapi;
 mod player_telemetry;
 mod progress;
 mod redaction;

@@ -8,22 +8,24 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::KeyValue;
 use serde::Deserialize;
-use serde_json::json;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::auth::{create_session, verify_credentials};
 use vidscope_core::domain::{Email, Password};
 
 use crate::auth::{auth_failed, session_cookie, set_cookie};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
-use crate::routes::auth::UserBody;
+use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
-/// Both fields optional so a missing one gets the seed's `auth.credentials.missing` event and
-/// a 400 naming it, rather than a generic deserialisation error.
-#[derive(Deserialize)]
+// Both fields optional so a missing one gets the seed's `auth.credentials.missing` event and
+// a 400 naming it, rather than a generic deserialisation error.
+/// Both fields are required; a missing one is a 400 naming it.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
+    #[schema(required = true)]
     email: Option<String>,
+    #[schema(required = true, format = Password)]
     password: Option<String>,
 }
 
@@ -32,6 +34,24 @@ pub struct LoginBody {
 const ADDRESS_FACTOR: u32 = 4;
 
 // No span of its own: events and `user.id` go on the server span, which names the route.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    summary = "Sign in with e-mail and password",
+    tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in; the session cookie is set", body = UserResponse,
+            headers(("Set-Cookie" = String, description = "`vidscope_session`: HttpOnly, SameSite=Lax, Secure when configured"))),
+        (status = 400, description = "A field is missing or malformed (the message names it)", body = ErrorBody),
+        (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for the account or address", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -107,7 +127,7 @@ pub async fn post(
         state.settings.session_ttl.as_secs(),
         state.settings.cookie_secure,
     );
-    let mut response = axum::Json(json!({ "user": UserBody::from(&user) })).into_response();
+    let mut response = axum::Json(UserResponse::from(&user)).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,

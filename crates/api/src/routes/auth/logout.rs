@@ -7,9 +7,21 @@ use axum::response::{IntoResponse, Response};
 use vidscope_core::auth::delete_session;
 
 use crate::auth::{clear_cookie, session_cookie};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    operation_id = "logout",
+    summary = "Sign out",
+    tag = "auth",
+    responses(
+        (status = 204, description = "Signed out (also without a session); the cookie is cleared",
+            headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "api.auth.logout", skip_all)]
 pub async fn post(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let (_, Some(token)) = session_cookie(&headers) {

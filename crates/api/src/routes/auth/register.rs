@@ -5,24 +5,41 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use vidscope_core::auth::{User, create_session};
 use vidscope_core::domain::{Email, Password, Role};
-use vidscope_core::users::create_user;
+use vidscope_core::users::create_user_with_jobs;
 
 use crate::auth::set_cookie;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
-use crate::routes::auth::UserBody;
+use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
     email: String,
+    #[schema(format = Password)]
     password: String,
 }
 
 // No span of its own: `user.id` goes on the server span, which names the route.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    summary = "Create a viewer account",
+    tag = "auth",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "A viewer account was created and signed in", body = UserResponse,
+            headers(("Set-Cookie" = String, description = "The new session's `vidscope_session` cookie"))),
+        (status = 400, description = "Bad e-mail or password (the message says which)", body = ErrorBody),
+        (status = 403, description = "Registration is disabled on this server", body = ErrorBody),
+        (status = 409, description = "The e-mail is already registered", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     Json(body): Json<RegisterBody>,
@@ -34,7 +51,11 @@ pub async fn post(
     }
     let email = Email::parse(&body.email)?;
     let password = Password::parse(&body.password)?;
-    let id = create_user(&state.db, &email, &password, Role::Viewer).await?;
+    // The CRM hears about the account through the outbox, in the account's transaction.
+    let id = create_user_with_jobs(&state.db, &email, &password, Role::Viewer, |id| {
+        vec![vidscope_core::jobs::crm_registered(id)]
+    })
+    .await?;
     tracing::Span::current().record("user.id", id.as_str());
     let user = User {
         id,
@@ -47,11 +68,7 @@ pub async fn post(
         state.settings.session_ttl.as_secs(),
         state.settings.cookie_secure,
     );
-    let mut r = (
-        StatusCode::CREATED,
-        axum::Json(json!({ "user": UserBody::from(&user) })),
-    )
-        .into_response();
+    let mut r = (StatusCode::CREATED, axum::Json(UserResponse::from(&user))).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?,

@@ -1,11 +1,24 @@
 //! `GET /api/auth/session`: who am I. 401 without a valid session.
 
 use axum::Json;
-use serde_json::{Value, json};
 
 use crate::auth::CurrentUser;
-use crate::routes::auth::UserBody;
+use crate::error::ErrorBody;
+use crate::routes::auth::UserResponse;
 
-pub async fn get(CurrentUser(user): CurrentUser) -> Json<Value> {
-    Json(json!({ "user": UserBody::from(&user) }))
+#[utoipa::path(
+    get,
+    path = "/api/auth/session",
+    operation_id = "getSession",
+    summary = "The signed-in account",
+    tag = "auth",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The signed-in account", body = UserResponse),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(CurrentUser(user): CurrentUser) -> Json<UserResponse> {
+    Json(UserResponse::from(&user))
 }

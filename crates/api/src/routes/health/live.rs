@@ -2,8 +2,22 @@
 //! healthy process restarted.
 
 use axum::Json;
-use serde_json::{Value, json};
+use serde::Serialize;
 
-pub async fn get() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "liveness",
+    summary = "Liveness probe",
+    tag = "health",
+    responses((status = 200, description = "The process is up", body = Liveness))
+)]
+pub async fn get() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
 }

@@ -6,10 +6,36 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::error::RETRY_AFTER_SECS;
+use crate::error::{ErrorDetail, RETRY_AFTER_SECS};
 use crate::state::AppState;
+
+/// One dependency's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DependencyCheck {
+    /// `ok` or `error`.
+    pub status: &'static str,
+    /// Why it failed (secrets redacted); absent when `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The 200 body. `checks` has `database` and `store`, and `redis` when `REDIS_URL` is set.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    pub status: &'static str,
+    pub checks: BTreeMap<&'static str, DependencyCheck>,
+}
+
+/// The 503 body: the usual error object plus every dependency's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NotReady<'a> {
+    pub error: ErrorDetail<'a>,
+    pub checks: BTreeMap<&'static str, DependencyCheck>,
+}
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -25,6 +51,18 @@ where
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readiness",
+    summary = "Readiness probe: database, object store and Redis",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every dependency answers", body = Readiness),
+        (status = 503, description = "Some dependency does not answer (the message names them)", body = NotReady,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 #[tracing::instrument(name = "readiness.check", skip_all, fields(ready = tracing::field::Empty))]
 pub async fn get(State(state): State<AppState>) -> Response {
     let redis = async {
@@ -36,7 +74,7 @@ pub async fn get(State(state): State<AppState>) -> Response {
     let (db, store, redis) =
         tokio::join!(check(state.db.ping()), check(state.store.check()), redis);
 
-    let mut checks = Map::new();
+    let mut checks = BTreeMap::new();
     let mut failing = Vec::new();
     for (name, result) in [
         ("database", Some(db)),
@@ -46,25 +84,45 @@ pub async fn get(State(state): State<AppState>) -> Response {
         match result {
             None => {}
             Some(Ok(())) => {
-                checks.insert(name.into(), json!({"status": "ok"}));
+                checks.insert(
+                    name,
+                    DependencyCheck {
+                        status: "ok",
+                        error: None,
+                    },
+                );
             }
             Some(Err(e)) => {
                 tracing::warn!(dependency = name, error = %e, "dependency not ready");
-                checks.insert(name.into(), json!({"status": "error", "error": e}));
+                checks.insert(
+                    name,
+                    DependencyCheck {
+                        status: "error",
+                        error: Some(e),
+                    },
+                );
                 failing.push(name);
             }
         }
     }
     tracing::Span::current().record("ready", failing.is_empty());
     if failing.is_empty() {
-        return Json(json!({"status": "ready", "checks": checks})).into_response();
+        return Json(Readiness {
+            status: "ready",
+            checks,
+        })
+        .into_response();
     }
     let message = format!("not ready: {} not answering", failing.join(", "));
     let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json::<Value>(
-            json!({"error": {"code": "not_ready", "message": message}, "checks": checks}),
-        ),
+        Json(NotReady {
+            error: ErrorDetail {
+                code: "not_ready",
+                message: &message,
+            },
+            checks,
+        }),
     )
         .into_response();
     r.headers_mut()

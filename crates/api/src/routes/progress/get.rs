@@ -9,11 +9,27 @@ use vidscope_core::CoreError;
 use vidscope_core::progress::{self, VideoId, find_video};
 
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::routes::progress::ProgressBody;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/progress/{video_id}",
+    operation_id = "getProgress",
+    summary = "The caller's resume position in a video",
+    tag = "progress",
+    security(("session" = [])),
+    params(("video_id" = String, Path, description = "The video id")),
+    responses(
+        (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),
+        (status = 400, description = "The video id is malformed", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such video", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     name = "api.progress.get",
     skip_all,

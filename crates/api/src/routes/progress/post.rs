@@ -8,28 +8,60 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
 use vidscope_core::progress::{ProgressInput, SaveOutcome, Seconds, VideoId, find_video};
 
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::routes::progress::{ProgressBody, count_rejected, origin_connection, save};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
     video_id: String,
+    /// Where the viewer is, at most the video's duration.
     position_seconds: f64,
+    /// Seconds actually watched so far.
     watch_time: f64,
+    /// Set by the server anyway at 95 % of the duration.
     #[serde(default)]
     completed: bool,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveResponse {
+    /// `false` when this repeated the last save (same position within 5 s).
+    pub saved: bool,
+    pub duplicate: bool,
+    /// The position reached 95 % of the duration, so the video counts as completed.
+    pub auto_completed: bool,
+    /// What is stored now.
+    pub progress: ProgressBody,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/progress",
+    operation_id = "saveProgress",
+    summary = "Save the caller's position in a video",
+    tag = "progress",
+    security(("session" = [])),
+    request_body = UpdateBody,
+    params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
+    responses(
+        (status = 200, description = "Saved, or skipped as a duplicate", body = SaveResponse),
+        (status = 400, description = "A field is missing or out of range (the message names it)", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such video", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(
     name = "api.progress.update",
     skip_all,
@@ -40,7 +72,7 @@ pub async fn post(
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Json(body): Json<UpdateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SaveResponse>, ApiError> {
     let span = tracing::Span::current();
     span.add_event(
         "progress.data_received",
@@ -83,10 +115,10 @@ pub async fn post(
         origin_connection(&headers),
     )
     .await?;
-    Ok(Json(json!({
-        "saved": matches!(outcome, SaveOutcome::Saved(_)),
-        "duplicate": matches!(outcome, SaveOutcome::Duplicate(_)),
-        "autoCompleted": checked.auto_completed,
-        "progress": ProgressBody::from(outcome.progress()),
-    })))
+    Ok(Json(SaveResponse {
+        saved: matches!(outcome, SaveOutcome::Saved(_)),
+        duplicate: matches!(outcome, SaveOutcome::Duplicate(_)),
+        auto_completed: checked.auto_completed,
+        progress: ProgressBody::from(outcome.progress()),
+    }))
 }

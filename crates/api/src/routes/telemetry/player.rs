@@ -23,8 +23,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use opentelemetry::KeyValue;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
@@ -32,7 +32,7 @@ use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_vi
 use vidscope_telemetry::propagation::{extract_http, set_remote_parent};
 
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::routes::progress::{ProgressBody, origin_connection, save};
 use crate::state::AppState;
@@ -44,11 +44,26 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest load, resume or buffering time accepted, in milliseconds (10 minutes).
 pub const MAX_DURATION_MS: f64 = 600_000.0;
 
-#[derive(Deserialize)]
+// Events stay free-form JSON until `parse_event`, so an error can name the index and field.
+/// A batch of player events for one video; all are validated before any is recorded.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Batch {
+pub struct Batch {
     video_id: String,
+    /// 1 to 100 events, each `{"name": ..., <fields>}`: `video.loaded` {loadTimeMs},
+    /// `video.resume_attempt` {success, expected, actual, resumeTimeMs?},
+    /// `video.resume_position_mismatch` {expected, actual}, `video.buffering` {durationMs?},
+    /// `video.page_hidden` {finalPosition, watchTime?}.
+    #[schema(value_type = Vec<Object>)]
     events: Vec<Value>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    /// Events recorded.
+    pub accepted: usize,
+    /// The position saved from a `video.page_hidden` event, if the batch had one.
+    pub progress: Option<ProgressBody>,
 }
 
 /// One validated player event.
@@ -277,12 +292,33 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/telemetry/player",
+    operation_id = "playerTelemetry",
+    summary = "Record a batch of player events",
+    tag = "telemetry",
+    security(("session" = [])),
+    request_body(content = Batch, description = "Any content type (`navigator.sendBeacon` sends `text/plain`); at most 64 KiB"),
+    params(
+        ("traceparent" = Option<String>, Header, description = "The page's W3C trace context: the `video.session` span continues it"),
+        ("x-vidscope-connection" = Option<String>, Header, description = "The tab's WebSocket connection id"),
+    ),
+    responses(
+        (status = 200, description = "Every event was recorded", body = BatchResponse),
+        (status = 400, description = "Bad JSON, an unknown event or a value out of range; the message starts with `events[i].field`", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such video", body = ErrorBody),
+        (status = 413, description = "The batch is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchResponse>, ApiError> {
     let bytes = read_body(&headers, body).await?;
     let (video_id, events) = parse_batch(&bytes)?;
     let video: VideoRef = find_video(&state.db, &video_id)
@@ -323,15 +359,16 @@ pub async fn post(
         ),
         None => None,
     };
-    Ok(Json(json!({
-        "accepted": events.len(),
-        "progress": saved.as_ref().map(|s| ProgressBody::from(s.progress())),
-    })))
+    Ok(Json(BatchResponse {
+        accepted: events.len(),
+        progress: saved.as_ref().map(|s| ProgressBody::from(s.progress())),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn err(body: Value) -> String {
         match parse_batch(body.to_string().as_bytes()) {

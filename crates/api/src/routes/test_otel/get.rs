@@ -7,16 +7,34 @@
 use axum::Json;
 use axum::extract::State;
 use opentelemetry::KeyValue;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::db::InDbSpan;
 use vidscope_telemetry::propagation::trace_id_of;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestOtelBody {
+    /// The trace this request belongs to (32 lowercase hex digits); `null` when telemetry is
+    /// off.
+    pub trace_id: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/test-otel",
+    operation_id = "testOtel",
+    summary = "Emit one span, event, log line and metric point",
+    tag = "health",
+    responses(
+        (status = 200, description = "A span, an event, a log line and a metric point were emitted", body = TestOtelBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(State(state): State<AppState>) -> Result<Json<TestOtelBody>, ApiError> {
     let backend = state.db.backend();
     let span = tracing::info_span!(
         "test-otel",
@@ -44,5 +62,5 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
     .await?;
     state.metrics.test_otel_requests.add(1, &[]);
     let trace_id = trace_id_of(&tracing::Span::current());
-    Ok(Json(json!({ "trace_id": trace_id })))
+    Ok(Json(TestOtelBody { trace_id }))
 }

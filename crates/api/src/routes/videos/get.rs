@@ -11,13 +11,46 @@ use vidscope_core::videos::{self, VideoId};
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
 
-/// The authentication result is taken as a `Result` so the stream branch can record
-/// `video.access_check` (with `hasSession=false`) before answering 401; the extractor has
-/// already put the `auth.failed` event on the server span either way.
+// The authentication result is taken as a `Result` so the stream branch can record
+// `video.access_check` (with `hasSession=false`) before answering 401; the extractor has
+// already put the `auth.failed` event on the server span either way.
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id_or_filename}",
+    operation_id = "getVideo",
+    summary = "A video's metadata (by id) or its bytes (by filename)",
+    tag = "videos",
+    security(("session" = [])),
+    params(
+        ("id_or_filename" = String, Path, description = "A video id (UUID) for its metadata, or its filename (`stream_url`) for its bytes"),
+        ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
+        ("If-Range" = Option<String>, Header, description = "An `ETag`: the range applies only if the file still has it"),
+    ),
+    responses(
+        (status = 200, description = "An id: the video's metadata. A filename: the whole file", content(
+            (VideoBody = "application/json"),
+            ("video/*"),
+        ), headers(
+            ("Accept-Ranges" = String, description = "`bytes` (file only)"),
+            ("ETag" = String, description = "File only, when the store has one"),
+        )),
+        (status = 206, description = "The requested range of the file", content_type = "video/*",
+            headers(("Content-Range" = String, description = "`bytes start-end/size`"))),
+        (status = 302, description = "S3 store in redirect mode: the file is at a presigned URL",
+            headers(("Location" = String, description = "A presigned GET URL; it carries a credential"))),
+        (status = 400, description = "Neither an id nor a valid filename (e.g. path traversal)", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such video or file", body = ErrorBody),
+        (status = 416, description = "The range starts past the end of the file", body = ErrorBody,
+            headers(("Content-Range" = String, description = "`bytes */size`"))),
+        (status = 503, description = "The database or object store is unavailable", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     user: Result<CurrentUser, ApiError>,

@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VideoList {
     pub videos: Vec<VideoBody>,
 }
@@ -17,6 +17,19 @@ pub struct VideoList {
 /// Any signed-in user (viewer or admin) sees every video, whatever its status, so an admin can
 /// follow processing; players check `status` before offering playback. Unpaginated: a lesson
 /// library is hundreds of rows, not millions.
+#[utoipa::path(
+    get,
+    path = "/api/videos",
+    operation_id = "listVideos",
+    summary = "List the videos",
+    tag = "videos",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "Every video, newest first", body = VideoList),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,

@@ -12,9 +12,25 @@ use vidscope_core::videos::{self, VideoId};
 
 use super::store_error;
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id_or_filename}/thumbnail",
+    operation_id = "getThumbnail",
+    summary = "A video's thumbnail",
+    tag = "videos",
+    security(("session" = [])),
+    params(("id_or_filename" = String, Path, description = "The video id (a UUID)")),
+    responses(
+        (status = 200, description = "The thumbnail image", content_type = "image/*"),
+        (status = 400, description = "Not a video id", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 404, description = "No such video, or no thumbnail yet", body = ErrorBody),
+        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,

@@ -35,7 +35,7 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::realtime::Envelope;
 use crate::state::AppState;
 
@@ -65,6 +65,21 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/ws",
+    operation_id = "websocket",
+    summary = "Real-time updates over a WebSocket",
+    tag = "realtime",
+    security(("session" = [])),
+    responses(
+        (status = 101, description = "Switched to a WebSocket: `hello`, then `progress_updated`, `video_status_changed`, `pong`, `resync` and `error` messages as JSON text frames"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "The `Origin` is another site", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

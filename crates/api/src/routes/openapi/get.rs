@@ -1,0 +1,20 @@
+//! `GET /api/openapi.json`: the OpenAPI document of every route (see [`crate::openapi`]).
+//! Public, like the routes it describes are discoverable anyway: it holds no data.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    summary = "This OpenAPI document",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
+)]
+pub async fn get() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
+    )
+}
