@@ -1,6 +1,6 @@
 //! Read-through cache (seed 004 "cache operations"): Redis when `REDIS_URL` is set, so every
-//! API instance shares it; in-process otherwise. Session lookups use it; video metadata does
-//! not yet.
+//! API instance shares it; in-process otherwise. Session lookups ([`crate::auth`]) and video
+//! metadata (`GET /api/videos/{id}`, keys and TTL below) use it.
 //!
 //! Every lookup is a `cache.get` client span with `cache.backend`, `cache.key` and
 //! `cache.hit`; a fill is `cache.set`, an invalidation `cache.delete`. The cache never fails a
@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use vidscope_core::CoreError;
+use vidscope_core::videos::VideoId;
 use vidscope_telemetry::classify::{ErrorClass, record_error};
 
 /// In-process entries kept at most; past it expired entries are swept, and if that is not
@@ -26,6 +27,23 @@ const MEMORY_CAP: usize = 10_000;
 
 /// Prefix of every Redis key, so the cache can share a Redis with the job queue.
 const REDIS_PREFIX: &str = "vidscope:cache:";
+
+/// How long a video's metadata is cached. Short, because the worker changes a video's status
+/// from another process: [`invalidate_video`] on a status event makes the change visible at
+/// once, and this bounds the staleness if such an event is lost.
+pub const VIDEO_TTL: Duration = Duration::from_secs(30);
+
+/// The cache key of a video's metadata; also its telemetry label (an id is no secret).
+pub fn video_key(id: &VideoId) -> String {
+    format!("video:{id}")
+}
+
+/// Drops a video's cached metadata; call it whenever the video's row changes (status, probe
+/// results, thumbnail). Never fails: a Redis error is recorded on the `cache.delete` span.
+pub async fn invalidate_video(cache: &Cache, id: &VideoId) {
+    let key = video_key(id);
+    cache.invalidate(&key, &key).await;
+}
 
 enum Backend {
     Redis(ConnectionManager),

@@ -6,7 +6,7 @@ pub mod range;
 pub mod stream;
 pub mod thumbnail;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vidscope_core::CoreError;
 use vidscope_core::storage::StoreError;
 use vidscope_core::videos::Video;
@@ -14,14 +14,15 @@ use vidscope_core::videos::Video;
 use crate::error::ApiError;
 
 /// The public view of a video, as listed and as answered after an upload.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+// Deserialize: the metadata route caches it as is.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoBody {
     /// A UUID.
     pub id: String,
     pub title: String,
     pub filename: String,
     /// `uploaded`, `processing`, `ready` or `failed`.
-    pub status: &'static str,
+    pub status: String,
     pub content_type: String,
     pub size_bytes: i64,
     /// `null` until the worker has probed the file.
@@ -40,7 +41,7 @@ impl From<&Video> for VideoBody {
             id: v.id.clone(),
             title: v.title.clone(),
             filename: v.filename.clone(),
-            status: v.status.as_str(),
+            status: v.status.as_str().to_owned(),
             content_type: v.content_type.clone(),
             size_bytes: v.size_bytes,
             duration_seconds: v.duration_seconds,

@@ -886,3 +886,92 @@ async fn worker_updates_show_in_the_metadata() {
     assert_eq!(body["duration_seconds"], 12.5);
     app.stop().await;
 }
+
+/// The `cache.get` span of the video-metadata lookup in the trace of `resp`.
+async fn metadata_cache_get(app: &TestApp, resp: &reqwest::Response, key: &str) -> CapturedSpan {
+    let trace = TraceResponse::of(resp.headers()).trace_id;
+    let key = key.to_owned();
+    app.flush_telemetry().await;
+    app.otlp
+        .wait_for_span(
+            move |s| {
+                s.trace_id == trace
+                    && s.name == "cache.get"
+                    && s.attr_str("cache.key") == Some(&key)
+            },
+            WAIT,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn video_metadata_is_cached_until_invalidated() {
+    for backend in ["memory", "redis"] {
+        // Arrange
+        let app = match backend {
+            "redis" => TestApp::builder().with_redis().spawn().await,
+            _ => spawn_app().await,
+        };
+        let viewer = app.create_user(Role::Viewer).await;
+        let video = seed_video(&app, "cached.mp4", &mp4_bytes(10)).await;
+        let id = VideoId::parse(&video.id).unwrap();
+        let path = format!("/api/videos/{id}");
+        let key = format!("video:{id}");
+        let headers = [("cookie", viewer.cookie.as_str())];
+        let get = || get_with(&app, &path, &headers);
+
+        // Act: two reads, then a change behind the cache's back, then an invalidation.
+        let first = get().await;
+        let first_span = metadata_cache_get(&app, &first, &key).await;
+        let second = get().await;
+        let second_span = metadata_cache_get(&app, &second, &key).await;
+        videos::set_status(&app.state.db, &id, videos::VideoStatus::Ready)
+            .await
+            .unwrap();
+        let stale: serde_json::Value = get().await.json().await.unwrap();
+        vidscope_api::cache::invalidate_video(&app.state.cache, &id).await;
+        let fresh = get().await;
+        let fresh_span = metadata_cache_get(&app, &fresh, &key).await;
+
+        // Assert
+        assert_eq!(first.status(), 200, "{backend}");
+        assert_eq!(
+            first_span.attr_bool("cache.hit"),
+            Some(false),
+            "{backend}: first read is a miss"
+        );
+        assert_eq!(first_span.attr_str("cache.backend"), Some(backend));
+        let (trace, wanted) = (first_span.trace_id.clone(), key.clone());
+        app.otlp
+            .wait_for_span(
+                move |s| {
+                    s.trace_id == trace
+                        && s.name == "cache.set"
+                        && s.attr_str("cache.key") == Some(wanted.as_str())
+                },
+                WAIT,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: the miss fills the cache: {e}"));
+        assert_eq!(
+            second_span.attr_bool("cache.hit"),
+            Some(true),
+            "{backend}: second read is a hit"
+        );
+        let body: serde_json::Value = second.json().await.unwrap();
+        assert_eq!(body["id"], video.id.as_str(), "{backend}");
+        assert_eq!(
+            stale["status"], "uploaded",
+            "{backend}: within the TTL the cached row answers"
+        );
+        assert_eq!(
+            fresh_span.attr_bool("cache.hit"),
+            Some(false),
+            "{backend}: invalidated"
+        );
+        let body: serde_json::Value = fresh.json().await.unwrap();
+        assert_eq!(body["status"], "ready", "{backend}");
+        app.stop().await;
+    }
+}

@@ -11,6 +11,7 @@ use vidscope_core::videos::{self, VideoId};
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
+use crate::cache;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
@@ -67,9 +68,19 @@ pub async fn get(
     }
 }
 
+/// Read through the cache: players ask for a video's metadata on every page load, while it
+/// only changes when the worker moves the video on (which invalidates it).
 async fn metadata(state: &AppState, id: &VideoId) -> Result<Json<VideoBody>, ApiError> {
-    match videos::get(&state.db, id).await? {
-        Some(v) => Ok(Json(VideoBody::from(&v))),
-        None => Err(ApiError::NotFound(format!("video {id} not found"))),
-    }
+    let key = cache::video_key(id);
+    let body = state
+        .cache
+        .get_or_load(&key, &key, cache::VIDEO_TTL, || async {
+            Ok(videos::get(&state.db, id)
+                .await?
+                .as_ref()
+                .map(VideoBody::from))
+        })
+        .await?;
+    body.map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("video {id} not found")))
 }
