@@ -30,8 +30,8 @@ use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
 use vidscope_core::auth::User;
-use vidscope_core::storage::ObjectKey;
 use vidscope_core::jobs::{JobKind, NewJob};
+use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
 
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
@@ -155,7 +155,10 @@ async fn create_row(
     };
     // The probe job goes into the outbox in the row's transaction; the worker's relay
     // publishes it (and the probe chains the thumbnail job).
-    let probe = NewJob::new(JobKind::VideoProbe, serde_json::json!({ "videoId": id.as_str() }));
+    let probe = NewJob::new(
+        JobKind::VideoProbe,
+        serde_json::json!({ "videoId": id.as_str() }),
+    );
     let video = videos::insert_with_jobs(&state.db, &new, &[probe]).await?;
     Ok(VideoBody::from(&video))
 }
