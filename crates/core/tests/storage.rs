@@ -709,6 +709,13 @@ impl tracing::field::Visit for Fields<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.0.push((field.name().to_owned(), value.to_owned()));
     }
+
+    /// Marked: tracing-opentelemetry exports a `u64` as a string attribute, so a numeric
+    /// attribute recorded as `u64` must not compare equal to the plain number.
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0
+            .push((field.name().to_owned(), format!("{value} (u64)")));
+    }
 }
 
 impl tracing::Subscriber for Capture {

@@ -246,11 +246,18 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
     assert_eq!(head.attr_str("storage.backend"), Some("local"));
     let get = child_named(&spans, stream, "s3.get_object");
     assert_eq!(get.attr_str("s3.range"), Some("bytes=100-199"));
-    // The store records `s3.size` from a u64, which the exporter may send as a string.
-    let size = get.attr("s3.size").expect("s3.size");
-    assert!(
-        size.as_i64() == Some(100) || size.as_str() == Some("100"),
-        "{size:?}"
+    // An integer attribute, not a string (a `u64` field would be exported as one).
+    assert_eq!(
+        get.attr_i64("s3.size"),
+        Some(100),
+        "{:?}",
+        get.attr("s3.size")
+    );
+    assert_eq!(
+        head.attr_i64("s3.size"),
+        Some(10_000),
+        "{:?}",
+        head.attr("s3.size")
     );
     let key = video.object_key().unwrap();
     assert_eq!(get.attr_str("s3.key"), Some(key.as_str()));

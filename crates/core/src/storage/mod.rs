@@ -318,6 +318,12 @@ impl StoreError {
     }
 }
 
+/// `s3.size` as an attribute: OpenTelemetry integers are i64, and tracing-opentelemetry
+/// exports a `u64` field as a string, which breaks numeric queries on sizes.
+fn size_attr(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Opens a client span for one store operation. A macro because `tracing` needs span names and
 /// field names as literals; every span gets the same base fields so queries can rely on them.
 macro_rules! op_span {
@@ -425,7 +431,7 @@ impl ObjectStore {
                 ObjectStore::Local(l) => l.put(key, body, content_type).await?,
                 ObjectStore::S3(s) => s.put(key, body, content_type, &current).await?,
             };
-            current.record("s3.size", meta.size);
+            current.record("s3.size", size_attr(meta.size));
             Ok(meta)
         })
         .await
@@ -450,7 +456,7 @@ impl ObjectStore {
                 ObjectStore::Local(l) => l.head(key).await?,
                 ObjectStore::S3(s) => s.head(key).await?,
             };
-            current.record("s3.size", meta.size);
+            current.record("s3.size", size_attr(meta.size));
             Ok(meta)
         })
         .await
@@ -485,7 +491,7 @@ impl ObjectStore {
                 ObjectStore::S3(s) => s.get(key, range).await?,
             };
             // Bytes this request moves, which is what latency should be read against.
-            current.record("s3.size", body.content_length());
+            current.record("s3.size", size_attr(body.content_length()));
             Ok(body)
         })
         .await

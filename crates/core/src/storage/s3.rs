@@ -226,7 +226,7 @@ impl S3Store {
                 return Err(e);
             }
         };
-        span.record("s3.part_count", parts.len());
+        span.record("s3.part_count", parts.len() as i64);
 
         let completed = traced(self.step_span("s3.complete_multipart_upload", key), async {
             self.client
@@ -271,7 +271,7 @@ impl S3Store {
             otel.kind = "client",
             s3.bucket = &*self.bucket,
             s3.key = key.as_str(),
-            s3.size = part.len() as u64,
+            s3.size = part.len() as i64,
             s3.part_number = number,
             storage.backend = "s3",
             error.type = tracing::field::Empty,
