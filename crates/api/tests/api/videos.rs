@@ -982,3 +982,89 @@ async fn video_metadata_is_cached_until_invalidated() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_listing_pages_with_limit_and_next() {
+    // Arrange: 101 rows, one more than the default page.
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    for n in 0..101 {
+        let id = VideoId::generate();
+        videos::insert(
+            &app.state.db,
+            &NewVideo {
+                id: &id,
+                filename: &Filename::parse(&format!("page-{n}.mp4")).unwrap(),
+                title: "A lesson",
+                content_type: "video/mp4",
+                size_bytes: 1,
+                uploaded_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let list = |query: String| {
+        let (app, cookie) = (&app, viewer.cookie.clone());
+        async move {
+            let resp = get_with(app, &format!("/api/videos{query}"), &[("cookie", &cookie)]).await;
+            (
+                resp.status(),
+                resp.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+
+    // Act / Assert: the default page holds 100 and points at the rest.
+    let (status, first) = list(String::new()).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["videos"].as_array().unwrap().len(), 100);
+    let next = first["next"].as_str().expect("a next cursor").to_owned();
+    let (_, rest) = list(format!("?cursor={next}")).await;
+    assert_eq!(rest["videos"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next"], serde_json::Value::Null);
+
+    // Small pages walk the same listing without gaps or repeats.
+    let (_, all) = list("?limit=500".into()).await;
+    let expected: Vec<_> = all["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].clone())
+        .collect();
+    assert_eq!(expected.len(), 101);
+    let mut seen = Vec::new();
+    let mut query = "?limit=40".to_owned();
+    loop {
+        let (_, page) = list(query).await;
+        seen.extend(
+            page["videos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].clone()),
+        );
+        match page["next"].as_str() {
+            Some(n) => query = format!("?limit=40&cursor={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+
+    // Bad parameters are a 400 naming them.
+    for (query, name) in [
+        ("?limit=0", "limit"),
+        ("?limit=501", "limit"),
+        ("?limit=many", "limit"),
+        ("?limit=", "limit"),
+        ("?cursor=garbage", "cursor"),
+        ("?limit=5&cursor=1_x", "cursor"),
+    ] {
+        let (status, body) = list(query.into()).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_parameter", "{query}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(name), "{query}: {message}");
+    }
+    app.stop().await;
+}
