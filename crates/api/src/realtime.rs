@@ -10,14 +10,23 @@
 //! The hub is in-process: the worker runs elsewhere, so its video-status changes reach
 //! sockets only once something bridges them (e.g. a Redis pub/sub subscriber in the API
 //! calling [`Hub::video_status_changed`]).
+//!
+//! Shutdown: HTTP graceful shutdown does not wait for upgraded connections, so the hub tells
+//! each socket to close itself ([`Hub::shutdown`]: a Close frame, 1001 "going away", so the
+//! browser reconnects to another instance) and waits for them, bounded, before the process
+//! goes on to exit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Messages a slow connection may fall behind by before it has to resync.
 pub const CAPACITY: usize = 256;
+
+/// How long a stopping server waits for its sockets to send their Close frames.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// What a connection is told. Serialised as `{"type": "...", ...}` in camelCase, the same
 /// casing as the REST bodies.
@@ -71,7 +80,14 @@ impl Envelope {
 #[derive(Clone, Debug)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<Envelope>>,
+    /// `true` once the server stops. Every open connection holds a receiver, so "all receivers
+    /// dropped" is "every connection has closed".
+    stopping: Arc<watch::Sender<bool>>,
 }
+
+/// What a connection watches to learn that the server stops; dropping it counts the
+/// connection as closed for [`Hub::shutdown`].
+pub type ShutdownSignal = watch::Receiver<bool>;
 
 impl Default for Hub {
     fn default() -> Self {
@@ -83,11 +99,37 @@ impl Hub {
     pub fn new() -> Self {
         Self {
             tx: broadcast::channel(CAPACITY).0,
+            stopping: Arc::new(watch::channel(false).0),
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.tx.subscribe()
+    }
+
+    /// For a new connection: resolves (`changed()`) when the server stops. Already-stopping
+    /// servers hand out a signal that is already set.
+    pub fn shutdown_signal(&self) -> ShutdownSignal {
+        self.stopping.subscribe()
+    }
+
+    /// Asks every open connection to close with 1001 (they do so on their own tasks).
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// [`Self::begin_shutdown`], then waits until every connection has closed, at most `wait`.
+    /// Returns whether all closed in time.
+    pub async fn shutdown(&self, wait: Duration) -> bool {
+        self.begin_shutdown();
+        tokio::time::timeout(wait, self.stopping.closed())
+            .await
+            .is_ok()
+    }
+
+    /// Connections currently open (each holds a [`ShutdownSignal`]).
+    pub fn connections(&self) -> usize {
+        self.stopping.receiver_count()
     }
 
     /// Publishes; returns how many connections were listening (0 is normal: nobody online).
@@ -158,6 +200,33 @@ mod tests {
         let json = serde_json::to_value(&e.message).unwrap();
         assert_eq!(json["type"], "progress_updated");
         assert_eq!(json["positionSeconds"], 12.0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_signals_connections_and_waits_for_them() {
+        let hub = Hub::new();
+        assert!(hub.shutdown(Duration::from_millis(10)).await, "none open");
+        let hub = Hub::new();
+        let mut signal = hub.shutdown_signal();
+        assert_eq!(hub.connections(), 1);
+        let conn = tokio::spawn(async move {
+            signal.changed().await.unwrap();
+            assert!(*signal.borrow());
+            // The connection sends its Close frame here, then drops the signal.
+        });
+        assert!(hub.shutdown(Duration::from_secs(5)).await);
+        conn.await.unwrap();
+        let late = hub.shutdown_signal();
+        assert!(
+            *late.borrow(),
+            "a connection accepted while stopping sees it at once"
+        );
+        drop(late);
+        let _stuck = hub.shutdown_signal();
+        assert!(
+            !hub.shutdown(Duration::from_millis(20)).await,
+            "a connection that never closes does not block shutdown forever"
+        );
     }
 
     #[test]

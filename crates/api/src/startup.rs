@@ -87,12 +87,19 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let db = self.state.db.clone();
+        let realtime = self.state.realtime.clone();
         let app = router(self.state);
         // Connect info: the login throttle keys on the client address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let signal = realtime.clone();
         let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Upgraded (WebSocket) connections are not part of the graceful drain.
+                signal.begin_shutdown();
+            })
             .await;
+        realtime.shutdown(crate::realtime::SHUTDOWN_WAIT).await;
         db.close().await;
         result
     }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
@@ -173,4 +174,50 @@ async fn the_connection_span_ends_with_the_socket_and_carries_message_events() {
         span.links
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn shutting_down_closes_sockets_with_going_away() {
+    // Arrange: two open sockets.
+    let app = spawn_app().await;
+    let user = app.create_user(Role::Viewer).await;
+    let (mut first, _) = connect(&app, &user).await;
+    let (mut second, _) = connect(&app, &user).await;
+    assert_eq!(app.state.realtime.connections(), 2);
+
+    // Act: stop the server while reading what the sockets get.
+    let started = std::time::Instant::now();
+    let ((), a, b) = tokio::join!(
+        app.stop(),
+        close_frame(&mut first),
+        close_frame(&mut second)
+    );
+
+    // Assert: 1001 "going away" on both, well before the drain timeout.
+    for frame in [a, b] {
+        let frame = frame.expect("a close code");
+        assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+        assert!(frame.reason.contains("shutting down"), "{frame:?}");
+    }
+    assert!(
+        started.elapsed() < vidscope_api::realtime::SHUTDOWN_WAIT,
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
+
+/// The Close frame the server sends, skipping pings.
+async fn close_frame(socket: &mut Socket) -> Option<CloseFrame> {
+    let frame = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a Close frame, got {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, frame)
+        .await
+        .expect("a Close frame within the wait")
 }

@@ -4,7 +4,8 @@
 //! Protocol: the server first sends `{"type":"hello","connectionId":"..."}`; a tab that sends
 //! that id in the `x-vidscope-connection` header of its own progress saves is not echoed its
 //! own changes. Clients may send `{"type":"ping"}` (answered `{"type":"pong"}`); the server
-//! pings every [`HEARTBEAT`] and drops a peer silent for [`IDLE_TIMEOUT`].
+//! pings every [`HEARTBEAT`] and drops a peer silent for [`IDLE_TIMEOUT`]. When the API shuts
+//! down, every socket gets a Close frame 1001 "going away" (see [`crate::realtime`]).
 //!
 //! # Telemetry
 //! Each connection is one `ws.connection` span (with `user.id`), with `ws.message.sent` and
@@ -36,7 +37,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::realtime::Envelope;
+use crate::realtime::{Envelope, ShutdownSignal};
 use crate::state::AppState;
 
 /// How often the server pings.
@@ -111,6 +112,7 @@ pub async fn get(
     }
     // Subscribe before answering, so nothing published after the 101 is missed.
     let rx = state.realtime.subscribe();
+    let stop = state.realtime.shutdown_signal();
     let conn = Connection {
         user_id: user.id,
         id: connection_id,
@@ -120,7 +122,7 @@ pub async fn get(
     };
     Ok(ws
         .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| conn.run(socket, rx).instrument(span)))
+        .on_upgrade(move |socket| conn.run(socket, rx, stop).instrument(span)))
 }
 
 struct Connection {
@@ -197,11 +199,18 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<Envelope>>) {
+    /// Serves until the socket ends; `stop` is dropped last, which tells a stopping server this
+    /// connection has closed.
+    async fn run(
+        mut self,
+        mut socket: WebSocket,
+        mut rx: broadcast::Receiver<Arc<Envelope>>,
+        mut stop: ShutdownSignal,
+    ) {
         let hello = json!({"type": "hello", "connectionId": self.id});
         let mut reason = "client_gone";
         if self.send(&mut socket, "hello", hello).await {
-            reason = self.serve(&mut socket, &mut rx).await;
+            reason = self.serve(&mut socket, &mut rx, &mut stop).await;
         }
         self.span.record("ws.messages.sent", self.sent as i64);
         self.span
@@ -221,6 +230,7 @@ impl Connection {
         &mut self,
         socket: &mut WebSocket,
         rx: &mut broadcast::Receiver<Arc<Envelope>>,
+        stop: &mut ShutdownSignal,
     ) -> &'static str {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await; // the first tick is immediate
@@ -267,15 +277,34 @@ impl Connection {
                     }
                 }
                 _ = &mut lifetime => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame {
-                        code: close_code::AWAY,
-                        reason: "max connection lifetime, reconnect".into(),
-                    }))).await;
+                    going_away(socket, "max connection lifetime, reconnect").await;
                     return "max_lifetime";
+                }
+                _ = stopping(stop) => {
+                    going_away(socket, "server shutting down, reconnect").await;
+                    return "server_shutdown";
                 }
             }
         }
     }
+}
+
+/// Resolves once the server stops, also for a connection accepted after shutdown began. (An
+/// error means the hub is gone, which only happens when the server is too.) The value guard
+/// is dropped here: it must not be held across the select's other awaits.
+async fn stopping(stop: &mut ShutdownSignal) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// Asks the client to reconnect (1001 "going away"); the socket is dropped right after, so a
+/// failed send only means the client is already gone.
+async fn going_away(socket: &mut WebSocket, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::AWAY,
+            reason: reason.into(),
+        })))
+        .await;
 }
 
 #[cfg(test)]
