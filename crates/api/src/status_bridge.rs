@@ -7,7 +7,10 @@ use vidscope_core::events::{CHANNEL, VideoStatusEvent};
 
 use crate::state::AppState;
 
-fn deliver(state: &AppState, event: &VideoStatusEvent) {
+async fn deliver(state: &AppState, event: &VideoStatusEvent) {
+    if let Some(id) = vidscope_core::videos::VideoId::parse(&event.video_id) {
+        crate::cache::invalidate_video(&state.cache, &id).await;
+    }
     let sent = state
         .realtime
         .video_status_changed(&event.video_id, &event.status);
@@ -22,7 +25,7 @@ pub fn spawn_local(
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(event) => deliver(&state, &event),
+                Ok(event) => deliver(&state, &event).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "status bridge fell behind");
                 }
@@ -51,7 +54,7 @@ pub fn spawn_redis(state: AppState, url: String) -> tokio::task::JoinHandle<()> 
                         continue;
                     };
                     match serde_json::from_str::<VideoStatusEvent>(&payload) {
-                        Ok(event) => deliver(&state, &event),
+                        Ok(event) => deliver(&state, &event).await,
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed status event"),
                     }
                 }
