@@ -177,13 +177,13 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 }
 
 /// Publishes up to `batch` unpublished outbox rows, oldest first, and stamps each one once the
-/// queue has it. Stops at the first publish error (the queue is down: the rest would fail too)
+/// queue has it; returns the kinds published, in order. Stops at the first publish error (the queue is down: the rest would fail too)
 /// and returns it after counting what went out; rows left unstamped go out on a later call.
 ///
 /// Each publish is a PRODUCER span, child of the span that wrote the row (the upload request,
 /// the probe job), and the message carries the producer's context: upload → publish → process
 /// is one trace.
-pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<usize, CoreError> {
+pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobKind>, CoreError> {
     const SELECT: &str = "SELECT id, kind, payload, trace_context, created_at FROM outbox \
                           WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1";
     const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
@@ -193,7 +193,7 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<usize, C
         .fetch_all(db.pool())
         .in_db_span(tracing::Span::none())
         .await?;
-    let mut published = 0;
+    let mut published = Vec::new();
     for row in &rows {
         let id: String = row.try_get("id")?;
         let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
@@ -229,14 +229,14 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<usize, C
         .await;
         if let Err(e) = result {
             vidscope_telemetry::classify::record_classified(&span, &e);
-            return if published == 0 {
+            return if published.is_empty() {
                 Err(e)
             } else {
-                tracing::warn!(error = %e, published, "outbox relay stopped early");
+                tracing::warn!(error = %e, published = published.len(), "outbox relay stopped early");
                 Ok(published)
             };
         }
-        published += 1;
+        published.push(kind);
     }
     Ok(published)
 }

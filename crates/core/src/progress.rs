@@ -221,6 +221,62 @@ pub async fn save(
     video_id: &str,
     p: &CheckedProgress,
 ) -> Result<SaveOutcome, CoreError> {
+    const WAS_COMPLETED: &str =
+        "SELECT completed FROM progress WHERE user_id = $1 AND video_id = $2";
+    // The common save (every ~10 s per viewer) is one statement. Only a save that completes
+    // the lesson needs a transaction: the previous state decides whether the CRM hears of it,
+    // and its outbox row must commit with the progress.
+    let row = if p.completed {
+        let mut tx = crate::db::begin(db).await?;
+        let prev: Option<i64> = sqlx::query_scalar(WAS_COMPLETED)
+            .bind(user_id)
+            .bind(video_id)
+            .fetch_optional(&mut *tx)
+            .in_db_span(query_span(
+                db.backend(),
+                "SELECT",
+                "progress",
+                WAS_COMPLETED,
+            ))
+            .await?;
+        let row = upsert(&mut tx, db.backend(), user_id, video_id, p).await?;
+        if prev.unwrap_or(0) == 0 && row.is_some() {
+            crate::jobs::write_outbox(
+                &mut tx,
+                db.backend(),
+                &[crate::jobs::crm_lesson_completed(user_id, video_id)],
+            )
+            .await?;
+        }
+        crate::db::commit(tx).await?;
+        row
+    } else {
+        let mut conn = db
+            .pool()
+            .acquire()
+            .in_db_span(tracing::Span::none())
+            .await?;
+        upsert(&mut conn, db.backend(), user_id, video_id, p).await?
+    };
+    match row {
+        Some(r) => Ok(SaveOutcome::Saved(row_progress(video_id, &r)?)),
+        None => {
+            let stored = get(db, user_id, video_id)
+                .await?
+                .ok_or(CoreError::NotFound("progress"))?;
+            Ok(SaveOutcome::Duplicate(stored))
+        }
+    }
+}
+
+/// The conditional upsert of [`save`]: no row back means the save was a duplicate.
+async fn upsert(
+    conn: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    user_id: &str,
+    video_id: &str,
+    p: &CheckedProgress,
+) -> Result<Option<sqlx::any::AnyRow>, CoreError> {
     const SQL: &str = "INSERT INTO progress \
         (user_id, video_id, position_seconds, watch_time_seconds, completed, updated_at) \
         VALUES ($1, $2, $3, $4, $5, $6) \
@@ -235,28 +291,8 @@ pub async fn save(
             AND excluded.completed <= progress.completed \
             AND progress.updated_at > $9) \
         RETURNING position_seconds, watch_time_seconds, completed, updated_at";
-    const WAS_COMPLETED: &str =
-        "SELECT completed FROM progress WHERE user_id = $1 AND video_id = $2";
     let now = now_millis();
-    let mut tx = crate::db::begin(db).await?;
-    // Only a save that completes the lesson needs the previous state (for the CRM job).
-    let was_completed = if p.completed {
-        let prev: Option<i64> = sqlx::query_scalar(WAS_COMPLETED)
-            .bind(user_id)
-            .bind(video_id)
-            .fetch_optional(&mut *tx)
-            .in_db_span(query_span(
-                db.backend(),
-                "SELECT",
-                "progress",
-                WAS_COMPLETED,
-            ))
-            .await?;
-        prev.unwrap_or(0) != 0
-    } else {
-        true
-    };
-    let row = sqlx::query(SQL)
+    Ok(sqlx::query(SQL)
         .bind(user_id)
         .bind(video_id)
         .bind(p.position.get())
@@ -266,27 +302,9 @@ pub async fn save(
         .bind(i64::from(p.watch_time.is_none()))
         .bind(SAME_POSITION_SECS)
         .bind(now - DUPLICATE_WINDOW.as_millis() as i64)
-        .fetch_optional(&mut *tx)
-        .in_db_span(query_span(db.backend(), "INSERT", "progress", SQL))
-        .await?;
-    if !was_completed && row.is_some() {
-        crate::jobs::write_outbox(
-            &mut tx,
-            db.backend(),
-            &[crate::jobs::crm_lesson_completed(user_id, video_id)],
-        )
-        .await?;
-    }
-    crate::db::commit(tx).await?;
-    match row {
-        Some(r) => Ok(SaveOutcome::Saved(row_progress(video_id, &r)?)),
-        None => {
-            let stored = get(db, user_id, video_id)
-                .await?
-                .ok_or(CoreError::NotFound("progress"))?;
-            Ok(SaveOutcome::Duplicate(stored))
-        }
-    }
+        .fetch_optional(&mut *conn)
+        .in_db_span(query_span(backend, "INSERT", "progress", SQL))
+        .await?)
 }
 
 #[cfg(test)]

@@ -53,3 +53,36 @@ fn report(health: &Health, queue: &'static str) -> (StatusCode, Json<serde_json:
     };
     (code, Json(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_turning_loop_is_healthy_and_a_stalled_one_is_not() {
+        let health = Health::default();
+        assert_eq!(
+            report(&health, "redis").0,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "never turned"
+        );
+        health.last_loop_ms.store(now_millis(), Ordering::Relaxed);
+        let (code, Json(body)) = report(&health, "redis");
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["queueReachable"], true);
+        health
+            .queue_failing_since_ms
+            .store(now_millis(), Ordering::Relaxed);
+        let (code, Json(body)) = report(&health, "redis");
+        assert_eq!(
+            code,
+            StatusCode::OK,
+            "an unreachable queue is reported, not fatal"
+        );
+        assert_eq!(body["queueReachable"], false);
+        health
+            .last_loop_ms
+            .store(now_millis() - STALLED_AFTER_MS - 1, Ordering::Relaxed);
+        assert_eq!(report(&health, "redis").0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

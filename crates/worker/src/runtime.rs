@@ -22,7 +22,7 @@ use vidscope_core::events::EventBus;
 use vidscope_core::jobs;
 use vidscope_core::queue::{DbQueue, Delivery, Queue, QueueSettings, RedisQueue};
 use vidscope_core::storage::ObjectStore;
-use vidscope_telemetry::{Backoff, Classify, ErrorClass, Metrics};
+use vidscope_telemetry::{Backoff, Classify, Metrics};
 
 use crate::crm::{CrmClient, CrmSettings};
 use crate::error::JobError;
@@ -32,7 +32,7 @@ use crate::settings::{QueueKind, WorkerSettings};
 
 /// Longest a claim waits for new jobs before the loop looks at shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
-/// How often the depth gauge is sampled.
+/// How often the `job.queue_depth` and `outbox.pending` gauges are sampled.
 const DEPTH_EVERY: Duration = Duration::from_secs(5);
 /// Published outbox rows are kept this long for debugging.
 const OUTBOX_KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -320,12 +320,21 @@ async fn relay_loop(
         // Drain everything committed so far, a batch at a time.
         loop {
             match jobs::relay_once(&ctx.db, &queue, 100).await {
-                Ok(n) => {
+                Ok(kinds) => {
                     if failing {
                         tracing::info!("outbox relay publishes again");
                         failing = false;
                     }
-                    if n < 100 {
+                    for kind in &kinds {
+                        ctx.metrics.messaging_client_sent_messages.add(
+                            1,
+                            &[
+                                KeyValue::new("messaging.system", queue.system()),
+                                KeyValue::new("messaging.destination.name", kind.as_str()),
+                            ],
+                        );
+                    }
+                    if kinds.len() < 100 {
                         break;
                     }
                 }
@@ -338,11 +347,12 @@ async fn relay_loop(
                 }
             }
         }
-        if let Ok(n) = jobs::outbox_pending(&ctx.db).await {
-            ctx.metrics.outbox_pending.record(n, &[]);
-        }
+        // Gauges are sampled every few seconds, not on every relay tick: each is a query.
         if last_depth.elapsed() >= DEPTH_EVERY {
             last_depth = Instant::now();
+            if let Ok(n) = jobs::outbox_pending(&ctx.db).await {
+                ctx.metrics.outbox_pending.record(n, &[]);
+            }
             if let Ok(depths) = queue.depth().await {
                 for d in depths {
                     ctx.metrics.job_queue_depth.record(
@@ -515,12 +525,7 @@ async fn run_and_settle(
                 span.record("job.outcome", "retry");
                 "retry"
             } else {
-                let class =
-                    if e.class() == ErrorClass::Transient && d.attempt >= settings.max_attempts {
-                        "transient"
-                    } else {
-                        e.class().as_str()
-                    };
+                let class = e.class().as_str();
                 tracing::error!(
                     job.id = %m.id,
                     attempt = d.attempt,

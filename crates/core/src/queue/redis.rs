@@ -166,8 +166,9 @@ impl RedisQueue {
         Ok(out)
     }
 
-    /// Times the entry was delivered, from the group's pending list.
-    async fn delivered_count(&self, stream: &str, entry: &str) -> Result<u32, CoreError> {
+    /// The entry's owner and delivery count in the group's pending list (`None`: not
+    /// pending, i.e. acknowledged or never delivered).
+    async fn pending(&self, stream: &str, entry: &str) -> Result<Option<(String, u32)>, CoreError> {
         let mut conn = self.conn.clone();
         let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
             .arg(stream)
@@ -177,7 +178,12 @@ impl RedisQueue {
             .arg(1)
             .query_async(&mut conn)
             .await?;
-        Ok(rows.first().map_or(1, |r| r.3 as u32))
+        Ok(rows.into_iter().next().map(|r| (r.1, r.3 as u32)))
+    }
+
+    /// Times the entry was delivered.
+    async fn delivered_count(&self, stream: &str, entry: &str) -> Result<u32, CoreError> {
+        Ok(self.pending(stream, entry).await?.map_or(1, |(_, n)| n))
     }
 
     fn delivery(
@@ -216,15 +222,7 @@ impl RedisQueue {
 
     pub(super) async fn ack(&self, stream: &str, entry: &str) -> Result<bool, CoreError> {
         let mut conn = self.conn.clone();
-        let (acked, _deleted): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(entry)
-            .cmd("XDEL")
-            .arg(stream)
-            .arg(entry)
+        let (acked,): (i64,) = remove(redis::pipe().atomic(), stream, entry)
             .query_async(&mut conn)
             .await?;
         Ok(acked > 0)
@@ -245,22 +243,14 @@ impl RedisQueue {
             ..message.clone()
         };
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("ZADD")
             .arg(format!("{stream}:delayed"))
             .arg(due)
             .arg(encode(&next)?)
-            .ignore()
-            .cmd("XACK")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(stream)
-            .arg(entry)
-            .ignore()
+            .ignore();
+        let _: (i64,) = remove(&mut pipe, stream, entry)
             .query_async(&mut conn)
             .await?;
         Ok(())
@@ -276,8 +266,8 @@ impl RedisQueue {
         error: &str,
     ) -> Result<(), CoreError> {
         let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("XADD")
             .arg(format!("{stream}:dead"))
             .arg("MAXLEN")
@@ -292,16 +282,8 @@ impl RedisQueue {
             .arg(error_class)
             .arg("error")
             .arg(error)
-            .ignore()
-            .cmd("XACK")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(entry)
-            .ignore()
-            .cmd("XDEL")
-            .arg(stream)
-            .arg(entry)
-            .ignore()
+            .ignore();
+        let _: (i64,) = remove(&mut pipe, stream, entry)
             .query_async(&mut conn)
             .await?;
         Ok(())
@@ -330,18 +312,11 @@ impl RedisQueue {
 
     /// Resets the entry's idle time, if this consumer still owns it.
     pub(super) async fn heartbeat(&self, stream: &str, entry: &str) -> Result<bool, CoreError> {
-        let mut conn = self.conn.clone();
-        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-            .arg(stream)
-            .arg(GROUP)
-            .arg(entry)
-            .arg(entry)
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        if rows.first().map(|r| r.1.as_str()) != Some(self.settings.consumer.as_str()) {
+        let owner = self.pending(stream, entry).await?.map(|(owner, _)| owner);
+        if owner.as_deref() != Some(self.settings.consumer.as_str()) {
             return Ok(false);
         }
+        let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("XCLAIM")
             .arg(stream)
             .arg(GROUP)
@@ -423,6 +398,19 @@ impl RedisQueue {
             })
             .collect()
     }
+}
+
+/// Appends the acknowledgement and deletion of a settled entry to an atomic pipeline; its
+/// reply is the `XACK` count (0: the entry was no longer pending).
+fn remove<'p>(pipe: &'p mut redis::Pipeline, stream: &str, entry: &str) -> &'p mut redis::Pipeline {
+    pipe.cmd("XACK")
+        .arg(stream)
+        .arg(GROUP)
+        .arg(entry)
+        .cmd("XDEL")
+        .arg(stream)
+        .arg(entry)
+        .ignore()
 }
 
 fn encode(m: &JobMessage) -> Result<String, CoreError> {

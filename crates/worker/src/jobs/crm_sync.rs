@@ -1,9 +1,10 @@
 //! `crm.sync`: tells the CRM (seed 002's GoHighLevel integration) that a user registered or
 //! completed a lesson. Payload: `{"userId": "...", "event": {"type": "registered"}}` or
-//! `{"type": "lesson_completed", "video_id": "..."}`. The job id is the CRM call's
+//! `{"type": "lesson_completed", "video_id": "..."}` (written by
+//! `vidscope_core::jobs::crm_registered` / `crm_lesson_completed`). The job id is the CRM call's
 //! `Idempotency-Key`, so a redelivered job is one contact update at the CRM.
 
-use vidscope_core::jobs::{JobKind, JobMessage, NewJob};
+use vidscope_core::jobs::{JobKind, JobMessage};
 
 use super::{Handler, JobContext, JobFuture};
 use crate::crm::{CrmContact, CrmEvent};
@@ -19,14 +20,6 @@ impl Handler for CrmSync {
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         Box::pin(run(ctx, job))
     }
-}
-
-/// The job for `event` of `user_id`, for the outbox.
-pub fn job(user_id: &str, event: &CrmEvent) -> NewJob {
-    NewJob::new(
-        JobKind::CrmSync,
-        serde_json::json!({ "userId": user_id, "event": event }),
-    )
 }
 
 async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {

@@ -108,6 +108,26 @@ pub async fn step<T>(
     result
 }
 
+/// The `db.update` step of a job that writes the `videos` table: [`step`] plus seed 003's
+/// `workflow.db.upsert` count and duration, recorded when the write succeeded.
+pub async fn update_videos<T>(
+    ctx: &JobContext,
+    workflow: JobKind,
+    fut: impl Future<Output = Result<T, JobError>>,
+) -> Result<T, JobError> {
+    let started = Instant::now();
+    let out = step(ctx, workflow, "db.update", fut).await?;
+    let labels = [
+        KeyValue::new("workflow_name", workflow.as_str()),
+        KeyValue::new("table_name", "videos"),
+    ];
+    ctx.metrics.workflow_db_upsert.add(1, &labels);
+    ctx.metrics
+        .workflow_db_upsert_duration_ms
+        .record(started.elapsed().as_secs_f64() * 1000.0, &labels);
+    Ok(out)
+}
+
 /// The `videoId` of a video job's payload, parsed.
 pub fn video_id(job: &JobMessage) -> Result<VideoId, JobError> {
     job.payload

@@ -2,13 +2,13 @@
 //! thumbnail job, written to the outbox in the same transaction as the probe's findings (its id
 //! derives from this job's, so a redelivered probe enqueues it once).
 
-use opentelemetry::KeyValue;
-use std::time::Instant;
 use tracing::Instrument;
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::videos::{self, VideoStatus};
 
-use super::{Handler, JobContext, JobFuture, download, load_video, set_status, step, video_id};
+use super::{
+    Handler, JobContext, JobFuture, download, load_video, set_status, step, update_videos, video_id,
+};
 use crate::error::JobError;
 
 pub struct Probe;
@@ -44,11 +44,9 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
         JobKind::VideoThumbnail,
         serde_json::json!({ "videoId": id.as_str() }),
     );
-    let started = Instant::now();
-    step(
+    update_videos(
         ctx,
         KIND,
-        "db.update",
         async {
             let mut tx = vidscope_core::db::begin(&ctx.db).await?;
             videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
@@ -62,13 +60,5 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
         )),
     )
     .await?;
-    let labels = [
-        KeyValue::new("workflow_name", KIND.as_str()),
-        KeyValue::new("table_name", "videos"),
-    ];
-    ctx.metrics.workflow_db_upsert.add(1, &labels);
-    ctx.metrics
-        .workflow_db_upsert_duration_ms
-        .record(started.elapsed().as_secs_f64() * 1000.0, &labels);
     Ok(())
 }

@@ -2,8 +2,6 @@
 //! store (`videos/<id>/thumbnail.jpg`) → the video becomes `ready`. Served at
 //! `GET /api/videos/{id}/thumbnail`. Re-running it overwrites the same key: idempotent.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use opentelemetry::KeyValue;
 use tracing::Instrument;
@@ -12,7 +10,9 @@ use vidscope_core::jobs::{JobKind, JobMessage};
 use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoStatus};
 
-use super::{Handler, JobContext, JobFuture, announce, download, load_video, step, video_id};
+use super::{
+    Handler, JobContext, JobFuture, announce, download, load_video, step, update_videos, video_id,
+};
 use crate::error::JobError;
 
 pub struct Thumbnail;
@@ -79,20 +79,11 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
     ctx.metrics
         .workflow_image_size_bytes
         .record(size as f64, &image);
-    let started = Instant::now();
-    step(ctx, KIND, "db.update", async {
+    update_videos(ctx, KIND, async {
         videos::mark_ready(&ctx.db, &id, &thumb_key).await?;
         Ok(())
     })
     .await?;
-    let labels = [
-        KeyValue::new("workflow_name", KIND.as_str()),
-        KeyValue::new("table_name", "videos"),
-    ];
-    ctx.metrics.workflow_db_upsert.add(1, &labels);
-    ctx.metrics
-        .workflow_db_upsert_duration_ms
-        .record(started.elapsed().as_secs_f64() * 1000.0, &labels);
     announce(ctx, &video, VideoStatus::Ready).await;
     Ok(())
 }

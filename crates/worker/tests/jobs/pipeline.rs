@@ -10,7 +10,7 @@ use serde_json::Value;
 use vidscope_core::domain::Role;
 use vidscope_core::events::EventBus;
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
-use vidscope_core::queue::Queue;
+use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 use vidscope_worker::jobs::{Handler, JobContext, JobFuture, Registry};
 use vidscope_worker::{JobError, Worker, WorkerSettings};
@@ -294,6 +294,11 @@ async fn workflow_metrics_match_seed_003(app: &TestApp) {
             &["messaging.system", "messaging.destination.name"],
         ),
         ("job.queue_wait_ms", "ms", &["job.type"]),
+        (
+            "messaging.client.sent.messages",
+            "{message}",
+            &["messaging.system", "messaging.destination.name"],
+        ),
     ];
     for (name, unit, labels) in expect {
         let metrics = app.otlp.metrics_named(name);
@@ -531,6 +536,8 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
 async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_returns() {
     let mut redis = OwnRedis::start().await;
     let url = redis.url();
+    // Down before anything starts: the API and the worker must come up without it.
+    redis.stop();
     let app = TestApp::builder()
         .settings({
             let url = url.clone();
@@ -542,8 +549,12 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
         .spawn()
         .await;
     let admin = app.create_user(Role::Admin).await;
-    let queue = redis_queue(&url, &unique_prefix(), "w", Duration::from_secs(30)).await;
-    redis.stop();
+    // Not prepared here (that needs Redis): the worker creates its streams once Redis answers.
+    let queue = Queue::Redis(RedisQueue::new(
+        vidscope_core::redis_conn::connect(&url).await.unwrap(),
+        &unique_prefix(),
+        crate::common::settings("w", Duration::from_secs(30)),
+    ));
 
     let worker = Worker::new(context(&app), queue, Registry::standard(), fast_settings());
     let (stop, handle) = start(worker);
