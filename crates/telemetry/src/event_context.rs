@@ -81,7 +81,11 @@ where
         self.inner.enabled(metadata, ctx)
     }
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        self.inner.max_level_hint()
+        // No hint. The inner log layers filter by themselves, but the registry cannot see
+        // that through this wrapper and took their hint (the log filter's level) for the
+        // whole subscriber: with `RUST_LOG=warn` no info span was created, so no trace was
+        // exported. `None` leaves the level to the layers that can see their own filters.
+        None
     }
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
         self.inner.event_enabled(event, ctx)

@@ -451,3 +451,20 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `RUST_LOG` quiets logs only: with the log filter at `warn`, info spans still exist.
+    #[test]
+    fn a_warn_log_filter_still_admits_info_spans() {
+        let mut config = TelemetryConfig::new("hint").with_file_exporters(std::env::temp_dir());
+        config.log_filter = "warn".into();
+        let t = build(&config, BoxMakeWriter::new(std::io::sink)).unwrap();
+        tracing::dispatcher::with_default(&t.dispatch, || {
+            let span = tracing::info_span!("request");
+            assert!(!span.is_disabled(), "info span disabled by RUST_LOG=warn");
+        });
+    }
+}

@@ -163,3 +163,40 @@ async fn every_response_carries_traceresponse_even_errors() {
     assert_eq!(body["error"]["code"], "route_not_found");
     app.stop().await;
 }
+
+/// `RUST_LOG` quiets logs, never traces: with the log filter at `warn`, info-level spans must
+/// still be exported. (They were not: the log layers' filters sat inside a wrapper that hid
+/// them from the registry, whose per-callsite interest then turned every info span off.)
+#[tokio::test]
+async fn a_quiet_log_filter_keeps_exporting_spans() {
+    let app = TestApp::builder()
+        .telemetry(|c, r| {
+            let mut c = c.with_otlp(OtlpProtocol::Grpc, &r.grpc_endpoint());
+            c.log_filter = "warn".to_owned();
+            c
+        })
+        .spawn()
+        .await;
+    let resp = app
+        .client
+        .get(app.url("/api/test-otel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let trace_id = body["trace_id"].as_str().unwrap().to_owned();
+    app.otlp
+        .wait_for_span(
+            |s| s.trace_id == trace_id && s.name == "GET /api/test-otel",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    // The info-level request log stays off.
+    app.flush_telemetry().await;
+    assert!(
+        app.otlp.logs_in_trace(&trace_id).is_empty(),
+        "no info logs at warn"
+    );
+}
