@@ -82,6 +82,7 @@ cat >"$tmp/check.env" <<'EOF'
 GRAFANA_ADMIN_PASSWORD=check-stack-not-a-secret
 POSTGRES_PASSWORD=check-stack-not-a-secret
 S3_SECRET_ACCESS_KEY=check-stack-not-a-secret
+VIDSCOPE_ADMIN_PASSWORD=check-stack-not-a-secret
 EOF
 if docker-compose -f docker-compose.observability.yml --env-file "$tmp/check.env" config -q; then
     ok "compose file is valid"

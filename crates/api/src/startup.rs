@@ -24,6 +24,14 @@ impl Application {
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
         db.migrate().await.context("database migrations failed")?;
+        if let Some((email, password)) = &settings.api.bootstrap_admin {
+            let created = vidscope_core::users::ensure_admin(&db, email, password)
+                .await
+                .context("cannot create the admin from VIDSCOPE_ADMIN_EMAIL")?;
+            if created {
+                tracing::info!("admin account created from VIDSCOPE_ADMIN_EMAIL");
+            }
+        }
         let store = ObjectStore::new(&settings.store).context("invalid object store settings")?;
         if store.backend_name() == "local" {
             store

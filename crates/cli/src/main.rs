@@ -32,11 +32,61 @@ enum Command {
         #[arg(long, env = "VIDSCOPE_ADDR", default_value = DEFAULT_ADDR)]
         addr: SocketAddr,
     },
+    /// Send realistic traffic to a running API (bounded in time and requests).
+    Loadgen(LoadgenArgs),
     /// Manage users.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// Base URL of the API.
+    #[arg(long, env = "LOADGEN_TARGET", default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// How long to run (e.g. 30s, 5m).
+    #[arg(long, env = "LOADGEN_DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    /// Concurrent virtual viewers.
+    #[arg(long, env = "LOADGEN_USERS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    users: u16,
+    /// Stop after this many requests even if time is left.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: u64,
+    /// Uploads at most (needs the admin credentials).
+    #[arg(long, default_value_t = 10)]
+    max_uploads: u64,
+    /// Time between two uploads.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    upload_every: std::time::Duration,
+    /// Time between two progress saves of a watching viewer.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    progress_interval: std::time::Duration,
+    /// Share of interactions that provoke an error on purpose (0 to 1).
+    #[arg(long, default_value_t = 0.05, value_parser = parse_share)]
+    error_share: f64,
+    /// Admin account for uploads (the API creates it from the same variables).
+    #[arg(long, env = "VIDSCOPE_ADMIN_EMAIL", requires = "admin_password")]
+    admin_email: Option<String>,
+    #[arg(
+        long,
+        env = "VIDSCOPE_ADMIN_PASSWORD",
+        hide_env_values = true,
+        requires = "admin_email"
+    )]
+    admin_password: Option<String>,
+    /// Print the summary as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=1.0).contains(v))
+        .ok_or_else(|| format!("{s:?} is not a number from 0 to 1"))
 }
 
 #[derive(Subcommand)]
@@ -64,6 +114,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up { addr } => up(&cli.data_dir, addr).await,
+        Command::Loadgen(args) => loadgen(args).await,
         Command::User {
             command:
                 UserCommand::Add {
@@ -160,6 +211,57 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     }
     guard.shutdown().await;
     result
+}
+
+async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut config =
+        vidscope_cli::loadgen::Config::new(vidscope_cli::loadgen::parse_target(&args.target)?);
+    config.duration = args.duration;
+    config.users = usize::from(args.users);
+    config.max_requests = args.max_requests;
+    config.max_uploads = args.max_uploads;
+    config.upload_every = args.upload_every;
+    config.progress_interval = args.progress_interval;
+    config.error_share = args.error_share;
+    config.admin = args.admin_email.zip(args.admin_password);
+    config.show_progress = !args.json || std::io::stderr().is_terminal();
+    if config.admin.is_none() {
+        eprintln!(
+            "loadgen: no admin credentials, so no uploads (set VIDSCOPE_ADMIN_EMAIL and VIDSCOPE_ADMIN_PASSWORD)"
+        );
+    }
+
+    // Traces go wherever OTEL_* says; with no endpoint configured there is nothing to send
+    // them to, so telemetry stays off rather than warning about localhost:4318 every second.
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    let mut telemetry = TelemetryConfig::new("vidscope-loadgen");
+    telemetry.stdout_logs = false;
+    let mut telemetry = telemetry.from_env()?;
+    telemetry.enabled &= configured;
+    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
+
+    // Ctrl-C ends the run early; the summary still covers what was sent.
+    let result = vidscope_cli::loadgen::run(config, vidscope_core::shutdown::signal()).await;
+    guard.shutdown().await;
+    let summary = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    anyhow::ensure!(
+        summary.requests > summary.unexpected,
+        "every request failed or answered unexpectedly ({} of {})",
+        summary.unexpected,
+        summary.requests
+    );
+    Ok(())
 }
 
 async fn user_add(data_dir: &Path, email: &str, password: &str, role: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::domain::{Email, Password};
 use crate::storage::{StoreKind, StoreSettings};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -55,6 +56,10 @@ pub struct ApiSettings {
     pub login_window: Duration,
     /// `VIDSCOPE_S3_STREAM=redirect|proxy` (default redirect).
     pub s3_stream: S3StreamMode,
+    /// An admin account created at start-up when missing (`VIDSCOPE_ADMIN_EMAIL` with
+    /// `VIDSCOPE_ADMIN_PASSWORD`): containers have no shell for `vidscope user add`, and the
+    /// compose stack's load generator uploads as this user.
+    pub bootstrap_admin: Option<(Email, Password)>,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +73,7 @@ impl Default for ApiSettings {
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
             s3_stream: S3StreamMode::Redirect,
+            bootstrap_admin: None,
         }
     }
 }
@@ -126,6 +132,31 @@ impl ApiSettings {
             a.login_window =
                 Duration::from_secs(parse_u64("VIDSCOPE_LOGIN_WINDOW_SECS", &v, "seconds")?);
         }
+        a.bootstrap_admin = match (get("VIDSCOPE_ADMIN_EMAIL"), get("VIDSCOPE_ADMIN_PASSWORD")) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some((
+                Email::parse(&email).map_err(|e| SettingsError {
+                    var: "VIDSCOPE_ADMIN_EMAIL",
+                    reason: e.to_string(),
+                })?,
+                Password::parse(&password).map_err(|e| SettingsError {
+                    var: "VIDSCOPE_ADMIN_PASSWORD",
+                    reason: e.to_string(),
+                })?,
+            )),
+            (Some(_), None) => {
+                return Err(SettingsError {
+                    var: "VIDSCOPE_ADMIN_PASSWORD",
+                    reason: "required when VIDSCOPE_ADMIN_EMAIL is set".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(SettingsError {
+                    var: "VIDSCOPE_ADMIN_EMAIL",
+                    reason: "required when VIDSCOPE_ADMIN_PASSWORD is set".into(),
+                });
+            }
+        };
         if let Some(v) = get("VIDSCOPE_S3_STREAM") {
             a.s3_stream = match v.trim() {
                 "redirect" => S3StreamMode::Redirect,
@@ -270,6 +301,30 @@ mod tests {
             matches!(s.store.kind, StoreKind::Local { ref root } if root == Path::new("/d/objects"))
         );
         assert!(s.redis_url.is_none());
+    }
+
+    #[test]
+    fn bootstrap_admin_needs_both_variables_and_valid_values() {
+        assert!(settings(&[]).unwrap().api.bootstrap_admin.is_none());
+        let s = settings(&[
+            ("VIDSCOPE_ADMIN_EMAIL", " Admin@Example.COM "),
+            ("VIDSCOPE_ADMIN_PASSWORD", "correct horse"),
+        ])
+        .unwrap();
+        let (email, password) = s.api.bootstrap_admin.expect("admin");
+        assert_eq!(email.as_str(), "admin@example.com");
+        assert_eq!(password.expose(), "correct horse");
+        let only_email = settings(&[("VIDSCOPE_ADMIN_EMAIL", "a@b.io")]).unwrap_err();
+        assert_eq!(only_email.var, "VIDSCOPE_ADMIN_PASSWORD");
+        let only_password = settings(&[("VIDSCOPE_ADMIN_PASSWORD", "long enough")]).unwrap_err();
+        assert_eq!(only_password.var, "VIDSCOPE_ADMIN_EMAIL");
+        let short = settings(&[
+            ("VIDSCOPE_ADMIN_EMAIL", "a@b.io"),
+            ("VIDSCOPE_ADMIN_PASSWORD", "short"),
+        ])
+        .unwrap_err();
+        assert_eq!(short.var, "VIDSCOPE_ADMIN_PASSWORD");
+        assert!(!short.reason.contains("short"), "{}", short.reason);
     }
 
     #[test]

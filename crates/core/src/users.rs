@@ -69,6 +69,16 @@ pub async fn create_user_with_jobs(
     }
 }
 
+/// Creates an admin account unless a user with this e-mail exists (whatever its role or
+/// password: an operator may have changed either since). `true` when it was created.
+pub async fn ensure_admin(db: &Db, email: &Email, password: &Password) -> Result<bool, CoreError> {
+    match create_user(db, email, password, Role::Admin).await {
+        Ok(_) => Ok(true),
+        Err(CoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The e-mail address of a user (`None` when the account is gone).
 pub async fn email_of(db: &Db, id: &str) -> Result<Option<String>, CoreError> {
     const SQL: &str = "SELECT email FROM users WHERE id = $1";
