@@ -208,6 +208,7 @@ fi
 # crates/cli/tests/loadgen.rs writes the metric names, units and types the services really
 # exported under load here; check-stack then checks dashboards and rules against them.
 emitted_metrics="$repo_root/target/emitted-metrics.json"
+mkdir -p -- "$(dirname -- "$emitted_metrics")"
 rm -f -- "$emitted_metrics"
 export VIDSCOPE_EMITTED_METRICS="$emitted_metrics"
 

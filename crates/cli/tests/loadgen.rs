@@ -309,6 +309,10 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
             "not_exercised": NOT_EXERCISED.iter().map(|(n, why)| serde_json::json!({"name": n, "why": why})).collect::<Vec<_>>(),
             "metrics": list,
         });
+        let path = std::path::PathBuf::from(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     }
 }
