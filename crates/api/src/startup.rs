@@ -32,13 +32,9 @@ impl Application {
                 tracing::info!("admin account created from VIDSCOPE_ADMIN_EMAIL");
             }
         }
-        let store = ObjectStore::new(&settings.store).context("invalid object store settings")?;
-        if store.backend_name() == "local" {
-            store
-                .ensure_bucket()
-                .await
-                .context("cannot create the local object store directory")?;
-        }
+        let store = ObjectStore::open(&settings.store)
+            .await
+            .context("cannot open the object store")?;
         let redis = match &settings.redis_url {
             Some(url) => Some(
                 vidscope_core::redis_conn::connect(url)

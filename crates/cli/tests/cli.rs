@@ -1,8 +1,11 @@
 //! The `vidscope` binary as a user runs it.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Process;
 
 fn vidscope() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vidscope"));
@@ -72,31 +75,21 @@ fn user_add_creates_a_user_once() {
 #[test]
 fn up_serves_and_writes_telemetry_files_within_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = vidscope()
-        .args([
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "up",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("vidscope up exited before printing its URLs")
-            .unwrap();
-        if let Some(rest) = line.trim().strip_prefix("liveness") {
-            break rest.trim().trim_end_matches("/healthz").to_owned();
-        }
-    };
-    // Keep draining stdout (JSON logs) so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let mut child = Process(
+        vidscope()
+            .args([
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "up",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = common::up_base_url(child.0.stdout.take().unwrap());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let body: serde_json::Value = rt.block_on(async {
@@ -123,10 +116,6 @@ fn up_serves_and_writes_telemetry_files_within_five_seconds() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let status = child.wait().unwrap();
+    let status = child.stop();
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
 }

@@ -4,8 +4,7 @@
 //! and rules' consistency check) when `VIDSCOPE_EMITTED_METRICS` names a file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +14,9 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use vidscope_testkit::otlp::{CaptureReceiver, MetricKind};
+
+mod common;
+use common::Process;
 
 const ADMIN_EMAIL: &str = "loadgen-admin@example.com";
 const ADMIN_PASSWORD: &str = "load generator admin";
@@ -74,15 +76,6 @@ async fn fake_crm() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
-}
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn type_of(kind: MetricKind) -> &'static str {
@@ -150,24 +143,11 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     } else {
         up.env_remove("S3_BUCKET_NAME");
     }
-    let mut child = Up(up.spawn().unwrap());
+    let mut child = Process(up.spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("vidscope up exited before printing its URLs")
-                .unwrap();
-            if let Some(rest) = line.trim().strip_prefix("liveness") {
-                break rest.trim().trim_end_matches("/healthz").to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        base
-    })
-    .await
-    .unwrap();
+    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
+        .await
+        .unwrap();
 
     let loadgen = tokio::process::Command::new(env!("CARGO_BIN_EXE_vidscope"))
         .args([
@@ -278,11 +258,8 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     );
 
     // Stop `up` gracefully (its last metrics flush), then write what was emitted.
-    let pid = child.0.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = tokio::task::spawn_blocking(move || child.0.wait())
+    let status = tokio::task::spawn_blocking(move || child.stop())
         .await
-        .unwrap()
         .unwrap();
     assert!(status.success(), "vidscope up exit: {status:?}");
 

@@ -5,13 +5,16 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vidscope_testkit::otlp::CaptureReceiver;
+
+mod common;
+use common::Process;
 
 const ADMIN_EMAIL: &str = "two-services@example.com";
 const ADMIN_PASSWORD: &str = "two services admin";
@@ -27,25 +30,6 @@ fn sibling_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// SIGTERM, then the exit status (a graceful stop flushes telemetry).
-    fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        self.0.wait().unwrap()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,7 +89,9 @@ fn parse_bool(var: &'static str, v: &str) -> Result<bool, SettingsError> {
     }
 }
 
-fn parse_u64(var: &'static str, v: &str, what: &str) -> Result<u64, SettingsError> {
+/// A positive whole number from `var`, naming the variable and the unit on failure. Shared
+/// by every crate's settings so the messages read the same.
+pub fn parse_u64(var: &'static str, v: &str, what: &str) -> Result<u64, SettingsError> {
     v.trim()
         .parse::<u64>()
         .ok()

@@ -316,32 +316,6 @@ pub async fn set_status(db: &Db, id: &VideoId, status: VideoStatus) -> Result<bo
     Ok(done.rows_affected() > 0)
 }
 
-/// Records the probed duration; `Ok(false)` when there is no such video.
-pub async fn set_duration(db: &Db, id: &VideoId, seconds: f64) -> Result<bool, CoreError> {
-    const SQL: &str = "UPDATE videos SET duration_seconds = $1, updated_at = $2 WHERE id = $3";
-    let done = sqlx::query(SQL)
-        .bind(seconds)
-        .bind(now_millis())
-        .bind(id.as_str())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
-/// Records where the thumbnail was stored; `Ok(false)` when there is no such video.
-pub async fn set_thumbnail(db: &Db, id: &VideoId, key: &ObjectKey) -> Result<bool, CoreError> {
-    const SQL: &str = "UPDATE videos SET thumbnail_key = $1, updated_at = $2 WHERE id = $3";
-    let done = sqlx::query(SQL)
-        .bind(key.as_str())
-        .bind(now_millis())
-        .bind(id.as_str())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
-        .await?;
-    Ok(done.rows_affected() > 0)
-}
-
 /// What ffprobe reports about a video.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProbeResult {

@@ -86,13 +86,9 @@ impl Worker {
             .await
             .context("cannot connect to the database (DATABASE_URL)")?;
         db.migrate().await.context("database migrations failed")?;
-        let store = ObjectStore::new(&settings.store).context("invalid object store settings")?;
-        if store.backend_name() == "local" {
-            store
-                .ensure_bucket()
-                .await
-                .context("cannot create the local object store directory")?;
-        }
+        let store = ObjectStore::open(&settings.store)
+            .await
+            .context("cannot open the object store")?;
         let use_redis = match worker.queue {
             QueueKind::Auto => settings.redis_url.is_some(),
             QueueKind::Redis => true,

@@ -106,7 +106,7 @@ async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
         .put_bytes(&key, Bytes::from_static(b"\xFF\xD8\xFFjpeg"), "image/jpeg")
         .await
         .unwrap();
-    videos::set_thumbnail(&app.state.db, &VideoId::parse(&video.id).unwrap(), &key)
+    videos::mark_ready(&app.state.db, &VideoId::parse(&video.id).unwrap(), &key)
         .await
         .unwrap();
     video

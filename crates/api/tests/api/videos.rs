@@ -830,11 +830,7 @@ async fn thumbnails_are_served_once_recorded() {
         .put_bytes(&key, Bytes::from_static(b"\xFF\xD8\xFFjpeg"), "image/jpeg")
         .await
         .unwrap();
-    assert!(
-        videos::set_thumbnail(&app.state.db, &id, &key)
-            .await
-            .unwrap()
-    );
+    assert!(videos::mark_ready(&app.state.db, &id, &key).await.unwrap());
 
     let resp = get_with(&app, &path, &[("cookie", &viewer.cookie)]).await;
     assert_eq!(resp.status(), 200);
@@ -863,11 +859,18 @@ async fn worker_updates_show_in_the_metadata() {
             .await
             .unwrap()
     );
+    // As the probe job records it (inside its transaction there; a plain connection here).
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
+    let probe = videos::ProbeResult {
+        duration_seconds: Some(12.5),
+        ..Default::default()
+    };
     assert!(
-        videos::set_duration(&app.state.db, &id, 12.5)
+        videos::record_probe(&mut conn, app.state.db.backend(), &id, &probe)
             .await
             .unwrap()
     );
+    drop(conn);
     assert!(
         !videos::set_status(
             &app.state.db,

@@ -113,13 +113,9 @@ pub async fn run(
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     let admin = match &config.admin {
-        Some((email, password)) => {
+        Some(credentials) => {
             let c = new_client()?;
-            match scenarios::login(&c, email, password).await {
-                Ok(200) => Some((c, email.clone(), password.clone())),
-                Ok(status) => return Err(LoadgenError::AdminRefused { status }),
-                Err(Exhausted) => None,
-            }
+            sign_in_admin(&c, credentials).await?.then_some(c)
         }
         None => None,
     };
@@ -127,8 +123,8 @@ pub async fn run(
     let bad_logins = Arc::new(BadLoginBudget::new());
 
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some((c, _, _)) = &admin {
-        let (c, cfg, uploads) = (c.clone(), config.clone(), uploads.clone());
+    if let Some(c) = admin {
+        let (cfg, uploads) = (config.clone(), uploads.clone());
         let run_id = run_id.clone();
         tasks.spawn(async move {
             let _ = uploader(&c, &cfg, &run_id, &uploads).await;
@@ -139,12 +135,9 @@ pub async fn run(
         let client = new_client()?;
         let anonymous = new_client()?;
         let cfg = config.clone();
-        let admin_creds = admin.as_ref().map(|(_, e, p)| (e.clone(), p.clone()));
         let email = format!("loadgen-{run_id}-{i}@loadgen.example.com");
         let bad_logins = bad_logins.clone();
-        tasks.spawn(async move {
-            viewer(&client, &anonymous, &cfg, email, admin_creds, &bad_logins).await
-        });
+        tasks.spawn(async move { viewer(&client, &anonymous, &cfg, email, &bad_logins).await });
     }
     let reporter = config.show_progress.then(|| {
         tokio::spawn(report_progress(
@@ -237,26 +230,39 @@ async fn uploader(
     Ok(())
 }
 
+/// Signs `client` in as the admin; `Ok(false)` when the run ended first.
+async fn sign_in_admin(
+    client: &Client,
+    (email, password): &(String, String),
+) -> Result<bool, LoadgenError> {
+    match scenarios::login(client, email, password).await {
+        Ok(200) => Ok(true),
+        Ok(status) => Err(LoadgenError::AdminRefused { status }),
+        Err(Exhausted) => Ok(false),
+    }
+}
+
+/// A viewer registers its own account; where registration is off it uses the admin's.
 async fn viewer(
     client: &Client,
     anonymous: &Client,
     config: &Config,
     email: String,
-    admin: Option<(String, String)>,
     bad_logins: &BadLoginBudget,
 ) -> Result<(), LoadgenError> {
     let password = format!("loadgen-{}", uuid::Uuid::new_v4().simple());
     let (email, password) = match scenarios::register(client, &email, &password).await {
-        Ok(201) => (email, password),
-        Ok(status) => match admin {
-            Some((email, password)) => match scenarios::login(client, &email, &password).await {
-                Ok(200) => (email, password),
-                Ok(status) => return Err(LoadgenError::AdminRefused { status }),
-                Err(Exhausted) => return Ok(()),
-            },
-            None => return Err(LoadgenError::NoSession { status }),
-        },
         Err(Exhausted) => return Ok(()),
+        Ok(201) => (email, password),
+        Ok(status) => {
+            let Some(admin) = &config.admin else {
+                return Err(LoadgenError::NoSession { status });
+            };
+            if !sign_in_admin(client, admin).await? {
+                return Ok(());
+            }
+            admin.clone()
+        }
     };
     let _ = viewer_loop(client, anonymous, config, &email, &password, bad_logins).await;
     Ok(())

@@ -54,23 +54,34 @@ pub async fn pause(client: &Client, d: Duration) -> Result<(), Exhausted> {
 }
 
 pub async fn login(client: &Client, email: &str, password: &str) -> Result<u16, Exhausted> {
-    let req = client
-        .request(Method::POST, "/api/auth/login")
-        .json(&json!({ "email": email, "password": password }));
-    Ok(client
-        .send("POST /api/auth/login", req, &[200])
-        .await?
-        .status)
+    credentials(client, "POST /api/auth/login", &[200], email, password).await
 }
 
+/// A 403 is expected too: it is how a server with registration off answers.
 pub async fn register(client: &Client, email: &str, password: &str) -> Result<u16, Exhausted> {
+    credentials(
+        client,
+        "POST /api/auth/register",
+        &[201, 403],
+        email,
+        password,
+    )
+    .await
+}
+
+/// Posts an e-mail and password to `route` and returns the status.
+async fn credentials(
+    client: &Client,
+    route: &'static str,
+    expect: &[u16],
+    email: &str,
+    password: &str,
+) -> Result<u16, Exhausted> {
+    let path = route.split_once(' ').map_or(route, |(_, path)| path);
     let req = client
-        .request(Method::POST, "/api/auth/register")
+        .request(Method::POST, path)
         .json(&json!({ "email": email, "password": password }));
-    Ok(client
-        .send("POST /api/auth/register", req, &[201])
-        .await?
-        .status)
+    Ok(client.send(route, req, expect).await?.status)
 }
 
 pub async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {

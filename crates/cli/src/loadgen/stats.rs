@@ -31,7 +31,7 @@ struct RouteStats {
 /// Shared by every virtual user; a mutex is cheap next to an HTTP round trip.
 #[derive(Default)]
 pub struct Stats {
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    routes: Mutex<BTreeMap<&'static str, RouteStats>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -62,9 +62,9 @@ pub struct Summary {
 }
 
 impl Stats {
-    pub fn record(&self, route: &str, outcome: Outcome, latency: Duration) {
+    pub fn record(&self, route: &'static str, outcome: Outcome, latency: Duration) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let r = routes.entry(route.to_owned()).or_default();
+        let r = routes.entry(route).or_default();
         match outcome {
             Outcome::Expected(s) => {
                 r.expected += 1;
@@ -97,7 +97,7 @@ impl Stats {
             r.latencies.sort_unstable();
             provoked += r.provoked;
             out.push(RouteSummary {
-                route: route.clone(),
+                route: (*route).to_owned(),
                 requests: r.latencies.len() as u64,
                 expected: r.expected,
                 unexpected: r.unexpected,

@@ -375,6 +375,16 @@ impl ObjectStore {
         })
     }
 
+    /// What a service opens at start-up: the adapter and, for the local store, its root
+    /// directory. An S3 bucket is left to the operator (or the compose stack's init job).
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let store = Self::new(settings)?;
+        if let ObjectStore::Local(_) = &store {
+            store.ensure_bucket().await?;
+        }
+        Ok(store)
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             ObjectStore::Local(_) => "local",

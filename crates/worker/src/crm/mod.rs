@@ -163,16 +163,7 @@ impl CrmSettings {
         let mut s = Self::new(url.trim(), client_id.trim(), &client_secret);
         let positive = |var: &'static str, what: &str| -> Result<Option<u64>, SettingsError> {
             get(var)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or(SettingsError {
-                            var,
-                            reason: format!("{v:?} is not a positive number of {what}"),
-                        })
-                })
+                .map(|v| vidscope_core::config::parse_u64(var, &v, what))
                 .transpose()
         };
         let small = |var: &'static str, n: u64| {
