@@ -31,6 +31,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The client went quiet in the middle of a request body.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A `Range` the object cannot satisfy; `size` goes into `Content-Range: bytes */size`.
     #[error("range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
@@ -117,6 +120,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(m) => {
                 body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &m)
             }
+            ApiError::RequestTimeout(m) => body(StatusCode::REQUEST_TIMEOUT, "request_timeout", &m),
             ApiError::UnsupportedMediaType(m) => body(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -192,9 +196,46 @@ pub fn route_not_found(method: &str, path: &str) -> Response {
     )
 }
 
+/// Gives the answers that tower layers make themselves (the body limit's 413, the timeout's
+/// 408: plain text or empty) the API's JSON error body, so a client can rely on one error
+/// shape. Responses that already are JSON pass through untouched.
+pub async fn json_layer_errors(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!(
+                "the request body exceeds the limit of {} bytes",
+                crate::router::BODY_LIMIT
+            ),
+        ),
+        StatusCode::REQUEST_TIMEOUT => body(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took too long and was abandoned",
+        ),
+        _ => response,
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         use axum::extract::rejection::JsonRejection as J;
+        // A body cut off by the size limit (no Content-Length, so the limit layer could not
+        // answer up front) is too large, not malformed.
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge(format!(
+                "the request body exceeds the limit of {} bytes",
+                crate::router::BODY_LIMIT
+            ));
+        }
         match r {
             J::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                 "expected a JSON body with Content-Type: application/json".into(),
@@ -202,5 +243,41 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             // The body text names the field and the problem ("missing field `email`").
             other => ApiError::bad_request("invalid_json", other.body_text()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn json_of(r: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn layer_answers_get_the_json_error_body() {
+        // The timeout layer's empty 408 and the body limit's plain-text 413.
+        let timeout = StatusCode::REQUEST_TIMEOUT.into_response();
+        let r = json_layer_errors(timeout).await;
+        assert_eq!(r.status(), 408);
+        assert_eq!(json_of(r).await["error"]["code"], "request_timeout");
+
+        let limit = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let r = json_layer_errors(limit).await;
+        assert_eq!(r.status(), 413);
+        assert_eq!(json_of(r).await["error"]["code"], "payload_too_large");
+
+        // A JSON answer, even with one of those statuses, is left alone.
+        let own = ApiError::PayloadTooLarge("a player batch is at most 65536 bytes".into());
+        let r = json_layer_errors(own.into_response()).await;
+        let body = json_of(r).await;
+        assert_eq!(
+            body["error"]["message"],
+            "a player batch is at most 65536 bytes"
+        );
+        // Other statuses are not touched.
+        let r = json_layer_errors(StatusCode::NO_CONTENT.into_response()).await;
+        assert_eq!(r.status(), 204);
     }
 }

@@ -124,6 +124,7 @@ struct UploadForm {
         (status = 400, description = "Malformed form, no `file` part, bad filename or title", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Only admins upload", body = ErrorBody),
+        (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
         (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
         (status = 503, description = "The database or object store is unavailable", body = ErrorBody),

@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::error::route_not_found;
+use crate::error::{json_layer_errors, route_not_found};
 use crate::http_telemetry::trace_request;
 use crate::state::AppState;
 use crate::{pages, routes};
@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        .layer(middleware::map_response(json_layer_errors))
         // Registered after the body limit and the timeout so neither applies: an upload streams
         // up to `upload_max_bytes` for as long as it takes and enforces that limit itself.
         .route(

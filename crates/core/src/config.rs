@@ -49,6 +49,11 @@ pub struct ApiSettings {
     pub upload_max_bytes: u64,
     /// An `upload.progress` event every this many bytes (`VIDSCOPE_UPLOAD_PROGRESS_MB`, default 8).
     pub upload_progress_every: u64,
+    /// An upload whose client sends nothing for this long is abandoned with 408 and nothing is
+    /// kept (`VIDSCOPE_UPLOAD_IDLE_SECS`, default 30). Uploads are exempt from the 30 s request
+    /// timeout, so without it a stalled client would hold a connection and a multipart upload
+    /// open for ever.
+    pub upload_idle_timeout: Duration,
     /// Failed logins allowed per account within the window (`VIDSCOPE_LOGIN_MAX_FAILURES`,
     /// default 5); a client address gets four times as many.
     pub login_max_failures: u32,
@@ -70,6 +75,7 @@ impl Default for ApiSettings {
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             upload_max_bytes: 2048 * 1024 * 1024,
             upload_progress_every: 8 * 1024 * 1024,
+            upload_idle_timeout: Duration::from_secs(30),
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
             s3_stream: S3StreamMode::Redirect,
@@ -121,6 +127,10 @@ impl ApiSettings {
         if let Some(v) = get("VIDSCOPE_UPLOAD_PROGRESS_MB") {
             a.upload_progress_every =
                 parse_u64("VIDSCOPE_UPLOAD_PROGRESS_MB", &v, "MiB")? * 1024 * 1024;
+        }
+        if let Some(v) = get("VIDSCOPE_UPLOAD_IDLE_SECS") {
+            a.upload_idle_timeout =
+                Duration::from_secs(parse_u64("VIDSCOPE_UPLOAD_IDLE_SECS", &v, "seconds")?);
         }
         if let Some(v) = get("VIDSCOPE_LOGIN_MAX_FAILURES") {
             a.login_max_failures = parse_u64("VIDSCOPE_LOGIN_MAX_FAILURES", &v, "attempts")?

@@ -483,3 +483,142 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     assert_eq!(video_count(&app).await, 1);
     app.stop().await;
 }
+
+/// Sends the request line, headers and `sent` bytes of a `total`-byte upload body on a raw
+/// connection, then goes silent, and returns the status line and body the server answers
+/// with (reqwest cannot stall half-way through a body).
+async fn stalled_upload(app: &TestApp, cookie: &str, body: &[u8], sent: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/upload HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..sent]).await.unwrap();
+    let mut answer = Vec::new();
+    // The server answers and closes (it cannot read the rest of a body it gave up on).
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled upload within 20 s");
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_abandoned_with_408_and_leaves_nothing() {
+    let app = TestApp::builder()
+        .settings(|mut s| {
+            s.api.upload_idle_timeout = Duration::from_secs(1);
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+    let data = mp4_bytes(512 * 1024);
+    let body = form(&[file("stalled.mp4", &data)]);
+
+    // Silent before the type could be sniffed, then silent in the middle of the stored part.
+    for sent in [120, 300 * 1024] {
+        let started = std::time::Instant::now();
+        let (status, answer) = stalled_upload(&app, &admin.cookie, &body, sent).await;
+        assert_eq!(status, 408, "after {sent} bytes: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("not a JSON error body ({e}): {answer}"));
+        assert_eq!(answer["error"]["code"], "request_timeout", "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(video_count(&app).await, 0);
+        let left = files_under(&local_root(&app));
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    // The spans say why: the one stalled in the part's headers knows no file name yet, the
+    // one stalled in the file does.
+    app.flush_telemetry().await;
+    let idle = |s: &vidscope_testkit::otlp::CapturedSpan| {
+        s.name == "api.upload" && s.attr_str("upload.rejected") == Some("idle_timeout")
+    };
+    app.otlp
+        .wait_for_span(|s| idle(s) && s.attr_str("upload.filename").is_none(), WAIT)
+        .await
+        .expect("an api.upload span rejected for idleness before the file");
+    app.otlp
+        .wait_for_span(
+            |s| idle(s) && s.attr_str("upload.filename") == Some("stalled.mp4"),
+            WAIT,
+        )
+        .await
+        .expect("an api.upload span rejected for idleness in the file");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_s3_multipart_upload_is_aborted() {
+    let store = S3TestServer::get().fresh_bucket().await;
+    let app = TestApp::builder()
+        .settings(move |mut s| {
+            s.store = store;
+            s.api.upload_idle_timeout = Duration::from_secs(1);
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+    let data = mp4_bytes(12 * 1024 * 1024);
+    let body = form(&[file("stalled.mp4", &data)]);
+
+    // Past the first 8 MiB part, so a multipart upload is under way when the client stops.
+    let (status, answer) = stalled_upload(&app, &admin.cookie, &body, 9 * 1024 * 1024).await;
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(video_count(&app).await, 0);
+    let span = app
+        .otlp
+        .wait_for_span(
+            |s| s.name == "api.upload" && s.attr_str("upload.rejected") == Some("idle_timeout"),
+            WAIT,
+        )
+        .await
+        .expect("an api.upload span rejected for idleness");
+    let id = VideoId::parse(span.attr_str("video.id").unwrap()).unwrap();
+    let key = videos::object_key(&id, &Filename::parse("stalled.mp4").unwrap()).unwrap();
+    let err = app.state.store.head(&key).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    // The multipart upload itself was aborted, not left to accumulate parts.
+    let abort = app
+        .otlp
+        .wait_for_span(
+            |s| s.trace_id == span.trace_id && s.name.contains("abort"),
+            WAIT,
+        )
+        .await;
+    assert!(
+        abort.is_ok(),
+        "no multipart abort span in the upload's trace"
+    );
+    app.stop().await;
+}

@@ -170,10 +170,14 @@ fn rejected(span: &Span, reason: &'static str, e: ApiError) -> ApiError {
 }
 
 fn multipart_error(span: &Span, e: MultipartError) -> ApiError {
+    invalid_body(span, e.body_text())
+}
+
+fn invalid_body(span: &Span, message: String) -> ApiError {
     rejected(
         span,
         "invalid_multipart",
-        ApiError::bad_request("invalid_multipart", e.body_text()),
+        ApiError::bad_request("invalid_multipart", message),
     )
 }
 
@@ -185,13 +189,20 @@ async fn read_parts(
     title: &mut Option<String>,
     span: &Span,
 ) -> Result<(), ApiError> {
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(span, e))?
-    {
+    let idle_after = state.settings.upload_idle_timeout;
+    loop {
+        // A client that goes quiet between parts, or inside a part's headers, is as idle as
+        // one that stops inside the file.
+        let next = tokio::time::timeout(idle_after, multipart.next_field())
+            .await
+            .map_err(|_| idle(span, idle_after))?;
+        let Some(mut field) = next.map_err(|e| multipart_error(span, e))? else {
+            break;
+        };
         match field.name() {
-            Some("title") if title.is_none() => *title = read_title(&mut field, span).await?,
+            Some("title") if title.is_none() => {
+                *title = read_title(&mut field, idle_after, span).await?;
+            }
             Some("file") if stored.is_none() => {
                 *stored = Some(store_file(state, field, id, span).await?);
             }
@@ -220,7 +231,11 @@ async fn read_parts(
     Ok(())
 }
 
-async fn read_title(field: &mut Field<'_>, span: &Span) -> Result<Option<String>, ApiError> {
+async fn read_title(
+    field: &mut Field<'_>,
+    idle_after: std::time::Duration,
+    span: &Span,
+) -> Result<Option<String>, ApiError> {
     let too_long = || {
         rejected(
             span,
@@ -232,7 +247,14 @@ async fn read_title(field: &mut Field<'_>, span: &Span) -> Result<Option<String>
         )
     };
     let mut raw = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(span, e))? {
+    loop {
+        let chunk = match next_chunk(field, idle_after).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(Abort::Idle) => return Err(idle(span, idle_after)),
+            Err(Abort::Body(m)) => return Err(invalid_body(span, m)),
+            Err(Abort::TooLarge) => return Err(too_long()),
+        };
         // Four bytes per character at most: anything longer cannot be a valid title.
         if raw.len() + chunk.len() > MAX_TITLE_CHARS * 4 {
             return Err(too_long());
@@ -263,7 +285,22 @@ async fn read_title(field: &mut Field<'_>, span: &Span) -> Result<Option<String>
 /// Why the body stream stopped early, read back after the store gave up.
 enum Abort {
     TooLarge,
+    Idle,
     Body(String),
+}
+
+/// The next chunk of the file part, or an error once the client has sent nothing for
+/// `idle`. A per-chunk deadline rather than one for the whole upload: a slow but steady
+/// link may take an hour for a large file, a silent one is gone.
+async fn next_chunk(
+    field: &mut Field<'_>,
+    idle: std::time::Duration,
+) -> Result<Option<Bytes>, Abort> {
+    match tokio::time::timeout(idle, field.chunk()).await {
+        Err(_) => Err(Abort::Idle),
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(Abort::Body(e.body_text())),
+    }
 }
 
 /// Ends the body stream, leaving the reason where the handler finds it.
@@ -320,6 +357,17 @@ impl Meter {
     }
 }
 
+fn idle(span: &Span, after: std::time::Duration) -> ApiError {
+    rejected(
+        span,
+        "idle_timeout",
+        ApiError::RequestTimeout(format!(
+            "the upload sent nothing for {} s and was abandoned",
+            after.as_secs()
+        )),
+    )
+}
+
 fn too_large(span: &Span, max: u64) -> ApiError {
     rejected(
         span,
@@ -365,18 +413,22 @@ async fn store_file(
         marks: Arc::default(),
     };
     let marks = meter.marks.clone();
+    let idle_after = state.settings.upload_idle_timeout;
 
     // Enough of the start to recognise the container, before anything is stored.
     let mut head = Vec::with_capacity(SNIFF_LEN);
     while head.len() < SNIFF_LEN {
-        match field.chunk().await.map_err(|e| multipart_error(span, e))? {
-            Some(chunk) => {
+        match next_chunk(&mut field, idle_after).await {
+            Err(Abort::Idle) => return Err(idle(span, idle_after)),
+            Err(Abort::Body(m)) => return Err(invalid_body(span, m)),
+            Err(Abort::TooLarge) => return Err(too_large(span, max)),
+            Ok(Some(chunk)) => {
                 if !meter.add(chunk.len()) {
                     return Err(too_large(span, max));
                 }
                 head.extend_from_slice(&chunk);
             }
-            None => break,
+            Ok(None) => break,
         }
     }
     let detected = sniff::detect(&head);
@@ -399,14 +451,22 @@ async fn store_file(
 
     let key = videos::object_key(id, &filename)?;
     let abort: Arc<Mutex<Option<Abort>>> = Arc::default();
-    let rest = {
-        let abort = abort.clone();
-        field.map(move |chunk| match chunk {
-            Ok(c) if meter.add(c.len()) => Ok(c),
-            Ok(_) => stop(Abort::TooLarge, &abort),
-            Err(e) => stop(Abort::Body(e.body_text()), &abort),
-        })
-    };
+    // The rest of the part as a stream for the store; the first error ends it (the store
+    // gives up on it and publishes nothing) and its reason is left in `abort`.
+    let rest = futures_util::stream::unfold(
+        Some((field, meter, abort.clone())),
+        move |state| async move {
+            let (mut field, mut meter, abort) = state?;
+            let item = match next_chunk(&mut field, idle_after).await {
+                Ok(None) => return None,
+                Ok(Some(c)) if meter.add(c.len()) => Ok(c),
+                Ok(Some(_)) => stop(Abort::TooLarge, &abort),
+                Err(why) => stop(why, &abort),
+            };
+            let next = item.is_ok().then_some((field, meter, abort));
+            Some((item, next))
+        },
+    );
     let body = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(rest);
     let put = state.store.put(&key, body, content_type).await;
     Meter::emit(&marks, span);
@@ -414,13 +474,8 @@ async fn store_file(
     let meta = match (put, why) {
         (Ok(meta), _) => meta,
         (Err(_), Some(Abort::TooLarge)) => return Err(too_large(span, max)),
-        (Err(_), Some(Abort::Body(m))) => {
-            return Err(rejected(
-                span,
-                "invalid_multipart",
-                ApiError::bad_request("invalid_multipart", m),
-            ));
-        }
+        (Err(_), Some(Abort::Idle)) => return Err(idle(span, idle_after)),
+        (Err(_), Some(Abort::Body(m))) => return Err(invalid_body(span, m)),
         (Err(e), None) => return Err(store_error(e)),
     };
     span.record("upload.size", i64::try_from(meta.size).unwrap_or(i64::MAX));

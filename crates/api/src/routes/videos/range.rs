@@ -9,8 +9,14 @@
 //!   ask for one range at a time; a `multipart/byteranges` body would need one store read per
 //!   part and boundary framing that no player uses, and ignoring lists also defuses the
 //!   overlapping-ranges amplification trick.
-//! - `If-Range` is honoured with a strong `ETag` comparison only. A date validator or a weak
-//!   tag never matches, so the client gets the whole (current) video, which is always safe.
+//! - `If-Range` with an entity tag uses the strong comparison: a weak tag never matches. With
+//!   an HTTP-date it matches only when the date is exactly the object's `Last-Modified` and
+//!   that is at least a second in the past, the condition under which RFC 9110 §8.8.2.2 calls
+//!   a date a strong validator (a file rewritten within the same second would otherwise keep
+//!   its date). A validator that does not match gets the whole (current) video, which is
+//!   always safe.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderValue;
 use vidscope_core::storage::ByteRange;
@@ -108,16 +114,40 @@ impl Spec {
 }
 
 /// Whether the `If-Range` validator still names the stored representation. Absent means
-/// "no condition". Only a strong entity tag equal to the current one matches.
-pub fn if_range_matches(if_range: Option<&HeaderValue>, etag: Option<&str>) -> bool {
+/// "no condition". A strong entity tag equal to the current one matches, and so does an
+/// HTTP-date equal to a `last_modified` at least one second before `now`.
+pub fn if_range_matches(
+    if_range: Option<&HeaderValue>,
+    etag: Option<&str>,
+    last_modified: Option<SystemTime>,
+    now: SystemTime,
+) -> bool {
     let Some(if_range) = if_range else {
         return true;
     };
-    let (Ok(v), Some(etag)) = (if_range.to_str(), etag) else {
+    let Ok(v) = if_range.to_str() else {
         return false;
     };
     let v = v.trim();
-    v.starts_with('"') && !etag.starts_with("W/") && v == etag
+    if v.starts_with('"') || v.starts_with("W/") {
+        return etag.is_some_and(|etag| !etag.starts_with("W/") && v == etag);
+    }
+    let (Ok(date), Some(modified)) = (httpdate::parse_http_date(v), last_modified) else {
+        return false;
+    };
+    let modified = whole_seconds(modified);
+    date == modified
+        && now
+            .duration_since(modified)
+            .is_ok_and(|age| age >= Duration::from_secs(1))
+}
+
+/// HTTP dates have whole seconds; file times do not.
+pub fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
 }
 
 #[cfg(test)]
@@ -190,14 +220,50 @@ mod tests {
     #[test]
     fn if_range_is_a_strong_comparison() {
         let h = |s: &str| HeaderValue::from_str(s).unwrap();
-        assert!(if_range_matches(None, None));
-        assert!(if_range_matches(Some(&h("\"a\"")), Some("\"a\"")));
-        assert!(!if_range_matches(Some(&h("\"b\"")), Some("\"a\"")));
-        assert!(!if_range_matches(Some(&h("W/\"a\"")), Some("W/\"a\"")));
-        assert!(!if_range_matches(
-            Some(&h("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Some("\"a\"")
+        let now = SystemTime::now();
+        let m =
+            |a: Option<&str>, e: Option<&str>| if_range_matches(a.map(h).as_ref(), e, None, now);
+        assert!(m(None, None));
+        assert!(m(Some("\"a\""), Some("\"a\"")));
+        assert!(!m(Some("\"b\""), Some("\"a\"")));
+        assert!(!m(Some("W/\"a\""), Some("W/\"a\"")));
+        assert!(!m(Some("Wed, 21 Oct 2015 07:28:00 GMT"), Some("\"a\"")));
+        assert!(!m(Some("\"a\""), None));
+    }
+
+    #[test]
+    fn if_range_with_a_date_matches_an_old_enough_last_modified() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        // 2015-10-21T07:28:00Z, with a fraction the HTTP date cannot carry.
+        let modified = UNIX_EPOCH + Duration::from_millis(1_445_412_480_250);
+        let date = h("Wed, 21 Oct 2015 07:28:00 GMT");
+        let later = modified + Duration::from_secs(3600);
+        assert!(if_range_matches(
+            Some(&date),
+            Some("\"a\""),
+            Some(modified),
+            later
         ));
-        assert!(!if_range_matches(Some(&h("\"a\"")), None));
+        // Another second, another date format it cannot be, no date known.
+        let other = h("Wed, 21 Oct 2015 07:28:01 GMT");
+        assert!(!if_range_matches(Some(&other), None, Some(modified), later));
+        assert!(!if_range_matches(
+            Some(&h("yesterday")),
+            None,
+            Some(modified),
+            later
+        ));
+        assert!(!if_range_matches(Some(&date), None, None, later));
+        // Modified within the last second: the date is weak, no match.
+        let just_after = modified + Duration::from_millis(500);
+        assert!(!if_range_matches(
+            Some(&date),
+            None,
+            Some(modified),
+            just_after
+        ));
+        // The obsolete RFC 850 form of the same instant parses too.
+        let rfc850 = h("Wednesday, 21-Oct-15 07:28:00 GMT");
+        assert!(if_range_matches(Some(&rfc850), None, Some(modified), later));
     }
 }

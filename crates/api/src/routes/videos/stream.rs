@@ -113,7 +113,12 @@ async fn serve(
     );
     // Size and validator first: a suffix range needs the size, `If-Range` the ETag.
     let meta = state.store.head(&key).await.map_err(store_error)?;
-    let condition_holds = if_range_matches(headers.get(header::IF_RANGE), meta.etag.as_deref());
+    let condition_holds = if_range_matches(
+        headers.get(header::IF_RANGE),
+        meta.etag.as_deref(),
+        meta.last_modified,
+        std::time::SystemTime::now(),
+    );
     let requested = match RangeHeader::parse(headers.get(header::RANGE)) {
         RangeHeader::Single(_) if !condition_holds => {
             span.record("video.range.outcome", "if_range_mismatch");
@@ -154,6 +159,13 @@ async fn serve(
         && let Ok(v) = HeaderValue::from_str(etag)
     {
         response = response.header(header::ETAG, v);
+    }
+    // From the `head` above: a ranged S3 read does not always carry it.
+    if let Some(modified) = meta.last_modified.or(body.meta.last_modified) {
+        response = response.header(
+            header::LAST_MODIFIED,
+            httpdate::fmt_http_date(super::range::whole_seconds(modified)),
+        );
     }
     response = match body.range {
         Some(r) => {
