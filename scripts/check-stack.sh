@@ -83,6 +83,7 @@ GRAFANA_ADMIN_PASSWORD=check-stack-not-a-secret
 POSTGRES_PASSWORD=check-stack-not-a-secret
 S3_SECRET_ACCESS_KEY=check-stack-not-a-secret
 VIDSCOPE_ADMIN_PASSWORD=check-stack-not-a-secret
+VIDSCOPE_CRM_CLIENT_SECRET=check-stack-not-a-secret
 EOF
 if docker-compose -f docker-compose.observability.yml --env-file "$tmp/check.env" config -q; then
     ok "compose file is valid"

@@ -34,6 +34,8 @@ enum Command {
     },
     /// Send realistic traffic to a running API (bounded in time and requests).
     Loadgen(LoadgenArgs),
+    /// Stand in for the external CRM, with scheduled failures (compose stack, demos).
+    CrmSandbox(CrmSandboxArgs),
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -82,6 +84,49 @@ struct LoadgenArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct CrmSandboxArgs {
+    #[arg(
+        long,
+        env = "VIDSCOPE_CRM_SANDBOX_ADDR",
+        default_value = "127.0.0.1:8090"
+    )]
+    addr: SocketAddr,
+    /// The client credentials it accepts (the worker's variables, so one `.env` serves both).
+    #[arg(long, env = "VIDSCOPE_CRM_CLIENT_ID")]
+    client_id: String,
+    #[arg(long, env = "VIDSCOPE_CRM_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// Share of requests that fail on purpose with 429, 500 or 503 (0 to 1).
+    #[arg(long, env = "VIDSCOPE_CRM_SANDBOX_ERROR_RATE", default_value_t = 0.05, value_parser = parse_share)]
+    error_rate: f64,
+    /// Added to every answer (jittered ±50 %).
+    #[arg(long, default_value = "40ms", value_parser = humantime::parse_duration)]
+    latency: std::time::Duration,
+    /// An outage starts this often ("off" for none).
+    #[arg(long, env = "VIDSCOPE_CRM_SANDBOX_OUTAGE_EVERY", default_value = "15m", value_parser = parse_optional_duration)]
+    outage_every: OptionalDuration,
+    /// How long each outage lasts.
+    #[arg(long, env = "VIDSCOPE_CRM_SANDBOX_OUTAGE_FOR", default_value = "2m", value_parser = humantime::parse_duration)]
+    outage_for: std::time::Duration,
+    /// Lifetime of the access tokens it issues.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    token_ttl: std::time::Duration,
+}
+
+/// A duration or "off" (clap needs a named type: a bare `Option` means "the flag may be absent").
+#[derive(Clone, Copy)]
+struct OptionalDuration(Option<std::time::Duration>);
+
+fn parse_optional_duration(s: &str) -> Result<OptionalDuration, String> {
+    match s.trim() {
+        "off" | "0" | "never" => Ok(OptionalDuration(None)),
+        d => humantime::parse_duration(d)
+            .map(|d| OptionalDuration(Some(d)))
+            .map_err(|e| format!("{s:?} is neither a duration nor \"off\": {e}")),
+    }
+}
+
 fn parse_share(s: &str) -> Result<f64, String> {
     s.parse::<f64>()
         .ok()
@@ -115,6 +160,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up { addr } => up(&cli.data_dir, addr).await,
         Command::Loadgen(args) => loadgen(args).await,
+        Command::CrmSandbox(args) => crm_sandbox(args).await,
         Command::User {
             command:
                 UserCommand::Add {
@@ -232,18 +278,9 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         );
     }
 
-    // Traces go wherever OTEL_* says; with no endpoint configured there is nothing to send
-    // them to, so telemetry stays off rather than warning about localhost:4318 every second.
-    let configured = [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some());
     let mut telemetry = TelemetryConfig::new("vidscope-loadgen");
     telemetry.stdout_logs = false;
-    let mut telemetry = telemetry.from_env()?;
-    telemetry.enabled &= configured;
+    let telemetry = only_if_configured(telemetry.from_env()?);
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
 
     // Ctrl-C ends the run early; the summary still covers what was sent.
@@ -262,6 +299,48 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         summary.requests
     );
     Ok(())
+}
+
+/// Export only when an OTLP endpoint is configured: the helper commands have nothing to send
+/// to otherwise, and would warn about localhost:4317 every second.
+fn only_if_configured(mut telemetry: TelemetryConfig) -> TelemetryConfig {
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    telemetry.enabled &= configured;
+    telemetry
+}
+
+async fn crm_sandbox(args: CrmSandboxArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.client_id.trim().is_empty() && !args.client_secret.is_empty(),
+        "VIDSCOPE_CRM_CLIENT_ID and VIDSCOPE_CRM_CLIENT_SECRET must not be empty"
+    );
+    let config = vidscope_cli::crm_sandbox::SandboxConfig {
+        addr: args.addr,
+        client_id: args.client_id.trim().to_owned(),
+        client_secret: args.client_secret,
+        error_rate: args.error_rate,
+        latency: args.latency,
+        outage_every: args.outage_every.0,
+        outage_for: args.outage_for,
+        token_ttl: args.token_ttl,
+    };
+    // Telemetry like the API's (OTLP when configured, JSON logs on stdout), under its own
+    // service name so the service graph shows the worker calling it.
+    let telemetry = only_if_configured(TelemetryConfig::new("vidscope-crm-sandbox").from_env()?);
+    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
+    let result = vidscope_cli::crm_sandbox::serve(
+        config,
+        guard.metrics().clone(),
+        vidscope_core::shutdown::signal(),
+    )
+    .await;
+    guard.shutdown().await;
+    result
 }
 
 async fn user_add(data_dir: &Path, email: &str, password: &str, role: &str) -> anyhow::Result<()> {
