@@ -365,9 +365,22 @@ pub(crate) fn view(instrument: &Instrument) -> Option<Stream> {
     builder.build().ok()
 }
 
-/// Every instrument of the catalog, created once from the service's meter.
+/// Every instrument of the catalog, created once from the service's meter. Shared behind one
+/// `Arc`: the handle is cloned into every request's state, and cloning ~30 instrument handles
+/// (an atomic increment each, and a decrement on drop) was ~5 % of the CPU of a cheap request.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Instruments>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Instruments;
+
+    fn deref(&self) -> &Instruments {
+        &self.0
+    }
+}
+
+/// The instruments themselves; reached through [`Metrics`].
+pub struct Instruments {
     pub http_server_request_duration: Histogram<f64>,
     pub video_load_time_ms: Histogram<f64>,
     pub video_resume_time_ms: Histogram<f64>,
@@ -394,7 +407,7 @@ pub struct Metrics {
     pub job_dead_letter_total: Counter<u64>,
     pub crm_circuit_breaker_state: Gauge<i64>,
     pub outbox_pending: Gauge<i64>,
-    _self_metrics: Arc<[ObservableCounter<u64>; 2]>,
+    _self_metrics: [ObservableCounter<u64>; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -454,7 +467,7 @@ impl Metrics {
                 })
                 .build()
         };
-        Self {
+        Self(Arc::new(Instruments {
             http_server_request_duration: hist(meter, HTTP_SERVER_REQUEST_DURATION),
             video_load_time_ms: hist(meter, VIDEO_LOAD_TIME),
             video_resume_time_ms: hist(meter, VIDEO_RESUME_TIME),
@@ -481,11 +494,11 @@ impl Metrics {
             job_dead_letter_total: count(meter, JOB_DEAD_LETTER),
             crm_circuit_breaker_state: gauge_i64(meter, CRM_BREAKER_STATE),
             outbox_pending: gauge_i64(meter, OUTBOX_PENDING),
-            _self_metrics: Arc::new([
+            _self_metrics: [
                 observe(TELEMETRY_DROPPED, ExportStats::dropped),
                 observe(TELEMETRY_FALLBACK, ExportStats::fallback),
-            ]),
-        }
+            ],
+        }))
     }
 }
 

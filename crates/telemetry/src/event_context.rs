@@ -21,7 +21,8 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 /// Wraps log-writing layers: their `on_event` runs with the event's span context attached.
-/// Every other callback is forwarded unchanged, so per-layer filters inside keep working.
+/// They see events and span creation only (see the end of the `Layer` impl), so a `RUST_LOG`
+/// span directive (`[span]=debug`) cannot select log lines by span.
 pub struct WithSpanContext<L> {
     inner: L,
     /// The dispatcher this layer lives in. Inside a callback `dispatcher::get_default` yields
@@ -91,24 +92,17 @@ where
         self.inner.event_enabled(event, ctx)
     }
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        // Forwarded (once per span): per-layer filters inside consume the verdict their
+        // `enabled` left in tracing-subscriber's thread-local filter state here.
         self.inner.on_new_span(attrs, id, ctx);
-    }
-    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
-        self.inner.on_record(id, values, ctx);
     }
     fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
         self.inner.on_follows_from(id, follows, ctx);
     }
-    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
-    }
-    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_exit(id, ctx);
-    }
-    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
-        self.inner.on_close(id, ctx);
-    }
     fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
         self.inner.on_id_change(old, new, ctx);
     }
+    // Enter, exit, record and close are not forwarded: the wrapped layers write log lines and
+    // filter spans out, but each would still look the span up in the registry on every enter
+    // and exit (every poll of an instrumented future) to find that out.
 }

@@ -14,6 +14,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
 use tracing::Dispatch;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, filter};
@@ -259,29 +260,57 @@ fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLines
     }
 }
 
-fn fmt_layer<S>(writer: BoxMakeWriter) -> impl Layer<S>
+/// A per-layer filter chosen at start-up; boxed because it is one of two types.
+type DynFilter<S> = Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync + 'static>;
+
+/// The filter for a `RUST_LOG`-style directive string: a static [`Targets`] filter when the
+/// string has only `target=level` directives (the usual case), an [`EnvFilter`] when it uses
+/// span or field directives. Why not always `EnvFilter`: as a per-layer filter it takes a lock
+/// and a map lookup on every span enter and exit to support those dynamic directives, and
+/// with four of them in the stack that was ~4 % of a request's CPU in the benchmark, paid on
+/// every poll of every instrumented future. `Targets` decides once per callsite.
+///
+/// [`Targets`]: tracing_subscriber::filter::Targets
+fn directive_filter<S>(var: &'static str, directives: &str) -> Result<DynFilter<S>, InitError>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    // Events only: the JSON lines carry no span fields, and letting spans through would make
-    // the fmt layer format every span's fields into a string nobody reads (measured: ~a third
-    // of the cost of a log line).
+    if let Ok(targets) = directives.parse::<filter::Targets>() {
+        return Ok(Box::new(targets));
+    }
+    EnvFilter::try_new(directives)
+        .map(|f| Box::new(f) as DynFilter<S>)
+        .map_err(|e| {
+            InitError::Config(crate::config::ConfigError {
+                var,
+                value: directives.to_owned(),
+                reason: e.to_string(),
+            })
+        })
+}
+
+fn fmt_layer<S>(writer: BoxMakeWriter, log_filter: DynFilter<S>) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // Events only, and that filter outermost: the JSON lines carry no span fields, so letting
+    // spans through would make the fmt layer format every span's fields into a string nobody
+    // reads (measured: ~a third of the cost of a log line), and the log filter inside would
+    // track every span.
     tracing_subscriber::fmt::layer()
         .event_format(OtelJson::default())
         .fmt_fields(fields())
         .with_writer(writer)
+        .with_filter(log_filter)
         .with_filter(filter::filter_fn(|m| m.is_event()))
 }
 
 /// Which spans become OpenTelemetry spans: info and above, minus the exporters' own stacks.
-fn spans_filter() -> Result<EnvFilter, InitError> {
-    EnvFilter::try_new(format!("info,{NOT_EXPORTED}")).map_err(|e| {
-        InitError::Config(crate::config::ConfigError {
-            var: "RUST_LOG",
-            value: NOT_EXPORTED.into(),
-            reason: e.to_string(),
-        })
-    })
+fn spans_filter<S>() -> Result<DynFilter<S>, InitError>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    directive_filter("RUST_LOG", &format!("info,{NOT_EXPORTED}"))
 }
 
 /// Builds everything without installing anything global except the (stateless) propagator.
@@ -289,16 +318,13 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     crate::propagation::install_propagator();
     let stats = Arc::new(ExportStats::default());
 
-    let fmt_filter = EnvFilter::try_new(format!(
+    let fmt_directives = format!(
         "{},opentelemetry={lvl},opentelemetry_sdk={lvl},opentelemetry_otlp={lvl}",
         config.log_filter,
         lvl = config.sdk_log_level
-    ))
-    .map_err(|e| crate::config::ConfigError {
-        var: "RUST_LOG",
-        value: config.log_filter.clone(),
-        reason: e.to_string(),
-    })?;
+    );
+    // Parsed once up front so a bad RUST_LOG fails start-up naming the variable.
+    directive_filter::<tracing_subscriber::Registry>("RUST_LOG", &fmt_directives)?;
     let stdout_logs = config.stdout_logs;
 
     if !config.enabled {
@@ -306,8 +332,12 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
         let metrics = Metrics::new(&meter, stats.clone());
         let dispatch = Dispatch::new(
-            tracing_subscriber::registry()
-                .with(stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter))),
+            tracing_subscriber::registry().with(
+                stdout_logs
+                    .then(|| directive_filter("RUST_LOG", &fmt_directives))
+                    .transpose()?
+                    .map(|f| fmt_layer(writer, f)),
+            ),
         );
         return Ok(Telemetry {
             dispatch,
@@ -416,13 +446,21 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         .with_tracked_inactivity(false)
         // See `event_context`: the context is looked up per log event, not attached per poll.
         .with_context_activation(false)
-        .with_filter(span_filter)
-        .with_filter(filter::filter_fn(|m| m.is_span()));
-    let bridge = logs_on.then(|| {
-        let f = EnvFilter::try_new(format!("{},{NOT_EXPORTED}", config.log_filter))
-            .unwrap_or_else(|_| EnvFilter::new("info"));
-        OpenTelemetryTracingBridge::new(&logger_provider).with_filter(f)
-    });
+        // One combined filter rather than two nested ones: every per-layer filter looks the
+        // span up on each enter and exit.
+        .with_filter(span_filter.and(filter::filter_fn(|m| m.is_span())));
+    let bridge = logs_on
+        .then(|| directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter)))
+        .transpose()?
+        .map(|f| {
+            OpenTelemetryTracingBridge::new(&logger_provider)
+                .with_filter(f)
+                .with_filter(filter::filter_fn(|m| m.is_event()))
+        });
+    let stdout = stdout_logs
+        .then(|| directive_filter("RUST_LOG", &fmt_directives))
+        .transpose()?
+        .map(|f| fmt_layer(writer, f));
 
     let dispatch = Dispatch::new(
         tracing_subscriber::registry()
@@ -430,14 +468,10 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             // Same span filter as the OpenTelemetry layer: it must see the root of each tree.
             .with(
                 DbWatch::new(config.slow_query, config.n_plus_one_threshold)
-                    .with_filter(spans_filter()?)
-                    .with_filter(filter::filter_fn(|m| m.is_span())),
+                    .with_filter(spans_filter()?.and(filter::filter_fn(|m| m.is_span()))),
             )
             .with(otel_layer)
-            .with(WithSpanContext::new(Layer::and_then(
-                bridge,
-                stdout_logs.then(|| fmt_layer(writer).with_filter(fmt_filter)),
-            ))),
+            .with(WithSpanContext::new(Layer::and_then(bridge, stdout))),
     );
     Ok(Telemetry {
         dispatch,

@@ -466,7 +466,7 @@ impl CrmClient {
                 breaker: Breaker::new(
                     settings.breaker_failures,
                     settings.breaker_cooldown,
-                    metrics.crm_circuit_breaker_state,
+                    metrics.crm_circuit_breaker_state.clone(),
                 ),
                 backoff: Backoff {
                     base: settings.retry_base_delay,
