@@ -76,52 +76,71 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         .map(|m| m.as_str().to_owned());
     let route = matched.as_deref().unwrap_or("");
     let method = method_label(req.method());
-    let body_size = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let category = api_category(route);
-    // The span name is low-cardinality: method plus route template, never the raw path.
+    // The attributes are declared here and recorded only once the span is known to be sampled:
+    // tracing-opentelemetry converts every recorded field into an attribute (string copies
+    // included) whether or not the span is ever exported, and with ratio sampling most are not.
+    // The name and kind cannot be changed once the span has started, so they are set here;
+    // the name is low-cardinality: method plus route template, never the raw path.
     let span = tracing::info_span!(
         "http.server.request",
         otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
         otel.kind = "server",
-        http.request.method = method,
+        http.request.method = tracing::field::Empty,
         http.route = tracing::field::Empty,
-        url.path = %redact_str(req.uri().path()),
-        url.scheme = "http",
-        user_agent.original = user_agent,
-        http.route.type = route_type(route),
-        api.category = category,
-        http.request.body.size = body_size,
+        url.path = tracing::field::Empty,
+        url.scheme = tracing::field::Empty,
+        user_agent.original = tracing::field::Empty,
+        http.route.type = tracing::field::Empty,
+        api.category = tracing::field::Empty,
+        http.request.body.size = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         http.response.category = tracing::field::Empty,
         user.id = tracing::field::Empty,
         error.type = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if !route.is_empty() {
-        span.record("http.route", route);
-    }
     set_remote_parent(&span, extract_http(req.headers()));
+    // Starts the OpenTelemetry span: the sampling decision is made here.
+    let cx = span.context();
+    let recording = cx.span().is_recording();
+    if recording {
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let body_size = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        span.record("http.request.method", method);
+        if !route.is_empty() {
+            span.record("http.route", route);
+        }
+        span.record("url.path", redact_str(req.uri().path()).as_ref());
+        span.record("url.scheme", "http");
+        span.record("user_agent.original", user_agent);
+        span.record("http.route.type", route_type(route));
+        span.record("api.category", category);
+        if let Some(size) = body_size {
+            span.record("http.request.body.size", size);
+        }
+    }
 
     let mut response =
         vidscope_telemetry::db_watch::scope(next.run(req).instrument(span.clone())).await;
 
     let status = response.status().as_u16();
-    span.record("http.response.status_code", i64::from(status));
-    span.record("http.response.category", response_category(status));
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-        span.record("error.type", response.status().as_str());
+    if recording {
+        span.record("http.response.status_code", i64::from(status));
+        span.record("http.response.category", response_category(status));
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", response.status().as_str());
+        }
     }
-    let cx = span.context();
     if let Some(v) = traceresponse(cx.span().span_context())
         && let Ok(v) = HeaderValue::from_str(&v)
     {
