@@ -196,6 +196,14 @@ pub fn route_not_found(method: &str, path: &str) -> Response {
     )
 }
 
+/// A body over the router's global limit ([`crate::router::BODY_LIMIT`]).
+fn body_too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the request body exceeds the limit of {} bytes",
+        crate::router::BODY_LIMIT
+    ))
+}
+
 /// Gives the answers that tower layers make themselves (the body limit's 413, the timeout's
 /// 408: plain text or empty) the API's JSON error body, so a client can rely on one error
 /// shape. Responses that already are JSON pass through untouched.
@@ -208,14 +216,7 @@ pub async fn json_layer_errors(response: Response) -> Response {
         return response;
     }
     match response.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => body(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!(
-                "the request body exceeds the limit of {} bytes",
-                crate::router::BODY_LIMIT
-            ),
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => body_too_large().into_response(),
         StatusCode::REQUEST_TIMEOUT => body(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
@@ -231,10 +232,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         // A body cut off by the size limit (no Content-Length, so the limit layer could not
         // answer up front) is too large, not malformed.
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::PayloadTooLarge(format!(
-                "the request body exceeds the limit of {} bytes",
-                crate::router::BODY_LIMIT
-            ));
+            return body_too_large();
         }
         match r {
             J::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(

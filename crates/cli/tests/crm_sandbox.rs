@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,21 +27,16 @@ fn sandbox(extra: &[&str]) -> (Process, String) {
         .spawn()
         .expect("spawn vidscope crm-sandbox");
     let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("crm-sandbox exited before saying where it listens")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let url = common::scan_stdout(stdout, "crm-sandbox said where it listens", |line| {
+        line.split("listening on ")
+            .nth(1)
+            .map(|u| u.trim().to_owned())
+    });
     (Process(child), url)
 }
 
-fn metrics() -> (vidscope_telemetry::Telemetry, vidscope_telemetry::Metrics) {
+/// Instruments for the client; telemetry is off (this test asserts on HTTP, not on exports).
+fn metrics() -> vidscope_telemetry::Metrics {
     let mut config = TelemetryConfig::new("crm-sandbox-test");
     config.enabled = false;
     config.stdout_logs = false;
@@ -51,8 +45,7 @@ fn metrics() -> (vidscope_telemetry::Telemetry, vidscope_telemetry::Metrics) {
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::sink),
     )
     .unwrap();
-    let m = t.guard.metrics().clone();
-    (t, m)
+    t.guard.metrics().clone()
 }
 
 fn contact(user: &str, event: CrmEvent) -> CrmContact {
@@ -72,7 +65,7 @@ fn settings(url: &str, secret: &str) -> CrmSettings {
 #[tokio::test]
 async fn the_worker_client_syncs_contacts_with_the_sandbox() {
     let (process, url) = sandbox(&["--error-rate", "0", "--outage-every", "off"]);
-    let (_t, metrics) = metrics();
+    let metrics = metrics();
     let client = CrmClient::new(settings(&url, SECRET), metrics.clone()).unwrap();
 
     client
@@ -186,7 +179,7 @@ async fn an_outage_opens_the_workers_breaker_and_it_closes_after() {
         "--outage-for",
         "3s",
     ]);
-    let (_t, metrics) = metrics();
+    let metrics = metrics();
     let client = CrmClient::new(
         settings(&url, SECRET)
             .with_max_attempts(1)

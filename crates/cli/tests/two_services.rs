@@ -3,7 +3,6 @@
 //! capture receiver. One upload must give one trace across both services, and its status
 //! changes must reach the uploader's open WebSocket through Redis pub/sub.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,26 +67,17 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
     let stdout = api.0.stdout.take().unwrap();
     // The API logs JSON lines; the start-up line carries the port it bound.
     let port = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("vidscope-api exited before it listened")
-                .unwrap();
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if json["message"] == "vidscope-api listening"
-                || json["fields"]["message"] == "vidscope-api listening"
-            {
-                break json["port"]
+        common::scan_stdout(stdout, "vidscope-api listened", |line| {
+            let json = serde_json::from_str::<serde_json::Value>(line).ok()?;
+            let listening = json["message"] == "vidscope-api listening"
+                || json["fields"]["message"] == "vidscope-api listening";
+            listening.then(|| {
+                json["port"]
                     .as_u64()
                     .or_else(|| json["fields"]["port"].as_u64())
-                    .expect("port on the listening line");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        port
+                    .expect("port on the listening line")
+            })
+        })
     })
     .await
     .unwrap();

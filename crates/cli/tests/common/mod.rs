@@ -25,19 +25,33 @@ impl Process {
     }
 }
 
-/// Reads `vidscope up`'s banner until its `liveness` line and returns the base URL; the rest
-/// of stdout (JSON logs) is drained on a thread so the child never blocks on a full pipe.
-pub fn up_base_url(stdout: ChildStdout) -> String {
+/// Reads `stdout` line by line until `find` returns something, and returns that; the rest of
+/// stdout (JSON logs) is drained on a thread so the child never blocks on a full pipe. Panics
+/// naming `what` if the child exits first.
+pub fn scan_stdout<T>(
+    stdout: ChildStdout,
+    what: &str,
+    mut find: impl FnMut(&str) -> Option<T>,
+) -> T {
     let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
+    let found = loop {
         let line = lines
             .next()
-            .expect("vidscope up exited before printing its URLs")
+            .unwrap_or_else(|| panic!("the process exited before {what}"))
             .unwrap();
-        if let Some(rest) = line.trim().strip_prefix("liveness") {
-            break rest.trim().trim_end_matches("/healthz").to_owned();
+        if let Some(found) = find(&line) {
+            break found;
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    base
+    found
+}
+
+/// `vidscope up`'s base URL, from the `liveness` line of its banner.
+pub fn up_base_url(stdout: ChildStdout) -> String {
+    scan_stdout(stdout, "vidscope up printed its URLs", |line| {
+        line.trim()
+            .strip_prefix("liveness")
+            .map(|rest| rest.trim().trim_end_matches("/healthz").to_owned())
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use vidscope_core::db::now_millis;
 use vidscope_core::jobs::{JobKind, JobMessage};
-use vidscope_core::queue::Queue;
+use vidscope_core::queue::{Delivery, Queue};
 use vidscope_testkit::db::{TestDb, fresh_db};
 
 use crate::common::{db_queue, redis_queue, redis_url, unique_prefix};
@@ -20,6 +20,21 @@ struct Pair {
     a: Queue,
     b: Queue,
     _db: TestDb,
+}
+
+impl Pair {
+    /// Publishes a fresh `kind` job through `a` and claims it there.
+    async fn publish_and_claim(&self, kind: JobKind) -> (JobMessage, Delivery) {
+        let m = message(kind);
+        self.a.publish(&m).await.unwrap();
+        let d = self
+            .a
+            .claim(1, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .remove(0);
+        (m, d)
+    }
 }
 
 async fn pairs(visibility: Duration) -> Vec<Pair> {
@@ -110,13 +125,7 @@ async fn a_published_job_is_claimed_once_and_acknowledged() {
 #[tokio::test]
 async fn a_retry_waits_for_its_delay_and_counts_the_attempt() {
     for p in pairs(Duration::from_secs(30)).await {
-        let m = message(JobKind::VideoThumbnail);
-        p.a.publish(&m).await.unwrap();
-        let first =
-            p.a.claim(1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .remove(0);
+        let (m, first) = p.publish_and_claim(JobKind::VideoThumbnail).await;
         p.a.retry(&first, Duration::from_millis(600), "boom")
             .await
             .unwrap();
@@ -149,13 +158,7 @@ async fn a_retry_waits_for_its_delay_and_counts_the_attempt() {
 #[tokio::test]
 async fn a_job_whose_worker_went_silent_is_reclaimed_after_the_visibility_timeout() {
     for p in pairs(Duration::from_millis(800)).await {
-        let m = message(JobKind::CrmSync);
-        p.a.publish(&m).await.unwrap();
-        let lost =
-            p.a.claim(1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .remove(0);
+        let (m, lost) = p.publish_and_claim(JobKind::CrmSync).await;
         // Worker a dies: no ack, no heartbeat.
         assert!(p.b.claim(1, NONE).await.unwrap().is_empty(), "{}", p.name);
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -181,12 +184,7 @@ async fn a_job_whose_worker_went_silent_is_reclaimed_after_the_visibility_timeou
 #[tokio::test]
 async fn heartbeats_keep_a_long_job_leased() {
     for p in pairs(Duration::from_millis(800)).await {
-        p.a.publish(&message(JobKind::VideoProbe)).await.unwrap();
-        let d =
-            p.a.claim(1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .remove(0);
+        let (_, d) = p.publish_and_claim(JobKind::VideoProbe).await;
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(p.a.heartbeat(&d).await.unwrap(), "{}", p.name);
@@ -203,13 +201,7 @@ async fn heartbeats_keep_a_long_job_leased() {
 #[tokio::test]
 async fn dead_letters_keep_the_job_and_its_error_class() {
     for p in pairs(Duration::from_secs(30)).await {
-        let m = message(JobKind::VideoProbe);
-        p.a.publish(&m).await.unwrap();
-        let d =
-            p.a.claim(1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .remove(0);
+        let (m, d) = p.publish_and_claim(JobKind::VideoProbe).await;
         p.a.dead_letter(&d, "permanent", "ffprobe exited with 1")
             .await
             .unwrap();
@@ -232,13 +224,7 @@ async fn dead_letters_keep_the_job_and_its_error_class() {
 #[tokio::test]
 async fn a_released_job_is_claimable_at_once_without_counting_an_attempt() {
     for p in pairs(Duration::from_secs(30)).await {
-        let m = message(JobKind::VideoThumbnail);
-        p.a.publish(&m).await.unwrap();
-        let d =
-            p.a.claim(1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .remove(0);
+        let (_, d) = p.publish_and_claim(JobKind::VideoThumbnail).await;
         p.a.release(&d).await.unwrap();
         let again = p.b.claim(1, Duration::from_secs(1)).await.unwrap();
         assert_eq!(again.len(), 1, "{}: released job not claimable", p.name);

@@ -170,14 +170,10 @@ fn rejected(span: &Span, reason: &'static str, e: ApiError) -> ApiError {
 }
 
 fn multipart_error(span: &Span, e: MultipartError) -> ApiError {
-    invalid_body(span, e.body_text())
-}
-
-fn invalid_body(span: &Span, message: String) -> ApiError {
     rejected(
         span,
         "invalid_multipart",
-        ApiError::bad_request("invalid_multipart", message),
+        ApiError::bad_request("invalid_multipart", e.body_text()),
     )
 }
 
@@ -247,14 +243,7 @@ async fn read_title(
         )
     };
     let mut raw = Vec::new();
-    loop {
-        let chunk = match next_chunk(field, idle_after).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(Abort::Idle) => return Err(idle(span, idle_after)),
-            Err(Abort::Body(m)) => return Err(invalid_body(span, m)),
-            Err(Abort::TooLarge) => return Err(too_long()),
-        };
+    while let Some(chunk) = next_chunk(field, idle_after, span).await? {
         // Four bytes per character at most: anything longer cannot be a valid title.
         if raw.len() + chunk.len() > MAX_TITLE_CHARS * 4 {
             return Err(too_long());
@@ -282,33 +271,18 @@ async fn read_title(
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
-/// Why the body stream stopped early, read back after the store gave up.
-enum Abort {
-    TooLarge,
-    Idle,
-    Body(String),
-}
-
-/// The next chunk of the file part, or an error once the client has sent nothing for
-/// `idle`. A per-chunk deadline rather than one for the whole upload: a slow but steady
-/// link may take an hour for a large file, a silent one is gone.
+/// The next chunk of a part, or the refusal for a client that sent nothing for `idle_after`
+/// (408) or a broken body (400). A per-chunk deadline rather than one for the whole upload:
+/// a slow but steady link may take an hour for a large file, a silent one is gone.
 async fn next_chunk(
     field: &mut Field<'_>,
-    idle: std::time::Duration,
-) -> Result<Option<Bytes>, Abort> {
-    match tokio::time::timeout(idle, field.chunk()).await {
-        Err(_) => Err(Abort::Idle),
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(Abort::Body(e.body_text())),
+    idle_after: std::time::Duration,
+    span: &Span,
+) -> Result<Option<Bytes>, ApiError> {
+    match tokio::time::timeout(idle_after, field.chunk()).await {
+        Err(_) => Err(idle(span, idle_after)),
+        Ok(chunk) => chunk.map_err(|e| multipart_error(span, e)),
     }
-}
-
-/// Ends the body stream, leaving the reason where the handler finds it.
-fn stop(why: Abort, abort: &Mutex<Option<Abort>>) -> std::io::Result<Bytes> {
-    if let Ok(mut a) = abort.lock() {
-        *a = Some(why);
-    }
-    Err(std::io::Error::other("upload stopped"))
 }
 
 /// Counts bytes, enforces the limit and notes when each `upload.progress` mark was passed.
@@ -418,18 +392,13 @@ async fn store_file(
     // Enough of the start to recognise the container, before anything is stored.
     let mut head = Vec::with_capacity(SNIFF_LEN);
     while head.len() < SNIFF_LEN {
-        match next_chunk(&mut field, idle_after).await {
-            Err(Abort::Idle) => return Err(idle(span, idle_after)),
-            Err(Abort::Body(m)) => return Err(invalid_body(span, m)),
-            Err(Abort::TooLarge) => return Err(too_large(span, max)),
-            Ok(Some(chunk)) => {
-                if !meter.add(chunk.len()) {
-                    return Err(too_large(span, max));
-                }
-                head.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
+        let Some(chunk) = next_chunk(&mut field, idle_after, span).await? else {
+            break;
+        };
+        if !meter.add(chunk.len()) {
+            return Err(too_large(span, max));
         }
+        head.extend_from_slice(&chunk);
     }
     let detected = sniff::detect(&head);
     let content_type = match detected.and_then(|t| ALLOWED.iter().find(|a| **a == t)) {
@@ -450,32 +419,35 @@ async fn store_file(
     span.record("upload.content_type", content_type);
 
     let key = videos::object_key(id, &filename)?;
-    let abort: Arc<Mutex<Option<Abort>>> = Arc::default();
-    // The rest of the part as a stream for the store; the first error ends it (the store
-    // gives up on it and publishes nothing) and its reason is left in `abort`.
-    let rest = futures_util::stream::unfold(
-        Some((field, meter, abort.clone())),
-        move |state| async move {
-            let (mut field, mut meter, abort) = state?;
-            let item = match next_chunk(&mut field, idle_after).await {
-                Ok(None) => return None,
-                Ok(Some(c)) if meter.add(c.len()) => Ok(c),
-                Ok(Some(_)) => stop(Abort::TooLarge, &abort),
-                Err(why) => stop(why, &abort),
-            };
-            let next = item.is_ok().then_some((field, meter, abort));
-            Some((item, next))
-        },
-    );
+    // The rest of the part as a stream for the store. The first refusal ends it (the store
+    // gives up on the stream and publishes nothing) and is kept here for the answer.
+    let refusal: Mutex<Option<ApiError>> = Mutex::new(None);
+    let refusal_ref = &refusal;
+    let rest = futures_util::stream::unfold(Some((field, meter)), move |state| async move {
+        let (mut field, mut meter) = state?;
+        let chunk = match next_chunk(&mut field, idle_after, span).await {
+            Ok(None) => return None,
+            Ok(Some(c)) if meter.add(c.len()) => Ok(c),
+            Ok(Some(_)) => Err(too_large(span, max)),
+            Err(e) => Err(e),
+        };
+        match chunk {
+            Ok(c) => Some((Ok(c), Some((field, meter)))),
+            Err(e) => {
+                if let Ok(mut r) = refusal_ref.lock() {
+                    *r = Some(e);
+                }
+                Some((Err(std::io::Error::other("upload refused")), None))
+            }
+        }
+    });
     let body = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(rest);
     let put = state.store.put(&key, body, content_type).await;
     Meter::emit(&marks, span);
-    let why = abort.lock().ok().and_then(|mut a| a.take());
-    let meta = match (put, why) {
+    let refused = refusal.lock().ok().and_then(|mut r| r.take());
+    let meta = match (put, refused) {
         (Ok(meta), _) => meta,
-        (Err(_), Some(Abort::TooLarge)) => return Err(too_large(span, max)),
-        (Err(_), Some(Abort::Idle)) => return Err(idle(span, idle_after)),
-        (Err(_), Some(Abort::Body(m))) => return Err(invalid_body(span, m)),
+        (Err(_), Some(refused)) => return Err(refused),
         (Err(e), None) => return Err(store_error(e)),
     };
     span.record("upload.size", i64::try_from(meta.size).unwrap_or(i64::MAX));
