@@ -82,11 +82,10 @@ where
         self.inner.enabled(metadata, ctx)
     }
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        // No hint. The inner log layers filter by themselves, but the registry cannot see
-        // that through this wrapper and took their hint (the log filter's level) for the
-        // whole subscriber: with `RUST_LOG=warn` no info span was created, so no trace was
-        // exported. `None` leaves the level to the layers that can see their own filters.
-        None
+        // The log filter's level. The registry takes the most verbose of this and the span
+        // layers' hints (info), so `RUST_LOG=warn` still creates info spans; it used to cap
+        // them when a span filter had no hint ("unknown" sorts below every level).
+        self.inner.max_level_hint()
     }
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
         self.inner.event_enabled(event, ctx)
