@@ -7,8 +7,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use opentelemetry::KeyValue;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::auth::{SessionToken, User, session_user};
+use vidscope_telemetry::SpanExt as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;

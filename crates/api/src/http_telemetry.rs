@@ -14,9 +14,9 @@ use axum::response::Response;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_telemetry::Metrics;
-use vidscope_telemetry::propagation::{extract_http, set_remote_parent, traceresponse};
+use vidscope_telemetry::SpanExt as _;
+use vidscope_telemetry::propagation::{extract_http, traceresponse, with_remote_parent};
 use vidscope_telemetry::redact::redact_str;
 
 /// `api.category` from the seeds: which product area a route belongs to.
@@ -77,33 +77,32 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     let route = matched.as_deref().unwrap_or("");
     let method = method_label(req.method());
     let category = api_category(route);
-    // The attributes are declared here and recorded only once the span is known to be sampled:
-    // tracing-opentelemetry converts every recorded field into an attribute (string copies
-    // included) whether or not the span is ever exported, and with ratio sampling most are not.
-    // The name and kind cannot be changed once the span has started, so they are set here;
-    // the name is low-cardinality: method plus route template, never the raw path.
-    let span = tracing::info_span!(
-        "http.server.request",
-        otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
-        otel.kind = "server",
-        http.request.method = tracing::field::Empty,
-        http.route = tracing::field::Empty,
-        url.path = tracing::field::Empty,
-        url.scheme = tracing::field::Empty,
-        user_agent.original = tracing::field::Empty,
-        http.route.type = tracing::field::Empty,
-        api.category = tracing::field::Empty,
-        http.request.body.size = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-        http.response.category = tracing::field::Empty,
-        user.id = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    set_remote_parent(&span, extract_http(req.headers()));
-    // Starts the OpenTelemetry span: the sampling decision is made here.
-    let cx = span.context();
-    let recording = cx.span().is_recording();
+    // The attributes are declared here and recorded only when the span is sampled (decided
+    // when it is created): most spans are not at ratio sampling, and recording converts every
+    // field into an attribute, string copies included. The name and kind cannot be changed
+    // once the span exists, so they are set here; the name is low-cardinality: method plus
+    // route template, never the raw path.
+    let span = with_remote_parent(extract_http(req.headers()), || {
+        tracing::info_span!(
+            "http.server.request",
+            otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
+            otel.kind = "server",
+            http.request.method = tracing::field::Empty,
+            http.route = tracing::field::Empty,
+            url.path = tracing::field::Empty,
+            url.scheme = tracing::field::Empty,
+            user_agent.original = tracing::field::Empty,
+            http.route.type = tracing::field::Empty,
+            api.category = tracing::field::Empty,
+            http.request.body.size = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            http.response.category = tracing::field::Empty,
+            user.id = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    });
+    let recording = span.is_sampled();
     if recording {
         let user_agent = req
             .headers()
@@ -141,7 +140,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             span.record("error.type", response.status().as_str());
         }
     }
-    if let Some(v) = traceresponse(cx.span().span_context())
+    if let Some(v) = traceresponse(span.context().span().span_context())
         && let Ok(v) = HeaderValue::from_str(&v)
     {
         response.headers_mut().insert("traceresponse", v);

@@ -4,7 +4,7 @@
 use axum::http::Uri;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use opentelemetry::KeyValue;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::MaybeUser;
 use crate::error::ErrorBody;

@@ -201,10 +201,9 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobK
         let trace: String = row.try_get("trace_context")?;
         let created_at: i64 = row.try_get("created_at")?;
         let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
-        let span = crate::queue::producer_span(queue, kind, &id);
-        vidscope_telemetry::propagation::set_remote_parent(
-            &span,
+        let span = vidscope_telemetry::with_remote_parent(
             vidscope_telemetry::propagation::extract_map(&parent),
+            || crate::queue::producer_span(queue, kind, &id),
         );
         let result = async {
             let message = JobMessage {

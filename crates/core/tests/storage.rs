@@ -710,7 +710,7 @@ impl tracing::field::Visit for Fields<'_> {
         self.0.push((field.name().to_owned(), value.to_owned()));
     }
 
-    /// Marked: tracing-opentelemetry exports a `u64` as a string attribute, so a numeric
+    /// Marked: a `u64` field is not an OpenTelemetry integer (i64), so a numeric
     /// attribute recorded as `u64` must not compare equal to the plain number.
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
         self.0

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::spans::SpanExt as _;
 use opentelemetry::trace::Status;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {

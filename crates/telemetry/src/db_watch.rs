@@ -11,29 +11,26 @@
 //! - `db.n_plus_one` {db.query.text, count, threshold}: added to the `db.query` span of the
 //!   run that takes a statement past the threshold within one request or job (once).
 //!
-//! Events are added through the span's OpenTelemetry context, which the layer looks up with
-//! the dispatcher captured at registration (callbacks cannot reach the current dispatcher).
+//! Events are added to the span's OpenTelemetry side in the registry (see `spans`).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TraceContextExt;
-use tracing::dispatcher::WeakDispatch;
+use tracing::Subscriber;
 use tracing::span::{Attributes, Id};
-use tracing::{Dispatch, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::spans::{OtelSpan, SpanExt as _};
 
 const DB_SPAN: &str = "db.query";
 
 pub struct DbWatch {
     slow: Duration,
-    dispatch: OnceLock<WeakDispatch>,
 }
 
 /// Stored on each `db.query` span: when it started.
@@ -42,19 +39,7 @@ struct Started(Instant);
 impl DbWatch {
     pub fn new(slow: Duration, repeat_threshold: u32) -> Self {
         REPEAT_THRESHOLD.store(repeat_threshold, Ordering::Relaxed);
-        Self {
-            slow,
-            dispatch: OnceLock::new(),
-        }
-    }
-
-    fn add_event(&self, id: &Id, name: &'static str, attrs: Vec<KeyValue>) {
-        let Some(dispatch) = self.dispatch.get().and_then(WeakDispatch::upgrade) else {
-            return;
-        };
-        if let Some(cx) = tracing_opentelemetry::get_otel_context(id, &dispatch) {
-            cx.span().add_event(name, attrs);
-        }
+        Self { slow }
     }
 }
 
@@ -62,10 +47,6 @@ impl<S> Layer<S> for DbWatch
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let _ = self.dispatch.set(dispatch.downgrade());
-    }
-
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if attrs.metadata().name() != DB_SPAN {
             return;
@@ -82,10 +63,12 @@ where
         let Some(elapsed) = span.extensions().get::<Started>().map(|s| s.0.elapsed()) else {
             return;
         };
-        if elapsed > self.slow {
-            self.add_event(
-                &id,
-                "db.slow_query",
+        if elapsed > self.slow
+            && let Some(otel) = span.extensions_mut().get_mut::<OtelSpan>()
+        {
+            otel.add_event(
+                "db.slow_query".into(),
+                std::time::SystemTime::now(),
                 vec![
                     KeyValue::new("duration_ms", elapsed.as_millis() as i64),
                     KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
@@ -135,8 +118,6 @@ pub fn note_statement(statement: &'static str) -> Option<u32> {
 }
 
 /// `db.n_plus_one` {db.query.text, count, threshold} on `span`, the statement's own span.
-/// (On the request's root span it would be easier to find, but adding events to a parent from
-/// a child's creation lost the parent now and then with tracing-opentelemetry 0.33.)
 pub fn mark_n_plus_one(span: &tracing::Span, statement: &'static str, count: u32) {
     span.add_event(
         "db.n_plus_one",

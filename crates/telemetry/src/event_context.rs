@@ -1,18 +1,14 @@
 //! Log lines carry the trace and span of the span they were emitted in, without attaching
 //! OpenTelemetry contexts on every span entry.
 //!
-//! tracing-opentelemetry can attach a span's OpenTelemetry context on every span entry
-//! ("context activation"). That costs a context clone, a thread-local push and a pop on every
-//! poll of every instrumented future — measured at ~1 400 instructions per poll, ~12 000 per
+//! Attaching a span's OpenTelemetry context on every span entry (tracing-opentelemetry's
+//! "context activation") costs a context clone, a thread-local push and a pop on every poll
+//! of every instrumented future — measured at ~1 400 instructions per poll, ~12 000 per
 //! request of the benchmark route — while the only readers of the active context here are the
 //! two log outputs (the stdout JSON line and the SDK logger behind the OpenTelemetry log
-//! bridge). So activation is off, and [`WithSpanContext`] attaches the event's span context
-//! once per log event around the layers it wraps. Code that needs a span's context otherwise
-//! uses `OpenTelemetrySpanExt::context()`.
+//! bridge). So [`WithSpanContext`] attaches the event's span context once per log event around
+//! the layers it wraps. Code that needs a span's context otherwise uses `SpanExt::context()`.
 
-use std::sync::OnceLock;
-
-use tracing::dispatcher::WeakDispatch;
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Metadata, Subscriber, span};
@@ -20,23 +16,18 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::spans::OtelSpan;
+
 /// Wraps log-writing layers: their `on_event` runs with the event's span context attached.
 /// They see events and span creation only (see the end of the `Layer` impl), so a `RUST_LOG`
 /// span directive (`[span]=debug`) cannot select log lines by span.
 pub struct WithSpanContext<L> {
     inner: L,
-    /// The dispatcher this layer lives in. Inside a callback `dispatcher::get_default` yields
-    /// the no-op dispatcher (tracing prevents re-entry), so it is captured at registration;
-    /// weak, because the dispatcher owns this layer.
-    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl<L> WithSpanContext<L> {
     pub fn new(inner: L) -> Self {
-        Self {
-            inner,
-            dispatch: OnceLock::new(),
-        }
+        Self { inner }
     }
 
     fn event_context<S>(
@@ -47,9 +38,9 @@ impl<L> WithSpanContext<L> {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let id = ctx.event_span(event)?.id();
-        let dispatch = self.dispatch.get()?.upgrade()?;
-        tracing_opentelemetry::get_otel_context(&id, &dispatch)
+        let span = ctx.event_span(event)?;
+        let ext = span.extensions();
+        ext.get::<OtelSpan>().map(OtelSpan::context)
     }
 }
 
@@ -69,7 +60,6 @@ where
     }
 
     fn on_register_dispatch(&self, dispatch: &Dispatch) {
-        let _ = self.dispatch.set(dispatch.downgrade());
         self.inner.on_register_dispatch(dispatch);
     }
     fn on_layer(&mut self, subscriber: &mut S) {

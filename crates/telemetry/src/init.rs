@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{KeyValue, global};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -12,7 +11,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing::{Dispatch, Subscriber as _};
 use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -20,12 +19,13 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, filter};
 
 use crate::catalog::{Metrics, view};
-use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+use crate::config::{ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
 use crate::db_watch::DbWatch;
 use crate::event_context::WithSpanContext;
 use crate::export::{ExportStats, Guarded, GuardedLogs, Target};
 use crate::file::JsonLinesFile;
 use crate::json_log::{OtelJson, fields};
+use crate::spans::SpanLayer;
 
 /// How long `shutdown` may take to flush all three signals.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -60,7 +60,9 @@ pub enum InitError {
 /// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
 /// then metrics within [`SHUTDOWN_DEADLINE`].
 pub struct TelemetryGuard {
-    tracer_provider: Option<SdkTracerProvider>,
+    /// Spans go straight from the span layer to this processor (see `spans`); there is no
+    /// SDK tracer.
+    span_processor: Option<Arc<BatchSpanProcessor>>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
     metrics: Metrics,
@@ -108,12 +110,12 @@ impl TelemetryGuard {
     fn providers(
         &self,
     ) -> (
-        Option<SdkTracerProvider>,
+        Option<Arc<BatchSpanProcessor>>,
         Option<SdkMeterProvider>,
         Option<SdkLoggerProvider>,
     ) {
         (
-            self.tracer_provider.clone(),
+            self.span_processor.clone(),
             self.meter_provider.clone(),
             self.logger_provider.clone(),
         )
@@ -121,7 +123,7 @@ impl TelemetryGuard {
 }
 
 fn shutdown_all(
-    tp: Option<SdkTracerProvider>,
+    tp: Option<Arc<BatchSpanProcessor>>,
     mp: Option<SdkMeterProvider>,
     lp: Option<SdkLoggerProvider>,
 ) {
@@ -165,9 +167,6 @@ pub struct Telemetry {
 /// W3C propagator. Must run inside a Tokio runtime when a gRPC exporter is configured.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, InitError> {
     let t = build(config, BoxMakeWriter::new(std::io::stdout))?;
-    if let Some(tp) = &t.guard.tracer_provider {
-        global::set_tracer_provider(tp.clone());
-    }
     if let Some(mp) = &t.guard.meter_provider {
         global::set_meter_provider(mp.clone());
     }
@@ -189,19 +188,6 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .with_attributes(sdk.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
         .with_attributes(attrs)
         .build()
-}
-
-fn sampler(s: SamplerConfig) -> Sampler {
-    match s {
-        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
-        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
-        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
-        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
-        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        SamplerConfig::ParentBasedTraceIdRatio(r) => {
-            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
-        }
-    }
 }
 
 /// OTLP exporter builders differ per signal in type only; this keeps the protocol switch in
@@ -379,7 +365,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             dispatch: Dispatch::new(subscriber),
             level_hint,
             guard: TelemetryGuard {
-                tracer_provider: None,
+                span_processor: None,
                 meter_provider: None,
                 logger_provider: None,
                 metrics,
@@ -391,11 +377,8 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     let resource = resource(config);
 
-    // Traces.
-    let mut tp = SdkTracerProvider::builder()
-        .with_resource(resource.clone())
-        .with_sampler(sampler(config.sampler));
-    let target = match config.exporter(Signal::Traces) {
+    // Traces: the span layer samples and records; this processor batches and exports.
+    let span_processor = match config.exporter(Signal::Traces) {
         ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
             opentelemetry_otlp::SpanExporter::builder(),
             config,
@@ -403,21 +386,20 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         ))),
         ExporterKind::File => Some(Target::File(open_file(config, Signal::Traces)?)),
         ExporterKind::None => None,
-    };
-    if let Some(target) = target {
+    }
+    .map(|target| -> Result<_, InitError> {
         let exporter = Guarded::new(target, fallback(config, Signal::Traces)?, stats.clone());
         let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
             .with_max_queue_size(config.max_queue_size)
             .with_scheduled_delay(config.scheduled_delay)
             .build();
-        tp = tp.with_span_processor(
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(batch)
-                .build(),
-        );
-    }
-    let tracer_provider = tp.build();
-    let tracer = tracer_provider.tracer("vidscope");
+        let mut processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build();
+        processor.set_resource(&resource);
+        Ok(Arc::new(processor))
+    })
+    .transpose()?;
 
     // Metrics.
     let mut mp = SdkMeterProvider::builder()
@@ -474,18 +456,11 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     }
     let logger_provider = lp.build();
 
-    // Spans only: events are not copied into span events (the hot-path budget); code adds
-    // span events explicitly. Thread ids and busy/idle time are off for the same reason.
-    let span_filter = spans_filter()?;
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        // See `event_context`: the context is looked up per log event, not attached per poll.
-        .with_context_activation(false)
-        // One combined filter rather than two nested ones: every per-layer filter looks the
-        // span up on each enter and exit.
-        .with_filter(spans_only().and(span_filter));
+    // Spans only: log events are not copied into span events (the hot-path budget); code
+    // adds span events explicitly. One combined filter rather than two nested ones: every
+    // per-layer filter looks the span up on each enter and exit.
+    let span_layer = SpanLayer::new(config.sampler, span_processor.clone())
+        .with_filter(spans_only().and(spans_filter()?));
     let bridge = logs_on
         .then(|| directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter)))
         .transpose()?
@@ -501,14 +476,14 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             DbWatch::new(config.slow_query, config.n_plus_one_threshold)
                 .with_filter(spans_only().and(spans_filter()?)),
         )
-        .with(otel_layer)
+        .with(span_layer)
         .with(WithSpanContext::new(Layer::and_then(bridge, stdout)));
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {
         dispatch: Dispatch::new(subscriber),
         level_hint,
         guard: TelemetryGuard {
-            tracer_provider: Some(tracer_provider),
+            span_processor,
             meter_provider: Some(meter_provider),
             logger_provider: Some(logger_provider),
             metrics,

@@ -1,7 +1,6 @@
 //! JSON log lines on stdout carrying `trace_id` and `span_id`.
 //!
-//! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, and the layer's span
-//! data is private, so this wraps the stock formatter and splices the ids of the active
+//! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, so this wraps the stock formatter and splices the ids of the active
 //! OpenTelemetry context (attached per event by [`crate::event_context::WithSpanContext`]) before
 //! the closing brace. Outside a span the ids are `null`.
 
@@ -10,6 +9,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::propagation::push_hex;
 
 pub struct OtelJson {
     inner: Format<Json>,
@@ -53,13 +54,17 @@ where
         let sc = opentelemetry::Context::map_current(|cx| cx.span().span_context().clone());
         writer.write_str(body)?;
         if sc.is_valid() {
-            write!(
-                writer,
-                ",\"trace_id\":\"{}\",\"span_id\":\"{}\",\"trace_sampled\":{}}}",
-                sc.trace_id(),
-                sc.span_id(),
-                sc.is_sampled()
-            )?;
+            let mut ids = String::with_capacity(96);
+            ids.push_str(",\"trace_id\":\"");
+            push_hex(&mut ids, &sc.trace_id().to_bytes());
+            ids.push_str("\",\"span_id\":\"");
+            push_hex(&mut ids, &sc.span_id().to_bytes());
+            ids.push_str(if sc.is_sampled() {
+                "\",\"trace_sampled\":true}"
+            } else {
+                "\",\"trace_sampled\":false}"
+            });
+            writer.write_str(&ids)?;
         } else {
             writer.write_str(",\"trace_id\":null,\"span_id\":null}")?;
         }

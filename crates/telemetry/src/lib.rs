@@ -23,9 +23,11 @@ pub mod init;
 mod json_log;
 pub mod propagation;
 pub mod redact;
+pub mod spans;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
 pub use init::{InitError, Telemetry, TelemetryGuard, build, init};
 pub use opentelemetry_sdk::error::OTelSdkError;
+pub use spans::{SpanExt, with_remote_parent};

@@ -378,28 +378,29 @@ pub async fn process(
     d: Delivery,
 ) {
     let m = &d.message;
-    let span = tracing::info_span!(
-        "job.process",
-        otel.name = %format_args!("process {}", m.kind.as_str()),
-        otel.kind = "consumer",
-        messaging.system = queue.system(),
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.destination.name = m.kind.as_str(),
-        messaging.consumer.group.name = "vidscope-workers",
-        messaging.message.id = %m.id,
-        job.type = m.kind.as_str(),
-        job.attempt = i64::from(d.attempt),
-        job.queue_wait_ms = Empty,
-        job.outcome = Empty,
-        workflow.name = m.kind.as_str(),
-        video.id = Empty,
-        user.id = Empty,
-        error.type = Empty,
-    );
-    vidscope_telemetry::propagation::set_remote_parent(
-        &span,
+    let span = vidscope_telemetry::with_remote_parent(
         vidscope_telemetry::propagation::extract_map(&m.trace),
+        || {
+            tracing::info_span!(
+                "job.process",
+                otel.name = %format_args!("process {}", m.kind.as_str()),
+                otel.kind = "consumer",
+                messaging.system = queue.system(),
+                messaging.operation.type = "process",
+                messaging.operation.name = "process",
+                messaging.destination.name = m.kind.as_str(),
+                messaging.consumer.group.name = "vidscope-workers",
+                messaging.message.id = %m.id,
+                job.type = m.kind.as_str(),
+                job.attempt = i64::from(d.attempt),
+                job.queue_wait_ms = Empty,
+                job.outcome = Empty,
+                workflow.name = m.kind.as_str(),
+                video.id = Empty,
+                user.id = Empty,
+                error.type = Empty,
+            )
+        },
     );
     let wait_ms = (now_millis() - m.available_at).max(0);
     span.record("job.queue_wait_ms", wait_ms);

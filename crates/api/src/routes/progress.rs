@@ -10,8 +10,8 @@ use std::time::Instant;
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
 use serde::Serialize;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::progress::{self, CheckedProgress, Progress, SaveOutcome, VideoRef};
+use vidscope_telemetry::SpanExt as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;

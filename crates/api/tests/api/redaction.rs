@@ -57,7 +57,7 @@ async fn secrets_never_reach_any_signal() {
             url = "https://s3.local/b/k.mp4?X-Amz-Credential=AKIA&X-Amz-Signature=signature-deadbeef42",
             "presigned"
         );
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use vidscope_telemetry::SpanExt as _;
         span.add_event(
             "upload.failed",
             vec![opentelemetry::KeyValue::new(

@@ -318,8 +318,8 @@ impl StoreError {
     }
 }
 
-/// `s3.size` as an attribute: OpenTelemetry integers are i64, and tracing-opentelemetry
-/// exports a `u64` field as a string, which breaks numeric queries on sizes.
+/// `s3.size` as an attribute: OpenTelemetry integers are i64; recorded as one explicitly so
+/// numeric queries on sizes work whatever the field's Rust type.
 fn size_attr(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

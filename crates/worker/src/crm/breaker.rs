@@ -14,7 +14,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Gauge;
 use tokio::time::Instant;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::SpanExt as _;
 
 /// Where the breaker stands. The gauge value is 0, 1 and 2 in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,8 +43,8 @@ use reqwest::Url;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_tracing::{OtelName, ReqwestOtelSpanBackend, TracingMiddleware};
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::config::SettingsError;
+use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::classify::{classify_http_status, record_classified};
 use vidscope_telemetry::{Backoff, Classify, ErrorClass, Metrics};
 
@@ -669,7 +669,7 @@ impl ReqwestOtelSpanBackend for CrmSpanBackend {
         _: &mut http::Extensions,
     ) {
         // Not `reqwest_tracing::default_on_request_end`: it records the status as a `u16`,
-        // which tracing-opentelemetry exports as a string attribute.
+        // a `u64` field; the attribute is recorded as an integer explicitly here.
         match outcome {
             Ok(response) => {
                 let status = response.status();

@@ -14,7 +14,7 @@ use reqwest::Url;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_tracing::OtelName;
 use tokio::time::Instant;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::SpanExt as _;
 
 use super::CrmError;
 

@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::KeyValue;
 use serde::Deserialize;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::auth::{create_session, verify_credentials};
 use vidscope_core::domain::{Email, Password};
+use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::{auth_failed, session_cookie, set_cookie};
 use crate::error::{ApiError, ErrorBody};

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
 use vidscope_core::progress::{ProgressInput, SaveOutcome, Seconds, VideoId, find_video};
+use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};

@@ -26,10 +26,10 @@ use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
 use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_video};
-use vidscope_telemetry::propagation::{extract_http, set_remote_parent};
+use vidscope_telemetry::SpanExt as _;
+use vidscope_telemetry::propagation::{extract_http, with_remote_parent};
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
@@ -333,13 +333,14 @@ pub async fn post(
     }
 
     // A child of the page's span when it sent `traceparent`, else of the server span.
-    let span = tracing::info_span!(
-        "video.session",
-        user.id = %user.id,
-        video.id = %video.id,
-        player.events = events.len() as i64,
-    );
-    set_remote_parent(&span, extract_http(&headers));
+    let span = with_remote_parent(extract_http(&headers), || {
+        tracing::info_span!(
+            "video.session",
+            user.id = %user.id,
+            video.id = %video.id,
+            player.events = events.len() as i64,
+        )
+    });
     for e in &events {
         record(&state, &span, e);
     }

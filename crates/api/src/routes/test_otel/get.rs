@@ -9,8 +9,8 @@ use axum::extract::State;
 use opentelemetry::KeyValue;
 use serde::Serialize;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::db::InDbSpan;
+use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::propagation::trace_id_of;
 
 use crate::error::{ApiError, ErrorBody};

@@ -27,12 +27,12 @@ use futures_util::StreamExt;
 use opentelemetry::KeyValue;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::CoreError;
 use vidscope_core::auth::User;
 use vidscope_core::jobs::{JobKind, NewJob};
 use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
+use vidscope_telemetry::SpanExt as _;
 
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
 use crate::auth::AdminUser;

@@ -14,9 +14,9 @@ use axum::response::Response;
 use opentelemetry::KeyValue;
 use tracing::Instrument;
 use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vidscope_core::config::S3StreamMode;
 use vidscope_core::videos::{self, Filename};
+use vidscope_telemetry::SpanExt as _;
 
 use super::range::{RangeHeader, if_range_matches};
 use super::{invalid_filename, store_error};

@@ -33,7 +33,7 @@ use opentelemetry::trace::TraceContextExt;
 use serde_json::json;
 use tokio::sync::broadcast;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
