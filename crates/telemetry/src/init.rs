@@ -457,9 +457,11 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let logger_provider = lp.build();
 
     // Spans only: log events are not copied into span events (the hot-path budget); code
-    // adds span events explicitly. One combined filter rather than two nested ones: every
-    // per-layer filter looks the span up on each enter and exit.
-    let span_layer = SpanLayer::new(config.sampler, span_processor.clone())
+    // adds span events explicitly. The slow-query watch runs first, so its `on_close` adds
+    // events before the span ends. Both under one filter: each per-layer filter looks the span
+    // up again on every enter and exit (every poll of an instrumented future).
+    let span_layers = DbWatch::new(config.slow_query, config.n_plus_one_threshold)
+        .and_then(SpanLayer::new(config.sampler, span_processor.clone()))
         .with_filter(spans_only().and(spans_filter()?));
     let bridge = logs_on
         .then(|| directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter)))
@@ -470,13 +472,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let stdout = stdout_layer(stdout_logs, &fmt_directives, writer)?;
 
     let subscriber = tracing_subscriber::registry()
-        // Before the OpenTelemetry layer, so its `on_close` adds events before the span ends.
-        // Same span filter as the OpenTelemetry layer: it must see the root of each tree.
-        .with(
-            DbWatch::new(config.slow_query, config.n_plus_one_threshold)
-                .with_filter(spans_only().and(spans_filter()?)),
-        )
-        .with(span_layer)
+        .with(span_layers)
         .with(WithSpanContext::new(Layer::and_then(bridge, stdout)));
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {
