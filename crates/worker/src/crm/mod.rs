@@ -451,6 +451,7 @@ impl CrmClient {
             .context("cannot build the CRM HTTP client")?;
         let http = reqwest_middleware::ClientBuilder::new(reqwest)
             .with(TracingMiddleware::<CrmSpanBackend>::new())
+            .with(inject_trace_context)
             .build();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -630,15 +631,34 @@ impl CrmClient {
 // Client spans
 // ---------------------------------------------------------------------------------------------
 
-/// Client spans for CRM requests, with reqwest-tracing's middleware around them (it injects
-/// `traceparent` for the span returned here and records the outcome).
+/// The `traceparent` and `baggage` of the current span: the `crm.http` client span, which
+/// reqwest-tracing's middleware runs the rest of the chain in. reqwest-tracing's own
+/// injection reads the span through tracing-opentelemetry, whose layer the telemetry crate
+/// replaces with its own, so it is not enabled.
+fn inject_trace_context<'a>(
+    mut req: reqwest::Request,
+    ext: &'a mut http::Extensions,
+    next: reqwest_middleware::Next<'a>,
+) -> std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a,
+    >,
+> {
+    vidscope_telemetry::propagation::inject_http(
+        &tracing::Span::current().context(),
+        req.headers_mut(),
+    );
+    Box::pin(next.run(req, ext))
+}
+
+/// Client spans for CRM requests, with reqwest-tracing's middleware around them (it records
+/// the outcome; [`inject_trace_context`] sends `traceparent` for the span returned here).
 ///
 /// Not reqwest-tracing's own `DefaultSpanBackend`: its spans have the target `reqwest_tracing`,
 /// and the telemetry crate's span filter has `reqwest=off` (directives match targets by prefix).
-/// The OpenTelemetry layer then never sees the request span, so it is not exported and, as it
-/// is still the current span when reqwest-tracing injects, its empty context means no
-/// `traceparent` is sent at all (the success-path test fails that way with the default
-/// backend). A span created here has this module's target. It also records the status code
+/// The span layer then never sees the request span, so it is not exported and, as it is still
+/// the current span when the context is injected, its empty context means no `traceparent` is
+/// sent at all (the success-path test fails that way with the default backend). A span created here has this module's target. It also records the status code
 /// and `server.port` as integers and `error.type` on failure, as the HTTP semantic conventions
 /// ask.
 struct CrmSpanBackend;
