@@ -519,7 +519,153 @@ impl SpanExt for tracing::Span {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use opentelemetry::baggage::BaggageExt as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::SpanExporter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use super::*;
+
+    /// Collects exported spans.
+    #[derive(Debug, Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Collect {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    /// Runs `f` under a subscriber with the span layer, then returns the spans it exported.
+    fn with_layer(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
+        let collect = Collect::default();
+        let processor = Arc::new(BatchSpanProcessor::builder(collect.clone()).build());
+        let subscriber =
+            tracing_subscriber::registry().with(SpanLayer::new(sampler, Some(processor.clone())));
+        tracing::subscriber::with_default(subscriber, f);
+        processor.force_flush().unwrap();
+        collect.0.lock().unwrap().clone()
+    }
+
+    fn remote(flags: TraceFlags) -> opentelemetry::Context {
+        let sc = SpanContext::new(
+            TraceId::from(0xabcd_u128),
+            SpanId::from(0x1234_u64),
+            flags,
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new()
+            .with_remote_span_context(sc)
+            .with_baggage([KeyValue::new("tenant", "acme")])
+    }
+
+    #[test]
+    fn a_remote_parent_replaces_the_current_span_and_its_baggage_is_inherited() {
+        let mut seen = None;
+        let spans = with_layer(SamplerConfig::ParentBasedTraceIdRatio(0.0), || {
+            let local = tracing::info_span!("local");
+            let _entered = local.enter();
+            let span = with_remote_parent(remote(TraceFlags::SAMPLED), || {
+                tracing::info_span!("server", otel.kind = "server", http.route = "/x")
+            });
+            let child = span.in_scope(|| tracing::info_span!("child"));
+            let cx = child.context();
+            seen = Some((
+                span.span_context(),
+                child.span_context(),
+                cx.baggage().get("tenant").map(|v| v.to_string()),
+                local.is_sampled(),
+            ));
+        });
+        let (server, child, tenant, local_sampled) = seen.unwrap();
+        assert_eq!(server.trace_id(), TraceId::from(0xabcd_u128));
+        assert_eq!(child.trace_id(), server.trace_id());
+        assert_ne!(child.span_id(), server.span_id());
+        assert!(
+            server.is_sampled() && child.is_sampled(),
+            "the sampled parent is followed"
+        );
+        assert!(!local_sampled, "ratio 0 for a root");
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        // Exported: child then server; the server's parent is the remote span.
+        let names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["child", "server"]);
+        let server_data = &spans[1];
+        assert_eq!(server_data.parent_span_id, SpanId::from(0x1234_u64));
+        assert!(server_data.parent_span_is_remote);
+        assert_eq!(server_data.span_kind, SpanKind::Server);
+        assert!(
+            server_data
+                .attributes
+                .contains(&KeyValue::new("http.route", "/x"))
+        );
+        assert_eq!(spans[0].parent_span_id, server.span_id());
+    }
+
+    #[test]
+    fn an_unsampled_remote_parent_is_followed_and_nothing_is_exported() {
+        let mut ids = None;
+        let spans = with_layer(SamplerConfig::ParentBasedAlwaysOn, || {
+            let span = with_remote_parent(remote(TraceFlags::default()), || {
+                tracing::info_span!("server")
+            });
+            span.set_attribute("ignored", 1);
+            ids = Some(span.span_context());
+        });
+        let sc = ids.unwrap();
+        assert_eq!(sc.trace_id(), TraceId::from(0xabcd_u128));
+        assert!(!sc.is_sampled());
+        assert!(spans.is_empty(), "{spans:?}");
+    }
+
+    #[test]
+    fn recorded_fields_events_status_and_links_reach_the_exported_span() {
+        let spans = with_layer(SamplerConfig::AlwaysOn, || {
+            let other = tracing::info_span!("other");
+            let span = tracing::info_span!(
+                "work",
+                otel.name = "renamed",
+                size = tracing::field::Empty,
+                big = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            span.record("size", 7_u64);
+            span.record("big", u64::MAX);
+            span.add_event("step", vec![KeyValue::new("n", 1)]);
+            span.follows_from(&other);
+            span.record("otel.status_code", "ERROR");
+            drop(span);
+        });
+        let work = spans
+            .iter()
+            .find(|s| s.name == "renamed")
+            .expect("renamed span");
+        assert!(work.attributes.contains(&KeyValue::new("size", 7_i64)));
+        assert!(
+            work.attributes
+                .contains(&KeyValue::new("big", u64::MAX.to_string()))
+        );
+        assert_eq!(work.events.events.len(), 1);
+        assert_eq!(work.events.events[0].name, "step");
+        assert_eq!(work.links.links.len(), 1);
+        assert_eq!(work.status, Status::error(""));
+    }
+
+    #[test]
+    fn without_a_processor_spans_have_ids_but_are_never_sampled() {
+        let subscriber =
+            tracing_subscriber::registry().with(SpanLayer::new(SamplerConfig::AlwaysOn, None));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("x");
+            assert!(span.span_context().is_valid());
+            assert!(!span.is_sampled());
+            assert!(!span.span_context().is_sampled());
+        });
+    }
 
     fn tid(low: u64) -> TraceId {
         TraceId::from(u128::from(low))
