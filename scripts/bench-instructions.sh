@@ -5,7 +5,8 @@
 #
 # Why next to bench-overhead.sh: throughput and CPU time on a shared 2-core VM move by up to
 # 30 % between runs of the same binary, which hides changes of a few percent. Instruction
-# counts repeat to within ~1 % (sampling variance at 10 %), so they show what a change did.
+# counts repeat to within ~1 % (~3 % at 10 %, where the sampled share varies), so they show
+# what a change did.
 # They do not count the kernel (socket I/O), so "off" looks cheaper here than in CPU time, and
 # the shares are not the budget's: bench-overhead.sh measures the budget.
 #
@@ -24,42 +25,21 @@ for tool in valgrind callgrind_control wrk python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing (apt-get install -y valgrind wrk python3)" >&2; exit 2; }
 done
 
-cargo build --release --locked -p vidscope-api -p vidscope-testkit --bin vidscope-api --bin otlp-sink >&2
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-
-grpc_port=$(free_port); http_port=$(free_port)
-target/release/otlp-sink --grpc "127.0.0.1:$grpc_port" --http "127.0.0.1:$http_port" --interval 3600 >"$work/sink.log" 2>&1 &
-pids+=($!)
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
+bench_setup
 
 count() { # name -> prints "requests instructions-per-request"
-  local name=$1 port dir pid out n total f
+  local name=$1 port pid out n total f
   port=$(free_port)
-  dir="$work/$name-data"; mkdir -p "$dir"
-  local -a env=(VIDSCOPE_DATA_DIR="$dir" VIDSCOPE_ADDR="127.0.0.1:$port" RUST_LOG=info
-    OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$grpc_port")
-  case $name in
-    off)  env+=(OTEL_SDK_DISABLED=true) ;;
-    s0)   env+=(OTEL_TRACES_SAMPLER=parentbased_always_off) ;;
-    s10)  env+=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1) ;;
-    s100) env+=(OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
-    *) echo "unknown configuration $name" >&2; exit 2 ;;
-  esac
+  local -a env
+  bench_env "$name" "$port"
   out="$work/$name.callgrind"
   # Instrumentation starts after start-up and a warm-up, so only requests are counted.
   env "${env[@]}" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     target/release/vidscope-api >/dev/null 2>"$work/$name.err" &
   pid=$!
-  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  bench_wait_healthy "$port" 600 0.1
   wrk -t1 -c4 -d3s "http://127.0.0.1:$port/api/test-otel" >/dev/null
   sleep 1
   callgrind_control -i on "$pid" >/dev/null

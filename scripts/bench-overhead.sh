@@ -19,41 +19,24 @@ CONNS=${3:-16}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 2; }
 
-cargo build --release --locked -p vidscope-api -p vidscope-testkit --bin vidscope-api --bin otlp-sink >&2
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 
 # The API gets core 0; the load generator and the receiver share core 1, so the exporter's
 # work competes with request handling exactly as it would in production.
 CPUS=$(nproc)
 api_cpu=0; load_cpu=$(( CPUS > 1 ? 1 : 0 ))
 
-grpc_port=$(free_port); http_port=$(free_port)
-taskset -c "$load_cpu" target/release/otlp-sink --grpc "127.0.0.1:$grpc_port" --http "127.0.0.1:$http_port" --interval 3600 >"$work/sink.log" 2>&1 &
-pids+=($!)
+bench_setup taskset -c "$load_cpu"
 
 run_one() { # name -> prints requests/sec
-  local name=$1 port dir pid
+  local name=$1 port pid
   port=$(free_port)
-  dir="$work/$name-data"; rm -rf "$dir"; mkdir -p "$dir"
-  local -a env=(VIDSCOPE_DATA_DIR="$dir" VIDSCOPE_ADDR="127.0.0.1:$port" RUST_LOG=info)
-  case $name in
-    off)  env+=(OTEL_SDK_DISABLED=true) ;;
-    s100) env+=(OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$grpc_port" OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
-    s10)  env+=(OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$grpc_port" OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1) ;;
-  esac
+  local -a env
+  bench_env "$name" "$port"
   env "${env[@]}" taskset -c "$api_cpu" target/release/vidscope-api >/dev/null 2>"$work/$name.err" &
   pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+  bench_wait_healthy "$port"
   # Warm-up, then the measured run.
   taskset -c "$load_cpu" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/api/test-otel" >/dev/null
   # CPU time of the API process (user + system, all threads: the exporters' included) per
@@ -93,6 +76,6 @@ echo "GET /api/test-otel, ${ROUNDS} rounds x ${SECS}s, ${CONNS} connections, API
 printf '%-28s %10.0f req/s  100.0 %%  %6.1f us CPU/request\n' "telemetry off" "$off" "$c_off"
 awk -v a="$s100" -v o="$off" -v c="$c_s100" 'BEGIN {printf "%-28s %10.0f req/s  %5.1f %%  %6.1f us CPU/request  (budget >= 80 %%)\n", "on, 100 % sampled, gRPC", a, 100*a/o, c}'
 awk -v a="$s10" -v o="$off" -v c="$c_s10" 'BEGIN {printf "%-28s %10.0f req/s  %5.1f %%  %6.1f us CPU/request  (budget >= 95 %%)\n", "on, 10 % sampled, gRPC", a, 100*a/o, c}'
-kill -INT "${pids[0]}" 2>/dev/null || true; sleep 0.3
+kill -INT "$sink_pid" 2>/dev/null || true; sleep 0.3
 echo "receiver: $(tail -n 1 "$work/sink.log")"
 awk -v a="$s100" -v b="$s10" -v o="$off" 'BEGIN {exit !(a/o >= 0.80 && b/o >= 0.95)}' || { echo "budget missed" >&2; exit 1; }

@@ -23,9 +23,9 @@
 # Knobs (all optional):
 #   VIDSCOPE_SVC_DIR        where our services keep data and logs (default: mktemp -d)
 #   VIDSCOPE_KEEP_SVC_DIR=1 do not delete VIDSCOPE_SVC_DIR in stop_services (debugging)
-#   VIDSCOPE_PG_PORT        port for our own Postgres  (default 55432)
-#   VIDSCOPE_REDIS_PORT     port for our own Redis     (default 56379)
-#   VIDSCOPE_S3_PORT        port for our own s3s-fs    (default 58014)
+#   VIDSCOPE_PG_PORT        port for our own Postgres  (default 25432)
+#   VIDSCOPE_REDIS_PORT     port for our own Redis     (default 26379)
+#   VIDSCOPE_S3_PORT        port for our own s3s-fs    (default 28014)
 #   VIDSCOPE_SVC_TIMEOUT    seconds to wait for a service to become ready (default 60)
 #
 # Every function reports failure through its return status and never relies on
@@ -104,12 +104,19 @@ _svc_dir() {
 }
 
 # Succeeds if something accepts TCP connections on 127.0.0.1:$1.
+# Whether a server could listen on 127.0.0.1:$1. A bind test, not a connect test: a port
+# held by a client connection or a TIME_WAIT socket accepts no connection but still refuses
+# the bind (s3s-fs died with "Address already in use" on a port the connect test called free,
+# right after a benchmark had opened thousands of connections).
 _svc_port_in_use() {
-    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
-    timeout 2 bash -c ': >"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
+    ! python3 -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
-# Print $1 if nothing listens there, else the next free port above it.
+# Print $1 if it can be bound, else the next such port above it. The defaults sit below
+# Linux's ephemeral range (32768-60999), where client connections take their local ports.
 _svc_pick_port() {
     local port=$1 last=$(($1 + 100))
     while ((port <= last)); do
@@ -250,7 +257,7 @@ start_postgres() {
     fi
     _svc_dir || return 1
     local port
-    port=$(_svc_pick_port "${VIDSCOPE_PG_PORT:-55432}") || return 1
+    port=$(_svc_pick_port "${VIDSCOPE_PG_PORT:-25432}") || return 1
 
     local pgroot=$VIDSCOPE_SVC_DIR/pg
     local data=$pgroot/data log=$pgroot/postgres.log
@@ -328,7 +335,7 @@ start_redis() {
     _svc_need_cmd redis-server redis-server || return 1
     _svc_dir || return 1
     local port
-    port=$(_svc_pick_port "${VIDSCOPE_REDIS_PORT:-56379}") || return 1
+    port=$(_svc_pick_port "${VIDSCOPE_REDIS_PORT:-26379}") || return 1
     local dir=$VIDSCOPE_SVC_DIR/redis
     _VIDSCOPE_SVC_PATHS+=("$dir")
     mkdir -p -- "$dir" || return 1
@@ -406,7 +413,7 @@ start_s3() {
     fi
     _svc_dir || return 1
     local port
-    port=$(_svc_pick_port "${VIDSCOPE_S3_PORT:-58014}") || return 1
+    port=$(_svc_pick_port "${VIDSCOPE_S3_PORT:-28014}") || return 1
     local root=$VIDSCOPE_SVC_DIR/s3 log=$VIDSCOPE_SVC_DIR/s3s-fs.log
     _VIDSCOPE_SVC_PATHS+=("$root" "$log")
     mkdir -p -- "$root" || return 1

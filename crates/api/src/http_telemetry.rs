@@ -95,7 +95,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     let recording = span.is_sampled();
     if recording {
         let headers = req.headers();
-        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let mut attributes = Vec::with_capacity(12);
         attributes.push(KeyValue::new("http.request.method", method));
         if !route.is_empty() {
@@ -108,11 +108,11 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         attributes.push(KeyValue::new("url.scheme", "http"));
         attributes.push(KeyValue::new(
             "user_agent.original",
-            header(header::USER_AGENT).unwrap_or("").to_owned(),
+            header_str(header::USER_AGENT).unwrap_or("").to_owned(),
         ));
         attributes.push(KeyValue::new("http.route.type", route_type(route)));
         attributes.push(KeyValue::new("api.category", category));
-        if let Some(size) = header(header::CONTENT_LENGTH).and_then(|v| v.parse::<i64>().ok()) {
+        if let Some(size) = header_str(header::CONTENT_LENGTH).and_then(|v| v.parse::<i64>().ok()) {
             attributes.push(KeyValue::new("http.request.body.size", size));
         }
         span.set_attributes(attributes);

@@ -26,13 +26,14 @@ use axum::{Json, Router, middleware};
 use rand::Rng;
 use serde_json::json;
 use vidscope_telemetry::Metrics;
+use vidscope_worker::crm::Secret;
 
 /// How the sandbox behaves. `Debug` never shows the client secret.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SandboxConfig {
     pub addr: SocketAddr,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Secret,
     /// Share of token and upsert requests that fail on purpose (0 to 1).
     pub error_rate: f64,
     /// Added to every answer, to look like a service across a network.
@@ -41,21 +42,6 @@ pub struct SandboxConfig {
     pub outage_every: Option<Duration>,
     pub outage_for: Duration,
     pub token_ttl: Duration,
-}
-
-impl std::fmt::Debug for SandboxConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxConfig")
-            .field("addr", &self.addr)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
-            .field("error_rate", &self.error_rate)
-            .field("latency", &self.latency)
-            .field("outage_every", &self.outage_every)
-            .field("outage_for", &self.outage_for)
-            .field("token_ttl", &self.token_ttl)
-            .finish()
-    }
 }
 
 /// Idempotency keys remembered; the oldest are forgotten first.
@@ -207,7 +193,7 @@ async fn token(
     }
     // Both compared whole; which one was wrong is not said (as a real token endpoint).
     if field("client_id") != Some(sandbox.config.client_id.as_str())
-        || field("client_secret") != Some(sandbox.config.client_secret.as_str())
+        || field("client_secret") != Some(sandbox.config.client_secret.expose())
     {
         tracing::info!("crm sandbox refused a token request: unknown client");
         return unauthorized("invalid_client");
@@ -351,7 +337,7 @@ mod tests {
         let config = SandboxConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
             client_id: "id".into(),
-            client_secret: "secret".into(),
+            client_secret: Secret::new("secret"),
             error_rate: 0.0,
             latency: Duration::ZERO,
             outage_every: Some(Duration::from_secs(100)),

@@ -322,7 +322,7 @@ async fn crm_sandbox(args: CrmSandboxArgs) -> anyhow::Result<()> {
     let config = vidscope_cli::crm_sandbox::SandboxConfig {
         addr: args.addr,
         client_id: args.client_id.trim().to_owned(),
-        client_secret: args.client_secret,
+        client_secret: vidscope_worker::crm::Secret::new(args.client_secret),
         error_rate: args.error_rate,
         latency: args.latency,
         outage_every: args.outage_every.0,

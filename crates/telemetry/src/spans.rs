@@ -4,9 +4,10 @@
 //! Written by hand instead of using tracing-opentelemetry because of the performance budget
 //! (DESIGN.md): tracing-opentelemetry builds a full span (a builder with every field converted
 //! into an attribute, a lock, an SDK span) for every tracing span and decides sampling only
-//! when it starts that span, so an unsampled request cost as much as a sampled one up to the
-//! export. At 10 % sampling that was most of telemetry's cost on the benchmark route
-//! (callgrind: ~34 000 instructions per request with nothing exported). Here an unsampled span
+//! when it starts that span, so an unsampled span cost nearly as much as a sampled one up to
+//! the export. Replacing it (together with hand-written hex for the ids) took the benchmark
+//! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
+//! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
 //! is a span context in the registry's extensions: two ids, no attributes, no allocation
 //! beyond the extension slot. A sampled span records into a plain struct and goes to the SDK's
 //! batch span processor as `SpanData` when it closes.
@@ -152,6 +153,24 @@ impl OtelSpan {
 }
 
 impl Recording {
+    /// An empty recording of a span starting now, as the child of `parent` (a root without).
+    fn new(name: &'static str, parent: Option<&SpanContext>, attributes: usize) -> Self {
+        Self {
+            name: Cow::Borrowed(name),
+            kind: SpanKind::Internal,
+            parent_span_id: parent.map_or(SpanId::INVALID, |p| p.span_id()),
+            parent_is_remote: parent.is_some_and(|p| p.is_remote()),
+            start: SystemTime::now(),
+            attributes: Vec::with_capacity(attributes),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::Unset,
+        }
+    }
+
     /// A repeated key replaces the earlier value, as in the SDK.
     fn set_attribute(&mut self, attribute: KeyValue) {
         if let Some(kv) = self
@@ -271,20 +290,11 @@ where
             parent_sc.map_or_else(TraceState::default, |p| p.trace_state().clone()),
         );
         let recording = sampled.then(|| {
-            let mut r = Box::new(Recording {
-                name: Cow::Borrowed(attrs.metadata().name()),
-                kind: SpanKind::Internal,
-                parent_span_id: parent_sc.map_or(SpanId::INVALID, |p| p.span_id()),
-                parent_is_remote: parent_sc.is_some_and(|p| p.is_remote()),
-                start: SystemTime::now(),
-                attributes: Vec::with_capacity(attrs.fields().len()),
-                dropped_attributes: 0,
-                events: Vec::new(),
-                dropped_events: 0,
-                links: Vec::new(),
-                dropped_links: 0,
-                status: Status::Unset,
-            });
+            let mut r = Box::new(Recording::new(
+                attrs.metadata().name(),
+                parent_sc,
+                attrs.fields().len(),
+            ));
             attrs.record(&mut Visitor(&mut r));
             r
         });
@@ -432,13 +442,11 @@ pub(crate) fn with_otel_span<R>(
     span: &tracing::Span,
     f: impl FnOnce(&mut OtelSpan) -> R,
 ) -> Option<R> {
-    let mut f = Some(f);
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let data = registry.span_data(id)?;
         let mut ext = data.extensions_mut();
-        let otel = ext.get_mut::<OtelSpan>()?;
-        f.take().map(|f| f(otel))
+        ext.get_mut::<OtelSpan>().map(f)
     })
     .flatten()
 }
@@ -496,11 +504,7 @@ impl SpanExt for tracing::Span {
         timestamp: SystemTime,
         attributes: Vec<KeyValue>,
     ) {
-        with_otel_span(self, |o| {
-            if o.is_recording() {
-                o.add_event(name.into(), timestamp, attributes);
-            }
-        });
+        with_otel_span(self, |o| o.add_event(name.into(), timestamp, attributes));
     }
     fn add_link(&self, cx: SpanContext) {
         with_otel_span(self, |o| o.add_link(cx, Vec::new()));
@@ -709,20 +713,7 @@ mod tests {
 
     #[test]
     fn status_only_moves_up() {
-        let mut r = Recording {
-            name: Cow::Borrowed("x"),
-            kind: SpanKind::Internal,
-            parent_span_id: SpanId::INVALID,
-            parent_is_remote: false,
-            start: SystemTime::now(),
-            attributes: Vec::new(),
-            dropped_attributes: 0,
-            events: Vec::new(),
-            dropped_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::Unset,
-        };
+        let mut r = Recording::new("x", None, 0);
         r.set_status(Status::error("boom"));
         r.set_status(Status::Unset);
         assert_eq!(r.status, Status::error("boom"));

@@ -50,7 +50,8 @@ use vidscope_telemetry::{Backoff, Classify, ErrorClass, Metrics};
 
 pub use breaker::BreakerState;
 use breaker::{Admission, Breaker};
-use token::{Secret, TOKEN_ENDPOINT, TokenCache, TokenSource};
+pub use token::Secret;
+use token::{TOKEN_ENDPOINT, TokenCache, TokenSource};
 
 const CONTACTS_ENDPOINT: &str = "contacts/upsert";
 

@@ -29,14 +29,14 @@ pub(crate) const TOKEN_ENDPOINT: &str = "oauth/token";
 
 /// A credential: cheap to clone, impossible to print by accident.
 #[derive(Clone)]
-pub(crate) struct Secret(Arc<str>);
+pub struct Secret(Arc<str>);
 
 impl Secret {
-    pub(crate) fn new(value: impl Into<Arc<str>>) -> Self {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
         Self(value.into())
     }
 
-    pub(crate) fn expose(&self) -> &str {
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
