@@ -12,6 +12,7 @@
 #
 # Usage: scripts/bench-instructions.sh [SECONDS per configuration (6)] [CONFIGS...]
 #   CONFIGS: off s0 s10 s100 (default: all four)
+#   KEEP_PROFILES=DIR keeps the callgrind files (DIR/NAME.callgrind.*) for callgrind_annotate.
 # Needs: valgrind, wrk, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,11 @@ count() { # name -> prints "requests instructions-per-request"
   sleep 1.5
   callgrind_control -d "$pid" >/dev/null
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  if [[ -n ${KEEP_PROFILES:-} ]]; then
+    mkdir -p "$KEEP_PROFILES"
+    rm -f "$KEEP_PROFILES/$name.callgrind".*
+    cp "$out".* "$KEEP_PROFILES/"
+  fi
   total=0
   for f in "$out".*; do
     total=$((total + $(awk '/^(summary|totals):/ {print $2; exit}' "$f")))

@@ -11,7 +11,7 @@
 
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
-use tracing::{Dispatch, Event, Metadata, Subscriber, span};
+use tracing::{Dispatch, Event, Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -19,8 +19,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::spans::OtelSpan;
 
 /// Wraps log-writing layers: their `on_event` runs with the event's span context attached.
-/// They see events and span creation only (see the end of the `Layer` impl), so a `RUST_LOG`
-/// span directive (`[span]=debug`) cannot select log lines by span.
+/// They see events only (see the end of the `Layer` impl).
 pub struct WithSpanContext<L> {
     inner: L,
 }
@@ -72,26 +71,11 @@ where
         self.inner.enabled(metadata, ctx)
     }
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        // The log filter's level. The registry takes the most verbose of this and the span
-        // layers' hints (info), so `RUST_LOG=warn` still creates info spans; it used to cap
-        // them when a span filter had no hint ("unknown" sorts below every level).
         self.inner.max_level_hint()
     }
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
         self.inner.event_enabled(event, ctx)
     }
-    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
-        // Forwarded (once per span): per-layer filters inside consume the verdict their
-        // `enabled` left in tracing-subscriber's thread-local filter state here.
-        self.inner.on_new_span(attrs, id, ctx);
-    }
-    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_follows_from(id, follows, ctx);
-    }
-    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
-        self.inner.on_id_change(old, new, ctx);
-    }
-    // Enter, exit, record and close are not forwarded: the wrapped layers write log lines and
-    // filter spans out, but each would still look the span up in the registry on every enter
-    // and exit (every poll of an instrumented future) to find that out.
+    // Span callbacks are not forwarded: the wrapped outputs write log lines only (each
+    // behind its own filter, see `gate`).
 }

@@ -13,7 +13,6 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing::{Dispatch, Subscriber as _};
-use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, filter};
@@ -24,6 +23,7 @@ use crate::db_watch::DbWatch;
 use crate::event_context::WithSpanContext;
 use crate::export::{ExportStats, Guarded, GuardedLogs, Target};
 use crate::file::JsonLinesFile;
+use crate::gate::{Directives, Gate, Output};
 use crate::json_log::{OtelJson, fields};
 use crate::spans::SpanLayer;
 
@@ -249,27 +249,14 @@ fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLines
     }
 }
 
-/// A per-layer filter chosen at start-up; boxed because it is one of two types.
-type DynFilter<S> = Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync + 'static>;
-
-/// The filter for a `RUST_LOG`-style directive string: a static [`Targets`] filter when the
-/// string has only `target=level` directives (the usual case), an [`EnvFilter`] when it uses
-/// span or field directives. Why not always `EnvFilter`: as a per-layer filter it takes a lock
-/// and a map lookup on every span enter and exit to support those dynamic directives, and
-/// with four of them in the stack that was ~1 % of a request's CPU in the benchmark (perf, 10 %
-/// sampling: the lock, the span map's SipHash and the directive match), paid on
-/// every poll of every instrumented future. `Targets` decides once per callsite.
-///
-/// [`Targets`]: tracing_subscriber::filter::Targets
-fn directive_filter<S>(var: &'static str, directives: &str) -> Result<DynFilter<S>, InitError>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
+/// The filter for a `RUST_LOG`-style directive string (see [`Directives`]); `var` names the
+/// variable in the error.
+fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, InitError> {
     if let Ok(targets) = directives.parse::<filter::Targets>() {
-        return Ok(Box::new(targets));
+        return Ok(Directives::Targets(Box::new(targets)));
     }
     EnvFilter::try_new(directives)
-        .map(|f| Box::new(f) as DynFilter<S>)
+        .map(|e| Directives::Env(Box::new(e)))
         .map_err(|e| {
             InitError::Config(crate::config::ConfigError {
                 var,
@@ -279,60 +266,41 @@ where
         })
 }
 
-/// The JSON log lines on stdout, when they are on.
-fn stdout_layer<S>(
-    on: bool,
-    directives: &str,
+/// The global gate and the stdout output (when on). `stdout`: the stdout lines' directives;
+/// `bridge`: the OTLP log bridge's, when it is on (the caller builds that output, which needs
+/// the logger provider).
+#[allow(clippy::type_complexity)]
+fn log_outputs<S>(
+    spans: Option<Directives>,
+    stdout: Option<&str>,
     writer: BoxMakeWriter,
-) -> Result<Option<impl Layer<S>>, InitError>
+    bridge: Option<&str>,
+) -> Result<(Gate, Option<Output<impl Layer<S> + use<S>>>), InitError>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    on.then(|| directive_filter("RUST_LOG", directives))
-        .transpose()
-        .map(|f| f.map(|f| fmt_layer(writer, f)))
-}
-
-fn fmt_layer<S>(writer: BoxMakeWriter, log_filter: DynFilter<S>) -> impl Layer<S>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    // Events only, and that filter outermost: the JSON lines carry no span fields, so letting
-    // spans through would make the fmt layer format every span's fields into a string nobody
-    // reads (measured: ~a third of the cost of a log line), and the log filter inside would
-    // track every span.
-    tracing_subscriber::fmt::layer()
-        .event_format(OtelJson::default())
-        .fmt_fields(fields())
-        .with_writer(writer)
-        .with_filter(events_only().and(log_filter))
-}
-
-/// Per-layer kind filters, checked before the directive filter they are combined with (`and`
-/// short-circuits; a directive match compares the target against every directive).
-///
-/// They carry a `TRACE` level hint because a filter without one makes the combined hint
-/// "unknown", and one unknown hint in the stack makes tracing's global maximum level `TRACE`:
-/// then every `trace!` and `debug!` in hyper, h2 and tonic (the exporters' own gRPC calls
-/// included) reaches the per-layer filters, each checked against the directives and dropped.
-/// Measured with callgrind at 10 % sampling: ~12 000 instructions per request of the benchmark
-/// route went to those checks.
-fn spans_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
-    filter::FilterFn::new((|m| m.is_span()) as fn(&tracing::Metadata<'_>) -> bool)
-        .with_max_level_hint(filter::LevelFilter::TRACE)
-}
-
-/// See [`spans_only`].
-fn events_only() -> filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
-    filter::FilterFn::new((|m| m.is_event()) as fn(&tracing::Metadata<'_>) -> bool)
-        .with_max_level_hint(filter::LevelFilter::TRACE)
+    let events = [bridge, stdout]
+        .into_iter()
+        .flatten()
+        .map(|d| directive_filter("RUST_LOG", d))
+        .collect::<Result<_, _>>()?;
+    let stdout = stdout
+        .map(|d| -> Result<_, InitError> {
+            // The JSON lines carry no span fields; `Output` keeps spans away from the fmt
+            // layer, which would otherwise format every span's fields into a string nobody
+            // reads (measured: ~a third of the cost of a log line).
+            let fmt = tracing_subscriber::fmt::layer()
+                .event_format(OtelJson::default())
+                .fmt_fields(fields())
+                .with_writer(writer);
+            Ok(Output::new(fmt, directive_filter("RUST_LOG", d)?))
+        })
+        .transpose()?;
+    Ok((Gate::new(spans, events), stdout))
 }
 
 /// Which spans become OpenTelemetry spans: info and above, minus the exporters' own stacks.
-fn spans_filter<S>() -> Result<DynFilter<S>, InitError>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
+fn spans_filter() -> Result<Directives, InitError> {
     directive_filter("RUST_LOG", &format!("info,{NOT_EXPORTED}"))
 }
 
@@ -348,18 +316,20 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     );
     // Checked up front so a bad RUST_LOG fails start-up naming the variable even when no log
     // layer would parse it (stdout and OTLP logs both off).
-    directive_filter::<tracing_subscriber::Registry>("RUST_LOG", &fmt_directives)?;
+    directive_filter("RUST_LOG", &fmt_directives)?;
     let stdout_logs = config.stdout_logs;
 
     if !config.enabled {
         let provider = SdkMeterProvider::builder().build();
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
         let metrics = Metrics::new(&meter, stats.clone());
-        let subscriber = tracing_subscriber::registry().with(stdout_layer(
-            stdout_logs,
-            &fmt_directives,
+        let (gate, stdout) = log_outputs(
+            None,
+            stdout_logs.then_some(fmt_directives.as_str()),
             writer,
-        )?);
+            None,
+        )?;
+        let subscriber = tracing_subscriber::registry().with(gate).with(stdout);
         let level_hint = subscriber.max_level_hint();
         return Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
@@ -456,24 +426,34 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     }
     let logger_provider = lp.build();
 
-    // Spans only: log events are not copied into span events (the hot-path budget); code
-    // adds span events explicitly. The slow-query watch runs first, so its `on_close` adds
-    // events before the span ends. Both under one filter: each per-layer filter looks the span
-    // up again on every enter and exit (every poll of an instrumented future).
+    // Log events are not copied into span events (the hot-path budget); code adds span
+    // events explicitly. The slow-query watch runs before the span layer, so its `on_close`
+    // adds events before the span ends. One global gate decides which spans and events exist
+    // (see `gate`); each log output then applies its own filter.
     let span_layers = DbWatch::new(config.slow_query, config.n_plus_one_threshold)
-        .and_then(SpanLayer::new(config.sampler, span_processor.clone()))
-        .with_filter(spans_only().and(spans_filter()?));
-    let bridge = logs_on
-        .then(|| directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter)))
-        .transpose()?
-        .map(|f| {
-            OpenTelemetryTracingBridge::new(&logger_provider).with_filter(events_only().and(f))
-        });
-    let stdout = stdout_layer(stdout_logs, &fmt_directives, writer)?;
+        .and_then(SpanLayer::new(config.sampler, span_processor.clone()));
+    let bridge_directives = logs_on.then(|| format!("{},{NOT_EXPORTED}", config.log_filter));
+    let (gate, stdout) = log_outputs(
+        Some(spans_filter()?),
+        stdout_logs.then_some(fmt_directives.as_str()),
+        writer,
+        bridge_directives.as_deref(),
+    )?;
+    let bridge = bridge_directives
+        .as_deref()
+        .map(|d| -> Result<_, InitError> {
+            Ok(Output::new(
+                OpenTelemetryTracingBridge::new(&logger_provider),
+                directive_filter("RUST_LOG", d)?,
+            ))
+        })
+        .transpose()?;
+    let outputs = Layer::and_then(bridge, stdout);
 
     let subscriber = tracing_subscriber::registry()
+        .with(gate)
         .with(span_layers)
-        .with(WithSpanContext::new(Layer::and_then(bridge, stdout)));
+        .with(WithSpanContext::new(outputs));
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {
         dispatch: Dispatch::new(subscriber),
@@ -500,7 +480,8 @@ mod tests {
         config.log_filter = "warn".into();
         let t = build(&config, BoxMakeWriter::new(std::io::sink)).unwrap();
         tracing::dispatcher::with_default(&t.dispatch, || {
-            let span = tracing::info_span!("request");
+            // A target of its own: this crate's spans are never exported.
+            let span = tracing::info_span!(target: "vidscope_api", "request");
             assert!(!span.is_disabled(), "info span disabled by RUST_LOG=warn");
         });
     }

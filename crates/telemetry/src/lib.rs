@@ -19,6 +19,7 @@ pub mod db_watch;
 mod event_context;
 pub mod export;
 pub mod file;
+mod gate;
 pub mod init;
 mod json_log;
 pub mod propagation;
