@@ -11,12 +11,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
@@ -66,7 +64,21 @@ impl ExportStats {
         self.warnings[idx(s)].load(Ordering::Relaxed)
     }
 
-    fn record_failure(&self, s: Signal, items: usize, error: &OTelSdkError, fell_back: bool) {
+    pub(crate) fn record_exported(&self, s: Signal, items: usize) {
+        self.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_dropped(&self, s: Signal, items: usize) {
+        self.dropped[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_failure(
+        &self,
+        s: Signal,
+        items: usize,
+        error: &OTelSdkError,
+        fell_back: bool,
+    ) {
         let counter = if fell_back {
             &self.fallback
         } else {
@@ -233,160 +245,6 @@ impl SpanExporter for Guarded<opentelemetry_otlp::SpanExporter> {
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = proto_resource(resource);
         if let Target::Otlp(e) = &mut self.target {
-            e.set_resource(resource);
-        }
-    }
-}
-
-fn redact_any(v: &AnyValue) -> Option<AnyValue> {
-    match v {
-        AnyValue::String(s) => match redact_str(s.as_str()) {
-            std::borrow::Cow::Owned(clean) => Some(AnyValue::from(clean)),
-            std::borrow::Cow::Borrowed(_) => None,
-        },
-        AnyValue::ListAny(items) => {
-            let redacted: Vec<Option<AnyValue>> = items.iter().map(redact_any).collect();
-            redacted.iter().any(Option::is_some).then(|| {
-                AnyValue::ListAny(Box::new(
-                    redacted
-                        .into_iter()
-                        .zip(items.iter())
-                        .map(|(r, orig)| r.unwrap_or_else(|| orig.clone()))
-                        .collect(),
-                ))
-            })
-        }
-        AnyValue::Map(map) => {
-            let mut changed = false;
-            let out = map
-                .iter()
-                .map(|(k, v)| {
-                    if is_sensitive_key_cached(k.as_str()) {
-                        changed = true;
-                        (k.clone(), AnyValue::from(REDACTED))
-                    } else if let Some(r) = redact_any(v) {
-                        changed = true;
-                        (k.clone(), r)
-                    } else {
-                        (k.clone(), v.clone())
-                    }
-                })
-                .collect();
-            changed.then(|| AnyValue::Map(Box::new(out)))
-        }
-        _ => None,
-    }
-}
-
-/// Log exporter wrapper. Log records are borrowed by the batch, so a record that needs
-/// scrubbing is rebuilt (records cannot drop attributes in place).
-#[derive(Debug)]
-pub(crate) struct GuardedLogs<E> {
-    pub inner: Guarded<E>,
-    /// A logger with no processors, used only to create blank records to rebuild into.
-    blank: SdkLogger,
-    _blank_provider: SdkLoggerProvider,
-}
-
-impl<E> GuardedLogs<E> {
-    pub fn new(inner: Guarded<E>) -> Self {
-        let provider = SdkLoggerProvider::builder().build();
-        Self {
-            blank: provider.logger("vidscope-redaction"),
-            _blank_provider: provider,
-            inner,
-        }
-    }
-
-    fn scrubbed(&self, rec: &SdkLogRecord) -> Option<SdkLogRecord> {
-        let body = rec.body().and_then(redact_any);
-        let attrs: Vec<Option<AnyValue>> = rec
-            .attributes_iter()
-            .map(|(k, v)| {
-                let scalar = matches!(
-                    v,
-                    AnyValue::Boolean(_) | AnyValue::Int(_) | AnyValue::Double(_)
-                );
-                if !scalar && is_sensitive_key_cached(k.as_str()) {
-                    Some(AnyValue::from(REDACTED))
-                } else {
-                    redact_any(v)
-                }
-            })
-            .collect();
-        if body.is_none() && attrs.iter().all(Option::is_none) {
-            return None;
-        }
-        let mut out = self.blank.create_log_record();
-        if let Some(name) = rec.event_name() {
-            out.set_event_name(name);
-        }
-        if let Some(t) = rec.target() {
-            out.set_target(t.clone());
-        }
-        if let Some(t) = rec.timestamp() {
-            out.set_timestamp(t);
-        }
-        if let Some(t) = rec.observed_timestamp() {
-            out.set_observed_timestamp(t);
-        }
-        if let Some(t) = rec.severity_text() {
-            out.set_severity_text(t);
-        }
-        if let Some(n) = rec.severity_number() {
-            out.set_severity_number(n);
-        }
-        if let Some(b) = body.or_else(|| rec.body().cloned()) {
-            out.set_body(b);
-        }
-        for ((k, v), r) in rec.attributes_iter().zip(attrs) {
-            out.add_attribute(k.clone(), r.unwrap_or_else(|| v.clone()));
-        }
-        if let Some(tc) = rec.trace_context() {
-            out.set_trace_context(tc.trace_id, tc.span_id, tc.trace_flags);
-        }
-        Some(out)
-    }
-}
-
-impl LogExporter for GuardedLogs<opentelemetry_otlp::LogExporter> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let originals: Vec<_> = batch.iter().collect();
-        let rebuilt: Vec<Option<SdkLogRecord>> =
-            originals.iter().map(|(r, _)| self.scrubbed(r)).collect();
-        let pairs: Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> = originals
-            .iter()
-            .zip(&rebuilt)
-            .map(|((orig, scope), new)| (new.as_ref().unwrap_or(orig), *scope))
-            .collect();
-        let n = pairs.len();
-        let g = &self.inner;
-        match &g.target {
-            Target::File(f) => {
-                let r = f.write_logs(&LogBatch::new(&pairs), &g.resource);
-                g.settle(Signal::Logs, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Otlp(exp) => {
-                let r = exp.export(LogBatch::new(&pairs)).await;
-                g.settle(Signal::Logs, n, r, |f| {
-                    f.write_logs(&LogBatch::new(&pairs), &g.resource)
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.inner.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) => Ok(()),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.resource = proto_resource(resource);
-        if let Target::Otlp(e) = &mut self.inner.target {
             e.set_resource(resource);
         }
     }

@@ -12,15 +12,12 @@ use std::sync::{Arc, Mutex};
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::LogBatch;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::trace::SpanData;
 
@@ -91,18 +88,6 @@ impl JsonLinesFile {
         self.write_json(&ExportTraceServiceRequest {
             resource_spans: group_spans_by_resource_and_scope(batch, resource),
         })
-    }
-
-    pub fn write_logs(
-        &self,
-        batch: &LogBatch<'_>,
-        resource: &ResourceAttributesWithSchema,
-    ) -> OTelSdkResult {
-        let resource_logs = group_logs_by_resource_and_scope(batch, resource);
-        if resource_logs.is_empty() {
-            return Ok(());
-        }
-        self.write_json(&ExportLogsServiceRequest { resource_logs })
     }
 
     pub fn write_metrics(&self, metrics: &ResourceMetrics) -> OTelSdkResult {

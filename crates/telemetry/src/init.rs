@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::{KeyValue, global};
-use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
@@ -21,10 +19,11 @@ use crate::catalog::{Metrics, view};
 use crate::config::{ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
 use crate::db_watch::DbWatch;
 use crate::event_context::WithSpanContext;
-use crate::export::{ExportStats, Guarded, GuardedLogs, Target};
+use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::{OtelJson, fields};
+use crate::logs::{Batching, LogPipeline, Transport};
 use crate::spans::SpanLayer;
 
 /// How long `shutdown` may take to flush all three signals.
@@ -53,6 +52,8 @@ pub enum InitError {
     },
     #[error("invalid OTEL_EXPORTER_OTLP_HEADERS: {0}")]
     Headers(String),
+    #[error("cannot start the OTLP log export thread: {source}")]
+    LogThread { source: std::io::Error },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
 }
@@ -64,7 +65,7 @@ pub struct TelemetryGuard {
     /// SDK tracer.
     span_processor: Option<Arc<BatchSpanProcessor>>,
     meter_provider: Option<SdkMeterProvider>,
-    logger_provider: Option<SdkLoggerProvider>,
+    logs: Option<Arc<LogPipeline>>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
     done: AtomicBool,
@@ -88,7 +89,7 @@ impl TelemetryGuard {
                 let _ = tp.force_flush();
             }
             if let Some(lp) = lp {
-                let _ = lp.force_flush();
+                lp.flush(SHUTDOWN_DEADLINE);
             }
             if let Some(mp) = mp {
                 let _ = mp.force_flush();
@@ -112,12 +113,12 @@ impl TelemetryGuard {
     ) -> (
         Option<Arc<BatchSpanProcessor>>,
         Option<SdkMeterProvider>,
-        Option<SdkLoggerProvider>,
+        Option<Arc<LogPipeline>>,
     ) {
         (
             self.span_processor.clone(),
             self.meter_provider.clone(),
-            self.logger_provider.clone(),
+            self.logs.clone(),
         )
     }
 }
@@ -125,7 +126,7 @@ impl TelemetryGuard {
 fn shutdown_all(
     tp: Option<Arc<BatchSpanProcessor>>,
     mp: Option<SdkMeterProvider>,
-    lp: Option<SdkLoggerProvider>,
+    lp: Option<Arc<LogPipeline>>,
 ) {
     // Traces first (spans end last in a request), then logs, then metrics, which also
     // carry the final drop counts.
@@ -133,7 +134,7 @@ fn shutdown_all(
         let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
     }
     if let Some(lp) = lp {
-        let _ = lp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+        lp.shutdown(SHUTDOWN_DEADLINE);
     }
     if let Some(mp) = mp {
         let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
@@ -337,7 +338,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             guard: TelemetryGuard {
                 span_processor: None,
                 meter_provider: None,
-                logger_provider: None,
+                logs: None,
                 metrics,
                 stats,
                 done: AtomicBool::new(false),
@@ -397,34 +398,46 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let metrics = Metrics::new(&meter, stats.clone());
 
     // Logs.
-    let mut lp = SdkLoggerProvider::builder().with_resource(resource);
-    let target = match config.exporter(Signal::Logs) {
-        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
-            opentelemetry_otlp::LogExporter::builder(),
-            config,
-            Signal::Logs
-        ))),
-        ExporterKind::File => Some(Target::File(open_file(config, Signal::Logs)?)),
+    // Logs: our own layer and export thread (see `logs`).
+    let transport = match config.exporter(Signal::Logs) {
+        ExporterKind::Otlp => Some(
+            Transport::otlp(
+                config.protocol,
+                config
+                    .endpoints
+                    .get(&Signal::Logs)
+                    .cloned()
+                    .unwrap_or_default(),
+                &config.headers,
+            )
+            .map_err(InitError::Headers)?,
+        ),
+        ExporterKind::File => Some(Transport::File(open_file(config, Signal::Logs)?)),
         ExporterKind::None => None,
     };
-    let logs_on = target.is_some();
-    if let Some(target) = target {
-        let exporter = GuardedLogs::new(Guarded::new(
-            target,
-            fallback(config, Signal::Logs)?,
-            stats.clone(),
-        ));
-        let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
-            .with_max_queue_size(config.max_queue_size)
-            .with_scheduled_delay(config.scheduled_delay)
-            .build();
-        lp = lp.with_log_processor(
-            BatchLogProcessor::builder(exporter)
-                .with_batch_config(batch)
-                .build(),
-        );
-    }
-    let logger_provider = lp.build();
+    let (logs, log_layer) = match transport {
+        Some(transport) => {
+            let resource = crate::file::proto_resource(&resource);
+            let (pipeline, layer) = crate::logs::pipeline(
+                transport,
+                fallback(config, Signal::Logs)?,
+                opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: resource.attributes.0,
+                    ..Default::default()
+                },
+                Batching {
+                    max_queue: config.max_queue_size,
+                    delay: config.scheduled_delay,
+                    timeout: config.export_timeout,
+                },
+                stats.clone(),
+            )
+            .map_err(|source| InitError::LogThread { source })?;
+            (Some(Arc::new(pipeline)), Some(layer))
+        }
+        None => (None, None),
+    };
+    let logs_on = log_layer.is_some();
 
     // Log events are not copied into span events (the hot-path budget); code adds span
     // events explicitly. The slow-query watch runs before the span layer, so its `on_close`
@@ -441,11 +454,9 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     )?;
     let bridge = bridge_directives
         .as_deref()
-        .map(|d| -> Result<_, InitError> {
-            Ok(Output::new(
-                OpenTelemetryTracingBridge::new(&logger_provider),
-                directive_filter("RUST_LOG", d)?,
-            ))
+        .zip(log_layer)
+        .map(|(d, layer)| -> Result<_, InitError> {
+            Ok(Output::new(layer, directive_filter("RUST_LOG", d)?))
         })
         .transpose()?;
     let outputs = Layer::and_then(bridge, stdout);
@@ -461,7 +472,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         guard: TelemetryGuard {
             span_processor,
             meter_provider: Some(meter_provider),
-            logger_provider: Some(logger_provider),
+            logs,
             metrics,
             stats,
             done: AtomicBool::new(false),

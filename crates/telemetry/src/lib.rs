@@ -22,6 +22,7 @@ pub mod file;
 mod gate;
 pub mod init;
 mod json_log;
+mod logs;
 pub mod propagation;
 pub mod redact;
 pub mod spans;
