@@ -1,5 +1,5 @@
 //! OTLP logs straight from tracing events: a layer that builds each event's OTLP `LogRecord`
-//! (redacted as it is built) and a thread that batches the records and sends them over gRPC,
+//! and a thread that scrubs secrets from the records, batches them and sends them over gRPC,
 //! HTTP (protobuf or JSON) or into the log file.
 //!
 //! Written by hand instead of the OpenTelemetry log bridge, the SDK's batch log processor and
@@ -246,21 +246,8 @@ where
     }
 }
 
-fn string(s: impl Into<String>) -> Option<AnyValue> {
-    Some(AnyValue {
-        value: Some(Value::StringValue(s.into())),
-    })
-}
-
-/// A string that may carry a secret, scrubbed.
-fn clean(s: &str) -> String {
-    match redact_str(s) {
-        Cow::Borrowed(s) => s.to_owned(),
-        Cow::Owned(s) => s,
-    }
-}
-
-/// An event's fields into its record: `message` is the body, the rest attributes.
+/// An event's fields into its record: `message` is the body, the rest attributes. Values
+/// are taken as they are; the export thread scrubs them ([`scrub`]).
 struct Visitor<'a>(&'a mut LogRecord);
 
 impl Visitor<'_> {
@@ -272,28 +259,58 @@ impl Visitor<'_> {
         });
     }
 
-    /// Numbers and booleans cannot carry a secret; any other value under a sensitive key is
-    /// replaced whole, and every string is scrubbed.
-    fn text(&mut self, name: &str, value: &str) {
+    fn text(&mut self, name: &str, value: String) {
         if name == "message" {
-            self.0.body = string(clean(value));
-        } else if is_sensitive_key_cached(name) {
-            self.attribute(name, Value::StringValue(REDACTED.to_owned()));
+            self.0.body = Some(AnyValue {
+                value: Some(Value::StringValue(value)),
+            });
         } else {
-            self.attribute(name, Value::StringValue(clean(value)));
+            self.attribute(name, Value::StringValue(value));
+        }
+    }
+}
+
+/// Replaces secrets in a string value in place.
+fn scrub_string(s: &mut String) {
+    if let Cow::Owned(clean) = redact_str(s) {
+        *s = clean;
+    }
+}
+
+/// Scrubs a record before it leaves the process: numbers and booleans cannot carry a
+/// secret; any other value under a sensitive key is replaced whole, and every string (the
+/// body included) is scrubbed of embedded secrets. On the export thread, off the request path.
+fn scrub(record: &mut LogRecord) {
+    if let Some(AnyValue {
+        value: Some(Value::StringValue(body)),
+    }) = &mut record.body
+    {
+        scrub_string(body);
+    }
+    for kv in &mut record.attributes {
+        let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
+            continue;
+        };
+        match v {
+            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_) => {}
+            _ if is_sensitive_key_cached(&kv.key) => {
+                *v = Value::StringValue(REDACTED.to_owned());
+            }
+            Value::StringValue(s) => scrub_string(s),
+            _ => {}
         }
     }
 }
 
 impl field::Visit for Visitor<'_> {
     fn record_str(&mut self, field: &field::Field, value: &str) {
-        self.text(field.name(), value);
+        self.text(field.name(), value.to_owned());
     }
     fn record_debug(&mut self, field: &field::Field, value: &dyn std::fmt::Debug) {
-        self.text(field.name(), &format!("{value:?}"));
+        self.text(field.name(), format!("{value:?}"));
     }
     fn record_error(&mut self, _field: &field::Field, value: &(dyn std::error::Error + 'static)) {
-        self.text("exception.message", &value.to_string());
+        self.text("exception.message", value.to_string());
     }
     fn record_bool(&mut self, field: &field::Field, value: bool) {
         self.attribute(field.name(), Value::BoolValue(value));
@@ -387,7 +404,8 @@ impl Exporter {
     /// One request for the batch: one resource, one scope per target, in arrival order.
     fn request(&self, batch: &mut Vec<(&'static str, LogRecord)>) -> ExportLogsServiceRequest {
         let mut scopes: Vec<ScopeLogs> = Vec::new();
-        for (target, record) in batch.drain(..) {
+        for (target, mut record) in batch.drain(..) {
+            scrub(&mut record);
             match scopes
                 .iter_mut()
                 .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == target))
@@ -511,5 +529,108 @@ impl Exporter {
             }
             Transport::File(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SamplerConfig, TelemetryConfig};
+    use crate::spans::SpanExt as _;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+    fn attribute<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+        record["attributes"]
+            .as_array()?
+            .iter()
+            .find(|kv| kv["key"] == key)
+            .map(|kv| &kv["value"])
+    }
+
+    /// Through the whole pipeline into the log file: the body, typed attributes, severity,
+    /// scope, the span's ids, and secrets scrubbed (by key, embedded in text, in the body).
+    #[test]
+    fn events_become_scrubbed_log_records_with_their_spans_ids() {
+        let dir = std::env::temp_dir().join(format!(
+            "vidscope-logs-{}-{}",
+            std::process::id(),
+            now_nanos()
+        ));
+        let mut config = TelemetryConfig::new("logs").with_file_exporters(&dir);
+        config.sampler = SamplerConfig::AlwaysOn;
+        let t = crate::build(&config, BoxMakeWriter::new(std::io::sink)).unwrap();
+        let ids = tracing::dispatcher::with_default(&t.dispatch, || {
+            let span = tracing::info_span!(target: "vidscope_api", "request");
+            let _entered = span.enter();
+            tracing::warn!(
+                target: "vidscope_api::login",
+                password = "hunter2",
+                attempts = 3u64,
+                remembered = true,
+                header = "Authorization: Bearer abc.def",
+                "login failed for token=s3cr3t"
+            );
+            let sc = span.span_context();
+            (sc.trace_id().to_string(), sc.span_id().to_string())
+        });
+        tracing::dispatcher::with_default(&t.dispatch, || {
+            tracing::info!(target: "vidscope_api", "outside any span");
+        });
+        drop(t);
+
+        let text = std::fs::read_to_string(dir.join("logs.json")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!text.contains("hunter2") && !text.contains("s3cr3t") && !text.contains("abc.def"));
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .flat_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["resourceLogs"][0]["scopeLogs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|s| {
+                        let scope = s["scope"]["name"].clone();
+                        s["logRecords"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(move |r| (scope.clone(), r.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map(|(scope, mut r)| {
+                r["scope"] = scope;
+                r
+            })
+            .collect();
+        assert_eq!(records.len(), 2, "{text}");
+        let login = &records[0];
+        assert_eq!(login["scope"], "vidscope_api::login");
+        assert_eq!(login["severityText"], "WARN");
+        assert_eq!(login["severityNumber"], 13);
+        assert_eq!(login["traceId"], ids.0.as_str());
+        assert_eq!(login["spanId"], ids.1.as_str());
+        assert_eq!(
+            login["body"]["stringValue"],
+            "login failed for token=[REDACTED]"
+        );
+        assert_eq!(
+            attribute(login, "password").unwrap()["stringValue"],
+            REDACTED
+        );
+        assert_eq!(attribute(login, "attempts").unwrap()["intValue"], "3");
+        assert_eq!(attribute(login, "remembered").unwrap()["boolValue"], true);
+        assert!(
+            attribute(login, "header").unwrap()["stringValue"]
+                .as_str()
+                .unwrap()
+                .contains(REDACTED)
+        );
+        let outside = &records[1];
+        assert_eq!(outside["body"]["stringValue"], "outside any span");
+        assert_eq!(outside["severityNumber"], 9);
+        assert_eq!(outside["traceId"], "");
     }
 }
