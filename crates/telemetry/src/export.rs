@@ -1,10 +1,10 @@
-//! Exporters as the SDK's batch processors see them: redaction, drop accounting, a
-//! rate-limited warning and the optional file fallback wrapped around the OTLP exporters or
-//! the file exporter.
+//! Export accounting for all three signals, span redaction, and the metric exporter as the
+//! SDK's periodic reader sees it: drop accounting, a rate-limited warning and the optional
+//! file fallback wrapped around the OTLP metric exporter or the file exporter. (Spans and logs
+//! go through `pipe`, which uses the same accounting.)
 //!
-//! Failures are handled here rather than returned to the SDK: the batch processors would log
-//! every failed batch (twice a second per signal while the collector is down), and they do
-//! not count what they lose. Here each lost item is counted in `telemetry.export.dropped`
+//! Failures are handled here rather than returned to the SDK: it would log every failed
+//! export, and it does not count what it loses. Here each lost item is counted in `telemetry.export.dropped`
 //! and a warning is logged at most once per [`WARN_EVERY`] per signal.
 
 use std::sync::Mutex;
@@ -12,16 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::trace::SpanData;
 
 use crate::config::Signal;
-use crate::file::{JsonLinesFile, proto_resource};
+use crate::file::JsonLinesFile;
 use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
 
 /// Minimum time between two "export failed" warnings for one signal.
@@ -125,7 +123,6 @@ pub(crate) struct Guarded<E> {
     /// Receives batches the OTLP target failed to deliver.
     pub fallback: Option<JsonLinesFile>,
     pub stats: std::sync::Arc<ExportStats>,
-    pub resource: ResourceAttributesWithSchema,
 }
 
 impl<E> Guarded<E> {
@@ -138,7 +135,6 @@ impl<E> Guarded<E> {
             target,
             fallback,
             stats,
-            resource: proto_resource(&Resource::builder_empty().build()),
         }
     }
 
@@ -204,49 +200,6 @@ pub(crate) fn redact_span(span: &mut SpanData) {
         && let std::borrow::Cow::Owned(clean) = redact_str(description)
     {
         *description = clean.into();
-    }
-}
-
-impl SpanExporter for Guarded<opentelemetry_otlp::SpanExporter> {
-    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        batch.iter_mut().for_each(redact_span);
-        let n = batch.len();
-        match &self.target {
-            Target::File(f) => {
-                let r = f.write_spans(batch, &self.resource);
-                self.settle(Signal::Traces, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Otlp(exp) => {
-                let copy = self.fallback.as_ref().map(|_| batch.clone());
-                let r = exp.export(batch).await;
-                self.settle(Signal::Traces, n, r, |f| {
-                    f.write_spans(copy.unwrap_or_default(), &self.resource)
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) => Ok(()),
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.force_flush(),
-            Target::File(_) => Ok(()),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = proto_resource(resource);
-        if let Target::Otlp(e) = &mut self.target {
-            e.set_resource(resource);
-        }
     }
 }
 

@@ -13,13 +13,10 @@ use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::trace::SpanData;
 
 use crate::config::{FileConfig, Signal};
 
@@ -75,19 +72,6 @@ impl JsonLinesFile {
             .map_err(|e| {
                 OTelSdkError::InternalFailure(format!("write {}: {e}", self.path.display()))
             })
-    }
-
-    pub fn write_spans(
-        &self,
-        batch: Vec<SpanData>,
-        resource: &ResourceAttributesWithSchema,
-    ) -> OTelSdkResult {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.write_json(&ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(batch, resource),
-        })
     }
 
     pub fn write_metrics(&self, metrics: &ResourceMetrics) -> OTelSdkResult {

@@ -9,7 +9,6 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicCo
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing::{Dispatch, Subscriber as _};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -23,7 +22,8 @@ use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::{OtelJson, fields};
-use crate::logs::{Batching, LogPipeline, Transport};
+use crate::logs::LogLayer;
+use crate::pipe::{Batching, Payload, Pipeline, Queue, Transport};
 use crate::spans::SpanLayer;
 
 /// How long `shutdown` may take to flush all three signals.
@@ -52,8 +52,11 @@ pub enum InitError {
     },
     #[error("invalid OTEL_EXPORTER_OTLP_HEADERS: {0}")]
     Headers(String),
-    #[error("cannot start the OTLP log export thread: {source}")]
-    LogThread { source: std::io::Error },
+    #[error("cannot start the {signal} export thread: {source}")]
+    ExportThread {
+        signal: &'static str,
+        source: std::io::Error,
+    },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
 }
@@ -61,11 +64,11 @@ pub enum InitError {
 /// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
 /// then metrics within [`SHUTDOWN_DEADLINE`].
 pub struct TelemetryGuard {
-    /// Spans go straight from the span layer to this processor (see `spans`); there is no
+    /// Spans go straight from the span layer to this pipeline (see `spans`); there is no
     /// SDK tracer.
-    span_processor: Option<Arc<BatchSpanProcessor>>,
+    traces: Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
     meter_provider: Option<SdkMeterProvider>,
-    logs: Option<Arc<LogPipeline>>,
+    logs: Option<Arc<Pipeline<crate::logs::Item>>>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
     done: AtomicBool,
@@ -86,7 +89,7 @@ impl TelemetryGuard {
         let (tp, mp, lp) = self.providers();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(tp) = tp {
-                let _ = tp.force_flush();
+                tp.flush(SHUTDOWN_DEADLINE);
             }
             if let Some(lp) = lp {
                 lp.flush(SHUTDOWN_DEADLINE);
@@ -111,12 +114,12 @@ impl TelemetryGuard {
     fn providers(
         &self,
     ) -> (
-        Option<Arc<BatchSpanProcessor>>,
+        Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
         Option<SdkMeterProvider>,
-        Option<Arc<LogPipeline>>,
+        Option<Arc<Pipeline<crate::logs::Item>>>,
     ) {
         (
-            self.span_processor.clone(),
+            self.traces.clone(),
             self.meter_provider.clone(),
             self.logs.clone(),
         )
@@ -124,14 +127,14 @@ impl TelemetryGuard {
 }
 
 fn shutdown_all(
-    tp: Option<Arc<BatchSpanProcessor>>,
+    tp: Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
     mp: Option<SdkMeterProvider>,
-    lp: Option<Arc<LogPipeline>>,
+    lp: Option<Arc<Pipeline<crate::logs::Item>>>,
 ) {
     // Traces first (spans end last in a request), then logs, then metrics, which also
     // carry the final drop counts.
     if let Some(tp) = tp {
-        let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+        tp.shutdown(SHUTDOWN_DEADLINE);
     }
     if let Some(lp) = lp {
         lp.shutdown(SHUTDOWN_DEADLINE);
@@ -300,6 +303,46 @@ where
     Ok((Gate::new(spans, events), stdout))
 }
 
+/// The export pipeline of one signal, when its exporter is not `none`: the pipeline (for the
+/// guard) and the queue (for the layer).
+#[allow(clippy::type_complexity)]
+fn pipeline<P: Payload>(
+    config: &TelemetryConfig,
+    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
+    stats: &Arc<ExportStats>,
+) -> Result<(Option<Arc<Pipeline<P::Item>>>, Option<Queue<P::Item>>), InitError> {
+    let transport = match config.exporter(P::SIGNAL) {
+        ExporterKind::Otlp => Transport::otlp(
+            config.protocol,
+            config
+                .endpoints
+                .get(&P::SIGNAL)
+                .cloned()
+                .unwrap_or_default(),
+            &config.headers,
+        )
+        .map_err(InitError::Headers)?,
+        ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
+        ExporterKind::None => return Ok((None, None)),
+    };
+    let (pipeline, queue) = crate::pipe::start::<P>(
+        transport,
+        fallback(config, P::SIGNAL)?,
+        resource.clone(),
+        Batching {
+            max_queue: config.max_queue_size,
+            delay: config.scheduled_delay,
+            timeout: config.export_timeout,
+        },
+        stats.clone(),
+    )
+    .map_err(|source| InitError::ExportThread {
+        signal: P::SIGNAL.as_str(),
+        source,
+    })?;
+    Ok((Some(Arc::new(pipeline)), Some(queue)))
+}
+
 /// Which spans become OpenTelemetry spans: info and above, minus the exporters' own stacks.
 fn spans_filter() -> Result<Directives, InitError> {
     directive_filter("RUST_LOG", &format!("info,{NOT_EXPORTED}"))
@@ -336,7 +379,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             dispatch: Dispatch::new(subscriber),
             level_hint,
             guard: TelemetryGuard {
-                span_processor: None,
+                traces: None,
                 meter_provider: None,
                 logs: None,
                 metrics,
@@ -348,29 +391,15 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     let resource = resource(config);
 
-    // Traces: the span layer samples and records; this processor batches and exports.
-    let span_processor = match config.exporter(Signal::Traces) {
-        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
-            opentelemetry_otlp::SpanExporter::builder(),
-            config,
-            Signal::Traces
-        ))),
-        ExporterKind::File => Some(Target::File(open_file(config, Signal::Traces)?)),
-        ExporterKind::None => None,
-    }
-    .map(|target| -> Result<_, InitError> {
-        let exporter = Guarded::new(target, fallback(config, Signal::Traces)?, stats.clone());
-        let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
-            .with_max_queue_size(config.max_queue_size)
-            .with_scheduled_delay(config.scheduled_delay)
-            .build();
-        let mut processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch)
-            .build();
-        processor.set_resource(&resource);
-        Ok(Arc::new(processor))
-    })
-    .transpose()?;
+    // Traces: the span layer samples and records; the pipeline batches and exports.
+    let proto_resource = {
+        let r = crate::file::proto_resource(&resource);
+        opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: r.attributes.0,
+            ..Default::default()
+        }
+    };
+    let (traces, span_queue) = pipeline::<crate::spans::Spans>(config, &proto_resource, &stats)?;
 
     // Metrics.
     let mut mp = SdkMeterProvider::builder()
@@ -398,45 +427,9 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let metrics = Metrics::new(&meter, stats.clone());
 
     // Logs.
-    // Logs: our own layer and export thread (see `logs`).
-    let transport = match config.exporter(Signal::Logs) {
-        ExporterKind::Otlp => Some(
-            Transport::otlp(
-                config.protocol,
-                config
-                    .endpoints
-                    .get(&Signal::Logs)
-                    .cloned()
-                    .unwrap_or_default(),
-                &config.headers,
-            )
-            .map_err(InitError::Headers)?,
-        ),
-        ExporterKind::File => Some(Transport::File(open_file(config, Signal::Logs)?)),
-        ExporterKind::None => None,
-    };
-    let (logs, log_layer) = match transport {
-        Some(transport) => {
-            let resource = crate::file::proto_resource(&resource);
-            let (pipeline, layer) = crate::logs::pipeline(
-                transport,
-                fallback(config, Signal::Logs)?,
-                opentelemetry_proto::tonic::resource::v1::Resource {
-                    attributes: resource.attributes.0,
-                    ..Default::default()
-                },
-                Batching {
-                    max_queue: config.max_queue_size,
-                    delay: config.scheduled_delay,
-                    timeout: config.export_timeout,
-                },
-                stats.clone(),
-            )
-            .map_err(|source| InitError::LogThread { source })?;
-            (Some(Arc::new(pipeline)), Some(layer))
-        }
-        None => (None, None),
-    };
+    // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
+    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, &stats)?;
+    let log_layer = log_queue.map(LogLayer::new);
     let logs_on = log_layer.is_some();
 
     // Log events are not copied into span events (the hot-path budget); code adds span
@@ -444,7 +437,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     // adds events before the span ends. One global gate decides which spans and events exist
     // (see `gate`); each log output then applies its own filter.
     let span_layers = DbWatch::new(config.slow_query, config.n_plus_one_threshold)
-        .and_then(SpanLayer::new(config.sampler, span_processor.clone()));
+        .and_then(SpanLayer::new(config.sampler, span_queue));
     let bridge_directives = logs_on.then(|| format!("{},{NOT_EXPORTED}", config.log_filter));
     let (gate, stdout) = log_outputs(
         Some(spans_filter()?),
@@ -470,7 +463,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         dispatch: Dispatch::new(subscriber),
         level_hint,
         guard: TelemetryGuard {
-            span_processor,
+            traces,
             meter_provider: Some(meter_provider),
             logs,
             metrics,

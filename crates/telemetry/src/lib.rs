@@ -23,6 +23,7 @@ mod gate;
 pub mod init;
 mod json_log;
 mod logs;
+mod pipe;
 pub mod propagation;
 pub mod redact;
 pub mod spans;

@@ -1,6 +1,5 @@
 //! OTLP logs straight from tracing events: a layer that builds each event's OTLP `LogRecord`
-//! and a thread that scrubs secrets from the records, batches them and sends them over gRPC,
-//! HTTP (protobuf or JSON) or into the log file.
+//! and queues it for the export pipeline ([`crate::pipe`]).
 //!
 //! Written by hand instead of the OpenTelemetry log bridge, the SDK's batch log processor and
 //! the OTLP log exporter because of the performance budget (DESIGN.md). That path builds an
@@ -15,18 +14,11 @@
 //! attribute (an error as `exception.message`), the severity follows the level, the event
 //! name is the callsite's name and the scope is the event's target.
 //!
-//! Never blocks the caller: a full queue drops the record, and the drop is counted and
-//! warned about (rate-limited) by the export thread.
+//! Batching, scrubbing and sending are the export pipeline's (`pipe`), shared with spans.
 
-use std::borrow::Cow;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -36,161 +28,71 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::{OtlpProtocol, Signal};
-use crate::export::ExportStats;
-use crate::file::JsonLinesFile;
-use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
+use crate::config::Signal;
+use crate::pipe::{Payload, Queue, scrub_attributes, scrub_string, unix_nanos};
 use crate::spans::OtelSpan;
 
-/// Records per export call, as the SDK's batch processors default to.
-const MAX_BATCH: usize = 512;
+/// A record and its event's target (the scope it is exported under).
+pub(crate) type Item = (&'static str, LogRecord);
 
-enum Msg {
-    Record(&'static str, LogRecord),
-    /// Export what is queued, then answer.
-    Flush(SyncSender<()>),
-    /// Export what is queued, answer and stop.
-    Shutdown(SyncSender<()>),
-}
+/// Logs in the export pipeline.
+pub(crate) struct Logs;
 
-/// Where batches go.
-pub(crate) enum Transport {
-    Grpc {
-        endpoint: String,
-        metadata: tonic::metadata::MetadataMap,
-    },
-    Http {
-        url: String,
-        headers: reqwest::header::HeaderMap,
-        json: bool,
-    },
-    File(JsonLinesFile),
-}
+impl Payload for Logs {
+    type Item = Item;
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    const SIGNAL: Signal = Signal::Logs;
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
-impl Transport {
-    /// The OTLP transport for `protocol`; a bad header is a start-up error naming it.
-    pub(crate) fn otlp(
-        protocol: OtlpProtocol,
-        endpoint: String,
-        headers: &[(String, String)],
-    ) -> Result<Self, String> {
-        Ok(match protocol {
-            OtlpProtocol::Grpc => {
-                let mut metadata = tonic::metadata::MetadataMap::new();
-                for (k, v) in headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-                        .map_err(|e| format!("{k}: {e}"))?;
-                    metadata.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-                }
-                Self::Grpc { endpoint, metadata }
-            }
-            p => {
-                let mut map = reqwest::header::HeaderMap::new();
-                for (k, v) in headers {
-                    let key = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|e| format!("{k}: {e}"))?;
-                    map.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-                }
-                Self::Http {
-                    url: endpoint,
-                    headers: map,
-                    json: p == OtlpProtocol::HttpJson,
-                }
-            }
-        })
+    /// The body and every attribute (see [`scrub_attributes`]).
+    fn scrub((_, record): &mut Item) {
+        if let Some(AnyValue {
+            value: Some(Value::StringValue(body)),
+        }) = &mut record.body
+        {
+            scrub_string(body);
+        }
+        scrub_attributes(&mut record.attributes);
     }
-}
 
-/// Batching settings, from the telemetry configuration.
-pub(crate) struct Batching {
-    pub max_queue: usize,
-    pub delay: Duration,
-    pub timeout: Duration,
-}
-
-/// The export side: owned by the guard, which flushes and stops it.
-pub(crate) struct LogPipeline {
-    tx: SyncSender<Msg>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// One resource, one scope per target, records in arrival order.
+    fn request(resource: &Resource, batch: &mut Vec<Item>) -> ExportLogsServiceRequest {
+        let mut scopes: Vec<ScopeLogs> = Vec::new();
+        for (target, record) in batch.drain(..) {
+            match scopes
+                .iter_mut()
+                .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == target))
+            {
+                Some(s) => s.log_records.push(record),
+                None => scopes.push(ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: target.to_owned(),
+                        ..Default::default()
+                    }),
+                    log_records: vec![record],
+                    schema_url: String::new(),
+                }),
+            }
+        }
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(resource.clone()),
+                scope_logs: scopes,
+                schema_url: String::new(),
+            }],
+        }
+    }
 }
 
 /// The tracing side. See the module documentation.
 pub(crate) struct LogLayer {
-    tx: SyncSender<Msg>,
-    /// Records dropped because the queue was full, reported by the export thread.
-    full: Arc<AtomicU64>,
+    queue: Queue<Item>,
 }
 
-/// Starts the export thread. `resource`: the resource's attributes in proto form.
-pub(crate) fn pipeline(
-    transport: Transport,
-    fallback: Option<JsonLinesFile>,
-    resource: Resource,
-    batching: Batching,
-    stats: Arc<ExportStats>,
-) -> std::io::Result<(LogPipeline, LogLayer)> {
-    let (tx, rx) = sync_channel(batching.max_queue);
-    let full = Arc::new(AtomicU64::new(0));
-    let exporter = Exporter {
-        transport,
-        fallback,
-        resource,
-        stats,
-        full: full.clone(),
-        timeout: batching.timeout,
-        grpc: None,
-        http: None,
-    };
-    let delay = batching.delay;
-    let thread = std::thread::Builder::new()
-        .name("vidscope-otlp-logs".into())
-        .spawn(move || exporter.run(rx, delay))?;
-    Ok((
-        LogPipeline {
-            tx: tx.clone(),
-            thread: std::sync::Mutex::new(Some(thread)),
-        },
-        LogLayer { tx, full },
-    ))
-}
-
-impl LogPipeline {
-    /// Exports everything queued so far; waits at most `deadline`.
-    pub(crate) fn flush(&self, deadline: Duration) {
-        self.ask(Msg::Flush, deadline);
-    }
-
-    /// Exports everything queued and stops the thread; waits at most `deadline`.
-    pub(crate) fn shutdown(&self, deadline: Duration) {
-        if self.ask(Msg::Shutdown, deadline)
-            && let Ok(mut t) = self.thread.lock()
-            && let Some(t) = t.take()
-        {
-            let _ = t.join();
-        }
-    }
-
-    fn ask(&self, msg: fn(SyncSender<()>) -> Msg, deadline: Duration) -> bool {
-        let (ack_tx, ack_rx) = sync_channel(1);
-        let start = Instant::now();
-        // The queue may be full: keep trying until the deadline rather than block forever.
-        let mut m = msg(ack_tx);
-        loop {
-            match self.tx.try_send(m) {
-                Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return false,
-                Err(TrySendError::Full(back)) => {
-                    if start.elapsed() >= deadline {
-                        return false;
-                    }
-                    m = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-        ack_rx
-            .recv_timeout(deadline.saturating_sub(start.elapsed()))
-            .is_ok()
+impl LogLayer {
+    pub(crate) fn new(queue: Queue<Item>) -> Self {
+        Self { queue }
     }
 }
 
@@ -205,19 +107,13 @@ fn severity(level: &Level) -> i32 {
     }
 }
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl<S> Layer<S> for LogLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        let now = now_nanos();
+        let now = unix_nanos(std::time::SystemTime::now());
         let mut record = LogRecord {
             time_unix_nano: now,
             observed_time_unix_nano: now,
@@ -235,14 +131,7 @@ where
             record.flags = u32::from(otel.cx.trace_flags().to_u8());
         }
         event.record(&mut Visitor(&mut record));
-        match self.tx.try_send(Msg::Record(meta.target(), record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.full.fetch_add(1, Ordering::Relaxed);
-            }
-            // Shut down: nothing will export it any more.
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+        self.queue.push((meta.target(), record));
     }
 }
 
@@ -266,38 +155,6 @@ impl Visitor<'_> {
             });
         } else {
             self.attribute(name, Value::StringValue(value));
-        }
-    }
-}
-
-/// Replaces secrets in a string value in place.
-fn scrub_string(s: &mut String) {
-    if let Cow::Owned(clean) = redact_str(s) {
-        *s = clean;
-    }
-}
-
-/// Scrubs a record before it leaves the process: numbers and booleans cannot carry a
-/// secret; any other value under a sensitive key is replaced whole, and every string (the
-/// body included) is scrubbed of embedded secrets. On the export thread, off the request path.
-fn scrub(record: &mut LogRecord) {
-    if let Some(AnyValue {
-        value: Some(Value::StringValue(body)),
-    }) = &mut record.body
-    {
-        scrub_string(body);
-    }
-    for kv in &mut record.attributes {
-        let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
-            continue;
-        };
-        match v {
-            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_) => {}
-            _ if is_sensitive_key_cached(&kv.key) => {
-                *v = Value::StringValue(REDACTED.to_owned());
-            }
-            Value::StringValue(s) => scrub_string(s),
-            _ => {}
         }
     }
 }
@@ -332,206 +189,6 @@ impl field::Visit for Visitor<'_> {
     }
 }
 
-/// The export thread's state.
-struct Exporter {
-    transport: Transport,
-    fallback: Option<JsonLinesFile>,
-    resource: Resource,
-    stats: Arc<ExportStats>,
-    full: Arc<AtomicU64>,
-    timeout: Duration,
-    /// Built on first use, inside the thread's runtime (tonic needs one to connect).
-    grpc: Option<LogsServiceClient<tonic::transport::Channel>>,
-    http: Option<reqwest::Client>,
-}
-
-impl Exporter {
-    fn run(mut self, rx: Receiver<Msg>, delay: Duration) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                // Without a runtime nothing can be sent: count every record as dropped.
-                tracing::warn!(target: "vidscope_telemetry::export", error = %e, "cannot start the OTLP log export thread's runtime; log records will be dropped");
-                for msg in rx {
-                    match msg {
-                        Msg::Record(..) => self.stats.record_dropped(Signal::Logs, 1),
-                        Msg::Flush(ack) => drop(ack.send(())),
-                        Msg::Shutdown(ack) => {
-                            let _ = ack.send(());
-                            return;
-                        }
-                    }
-                }
-                return;
-            }
-        };
-        let mut batch: Vec<(&'static str, LogRecord)> = Vec::with_capacity(MAX_BATCH);
-        let mut due = Instant::now() + delay;
-        loop {
-            let msg = rx.recv_timeout(due.saturating_duration_since(Instant::now()));
-            match msg {
-                Ok(Msg::Record(target, record)) => {
-                    batch.push((target, record));
-                    if batch.len() >= MAX_BATCH {
-                        self.export(&rt, &mut batch);
-                        due = Instant::now() + delay;
-                    }
-                }
-                Ok(Msg::Flush(ack)) => {
-                    self.export(&rt, &mut batch);
-                    let _ = ack.send(());
-                }
-                Ok(Msg::Shutdown(ack)) => {
-                    self.export(&rt, &mut batch);
-                    let _ = ack.send(());
-                    return;
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.export(&rt, &mut batch);
-                    due = Instant::now() + delay;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export(&rt, &mut batch);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One request for the batch: one resource, one scope per target, in arrival order.
-    fn request(&self, batch: &mut Vec<(&'static str, LogRecord)>) -> ExportLogsServiceRequest {
-        let mut scopes: Vec<ScopeLogs> = Vec::new();
-        for (target, mut record) in batch.drain(..) {
-            scrub(&mut record);
-            match scopes
-                .iter_mut()
-                .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == target))
-            {
-                Some(s) => s.log_records.push(record),
-                None => scopes.push(ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: target.to_owned(),
-                        ..Default::default()
-                    }),
-                    log_records: vec![record],
-                    schema_url: String::new(),
-                }),
-            }
-        }
-        ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(self.resource.clone()),
-                scope_logs: scopes,
-                schema_url: String::new(),
-            }],
-        }
-    }
-
-    fn export(&mut self, rt: &tokio::runtime::Runtime, batch: &mut Vec<(&'static str, LogRecord)>) {
-        let full = self.full.swap(0, Ordering::Relaxed);
-        if full > 0 {
-            self.stats.record_failure(
-                Signal::Logs,
-                full as usize,
-                &crate::OTelSdkError::InternalFailure("the log export queue is full".into()),
-                false,
-            );
-        }
-        if batch.is_empty() {
-            return;
-        }
-        let n = batch.len();
-        let request = self.request(batch);
-        let result = match &self.transport {
-            Transport::File(f) => f.write_json(&request).map_err(|e| e.to_string()),
-            Transport::Grpc { .. } | Transport::Http { .. } => {
-                let copy = self.fallback.as_ref().map(|_| request.clone());
-                let sent = rt.block_on(self.send(request));
-                match (sent, copy, &self.fallback) {
-                    (Err(e), Some(copy), Some(f)) => {
-                        let fell_back = f.write_json(&copy).is_ok();
-                        self.stats.record_failure(
-                            Signal::Logs,
-                            n,
-                            &crate::OTelSdkError::InternalFailure(e),
-                            fell_back,
-                        );
-                        return;
-                    }
-                    (r, _, _) => r,
-                }
-            }
-        };
-        match result {
-            Ok(()) => self.stats.record_exported(Signal::Logs, n),
-            Err(e) => self.stats.record_failure(
-                Signal::Logs,
-                n,
-                &crate::OTelSdkError::InternalFailure(e),
-                false,
-            ),
-        }
-    }
-
-    async fn send(&mut self, request: ExportLogsServiceRequest) -> Result<(), String> {
-        let timeout = self.timeout;
-        match &self.transport {
-            Transport::Grpc { endpoint, metadata } => {
-                if self.grpc.is_none() {
-                    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-                        .map_err(|e| format!("endpoint {endpoint}: {e}"))?
-                        .timeout(timeout)
-                        .connect_lazy();
-                    self.grpc = Some(LogsServiceClient::new(channel));
-                }
-                let Some(client) = self.grpc.as_mut() else {
-                    return Err("no gRPC client".into());
-                };
-                let mut req = tonic::Request::new(request);
-                *req.metadata_mut() = metadata.clone();
-                req.set_timeout(timeout);
-                match tokio::time::timeout(timeout, client.export(req)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(status)) => Err(format!("gRPC {endpoint}: {status}")),
-                    Err(_) => Err(format!("gRPC {endpoint}: timed out after {timeout:?}")),
-                }
-            }
-            Transport::Http { url, headers, json } => {
-                let client = self.http.get_or_insert_with(reqwest::Client::new);
-                let (body, content_type) = if *json {
-                    (
-                        serde_json::to_vec(&request).map_err(|e| format!("encode: {e}"))?,
-                        "application/json",
-                    )
-                } else {
-                    (
-                        prost::Message::encode_to_vec(&request),
-                        "application/x-protobuf",
-                    )
-                };
-                let response = client
-                    .post(url.as_str())
-                    .headers(headers.clone())
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .timeout(timeout)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("POST {url}: {e}"))?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("POST {url}: {}", response.status()))
-                }
-            }
-            Transport::File(_) => Ok(()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +211,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "vidscope-logs-{}-{}",
             std::process::id(),
-            now_nanos()
+            unix_nanos(std::time::SystemTime::now())
         ));
         let mut config = TelemetryConfig::new("logs").with_file_exporters(&dir);
         config.sampler = SamplerConfig::AlwaysOn;
@@ -618,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             attribute(login, "password").unwrap()["stringValue"],
-            REDACTED
+            crate::redact::REDACTED
         );
         assert_eq!(attribute(login, "attempts").unwrap()["intValue"], "3");
         assert_eq!(attribute(login, "remembered").unwrap()["boolValue"], true);
@@ -626,7 +283,7 @@ mod tests {
             attribute(login, "header").unwrap()["stringValue"]
                 .as_str()
                 .unwrap()
-                .contains(REDACTED)
+                .contains(crate::redact::REDACTED)
         );
         let outside = &records[1];
         assert_eq!(outside["body"]["stringValue"], "outside any span");

@@ -9,8 +9,8 @@
 //! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
 //! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
 //! is a span context in the registry's extensions: two ids, no attributes, no allocation
-//! beyond the extension slot. A sampled span records into a plain struct and goes to the SDK's
-//! batch span processor as `SpanData` when it closes.
+//! beyond the extension slot. A sampled span records into a plain struct and is queued for the
+//! export pipeline ([`crate::pipe`]) as `SpanData` when it closes.
 //!
 //! The tracing-opentelemetry conventions are kept: `otel.name`, `otel.kind`,
 //! `otel.status_code` and `otel.status_description` fields; every other field becomes an
@@ -22,7 +22,6 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
@@ -30,17 +29,58 @@ use opentelemetry::trace::{
     TraceState,
 };
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks,
-    SpanProcessor,
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Subscriber, field};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
 
-use crate::config::SamplerConfig;
+use crate::config::{SamplerConfig, Signal};
+use crate::pipe::{Payload, Queue};
+
+/// The instrumentation scope of every span.
+const SCOPE: &str = "vidscope";
+
+/// Spans in the export pipeline: queued as `SpanData` when they close and converted to
+/// protobuf on the export thread, all under one resource and one scope.
+pub(crate) struct Spans;
+
+impl Payload for Spans {
+    type Item = SpanData;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    const SIGNAL: Signal = Signal::Traces;
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+    fn scrub(span: &mut SpanData) {
+        crate::export::redact_span(span);
+    }
+
+    fn request(resource: &Resource, batch: &mut Vec<SpanData>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(
+                        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+                            name: SCOPE.to_owned(),
+                            ..Default::default()
+                        },
+                    ),
+                    spans: batch.drain(..).map(Span::from).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+}
 
 /// The SDK's default span limits: beyond them attributes, events and links are counted as
 /// dropped.
@@ -221,21 +261,21 @@ fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
     (low >> 1) < bound
 }
 
-/// The layer. `processor` is `None` when traces are not exported: spans then still get ids
+/// The layer. `queue` is `None` when traces are not exported: spans then still get ids
 /// (for log correlation and propagation) and never record.
 pub(crate) struct SpanLayer {
     sampler: SamplerConfig,
-    processor: Option<Arc<BatchSpanProcessor>>,
+    queue: Option<Queue<SpanData>>,
     scope: InstrumentationScope,
     ids: RandomIdGenerator,
 }
 
 impl SpanLayer {
-    pub(crate) fn new(sampler: SamplerConfig, processor: Option<Arc<BatchSpanProcessor>>) -> Self {
+    pub(crate) fn new(sampler: SamplerConfig, queue: Option<Queue<SpanData>>) -> Self {
         Self {
             sampler,
-            processor,
-            scope: InstrumentationScope::builder("vidscope").build(),
+            queue,
+            scope: InstrumentationScope::builder(SCOPE).build(),
             ids: RandomIdGenerator::default(),
         }
     }
@@ -277,7 +317,7 @@ where
         let parent = self.parent(attrs, &ctx);
         let parent_sc = parent.as_ref().map(|(sc, _)| sc);
         let trace_id = parent_sc.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id());
-        let sampled = self.processor.is_some() && sampled(self.sampler, parent_sc, trace_id);
+        let sampled = self.queue.is_some() && sampled(self.sampler, parent_sc, trace_id);
         let cx = SpanContext::new(
             trace_id,
             self.ids.new_span_id(),
@@ -332,11 +372,11 @@ where
         let Some(otel) = span.extensions_mut().remove::<OtelSpan>() else {
             return;
         };
-        let (Some(r), Some(processor)) = (otel.recording, &self.processor) else {
+        let (Some(r), Some(queue)) = (otel.recording, &self.queue) else {
             return;
         };
         let r = *r;
-        processor.on_end(SpanData {
+        queue.push(SpanData {
             span_context: otel.cx,
             parent_span_id: r.parent_span_id,
             parent_span_is_remote: r.parent_is_remote,
@@ -523,35 +563,18 @@ impl SpanExt for tracing::Span {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use opentelemetry::baggage::BaggageExt as _;
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::SpanExporter;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
 
-    /// Collects exported spans.
-    #[derive(Debug, Clone, Default)]
-    struct Collect(Arc<Mutex<Vec<SpanData>>>);
-
-    impl SpanExporter for Collect {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.lock().unwrap().extend(batch);
-            Ok(())
-        }
-    }
-
-    /// Runs `f` under a subscriber with the span layer, then returns the spans it exported.
+    /// Runs `f` under a subscriber with the span layer, then returns the spans it queued for
+    /// export.
     fn with_layer(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
-        let collect = Collect::default();
-        let processor = Arc::new(BatchSpanProcessor::builder(collect.clone()).build());
-        let subscriber =
-            tracing_subscriber::registry().with(SpanLayer::new(sampler, Some(processor.clone())));
+        let (queue, queued) = crate::pipe::test_queue();
+        let subscriber = tracing_subscriber::registry().with(SpanLayer::new(sampler, Some(queue)));
         tracing::subscriber::with_default(subscriber, f);
-        processor.force_flush().unwrap();
-        collect.0.lock().unwrap().clone()
+        queued()
     }
 
     fn remote(flags: TraceFlags) -> opentelemetry::Context {
@@ -660,7 +683,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_processor_spans_have_ids_but_are_never_sampled() {
+    fn without_an_export_queue_spans_have_ids_but_are_never_sampled() {
         let subscriber =
             tracing_subscriber::registry().with(SpanLayer::new(SamplerConfig::AlwaysOn, None));
         tracing::subscriber::with_default(subscriber, || {
