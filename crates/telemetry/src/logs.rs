@@ -16,9 +16,7 @@
 //!
 //! Batching, scrubbing and sending are the export pipeline's (`pipe`), shared with spans.
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -41,7 +39,6 @@ pub(crate) struct Logs;
 impl Payload for Logs {
     type Item = Item;
     type Request = ExportLogsServiceRequest;
-    type Response = ExportLogsServiceResponse;
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 

@@ -29,9 +29,7 @@ use opentelemetry::trace::{
     TraceState,
 };
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
@@ -54,7 +52,6 @@ pub(crate) struct Spans;
 impl Payload for Spans {
     type Item = SpanData;
     type Request = ExportTraceServiceRequest;
-    type Response = ExportTraceServiceResponse;
     const SIGNAL: Signal = Signal::Traces;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
