@@ -127,7 +127,7 @@ impl<S: Subscriber> Layer<S> for Gate {
     }
 }
 
-/// One log output (the stdout JSON lines, the OpenTelemetry log bridge) behind its own
+/// One log output (the stdout JSON lines, the OTLP log layer) behind its own
 /// filter. It sees events only: span callbacks are not forwarded, so the fmt layer never
 /// formats span fields nobody prints.
 pub(crate) struct Output<L> {

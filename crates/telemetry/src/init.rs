@@ -17,7 +17,6 @@ use tracing_subscriber::{EnvFilter, Layer, filter};
 use crate::catalog::{Metrics, view};
 use crate::config::{ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
 use crate::db_watch::DbWatch;
-use crate::event_context::WithSpanContext;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
@@ -271,8 +270,8 @@ fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, I
 }
 
 /// The global gate and the stdout output (when on). `stdout`: the stdout lines' directives;
-/// `bridge`: the OTLP log bridge's, when it is on (the caller builds that output, which needs
-/// the logger provider).
+/// `bridge`: the OTLP log layer's, when it is on (the caller builds that output, which needs
+/// the export pipeline).
 #[allow(clippy::type_complexity)]
 fn log_outputs<S>(
     spans: Option<Directives>,
@@ -457,7 +456,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let subscriber = tracing_subscriber::registry()
         .with(gate)
         .with(span_layers)
-        .with(WithSpanContext::new(outputs));
+        .with(outputs);
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {
         dispatch: Dispatch::new(subscriber),

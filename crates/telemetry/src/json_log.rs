@@ -1,16 +1,16 @@
 //! JSON log lines on stdout carrying `trace_id` and `span_id`.
 //!
-//! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, so this wraps the stock formatter and splices the ids of the active
-//! OpenTelemetry context (attached per event by [`crate::event_context::WithSpanContext`]) before
+//! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, so this wraps the stock
+//! formatter and splices the ids of the event's span (from the span layer's extension) before
 //! the closing brace. Outside a span the ids are `null`.
 
-use opentelemetry::trace::TraceContextExt;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::propagation::push_hex;
+use crate::spans::OtelSpan;
 
 pub struct OtelJson {
     inner: Format<Json>,
@@ -51,15 +51,25 @@ where
         let Some(body) = trimmed.strip_suffix('}') else {
             return writer.write_str(&line);
         };
-        let sc = opentelemetry::Context::map_current(|cx| cx.span().span_context().clone());
+        // The ids straight from the event's span (no OpenTelemetry context is attached).
+        let ids = ctx.parent_span().and_then(|span| {
+            let ext = span.extensions();
+            ext.get::<OtelSpan>().map(|o| {
+                (
+                    o.cx.trace_id().to_bytes(),
+                    o.cx.span_id().to_bytes(),
+                    o.cx.is_sampled(),
+                )
+            })
+        });
         writer.write_str(body)?;
-        if sc.is_valid() {
+        if let Some((trace_id, span_id, sampled)) = ids {
             let mut ids = String::with_capacity(96);
             ids.push_str(",\"trace_id\":\"");
-            push_hex(&mut ids, &sc.trace_id().to_bytes());
+            push_hex(&mut ids, &trace_id);
             ids.push_str("\",\"span_id\":\"");
-            push_hex(&mut ids, &sc.span_id().to_bytes());
-            ids.push_str(if sc.is_sampled() {
+            push_hex(&mut ids, &span_id);
+            ids.push_str(if sampled {
                 "\",\"trace_sampled\":true}"
             } else {
                 "\",\"trace_sampled\":false}"

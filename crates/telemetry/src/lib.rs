@@ -16,7 +16,6 @@ pub mod catalog;
 pub mod classify;
 pub mod config;
 pub mod db_watch;
-mod event_context;
 pub mod export;
 pub mod file;
 mod gate;
