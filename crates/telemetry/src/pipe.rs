@@ -9,7 +9,7 @@
 //! protobuf from the start. Measured with callgrind on the benchmark route: see the README.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,8 +40,11 @@ pub(crate) trait Payload: Send + 'static {
     fn request(resource: &Resource, batch: &mut Vec<Self::Item>) -> Self::Request;
 }
 
-enum Msg<T> {
-    Item(T),
+/// What wakes the export thread. Items do not: they wait in the data channel until the
+/// timer fires or a full batch is ready.
+enum Msg {
+    /// A full batch is waiting.
+    Ready,
     /// Export what is queued, then answer.
     Flush(SyncSender<()>),
     /// Export what is queued, answer and stop.
@@ -103,18 +106,36 @@ pub(crate) struct Batching {
     pub timeout: Duration,
 }
 
-/// The request side: cheap to clone, never blocks.
-pub(crate) struct Queue<T> {
-    tx: SyncSender<Msg<T>>,
+/// State shared by the queue's clones and the export thread.
+struct Shared {
+    /// Items in the data channel.
+    queued: AtomicUsize,
+    /// A `Ready` is on its way; no need to send another.
+    woken: AtomicBool,
     /// Items dropped because the queue was full, reported by the export thread.
-    full: Arc<AtomicU64>,
+    full: AtomicU64,
+    /// Wake the export thread at this many queued items: a full batch, or half the queue
+    /// when the queue is smaller than a batch.
+    wake_at: usize,
+}
+
+/// The request side: cheap to clone, never blocks.
+///
+/// Why two channels: a thread blocked on a channel is woken by every send, which on a busy
+/// service is a futex wake and a context switch per span and per log record. The export thread
+/// sleeps on the control channel instead and is woken once per full batch (or by its timer).
+pub(crate) struct Queue<T> {
+    data: SyncSender<T>,
+    control: SyncSender<Msg>,
+    shared: Arc<Shared>,
 }
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
         Self {
-            tx: self.tx.clone(),
-            full: self.full.clone(),
+            data: self.data.clone(),
+            control: self.control.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -122,10 +143,17 @@ impl<T> Clone for Queue<T> {
 impl<T> Queue<T> {
     /// Queues `item`, or counts it as dropped when the queue is full.
     pub(crate) fn push(&self, item: T) {
-        match self.tx.try_send(Msg::Item(item)) {
-            Ok(()) => {}
+        match self.data.try_send(item) {
+            Ok(()) => {
+                let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed) + 1;
+                if queued >= self.shared.wake_at && !self.shared.woken.swap(true, Ordering::AcqRel)
+                {
+                    // Full control channel: a message is already waiting, which also wakes it.
+                    let _ = self.control.try_send(Msg::Ready);
+                }
+            }
             Err(TrySendError::Full(_)) => {
-                self.full.fetch_add(1, Ordering::Relaxed);
+                self.shared.full.fetch_add(1, Ordering::Relaxed);
             }
             // Shut down: nothing will export it any more.
             Err(TrySendError::Disconnected(_)) => {}
@@ -135,8 +163,9 @@ impl<T> Queue<T> {
 
 /// The export side: owned by the guard, which flushes and stops it.
 pub(crate) struct Pipeline<T> {
-    tx: SyncSender<Msg<T>>,
+    control: SyncSender<Msg>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    _item: std::marker::PhantomData<fn(T)>,
 }
 
 /// A started pipeline and its queue.
@@ -150,13 +179,13 @@ pub(crate) fn start<P: Payload>(
     batching: Batching,
     stats: Arc<ExportStats>,
 ) -> std::io::Result<Started<P::Item>> {
-    let (queue, rx) = queue(batching.max_queue);
+    let (queue, data, control) = queue(batching.max_queue);
     let exporter = Exporter::<P> {
         transport,
         fallback,
         resource,
         stats,
-        full: queue.full.clone(),
+        shared: queue.shared.clone(),
         timeout: batching.timeout,
         grpc: None,
         http: None,
@@ -165,40 +194,43 @@ pub(crate) fn start<P: Payload>(
     let delay = batching.delay;
     let thread = std::thread::Builder::new()
         .name(format!("vidscope-otlp-{}", P::SIGNAL.as_str()))
-        .spawn(move || exporter.run(rx, delay))?;
+        .spawn(move || exporter.run(data, control, delay))?;
     Ok((
         Pipeline {
-            tx: queue.tx.clone(),
+            control: queue.control.clone(),
             thread: std::sync::Mutex::new(Some(thread)),
+            _item: std::marker::PhantomData,
         },
         queue,
     ))
 }
 
-/// A queue and its receiving end, for [`start`] and for tests that read the items.
-fn queue<T>(capacity: usize) -> (Queue<T>, Receiver<Msg<T>>) {
-    let (tx, rx) = sync_channel(capacity);
+/// A queue and the receiving ends of its data and control channels.
+fn queue<T>(capacity: usize) -> (Queue<T>, Receiver<T>, Receiver<Msg>) {
+    let (data, data_rx) = sync_channel(capacity);
+    // Room for a `Ready` plus flushes and a shutdown from the guard.
+    let (control, control_rx) = sync_channel(4);
     (
         Queue {
-            tx,
-            full: Arc::new(AtomicU64::new(0)),
+            data,
+            control,
+            shared: Arc::new(Shared {
+                queued: AtomicUsize::new(0),
+                woken: AtomicBool::new(false),
+                full: AtomicU64::new(0),
+                wake_at: MAX_BATCH.min(capacity / 2).max(1),
+            }),
         },
-        rx,
+        data_rx,
+        control_rx,
     )
 }
 
 /// For tests: a queue whose items are read back with the returned function.
 #[cfg(test)]
 pub(crate) fn test_queue<T>() -> (Queue<T>, impl Fn() -> Vec<T>) {
-    let (q, rx) = queue(1024);
-    (q, move || {
-        rx.try_iter()
-            .filter_map(|m| match m {
-                Msg::Item(t) => Some(t),
-                _ => None,
-            })
-            .collect()
-    })
+    let (q, data, _control) = queue(1024);
+    (q, move || data.try_iter().collect())
 }
 
 impl<T> Pipeline<T> {
@@ -217,13 +249,13 @@ impl<T> Pipeline<T> {
         }
     }
 
-    fn ask(&self, msg: fn(SyncSender<()>) -> Msg<T>, deadline: Duration) -> bool {
+    fn ask(&self, msg: fn(SyncSender<()>) -> Msg, deadline: Duration) -> bool {
         let (ack_tx, ack_rx) = sync_channel(1);
         let start = Instant::now();
-        // The queue may be full: keep trying until the deadline rather than block forever.
+        // The control channel may be full: keep trying until the deadline rather than block.
         let mut m = msg(ack_tx);
         loop {
-            match self.tx.try_send(m) {
+            match self.control.try_send(m) {
                 Ok(()) => break,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(back)) => {
@@ -337,7 +369,7 @@ struct Exporter<P: Payload> {
     fallback: Option<JsonLinesFile>,
     resource: Resource,
     stats: Arc<ExportStats>,
-    full: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     timeout: Duration,
     /// Built on first use, inside the thread's runtime (tonic needs one to connect).
     grpc: Option<tonic::client::Grpc<tonic::transport::Channel>>,
@@ -346,7 +378,7 @@ struct Exporter<P: Payload> {
 }
 
 impl<P: Payload> Exporter<P> {
-    fn run(mut self, rx: Receiver<Msg<P::Item>>, delay: Duration) {
+    fn run(mut self, data: Receiver<P::Item>, control: Receiver<Msg>, delay: Duration) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -360,9 +392,11 @@ impl<P: Payload> Exporter<P> {
                     error = %e,
                     "cannot start the export thread's runtime; this signal will be dropped"
                 );
-                for msg in rx {
+                for msg in control {
+                    let dropped = data.try_iter().count();
+                    self.stats.record_dropped(P::SIGNAL, dropped);
                     match msg {
-                        Msg::Item(_) => self.stats.record_dropped(P::SIGNAL, 1),
+                        Msg::Ready => {}
                         Msg::Flush(ack) => drop(ack.send(())),
                         Msg::Shutdown(ack) => {
                             let _ = ack.send(());
@@ -376,33 +410,40 @@ impl<P: Payload> Exporter<P> {
         let mut batch: Vec<P::Item> = Vec::with_capacity(MAX_BATCH);
         let mut due = Instant::now() + delay;
         loop {
-            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Item(item)) => {
-                    batch.push(item);
-                    if batch.len() >= MAX_BATCH {
-                        self.export(&rt, &mut batch);
-                        due = Instant::now() + delay;
-                    }
-                }
+            let msg = control.recv_timeout(due.saturating_duration_since(Instant::now()));
+            // Whatever woke the thread, everything queued so far goes out.
+            self.drain(&rt, &data, &mut batch);
+            match msg {
+                Ok(Msg::Ready) => {}
                 Ok(Msg::Flush(ack)) => {
-                    self.export(&rt, &mut batch);
                     let _ = ack.send(());
                 }
                 Ok(Msg::Shutdown(ack)) => {
-                    self.export(&rt, &mut batch);
                     let _ = ack.send(());
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.export(&rt, &mut batch);
-                    due = Instant::now() + delay;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export(&rt, &mut batch);
-                    return;
-                }
+                Err(RecvTimeoutError::Timeout) => due = Instant::now() + delay,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+
+    /// Exports everything in the data channel, in batches of at most [`MAX_BATCH`].
+    fn drain(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        data: &Receiver<P::Item>,
+        batch: &mut Vec<P::Item>,
+    ) {
+        self.shared.woken.store(false, Ordering::Release);
+        while let Ok(item) = data.try_recv() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            batch.push(item);
+            if batch.len() >= MAX_BATCH {
+                self.export(rt, batch);
+            }
+        }
+        self.export(rt, batch);
     }
 
     fn fail(&self, items: usize, error: String, fell_back: bool) {
@@ -415,7 +456,7 @@ impl<P: Payload> Exporter<P> {
     }
 
     fn export(&mut self, rt: &tokio::runtime::Runtime, batch: &mut Vec<P::Item>) {
-        let full = self.full.swap(0, Ordering::Relaxed);
+        let full = self.shared.full.swap(0, Ordering::Relaxed);
         if full > 0 {
             self.fail(
                 full as usize,
