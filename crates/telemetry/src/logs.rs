@@ -53,6 +53,22 @@ impl Payload for Logs {
         scrub_attributes(&mut record.attributes);
     }
 
+    fn encode(request: &ExportLogsServiceRequest) -> Vec<u8> {
+        match request.resource_logs.as_slice() {
+            [rl] if rl.schema_url.is_empty()
+                && rl.scope_logs.iter().all(|s| s.schema_url.is_empty()) =>
+            {
+                let scopes: Vec<_> = rl
+                    .scope_logs
+                    .iter()
+                    .map(|s| (s.scope.as_ref(), s.log_records.as_slice()))
+                    .collect();
+                crate::pipe::encode_one_resource(rl.resource.as_ref(), &scopes)
+            }
+            _ => prost::Message::encode_to_vec(request),
+        }
+    }
+
     /// One resource, one scope per target, records in arrival order.
     fn request(resource: &Resource, batch: &mut Vec<Item>) -> ExportLogsServiceRequest {
         let mut scopes: Vec<ScopeLogs> = Vec::new();

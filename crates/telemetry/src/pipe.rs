@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::OTelSdkError;
@@ -38,6 +38,67 @@ pub(crate) trait Payload: Send + 'static {
     fn scrub(item: &mut Self::Item);
     /// One request for the batch, which it drains.
     fn request(resource: &Resource, batch: &mut Vec<Self::Item>) -> Self::Request;
+    /// The request in protobuf: see [`encode_one_resource`].
+    fn encode(request: &Self::Request) -> Vec<u8> {
+        prost::Message::encode_to_vec(request)
+    }
+}
+
+/// Encodes an export request of the shape both `ExportTraceServiceRequest` and
+/// `ExportLogsServiceRequest` have when they hold one resource and no schema URLs:
+/// `{1: {1: resource, 2: [{1: scope, 2: [item, ...]}, ...]}}`. The bytes are the same as
+/// prost's (a unit test compares them).
+///
+/// Why by hand: prost writes a nested message's length before it, computing it from the
+/// whole subtree, so for a request four levels deep every item is measured at every level
+/// above it; callgrind put `encode_to_vec` at ~14 000 instructions per request of the
+/// benchmark route at 100 % sampling. Here each item is measured once.
+pub(crate) fn encode_one_resource<M: prost::Message>(
+    resource: Option<&Resource>,
+    scopes: &[(Option<&InstrumentationScope>, &[M])],
+) -> Vec<u8> {
+    use prost::Message as _;
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+
+    fn field_len(tag: u32, body: usize) -> usize {
+        key_len(tag) + encoded_len_varint(body as u64) + body
+    }
+    fn head(tag: u32, body: usize, buf: &mut Vec<u8>) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(body as u64, buf);
+    }
+
+    let item_lens: Vec<Vec<usize>> = scopes
+        .iter()
+        .map(|(_, items)| items.iter().map(|i| i.encoded_len()).collect())
+        .collect();
+    let scope_lens: Vec<usize> = scopes
+        .iter()
+        .zip(&item_lens)
+        .map(|((scope, _), lens)| {
+            scope.map_or(0, |s| field_len(1, s.encoded_len()))
+                + lens.iter().map(|l| field_len(2, *l)).sum::<usize>()
+        })
+        .collect();
+    let resource_len = resource.map_or(0, |r| field_len(1, r.encoded_len()))
+        + scope_lens.iter().map(|l| field_len(2, *l)).sum::<usize>();
+
+    let mut buf = Vec::with_capacity(field_len(1, resource_len));
+    head(1, resource_len, &mut buf);
+    if let Some(r) = resource {
+        prost::encoding::message::encode(1, r, &mut buf);
+    }
+    for (((scope, items), lens), scope_len) in scopes.iter().zip(&item_lens).zip(&scope_lens) {
+        head(2, *scope_len, &mut buf);
+        if let Some(s) = scope {
+            prost::encoding::message::encode(1, *s, &mut buf);
+        }
+        for (item, len) in items.iter().zip(lens) {
+            head(2, *len, &mut buf);
+            item.encode_raw(&mut buf);
+        }
+    }
+    buf
 }
 
 /// What wakes the export thread. Items do not: they wait in the data channel until the
@@ -506,7 +567,7 @@ impl<P: Payload> Exporter<P> {
                 let Some(grpc) = self.grpc.as_mut() else {
                     return Err("no gRPC client".into());
                 };
-                let body = prost::Message::encode_to_vec(&request);
+                let body = P::encode(&request);
                 let call = async {
                     grpc.ready()
                         .await
@@ -535,10 +596,7 @@ impl<P: Payload> Exporter<P> {
                         "application/json",
                     )
                 } else {
-                    (
-                        prost::Message::encode_to_vec(&request),
-                        "application/x-protobuf",
-                    )
+                    (P::encode(&request), "application/x-protobuf")
                 };
                 let response = client
                     .post(url.as_str())
@@ -556,6 +614,122 @@ impl<P: Payload> Exporter<P> {
                 }
             }
             Transport::File(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::*;
+    use crate::logs::Logs;
+    use crate::spans::Spans;
+
+    fn kv(key: &str, value: Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn scope(name: &str) -> Option<InstrumentationScope> {
+        Some(InstrumentationScope {
+            name: name.into(),
+            version: "1".into(),
+            ..Default::default()
+        })
+    }
+
+    fn resource() -> Option<Resource> {
+        Some(Resource {
+            attributes: vec![kv("service.name", Value::StringValue("api".into()))],
+            ..Default::default()
+        })
+    }
+
+    fn span(i: u8) -> Span {
+        Span {
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            name: format!("span {i}"),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i),
+            end_time_unix_nano: 1_700_000_000_000_000_999,
+            attributes: vec![
+                kv("http.route", Value::StringValue("/api/x".into())),
+                kv("n", Value::IntValue(-i64::from(i))),
+                kv(
+                    "list",
+                    Value::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(Value::BoolValue(true)),
+                        }],
+                    }),
+                ),
+            ],
+            ..Default::default()
+        }
+    }
+
+    /// The hand-written framing gives prost's bytes exactly, for spans and logs, with one or
+    /// several scopes, an empty scope and no resource.
+    #[test]
+    fn one_resource_encoding_matches_prost() {
+        for resource in [resource(), None] {
+            let traces = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: resource.clone(),
+                    scope_spans: vec![
+                        ScopeSpans {
+                            scope: scope("vidscope"),
+                            spans: (0..5).map(span).collect(),
+                            schema_url: String::new(),
+                        },
+                        ScopeSpans {
+                            scope: None,
+                            spans: Vec::new(),
+                            schema_url: String::new(),
+                        },
+                    ],
+                    schema_url: String::new(),
+                }],
+            };
+            assert_eq!(
+                Spans::encode(&traces),
+                prost::Message::encode_to_vec(&traces)
+            );
+            let logs = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource,
+                    scope_logs: ["a", "b"]
+                        .into_iter()
+                        .map(|target| ScopeLogs {
+                            scope: scope(target),
+                            log_records: (0..3)
+                                .map(|i| LogRecord {
+                                    time_unix_nano: i,
+                                    severity_number: 9,
+                                    body: Some(AnyValue {
+                                        value: Some(Value::StringValue(format!("{target} {i}"))),
+                                    }),
+                                    attributes: vec![kv("k", Value::DoubleValue(0.5))],
+                                    trace_id: vec![7; 16],
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            schema_url: String::new(),
+                        })
+                        .collect(),
+                    schema_url: String::new(),
+                }],
+            };
+            assert_eq!(Logs::encode(&logs), prost::Message::encode_to_vec(&logs));
         }
     }
 }

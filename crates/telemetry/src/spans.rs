@@ -59,6 +59,22 @@ impl Payload for Spans {
         crate::export::redact_span(span);
     }
 
+    fn encode(request: &ExportTraceServiceRequest) -> Vec<u8> {
+        match request.resource_spans.as_slice() {
+            [rs] if rs.schema_url.is_empty()
+                && rs.scope_spans.iter().all(|s| s.schema_url.is_empty()) =>
+            {
+                let scopes: Vec<_> = rs
+                    .scope_spans
+                    .iter()
+                    .map(|s| (s.scope.as_ref(), s.spans.as_slice()))
+                    .collect();
+                crate::pipe::encode_one_resource(rs.resource.as_ref(), &scopes)
+            }
+            _ => prost::Message::encode_to_vec(request),
+        }
+    }
+
     fn request(resource: &Resource, batch: &mut Vec<SpanData>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
