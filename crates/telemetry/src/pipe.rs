@@ -373,6 +373,20 @@ pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
     }
 }
 
+/// A lazily connecting channel to `endpoint`; `https://` gets TLS with the WebPKI roots (as
+/// the OTLP exporter's `tls-webpki-roots` feature gave). Must run inside a Tokio runtime.
+fn grpc_channel(endpoint: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
+    let mut ep = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| format!("endpoint {endpoint}: {e}"))?
+        .timeout(timeout);
+    if endpoint.starts_with("https://") {
+        ep = ep
+            .tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots())
+            .map_err(|e| format!("TLS for {endpoint}: {e}"))?;
+    }
+    Ok(ep.connect_lazy())
+}
+
 /// A gRPC codec for requests already encoded to protobuf.
 ///
 /// Why not tonic-prost's codec: prost writing straight into tonic's buffer goes through the
@@ -558,11 +572,7 @@ impl<P: Payload> Exporter<P> {
         match &self.transport {
             Transport::Grpc { endpoint, metadata } => {
                 if self.grpc.is_none() {
-                    let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-                        .map_err(|e| format!("endpoint {endpoint}: {e}"))?
-                        .timeout(timeout)
-                        .connect_lazy();
-                    self.grpc = Some(tonic::client::Grpc::new(channel));
+                    self.grpc = Some(tonic::client::Grpc::new(grpc_channel(endpoint, timeout)?));
                 }
                 let Some(grpc) = self.grpc.as_mut() else {
                     return Err("no gRPC client".into());
@@ -675,6 +685,57 @@ mod tests {
             ],
             ..Default::default()
         }
+    }
+
+    /// The first byte a channel sends to a listener: a TLS handshake record (0x16) for
+    /// `https://`, the HTTP/2 preface (`P`) for `http://`.
+    #[test]
+    fn https_endpoints_speak_tls_and_http_ones_do_not() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for (scheme, first) in [("https", 0x16_u8), ("http", b'P')] {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            listener.set_nonblocking(true).unwrap();
+            let seen = std::thread::spawn(move || {
+                // 0 when nothing connects within 5 s (the test then fails, not hangs).
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    if let Ok((mut conn, _)) = listener.accept() {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let mut byte = [0u8; 1];
+                        return match std::io::Read::read_exact(&mut conn, &mut byte) {
+                            Ok(()) => byte[0],
+                            Err(_) => 0,
+                        };
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                0
+            });
+            let endpoint = format!("{scheme}://127.0.0.1:{port}");
+            rt.block_on(async {
+                let channel = grpc_channel(&endpoint, Duration::from_secs(2)).unwrap();
+                let mut grpc = tonic::client::Grpc::new(channel);
+                // Fails (nobody answers); it only has to connect and send its first bytes.
+                let call = async {
+                    grpc.ready().await.ok()?;
+                    grpc.unary(
+                        tonic::Request::new(Vec::new()),
+                        http::uri::PathAndQuery::from_static("/x.Y/Z"),
+                        Encoded,
+                    )
+                    .await
+                    .ok()
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), call).await;
+            });
+            assert_eq!(seen.join().unwrap(), first, "{endpoint}");
+        }
+        assert!(grpc_channel("not a url", Duration::from_secs(1)).is_err());
     }
 
     /// The hand-written framing gives prost's bytes exactly, for spans and logs, with one or
