@@ -1,26 +1,24 @@
-//! Export accounting for all three signals, span redaction, and the metric exporter as the
-//! SDK's periodic reader sees it: drop accounting, a rate-limited warning and the optional
-//! file fallback wrapped around the OTLP metric exporter or the file exporter. (Spans and logs
-//! go through `pipe`, which uses the same accounting.)
+//! Export accounting for all three signals, and the metric exporter as the SDK's periodic
+//! reader sees it: drop accounting, a rate-limited warning and the optional file fallback
+//! wrapped around the OTLP metric exporter or the file exporter. (Spans and logs go through
+//! `pipe`, which scrubs them and uses the same accounting.)
 //!
 //! Failures are handled here rather than returned to the SDK: it would log every failed
-//! export, and it does not count what it loses. Here each lost item is counted in `telemetry.export.dropped`
-//! and a warning is logged at most once per [`WARN_EVERY`] per signal.
+//! export, and it does not count what it loses. Here each lost item is counted in
+//! `telemetry.export.dropped` and a warning is logged at most once per [`WARN_EVERY`] per
+//! signal.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::trace::SpanData;
 
 use crate::config::Signal;
 use crate::file::JsonLinesFile;
-use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
 
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -156,50 +154,6 @@ impl<E> Guarded<E> {
         }
         // Accounted for above; an error here would only make the SDK log it again.
         Ok(())
-    }
-}
-
-fn redact_value(v: &mut Value) {
-    if let Value::String(s) = v
-        && let std::borrow::Cow::Owned(clean) = redact_str(s.as_str())
-    {
-        *v = Value::from(clean);
-    }
-}
-
-/// Numbers and booleans cannot carry a secret, so a key like the seed's `hasCookie` keeps
-/// its value; anything else under a sensitive key is replaced whole.
-fn can_hold_secret(v: &Value) -> bool {
-    !matches!(v, Value::Bool(_) | Value::I64(_) | Value::F64(_))
-}
-
-fn redact_kvs(kvs: &mut [KeyValue]) {
-    for kv in kvs {
-        if can_hold_secret(&kv.value) && is_sensitive_key_cached(kv.key.as_str()) {
-            kv.value = Value::from(REDACTED);
-        } else {
-            redact_value(&mut kv.value);
-        }
-    }
-}
-
-/// Scrubs one span in place: attributes, event names and attributes, link attributes and the
-/// status message.
-pub(crate) fn redact_span(span: &mut SpanData) {
-    redact_kvs(&mut span.attributes);
-    for ev in &mut span.events.events {
-        if let std::borrow::Cow::Owned(clean) = redact_str(&ev.name) {
-            ev.name = clean.into();
-        }
-        redact_kvs(&mut ev.attributes);
-    }
-    for link in &mut span.links.links {
-        redact_kvs(&mut link.attributes);
-    }
-    if let opentelemetry::trace::Status::Error { description } = &mut span.status
-        && let std::borrow::Cow::Owned(clean) = redact_str(description)
-    {
-        *description = clean.into();
     }
 }
 

@@ -13,8 +13,6 @@ use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 
@@ -85,9 +83,4 @@ impl JsonLinesFile {
         }
         self.write_json(&req)
     }
-}
-
-/// Resource in the proto form, kept by exporters that receive it through `set_resource`.
-pub(crate) fn proto_resource(resource: &Resource) -> ResourceAttributesWithSchema {
-    ResourceAttributesWithSchema::from(resource)
 }

@@ -14,6 +14,8 @@
 //! A `RUST_LOG` span directive (`[span]=debug`, which needs an `EnvFilter`) is matched against
 //! a callsite's own metadata only: it cannot select log lines by the span they are in.
 
+use std::sync::Arc;
+
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Metadata, Subscriber};
@@ -27,10 +29,12 @@ use tracing_subscriber::layer::{Context, Filter};
 /// directives, where `Targets` compares the target against a list.
 ///
 /// Not a boxed `dyn Filter<S>`: the gate and the outputs sit at different places in the
-/// layer stack, so their `S` differ.
+/// layer stack, so their `S` differ. Shared (`Arc`) because the gate holds each output's
+/// filter too.
+#[derive(Clone)]
 pub(crate) enum Directives {
-    Targets(Box<Targets>),
-    Env(Box<EnvFilter>),
+    Targets(Arc<Targets>),
+    Env(Arc<EnvFilter>),
 }
 
 impl Directives {
@@ -139,6 +143,10 @@ impl<L> Output<L> {
     pub(crate) fn new(layer: L, filter: Directives) -> Self {
         Self { layer, filter }
     }
+
+    pub(crate) fn filter(&self) -> &Directives {
+        &self.filter
+    }
 }
 
 impl<L, S> Layer<S> for Output<L>
@@ -165,7 +173,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     fn targets(s: &str) -> Directives {
-        Directives::Targets(Box::new(s.parse().unwrap()))
+        Directives::Targets(Arc::new(s.parse().unwrap()))
     }
 
     /// Counts the events that reach it.

@@ -65,9 +65,9 @@ pub enum InitError {
 pub struct TelemetryGuard {
     /// Spans go straight from the span layer to this pipeline (see `spans`); there is no
     /// SDK tracer.
-    traces: Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
+    traces: Option<Arc<Pipeline>>,
     meter_provider: Option<SdkMeterProvider>,
-    logs: Option<Arc<Pipeline<crate::logs::Item>>>,
+    logs: Option<Arc<Pipeline>>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
     done: AtomicBool,
@@ -113,9 +113,9 @@ impl TelemetryGuard {
     fn providers(
         &self,
     ) -> (
-        Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
+        Option<Arc<Pipeline>>,
         Option<SdkMeterProvider>,
-        Option<Arc<Pipeline<crate::logs::Item>>>,
+        Option<Arc<Pipeline>>,
     ) {
         (
             self.traces.clone(),
@@ -126,9 +126,9 @@ impl TelemetryGuard {
 }
 
 fn shutdown_all(
-    tp: Option<Arc<Pipeline<opentelemetry_sdk::trace::SpanData>>>,
+    tp: Option<Arc<Pipeline>>,
     mp: Option<SdkMeterProvider>,
-    lp: Option<Arc<Pipeline<crate::logs::Item>>>,
+    lp: Option<Arc<Pipeline>>,
 ) {
     // Traces first (spans end last in a request), then logs, then metrics, which also
     // carry the final drop counts.
@@ -193,47 +193,40 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
-/// OTLP exporter builders differ per signal in type only; this keeps the protocol switch in
-/// one place.
-macro_rules! otlp_exporter {
-    ($builder:expr, $config:expr, $signal:expr) => {{
-        let endpoint = $config.endpoints.get(&$signal).cloned().unwrap_or_default();
-        let built = match $config.protocol {
-            OtlpProtocol::Grpc => {
-                let mut md = tonic::metadata::MetadataMap::new();
-                for (k, v) in &$config.headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-                        .map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
-                    let val = v
-                        .parse()
-                        .map_err(|e| InitError::Headers(format!("{k}: {e}")))?;
-                    md.insert(key, val);
-                }
-                $builder
-                    .with_tonic()
-                    .with_endpoint(endpoint.clone())
-                    .with_timeout($config.export_timeout)
-                    .with_metadata(md)
-                    .build()
-            }
-            p => $builder
-                .with_http()
-                .with_protocol(if p == OtlpProtocol::HttpJson {
-                    Protocol::HttpJson
-                } else {
-                    Protocol::HttpBinary
-                })
-                .with_endpoint(endpoint.clone())
-                .with_timeout($config.export_timeout)
-                .with_headers($config.headers.iter().cloned().collect())
-                .build(),
-        };
-        built.map_err(|source| InitError::Exporter {
-            signal: $signal.as_str(),
-            endpoint,
-            source,
-        })?
-    }};
+/// The OTLP metric exporter (spans and logs go through `pipe`).
+fn metric_exporter(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    let endpoint = config
+        .endpoints
+        .get(&Signal::Metrics)
+        .cloned()
+        .unwrap_or_default();
+    let builder = opentelemetry_otlp::MetricExporter::builder();
+    let built = match config.protocol {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
+            .build(),
+        p => builder
+            .with_http()
+            .with_protocol(if p == OtlpProtocol::HttpJson {
+                Protocol::HttpJson
+            } else {
+                Protocol::HttpBinary
+            })
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_headers(config.headers.iter().cloned().collect())
+            .build(),
+    };
+    built.map_err(|source| InitError::Exporter {
+        signal: Signal::Metrics.as_str(),
+        endpoint,
+        source,
+    })
 }
 
 fn open_file(config: &TelemetryConfig, signal: Signal) -> Result<JsonLinesFile, InitError> {
@@ -256,10 +249,10 @@ fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLines
 /// variable in the error.
 fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, InitError> {
     if let Ok(targets) = directives.parse::<filter::Targets>() {
-        return Ok(Directives::Targets(Box::new(targets)));
+        return Ok(Directives::Targets(Arc::new(targets)));
     }
     EnvFilter::try_new(directives)
-        .map(|e| Directives::Env(Box::new(e)))
+        .map(|e| Directives::Env(Arc::new(e)))
         .map_err(|e| {
             InitError::Config(crate::config::ConfigError {
                 var,
@@ -269,37 +262,18 @@ fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, I
         })
 }
 
-/// The global gate and the stdout output (when on). `stdout`: the stdout lines' directives;
-/// `bridge`: the OTLP log layer's, when it is on (the caller builds that output, which needs
-/// the export pipeline).
-#[allow(clippy::type_complexity)]
-fn log_outputs<S>(
-    spans: Option<Directives>,
-    stdout: Option<&str>,
-    writer: BoxMakeWriter,
-    bridge: Option<&str>,
-) -> Result<(Gate, Option<Output<impl Layer<S> + use<S>>>), InitError>
+/// The JSON log lines on stdout. The lines carry no span fields; `Output` keeps spans away
+/// from the fmt layer, which would otherwise format every span's fields into a string nobody
+/// reads (measured: ~a third of the cost of a log line).
+fn stdout_output<S>(filter: Directives, writer: BoxMakeWriter) -> Output<impl Layer<S>>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let events = [bridge, stdout]
-        .into_iter()
-        .flatten()
-        .map(|d| directive_filter("RUST_LOG", d))
-        .collect::<Result<_, _>>()?;
-    let stdout = stdout
-        .map(|d| -> Result<_, InitError> {
-            // The JSON lines carry no span fields; `Output` keeps spans away from the fmt
-            // layer, which would otherwise format every span's fields into a string nobody
-            // reads (measured: ~a third of the cost of a log line).
-            let fmt = tracing_subscriber::fmt::layer()
-                .event_format(OtelJson::default())
-                .fmt_fields(fields())
-                .with_writer(writer);
-            Ok(Output::new(fmt, directive_filter("RUST_LOG", d)?))
-        })
-        .transpose()?;
-    Ok((Gate::new(spans, events), stdout))
+    let fmt = tracing_subscriber::fmt::layer()
+        .event_format(OtelJson::default())
+        .fmt_fields(fields())
+        .with_writer(writer);
+    Output::new(fmt, filter)
 }
 
 /// The export pipeline of one signal, when its exporter is not `none`: the pipeline (for the
@@ -309,7 +283,7 @@ fn pipeline<P: Payload>(
     config: &TelemetryConfig,
     resource: &opentelemetry_proto::tonic::resource::v1::Resource,
     stats: &Arc<ExportStats>,
-) -> Result<(Option<Arc<Pipeline<P::Item>>>, Option<Queue<P::Item>>), InitError> {
+) -> Result<(Option<Arc<Pipeline>>, Option<Queue<P::Item>>), InitError> {
     let transport = match config.exporter(P::SIGNAL) {
         ExporterKind::Otlp => Transport::otlp(
             config.protocol,
@@ -357,21 +331,18 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         config.log_filter,
         lvl = config.sdk_log_level
     );
-    // Checked up front so a bad RUST_LOG fails start-up naming the variable even when no log
-    // layer would parse it (stdout and OTLP logs both off).
-    directive_filter("RUST_LOG", &fmt_directives)?;
-    let stdout_logs = config.stdout_logs;
+    // Parsed even when stdout lines are off, so a bad RUST_LOG always fails start-up naming
+    // the variable.
+    let stdout_filter = directive_filter("RUST_LOG", &fmt_directives)?;
 
     if !config.enabled {
         let provider = SdkMeterProvider::builder().build();
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
         let metrics = Metrics::new(&meter, stats.clone());
-        let (gate, stdout) = log_outputs(
-            None,
-            stdout_logs.then_some(fmt_directives.as_str()),
-            writer,
-            None,
-        )?;
+        let stdout = config
+            .stdout_logs
+            .then(|| stdout_output(stdout_filter, writer));
+        let gate = Gate::new(None, stdout.iter().map(|o| o.filter().clone()).collect());
         let subscriber = tracing_subscriber::registry().with(gate).with(stdout);
         let level_hint = subscriber.max_level_hint();
         return Ok(Telemetry {
@@ -391,12 +362,14 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let resource = resource(config);
 
     // Traces: the span layer samples and records; the pipeline batches and exports.
-    let proto_resource = {
-        let r = crate::file::proto_resource(&resource);
-        opentelemetry_proto::tonic::resource::v1::Resource {
-            attributes: r.attributes.0,
-            ..Default::default()
-        }
+    let proto_resource = opentelemetry_proto::tonic::resource::v1::Resource {
+        attributes: opentelemetry_proto::transform::common::tonic::Attributes::from(
+            resource
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .0,
+        ..Default::default()
     };
     let (traces, span_queue) = pipeline::<crate::spans::Spans>(config, &proto_resource, &stats)?;
 
@@ -405,11 +378,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         .with_resource(resource.clone())
         .with_view(view);
     let target = match config.exporter(Signal::Metrics) {
-        ExporterKind::Otlp => Some(Target::Otlp(otlp_exporter!(
-            opentelemetry_otlp::MetricExporter::builder(),
-            config,
-            Signal::Metrics
-        ))),
+        ExporterKind::Otlp => Some(Target::Otlp(metric_exporter(config)?)),
         ExporterKind::File => Some(Target::File(open_file(config, Signal::Metrics)?)),
         ExporterKind::None => None,
     };
@@ -425,11 +394,15 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "vidscope");
     let metrics = Metrics::new(&meter, stats.clone());
 
-    // Logs.
     // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
     let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, &stats)?;
-    let log_layer = log_queue.map(LogLayer::new);
-    let logs_on = log_layer.is_some();
+    let otlp_logs = log_queue
+        .map(|queue| -> Result<_, InitError> {
+            let filter =
+                directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter))?;
+            Ok(Output::new(LogLayer::new(queue), filter))
+        })
+        .transpose()?;
 
     // Log events are not copied into span events (the hot-path budget); code adds span
     // events explicitly. The slow-query watch runs before the span layer, so its `on_close`
@@ -437,21 +410,16 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     // (see `gate`); each log output then applies its own filter.
     let span_layers = DbWatch::new(config.slow_query, config.n_plus_one_threshold)
         .and_then(SpanLayer::new(config.sampler, span_queue));
-    let bridge_directives = logs_on.then(|| format!("{},{NOT_EXPORTED}", config.log_filter));
-    let (gate, stdout) = log_outputs(
-        Some(spans_filter()?),
-        stdout_logs.then_some(fmt_directives.as_str()),
-        writer,
-        bridge_directives.as_deref(),
-    )?;
-    let bridge = bridge_directives
-        .as_deref()
-        .zip(log_layer)
-        .map(|(d, layer)| -> Result<_, InitError> {
-            Ok(Output::new(layer, directive_filter("RUST_LOG", d)?))
-        })
-        .transpose()?;
-    let outputs = Layer::and_then(bridge, stdout);
+    let stdout = config
+        .stdout_logs
+        .then(|| stdout_output(stdout_filter, writer));
+    let event_filters = otlp_logs
+        .iter()
+        .map(|o| o.filter().clone())
+        .chain(stdout.iter().map(|o| o.filter().clone()))
+        .collect();
+    let gate = Gate::new(Some(spans_filter()?), event_filters);
+    let outputs = Layer::and_then(otlp_logs, stdout);
 
     let subscriber = tracing_subscriber::registry()
         .with(gate)

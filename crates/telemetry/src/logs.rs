@@ -27,7 +27,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Signal;
-use crate::pipe::{Payload, Queue, scrub_attributes, scrub_string, unix_nanos};
+use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
 use crate::spans::OtelSpan;
 
 /// A record and its event's target (the scope it is exported under).
@@ -38,12 +38,31 @@ pub(crate) struct Logs;
 
 impl Payload for Logs {
     type Item = Item;
+    type Proto = LogRecord;
     type Request = ExportLogsServiceRequest;
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
+    /// One scope per target, records in arrival order.
+    fn scopes(batch: &mut Vec<Item>) -> Vec<Scoped<LogRecord>> {
+        let mut scopes: Vec<Scoped<LogRecord>> = Vec::new();
+        for (target, record) in batch.drain(..) {
+            match scopes.iter_mut().find(|(scope, _)| scope.name == target) {
+                Some((_, records)) => records.push(record),
+                None => scopes.push((
+                    InstrumentationScope {
+                        name: target.to_owned(),
+                        ..Default::default()
+                    },
+                    vec![record],
+                )),
+            }
+        }
+        scopes
+    }
+
     /// The body and every attribute (see [`scrub_attributes`]).
-    fn scrub((_, record): &mut Item) {
+    fn scrub(record: &mut LogRecord) {
         if let Some(AnyValue {
             value: Some(Value::StringValue(body)),
         }) = &mut record.body
@@ -53,45 +72,18 @@ impl Payload for Logs {
         scrub_attributes(&mut record.attributes);
     }
 
-    fn encode(request: &ExportLogsServiceRequest) -> Vec<u8> {
-        match request.resource_logs.as_slice() {
-            [rl] if rl.schema_url.is_empty()
-                && rl.scope_logs.iter().all(|s| s.schema_url.is_empty()) =>
-            {
-                let scopes: Vec<_> = rl
-                    .scope_logs
-                    .iter()
-                    .map(|s| (s.scope.as_ref(), s.log_records.as_slice()))
-                    .collect();
-                crate::pipe::encode_one_resource(rl.resource.as_ref(), &scopes)
-            }
-            _ => prost::Message::encode_to_vec(request),
-        }
-    }
-
-    /// One resource, one scope per target, records in arrival order.
-    fn request(resource: &Resource, batch: &mut Vec<Item>) -> ExportLogsServiceRequest {
-        let mut scopes: Vec<ScopeLogs> = Vec::new();
-        for (target, record) in batch.drain(..) {
-            match scopes
-                .iter_mut()
-                .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == target))
-            {
-                Some(s) => s.log_records.push(record),
-                None => scopes.push(ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: target.to_owned(),
-                        ..Default::default()
-                    }),
-                    log_records: vec![record],
-                    schema_url: String::new(),
-                }),
-            }
-        }
+    fn request(resource: Resource, scopes: Vec<Scoped<LogRecord>>) -> ExportLogsServiceRequest {
         ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
-                resource: Some(resource.clone()),
-                scope_logs: scopes,
+                resource: Some(resource),
+                scope_logs: scopes
+                    .into_iter()
+                    .map(|(scope, log_records)| ScopeLogs {
+                        scope: Some(scope),
+                        log_records,
+                        schema_url: String::new(),
+                    })
+                    .collect(),
                 schema_url: String::new(),
             }],
         }
@@ -149,7 +141,7 @@ where
 }
 
 /// An event's fields into its record: `message` is the body, the rest attributes. Values
-/// are taken as they are; the export thread scrubs them ([`scrub`]).
+/// are taken as they are; the export thread scrubs them (`Logs::scrub`).
 struct Visitor<'a>(&'a mut LogRecord);
 
 impl Visitor<'_> {

@@ -4,9 +4,12 @@
 //! file, with the file fallback, drop counting and rate-limited warnings of [`ExportStats`].
 //!
 //! Written by hand instead of the SDK's batch processors and OTLP exporters because of the
-//! performance budget (DESIGN.md): with them every item is an SDK type that is converted into
-//! these protobuf types and regrouped by resource and scope on each export. Here items are
-//! protobuf from the start. Measured with callgrind on the benchmark route: see the README.
+//! performance budget (DESIGN.md): the SDK's processors wake their thread per item on this
+//! machine's measurements, regroup every batch by resource and scope through hash maps, and
+//! prost encodes the four-level request by measuring every item again at each level. Here
+//! log records are protobuf from the start, spans are converted once on this thread, each
+//! batch is grouped by a linear scan, and the request is framed by hand
+//! ([`encode_one_resource`]). Measured with callgrind on the benchmark route: see the README.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,25 +30,30 @@ use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
 /// Items per export call, as the SDK's batch processors default to.
 const MAX_BATCH: usize = 512;
 
+/// A scope and its items, in arrival order.
+pub(crate) type Scoped<M> = (InstrumentationScope, Vec<M>);
+
 /// What one signal sends.
 pub(crate) trait Payload: Send + 'static {
+    /// What the layer queues.
     type Item: Send + 'static;
-    type Request: prost::Message + serde::Serialize + Clone + Default + Send + 'static;
+    /// The protobuf message an item becomes (`Span`, `LogRecord`).
+    type Proto: prost::Message;
+    type Request: serde::Serialize + Default;
     const SIGNAL: Signal;
     /// The OTLP gRPC method.
     const GRPC_PATH: &'static str;
+    /// The batch (drained) as protobuf, grouped by scope.
+    fn scopes(batch: &mut Vec<Self::Item>) -> Vec<Scoped<Self::Proto>>;
     /// Removes secrets; runs on the export thread.
-    fn scrub(item: &mut Self::Item);
-    /// One request for the batch, which it drains.
-    fn request(resource: &Resource, batch: &mut Vec<Self::Item>) -> Self::Request;
-    /// The request in protobuf: see [`encode_one_resource`].
-    fn encode(request: &Self::Request) -> Vec<u8> {
-        prost::Message::encode_to_vec(request)
-    }
+    fn scrub(item: &mut Self::Proto);
+    /// The export request for one resource; its protobuf form is what
+    /// [`encode_one_resource`] writes.
+    fn request(resource: Resource, scopes: Vec<Scoped<Self::Proto>>) -> Self::Request;
 }
 
-/// Encodes an export request of the shape both `ExportTraceServiceRequest` and
-/// `ExportLogsServiceRequest` have when they hold one resource and no schema URLs:
+/// Encodes the export request `Payload::request` would build, in the shape both
+/// `ExportTraceServiceRequest` and `ExportLogsServiceRequest` have:
 /// `{1: {1: resource, 2: [{1: scope, 2: [item, ...]}, ...]}}`. The bytes are the same as
 /// prost's (a unit test compares them).
 ///
@@ -54,8 +62,8 @@ pub(crate) trait Payload: Send + 'static {
 /// above it; callgrind put `encode_to_vec` at ~14 000 instructions per request of the
 /// benchmark route at 100 % sampling. Here each item is measured once.
 pub(crate) fn encode_one_resource<M: prost::Message>(
-    resource: Option<&Resource>,
-    scopes: &[(Option<&InstrumentationScope>, &[M])],
+    resource: &Resource,
+    scopes: &[Scoped<M>],
 ) -> Vec<u8> {
     use prost::Message as _;
     use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -76,23 +84,18 @@ pub(crate) fn encode_one_resource<M: prost::Message>(
         .iter()
         .zip(&item_lens)
         .map(|((scope, _), lens)| {
-            scope.map_or(0, |s| field_len(1, s.encoded_len()))
-                + lens.iter().map(|l| field_len(2, *l)).sum::<usize>()
+            field_len(1, scope.encoded_len()) + lens.iter().map(|l| field_len(2, *l)).sum::<usize>()
         })
         .collect();
-    let resource_len = resource.map_or(0, |r| field_len(1, r.encoded_len()))
+    let resource_len = field_len(1, resource.encoded_len())
         + scope_lens.iter().map(|l| field_len(2, *l)).sum::<usize>();
 
     let mut buf = Vec::with_capacity(field_len(1, resource_len));
     head(1, resource_len, &mut buf);
-    if let Some(r) = resource {
-        prost::encoding::message::encode(1, r, &mut buf);
-    }
+    prost::encoding::message::encode(1, resource, &mut buf);
     for (((scope, items), lens), scope_len) in scopes.iter().zip(&item_lens).zip(&scope_lens) {
         head(2, *scope_len, &mut buf);
-        if let Some(s) = scope {
-            prost::encoding::message::encode(1, *s, &mut buf);
-        }
+        prost::encoding::message::encode(1, scope, &mut buf);
         for (item, len) in items.iter().zip(lens) {
             head(2, *len, &mut buf);
             item.encode_raw(&mut buf);
@@ -134,15 +137,10 @@ impl Transport {
         headers: &[(String, String)],
     ) -> Result<Self, String> {
         Ok(match protocol {
-            OtlpProtocol::Grpc => {
-                let mut metadata = tonic::metadata::MetadataMap::new();
-                for (k, v) in headers {
-                    let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-                        .map_err(|e| format!("{k}: {e}"))?;
-                    metadata.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-                }
-                Self::Grpc { endpoint, metadata }
-            }
+            OtlpProtocol::Grpc => Self::Grpc {
+                endpoint,
+                metadata: grpc_metadata(headers)?,
+            },
             p => {
                 let mut map = reqwest::header::HeaderMap::new();
                 for (k, v) in headers {
@@ -158,6 +156,19 @@ impl Transport {
             }
         })
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` as gRPC metadata; an error names the bad header.
+pub(crate) fn grpc_metadata(
+    headers: &[(String, String)],
+) -> Result<tonic::metadata::MetadataMap, String> {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (k, v) in headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
+            .map_err(|e| format!("{k}: {e}"))?;
+        metadata.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
+    }
+    Ok(metadata)
 }
 
 /// Batching settings, from the telemetry configuration.
@@ -223,14 +234,10 @@ impl<T> Queue<T> {
 }
 
 /// The export side: owned by the guard, which flushes and stops it.
-pub(crate) struct Pipeline<T> {
+pub(crate) struct Pipeline {
     control: SyncSender<Msg>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-    _item: std::marker::PhantomData<fn(T)>,
 }
-
-/// A started pipeline and its queue.
-pub(crate) type Started<T> = (Pipeline<T>, Queue<T>);
 
 /// Starts the export thread for `P`. `resource`: the resource in proto form.
 pub(crate) fn start<P: Payload>(
@@ -239,7 +246,7 @@ pub(crate) fn start<P: Payload>(
     resource: Resource,
     batching: Batching,
     stats: Arc<ExportStats>,
-) -> std::io::Result<Started<P::Item>> {
+) -> std::io::Result<(Pipeline, Queue<P::Item>)> {
     let (queue, data, control) = queue(batching.max_queue);
     let exporter = Exporter::<P> {
         transport,
@@ -260,7 +267,6 @@ pub(crate) fn start<P: Payload>(
         Pipeline {
             control: queue.control.clone(),
             thread: std::sync::Mutex::new(Some(thread)),
-            _item: std::marker::PhantomData,
         },
         queue,
     ))
@@ -294,7 +300,7 @@ pub(crate) fn test_queue<T>() -> (Queue<T>, impl Fn() -> Vec<T>) {
     (q, move || data.try_iter().collect())
 }
 
-impl<T> Pipeline<T> {
+impl Pipeline {
     /// Exports everything queued so far; waits at most `deadline`.
     pub(crate) fn flush(&self, deadline: Duration) {
         self.ask(Msg::Flush, deadline);
@@ -543,41 +549,60 @@ impl<P: Payload> Exporter<P> {
             return;
         }
         let n = batch.len();
-        batch.iter_mut().for_each(P::scrub);
-        let request = P::request(&self.resource, batch);
-        let result = if let Transport::File(f) = &self.transport {
-            f.write_json(&request).map_err(|e| e.to_string())
-        } else {
-            let copy = self.fallback.as_ref().map(|_| request.clone());
-            match (rt.block_on(self.send(request)), copy) {
-                (Err(e), Some(copy)) => {
-                    let fell_back = self
-                        .fallback
-                        .as_ref()
-                        .is_some_and(|f| f.write_json(&copy).is_ok());
-                    self.fail(n, e, fell_back);
-                    return;
-                }
-                (r, _) => r,
+        let mut scopes = P::scopes(batch);
+        scopes
+            .iter_mut()
+            .flat_map(|(_, items)| items)
+            .for_each(P::scrub);
+        let resource = self.resource.clone();
+        match &self.transport {
+            Transport::File(f) => {
+                let written = f.write_json(&P::request(resource, scopes));
+                // No fallback behind the file itself.
+                self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
-        };
-        match result {
-            Ok(()) => self.stats.record_exported(P::SIGNAL, n),
-            Err(e) => self.fail(n, e, false),
+            Transport::Http { json: true, .. } => {
+                let request = P::request(resource, scopes);
+                let sent = match serde_json::to_vec(&request) {
+                    Ok(body) => rt.block_on(self.send(body)),
+                    Err(e) => Err(format!("encode: {e}")),
+                };
+                self.settle(n, sent, || request);
+            }
+            _ => {
+                let body = encode_one_resource(&resource, &scopes);
+                let sent = rt.block_on(self.send(body));
+                // The request is built only if the fallback file needs it.
+                self.settle(n, sent, || P::request(resource, scopes));
+            }
         }
     }
 
-    async fn send(&mut self, request: P::Request) -> Result<(), String> {
+    /// Counts a batch as exported, or as lost or written to the fallback file.
+    fn settle(&self, n: usize, result: Result<(), String>, unsent: impl FnOnce() -> P::Request) {
+        match result {
+            Ok(()) => self.stats.record_exported(P::SIGNAL, n),
+            Err(e) => {
+                let fell_back = self
+                    .fallback
+                    .as_ref()
+                    .is_some_and(|f| f.write_json(&unsent()).is_ok());
+                self.fail(n, e, fell_back);
+            }
+        }
+    }
+
+    /// Sends an encoded request (protobuf, or JSON for `http/json`).
+    async fn send(&mut self, body: Vec<u8>) -> Result<(), String> {
         let timeout = self.timeout;
         match &self.transport {
             Transport::Grpc { endpoint, metadata } => {
-                if self.grpc.is_none() {
-                    self.grpc = Some(tonic::client::Grpc::new(grpc_channel(endpoint, timeout)?));
-                }
-                let Some(grpc) = self.grpc.as_mut() else {
-                    return Err("no gRPC client".into());
+                let grpc = match &mut self.grpc {
+                    Some(grpc) => grpc,
+                    None => self
+                        .grpc
+                        .insert(tonic::client::Grpc::new(grpc_channel(endpoint, timeout)?)),
                 };
-                let body = P::encode(&request);
                 let call = async {
                     grpc.ready()
                         .await
@@ -600,13 +625,10 @@ impl<P: Payload> Exporter<P> {
             }
             Transport::Http { url, headers, json } => {
                 let client = self.http.get_or_insert_with(reqwest::Client::new);
-                let (body, content_type) = if *json {
-                    (
-                        serde_json::to_vec(&request).map_err(|e| format!("encode: {e}"))?,
-                        "application/json",
-                    )
+                let content_type = if *json {
+                    "application/json"
                 } else {
-                    (P::encode(&request), "application/x-protobuf")
+                    "application/x-protobuf"
                 };
                 let response = client
                     .post(url.as_str())
@@ -630,11 +652,9 @@ impl<P: Payload> Exporter<P> {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::ArrayValue;
-    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     use super::*;
     use crate::logs::Logs;
@@ -648,19 +668,19 @@ mod tests {
         }
     }
 
-    fn scope(name: &str) -> Option<InstrumentationScope> {
-        Some(InstrumentationScope {
+    fn scope(name: &str) -> InstrumentationScope {
+        InstrumentationScope {
             name: name.into(),
             version: "1".into(),
             ..Default::default()
-        })
+        }
     }
 
-    fn resource() -> Option<Resource> {
-        Some(Resource {
+    fn resource() -> Resource {
+        Resource {
             attributes: vec![kv("service.name", Value::StringValue("api".into()))],
             ..Default::default()
-        })
+        }
     }
 
     fn span(i: u8) -> Span {
@@ -738,59 +758,39 @@ mod tests {
         assert!(grpc_channel("not a url", Duration::from_secs(1)).is_err());
     }
 
-    /// The hand-written framing gives prost's bytes exactly, for spans and logs, with one or
-    /// several scopes, an empty scope and no resource.
+    /// The hand-written framing gives the bytes prost gives for the request the payload
+    /// builds, for spans and logs, with one or several scopes and an empty scope.
     #[test]
     fn one_resource_encoding_matches_prost() {
-        for resource in [resource(), None] {
-            let traces = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    resource: resource.clone(),
-                    scope_spans: vec![
-                        ScopeSpans {
-                            scope: scope("vidscope"),
-                            spans: (0..5).map(span).collect(),
-                            schema_url: String::new(),
-                        },
-                        ScopeSpans {
-                            scope: None,
-                            spans: Vec::new(),
-                            schema_url: String::new(),
-                        },
-                    ],
-                    schema_url: String::new(),
-                }],
-            };
-            assert_eq!(
-                Spans::encode(&traces),
-                prost::Message::encode_to_vec(&traces)
-            );
-            let logs = ExportLogsServiceRequest {
-                resource_logs: vec![ResourceLogs {
-                    resource,
-                    scope_logs: ["a", "b"]
-                        .into_iter()
-                        .map(|target| ScopeLogs {
-                            scope: scope(target),
-                            log_records: (0..3)
-                                .map(|i| LogRecord {
-                                    time_unix_nano: i,
-                                    severity_number: 9,
-                                    body: Some(AnyValue {
-                                        value: Some(Value::StringValue(format!("{target} {i}"))),
-                                    }),
-                                    attributes: vec![kv("k", Value::DoubleValue(0.5))],
-                                    trace_id: vec![7; 16],
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            schema_url: String::new(),
-                        })
-                        .collect(),
-                    schema_url: String::new(),
-                }],
-            };
-            assert_eq!(Logs::encode(&logs), prost::Message::encode_to_vec(&logs));
-        }
+        let spans: Vec<Scoped<Span>> = vec![
+            (scope("vidscope"), (0..5).map(span).collect()),
+            (scope("empty"), Vec::new()),
+        ];
+        assert_eq!(
+            encode_one_resource(&resource(), &spans),
+            prost::Message::encode_to_vec(&Spans::request(resource(), spans.clone()))
+        );
+        let logs: Vec<Scoped<LogRecord>> = ["a", "b"]
+            .into_iter()
+            .map(|target| {
+                let records = (0..3)
+                    .map(|i| LogRecord {
+                        time_unix_nano: i,
+                        severity_number: 9,
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(format!("{target} {i}"))),
+                        }),
+                        attributes: vec![kv("k", Value::DoubleValue(0.5))],
+                        trace_id: vec![7; 16],
+                        ..Default::default()
+                    })
+                    .collect();
+                (scope(target), records)
+            })
+            .collect();
+        assert_eq!(
+            encode_one_resource(&resource(), &logs),
+            prost::Message::encode_to_vec(&Logs::request(resource(), logs.clone()))
+        );
     }
 }

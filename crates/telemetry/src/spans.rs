@@ -30,6 +30,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
@@ -40,55 +41,57 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
 
 use crate::config::{SamplerConfig, Signal};
-use crate::pipe::{Payload, Queue};
+use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string};
 
 /// The instrumentation scope of every span.
 const SCOPE: &str = "vidscope";
 
 /// Spans in the export pipeline: queued as `SpanData` when they close and converted to
-/// protobuf on the export thread, all under one resource and one scope.
+/// protobuf on the export thread, all under one scope.
 pub(crate) struct Spans;
 
 impl Payload for Spans {
     type Item = SpanData;
+    type Proto = Span;
     type Request = ExportTraceServiceRequest;
     const SIGNAL: Signal = Signal::Traces;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-    fn scrub(span: &mut SpanData) {
-        crate::export::redact_span(span);
+    fn scopes(batch: &mut Vec<SpanData>) -> Vec<Scoped<Span>> {
+        let scope = ProtoScope {
+            name: SCOPE.to_owned(),
+            ..Default::default()
+        };
+        vec![(scope, batch.drain(..).map(Span::from).collect())]
     }
 
-    fn encode(request: &ExportTraceServiceRequest) -> Vec<u8> {
-        match request.resource_spans.as_slice() {
-            [rs] if rs.schema_url.is_empty()
-                && rs.scope_spans.iter().all(|s| s.schema_url.is_empty()) =>
-            {
-                let scopes: Vec<_> = rs
-                    .scope_spans
-                    .iter()
-                    .map(|s| (s.scope.as_ref(), s.spans.as_slice()))
-                    .collect();
-                crate::pipe::encode_one_resource(rs.resource.as_ref(), &scopes)
-            }
-            _ => prost::Message::encode_to_vec(request),
+    /// Attributes, event names and attributes, link attributes and the status message.
+    fn scrub(span: &mut Span) {
+        scrub_attributes(&mut span.attributes);
+        for event in &mut span.events {
+            scrub_string(&mut event.name);
+            scrub_attributes(&mut event.attributes);
+        }
+        for link in &mut span.links {
+            scrub_attributes(&mut link.attributes);
+        }
+        if let Some(status) = &mut span.status {
+            scrub_string(&mut status.message);
         }
     }
 
-    fn request(resource: &Resource, batch: &mut Vec<SpanData>) -> ExportTraceServiceRequest {
+    fn request(resource: Resource, scopes: Vec<Scoped<Span>>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
-                resource: Some(resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(
-                        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
-                            name: SCOPE.to_owned(),
-                            ..Default::default()
-                        },
-                    ),
-                    spans: batch.drain(..).map(Span::from).collect(),
-                    schema_url: String::new(),
-                }],
+                resource: Some(resource),
+                scope_spans: scopes
+                    .into_iter()
+                    .map(|(scope, spans)| ScopeSpans {
+                        scope: Some(scope),
+                        spans,
+                        schema_url: String::new(),
+                    })
+                    .collect(),
                 schema_url: String::new(),
             }],
         }
