@@ -27,7 +27,8 @@ bench_cleanup() {
 }
 
 # bench_env NAME PORT: fills the array `env` with the API's environment for a setting:
-# off (telemetry disabled), s0 (on, nothing sampled), s10 (10 %), s100 (100 %); exports go
+# off (telemetry disabled), s0 (on, nothing sampled), s10 (10 %), s100 (100 %), and s0-nologs,
+# s0-nometrics, s0-spans (nothing sampled, logs and/or metrics not exported); exports go
 # over OTLP gRPC to the receiver. Each setting gets a fresh data directory.
 bench_env() {
   local name=$1 port=$2 dir="$work/$1-data"
@@ -39,6 +40,10 @@ bench_env() {
     s0)   env+=(OTEL_TRACES_SAMPLER=parentbased_always_off) ;;
     s10)  env+=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1) ;;
     s100) env+=(OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
+    # Nothing sampled with one signal's exporter off, to split the unsampled cost by signal.
+    s0-nologs) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_LOGS_EXPORTER=none) ;;
+    s0-nometrics) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_METRICS_EXPORTER=none) ;;
+    s0-spans) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_LOGS_EXPORTER=none OTEL_METRICS_EXPORTER=none) ;;
     *) echo "unknown configuration $name" >&2; exit 2 ;;
   esac
 }

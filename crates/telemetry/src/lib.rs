@@ -26,6 +26,7 @@ mod pipe;
 pub mod propagation;
 pub mod redact;
 pub mod spans;
+mod wire;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};

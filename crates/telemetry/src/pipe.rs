@@ -51,6 +51,21 @@ pub(crate) trait Payload: Send + 'static {
     /// The export request for one resource; its protobuf form is what
     /// [`encode_one_resource`] writes.
     fn request(resource: Resource, scopes: Vec<Scoped<Self::Proto>>) -> Self::Request;
+    /// The batch as the scrubbed protobuf export request, written without building the
+    /// protobuf types, when the signal can (spans: see `wire`). `None`: build them.
+    fn encode(_resource: &Resource, _batch: &[Self::Item]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The batch (drained) as protobuf grouped by scope, scrubbed.
+pub(crate) fn scrubbed_scopes<P: Payload>(batch: &mut Vec<P::Item>) -> Vec<Scoped<P::Proto>> {
+    let mut scopes = P::scopes(batch);
+    scopes
+        .iter_mut()
+        .flat_map(|(_, items)| items)
+        .for_each(P::scrub);
+    scopes
 }
 
 /// Encodes the export request `Payload::request` would build, in the shape both
@@ -354,21 +369,46 @@ pub(crate) fn scrub_string(s: &mut String) {
     }
 }
 
-/// Numbers and booleans cannot carry a secret (so a key like the seed's `hasCookie` keeps
-/// its value); any other value under a sensitive key is replaced whole, and every string is
-/// scrubbed of embedded secrets.
+/// What the redaction rule does with one attribute value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AttributeRule {
+    /// A number or a boolean: kept.
+    Keep,
+    /// Under a sensitive key: replaced whole by [`REDACTED`].
+    Replace,
+    /// Every string in it is scrubbed of embedded secrets.
+    ScrubStrings,
+}
+
+/// The redaction rule for attributes, shared by [`scrub_attributes`] and the span encoder
+/// (`wire`). Numbers and booleans cannot carry a secret (so a key like the seed's `hasCookie`
+/// keeps its value); any other value under a sensitive key is replaced whole, and every string
+/// is scrubbed of embedded secrets.
+pub(crate) fn attribute_rule(key: &str, scalar: bool) -> AttributeRule {
+    if scalar {
+        AttributeRule::Keep
+    } else if is_sensitive_key_cached(key) {
+        AttributeRule::Replace
+    } else {
+        AttributeRule::ScrubStrings
+    }
+}
+
+/// Applies [`attribute_rule`] to protobuf attributes in place.
 pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
     for kv in attributes {
         let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
             continue;
         };
-        match v {
-            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_) => {}
-            _ if is_sensitive_key_cached(&kv.key) => {
-                *v = Value::StringValue(REDACTED.to_owned());
-            }
-            Value::StringValue(s) => scrub_string(s),
-            Value::ArrayValue(a) => {
+        let scalar = matches!(
+            v,
+            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_)
+        );
+        match (attribute_rule(&kv.key, scalar), v) {
+            (AttributeRule::Keep, _) => {}
+            (AttributeRule::Replace, v) => *v = Value::StringValue(REDACTED.to_owned()),
+            (AttributeRule::ScrubStrings, Value::StringValue(s)) => scrub_string(s),
+            (AttributeRule::ScrubStrings, Value::ArrayValue(a)) => {
                 for item in &mut a.values {
                     if let Some(Value::StringValue(s)) = &mut item.value {
                         scrub_string(s);
@@ -551,11 +591,20 @@ impl<P: Payload> Exporter<P> {
             return;
         }
         let n = batch.len();
-        let mut scopes = P::scopes(batch);
-        scopes
-            .iter_mut()
-            .flat_map(|(_, items)| items)
-            .for_each(P::scrub);
+        let protobuf = !matches!(
+            self.transport,
+            Transport::File(_) | Transport::Http { json: true, .. }
+        );
+        if protobuf && let Some(body) = P::encode(&self.resource, batch) {
+            let sent = rt.block_on(self.send(body));
+            // The request is built only if the fallback file needs it.
+            self.settle(n, sent, || {
+                P::request(self.resource.clone(), scrubbed_scopes::<P>(batch))
+            });
+            batch.clear();
+            return;
+        }
+        let scopes = scrubbed_scopes::<P>(batch);
         let resource = self.resource.clone();
         match &self.transport {
             Transport::File(f) => {

@@ -47,9 +47,11 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// for every span, so a lookup beats rescanning. Bounded: past [`KEY_CACHE_CAP`] distinct keys
 /// it stops remembering and scans.
 pub fn is_sensitive_key_cached(key: &str) -> bool {
+    // foldhash rather than the standard SipHash: the keys come from code, not from users, so
+    // there is nothing to defend against, and SipHash cost more than the scan it saves.
+    type Cache = std::collections::HashMap<Box<str>, bool, foldhash::fast::FixedState>;
     thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<Box<str>, bool>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
+        static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(Cache::default());
     }
     CACHE.with(|c| {
         if let Some(v) = c.borrow().get(key) {

@@ -9,8 +9,9 @@
 //! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
 //! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
 //! is a span context in the registry's extensions: two ids, no attributes, no allocation
-//! beyond the extension slot. A sampled span records into a plain struct and is queued for the
-//! export pipeline ([`crate::pipe`]) as `SpanData` when it closes.
+//! beyond the extension slot. A sampled span records into a plain struct, which is queued for
+//! the export pipeline ([`crate::pipe`]) when it closes and written to protobuf from there
+//! ([`crate::wire`]).
 //!
 //! The tracing-opentelemetry conventions are kept: `otel.name`, `otel.kind`,
 //! `otel.status_code` and `otel.status_description` fields; every other field becomes an
@@ -46,23 +47,52 @@ use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string};
 /// The instrumentation scope of every span.
 const SCOPE: &str = "vidscope";
 
-/// Spans in the export pipeline: queued as `SpanData` when they close and converted to
+/// Spans in the export pipeline: queued as [`Finished`] when they close and written to
 /// protobuf on the export thread, all under one scope.
 pub(crate) struct Spans;
 
+fn proto_scope() -> ProtoScope {
+    ProtoScope {
+        name: SCOPE.to_owned(),
+        ..Default::default()
+    }
+}
+
 impl Payload for Spans {
-    type Item = SpanData;
+    type Item = Finished;
     type Proto = Span;
     type Request = ExportTraceServiceRequest;
     const SIGNAL: Signal = Signal::Traces;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-    fn scopes(batch: &mut Vec<SpanData>) -> Vec<Scoped<Span>> {
-        let scope = ProtoScope {
-            name: SCOPE.to_owned(),
-            ..Default::default()
-        };
-        vec![(scope, batch.drain(..).map(Span::from).collect())]
+    /// Through the SDK's `SpanData` and `opentelemetry-proto`'s conversion: for JSON, the file
+    /// and the fallback file (protobuf goes through [`Spans::encode`]).
+    fn scopes(batch: &mut Vec<Finished>) -> Vec<Scoped<Span>> {
+        vec![(
+            proto_scope(),
+            batch
+                .drain(..)
+                .map(|f| Span::from(f.into_span_data()))
+                .collect(),
+        )]
+    }
+
+    /// Written straight from the recordings (see `wire`); the same bytes as encoding
+    /// [`Spans::request`] after [`Spans::scrub`].
+    fn encode(resource: &Resource, batch: &[Finished]) -> Option<Vec<u8>> {
+        use prost::Message as _;
+        let scope = proto_scope();
+        let mut buf = Vec::with_capacity(512 * batch.len() + resource.encoded_len() + 64);
+        crate::wire::nested(&mut buf, 1, |buf| {
+            prost::encoding::message::encode(1, resource, buf);
+            crate::wire::nested(buf, 2, |buf| {
+                prost::encoding::message::encode(1, &scope, buf);
+                for f in batch {
+                    crate::wire::nested(buf, 2, |buf| crate::wire::span(buf, &f.parts()));
+                }
+            });
+        });
+        Some(buf)
     }
 
     /// Attributes, event names and attributes, link attributes and the status message.
@@ -152,6 +182,55 @@ struct Recording {
     links: Vec<Link>,
     dropped_links: u32,
     status: Status,
+}
+
+/// A sampled span that has ended, as queued for export.
+pub(crate) struct Finished {
+    cx: SpanContext,
+    end: SystemTime,
+    r: Box<Recording>,
+}
+
+impl Finished {
+    fn parts(&self) -> crate::wire::SpanParts<'_> {
+        let r = &self.r;
+        crate::wire::SpanParts {
+            cx: &self.cx,
+            parent_span_id: r.parent_span_id,
+            parent_is_remote: r.parent_is_remote,
+            name: &r.name,
+            kind: &r.kind,
+            start: r.start,
+            end: self.end,
+            attributes: &r.attributes,
+            dropped_attributes: r.dropped_attributes,
+            events: &r.events,
+            dropped_events: r.dropped_events,
+            links: &r.links,
+            dropped_links: r.dropped_links,
+            status: &r.status,
+        }
+    }
+
+    /// The SDK's form, for `opentelemetry-proto`'s conversion.
+    fn into_span_data(self) -> SpanData {
+        let r = *self.r;
+        SpanData {
+            span_context: self.cx,
+            parent_span_id: r.parent_span_id,
+            parent_span_is_remote: r.parent_is_remote,
+            span_kind: r.kind,
+            name: r.name,
+            start_time: r.start,
+            end_time: self.end,
+            attributes: r.attributes,
+            dropped_attributes_count: r.dropped_attributes,
+            events: span_events(r.events, r.dropped_events),
+            links: span_links(r.links, r.dropped_links),
+            status: r.status,
+            instrumentation_scope: InstrumentationScope::builder(SCOPE).build(),
+        }
+    }
 }
 
 impl OtelSpan {
@@ -281,17 +360,15 @@ fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
 /// (for log correlation and propagation) and never record.
 pub(crate) struct SpanLayer {
     sampler: SamplerConfig,
-    queue: Option<Queue<SpanData>>,
-    scope: InstrumentationScope,
+    queue: Option<Queue<Finished>>,
     ids: RandomIdGenerator,
 }
 
 impl SpanLayer {
-    pub(crate) fn new(sampler: SamplerConfig, queue: Option<Queue<SpanData>>) -> Self {
+    pub(crate) fn new(sampler: SamplerConfig, queue: Option<Queue<Finished>>) -> Self {
         Self {
             sampler,
             queue,
-            scope: InstrumentationScope::builder(SCOPE).build(),
             ids: RandomIdGenerator::default(),
         }
     }
@@ -391,21 +468,10 @@ where
         let (Some(r), Some(queue)) = (otel.recording, &self.queue) else {
             return;
         };
-        let r = *r;
-        queue.push(SpanData {
-            span_context: otel.cx,
-            parent_span_id: r.parent_span_id,
-            parent_span_is_remote: r.parent_is_remote,
-            span_kind: r.kind,
-            name: r.name,
-            start_time: r.start,
-            end_time: SystemTime::now(),
-            attributes: r.attributes,
-            dropped_attributes_count: r.dropped_attributes,
-            events: span_events(r.events, r.dropped_events),
-            links: span_links(r.links, r.dropped_links),
-            status: r.status,
-            instrumentation_scope: self.scope.clone(),
+        queue.push(Finished {
+            cx: otel.cx,
+            end: SystemTime::now(),
+            r,
         });
     }
 }
@@ -579,6 +645,7 @@ impl SpanExt for tracing::Span {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -590,7 +657,7 @@ mod tests {
         let (queue, queued) = crate::pipe::test_queue();
         let subscriber = tracing_subscriber::registry().with(SpanLayer::new(sampler, Some(queue)));
         tracing::subscriber::with_default(subscriber, f);
-        queued()
+        queued().into_iter().map(Finished::into_span_data).collect()
     }
 
     fn remote(flags: TraceFlags) -> opentelemetry::Context {
@@ -708,6 +775,95 @@ mod tests {
             assert!(!span.is_sampled());
             assert!(!span.span_context().is_sampled());
         });
+    }
+
+    /// A finished span with every kind of value, secrets among them.
+    fn finished(parent_remote: bool, status: Status) -> Finished {
+        let parent = SpanContext::new(
+            TraceId::from(0xabcd_u128),
+            SpanId::from(0x1234_u64),
+            TraceFlags::SAMPLED,
+            parent_remote,
+            "vendor=x".parse().unwrap(),
+        );
+        let at = |secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let mut r = Box::new(Recording::new("work", Some(&parent), 8));
+        r.kind = SpanKind::Server;
+        r.start = at(1_700_000_000);
+        for kv in [
+            KeyValue::new("http.route", "/api/x"),
+            KeyValue::new("password", "hunter2"),
+            KeyValue::new("hasCookie", true),
+            KeyValue::new("token.count", -3_i64),
+            KeyValue::new("ratio", 0.25),
+            KeyValue::new("url.full", "https://s3/x?X-Amz-Signature=sig123&a=1"),
+            KeyValue::new("long", "y".repeat(300)),
+            KeyValue::new("empty", ""),
+            KeyValue::new(
+                "list",
+                Value::Array(vec![StringValue::from("token=abc"), StringValue::from("ok")].into()),
+            ),
+            KeyValue::new("ints", Value::Array(vec![1_i64, 2].into())),
+        ] {
+            r.set_attribute(kv);
+        }
+        r.events.push(Event::new(
+            "login password=hunter2",
+            at(1_700_000_001),
+            vec![KeyValue::new("authorization", "Bearer abc")],
+            1,
+        ));
+        r.links.push(Link::new(
+            parent.clone(),
+            vec![KeyValue::new("cookie", "s=1")],
+            0,
+        ));
+        r.dropped_events = 2;
+        r.status = status;
+        Finished {
+            cx: SpanContext::new(
+                TraceId::from(0xabcd_u128),
+                SpanId::from(0x99_u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            end: at(1_700_000_002),
+            r,
+        }
+    }
+
+    /// The hand-written protobuf (what gRPC and HTTP protobuf send) is byte for byte what prost
+    /// makes of the converted and scrubbed request (what JSON, the file and the fallback use).
+    #[test]
+    fn spans_written_by_hand_are_prosts_bytes_for_the_scrubbed_request() {
+        use prost::Message as _;
+        let resource = Resource {
+            attributes: opentelemetry_proto::transform::common::tonic::Attributes::from([
+                KeyValue::new("service.name", "t"),
+            ])
+            .0,
+            ..Default::default()
+        };
+        let batch = || {
+            vec![
+                finished(true, Status::error("password=hunter2 rejected")),
+                finished(false, Status::Ok),
+                finished(false, Status::Unset),
+            ]
+        };
+        let ours = Spans::encode(&resource, &batch()).unwrap();
+        let theirs = Spans::request(
+            resource,
+            crate::pipe::scrubbed_scopes::<Spans>(&mut batch()),
+        )
+        .encode_to_vec();
+        assert_eq!(ours.len(), theirs.len());
+        assert!(ours == theirs, "the encodings differ");
+        let text = String::from_utf8_lossy(&ours);
+        for secret in ["hunter2", "sig123", "token=abc", "Bearer abc", "s=1"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
     }
 
     fn tid(low: u64) -> TraceId {
