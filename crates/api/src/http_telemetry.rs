@@ -68,6 +68,30 @@ fn response_category(status: u16) -> &'static str {
     }
 }
 
+/// The labels of `http.server.request.duration`. The SDK view does not filter them (see
+/// `catalog::LABELS_CHECKED_AT_CALL_SITE`): a test checks their keys against the catalog.
+fn duration_labels(
+    method: &'static str,
+    route: Option<String>,
+    status: u16,
+    category: &'static str,
+) -> Vec<KeyValue> {
+    let mut labels = Vec::with_capacity(5);
+    labels.push(KeyValue::new("http.request.method", method));
+    if let Some(r) = route {
+        labels.push(KeyValue::new("http.route", r));
+    }
+    labels.push(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    labels.push(KeyValue::new("api.category", category));
+    if status >= 500 {
+        labels.push(KeyValue::new("error.type", status.to_string()));
+    }
+    labels
+}
+
 pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let matched = req
@@ -138,19 +162,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         response.headers_mut().insert("traceresponse", v);
     }
 
-    let mut labels = Vec::with_capacity(5);
-    labels.push(KeyValue::new("http.request.method", method));
-    if let Some(r) = matched {
-        labels.push(KeyValue::new("http.route", r));
-    }
-    labels.push(KeyValue::new(
-        "http.response.status_code",
-        i64::from(status),
-    ));
-    labels.push(KeyValue::new("api.category", category));
-    if status >= 500 {
-        labels.push(KeyValue::new("error.type", status.to_string()));
-    }
+    let labels = duration_labels(method, matched, status, category);
     metrics
         .http_server_request_duration
         .record(start.elapsed().as_secs_f64(), &labels);
@@ -172,5 +184,19 @@ mod tests {
         assert_eq!(response_category(503), "server_error");
         assert_eq!(response_category(404), "client_error");
         assert_eq!(response_category(206), "success");
+    }
+
+    /// The view does not filter this histogram's labels, so its keys are checked here.
+    #[test]
+    fn duration_labels_are_the_catalogs() {
+        use vidscope_telemetry::catalog::{LABELS_CHECKED_AT_CALL_SITE, names, spec};
+        let name = names::HTTP_SERVER_REQUEST_DURATION;
+        assert!(LABELS_CHECKED_AT_CALL_SITE.contains(&name));
+        let allowed = spec(name).expect("in the catalog").labels;
+        for (route, status) in [(Some("/api/x".to_owned()), 503), (None, 200)] {
+            for kv in duration_labels("GET", route, status, "system") {
+                assert!(allowed.contains(&kv.key.as_str()), "{} not allowed", kv.key);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! OTLP logs straight from tracing events: a layer that builds each event's OTLP `LogRecord`
-//! and queues it for the export pipeline ([`crate::pipe`]).
+//! OTLP logs straight from tracing events: a layer that records each event's fields into a
+//! [`Record`] and queues it for the export pipeline ([`crate::pipe`]), which writes it as an
+//! OTLP `LogRecord` ([`crate::wire`]).
 //!
 //! Written by hand instead of the OpenTelemetry log bridge, the SDK's batch log processor and
 //! the OTLP log exporter because of the performance budget (DESIGN.md). That path builds an
@@ -7,8 +8,9 @@
 //! it into the processor's channel, rebuilds every record that needs redaction, regroups each
 //! batch by resource and scope, and converts it into these same protobuf types before
 //! encoding; callgrind put it at ~8 000 instructions per log line on the benchmark route.
-//! Here the record is the protobuf type from the start and the trace ids come from the
-//! event's span.
+//! Here the record holds only what the event had (field names and the level are static
+//! strings, not copies), the trace ids come from the event's span, and protobuf is written
+//! from it directly.
 //!
 //! What the bridge did is kept: the body is the `message` field, every other field is an
 //! attribute (an error as `exception.message`), the severity follows the level, the event
@@ -21,44 +23,180 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use tracing::{Event, Level, Subscriber, field};
+use tracing::{Event, Level, Metadata, Subscriber, field};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Signal;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::redact::redact_str;
 use crate::spans::OtelSpan;
+use crate::wire::{self, AnyRef};
 
-/// A record and its event's target (the scope it is exported under).
-pub(crate) type Item = (&'static str, LogRecord);
+/// One event's log record, until it is written.
+#[derive(Clone, Debug)]
+pub(crate) struct Record {
+    meta: &'static Metadata<'static>,
+    time: u64,
+    /// Trace id, span id and W3C flags of the event's span.
+    ids: Option<([u8; 16], [u8; 8], u32)>,
+    body: Option<String>,
+    attributes: Vec<(&'static str, Field)>,
+}
+
+/// A field's value.
+#[derive(Clone, Debug)]
+enum Field {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+}
+
+impl Field {
+    fn as_any(&self) -> AnyRef<'_> {
+        match self {
+            Self::Str(s) => AnyRef::Str(s),
+            Self::Bool(b) => AnyRef::Bool(*b),
+            Self::Int(i) => AnyRef::Int(*i),
+            Self::Double(f) => AnyRef::Double(*f),
+            Self::Bytes(b) => AnyRef::Bytes(b),
+        }
+    }
+
+    fn into_proto(self) -> Value {
+        match self {
+            Self::Str(s) => Value::StringValue(s),
+            Self::Bool(b) => Value::BoolValue(b),
+            Self::Int(i) => Value::IntValue(i),
+            Self::Double(f) => Value::DoubleValue(f),
+            Self::Bytes(b) => Value::BytesValue(b),
+        }
+    }
+}
+
+impl Record {
+    /// The exported scope: the event's target.
+    fn scope(&self) -> &'static str {
+        self.meta.target()
+    }
+
+    /// The protobuf form, unscrubbed (for JSON, the file and the fallback file).
+    fn into_proto(self) -> LogRecord {
+        let level = self.meta.level();
+        let (trace_id, span_id, flags) =
+            self.ids.map_or((Vec::new(), Vec::new(), 0), |(t, s, f)| {
+                (t.to_vec(), s.to_vec(), f)
+            });
+        LogRecord {
+            time_unix_nano: self.time,
+            observed_time_unix_nano: self.time,
+            severity_number: severity(level),
+            severity_text: level.as_str().to_owned(),
+            event_name: self.meta.name().to_owned(),
+            body: self.body.map(|b| AnyValue {
+                value: Some(Value::StringValue(b)),
+            }),
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|(k, v)| KeyValue {
+                    key: k.to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(v.into_proto()),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            trace_id,
+            span_id,
+            flags,
+            ..Default::default()
+        }
+    }
+
+    /// The body of its `LogRecord` message, scrubbed as [`Logs::scrub`] scrubs the protobuf
+    /// form. Fields in tag order, as prost writes them.
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let level = self.meta.level();
+        wire::fixed64(buf, 1, self.time);
+        wire::uint(buf, 2, severity(level) as u64);
+        wire::string(buf, 3, level.as_str());
+        if let Some(body) = &self.body {
+            wire::nested(buf, 5, |buf| wire::any_string(buf, &redact_str(body)));
+        }
+        for (k, v) in &self.attributes {
+            wire::attribute(buf, 6, k, v.as_any());
+        }
+        if let Some((trace_id, span_id, flags)) = &self.ids {
+            wire::fixed32(buf, 8, *flags);
+            wire::bytes(buf, 9, trace_id);
+            wire::bytes(buf, 10, span_id);
+        }
+        wire::fixed64(buf, 11, self.time);
+        wire::string(buf, 12, self.meta.name());
+    }
+}
 
 /// Logs in the export pipeline.
 pub(crate) struct Logs;
 
+/// The distinct scopes of a batch, in order of first appearance.
+fn targets(batch: &[Record]) -> Vec<&'static str> {
+    let mut targets: Vec<&'static str> = Vec::new();
+    for r in batch {
+        if !targets.contains(&r.scope()) {
+            targets.push(r.scope());
+        }
+    }
+    targets
+}
+
 impl Payload for Logs {
-    type Item = Item;
+    type Item = Record;
     type Proto = LogRecord;
     type Request = ExportLogsServiceRequest;
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
     /// One scope per target, records in arrival order.
-    fn scopes(batch: &mut Vec<Item>) -> Vec<Scoped<LogRecord>> {
-        let mut scopes: Vec<Scoped<LogRecord>> = Vec::new();
-        for (target, record) in batch.drain(..) {
-            match scopes.iter_mut().find(|(scope, _)| scope.name == target) {
-                Some((_, records)) => records.push(record),
-                None => scopes.push((
-                    InstrumentationScope {
-                        name: target.to_owned(),
-                        ..Default::default()
-                    },
-                    vec![record],
-                )),
+    fn scopes(batch: &mut Vec<Record>) -> Vec<Scoped<LogRecord>> {
+        let mut scopes: Vec<Scoped<LogRecord>> = targets(batch)
+            .into_iter()
+            .map(|t| {
+                let scope = InstrumentationScope {
+                    name: t.to_owned(),
+                    ..Default::default()
+                };
+                (scope, Vec::new())
+            })
+            .collect();
+        for record in batch.drain(..) {
+            if let Some((_, records)) = scopes.iter_mut().find(|(s, _)| s.name == record.scope()) {
+                records.push(record.into_proto());
             }
         }
         scopes
+    }
+
+    /// The same request as [`Logs::request`] after [`Logs::scrub`], written from the records.
+    fn encode(resource: &Resource, batch: &[Record]) -> Option<Vec<u8>> {
+        use prost::Message as _;
+        let mut buf = Vec::with_capacity(256 * batch.len() + resource.encoded_len() + 64);
+        wire::nested(&mut buf, 1, |buf| {
+            prost::encoding::message::encode(1, resource, buf);
+            for target in targets(batch) {
+                wire::nested(buf, 2, |buf| {
+                    wire::nested(buf, 1, |buf| wire::string(buf, 1, target));
+                    for r in batch.iter().filter(|r| r.scope() == target) {
+                        wire::nested(buf, 2, |buf| r.encode(buf));
+                    }
+                });
+            }
+        });
+        Some(buf)
     }
 
     /// The body and every attribute (see [`scrub_attributes`]).
@@ -92,11 +230,11 @@ impl Payload for Logs {
 
 /// The tracing side. See the module documentation.
 pub(crate) struct LogLayer {
-    queue: Queue<Item>,
+    queue: Queue<Record>,
 }
 
 impl LogLayer {
-    pub(crate) fn new(queue: Queue<Item>) -> Self {
+    pub(crate) fn new(queue: Queue<Record>) -> Self {
         Self { queue }
     }
 }
@@ -117,49 +255,41 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let meta = event.metadata();
-        let now = unix_nanos(std::time::SystemTime::now());
-        let mut record = LogRecord {
-            time_unix_nano: now,
-            observed_time_unix_nano: now,
-            severity_number: severity(meta.level()),
-            severity_text: meta.level().as_str().to_owned(),
-            event_name: meta.name().to_owned(),
-            attributes: Vec::with_capacity(meta.fields().len()),
-            ..Default::default()
+        let mut record = Record {
+            meta: event.metadata(),
+            time: unix_nanos(std::time::SystemTime::now()),
+            ids: None,
+            body: None,
+            attributes: Vec::new(),
         };
         if let Some(span) = ctx.event_span(event)
             && let Some(otel) = span.extensions().get::<OtelSpan>()
         {
-            record.trace_id = otel.cx.trace_id().to_bytes().to_vec();
-            record.span_id = otel.cx.span_id().to_bytes().to_vec();
-            record.flags = u32::from(otel.cx.trace_flags().to_u8());
+            record.ids = Some((
+                otel.cx.trace_id().to_bytes(),
+                otel.cx.span_id().to_bytes(),
+                u32::from(otel.cx.trace_flags().to_u8()),
+            ));
         }
         event.record(&mut Visitor(&mut record));
-        self.queue.push((meta.target(), record));
+        self.queue.push(record);
     }
 }
 
 /// An event's fields into its record: `message` is the body, the rest attributes. Values
-/// are taken as they are; the export thread scrubs them (`Logs::scrub`).
-struct Visitor<'a>(&'a mut LogRecord);
+/// are taken as they are; the export thread scrubs them.
+struct Visitor<'a>(&'a mut Record);
 
 impl Visitor<'_> {
-    fn attribute(&mut self, key: &str, value: Value) {
-        self.0.attributes.push(KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        });
+    fn attribute(&mut self, key: &'static str, value: Field) {
+        self.0.attributes.push((key, value));
     }
 
-    fn text(&mut self, name: &str, value: String) {
+    fn text(&mut self, name: &'static str, value: String) {
         if name == "message" {
-            self.0.body = Some(AnyValue {
-                value: Some(Value::StringValue(value)),
-            });
+            self.0.body = Some(value);
         } else {
-            self.attribute(name, Value::StringValue(value));
+            self.attribute(name, Field::Str(value));
         }
     }
 }
@@ -175,22 +305,22 @@ impl field::Visit for Visitor<'_> {
         self.text("exception.message", value.to_string());
     }
     fn record_bool(&mut self, field: &field::Field, value: bool) {
-        self.attribute(field.name(), Value::BoolValue(value));
+        self.attribute(field.name(), Field::Bool(value));
     }
     fn record_f64(&mut self, field: &field::Field, value: f64) {
-        self.attribute(field.name(), Value::DoubleValue(value));
+        self.attribute(field.name(), Field::Double(value));
     }
     fn record_i64(&mut self, field: &field::Field, value: i64) {
-        self.attribute(field.name(), Value::IntValue(value));
+        self.attribute(field.name(), Field::Int(value));
     }
     fn record_u64(&mut self, field: &field::Field, value: u64) {
         match i64::try_from(value) {
-            Ok(v) => self.attribute(field.name(), Value::IntValue(v)),
-            Err(_) => self.attribute(field.name(), Value::StringValue(value.to_string())),
+            Ok(v) => self.attribute(field.name(), Field::Int(v)),
+            Err(_) => self.attribute(field.name(), Field::Str(value.to_string())),
         }
     }
     fn record_bytes(&mut self, field: &field::Field, value: &[u8]) {
-        self.attribute(field.name(), Value::BytesValue(value.to_vec()));
+        self.attribute(field.name(), Field::Bytes(value.to_vec()));
     }
 }
 
@@ -207,6 +337,66 @@ mod tests {
             .iter()
             .find(|kv| kv["key"] == key)
             .map(|kv| &kv["value"])
+    }
+
+    /// The hand-written protobuf (what gRPC and HTTP protobuf send) is byte for byte what prost
+    /// makes of the converted and scrubbed request (what JSON, the file and the fallback use).
+    #[test]
+    fn records_written_by_hand_are_prosts_bytes_for_the_scrubbed_request() {
+        use prost::Message as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let (spans, _) = crate::pipe::test_queue();
+        let (queue, queued) = crate::pipe::test_queue();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::spans::SpanLayer::new(
+                SamplerConfig::AlwaysOn,
+                Some(spans),
+            ))
+            .with(LogLayer::new(queue));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            let err = std::io::Error::other("password=hunter2 refused");
+            tracing::warn!(
+                target: "a",
+                password = "hunter2",
+                attempts = 3u64,
+                huge = u64::MAX,
+                remembered = true,
+                ratio = 0.5,
+                header = "Authorization: Bearer abc.def",
+                error = &err as &dyn std::error::Error,
+                long = %"x".repeat(200),
+                "login failed for token=s3cr3t"
+            );
+            tracing::info!(target: "b", "second scope");
+            drop(_entered);
+            tracing::error!(target: "a", n = -1, "outside the span, first scope again");
+        });
+        let batch = queued();
+        assert_eq!(batch.len(), 3);
+        let resource = Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::StringValue("t".into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ours = Logs::encode(&resource, &batch).unwrap();
+        let theirs = Logs::request(
+            resource,
+            crate::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),
+        )
+        .encode_to_vec();
+        assert_eq!(ours.len(), theirs.len());
+        assert!(ours == theirs, "the encodings differ");
+        let text = String::from_utf8_lossy(&ours);
+        for secret in ["hunter2", "s3cr3t", "abc.def"] {
+            assert!(!text.contains(secret), "{secret} leaked");
+        }
     }
 
     /// Through the whole pipeline into the log file: the body, typed attributes, severity,

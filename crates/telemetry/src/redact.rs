@@ -3,7 +3,8 @@
 //! Handlers record only fields they choose, but a careless `%error`, a URL with a presigned
 //! query or a header dump can still carry a secret. So every span, event and log record passes
 //! through [`redact_str`] / [`is_sensitive_key`] on the export thread (never on the request
-//! path), and metric labels are limited to the catalog's allow-list.
+//! path), and metric labels are limited to the catalog's allow-list (by views, or for the
+//! per-request HTTP histogram by a test of its one call site).
 //!
 //! Hand-written rather than a regex crate: the patterns are a fixed list of names followed by
 //! `=` or `:`, and a byte scanner keeps the export thread cheap and the dependency tree small.

@@ -1,14 +1,15 @@
-//! Sampled spans written straight to OTLP protobuf, scrubbed on the way.
+//! Sampled spans and log records written straight to OTLP protobuf, scrubbed on the way.
 //!
-//! Why by hand instead of converting to `opentelemetry_proto` types and letting prost encode
-//! them: the conversion allocates a `String` for every attribute key and value, a `Vec` per id
-//! and per attribute list, and prost then measures each nested message again at every level
+//! Why by hand instead of building `opentelemetry_proto` types and letting prost encode them:
+//! those types take a `String` for every attribute key and value and a `Vec` per id and per
+//! attribute list, and prost then measures each nested message again at every level
 //! above it. Writing the bytes from the recorded span skips all of that; a nested message
 //! gets a one-byte length placeholder that is widened in place in the rare case its body
 //! reaches 128 bytes (attributes almost never do).
 //!
-//! The bytes are exactly prost's for the converted, scrubbed span (a unit test in `spans`
-//! compares them); field order follows prost, which writes fields by tag number.
+//! The bytes are exactly prost's for the converted, scrubbed span or record (unit tests in
+//! `spans` and `logs` compare them); field order follows prost, which writes fields by tag
+//! number.
 
 use opentelemetry::trace::{Event, Link, SpanContext, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
@@ -37,7 +38,7 @@ fn varint(buf: &mut Vec<u8>, v: u64) {
     }
 }
 
-fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
+pub(crate) fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
     if tag < 16 {
         buf.push(((tag << 3) | wire as u32) as u8);
     } else {
@@ -62,26 +63,26 @@ pub(crate) fn nested(buf: &mut Vec<u8>, tag: u32, body: impl FnOnce(&mut Vec<u8>
     }
 }
 
-fn bytes(buf: &mut Vec<u8>, tag: u32, b: &[u8]) {
+pub(crate) fn bytes(buf: &mut Vec<u8>, tag: u32, b: &[u8]) {
     key(buf, tag, WireType::LengthDelimited);
     varint(buf, b.len() as u64);
     buf.extend_from_slice(b);
 }
 
 /// A string field, left out when empty (proto3 default).
-fn string(buf: &mut Vec<u8>, tag: u32, s: &str) {
+pub(crate) fn string(buf: &mut Vec<u8>, tag: u32, s: &str) {
     if !s.is_empty() {
         bytes(buf, tag, s.as_bytes());
     }
 }
 
 /// A string field scrubbed of embedded secrets, left out when empty.
-fn scrubbed_string(buf: &mut Vec<u8>, tag: u32, s: &str) {
+pub(crate) fn scrubbed_string(buf: &mut Vec<u8>, tag: u32, s: &str) {
     string(buf, tag, &redact_str(s));
 }
 
 /// A varint field, left out when zero.
-fn uint(buf: &mut Vec<u8>, tag: u32, v: u64) {
+pub(crate) fn uint(buf: &mut Vec<u8>, tag: u32, v: u64) {
     if v != 0 {
         key(buf, tag, WireType::Varint);
         varint(buf, v);
@@ -89,38 +90,73 @@ fn uint(buf: &mut Vec<u8>, tag: u32, v: u64) {
 }
 
 /// A fixed64 field, left out when zero.
-fn fixed64(buf: &mut Vec<u8>, tag: u32, v: u64) {
+pub(crate) fn fixed64(buf: &mut Vec<u8>, tag: u32, v: u64) {
     if v != 0 {
         key(buf, tag, WireType::SixtyFourBit);
         buf.extend_from_slice(&v.to_le_bytes());
     }
 }
 
+/// A fixed32 field, left out when zero.
+pub(crate) fn fixed32(buf: &mut Vec<u8>, tag: u32, v: u32) {
+    if v != 0 {
+        key(buf, tag, WireType::ThirtyTwoBit);
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// One `AnyValue` string member (tag 1). A oneof member is written even when empty.
-fn any_string(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn any_string(buf: &mut Vec<u8>, s: &str) {
     bytes(buf, 1, s.as_bytes());
 }
 
+/// An attribute value as the encoder sees it: from an OpenTelemetry [`Value`] (spans) or a
+/// log record's field.
+#[derive(Clone, Copy)]
+pub(crate) enum AnyRef<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(&'a [u8]),
+    Array(&'a Array),
+    /// A value type this encoder does not know yet: written as an empty `AnyValue`.
+    Unknown,
+}
+
+impl<'a> From<&'a Value> for AnyRef<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Bool(b) => Self::Bool(*b),
+            Value::I64(i) => Self::Int(*i),
+            Value::F64(f) => Self::Double(*f),
+            Value::String(s) => Self::Str(s.as_str()),
+            Value::Array(a) => Self::Array(a),
+            _ => Self::Unknown,
+        }
+    }
+}
+
 /// The body of an `AnyValue`, by the redaction rule for its key.
-fn any_value(buf: &mut Vec<u8>, value: &Value, rule: AttributeRule) {
+fn any_value(buf: &mut Vec<u8>, value: AnyRef<'_>, rule: AttributeRule) {
     match value {
-        Value::Bool(b) => {
+        AnyRef::Bool(b) => {
             key(buf, 2, WireType::Varint);
-            varint(buf, u64::from(*b));
+            varint(buf, u64::from(b));
         }
-        Value::I64(i) => {
+        AnyRef::Int(i) => {
             key(buf, 3, WireType::Varint);
-            varint(buf, *i as u64);
+            varint(buf, i as u64);
         }
-        Value::F64(f) => {
+        AnyRef::Double(f) => {
             key(buf, 4, WireType::SixtyFourBit);
             buf.extend_from_slice(&f.to_bits().to_le_bytes());
         }
         _ if rule == AttributeRule::Replace => any_string(buf, REDACTED),
-        Value::String(s) => any_string(buf, &redact_str(s.as_str())),
-        Value::Array(a) => nested(buf, 5, |buf| array(buf, a)),
-        // A value type this encoder does not know yet: an empty `AnyValue`.
-        _ => {}
+        AnyRef::Str(s) => any_string(buf, &redact_str(s)),
+        AnyRef::Bytes(b) => bytes(buf, 7, b),
+        AnyRef::Array(a) => nested(buf, 5, |buf| array(buf, a)),
+        AnyRef::Unknown => {}
     }
 }
 
@@ -131,16 +167,11 @@ fn array(buf: &mut Vec<u8>, a: &Array) {
             nested(buf, 1, |buf| write(buf, item));
         }
     }
+    let keep = AttributeRule::Keep;
     match a {
-        Array::Bool(v) => each(buf, v, |buf, b| {
-            any_value(buf, &Value::Bool(*b), AttributeRule::Keep)
-        }),
-        Array::I64(v) => each(buf, v, |buf, i| {
-            any_value(buf, &Value::I64(*i), AttributeRule::Keep)
-        }),
-        Array::F64(v) => each(buf, v, |buf, f| {
-            any_value(buf, &Value::F64(*f), AttributeRule::Keep)
-        }),
+        Array::Bool(v) => each(buf, v, |buf, b| any_value(buf, AnyRef::Bool(*b), keep)),
+        Array::I64(v) => each(buf, v, |buf, i| any_value(buf, AnyRef::Int(*i), keep)),
+        Array::F64(v) => each(buf, v, |buf, f| any_value(buf, AnyRef::Double(*f), keep)),
         Array::String(v) => each(buf, v, |buf, s: &StringValue| {
             any_string(buf, &redact_str(s.as_str()))
         }),
@@ -148,17 +179,21 @@ fn array(buf: &mut Vec<u8>, a: &Array) {
     }
 }
 
+/// One `KeyValue` field under `tag`, scrubbed by [`attribute_rule`].
+pub(crate) fn attribute(buf: &mut Vec<u8>, tag: u32, k: &str, value: AnyRef<'_>) {
+    nested(buf, tag, |buf| {
+        string(buf, 1, k);
+        let scalar = matches!(value, AnyRef::Bool(_) | AnyRef::Int(_) | AnyRef::Double(_));
+        nested(buf, 2, |buf| {
+            any_value(buf, value, attribute_rule(k, scalar))
+        });
+    });
+}
+
 /// Repeated `KeyValue` fields under `tag`.
 fn attributes(buf: &mut Vec<u8>, tag: u32, attributes: &[KeyValue]) {
     for kv in attributes {
-        nested(buf, tag, |buf| {
-            let k = kv.key.as_str();
-            string(buf, 1, k);
-            let scalar = matches!(kv.value, Value::Bool(_) | Value::I64(_) | Value::F64(_));
-            nested(buf, 2, |buf| {
-                any_value(buf, &kv.value, attribute_rule(k, scalar));
-            });
-        });
+        attribute(buf, tag, kv.key.as_str(), AnyRef::from(&kv.value));
     }
 }
 
