@@ -116,7 +116,10 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             error.type = tracing::field::Empty,
         )
     });
-    let recording = span.is_sampled();
+    // One lookup for the header and the sampling decision: a span records exactly when its
+    // context is sampled.
+    let span_context = span.span_context();
+    let recording = span_context.is_sampled();
     if recording {
         let headers = req.headers();
         let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
@@ -156,8 +159,8 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             span.record("error.type", response.status().as_str());
         }
     }
-    if let Some(v) = traceresponse(&span.span_context())
-        && let Ok(v) = HeaderValue::from_str(&v)
+    if let Some(v) = traceresponse(&span_context)
+        && let Ok(v) = HeaderValue::try_from(v)
     {
         response.headers_mut().insert("traceresponse", v);
     }

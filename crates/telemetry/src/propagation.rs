@@ -79,12 +79,20 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 
 /// Lowercase hex, zero-padded. By hand because `format!("{:032x}")` through the ids' `LowerHex`
 /// went through the padding machinery of `fmt` and cost ~2 100 instructions per
-/// `traceresponse` header (callgrind), once per request.
+/// `traceresponse` header (callgrind), once per request. Written into a stack buffer and
+/// appended once: pushing char by char re-checked the capacity and UTF-8 width per digit.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        // Always ASCII, so always Ok.
+        if let Ok(digits) = std::str::from_utf8(&buf[..chunk.len() * 2]) {
+            out.push_str(digits);
+        }
     }
 }
 
@@ -108,5 +116,16 @@ mod tests {
             Some("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
         );
         assert_eq!(traceresponse(&SpanContext::empty_context()), None);
+    }
+
+    #[test]
+    fn hex_of_any_length() {
+        for len in [0usize, 1, 8, 16, 31, 32, 33, 100] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 5) as u8).collect();
+            let mut ours = String::new();
+            push_hex(&mut ours, &bytes);
+            let theirs: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(ours, theirs, "{len} bytes");
+        }
     }
 }
