@@ -8,6 +8,8 @@
 # Budget: >= 80 % of "off" throughput at 100 % sampling, >= 95 % at 10 %.
 #
 # Usage: scripts/bench-overhead.sh [ROUNDS (3)] [SECONDS per run (10)] [CONNECTIONS (16)]
+#   EXTRA="s0 s0-spans ..." adds settings from scripts/lib/bench.sh (bench_env) to the rounds,
+#   reported next to "off" without a budget (e.g. to split the unsampled cost by signal).
 # Needs: wrk (apt-get install wrk), taskset (util-linux). Prints a table and exits 1 if a
 # budget is missed.
 set -euo pipefail
@@ -52,9 +54,10 @@ run_one() { # name -> prints requests/sec
     'BEGIN {printf "%s %.1f\n", r, t / hz * 1e6 / n}'
 }
 
-declare -A results=([off]="" [s100]="" [s10]="") cpu=([off]="" [s100]="" [s10]="")
+read -r -a extra <<<"${EXTRA:-}"
+declare -A results=() cpu=()
 for r in $(seq "$ROUNDS"); do
-  for name in off s100 s10; do
+  for name in off s100 s10 "${extra[@]}"; do
     read -r rps us < <(run_one "$name")
     results[$name]+="$rps "
     cpu[$name]+="$us "
@@ -76,6 +79,11 @@ echo "GET /api/test-otel, ${ROUNDS} rounds x ${SECS}s, ${CONNS} connections, API
 printf '%-28s %10.0f req/s  100.0 %%  %6.1f us CPU/request\n' "telemetry off" "$off" "$c_off"
 awk -v a="$s100" -v o="$off" -v c="$c_s100" 'BEGIN {printf "%-28s %10.0f req/s  %5.1f %%  %6.1f us CPU/request  (budget >= 80 %%)\n", "on, 100 % sampled, gRPC", a, 100*a/o, c}'
 awk -v a="$s10" -v o="$off" -v c="$c_s10" 'BEGIN {printf "%-28s %10.0f req/s  %5.1f %%  %6.1f us CPU/request  (budget >= 95 %%)\n", "on, 10 % sampled, gRPC", a, 100*a/o, c}'
+for name in "${extra[@]}"; do
+  x=$(echo "${results[$name]}" | median)
+  c=$(echo "${cpu[$name]}" | median)
+  awk -v n="$name" -v a="$x" -v o="$off" -v c="$c" 'BEGIN {printf "%-28s %10.0f req/s  %5.1f %%  %6.1f us CPU/request\n", n, a, 100*a/o, c}'
+done
 kill -INT "$sink_pid" 2>/dev/null || true; sleep 0.3
 echo "receiver: $(tail -n 1 "$work/sink.log")"
 awk -v a="$s100" -v b="$s10" -v o="$off" 'BEGIN {exit !(a/o >= 0.80 && b/o >= 0.95)}' || { echo "budget missed" >&2; exit 1; }
