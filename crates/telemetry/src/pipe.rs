@@ -1,16 +1,17 @@
 //! The export pipeline shared by spans and logs: a bounded queue the request path pushes
-//! OTLP protobuf items into without ever blocking, and a thread that scrubs secrets from them,
-//! batches them and sends each batch over gRPC, HTTP (protobuf or JSON) or into the signal's
-//! file, with the file fallback, drop counting and rate-limited warnings of [`ExportStats`].
+//! finished spans and log records into without ever blocking, and a thread that batches them
+//! and sends each batch, scrubbed of secrets, over gRPC, HTTP (protobuf or JSON) or into the
+//! signal's file, with the file fallback, drop counting and rate-limited warnings of
+//! [`ExportStats`].
 //!
 //! Written by hand instead of the SDK's batch processors and OTLP exporters because of the
 //! performance budget (DESIGN.md): with them every item is an SDK type (a log record built
-//! through the log bridge, a span through the SDK's span), each batch is converted to these
-//! protobuf types and regrouped by resource and scope through hash maps, and prost encodes the
-//! four-level request by measuring every item again at each level. Here log records are
-//! protobuf from the start, spans are converted once on this thread, a batch is grouped by a
-//! linear scan, and the request is framed by hand ([`encode_one_resource`]). Measured with
-//! callgrind on the benchmark route: see the README.
+//! through the log bridge, a span through the SDK's span), each batch is converted to
+//! `opentelemetry-proto` types and regrouped by resource and scope through hash maps, and
+//! prost encodes the four-level request by measuring every item again at each level. Here
+//! protobuf is written straight from the recorded items ([`Payload::encode`], see `wire`);
+//! JSON, the file and the fallback file go through the protobuf types, grouped by a linear
+//! scan. Measured with callgrind on the benchmark route: see the README.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
