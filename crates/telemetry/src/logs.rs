@@ -182,7 +182,7 @@ impl Payload for Logs {
     }
 
     /// The same request as [`Logs::request`] after [`Logs::scrub`], written from the records.
-    fn encode(resource: &Resource, batch: &[Record]) -> Option<Vec<u8>> {
+    fn encode(resource: &Resource, batch: &[Record]) -> Vec<u8> {
         use prost::Message as _;
         let mut buf = Vec::with_capacity(256 * batch.len() + resource.encoded_len() + 64);
         wire::nested(&mut buf, 1, |buf| {
@@ -196,7 +196,7 @@ impl Payload for Logs {
                 });
             }
         });
-        Some(buf)
+        buf
     }
 
     /// The body and every attribute (see [`scrub_attributes`]).
@@ -385,7 +385,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let ours = Logs::encode(&resource, &batch).unwrap();
+        let ours = Logs::encode(&resource, &batch);
         let theirs = Logs::request(
             resource,
             crate::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),

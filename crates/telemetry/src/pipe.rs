@@ -49,14 +49,12 @@ pub(crate) trait Payload: Send + 'static {
     fn scopes(batch: &mut Vec<Self::Item>) -> Vec<Scoped<Self::Proto>>;
     /// Removes secrets; runs on the export thread.
     fn scrub(item: &mut Self::Proto);
-    /// The export request for one resource; its protobuf form is what
-    /// [`encode_one_resource`] writes.
+    /// The export request for one resource (for JSON, the file and the fallback file).
     fn request(resource: Resource, scopes: Vec<Scoped<Self::Proto>>) -> Self::Request;
-    /// The batch as the scrubbed protobuf export request, written without building the
-    /// protobuf types, when the signal can (spans: see `wire`). `None`: build them.
-    fn encode(_resource: &Resource, _batch: &[Self::Item]) -> Option<Vec<u8>> {
-        None
-    }
+    /// The batch as the protobuf export request, scrubbed, written without building the
+    /// protobuf types (see `wire`): the same bytes as encoding [`Payload::request`] after
+    /// [`Payload::scrub`] (each payload has a unit test that compares them).
+    fn encode(resource: &Resource, batch: &[Self::Item]) -> Vec<u8>;
 }
 
 /// The batch (drained) as protobuf grouped by scope, scrubbed.
@@ -67,58 +65,6 @@ pub(crate) fn scrubbed_scopes<P: Payload>(batch: &mut Vec<P::Item>) -> Vec<Scope
         .flat_map(|(_, items)| items)
         .for_each(P::scrub);
     scopes
-}
-
-/// Encodes the export request `Payload::request` would build, in the shape both
-/// `ExportTraceServiceRequest` and `ExportLogsServiceRequest` have:
-/// `{1: {1: resource, 2: [{1: scope, 2: [item, ...]}, ...]}}`. The bytes are the same as
-/// prost's (a unit test compares them).
-///
-/// Why by hand: prost writes a nested message's length before it, computing it from the
-/// whole subtree, so for a request four levels deep every item is measured at every level
-/// above it; callgrind put `encode_to_vec` at ~14 000 instructions per request of the
-/// benchmark route at 100 % sampling. Here each item is measured once.
-pub(crate) fn encode_one_resource<M: prost::Message>(
-    resource: &Resource,
-    scopes: &[Scoped<M>],
-) -> Vec<u8> {
-    use prost::Message as _;
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-
-    fn field_len(tag: u32, body: usize) -> usize {
-        key_len(tag) + encoded_len_varint(body as u64) + body
-    }
-    fn head(tag: u32, body: usize, buf: &mut Vec<u8>) {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(body as u64, buf);
-    }
-
-    let item_lens: Vec<Vec<usize>> = scopes
-        .iter()
-        .map(|(_, items)| items.iter().map(|i| i.encoded_len()).collect())
-        .collect();
-    let scope_lens: Vec<usize> = scopes
-        .iter()
-        .zip(&item_lens)
-        .map(|((scope, _), lens)| {
-            field_len(1, scope.encoded_len()) + lens.iter().map(|l| field_len(2, *l)).sum::<usize>()
-        })
-        .collect();
-    let resource_len = field_len(1, resource.encoded_len())
-        + scope_lens.iter().map(|l| field_len(2, *l)).sum::<usize>();
-
-    let mut buf = Vec::with_capacity(field_len(1, resource_len));
-    head(1, resource_len, &mut buf);
-    prost::encoding::message::encode(1, resource, &mut buf);
-    for (((scope, items), lens), scope_len) in scopes.iter().zip(&item_lens).zip(&scope_lens) {
-        head(2, *scope_len, &mut buf);
-        prost::encoding::message::encode(1, scope, &mut buf);
-        for (item, len) in items.iter().zip(lens) {
-            head(2, *len, &mut buf);
-            item.encode_raw(&mut buf);
-        }
-    }
-    buf
 }
 
 /// What wakes the export thread. Items do not: they wait in the data channel until the
@@ -596,7 +542,8 @@ impl<P: Payload> Exporter<P> {
             self.transport,
             Transport::File(_) | Transport::Http { json: true, .. }
         );
-        if protobuf && let Some(body) = P::encode(&self.resource, batch) {
+        if protobuf {
+            let body = P::encode(&self.resource, batch);
             let sent = rt.block_on(self.send(body));
             // The request is built only if the fallback file needs it.
             self.settle(n, sent, || {
@@ -613,19 +560,14 @@ impl<P: Payload> Exporter<P> {
                 // No fallback behind the file itself.
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
-            Transport::Http { json: true, .. } => {
+            // HTTP JSON (protobuf went out above).
+            _ => {
                 let request = P::request(resource, scopes);
                 let sent = match serde_json::to_vec(&request) {
                     Ok(body) => rt.block_on(self.send(body)),
                     Err(e) => Err(format!("encode: {e}")),
                 };
                 self.settle(n, sent, || request);
-            }
-            _ => {
-                let body = encode_one_resource(&resource, &scopes);
-                let sent = rt.block_on(self.send(body));
-                // The request is built only if the fallback file needs it.
-                self.settle(n, sent, || P::request(resource, scopes));
             }
         }
     }
@@ -704,60 +646,7 @@ impl<P: Payload> Exporter<P> {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::ArrayValue;
-    use opentelemetry_proto::tonic::logs::v1::LogRecord;
-    use opentelemetry_proto::tonic::trace::v1::Span;
-
     use super::*;
-    use crate::logs::Logs;
-    use crate::spans::Spans;
-
-    fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
-    }
-
-    fn scope(name: &str) -> InstrumentationScope {
-        InstrumentationScope {
-            name: name.into(),
-            version: "1".into(),
-            ..Default::default()
-        }
-    }
-
-    fn resource() -> Resource {
-        Resource {
-            attributes: vec![kv("service.name", Value::StringValue("api".into()))],
-            ..Default::default()
-        }
-    }
-
-    fn span(i: u8) -> Span {
-        Span {
-            trace_id: vec![i; 16],
-            span_id: vec![i; 8],
-            name: format!("span {i}"),
-            kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i),
-            end_time_unix_nano: 1_700_000_000_000_000_999,
-            attributes: vec![
-                kv("http.route", Value::StringValue("/api/x".into())),
-                kv("n", Value::IntValue(-i64::from(i))),
-                kv(
-                    "list",
-                    Value::ArrayValue(ArrayValue {
-                        values: vec![AnyValue {
-                            value: Some(Value::BoolValue(true)),
-                        }],
-                    }),
-                ),
-            ],
-            ..Default::default()
-        }
-    }
 
     /// The first byte a channel sends to a listener: a TLS handshake record (0x16) for
     /// `https://`, the HTTP/2 preface (`P`) for `http://`.
@@ -808,41 +697,5 @@ mod tests {
             assert_eq!(seen.join().unwrap(), first, "{endpoint}");
         }
         assert!(grpc_channel("not a url", Duration::from_secs(1)).is_err());
-    }
-
-    /// The hand-written framing gives the bytes prost gives for the request the payload
-    /// builds, for spans and logs, with one or several scopes and an empty scope.
-    #[test]
-    fn one_resource_encoding_matches_prost() {
-        let spans: Vec<Scoped<Span>> = vec![
-            (scope("vidscope"), (0..5).map(span).collect()),
-            (scope("empty"), Vec::new()),
-        ];
-        assert_eq!(
-            encode_one_resource(&resource(), &spans),
-            prost::Message::encode_to_vec(&Spans::request(resource(), spans.clone()))
-        );
-        let logs: Vec<Scoped<LogRecord>> = ["a", "b"]
-            .into_iter()
-            .map(|target| {
-                let records = (0..3)
-                    .map(|i| LogRecord {
-                        time_unix_nano: i,
-                        severity_number: 9,
-                        body: Some(AnyValue {
-                            value: Some(Value::StringValue(format!("{target} {i}"))),
-                        }),
-                        attributes: vec![kv("k", Value::DoubleValue(0.5))],
-                        trace_id: vec![7; 16],
-                        ..Default::default()
-                    })
-                    .collect();
-                (scope(target), records)
-            })
-            .collect();
-        assert_eq!(
-            encode_one_resource(&resource(), &logs),
-            prost::Message::encode_to_vec(&Logs::request(resource(), logs.clone()))
-        );
     }
 }

@@ -99,6 +99,16 @@ fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
+/// The bytes [`redact_str`] looks at: separators and the first letter of an auth scheme.
+const TRIGGERS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'=' as usize] = true;
+    t[b':' as usize] = true;
+    t[b'b' as usize] = true;
+    t[b'B' as usize] = true;
+    t
+};
+
 /// Replaces secret values inside free text. Returns the input unchanged (borrowed) in the
 /// common case, so clean strings cost one scan and no allocation.
 ///
@@ -107,8 +117,13 @@ fn is_ident(c: u8) -> bool {
 /// looks only at separators and at `b`/`B`, so text without them costs one pass.
 pub fn redact_str(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
+    // Most strings (paths, names, queries) have none of these bytes: one table lookup per
+    // byte, and the scan below starts at the first one.
+    let Some(first) = b.iter().position(|&c| TRIGGERS[usize::from(c)]) else {
+        return Cow::Borrowed(s);
+    };
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for (i, &c) in b.iter().enumerate() {
+    for (i, &c) in b.iter().enumerate().skip(first) {
         match c {
             b'=' | b':' => {
                 if let Some(range) = secret_after_separator(b, i) {
@@ -193,6 +208,24 @@ fn value_end(b: &[u8], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path skips strings without a trigger byte, so every auth scheme must start
+    /// with one, in either case.
+    #[test]
+    fn every_auth_scheme_starts_with_a_trigger() {
+        for scheme in AUTH_SCHEMES {
+            let first = scheme.as_bytes()[0];
+            assert!(
+                TRIGGERS[usize::from(first.to_ascii_lowercase())],
+                "{scheme}"
+            );
+            assert!(
+                TRIGGERS[usize::from(first.to_ascii_uppercase())],
+                "{scheme}"
+            );
+        }
+        assert_eq!(redact_str("plain /api/x"), Cow::Borrowed("plain /api/x"));
+    }
 
     #[test]
     fn secrets_in_free_text_are_removed() {

@@ -79,7 +79,7 @@ impl Payload for Spans {
 
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
     /// [`Spans::request`] after [`Spans::scrub`].
-    fn encode(resource: &Resource, batch: &[Finished]) -> Option<Vec<u8>> {
+    fn encode(resource: &Resource, batch: &[Finished]) -> Vec<u8> {
         use prost::Message as _;
         let scope = proto_scope();
         let mut buf = Vec::with_capacity(512 * batch.len() + resource.encoded_len() + 64);
@@ -92,7 +92,7 @@ impl Payload for Spans {
                 }
             });
         });
-        Some(buf)
+        buf
     }
 
     /// Attributes, event names and attributes, link attributes and the status message.
@@ -852,7 +852,7 @@ mod tests {
                 finished(false, Status::Unset),
             ]
         };
-        let ours = Spans::encode(&resource, &batch()).unwrap();
+        let ours = Spans::encode(&resource, &batch());
         let theirs = Spans::request(
             resource,
             crate::pipe::scrubbed_scopes::<Spans>(&mut batch()),
