@@ -4,8 +4,9 @@
 //! those types take a `String` for every attribute key and value and a `Vec` per id and per
 //! attribute list, and prost then measures each nested message again at every level
 //! above it. Writing the bytes from the recorded span skips all of that; a nested message
-//! gets a one-byte length placeholder that is widened in place in the rare case its body
-//! reaches 128 bytes (attributes almost never do).
+//! gets a one-byte length placeholder that is widened in place when its body reaches 128
+//! bytes. Attributes and log records seldom do; a span body and a request's outer levels
+//! always do, which costs one move of their bytes each.
 //!
 //! The bytes are exactly prost's for the converted, scrubbed span or record (unit tests in
 //! `spans` and `logs` compare them); field order follows prost, which writes fields by tag
