@@ -49,7 +49,8 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// it stops remembering and scans.
 pub fn is_sensitive_key_cached(key: &str) -> bool {
     // foldhash rather than the standard SipHash: the keys come from code, not from users, so
-    // there is nothing to defend against, and SipHash cost more than the scan it saves.
+    // there is nothing to defend against; with SipHash the lookups of a sampled request's
+    // ~20 attribute keys cost ~3 000 instructions, with foldhash ~1 100 (callgrind).
     type Cache = std::collections::HashMap<Box<str>, bool, foldhash::fast::FixedState>;
     thread_local! {
         static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(Cache::default());
