@@ -306,7 +306,8 @@ impl Recording {
         }
     }
 
-    /// A repeated key replaces the earlier value, as in the SDK.
+    /// A repeated key replaces the earlier value, so a field recorded twice is exported once
+    /// (the SDK 0.32 span would keep both).
     fn set_attribute(&mut self, attribute: KeyValue) {
         if let Some(kv) = self
             .attributes

@@ -3,7 +3,7 @@
 //! Why by hand instead of building `opentelemetry_proto` types and letting prost encode them:
 //! those types take a `String` for every attribute key and value and a `Vec` per id and per
 //! attribute list, and prost then measures each nested message again at every level
-//! above it. Writing the bytes from the recorded span skips all of that; a nested message
+//! above it. Writing the bytes from what was recorded skips all of that; a nested message
 //! gets a one-byte length placeholder that is widened in place when its body reaches 128
 //! bytes. Attributes and log records seldom do; a span body and a request's outer levels
 //! always do, which costs one move of their bytes each.
