@@ -1,8 +1,9 @@
 //! Slow statements and N+1 patterns, seen from the `db.query` spans alone (seed 002 ticket 7).
 //!
-//! Slow statements are seen by a layer: every statement already runs inside a `db.query` span
-//! (see `vidscope_core::db::query_span`), so timing it here covers the API and the worker
-//! without touching a query. Repeats are counted per unit of work: the request middleware and
+//! Slow statements are seen when their span closes: every statement already runs inside a
+//! `db.query` span (see `vidscope_core::db::query_span`), so timing it in the span layer
+//! covers the API and the worker without touching a query. Only sampled spans are timed: the
+//! event goes nowhere on the others. Repeats are counted per unit of work: the request middleware and
 //! the job runner wrap their work in [`scope`], and `query_span` calls [`note_statement`] and
 //! marks the statement that crossed the threshold.
 //!
@@ -19,66 +20,43 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use tracing::Subscriber;
-use tracing::span::{Attributes, Id};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
-use crate::spans::{OtelSpan, SpanExt as _};
+use crate::spans::SpanExt as _;
 
 const DB_SPAN: &str = "db.query";
 
+/// The slow-statement threshold, consulted by the span layer (`spans::SpanLayer`) when a
+/// sampled `db.query` span closes. Why not a layer of its own: a layer's `on_close` looks every
+/// closing span up in the registry only to read its name, twice per request on the benchmark
+/// route, while the span layer already holds the span there.
 pub struct DbWatch {
     slow: Duration,
 }
-
-/// Stored on each `db.query` span: when it started.
-struct Started(Instant);
 
 impl DbWatch {
     pub fn new(slow: Duration, repeat_threshold: u32) -> Self {
         REPEAT_THRESHOLD.store(repeat_threshold, Ordering::Relaxed);
         Self { slow }
     }
-}
 
-impl<S> Layer<S> for DbWatch
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != DB_SPAN {
-            return;
-        }
-        let Some(span) = ctx.span(id) else { return };
-        span.extensions_mut().insert(Started(Instant::now()));
+    /// Whether spans with this name are timed.
+    pub(crate) fn watches(&self, name: &str) -> bool {
+        name == DB_SPAN
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        if span.name() != DB_SPAN {
-            return;
-        }
-        let Some(elapsed) = span.extensions().get::<Started>().map(|s| s.0.elapsed()) else {
-            return;
-        };
-        if elapsed > self.slow
-            && let Some(otel) = span.extensions_mut().get_mut::<OtelSpan>()
-        {
-            otel.add_event(
-                "db.slow_query".into(),
-                std::time::SystemTime::now(),
-                vec![
-                    KeyValue::new("duration_ms", elapsed.as_millis() as i64),
-                    KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
-                ],
-            );
-        }
+    /// The `db.slow_query` event's attributes for a watched span that started at `started`,
+    /// if it took longer than the threshold.
+    pub(crate) fn slow_query(&self, started: Instant) -> Option<Vec<KeyValue>> {
+        let elapsed = started.elapsed();
+        (elapsed > self.slow).then(|| {
+            vec![
+                KeyValue::new("duration_ms", elapsed.as_millis() as i64),
+                KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
+            ]
+        })
     }
 }
 
-/// Set from the telemetry configuration when the subscriber is built.
 static REPEAT_THRESHOLD: AtomicU32 = AtomicU32::new(5);
 
 /// One request's or job's statement counts.

@@ -405,11 +405,11 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         .transpose()?;
 
     // Log events are not copied into span events (the hot-path budget); code adds span
-    // events explicitly. The slow-query watch runs before the span layer, so its `on_close`
-    // adds events before the span ends. One global gate decides which spans and events exist
-    // (see `gate`); each log output then applies its own filter.
-    let span_layers = DbWatch::new(config.slow_query, config.n_plus_one_threshold)
-        .and_then(SpanLayer::new(config.sampler, span_queue));
+    // events explicitly. The span layer times `db.query` spans for the slow-query watch. One
+    // global gate decides which spans and events exist (see `gate`); each log output then
+    // applies its own filter.
+    let span_layer = SpanLayer::new(config.sampler, span_queue)
+        .with_db_watch(DbWatch::new(config.slow_query, config.n_plus_one_threshold));
     let stdout = config
         .stdout_logs
         .then(|| stdout_output(stdout_filter, writer));
@@ -423,7 +423,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     let subscriber = tracing_subscriber::registry()
         .with(gate)
-        .with(span_layers)
+        .with(span_layer)
         .with(outputs);
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {

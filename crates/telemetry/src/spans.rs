@@ -23,7 +23,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
@@ -42,6 +42,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
 
 use crate::config::{SamplerConfig, Signal};
+use crate::db_watch::DbWatch;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string};
 
 /// The instrumentation scope of every span.
@@ -182,6 +183,8 @@ struct Recording {
     links: Vec<Link>,
     dropped_links: u32,
     status: Status,
+    /// When a span the [`DbWatch`] times started.
+    db_started: Option<Instant>,
 }
 
 /// A sampled span that has ended, as queued for export.
@@ -254,11 +257,7 @@ impl OtelSpan {
         attributes: Vec<KeyValue>,
     ) {
         if let Some(r) = &mut self.recording {
-            if r.events.len() < MAX_EVENTS {
-                r.events.push(Event::new(name, timestamp, attributes, 0));
-            } else {
-                r.dropped_events += 1;
-            }
+            r.add_event(name, timestamp, attributes);
         }
     }
 
@@ -303,6 +302,20 @@ impl Recording {
             links: Vec::new(),
             dropped_links: 0,
             status: Status::Unset,
+            db_started: None,
+        }
+    }
+
+    fn add_event(
+        &mut self,
+        name: Cow<'static, str>,
+        timestamp: SystemTime,
+        attributes: Vec<KeyValue>,
+    ) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(Event::new(name, timestamp, attributes, 0));
+        } else {
+            self.dropped_events += 1;
         }
     }
 
@@ -363,6 +376,7 @@ pub(crate) struct SpanLayer {
     sampler: SamplerConfig,
     queue: Option<Queue<Finished>>,
     ids: RandomIdGenerator,
+    db: Option<DbWatch>,
 }
 
 impl SpanLayer {
@@ -371,7 +385,14 @@ impl SpanLayer {
             sampler,
             queue,
             ids: RandomIdGenerator::default(),
+            db: None,
         }
+    }
+
+    /// Times the spans `db` watches and adds its slow-query event when they close.
+    pub(crate) fn with_db_watch(mut self, db: DbWatch) -> Self {
+        self.db = Some(db);
+        self
     }
 
     /// The parent's context: a remote parent set by [`with_remote_parent`], else the
@@ -430,6 +451,13 @@ where
                 attrs.fields().len(),
             ));
             attrs.record(&mut Visitor(&mut r));
+            if self
+                .db
+                .as_ref()
+                .is_some_and(|db| db.watches(attrs.metadata().name()))
+            {
+                r.db_started = Some(Instant::now());
+            }
             r
         });
         span.extensions_mut().insert(OtelSpan {
@@ -466,9 +494,14 @@ where
         let Some(otel) = span.extensions_mut().remove::<OtelSpan>() else {
             return;
         };
-        let (Some(r), Some(queue)) = (otel.recording, &self.queue) else {
+        let (Some(mut r), Some(queue)) = (otel.recording, &self.queue) else {
             return;
         };
+        if let (Some(started), Some(db)) = (r.db_started, &self.db)
+            && let Some(attributes) = db.slow_query(started)
+        {
+            r.add_event("db.slow_query".into(), SystemTime::now(), attributes);
+        }
         queue.push(Finished {
             cx: otel.cx,
             end: SystemTime::now(),

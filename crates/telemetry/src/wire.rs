@@ -57,10 +57,12 @@ pub(crate) fn nested(buf: &mut Vec<u8>, tag: u32, body: impl FnOnce(&mut Vec<u8>
     if len < 0x80 {
         buf[at] = len as u8;
     } else {
-        let mut head = Vec::with_capacity(5);
-        encode_varint(len as u64, &mut head);
+        let mut head = [0u8; 10];
+        let mut rest = &mut head[..];
+        encode_varint(len as u64, &mut rest);
+        let n = 10 - rest.len();
         buf[at] = head[0];
-        buf.splice(at + 1..at + 1, head[1..].iter().copied());
+        buf.splice(at + 1..at + 1, head[1..n].iter().copied());
     }
 }
 
