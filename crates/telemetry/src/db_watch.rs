@@ -3,9 +3,9 @@
 //! Slow statements are seen when their span closes: every statement already runs inside a
 //! `db.query` span (see `vidscope_core::db::query_span`), so timing it in the span layer
 //! covers the API and the worker without touching a query. Only sampled spans are timed: the
-//! event goes nowhere on the others. Repeats are counted per unit of work: the request middleware and
-//! the job runner wrap their work in [`scope`], and `query_span` calls [`note_statement`] and
-//! marks the statement that crossed the threshold.
+//! event goes nowhere on the others. Repeats are counted per unit of work: the request
+//! middleware and the job runner wrap their work in [`scope`], and `query_span` calls
+//! [`note_statement`] and marks the statement that crossed the threshold.
 //!
 //! - `db.slow_query` {duration_ms, threshold_ms}: added to a `db.query` span that took longer
 //!   than the configured threshold.
@@ -57,6 +57,7 @@ impl DbWatch {
     }
 }
 
+/// Set from the telemetry configuration when the subscriber is built.
 static REPEAT_THRESHOLD: AtomicU32 = AtomicU32::new(5);
 
 /// One request's or job's statement counts.

@@ -82,8 +82,9 @@ impl TelemetryGuard {
         &self.stats
     }
 
-    /// Exports everything buffered so far. Runs on a blocking thread: the batch processors
-    /// block, and on a current-thread runtime the gRPC connection lives on this very thread.
+    /// Exports everything buffered so far. Runs on a blocking thread: the pipelines' flush and
+    /// the metric reader's `force_flush` block, and the metric exporter's gRPC connection may
+    /// live on the caller's runtime (on a current-thread runtime, this very thread).
     pub async fn flush(&self) {
         let (tp, mp, lp) = self.providers();
         let _ = tokio::task::spawn_blocking(move || {

@@ -4,10 +4,16 @@
 //!
 //! # Layout
 //! - [`config`]: the `OTEL_*` variables and the seeds' aliases, validated up front.
-//! - [`init`](mod@init): providers, batch processors, the subscriber, the guard that flushes.
-//! - [`export`]: what sits between the SDK and the wire — redaction, drop counting, fallback.
+//! - [`init`](mod@init): the metric provider, the export pipelines, the subscriber, the guard
+//!   that flushes.
+//! - `gate`: which spans and events exist, and which log output takes an event.
+//! - [`spans`]: tracing spans as OpenTelemetry spans, sampled at creation.
+//! - `logs`: tracing events as OTLP log records; `json_log`: the JSON lines on stdout.
+//! - `pipe`: the bounded queue and export thread of spans and logs; `wire`: their protobuf.
+//! - [`export`]: export counting and the metric exporter with its fallback.
 //! - [`file`]: the Collector file-exporter format with size rotation.
 //! - [`catalog`]: every metric instrument, enforced with views.
+//! - [`db_watch`]: slow statements and N+1 repeats.
 //! - [`classify`]: transient vs permanent errors, retry backoff.
 //! - [`propagation`]: W3C trace context over HTTP headers and job payloads.
 //! - [`redact`]: secret scrubbing.

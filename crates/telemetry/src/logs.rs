@@ -143,17 +143,6 @@ impl Record {
 /// Logs in the export pipeline.
 pub(crate) struct Logs;
 
-/// The distinct scopes of a batch, in order of first appearance.
-fn targets(batch: &[Record]) -> Vec<&'static str> {
-    let mut targets: Vec<&'static str> = Vec::new();
-    for r in batch {
-        if !targets.contains(&r.scope()) {
-            targets.push(r.scope());
-        }
-    }
-    targets
-}
-
 impl Payload for Logs {
     type Item = Record;
     type Proto = LogRecord;
@@ -163,19 +152,19 @@ impl Payload for Logs {
 
     /// One scope per target, records in arrival order.
     fn scopes(batch: &mut Vec<Record>) -> Vec<Scoped<LogRecord>> {
-        let mut scopes: Vec<Scoped<LogRecord>> = targets(batch)
-            .into_iter()
-            .map(|t| {
-                let scope = InstrumentationScope {
-                    name: t.to_owned(),
-                    ..Default::default()
-                };
-                (scope, Vec::new())
-            })
-            .collect();
+        let mut scopes: Vec<Scoped<LogRecord>> = Vec::new();
         for record in batch.drain(..) {
-            if let Some((_, records)) = scopes.iter_mut().find(|(s, _)| s.name == record.scope()) {
-                records.push(record.into_proto());
+            let target = record.scope();
+            let proto = record.into_proto();
+            match scopes.iter_mut().find(|(scope, _)| scope.name == target) {
+                Some((_, records)) => records.push(proto),
+                None => scopes.push((
+                    InstrumentationScope {
+                        name: target.to_owned(),
+                        ..Default::default()
+                    },
+                    vec![proto],
+                )),
             }
         }
         scopes
@@ -183,20 +172,7 @@ impl Payload for Logs {
 
     /// The same request as [`Logs::request`] after [`Logs::scrub`], written from the records.
     fn encode(resource: &Resource, batch: &[Record]) -> Vec<u8> {
-        use prost::Message as _;
-        let mut buf = Vec::with_capacity(256 * batch.len() + resource.encoded_len() + 64);
-        wire::nested(&mut buf, 1, |buf| {
-            prost::encoding::message::encode(1, resource, buf);
-            for target in targets(batch) {
-                wire::nested(buf, 2, |buf| {
-                    wire::nested(buf, 1, |buf| wire::string(buf, 1, target));
-                    for r in batch.iter().filter(|r| r.scope() == target) {
-                        wire::nested(buf, 2, |buf| r.encode(buf));
-                    }
-                });
-            }
-        });
-        buf
+        wire::request(resource, batch, |r| r.scope(), |buf, r| r.encode(buf))
     }
 
     /// The body and every attribute (see [`scrub_attributes`]).

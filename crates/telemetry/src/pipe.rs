@@ -538,36 +538,29 @@ impl<P: Payload> Exporter<P> {
             return;
         }
         let n = batch.len();
-        let protobuf = !matches!(
-            self.transport,
-            Transport::File(_) | Transport::Http { json: true, .. }
-        );
-        if protobuf {
-            let body = P::encode(&self.resource, batch);
-            let sent = rt.block_on(self.send(body));
-            // The request is built only if the fallback file needs it.
-            self.settle(n, sent, || {
-                P::request(self.resource.clone(), scrubbed_scopes::<P>(batch))
-            });
-            batch.clear();
-            return;
-        }
-        let scopes = scrubbed_scopes::<P>(batch);
-        let resource = self.resource.clone();
         match &self.transport {
             Transport::File(f) => {
-                let written = f.write_json(&P::request(resource, scopes));
+                let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
+                let written = f.write_json(&request);
                 // No fallback behind the file itself.
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
-            // HTTP JSON (protobuf went out above).
-            _ => {
-                let request = P::request(resource, scopes);
+            Transport::Http { json: true, .. } => {
+                let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
                 let sent = match serde_json::to_vec(&request) {
                     Ok(body) => rt.block_on(self.send(body)),
                     Err(e) => Err(format!("encode: {e}")),
                 };
                 self.settle(n, sent, || request);
+            }
+            Transport::Grpc { .. } | Transport::Http { .. } => {
+                let body = P::encode(&self.resource, batch);
+                let sent = rt.block_on(self.send(body));
+                // The request is built only if the fallback file needs it.
+                self.settle(n, sent, || {
+                    P::request(self.resource.clone(), scrubbed_scopes::<P>(batch))
+                });
+                batch.clear();
             }
         }
     }

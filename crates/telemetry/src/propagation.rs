@@ -79,20 +79,12 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 
 /// Lowercase hex, zero-padded. By hand because `format!("{:032x}")` through the ids' `LowerHex`
 /// went through the padding machinery of `fmt` and cost ~2 100 instructions per
-/// `traceresponse` header (callgrind), once per request. Written into a stack buffer and
-/// appended once: pushing char by char re-checked the capacity and UTF-8 width per digit.
+/// `traceresponse` header (callgrind), once per request.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 64];
-    for chunk in bytes.chunks(buf.len() / 2) {
-        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 0xf)];
-        }
-        // Always ASCII, so always Ok.
-        if let Ok(digits) = std::str::from_utf8(&buf[..chunk.len() * 2]) {
-            out.push_str(digits);
-        }
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
     }
 }
 

@@ -43,7 +43,8 @@ use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
 
 use crate::config::{SamplerConfig, Signal};
 use crate::db_watch::DbWatch;
-use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string};
+use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::wire;
 
 /// The instrumentation scope of every span.
 const SCOPE: &str = "vidscope";
@@ -51,13 +52,6 @@ const SCOPE: &str = "vidscope";
 /// Spans in the export pipeline: queued as [`Finished`] when they close and written to
 /// protobuf on the export thread, all under one scope.
 pub(crate) struct Spans;
-
-fn proto_scope() -> ProtoScope {
-    ProtoScope {
-        name: SCOPE.to_owned(),
-        ..Default::default()
-    }
-}
 
 impl Payload for Spans {
     type Item = Finished;
@@ -70,7 +64,10 @@ impl Payload for Spans {
     /// and the fallback file (protobuf goes through [`Spans::encode`]).
     fn scopes(batch: &mut Vec<Finished>) -> Vec<Scoped<Span>> {
         vec![(
-            proto_scope(),
+            ProtoScope {
+                name: SCOPE.to_owned(),
+                ..Default::default()
+            },
             batch
                 .drain(..)
                 .map(|f| Span::from(f.into_span_data()))
@@ -81,19 +78,7 @@ impl Payload for Spans {
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
     /// [`Spans::request`] after [`Spans::scrub`].
     fn encode(resource: &Resource, batch: &[Finished]) -> Vec<u8> {
-        use prost::Message as _;
-        let scope = proto_scope();
-        let mut buf = Vec::with_capacity(512 * batch.len() + resource.encoded_len() + 64);
-        crate::wire::nested(&mut buf, 1, |buf| {
-            prost::encoding::message::encode(1, resource, buf);
-            crate::wire::nested(buf, 2, |buf| {
-                prost::encoding::message::encode(1, &scope, buf);
-                for f in batch {
-                    crate::wire::nested(buf, 2, |buf| crate::wire::span(buf, &f.parts()));
-                }
-            });
-        });
-        buf
+        wire::request(resource, batch, |_| SCOPE, |buf, f| f.encode(buf))
     }
 
     /// Attributes, event names and attributes, link attributes and the status message.
@@ -195,24 +180,53 @@ pub(crate) struct Finished {
 }
 
 impl Finished {
-    fn parts(&self) -> crate::wire::SpanParts<'_> {
+    /// The body of its `Span` message, scrubbed as [`Spans::scrub`] scrubs the converted span.
+    /// Fields in tag order, as prost writes them.
+    fn encode(&self, buf: &mut Vec<u8>) {
         let r = &self.r;
-        crate::wire::SpanParts {
-            cx: &self.cx,
-            parent_span_id: r.parent_span_id,
-            parent_is_remote: r.parent_is_remote,
-            name: &r.name,
-            kind: &r.kind,
-            start: r.start,
-            end: self.end,
-            attributes: &r.attributes,
-            dropped_attributes: r.dropped_attributes,
-            events: &r.events,
-            dropped_events: r.dropped_events,
-            links: &r.links,
-            dropped_links: r.dropped_links,
-            status: &r.status,
+        wire::bytes(buf, 1, &self.cx.trace_id().to_bytes());
+        wire::bytes(buf, 2, &self.cx.span_id().to_bytes());
+        wire::string(buf, 3, &self.cx.trace_state().header());
+        if r.parent_span_id != SpanId::INVALID {
+            wire::bytes(buf, 4, &r.parent_span_id.to_bytes());
         }
+        wire::string(buf, 5, &r.name);
+        wire::uint(buf, 6, kind_number(&r.kind));
+        wire::fixed64(buf, 7, unix_nanos(r.start));
+        wire::fixed64(buf, 8, unix_nanos(self.end));
+        wire::attributes(buf, 9, &r.attributes);
+        wire::uint(buf, 10, u64::from(r.dropped_attributes));
+        for e in &r.events {
+            wire::nested(buf, 11, |buf| {
+                wire::fixed64(buf, 1, unix_nanos(e.timestamp));
+                wire::scrubbed_string(buf, 2, &e.name);
+                wire::attributes(buf, 3, &e.attributes);
+                wire::uint(buf, 4, u64::from(e.dropped_attributes_count));
+            });
+        }
+        wire::uint(buf, 12, u64::from(r.dropped_events));
+        for l in &r.links {
+            let cx = &l.span_context;
+            wire::nested(buf, 13, |buf| {
+                wire::bytes(buf, 1, &cx.trace_id().to_bytes());
+                wire::bytes(buf, 2, &cx.span_id().to_bytes());
+                wire::string(buf, 3, &cx.trace_state().header());
+                wire::attributes(buf, 4, &l.attributes);
+                wire::uint(buf, 5, u64::from(l.dropped_attributes_count));
+                wire::fixed32(buf, 6, span_flags(cx, cx.is_remote()));
+            });
+        }
+        wire::uint(buf, 14, u64::from(r.dropped_links));
+        wire::nested(buf, 15, |buf| {
+            let (message, code) = match &r.status {
+                Status::Unset => ("", 0),
+                Status::Ok => ("", 1),
+                Status::Error { description } => (description.as_ref(), 2),
+            };
+            wire::scrubbed_string(buf, 2, message);
+            wire::uint(buf, 3, code);
+        });
+        wire::fixed32(buf, 16, span_flags(&self.cx, r.parent_is_remote));
     }
 
     /// The SDK's form, for `opentelemetry-proto`'s conversion.
@@ -234,6 +248,28 @@ impl Finished {
             instrumentation_scope: InstrumentationScope::builder(SCOPE).build(),
         }
     }
+}
+
+/// The OTLP `SpanKind` number.
+fn kind_number(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+/// OTLP span flags: the W3C flags plus "is the parent remote" (`SpanFlags`
+/// `CONTEXT_HAS_IS_REMOTE` and `CONTEXT_IS_REMOTE`), as `opentelemetry-proto`'s conversion
+/// sets them.
+fn span_flags(cx: &SpanContext, parent_is_remote: bool) -> u32 {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    u32::from(cx.trace_flags().to_u8())
+        | HAS_IS_REMOTE
+        | if parent_is_remote { IS_REMOTE } else { 0 }
 }
 
 impl OtelSpan {

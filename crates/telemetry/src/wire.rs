@@ -1,35 +1,26 @@
-//! Sampled spans and log records written straight to OTLP protobuf, scrubbed on the way.
+//! Writing OTLP protobuf by hand: the field primitives, attribute values scrubbed by the
+//! redaction rule, and the frame of an export request. Spans (`spans::Finished::encode`) and
+//! log records (`logs::Record::encode`) are written with these straight from what was
+//! recorded.
 //!
 //! Why by hand instead of building `opentelemetry_proto` types and letting prost encode them:
 //! those types take a `String` for every attribute key and value and a `Vec` per id and per
-//! attribute list, and prost then measures each nested message again at every level
-//! above it. Writing the bytes from what was recorded skips all of that; a nested message
-//! gets a one-byte length placeholder that is widened in place when its body reaches 128
-//! bytes. Attributes and log records seldom do; a span body and a request's outer levels
-//! always do, which costs one move of their bytes each.
+//! attribute list, and prost then measures each nested message again at every level above
+//! it. A nested message here gets a one-byte length placeholder that is widened in place when
+//! its body reaches 128 bytes. Attributes and log records seldom do; a span body and a
+//! request's outer levels always do, which costs one move of their bytes each.
 //!
 //! The bytes are exactly prost's for the converted, scrubbed span or record (unit tests in
 //! `spans` and `logs` compare them); field order follows prost, which writes fields by tag
 //! number.
 
-use opentelemetry::trace::{Event, Link, SpanContext, SpanKind, Status};
 use opentelemetry::{Array, KeyValue, StringValue, Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
 use crate::pipe::{AttributeRule, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
-
-/// `SpanFlags` bits (opentelemetry.proto.trace.v1): the flags field says whether the parent
-/// was remote, as `opentelemetry-proto`'s conversion does.
-const HAS_IS_REMOTE: u32 = 0x100;
-const IS_REMOTE: u32 = 0x200;
-
-/// The W3C flags plus the "is the parent remote" bits.
-pub(crate) fn span_flags(cx: &SpanContext, parent_is_remote: bool) -> u32 {
-    u32::from(cx.trace_flags().to_u8())
-        | HAS_IS_REMOTE
-        | if parent_is_remote { IS_REMOTE } else { 0 }
-}
 
 fn varint(buf: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
@@ -39,7 +30,7 @@ fn varint(buf: &mut Vec<u8>, v: u64) {
     }
 }
 
-pub(crate) fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
+fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
     if tag < 16 {
         buf.push(((tag << 3) | wire as u32) as u8);
     } else {
@@ -194,100 +185,41 @@ pub(crate) fn attribute(buf: &mut Vec<u8>, tag: u32, k: &str, value: AnyRef<'_>)
 }
 
 /// Repeated `KeyValue` fields under `tag`.
-fn attributes(buf: &mut Vec<u8>, tag: u32, attributes: &[KeyValue]) {
+pub(crate) fn attributes(buf: &mut Vec<u8>, tag: u32, attributes: &[KeyValue]) {
     for kv in attributes {
         attribute(buf, tag, kv.key.as_str(), AnyRef::from(&kv.value));
     }
 }
 
-fn nanos(t: std::time::SystemTime) -> u64 {
-    crate::pipe::unix_nanos(t)
-}
-
-fn event(buf: &mut Vec<u8>, e: &Event) {
-    nested(buf, 11, |buf| {
-        fixed64(buf, 1, nanos(e.timestamp));
-        scrubbed_string(buf, 2, &e.name);
-        attributes(buf, 3, &e.attributes);
-        uint(buf, 4, u64::from(e.dropped_attributes_count));
+/// An export request for one resource, in the shape both `ExportTraceServiceRequest` and
+/// `ExportLogsServiceRequest` have: `{1: {1: resource, 2: [{1: scope, 2: [item, ...]}, ...]}}`.
+/// Items are grouped under their scope's name, scopes in order of first appearance; `item`
+/// writes one item's message body.
+pub(crate) fn request<T>(
+    resource: &Resource,
+    items: &[T],
+    scope: impl Fn(&T) -> &str,
+    item: impl Fn(&mut Vec<u8>, &T),
+) -> Vec<u8> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for i in items {
+        if !scopes.contains(&scope(i)) {
+            scopes.push(scope(i));
+        }
+    }
+    let mut buf = Vec::with_capacity(256 * items.len() + resource.encoded_len() + 64);
+    nested(&mut buf, 1, |buf| {
+        prost::encoding::message::encode(1, resource, buf);
+        for name in scopes {
+            nested(buf, 2, |buf| {
+                nested(buf, 1, |buf| string(buf, 1, name));
+                for i in items.iter().filter(|i| scope(i) == name) {
+                    nested(buf, 2, |buf| item(buf, i));
+                }
+            });
+        }
     });
-}
-
-fn link(buf: &mut Vec<u8>, l: &Link) {
-    nested(buf, 13, |buf| {
-        let cx = &l.span_context;
-        bytes(buf, 1, &cx.trace_id().to_bytes());
-        bytes(buf, 2, &cx.span_id().to_bytes());
-        string(buf, 3, &cx.trace_state().header());
-        attributes(buf, 4, &l.attributes);
-        uint(buf, 5, u64::from(l.dropped_attributes_count));
-        key(buf, 6, WireType::ThirtyTwoBit);
-        buf.extend_from_slice(&span_flags(cx, cx.is_remote()).to_le_bytes());
-    });
-}
-
-/// The OTLP `SpanKind` number.
-fn kind(k: &SpanKind) -> u64 {
-    match k {
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
-        SpanKind::Producer => 4,
-        SpanKind::Consumer => 5,
-    }
-}
-
-/// What a span is made of, borrowed from wherever it was recorded.
-pub(crate) struct SpanParts<'a> {
-    pub cx: &'a SpanContext,
-    pub parent_span_id: opentelemetry::trace::SpanId,
-    pub parent_is_remote: bool,
-    pub name: &'a str,
-    pub kind: &'a SpanKind,
-    pub start: std::time::SystemTime,
-    pub end: std::time::SystemTime,
-    pub attributes: &'a [KeyValue],
-    pub dropped_attributes: u32,
-    pub events: &'a [Event],
-    pub dropped_events: u32,
-    pub links: &'a [Link],
-    pub dropped_links: u32,
-    pub status: &'a Status,
-}
-
-/// The body of one `Span` message, scrubbed as `Spans::scrub` scrubs the converted span.
-pub(crate) fn span(buf: &mut Vec<u8>, s: &SpanParts<'_>) {
-    bytes(buf, 1, &s.cx.trace_id().to_bytes());
-    bytes(buf, 2, &s.cx.span_id().to_bytes());
-    string(buf, 3, &s.cx.trace_state().header());
-    if s.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        bytes(buf, 4, &s.parent_span_id.to_bytes());
-    }
-    string(buf, 5, s.name);
-    uint(buf, 6, kind(s.kind));
-    fixed64(buf, 7, nanos(s.start));
-    fixed64(buf, 8, nanos(s.end));
-    attributes(buf, 9, s.attributes);
-    uint(buf, 10, u64::from(s.dropped_attributes));
-    for e in s.events {
-        event(buf, e);
-    }
-    uint(buf, 12, u64::from(s.dropped_events));
-    for l in s.links {
-        link(buf, l);
-    }
-    uint(buf, 14, u64::from(s.dropped_links));
-    nested(buf, 15, |buf| {
-        let (message, code) = match s.status {
-            Status::Unset => ("", 0),
-            Status::Ok => ("", 1),
-            Status::Error { description } => (description.as_ref(), 2),
-        };
-        scrubbed_string(buf, 2, message);
-        uint(buf, 3, code);
-    });
-    key(buf, 16, WireType::ThirtyTwoBit);
-    buf.extend_from_slice(&span_flags(s.cx, s.parent_is_remote).to_le_bytes());
+    buf
 }
 
 #[cfg(test)]
