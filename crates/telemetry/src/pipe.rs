@@ -177,10 +177,14 @@ impl<T> Clone for Queue<T> {
 
 impl<T> Queue<T> {
     /// Queues `item`, or counts it as dropped when the queue is full.
+    ///
+    /// The count goes up before the item is in the channel: counted after, the export thread
+    /// could take the item and count it down first, and the count would wrap below zero (an
+    /// overflow panic on the request path in a debug build).
     pub(crate) fn push(&self, item: T) {
+        let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed) + 1;
         match self.data.try_send(item) {
             Ok(()) => {
-                let queued = self.shared.queued.fetch_add(1, Ordering::Relaxed) + 1;
                 if queued >= self.shared.wake_at && !self.shared.woken.swap(true, Ordering::AcqRel)
                 {
                     // Full control channel: a message is already waiting, which also wakes it.
@@ -188,12 +192,27 @@ impl<T> Queue<T> {
                 }
             }
             Err(TrySendError::Full(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 self.shared.full.fetch_add(1, Ordering::Relaxed);
             }
             // Shut down: nothing will export it any more.
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+/// The export side's take: the next item in the channel, counted down. Saturating, so a
+/// counting mistake can never wrap the count.
+fn take<T>(data: &Receiver<T>, shared: &Shared) -> Option<T> {
+    let item = data.try_recv().ok()?;
+    let _ = shared
+        .queued
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(1))
+        });
+    Some(item)
 }
 
 /// The export side: owned by the guard, which flushes and stops it.
@@ -506,8 +525,7 @@ impl<P: Payload> Exporter<P> {
         batch: &mut Vec<P::Item>,
     ) {
         self.shared.woken.store(false, Ordering::Release);
-        while let Ok(item) = data.try_recv() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        while let Some(item) = take(data, &self.shared) {
             batch.push(item);
             if batch.len() >= MAX_BATCH {
                 self.export(rt, batch);
@@ -640,6 +658,51 @@ impl<P: Payload> Exporter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Producers pushing while the export side takes: the queued count ends at zero. Counted
+    /// after the send, a take between send and count left the count one too high per race
+    /// here (and wrapped it below zero without the saturating take).
+    #[test]
+    fn the_queued_count_survives_pushes_racing_takes() {
+        let (q, data, _control) = queue::<u32>(64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let shared = q.shared.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut taken = 0u64;
+                loop {
+                    match take(&data, &shared) {
+                        Some(_) => taken += 1,
+                        // Every push happened before the stop: what is left is in the channel.
+                        None if stop.load(Ordering::Acquire) => {
+                            while take(&data, &shared).is_some() {
+                                taken += 1;
+                            }
+                            return taken;
+                        }
+                        None => std::hint::spin_loop(),
+                    }
+                }
+            })
+        };
+        let producers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || (0..1_000_000).for_each(|i| q.push(i)))
+            })
+            .collect();
+        producers.into_iter().for_each(|p| p.join().unwrap());
+        stop.store(true, Ordering::Release);
+        let taken = consumer.join().unwrap();
+        let full = q.shared.full.load(Ordering::Relaxed);
+        assert_eq!(
+            taken + full,
+            3_000_000,
+            "every push taken or counted as dropped"
+        );
+        assert_eq!(q.shared.queued.load(Ordering::Relaxed), 0);
+    }
 
     /// The first byte a channel sends to a listener: a TLS handshake record (0x16) for
     /// `https://`, the HTTP/2 preface (`P`) for `http://`.
