@@ -1,7 +1,7 @@
 //! Slow statements and N+1 patterns, seen from the `db.query` spans alone (seed 002 ticket 7).
 //!
 //! Slow statements are seen when their span closes: every statement already runs inside a
-//! `db.query` span (see `vidscope_core::db::query_span`), so timing it in the span layer
+//! `db.query` span (see `vidscope_core::db::query_span`), so timing it where spans are made
 //! covers the API and the worker without touching a query. Only sampled spans are timed: the
 //! event goes nowhere on the others. Repeats are counted per unit of work: the request
 //! middleware and the job runner wrap their work in [`scope`], and `query_span` calls
@@ -12,7 +12,7 @@
 //! - `db.n_plus_one` {db.query.text, count, threshold}: added to the `db.query` span of the
 //!   run that takes a statement past the threshold within one request or job (once).
 //!
-//! Events are added to the span's OpenTelemetry side in the registry (see `spans`).
+//! Events are added to the span's OpenTelemetry side (see `spans`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,10 +25,10 @@ use crate::spans::SpanExt as _;
 
 const DB_SPAN: &str = "db.query";
 
-/// The slow-statement threshold, consulted by the span layer (`spans::SpanLayer`) when a
-/// sampled `db.query` span closes. Why not a layer of its own: a layer's `on_close` looks every
+/// The slow-statement threshold, consulted by the tracer (`spans::Tracer`) when a sampled
+/// `db.query` span closes. Why not a layer of its own: a layer's `on_close` looked every
 /// closing span up in the registry only to read its name, twice per request on the benchmark
-/// route, while the span layer already holds the span there.
+/// route, while the tracer already holds the span there.
 pub struct DbWatch {
     slow: Duration,
 }

@@ -5,7 +5,7 @@
 //! log outputs events only, so per-layer filters disagree on every callsite. tracing then
 //! gives every callsite the "sometimes" interest and asks the whole stack `enabled` at every
 //! span and event (measured with callgrind on the benchmark route: ~600 instructions a call,
-//! three calls a request), and every filtered layer looks its span up in the registry on
+//! three calls a request), and every filtered layer looked its span up in the registry on
 //! each enter, exit and close to learn whether its filter let the span in. Here the [`Gate`]
 //! is a global filter: a callsite is on when the span filter (for spans) or any log output's
 //! filter (for events) wants it, so interests are "always" or "never" and cached by tracing.
@@ -132,7 +132,7 @@ impl<S: Subscriber> Layer<S> for Gate {
 }
 
 /// One log output (the stdout JSON lines, the OTLP log layer) behind its own
-/// filter. It sees events only: span callbacks are not forwarded, so the fmt layer never
+/// filter. It sees events only: span callbacks are not forwarded, so an output never
 /// formats span fields nobody prints.
 pub(crate) struct Output<L> {
     layer: L,

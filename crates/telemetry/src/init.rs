@@ -20,10 +20,11 @@ use crate::db_watch::DbWatch;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
-use crate::json_log::{OtelJson, fields};
+use crate::json_log::JsonLog;
 use crate::logs::LogLayer;
 use crate::pipe::{Batching, Payload, Pipeline, Queue, Transport};
-use crate::spans::SpanLayer;
+use crate::spans::Tracer;
+use crate::store::{SpanStore, SpanTable};
 
 /// How long `shutdown` may take to flush all three signals.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -63,7 +64,7 @@ pub enum InitError {
 /// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
 /// then metrics within [`SHUTDOWN_DEADLINE`].
 pub struct TelemetryGuard {
-    /// Spans go straight from the span layer to this pipeline (see `spans`); there is no
+    /// Spans go straight from the span store to this pipeline (see `spans`); there is no
     /// SDK tracer.
     traces: Option<Arc<Pipeline>>,
     meter_provider: Option<SdkMeterProvider>,
@@ -263,18 +264,13 @@ fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, I
         })
 }
 
-/// The JSON log lines on stdout. The lines carry no span fields; `Output` keeps spans away
-/// from the fmt layer, which would otherwise format every span's fields into a string nobody
-/// reads (measured: ~a third of the cost of a log line).
-fn stdout_output<S>(filter: Directives, writer: BoxMakeWriter) -> Output<impl Layer<S>>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    let fmt = tracing_subscriber::fmt::layer()
-        .event_format(OtelJson::default())
-        .fmt_fields(fields())
-        .with_writer(writer);
-    Output::new(fmt, filter)
+/// The JSON log lines on stdout, behind their `RUST_LOG` filter.
+fn stdout_output(
+    filter: Directives,
+    writer: BoxMakeWriter,
+    spans: &Arc<SpanTable>,
+) -> Output<JsonLog<BoxMakeWriter>> {
+    Output::new(JsonLog::new(writer, spans.clone()), filter)
 }
 
 /// The export pipeline of one signal, when its exporter is not `none`: the pipeline (for the
@@ -340,11 +336,13 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         let provider = SdkMeterProvider::builder().build();
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
         let metrics = Metrics::new(&meter, stats.clone());
+        // No span exists (the gate admits none), so the store never holds one.
+        let store = SpanStore::new(Tracer::new(config.sampler, None));
         let stdout = config
             .stdout_logs
-            .then(|| stdout_output(stdout_filter, writer));
+            .then(|| stdout_output(stdout_filter, writer, store.table()));
         let gate = Gate::new(None, stdout.iter().map(|o| o.filter().clone()).collect());
-        let subscriber = tracing_subscriber::registry().with(gate).with(stdout);
+        let subscriber = store.with(gate).with(stdout);
         let level_hint = subscriber.max_level_hint();
         return Ok(Telemetry {
             dispatch: Dispatch::new(subscriber),
@@ -362,7 +360,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     let resource = resource(config);
 
-    // Traces: the span layer samples and records; the pipeline batches and exports.
+    // Traces: the span store's tracer samples and records; the pipeline batches and exports.
     let proto_resource = opentelemetry_proto::tonic::resource::v1::Resource {
         attributes: opentelemetry_proto::transform::common::tonic::Attributes::from(
             resource
@@ -395,25 +393,32 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "vidscope");
     let metrics = Metrics::new(&meter, stats.clone());
 
+    // Spans live in the store (see `store`); its tracer samples, records and queues them, and
+    // times `db.query` spans for the slow-query watch. Log events are not copied into span
+    // events (the hot-path budget); code adds span events explicitly.
+    let store = SpanStore::new(
+        Tracer::new(config.sampler, span_queue)
+            .with_db_watch(DbWatch::new(config.slow_query, config.n_plus_one_threshold)),
+    );
+
     // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
     let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, &stats)?;
     let otlp_logs = log_queue
         .map(|queue| -> Result<_, InitError> {
             let filter =
                 directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter))?;
-            Ok(Output::new(LogLayer::new(queue), filter))
+            Ok(Output::new(
+                LogLayer::new(queue, store.table().clone()),
+                filter,
+            ))
         })
         .transpose()?;
 
-    // Log events are not copied into span events (the hot-path budget); code adds span
-    // events explicitly. The span layer times `db.query` spans for the slow-query watch. One
-    // global gate decides which spans and events exist (see `gate`); each log output then
-    // applies its own filter.
-    let span_layer = SpanLayer::new(config.sampler, span_queue)
-        .with_db_watch(DbWatch::new(config.slow_query, config.n_plus_one_threshold));
+    // One global gate decides which spans and events exist (see `gate`); each log output
+    // then applies its own filter.
     let stdout = config
         .stdout_logs
-        .then(|| stdout_output(stdout_filter, writer));
+        .then(|| stdout_output(stdout_filter, writer, store.table()));
     let event_filters = otlp_logs
         .iter()
         .map(|o| o.filter().clone())
@@ -422,10 +427,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let gate = Gate::new(Some(spans_filter()?), event_filters);
     let outputs = Layer::and_then(otlp_logs, stdout);
 
-    let subscriber = tracing_subscriber::registry()
-        .with(gate)
-        .with(span_layer)
-        .with(outputs);
+    let subscriber = store.with(gate).with(outputs);
     let level_hint = subscriber.max_level_hint();
     Ok(Telemetry {
         dispatch: Dispatch::new(subscriber),

@@ -1,83 +1,226 @@
-//! JSON log lines on stdout carrying `trace_id` and `span_id`.
+//! JSON log lines on stdout carrying `trace_id`, `span_id` and `trace_sampled`.
 //!
-//! tracing-subscriber's JSON format knows nothing of OpenTelemetry ids, so this wraps the stock
-//! formatter and splices the ids of the event's span (from the span layer's extension) before
-//! the closing brace. Outside a span the ids are `null`.
+//! Written by hand instead of tracing-subscriber's JSON formatter because that formatter is
+//! a layer that needs the `Registry`, which [`crate::store`] replaces. The lines are what it
+//! wrote (its flattened format, no span fields), with the ids of the event's span spliced in
+//! before the closing brace:
+//! `{"timestamp":"…Z","level":"INFO","message":"…",<fields>,"target":"…","trace_id":"…","span_id":"…","trace_sampled":false}`.
+//! Outside a span the ids are `null`. Values are written as tracing-serde writes them:
+//! numbers and booleans as JSON, everything else as a string; serde_json escapes strings.
 
-use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tracing::{Event, Subscriber, field};
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
 
 use crate::propagation::push_hex;
-use crate::spans::OtelSpan;
+use crate::store::SpanTable;
 
-pub struct OtelJson {
-    inner: Format<Json>,
+/// The stdout log layer.
+pub(crate) struct JsonLog<W> {
+    writer: W,
+    spans: Arc<SpanTable>,
 }
 
-impl Default for OtelJson {
-    fn default() -> Self {
-        Self {
-            inner: tracing_subscriber::fmt::format()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false),
-        }
+impl<W> JsonLog<W> {
+    pub(crate) fn new(writer: W, spans: Arc<SpanTable>) -> Self {
+        Self { writer, spans }
     }
 }
 
-/// The field formatter that goes with [`OtelJson`].
-pub fn fields() -> JsonFields {
-    JsonFields::new()
+impl<S, W> Layer<S> for JsonLog<W>
+where
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        let _ = write!(
+            line,
+            "{}",
+            humantime::format_rfc3339_micros(SystemTime::now())
+        );
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(meta.level().as_str().as_bytes());
+        line.push(b'"');
+        event.record(&mut Fields(&mut line));
+        line.extend_from_slice(b",\"target\":");
+        json(&mut line, meta.target());
+        let ids = self.spans.with_event_span(event, |span| {
+            (
+                span.cx.trace_id().to_bytes(),
+                span.cx.span_id().to_bytes(),
+                span.cx.is_sampled(),
+            )
+        });
+        match ids {
+            Some((trace_id, span_id, sampled)) => {
+                let mut hex = String::with_capacity(48);
+                push_hex(&mut hex, &trace_id);
+                hex.push_str("\",\"span_id\":\"");
+                push_hex(&mut hex, &span_id);
+                line.extend_from_slice(b",\"trace_id\":\"");
+                line.extend_from_slice(hex.as_bytes());
+                line.extend_from_slice(if sampled {
+                    b"\",\"trace_sampled\":true}\n"
+                } else {
+                    b"\",\"trace_sampled\":false}\n"
+                });
+            }
+            None => line.extend_from_slice(b",\"trace_id\":null,\"span_id\":null}\n"),
+        }
+        // A failed write to stdout is not worth a panic or a retry; the OTLP records stand.
+        let _ = self.writer.make_writer_for(meta).write_all(&line);
+    }
 }
 
-impl<S, N> FormatEvent<S, N> for OtelJson
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
-        let mut line = String::with_capacity(256);
-        self.inner
-            .format_event(ctx, Writer::new(&mut line), event)?;
-        let trimmed = line.trim_end();
-        let Some(body) = trimmed.strip_suffix('}') else {
-            return writer.write_str(&line);
-        };
-        // The ids straight from the event's span (no OpenTelemetry context is attached).
-        let ids = ctx.parent_span().and_then(|span| {
-            let ext = span.extensions();
-            ext.get::<OtelSpan>().map(|o| {
-                (
-                    o.cx.trace_id().to_bytes(),
-                    o.cx.span_id().to_bytes(),
-                    o.cx.is_sampled(),
-                )
-            })
-        });
-        writer.write_str(body)?;
-        if let Some((trace_id, span_id, sampled)) = ids {
-            let mut ids = String::with_capacity(96);
-            ids.push_str(",\"trace_id\":\"");
-            push_hex(&mut ids, &trace_id);
-            ids.push_str("\",\"span_id\":\"");
-            push_hex(&mut ids, &span_id);
-            ids.push_str(if sampled {
-                "\",\"trace_sampled\":true}"
-            } else {
-                "\",\"trace_sampled\":false}"
-            });
-            writer.write_str(&ids)?;
-        } else {
-            writer.write_str(",\"trace_id\":null,\"span_id\":null}")?;
+/// Writes `value` as JSON. Serializing a string or a number into a `Vec` cannot fail.
+fn json(line: &mut Vec<u8>, value: impl Serialize) {
+    let _ = serde_json::to_writer(line, &value);
+}
+
+/// A `Debug` or `Display` value as a JSON string, escaped as it is formatted (no
+/// intermediate `String`).
+struct Text<T>(T);
+
+impl<T: fmt::Display> Serialize for Text<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// An event's fields as `,"name":value` pairs.
+struct Fields<'a>(&'a mut Vec<u8>);
+
+impl Fields<'_> {
+    fn key(&mut self, field: &field::Field) {
+        self.0.push(b',');
+        json(self.0, field.name());
+        self.0.push(b':');
+    }
+}
+
+impl field::Visit for Fields<'_> {
+    fn record_f64(&mut self, field: &field::Field, value: f64) {
+        self.key(field);
+        json(self.0, value);
+    }
+    fn record_i64(&mut self, field: &field::Field, value: i64) {
+        self.key(field);
+        json(self.0, value);
+    }
+    fn record_u64(&mut self, field: &field::Field, value: u64) {
+        self.key(field);
+        json(self.0, value);
+    }
+    fn record_bool(&mut self, field: &field::Field, value: bool) {
+        self.key(field);
+        json(self.0, value);
+    }
+    fn record_str(&mut self, field: &field::Field, value: &str) {
+        self.key(field);
+        json(self.0, value);
+    }
+    fn record_error(&mut self, field: &field::Field, value: &(dyn std::error::Error + 'static)) {
+        self.key(field);
+        json(self.0, Text(value));
+    }
+    fn record_debug(&mut self, field: &field::Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        json(self.0, Text(format_args!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::config::SamplerConfig;
+    use crate::spans::{SpanExt as _, Tracer};
+    use crate::store::SpanStore;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
         }
-        writer.write_str("\n")
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// Every line is one JSON object with the level, message, typed fields, target and the
+    /// span's ids (null outside a span); text is escaped.
+    #[test]
+    fn lines_are_json_objects_with_typed_fields_and_the_spans_ids() {
+        let out = Lines::default();
+        let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None));
+        let table = store.table().clone();
+        let subscriber = store.with(JsonLog::new(out.clone(), table));
+        let span_cx = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            let _entered = span.enter();
+            let err = std::io::Error::other("disk \"full\"");
+            tracing::warn!(
+                target: "t",
+                n = -3,
+                big = u64::MAX,
+                ok = true,
+                ratio = 0.5,
+                name = "a\nb",
+                error = &err as &dyn std::error::Error,
+                shown = ?Some(1),
+                "hello {}",
+                "world"
+            );
+            drop(_entered);
+            tracing::info!(target: "t", "outside");
+            span.span_context()
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let first = &lines[0];
+        assert_eq!(first["level"], "WARN");
+        assert_eq!(first["message"], "hello world");
+        assert_eq!(first["n"], -3);
+        assert_eq!(first["big"], u64::MAX);
+        assert_eq!(first["ok"], true);
+        assert_eq!(first["ratio"], 0.5);
+        assert_eq!(first["name"], "a\nb");
+        assert_eq!(first["error"], "disk \"full\"");
+        assert_eq!(first["shown"], "Some(1)");
+        assert_eq!(first["target"], "t");
+        assert_eq!(first["trace_id"], span_cx.trace_id().to_string());
+        assert_eq!(first["span_id"], span_cx.span_id().to_string());
+        assert_eq!(first["trace_sampled"], false);
+        let stamp = first["timestamp"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+        assert!(lines[1]["trace_id"].is_null() && lines[1]["span_id"].is_null());
+        assert_eq!(lines[1]["message"], "outside");
     }
 }

@@ -6,6 +6,8 @@
 //! - [`config`]: the `OTEL_*` variables and the seeds' aliases, validated up front.
 //! - [`init`](mod@init): the metric provider, the export pipelines, the subscriber, the guard
 //!   that flushes.
+//! - `store`: the base subscriber, where spans live (instead of tracing-subscriber's
+//!   `Registry`).
 //! - `gate`: which spans and events exist, and which log output takes an event.
 //! - [`spans`]: tracing spans as OpenTelemetry spans, sampled at creation.
 //! - `logs`: tracing events as OTLP log records; `json_log`: the JSON lines on stdout.
@@ -32,6 +34,7 @@ mod pipe;
 pub mod propagation;
 pub mod redact;
 pub mod spans;
+mod store;
 mod wire;
 
 pub use catalog::Metrics;

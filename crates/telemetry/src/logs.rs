@@ -23,15 +23,16 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use std::sync::Arc;
+
 use tracing::{Event, Level, Metadata, Subscriber, field};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Signal;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
 use crate::redact::redact_str;
-use crate::spans::OtelSpan;
+use crate::store::SpanTable;
 use crate::wire::{self, AnyRef};
 
 /// One event's log record, until it is written.
@@ -207,11 +208,13 @@ impl Payload for Logs {
 /// The tracing side. See the module documentation.
 pub(crate) struct LogLayer {
     queue: Queue<Record>,
+    /// Where the event's span's ids are.
+    spans: Arc<SpanTable>,
 }
 
 impl LogLayer {
-    pub(crate) fn new(queue: Queue<Record>) -> Self {
-        Self { queue }
+    pub(crate) fn new(queue: Queue<Record>, spans: Arc<SpanTable>) -> Self {
+        Self { queue, spans }
     }
 }
 
@@ -226,27 +229,21 @@ fn severity(level: &Level) -> i32 {
     }
 }
 
-impl<S> Layer<S> for LogLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl<S: Subscriber> Layer<S> for LogLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut record = Record {
             meta: event.metadata(),
             time: unix_nanos(std::time::SystemTime::now()),
-            ids: None,
+            ids: self.spans.with_event_span(event, |span| {
+                (
+                    span.cx.trace_id().to_bytes(),
+                    span.cx.span_id().to_bytes(),
+                    u32::from(span.cx.trace_flags().to_u8()),
+                )
+            }),
             body: None,
             attributes: Vec::new(),
         };
-        if let Some(span) = ctx.event_span(event)
-            && let Some(otel) = span.extensions().get::<OtelSpan>()
-        {
-            record.ids = Some((
-                otel.cx.trace_id().to_bytes(),
-                otel.cx.span_id().to_bytes(),
-                u32::from(otel.cx.trace_flags().to_u8()),
-            ));
-        }
         event.record(&mut Visitor(&mut record));
         self.queue.push(record);
     }
@@ -323,12 +320,12 @@ mod tests {
         use tracing_subscriber::layer::SubscriberExt as _;
         let (spans, _) = crate::pipe::test_queue();
         let (queue, queued) = crate::pipe::test_queue();
-        let subscriber = tracing_subscriber::registry()
-            .with(crate::spans::SpanLayer::new(
-                SamplerConfig::AlwaysOn,
-                Some(spans),
-            ))
-            .with(LogLayer::new(queue));
+        let store = crate::store::SpanStore::new(crate::spans::Tracer::new(
+            SamplerConfig::AlwaysOn,
+            Some(spans),
+        ));
+        let table = store.table().clone();
+        let subscriber = store.with(LogLayer::new(queue, table));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request");
             let _entered = span.enter();

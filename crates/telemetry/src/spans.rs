@@ -8,8 +8,8 @@
 //! the export. Replacing it (together with hand-written hex for the ids) took the benchmark
 //! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
 //! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
-//! is a span context in the registry's extensions: two ids, no attributes, no allocation
-//! beyond the extension slot. A sampled span records into a plain struct, which is queued for
+//! is a span context in its slot in the [`SpanStore`]: two ids, no attributes, no allocation.
+//! A sampled span records into a plain struct, which is queued for
 //! the export pipeline ([`crate::pipe`]) when it closes and written to protobuf from there
 //! ([`crate::wire`]).
 //!
@@ -23,6 +23,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
@@ -35,15 +36,13 @@ use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Subscriber, field};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::{LookupSpan, Registry, SpanData as _};
+use tracing::field;
+use tracing::span::{Attributes, Record};
 
 use crate::config::{SamplerConfig, Signal};
 use crate::db_watch::DbWatch;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::store::SpanStore;
 use crate::wire;
 
 /// The instrumentation scope of every span.
@@ -134,6 +133,13 @@ thread_local! {
 /// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
 /// current span, if any). A `parent` without a valid span changes nothing. Only the first
 /// span created inside `make` takes it.
+/// The remote parent set by [`with_remote_parent`], taken by the span being created.
+pub(crate) fn take_remote_parent() -> Option<(SpanContext, Option<opentelemetry::Context>)> {
+    REMOTE_PARENT
+        .with(|p| p.borrow_mut().take())
+        .map(|remote| (remote.span().span_context().clone(), Some(remote)))
+}
+
 pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce() -> R) -> R {
     if !parent.span().span_context().is_valid() {
         return make();
@@ -145,13 +151,15 @@ pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce()
     made
 }
 
-/// The OpenTelemetry side of a tracing span, kept in the registry's extensions.
+/// The OpenTelemetry side of a tracing span, kept in its slot in the [`SpanStore`]. Only the
+/// recording changes after creation; it is locked because a span can be written from any
+/// thread holding a handle.
 pub(crate) struct OtelSpan {
     pub(crate) cx: SpanContext,
     /// The remote parent's context (its baggage) when the trace came from elsewhere,
     /// inherited by descendants so [`crate::SpanExt::context`] carries it on.
-    remote: Option<opentelemetry::Context>,
-    recording: Option<Box<Recording>>,
+    pub(crate) remote: Option<opentelemetry::Context>,
+    recording: Option<Mutex<Box<Recording>>>,
 }
 
 /// What a sampled span records until it closes.
@@ -277,6 +285,14 @@ impl OtelSpan {
         self.recording.is_some()
     }
 
+    /// The recording, locked, when the span is sampled. A panic while it was held leaves it
+    /// usable: a recording has no invariant a half-done write can break.
+    fn recording(&self) -> Option<MutexGuard<'_, Box<Recording>>> {
+        self.recording
+            .as_ref()
+            .map(|r| r.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The span's context as an OpenTelemetry [`Context`](opentelemetry::Context): the
     /// remote parent's baggage, if any, with this span as the active span.
     pub(crate) fn context(&self) -> opentelemetry::Context {
@@ -287,18 +303,18 @@ impl OtelSpan {
     }
 
     pub(crate) fn add_event(
-        &mut self,
+        &self,
         name: Cow<'static, str>,
         timestamp: SystemTime,
         attributes: Vec<KeyValue>,
     ) {
-        if let Some(r) = &mut self.recording {
+        if let Some(mut r) = self.recording() {
             r.add_event(name, timestamp, attributes);
         }
     }
 
-    pub(crate) fn add_link(&mut self, cx: SpanContext, attributes: Vec<KeyValue>) {
-        if let Some(r) = &mut self.recording
+    pub(crate) fn add_link(&self, cx: SpanContext, attributes: Vec<KeyValue>) {
+        if let Some(mut r) = self.recording()
             && cx.is_valid()
         {
             if r.links.len() < MAX_LINKS {
@@ -309,14 +325,14 @@ impl OtelSpan {
         }
     }
 
-    pub(crate) fn set_attribute(&mut self, attribute: KeyValue) {
-        if let Some(r) = &mut self.recording {
-            r.set_attribute(attribute);
+    pub(crate) fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
+        if let Some(mut r) = self.recording() {
+            attributes.into_iter().for_each(|kv| r.set_attribute(kv));
         }
     }
 
-    pub(crate) fn set_status(&mut self, status: Status) {
-        if let Some(r) = &mut self.recording {
+    pub(crate) fn set_status(&self, status: Status) {
+        if let Some(mut r) = self.recording() {
             r.set_status(status);
         }
     }
@@ -406,16 +422,17 @@ fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
     (low >> 1) < bound
 }
 
-/// The layer. `queue` is `None` when traces are not exported: spans then still get ids
-/// (for log correlation and propagation) and never record.
-pub(crate) struct SpanLayer {
+/// What the [`SpanStore`] does with spans: ids and the sampling decision at creation, the
+/// recording, and the export at close. `queue` is `None` when traces are not exported: spans
+/// then still get ids (for log correlation and propagation) and never record.
+pub(crate) struct Tracer {
     sampler: SamplerConfig,
     queue: Option<Queue<Finished>>,
     ids: RandomIdGenerator,
     db: Option<DbWatch>,
 }
 
-impl SpanLayer {
+impl Tracer {
     pub(crate) fn new(sampler: SamplerConfig, queue: Option<Queue<Finished>>) -> Self {
         Self {
             sampler,
@@ -431,41 +448,12 @@ impl SpanLayer {
         self
     }
 
-    /// The parent's context: a remote parent set by [`with_remote_parent`], else the
-    /// explicit parent, else the current span.
-    fn parent<S>(
+    /// A new span's OpenTelemetry side, under `parent` (its context and remote context).
+    pub(crate) fn start(
         &self,
         attrs: &Attributes<'_>,
-        ctx: &Context<'_, S>,
-    ) -> Option<(SpanContext, Option<opentelemetry::Context>)>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        if let Some(remote) = REMOTE_PARENT.with(|p| p.borrow_mut().take()) {
-            let sc = remote.span().span_context().clone();
-            return Some((sc, Some(remote)));
-        }
-        let local = if let Some(id) = attrs.parent() {
-            ctx.span(id)
-        } else if attrs.is_contextual() {
-            ctx.lookup_current()
-        } else {
-            None
-        };
-        let span = local?;
-        let ext = span.extensions();
-        let parent = ext.get::<OtelSpan>()?;
-        Some((parent.cx.clone(), parent.remote.clone()))
-    }
-}
-
-impl<S> Layer<S> for SpanLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let parent = self.parent(attrs, &ctx);
+        parent: Option<(SpanContext, Option<opentelemetry::Context>)>,
+    ) -> OtelSpan {
         let parent_sc = parent.as_ref().map(|(sc, _)| sc);
         let trace_id = parent_sc.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id());
         let sampled = self.queue.is_some() && sampled(self.sampler, parent_sc, trace_id);
@@ -494,52 +482,35 @@ where
             {
                 r.db_started = Some(Instant::now());
             }
-            r
+            Mutex::new(r)
         });
-        span.extensions_mut().insert(OtelSpan {
+        OtelSpan {
             cx,
             remote: parent.and_then(|(_, remote)| remote),
             recording,
-        });
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        if let Some(r) = ext.get_mut::<OtelSpan>().and_then(|s| s.recording.as_mut()) {
-            values.record(&mut Visitor(r));
         }
     }
 
-    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
-        let Some(follows) = ctx
-            .span(follows)
-            .and_then(|s| s.extensions().get::<OtelSpan>().map(|o| o.cx.clone()))
-        else {
-            return;
-        };
-        if let Some(span) = ctx.span(id)
-            && let Some(o) = span.extensions_mut().get_mut::<OtelSpan>()
-        {
-            o.add_link(follows, Vec::new());
+    /// Fields recorded on a span after its creation.
+    pub(crate) fn record(&self, span: &OtelSpan, values: &Record<'_>) {
+        if let Some(mut r) = span.recording() {
+            values.record(&mut Visitor(&mut r));
         }
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let Some(otel) = span.extensions_mut().remove::<OtelSpan>() else {
+    /// A closed span: queued for export when it was sampled.
+    pub(crate) fn finish(&self, span: OtelSpan) {
+        let (Some(r), Some(queue)) = (span.recording, &self.queue) else {
             return;
         };
-        let (Some(mut r), Some(queue)) = (otel.recording, &self.queue) else {
-            return;
-        };
+        let mut r = r.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let (Some(started), Some(db)) = (r.db_started, &self.db)
             && let Some(attributes) = db.slow_query(started)
         {
             r.add_event("db.slow_query".into(), SystemTime::now(), attributes);
         }
         queue.push(Finished {
-            cx: otel.cx,
+            cx: span.cx,
             end: SystemTime::now(),
             r,
         });
@@ -630,15 +601,10 @@ impl field::Visit for Visitor<'_> {
 }
 
 /// Runs `f` on the OpenTelemetry side of `span`, if it has one (telemetry on, span enabled).
-pub(crate) fn with_otel_span<R>(
-    span: &tracing::Span,
-    f: impl FnOnce(&mut OtelSpan) -> R,
-) -> Option<R> {
+pub(crate) fn with_otel_span<R>(span: &tracing::Span, f: impl FnOnce(&OtelSpan) -> R) -> Option<R> {
     span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let data = registry.span_data(id)?;
-        let mut ext = data.extensions_mut();
-        ext.get_mut::<OtelSpan>().map(f)
+        let store = dispatch.downcast_ref::<SpanStore>()?;
+        store.table().with(id, f)
     })
     .flatten()
 }
@@ -655,7 +621,7 @@ pub trait SpanExt {
     /// The span's own ids and flags, without building a [`Context`](opentelemetry::Context)
     /// (for headers and log lines). Invalid when telemetry is off or the span is disabled.
     fn span_context(&self) -> SpanContext;
-    /// Sets several attributes in one registry lookup; cheaper than recording declared fields
+    /// Sets several attributes in one lookup of the span; cheaper than recording declared fields
     /// one by one, each of which is a separate dispatch through every layer.
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>);
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>);
@@ -681,11 +647,7 @@ impl SpanExt for tracing::Span {
         with_otel_span(self, |o| o.cx.clone()).unwrap_or_else(SpanContext::empty_context)
     }
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        with_otel_span(self, |o| {
-            if let Some(r) = &mut o.recording {
-                attributes.into_iter().for_each(|kv| r.set_attribute(kv));
-            }
-        });
+        with_otel_span(self, |o| o.set_attributes(attributes));
     }
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         self.add_event_with_timestamp(name, SystemTime::now(), attributes);
@@ -704,7 +666,7 @@ impl SpanExt for tracing::Span {
     fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>) {
         with_otel_span(self, |o| {
             if o.is_recording() {
-                o.set_attribute(KeyValue::new(key, value));
+                o.set_attributes([KeyValue::new(key, value)]);
             }
         });
     }
@@ -715,17 +677,15 @@ impl SpanExt for tracing::Span {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
 
-    use super::*;
-
-    /// Runs `f` under a subscriber with the span layer, then returns the spans it queued for
+    /// Runs `f` under a span store, then returns the spans it queued for
     /// export.
     fn with_layer(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
         let (queue, queued) = crate::pipe::test_queue();
-        let subscriber = tracing_subscriber::registry().with(SpanLayer::new(sampler, Some(queue)));
+        let subscriber = SpanStore::new(Tracer::new(sampler, Some(queue)));
         tracing::subscriber::with_default(subscriber, f);
         queued().into_iter().map(Finished::into_span_data).collect()
     }
@@ -837,8 +797,7 @@ mod tests {
 
     #[test]
     fn without_an_export_queue_spans_have_ids_but_are_never_sampled() {
-        let subscriber =
-            tracing_subscriber::registry().with(SpanLayer::new(SamplerConfig::AlwaysOn, None));
+        let subscriber = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOn, None));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("x");
             assert!(span.span_context().is_valid());

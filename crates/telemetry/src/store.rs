@@ -1,0 +1,291 @@
+//! The base of the subscriber: where spans live from creation to close, and which span is
+//! current on each thread.
+//!
+//! Written by hand instead of tracing-subscriber's `Registry` because of the performance
+//! budget (DESIGN.md). The registry serves any stack of layers, and that has a price on
+//! every span: its slot carries a type map of per-layer extensions (the span context went in
+//! there as one more boxed value), a per-layer filter map, and a counted reference to its
+//! parent that the child's close gives back through a second dispatch; and every layer
+//! finds its data by id again on each callback. With nothing sampled, that was ~4 500
+//! instructions for the benchmark route's two spans (callgrind). Here a slot holds the span's
+//! OpenTelemetry side ([`OtelSpan`]), its metadata and its reference count, nothing else.
+//!
+//! The layers above (the gate and the log outputs) still sit in tracing-subscriber's
+//! `Layered`, which gives their filters the `Context` they need; they read a span's ids from
+//! the shared [`SpanTable`]. What this gives up: layers that need `LookupSpan`, such as
+//! tracing-subscriber's fmt layer (so `json_log` writes its lines itself), and parents kept
+//! alive by their children: a child copies what it needs from its parent when it is created.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
+
+use opentelemetry::trace::SpanContext;
+use sharded_slab::Slab;
+use thread_local::ThreadLocal;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_core::span::Current;
+
+use crate::spans::{OtelSpan, Tracer, take_remote_parent};
+
+/// The spans alive in one subscriber, shared with the layers that read their ids.
+pub(crate) struct SpanTable {
+    slots: Slab<Slot>,
+    /// The spans entered on each thread, innermost last. Per table, not one `thread_local!`
+    /// for the process: tests run several subscribers side by side.
+    stacks: ThreadLocal<RefCell<Vec<Id>>>,
+}
+
+struct Slot {
+    meta: &'static Metadata<'static>,
+    /// Handles to the span (`Span` values and their clones); it closes at zero.
+    refs: AtomicUsize,
+    span: OtelSpan,
+}
+
+/// The id of a slot: its slab key plus one, as ids must not be zero.
+fn id_of(key: usize) -> Id {
+    Id::from_u64(key as u64 + 1)
+}
+
+/// The slab key of an id. An id no slot has (a foreign or stale one) finds nothing: the slab
+/// keys carry a generation.
+fn key_of(id: &Id) -> usize {
+    usize::try_from(id.into_u64() - 1).unwrap_or(usize::MAX)
+}
+
+/// Given out when the slab is full (it holds millions of spans): a span with no slot, whose
+/// lookups find nothing.
+const NO_SLOT: u64 = u64::MAX;
+
+impl SpanTable {
+    fn new() -> Self {
+        Self {
+            slots: Slab::new(),
+            stacks: ThreadLocal::new(),
+        }
+    }
+
+    /// Runs `f` on the span's OpenTelemetry side, if the span is alive.
+    pub(crate) fn with<R>(&self, id: &Id, f: impl FnOnce(&OtelSpan) -> R) -> Option<R> {
+        self.slots.get(key_of(id)).map(|slot| f(&slot.span))
+    }
+
+    /// The innermost span entered on this thread.
+    fn current(&self) -> Option<Id> {
+        self.stacks.get()?.borrow().last().cloned()
+    }
+
+    /// Runs `f` on the span an event belongs to: its explicit parent, else the current span.
+    pub(crate) fn with_event_span<R>(
+        &self,
+        event: &Event<'_>,
+        f: impl FnOnce(&OtelSpan) -> R,
+    ) -> Option<R> {
+        if let Some(parent) = event.parent() {
+            self.with(parent, f)
+        } else if event.is_contextual() {
+            self.with(&self.current()?, f)
+        } else {
+            None
+        }
+    }
+
+    /// The parent's context for a new span: a remote parent set by
+    /// [`crate::with_remote_parent`], else the explicit parent, else the current span.
+    fn parent(
+        &self,
+        attrs: &Attributes<'_>,
+    ) -> Option<(SpanContext, Option<opentelemetry::Context>)> {
+        if let Some(remote) = take_remote_parent() {
+            return Some(remote);
+        }
+        let local = |s: &OtelSpan| (s.cx.clone(), s.remote.clone());
+        if let Some(id) = attrs.parent() {
+            self.with(id, local)
+        } else if attrs.is_contextual() {
+            self.with(&self.current()?, local)
+        } else {
+            None
+        }
+    }
+}
+
+/// The base subscriber. See the module documentation.
+pub(crate) struct SpanStore {
+    table: Arc<SpanTable>,
+    tracer: Tracer,
+}
+
+impl SpanStore {
+    pub(crate) fn new(tracer: Tracer) -> Self {
+        Self {
+            table: Arc::new(SpanTable::new()),
+            tracer,
+        }
+    }
+
+    /// The table, for layers that read span ids.
+    pub(crate) fn table(&self) -> &Arc<SpanTable> {
+        &self.table
+    }
+}
+
+impl Subscriber for SpanStore {
+    /// Every callsite: the gate above decides which spans and events exist.
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::always()
+    }
+
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let parent = self.table.parent(attrs);
+        let slot = Slot {
+            meta: attrs.metadata(),
+            refs: AtomicUsize::new(1),
+            span: self.tracer.start(attrs, parent),
+        };
+        self.table
+            .slots
+            .insert(slot)
+            .map_or_else(|| Id::from_u64(NO_SLOT), id_of)
+    }
+
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        self.table.with(id, |span| self.tracer.record(span, values));
+    }
+
+    fn record_follows_from(&self, id: &Id, follows: &Id) {
+        if let Some(cx) = self.table.with(follows, |s| s.cx.clone()) {
+            self.table.with(id, |span| span.add_link(cx, Vec::new()));
+        }
+    }
+
+    /// Events go to the layers above.
+    fn event(&self, _: &Event<'_>) {}
+
+    fn enter(&self, id: &Id) {
+        self.table
+            .stacks
+            .get_or_default()
+            .borrow_mut()
+            .push(id.clone());
+    }
+
+    /// Removes the innermost entry of `id`, wherever it is: spans may be exited out of order.
+    fn exit(&self, id: &Id) {
+        if let Some(stack) = self.table.stacks.get() {
+            let mut stack = stack.borrow_mut();
+            if let Some(i) = stack.iter().rposition(|entered| entered == id) {
+                stack.remove(i);
+            }
+        }
+    }
+
+    fn clone_span(&self, id: &Id) -> Id {
+        if let Some(slot) = self.table.slots.get(key_of(id)) {
+            // As `Arc::clone`: a new handle needs no ordering, only the last close does.
+            slot.refs.fetch_add(1, Ordering::Relaxed);
+        }
+        id.clone()
+    }
+
+    fn try_close(&self, id: Id) -> bool {
+        let key = key_of(&id);
+        {
+            let Some(slot) = self.table.slots.get(key) else {
+                return false;
+            };
+            if slot.refs.fetch_sub(1, Ordering::Release) > 1 {
+                return false;
+            }
+        }
+        // As `Arc::drop`: every other handle's use happens before the span ends.
+        fence(Ordering::Acquire);
+        // `take` waits for readers on other threads (an event reading the ids) to let go.
+        if let Some(slot) = self.table.slots.take(key) {
+            self.tracer.finish(slot.span);
+        }
+        true
+    }
+
+    fn current_span(&self) -> Current {
+        self.table
+            .current()
+            .and_then(|id| {
+                let meta = self.table.slots.get(key_of(&id))?.meta;
+                Some(Current::new(id, meta))
+            })
+            .unwrap_or_else(Current::none)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SamplerConfig;
+
+    fn store() -> SpanStore {
+        SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None))
+    }
+
+    /// A span lives while a handle to it does; entering nests and exits may come out of order.
+    #[test]
+    fn spans_close_with_their_last_handle_and_the_stack_follows_enters_and_exits() {
+        let store = store();
+        let table = store.table().clone();
+        let dispatch = tracing::Dispatch::new(store);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let outer = tracing::info_span!("outer");
+            let outer_id = outer.id().expect("enabled");
+            let copy = outer.clone();
+            drop(outer);
+            assert!(table.with(&outer_id, |_| ()).is_some(), "a clone keeps it");
+            let inner = copy.in_scope(|| tracing::info_span!("inner"));
+            let inner_id = inner.id().expect("enabled");
+            let trace = |id: &Id| table.with(id, |s| s.cx.trace_id()).unwrap();
+            assert_eq!(
+                trace(&inner_id),
+                trace(&outer_id),
+                "the current span is the parent"
+            );
+
+            let a = copy.enter();
+            let b = inner.enter();
+            assert_eq!(tracing::Span::current().id(), Some(inner_id.clone()));
+            drop(a); // out of order: the outer span leaves, the inner one stays current
+            assert_eq!(tracing::Span::current().id(), Some(inner_id.clone()));
+            drop(b);
+            assert!(tracing::Span::current().is_none());
+
+            drop(copy);
+            assert!(table.with(&outer_id, |_| ()).is_none(), "closed");
+            assert!(table.with(&inner_id, |_| ()).is_some());
+            drop(inner);
+            assert!(table.with(&inner_id, |_| ()).is_none(), "closed");
+        });
+    }
+
+    /// A stale id (its slot reused) finds nothing and closing it is harmless.
+    #[test]
+    fn a_stale_id_finds_nothing() {
+        let store = store();
+        let table = store.table().clone();
+        let dispatch = tracing::Dispatch::new(store);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let first = tracing::info_span!("first");
+            let stale = first.id().expect("enabled");
+            drop(first);
+            let second = tracing::info_span!("second");
+            assert_ne!(second.id(), Some(stale.clone()));
+            assert!(table.with(&stale, |_| ()).is_none());
+            assert!(!dispatch.try_close(stale));
+            assert!(table.with(&second.id().unwrap(), |_| ()).is_some());
+        });
+    }
+}
