@@ -81,12 +81,22 @@ pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
 /// went through the padding machinery of `fmt` and cost ~2 100 instructions per
 /// `traceresponse` header (callgrind), once per request.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
         out.push(HEX[usize::from(b >> 4)] as char);
         out.push(HEX[usize::from(b & 0xf)] as char);
     }
 }
+
+/// [`push_hex`] into bytes (a log line being built).
+pub(crate) fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
@@ -118,6 +128,9 @@ mod tests {
             push_hex(&mut ours, &bytes);
             let theirs: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(ours, theirs, "{len} bytes");
+            let mut line = b"x".to_vec();
+            push_hex_bytes(&mut line, &bytes);
+            assert_eq!(line, format!("x{theirs}").into_bytes(), "{len} bytes");
         }
     }
 }

@@ -177,11 +177,14 @@ impl Subscriber for SpanStore {
             .push(id.clone());
     }
 
-    /// Removes the innermost entry of `id`, wherever it is: spans may be exited out of order.
+    /// Removes the innermost entry of `id`, wherever it is: spans may be exited out of order
+    /// (almost always it is the last one).
     fn exit(&self, id: &Id) {
         if let Some(stack) = self.table.stacks.get() {
             let mut stack = stack.borrow_mut();
-            if let Some(i) = stack.iter().rposition(|entered| entered == id) {
+            if stack.last() == Some(id) {
+                stack.pop();
+            } else if let Some(i) = stack.iter().rposition(|entered| entered == id) {
                 stack.remove(i);
             }
         }

@@ -43,6 +43,9 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<TestOtelBody>, Ap
         db.operation.name = "SELECT",
         db.query.text = "SELECT 1",
     );
+    // The request's trace, read from this span (one lookup) rather than from
+    // `Span::current()`, which would also take and drop a handle to the server span.
+    let trace_id = trace_id_of(&span);
     let child = span.clone();
     async move {
         // Polled with no current span (see `InDbSpan`); the "test-otel" span covers it.
@@ -61,6 +64,5 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<TestOtelBody>, Ap
     .instrument(span)
     .await?;
     state.metrics.test_otel_requests.add(1, &[]);
-    let trace_id = trace_id_of(&tracing::Span::current());
     Ok(Json(TestOtelBody { trace_id }))
 }
