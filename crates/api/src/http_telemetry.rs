@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
@@ -18,6 +18,9 @@ use vidscope_telemetry::Metrics;
 use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::propagation::{extract_http, traceresponse, with_remote_parent};
 use vidscope_telemetry::redact::redact_str;
+
+/// Built once: inserting by `&str` parses and validates the name on every response.
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// `api.category` from the seeds: which product area a route belongs to.
 pub fn api_category(route: &str) -> &'static str {
@@ -162,7 +165,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     if let Some(v) = traceresponse(&span_context)
         && let Ok(v) = HeaderValue::try_from(v)
     {
-        response.headers_mut().insert("traceresponse", v);
+        response.headers_mut().insert(TRACERESPONSE, v);
     }
 
     let labels = duration_labels(method, matched, status, category);

@@ -19,7 +19,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
-use crate::propagation::push_hex_bytes;
+use crate::propagation::push_hex;
 use crate::store::SpanTable;
 
 /// The stdout log layer.
@@ -64,9 +64,9 @@ where
         match ids {
             Some((trace_id, span_id, sampled)) => {
                 line.extend_from_slice(b",\"trace_id\":\"");
-                push_hex_bytes(&mut line, &trace_id);
+                push_hex(&mut line, &trace_id);
                 line.extend_from_slice(b"\",\"span_id\":\"");
-                push_hex_bytes(&mut line, &span_id);
+                push_hex(&mut line, &span_id);
                 line.extend_from_slice(if sampled {
                     b"\",\"trace_sampled\":true}\n"
                 } else {
