@@ -205,8 +205,23 @@ impl<F: Future> Future for DbSpanned<F> {
 /// Starts a transaction. Like every statement, `BEGIN` and `COMMIT` must not run with a
 /// current span (see [`InDbSpan`]): sqlx-sqlite would keep the caller's span alive on its
 /// worker thread and the trace's root would be exported late or never.
+///
+/// On SQLite the write lock is taken at `BEGIN` (`BEGIN IMMEDIATE`). Every transaction here
+/// writes, and most read first: a deferred transaction that read before another connection
+/// committed cannot upgrade to a writer, and SQLite fails it at once with `SQLITE_BUSY`
+/// without waiting out the busy timeout (seen as a 503 from a progress save under the load
+/// generator). Taken at `BEGIN`, the lock waits like any other.
 pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, CoreError> {
-    Ok(db.pool().begin().in_db_span(tracing::Span::none()).await?)
+    let tx = match db.backend() {
+        Backend::Sqlite => {
+            db.pool()
+                .begin_with("BEGIN IMMEDIATE")
+                .in_db_span(tracing::Span::none())
+                .await?
+        }
+        Backend::Postgres => db.pool().begin().in_db_span(tracing::Span::none()).await?,
+    };
+    Ok(tx)
 }
 
 /// Commits a transaction from [`begin`].
