@@ -99,48 +99,40 @@ impl<T: fmt::Display> Serialize for Text<T> {
 struct Fields<'a>(&'a mut Vec<u8>);
 
 impl Fields<'_> {
-    fn key(&mut self, field: &field::Field) {
+    fn pair(&mut self, field: &field::Field, value: impl Serialize) {
         self.0.push(b',');
         json(self.0, field.name());
         self.0.push(b':');
+        json(self.0, value);
     }
 }
 
 impl field::Visit for Fields<'_> {
     fn record_f64(&mut self, field: &field::Field, value: f64) {
-        self.key(field);
-        json(self.0, value);
+        self.pair(field, value);
     }
     fn record_i64(&mut self, field: &field::Field, value: i64) {
-        self.key(field);
-        json(self.0, value);
+        self.pair(field, value);
     }
     fn record_u64(&mut self, field: &field::Field, value: u64) {
-        self.key(field);
-        json(self.0, value);
+        self.pair(field, value);
     }
     fn record_bool(&mut self, field: &field::Field, value: bool) {
-        self.key(field);
-        json(self.0, value);
+        self.pair(field, value);
     }
     fn record_str(&mut self, field: &field::Field, value: &str) {
-        self.key(field);
-        json(self.0, value);
+        self.pair(field, value);
     }
     fn record_error(&mut self, field: &field::Field, value: &(dyn std::error::Error + 'static)) {
-        self.key(field);
-        json(self.0, Text(value));
+        self.pair(field, Text(value));
     }
     fn record_debug(&mut self, field: &field::Field, value: &dyn fmt::Debug) {
-        self.key(field);
-        json(self.0, Text(format_args!("{value:?}")));
+        self.pair(field, Text(format_args!("{value:?}")));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
@@ -148,34 +140,20 @@ mod tests {
     use crate::spans::{SpanExt as _, Tracer};
     use crate::store::SpanStore;
 
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Lines {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Self;
-        fn make_writer(&'a self) -> Self {
-            self.clone()
-        }
-    }
-
     /// Every line is one JSON object with the level, message, typed fields, target and the
     /// span's ids (null outside a span); text is escaped.
     #[test]
     fn lines_are_json_objects_with_typed_fields_and_the_spans_ids() {
-        let out = Lines::default();
+        // A file is a `MakeWriter`; the lines are read back from it.
+        let path = std::env::temp_dir().join(format!(
+            "vidscope-json-log-{}-{}",
+            std::process::id(),
+            crate::pipe::unix_nanos(SystemTime::now())
+        ));
+        let file = std::fs::File::create(&path).unwrap();
         let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None));
         let table = store.table().clone();
-        let subscriber = store.with(JsonLog::new(out.clone(), table));
+        let subscriber = store.with(JsonLog::new(file, table));
         let span_cx = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request");
             let _entered = span.enter();
@@ -196,7 +174,8 @@ mod tests {
             tracing::info!(target: "t", "outside");
             span.span_context()
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("one JSON object per line"))

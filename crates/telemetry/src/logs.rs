@@ -18,13 +18,13 @@
 //!
 //! Batching, scrubbing and sending are the export pipeline's (`pipe`), shared with spans.
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use std::sync::Arc;
-
 use tracing::{Event, Level, Metadata, Subscriber, field};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;

@@ -100,13 +100,19 @@ fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
-/// The bytes [`redact_str`] looks at: separators and the first letter of an auth scheme.
+/// The bytes [`redact_str`] looks at: separators and the first letter of an auth scheme, in
+/// either case.
 const TRIGGERS: [bool; 256] = {
     let mut t = [false; 256];
     t[b'=' as usize] = true;
     t[b':' as usize] = true;
-    t[b'b' as usize] = true;
-    t[b'B' as usize] = true;
+    let mut i = 0;
+    while i < AUTH_SCHEMES.len() {
+        let first = AUTH_SCHEMES[i].as_bytes()[0];
+        t[first.to_ascii_lowercase() as usize] = true;
+        t[first.to_ascii_uppercase() as usize] = true;
+        i += 1;
+    }
     t
 };
 

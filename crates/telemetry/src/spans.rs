@@ -130,16 +130,20 @@ thread_local! {
     static REMOTE_PARENT: RefCell<Option<opentelemetry::Context>> = const { RefCell::new(None) };
 }
 
-/// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
-/// current span, if any). A `parent` without a valid span changes nothing. Only the first
-/// span created inside `make` takes it.
+/// A new span's parent: its span context, and the remote context (with its baggage) when the
+/// trace came from elsewhere.
+pub(crate) type Parent = (SpanContext, Option<opentelemetry::Context>);
+
 /// The remote parent set by [`with_remote_parent`], taken by the span being created.
-pub(crate) fn take_remote_parent() -> Option<(SpanContext, Option<opentelemetry::Context>)> {
+pub(crate) fn take_remote_parent() -> Option<Parent> {
     REMOTE_PARENT
         .with(|p| p.borrow_mut().take())
         .map(|remote| (remote.span().span_context().clone(), Some(remote)))
 }
 
+/// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
+/// current span, if any). A `parent` without a valid span changes nothing. Only the first
+/// span created inside `make` takes it.
 pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce() -> R) -> R {
     if !parent.span().span_context().is_valid() {
         return make();
@@ -448,12 +452,8 @@ impl Tracer {
         self
     }
 
-    /// A new span's OpenTelemetry side, under `parent` (its context and remote context).
-    pub(crate) fn start(
-        &self,
-        attrs: &Attributes<'_>,
-        parent: Option<(SpanContext, Option<opentelemetry::Context>)>,
-    ) -> OtelSpan {
+    /// A new span's OpenTelemetry side, under `parent`.
+    pub(crate) fn start(&self, attrs: &Attributes<'_>, parent: Option<Parent>) -> OtelSpan {
         let parent_sc = parent.as_ref().map(|(sc, _)| sc);
         let trace_id = parent_sc.map_or_else(|| self.ids.new_trace_id(), |p| p.trace_id());
         let sampled = self.queue.is_some() && sampled(self.sampler, parent_sc, trace_id);
@@ -681,9 +681,8 @@ mod tests {
     use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
 
-    /// Runs `f` under a span store, then returns the spans it queued for
-    /// export.
-    fn with_layer(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
+    /// Runs `f` under a span store, then returns the spans it queued for export.
+    fn with_store(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
         let (queue, queued) = crate::pipe::test_queue();
         let subscriber = SpanStore::new(Tracer::new(sampler, Some(queue)));
         tracing::subscriber::with_default(subscriber, f);
@@ -706,7 +705,7 @@ mod tests {
     #[test]
     fn a_remote_parent_replaces_the_current_span_and_its_baggage_is_inherited() {
         let mut seen = None;
-        let spans = with_layer(SamplerConfig::ParentBasedTraceIdRatio(0.0), || {
+        let spans = with_store(SamplerConfig::ParentBasedTraceIdRatio(0.0), || {
             let local = tracing::info_span!("local");
             let _entered = local.enter();
             let span = with_remote_parent(remote(TraceFlags::SAMPLED), || {
@@ -749,7 +748,7 @@ mod tests {
     #[test]
     fn an_unsampled_remote_parent_is_followed_and_nothing_is_exported() {
         let mut ids = None;
-        let spans = with_layer(SamplerConfig::ParentBasedAlwaysOn, || {
+        let spans = with_store(SamplerConfig::ParentBasedAlwaysOn, || {
             let span = with_remote_parent(remote(TraceFlags::default()), || {
                 tracing::info_span!("server")
             });
@@ -764,7 +763,7 @@ mod tests {
 
     #[test]
     fn recorded_fields_events_status_and_links_reach_the_exported_span() {
-        let spans = with_layer(SamplerConfig::AlwaysOn, || {
+        let spans = with_store(SamplerConfig::AlwaysOn, || {
             let other = tracing::info_span!("other");
             let span = tracing::info_span!(
                 "work",

@@ -20,7 +20,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
-use opentelemetry::trace::SpanContext;
 use sharded_slab::Slab;
 use thread_local::ThreadLocal;
 use tracing::span::{Attributes, Id, Record};
@@ -28,7 +27,7 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_core::span::Current;
 
-use crate::spans::{OtelSpan, Tracer, take_remote_parent};
+use crate::spans::{OtelSpan, Parent, Tracer, take_remote_parent};
 
 /// The spans alive in one subscriber, shared with the layers that read their ids.
 pub(crate) struct SpanTable {
@@ -95,10 +94,7 @@ impl SpanTable {
 
     /// The parent's context for a new span: a remote parent set by
     /// [`crate::with_remote_parent`], else the explicit parent, else the current span.
-    fn parent(
-        &self,
-        attrs: &Attributes<'_>,
-    ) -> Option<(SpanContext, Option<opentelemetry::Context>)> {
+    fn parent(&self, attrs: &Attributes<'_>) -> Option<Parent> {
         if let Some(remote) = take_remote_parent() {
             return Some(remote);
         }
@@ -233,22 +229,27 @@ mod tests {
     use super::*;
     use crate::config::SamplerConfig;
 
-    fn store() -> SpanStore {
-        SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None))
+    /// Runs `f` under a store of its own, with its table (to look spans up) and dispatch.
+    fn with_store(f: impl FnOnce(&SpanTable, &tracing::Dispatch)) {
+        let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None));
+        let table = store.table().clone();
+        let dispatch = tracing::Dispatch::new(store);
+        tracing::dispatcher::with_default(&dispatch, || f(&table, &dispatch));
+    }
+
+    fn alive(table: &SpanTable, id: &Id) -> bool {
+        table.with(id, |_| ()).is_some()
     }
 
     /// A span lives while a handle to it does; entering nests and exits may come out of order.
     #[test]
     fn spans_close_with_their_last_handle_and_the_stack_follows_enters_and_exits() {
-        let store = store();
-        let table = store.table().clone();
-        let dispatch = tracing::Dispatch::new(store);
-        tracing::dispatcher::with_default(&dispatch, || {
+        with_store(|table, _| {
             let outer = tracing::info_span!("outer");
             let outer_id = outer.id().expect("enabled");
             let copy = outer.clone();
             drop(outer);
-            assert!(table.with(&outer_id, |_| ()).is_some(), "a clone keeps it");
+            assert!(alive(table, &outer_id), "a clone keeps it");
             let inner = copy.in_scope(|| tracing::info_span!("inner"));
             let inner_id = inner.id().expect("enabled");
             let trace = |id: &Id| table.with(id, |s| s.cx.trace_id()).unwrap();
@@ -267,28 +268,26 @@ mod tests {
             assert!(tracing::Span::current().is_none());
 
             drop(copy);
-            assert!(table.with(&outer_id, |_| ()).is_none(), "closed");
-            assert!(table.with(&inner_id, |_| ()).is_some());
+            assert!(!alive(table, &outer_id), "closed");
+            assert!(alive(table, &inner_id));
             drop(inner);
-            assert!(table.with(&inner_id, |_| ()).is_none(), "closed");
+            assert!(!alive(table, &inner_id), "closed");
         });
     }
 
-    /// A stale id (its slot reused) finds nothing and closing it is harmless.
+    /// The id of a closed span finds nothing, also once a new span is made, and closing it
+    /// again is harmless.
     #[test]
     fn a_stale_id_finds_nothing() {
-        let store = store();
-        let table = store.table().clone();
-        let dispatch = tracing::Dispatch::new(store);
-        tracing::dispatcher::with_default(&dispatch, || {
+        with_store(|table, dispatch| {
             let first = tracing::info_span!("first");
             let stale = first.id().expect("enabled");
             drop(first);
             let second = tracing::info_span!("second");
             assert_ne!(second.id(), Some(stale.clone()));
-            assert!(table.with(&stale, |_| ()).is_none());
+            assert!(!alive(table, &stale));
             assert!(!dispatch.try_close(stale));
-            assert!(table.with(&second.id().unwrap(), |_| ()).is_some());
+            assert!(alive(table, &second.id().unwrap()));
         });
     }
 }
