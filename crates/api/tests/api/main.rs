@@ -7,6 +7,7 @@ mod collector_down;
 mod db_watch;
 mod file_mode;
 mod health;
+mod http_metrics;
 mod limits;
 mod openapi;
 mod player_telemetry;
