@@ -404,14 +404,13 @@ pub struct RequestDurations {
     bound: RwLock<Bound>,
 }
 
+/// A route's bound handles: method, status, handle.
+type BoundRoute = (&'static str, u16, BoundHistogram<f64>);
+
 /// Bound handles by route template, then (method, status).
 #[derive(Default)]
 struct Bound {
-    by_route: HashMap<
-        Box<str>,
-        Vec<(&'static str, u16, BoundHistogram<f64>)>,
-        foldhash::fast::FixedState,
-    >,
+    by_route: HashMap<Box<str>, Vec<BoundRoute>, foldhash::fast::FixedState>,
     len: usize,
 }
 
