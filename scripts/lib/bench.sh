@@ -28,7 +28,8 @@ bench_cleanup() {
 
 # bench_env NAME PORT: fills the array `env` with the API's environment for a setting:
 # off (telemetry disabled), s0 (on, nothing sampled), s10 (10 %), s100 (100 %), and s0-nologs,
-# s0-nometrics, s0-spans (nothing sampled, logs and/or metrics not exported); exports go
+# s0-nometrics, s0-spans (nothing sampled, logs and/or metrics not exported), s10-spans (10 %,
+# spans only); exports go
 # over OTLP gRPC to the receiver. Each setting gets a fresh data directory.
 bench_env() {
   local name=$1 port=$2 dir="$work/$1-data"
@@ -44,6 +45,8 @@ bench_env() {
     s0-nologs) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_LOGS_EXPORTER=none) ;;
     s0-nometrics) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_METRICS_EXPORTER=none) ;;
     s0-spans) env+=(OTEL_TRACES_SAMPLER=parentbased_always_off OTEL_LOGS_EXPORTER=none OTEL_METRICS_EXPORTER=none) ;;
+    # Spans alone at 10 %: the budget read as "for spans only" (option (b) in the README).
+    s10-spans) env+=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1 OTEL_LOGS_EXPORTER=none OTEL_METRICS_EXPORTER=none) ;;
     *) echo "unknown configuration $name" >&2; exit 2 ;;
   esac
 }
