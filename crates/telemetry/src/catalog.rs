@@ -345,17 +345,8 @@ pub fn spec(name: &str) -> Option<&'static InstrumentSpec> {
     CATALOG.iter().find(|s| s.name == name)
 }
 
-/// Instruments recorded on every request from one place in code whose label keys are fixed
-/// there; the view does not filter their labels. Why: the SDK's allow-list clones every label
-/// and looks each key up in a SipHash set on every measurement, ~2 000 instructions per
-/// request for `http.server.request.duration` (callgrind, `scripts/bench-instructions.sh`).
-/// Their one call site has a test that its keys are in the catalog's labels instead
-/// (`vidscope_api::http_telemetry`). Buckets and the cardinality cap still apply.
-pub const LABELS_CHECKED_AT_CALL_SITE: &[&str] = &[HTTP_SERVER_REQUEST_DURATION];
-
-/// The SDK view enforcing the catalog: buckets, label allow-list (except for
-/// [`LABELS_CHECKED_AT_CALL_SITE`]), cardinality cap; instruments outside the catalog are
-/// dropped.
+/// The SDK view enforcing the catalog: buckets, label allow-list, cardinality cap;
+/// instruments outside the catalog are dropped.
 pub(crate) fn view(instrument: &Instrument) -> Option<Stream> {
     let mut builder = Stream::builder().with_cardinality_limit(CARDINALITY_LIMIT);
     let Some(spec) = spec(instrument.name()) else {
@@ -364,10 +355,8 @@ pub(crate) fn view(instrument: &Instrument) -> Option<Stream> {
             .build()
             .ok();
     };
-    if !LABELS_CHECKED_AT_CALL_SITE.contains(&spec.name) {
-        builder = builder
-            .with_allowed_attribute_keys(spec.labels.iter().map(|l| Key::from_static_str(l)));
-    }
+    builder =
+        builder.with_allowed_attribute_keys(spec.labels.iter().map(|l| Key::from_static_str(l)));
     if let Some(b) = spec.buckets {
         builder = builder.with_aggregation(Aggregation::ExplicitBucketHistogram {
             boundaries: b.to_vec(),
@@ -397,8 +386,10 @@ impl std::ops::Deref for Metrics {
 /// SipHash in the SDK's attribute map and compares them (~1 900 instructions per request,
 /// callgrind), where a bound handle writes straight into its label set's buckets. Finding the
 /// handle here costs a foldhash of the route and a scan of that route's few (method, status)
-/// pairs. At most [`CARDINALITY_LIMIT`] label sets are bound; past that, requests are
-/// recorded unbound, so the SDK's cardinality cap and overflow set apply as before.
+/// pairs. The view's label allow-list is applied when a handle is bound, once per label set
+/// (unbound, it cloned and looked up every label on every measurement). At most
+/// [`CARDINALITY_LIMIT`] label sets are bound; past that, requests are recorded unbound, so
+/// the SDK's cardinality cap and overflow set apply as before.
 pub struct RequestDurations {
     histogram: Histogram<f64>,
     bound: RwLock<Bound>,

@@ -26,6 +26,7 @@ impl Series {
             && p.attr_str("http.request.method") == Some(self.method)
             && p.attr_i64("http.response.status_code") == Some(self.status)
             && p.attr_str("api.category") == Some(self.category)
+            && p.attributes.len() == 3 + usize::from(self.route.is_some())
     }
 }
 
