@@ -136,8 +136,8 @@ async fn each_route_method_and_status_is_its_own_series() {
             .collect();
         assert!(found.is_ok(), "no point with count {count}: {seen:#?}");
     }
-    // No request landed in a series of its own kind twice (cumulative: the newest export
-    // holds the totals), and nothing else was recorded.
+    // Each request was recorded once, and in no other series: the newest point of every
+    // series (cumulative) adds up to the requests sent.
     let total: u64 = expected.iter().map(|(_, c)| c).sum();
     let newest = app.otlp.metric_points(NAME);
     let mut latest: Vec<&CapturedPoint> = Vec::new();
