@@ -10,6 +10,7 @@
 //! `=` or `:`, and a byte scanner keeps the export thread cheap and the dependency tree small.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -48,12 +49,50 @@ pub fn is_sensitive_key(key: &str) -> bool {
 /// for every span, so a lookup beats rescanning. Bounded: past [`KEY_CACHE_CAP`] distinct keys
 /// it stops remembering and scans.
 pub fn is_sensitive_key_cached(key: &str) -> bool {
+    // First level: a slot chosen by the key's address, holding a copy of the last key seen
+    // there. Most keys are `&'static str`s from code, so the same key comes back at the same
+    // address and is found without hashing its text; the answer is taken only when the text
+    // matches, so a reused address with other text cannot get another key's answer.
+    // Measured (callgrind, 13 lookups per request at 100 % sampling): ~95 instructions per
+    // lookup through the map alone, ~47 with this level in front.
+    thread_local! {
+        static NEAR: RefCell<[NearSlot; NEAR_SLOTS]> =
+            const { RefCell::new([const { None }; NEAR_SLOTS]) };
+    }
+    let slot = near_slot(key);
+    NEAR.with(|near| {
+        let mut near = near.borrow_mut();
+        if let Some((k, v)) = &near[slot]
+            && **k == *key
+        {
+            return *v;
+        }
+        let v = is_sensitive_key_mapped(key);
+        near[slot] = Some((key.into(), v));
+        v
+    })
+}
+
+const NEAR_SLOTS: usize = 256;
+
+/// A key's text and whether it is sensitive.
+type NearSlot = Option<(Box<str>, bool)>;
+
+/// Fibonacci hashing of the address: its top bits spread keys that sit next to each other in
+/// the binary's read-only data.
+fn near_slot(key: &str) -> usize {
+    let h = (key.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - NEAR_SLOTS.trailing_zeros())) as usize
+}
+
+/// The second level: every key seen, by its text.
+fn is_sensitive_key_mapped(key: &str) -> bool {
     // foldhash rather than the standard SipHash: the keys come from code, not from users, so
     // there is nothing to defend against; with SipHash the lookups of a sampled request's
     // ~20 attribute keys cost ~3 000 instructions, with foldhash ~1 100 (callgrind).
     type Cache = std::collections::HashMap<Box<str>, bool, foldhash::fast::FixedState>;
     thread_local! {
-        static CACHE: std::cell::RefCell<Cache> = std::cell::RefCell::new(Cache::default());
+        static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     }
     CACHE.with(|c| {
         if let Some(v) = c.borrow().get(key) {
@@ -303,6 +342,38 @@ mod tests {
         ] {
             assert_eq!(is_sensitive_key_cached(k), is_sensitive_key(k), "{k}");
             assert_eq!(is_sensitive_key_cached(k), is_sensitive_key(k), "{k}");
+        }
+    }
+
+    /// The first level is chosen by address: a buffer reused for another key, and keys that
+    /// share a slot, must still get their own answers.
+    #[test]
+    fn the_key_memo_goes_by_text_not_address() {
+        let mut buf = String::from("user.id_");
+        assert!(!is_sensitive_key_cached(&buf));
+        buf.clear();
+        buf.push_str("password");
+        assert!(
+            is_sensitive_key_cached(&buf),
+            "same address, same length, other text"
+        );
+        buf.clear();
+        buf.push_str("user.id_");
+        assert!(!is_sensitive_key_cached(&buf));
+
+        let keys: Vec<String> = (0..4 * NEAR_SLOTS)
+            .map(|i| {
+                if i % 3 == 0 {
+                    format!("k{i}.token")
+                } else {
+                    format!("k{i}.name")
+                }
+            })
+            .collect();
+        for _ in 0..2 {
+            for k in &keys {
+                assert_eq!(is_sensitive_key_cached(k), k.ends_with("token"), "{k}");
+            }
         }
     }
 }
