@@ -40,7 +40,7 @@ count() { # name -> prints "requests instructions-per-request"
   env "${env[@]}" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     target/release/vidscope-api >/dev/null 2>"$work/$name.err" &
   pid=$!
-  bench_wait_healthy "$port" 600 0.1
+  bench_wait_healthy "$port" 600 0.1 || { echo "$name did not start:" >&2; cat "$work/$name.err" >&2; exit 2; }
   wrk -t1 -c4 -d3s "http://127.0.0.1:$port/api/test-otel" >/dev/null
   sleep 1
   callgrind_control -i on "$pid" >/dev/null

@@ -51,10 +51,11 @@ bench_env() {
   esac
 }
 
-# bench_wait_healthy PORT [TRIES] [INTERVAL]
+# bench_wait_healthy PORT [TRIES] [INTERVAL]: fails when the API never answers.
 bench_wait_healthy() {
   for _ in $(seq "${2:-100}"); do
     curl -fs "http://127.0.0.1:$1/healthz" >/dev/null && return 0
     sleep "${3:-0.05}"
   done
+  return 1
 }

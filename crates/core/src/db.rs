@@ -212,16 +212,15 @@ impl<F: Future> Future for DbSpanned<F> {
 /// without waiting out the busy timeout (seen as a 503 from a progress save under the load
 /// generator). Taken at `BEGIN`, the lock waits like any other.
 pub async fn begin(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, CoreError> {
-    let tx = match db.backend() {
-        Backend::Sqlite => {
-            db.pool()
-                .begin_with("BEGIN IMMEDIATE")
-                .in_db_span(tracing::Span::none())
-                .await?
-        }
-        Backend::Postgres => db.pool().begin().in_db_span(tracing::Span::none()).await?,
+    let statement = match db.backend() {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN",
     };
-    Ok(tx)
+    Ok(db
+        .pool()
+        .begin_with(statement)
+        .in_db_span(tracing::Span::none())
+        .await?)
 }
 
 /// Commits a transaction from [`begin`].

@@ -402,7 +402,6 @@ type BoundRoute = (&'static str, u16, BoundHistogram<f64>);
 #[derive(Default)]
 struct Bound {
     by_route: HashMap<Box<str>, Vec<BoundRoute>, foldhash::fast::FixedState>,
-    len: usize,
 }
 
 impl Bound {
@@ -449,7 +448,8 @@ impl RequestDurations {
         if let Some(handle) = bound.find(route, method, status) {
             return handle.record(seconds);
         }
-        if bound.len >= CARDINALITY_LIMIT {
+        // Counted only here, on the first request of a label set.
+        if bound.by_route.values().map(Vec::len).sum::<usize>() >= CARDINALITY_LIMIT {
             drop(bound);
             return self.histogram.record(seconds, &labels);
         }
@@ -460,7 +460,6 @@ impl RequestDurations {
             .entry(route.into())
             .or_default()
             .push((method, status, handle));
-        bound.len += 1;
     }
 }
 
@@ -629,6 +628,28 @@ mod tests {
             10,
             "seed 003's table has ten metrics: {workflow:?}"
         );
+    }
+
+    /// Past the cap, label sets are recorded unbound instead of growing the map.
+    #[test]
+    fn request_durations_bind_at_most_the_cardinality_limit() {
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
+        let durations = Metrics::new(&meter, Arc::default());
+        let durations = &durations.http_server_request_duration;
+        let routes = ["/a", "/b", "/c"];
+        for status in 0..CARDINALITY_LIMIT as u16 {
+            for route in routes {
+                durations.record(0.1, route, "GET", status, || {
+                    vec![KeyValue::new("http.route", route)]
+                });
+            }
+        }
+        let bound = durations.bound.read().unwrap();
+        let held: usize = bound.by_route.values().map(Vec::len).sum();
+        assert_eq!(held, CARDINALITY_LIMIT);
+        assert!(bound.find("/a", "GET", 7).is_some());
+        assert!(bound.find("/c", "GET", 400).is_none(), "recorded unbound");
     }
 
     #[test]

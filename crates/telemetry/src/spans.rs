@@ -9,9 +9,8 @@
 //! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
 //! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
 //! is a span context in its slot in the [`SpanStore`]: two ids, no attributes, no allocation.
-//! A sampled span records into a plain struct, which is queued for
-//! the export pipeline ([`crate::pipe`]) when it closes and written to protobuf from there
-//! ([`crate::wire`]).
+//! A sampled span records into a plain struct, which is queued for the export pipeline
+//! ([`crate::pipe`]) when it closes and written to protobuf from there ([`crate::wire`]).
 //!
 //! The tracing-opentelemetry conventions are kept: `otel.name`, `otel.kind`,
 //! `otel.status_code` and `otel.status_description` fields; every other field becomes an
@@ -621,8 +620,8 @@ pub trait SpanExt {
     /// The span's own ids and flags, without building a [`Context`](opentelemetry::Context)
     /// (for headers and log lines). Invalid when telemetry is off or the span is disabled.
     fn span_context(&self) -> SpanContext;
-    /// Sets several attributes in one lookup of the span; cheaper than recording declared fields
-    /// one by one, each of which is a separate dispatch through every layer.
+    /// Sets several attributes in one lookup of the span; cheaper than recording declared
+    /// fields one by one, each of which is a separate dispatch through every layer.
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>);
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>);
     fn add_event_with_timestamp(

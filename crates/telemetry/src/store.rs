@@ -77,35 +77,38 @@ impl SpanTable {
         self.stacks.get()?.borrow().last().cloned()
     }
 
-    /// Runs `f` on the span an event belongs to: its explicit parent, else the current span.
+    /// Runs `f` on the span something new belongs to: its explicit parent, else the current
+    /// span when it is contextual. Events and spans resolve alike.
+    fn with_scope<R>(
+        &self,
+        explicit: Option<&Id>,
+        contextual: bool,
+        f: impl FnOnce(&OtelSpan) -> R,
+    ) -> Option<R> {
+        match explicit {
+            Some(id) => self.with(id, f),
+            None if contextual => self.with(&self.current()?, f),
+            None => None,
+        }
+    }
+
+    /// Runs `f` on the span an event belongs to.
     pub(crate) fn with_event_span<R>(
         &self,
         event: &Event<'_>,
         f: impl FnOnce(&OtelSpan) -> R,
     ) -> Option<R> {
-        if let Some(parent) = event.parent() {
-            self.with(parent, f)
-        } else if event.is_contextual() {
-            self.with(&self.current()?, f)
-        } else {
-            None
-        }
+        self.with_scope(event.parent(), event.is_contextual(), f)
     }
 
     /// The parent's context for a new span: a remote parent set by
     /// [`crate::with_remote_parent`], else the explicit parent, else the current span.
     fn parent(&self, attrs: &Attributes<'_>) -> Option<Parent> {
-        if let Some(remote) = take_remote_parent() {
-            return Some(remote);
-        }
-        let local = |s: &OtelSpan| (s.cx.clone(), s.remote.clone());
-        if let Some(id) = attrs.parent() {
-            self.with(id, local)
-        } else if attrs.is_contextual() {
-            self.with(&self.current()?, local)
-        } else {
-            None
-        }
+        take_remote_parent().or_else(|| {
+            self.with_scope(attrs.parent(), attrs.is_contextual(), |s| {
+                (s.cx.clone(), s.remote.clone())
+            })
+        })
     }
 }
 
