@@ -138,9 +138,11 @@ phase_end ok
 # ------------------------------------------------------------------- services
 # Failures here are fatal (set -e); the EXIT trap records the failed phase.
 phase_begin "debian packages"
-# jq and ffmpeg are called by the tests; gcc/libc6-dev link Rust and build C deps.
+# jq and ffmpeg are called by the tests; gcc/libc6-dev link Rust and build C deps; chromium
+# and chromium-driver run the browser tests (crates/cli/tests/browser.rs) headless.
 # The start_* functions install their own servers/clients only when needed.
-ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev redis-server docker-compose prometheus python3-yaml
+ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev redis-server docker-compose prometheus python3-yaml \
+    chromium chromium-driver
 phase_end ok
 
 phase_begin "start postgres"

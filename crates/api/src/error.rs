@@ -25,6 +25,10 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The resource exists but is not in a state that allows this (e.g. a video still being
+    /// processed).
+    #[error("{0}")]
+    NotReady(String),
     #[error("too many attempts, retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -107,6 +111,7 @@ impl IntoResponse for ApiError {
                 "the e-mail or password is wrong",
             ),
             ApiError::Forbidden(m) => body(StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::NotReady(m) => body(StatusCode::CONFLICT, "not_ready", &m),
             ApiError::TooManyRequests { retry_after_secs } => {
                 let mut r = body(
                     StatusCode::TOO_MANY_REQUESTS,

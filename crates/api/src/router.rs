@@ -47,8 +47,10 @@ pub fn router(state: AppState) -> Router {
             post(routes::telemetry::player::post),
         )
         .route("/api/ws", get(routes::ws::get::get))
-        .route("/login", get(pages::login))
-        .route("/", get(pages::home))
+        .route("/login", get(pages::login::get))
+        .route("/", get(pages::home::get))
+        .route("/videos", get(pages::videos::get))
+        .route("/player/{video_id}", get(pages::player::get))
         .fallback(
             |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
         )

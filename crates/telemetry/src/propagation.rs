@@ -48,6 +48,15 @@ pub fn extract_map(map: &HashMap<String, String>) -> Context {
     global::get_text_map_propagator(|p| p.extract(map))
 }
 
+/// The context of one W3C `traceparent` value received outside headers (e.g. in a beacon's
+/// body). Read with the W3C propagator itself rather than the global one, so a valid value is
+/// recognised even when telemetry is off; an invalid one gives a context without a valid span.
+pub fn extract_traceparent(value: &str) -> Context {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    let map = HashMap::from([("traceparent".to_owned(), value.to_owned())]);
+    opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&map)
+}
+
 /// Runs `make`, which creates a span, with `parent` as that span's remote parent when `parent`
 /// carries a valid remote span. The parent must be known at creation: sampling is decided
 /// then.

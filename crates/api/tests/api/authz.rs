@@ -223,8 +223,22 @@ async fn every_route_answers_each_role_as_specified() {
         ),
         case("GET", "/api/ws", "/api/ws", Body::WebSocket, signed_in(101)),
         case("GET", "/login", "/login", Body::None, all(200)),
-        // Pages redirect instead of answering 401.
-        case("GET", "/", "/", Body::None, [303, 200, 200, 200]),
+        // Pages redirect instead of answering 401; the front page always redirects.
+        case("GET", "/", "/", Body::None, all(303)),
+        case(
+            "GET",
+            "/videos",
+            "/videos",
+            Body::None,
+            [303, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/player/{video_id}",
+            format!("/player/{id}"),
+            Body::None,
+            [303, 200, 200, 200],
+        ),
         // Last: it ends the sessions the other cases use.
         case(
             "POST",

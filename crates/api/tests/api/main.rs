@@ -10,6 +10,7 @@ mod health;
 mod http_metrics;
 mod limits;
 mod openapi;
+mod pages;
 mod player_telemetry;
 mod progress;
 mod redaction;

@@ -27,6 +27,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/ws"),
     ("GET", "/login"),
     ("GET", "/"),
+    ("GET", "/videos"),
+    ("GET", "/player/{video_id}"),
 ];
 
 const ROUTER_RS: &str = include_str!("../../src/router.rs");

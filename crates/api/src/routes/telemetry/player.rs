@@ -23,13 +23,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use opentelemetry::KeyValue;
+use opentelemetry::trace::TraceContextExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 use vidscope_core::CoreError;
 use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_video};
 use vidscope_telemetry::SpanExt as _;
-use vidscope_telemetry::propagation::{extract_http, with_remote_parent};
+use vidscope_telemetry::propagation::{extract_http, extract_traceparent, with_remote_parent};
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
@@ -56,6 +57,18 @@ pub struct Batch {
     /// `video.page_hidden` {finalPosition, watchTime?}.
     #[schema(value_type = Vec<Object>)]
     events: Vec<Value>,
+    /// The page's W3C `traceparent`, for senders that cannot set headers
+    /// (`navigator.sendBeacon`). A `traceparent` header wins over it.
+    #[serde(default)]
+    traceparent: Option<String>,
+}
+
+/// A checked batch.
+struct Parsed {
+    video_id: VideoId,
+    events: Vec<PlayerEvent>,
+    /// The parent carried in the body (`Context::new()` when there is none).
+    parent: opentelemetry::Context,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -212,7 +225,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 }
 
 /// Parses and validates the whole batch; nothing is recorded unless all of it is valid.
-fn parse_batch(bytes: &[u8]) -> Result<(VideoId, Vec<PlayerEvent>), ApiError> {
+fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
     let batch: Batch = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid batch: {e}")))?;
     let video_id = VideoId::parse("videoId", &batch.video_id)?;
@@ -231,7 +244,24 @@ fn parse_batch(bytes: &[u8]) -> Result<(VideoId, Vec<PlayerEvent>), ApiError> {
         .enumerate()
         .map(|(i, v)| parse_event(i, v, &video_id))
         .collect::<Result<_, _>>()?;
-    Ok((video_id, events))
+    let parent = match batch.traceparent {
+        None => opentelemetry::Context::new(),
+        Some(tp) => {
+            let cx = extract_traceparent(&tp);
+            if !cx.span().span_context().is_valid() {
+                return Err(ApiError::bad_request(
+                    "invalid_traceparent",
+                    "traceparent is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)",
+                ));
+            }
+            cx
+        }
+    };
+    Ok(Parsed {
+        video_id,
+        events,
+        parent,
+    })
 }
 
 /// Adds the event to `span` and feeds the player metrics.
@@ -320,7 +350,11 @@ pub async fn post(
     body: Body,
 ) -> Result<Json<BatchResponse>, ApiError> {
     let bytes = read_body(&headers, body).await?;
-    let (video_id, events) = parse_batch(&bytes)?;
+    let Parsed {
+        video_id,
+        events,
+        parent,
+    } = parse_batch(&bytes)?;
     let video: VideoRef = find_video(&state.db, &video_id)
         .await?
         .ok_or(CoreError::NotFound("video"))?;
@@ -332,8 +366,15 @@ pub async fn post(
         }
     }
 
-    // A child of the page's span when it sent `traceparent`, else of the server span.
-    let span = with_remote_parent(extract_http(&headers), || {
+    // A child of the page's span when it sent `traceparent` (header, else body), else of the
+    // server span.
+    let header_parent = extract_http(&headers);
+    let parent = if header_parent.span().span_context().is_valid() {
+        header_parent
+    } else {
+        parent
+    };
+    let span = with_remote_parent(parent, || {
         tracing::info_span!(
             "video.session",
             user.id = %user.id,
@@ -420,6 +461,20 @@ mod tests {
     }
 
     #[test]
+    fn a_body_traceparent_must_be_valid() {
+        let batch = |tp: &str| json!({"videoId": "v1", "traceparent": tp, "events": [{"name": "video.buffering"}]});
+        assert!(err(batch("00-zz-1")).starts_with("traceparent"));
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let parsed = parse_batch(batch(tp).to_string().as_bytes()).unwrap();
+        let sc = parsed.parent.span().span_context().clone();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(sc.span_id().to_string(), "b7ad6b7169203331");
+    }
+
+    #[test]
     fn batch_limits() {
         assert!(err(json!({"videoId": "v1", "events": []})).contains("events"));
         let many: Vec<Value> = (0..=MAX_EVENTS)
@@ -430,7 +485,11 @@ mod tests {
 
     #[test]
     fn a_valid_batch_parses() {
-        let (id, events) = parse_batch(
+        let Parsed {
+            video_id: id,
+            events,
+            parent,
+        } = parse_batch(
             json!({"videoId": "v1", "events": [
                 {"name": "video.loaded", "loadTimeMs": 850},
                 {"name": "video.resume_attempt", "success": true, "expected": 10, "actual": 10.2},
@@ -444,6 +503,7 @@ mod tests {
         .unwrap();
         assert_eq!(id.as_str(), "v1");
         assert_eq!(events.len(), 5);
+        assert!(!parent.span().span_context().is_valid());
         assert_eq!(
             events[0],
             PlayerEvent::Loaded {

@@ -70,7 +70,7 @@ pub async fn get(
 
 /// Read through the cache: players ask for a video's metadata on every page load, while it
 /// only changes when the worker moves the video on (which invalidates it).
-async fn metadata(state: &AppState, id: &VideoId) -> Result<Json<VideoBody>, ApiError> {
+pub(crate) async fn metadata(state: &AppState, id: &VideoId) -> Result<Json<VideoBody>, ApiError> {
     let key = cache::video_key(id);
     let body = state
         .cache

@@ -1,0 +1,26 @@
+//! `GET /`: the site's front door is the lesson list.
+
+use axum::http::Uri;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::auth::MaybeUser;
+use crate::error::ErrorBody;
+
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "homePage",
+    summary = "The front page: to the lesson list",
+    tag = "pages",
+    responses(
+        (status = 303, description = "To `/videos`, or to `/login?next=/` without a valid session",
+            headers(("Location" = String))),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Response {
+    match user {
+        Some(_) => Redirect::to("/videos").into_response(),
+        None => super::to_login(&uri),
+    }
+}

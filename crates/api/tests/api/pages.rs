@@ -1,0 +1,197 @@
+//! The HTML pages without a browser: redirects, the player's answers for bad, unknown and
+//! unready videos, what the player page embeds (its own trace context, the escaped title), and a
+//! page-hide beacon that carries the page's trace in its body. The browser tests
+//! (`crates/cli/tests/browser.rs`) drive the same pages in Chromium.
+
+use serde_json::{Value, json};
+use vidscope_core::domain::Role;
+use vidscope_core::videos::VideoId;
+use vidscope_testkit::{TestApp, spawn_app};
+
+use crate::progress::{WAIT, get_progress, warm_up};
+
+async fn insert(app: &TestApp, id: &str, title: &str, status: &str) {
+    sqlx::query(
+        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
+         duration_seconds, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'video/mp4', 1000, $4, 60.0, 0, 0)",
+    )
+    .bind(id)
+    .bind(format!("{id}.mp4"))
+    .bind(title)
+    .bind(status)
+    .execute(app.state.db.pool())
+    .await
+    .expect("insert test video");
+}
+
+async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut req = app.client.get(app.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.send().await.expect("GET page")
+}
+
+#[tokio::test]
+async fn anonymous_page_requests_go_to_login_and_come_back() {
+    let app = spawn_app().await;
+    for (path, next) in [
+        ("/", "/"),
+        ("/videos", "/videos"),
+        (
+            "/player/0b5a6f8e-0000-4000-8000-000000000001",
+            "/player/0b5a6f8e-0000-4000-8000-000000000001",
+        ),
+    ] {
+        let resp = get_page(&app, path, None).await;
+        assert_eq!(resp.status(), 303, "{path}");
+        assert_eq!(
+            resp.headers()["location"],
+            format!("/login?next={next}").as_str(),
+            "{path}"
+        );
+    }
+    let viewer = app.create_user(Role::Viewer).await;
+    let resp = get_page(&app, "/", Some(&viewer.cookie)).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/videos");
+    let resp = get_page(&app, "/videos", Some(&viewer.cookie)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("id=\"videos\""));
+}
+
+#[tokio::test]
+async fn the_player_names_what_is_wrong_with_the_video() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let processing = VideoId::generate();
+    insert(&app, processing.as_str(), "Later", "processing").await;
+    let cases = [
+        (
+            "/player/not-a-uuid".to_owned(),
+            400,
+            "videoId must be a UUID",
+        ),
+        (format!("/player/{}", VideoId::generate()), 404, "not found"),
+        (format!("/player/{processing}"), 409, "not ready to play"),
+    ];
+    for (path, status, message) in cases {
+        let resp = get_page(&app, &path, Some(&viewer.cookie)).await;
+        assert_eq!(resp.status(), status, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        let got = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(got.contains(message), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let id = VideoId::generate();
+    let title = "Fractions </script><script>alert(1)</script> & \"more\"";
+    insert(&app, id.as_str(), title, "ready").await;
+
+    let resp = get_page(&app, &format!("/player/{id}"), Some(&viewer.cookie)).await;
+
+    assert_eq!(resp.status(), 200);
+    let traceresponse = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let html = resp.text().await.unwrap();
+    // The meta tag is in the response's trace (the handler's span, a child of the server span).
+    let meta = html
+        .split("<meta name=\"traceparent\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a traceparent meta tag");
+    let trace_of = |tp: &str| tp.split('-').nth(1).map(str::to_owned);
+    assert_eq!(
+        trace_of(meta),
+        trace_of(&traceresponse),
+        "{meta} vs {traceresponse}"
+    );
+    assert_eq!(meta.len(), 55, "{meta}");
+    // The title cannot end the script element or open a tag.
+    assert!(!html.contains("<script>alert(1)"), "unescaped title");
+    assert!(html.contains("Fractions &lt;/script&gt;"));
+    let data = html
+        .split("<script id=\"page-data\" type=\"application/json\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("page data");
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(data["videoId"], id.as_str());
+    assert_eq!(data["title"], title);
+    assert_eq!(data["streamUrl"], format!("/api/videos/{id}.mp4"));
+}
+
+#[tokio::test]
+async fn a_beacon_carries_the_pages_trace_in_its_body() {
+    // Arrange: what `navigator.sendBeacon` sends on page hide: text/plain, no traceparent
+    // header, the page's context in the body.
+    let app = spawn_app().await;
+    let viewer = app.create_user(Role::Viewer).await;
+    let id = VideoId::generate();
+    insert(&app, id.as_str(), "Beacon", "ready").await;
+    warm_up(&app, &viewer).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let page_span = "00f067aa0ba902b7";
+    let body = json!({"videoId": id.as_str(), "traceparent": format!("00-{trace_id}-{page_span}-01"),
+        "events": [{"name": "video.page_hidden", "finalPosition": 42.5, "watchTime": 40}]});
+
+    // Act
+    let resp = app
+        .client
+        .post(app.url("/api/telemetry/player"))
+        .header("cookie", &viewer.cookie)
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: saved, and the session span continues the page's trace.
+    assert_eq!(resp.status(), 200);
+    let stored: Value = get_progress(&app, &viewer, id.as_str())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
+    app.flush_telemetry().await;
+    let session = app
+        .otlp
+        .wait_for_span(|s| s.name == "video.session", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(session.trace_id, trace_id);
+    assert_eq!(session.parent_span_id.as_deref(), Some(page_span));
+
+    // A malformed body traceparent is refused, naming the field; nothing is saved.
+    let mut bad = body.clone();
+    bad["traceparent"] = json!("00-nope");
+    bad["events"][0]["finalPosition"] = json!(1.0);
+    let resp = app
+        .client
+        .post(app.url("/api/telemetry/player"))
+        .header("cookie", &viewer.cookie)
+        .body(bad.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("traceparent"),
+        "{err}"
+    );
+    let stored: Value = get_progress(&app, &viewer, id.as_str())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
+}

@@ -1,0 +1,725 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver (chromedriver), against
+//! `vidscope up` (API and worker in one process) with videos that ffmpeg makes here.
+//!
+//! One viewer signs in, finds both lessons (MP4 and WebM) with their thumbnails, plays one,
+//! seeks, and reloads: playback resumes at the saved position. A page hide saves the position
+//! through the beacon. The player's events arrive as the seed's metrics (names and units) and
+//! as a `video.session` span in the trace of the page load. The trace viewer lists that trace
+//! under the viewer's user id and not under another user's, and draws its waterfall.
+//!
+//! Traces go to the embedded telemetry files (what the trace viewer reads); metrics go to the
+//! OTLP capture receiver. Screenshots of the player and of the trace viewer are written to
+//! `target/test-artifacts/browser/` (or `$VIDSCOPE_TEST_ARTIFACTS/browser/`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them) and ffmpeg.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use vidscope_testkit::otlp::CaptureReceiver;
+
+mod common;
+use common::Process;
+
+const ADMIN_EMAIL: &str = "browser-admin@example.com";
+const ADMIN_PASSWORD: &str = "browser admin password";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(60);
+/// Length of the generated lessons, in seconds.
+const LESSON_SECS: u32 = 20;
+
+/// Polls `probe` until it returns something, panicking with `what` (and the last value seen)
+/// after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn artifacts_dir() -> PathBuf {
+    let base = std::env::var_os("VIDSCOPE_TEST_ARTIFACTS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts"),
+        PathBuf::from,
+    );
+    let dir = base.join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A lesson made by ffmpeg: a test pattern with a tone, `LESSON_SECS` long.
+fn make_lesson(dir: &Path, name: &str, codec_args: &[&str]) -> Vec<u8> {
+    let path = dir.join(name);
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "testsrc=duration={LESSON_SECS}:size=320x240:rate=25"
+        ))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={LESSON_SECS}"))
+        .args(codec_args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg runs (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&path).unwrap()
+}
+
+/// chromedriver on a free loopback port, and a headless Chromium session through it.
+async fn browser() -> (Process, Client, tempfile::TempDir) {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
+        );
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Process(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    eventually("chromedriver to answer /status", WAIT, || async {
+        let r = http
+            .get(format!("{url}/status"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        if v["value"]["ready"] == true {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    // The flags this machine needs (no sandbox as root, no background connections to hosts it
+    // cannot reach), plus autoplay without a gesture so the test can call `play()`.
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1280,900",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([format!("--user-data-dir={}", profile.path().display())])
+    .collect::<Vec<_>>();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"binary": CHROMIUM, "args": args}),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&url)
+        .await
+        .expect("a Chromium session through chromedriver");
+    (driver, client, profile)
+}
+
+/// Runs `script` in the page and returns its value.
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+}
+
+/// `document.body.dataset[key]` once the page has set it.
+async fn body_data(c: &Client, key: &str) -> String {
+    let script = format!("return document.body.dataset.{key} || null;");
+    eventually(&format!("body[data-{key}]"), WAIT, || async {
+        match js(c, &script).await {
+            Value::String(s) => Ok(s),
+            other => Err(format!("{other} (page: {:?})", page_state(c).await)),
+        }
+    })
+    .await
+}
+
+/// What the page shows, for failure messages.
+async fn page_state(c: &Client) -> Value {
+    c.execute(
+        "return {url: location.href, body: document.body && document.body.dataset, \
+         error: (document.getElementById('error') || {}).textContent};",
+        vec![],
+    )
+    .await
+    .unwrap_or(Value::Null)
+}
+
+async fn screenshot(c: &Client, name: &str) -> PathBuf {
+    let png = c.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    let path = artifacts_dir().join(name);
+    std::fs::write(&path, png).unwrap();
+    path
+}
+
+/// Every span in the OTLP-JSON trace files under `dir` (one export request per line), with its
+/// service name.
+fn spans_in_files(dir: &Path) -> Vec<(String, Value)> {
+    let mut spans = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return spans;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("traces") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(req) = serde_json::from_str::<Value>(line) else {
+                continue; // a line still being written
+            };
+            for rs in req["resourceSpans"].as_array().into_iter().flatten() {
+                let service = rs["resource"]["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["key"] == "service.name")
+                    .and_then(|a| a["value"]["stringValue"].as_str())
+                    .unwrap_or("")
+                    .to_owned();
+                for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                    for span in ss["spans"].as_array().into_iter().flatten() {
+                        spans.push((service.clone(), span.clone()));
+                    }
+                }
+            }
+        }
+    }
+    spans
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// Signs in `client` (a reqwest client with a cookie store) and returns the user's id.
+async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let r = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "login {email}: {}", r.status());
+    let session: Value = client
+        .get(format!("{base}/api/auth/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    session["user"]["id"].as_str().unwrap().to_owned()
+}
+
+fn cookie_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_watches_resumes_and_finds_the_trace() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry_dir = dir.path().join("telemetry");
+    let prefix = format!(
+        "vidscope-browser-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+
+    // ---------------------------------------------------------------- the service
+    let mut up = Command::new(env!("CARGO_BIN_EXE_vidscope"));
+    up.args([
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "up",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .env("DATABASE_URL", &db.url)
+    .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    // Traces into the embedded files, which the trace viewer reads; metrics to the receiver.
+    .env("OTEL_TRACES_EXPORTER", "file")
+    .env("OTEL_METRICS_EXPORTER", "otlp")
+    .env("OTEL_LOGS_EXPORTER", "none")
+    .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+    .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+    .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
+    .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
+    .env("RUST_LOG", "warn")
+    .env_remove("S3_BUCKET_NAME")
+    .env_remove("REDIS_URL")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    let mut service = Process(up.spawn().unwrap());
+    let stdout = service.0.stdout.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
+        .await
+        .unwrap();
+
+    // ------------------------------------------------------- two lessons, by ffmpeg
+    let media = tempfile::tempdir().unwrap();
+    let mp4 = make_lesson(
+        media.path(),
+        "lesson.mp4",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    );
+    let webm = make_lesson(
+        media.path(),
+        "lesson.webm",
+        &[
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "300k",
+            "-g",
+            "25",
+            "-c:a",
+            "libopus",
+        ],
+    );
+    let admin = cookie_client();
+    let admin_id = sign_in(&admin, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut ids = HashMap::new();
+    for (name, bytes, mime) in [
+        ("lesson.mp4", mp4, "video/mp4"),
+        ("lesson.webm", webm, "video/webm"),
+    ] {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(name)
+            .mime_str(mime)
+            .unwrap();
+        let form = reqwest::multipart::Form::new()
+            .text("title", format!("Browser lesson {name}"))
+            .part("file", part);
+        let r = admin
+            .post(format!("{base}/api/upload"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "upload {name}: {body}");
+        let id = body["id"]
+            .as_str()
+            .or_else(|| body["video"]["id"].as_str())
+            .unwrap_or_else(|| panic!("upload answer names the video: {body}"))
+            .to_owned();
+        ids.insert(name, id);
+    }
+    // The worker probes both and makes their thumbnails.
+    eventually("both lessons ready with thumbnails", WAIT, || async {
+        let list: Value = admin
+            .get(format!("{base}/api/videos"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = list["videos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["status"] == "ready" && v["thumbnail_url"].is_string())
+            .count();
+        if ready == 2 {
+            Ok(())
+        } else {
+            Err(list.to_string())
+        }
+    })
+    .await;
+
+    // A second user, whose requests make traces the viewer's user filter must leave out.
+    let other = cookie_client();
+    let r = other
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": "browser-other@example.com", "password": "another password here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "register");
+    let registered: Value = r.json().await.unwrap();
+    let other_id = registered["user"]["id"].as_str().unwrap().to_owned();
+    let other_trace = other
+        .get(format!("{base}/api/videos"))
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get("traceresponse")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .expect("a traceresponse header")
+        .to_owned();
+
+    // ------------------------------------------------------------ the browser
+    let (_driver, c, _profile) = browser().await;
+
+    // Signing in: the lesson list sends an anonymous visitor to the login page and back.
+    c.goto(&format!("{base}/videos")).await.unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.path(), "/login", "{url}");
+    assert_eq!(url.query(), Some("next=/videos"), "{url}");
+    c.find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_EMAIL)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(body_data(&c, "loaded").await, "2");
+    assert_eq!(c.current_url().await.unwrap().path(), "/videos");
+    // Both thumbnails decoded (an image that failed to load has naturalWidth 0).
+    let thumbs = eventually("both thumbnails decoded", WAIT, || async {
+        let v = js(
+            &c,
+            "return [...document.querySelectorAll('.video-card img.thumb')]\
+             .map(i => i.complete ? i.naturalWidth : -1);",
+        )
+        .await;
+        let widths: Vec<i64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        if widths.len() == 2 && widths.iter().all(|w| *w > 0) {
+            Ok(widths)
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    assert_eq!(thumbs.len(), 2);
+
+    // ----------------------------------------------------- play, seek, save, reload
+    let mp4_id = &ids["lesson.mp4"];
+    c.find(Locator::Css(&format!(
+        ".video-card[data-video-id='{mp4_id}']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    assert_eq!(body_data(&c, "resumedAt").await, "0", "nothing saved yet");
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/player/{mp4_id}")
+    );
+    js(&c, "document.getElementById('video').play(); return null;").await;
+    assert_eq!(body_data(&c, "state").await, "playing");
+    let decoded = js(&c, "return document.getElementById('video').videoWidth;").await;
+    assert_eq!(decoded, 320, "the MP4 is decoded");
+    // Seek and pause, then wait for the periodic save (every 10 s) to store the position.
+    js(
+        &c,
+        "const v = document.getElementById('video'); v.pause(); v.currentTime = 7; return null;",
+    )
+    .await;
+    eventually(
+        "the periodic save of position 7",
+        Duration::from_secs(25),
+        || async {
+            match js(&c, "return document.body.dataset.savedPosition || null;").await {
+                Value::String(s) if s == "7" => Ok(()),
+                other => Err(other.to_string()),
+            }
+        },
+    )
+    .await;
+    screenshot(&c, "player.png").await;
+
+    c.refresh().await.unwrap();
+    let resumed: f64 = body_data(&c, "resumedAt").await.parse().unwrap();
+    assert!(
+        (resumed - 7.0).abs() <= 0.5,
+        "resumed at {resumed}, saved 7"
+    );
+    assert_eq!(body_data(&c, "resumeSuccess").await, "true");
+    let page_trace = js(
+        &c,
+        "return document.querySelector('meta[name=traceparent]').content.split('-')[1];",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_owned();
+    assert_eq!(page_trace.len(), 32, "{page_trace}");
+    // The resume events were sent (flushed once the seek settled).
+    eventually("the resume events sent", WAIT, || async {
+        match js(
+            &c,
+            "return Number(document.body.dataset.telemetrySent || 0);",
+        )
+        .await
+        {
+            Value::Number(n) if n.as_u64() >= Some(2) => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+
+    // A page hide saves the position through the beacon: seek, leave, and the server has it.
+    js(
+        &c,
+        "const v = document.getElementById('video'); v.pause(); v.currentTime = 12; return null;",
+    )
+    .await;
+    eventually("the seek to 12 settled", WAIT, || async {
+        match js(
+            &c,
+            "const v = document.getElementById('video'); return !v.seeking && v.currentTime;",
+        )
+        .await
+        {
+            Value::Number(n) if n.as_f64() == Some(12.0) => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    c.goto("about:blank").await.unwrap();
+    eventually("the beacon's position 12 stored", WAIT, || async {
+        let p: Value = admin
+            .get(format!("{base}/api/progress/{mp4_id}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if p["positionSeconds"].as_f64() == Some(12.0) {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
+    })
+    .await;
+
+    // ------------------------------------------------------------------- WebM
+    let webm_id = &ids["lesson.webm"];
+    c.goto(&format!("{base}/player/{webm_id}")).await.unwrap();
+    assert_eq!(body_data(&c, "resumedAt").await, "0");
+    js(&c, "document.getElementById('video').play(); return null;").await;
+    assert_eq!(body_data(&c, "state").await, "playing");
+    eventually("the WebM plays on", WAIT, || async {
+        match js(
+            &c,
+            "const v = document.getElementById('video'); return [v.videoWidth, v.currentTime];",
+        )
+        .await
+        {
+            Value::Array(a) if a[0] == 320 && a[1].as_f64().unwrap_or(0.0) > 0.5 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+
+    // ----------------------------------------------------------- the player's metrics
+    for (name, min_count) in [("video.load_time_ms", 3), ("video.resume_time_ms", 1)] {
+        eventually(&format!("{name} points"), WAIT, || async {
+            let metrics = receiver.metrics_named(name);
+            let count: u64 = receiver
+                .metric_points(name)
+                .iter()
+                .filter_map(|p| p.value.count())
+                .max()
+                .unwrap_or(0);
+            match metrics.first() {
+                Some(m) if m.unit == "ms" && count >= min_count => Ok(()),
+                Some(m) => Err(format!("unit {:?}, count {count}", m.unit)),
+                None => Err("no such metric yet".into()),
+            }
+        })
+        .await;
+    }
+    let resume_points = receiver.metric_points("video.resume_time_ms");
+    assert!(
+        resume_points
+            .iter()
+            .any(|p| p.attr_bool("success") == Some(true)),
+        "a successful resume: {resume_points:?}"
+    );
+
+    // -------------------------------------------------- the player's events, in the page's trace
+    let session = eventually("the reloaded page's video.session spans", WAIT, || async {
+        let spans = spans_in_files(&telemetry_dir);
+        let in_trace: Vec<_> = spans
+            .iter()
+            .filter(|(_, s)| s["traceId"] == page_trace.as_str())
+            .collect();
+        let page = in_trace.iter().any(|(_, s)| {
+            attr(s, "http.route").and_then(|v| v["stringValue"].as_str())
+                == Some("/player/{video_id}")
+        });
+        let events: Vec<String> = in_trace
+            .iter()
+            .filter(|(_, s)| s["name"] == "video.session")
+            .flat_map(|(_, s)| s["events"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["name"].as_str().map(str::to_owned))
+            .collect();
+        let wanted = ["video.loaded", "video.resume_attempt", "video.page_hidden"];
+        if page && wanted.iter().all(|w| events.iter().any(|e| e == w)) {
+            Ok(events)
+        } else {
+            Err(format!("page span: {page}, events: {events:?}"))
+        }
+    })
+    .await;
+    assert!(
+        !session
+            .iter()
+            .any(|e| e == "video.resume_position_mismatch")
+    );
+
+    // --------------------------------------------------------------- the trace viewer
+    c.goto(&format!("{base}/trace-viewer?user={admin_id}"))
+        .await
+        .unwrap();
+    let row = format!(".trace-row[data-trace-id='{page_trace}']");
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&row))
+        .await
+        .unwrap_or_else(|e| panic!("the page's trace listed under its user: {e}"));
+    let listed = js(
+        &c,
+        "return [...document.querySelectorAll('.trace-row')].map(r => r.dataset.traceId);",
+    )
+    .await;
+    assert!(
+        !listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == other_trace.as_str()),
+        "another user's trace under this user's filter: {listed}"
+    );
+    c.find(Locator::Css(&row))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#waterfall .span-bar"))
+        .await
+        .unwrap();
+    let drawn = js(
+        &c,
+        "return {bars: document.querySelectorAll('#waterfall .span-bar').length, \
+         events: [...document.querySelectorAll('#waterfall .span-event')]\
+         .map(e => e.getAttribute('title') || e.textContent)};",
+    )
+    .await;
+    assert!(drawn["bars"].as_u64().unwrap() >= 2, "{drawn}");
+    assert!(
+        drawn["events"].as_array().unwrap().iter().any(|e| e
+            .as_str()
+            .is_some_and(|s| s.contains("video.resume_attempt"))),
+        "the resume drawn on the timeline: {drawn}"
+    );
+    screenshot(&c, "trace-viewer.png").await;
+
+    // The same filter with the other user's id lists their trace and not the viewer's.
+    c.goto(&format!("{base}/trace-viewer?user={other_id}"))
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&format!(
+            ".trace-row[data-trace-id='{other_trace}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("the other user's trace listed under their id: {e}"));
+    assert!(
+        c.find_all(Locator::Css(&row)).await.unwrap().is_empty(),
+        "the viewer's trace under another user's filter"
+    );
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
+}
