@@ -159,6 +159,7 @@
       video.currentTime = expected;
     } else {
       dataset.resumedAt = '0';
+      $('resumed').textContent = 'from the start';
       resumeDone = true;
       flush();
     }
