@@ -246,6 +246,9 @@ else
     phase_skip "tests (postgres)" "build failed"
 fi
 
+# ------------------------------------------------------------- docs checks
+run_phase "docs links" python3 scripts/check-docs.py || true
+
 # ---------------------------------------------------------- stack checks
 if [[ -x scripts/check-stack.sh ]]; then
     if [[ ! -s $emitted_metrics ]]; then
