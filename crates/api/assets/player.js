@@ -25,6 +25,8 @@
   let lastPos = 0;
   let lastSavedPos = null;
   let bufferingSince = null;
+  let hasPlayed = false;   // a stall before the first frame is start-up, not buffering
+  let bufferingEvents = 0;
   let sentEvents = 0;
 
   function headers() {
@@ -113,14 +115,17 @@
     lastPos = t;
   });
   video.addEventListener('waiting', () => {
-    if (resumeDone && bufferingSince === null) bufferingSince = performance.now();
+    // A wait caused by a seek is the seek's, not buffering.
+    if (hasPlayed && !video.seeking && bufferingSince === null) bufferingSince = performance.now();
   });
   video.addEventListener('playing', () => {
     $('status').textContent = 'playing';
     dataset.state = 'playing';
+    hasPlayed = true;
     if (bufferingSince !== null) {
       push({name: 'video.buffering', durationMs: Math.round(performance.now() - bufferingSince)});
       bufferingSince = null;
+      dataset.bufferingEvents = String(++bufferingEvents);
     }
   });
   video.addEventListener('pause', () => { $('status').textContent = 'paused'; dataset.state = 'paused'; });

@@ -86,7 +86,7 @@ fn make_lesson(dir: &Path, name: &str, codec_args: &[&str]) -> Vec<u8> {
 }
 
 /// chromedriver on a free loopback port, and a headless Chromium session through it.
-async fn browser() -> (Process, Client, tempfile::TempDir) {
+async fn browser() -> (Process, String, Client, tempfile::TempDir) {
     for bin in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(bin).exists(),
@@ -151,7 +151,7 @@ async fn browser() -> (Process, Client, tempfile::TempDir) {
         .connect(&url)
         .await
         .expect("a Chromium session through chromedriver");
-    (driver, client, profile)
+    (driver, url, client, profile)
 }
 
 /// Runs `script` in the page and returns its value.
@@ -423,7 +423,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         .to_owned();
 
     // ------------------------------------------------------------ the browser
-    let (_driver, c, _profile) = browser().await;
+    let (_driver, driver_url, c, _profile) = browser().await;
 
     // Signing in: the lesson list sends an anonymous visitor to the login page and back.
     c.goto(&format!("{base}/videos")).await.unwrap();
@@ -578,11 +578,41 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     .await;
 
     // ------------------------------------------------------------------- WebM
+    // Played on a link slower than the lesson's bit rate (~40 KB/s), so playback stalls and
+    // the player reports buffering; the link is restored once it has.
+    let session = c
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session id");
+    let throttle = |bytes_per_sec: u64| {
+        let url = format!("{driver_url}/session/{session}/chromium/network_conditions");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(
+                    &json!({"network_conditions": {"offline": false, "latency": 20,
+                    "download_throughput": bytes_per_sec, "upload_throughput": bytes_per_sec}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success(),
+                "network conditions: {}",
+                r.status()
+            );
+        }
+    };
+    throttle(12_000).await;
     let webm_id = &ids["lesson.webm"];
     c.goto(&format!("{base}/player/{webm_id}")).await.unwrap();
     assert_eq!(body_data(&c, "resumedAt").await, "0");
     js(&c, "document.getElementById('video').play(); return null;").await;
     assert_eq!(body_data(&c, "state").await, "playing");
+    let stalls = body_data(&c, "bufferingEvents").await;
+    assert!(stalls.parse::<u32>().unwrap() >= 1, "{stalls}");
+    throttle(100_000_000).await;
     eventually("the WebM plays on", WAIT, || async {
         match js(
             &c,
@@ -595,8 +625,23 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         }
     })
     .await;
+    // Leaving sends the pending events (the buffering among them) by beacon.
+    c.goto("about:blank").await.unwrap();
 
     // ----------------------------------------------------------- the player's metrics
+    eventually("video.buffering_events_total", WAIT, || async {
+        let points = receiver.metric_points("video.buffering_events_total");
+        let total = points
+            .iter()
+            .filter_map(|p| p.value.as_number())
+            .fold(0.0, f64::max);
+        if total >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{points:?}"))
+        }
+    })
+    .await;
     for (name, min_count) in [("video.load_time_ms", 3), ("video.resume_time_ms", 1)] {
         eventually(&format!("{name} points"), WAIT, || async {
             let metrics = receiver.metrics_named(name);
