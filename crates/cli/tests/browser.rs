@@ -246,15 +246,22 @@ async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &s
         .await
         .unwrap();
     assert!(r.status().is_success(), "login {email}: {}", r.status());
-    let session: Value = client
-        .get(format!("{base}/api/auth/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let session = get_json(client, &format!("{base}/api/auth/session"))
         .await
         .unwrap();
     session["user"]["id"].as_str().unwrap().to_owned()
+}
+
+/// GET `url` as JSON; errors as text, for [`eventually`].
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn cookie_client() -> reqwest::Client {
@@ -270,37 +277,22 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let telemetry_dir = dir.path().join("telemetry");
-    let prefix = format!(
-        "vidscope-browser-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
 
     // ---------------------------------------------------------------- the service
-    let mut up = Command::new(env!("CARGO_BIN_EXE_vidscope"));
-    up.args([
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "up",
-        "--addr",
-        "127.0.0.1:0",
-    ])
-    .env("DATABASE_URL", &db.url)
-    .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
-    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    let mut up = common::up_command(
+        dir.path(),
+        &db.url,
+        &receiver.grpc_endpoint(),
+        (ADMIN_EMAIL, ADMIN_PASSWORD),
+    );
     // Traces into the embedded files, which the trace viewer reads; metrics to the receiver.
-    .env("OTEL_TRACES_EXPORTER", "file")
-    .env("OTEL_METRICS_EXPORTER", "otlp")
-    .env("OTEL_LOGS_EXPORTER", "none")
-    .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
-    .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-    .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
-    .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
-    .env("RUST_LOG", "warn")
-    .env_remove("S3_BUCKET_NAME")
-    .env_remove("REDIS_URL")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    up.env("OTEL_TRACES_EXPORTER", "file")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "warn")
+        .env_remove("S3_BUCKET_NAME")
+        .env_remove("REDIS_URL");
     let mut service = Process(up.spawn().unwrap());
     let stdout = service.0.stdout.take().unwrap();
     let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
@@ -377,14 +369,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     }
     // The worker probes both and makes their thumbnails.
     eventually("both lessons ready with thumbnails", WAIT, || async {
-        let list: Value = admin
-            .get(format!("{base}/api/videos"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let list = get_json(&admin, &format!("{base}/api/videos")).await?;
         let ready = list["videos"]
             .as_array()
             .into_iter()
@@ -561,14 +546,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     .await;
     c.goto("about:blank").await.unwrap();
     eventually("the beacon's position 12 stored", WAIT, || async {
-        let p: Value = admin
-            .get(format!("{base}/api/progress/{mp4_id}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let p = get_json(&admin, &format!("{base}/api/progress/{mp4_id}")).await?;
         if p["positionSeconds"].as_f64() == Some(12.0) {
             Ok(())
         } else {

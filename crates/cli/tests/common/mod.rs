@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, ExitStatus};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 /// A child process that is killed if the test ends before stopping it.
 pub struct Process(pub Child);
@@ -54,4 +55,32 @@ pub fn up_base_url(stdout: ChildStdout) -> String {
             .strip_prefix("liveness")
             .map(|rest| rest.trim().trim_end_matches("/healthz").to_owned())
     })
+}
+
+/// `vidscope up` on port 0 with its data in `data_dir`, the database at `db_url`, OTLP over gRPC
+/// to `otlp_grpc` (metrics every second), an admin account, a queue prefix of its own, stdout
+/// piped (for [`up_base_url`]) and stderr shown. Callers add what their test needs.
+pub fn up_command(data_dir: &Path, db_url: &str, otlp_grpc: &str, admin: (&str, &str)) -> Command {
+    let prefix = format!(
+        "vidscope-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut up = Command::new(env!("CARGO_BIN_EXE_vidscope"));
+    up.args([
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "up",
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .env("DATABASE_URL", db_url)
+    .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc)
+    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
+    .env("VIDSCOPE_ADMIN_EMAIL", admin.0)
+    .env("VIDSCOPE_ADMIN_PASSWORD", admin.1)
+    .env("VIDSCOPE_QUEUE_PREFIX", prefix)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    up
 }
