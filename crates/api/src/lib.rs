@@ -23,6 +23,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod status_bridge;
+pub mod trace_viewer;
 
 pub use startup::Application;
 pub use state::AppState;

@@ -51,6 +51,15 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::home::get))
         .route("/videos", get(pages::videos::get))
         .route("/player/{video_id}", get(pages::player::get))
+        .route("/trace-viewer", get(pages::trace_viewer::get))
+        .route(
+            "/api/trace-viewer/traces",
+            get(routes::trace_viewer::list::get),
+        )
+        .route(
+            "/api/trace-viewer/traces/{trace_id}",
+            get(routes::trace_viewer::get::get),
+        )
         .fallback(
             |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
         )

@@ -6,6 +6,7 @@ pub mod openapi;
 pub mod progress;
 pub mod telemetry;
 pub mod test_otel;
+pub mod trace_viewer;
 pub mod upload;
 pub mod videos;
 pub mod ws;

@@ -54,6 +54,7 @@ impl Application {
                 redis: redis.clone(),
                 metrics,
                 settings: std::sync::Arc::new(settings.api.clone()),
+                trace_viewer: std::sync::Arc::new(settings.trace_viewer.clone()),
                 cache: std::sync::Arc::new(crate::cache::Cache::new(redis.clone())),
                 login_limiter: std::sync::Arc::new(crate::rate_limit::LoginLimiter::new(
                     settings.api.login_max_failures,

@@ -23,4 +23,6 @@ pub struct AppState {
     pub cache: Arc<crate::cache::Cache>,
     /// Pushes changes to open WebSocket connections.
     pub realtime: crate::realtime::Hub,
+    /// What `/trace-viewer` reads and links to.
+    pub trace_viewer: Arc<vidscope_core::config::TraceViewerSettings>,
 }

@@ -23,6 +23,64 @@ pub struct Settings {
     pub redis_url: Option<String>,
     pub store: StoreSettings,
     pub api: ApiSettings,
+    pub trace_viewer: TraceViewerSettings,
+}
+
+/// Where the built-in trace viewer (`/trace-viewer`) reads traces from, and where it links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceViewerSettings {
+    /// OTLP-JSON trace files (Collector file-exporter format), each read with its rotated
+    /// backups (`<file>.1`, `<file>.2`, ...): the app's own `traces.json` in
+    /// `VIDSCOPE_TELEMETRY_DIR` (default `<data dir>/telemetry`), then the comma-separated
+    /// `VIDSCOPE_TRACE_VIEWER_FILES` (e.g. the Collector's `/var/log/otel-collector/traces.json`).
+    pub files: Vec<PathBuf>,
+    /// At most this many bytes are read from the end of each file (`VIDSCOPE_TRACE_VIEWER_MAX_MB`,
+    /// default 16): the viewer is for recent traces, and its memory stays bounded.
+    pub max_bytes_per_file: u64,
+    /// `VIDSCOPE_GRAFANA_URL`: each trace gets an "Open in Grafana" link (Explore, Tempo).
+    pub grafana_url: Option<String>,
+}
+
+impl TraceViewerSettings {
+    fn new(data_dir: &Path) -> Self {
+        Self {
+            files: vec![data_dir.join("telemetry").join("traces.json")],
+            max_bytes_per_file: 16 * 1024 * 1024,
+            grafana_url: None,
+        }
+    }
+
+    fn from_lookup(
+        data_dir: &Path,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let mut t = Self::new(data_dir);
+        if let Some(dir) = get("VIDSCOPE_TELEMETRY_DIR") {
+            t.files = vec![PathBuf::from(dir).join("traces.json")];
+        }
+        if let Some(v) = get("VIDSCOPE_TRACE_VIEWER_FILES") {
+            for f in v.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                t.files.push(PathBuf::from(f));
+            }
+        }
+        if let Some(v) = get("VIDSCOPE_TRACE_VIEWER_MAX_MB") {
+            t.max_bytes_per_file =
+                parse_u64("VIDSCOPE_TRACE_VIEWER_MAX_MB", &v, "MiB")? * 1024 * 1024;
+        }
+        if let Some(v) = get("VIDSCOPE_GRAFANA_URL") {
+            let v = v.trim().trim_end_matches('/');
+            if !(v.starts_with("http://") || v.starts_with("https://"))
+                || v.contains(char::is_whitespace)
+            {
+                return Err(SettingsError {
+                    var: "VIDSCOPE_GRAFANA_URL",
+                    reason: format!("{v:?} is not an http:// or https:// URL"),
+                });
+            }
+            t.grafana_url = Some(v.to_owned());
+        }
+        Ok(t)
+    }
 }
 
 /// How `GET /api/videos/{filename}` serves objects from S3.
@@ -202,6 +260,7 @@ impl Settings {
                 },
             },
             api: ApiSettings::default(),
+            trace_viewer: TraceViewerSettings::new(data_dir),
         }
     }
 
@@ -231,6 +290,7 @@ impl Settings {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut s = Self::embedded(data_dir, addr);
         s.api = ApiSettings::from_lookup(get)?;
+        s.trace_viewer = TraceViewerSettings::from_lookup(data_dir, get)?;
         if let Some(url) = get("DATABASE_URL") {
             if !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
@@ -369,5 +429,44 @@ mod tests {
         ])
         .unwrap();
         assert!(matches!(s.store.kind, StoreKind::S3 { ref bucket, .. } if bucket == "videos"));
+    }
+
+    #[test]
+    fn trace_viewer_sources_and_grafana_link() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            s.trace_viewer.files,
+            [PathBuf::from("/d/telemetry/traces.json")]
+        );
+        assert_eq!(s.trace_viewer.grafana_url, None);
+        let s = settings(&[
+            ("VIDSCOPE_TELEMETRY_DIR", "/t"),
+            (
+                "VIDSCOPE_TRACE_VIEWER_FILES",
+                "/var/log/otel-collector/traces.json, /x.json",
+            ),
+            ("VIDSCOPE_GRAFANA_URL", "http://localhost:3000/"),
+            ("VIDSCOPE_TRACE_VIEWER_MAX_MB", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.trace_viewer.files,
+            [
+                PathBuf::from("/t/traces.json"),
+                PathBuf::from("/var/log/otel-collector/traces.json"),
+                PathBuf::from("/x.json")
+            ]
+        );
+        assert_eq!(
+            s.trace_viewer.grafana_url.as_deref(),
+            Some("http://localhost:3000")
+        );
+        assert_eq!(s.trace_viewer.max_bytes_per_file, 2 * 1024 * 1024);
+        for (var, value) in [
+            ("VIDSCOPE_GRAFANA_URL", "localhost:3000"),
+            ("VIDSCOPE_TRACE_VIEWER_MAX_MB", "0"),
+        ] {
+            assert_eq!(settings(&[(var, value)]).unwrap_err().var, var);
+        }
     }
 }

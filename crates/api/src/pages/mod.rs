@@ -6,6 +6,7 @@
 pub mod home;
 pub mod login;
 pub mod player;
+pub mod trace_viewer;
 pub mod videos;
 
 use axum::http::Uri;

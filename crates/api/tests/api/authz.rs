@@ -222,6 +222,28 @@ async fn every_route_answers_each_role_as_specified() {
             signed_in(200),
         ),
         case("GET", "/api/ws", "/api/ws", Body::WebSocket, signed_in(101)),
+        // The trace viewer is for admins; an unknown trace is a 404 only they can see.
+        case(
+            "GET",
+            "/trace-viewer",
+            "/trace-viewer",
+            Body::None,
+            [303, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/api/trace-viewer/traces",
+            "/api/trace-viewer/traces",
+            Body::None,
+            [401, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/api/trace-viewer/traces/{trace_id}",
+            "/api/trace-viewer/traces/0af7651916cd43dd8448eb211c80319c",
+            Body::None,
+            [401, 403, 403, 404],
+        ),
         case("GET", "/login", "/login", Body::None, all(200)),
         // Pages redirect instead of answering 401; the front page always redirects.
         case("GET", "/", "/", Body::None, all(303)),

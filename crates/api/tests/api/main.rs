@@ -16,6 +16,7 @@ mod progress;
 mod redaction;
 mod sampling;
 mod test_otel;
+mod trace_viewer;
 mod upload;
 mod videos;
 mod ws;

@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/videos"),
     ("GET", "/player/{video_id}"),
+    ("GET", "/trace-viewer"),
+    ("GET", "/api/trace-viewer/traces"),
+    ("GET", "/api/trace-viewer/traces/{trace_id}"),
 ];
 
 const ROUTER_RS: &str = include_str!("../../src/router.rs");

@@ -1,0 +1,44 @@
+//! `GET /trace-viewer`: seed 001's "recommended" trace viewer, for admins. The page is static;
+//! its script reads `/api/trace-viewer/traces` (filters, auto-refresh) and draws a waterfall
+//! from `/api/trace-viewer/traces/{trace_id}`.
+
+use std::sync::LazyLock;
+
+use axum::http::Uri;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::auth::MaybeUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::trace_viewer::require_admin;
+
+static PAGE: LazyLock<String> =
+    LazyLock::new(|| super::with_css(include_str!("../../assets/trace-viewer.html")));
+
+#[utoipa::path(
+    get,
+    path = "/trace-viewer",
+    operation_id = "traceViewerPage",
+    summary = "The trace viewer",
+    tag = "pages",
+    params(
+        ("video" = Option<String>, Query, description = "Prefills the lesson filter"),
+        ("user" = Option<String>, Query, description = "Prefills the user filter"),
+        ("service" = Option<String>, Query, description = "Prefills the service filter"),
+        ("errors" = Option<bool>, Query, description = "Prefills the errors-only filter"),
+        ("limit" = Option<usize>, Query, description = "Prefills the trace count"),
+    ),
+    responses(
+        (status = 200, description = "The viewer", content_type = "text/html", body = String),
+        (status = 303, description = "No valid session: to `/login?next=/trace-viewer`",
+            headers(("Location" = String))),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Result<Response, ApiError> {
+    let Some(user) = user else {
+        return Ok(super::to_login(&uri));
+    };
+    require_admin(&user)?;
+    Ok(Html(PAGE.as_str()).into_response())
+}

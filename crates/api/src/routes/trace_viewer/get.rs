@@ -1,0 +1,68 @@
+//! `GET /api/trace-viewer/traces/{trace_id}`: every span of one trace, for the waterfall.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Json;
+use crate::state::AppState;
+use crate::trace_viewer::{SpanView, TraceSummary};
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceDetail {
+    pub summary: TraceSummary,
+    /// Oldest first; offsets are from the first span's start.
+    pub spans: Vec<SpanView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/trace-viewer/traces/{trace_id}",
+    operation_id = "getTrace",
+    summary = "One trace's spans and events",
+    tag = "trace-viewer",
+    security(("session" = [])),
+    params(("trace_id" = String, Path, description = "32 lowercase hex digits")),
+    responses(
+        (status = 200, description = "The trace", body = TraceDetail),
+        (status = 400, description = "Not a trace id", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TraceDetail>, ApiError> {
+    super::require_admin(&user)?;
+    let Path(trace_id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    if trace_id.len() != 32
+        || !trace_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            "traceId must be 32 lowercase hex digits",
+        ));
+    }
+    let snapshot = super::snapshot(&state).await?;
+    let trace = snapshot
+        .traces
+        .into_iter()
+        .find(|t| t.trace_id == trace_id)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "trace {trace_id} not found in the trace files (not written yet, or rotated out)"
+            ))
+        })?;
+    Ok(Json(TraceDetail {
+        summary: trace.summary(state.trace_viewer.grafana_url.as_deref()),
+        spans: trace.spans,
+    }))
+}

@@ -1,0 +1,179 @@
+//! `GET /api/trace-viewer/traces`: recent traces, newest first, filtered.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Json;
+use crate::state::AppState;
+use crate::trace_viewer::{Filter, SourceStatus, TraceSummary};
+
+/// Traces listed without `?limit=`.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest `?limit=`.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The query as sent: strings, so a bad value gets a JSON 400 naming the parameter.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFilter {
+    video: Option<String>,
+    user: Option<String>,
+    service: Option<String>,
+    errors: Option<String>,
+    limit: Option<String>,
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+impl RawFilter {
+    fn parse(self) -> Result<Filter, ApiError> {
+        let errors_only = match self.errors.as_deref().map(str::trim) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("errors must be true or false (got {other:?})"),
+                ));
+            }
+        };
+        let limit = match non_empty(self.limit) {
+            None => DEFAULT_LIMIT,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT} (got {v:?})"),
+                    )
+                })?,
+        };
+        Ok(Filter {
+            video: non_empty(self.video),
+            user: non_empty(self.user),
+            service: non_empty(self.service),
+            errors_only,
+            limit,
+        })
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceList {
+    pub traces: Vec<TraceSummary>,
+    /// How reading each configured file went.
+    pub sources: Vec<SourceStatus>,
+    pub stats: Stats,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// Traces read from the files (before filtering).
+    pub traces_read: usize,
+    /// Traces that match the filter (before the limit).
+    pub matching: usize,
+    /// Of those, with at least one error span.
+    pub with_errors: usize,
+    /// Of those, with an authentication failure.
+    pub with_auth_failures: usize,
+    /// Every service seen, for the service filter.
+    pub services: Vec<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/trace-viewer/traces",
+    operation_id = "listTraces",
+    summary = "Recent traces from the telemetry files, newest first",
+    tag = "trace-viewer",
+    security(("session" = [])),
+    params(
+        ("video" = Option<String>, Query, description = "Only traces with this `video.id` / `lesson.id`"),
+        ("user" = Option<String>, Query, description = "Only traces with this `user.id`"),
+        ("service" = Option<String>, Query, description = "Only traces with a span of this `service.name`"),
+        ("errors" = Option<bool>, Query, description = "`true`: only traces with an error span"),
+        ("limit" = Option<usize>, Query, description = "At most this many traces (1 to 1000, default 50)"),
+    ),
+    responses(
+        (status = 200, description = "The traces", body = TraceList),
+        (status = 400, description = "A parameter is not valid (the message names it)", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Result<Query<RawFilter>, QueryRejection>,
+) -> Result<Json<TraceList>, ApiError> {
+    super::require_admin(&user)?;
+    let Query(raw) =
+        query.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let filter = raw.parse()?;
+    let snapshot = super::snapshot(&state).await?;
+    let grafana = state.trace_viewer.grafana_url.as_deref();
+    let matching: Vec<_> = snapshot
+        .traces
+        .iter()
+        .filter(|t| !t.is_the_viewers_own() && t.matches(&filter))
+        .collect();
+    let mut services = std::collections::BTreeSet::new();
+    for t in &snapshot.traces {
+        services.extend(t.spans.iter().map(|s| s.service.clone()));
+    }
+    let summaries: Vec<TraceSummary> = matching.iter().map(|t| t.summary(grafana)).collect();
+    let stats = Stats {
+        traces_read: snapshot.traces.len(),
+        matching: summaries.len(),
+        with_errors: summaries.iter().filter(|s| s.error_count > 0).count(),
+        with_auth_failures: summaries.iter().filter(|s| s.auth_failure).count(),
+        services: services.into_iter().collect(),
+    };
+    Ok(Json(TraceList {
+        traces: summaries.into_iter().take(filter.limit).collect(),
+        sources: snapshot.sources,
+        stats,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(errors: Option<&str>, limit: Option<&str>) -> RawFilter {
+        RawFilter {
+            errors: errors.map(str::to_owned),
+            limit: limit.map(str::to_owned),
+            ..RawFilter::default()
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (r, name) in [
+            (raw(Some("yes"), None), "errors"),
+            (raw(None, Some("0")), "limit"),
+            (raw(None, Some("1001")), "limit"),
+            (raw(None, Some("ten")), "limit"),
+        ] {
+            match r.parse() {
+                Err(ApiError::BadRequest { message, .. }) => {
+                    assert!(message.starts_with(name), "{message}")
+                }
+                other => panic!("{name}: expected a 400, got {other:?}"),
+            }
+        }
+        let f = raw(Some("true"), Some("7")).parse().unwrap();
+        assert!(f.errors_only);
+        assert_eq!(f.limit, 7);
+        assert_eq!(raw(None, None).parse().unwrap().limit, DEFAULT_LIMIT);
+    }
+}
