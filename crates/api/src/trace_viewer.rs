@@ -391,7 +391,7 @@ impl Trace {
         self.root()
             .and_then(|s| s.attributes.get("http.route"))
             .and_then(Value::as_str)
-            .is_some_and(|r| r.starts_with("/api/trace-viewer/"))
+            .is_some_and(|r| r == "/trace-viewer" || r.starts_with("/api/trace-viewer/"))
     }
 
     pub fn matches(&self, f: &Filter) -> bool {
