@@ -227,7 +227,7 @@ def player_dashboard() -> dict:
            q95("progress_save_time_ms_milliseconds_bucket", API, window="10m"), unit="ms", threshold=1000)
     d.stat("Buffering events / min", "sum(rate(video_buffering_events_total[5m])) * 60", unit="short")
     d.timeseries("Video load time (p50, p95)",
-                 [(q95("video_load_time_ms_milliseconds_bucket", API, "video_source"), "p95 {{video_source}}"),
+                 [(q95("video_load_time_ms_milliseconds_bucket", API), "p95"),
                   (f"histogram_quantile(0.5, sum by (le) (rate(video_load_time_ms_milliseconds_bucket{{{API}}}[$__rate_interval])))",
                    "p50")], unit="ms", threshold=5000)
     d.timeseries("Resume time (p95) by success",

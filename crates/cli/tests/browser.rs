@@ -724,7 +724,11 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
             .is_some_and(|s| s.contains("video.resume_attempt"))),
         "the resume drawn on the timeline: {drawn}"
     );
-    js(&c, "document.getElementById('detail').scrollIntoView(); return null;").await;
+    js(
+        &c,
+        "document.getElementById('detail').scrollIntoView(); return null;",
+    )
+    .await;
     screenshot(&c, "trace-viewer.png").await;
 
     // The same filter with the other user's id lists their trace and not the viewer's.

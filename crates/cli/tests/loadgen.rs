@@ -263,12 +263,19 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
         .unwrap();
     assert!(status.success(), "vidscope up exit: {status:?}");
 
-    let mut emitted: BTreeMap<String, (String, &str)> = BTreeMap::new();
+    // Per metric: unit, type and every attribute key seen on its points (the labels
+    // check-stack compares each panel's filters and groupings with).
+    let mut emitted: BTreeMap<String, (String, &str, BTreeSet<String>)> = BTreeMap::new();
     for m in receiver.metrics() {
-        emitted.insert(m.name.clone(), (m.unit.clone(), type_of(m.kind)));
+        let entry = emitted
+            .entry(m.name.clone())
+            .or_insert_with(|| (m.unit.clone(), type_of(m.kind), BTreeSet::new()));
+        for p in &m.points {
+            entry.2.extend(p.attributes.iter().map(|(k, _)| k.clone()));
+        }
     }
     for spec in vidscope_telemetry::catalog::CATALOG {
-        if let Some((unit, _)) = emitted.get(spec.name) {
+        if let Some((unit, _, _)) = emitted.get(spec.name) {
             assert_eq!(
                 unit, spec.unit,
                 "{} exported with the catalog's unit",
@@ -279,7 +286,9 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     if let Some(path) = std::env::var_os("VIDSCOPE_EMITTED_METRICS") {
         let list: Vec<_> = emitted
             .iter()
-            .map(|(name, (unit, ty))| serde_json::json!({ "name": name, "unit": unit, "type": ty }))
+            .map(|(name, (unit, ty, labels))| {
+                serde_json::json!({ "name": name, "unit": unit, "type": ty, "labels": labels })
+            })
             .collect();
         let doc = serde_json::json!({
             "source": "crates/cli/tests/loadgen.rs: vidscope up + vidscope loadgen, captured over OTLP",
