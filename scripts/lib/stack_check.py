@@ -737,6 +737,66 @@ def check_rule_tests() -> list[tuple[str, str]]:
 # =========================================================================== main
 
 
+# What each pinned image can run as a healthcheck, and where that comes from. An image missing
+# here, or a healthcheck whose command is not in its set, fails the check: a healthcheck that
+# cannot run keeps its service unhealthy for ever, and everything that depends on it never
+# starts (Loki's `wget` in a distroless image did exactly that).
+IMAGE_COMMANDS: dict[str, tuple[set[str], str]] = {
+    "grafana/loki:3.7.6": ({"/usr/bin/loki"},
+        "distroless/static:nonroot, only /usr/bin/loki; `-health` probes /ready (cmd/loki/Dockerfile, cmd/loki/health.go at v3.7.6)"),
+    "grafana/tempo:3.0.3": ({"/tempo"},
+        "distroless, only /tempo; `-health` probes /ready (cmd/tempo/Dockerfile, cmd/tempo/main.go at v3.0.3)"),
+    "prom/prometheus:v3.14.0": ({"wget", "/bin/wget", "sh", "/bin/sh", "promtool", "prometheus"},
+        "FROM quay.io/prometheus/busybox: busybox applets incl. wget (Dockerfile)"),
+    "grafana/grafana:13.2.0": ({"wget", "curl", "sh", "/bin/sh", "grafana"},
+        "alpine base: busybox wget (packaging/docker/Dockerfile)"),
+    "busybox:1.37.0": ({"wget", "sh", "/bin/sh", "sleep"}, "busybox applets"),
+    "postgres:18.4": ({"pg_isready", "sh", "/bin/sh", "psql"}, "Debian base with the PostgreSQL client tools"),
+    "ghcr.io/valkey-io/valkey:9.0.4-alpine3.23": ({"valkey-cli", "sh", "/bin/sh"}, "alpine with valkey-cli"),
+    "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z": ({"mc", "curl", "sh", "/bin/sh"}, "the minio image ships mc"),
+    "vidscope-api:local": ({"curl", "sh", "/bin/sh"}, "our Dockerfile's runtime stage installs curl"),
+    "vidscope-worker:local": ({"curl", "sh", "/bin/sh"}, "our Dockerfile's runtime stage installs curl"),
+}
+
+
+def check_healthchecks() -> None:
+    compose = load_yaml("docker-compose.observability.yml") or {}
+    checked = 0
+    for name, svc in (compose.get("services") or {}).items():
+        hc = (svc or {}).get("healthcheck")
+        if not hc or hc.get("disable"):
+            continue
+        test = hc.get("test")
+        where = f"docker-compose.observability.yml: services.{name}.healthcheck"
+        if isinstance(test, str):
+            kind, argv = "CMD-SHELL", [test]
+        elif isinstance(test, list) and test:
+            kind, argv = test[0], test[1:]
+        else:
+            fail(where, f"unreadable test {test!r}")
+            continue
+        image = svc.get("image", "")
+        if image not in IMAGE_COMMANDS:
+            fail(where, f"image {image!r} has no entry in IMAGE_COMMANDS (scripts/lib/stack_check.py): "
+                        "say which commands it has, and where that is documented")
+            continue
+        have, source = IMAGE_COMMANDS[image]
+        if kind == "CMD-SHELL":
+            if not ({"sh", "/bin/sh"} & have):
+                fail(where, f"CMD-SHELL needs /bin/sh, which {image} does not have ({source})")
+                continue
+            command = argv[0].split()[0] if argv and argv[0].split() else ""
+        elif kind == "CMD":
+            command = argv[0] if argv else ""
+        else:
+            fail(where, f"test must start with CMD or CMD-SHELL, not {kind!r}")
+            continue
+        if command not in have:
+            fail(where, f"runs {command!r}, which {image} does not have ({source})")
+        checked += 1
+    notes.append(f"healthchecks: {checked} checked against their images' documented commands")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--emitted", default=os.environ.get("VIDSCOPE_EMITTED_METRICS"))
@@ -749,6 +809,7 @@ def main() -> int:
     collector = check_collector()
     tempo = check_tempo()
     check_loki()
+    check_healthchecks()
     prom = check_prometheus()
     _, grafana_queries = check_grafana(tempo)
     rule_queries = check_rule_tests()
