@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Telemetry overhead benchmark (DESIGN.md "Performance budget"): throughput of
+# Telemetry overhead benchmark (docs/DESIGN.md "Performance budget", docs/performance.md): throughput of
 # GET /api/test-otel (server span, one child span around a SQLite query, one log line, one
 # metric point) with telemetry off, on at 100 % and on at 10 % sampling, exporting over OTLP
 # gRPC to a local receiver (otlp-sink, which decodes and discards).

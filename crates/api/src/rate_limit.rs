@@ -2,7 +2,7 @@
 //!
 //! In-process and fixed-window: enough for one API instance (the embedded mode and the
 //! compose stack). Several instances behind a balancer each keep their own counts, so the
-//! effective limit multiplies by the instance count; that is written in the README.
+//! effective limit multiplies by the instance count; that is written in docs/configuration.md.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -3,7 +3,7 @@
 //! OTLP `LogRecord` ([`crate::wire`]).
 //!
 //! Written by hand instead of the OpenTelemetry log bridge, the SDK's batch log processor and
-//! the OTLP log exporter because of the performance budget (DESIGN.md). That path builds an
+//! the OTLP log exporter because of the performance budget (docs/DESIGN.md). That path builds an
 //! SDK record per event (with the OpenTelemetry context attached to find the trace), clones
 //! it into the processor's channel, rebuilds every record that needs redaction, regroups each
 //! batch by resource and scope, and converts it into these same protobuf types before

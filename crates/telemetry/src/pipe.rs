@@ -5,13 +5,13 @@
 //! [`ExportStats`].
 //!
 //! Written by hand instead of the SDK's batch processors and OTLP exporters because of the
-//! performance budget (DESIGN.md): with them every item is an SDK type (a log record built
+//! performance budget (docs/DESIGN.md): with them every item is an SDK type (a log record built
 //! through the log bridge, a span through the SDK's span), each batch is converted to
 //! `opentelemetry-proto` types and regrouped by resource and scope through hash maps, and
 //! prost encodes the four-level request by measuring every item again at each level. Here
 //! protobuf is written straight from the recorded items ([`Payload::encode`], see `wire`);
 //! JSON, the file and the fallback file go through the protobuf types, grouped by a linear
-//! scan. Measured with callgrind on the benchmark route: see the README.
+//! scan. Measured with callgrind on the benchmark route: see docs/performance.md.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

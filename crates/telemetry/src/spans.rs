@@ -2,7 +2,7 @@
 //! created.
 //!
 //! Written by hand instead of using tracing-opentelemetry because of the performance budget
-//! (DESIGN.md): tracing-opentelemetry builds a full span (a builder with every field converted
+//! (docs/DESIGN.md): tracing-opentelemetry builds a full span (a builder with every field converted
 //! into an attribute, a lock, an SDK span) for every tracing span and decides sampling only
 //! when it starts that span, so an unsampled span cost nearly as much as a sampled one up to
 //! the export. Replacing it (together with hand-written hex for the ids) took the benchmark

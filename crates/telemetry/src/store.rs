@@ -2,7 +2,7 @@
 //! current on each thread.
 //!
 //! Written by hand instead of tracing-subscriber's `Registry` because of the performance
-//! budget (DESIGN.md). The registry serves any stack of layers, and that has a price on
+//! budget (docs/DESIGN.md). The registry serves any stack of layers, and that has a price on
 //! every span: its slot carries a type map of per-layer extensions (the span context went in
 //! there as one more boxed value), a per-layer filter map, and a counted reference to its
 //! parent that the child's close gives back through a second dispatch; and every layer
