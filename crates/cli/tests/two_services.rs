@@ -192,6 +192,8 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
     // and their ffmpeg and storage steps in the worker.
     let expected = [
         ("vidscope-api", "POST /api/upload"),
+        ("vidscope-api", "create video.probe"),
+        ("vidscope-worker", "receive video.probe"),
         ("vidscope-worker", "send video.probe"),
         ("vidscope-worker", "process video.probe"),
         ("vidscope-worker", "ffmpeg.probe"),
@@ -226,6 +228,19 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
         .collect();
     assert!(complete.is_ok(), "trace {trace_id} holds only {seen:?}");
     let by_name = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
+    // The API's outbox write (PRODUCER) is the parent of the worker relay's CONSUMER span: the
+    // pair the service graph draws as the api -> worker edge.
+    let create = by_name("create video.probe");
+    let receive = by_name("receive video.probe");
+    assert_eq!((create.kind, receive.kind), (4, 5), "PRODUCER, CONSUMER");
+    assert_eq!(
+        receive.parent_span_id.as_deref(),
+        Some(create.span_id.as_str())
+    );
+    assert_eq!(
+        by_name("send video.probe").parent_span_id.as_deref(),
+        Some(receive.span_id.as_str())
+    );
     // The producer continues the upload's trace, and the consumer is the producer's child.
     assert_eq!(
         by_name("process video.probe").parent_span_id.as_deref(),

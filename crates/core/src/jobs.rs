@@ -130,8 +130,12 @@ pub fn crm_lesson_completed(user_id: &str, video_id: &str) -> NewJob {
     }
 }
 
-/// Writes `jobs` into the outbox inside the caller's transaction, with the current span's
-/// trace context. A job id already present is left alone (the follow-up of a redelivered job).
+/// Writes `jobs` into the outbox inside the caller's transaction. Each job gets a PRODUCER span
+/// (`create <job>`) in the current trace, and its context is what the outbox row carries: the
+/// relay's CONSUMER span (`receive <job>`, in the worker) continues it, which is the
+/// producer -> consumer pair the service graph draws as an edge from the writing service (the
+/// API) to the worker. A job id already present is left alone (the follow-up of a redelivered
+/// job).
 pub async fn write_outbox(
     tx: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -139,11 +143,19 @@ pub async fn write_outbox(
 ) -> Result<(), CoreError> {
     const SQL: &str = "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
-    let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(
-        &tracing::Span::current(),
-    ))
-    .map_err(|e| CoreError::Other(e.into()))?;
     for job in jobs {
+        let span = tracing::info_span!(
+            "messaging.create",
+            otel.name = %format_args!("create {}", job.kind.as_str()),
+            otel.kind = "producer",
+            messaging.system = OUTBOX_SYSTEM,
+            messaging.operation.type = "create",
+            messaging.operation.name = "create",
+            messaging.destination.name = job.kind.as_str(),
+            messaging.message.id = job.id.as_str(),
+        );
+        let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(&span))
+            .map_err(|e| CoreError::Other(e.into()))?;
         sqlx::query(SQL)
             .bind(&job.id)
             .bind(job.kind.as_str())
@@ -151,11 +163,15 @@ pub async fn write_outbox(
             .bind(&trace)
             .bind(now_millis())
             .execute(&mut *tx)
-            .in_db_span(query_span(backend, "INSERT", "outbox", SQL))
+            .in_db_span(span.in_scope(|| query_span(backend, "INSERT", "outbox", SQL)))
+            .instrument(span)
             .await?;
     }
     Ok(())
 }
+
+/// `messaging.system` of the outbox hop (between the writing service and the relay).
+pub const OUTBOX_SYSTEM: &str = "vidscope.outbox";
 
 /// Writes `jobs` into the outbox in a transaction of their own (a cause with no row of its
 /// own to commit alongside, e.g. a test or an admin command).
@@ -201,10 +217,24 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobK
         let trace: String = row.try_get("trace_context")?;
         let created_at: i64 = row.try_get("created_at")?;
         let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
-        let span = vidscope_telemetry::with_remote_parent(
+        // The relay takes the row from the outbox (CONSUMER, continuing the writer's `create`
+        // span) and sends it on to the queue (PRODUCER, which the job's consumer continues).
+        let receive = vidscope_telemetry::with_remote_parent(
             vidscope_telemetry::propagation::extract_map(&parent),
-            || crate::queue::producer_span(queue, kind, &id),
+            || {
+                tracing::info_span!(
+                    "messaging.receive",
+                    otel.name = %format_args!("receive {}", kind.as_str()),
+                    otel.kind = "consumer",
+                    messaging.system = OUTBOX_SYSTEM,
+                    messaging.operation.type = "receive",
+                    messaging.operation.name = "receive",
+                    messaging.destination.name = kind.as_str(),
+                    messaging.message.id = id.as_str(),
+                )
+            },
         );
+        let span = receive.in_scope(|| crate::queue::producer_span(queue, kind, &id));
         let result = async {
             let message = JobMessage {
                 id: id.clone(),

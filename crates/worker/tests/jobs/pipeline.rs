@@ -197,6 +197,18 @@ async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     let by_name = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
     let send = by_name("send video.probe");
     let process = by_name("process video.probe");
+    // Outbox hop: the API's `create` (PRODUCER) -> the relay's `receive` (CONSUMER) -> `send`.
+    let create = by_name("create video.probe");
+    let receive = by_name("receive video.probe");
+    assert_eq!((create.kind, receive.kind), (4, 5));
+    assert_eq!(
+        receive.parent_span_id.as_deref(),
+        Some(create.span_id.as_str())
+    );
+    assert_eq!(
+        send.parent_span_id.as_deref(),
+        Some(receive.span_id.as_str())
+    );
     assert_eq!(send.kind, 4, "PRODUCER");
     assert_eq!(process.kind, 5, "CONSUMER");
     assert_eq!(
