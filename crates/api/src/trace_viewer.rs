@@ -216,12 +216,16 @@ fn tail(file: &Path, max: u64) -> std::io::Result<Option<(String, bool)>> {
     };
     let len = f.metadata()?.len();
     let start = len.saturating_sub(max);
-    f.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::with_capacity((len - start) as usize);
-    f.read_to_end(&mut bytes)?;
+    // One byte before the cut too, so a cut that falls exactly at a line start keeps that
+    // line (the byte read is its preceding newline, dropped below with the partial line).
+    let from = start.saturating_sub(1);
+    f.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::with_capacity((len - from) as usize);
+    // `take`: the file may grow while it is read; the tail stays within its budget.
+    (&mut f).take(len - from).read_to_end(&mut bytes)?;
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if start > 0 {
-        // Cut into the middle of a line: drop the partial first one.
+        // Cut into the middle of a line (or just after a newline): drop up to the first one.
         text = text
             .split_once('\n')
             .map(|(_, r)| r.to_owned())
@@ -541,6 +545,31 @@ mod tests {
             "2026-12-04T01:02:03.456Z"
         );
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_tail_that_starts_at_a_line_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("traces.json");
+        let line = |i: u32| {
+            export(
+                "svc",
+                serde_json::json!([{"traceId": format!("{i:032x}"), "spanId": "0000000000000001",
+                    "name": "n", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]),
+            )
+        };
+        let last = line(2) + "\n";
+        std::fs::write(&file, format!("{}\n{last}", line(1))).unwrap();
+        let s = TraceViewerSettings {
+            files: vec![file],
+            max_bytes_per_file: last.len() as u64,
+            grafana_url: None,
+        };
+        assert_eq!(
+            read(&s).traces.len(),
+            1,
+            "the last whole line fits the budget"
+        );
     }
 
     #[test]
