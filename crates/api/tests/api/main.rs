@@ -17,6 +17,7 @@ mod redaction;
 mod sampling;
 mod test_otel;
 mod trace_viewer;
+mod trace_viewer_crosscheck;
 mod upload;
 mod videos;
 mod ws;
