@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use opentelemetry::KeyValue;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -414,6 +415,17 @@ pub async fn process(
     work.instrument(span.clone()).await;
 }
 
+/// The job error of a handler's panic, with the panic's message.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> JobError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned());
+    tracing::error!(panic.message = %message, "job handler panicked");
+    JobError::transient("job.panicked", format!("the handler panicked: {message}"))
+}
+
 async fn run_and_settle(
     ctx: &JobContext,
     queue: &Queue,
@@ -441,7 +453,12 @@ async fn run_and_settle(
         let handler = registry.get(m.kind).ok_or_else(|| {
             JobError::permanent("job.no_handler", format!("no handler for {kind}"))
         })?;
-        let work = handler.run(ctx, m);
+        // A panicking handler becomes a failure of this delivery like any other (retried, then
+        // dead-lettered, counted, logged in this span), instead of unwinding the task and
+        // leaving the job claimed until its visibility timeout.
+        let work = std::panic::AssertUnwindSafe(handler.run(ctx, m))
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|payload| Err(panicked(payload.as_ref()))));
         tokio::pin!(work);
         let mut beat = tokio::time::interval(queue.settings().visibility / 3);
         beat.tick().await;

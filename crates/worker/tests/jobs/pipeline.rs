@@ -381,6 +381,7 @@ enum Behaviour {
     HangFirst,
     AlwaysTransient,
     Permanent,
+    Panics,
 }
 
 impl Handler for Scripted {
@@ -400,6 +401,7 @@ impl Handler for Scripted {
                     Err(JobError::transient("http.503", "the CRM answered 503"))
                 }
                 Behaviour::Permanent => Err(JobError::permanent("job.bad_payload", "no userId")),
+                Behaviour::Panics => panic!("scripted handler blew up"),
             }
         })
     }
@@ -540,6 +542,89 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
         dead.iter()
             .any(|p| p.attr_str("error.class") == Some("transient")),
         "{dead:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_that_panics_is_retried_then_dead_lettered_not_left_in_flight() {
+    // A visibility timeout far beyond the test's patience: a panic left unsettled would only
+    // come back after it, so the dead letter must come from the panic being settled.
+    const VISIBILITY: Duration = Duration::from_secs(600);
+    const PATIENCE: Duration = Duration::from_secs(20);
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    let queues = vec![
+        ("db", db_queue(&app.state.db, "p", VISIBILITY)),
+        (
+            "redis",
+            redis_queue(&crate::common::redis_url(), &prefix, "p", VISIBILITY).await,
+        ),
+    ];
+    for (name, queue) in queues {
+        let (registry, runs) = scripted(Behaviour::Panics);
+        let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
+        jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
+            .await
+            .unwrap();
+        let settings = WorkerSettings {
+            max_attempts: 3,
+            ..fast_settings()
+        };
+        let (stop, handle) = start(Worker::new(
+            context(&app),
+            queue.clone(),
+            registry,
+            settings,
+        ));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let dead = loop {
+            let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
+            if let Some(d) = dead.into_iter().find(|d| d.message.id == job.id) {
+                break d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: a panicking job was not settled within {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = stop.send(());
+        handle.await.unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "{name}: retried up to max_attempts"
+        );
+        assert_eq!(dead.attempt, 3, "{name}");
+        assert!(
+            dead.error.contains("scripted handler blew up"),
+            "{name}: the panic's message is the error: {}",
+            dead.error
+        );
+    }
+    app.flush_telemetry().await;
+    // Counted, and logged inside the job's span (so with its trace).
+    let failures = app.otlp.metric_points("job.failures_total");
+    assert!(
+        failures
+            .iter()
+            .any(|p| p.attr_str("job.type") == Some("crm.sync")
+                && p.attr_str("error.class") == Some("transient")),
+        "{failures:?}"
+    );
+    let logs = app
+        .otlp
+        .logs_where(|l| l.body.as_deref() == Some("job handler panicked"));
+    assert!(logs.len() >= 6, "one log per panic: {logs:?}");
+    assert!(logs.iter().all(|l| l.trace_id.is_some()), "{logs:?}");
+    let spans = app.otlp.spans_where(|s| {
+        s.name == "process crm.sync" && s.attr_str("error.type") == Some("job.panicked")
+    });
+    assert!(
+        spans.len() >= 6,
+        "the process spans carry the panic: {}",
+        spans.len()
     );
     app.stop().await;
 }
