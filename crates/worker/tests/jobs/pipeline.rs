@@ -436,6 +436,27 @@ async fn queues(app: &TestApp, consumer: &str, prefix: &str) -> Vec<(&'static st
     ]
 }
 
+/// The `crm.sync` dead letter of job `id`, polled for at most `patience`.
+async fn wait_dead_letter(
+    queue: &Queue,
+    id: &str,
+    patience: Duration,
+    what: &str,
+) -> vidscope_core::queue::DeadLetter {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
+        if let Some(d) = dead.into_iter().find(|d| d.message.id == id) {
+            return d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not dead-lettered within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_done(app: &TestApp, id: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !jobs::is_done(&app.state.db, id).await.unwrap() {
@@ -516,18 +537,7 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
                 registry,
                 settings,
             ));
-            let deadline = tokio::time::Instant::now() + WAIT;
-            let dead = loop {
-                let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
-                if let Some(d) = dead.into_iter().find(|d| d.message.id == job.id) {
-                    break d;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{name}/{class}: not dead-lettered"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            let dead = wait_dead_letter(&queue, &job.id, WAIT, &format!("{name}/{class}")).await;
             let _ = stop.send(());
             handle.await.unwrap();
             assert_eq!(dead.error_class, class, "{name}");
@@ -577,18 +587,7 @@ async fn a_job_that_panics_is_retried_then_dead_lettered_not_left_in_flight() {
             registry,
             settings,
         ));
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let dead = loop {
-            let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
-            if let Some(d) = dead.into_iter().find(|d| d.message.id == job.id) {
-                break d;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: a panicking job was not settled within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let dead = wait_dead_letter(&queue, &job.id, PATIENCE, name).await;
         let _ = stop.send(());
         handle.await.unwrap();
         assert_eq!(
