@@ -6,10 +6,19 @@
 //! probe result, a registration) and an `outbox` row are written in one transaction; the relay
 //! ([`relay_once`]) later publishes the row to the queue. So a Redis outage delays jobs but never
 //! loses one, and a job exists exactly when its cause was committed.
+//!
+//! Each kind's payload is a serde struct in a file of its own (`jobs/<job>.rs`): producers build
+//! it, the worker parses it once, before its handler runs ([`parse_payload`]). The payloads live
+//! here, not in the worker, because the API and this crate's own transactions enqueue them.
+
+pub mod crm_sync;
+pub mod probe;
+pub mod thumbnail;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tracing::Instrument;
@@ -79,54 +88,111 @@ pub struct JobMessage {
     pub attempt: u32,
 }
 
-/// A job to write into the outbox.
+#[cfg(test)]
+impl JobMessage {
+    pub(crate) fn for_test(kind: JobKind, payload: serde_json::Value) -> Self {
+        Self {
+            id: "j1".into(),
+            kind,
+            payload,
+            trace: HashMap::new(),
+            enqueued_at: 0,
+            available_at: 0,
+            attempt: 0,
+        }
+    }
+}
+
+/// The payload of one job kind. Its serde form is the wire format of jobs already in a queue
+/// or an outbox: change it only in ways the old form still parses into (new fields optional).
+pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const KIND: JobKind;
+}
+
+/// A payload that does not parse into its kind's struct, or a message of another kind. Retrying
+/// cannot fix it: the worker dead-letters the job at once with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum BadPayload {
+    #[error("malformed {kind} payload: {error}")]
+    Malformed {
+        kind: JobKind,
+        error: serde_json::Error,
+    },
+    #[error("a {expected} job was given a {got} message")]
+    WrongKind { expected: JobKind, got: JobKind },
+}
+
+/// Parses a message's payload into its kind's struct: the one place a job's JSON is read.
+pub fn parse_payload<P: JobPayload>(message: &JobMessage) -> Result<P, BadPayload> {
+    if message.kind != P::KIND {
+        return Err(BadPayload::WrongKind {
+            expected: P::KIND,
+            got: message.kind,
+        });
+    }
+    P::deserialize(&message.payload).map_err(|error| BadPayload::Malformed {
+        kind: P::KIND,
+        error,
+    })
+}
+
+/// A job to write into the outbox, built from a typed payload.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub id: String,
-    pub kind: JobKind,
-    pub payload: serde_json::Value,
+    kind: JobKind,
+    /// `Err` holds why the payload did not serialise; [`write_outbox`] refuses such a job (an
+    /// error the producer sees) instead of storing a payload nobody could run.
+    payload: Result<serde_json::Value, String>,
 }
 
 impl NewJob {
-    pub fn new(kind: JobKind, payload: serde_json::Value) -> Self {
-        Self {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind,
-            payload,
-        }
+    pub fn new<P: JobPayload>(payload: &P) -> Self {
+        Self::with_id(uuid::Uuid::new_v4().to_string(), payload)
     }
 
     /// A job whose id derives from its cause, so a cause processed twice (a redelivered
     /// probe) enqueues its follow-up once.
-    pub fn derived(cause_id: &str, kind: JobKind, payload: serde_json::Value) -> Self {
+    pub fn derived<P: JobPayload>(cause_id: &str, payload: &P) -> Self {
+        Self::with_id(format!("{cause_id}/{}", P::KIND.as_str()), payload)
+    }
+
+    /// A job with an id of the caller's choosing (its idempotency key).
+    pub fn with_id<P: JobPayload>(id: String, payload: &P) -> Self {
         Self {
-            id: format!("{cause_id}/{}", kind.as_str()),
-            kind,
-            payload,
+            id,
+            kind: P::KIND,
+            payload: serde_json::to_value(payload).map_err(|e| e.to_string()),
         }
     }
-}
 
-/// The CRM sync of a registration. The id derives from the user, so the account is announced
-/// once whatever happens.
-pub fn crm_registered(user_id: &str) -> NewJob {
-    NewJob {
-        id: format!("crm.registered/{user_id}"),
-        kind: JobKind::CrmSync,
-        payload: serde_json::json!({ "userId": user_id, "event": { "type": "registered" } }),
+    pub fn kind(&self) -> JobKind {
+        self.kind
+    }
+
+    /// The wire form; `None` if the payload could not be serialised.
+    pub fn payload(&self) -> Option<&serde_json::Value> {
+        self.payload.as_ref().ok()
     }
 }
 
-/// The CRM sync of a finished lesson; once per user and video (a concurrent second save of the
-/// completion writes the same outbox id, which is ignored).
-pub fn crm_lesson_completed(user_id: &str, video_id: &str) -> NewJob {
-    NewJob {
-        id: format!("crm.lesson_completed/{user_id}/{video_id}"),
-        kind: JobKind::CrmSync,
-        payload: serde_json::json!({
-            "userId": user_id,
-            "event": { "type": "lesson_completed", "video_id": video_id },
-        }),
+pub use crm_sync::{crm_lesson_completed, crm_registered};
+
+/// `VideoId` as the payloads carry it: a JSON string that must be a UUID. Kept here rather
+/// than as a serde impl on `VideoId`, so the id type does not grow a wire format of its own.
+mod video_id_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::videos::VideoId;
+
+    pub fn serialize<S: Serializer>(id: &VideoId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VideoId, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        VideoId::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("videoId {s:?} is not a UUID")))
     }
 }
 
@@ -156,10 +222,16 @@ pub async fn write_outbox(
         );
         let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(&span))
             .map_err(|e| CoreError::Other(e.into()))?;
+        let payload = job.payload.as_ref().map_err(|e| {
+            CoreError::Invalid(format!(
+                "{} job {}: payload not serialisable: {e}",
+                job.kind, job.id
+            ))
+        })?;
         sqlx::query(SQL)
             .bind(&job.id)
             .bind(job.kind.as_str())
-            .bind(job.payload.to_string())
+            .bind(payload.to_string())
             .bind(&trace)
             .bind(now_millis())
             .execute(&mut *tx)
@@ -324,12 +396,27 @@ mod tests {
 
     #[test]
     fn derived_ids_are_stable() {
-        let a = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
-        let b = NewJob::derived("j1", JobKind::VideoThumbnail, serde_json::json!({}));
+        let p = thumbnail::ThumbnailPayload {
+            video_id: crate::videos::VideoId::generate(),
+        };
+        let a = NewJob::derived("j1", &p);
+        let b = NewJob::derived("j1", &p);
         assert_eq!(a.id, b.id);
-        assert_ne!(
-            a.id,
-            NewJob::new(JobKind::VideoThumbnail, serde_json::json!({})).id
+        assert_eq!(a.id, "j1/video.thumbnail");
+        assert_eq!(a.kind(), JobKind::VideoThumbnail);
+        assert_ne!(a.id, NewJob::new(&p).id);
+    }
+
+    #[test]
+    fn a_message_of_another_kind_is_refused() {
+        let m = JobMessage::for_test(
+            JobKind::VideoProbe,
+            serde_json::json!({ "userId": "u1", "event": { "type": "registered" } }),
+        );
+        let e = parse_payload::<crm_sync::CrmSyncPayload>(&m).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a crm.sync job was given a video.probe message"
         );
     }
 }

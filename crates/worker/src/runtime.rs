@@ -5,7 +5,9 @@
 //! Beside it run the outbox relay (publishing what the API committed) and the samplers of the
 //! `outbox.pending` and `job.queue_depth` gauges.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -415,14 +417,17 @@ pub async fn process(
     work.instrument(span.clone()).await;
 }
 
-/// The job error of a handler's panic, with the panic's message.
-fn panicked(payload: &(dyn std::any::Any + Send)) -> JobError {
+/// The job error of a handler's panic, with the panic's message, logged where it is caught:
+/// inside the job's span, so the record carries the job's trace. Transient: a panic is a bug,
+/// but often one met through a passing state (a race, an odd answer from a dependency); one
+/// that recurs reaches the dead letter after `max_attempts` with its message.
+fn panicked(job_id: &str, payload: &(dyn Any + Send)) -> JobError {
     let message = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text panic payload".to_owned());
-    tracing::error!(panic.message = %message, "job handler panicked");
+    tracing::error!(job.id = %job_id, panic.message = %message, "job handler panicked");
     JobError::transient("job.panicked", format!("the handler panicked: {message}"))
 }
 
@@ -450,15 +455,17 @@ async fn run_and_settle(
             span.record("job.outcome", "duplicate");
             return Ok(());
         }
-        let handler = registry.get(m.kind).ok_or_else(|| {
+        let job = registry.get(m.kind).ok_or_else(|| {
             JobError::permanent("job.no_handler", format!("no handler for {kind}"))
         })?;
         // A panicking handler becomes a failure of this delivery like any other (retried, then
         // dead-lettered, counted, logged in this span), instead of unwinding the task and
-        // leaving the job claimed until its visibility timeout.
-        let work = std::panic::AssertUnwindSafe(handler.run(ctx, m))
+        // leaving the job claimed until its visibility timeout. Unwind safety: a job's state is
+        // the database and the queue, which a half-run job leaves as a retry would find it
+        // (jobs are idempotent).
+        let work = AssertUnwindSafe(job.run(ctx, m))
             .catch_unwind()
-            .map(|r| r.unwrap_or_else(|payload| Err(panicked(payload.as_ref()))));
+            .map(|r| r.unwrap_or_else(|payload| Err(panicked(&m.id, payload.as_ref()))));
         tokio::pin!(work);
         let mut beat = tokio::time::interval(queue.settings().visibility / 3);
         beat.tick().await;
@@ -557,10 +564,11 @@ async fn run_and_settle(
                         KeyValue::new("error.class", class),
                     ],
                 );
-                if let Some(h) = registry.get(m.kind)
-                    && let Err(he) = h.on_dead_letter(ctx, m).await
-                {
-                    tracing::warn!(error = %he, job.id = %m.id, "dead-letter hook failed");
+                if let Some(job) = registry.get(m.kind) {
+                    let hook = AssertUnwindSafe(job.on_dead_letter(ctx, m)).catch_unwind();
+                    if let Err(he) = hook.await.unwrap_or_else(|p| Err(panicked(&m.id, &*p))) {
+                        tracing::warn!(error = %he, job.id = %m.id, "dead-letter hook failed");
+                    }
                 }
                 span.record("job.outcome", "dead_letter");
                 "failure"

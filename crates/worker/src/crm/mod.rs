@@ -49,9 +49,12 @@ use vidscope_telemetry::classify::{classify_http_status, record_classified};
 use vidscope_telemetry::{Backoff, Classify, ErrorClass, Metrics};
 
 pub use breaker::BreakerState;
+// What happened to the user, as the CRM is told (`event` in the request body). It is the
+// `crm.sync` job's payload too, so it lives with that payload in `vidscope_core`.
 use breaker::{Admission, Breaker};
 pub use token::Secret;
 use token::{TOKEN_ENDPOINT, TokenCache, TokenSource};
+pub use vidscope_core::jobs::crm_sync::CrmEvent;
 
 const CONTACTS_ENDPOINT: &str = "contacts/upsert";
 
@@ -213,30 +216,6 @@ fn parse_base_url(raw: &str) -> Result<Url, String> {
 // ---------------------------------------------------------------------------------------------
 // Contacts
 // ---------------------------------------------------------------------------------------------
-
-/// What happened to the user, as the CRM is told (`event` in the request body).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum CrmEvent {
-    Registered,
-    LessonCompleted { video_id: String },
-}
-
-impl CrmEvent {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CrmEvent::Registered => "registered",
-            CrmEvent::LessonCompleted { .. } => "lesson_completed",
-        }
-    }
-
-    fn video_id(&self) -> Option<&str> {
-        match self {
-            CrmEvent::Registered => None,
-            CrmEvent::LessonCompleted { video_id } => Some(video_id),
-        }
-    }
-}
 
 /// One contact update. `Debug` hides the e-mail address (personal data).
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

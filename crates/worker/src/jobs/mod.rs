@@ -1,9 +1,11 @@
-//! Every job the worker runs, registered in one place ([`Registry::standard`]), one file each.
+//! Every job the worker runs, one file each, registered in one place ([`Registry::standard`]).
 //!
-//! A handler gets the message and a [`JobContext`]; it must be idempotent by job id, because
-//! delivery is at least once (the runtime also skips ids recorded in `job_results`). Steps are
-//! timed with [`step`], which feeds seed 003's `workflow.step.*` metrics with
-//! `workflow_name` = the job kind.
+//! A job is a [`Job`]: its payload type (a serde struct in `vidscope_core::jobs::<job>`, shared
+//! with the producers), what it does, and what happens when it is given up. The runtime parses
+//! the payload once, before `run`; a payload that does not parse is dead-lettered at once as
+//! `job.bad_payload`. `run` must be idempotent by job id, because delivery is at least once
+//! (the runtime also skips ids recorded in `job_results`). Steps are timed with [`step`], which
+//! feeds seed 003's `workflow.step.*` metrics with `workflow_name` = the job kind.
 
 pub mod crm_sync;
 pub mod probe;
@@ -23,7 +25,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use vidscope_core::db::Db;
 use vidscope_core::events::{EventBus, VideoStatusEvent};
-use vidscope_core::jobs::{JobKind, JobMessage};
+use vidscope_core::jobs::{JobKind, JobMessage, JobPayload, parse_payload};
 use vidscope_core::storage::{ObjectKey, ObjectStore};
 use vidscope_core::videos::{self, Video, VideoId, VideoStatus};
 use vidscope_telemetry::Metrics;
@@ -34,7 +36,7 @@ use crate::ffmpeg::Ffmpeg;
 
 pub type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
-/// What handlers may use.
+/// What jobs may use.
 #[derive(Clone)]
 pub struct JobContext {
     pub db: Db,
@@ -46,18 +48,59 @@ pub struct JobContext {
     pub crm: Option<CrmClient>,
 }
 
-pub trait Handler: Send + Sync + 'static {
-    fn kind(&self) -> JobKind;
-    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
-    /// Called once a job is dead-lettered (e.g. to mark its video `failed`).
-    fn on_dead_letter<'a>(&'a self, _ctx: &'a JobContext, _job: &'a JobMessage) -> JobFuture<'a> {
+/// One kind of job. Its kind is its payload's ([`JobPayload::KIND`]).
+pub trait Job: Send + Sync + 'static {
+    type Payload: JobPayload;
+
+    /// Does the work. `job` carries the id (the idempotency key) and the attempt.
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        job: &'a JobMessage,
+        payload: Self::Payload,
+    ) -> JobFuture<'a>;
+
+    /// Called once the job is dead-lettered (e.g. to mark its video `failed`). Not called
+    /// when the payload itself was malformed: there is nothing to act on.
+    fn on_dead_letter<'a>(
+        &'a self,
+        _ctx: &'a JobContext,
+        _payload: Self::Payload,
+    ) -> JobFuture<'a> {
         Box::pin(async { Ok(()) })
     }
 }
 
+/// A [`Job`] with its payload type erased, so the registry can hold every kind.
+pub(crate) trait ErasedJob: Send + Sync {
+    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
+    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
+}
+
+impl<J: Job> ErasedJob for J {
+    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
+        match parse(job) {
+            Ok(payload) => Job::run(self, ctx, job, payload),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
+        match parse(job) {
+            Ok(payload) => Job::on_dead_letter(self, ctx, payload),
+            Err(_) => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+}
+
+/// The payload, or the permanent error that dead-letters the job at once.
+fn parse<P: JobPayload>(job: &JobMessage) -> Result<P, JobError> {
+    parse_payload(job).map_err(|e| JobError::permanent("job.bad_payload", e.to_string()))
+}
+
 #[derive(Clone, Default)]
 pub struct Registry {
-    handlers: HashMap<JobKind, Arc<dyn Handler>>,
+    jobs: HashMap<JobKind, Arc<dyn ErasedJob>>,
 }
 
 impl Registry {
@@ -69,14 +112,14 @@ impl Registry {
             .with(crm_sync::CrmSync)
     }
 
-    /// Adds or replaces the handler of its kind (tests swap in failing or slow handlers).
-    pub fn with(mut self, handler: impl Handler) -> Self {
-        self.handlers.insert(handler.kind(), Arc::new(handler));
+    /// Adds or replaces the job of its kind (tests swap in failing or slow ones).
+    pub fn with<J: Job>(mut self, job: J) -> Self {
+        self.jobs.insert(J::Payload::KIND, Arc::new(job));
         self
     }
 
-    pub fn get(&self, kind: JobKind) -> Option<&Arc<dyn Handler>> {
-        self.handlers.get(&kind)
+    pub(crate) fn get(&self, kind: JobKind) -> Option<&Arc<dyn ErasedJob>> {
+        self.jobs.get(&kind)
     }
 }
 
@@ -126,15 +169,6 @@ pub async fn update_videos<T>(
         .workflow_db_upsert_duration_ms
         .record(started.elapsed().as_secs_f64() * 1000.0, &labels);
     Ok(out)
-}
-
-/// The `videoId` of a video job's payload, parsed.
-pub fn video_id(job: &JobMessage) -> Result<VideoId, JobError> {
-    job.payload
-        .get("videoId")
-        .and_then(|v| v.as_str())
-        .and_then(VideoId::parse)
-        .ok_or_else(|| JobError::permanent("job.bad_payload", "payload has no valid videoId"))
 }
 
 /// The video a job is about; a deleted video is a permanent error.
@@ -209,9 +243,8 @@ pub async fn announce(ctx: &JobContext, video: &Video, status: VideoStatus) {
 }
 
 /// Marks a video job's video `failed` once the job is dead-lettered.
-pub async fn fail_video(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
-    let id = video_id(job)?;
-    if let Some(video) = videos::get(&ctx.db, &id).await? {
+pub async fn fail_video(ctx: &JobContext, id: &VideoId) -> Result<(), JobError> {
+    if let Some(video) = videos::get(&ctx.db, id).await? {
         set_status(ctx, &video, VideoStatus::Failed).await?;
     }
     Ok(())

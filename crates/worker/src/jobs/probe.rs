@@ -1,35 +1,39 @@
 //! `video.probe`: ffprobe → duration, codecs and resolution on the video row; then the
 //! thumbnail job, written to the outbox in the same transaction as the probe's findings (its id
-//! derives from this job's, so a redelivered probe enqueues it once).
+//! derives from this job's, so a redelivered probe enqueues it once). Payload:
+//! [`ProbePayload`], enqueued by the upload.
 
 use tracing::Instrument;
+use vidscope_core::jobs::probe::ProbePayload;
+use vidscope_core::jobs::thumbnail::ThumbnailPayload;
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::videos::{self, VideoStatus};
 
-use super::{
-    Handler, JobContext, JobFuture, download, load_video, set_status, step, update_videos, video_id,
-};
+use super::{Job, JobContext, JobFuture, download, load_video, set_status, step, update_videos};
 use crate::error::JobError;
 
 pub struct Probe;
 
-impl Handler for Probe {
-    fn kind(&self) -> JobKind {
-        JobKind::VideoProbe
+impl Job for Probe {
+    type Payload = ProbePayload;
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        job: &'a JobMessage,
+        payload: ProbePayload,
+    ) -> JobFuture<'a> {
+        Box::pin(run(ctx, job, payload))
     }
 
-    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
-        Box::pin(run(ctx, job))
-    }
-
-    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
-        Box::pin(super::fail_video(ctx, job))
+    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, payload: ProbePayload) -> JobFuture<'a> {
+        Box::pin(async move { super::fail_video(ctx, &payload.video_id).await })
     }
 }
 
-async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
+async fn run(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Result<(), JobError> {
     const KIND: JobKind = JobKind::VideoProbe;
-    let id = video_id(job)?;
+    let id = payload.video_id;
     let video = load_video(ctx, &id).await?;
     if video.status == VideoStatus::Uploaded {
         set_status(ctx, &video, VideoStatus::Processing).await?;
@@ -41,8 +45,9 @@ async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
     let probe = step(ctx, KIND, "ffmpeg.probe", ctx.ffmpeg.probe(&input)).await?;
     let thumbnail = NewJob::derived(
         &job.id,
-        JobKind::VideoThumbnail,
-        serde_json::json!({ "videoId": id.as_str() }),
+        &ThumbnailPayload {
+            video_id: id.clone(),
+        },
     );
     update_videos(
         ctx,

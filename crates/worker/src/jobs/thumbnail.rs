@@ -1,39 +1,46 @@
 //! `video.thumbnail`: one frame (at 1 s, or mid-video for shorter clips) → JPEG → object
 //! store (`videos/<id>/thumbnail.jpg`) → the video becomes `ready`. Served at
 //! `GET /api/videos/{id}/thumbnail`. Re-running it overwrites the same key: idempotent.
+//! Payload: [`ThumbnailPayload`], enqueued by the probe job.
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
 use tracing::Instrument;
 use tracing::field::Empty;
+use vidscope_core::jobs::thumbnail::ThumbnailPayload;
 use vidscope_core::jobs::{JobKind, JobMessage};
 use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoStatus};
 
-use super::{
-    Handler, JobContext, JobFuture, announce, download, load_video, step, update_videos, video_id,
-};
+use super::{Job, JobContext, JobFuture, announce, download, load_video, step, update_videos};
 use crate::error::JobError;
 
 pub struct Thumbnail;
 
-impl Handler for Thumbnail {
-    fn kind(&self) -> JobKind {
-        JobKind::VideoThumbnail
+impl Job for Thumbnail {
+    type Payload = ThumbnailPayload;
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        _job: &'a JobMessage,
+        payload: ThumbnailPayload,
+    ) -> JobFuture<'a> {
+        Box::pin(run(ctx, payload))
     }
 
-    fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
-        Box::pin(run(ctx, job))
-    }
-
-    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
-        Box::pin(super::fail_video(ctx, job))
+    fn on_dead_letter<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        payload: ThumbnailPayload,
+    ) -> JobFuture<'a> {
+        Box::pin(async move { super::fail_video(ctx, &payload.video_id).await })
     }
 }
 
-async fn run(ctx: &JobContext, job: &JobMessage) -> Result<(), JobError> {
+async fn run(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError> {
     const KIND: JobKind = JobKind::VideoThumbnail;
-    let id = video_id(job)?;
+    let id = payload.video_id;
     let video = load_video(ctx, &id).await?;
     let key = video.object_key()?;
     let dir = tempfile::tempdir()

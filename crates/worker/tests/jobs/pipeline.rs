@@ -9,10 +9,11 @@ use reqwest::header;
 use serde_json::Value;
 use vidscope_core::domain::Role;
 use vidscope_core::events::EventBus;
+use vidscope_core::jobs::crm_sync::{CrmEvent, CrmSyncPayload};
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
-use vidscope_worker::jobs::{Handler, JobContext, JobFuture, Registry};
+use vidscope_worker::jobs::{Job, JobContext, JobFuture, Registry};
 use vidscope_worker::{JobError, Worker, WorkerSettings};
 
 use crate::common::{OwnRedis, db_queue, make_video, redis_queue, unique_prefix};
@@ -368,9 +369,8 @@ async fn workflow_metrics_match_seed_003(app: &TestApp) {
     );
 }
 
-/// A handler the tests control: counts runs, fails or hangs as told.
+/// A `crm.sync` job the tests control: counts runs, fails, hangs or panics as told.
 struct Scripted {
-    kind: JobKind,
     runs: Arc<AtomicU32>,
     behaviour: Behaviour,
 }
@@ -381,16 +381,26 @@ enum Behaviour {
     HangFirst,
     AlwaysTransient,
     Permanent,
-    Panics,
+    /// The first run panics; later runs succeed.
+    PanicFirst,
+    AlwaysPanic,
 }
 
-impl Handler for Scripted {
-    fn kind(&self) -> JobKind {
-        self.kind
-    }
-    fn run<'a>(&'a self, _ctx: &'a JobContext, _job: &'a JobMessage) -> JobFuture<'a> {
+const PANIC_MESSAGE: &str = "scripted panic: the CRM answer had no contact";
+
+impl Job for Scripted {
+    type Payload = CrmSyncPayload;
+
+    fn run<'a>(
+        &'a self,
+        _ctx: &'a JobContext,
+        _job: &'a JobMessage,
+        _payload: CrmSyncPayload,
+    ) -> JobFuture<'a> {
         Box::pin(async move {
             let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+            // Panic after an await, as a real job would (mid-run, not while being built).
+            tokio::task::yield_now().await;
             match self.behaviour {
                 Behaviour::HangFirst if n == 1 => {
                     std::future::pending::<()>().await;
@@ -400,8 +410,9 @@ impl Handler for Scripted {
                 Behaviour::AlwaysTransient => {
                     Err(JobError::transient("http.503", "the CRM answered 503"))
                 }
-                Behaviour::Permanent => Err(JobError::permanent("job.bad_payload", "no userId")),
-                Behaviour::Panics => panic!("scripted handler blew up"),
+                Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
+                Behaviour::PanicFirst if n > 1 => Ok(()),
+                Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
             }
         })
     }
@@ -410,42 +421,50 @@ impl Handler for Scripted {
 fn scripted(behaviour: Behaviour) -> (Registry, Arc<AtomicU32>) {
     let runs = Arc::new(AtomicU32::new(0));
     let registry = Registry::default().with(Scripted {
-        kind: JobKind::CrmSync,
         runs: runs.clone(),
         behaviour,
     });
     (registry, runs)
 }
 
+/// A well-formed `crm.sync` job for the scripted handler.
+fn crm_job() -> NewJob {
+    NewJob::new(&CrmSyncPayload {
+        user_id: uuid::Uuid::new_v4().to_string(),
+        event: CrmEvent::Registered,
+    })
+}
+
 async fn queues(app: &TestApp, consumer: &str, prefix: &str) -> Vec<(&'static str, Queue)> {
+    queues_with(app, consumer, prefix, Duration::from_secs(3)).await
+}
+
+async fn queues_with(
+    app: &TestApp,
+    consumer: &str,
+    prefix: &str,
+    visibility: Duration,
+) -> Vec<(&'static str, Queue)> {
     vec![
-        (
-            "db",
-            db_queue(&app.state.db, consumer, Duration::from_secs(3)),
-        ),
+        ("db", db_queue(&app.state.db, consumer, visibility)),
         (
             "redis",
-            redis_queue(
-                &crate::common::redis_url(),
-                prefix,
-                consumer,
-                Duration::from_secs(3),
-            )
-            .await,
+            redis_queue(&crate::common::redis_url(), prefix, consumer, visibility).await,
         ),
     ]
 }
 
-/// The `crm.sync` dead letter of job `id`, polled for at most `patience`.
+/// The dead letter of job `id` (of `kind`), polled for at most `patience`.
 async fn wait_dead_letter(
     queue: &Queue,
+    kind: JobKind,
     id: &str,
     patience: Duration,
     what: &str,
 ) -> vidscope_core::queue::DeadLetter {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let dead = queue.dead_letters(JobKind::CrmSync, 10).await.unwrap();
+        let dead = queue.dead_letters(kind, 50).await.unwrap();
         if let Some(d) = dead.into_iter().find(|d| d.message.id == id) {
             return d;
         }
@@ -476,7 +495,7 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
     let b = queues(&app, "survivor", &prefix).await;
     for ((name, qa), (_, qb)) in a.into_iter().zip(b) {
         let (registry, runs) = scripted(Behaviour::HangFirst);
-        let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
+        let job = crm_job();
         jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
             .await
             .unwrap();
@@ -523,7 +542,7 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
             (Behaviour::Permanent, "permanent", 1),
         ] {
             let (registry, runs) = scripted(behaviour);
-            let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
+            let job = crm_job();
             jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
                 .await
                 .unwrap();
@@ -537,7 +556,14 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
                 registry,
                 settings,
             ));
-            let dead = wait_dead_letter(&queue, &job.id, WAIT, &format!("{name}/{class}")).await;
+            let dead = wait_dead_letter(
+                &queue,
+                JobKind::CrmSync,
+                &job.id,
+                WAIT,
+                &format!("{name}/{class}"),
+            )
+            .await;
             let _ = stop.send(());
             handle.await.unwrap();
             assert_eq!(dead.error_class, class, "{name}");
@@ -556,75 +582,245 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
     app.stop().await;
 }
 
+/// A panic in a job is that job's failure, settled at once: retried with backoff, and
+/// dead-lettered with the panic's message once its attempts are spent; counted and logged in
+/// the job's trace. The visibility timeout is two minutes here, so a job left leased by its
+/// panic (what happened before) misses every deadline below.
 #[tokio::test]
-async fn a_job_that_panics_is_retried_then_dead_lettered_not_left_in_flight() {
-    // A visibility timeout far beyond the test's patience: a panic left unsettled would only
-    // come back after it, so the dead letter must come from the panic being settled.
-    const VISIBILITY: Duration = Duration::from_secs(600);
-    const PATIENCE: Duration = Duration::from_secs(20);
+async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_visibility_timeout()
+{
+    const VISIBILITY: Duration = Duration::from_secs(120);
+    const PROMPTLY: Duration = Duration::from_secs(15);
     let app = spawn_app().await;
     let prefix = unique_prefix();
-    let queues = vec![
-        ("db", db_queue(&app.state.db, "p", VISIBILITY)),
-        (
-            "redis",
-            redis_queue(&crate::common::redis_url(), &prefix, "p", VISIBILITY).await,
-        ),
-    ];
-    for (name, queue) in queues {
-        let (registry, runs) = scripted(Behaviour::Panics);
-        let job = NewJob::new(JobKind::CrmSync, serde_json::json!({}));
-        jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
-            .await
-            .unwrap();
+    let mut panicked_jobs = Vec::new();
+    for (name, queue) in queues_with(&app, "w", &prefix, VISIBILITY).await {
         let settings = WorkerSettings {
             max_attempts: 3,
             ..fast_settings()
         };
+
+        // Panics once, then succeeds: the retry completes it.
+        let (registry, runs) = scripted(Behaviour::PanicFirst);
+        let once = crm_job();
+        jobs::enqueue(&app.state.db, std::slice::from_ref(&once))
+            .await
+            .unwrap();
+        let (stop, handle) = start(Worker::new(
+            context(&app),
+            queue.clone(),
+            registry,
+            settings.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + PROMPTLY;
+        while !jobs::is_done(&app.state.db, &once.id).await.unwrap() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: a job that panicked once was not retried within {PROMPTLY:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+        handle
+            .await
+            .expect("the worker loop survives a job's panic");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{name}: panic, then success"
+        );
+
+        // Panics every time: dead-lettered after its three attempts, with the panic's message.
+        let (registry, runs) = scripted(Behaviour::AlwaysPanic);
+        let always = crm_job();
+        jobs::enqueue(&app.state.db, std::slice::from_ref(&always))
+            .await
+            .unwrap();
         let (stop, handle) = start(Worker::new(
             context(&app),
             queue.clone(),
             registry,
             settings,
         ));
-        let dead = wait_dead_letter(&queue, &job.id, PATIENCE, name).await;
+        let dead = wait_dead_letter(&queue, JobKind::CrmSync, &always.id, PROMPTLY, name).await;
         let _ = stop.send(());
-        handle.await.unwrap();
-        assert_eq!(
-            runs.load(Ordering::SeqCst),
-            3,
-            "{name}: retried up to max_attempts"
-        );
+        handle
+            .await
+            .expect("the worker loop survives a job's panic");
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "{name}");
         assert_eq!(dead.attempt, 3, "{name}");
-        assert!(
-            dead.error.contains("scripted handler blew up"),
-            "{name}: the panic's message is the error: {}",
-            dead.error
+        assert_eq!(dead.error_class, "transient", "{name}");
+        assert_eq!(
+            dead.error,
+            format!("the handler panicked: {PANIC_MESSAGE}"),
+            "{name}"
         );
+        assert!(!jobs::is_done(&app.state.db, &always.id).await.unwrap());
+        let depth = queue.depth().await.unwrap();
+        let in_flight: i64 = depth
+            .iter()
+            .filter(|d| d.state == "in_flight")
+            .map(|d| d.count)
+            .sum();
+        assert_eq!(in_flight, 0, "{name}: a job is still leased: {depth:?}");
+        panicked_jobs.push((name, once.id, 1));
+        panicked_jobs.push((name, always.id, 3));
     }
     app.flush_telemetry().await;
-    // Counted, and logged inside the job's span (so with its trace).
-    let failures = app.otlp.metric_points("job.failures_total");
-    assert!(
-        failures
-            .iter()
-            .any(|p| p.attr_str("job.type") == Some("crm.sync")
-                && p.attr_str("error.class") == Some("transient")),
-        "{failures:?}"
-    );
-    let logs = app
-        .otlp
-        .logs_where(|l| l.body.as_deref() == Some("job handler panicked"));
-    assert!(logs.len() >= 6, "one log per panic: {logs:?}");
-    assert!(logs.iter().all(|l| l.trace_id.is_some()), "{logs:?}");
-    let spans = app.otlp.spans_where(|s| {
-        s.name == "process crm.sync" && s.attr_str("error.type") == Some("job.panicked")
-    });
-    assert!(
-        spans.len() >= 6,
-        "the process spans carry the panic: {}",
-        spans.len()
-    );
+
+    // Counted: per queue 1 + 3 failed attempts, all transient; one dead letter per queue.
+    let crm_transient = |p: &vidscope_testkit::otlp::CapturedPoint| {
+        p.attr_str("job.type") == Some("crm.sync") && p.attr_str("error.class") == Some("transient")
+    };
+    let metric_wait = Duration::from_secs(10);
+    app.otlp
+        .wait_for_metric_point(
+            "job.failures_total",
+            |p| crm_transient(p) && p.value.as_number() == Some(8.0),
+            metric_wait,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", app.otlp.metric_points("job.failures_total")));
+    app.otlp
+        .wait_for_metric_point(
+            "job.dead_letter_total",
+            |p| crm_transient(p) && p.value.as_number() == Some(2.0),
+            metric_wait,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {:?}", app.otlp.metric_points("job.dead_letter_total")));
+    // Processing time by outcome: per queue 4 attempts end in `error.type=job.panicked`.
+    for system in ["vidscope_db", "redis"] {
+        app.otlp
+            .wait_for_metric_point(
+                "messaging.process.duration",
+                |p| {
+                    p.attr_str("messaging.system") == Some(system)
+                        && p.attr_str("error.type") == Some("job.panicked")
+                        && p.value.count() == Some(4)
+                },
+                metric_wait,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{system}: {e}"));
+    }
+
+    // Every panicked attempt: its span is ERROR with the panic, and an ERROR log record in that
+    // span (so with its trace id) says what panicked.
+    for (name, id, panics) in &panicked_jobs {
+        let failed = app
+            .otlp
+            .wait_until(
+                |r| {
+                    r.spans_where(|s| {
+                        s.name == "process crm.sync"
+                            && s.attr_str("messaging.message.id") == Some(id)
+                            && s.status_code == 2
+                    })
+                    .len()
+                        == *panics
+                },
+                Duration::from_secs(10),
+            )
+            .await;
+        let spans = app.otlp.spans_where(|s| {
+            s.name == "process crm.sync"
+                && s.attr_str("messaging.message.id") == Some(id)
+                && s.status_code == 2
+        });
+        assert!(
+            failed.is_ok(),
+            "{name}/{id}: {} failed spans, expected {panics}",
+            spans.len()
+        );
+        for span in &spans {
+            assert_eq!(span.attr_str("error.type"), Some("job.panicked"), "{name}");
+            assert!(
+                span.status_message.contains(PANIC_MESSAGE),
+                "{name}: status message {:?}",
+                span.status_message
+            );
+            let logs = app.otlp.logs_where(|l| {
+                l.body.as_deref() == Some("job handler panicked")
+                    && l.trace_id.as_deref() == Some(span.trace_id.as_str())
+                    && l.span_id.as_deref() == Some(span.span_id.as_str())
+            });
+            assert_eq!(
+                logs.len(),
+                1,
+                "{name}: no panic log in span {}",
+                span.span_id
+            );
+            assert_eq!(logs[0].severity_number, 17, "{name}: ERROR severity");
+            assert_eq!(logs[0].attr_str("panic.message"), Some(PANIC_MESSAGE));
+            assert_eq!(logs[0].attr_str("job.id"), Some(id.as_str()));
+        }
+    }
+    app.stop().await;
+}
+
+/// A payload that does not parse into its job's struct is dead-lettered on its first delivery
+/// with the parse error, whatever the job (and the dead-letter hook, which needs the payload,
+/// is skipped rather than failing).
+#[tokio::test]
+async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    let cases = [
+        (
+            JobKind::VideoProbe,
+            serde_json::json!({ "videoId": "not-a-uuid" }),
+            "malformed video.probe payload: videoId \"not-a-uuid\" is not a UUID",
+        ),
+        (
+            JobKind::VideoThumbnail,
+            serde_json::json!({ "video": "1" }),
+            "malformed video.thumbnail payload: missing field `videoId`",
+        ),
+        (
+            JobKind::CrmSync,
+            serde_json::json!({ "userId": "u1", "event": { "type": "deleted" } }),
+            "malformed crm.sync payload: unknown variant `deleted`",
+        ),
+        (
+            JobKind::CrmSync,
+            serde_json::json!(42),
+            "malformed crm.sync payload: invalid type: integer `42`",
+        ),
+    ];
+    for (name, queue) in queues_with(&app, "w", &prefix, Duration::from_secs(120)).await {
+        let (stop, handle) = start(Worker::new(
+            context(&app),
+            queue.clone(),
+            Registry::standard(),
+            fast_settings(),
+        ));
+        for (kind, payload, reason) in &cases {
+            let now = vidscope_core::db::now_millis();
+            let message = JobMessage {
+                id: uuid::Uuid::new_v4().to_string(),
+                kind: *kind,
+                payload: payload.clone(),
+                trace: Default::default(),
+                enqueued_at: now,
+                available_at: now,
+                attempt: 0,
+            };
+            queue.publish(&message).await.unwrap();
+            let what = format!("{name}/{kind} {payload}");
+            let dead =
+                wait_dead_letter(&queue, *kind, &message.id, Duration::from_secs(15), &what).await;
+            assert_eq!(dead.attempt, 1, "{what}: retried");
+            assert_eq!(dead.error_class, "permanent", "{what}");
+            assert!(
+                dead.error.starts_with(reason),
+                "{what}: {:?} does not start with {reason:?}",
+                dead.error
+            );
+        }
+        let _ = stop.send(());
+        handle.await.unwrap();
+    }
     app.stop().await;
 }
 

@@ -29,7 +29,8 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 use vidscope_core::CoreError;
 use vidscope_core::auth::User;
-use vidscope_core::jobs::{JobKind, NewJob};
+use vidscope_core::jobs::NewJob;
+use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
 use vidscope_telemetry::SpanExt as _;
@@ -155,10 +156,9 @@ async fn create_row(
     };
     // The probe job goes into the outbox in the row's transaction; the worker's relay
     // publishes it (and the probe chains the thumbnail job).
-    let probe = NewJob::new(
-        JobKind::VideoProbe,
-        serde_json::json!({ "videoId": id.as_str() }),
-    );
+    let probe = NewJob::new(&ProbePayload {
+        video_id: id.clone(),
+    });
     let video = videos::insert_with_jobs(&state.db, &new, &[probe]).await?;
     Ok(VideoBody::from(&video))
 }
