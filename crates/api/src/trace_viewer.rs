@@ -440,27 +440,10 @@ pub fn grafana_link(grafana: &str, trace_id: &str) -> String {
     format!("{grafana}/explore?schemaVersion=1&panes={encoded}")
 }
 
-/// Unix nanoseconds as RFC 3339 UTC with milliseconds. Hand-written (civil-from-days, Howard
-/// Hinnant's algorithm) rather than a date crate for this one conversion.
+/// Unix nanoseconds as RFC 3339 UTC with milliseconds (humantime, already in the workspace).
 fn rfc3339(ns: u128) -> String {
-    let ms_total = (ns / 1_000_000) as i64;
-    let (secs, millis) = (ms_total.div_euclid(1000), ms_total.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let since_epoch = std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX));
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
 
 #[cfg(test)]
