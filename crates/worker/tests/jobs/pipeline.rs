@@ -477,13 +477,18 @@ async fn wait_dead_letter(
 }
 
 async fn wait_done(app: &TestApp, id: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_done_within(app, id, WAIT, "job").await;
+}
+
+/// Polls until job `id` is recorded done, failing as `what` after `patience`.
+async fn wait_done_within(app: &TestApp, id: &str, patience: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + patience;
     while !jobs::is_done(&app.state.db, id).await.unwrap() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "job {id} never completed"
+            "{what} {id} did not complete within {patience:?}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -612,14 +617,13 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
             registry,
             settings.clone(),
         ));
-        let deadline = tokio::time::Instant::now() + PROMPTLY;
-        while !jobs::is_done(&app.state.db, &once.id).await.unwrap() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: a job that panicked once was not retried within {PROMPTLY:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_done_within(
+            &app,
+            &once.id,
+            PROMPTLY,
+            &format!("{name}: a job that panicked once (retried)"),
+        )
+        .await;
         let _ = stop.send(());
         handle
             .await
