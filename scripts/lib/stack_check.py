@@ -737,7 +737,9 @@ def check_rule_tests() -> list[tuple[str, str]]:
 # =========================================================================== main
 
 
-# What each pinned image can run as a healthcheck, and where that comes from. An image missing
+# What each pinned image can run as a healthcheck, and where that comes from. The Loki and
+# Tempo entries were read from their sources at the pinned tags; entries marked "assumed" were
+# not, and are the first suspects when a healthcheck never passes. An image missing
 # here, or a healthcheck whose command is not in its set, fails the check: a healthcheck that
 # cannot run keeps its service unhealthy for ever, and everything that depends on it never
 # starts (Loki's `wget` in a distroless image did exactly that).
@@ -747,13 +749,13 @@ IMAGE_COMMANDS: dict[str, tuple[set[str], str]] = {
     "grafana/tempo:3.0.3": ({"/tempo"},
         "distroless, only /tempo; `-health` probes /ready (cmd/tempo/Dockerfile, cmd/tempo/main.go at v3.0.3)"),
     "prom/prometheus:v3.14.0": ({"wget", "/bin/wget", "sh", "/bin/sh", "promtool", "prometheus"},
-        "FROM quay.io/prometheus/busybox: busybox applets incl. wget (Dockerfile)"),
+        "busybox base with wget (the image's usual base; its Dockerfile was not read when this entry was written)"),
     "grafana/grafana:13.2.0": ({"wget", "curl", "sh", "/bin/sh", "grafana"},
-        "alpine base: busybox wget (packaging/docker/Dockerfile)"),
+        "alpine base with busybox wget (assumed; packaging/docker/Dockerfile was not read when this entry was written)"),
     "busybox:1.37.0": ({"wget", "sh", "/bin/sh", "sleep"}, "busybox applets"),
-    "postgres:18.4": ({"pg_isready", "sh", "/bin/sh", "psql"}, "Debian base with the PostgreSQL client tools"),
-    "ghcr.io/valkey-io/valkey:9.0.4-alpine3.23": ({"valkey-cli", "sh", "/bin/sh"}, "alpine with valkey-cli"),
-    "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z": ({"mc", "curl", "sh", "/bin/sh"}, "the minio image ships mc"),
+    "postgres:18.4": ({"pg_isready", "sh", "/bin/sh", "psql"}, "Debian base with the PostgreSQL client tools (the official image's documented pg_isready)"),
+    "ghcr.io/valkey-io/valkey:9.0.4-alpine3.23": ({"valkey-cli", "sh", "/bin/sh"}, "alpine with valkey-cli (assumed from the -alpine tag; not read)"),
+    "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z": ({"mc", "curl", "sh", "/bin/sh"}, "the minio image ships mc (assumed; not read)"),
     "vidscope-api:local": ({"curl", "sh", "/bin/sh"}, "our Dockerfile's runtime stage installs curl"),
     "vidscope-worker:local": ({"curl", "sh", "/bin/sh"}, "our Dockerfile's runtime stage installs curl"),
 }
