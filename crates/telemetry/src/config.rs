@@ -103,6 +103,37 @@ impl Signal {
     }
 }
 
+/// Which implementation turns tracing spans and events into OpenTelemetry
+/// (`VIDSCOPE_TELEMETRY_BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// This crate's span store and export pipelines (see `spans`, `pipe`): the measured
+    /// low-overhead path.
+    #[default]
+    Fast,
+    /// The stock path: tracing-opentelemetry, the log appender bridge, the SDK's batch
+    /// processors and the OTLP exporters (see `sdk`). Its output is the reference the fast
+    /// path is compared against.
+    Sdk,
+}
+
+impl Backend {
+    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "fast" => Ok(Self::Fast),
+            "sdk" => Ok(Self::Sdk),
+            _ => Err(ConfigError::new(var, value, "expected fast or sdk")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Sdk => "sdk",
+        }
+    }
+}
+
 /// Head sampler (`OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SamplerConfig {
@@ -129,6 +160,8 @@ pub struct TelemetryConfig {
     /// `false` when `OTEL_SDK_DISABLED=true` or `OTEL_ENABLED=false`: no OTel layers at all,
     /// JSON logs on stdout only.
     pub enabled: bool,
+    /// `VIDSCOPE_TELEMETRY_BACKEND`: `fast` (default) or `sdk`.
+    pub backend: Backend,
     pub service_name: String,
     pub service_version: String,
     /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_ENVIRONMENT`).
@@ -172,6 +205,7 @@ impl TelemetryConfig {
         let protocol = OtlpProtocol::HttpProtobuf;
         Self {
             enabled: true,
+            backend: Backend::Fast,
             service_name: service_name.into(),
             service_version: env!("CARGO_PKG_VERSION").to_owned(),
             resource_attributes: BTreeMap::new(),
@@ -322,6 +356,9 @@ impl TelemetryConfig {
         }
         if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
             self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_TELEMETRY_BACKEND") {
+            self.backend = Backend::parse("VIDSCOPE_TELEMETRY_BACKEND", &v)?;
         }
         if let Some(v) = get("VIDSCOPE_TELEMETRY_FALLBACK") {
             self.fallback_to_file = match v.trim() {
@@ -549,6 +586,15 @@ mod tests {
     }
 
     #[test]
+    fn the_backend_is_fast_unless_sdk_is_asked_for() {
+        assert_eq!(cfg(&[]).unwrap().backend, Backend::Fast);
+        let sdk = cfg(&[("VIDSCOPE_TELEMETRY_BACKEND", "sdk")]).unwrap();
+        assert_eq!(sdk.backend, Backend::Sdk);
+        let fast = cfg(&[("VIDSCOPE_TELEMETRY_BACKEND", "fast")]).unwrap();
+        assert_eq!(fast.backend, Backend::Fast);
+    }
+
+    #[test]
     fn invalid_values_name_their_variable() {
         let cases: &[(&str, &str)] = &[
             ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
@@ -560,6 +606,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x"),
             ("OTEL_SDK_DISABLED", "maybe"),
             ("OTEL_ENABLED", "nope"),
+            ("VIDSCOPE_TELEMETRY_BACKEND", "stock"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "10s"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),

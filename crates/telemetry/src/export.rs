@@ -136,7 +136,7 @@ impl<E> Guarded<E> {
         }
     }
 
-    fn settle(
+    pub(crate) fn settle(
         &self,
         s: Signal,
         items: usize,

@@ -7,15 +7,17 @@ use std::time::Duration;
 use opentelemetry::{KeyValue, global};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::{ResourceDetector, TelemetryResourceDetector};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Dispatch, Subscriber as _};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{EnvFilter, Layer, filter};
+use tracing_subscriber::{Layer, filter};
 
 use crate::catalog::{Metrics, view};
-use crate::config::{ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
+use crate::config::{Backend, ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
 use crate::db_watch::DbWatch;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
@@ -61,14 +63,64 @@ pub enum InitError {
     AlreadyInstalled,
 }
 
+/// The span and log side of one backend, for flushing and shutdown.
+#[derive(Clone)]
+enum Signals {
+    /// Spans go straight from the span store to their pipeline (see `spans`).
+    Fast {
+        traces: Option<Arc<Pipeline>>,
+        logs: Option<Arc<Pipeline>>,
+    },
+    /// The SDK's providers, with their batch processors.
+    Sdk {
+        traces: SdkTracerProvider,
+        logs: Option<SdkLoggerProvider>,
+    },
+}
+
+impl Signals {
+    fn flush(&self) {
+        match self {
+            Self::Fast { traces, logs } => {
+                for p in traces.iter().chain(logs) {
+                    p.flush(SHUTDOWN_DEADLINE);
+                }
+            }
+            Self::Sdk { traces, logs } => {
+                let _ = traces.force_flush();
+                if let Some(lp) = logs {
+                    let _ = lp.force_flush();
+                }
+            }
+        }
+    }
+
+    /// Traces first (spans end last in a request), then logs.
+    fn shutdown(&self) {
+        match self {
+            Self::Fast { traces, logs } => {
+                for p in traces.iter().chain(logs) {
+                    p.shutdown(SHUTDOWN_DEADLINE);
+                }
+            }
+            Self::Sdk { traces, logs } => {
+                let _ = traces.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+                if let Some(lp) = logs {
+                    let _ = lp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+                }
+            }
+        }
+    }
+}
+
 /// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
 /// then metrics within [`SHUTDOWN_DEADLINE`].
 pub struct TelemetryGuard {
-    /// Spans go straight from the span store to this pipeline (see `spans`); there is no
-    /// SDK tracer.
-    traces: Option<Arc<Pipeline>>,
+    signals: Signals,
     meter_provider: Option<SdkMeterProvider>,
-    logs: Option<Arc<Pipeline>>,
+    /// The tracer provider installed as the global one, for code that uses the OpenTelemetry
+    /// API directly (on the `sdk` backend, the same provider as `signals`).
+    global_tracer: Option<SdkTracerProvider>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
     done: AtomicBool,
@@ -87,13 +139,11 @@ impl TelemetryGuard {
     /// the metric reader's `force_flush` block, and the metric exporter's gRPC connection may
     /// live on the caller's runtime (on a current-thread runtime, this very thread).
     pub async fn flush(&self) {
-        let (tp, mp, lp) = self.providers();
+        let (signals, mp, global) = self.providers();
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(tp) = tp {
-                tp.flush(SHUTDOWN_DEADLINE);
-            }
-            if let Some(lp) = lp {
-                lp.flush(SHUTDOWN_DEADLINE);
+            signals.flush();
+            if let Some(tp) = global {
+                let _ = tp.force_flush();
             }
             if let Some(mp) = mp {
                 let _ = mp.force_flush();
@@ -107,38 +157,28 @@ impl TelemetryGuard {
         if self.done.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (tp, mp, lp) = self.providers();
-        let _ = tokio::task::spawn_blocking(move || shutdown_all(tp, mp, lp)).await;
+        let (signals, mp, global) = self.providers();
+        let _ = tokio::task::spawn_blocking(move || shutdown_all(signals, mp, global)).await;
     }
 
-    #[allow(clippy::type_complexity)]
-    fn providers(
-        &self,
-    ) -> (
-        Option<Arc<Pipeline>>,
-        Option<SdkMeterProvider>,
-        Option<Arc<Pipeline>>,
-    ) {
+    fn providers(&self) -> (Signals, Option<SdkMeterProvider>, Option<SdkTracerProvider>) {
         (
-            self.traces.clone(),
+            self.signals.clone(),
             self.meter_provider.clone(),
-            self.logs.clone(),
+            self.global_tracer.clone(),
         )
     }
 }
 
 fn shutdown_all(
-    tp: Option<Arc<Pipeline>>,
+    signals: Signals,
     mp: Option<SdkMeterProvider>,
-    lp: Option<Arc<Pipeline>>,
+    global_tracer: Option<SdkTracerProvider>,
 ) {
-    // Traces first (spans end last in a request), then logs, then metrics, which also
-    // carry the final drop counts.
-    if let Some(tp) = tp {
-        tp.shutdown(SHUTDOWN_DEADLINE);
-    }
-    if let Some(lp) = lp {
-        lp.shutdown(SHUTDOWN_DEADLINE);
+    // Spans and logs, then metrics, which also carry the final drop counts.
+    signals.shutdown();
+    if let (Some(tp), Signals::Fast { .. }) = (global_tracer, &signals) {
+        let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
     }
     if let Some(mp) = mp {
         let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
@@ -150,10 +190,10 @@ impl Drop for TelemetryGuard {
         if self.done.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (tp, mp, lp) = self.providers();
+        let (signals, mp, global) = self.providers();
         // A separate thread, joined: never shut down on a runtime thread (it can deadlock
         // the gRPC exporter, rust-otel-matrix pitfall 3). Each provider has its own deadline.
-        let handle = std::thread::spawn(move || shutdown_all(tp, mp, lp));
+        let handle = std::thread::spawn(move || shutdown_all(signals, mp, global));
         let _ = handle.join();
     }
 }
@@ -175,11 +215,19 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, InitError> {
     if let Some(mp) = &t.guard.meter_provider {
         global::set_meter_provider(mp.clone());
     }
+    // Libraries that use the OpenTelemetry API (not tracing) get a real tracer. OpenTelemetry
+    // Rust 0.32 has no global logger provider: its logs API is for bridges, and libraries log
+    // through `tracing`, which both backends export.
+    if let Some(tp) = &t.guard.global_tracer {
+        global::set_tracer_provider(tp.clone());
+    }
     tracing::dispatcher::set_global_default(t.dispatch).map_err(|_| InitError::AlreadyInstalled)?;
     Ok(t.guard)
 }
 
 fn resource(config: &TelemetryConfig) -> Resource {
+    // `builder_empty` + explicit attributes: the default detectors would read
+    // `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` again behind the config's back.
     let mut attrs = vec![
         KeyValue::new("service.name", config.service_name.clone()),
         KeyValue::new("service.version", config.service_version.clone()),
@@ -190,8 +238,12 @@ fn resource(config: &TelemetryConfig) -> Resource {
     }
     let sdk = TelemetryResourceDetector.detect();
     Resource::builder_empty()
-        .with_attributes(sdk.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
-        .with_attributes(attrs)
+        .with_schema_url(
+            sdk.iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .chain(attrs),
+            crate::SCHEMA_URL,
+        )
         .build()
 }
 
@@ -231,7 +283,10 @@ fn metric_exporter(
     })
 }
 
-fn open_file(config: &TelemetryConfig, signal: Signal) -> Result<JsonLinesFile, InitError> {
+pub(crate) fn open_file(
+    config: &TelemetryConfig,
+    signal: Signal,
+) -> Result<JsonLinesFile, InitError> {
     JsonLinesFile::open(&config.file, signal).map_err(|source| InitError::File {
         signal: signal.as_str(),
         dir: config.file.dir.display().to_string(),
@@ -250,18 +305,13 @@ fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLines
 /// The filter for a `RUST_LOG`-style directive string (see [`Directives`]); `var` names the
 /// variable in the error.
 fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, InitError> {
-    if let Ok(targets) = directives.parse::<filter::Targets>() {
-        return Ok(Directives::Targets(Arc::new(targets)));
-    }
-    EnvFilter::try_new(directives)
-        .map(|e| Directives::Env(Arc::new(e)))
-        .map_err(|e| {
-            InitError::Config(crate::config::ConfigError {
-                var,
-                value: directives.to_owned(),
-                reason: e.to_string(),
-            })
+    Directives::parse(directives).map_err(|reason| {
+        InitError::Config(crate::config::ConfigError {
+            var,
+            value: directives.to_owned(),
+            reason,
         })
+    })
 }
 
 /// The JSON log lines on stdout, behind their `RUST_LOG` filter.
@@ -334,7 +384,8 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     if !config.enabled {
         let provider = SdkMeterProvider::builder().build();
-        let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "vidscope");
+        let meter =
+            opentelemetry::metrics::MeterProvider::meter_with_scope(&provider, crate::scope());
         let metrics = Metrics::new(&meter, stats.clone());
         // No span exists (the gate admits none), so the store never holds one.
         let store = SpanStore::new(Tracer::new(config.sampler, None));
@@ -348,9 +399,12 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             dispatch: Dispatch::new(subscriber),
             level_hint,
             guard: TelemetryGuard {
-                traces: None,
+                signals: Signals::Fast {
+                    traces: None,
+                    logs: None,
+                },
                 meter_provider: None,
-                logs: None,
+                global_tracer: None,
                 metrics,
                 stats,
                 done: AtomicBool::new(false),
@@ -360,19 +414,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
 
     let resource = resource(config);
 
-    // Traces: the span store's tracer samples and records; the pipeline batches and exports.
-    let proto_resource = opentelemetry_proto::tonic::resource::v1::Resource {
-        attributes: opentelemetry_proto::transform::common::tonic::Attributes::from(
-            resource
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-        )
-        .0,
-        ..Default::default()
-    };
-    let (traces, span_queue) = pipeline::<crate::spans::Spans>(config, &proto_resource, &stats)?;
-
-    // Metrics.
+    // Metrics: the SDK on both backends.
     let mut mp = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_view(view);
@@ -390,19 +432,68 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         );
     }
     let meter_provider = mp.build();
-    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "vidscope");
+    let meter =
+        opentelemetry::metrics::MeterProvider::meter_with_scope(&meter_provider, crate::scope());
     let metrics = Metrics::new(&meter, stats.clone());
+
+    let built = match config.backend {
+        Backend::Fast => fast(config, &resource, &stats, stdout_filter, writer)?,
+        Backend::Sdk => sdk(config, &resource, &stats, stdout_filter, writer)?,
+    };
+    Ok(Telemetry {
+        dispatch: built.dispatch,
+        level_hint: built.level_hint,
+        guard: TelemetryGuard {
+            signals: built.signals,
+            meter_provider: Some(meter_provider),
+            global_tracer: Some(built.global_tracer),
+            metrics,
+            stats,
+            done: AtomicBool::new(false),
+        },
+    })
+}
+
+/// What a backend builds: the subscriber, its spans and logs, and the tracer provider for the
+/// OpenTelemetry API.
+struct Built {
+    dispatch: Dispatch,
+    level_hint: Option<filter::LevelFilter>,
+    signals: Signals,
+    global_tracer: SdkTracerProvider,
+}
+
+/// The fast backend: the span store, the gate and this crate's pipelines.
+fn fast(
+    config: &TelemetryConfig,
+    resource: &Resource,
+    stats: &Arc<ExportStats>,
+    stdout_filter: Directives,
+    writer: BoxMakeWriter,
+) -> Result<Built, InitError> {
+    // Traces: the span store's tracer samples and records; the pipeline batches and exports.
+    let proto_resource = opentelemetry_proto::tonic::resource::v1::Resource {
+        attributes: opentelemetry_proto::transform::common::tonic::Attributes::from(
+            resource
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+        )
+        .0,
+        ..Default::default()
+    };
+    let (traces, span_queue) = pipeline::<crate::spans::Spans>(config, &proto_resource, stats)?;
 
     // Spans live in the store (see `store`); its tracer samples, records and queues them, and
     // times `db.query` spans for the slow-query watch. Log events are not copied into span
-    // events (the hot-path budget); code adds span events explicitly.
+    // events (the hot-path budget), except errors, which also set the span's status; code adds
+    // span events explicitly.
     let store = SpanStore::new(
-        Tracer::new(config.sampler, span_queue)
+        Tracer::new(config.sampler, span_queue.clone())
             .with_db_watch(DbWatch::new(config.slow_query, config.n_plus_one_threshold)),
     );
 
     // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
-    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, &stats)?;
+    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, stats)?;
     let otlp_logs = log_queue
         .map(|queue| -> Result<_, InitError> {
             let filter =
@@ -414,6 +505,15 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         })
         .transpose()?;
 
+    // Error events mark their span (see `spans::ErrorEvents`), whatever the log filters say.
+    let errors = traces.as_ref().map(|_| -> Result<_, InitError> {
+        Ok(Output::new(
+            crate::spans::ErrorEvents::new(store.table().clone()),
+            errors_filter()?,
+        ))
+    });
+    let errors = errors.transpose()?;
+
     // One global gate decides which spans and events exist (see `gate`); each log output
     // then applies its own filter.
     let stdout = config
@@ -423,23 +523,111 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         .iter()
         .map(|o| o.filter().clone())
         .chain(stdout.iter().map(|o| o.filter().clone()))
+        .chain(errors.iter().map(|o| o.filter().clone()))
         .collect();
     let gate = Gate::new(Some(spans_filter()?), event_filters);
-    let outputs = Layer::and_then(otlp_logs, stdout);
+    let outputs = Layer::and_then(otlp_logs, stdout).and_then(errors);
+
+    // The OpenTelemetry API's tracer: the SDK's, same sampler, its ended spans queued into
+    // the span pipeline (see `spans::QueueExporter`).
+    let mut global_tracer = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(crate::sdk::sampler(config.sampler));
+    if let Some(queue) = &span_queue {
+        global_tracer =
+            global_tracer.with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+                crate::spans::QueueExporter(queue.clone()),
+            ));
+    }
+    let global_tracer = global_tracer.build();
 
     let subscriber = store.with(gate).with(outputs);
     let level_hint = subscriber.max_level_hint();
-    Ok(Telemetry {
+    Ok(Built {
         dispatch: Dispatch::new(subscriber),
         level_hint,
-        guard: TelemetryGuard {
-            traces,
-            meter_provider: Some(meter_provider),
-            logs,
-            metrics,
-            stats,
-            done: AtomicBool::new(false),
+        signals: Signals::Fast { traces, logs },
+        global_tracer,
+    })
+}
+
+/// Which error events mark their span: every error outside the exporters' own stacks.
+fn errors_filter() -> Result<Directives, InitError> {
+    directive_filter("RUST_LOG", &format!("error,{NOT_EXPORTED}"))
+}
+
+/// The stock backend (see `sdk`): tracing-subscriber's registry, tracing-opentelemetry, the
+/// appender bridge, the SDK's batch processors and the OTLP exporters.
+fn sdk(
+    config: &TelemetryConfig,
+    resource: &Resource,
+    stats: &Arc<ExportStats>,
+    stdout_filter: Directives,
+    writer: BoxMakeWriter,
+) -> Result<Built, InitError> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let tracer_provider = crate::sdk::tracer_provider(
+        config,
+        resource,
+        crate::sdk::target(config, Signal::Traces, crate::sdk::span_exporter)?,
+        fallback(config, Signal::Traces)?,
+        stats,
+    );
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(crate::sdk::tracer(&tracer_provider))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(crate::sdk::SpansAndErrors {
+            spans: spans_filter()?,
+            errors: errors_filter()?,
+        });
+
+    let logger_provider = crate::sdk::target(config, Signal::Logs, crate::sdk::log_exporter)?
+        .map(|target| -> Result<_, InitError> {
+            Ok(crate::sdk::logger_provider(
+                config,
+                resource,
+                target,
+                fallback(config, Signal::Logs)?,
+                stats,
+            ))
+        })
+        .transpose()?;
+    let logs = logger_provider
+        .as_ref()
+        .map(|lp| -> Result<_, InitError> {
+            Ok(
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
+                    .with_filter(directive_filter(
+                        "RUST_LOG",
+                        &format!("{},{NOT_EXPORTED}", config.log_filter),
+                    )?),
+            )
+        })
+        .transpose()?;
+
+    let stdout = config
+        .stdout_logs
+        .then(|| JsonLog::new(writer, crate::json_log::OtelIds).with_filter(stdout_filter));
+
+    let subscriber = tracing_subscriber::registry()
+        .with(crate::sdk::SlowQueries {
+            db: DbWatch::new(config.slow_query, config.n_plus_one_threshold),
+        })
+        .with(spans)
+        .with(logs)
+        .with(stdout);
+    let level_hint = subscriber.max_level_hint();
+    Ok(Built {
+        dispatch: Dispatch::new(subscriber),
+        level_hint,
+        signals: Signals::Sdk {
+            traces: tracer_provider.clone(),
+            logs: logger_provider,
         },
+        global_tracer: tracer_provider,
     })
 }
 

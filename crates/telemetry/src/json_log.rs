@@ -7,6 +7,10 @@
 //! `{"timestamp":"…Z","level":"INFO","message":"…",<fields>,"target":"…","trace_id":"…","span_id":"…","trace_sampled":false}`.
 //! Outside a span the ids are `null`. Values are written as tracing-serde writes them:
 //! numbers and booleans as JSON, everything else as a string; serde_json escapes strings.
+//!
+//! Secrets are scrubbed as in every other output (`pipe::attribute_rule`): a text value under
+//! a sensitive key is replaced whole, and secrets inside the message or any text value
+//! (`password=…`, `Bearer …`, signed-URL signatures) are replaced.
 
 use std::fmt;
 use std::io::Write as _;
@@ -19,27 +23,71 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
+use crate::pipe::{AttributeRule, attribute_rule};
 use crate::propagation::push_hex;
+use crate::redact::{REDACTED, redact_str};
 use crate::store::SpanTable;
 
-/// The stdout log layer.
-pub(crate) struct JsonLog<W> {
+/// The stdout log layer; `I` finds the ids of an event's span.
+pub(crate) struct JsonLog<W, I = Arc<SpanTable>> {
     writer: W,
-    spans: Arc<SpanTable>,
+    ids: I,
 }
 
-impl<W> JsonLog<W> {
-    pub(crate) fn new(writer: W, spans: Arc<SpanTable>) -> Self {
-        Self { writer, spans }
+impl<W, I> JsonLog<W, I> {
+    pub(crate) fn new(writer: W, ids: I) -> Self {
+        Self { writer, ids }
     }
 }
 
-impl<S, W> Layer<S> for JsonLog<W>
+/// The trace id, span id and sampled flag of the span an event belongs to.
+pub(crate) trait EventIds<S> {
+    fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)>;
+}
+
+/// The fast backend: the span store's table.
+impl<S: Subscriber> EventIds<S> for Arc<SpanTable> {
+    fn ids(&self, event: &Event<'_>, _: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
+        self.with_event_span(event, |span| {
+            (
+                span.cx.trace_id().to_bytes(),
+                span.cx.span_id().to_bytes(),
+                span.cx.is_sampled(),
+            )
+        })
+    }
+}
+
+/// The `sdk` backend: tracing-opentelemetry's context of the event's span.
+pub(crate) struct OtelIds;
+
+impl<S> EventIds<S> for OtelIds
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
+        use opentelemetry::trace::TraceContextExt as _;
+        let id = ctx.event_span(event)?.id();
+        let cx =
+            tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| {
+            (
+                sc.trace_id().to_bytes(),
+                sc.span_id().to_bytes(),
+                sc.is_sampled(),
+            )
+        })
+    }
+}
+
+impl<S, W, I> Layer<S> for JsonLog<W, I>
 where
     S: Subscriber,
     W: for<'w> MakeWriter<'w> + 'static,
+    I: EventIds<S> + 'static,
 {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"timestamp\":\"");
@@ -54,13 +102,7 @@ where
         event.record(&mut Fields(&mut line));
         line.extend_from_slice(b",\"target\":");
         json(&mut line, meta.target());
-        let ids = self.spans.with_event_span(event, |span| {
-            (
-                span.cx.trace_id().to_bytes(),
-                span.cx.span_id().to_bytes(),
-                span.cx.is_sampled(),
-            )
-        });
+        let ids = self.ids.ids(event, &ctx);
         match ids {
             Some((trace_id, span_id, sampled)) => {
                 line.extend_from_slice(b",\"trace_id\":\"");
@@ -85,16 +127,6 @@ fn json(line: &mut Vec<u8>, value: impl Serialize) {
     let _ = serde_json::to_writer(line, &value);
 }
 
-/// A `Debug` or `Display` value as a JSON string, escaped as it is formatted (no
-/// intermediate `String`).
-struct Text<T>(T);
-
-impl<T: fmt::Display> Serialize for Text<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
 /// An event's fields as `,"name":value` pairs.
 struct Fields<'a>(&'a mut Vec<u8>);
 
@@ -104,6 +136,24 @@ impl Fields<'_> {
         json(self.0, field.name());
         self.0.push(b':');
         json(self.0, value);
+    }
+
+    /// A text value, scrubbed by the redaction rule for its key.
+    fn text(&mut self, field: &field::Field, value: &str) {
+        match attribute_rule(field.name(), false) {
+            AttributeRule::Replace => self.pair(field, REDACTED),
+            _ => self.pair(field, redact_str(value).as_ref()),
+        }
+    }
+
+    /// A formatted value: written while formatted when it is clean (the common case, no
+    /// intermediate `String` kept), else formatted again and scrubbed.
+    fn formatted(&mut self, field: &field::Field, value: impl fmt::Display) {
+        if attribute_rule(field.name(), false) == AttributeRule::Replace {
+            return self.pair(field, REDACTED);
+        }
+        let text = value.to_string();
+        self.pair(field, redact_str(&text).as_ref());
     }
 }
 
@@ -121,13 +171,13 @@ impl field::Visit for Fields<'_> {
         self.pair(field, value);
     }
     fn record_str(&mut self, field: &field::Field, value: &str) {
-        self.pair(field, value);
+        self.text(field, value);
     }
     fn record_error(&mut self, field: &field::Field, value: &(dyn std::error::Error + 'static)) {
-        self.pair(field, Text(value));
+        self.formatted(field, value);
     }
     fn record_debug(&mut self, field: &field::Field, value: &dyn fmt::Debug) {
-        self.pair(field, Text(format_args!("{value:?}")));
+        self.formatted(field, format_args!("{value:?}"));
     }
 }
 

@@ -33,13 +33,33 @@ mod logs;
 mod pipe;
 pub mod propagation;
 pub mod redact;
+mod sdk;
 pub mod spans;
 mod store;
 mod wire;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
-pub use config::{ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
 pub use init::{InitError, Telemetry, TelemetryGuard, build, init};
 pub use opentelemetry_sdk::error::OTelSdkError;
 pub use spans::{SpanExt, with_remote_parent};
+
+/// The semantic-conventions version the attribute names follow (`db.system.name`,
+/// `db.query.text`, `messaging.operation.type`, `http.response.status_code`): the schema of
+/// opentelemetry-semantic-conventions 0.32, stamped on the resource and on this crate's
+/// instrumentation scope so a backend can translate names when the conventions move.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.36.0";
+
+/// The instrumentation scope of every span and metric: this crate's name for the
+/// application, its version and [`SCHEMA_URL`]. (Log records are scoped by their target, as
+/// the OpenTelemetry appender does, with no version: a target names a module, often a
+/// dependency's.)
+pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder(SCOPE_NAME)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_schema_url(SCHEMA_URL)
+        .build()
+}
+
+pub(crate) const SCOPE_NAME: &str = "vidscope";

@@ -173,7 +173,17 @@ impl Payload for Logs {
 
     /// The same request as [`Logs::request`] after [`Logs::scrub`], written from the records.
     fn encode(resource: &Resource, batch: &[Record]) -> Vec<u8> {
-        wire::request(resource, batch, |r| r.scope(), |buf, r| r.encode(buf))
+        wire::request(
+            resource,
+            crate::SCHEMA_URL,
+            batch,
+            |r| wire::Scope {
+                name: r.scope(),
+                version: "",
+                schema_url: "",
+            },
+            |buf, r| r.encode(buf),
+        )
     }
 
     /// The body and every attribute (see [`scrub_attributes`]).
@@ -199,7 +209,7 @@ impl Payload for Logs {
                         schema_url: String::new(),
                     })
                     .collect(),
-                schema_url: String::new(),
+                schema_url: crate::SCHEMA_URL.to_owned(),
             }],
         }
     }

@@ -29,7 +29,7 @@ use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState,
 };
-use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
+use opentelemetry::{Key, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -43,9 +43,6 @@ use crate::db_watch::DbWatch;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
 use crate::store::SpanStore;
 use crate::wire;
-
-/// The instrumentation scope of every span.
-const SCOPE: &str = "vidscope";
 
 /// Spans in the export pipeline: queued as [`Finished`] when they close and written to
 /// protobuf on the export thread, all under one scope.
@@ -63,7 +60,8 @@ impl Payload for Spans {
     fn scopes(batch: &mut Vec<Finished>) -> Vec<Scoped<Span>> {
         vec![(
             ProtoScope {
-                name: SCOPE.to_owned(),
+                name: crate::SCOPE_NAME.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..Default::default()
             },
             batch
@@ -76,7 +74,13 @@ impl Payload for Spans {
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
     /// [`Spans::request`] after [`Spans::scrub`].
     fn encode(resource: &Resource, batch: &[Finished]) -> Vec<u8> {
-        wire::request(resource, batch, |_| SCOPE, |buf, f| f.encode(buf))
+        wire::request(
+            resource,
+            crate::SCHEMA_URL,
+            batch,
+            |_| SPAN_SCOPE,
+            |buf, f| f.encode(buf),
+        )
     }
 
     /// Attributes, event names and attributes, link attributes and the status message.
@@ -103,14 +107,21 @@ impl Payload for Spans {
                     .map(|(scope, spans)| ScopeSpans {
                         scope: Some(scope),
                         spans,
-                        schema_url: String::new(),
+                        schema_url: crate::SCHEMA_URL.to_owned(),
                     })
                     .collect(),
-                schema_url: String::new(),
+                schema_url: crate::SCHEMA_URL.to_owned(),
             }],
         }
     }
 }
+
+/// Every span's scope, as `wire` writes it (the same as [`crate::scope`]).
+const SPAN_SCOPE: wire::Scope<'static> = wire::Scope {
+    name: crate::SCOPE_NAME,
+    version: env!("CARGO_PKG_VERSION"),
+    schema_url: crate::SCHEMA_URL,
+};
 
 /// The SDK's default span limits: beyond them attributes, events and links are counted as
 /// dropped.
@@ -143,10 +154,15 @@ pub(crate) fn take_remote_parent() -> Option<Parent> {
 /// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
 /// current span, if any). A `parent` without a valid span changes nothing. Only the first
 /// span created inside `make` takes it.
+///
+/// On the `sdk` backend the parent is made the current OpenTelemetry context while `make`
+/// runs, which tracing-opentelemetry takes as a new span's parent (with context activation,
+/// its default), in place of the current tracing span.
 pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce() -> R) -> R {
     if !parent.span().span_context().is_valid() {
         return make();
     }
+    let _current = parent.clone().attach();
     REMOTE_PARENT.with(|p| *p.borrow_mut() = Some(parent));
     let made = make();
     // Cleared even when no span took it (the span was filtered out).
@@ -256,8 +272,141 @@ impl Finished {
             events: span_events(r.events, r.dropped_events),
             links: span_links(r.links, r.dropped_links),
             status: r.status,
-            instrumentation_scope: InstrumentationScope::builder(SCOPE).build(),
+            instrumentation_scope: crate::scope(),
         }
+    }
+
+    /// A span the SDK recorded (the OpenTelemetry API's tracer on the fast backend, see
+    /// [`QueueExporter`]), queued like the store's own.
+    fn from_span_data(s: SpanData) -> Self {
+        Self {
+            cx: s.span_context,
+            end: s.end_time,
+            r: Box::new(Recording {
+                name: s.name,
+                kind: s.span_kind,
+                parent_span_id: s.parent_span_id,
+                parent_is_remote: s.parent_span_is_remote,
+                start: s.start_time,
+                attributes: s.attributes,
+                dropped_attributes: s.dropped_attributes_count,
+                events: s.events.events,
+                dropped_events: s.events.dropped_count,
+                links: s.links.links,
+                dropped_links: s.links.dropped_count,
+                status: s.status,
+                db_started: None,
+            }),
+        }
+    }
+}
+
+/// The exporter behind the OpenTelemetry API's tracer on the fast backend: the SDK's spans
+/// join the store's in the span pipeline, so they are scrubbed, counted and sent alike (under
+/// this crate's scope: the pipeline writes one).
+pub(crate) struct QueueExporter(pub(crate) Queue<Finished>);
+
+impl fmt::Debug for QueueExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QueueExporter")
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for QueueExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        for s in batch {
+            self.0.push(Finished::from_span_data(s));
+        }
+        Ok(())
+    }
+}
+
+/// Error events inside a sampled span mark it: status Error (unless already set) and a span
+/// event, as tracing-opentelemetry does (the `sdk` backend). The event is named by its
+/// message, or `exception` with `exception.message` for an event whose only text is an
+/// `error` field (what `#[instrument(err)]` emits); its fields become attributes beside
+/// `level` and `target`.
+pub(crate) struct ErrorEvents {
+    spans: std::sync::Arc<crate::store::SpanTable>,
+}
+
+impl ErrorEvents {
+    pub(crate) fn new(spans: std::sync::Arc<crate::store::SpanTable>) -> Self {
+        Self { spans }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() != tracing::Level::ERROR {
+            return;
+        }
+        self.spans.with_event_span(event, |span| {
+            if !span.is_recording() {
+                return;
+            }
+            let mut fields = ErrorFields::default();
+            event.record(&mut fields);
+            let meta = event.metadata();
+            let mut attributes = vec![
+                KeyValue::new("level", meta.level().as_str()),
+                KeyValue::new("target", meta.target()),
+            ];
+            let name: Cow<'static, str> = match (fields.message, fields.error) {
+                (Some(message), _) => Cow::Owned(message),
+                (None, Some(error)) => {
+                    attributes.push(KeyValue::new("exception.message", error));
+                    Cow::Borrowed("exception")
+                }
+                (None, None) => Cow::Borrowed(meta.name()),
+            };
+            attributes.extend(fields.other);
+            span.set_status(Status::error(""));
+            span.add_event(name, SystemTime::now(), attributes);
+        });
+    }
+}
+
+/// An error event's message, `error` field and other fields.
+#[derive(Default)]
+struct ErrorFields {
+    message: Option<String>,
+    error: Option<String>,
+    other: Vec<KeyValue>,
+}
+
+impl ErrorFields {
+    fn text(&mut self, field: &field::Field, value: String) {
+        match field.name() {
+            "message" => self.message = Some(value),
+            "error" => self.error = Some(value),
+            name => self.other.push(KeyValue::new(name, value)),
+        }
+    }
+}
+
+impl field::Visit for ErrorFields {
+    fn record_bool(&mut self, field: &field::Field, value: bool) {
+        self.other.push(KeyValue::new(field.name(), value));
+    }
+    fn record_f64(&mut self, field: &field::Field, value: f64) {
+        self.other.push(KeyValue::new(field.name(), value));
+    }
+    fn record_i64(&mut self, field: &field::Field, value: i64) {
+        self.other.push(KeyValue::new(field.name(), value));
+    }
+    fn record_u64(&mut self, field: &field::Field, value: u64) {
+        let v = i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
+        self.other.push(KeyValue::new(field.name(), v));
+    }
+    fn record_str(&mut self, field: &field::Field, value: &str) {
+        self.text(field, value.to_owned());
+    }
+    fn record_error(&mut self, field: &field::Field, value: &(dyn std::error::Error + 'static)) {
+        self.text(field, value.to_string());
+    }
+    fn record_debug(&mut self, field: &field::Field, value: &dyn fmt::Debug) {
+        self.text(field, format!("{value:?}"));
     }
 }
 
@@ -599,18 +748,28 @@ impl field::Visit for Visitor<'_> {
     }
 }
 
-/// Runs `f` on the OpenTelemetry side of `span`, if it has one (telemetry on, span enabled).
-pub(crate) fn with_otel_span<R>(span: &tracing::Span, f: impl FnOnce(&OtelSpan) -> R) -> Option<R> {
-    span.with_subscriber(|(id, dispatch)| {
-        let store = dispatch.downcast_ref::<SpanStore>()?;
-        store.table().with(id, f)
-    })
-    .flatten()
+/// Where a span's OpenTelemetry side lives.
+enum Lookup<R> {
+    /// In the span store (fast backend), or nowhere (the span is disabled): `f`'s result.
+    Fast(Option<R>),
+    /// Under another subscriber: tracing-opentelemetry's (the `sdk` backend).
+    Other,
+}
+
+fn lookup<R>(span: &tracing::Span, f: impl FnOnce(&OtelSpan) -> R) -> Lookup<R> {
+    span.with_subscriber(
+        |(id, dispatch)| match dispatch.downcast_ref::<SpanStore>() {
+            Some(store) => Lookup::Fast(store.table().with(id, f)),
+            None => Lookup::Other,
+        },
+    )
+    .unwrap_or(Lookup::Fast(None))
 }
 
 /// OpenTelemetry operations on a tracing span: the same names as tracing-opentelemetry's
-/// `OpenTelemetrySpanExt`, so call sites read the same. Every operation is a no-op on a span
-/// that is disabled or (except `context`) not sampled.
+/// `OpenTelemetrySpanExt`, so call sites read the same, and on the `sdk` backend they are
+/// that trait's operations. Every operation is a no-op on a span that is disabled or (except
+/// `context`) not sampled.
 pub trait SpanExt {
     /// The span's OpenTelemetry context: for propagation, correlation and `traceresponse`.
     /// Empty (no valid span) when telemetry is off or the span is disabled.
@@ -637,16 +796,41 @@ pub trait SpanExt {
 
 impl SpanExt for tracing::Span {
     fn context(&self) -> opentelemetry::Context {
-        with_otel_span(self, |o| o.context()).unwrap_or_default()
+        match lookup(self, |o| o.context()) {
+            Lookup::Fast(cx) => cx.unwrap_or_default(),
+            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self),
+        }
     }
     fn is_sampled(&self) -> bool {
-        with_otel_span(self, |o| o.is_recording()).unwrap_or(false)
+        match lookup(self, |o| o.is_recording()) {
+            Lookup::Fast(s) => s.unwrap_or(false),
+            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
+                .span()
+                .span_context()
+                .is_sampled(),
+        }
     }
     fn span_context(&self) -> SpanContext {
-        with_otel_span(self, |o| o.cx.clone()).unwrap_or_else(SpanContext::empty_context)
+        match lookup(self, |o| o.cx.clone()) {
+            Lookup::Fast(cx) => cx.unwrap_or_else(SpanContext::empty_context),
+            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
+                .span()
+                .span_context()
+                .clone(),
+        }
     }
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        with_otel_span(self, |o| o.set_attributes(attributes));
+        let mut attributes = Some(attributes);
+        if let Lookup::Other = lookup(self, |o| {
+            if let Some(a) = attributes.take() {
+                o.set_attributes(a);
+            }
+        }) && let Some(a) = attributes
+        {
+            for kv in a {
+                tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(self, kv.key, kv.value);
+            }
+        }
     }
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         self.add_event_with_timestamp(name, SystemTime::now(), attributes);
@@ -657,20 +841,42 @@ impl SpanExt for tracing::Span {
         timestamp: SystemTime,
         attributes: Vec<KeyValue>,
     ) {
-        with_otel_span(self, |o| o.add_event(name.into(), timestamp, attributes));
+        let mut event = Some((name.into(), attributes));
+        if let Lookup::Other = lookup(self, |o| {
+            if let Some((name, attributes)) = event.take() {
+                o.add_event(name, timestamp, attributes);
+            }
+        }) && let Some((name, attributes)) = event
+        {
+            tracing_opentelemetry::OpenTelemetrySpanExt::add_event_with_timestamp(
+                self, name, timestamp, attributes,
+            );
+        }
     }
     fn add_link(&self, cx: SpanContext) {
-        with_otel_span(self, |o| o.add_link(cx, Vec::new()));
+        let mut link = Some(cx);
+        if let Lookup::Other = lookup(self, |o| {
+            if let Some(cx) = link.take() {
+                o.add_link(cx, Vec::new());
+            }
+        }) && let Some(cx) = link
+        {
+            tracing_opentelemetry::OpenTelemetrySpanExt::add_link(self, cx);
+        }
     }
     fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>) {
-        with_otel_span(self, |o| {
-            if o.is_recording() {
-                o.set_attributes([KeyValue::new(key, value)]);
-            }
-        });
+        self.set_attributes([KeyValue::new(key, value)]);
     }
     fn set_status(&self, status: Status) {
-        with_otel_span(self, |o| o.set_status(status));
+        let mut s = Some(status);
+        if let Lookup::Other = lookup(self, |o| {
+            if let Some(status) = s.take() {
+                o.set_status(status);
+            }
+        }) && let Some(status) = s
+        {
+            tracing_opentelemetry::OpenTelemetrySpanExt::set_status(self, status);
+        }
     }
 }
 

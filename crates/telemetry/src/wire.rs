@@ -191,33 +191,49 @@ pub(crate) fn attributes(buf: &mut Vec<u8>, tag: u32, attributes: &[KeyValue]) {
     }
 }
 
+/// An instrumentation scope as a request writes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scope<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub schema_url: &'a str,
+}
+
 /// An export request for one resource, in the shape both `ExportTraceServiceRequest` and
-/// `ExportLogsServiceRequest` have: `{1: {1: resource, 2: [{1: scope, 2: [item, ...]}, ...]}}`.
-/// Items are grouped under their scope's name, scopes in order of first appearance; `item`
-/// writes one item's message body.
-pub(crate) fn request<T>(
+/// `ExportLogsServiceRequest` have:
+/// `{1: {1: resource, 2: [{1: scope, 2: [item, ...], 3: scope schema}, ...], 3: schema}}`.
+/// Items are grouped under their scope, scopes in order of first appearance; `item` writes
+/// one item's message body.
+pub(crate) fn request<'s, T>(
     resource: &Resource,
-    items: &[T],
-    scope: impl Fn(&T) -> &str,
+    schema_url: &str,
+    items: &'s [T],
+    scope: impl Fn(&'s T) -> Scope<'s>,
     item: impl Fn(&mut Vec<u8>, &T),
 ) -> Vec<u8> {
-    let mut scopes: Vec<&str> = Vec::new();
+    let mut scopes: Vec<Scope<'s>> = Vec::new();
     for i in items {
-        if !scopes.contains(&scope(i)) {
-            scopes.push(scope(i));
+        let s = scope(i);
+        if !scopes.contains(&s) {
+            scopes.push(s);
         }
     }
     let mut buf = Vec::with_capacity(256 * items.len() + resource.encoded_len() + 64);
     nested(&mut buf, 1, |buf| {
         prost::encoding::message::encode(1, resource, buf);
-        for name in scopes {
+        for s in scopes {
             nested(buf, 2, |buf| {
-                nested(buf, 1, |buf| string(buf, 1, name));
-                for i in items.iter().filter(|i| scope(i) == name) {
+                nested(buf, 1, |buf| {
+                    string(buf, 1, s.name);
+                    string(buf, 2, s.version);
+                });
+                for i in items.iter().filter(|i| scope(i) == s) {
                     nested(buf, 2, |buf| item(buf, i));
                 }
+                string(buf, 3, s.schema_url);
             });
         }
+        string(buf, 3, schema_url);
     });
     buf
 }

@@ -1,0 +1,528 @@
+//! The stock OpenTelemetry path (`VIDSCOPE_TELEMETRY_BACKEND=sdk`): tracing-opentelemetry for
+//! spans, the appender bridge for log records, the SDK's batch processors and the OTLP
+//! exporters, on tracing-subscriber's `Registry`.
+//!
+//! It exists so the fast path (`spans`, `logs`, `pipe`, `wire`) can be checked against what
+//! the OpenTelemetry project itself produces from the same tracing calls, and so a team that
+//! distrusts hand-written telemetry can run the reference path with one variable. Both paths
+//! share the configuration, the resource, the metric provider, the redaction rules, the
+//! export accounting and the file format; `tests/backends.rs` runs one workload through each
+//! and compares the normalised output.
+//!
+//! What this side adds on top of the stock layers, so that both paths emit the same data:
+//! - exporters wrapped in [`SdkExport`]: secrets scrubbed (`pipe::attribute_rule`), batches
+//!   counted in `telemetry.export.*`, the file target and the file fallback;
+//! - [`SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query` span
+//!   closes late;
+//! - the stdout JSON lines (`json_log`) read their ids from tracing-opentelemetry.
+//!
+//! The layer's optional extras (code location, thread ids, busy/idle times) are off: the fast
+//! path does not record them, and a comparison needs both sides to mean the same thing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{
+    BatchLogProcessor, LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider,
+};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+};
+use tracing::span::{Attributes, Id};
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, Filter};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+use crate::db_watch::DbWatch;
+use crate::export::{ExportStats, Guarded, Target};
+use crate::file::JsonLinesFile;
+use crate::gate::Directives;
+use crate::init::InitError;
+use crate::pipe::{AttributeRule, attribute_rule};
+use crate::redact::{REDACTED, redact_str};
+
+/// The SDK's sampler for the configured one (the fast path decides the same way, see
+/// `spans::sampled`).
+pub(crate) fn sampler(s: SamplerConfig) -> Sampler {
+    match s {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+/// The tracer provider: the configured sampler and, unless traces are off, one batch
+/// processor in front of the wrapped exporter. Without a processor spans still get ids (for
+/// log correlation and propagation) and go nowhere.
+pub(crate) fn tracer_provider(
+    config: &TelemetryConfig,
+    resource: &Resource,
+    target: Option<Target<opentelemetry_otlp::SpanExporter>>,
+    fallback: Option<JsonLinesFile>,
+    stats: &Arc<ExportStats>,
+) -> SdkTracerProvider {
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler(config.sampler));
+    if let Some(target) = target {
+        let exporter = SdkExport::new(Guarded::new(target, fallback, stats.clone()), resource);
+        builder = builder.with_span_processor(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(config.max_queue_size)
+                        .with_scheduled_delay(config.scheduled_delay)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    builder.build()
+}
+
+/// The logger provider with one batch processor in front of the wrapped exporter.
+pub(crate) fn logger_provider(
+    config: &TelemetryConfig,
+    resource: &Resource,
+    target: Target<opentelemetry_otlp::LogExporter>,
+    fallback: Option<JsonLinesFile>,
+    stats: &Arc<ExportStats>,
+) -> SdkLoggerProvider {
+    let exporter = SdkExport::new(Guarded::new(target, fallback, stats.clone()), resource);
+    SdkLoggerProvider::builder()
+        .with_resource(resource.clone())
+        .with_log_processor(
+            BatchLogProcessor::builder(exporter)
+                .with_batch_config(
+                    opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                        .with_max_queue_size(config.max_queue_size)
+                        .with_scheduled_delay(config.scheduled_delay)
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// The OTLP span exporter for the configured protocol and endpoint.
+pub(crate) fn span_exporter(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    let endpoint = config
+        .endpoints
+        .get(&Signal::Traces)
+        .cloned()
+        .unwrap_or_default();
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let built = match config.protocol {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
+            .build(),
+        p => builder
+            .with_http()
+            .with_protocol(http_protocol(p))
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_headers(config.headers.iter().cloned().collect())
+            .build(),
+    };
+    built.map_err(|source| InitError::Exporter {
+        signal: Signal::Traces.as_str(),
+        endpoint,
+        source,
+    })
+}
+
+/// The OTLP log exporter for the configured protocol and endpoint.
+pub(crate) fn log_exporter(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::LogExporter, InitError> {
+    let endpoint = config
+        .endpoints
+        .get(&Signal::Logs)
+        .cloned()
+        .unwrap_or_default();
+    let builder = opentelemetry_otlp::LogExporter::builder();
+    let built = match config.protocol {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
+            .build(),
+        p => builder
+            .with_http()
+            .with_protocol(http_protocol(p))
+            .with_endpoint(endpoint.clone())
+            .with_timeout(config.export_timeout)
+            .with_headers(config.headers.iter().cloned().collect())
+            .build(),
+    };
+    built.map_err(|source| InitError::Exporter {
+        signal: Signal::Logs.as_str(),
+        endpoint,
+        source,
+    })
+}
+
+pub(crate) fn http_protocol(p: OtlpProtocol) -> Protocol {
+    if p == OtlpProtocol::HttpJson {
+        Protocol::HttpJson
+    } else {
+        Protocol::HttpBinary
+    }
+}
+
+/// The target of one signal, or `None` when its exporter is `none`.
+pub(crate) fn target<E>(
+    config: &TelemetryConfig,
+    signal: Signal,
+    otlp: impl FnOnce(&TelemetryConfig) -> Result<E, InitError>,
+) -> Result<Option<Target<E>>, InitError> {
+    Ok(match config.exporter(signal) {
+        ExporterKind::Otlp => Some(Target::Otlp(otlp(config)?)),
+        ExporterKind::File => Some(Target::File(crate::init::open_file(config, signal)?)),
+        ExporterKind::None => None,
+    })
+}
+
+/// A span or log exporter as the SDK's batch processor sees it: what the fast pipeline does
+/// around its transport (scrubbing, accounting, file target, fallback), done around the OTLP
+/// exporter.
+pub(crate) struct SdkExport<E> {
+    guarded: Guarded<E>,
+    /// For the file target and the fallback, which write whole OTLP requests.
+    resource: ResourceAttributesWithSchema,
+    /// Makes the blank records the scrubbed log batch is copied into: the SDK's log record has
+    /// no way to change an attribute in place, nor a public constructor.
+    blank: SdkLogger,
+}
+
+impl<E> std::fmt::Debug for SdkExport<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdkExport").finish_non_exhaustive()
+    }
+}
+
+impl<E> SdkExport<E> {
+    fn new(guarded: Guarded<E>, resource: &Resource) -> Self {
+        Self {
+            guarded,
+            resource: resource.into(),
+            blank: SdkLoggerProvider::builder().build().logger("scrub"),
+        }
+    }
+
+    fn trace_request(&self, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans:
+                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                    spans,
+                    &self.resource,
+                ),
+        }
+    }
+
+    fn logs_request(&self, batch: &LogBatch<'_>) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs:
+                opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope(
+                    batch,
+                    &self.resource,
+                ),
+        }
+    }
+
+    /// A scrubbed copy of every record in `batch`, with its scope.
+    fn scrubbed_logs(&self, batch: &LogBatch<'_>) -> Vec<(SdkLogRecord, InstrumentationScope)> {
+        batch
+            .iter()
+            .map(|(r, scope)| {
+                let mut out = self.blank.create_log_record();
+                if let Some(name) = r.event_name() {
+                    out.set_event_name(name);
+                }
+                if let Some(target) = r.target() {
+                    out.set_target(target.clone());
+                }
+                if let Some(t) = r.timestamp() {
+                    out.set_timestamp(t);
+                }
+                if let Some(t) = r.observed_timestamp() {
+                    out.set_observed_timestamp(t);
+                }
+                if let Some(s) = r.severity_text() {
+                    out.set_severity_text(s);
+                }
+                if let Some(s) = r.severity_number() {
+                    out.set_severity_number(s);
+                }
+                if let Some(body) = r.body() {
+                    let mut body = body.clone();
+                    scrub_any(&mut body, AttributeRule::ScrubStrings);
+                    out.set_body(body);
+                }
+                for (k, v) in r.attributes_iter() {
+                    let mut v = v.clone();
+                    let scalar = matches!(
+                        v,
+                        AnyValue::Int(_) | AnyValue::Double(_) | AnyValue::Boolean(_)
+                    );
+                    scrub_any(&mut v, attribute_rule(k.as_str(), scalar));
+                    out.add_attribute(k.clone(), v);
+                }
+                if let Some(tc) = r.trace_context() {
+                    out.set_trace_context(tc.trace_id, tc.span_id, tc.trace_flags);
+                }
+                (out, scope.clone())
+            })
+            .collect()
+    }
+}
+
+/// Applies a redaction rule to a log value, recursing into lists and maps (each map entry by
+/// its own key).
+fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
+    match (rule, v) {
+        (AttributeRule::Keep, _) => {}
+        (AttributeRule::Replace, v) => *v = AnyValue::String(REDACTED.into()),
+        (AttributeRule::ScrubStrings, AnyValue::String(s)) => {
+            if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+                *s = clean.into();
+            }
+        }
+        (AttributeRule::ScrubStrings, AnyValue::ListAny(items)) => {
+            for item in items.iter_mut() {
+                scrub_any(item, AttributeRule::ScrubStrings);
+            }
+        }
+        (AttributeRule::ScrubStrings, AnyValue::Map(map)) => {
+            for (k, item) in map.iter_mut() {
+                let scalar = matches!(
+                    item,
+                    AnyValue::Int(_) | AnyValue::Double(_) | AnyValue::Boolean(_)
+                );
+                scrub_any(item, attribute_rule(k.as_str(), scalar));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Applies the redaction rule to span attributes in place.
+fn scrub_attributes(attributes: &mut [KeyValue]) {
+    for kv in attributes {
+        let scalar = matches!(kv.value, Value::Bool(_) | Value::I64(_) | Value::F64(_));
+        match (attribute_rule(kv.key.as_str(), scalar), &mut kv.value) {
+            (AttributeRule::Keep, _) => {}
+            (AttributeRule::Replace, v) => *v = Value::from(REDACTED),
+            (AttributeRule::ScrubStrings, Value::String(s)) => {
+                if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+                    *s = clean.into();
+                }
+            }
+            (AttributeRule::ScrubStrings, Value::Array(opentelemetry::Array::String(items))) => {
+                for s in items.iter_mut() {
+                    if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+                        *s = clean.into();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What `spans::Spans::scrub` does to a protobuf span, done to the SDK's span.
+fn scrub_span(span: &mut SpanData) {
+    scrub_attributes(&mut span.attributes);
+    for event in span.events.events.iter_mut() {
+        if let std::borrow::Cow::Owned(clean) = redact_str(&event.name) {
+            event.name = clean.into();
+        }
+        scrub_attributes(&mut event.attributes);
+    }
+    for link in span.links.links.iter_mut() {
+        scrub_attributes(&mut link.attributes);
+    }
+    if let Status::Error { description } = &mut span.status
+        && let std::borrow::Cow::Owned(clean) = redact_str(description)
+    {
+        *description = clean.into();
+    }
+}
+
+fn no_fallback(_: &JsonLinesFile) -> OTelSdkResult {
+    Err(OTelSdkError::InternalFailure(String::new()))
+}
+
+impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.iter_mut().for_each(scrub_span);
+        let n = batch.len();
+        match &self.guarded.target {
+            Target::File(f) => {
+                let r = f.write_json(&self.trace_request(batch));
+                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+            }
+            Target::Otlp(exporter) => {
+                // The exporter takes the batch; a copy is kept only when a fallback may need it.
+                let copy = self.guarded.fallback.is_some().then(|| batch.clone());
+                let r = exporter.export(batch).await;
+                self.guarded.settle(Signal::Traces, n, r, |f| {
+                    f.write_json(&self.trace_request(copy.unwrap_or_default()))
+                })
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.guarded.target {
+            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match &self.guarded.target {
+            Target::Otlp(e) => e.force_flush(),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
+        if let Target::Otlp(e) = &mut self.guarded.target {
+            e.set_resource(resource);
+        }
+    }
+}
+
+impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let owned = self.scrubbed_logs(&batch);
+        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
+        // `LogBatch::new` is public but documented as not meant for users; it is the only way
+        // to hand the exporter records that were changed after the processor saw them.
+        let batch = LogBatch::new(&refs);
+        let n = refs.len();
+        match &self.guarded.target {
+            Target::File(f) => {
+                let r = f.write_json(&self.logs_request(&batch));
+                self.guarded.settle(Signal::Logs, n, r, no_fallback)
+            }
+            Target::Otlp(exporter) => {
+                let r = exporter.export(LogBatch::new(&refs)).await;
+                self.guarded.settle(Signal::Logs, n, r, |f| {
+                    f.write_json(&self.logs_request(&batch))
+                })
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match &self.guarded.target {
+            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Target::File(_) => Ok(()),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
+        if let Target::Otlp(e) = &mut self.guarded.target {
+            e.set_resource(resource);
+        }
+    }
+}
+
+/// The per-layer filter of the tracing-opentelemetry layer: spans by the span filter, and
+/// error events (which mark their span's status Error and become span events) by their own.
+/// Other events stay out of spans, as on the fast path.
+pub(crate) struct SpansAndErrors {
+    pub spans: Directives,
+    pub errors: Directives,
+}
+
+impl<S: Subscriber> Filter<S> for SpansAndErrors {
+    fn enabled(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
+        if meta.is_span() {
+            Filter::enabled(&self.spans, meta, ctx)
+        } else {
+            Filter::enabled(&self.errors, meta, ctx)
+        }
+    }
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if meta.is_span() {
+            Filter::<S>::callsite_enabled(&self.spans, meta)
+        } else {
+            Filter::<S>::callsite_enabled(&self.errors, meta)
+        }
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(
+            Filter::<S>::max_level_hint(&self.spans)?
+                .max(Filter::<S>::max_level_hint(&self.errors)?),
+        )
+    }
+}
+
+/// Times `db.query` spans and adds `db.slow_query` to late ones before the tracing layer
+/// exports them (it must sit below that layer, whose `on_close` runs after this one's).
+pub(crate) struct SlowQueries {
+    pub db: DbWatch,
+}
+
+struct Started(Instant);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SlowQueries {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.db.watches(attrs.metadata().name())
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(Started(Instant::now()));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let started = ctx
+            .span(&id)
+            .and_then(|s| s.extensions().get::<Started>().map(|s| s.0));
+        let Some(attributes) = started.and_then(|s| self.db.slow_query(s)) else {
+            return;
+        };
+        let mut attributes = Some(attributes);
+        tracing::dispatcher::get_default(|d| {
+            if let (Some(cx), Some(attributes)) = (
+                tracing_opentelemetry::get_otel_context(&id, d),
+                attributes.take(),
+            ) {
+                use opentelemetry::trace::TraceContextExt as _;
+                cx.span().add_event("db.slow_query", attributes);
+            }
+        });
+    }
+}
+
+/// The instrumentation scope of the spans this side makes (the same as the fast path's).
+pub(crate) fn tracer(provider: &SdkTracerProvider) -> opentelemetry_sdk::trace::SdkTracer {
+    provider.tracer_with_scope(crate::scope())
+}
