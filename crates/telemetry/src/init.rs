@@ -579,6 +579,7 @@ fn sdk(
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
+        .with_target(false)
         .with_filter(crate::sdk::SpansAndErrors {
             spans: spans_filter()?,
             errors: errors_filter()?,

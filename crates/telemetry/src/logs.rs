@@ -177,10 +177,11 @@ impl Payload for Logs {
             resource,
             crate::SCHEMA_URL,
             batch,
+            // The schema on each scope too, as `opentelemetry-proto`'s conversion writes it.
             |r| wire::Scope {
                 name: r.scope(),
                 version: "",
-                schema_url: "",
+                schema_url: crate::SCHEMA_URL,
             },
             |buf, r| r.encode(buf),
         )
@@ -206,7 +207,7 @@ impl Payload for Logs {
                     .map(|(scope, log_records)| ScopeLogs {
                         scope: Some(scope),
                         log_records,
-                        schema_url: String::new(),
+                        schema_url: crate::SCHEMA_URL.to_owned(),
                     })
                     .collect(),
                 schema_url: crate::SCHEMA_URL.to_owned(),

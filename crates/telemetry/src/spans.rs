@@ -321,11 +321,11 @@ impl opentelemetry_sdk::trace::SpanExporter for QueueExporter {
     }
 }
 
-/// Error events inside a sampled span mark it: status Error (unless already set) and a span
-/// event, as tracing-opentelemetry does (the `sdk` backend). The event is named by its
-/// message, or `exception` with `exception.message` for an event whose only text is an
-/// `error` field (what `#[instrument(err)]` emits); its fields become attributes beside
-/// `level` and `target`.
+/// Error events inside a sampled span mark it: status Error and a span event, as
+/// tracing-opentelemetry does (the `sdk` backend). The event is named by its message, or
+/// `exception` with `exception.message` (and the status description) for an event whose only
+/// text is an `error` field (what `#[instrument(err)]` emits); its fields become attributes
+/// beside `level` and `target`.
 pub(crate) struct ErrorEvents {
     spans: std::sync::Arc<crate::store::SpanTable>,
 }
@@ -352,16 +352,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
                 KeyValue::new("level", meta.level().as_str()),
                 KeyValue::new("target", meta.target()),
             ];
+            let mut status = Status::error("");
             let name: Cow<'static, str> = match (fields.message, fields.error) {
                 (Some(message), _) => Cow::Owned(message),
                 (None, Some(error)) => {
+                    status = Status::error(error.clone());
                     attributes.push(KeyValue::new("exception.message", error));
                     Cow::Borrowed("exception")
                 }
                 (None, None) => Cow::Borrowed(meta.name()),
             };
             attributes.extend(fields.other);
-            span.set_status(Status::error(""));
+            span.set_status(status);
             span.add_event(name, SystemTime::now(), attributes);
         });
     }

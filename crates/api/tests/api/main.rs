@@ -2,6 +2,7 @@
 //! One binary so the workspace links once.
 
 mod auth;
+mod backends;
 mod authz;
 mod collector_down;
 mod db_watch;
