@@ -609,13 +609,24 @@ fn sdk(
         })
         .transpose()?;
 
-    let stdout = config
-        .stdout_logs
-        .then(|| JsonLog::new(writer, crate::json_log::OtelIds).with_filter(stdout_filter));
+    // Not an `Option` layer: tracing-subscriber's `Option<L>` does not pass the dispatch on to
+    // `L` (`on_register_dispatch`), which `OtelIds` needs. Off, it writes nowhere and its
+    // filter admits nothing.
+    let (writer, stdout_filter) = if config.stdout_logs {
+        (writer, stdout_filter)
+    } else {
+        (
+            BoxMakeWriter::new(std::io::sink),
+            directive_filter("RUST_LOG", "off")?,
+        )
+    };
+    let stdout =
+        JsonLog::new(writer, crate::json_log::OtelIds::default()).with_filter(stdout_filter);
 
     let subscriber = tracing_subscriber::registry()
         .with(crate::sdk::SlowQueries {
             db: DbWatch::new(config.slow_query, config.n_plus_one_threshold),
+            dispatch: Default::default(),
         })
         .with(spans)
         .with(logs)
@@ -647,6 +658,76 @@ mod tests {
             let span = tracing::info_span!(target: "vidscope_api", "request");
             assert!(!span.is_disabled(), "info span disabled by RUST_LOG=warn");
         });
+    }
+
+    /// A `MakeWriter` into a shared buffer, for reading stdout lines back.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// On both backends a stdout line carries its span's ids, and no secret.
+    #[test]
+    fn stdout_lines_carry_the_spans_ids_and_no_secret_on_both_backends() {
+        use crate::spans::SpanExt as _;
+        for backend in [Backend::Fast, Backend::Sdk] {
+            let dir = tempfile_dir(backend.as_str());
+            let mut config = TelemetryConfig::new("ids").with_file_exporters(&dir);
+            config.backend = backend;
+            let out = Buffer::default();
+            let writer = out.clone();
+            let t = build(&config, BoxMakeWriter::new(move || writer.clone())).unwrap();
+            let sc = tracing::dispatcher::with_default(&t.dispatch, || {
+                let span = tracing::info_span!(target: "vidscope_api", "request");
+                let _entered = span.enter();
+                tracing::info!(
+                    target: "vidscope_api",
+                    password = "hunter2",
+                    header = "Authorization: Bearer abc.def",
+                    "signed https://s3/x?X-Amz-Signature=sig123 token=s3cr3t"
+                );
+                span.span_context()
+            });
+            drop(t);
+            let _ = std::fs::remove_dir_all(&dir);
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap())
+                .unwrap_or_else(|e| panic!("{backend:?}: {e}: {text}"));
+            assert!(sc.is_valid(), "{backend:?}");
+            assert_eq!(
+                line["trace_id"],
+                sc.trace_id().to_string(),
+                "{backend:?}: {line}"
+            );
+            assert_eq!(
+                line["span_id"],
+                sc.span_id().to_string(),
+                "{backend:?}: {line}"
+            );
+            for secret in ["hunter2", "abc.def", "sig123", "s3cr3t"] {
+                assert!(
+                    !text.contains(secret),
+                    "{backend:?}: {secret} on stdout: {text}"
+                );
+            }
+            assert_eq!(line["password"], "[REDACTED]", "{backend:?}");
+        }
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "vidscope-init-{tag}-{}-{}",
+            std::process::id(),
+            crate::pipe::unix_nanos(std::time::SystemTime::now())
+        ))
     }
 
     /// The subscriber's level hint is the most verbose of its outputs: info for spans, the log

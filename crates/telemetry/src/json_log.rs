@@ -43,6 +43,8 @@ impl<W, I> JsonLog<W, I> {
 /// The trace id, span id and sampled flag of the span an event belongs to.
 pub(crate) trait EventIds<S> {
     fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)>;
+    /// The dispatch the layer belongs to, once it is built.
+    fn register(&self, _dispatch: &tracing::Dispatch) {}
 }
 
 /// The fast backend: the span store's table.
@@ -58,8 +60,11 @@ impl<S: Subscriber> EventIds<S> for Arc<SpanTable> {
     }
 }
 
-/// The `sdk` backend: tracing-opentelemetry's context of the event's span.
-pub(crate) struct OtelIds;
+/// The `sdk` backend: tracing-opentelemetry's context of the event's span, looked up through
+/// the dispatch this layer was registered with (inside a callback, `get_default` answers the
+/// no-op dispatch: tracing guards against re-entry).
+#[derive(Default)]
+pub(crate) struct OtelIds(std::sync::OnceLock<tracing::dispatcher::WeakDispatch>);
 
 impl<S> EventIds<S> for OtelIds
 where
@@ -68,8 +73,8 @@ where
     fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
         use opentelemetry::trace::TraceContextExt as _;
         let id = ctx.event_span(event)?.id();
-        let cx =
-            tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d))?;
+        let dispatch = self.0.get()?.upgrade()?;
+        let cx = tracing_opentelemetry::get_otel_context(&id, &dispatch)?;
         let sc = cx.span().span_context().clone();
         sc.is_valid().then(|| {
             (
@@ -79,6 +84,10 @@ where
             )
         })
     }
+
+    fn register(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
+    }
 }
 
 impl<S, W, I> Layer<S> for JsonLog<W, I>
@@ -87,6 +96,10 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
     I: EventIds<S> + 'static,
 {
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        self.ids.register(dispatch);
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         let mut line = Vec::with_capacity(256);

@@ -41,7 +41,7 @@ pub(crate) trait Payload: Send + 'static {
     type Item: Send + 'static;
     /// The protobuf message an item becomes (`Span`, `LogRecord`).
     type Proto: prost::Message;
-    type Request: serde::Serialize + Default;
+    type Request: serde::Serialize + Default + prost::Message;
     const SIGNAL: Signal;
     /// The OTLP gRPC method.
     const GRPC_PATH: &'static str;
@@ -53,8 +53,34 @@ pub(crate) trait Payload: Send + 'static {
     fn request(resource: Resource, scopes: Vec<Scoped<Self::Proto>>) -> Self::Request;
     /// The batch as the protobuf export request, scrubbed, written without building the
     /// protobuf types (see `wire`): the same bytes as encoding [`Payload::request`] after
-    /// [`Payload::scrub`] (each payload has a unit test that compares them).
-    fn encode(resource: &Resource, batch: &[Self::Item]) -> Vec<u8>;
+    /// [`Payload::scrub`] (each payload has a unit and a property test that compare them).
+    /// An error when the batch holds a value type the writer does not know.
+    fn encode(
+        resource: &Resource,
+        batch: &[Self::Item],
+    ) -> Result<Vec<u8>, crate::wire::Unencodable>;
+}
+
+/// The protobuf body of a batch: written by hand, or, when the writer does not know a value
+/// type in it, encoded by prost from the converted request (returned too, for the fallback
+/// file). Either way the batch is sent whole.
+pub(crate) fn protobuf<P: Payload>(
+    resource: &Resource,
+    batch: &mut Vec<P::Item>,
+) -> (Vec<u8>, Option<P::Request>) {
+    match P::encode(resource, batch) {
+        Ok(body) => (body, None),
+        Err(e) => {
+            tracing::warn!(
+                target: "vidscope_telemetry::wire",
+                signal = P::SIGNAL.as_str(),
+                error = %e,
+                "encoding this batch with prost instead"
+            );
+            let request = P::request(resource.clone(), scrubbed_scopes::<P>(batch));
+            (prost::Message::encode_to_vec(&request), Some(request))
+        }
+    }
 }
 
 /// The batch (drained) as protobuf grouped by scope, scrubbed.
@@ -572,11 +598,13 @@ impl<P: Payload> Exporter<P> {
                 self.settle(n, sent, || request);
             }
             Transport::Grpc { .. } | Transport::Http { .. } => {
-                let body = P::encode(&self.resource, batch);
+                let (body, request) = protobuf::<P>(&self.resource, batch);
                 let sent = rt.block_on(self.send(body));
                 // The request is built only if the fallback file needs it.
                 self.settle(n, sent, || {
-                    P::request(self.resource.clone(), scrubbed_scopes::<P>(batch))
+                    request.unwrap_or_else(|| {
+                        P::request(self.resource.clone(), scrubbed_scopes::<P>(batch))
+                    })
                 });
                 batch.clear();
             }
@@ -662,6 +690,86 @@ mod tests {
     /// Producers pushing while the export side takes: the queued count ends at zero. Counted
     /// after the send, a take between send and count left the count one too high per race
     /// here (and wrapped it below zero without the saturating take).
+    /// A payload whose hand-written encoder never knows its values.
+    struct Unknowable;
+
+    impl Payload for Unknowable {
+        type Item = String;
+        type Proto = opentelemetry_proto::tonic::logs::v1::LogRecord;
+        type Request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        const SIGNAL: Signal = Signal::Logs;
+        const GRPC_PATH: &'static str = "/x";
+        fn scopes(batch: &mut Vec<String>) -> Vec<Scoped<Self::Proto>> {
+            let records = batch
+                .drain(..)
+                .map(|body| Self::Proto {
+                    severity_text: body,
+                    ..Default::default()
+                })
+                .collect();
+            vec![(InstrumentationScope::default(), records)]
+        }
+        fn scrub(item: &mut Self::Proto) {
+            scrub_string(&mut item.severity_text);
+        }
+        fn request(resource: Resource, scopes: Vec<Scoped<Self::Proto>>) -> Self::Request {
+            Self::Request {
+                resource_logs: vec![opentelemetry_proto::tonic::logs::v1::ResourceLogs {
+                    resource: Some(resource),
+                    scope_logs: scopes
+                        .into_iter()
+                        .map(|(scope, log_records)| {
+                            opentelemetry_proto::tonic::logs::v1::ScopeLogs {
+                                scope: Some(scope),
+                                log_records,
+                                ..Default::default()
+                            }
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+            }
+        }
+        fn encode(_: &Resource, _: &[String]) -> Result<Vec<u8>, crate::wire::Unencodable> {
+            Err(crate::wire::Unencodable { key: "k".into() })
+        }
+    }
+
+    /// A value type the writer does not know sends the batch through prost, whole and
+    /// scrubbed, instead of empty values.
+    #[test]
+    fn an_unencodable_batch_goes_through_prost() {
+        use prost::Message as _;
+        let mut batch = vec!["one".to_owned(), "password=hunter2".to_owned()];
+        let (body, request) = protobuf::<Unknowable>(&Resource::default(), &mut batch);
+        let request = request.expect("the converted request, for the fallback file");
+        assert_eq!(body, request.encode_to_vec());
+        let decoded =
+            <Unknowable as Payload>::Request::decode(body.as_slice()).expect("valid protobuf");
+        let texts: Vec<_> = decoded.resource_logs[0].scope_logs[0]
+            .log_records
+            .iter()
+            .map(|r| r.severity_text.as_str())
+            .collect();
+        assert_eq!(texts, ["one", "password=[REDACTED]"]);
+    }
+
+    #[test]
+    fn the_pipeline_writes_known_value_types_by_hand() {
+        use opentelemetry::{Array, KeyValue, Value};
+        let known = [
+            KeyValue::new("a", true),
+            KeyValue::new("b", 1),
+            KeyValue::new("c", 0.5),
+            KeyValue::new("d", "x"),
+            KeyValue::new("e", Value::Array(Array::Bool(vec![true]))),
+            KeyValue::new("f", Value::Array(Array::I64(vec![1]))),
+            KeyValue::new("g", Value::Array(Array::F64(vec![1.0]))),
+            KeyValue::new("h", Value::Array(Array::String(vec!["s".into()]))),
+        ];
+        assert_eq!(crate::wire::check(&known), Ok(()));
+    }
+
     #[test]
     fn the_queued_count_survives_pushes_racing_takes() {
         let (q, data, _control) = queue::<u32>(64);

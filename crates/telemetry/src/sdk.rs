@@ -489,11 +489,18 @@ impl<S: Subscriber> Filter<S> for SpansAndErrors {
 /// exports them (it must sit below that layer, whose `on_close` runs after this one's).
 pub(crate) struct SlowQueries {
     pub db: DbWatch,
+    /// The dispatch this layer is part of (inside a callback `get_default` answers the no-op
+    /// dispatch).
+    pub dispatch: std::sync::OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
 struct Started(Instant);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SlowQueries {
+    fn on_register_dispatch(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if self.db.watches(attrs.metadata().name())
             && let Some(span) = ctx.span(id)

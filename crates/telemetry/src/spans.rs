@@ -73,14 +73,23 @@ impl Payload for Spans {
 
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
     /// [`Spans::request`] after [`Spans::scrub`].
-    fn encode(resource: &Resource, batch: &[Finished]) -> Vec<u8> {
-        wire::request(
+    fn encode(resource: &Resource, batch: &[Finished]) -> Result<Vec<u8>, wire::Unencodable> {
+        for f in batch {
+            wire::check(&f.r.attributes)?;
+            for e in &f.r.events {
+                wire::check(&e.attributes)?;
+            }
+            for l in &f.r.links {
+                wire::check(&l.attributes)?;
+            }
+        }
+        Ok(wire::request(
             resource,
             crate::SCHEMA_URL,
             batch,
             |_| SPAN_SCOPE,
             |buf, f| f.encode(buf),
-        )
+        ))
     }
 
     /// Attributes, event names and attributes, link attributes and the status message.
@@ -182,6 +191,7 @@ pub(crate) struct OtelSpan {
 }
 
 /// What a sampled span records until it closes.
+#[derive(Debug)]
 struct Recording {
     name: Cow<'static, str>,
     kind: SpanKind,
@@ -200,6 +210,7 @@ struct Recording {
 }
 
 /// A sampled span that has ended, as queued for export.
+#[derive(Debug)]
 pub(crate) struct Finished {
     cx: SpanContext,
     end: SystemTime,
@@ -1087,7 +1098,7 @@ mod tests {
                 finished(false, Status::Unset),
             ]
         };
-        let ours = Spans::encode(&resource, &batch());
+        let ours = Spans::encode(&resource, &batch()).unwrap();
         let theirs = Spans::request(
             resource,
             crate::pipe::scrubbed_scopes::<Spans>(&mut batch()),
@@ -1098,6 +1109,172 @@ mod tests {
         let text = String::from_utf8_lossy(&ours);
         for secret in ["hunter2", "sig123", "token=abc", "Bearer abc", "s=1"] {
             assert!(!text.contains(secret), "{secret} leaked");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use opentelemetry::Array;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use prost::Message as _;
+
+        /// Keys, secrets among them (replaced whole unless the value is a number or a bool).
+        const KEYS: &[&str] = &[
+            "password",
+            "token",
+            "authorization",
+            "hasCookie",
+            "user.id",
+            "http.route",
+            "url.full",
+            "a",
+            "cookie",
+        ];
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-z ]{0,6}(password|token|secret)[=:] ?[a-zA-Z0-9.]{0,10}[ ,;]?[a-z]{0,5}",
+                "(Bearer|Basic) [A-Za-z0-9.=]{0,12}",
+                "https://s3/x\\?X-Amz-Signature=[a-f0-9]{1,16}&a=[0-9]",
+                Just(String::new()),
+                "y{120,300}",
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::I64),
+                any::<f64>().prop_map(Value::F64),
+                text().prop_map(Value::from),
+                vec(any::<bool>(), 0..4).prop_map(|v| Value::Array(Array::Bool(v))),
+                vec(any::<i64>(), 0..4).prop_map(|v| Value::Array(Array::I64(v))),
+                vec(any::<f64>(), 0..4).prop_map(|v| Value::Array(Array::F64(v))),
+                vec(text(), 0..4).prop_map(|v| {
+                    Value::Array(Array::String(
+                        v.into_iter().map(StringValue::from).collect(),
+                    ))
+                }),
+            ]
+        }
+
+        fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+            vec(
+                (prop::sample::select(KEYS), value()).prop_map(|(k, v)| KeyValue::new(k, v)),
+                0..6,
+            )
+        }
+
+        fn span_context() -> impl Strategy<Value = SpanContext> {
+            (
+                any::<u128>(),
+                any::<u64>(),
+                any::<bool>(),
+                any::<bool>(),
+                prop::sample::select(vec!["", "vendor=x", "a=1,b=2"]),
+            )
+                .prop_map(|(t, sp, sampled, remote, state)| {
+                    SpanContext::new(
+                        TraceId::from(t.max(1)),
+                        SpanId::from(sp.max(1)),
+                        if sampled {
+                            TraceFlags::SAMPLED
+                        } else {
+                            TraceFlags::default()
+                        },
+                        remote,
+                        state.parse().unwrap(),
+                    )
+                })
+        }
+
+        fn status() -> impl Strategy<Value = Status> {
+            prop_oneof![
+                Just(Status::Unset),
+                Just(Status::Ok),
+                text().prop_map(Status::error),
+            ]
+        }
+
+        prop_compose! {
+            fn finished()(
+                cx in span_context(),
+                parent in proptest::option::of(span_context()),
+                name in text(),
+                kind in prop::sample::select(vec![
+                    SpanKind::Internal, SpanKind::Server, SpanKind::Client,
+                    SpanKind::Producer, SpanKind::Consumer,
+                ]),
+                start in 0u64..4_000_000_000,
+                length in 0u64..10_000_000,
+                attributes in attributes(),
+                events in vec((text(), 0u64..1_000_000, attributes(), 0u32..3), 0..4),
+                links in vec((span_context(), attributes(), 0u32..3), 0..3),
+                dropped in (0u32..5, 0u32..5, 0u32..5),
+                status in status(),
+            ) -> Finished {
+                let at = |ns: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+                let mut r = Box::new(Recording::new("x", parent.as_ref(), 0));
+                r.name = Cow::Owned(name);
+                r.kind = kind;
+                r.start = at(start);
+                r.attributes = attributes;
+                r.events = events
+                    .into_iter()
+                    .map(|(n, t, a, d)| Event::new(n, at(start + t), a, d))
+                    .collect();
+                r.links = links.into_iter().map(|(cx, a, d)| Link::new(cx, a, d)).collect();
+                (r.dropped_attributes, r.dropped_events, r.dropped_links) = dropped;
+                r.status = status;
+                Finished { cx, end: at(start + length), r }
+            }
+        }
+
+        proptest! {
+            /// Any batch of spans, every value type, secrets anywhere: the hand-written bytes
+            /// are prost's for the converted, scrubbed request.
+            #[test]
+            fn spans_written_by_hand_are_prosts_bytes(batch in vec(finished(), 1..5)) {
+                let resource = Resource {
+                    attributes: opentelemetry_proto::transform::common::tonic::Attributes::from([
+                        KeyValue::new("service.name", "p"),
+                    ])
+                    .0,
+                    ..Default::default()
+                };
+                let clone = |b: &Vec<Finished>| -> Vec<Finished> {
+                    b.iter()
+                        .map(|f| Finished {
+                            cx: f.cx.clone(),
+                            end: f.end,
+                            r: Box::new(Recording {
+                                name: f.r.name.clone(),
+                                kind: f.r.kind.clone(),
+                                parent_span_id: f.r.parent_span_id,
+                                parent_is_remote: f.r.parent_is_remote,
+                                start: f.r.start,
+                                attributes: f.r.attributes.clone(),
+                                dropped_attributes: f.r.dropped_attributes,
+                                events: f.r.events.clone(),
+                                dropped_events: f.r.dropped_events,
+                                links: f.r.links.clone(),
+                                dropped_links: f.r.dropped_links,
+                                status: f.r.status.clone(),
+                                db_started: None,
+                            }),
+                        })
+                        .collect()
+                };
+                let ours = Spans::encode(&resource, &batch).unwrap();
+                let theirs = Spans::request(
+                    resource,
+                    crate::pipe::scrubbed_scopes::<Spans>(&mut clone(&batch)),
+                )
+                .encode_to_vec();
+                prop_assert_eq!(ours, theirs);
+            }
         }
     }
 

@@ -253,8 +253,14 @@ fn same(what: &str, fast: &[String], sdk: &[String]) {
         "{what} differ between the backends ({} fast, {} sdk)\nonly fast:\n{}\nonly sdk:\n{}",
         fast.len(),
         sdk.len(),
-        only_fast.iter().map(|l| format!("  {l}\n")).collect::<String>(),
-        only_sdk.iter().map(|l| format!("  {l}\n")).collect::<String>(),
+        only_fast
+            .iter()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>(),
+        only_sdk
+            .iter()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>(),
     );
 }
 
@@ -294,7 +300,10 @@ async fn the_fast_backend_exports_what_the_stock_sdk_path_exports() {
             !c.app_logs.contains("hunter2") && !c.app_logs.contains("token=abc"),
             "{backend}: a secret reached stdout"
         );
-        assert!(c.app_logs.contains("upload failed"), "{backend}: no stdout line");
+        assert!(
+            c.app_logs.contains("upload failed"),
+            "{backend}: no stdout line"
+        );
     }
     assert!(
         fast.envelope

@@ -2,8 +2,8 @@
 //! One binary so the workspace links once.
 
 mod auth;
-mod backends;
 mod authz;
+mod backends;
 mod collector_down;
 mod db_watch;
 mod file_mode;
