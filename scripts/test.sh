@@ -7,7 +7,8 @@
 #
 # Installs what the tests need (Debian packages, s3s-fs), starts or reuses
 # PostgreSQL, Redis and an S3 store on loopback, lints, builds the tests once,
-# then runs the whole suite twice: against SQLite and against PostgreSQL.
+# then runs the whole suite three times: against SQLite, against PostgreSQL, and
+# against SQLite on the stock OpenTelemetry backend (VIDSCOPE_TELEMETRY_BACKEND=sdk).
 # ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
 # tests whose name contains "otlp").
 #
@@ -226,6 +227,15 @@ if run_phase "build tests" cargo test --workspace --locked --no-run; then
         db_results+=("postgres: ok")
     else
         db_results+=("postgres: FAIL")
+    fi
+    # The same suite on the stock OpenTelemetry path (tracing-opentelemetry, the appender
+    # bridge, the SDK's batch processors and OTLP exporters; docs/telemetry.md), SQLite only:
+    # every assertion on exported telemetry then holds for both backends.
+    if run_phase "tests (sqlite, sdk backend)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
+        VIDSCOPE_TELEMETRY_BACKEND=sdk "${runner[@]}" "$@"; then
+        db_results+=("sqlite + sdk backend: ok")
+    else
+        db_results+=("sqlite + sdk backend: FAIL")
     fi
     if ((use_nextest)); then
         # nextest does not run doctests. Pass ARGS along only if they are plain

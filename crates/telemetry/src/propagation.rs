@@ -20,6 +20,10 @@ pub fn install_propagator() {
     ));
 }
 
+// Every extraction starts from an empty context, not `Context::current()` (what `extract`
+// does): on the `sdk` backend the current context is the entered span's, so a missing or
+// malformed value would come back as that span, valid, and be taken for the caller's.
+
 /// The remote context carried by incoming request headers (empty when there is none).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
     // Most requests carry neither header; the propagators' lookups and the global lock are
@@ -27,7 +31,9 @@ pub fn extract_http(headers: &http::HeaderMap) -> Context {
     if !headers.contains_key("traceparent") && !headers.contains_key("baggage") {
         return Context::new();
     }
-    global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
+    global::get_text_map_propagator(|p| {
+        p.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    })
 }
 
 /// Writes `cx` into outgoing request headers.
@@ -45,7 +51,7 @@ pub fn inject_map(span: &tracing::Span) -> HashMap<String, String> {
 
 /// The remote context stored in a job payload's string map.
 pub fn extract_map(map: &HashMap<String, String>) -> Context {
-    global::get_text_map_propagator(|p| p.extract(map))
+    global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), map))
 }
 
 /// The context of one W3C `traceparent` value received outside headers (e.g. in a beacon's
@@ -54,7 +60,8 @@ pub fn extract_map(map: &HashMap<String, String>) -> Context {
 pub fn extract_traceparent(value: &str) -> Context {
     use opentelemetry::propagation::TextMapPropagator as _;
     let map = HashMap::from([("traceparent".to_owned(), value.to_owned())]);
-    opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&map)
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract_with_context(&Context::new(), &map)
 }
 
 /// Runs `make`, which creates a span, with `parent` as that span's remote parent when `parent`
@@ -122,6 +129,29 @@ mod tests {
             Some("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
         );
         assert_eq!(traceresponse(&SpanContext::empty_context()), None);
+    }
+
+    /// With a span current (as on the `sdk` backend inside a request), a malformed or missing
+    /// value is still "no parent", never the current span.
+    #[test]
+    fn nothing_valid_is_extracted_from_a_bad_value_whatever_is_current() {
+        use opentelemetry::trace::TraceContextExt as _;
+        install_propagator();
+        let current = SpanContext::new(
+            TraceId::from(7_u128),
+            SpanId::from(7_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let _g = Context::new().with_remote_span_context(current).attach();
+        assert!(!extract_traceparent("00-nope").span().span_context().is_valid());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", "garbage".parse().unwrap());
+        assert!(!extract_http(&headers).span().span_context().is_valid());
+        let map = HashMap::from([("traceparent".to_owned(), "00-x".to_owned())]);
+        assert!(!extract_map(&map).span().span_context().is_valid());
+        assert!(!extract_map(&HashMap::new()).span().span_context().is_valid());
     }
 
     #[test]
