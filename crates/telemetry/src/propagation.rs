@@ -145,13 +145,23 @@ mod tests {
             TraceState::default(),
         );
         let _g = Context::new().with_remote_span_context(current).attach();
-        assert!(!extract_traceparent("00-nope").span().span_context().is_valid());
+        assert!(
+            !extract_traceparent("00-nope")
+                .span()
+                .span_context()
+                .is_valid()
+        );
         let mut headers = http::HeaderMap::new();
         headers.insert("traceparent", "garbage".parse().unwrap());
         assert!(!extract_http(&headers).span().span_context().is_valid());
         let map = HashMap::from([("traceparent".to_owned(), "00-x".to_owned())]);
         assert!(!extract_map(&map).span().span_context().is_valid());
-        assert!(!extract_map(&HashMap::new()).span().span_context().is_valid());
+        assert!(
+            !extract_map(&HashMap::new())
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 
     #[test]
