@@ -141,10 +141,11 @@ impl TelemetryGuard {
     pub async fn flush(&self) {
         let (signals, mp, global) = self.providers();
         let _ = tokio::task::spawn_blocking(move || {
-            signals.flush();
+            // The API tracer first: on `fast` its spans go on into the span pipeline.
             if let Some(tp) = global {
                 let _ = tp.force_flush();
             }
+            signals.flush();
             if let Some(mp) = mp {
                 let _ = mp.force_flush();
             }
@@ -175,11 +176,12 @@ fn shutdown_all(
     mp: Option<SdkMeterProvider>,
     global_tracer: Option<SdkTracerProvider>,
 ) {
-    // Spans and logs, then metrics, which also carry the final drop counts.
-    signals.shutdown();
+    // The API tracer (on `fast` it feeds the span pipeline; on `sdk` it is the span side,
+    // shut down below), spans and logs, then metrics, which also carry the final drop counts.
     if let (Some(tp), Signals::Fast { .. }) = (global_tracer, &signals) {
         let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
     }
+    signals.shutdown();
     if let Some(mp) = mp {
         let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
     }
@@ -212,17 +214,21 @@ pub struct Telemetry {
 /// W3C propagator. Must run inside a Tokio runtime when a gRPC exporter is configured.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, InitError> {
     let t = build(config, BoxMakeWriter::new(std::io::stdout))?;
-    if let Some(mp) = &t.guard.meter_provider {
-        global::set_meter_provider(mp.clone());
-    }
-    // Libraries that use the OpenTelemetry API (not tracing) get a real tracer. OpenTelemetry
-    // Rust 0.32 has no global logger provider: its logs API is for bridges, and libraries log
-    // through `tracing`, which both backends export.
-    if let Some(tp) = &t.guard.global_tracer {
-        global::set_tracer_provider(tp.clone());
-    }
+    install_globals(&t.guard);
     tracing::dispatcher::set_global_default(t.dispatch).map_err(|_| InitError::AlreadyInstalled)?;
     Ok(t.guard)
+}
+
+/// The global meter and tracer providers, for libraries that use the OpenTelemetry API instead
+/// of tracing. OpenTelemetry Rust 0.32 has no global logger provider: its logs API is for
+/// bridges, and libraries log through `tracing`, which both backends export.
+pub fn install_globals(guard: &TelemetryGuard) {
+    if let Some(mp) = &guard.meter_provider {
+        global::set_meter_provider(mp.clone());
+    }
+    if let Some(tp) = &guard.global_tracer {
+        global::set_tracer_provider(tp.clone());
+    }
 }
 
 fn resource(config: &TelemetryConfig) -> Resource {
@@ -719,6 +725,59 @@ mod tests {
                 );
             }
             assert_eq!(line["password"], "[REDACTED]", "{backend:?}");
+        }
+    }
+
+    /// A library that uses the OpenTelemetry API exports through the installed global tracer,
+    /// under its own scope, on both backends; on `sdk` it is a child of the current tracing
+    /// span.
+    #[test]
+    fn the_global_tracer_exports_spans_made_through_the_opentelemetry_api() {
+        use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+        for backend in [Backend::Fast, Backend::Sdk] {
+            let dir = tempfile_dir(&format!("global-{}", backend.as_str()));
+            let mut config = TelemetryConfig::new("global").with_file_exporters(&dir);
+            config.backend = backend;
+            let t = build(&config, BoxMakeWriter::new(std::io::sink)).unwrap();
+            install_globals(&t.guard);
+            let parent = tracing::dispatcher::with_default(&t.dispatch, || {
+                let span = tracing::info_span!(target: "vidscope_api", "request");
+                let _entered = span.enter();
+                let scope = opentelemetry::InstrumentationScope::builder("some_library")
+                    .with_version("1.2.3")
+                    .build();
+                let tracer = global::tracer_provider().tracer_with_scope(scope);
+                let mut lib = tracer.start("library.call");
+                lib.set_attribute(KeyValue::new("password", "hunter2"));
+                lib.end();
+                crate::spans::SpanExt::span_context(&span)
+            });
+            drop(t);
+            let text = std::fs::read_to_string(dir.join("traces.json")).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            let mut library = None;
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                for ss in v["resourceSpans"][0]["scopeSpans"].as_array().unwrap() {
+                    for span in ss["spans"].as_array().unwrap() {
+                        if span["name"] == "library.call" {
+                            library = Some((ss["scope"].clone(), span.clone()));
+                        }
+                    }
+                }
+            }
+            let (scope, span) =
+                library.unwrap_or_else(|| panic!("{backend:?}: not exported: {text}"));
+            assert_eq!(scope["name"], "some_library", "{backend:?}");
+            assert_eq!(scope["version"], "1.2.3", "{backend:?}");
+            assert!(!text.contains("hunter2"), "{backend:?}: not scrubbed");
+            if backend == Backend::Sdk {
+                assert_eq!(
+                    span["parentSpanId"].as_str(),
+                    Some(parent.span_id().to_string().as_str()),
+                    "{backend:?}: {span}"
+                );
+            }
         }
     }
 

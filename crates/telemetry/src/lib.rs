@@ -41,7 +41,7 @@ mod wire;
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
-pub use init::{InitError, Telemetry, TelemetryGuard, build, init};
+pub use init::{InitError, Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
 pub use spans::{SpanExt, with_remote_parent};
 

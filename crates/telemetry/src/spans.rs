@@ -29,7 +29,7 @@ use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState,
 };
-use opentelemetry::{Key, KeyValue, Value};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope as ProtoScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -58,23 +58,30 @@ impl Payload for Spans {
     /// Through the SDK's `SpanData` and `opentelemetry-proto`'s conversion: for JSON, the file
     /// and the fallback file (protobuf goes through [`Spans::encode`]).
     fn scopes(batch: &mut Vec<Finished>) -> Vec<Scoped<Span>> {
-        vec![(
-            ProtoScope {
-                name: crate::SCOPE_NAME.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                ..Default::default()
-            },
-            batch
-                .drain(..)
-                .map(|f| Span::from(f.into_span_data()))
-                .collect(),
-        )]
+        let mut scopes: Vec<Scoped<Span>> = Vec::new();
+        for f in batch.drain(..) {
+            let scope = f.proto_scope();
+            let span = Span::from(f.into_span_data());
+            match scopes.iter_mut().find(|(s, _)| *s == scope) {
+                Some((_, spans)) => spans.push(span),
+                None => scopes.push((scope, vec![span])),
+            }
+        }
+        scopes
     }
 
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
     /// [`Spans::request`] after [`Spans::scrub`].
     fn encode(resource: &Resource, batch: &[Finished]) -> Result<Vec<u8>, wire::Unencodable> {
         for f in batch {
+            if let Some(scope) = &f.scope
+                && scope.attributes().next().is_some()
+            {
+                // Scope attributes are not written by hand.
+                return Err(wire::Unencodable {
+                    key: format!("scope {}", scope.name()),
+                });
+            }
             wire::check(&f.r.attributes)?;
             for e in &f.r.events {
                 wire::check(&e.attributes)?;
@@ -87,7 +94,7 @@ impl Payload for Spans {
             resource,
             crate::SCHEMA_URL,
             batch,
-            |_| SPAN_SCOPE,
+            Finished::wire_scope,
             |buf, f| f.encode(buf),
         ))
     }
@@ -215,9 +222,34 @@ pub(crate) struct Finished {
     cx: SpanContext,
     end: SystemTime,
     r: Box<Recording>,
+    /// The scope of a span made through the OpenTelemetry API (see [`QueueExporter`]); the
+    /// store's own spans are under [`crate::scope`].
+    scope: Option<Box<InstrumentationScope>>,
 }
 
 impl Finished {
+    fn wire_scope(&self) -> wire::Scope<'_> {
+        match &self.scope {
+            None => SPAN_SCOPE,
+            Some(s) => wire::Scope {
+                name: s.name(),
+                version: s.version().unwrap_or_default(),
+                schema_url: crate::SCHEMA_URL,
+            },
+        }
+    }
+
+    fn proto_scope(&self) -> ProtoScope {
+        match &self.scope {
+            None => ProtoScope {
+                name: crate::SCOPE_NAME.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..Default::default()
+            },
+            Some(s) => ProtoScope::from((s.as_ref().clone(), None)),
+        }
+    }
+
     /// The body of its `Span` message, scrubbed as [`Spans::scrub`] scrubs the converted span.
     /// Fields in tag order, as prost writes them.
     fn encode(&self, buf: &mut Vec<u8>) {
@@ -283,7 +315,7 @@ impl Finished {
             events: span_events(r.events, r.dropped_events),
             links: span_links(r.links, r.dropped_links),
             status: r.status,
-            instrumentation_scope: crate::scope(),
+            instrumentation_scope: self.scope.map_or_else(crate::scope, |s| *s),
         }
     }
 
@@ -308,13 +340,14 @@ impl Finished {
                 status: s.status,
                 db_started: None,
             }),
+            scope: Some(Box::new(s.instrumentation_scope)),
         }
     }
 }
 
 /// The exporter behind the OpenTelemetry API's tracer on the fast backend: the SDK's spans
-/// join the store's in the span pipeline, so they are scrubbed, counted and sent alike (under
-/// this crate's scope: the pipeline writes one).
+/// join the store's in the span pipeline, so they are scrubbed, counted and sent alike, under
+/// their own instrumentation scope.
 pub(crate) struct QueueExporter(pub(crate) Queue<Finished>);
 
 impl fmt::Debug for QueueExporter {
@@ -674,6 +707,7 @@ impl Tracer {
             cx: span.cx,
             end: SystemTime::now(),
             r,
+            scope: None,
         });
     }
 }
@@ -1076,6 +1110,7 @@ mod tests {
             ),
             end: at(1_700_000_002),
             r,
+            scope: None,
         }
     }
 
@@ -1214,6 +1249,7 @@ mod tests {
                 links in vec((span_context(), attributes(), 0u32..3), 0..3),
                 dropped in (0u32..5, 0u32..5, 0u32..5),
                 status in status(),
+                scope in proptest::option::of(("[a-z.]{1,8}", "[0-9.]{0,5}")),
             ) -> Finished {
                 let at = |ns: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
                 let mut r = Box::new(Recording::new("x", parent.as_ref(), 0));
@@ -1228,7 +1264,10 @@ mod tests {
                 r.links = links.into_iter().map(|(cx, a, d)| Link::new(cx, a, d)).collect();
                 (r.dropped_attributes, r.dropped_events, r.dropped_links) = dropped;
                 r.status = status;
-                Finished { cx, end: at(start + length), r }
+                let scope = scope.map(|(name, version)| {
+                    Box::new(InstrumentationScope::builder(name).with_version(version).build())
+                });
+                Finished { cx, end: at(start + length), r, scope }
             }
         }
 
@@ -1264,6 +1303,7 @@ mod tests {
                                 status: f.r.status.clone(),
                                 db_started: None,
                             }),
+                            scope: f.scope.clone(),
                         })
                         .collect()
                 };
