@@ -206,6 +206,18 @@ fn envelope_lines(otlp: &CaptureReceiver) -> Vec<String> {
             }
         }
     }
+    for r in otlp.metrics_requests() {
+        for rm in r.resource_metrics {
+            out.push(format!("metrics schema={}", rm.schema_url));
+            for sm in rm.scope_metrics {
+                let scope = sm.scope.unwrap_or_default();
+                out.push(format!(
+                    "metrics scope={}@{} schema={}",
+                    scope.name, scope.version, sm.schema_url
+                ));
+            }
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -305,11 +317,33 @@ async fn the_fast_backend_exports_what_the_stock_sdk_path_exports() {
             "{backend}: no stdout line"
         );
     }
-    assert!(
-        fast.envelope
-            .iter()
-            .any(|l| l == &format!("traces scope schema={}", vidscope_telemetry::SCHEMA_URL)),
-        "{:?}",
-        fast.envelope
-    );
+    for expected in [
+        format!("traces scope schema={}", vidscope_telemetry::SCHEMA_URL),
+        format!(
+            "traces resource={:?} schema={}",
+            resource_keys(&fast),
+            vidscope_telemetry::SCHEMA_URL
+        ),
+        format!(
+            "metrics scope=vidscope@{} schema={}",
+            env!("CARGO_PKG_VERSION"),
+            vidscope_telemetry::SCHEMA_URL
+        ),
+    ] {
+        assert!(
+            fast.envelope.contains(&expected),
+            "{expected} not in {:#?}",
+            fast.envelope
+        );
+    }
+}
+
+/// The resource keys as the envelope lines list them.
+fn resource_keys(c: &Captured) -> Vec<String> {
+    c.envelope
+        .iter()
+        .find_map(|l| l.strip_prefix("traces resource="))
+        .and_then(|rest| rest.split(" schema=").next())
+        .map(|keys| serde_json::from_str(keys).unwrap())
+        .unwrap_or_default()
 }
