@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::{KeyValue, global};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -17,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, filter};
 
 use crate::catalog::{Metrics, view};
-use crate::config::{Backend, ExporterKind, OtlpProtocol, Signal, TelemetryConfig};
+use crate::config::{Backend, ExporterKind, Signal, TelemetryConfig};
 use crate::db_watch::DbWatch;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
@@ -253,42 +252,6 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
-/// The OTLP metric exporter (spans and logs go through `pipe`).
-fn metric_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    let endpoint = config
-        .endpoints
-        .get(&Signal::Metrics)
-        .cloned()
-        .unwrap_or_default();
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    let built = match config.protocol {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
-            .build(),
-        p => builder
-            .with_http()
-            .with_protocol(if p == OtlpProtocol::HttpJson {
-                Protocol::HttpJson
-            } else {
-                Protocol::HttpBinary
-            })
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_headers(config.headers.iter().cloned().collect())
-            .build(),
-    };
-    built.map_err(|source| InitError::Exporter {
-        signal: Signal::Metrics.as_str(),
-        endpoint,
-        source,
-    })
-}
-
 pub(crate) fn open_file(
     config: &TelemetryConfig,
     signal: Signal,
@@ -425,7 +388,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         .with_resource(resource.clone())
         .with_view(view);
     let target = match config.exporter(Signal::Metrics) {
-        ExporterKind::Otlp => Some(Target::Otlp(metric_exporter(config)?)),
+        ExporterKind::Otlp => Some(Target::Otlp(crate::sdk::metric_exporter(config)?)),
         ExporterKind::File => Some(Target::File(open_file(config, Signal::Metrics)?)),
         ExporterKind::None => None,
     };

@@ -36,6 +36,8 @@ pub mod redact;
 mod sdk;
 pub mod spans;
 mod store;
+#[cfg(test)]
+mod strategies;
 mod wire;
 
 pub use catalog::Metrics;

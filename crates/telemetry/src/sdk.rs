@@ -120,76 +120,63 @@ pub(crate) fn logger_provider(
         .build()
 }
 
-/// The OTLP span exporter for the configured protocol and endpoint.
+/// An OTLP exporter of one signal for the configured protocol, endpoint, timeout and headers.
+/// A macro because the three builders (`SpanExporter`, `LogExporter`, `MetricExporter`) share
+/// their methods but no trait.
+macro_rules! otlp_exporter {
+    ($config:expr, $exporter:ty, $signal:expr) => {{
+        let config: &TelemetryConfig = $config;
+        let signal: Signal = $signal;
+        let endpoint = config.endpoints.get(&signal).cloned().unwrap_or_default();
+        let builder = <$exporter>::builder();
+        let built = match config.protocol {
+            OtlpProtocol::Grpc => builder
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(config.export_timeout)
+                .with_metadata(
+                    crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?,
+                )
+                .build(),
+            p => builder
+                .with_http()
+                .with_protocol(if p == OtlpProtocol::HttpJson {
+                    Protocol::HttpJson
+                } else {
+                    Protocol::HttpBinary
+                })
+                .with_endpoint(endpoint.clone())
+                .with_timeout(config.export_timeout)
+                .with_headers(config.headers.iter().cloned().collect())
+                .build(),
+        };
+        built.map_err(|source| InitError::Exporter {
+            signal: signal.as_str(),
+            endpoint,
+            source,
+        })
+    }};
+}
+
+/// The OTLP span exporter.
 pub(crate) fn span_exporter(
     config: &TelemetryConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    let endpoint = config
-        .endpoints
-        .get(&Signal::Traces)
-        .cloned()
-        .unwrap_or_default();
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match config.protocol {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
-            .build(),
-        p => builder
-            .with_http()
-            .with_protocol(http_protocol(p))
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_headers(config.headers.iter().cloned().collect())
-            .build(),
-    };
-    built.map_err(|source| InitError::Exporter {
-        signal: Signal::Traces.as_str(),
-        endpoint,
-        source,
-    })
+    otlp_exporter!(config, opentelemetry_otlp::SpanExporter, Signal::Traces)
 }
 
-/// The OTLP log exporter for the configured protocol and endpoint.
+/// The OTLP log exporter.
 pub(crate) fn log_exporter(
     config: &TelemetryConfig,
 ) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    let endpoint = config
-        .endpoints
-        .get(&Signal::Logs)
-        .cloned()
-        .unwrap_or_default();
-    let builder = opentelemetry_otlp::LogExporter::builder();
-    let built = match config.protocol {
-        OtlpProtocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_metadata(crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?)
-            .build(),
-        p => builder
-            .with_http()
-            .with_protocol(http_protocol(p))
-            .with_endpoint(endpoint.clone())
-            .with_timeout(config.export_timeout)
-            .with_headers(config.headers.iter().cloned().collect())
-            .build(),
-    };
-    built.map_err(|source| InitError::Exporter {
-        signal: Signal::Logs.as_str(),
-        endpoint,
-        source,
-    })
+    otlp_exporter!(config, opentelemetry_otlp::LogExporter, Signal::Logs)
 }
 
-pub(crate) fn http_protocol(p: OtlpProtocol) -> Protocol {
-    if p == OtlpProtocol::HttpJson {
-        Protocol::HttpJson
-    } else {
-        Protocol::HttpBinary
-    }
+/// The OTLP metric exporter (both backends).
+pub(crate) fn metric_exporter(
+    config: &TelemetryConfig,
+) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+    otlp_exporter!(config, opentelemetry_otlp::MetricExporter, Signal::Metrics)
 }
 
 /// The target of one signal, or `None` when its exporter is `none`.

@@ -1154,29 +1154,7 @@ mod tests {
         use proptest::prelude::*;
         use prost::Message as _;
 
-        /// Keys, secrets among them (replaced whole unless the value is a number or a bool).
-        const KEYS: &[&str] = &[
-            "password",
-            "token",
-            "authorization",
-            "hasCookie",
-            "user.id",
-            "http.route",
-            "url.full",
-            "a",
-            "cookie",
-        ];
-
-        fn text() -> impl Strategy<Value = String> {
-            prop_oneof![
-                any::<String>(),
-                "[a-z ]{0,6}(password|token|secret)[=:] ?[a-zA-Z0-9.]{0,10}[ ,;]?[a-z]{0,5}",
-                "(Bearer|Basic) [A-Za-z0-9.=]{0,12}",
-                "https://s3/x\\?X-Amz-Signature=[a-f0-9]{1,16}&a=[0-9]",
-                Just(String::new()),
-                "y{120,300}",
-            ]
-        }
+        use crate::strategies::{key, text};
 
         fn value() -> impl Strategy<Value = Value> {
             prop_oneof![
@@ -1197,7 +1175,7 @@ mod tests {
 
         fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
             vec(
-                (prop::sample::select(KEYS), value()).prop_map(|(k, v)| KeyValue::new(k, v)),
+                (key(), value()).prop_map(|(k, v)| KeyValue::new(k, v)),
                 0..6,
             )
         }
