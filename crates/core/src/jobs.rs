@@ -271,12 +271,27 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 /// Each publish is a PRODUCER span, child of the span that wrote the row (the upload request,
 /// the probe job), and the message carries the producer's context: upload → publish → process
 /// is one trace.
+///
+/// Only rows of the kinds this build knows are taken: during a rolling deploy a newer API may
+/// write a kind an older worker cannot publish; those rows wait for a worker that knows them
+/// instead of blocking every row behind them. A row whose payload is not JSON is published with
+/// its text as a JSON string, so the worker dead-letters it as a bad payload with the reason.
 pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobKind>, CoreError> {
-    const SELECT: &str = "SELECT id, kind, payload, trace_context, created_at FROM outbox \
-                          WHERE published_at IS NULL ORDER BY created_at, id LIMIT $1";
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        // The kinds are code constants, not input.
+        let kinds: Vec<String> = JobKind::ALL
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        format!(
+            "SELECT id, kind, payload, trace_context, created_at FROM outbox \
+             WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT $1",
+            kinds.join(", ")
+        )
+    });
     const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
     // Polls are not traced: an idle relay would otherwise start a trace every tick.
-    let rows = sqlx::query(SELECT)
+    let rows = sqlx::query(SELECT.as_str())
         .bind(batch as i64)
         .fetch_all(db.pool())
         .in_db_span(tracing::Span::none())
@@ -311,7 +326,14 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobK
             let message = JobMessage {
                 id: id.clone(),
                 kind,
-                payload: serde_json::from_str(&payload).map_err(|e| CoreError::Other(e.into()))?,
+                payload: serde_json::from_str(&payload).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        job.id = %id,
+                        error = %e,
+                        "outbox payload is not JSON; published as text for the worker to dead-letter"
+                    );
+                    serde_json::Value::String(payload.clone())
+                }),
                 trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
                 enqueued_at: created_at,
                 available_at: now_millis(),

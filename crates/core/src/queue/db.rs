@@ -85,18 +85,33 @@ impl DbQueue {
             .fetch_all(self.db.pool())
             .in_db_span(tracing::Span::none())
             .await?;
-        rows.iter()
-            .map(|row| {
-                let (message, attempt) = row_message(row)?;
-                Ok(Delivery {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match row_message(row) {
+                Ok((message, attempt)) => out.push(Delivery {
                     message,
                     attempt,
                     receipt: Receipt::Db {
                         token: token.clone(),
                     },
-                })
-            })
-            .collect()
+                }),
+                // A row no worker can read (a kind this build does not know, a payload or
+                // trace that is not JSON) would fail every claim that returns it, holding up
+                // the jobs claimed with it. It is dead-lettered at once with the reason, and
+                // stays in the table for inspection.
+                Err(e) => {
+                    let id: String = row.try_get("id")?;
+                    tracing::error!(
+                        job.id = %id,
+                        error = %e,
+                        "unreadable job dead-lettered at claim"
+                    );
+                    self.dead_letter(&id, &token, "permanent", &e.to_string())
+                        .await?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn ack(&self, id: &str, token: &str) -> Result<bool, CoreError> {
@@ -227,7 +242,7 @@ impl DbQueue {
             .await?;
         rows.iter()
             .map(|row| {
-                let (message, attempt) = row_message(row)?;
+                let (message, attempt) = dead_row_message(row, kind)?;
                 Ok(DeadLetter {
                     message,
                     attempt,
@@ -241,6 +256,33 @@ impl DbQueue {
             })
             .collect()
     }
+}
+
+/// A dead row as far as it can be read: a payload that is not JSON is kept as a JSON string,
+/// an unreadable trace context is dropped (such rows are dead-lettered at claim).
+fn dead_row_message(
+    row: &sqlx::any::AnyRow,
+    kind: JobKind,
+) -> Result<(JobMessage, u32), CoreError> {
+    if let Ok(read) = row_message(row) {
+        return Ok(read);
+    }
+    let attempt: i64 = row.try_get("attempt")?;
+    let payload: String = row.try_get("payload")?;
+    let trace: String = row.try_get("trace_context")?;
+    let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    Ok((
+        JobMessage {
+            id: row.try_get("id")?,
+            kind,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            trace: serde_json::from_str(&trace).unwrap_or_default(),
+            enqueued_at: row.try_get("enqueued_at")?,
+            available_at: row.try_get("available_at")?,
+            attempt: attempt.saturating_sub(1),
+        },
+        attempt,
+    ))
 }
 
 fn row_message(row: &sqlx::any::AnyRow) -> Result<(JobMessage, u32), CoreError> {

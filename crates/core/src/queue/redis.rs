@@ -137,7 +137,9 @@ impl RedisQueue {
                 .await?;
             for entry in reply.claimed {
                 let delivered = self.delivered_count(&stream, &entry.id).await?;
-                out.push(self.delivery(&stream, entry, delivered)?);
+                if let Some(d) = self.readable(&stream, entry, delivered).await? {
+                    out.push(d);
+                }
             }
         }
         if !out.is_empty() {
@@ -160,7 +162,9 @@ impl RedisQueue {
         let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
-                out.push(self.delivery(&key.key, entry, 1)?);
+                if let Some(d) = self.readable(&key.key, entry, 1).await? {
+                    out.push(d);
+                }
             }
         }
         Ok(out)
@@ -184,6 +188,52 @@ impl RedisQueue {
     /// Times the entry was delivered.
     async fn delivered_count(&self, stream: &str, entry: &str) -> Result<u32, CoreError> {
         Ok(self.pending(stream, entry).await?.map_or(1, |(_, n)| n))
+    }
+
+    /// The entry as a delivery, or `None` when no worker can read it (not a job, a kind this
+    /// build does not know, in the wrong stream): it would fail every claim that returns it,
+    /// holding up the entries delivered with it. It moves to the dead-letter stream as it was
+    /// written, with the reason.
+    async fn readable(
+        &self,
+        stream: &str,
+        entry: StreamId,
+        delivered: u32,
+    ) -> Result<Option<Delivery>, CoreError> {
+        let raw: Option<String> = entry.get("job");
+        let id = entry.id.clone();
+        match self.delivery(stream, entry, delivered) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) => {
+                tracing::error!(
+                    messaging.message.id = %id,
+                    error = %e,
+                    "unreadable stream entry dead-lettered at claim"
+                );
+                let mut conn = self.conn.clone();
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("XADD")
+                    .arg(format!("{stream}:dead"))
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(DEAD_MAXLEN)
+                    .arg("*")
+                    .arg("job")
+                    .arg(raw.unwrap_or_default())
+                    .arg("attempt")
+                    .arg(delivered)
+                    .arg("error_class")
+                    .arg("permanent")
+                    .arg("error")
+                    .arg(e.to_string())
+                    .ignore();
+                let _: (i64,) = remove(&mut pipe, stream, &id)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     fn delivery(
@@ -387,8 +437,19 @@ impl RedisQueue {
             .into_iter()
             .map(|e| {
                 let field = |name: &str| e.get::<String>(name).unwrap_or_default();
-                let message: JobMessage = serde_json::from_str(&field("job"))
-                    .map_err(|err| CoreError::Invalid(format!("dead letter {}: {err}", e.id)))?;
+                // An entry dead-lettered because it was unreadable is listed with its text as
+                // the payload, under the stream's kind and the entry's id.
+                let raw = field("job");
+                let message: JobMessage =
+                    serde_json::from_str(&raw).unwrap_or_else(|_| JobMessage {
+                        id: e.id.clone(),
+                        kind,
+                        payload: serde_json::Value::String(raw),
+                        trace: Default::default(),
+                        enqueued_at: 0,
+                        available_at: 0,
+                        attempt: 0,
+                    });
                 Ok(DeadLetter {
                     message,
                     attempt: field("attempt").parse().unwrap_or_default(),

@@ -248,3 +248,158 @@ async fn claims_respect_the_limit() {
         }
     }
 }
+
+/// Rows no worker can read, written straight into the table (a newer build's kind, a payload or
+/// trace that is not JSON), ahead of a good job.
+async fn corrupt_rows(db: &vidscope_core::db::Db) {
+    let at = now_millis() - 1_000;
+    for (id, kind, payload, trace) in [
+        ("bad-kind", "video.transcode", "{}", "{}"),
+        ("bad-payload", "video.probe", "{not json", "{}"),
+        ("bad-trace", "video.probe", "{}", "nope"),
+    ] {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, payload, trace_context, status, attempt, enqueued_at, \
+             available_at, updated_at) VALUES ($1, $2, $3, $4, 'ready', 0, $5, $5, $5)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(payload)
+        .bind(trace)
+        .bind(at)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+}
+
+/// Entries no worker can read, written straight into the probe stream: not JSON, and a
+/// thumbnail job in the probe stream.
+async fn corrupt_entries(url: &str, prefix: &str) {
+    let mut conn = vidscope_core::redis_conn::connect(url).await.unwrap();
+    let stream = format!("{prefix}:{}", JobKind::VideoProbe.as_str());
+    let misplaced = serde_json::to_string(&message(JobKind::VideoThumbnail)).unwrap();
+    for job in ["{not json", misplaced.as_str()] {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("job")
+            .arg(job)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// An unreadable job used to fail every claim that returned it, so it and the good jobs
+/// claimed with it stayed in flight for ever. Now it is dead-lettered at once, with the
+/// reason, and the good job is delivered.
+#[tokio::test]
+async fn an_unreadable_job_is_dead_lettered_and_the_jobs_beside_it_are_delivered() {
+    let db = fresh_db().await;
+    let prefix = unique_prefix();
+    let url = redis_url();
+    corrupt_rows(&db.db).await;
+    corrupt_entries(&url, &prefix).await;
+    let queues = [
+        ("db", db_queue(&db.db, "a", Duration::from_secs(30)), 2),
+        (
+            "redis",
+            redis_queue(&url, &prefix, "a", Duration::from_secs(30)).await,
+            2,
+        ),
+    ];
+    for (name, q, unreadable_probes) in queues {
+        let good = message(JobKind::VideoProbe);
+        q.publish(&good).await.unwrap();
+
+        let got = q.claim(10, Duration::from_secs(1)).await.unwrap();
+        let ids: Vec<_> = got.iter().map(|d| d.message.id.as_str()).collect();
+        assert_eq!(ids, [good.id.as_str()], "{name}");
+        q.ack(&got[0]).await.unwrap();
+        // Nothing is left to fail a later claim.
+        assert!(q.claim(10, NONE).await.unwrap().is_empty(), "{name}");
+
+        let dead = q.dead_letters(JobKind::VideoProbe, 10).await.unwrap();
+        assert_eq!(dead.len(), unreadable_probes, "{name}: {dead:?}");
+        for d in &dead {
+            assert_eq!(d.error_class, "permanent", "{name}");
+            assert!(!d.error.is_empty(), "{name}: no reason");
+        }
+        assert!(
+            dead.iter()
+                .any(|d| d.message.payload == serde_json::Value::String("{not json".into())),
+            "{name}: the unreadable text is kept: {dead:?}"
+        );
+    }
+    // The unknown kind is dead in the table, with its reason.
+    let row = sqlx::query("SELECT status, last_error FROM jobs WHERE id = 'bad-kind'")
+        .fetch_one(db.db.pool())
+        .await
+        .unwrap();
+    use sqlx::Row as _;
+    assert_eq!(row.get::<String, _>("status"), "dead");
+    assert!(
+        row.get::<String, _>("last_error")
+            .contains("video.transcode"),
+        "{:?}",
+        row.get::<String, _>("last_error")
+    );
+}
+
+/// The relay used to stop at the first outbox row it could not publish, for ever: a kind this
+/// build does not know (a newer API during a rolling deploy) or a payload that is not JSON.
+/// Now the unknown kind waits for a worker that knows it and the rows behind it go out; the
+/// bad payload goes out as text, for the worker to dead-letter with the reason.
+#[tokio::test]
+async fn the_outbox_relay_passes_rows_it_cannot_publish() {
+    let db = fresh_db().await;
+    let q = db_queue(&db.db, "a", Duration::from_secs(30));
+    let at = now_millis() - 1_000;
+    for (i, (id, kind, payload)) in [
+        ("newer-kind", "video.transcode", "{}"),
+        ("not-json", "video.probe", "{not json"),
+        ("good", "video.thumbnail", "{\"n\":1}"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
+             VALUES ($1, $2, $3, '{}', $4)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(payload)
+        .bind(at + i as i64)
+        .execute(db.db.pool())
+        .await
+        .unwrap();
+    }
+
+    let published = vidscope_core::jobs::relay_once(&db.db, &q, 10)
+        .await
+        .unwrap();
+    assert_eq!(published, [JobKind::VideoProbe, JobKind::VideoThumbnail]);
+    assert_eq!(
+        vidscope_core::jobs::outbox_pending(&db.db).await.unwrap(),
+        1
+    );
+    // Again: nothing more to publish, and no error.
+    assert!(
+        vidscope_core::jobs::relay_once(&db.db, &q, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let mut got = q.claim(10, Duration::from_secs(1)).await.unwrap();
+    got.sort_by(|a, b| a.message.id.cmp(&b.message.id));
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].message.id, "good");
+    assert_eq!(got[1].message.id, "not-json");
+    assert_eq!(
+        got[1].message.payload,
+        serde_json::Value::String("{not json".into())
+    );
+}
