@@ -155,6 +155,7 @@ impl Worker {
 
     /// Runs until `shutdown` resolves, then drains (see the module docs).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        remember_panic_locations();
         let Worker {
             ctx,
             queue,
@@ -427,8 +428,39 @@ fn panicked(job_id: &str, payload: &(dyn Any + Send)) -> JobError {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text panic payload".to_owned());
-    tracing::error!(job.id = %job_id, panic.message = %message, "job handler panicked");
+    let (file, line) = PANIC_AT
+        .with(|p| p.borrow_mut().take())
+        .map_or((None, None), |(f, l)| (Some(f), Some(i64::from(l))));
+    tracing::error!(
+        job.id = %job_id,
+        panic.message = %message,
+        code.file.path = file,
+        code.line.number = line,
+        "job handler panicked"
+    );
     JobError::transient("job.panicked", format!("the handler panicked: {message}"))
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, set by the hook [`remember_panic_locations`]
+    /// installs and taken where the panic is caught: `catch_unwind` runs on the thread that
+    /// panicked, and its payload carries only the message.
+    static PANIC_AT: std::cell::RefCell<Option<(String, u32)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps each panic's file and line for [`panicked`], then runs the hook that was installed
+/// before (Rust's default prints to stderr). Installed once per process.
+fn remember_panic_locations() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Some(at) = info.location() {
+                PANIC_AT.with(|p| *p.borrow_mut() = Some((at.file().to_owned(), at.line())));
+            }
+            previous(info);
+        }));
+    });
 }
 
 async fn run_and_settle(

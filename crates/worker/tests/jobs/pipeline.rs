@@ -758,6 +758,19 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
             assert_eq!(logs[0].severity_number, 17, "{name}: ERROR severity");
             assert_eq!(logs[0].attr_str("panic.message"), Some(PANIC_MESSAGE));
             assert_eq!(logs[0].attr_str("job.id"), Some(id.as_str()));
+            // Where it panicked, which the panic's payload does not carry.
+            assert!(
+                logs[0]
+                    .attr_str("code.file.path")
+                    .is_some_and(|f| f.ends_with("tests/jobs/pipeline.rs")),
+                "{name}: {:?}",
+                logs[0].attributes
+            );
+            let panic_line = include_str!("pipeline.rs")
+                .lines()
+                .position(|l| l.contains("=> panic!(\"{PANIC_MESSAGE}\")"))
+                .map(|i| i as i64 + 1);
+            assert_eq!(logs[0].attr_i64("code.line.number"), panic_line, "{name}");
         }
     }
     app.stop().await;
