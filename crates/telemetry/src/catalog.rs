@@ -167,7 +167,9 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "ms",
         DURATION_BUCKETS_MS,
         "Time for a video to be ready for playback, reported by the player.",
-        &["video.source"],
+        // No label: nothing records one (a `video.source` once allowed here led a dashboard
+        // to group by a label no series has).
+        &[],
     ),
     histogram(
         VIDEO_RESUME_TIME,
