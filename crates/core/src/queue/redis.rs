@@ -210,26 +210,8 @@ impl RedisQueue {
                     error = %e,
                     "unreadable stream entry dead-lettered at claim"
                 );
-                let mut conn = self.conn.clone();
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .cmd("XADD")
-                    .arg(format!("{stream}:dead"))
-                    .arg("MAXLEN")
-                    .arg("~")
-                    .arg(DEAD_MAXLEN)
-                    .arg("*")
-                    .arg("job")
-                    .arg(raw.unwrap_or_default())
-                    .arg("attempt")
-                    .arg(delivered)
-                    .arg("error_class")
-                    .arg("permanent")
-                    .arg("error")
-                    .arg(e.to_string())
-                    .ignore();
-                let _: (i64,) = remove(&mut pipe, stream, &id)
-                    .query_async(&mut conn)
+                let raw = raw.unwrap_or_default();
+                self.move_to_dead(stream, &id, &raw, delivered, "permanent", &e.to_string())
                     .await?;
                 Ok(None)
             }
@@ -306,11 +288,13 @@ impl RedisQueue {
         Ok(())
     }
 
-    pub(super) async fn dead_letter(
+    /// Appends `job` (the message as written) to the kind's dead-letter stream with the
+    /// attempt and error, and removes the entry, atomically.
+    async fn move_to_dead(
         &self,
         stream: &str,
         entry: &str,
-        message: &JobMessage,
+        job: &str,
         attempt: u32,
         error_class: &str,
         error: &str,
@@ -325,7 +309,7 @@ impl RedisQueue {
             .arg(DEAD_MAXLEN)
             .arg("*")
             .arg("job")
-            .arg(encode(message)?)
+            .arg(job)
             .arg("attempt")
             .arg(attempt)
             .arg("error_class")
@@ -337,6 +321,26 @@ impl RedisQueue {
             .query_async(&mut conn)
             .await?;
         Ok(())
+    }
+
+    pub(super) async fn dead_letter(
+        &self,
+        stream: &str,
+        entry: &str,
+        message: &JobMessage,
+        attempt: u32,
+        error_class: &str,
+        error: &str,
+    ) -> Result<(), CoreError> {
+        self.move_to_dead(
+            stream,
+            entry,
+            &encode(message)?,
+            attempt,
+            error_class,
+            error,
+        )
+        .await
     }
 
     /// Marks the entry idle for the whole visibility timeout, so the next claim (ours or
