@@ -92,14 +92,6 @@ impl Directives {
                 .is_some_and(|e| Filter::enabled(e.as_ref(), metadata, ctx))
     }
 
-    fn event_enabled<S: Subscriber>(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> bool {
-        self.statics.enabled(event.metadata())
-            || self
-                .dynamic
-                .as_ref()
-                .is_some_and(|e| Filter::event_enabled(e.as_ref(), event, ctx))
-    }
-
     pub(crate) fn max_level_hint(&self) -> Option<LevelFilter> {
         let statics = self.statics.max_level();
         match &self.dynamic {
@@ -118,9 +110,6 @@ impl<S: Subscriber> Filter<S> for Directives {
     fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
         Directives::callsite_enabled::<S>(self, metadata)
     }
-    fn event_enabled(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> bool {
-        Directives::event_enabled(self, event, ctx)
-    }
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Directives::max_level_hint(self)
     }
@@ -133,16 +122,23 @@ impl<S: Subscriber> Filter<S> for Directives {
 /// (longest) matching target decides; the bare level, if any, covers the rest; with neither,
 /// the callsite is off (as with `Targets`). A later directive for the same target replaces
 /// an earlier one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ExactTargets {
     default: Option<LevelFilter>,
     /// Longest target first.
     targets: Vec<(String, LevelFilter)>,
+    /// The most verbose level of all: a callsite above it is off without a look at the targets
+    /// (the error-events output sees every info event, see `spans::ErrorEvents`).
+    max: LevelFilter,
 }
 
 impl ExactTargets {
     fn parse(directives: &[&str]) -> Result<Self, String> {
-        let mut out = Self::default();
+        let mut out = Self {
+            default: None,
+            targets: Vec::new(),
+            max: LevelFilter::OFF,
+        };
         for d in directives {
             let (target, level) = match d.split_once('=') {
                 Some((t, l)) => (
@@ -167,6 +163,13 @@ impl ExactTargets {
             }
         }
         out.targets.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
+        out.max = out
+            .targets
+            .iter()
+            .map(|(_, l)| *l)
+            .chain(out.default)
+            .max()
+            .unwrap_or(LevelFilter::OFF);
         Ok(out)
     }
 
@@ -184,17 +187,14 @@ impl ExactTargets {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.level(metadata.target())
-            .is_some_and(|level| *metadata.level() <= level)
+        *metadata.level() <= self.max
+            && self
+                .level(metadata.target())
+                .is_some_and(|level| *metadata.level() <= level)
     }
 
     fn max_level(&self) -> LevelFilter {
-        self.targets
-            .iter()
-            .map(|(_, l)| *l)
-            .chain(self.default)
-            .max()
-            .unwrap_or(LevelFilter::OFF)
+        self.max
     }
 }
 
@@ -292,7 +292,9 @@ where
         self.layer.on_layer(subscriber);
     }
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.filter.enabled(event.metadata(), &ctx) && self.filter.event_enabled(event, &ctx) {
+        // Only `enabled`: neither side looks at an event's field values (`EnvFilter` and the
+        // exact targets keep `Filter::event_enabled`'s default, true).
+        if self.filter.enabled(event.metadata(), &ctx) {
             self.layer.on_event(event, ctx);
         }
     }
