@@ -159,14 +159,10 @@ impl Fields<'_> {
         }
     }
 
-    /// A formatted value: written while formatted when it is clean (the common case, no
-    /// intermediate `String` kept), else formatted again and scrubbed.
+    /// A `Debug` or `Display` value: formatted whole first, since a secret can only be found
+    /// in the whole text.
     fn formatted(&mut self, field: &field::Field, value: impl fmt::Display) {
-        if attribute_rule(field.name(), false) == AttributeRule::Replace {
-            return self.pair(field, REDACTED);
-        }
-        let text = value.to_string();
-        self.pair(field, redact_str(&text).as_ref());
+        self.text(field, &value.to_string());
     }
 }
 

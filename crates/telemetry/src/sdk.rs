@@ -199,9 +199,6 @@ pub(crate) struct SdkExport<E> {
     guarded: Guarded<E>,
     /// For the file target and the fallback, which write whole OTLP requests.
     resource: ResourceAttributesWithSchema,
-    /// Makes the blank records the scrubbed log batch is copied into: the SDK's log record has
-    /// no way to change an attribute in place, nor a public constructor.
-    blank: SdkLogger,
 }
 
 impl<E> std::fmt::Debug for SdkExport<E> {
@@ -215,7 +212,6 @@ impl<E> SdkExport<E> {
         Self {
             guarded,
             resource: resource.into(),
-            blank: SdkLoggerProvider::builder().build().logger("scrub"),
         }
     }
 
@@ -244,7 +240,7 @@ impl<E> SdkExport<E> {
         batch
             .iter()
             .map(|(r, scope)| {
-                let mut out = self.blank.create_log_record();
+                let mut out = BLANK.create_log_record();
                 if let Some(name) = r.event_name() {
                     out.set_event_name(name);
                 }
@@ -286,6 +282,20 @@ impl<E> SdkExport<E> {
     }
 }
 
+/// The text with its secrets replaced, or `None` when it has none (the common case: no copy).
+fn scrubbed(s: &str) -> Option<String> {
+    match redact_str(s) {
+        std::borrow::Cow::Owned(clean) => Some(clean),
+        std::borrow::Cow::Borrowed(_) => None,
+    }
+}
+
+/// Makes the blank records a scrubbed log batch is copied into: the SDK's log record has no
+/// way to change an attribute in place, nor a public constructor. A logger of a provider with
+/// no processor, made once.
+static BLANK: std::sync::LazyLock<SdkLogger> =
+    std::sync::LazyLock::new(|| SdkLoggerProvider::builder().build().logger("scrub"));
+
 /// Applies a redaction rule to a log value, recursing into lists and maps (each map entry by
 /// its own key).
 fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
@@ -293,7 +303,7 @@ fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
         (AttributeRule::Keep, _) => {}
         (AttributeRule::Replace, v) => *v = AnyValue::String(REDACTED.into()),
         (AttributeRule::ScrubStrings, AnyValue::String(s)) => {
-            if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+            if let Some(clean) = scrubbed(s.as_str()) {
                 *s = clean.into();
             }
         }
@@ -323,13 +333,13 @@ fn scrub_attributes(attributes: &mut [KeyValue]) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::from(REDACTED),
             (AttributeRule::ScrubStrings, Value::String(s)) => {
-                if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+                if let Some(clean) = scrubbed(s.as_str()) {
                     *s = clean.into();
                 }
             }
             (AttributeRule::ScrubStrings, Value::Array(opentelemetry::Array::String(items))) => {
                 for s in items.iter_mut() {
-                    if let std::borrow::Cow::Owned(clean) = redact_str(s.as_str()) {
+                    if let Some(clean) = scrubbed(s.as_str()) {
                         *s = clean.into();
                     }
                 }
@@ -343,7 +353,7 @@ fn scrub_attributes(attributes: &mut [KeyValue]) {
 fn scrub_span(span: &mut SpanData) {
     scrub_attributes(&mut span.attributes);
     for event in span.events.events.iter_mut() {
-        if let std::borrow::Cow::Owned(clean) = redact_str(&event.name) {
+        if let Some(clean) = scrubbed(&event.name) {
             event.name = clean.into();
         }
         scrub_attributes(&mut event.attributes);
@@ -352,7 +362,7 @@ fn scrub_span(span: &mut SpanData) {
         scrub_attributes(&mut link.attributes);
     }
     if let Status::Error { description } = &mut span.status
-        && let std::borrow::Cow::Owned(clean) = redact_str(description)
+        && let Some(clean) = scrubbed(description)
     {
         *description = clean.into();
     }
