@@ -65,12 +65,15 @@ pub enum InitError {
 /// The span and log side of one backend, for flushing and shutdown.
 #[derive(Clone)]
 enum Signals {
-    /// Spans go straight from the span store to their pipeline (see `spans`).
+    /// Spans go straight from the span store to their pipeline (see `spans`). `api` is the
+    /// OpenTelemetry API's tracer, whose spans are queued into the same pipeline (`None` when
+    /// telemetry is off).
     Fast {
         traces: Option<Arc<Pipeline>>,
         logs: Option<Arc<Pipeline>>,
+        api: Option<SdkTracerProvider>,
     },
-    /// The SDK's providers, with their batch processors.
+    /// The SDK's providers, with their batch processors; `traces` is also the API's tracer.
     Sdk {
         traces: SdkTracerProvider,
         logs: Option<SdkLoggerProvider>,
@@ -78,9 +81,21 @@ enum Signals {
 }
 
 impl Signals {
+    /// The tracer provider for code that uses the OpenTelemetry API.
+    fn api_tracer(&self) -> Option<&SdkTracerProvider> {
+        match self {
+            Self::Fast { api, .. } => api.as_ref(),
+            Self::Sdk { traces, .. } => Some(traces),
+        }
+    }
+
     fn flush(&self) {
         match self {
-            Self::Fast { traces, logs } => {
+            Self::Fast { traces, logs, api } => {
+                // The API tracer first: its spans go on into the span pipeline.
+                if let Some(api) = api {
+                    let _ = api.force_flush();
+                }
                 for p in traces.iter().chain(logs) {
                     p.flush(SHUTDOWN_DEADLINE);
                 }
@@ -97,7 +112,10 @@ impl Signals {
     /// Traces first (spans end last in a request), then logs.
     fn shutdown(&self) {
         match self {
-            Self::Fast { traces, logs } => {
+            Self::Fast { traces, logs, api } => {
+                if let Some(api) = api {
+                    let _ = api.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+                }
                 for p in traces.iter().chain(logs) {
                     p.shutdown(SHUTDOWN_DEADLINE);
                 }
@@ -117,9 +135,6 @@ impl Signals {
 pub struct TelemetryGuard {
     signals: Signals,
     meter_provider: Option<SdkMeterProvider>,
-    /// The tracer provider installed as the global one, for code that uses the OpenTelemetry
-    /// API directly (on the `sdk` backend, the same provider as `signals`).
-    global_tracer: Option<SdkTracerProvider>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
     done: AtomicBool,
@@ -138,12 +153,8 @@ impl TelemetryGuard {
     /// the metric reader's `force_flush` block, and the metric exporter's gRPC connection may
     /// live on the caller's runtime (on a current-thread runtime, this very thread).
     pub async fn flush(&self) {
-        let (signals, mp, global) = self.providers();
+        let (signals, mp) = self.providers();
         let _ = tokio::task::spawn_blocking(move || {
-            // The API tracer first: on `fast` its spans go on into the span pipeline.
-            if let Some(tp) = global {
-                let _ = tp.force_flush();
-            }
             signals.flush();
             if let Some(mp) = mp {
                 let _ = mp.force_flush();
@@ -157,29 +168,17 @@ impl TelemetryGuard {
         if self.done.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (signals, mp, global) = self.providers();
-        let _ = tokio::task::spawn_blocking(move || shutdown_all(signals, mp, global)).await;
+        let (signals, mp) = self.providers();
+        let _ = tokio::task::spawn_blocking(move || shutdown_all(signals, mp)).await;
     }
 
-    fn providers(&self) -> (Signals, Option<SdkMeterProvider>, Option<SdkTracerProvider>) {
-        (
-            self.signals.clone(),
-            self.meter_provider.clone(),
-            self.global_tracer.clone(),
-        )
+    fn providers(&self) -> (Signals, Option<SdkMeterProvider>) {
+        (self.signals.clone(), self.meter_provider.clone())
     }
 }
 
-fn shutdown_all(
-    signals: Signals,
-    mp: Option<SdkMeterProvider>,
-    global_tracer: Option<SdkTracerProvider>,
-) {
-    // The API tracer (on `fast` it feeds the span pipeline; on `sdk` it is the span side,
-    // shut down below), spans and logs, then metrics, which also carry the final drop counts.
-    if let (Some(tp), Signals::Fast { .. }) = (global_tracer, &signals) {
-        let _ = tp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
-    }
+fn shutdown_all(signals: Signals, mp: Option<SdkMeterProvider>) {
+    // Spans and logs, then metrics, which also carry the final drop counts.
     signals.shutdown();
     if let Some(mp) = mp {
         let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
@@ -191,10 +190,10 @@ impl Drop for TelemetryGuard {
         if self.done.swap(true, Ordering::SeqCst) {
             return;
         }
-        let (signals, mp, global) = self.providers();
+        let (signals, mp) = self.providers();
         // A separate thread, joined: never shut down on a runtime thread (it can deadlock
         // the gRPC exporter, rust-otel-matrix pitfall 3). Each provider has its own deadline.
-        let handle = std::thread::spawn(move || shutdown_all(signals, mp, global));
+        let handle = std::thread::spawn(move || shutdown_all(signals, mp));
         let _ = handle.join();
     }
 }
@@ -225,7 +224,7 @@ pub fn install_globals(guard: &TelemetryGuard) {
     if let Some(mp) = &guard.meter_provider {
         global::set_meter_provider(mp.clone());
     }
-    if let Some(tp) = &guard.global_tracer {
+    if let Some(tp) = guard.signals.api_tracer() {
         global::set_tracer_provider(tp.clone());
     }
 }
@@ -371,9 +370,9 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
                 signals: Signals::Fast {
                     traces: None,
                     logs: None,
+                    api: None,
                 },
                 meter_provider: None,
-                global_tracer: None,
                 metrics,
                 stats,
                 done: AtomicBool::new(false),
@@ -415,7 +414,6 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
         guard: TelemetryGuard {
             signals: built.signals,
             meter_provider: Some(meter_provider),
-            global_tracer: Some(built.global_tracer),
             metrics,
             stats,
             done: AtomicBool::new(false),
@@ -423,13 +421,11 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     })
 }
 
-/// What a backend builds: the subscriber, its spans and logs, and the tracer provider for the
-/// OpenTelemetry API.
+/// What a backend builds: the subscriber, and its spans and logs.
 struct Built {
     dispatch: Dispatch,
     level_hint: Option<filter::LevelFilter>,
     signals: Signals,
-    global_tracer: SdkTracerProvider,
 }
 
 /// The fast backend: the span store, the gate and this crate's pipelines.
@@ -499,24 +495,22 @@ fn fast(
 
     // The OpenTelemetry API's tracer: the SDK's, same sampler, its ended spans queued into
     // the span pipeline (see `spans::QueueExporter`).
-    let mut global_tracer = SdkTracerProvider::builder()
+    let mut api = SdkTracerProvider::builder()
         .with_resource(resource.clone())
         .with_sampler(crate::sdk::sampler(config.sampler));
     if let Some(queue) = &span_queue {
-        global_tracer =
-            global_tracer.with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
-                crate::spans::QueueExporter(queue.clone()),
-            ));
+        api = api.with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
+            crate::spans::QueueExporter(queue.clone()),
+        ));
     }
-    let global_tracer = global_tracer.build();
+    let api = Some(api.build());
 
     let subscriber = store.with(gate).with(outputs);
     let level_hint = subscriber.max_level_hint();
     Ok(Built {
         dispatch: Dispatch::new(subscriber),
         level_hint,
-        signals: Signals::Fast { traces, logs },
-        global_tracer,
+        signals: Signals::Fast { traces, logs, api },
     })
 }
 
@@ -605,10 +599,9 @@ fn sdk(
         dispatch: Dispatch::new(subscriber),
         level_hint,
         signals: Signals::Sdk {
-            traces: tracer_provider.clone(),
+            traces: tracer_provider,
             logs: logger_provider,
         },
-        global_tracer: tracer_provider,
     })
 }
 
