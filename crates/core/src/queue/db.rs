@@ -87,7 +87,7 @@ impl DbQueue {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match row_message(row) {
+            match row_message(row, Read::Strict) {
                 Ok((message, attempt)) => out.push(Delivery {
                     message,
                     attempt,
@@ -242,7 +242,7 @@ impl DbQueue {
             .await?;
         rows.iter()
             .map(|row| {
-                let (message, attempt) = dead_row_message(row, kind)?;
+                let (message, attempt) = row_message(row, Read::AsFarAsPossible(kind))?;
                 Ok(DeadLetter {
                     message,
                     attempt,
@@ -258,34 +258,17 @@ impl DbQueue {
     }
 }
 
-/// A dead row as far as it can be read: a payload that is not JSON is kept as a JSON string,
-/// an unreadable trace context is dropped (such rows are dead-lettered at claim).
-fn dead_row_message(
-    row: &sqlx::any::AnyRow,
-    kind: JobKind,
-) -> Result<(JobMessage, u32), CoreError> {
-    if let Ok(read) = row_message(row) {
-        return Ok(read);
-    }
-    let attempt: i64 = row.try_get("attempt")?;
-    let payload: String = row.try_get("payload")?;
-    let trace: String = row.try_get("trace_context")?;
-    let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
-    Ok((
-        JobMessage {
-            id: row.try_get("id")?,
-            kind,
-            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
-            trace: serde_json::from_str(&trace).unwrap_or_default(),
-            enqueued_at: row.try_get("enqueued_at")?,
-            available_at: row.try_get("available_at")?,
-            attempt: attempt.saturating_sub(1),
-        },
-        attempt,
-    ))
+/// How to read a row's kind, payload and trace context.
+#[derive(Clone, Copy)]
+enum Read {
+    /// For delivery: any unreadable part is an error.
+    Strict,
+    /// For the dead-letter list (rows dead-lettered because they were unreadable): the kind
+    /// asked for, a payload that is not JSON as a JSON string, an unreadable trace dropped.
+    AsFarAsPossible(JobKind),
 }
 
-fn row_message(row: &sqlx::any::AnyRow) -> Result<(JobMessage, u32), CoreError> {
+fn row_message(row: &sqlx::any::AnyRow, read: Read) -> Result<(JobMessage, u32), CoreError> {
     let invalid = |what: &str, e: serde_json::Error| {
         CoreError::Invalid(format!("job row with an unreadable {what}: {e}"))
     };
@@ -293,13 +276,25 @@ fn row_message(row: &sqlx::any::AnyRow) -> Result<(JobMessage, u32), CoreError> 
     let trace: String = row.try_get("trace_context")?;
     let payload: String = row.try_get("payload")?;
     let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+    let (kind, payload, trace) = match read {
+        Read::Strict => (
+            JobKind::parse(&row.try_get::<String, _>("kind")?)?,
+            serde_json::from_str(&payload).map_err(|e| invalid("payload", e))?,
+            serde_json::from_str::<HashMap<String, String>>(&trace)
+                .map_err(|e| invalid("trace context", e))?,
+        ),
+        Read::AsFarAsPossible(kind) => (
+            kind,
+            serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            serde_json::from_str(&trace).unwrap_or_default(),
+        ),
+    };
     Ok((
         JobMessage {
             id: row.try_get("id")?,
-            kind: JobKind::parse(&row.try_get::<String, _>("kind")?)?,
-            payload: serde_json::from_str(&payload).map_err(|e| invalid("payload", e))?,
-            trace: serde_json::from_str::<HashMap<String, String>>(&trace)
-                .map_err(|e| invalid("trace context", e))?,
+            kind,
+            payload,
+            trace,
             enqueued_at: row.try_get("enqueued_at")?,
             available_at: row.try_get("available_at")?,
             attempt: attempt.saturating_sub(1),
