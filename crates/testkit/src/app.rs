@@ -149,16 +149,10 @@ impl TestAppBuilder {
             .lock_owned()
             .await;
         let otlp = CaptureReceiver::start().await;
-        // `VIDSCOPE_TELEMETRY_BACKEND` chooses the backend, so the whole suite can run on the
-        // stock one (`scripts/test.sh` does); nothing else comes from the environment.
-        let base = TelemetryConfig::new("vidscope-test")
-            .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint())
-            .from_lookup(|k| {
-                (k == "VIDSCOPE_TELEMETRY_BACKEND")
-                    .then(|| std::env::var(k).ok())
-                    .flatten()
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
+        let base = with_backend_from_env(
+            TelemetryConfig::new("vidscope-test")
+                .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
+        );
         let mut config = (self.telemetry)(base, &otlp);
         // Tests must not wait half a second per batch.
         config.scheduled_delay = Duration::from_millis(50);
@@ -219,6 +213,18 @@ impl TestAppBuilder {
             _turn: turn,
         }
     }
+}
+
+/// `config` with the backend `VIDSCOPE_TELEMETRY_BACKEND` names, so the whole suite can run on
+/// the stock one (`scripts/test.sh` does); nothing else is taken from the environment.
+pub fn with_backend_from_env(config: TelemetryConfig) -> TelemetryConfig {
+    config
+        .from_lookup(|k| {
+            (k == "VIDSCOPE_TELEMETRY_BACKEND")
+                .then(|| std::env::var(k).ok())
+                .flatten()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct TestApp {

@@ -12,7 +12,9 @@ pub mod db;
 pub mod otlp;
 pub mod s3;
 
-pub use app::{LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app};
+pub use app::{
+    LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app, with_backend_from_env,
+};
 
 /// The ids a response's W3C `traceresponse` header (`00-<trace>-<span>-<flags>`) names.
 /// Panics with the header when it is missing or malformed: tests want to see why.

@@ -211,16 +211,10 @@ impl Harness {
             .lock_owned()
             .await;
         let otlp = CaptureReceiver::start().await;
-        // The backend from the environment, as the testkit's apps (scripts/test.sh runs the
-        // suite on both).
-        let mut config = TelemetryConfig::new("vidscope-worker-crm-test")
-            .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint())
-            .from_lookup(|k| {
-                (k == "VIDSCOPE_TELEMETRY_BACKEND")
-                    .then(|| std::env::var(k).ok())
-                    .flatten()
-            })
-            .expect("VIDSCOPE_TELEMETRY_BACKEND");
+        let mut config = vidscope_testkit::with_backend_from_env(
+            TelemetryConfig::new("vidscope-worker-crm-test")
+                .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
+        );
         config.scheduled_delay = Duration::from_millis(50);
         config.metric_export_interval = Duration::from_secs(1);
         config.export_timeout = Duration::from_secs(3);
