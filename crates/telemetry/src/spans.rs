@@ -867,17 +867,11 @@ impl SpanExt for tracing::Span {
         }
     }
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        let mut attributes = Some(attributes);
-        if let Lookup::Other = lookup(self, |o| {
-            if let Some(a) = attributes.take() {
-                o.set_attributes(a);
-            }
-        }) && let Some(a) = attributes
-        {
+        apply(self, attributes, OtelSpan::set_attributes, |a| {
             for kv in a {
                 tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(self, kv.key, kv.value);
             }
-        }
+        });
     }
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
         self.add_event_with_timestamp(name, SystemTime::now(), attributes);
@@ -888,42 +882,51 @@ impl SpanExt for tracing::Span {
         timestamp: SystemTime,
         attributes: Vec<KeyValue>,
     ) {
-        let mut event = Some((name.into(), attributes));
-        if let Lookup::Other = lookup(self, |o| {
-            if let Some((name, attributes)) = event.take() {
-                o.add_event(name, timestamp, attributes);
-            }
-        }) && let Some((name, attributes)) = event
-        {
-            tracing_opentelemetry::OpenTelemetrySpanExt::add_event_with_timestamp(
-                self, name, timestamp, attributes,
-            );
-        }
+        apply(
+            self,
+            (name.into(), attributes),
+            |o, (name, attributes)| o.add_event(name, timestamp, attributes),
+            |(name, attributes)| {
+                tracing_opentelemetry::OpenTelemetrySpanExt::add_event_with_timestamp(
+                    self, name, timestamp, attributes,
+                );
+            },
+        );
     }
     fn add_link(&self, cx: SpanContext) {
-        let mut link = Some(cx);
-        if let Lookup::Other = lookup(self, |o| {
-            if let Some(cx) = link.take() {
-                o.add_link(cx, Vec::new());
-            }
-        }) && let Some(cx) = link
-        {
-            tracing_opentelemetry::OpenTelemetrySpanExt::add_link(self, cx);
-        }
+        apply(
+            self,
+            cx,
+            |o, cx| o.add_link(cx, Vec::new()),
+            |cx| tracing_opentelemetry::OpenTelemetrySpanExt::add_link(self, cx),
+        );
     }
     fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>) {
         self.set_attributes([KeyValue::new(key, value)]);
     }
     fn set_status(&self, status: Status) {
-        let mut s = Some(status);
-        if let Lookup::Other = lookup(self, |o| {
-            if let Some(status) = s.take() {
-                o.set_status(status);
-            }
-        }) && let Some(status) = s
-        {
+        apply(self, status, OtelSpan::set_status, |status| {
             tracing_opentelemetry::OpenTelemetrySpanExt::set_status(self, status);
+        });
+    }
+}
+
+/// Hands `value` to the span's OpenTelemetry side: `fast` gets it on the span store's (nothing
+/// happens on a disabled span), `stock` under tracing-opentelemetry (the `sdk` backend).
+fn apply<T>(
+    span: &tracing::Span,
+    value: T,
+    fast: impl FnOnce(&OtelSpan, T),
+    stock: impl FnOnce(T),
+) {
+    let mut value = Some(value);
+    if let Lookup::Other = lookup(span, |o| {
+        if let Some(v) = value.take() {
+            fast(o, v);
         }
+    }) && let Some(v) = value
+    {
+        stock(v);
     }
 }
 
