@@ -461,11 +461,9 @@ fn fast(
     let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, stats)?;
     let otlp_logs = log_queue
         .map(|queue| -> Result<_, InitError> {
-            let filter =
-                directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter))?;
             Ok(Output::new(
                 LogLayer::new(queue, store.table().clone()),
-                filter,
+                otlp_logs_filter(config)?,
             ))
         })
         .transpose()?;
@@ -512,6 +510,11 @@ fn fast(
         level_hint,
         signals: Signals::Fast { traces, logs, api },
     })
+}
+
+/// Which events become OTLP log records: `RUST_LOG`, minus the exporters' own stacks.
+fn otlp_logs_filter(config: &TelemetryConfig) -> Result<Directives, InitError> {
+    directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter))
 }
 
 /// Which error events mark their span: every error outside the exporters' own stacks.
@@ -564,10 +567,7 @@ fn sdk(
         .map(|lp| -> Result<_, InitError> {
             Ok(
                 opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                    .with_filter(directive_filter(
-                        "RUST_LOG",
-                        &format!("{},{NOT_EXPORTED}", config.log_filter),
-                    )?),
+                    .with_filter(otlp_logs_filter(config)?),
             )
         })
         .transpose()?;
