@@ -272,8 +272,10 @@ def jobs_dashboard() -> dict:
                    "{{messaging_destination_name}}")], unit="s")
     d.timeseries("Queue wait (p95) by job type",
                  [(q95("job_queue_wait_ms_milliseconds_bucket", WORKER, "job_type"), "{{job_type}}")], unit="ms")
+    # Every worker replica samples the one shared queue and outbox: `max`, not `sum`, or two
+    # replicas would show twice the backlog.
     d.timeseries("Queue depth by job type and state",
-                 [("sum by (job_type, state) (job_queue_depth)", "{{job_type}} {{state}}")], unit="short")
+                 [("max by (job_type, state) (job_queue_depth)", "{{job_type}} {{state}}")], unit="short")
     d.timeseries("Failures by job type and class",
                  [("sum by (job_type, error_class) (rate(job_failures_total[$__rate_interval]))",
                    "{{job_type}} {{error_class}}")], unit="short")
@@ -282,7 +284,7 @@ def jobs_dashboard() -> dict:
                    "{{job_type}} {{error_class}}")], unit="short")
     d.stat("CRM circuit breaker (0 closed, 1 half-open, 2 open)", "max(crm_circuit_breaker_state)",
            threshold=2, w=6)
-    d.stat("Outbox pending", "sum(outbox_pending)", w=6)
+    d.stat("Outbox pending", "max(outbox_pending)", w=6)
     d.traces("Failed job traces", '{ resource.service.name = "vidscope-worker" && status = error }', w=12, h=8)
     d.row("Workflows (seed 003)")
     d.table("Seed 003 metrics by workflow (last 1h)", [

@@ -7,8 +7,13 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::{Body, HttpBody as _};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::KeyValue;
@@ -95,6 +100,62 @@ fn duration_labels(
     labels
 }
 
+/// Semconv `network.protocol.version`.
+fn protocol_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// Semconv `url.scheme`: the request's own (an absolute URI), else what the proxy in front
+/// says it received (`X-Forwarded-Proto`, only `http` or `https`), else `http`, the one
+/// scheme this server listens with.
+fn url_scheme(uri: &Uri, headers: &HeaderMap) -> &'static str {
+    let forwarded = || {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim())
+    };
+    match uri.scheme_str().or_else(forwarded) {
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    }
+}
+
+/// Semconv `server.address` and `server.port`: the authority the client asked for (the URI's
+/// on HTTP/2, else `Host`), the port defaulting to the scheme's. `None` without either.
+fn server_authority(uri: &Uri, headers: &HeaderMap, scheme: &str) -> Option<(String, i64)> {
+    let authority = match uri.authority() {
+        Some(a) => a.clone(),
+        None => headers
+            .get(header::HOST)?
+            .to_str()
+            .ok()?
+            .parse::<axum::http::uri::Authority>()
+            .ok()?,
+    };
+    let port = authority
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some((authority.host().to_owned(), i64::from(port)))
+}
+
+/// Counts the bytes of a request body as the handler reads it, for `http.request.body.size`
+/// when no `Content-Length` says it up front (a chunked upload).
+fn counted(body: Body, read: Arc<AtomicU64>) -> Body {
+    use futures_util::StreamExt as _;
+    Body::from_stream(body.into_data_stream().inspect(move |chunk| {
+        if let Ok(bytes) = chunk {
+            read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+    }))
+}
+
 pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     // A clone of the router's `Arc<str>`, not a copy of the text: `req` moves on below.
@@ -133,7 +194,20 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             "url.path",
             redact_str(req.uri().path()).into_owned(),
         ));
-        attributes.push(KeyValue::new("url.scheme", "http"));
+        let scheme = url_scheme(req.uri(), headers);
+        attributes.push(KeyValue::new("url.scheme", scheme));
+        if let Some((address, port)) = server_authority(req.uri(), headers, scheme) {
+            attributes.push(KeyValue::new("server.address", address));
+            attributes.push(KeyValue::new("server.port", port));
+        }
+        // The peer, not `X-Forwarded-For`: a header any client can set is not an address.
+        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
+        }
+        attributes.push(KeyValue::new(
+            "network.protocol.version",
+            protocol_version(req.version()),
+        ));
         attributes.push(KeyValue::new(
             "user_agent.original",
             header_str(header::USER_AGENT).unwrap_or("").to_owned(),
@@ -145,6 +219,16 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         }
         span.set_attributes(attributes);
     }
+    // A body without a length (chunked) is counted as it is read, and its size recorded once
+    // the handler is done with it.
+    let body_read = (recording
+        && !req.headers().contains_key(header::CONTENT_LENGTH)
+        && !req.body().is_end_stream())
+    .then(|| Arc::new(AtomicU64::new(0)));
+    let req = match &body_read {
+        Some(read) => req.map(|body| counted(body, read.clone())),
+        None => req,
+    };
 
     let mut response =
         vidscope_telemetry::db_watch::scope(next.run(req).instrument(span.clone())).await;
@@ -155,6 +239,17 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             KeyValue::new("http.response.status_code", i64::from(status)),
             KeyValue::new("http.response.category", response_category(status)),
         ]);
+        if let Some(read) = &body_read {
+            span.set_attribute(
+                "http.request.body.size",
+                read.load(Ordering::Relaxed) as i64,
+            );
+        }
+        // Known when the body is one buffer (JSON, pages, errors); a streamed body (a video
+        // range) has no size before the span ends, and then the attribute is left out.
+        if let Some(size) = response.body().size_hint().exact() {
+            span.set_attribute("http.response.body.size", size as i64);
+        }
         if status >= 500 {
             span.set_status(Status::error(""));
             span.record("error.type", response.status().as_str());

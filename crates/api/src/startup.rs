@@ -11,6 +11,24 @@ use vidscope_telemetry::Metrics;
 use crate::router::router;
 use crate::state::AppState;
 
+/// Creates the API's counters at 0 for every label set known at start-up (the worker's are
+/// primed by the worker): a counter first seen at its first increment has no series before
+/// it, so dashboards show "No data" where the truth is 0, and `increase()` misses the first
+/// event. `progress.updates_total` is counted per outcome of a save that reached the
+/// database, or `rejected` for one refused for its input.
+fn prime_metrics(metrics: &Metrics) {
+    use opentelemetry::KeyValue;
+    let outcomes = vidscope_core::progress::SaveOutcome::LABELS;
+    for outcome in outcomes.into_iter().chain(["rejected"]) {
+        metrics
+            .progress_updates_total
+            .add(0, &[KeyValue::new("outcome", outcome)]);
+    }
+    metrics.video_buffering_events_total.add(0, &[]);
+    metrics.video_resume_failures_total.add(0, &[]);
+    metrics.test_otel_requests.add(0, &[]);
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -43,6 +61,7 @@ impl Application {
             ),
             None => None,
         };
+        prime_metrics(&metrics);
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.addr))?;

@@ -179,13 +179,34 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let telemetry_dir = data_dir.join("telemetry");
+/// The two services `vidscope up` runs in one process, each with its own telemetry
+/// (resource, `service.instance.id`, span store, metrics), as when they run apart: the trace
+/// viewer's service filter, the service graph and the dashboards tell them apart.
+/// `OTEL_SERVICE_NAME=name` renames them `name-api` and `name-worker`.
+fn up_telemetry(telemetry_dir: &Path, component: &str) -> anyhow::Result<TelemetryConfig> {
     // Files by default; any OTEL_* exporter setting in the environment overrides them.
-    let telemetry = TelemetryConfig::new("vidscope")
-        .with_file_exporters(&telemetry_dir)
+    let mut config = TelemetryConfig::new("vidscope")
+        .with_file_exporters(telemetry_dir)
         .from_env()?;
+    config.service_name = format!("{}-{component}", config.service_name);
+    Ok(config)
+}
+
+async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    use tracing::instrument::WithSubscriber;
+
+    let telemetry_dir = data_dir.join("telemetry");
+    let telemetry = up_telemetry(&telemetry_dir, "api")?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
+    // The worker's telemetry is not global: the worker's task (and every task it spawns, which
+    // carry the subscriber along) runs under it. The files are shared, one handle per path.
+    let worker_telemetry = vidscope_telemetry::build(
+        &up_telemetry(&telemetry_dir, "worker")?,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+    )
+    .context("cannot start the worker's telemetry")?;
+    let worker_guard = worker_telemetry.guard;
+    let worker_dispatch = worker_telemetry.dispatch;
     let settings = Settings::from_env(data_dir, addr)?;
 
     let result = async {
@@ -202,14 +223,18 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         let worker = vidscope_worker::Worker::build(
             &settings,
             vidscope_worker::WorkerSettings::from_env()?,
-            guard.metrics().clone(),
+            worker_guard.metrics().clone(),
             events,
         )
+        .with_subscriber(worker_dispatch.clone())
         .await?;
         let port = app.port();
         let base = format!("http://{}:{port}", addr.ip());
         println!("vidscope is up (data in {})", data_dir.display());
-        println!("  API          {base}/api/");
+        println!("  sign in      {base}/login");
+        println!("  lessons      {base}/videos");
+        println!("  trace viewer {base}/trace-viewer");
+        println!("  API (spec)   {base}/api/openapi.json");
         println!("  liveness     {base}/healthz");
         println!("  readiness    {base}/readyz");
         println!("  otel check   {base}/api/test-otel");
@@ -232,9 +257,13 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut worker_stop = stop_rx.clone();
-        let worker = tokio::spawn(worker.run(async move {
-            let _ = worker_stop.wait_for(|s| *s).await;
-        }));
+        let worker = tokio::spawn(
+            worker
+                .run(async move {
+                    let _ = worker_stop.wait_for(|s| *s).await;
+                })
+                .with_subscriber(worker_dispatch),
+        );
         let mut api_stop = stop_rx;
         let api = app.run_until_stopped(async move {
             let _ = api_stop.wait_for(|s| *s).await;
@@ -255,6 +284,7 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
             "vidscope up stopped with an error"
         );
     }
+    worker_guard.shutdown().await;
     guard.shutdown().await;
     result
 }

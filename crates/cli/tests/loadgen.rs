@@ -245,7 +245,7 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     assert!(!client_ids.is_empty(), "no loadgen client spans");
     let continued = spans
         .iter()
-        .filter(|s| s.resource_attr_str("service.name") == Some("vidscope") && s.kind == 2)
+        .filter(|s| s.resource_attr_str("service.name") == Some("vidscope-api") && s.kind == 2)
         .filter(|s| {
             s.parent_span_id
                 .as_deref()

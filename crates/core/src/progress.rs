@@ -164,6 +164,9 @@ impl SaveOutcome {
     }
 
     /// The `outcome` label of the progress metrics.
+    /// Every value [`SaveOutcome::label`] can return, for metrics created at start-up.
+    pub const LABELS: [&'static str; 2] = ["saved", "duplicate"];
+
     pub fn label(&self) -> &'static str {
         match self {
             SaveOutcome::Saved(_) => "saved",

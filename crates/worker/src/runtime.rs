@@ -19,10 +19,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use tracing::field::Empty;
+use tracing::instrument::WithSubscriber;
 use vidscope_core::config::Settings;
 use vidscope_core::db::{Db, now_millis};
 use vidscope_core::events::EventBus;
-use vidscope_core::jobs;
+use vidscope_core::jobs::{self, JobKind};
 use vidscope_core::queue::{DbQueue, Delivery, Queue, QueueSettings, RedisQueue};
 use vidscope_core::storage::ObjectStore;
 use vidscope_telemetry::{Backoff, Classify, Metrics};
@@ -35,8 +36,6 @@ use crate::settings::{QueueKind, WorkerSettings};
 
 /// Longest a claim waits for new jobs before the loop looks at shutdown again.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
-/// How often the `job.queue_depth` and `outbox.pending` gauges are sampled.
-const DEPTH_EVERY: Duration = Duration::from_secs(5);
 /// Published outbox rows are kept this long for debugging.
 const OUTBOX_KEEP: Duration = Duration::from_secs(24 * 3600);
 
@@ -172,19 +171,26 @@ impl Worker {
         if let Some(addr) = settings.health_addr {
             let health = health.clone();
             let system = queue.system();
-            tokio::spawn(async move {
-                if let Err(e) = crate::health::serve(addr, health, system).await {
-                    tracing::error!(error = %e, %addr, "worker health endpoint failed");
+            tokio::spawn(
+                async move {
+                    if let Err(e) = crate::health::serve(addr, health, system).await {
+                        tracing::error!(error = %e, %addr, "worker health endpoint failed");
+                    }
                 }
-            });
+                .with_current_subscriber(),
+            );
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let relay = tokio::spawn(relay_loop(
-            ctx.clone(),
-            queue.clone(),
-            settings.relay_interval,
-            stop_rx,
-        ));
+        prime_metrics(&ctx.metrics, &registry, queue.system());
+        let relay = tokio::spawn(
+            relay_loop(
+                ctx.clone(),
+                queue.clone(),
+                (settings.relay_interval, settings.gauge_interval),
+                stop_rx,
+            )
+            .with_current_subscriber(),
+        );
         let mut prepared = false;
         let semaphore = Arc::new(Semaphore::new(settings.concurrency));
         let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
@@ -236,14 +242,19 @@ impl Worker {
                             in_flight.clone(),
                             health.clone(),
                         );
-                        tasks.spawn(async move {
-                            health.in_flight.fetch_add(1, Ordering::Relaxed);
-                            let id = d.message.id.clone();
-                            process(&ctx, &queue, &registry, &settings, d).await;
-                            in_flight.lock().expect("in-flight map").remove(&id);
-                            health.in_flight.fetch_sub(1, Ordering::Relaxed);
-                            drop(permit);
-                        });
+                        tasks.spawn(
+                            async move {
+                                health.in_flight.fetch_add(1, Ordering::Relaxed);
+                                let id = d.message.id.clone();
+                                process(&ctx, &queue, &registry, &settings, d).await;
+                                in_flight.lock().expect("in-flight map").remove(&id);
+                                health.in_flight.fetch_sub(1, Ordering::Relaxed);
+                                drop(permit);
+                            }
+                            // Under `vidscope up` the worker is not the process's global
+                            // subscriber: its spawned tasks keep the worker's.
+                            .with_current_subscriber(),
+                        );
                     }
                 }
                 Err(e) => {
@@ -300,69 +311,167 @@ impl Worker {
     }
 }
 
-/// Publishes committed outbox rows and samples the gauges until told to stop.
+/// The error classes a failed job is counted under.
+const ERROR_CLASSES: [&str; 2] = ["transient", "permanent"];
+/// The `state` label of `job.queue_depth`, as the queues' `depth()` name them.
+const DEPTH_STATES: [&str; 4] = ["ready", "delayed", "in_flight", "dead"];
+/// The `status` label of `workflow.run.status`.
+const RUN_STATUSES: [&str; 3] = ["success", "retry", "failure"];
+
+/// The `status` label of `workflow.step.status`.
+const STEP_STATUSES: [&str; 2] = ["success", "failure"];
+
+/// Creates the worker's counters at 0 for every label set known before the first job, the
+/// usual Prometheus practice: a counter first seen at its first increment has no series
+/// before it, so "no failures" reads "No data" and `rate()`/`increase()` miss the first one.
+/// Steps come from each job's [`crate::jobs::Job::STEPS`]. A retry's `step_name` is the
+/// error's type, an open set: `workflow.retry.count` is primed with `workflow_name` alone,
+/// a zero series that sums correctly with the real ones.
+pub fn prime_metrics(metrics: &Metrics, registry: &Registry, system: &'static str) {
+    for kind in JobKind::ALL {
+        let job = KeyValue::new("job.type", kind.as_str());
+        for class in ERROR_CLASSES {
+            let labels = [job.clone(), KeyValue::new("error.class", class)];
+            metrics.job_failures_total.add(0, &labels);
+            metrics.job_dead_letter_total.add(0, &labels);
+        }
+        metrics.messaging_client_sent_messages.add(
+            0,
+            &[
+                KeyValue::new("messaging.system", system),
+                KeyValue::new("messaging.destination.name", kind.as_str()),
+            ],
+        );
+    }
+    for (kind, steps) in registry.steps() {
+        let workflow = KeyValue::new("workflow_name", kind.as_str());
+        metrics
+            .workflow_run_total
+            .add(0, std::slice::from_ref(&workflow));
+        metrics
+            .workflow_retry_count
+            .add(0, std::slice::from_ref(&workflow));
+        for status in RUN_STATUSES {
+            metrics
+                .workflow_run_status
+                .add(0, &[workflow.clone(), KeyValue::new("status", status)]);
+        }
+        for step in steps {
+            for status in STEP_STATUSES {
+                metrics.workflow_step_status.add(
+                    0,
+                    &[
+                        workflow.clone(),
+                        KeyValue::new("step_name", *step),
+                        KeyValue::new("status", status),
+                    ],
+                );
+            }
+        }
+        if steps.contains(&"db.update") {
+            metrics.workflow_db_upsert.add(
+                0,
+                &[
+                    workflow.clone(),
+                    KeyValue::new("table_name", crate::jobs::VIDEOS_TABLE),
+                ],
+            );
+        }
+        // The thumbnail is the one job that uploads an image.
+        if kind == JobKind::VideoThumbnail {
+            metrics
+                .workflow_image_uploaded
+                .add(0, std::slice::from_ref(&workflow));
+        }
+    }
+}
+
+/// Records `job.queue_depth` for every (job type, state), 0 for those the queue did not
+/// list: a gauge recorded only for the pairs present keeps exporting the last value of a
+/// pair that drained, so a cleared backlog would look stuck for ever.
+fn record_depths(metrics: &Metrics, depths: &[vidscope_core::queue::Depth]) {
+    for kind in JobKind::ALL {
+        for state in DEPTH_STATES {
+            let count = depths
+                .iter()
+                .filter(|d| d.kind == kind && d.state == state)
+                .map(|d| d.count)
+                .sum();
+            metrics.job_queue_depth.record(
+                count,
+                &[
+                    KeyValue::new("job.type", kind.as_str()),
+                    KeyValue::new("state", state),
+                ],
+            );
+        }
+    }
+}
+
+/// Publishes committed outbox rows every `every` and samples the gauges every `gauge_every`
+/// until told to stop.
 async fn relay_loop(
     ctx: JobContext,
     queue: Queue,
-    every: Duration,
+    (every, gauge_every): (Duration, Duration),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let start = Instant::now();
+    let mut tick = tokio::time::interval_at(start.into(), every.min(gauge_every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_depth = Instant::now() - DEPTH_EVERY;
+    // Both run at the first tick.
+    let mut last_depth = start.checked_sub(gauge_every).unwrap_or(start);
+    let mut last_relay = start.checked_sub(every).unwrap_or(start);
     let mut last_prune = Instant::now();
     let mut failing = false;
     loop {
-        tokio::select! {
+        // The tick's own instant, not `now()`: with a period of `every`, `elapsed()` would
+        // read a hair short of it and skip every other turn.
+        let at = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            _ = tick.tick() => {}
-        }
+            at = tick.tick() => at.into_std(),
+        };
         // Drain everything committed so far, a batch at a time.
-        loop {
-            match jobs::relay_once(&ctx.db, &queue, 100).await {
-                Ok(kinds) => {
-                    if failing {
-                        tracing::info!("outbox relay publishes again");
-                        failing = false;
+        if at.duration_since(last_relay) >= every {
+            last_relay = at;
+            loop {
+                match jobs::relay_once(&ctx.db, &queue, 100).await {
+                    Ok(kinds) => {
+                        if failing {
+                            tracing::info!("outbox relay publishes again");
+                            failing = false;
+                        }
+                        for kind in &kinds {
+                            ctx.metrics.messaging_client_sent_messages.add(
+                                1,
+                                &[
+                                    KeyValue::new("messaging.system", queue.system()),
+                                    KeyValue::new("messaging.destination.name", kind.as_str()),
+                                ],
+                            );
+                        }
+                        if kinds.len() < 100 {
+                            break;
+                        }
                     }
-                    for kind in &kinds {
-                        ctx.metrics.messaging_client_sent_messages.add(
-                            1,
-                            &[
-                                KeyValue::new("messaging.system", queue.system()),
-                                KeyValue::new("messaging.destination.name", kind.as_str()),
-                            ],
-                        );
-                    }
-                    if kinds.len() < 100 {
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "outbox relay cannot publish; jobs wait in the outbox");
+                            failing = true;
+                        }
                         break;
                     }
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::warn!(error = %e, "outbox relay cannot publish; jobs wait in the outbox");
-                        failing = true;
-                    }
-                    break;
                 }
             }
         }
         // Gauges are sampled every few seconds, not on every relay tick: each is a query.
-        if last_depth.elapsed() >= DEPTH_EVERY {
-            last_depth = Instant::now();
+        if at.duration_since(last_depth) >= gauge_every {
+            last_depth = at;
             if let Ok(n) = jobs::outbox_pending(&ctx.db).await {
                 ctx.metrics.outbox_pending.record(n, &[]);
             }
             if let Ok(depths) = queue.depth().await {
-                for d in depths {
-                    ctx.metrics.job_queue_depth.record(
-                        d.count,
-                        &[
-                            KeyValue::new("job.type", d.kind.as_str()),
-                            KeyValue::new("state", d.state),
-                        ],
-                    );
-                }
+                record_depths(&ctx.metrics, &depths);
             }
         }
         if last_prune.elapsed() >= Duration::from_secs(3600) {

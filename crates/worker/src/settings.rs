@@ -42,8 +42,12 @@ pub struct WorkerSettings {
     pub ffprobe: PathBuf,
     /// `VIDSCOPE_FFMPEG_TIMEOUT_SECS`: longest one ffmpeg/ffprobe run may take (default 300).
     pub ffmpeg_timeout: Duration,
-    /// How often the relay looks for unpublished outbox rows and the depth gauge is sampled.
+    /// How often the relay looks for unpublished outbox rows.
     pub relay_interval: Duration,
+    /// `VIDSCOPE_WORKER_GAUGE_INTERVAL_MS`: how often the `job.queue_depth` and
+    /// `outbox.pending` gauges are sampled (default 5000; each sample is a query or a Redis
+    /// pipeline). A drained queue reads 0 within two of these plus one metric export.
+    pub gauge_interval: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -61,6 +65,7 @@ impl Default for WorkerSettings {
             ffprobe: "ffprobe".into(),
             ffmpeg_timeout: Duration::from_secs(300),
             relay_interval: Duration::from_millis(500),
+            gauge_interval: Duration::from_secs(5),
         }
     }
 }
@@ -102,6 +107,9 @@ impl WorkerSettings {
         }
         if let Some(n) = number("VIDSCOPE_FFMPEG_TIMEOUT_SECS", 1, 86_400)? {
             s.ffmpeg_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("VIDSCOPE_WORKER_GAUGE_INTERVAL_MS", 100, 3_600_000)? {
+            s.gauge_interval = Duration::from_millis(n);
         }
         if let Some(v) = get("VIDSCOPE_WORKER_HEALTH_ADDR") {
             s.health_addr = Some(parse_addr("VIDSCOPE_WORKER_HEALTH_ADDR", &v)?);

@@ -200,3 +200,78 @@ async fn a_quiet_log_filter_keeps_exporting_spans() {
         "no info logs at warn"
     );
 }
+
+/// One raw HTTP/1.1 exchange (reqwest cannot send a chunked body without its `stream`
+/// feature): returns the response's status line and body.
+async fn raw_exchange(port: u16, request: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The server span's current semantic-convention attributes, read from the request itself:
+/// the scheme the proxy received, the authority the client asked for, the peer, the protocol
+/// version, and both body sizes, a chunked request body included.
+#[tokio::test]
+async fn the_server_span_describes_the_request_as_received() {
+    let app = vidscope_testkit::spawn_app().await;
+    let body = r#"{"email":"nobody@example.com","password":"not the right one"}"#;
+    let (first, second) = body.split_at(20);
+    let request = format!(
+        "POST /api/auth/login HTTP/1.1\r\nHost: lessons.example:8443\r\n\
+         X-Forwarded-Proto: https\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+         {:x}\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    let (status, response_body) = raw_exchange(app.port, &request).await;
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{response_body}");
+
+    let plain = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    let plain_len = plain.bytes().await.unwrap().len();
+
+    app.flush_telemetry().await;
+    let login = app
+        .otlp
+        .wait_for_span(|s| s.name == "POST /api/auth/login", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(login.attr_str("url.scheme"), Some("https"));
+    assert_eq!(login.attr_str("server.address"), Some("lessons.example"));
+    assert_eq!(login.attr_i64("server.port"), Some(8443));
+    assert_eq!(login.attr_str("client.address"), Some("127.0.0.1"));
+    assert_eq!(login.attr_str("network.protocol.version"), Some("1.1"));
+    assert_eq!(
+        login.attr_i64("http.request.body.size"),
+        Some(body.len() as i64),
+        "a chunked body is counted as read"
+    );
+    // A JSON error is one buffer, sent with its Content-Length.
+    assert_eq!(
+        login.attr_i64("http.response.body.size"),
+        Some(response_body.len() as i64)
+    );
+
+    let health = app
+        .otlp
+        .wait_for_span(|s| s.name == "GET /healthz", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(health.attr_str("url.scheme"), Some("http"));
+    assert_eq!(health.attr_str("server.address"), Some("127.0.0.1"));
+    assert_eq!(health.attr_i64("server.port"), Some(i64::from(app.port)));
+    assert_eq!(health.attr_i64("http.request.body.size"), None, "no body");
+    assert_eq!(
+        health.attr_i64("http.response.body.size"),
+        Some(plain_len as i64)
+    );
+    app.stop().await;
+}

@@ -22,6 +22,7 @@ use aws_sdk_s3::types::{
 };
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tracing::instrument::WithSubscriber;
 use tracing::{Instrument, Span};
 
 use super::{
@@ -531,7 +532,10 @@ impl Drop for AbortOnDrop {
         let store = self.store.clone();
         let key = self.key.clone();
         handle.spawn(
-            async move { store.abort(&key, &upload_id).await }.instrument(self.span.clone()),
+            async move { store.abort(&key, &upload_id).await }
+                .instrument(self.span.clone())
+                // The dropping task's subscriber (the worker's, under `vidscope up`).
+                .with_current_subscriber(),
         );
     }
 }

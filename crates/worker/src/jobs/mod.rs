@@ -52,6 +52,11 @@ pub struct JobContext {
 pub trait Job: Send + Sync + 'static {
     type Payload: JobPayload;
 
+    /// The names this job passes to [`step`] (and [`update_videos`], whose step is
+    /// `db.update`), so `workflow.step.status` exists at 0 for each before the first run.
+    /// The pipeline test holds them against the steps a real run records.
+    const STEPS: &'static [&'static str] = &[];
+
     /// Does the work. `job` carries the id (the idempotency key) and the attempt.
     fn run<'a>(
         &'a self,
@@ -73,11 +78,16 @@ pub trait Job: Send + Sync + 'static {
 
 /// A [`Job`] with its payload type erased, so the registry can hold every kind.
 pub(crate) trait ErasedJob: Send + Sync {
+    fn steps(&self) -> &'static [&'static str];
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
     fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
 }
 
 impl<J: Job> ErasedJob for J {
+    fn steps(&self) -> &'static [&'static str] {
+        J::STEPS
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         match parse(job) {
             Ok(payload) => Job::run(self, ctx, job, payload),
@@ -110,6 +120,11 @@ impl Registry {
             .with(probe::Probe)
             .with(thumbnail::Thumbnail)
             .with(crm_sync::CrmSync)
+    }
+
+    /// Each registered kind with its declared steps ([`Job::STEPS`]).
+    pub fn steps(&self) -> impl Iterator<Item = (JobKind, &'static [&'static str])> + '_ {
+        self.jobs.iter().map(|(kind, job)| (*kind, job.steps()))
     }
 
     /// Adds or replaces the job of its kind (tests swap in failing or slow ones).
@@ -151,6 +166,9 @@ pub async fn step<T>(
     result
 }
 
+/// The `table_name` of `workflow.db.upsert` for [`update_videos`].
+pub const VIDEOS_TABLE: &str = "videos";
+
 /// The `db.update` step of a job that writes the `videos` table: [`step`] plus seed 003's
 /// `workflow.db.upsert` count and duration, recorded when the write succeeded.
 pub async fn update_videos<T>(
@@ -162,7 +180,7 @@ pub async fn update_videos<T>(
     let out = step(ctx, workflow, "db.update", fut).await?;
     let labels = [
         KeyValue::new("workflow_name", workflow.as_str()),
-        KeyValue::new("table_name", "videos"),
+        KeyValue::new("table_name", VIDEOS_TABLE),
     ];
     ctx.metrics.workflow_db_upsert.add(1, &labels);
     ctx.metrics

@@ -16,6 +16,7 @@ pub struct Probe;
 
 impl Job for Probe {
     type Payload = ProbePayload;
+    const STEPS: &'static [&'static str] = &["storage.get", "ffmpeg.probe", "db.update"];
 
     fn run<'a>(
         &'a self,

@@ -19,6 +19,12 @@ pub struct Thumbnail;
 
 impl Job for Thumbnail {
     type Payload = ThumbnailPayload;
+    const STEPS: &'static [&'static str] = &[
+        "storage.get",
+        "ffmpeg.extract_frame",
+        "storage.put",
+        "db.update",
+    ];
 
     fn run<'a>(
         &'a self,

@@ -359,6 +359,29 @@ async fn workflow_metrics_match_seed_003(app: &TestApp) {
     ] {
         assert!(steps.iter().any(|x| x == s), "step {s} missing: {steps:?}");
     }
+    // Each job declares the steps it records (they are created at 0 at start-up from the
+    // declaration): a real run records exactly those.
+    for (workflow, declared) in [
+        (
+            "video.probe",
+            <vidscope_worker::jobs::probe::Probe as Job>::STEPS,
+        ),
+        (
+            "video.thumbnail",
+            <vidscope_worker::jobs::thumbnail::Thumbnail as Job>::STEPS,
+        ),
+    ] {
+        let recorded: std::collections::BTreeSet<String> = app
+            .otlp
+            .metric_points("workflow.step.duration_ms")
+            .iter()
+            .filter(|p| p.attr_str("workflow_name") == Some(workflow))
+            .filter_map(|p| p.attr_str("step_name").map(str::to_owned))
+            .collect();
+        let declared: std::collections::BTreeSet<String> =
+            declared.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(recorded, declared, "{workflow}: Job::STEPS");
+    }
     let status = app.otlp.metric_points("workflow.run.status");
     assert!(
         status
@@ -384,6 +407,8 @@ enum Behaviour {
     /// The first run panics; later runs succeed.
     PanicFirst,
     AlwaysPanic,
+    /// Succeeds after 150 ms (a backlog that takes a while to drain).
+    Slow,
 }
 
 const PANIC_MESSAGE: &str = "scripted panic: the CRM answer had no contact";
@@ -413,6 +438,10 @@ impl Job for Scripted {
                 Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
                 Behaviour::PanicFirst if n > 1 => Ok(()),
                 Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
+                Behaviour::Slow => {
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    Ok(())
+                }
             }
         })
     }
@@ -963,5 +992,69 @@ async fn registration_and_a_completed_lesson_each_enqueue_one_crm_sync() {
     let ids = crm_outbox_ids(&app).await;
     let expected = format!("crm.lesson_completed/{}/{}", viewer.user.id, id.as_str());
     assert_eq!(ids.iter().filter(|i| **i == expected).count(), 1, "{ids:?}");
+    app.stop().await;
+}
+
+/// The latest exported `job.queue_depth` of `crm.sync` jobs in `state` (-1: none exported).
+fn latest_crm_depth(app: &TestApp, state: &str) -> i64 {
+    app.otlp
+        .metric_points("job.queue_depth")
+        .into_iter()
+        .filter(|p| {
+            p.attr_str("job.type") == Some("crm.sync") && p.attr_str("state") == Some(state)
+        })
+        .max_by_key(|p| p.time_unix_nano)
+        .and_then(|p| p.value.as_i64())
+        .unwrap_or(-1)
+}
+
+/// `job.queue_depth` is the current backlog, 0 included: once a real backlog drains, every
+/// state of its job type reads 0 within two sampling periods (it used to keep the last
+/// non-zero value for ever, so `JobQueueBacklog` never resolved). Both queue adapters.
+#[tokio::test]
+async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
+    const PERIOD: Duration = Duration::from_millis(200);
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    for (name, queue) in queues(&app, "drain", &prefix).await {
+        let (registry, runs) = scripted(Behaviour::Slow);
+        let batch: Vec<NewJob> = (0..10).map(|_| crm_job()).collect();
+        jobs::enqueue(&app.state.db, &batch).await.unwrap();
+        let settings = WorkerSettings {
+            concurrency: 1,
+            gauge_interval: PERIOD,
+            ..fast_settings()
+        };
+        let (stop, handle) = start(Worker::new(
+            context(&app),
+            queue.clone(),
+            registry,
+            settings,
+        ));
+        // The backlog shows first (10 jobs of 150 ms, one at a time).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            app.flush_telemetry().await;
+            if latest_crm_depth(&app, "ready") > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the backlog never showed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for job in &batch {
+            wait_done(&app, &job.id).await;
+        }
+        tokio::time::sleep(PERIOD * 2).await;
+        app.flush_telemetry().await;
+        for state in ["ready", "in_flight", "delayed", "dead"] {
+            assert_eq!(latest_crm_depth(&app, state), 0, "{name}: {state}");
+        }
+        let _ = stop.send(());
+        handle.await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 10, "{name}");
+    }
     app.stop().await;
 }
