@@ -10,7 +10,9 @@
 #      a copy without the v3-only `otlp:` section, which stack_check.py validates instead),
 #      promtool check rules, promtool test rules
 #   3. generated Grafana files (dashboards, Grafana-managed alert rules) are up to date
-#   4. scripts/lib/stack_check.py: Collector/Tempo/Loki/Prometheus/Grafana config checks and the
+#   4. scripts/lib/stack_check.py: Collector/Tempo/Loki/Prometheus/Grafana config checks, the
+#      trace viewer's wiring (the Collector's traces.json volume is mounted read-only into the
+#      API at the path the Collector writes, and VIDSCOPE_TRACE_VIEWER_FILES names it), and the
 #      metric consistency check (every queried metric is emitted or produced by the stack)
 #
 # Environment:
@@ -203,7 +205,7 @@ step "generated Grafana files are up to date"
 if "$PY" scripts/lib/stack_gen.py --check; then ok "dashboards and Grafana alert rules match scripts/lib/stack_gen.py"; else bad "stale generated files"; fi
 
 # ------------------------------------------------------------------ 4. configs and metric names
-step "stack_check.py (Collector, Tempo, Loki, Prometheus, Grafana, metric names)"
+step "stack_check.py (Collector, trace viewer wiring, Tempo, Loki, Prometheus, Grafana, metric names)"
 if "$PY" scripts/lib/stack_check.py; then ok "static checks"; else bad "stack_check.py"; fi
 
 printf '\ncheck-stack: %ds, ' "$((SECONDS - start))" >&2

@@ -7,6 +7,9 @@ the tests run on. What can be checked without them is checked:
   collector   YAML parses; no removed or deprecated component names; every pipeline component
               is defined; span metrics / service graph are computed before tail sampling with
               exemplars on; seed 000's file rotation; health_check and own metrics exposed
+  trace viewer  the Collector's traces file exporter writes into a named volume that the api
+              service mounts read-only at the same path and names in
+              VIDSCOPE_TRACE_VIEWER_FILES, and the API runs as the uid that owns the files
   tempo/loki  YAML parses; no blocks Tempo 3 / Loki 3 removed; 7-day retention; structured
               metadata on; Tempo's exemplar label is one Grafana links to Tempo
   prometheus  the `otlp:` section (which promtool 2.x cannot read) is checked here; the rest
@@ -799,6 +802,136 @@ def check_healthchecks() -> None:
     notes.append(f"healthchecks: {checked} checked against their images' documented commands")
 
 
+# =========================================================================== trace viewer wiring
+
+
+def _compose_mounts(svc: dict) -> list[tuple[str, str, bool]]:
+    """(source, target, read_only) of a compose service's volumes, short or long syntax."""
+    out = []
+    for v in svc.get("volumes") or []:
+        if isinstance(v, str):
+            parts = v.split(":")
+            if len(parts) == 1:
+                continue
+            opts = parts[2].split(",") if len(parts) > 2 else []
+            out.append((parts[0], parts[1], "ro" in opts))
+        elif isinstance(v, dict):
+            out.append((str(v.get("source", "")), str(v.get("target", "")), bool(v.get("read_only"))))
+    return out
+
+
+def _in_volume(path: str, mounts, named: set[str]):
+    """(volume, path inside it) for an absolute container path under a named-volume mount."""
+    best = None
+    for src, target, ro in mounts:
+        t = target.rstrip("/")
+        if src in named and (path == t or path.startswith(t + "/")):
+            if best is None or len(t) > len(best[2]):
+                best = (src, path[len(t):].lstrip("/"), t, ro)
+    return best
+
+
+def _dockerfile_user(stage: str) -> str | None:
+    """The USER in effect in a Dockerfile stage, following `FROM <earlier stage>`."""
+    stages: dict[str, tuple[str, str | None]] = {}
+    current, base, user = None, None, None
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        m = re.match(r"\s*FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.I)
+        if m:
+            if current:
+                stages[current] = (base, user)
+            base, current, user = m.group(1), (m.group(2) or "").lower() or None, None
+            continue
+        m = re.match(r"\s*USER\s+(\S+)", line, re.I)
+        if m:
+            user = m.group(1)
+    if current:
+        stages[current] = (base, user)
+    seen = set()
+    while stage in stages and stage not in seen:
+        seen.add(stage)
+        base, user = stages[stage]
+        if user:
+            return user
+        stage = base.lower()
+    return None
+
+
+def check_trace_viewer_wiring(collector: dict) -> None:
+    """Issue 24, defect 7: under compose the trace viewer reads the Collector's file exporter
+    output. The Collector's `file` exporter in a traces pipeline writes into a named volume,
+    the API mounts that volume read-only, and VIDSCOPE_TRACE_VIEWER_FILES names the same file
+    (the same path in both containers, so one path serves the docs, the Collector and the API);
+    the API's user can read what the Collector's user writes."""
+    where = "docker-compose.observability.yml"
+    compose = load_yaml(where) or {}
+    services = compose.get("services") or {}
+    named = set((compose.get("volumes") or {}).keys())
+    pipelines = ((collector.get("service") or {}).get("pipelines")) or {}
+    exporters = collector.get("exporters") or {}
+    trace_files = sorted({e for name, p in pipelines.items() if name.split("/")[0] == "traces"
+                          for e in p.get("exporters") or [] if ctype(e) == "file"})
+    if not trace_files:
+        fail("otel-collector/config.yaml", "no file exporter in a traces pipeline: the trace viewer has nothing to read")
+        return
+    col_name = next((n for n, s in services.items() if "opentelemetry-collector" in str((s or {}).get("image", ""))), None)
+    api = services.get("api") or {}
+    if col_name is None or not api:
+        fail(where, "no Collector or api service")
+        return
+    col_mounts = _compose_mounts(services[col_name])
+    api_mounts = _compose_mounts(api)
+    viewer_files = [x.strip() for x in str((api.get("environment") or {}).get("VIDSCOPE_TRACE_VIEWER_FILES") or "").split(",") if x.strip()]
+    if not viewer_files:
+        fail(where, "services.api.environment.VIDSCOPE_TRACE_VIEWER_FILES is not set: the trace viewer is empty under compose")
+    api_reads = {}
+    for f in viewer_files:
+        loc = _in_volume(f, api_mounts, named)
+        if loc is None:
+            fail(where, f"services.api reads {f} (VIDSCOPE_TRACE_VIEWER_FILES), which is on no named volume it mounts")
+            continue
+        vol, inner, _, ro = loc
+        if not ro:
+            fail(where, f"services.api mounts {vol} read-write: the Collector's output must be mounted read-only (:ro)")
+        api_reads[(vol, inner)] = f
+    for e in trace_files:
+        path = str((exporters.get(e) or {}).get("path", ""))
+        if not (exporters.get(e) or {}).get("rotation"):
+            fail("otel-collector/config.yaml", f"exporters.{e} has no rotation")
+        loc = _in_volume(path, col_mounts, named)
+        if loc is None:
+            fail(where, f"services.{col_name} writes {path} (exporters.{e}) outside any named volume: the API cannot mount it")
+            continue
+        vol, inner, _, _ = loc
+        read_as = api_reads.get((vol, inner))
+        if read_as is None:
+            fail(where, f"the Collector writes {path} into volume {vol}, which the API does not read "
+                        f"(VIDSCOPE_TRACE_VIEWER_FILES={','.join(viewer_files) or 'unset'})")
+        elif read_as != path:
+            fail(where, f"the API reads the Collector's {path} as {read_as}: mount {vol} at the same path in both")
+        else:
+            notes.append(f"trace viewer: the Collector writes {path} (exporters.{e}) into volume {vol}, "
+                         f"which services.api mounts read-only at the same path and names in VIDSCOPE_TRACE_VIEWER_FILES")
+    # The exporter creates its files for the Collector's user; the API must run as that user.
+    # The image runs as a fixed uid, which the one-shot that prepares the volume chowns to.
+    file_vols = {loc[0] for e in trace_files
+                 if (loc := _in_volume(str((exporters.get(e) or {}).get("path", "")), col_mounts, named))}
+    chown = ""
+    for s in services.values():
+        cmd = " ".join(map(str, (s or {}).get("command") or []))
+        if "chown" in cmd and any(src in file_vols for src, _, _ in _compose_mounts(s or {})):
+            chown = cmd
+    m = re.search(r"chown\s+(?:-R\s+)?(\d+)", chown)
+    col_uid = m.group(1) if m else None
+    api_target = str(((api.get("build") or {}).get("target")) or "")
+    api_user = str(api.get("user") or _dockerfile_user(api_target) or "")
+    if col_uid is None:
+        fail(where, "no chown one-shot gives the Collector's volume to its user (uid unknown)")
+    elif api_user.split(":")[0] != col_uid:
+        fail(where, f"the API runs as {api_user or 'root?'} but the Collector's files belong to uid {col_uid}: "
+                    "the trace viewer could not read them")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--emitted", default=os.environ.get("VIDSCOPE_EMITTED_METRICS"))
@@ -809,6 +942,7 @@ def main() -> int:
         return 0
 
     collector = check_collector()
+    check_trace_viewer_wiring(collector)
     tempo = check_tempo()
     check_loki()
     check_healthchecks()

@@ -1,4 +1,3 @@
-use std::process::Command;
 use std::time::Duration;
 
 use vidscope_testkit::TestApp;
@@ -10,23 +9,8 @@ fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Runs a seed recipe through `sh` exactly as written, with the file path substituted.
-fn recipe(cmd: &str, file: &std::path::Path) -> String {
-    let cmd = cmd.replace(
-        "/var/log/otel-collector/traces.json",
-        &file.display().to_string(),
-    );
-    let out = Command::new("sh").arg("-c").arg(&cmd).output().expect("sh");
-    assert!(
-        out.status.success(),
-        "{cmd}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[tokio::test]
-async fn file_mode_writes_collector_format_that_the_seed_recipes_read() {
+async fn file_mode_writes_collector_format_lines() {
     let dir = tempfile::tempdir().unwrap();
     let telemetry_dir = dir.path().to_path_buf();
     let app = TestApp::builder()
@@ -98,89 +82,7 @@ async fn file_mode_writes_collector_format_that_the_seed_recipes_read() {
         );
     }
 
-    // Seed 001's error count, unchanged: exactly the 503's server span is an error.
-    let errors = recipe(
-        r#"jq -r '.resourceSpans[].scopeSpans[].spans[] | select(.status.code==2)' /var/log/otel-collector/traces.json | wc -l"#,
-        &traces,
-    );
-    let errors: usize = errors.parse().unwrap();
-    assert!(errors >= 1, "error spans counted by the recipe: {errors}");
-    // Seed 000's api.category count.
-    let categories = recipe(
-        r#"jq -r '.resourceSpans[].scopeSpans[].spans[] | select(.attributes[]?.key=="api.category") | .attributes[] | select(.key=="api.category") | .value.stringValue' /var/log/otel-collector/traces.json | sort | uniq -c"#,
-        &traces,
-    );
-    assert!(
-        categories.contains("2 system"),
-        "api.category counts: {categories}"
-    );
     app.stop().await;
-}
-
-/// Seed 000's "slow video loads (>1000ms)" recipe, as the README gives it. The seed's own
-/// version reads `.duration`, which OTLP JSON does not have (it has start and end times), so it
-/// matched nothing whatever the data; a load time is the `loadTimeMs` of the `video.loaded`
-/// event on a `video.session` span.
-pub const SLOW_LOAD_RECIPE: &str = r#"jq -c '.resourceSpans[].scopeSpans[].spans[] | select(.name=="video.session") | select(any(.events[]?; .name=="video.loaded" and any(.attributes[]; .key=="loadTimeMs" and ((.value.doubleValue // .value.intValue) | tonumber) > 1000))) | {traceId, spanId}' /var/log/otel-collector/traces.json"#;
-
-#[tokio::test]
-async fn the_slow_load_recipe_finds_the_slow_load_and_only_it() {
-    use vidscope_core::domain::Role;
-    let dir = tempfile::tempdir().unwrap();
-    let telemetry_dir = dir.path().to_path_buf();
-    let app = TestApp::builder()
-        .telemetry(move |c, _| c.with_file_exporters(&telemetry_dir))
-        .spawn()
-        .await;
-    let viewer = app.create_user(Role::Viewer).await;
-    crate::progress::insert_video(&app, "slow-load", Some(60.0)).await;
-    let mut sessions = Vec::new();
-    for load_ms in [1500, 300] {
-        let resp = app
-            .client
-            .post(app.url("/api/telemetry/player"))
-            .header("cookie", &viewer.cookie)
-            .json(&serde_json::json!({"videoId": "slow-load",
-                "events": [{"name": "video.loaded", "loadTimeMs": load_ms}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let trace = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
-        sessions.push(trace.split('-').nth(1).unwrap().to_owned());
-    }
-    app.flush_telemetry().await;
-    let traces = dir.path().join("traces.json");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !sessions.iter().all(|t| {
-        std::fs::read_to_string(&traces)
-            .unwrap_or_default()
-            .contains(t.as_str())
-    }) {
-        assert!(std::time::Instant::now() < deadline, "sessions not written");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let found = recipe(SLOW_LOAD_RECIPE, &traces);
-
-    let found: Vec<serde_json::Value> = found
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(found.len(), 1, "one slow load: {found:?}");
-    assert_eq!(found[0]["traceId"], sessions[0].as_str(), "the 1500 ms one");
-    app.stop().await;
-}
-
-#[test]
-fn the_readme_gives_the_slow_load_recipe_that_is_tested() {
-    let readme = include_str!("../../../../README.md");
-    let docs = include_str!("../../../../docs/telemetry-files.md");
-    let recipe = SLOW_LOAD_RECIPE.replace("/var/log/otel-collector/traces.json", "$F");
-    assert!(
-        readme.contains(&recipe) || docs.contains(&recipe),
-        "README.md or docs/telemetry-files.md must give the tested recipe:\n{recipe}"
-    );
 }
 
 #[test]
