@@ -152,6 +152,44 @@ fn ms(ns: u128) -> f64 {
     ns as f64 / 1e6
 }
 
+/// The Collector's file exporter rotates `traces.json` to `traces-<UTC timestamp>.json` beside
+/// it (lumberjack's naming): at most [`MAX_BACKUPS`] of them, newest first (the timestamps
+/// sort as text).
+fn timestamped_backups(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(stem), Some(ext)) = (
+        path.parent(),
+        path.file_stem().and_then(|s| s.to_str()),
+        path.extension().and_then(|s| s.to_str()),
+    ) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let prefix = format!("{stem}-");
+    let suffix = format!(".{ext}");
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.len() > prefix.len() + suffix.len()
+                    && n.starts_with(&prefix)
+                    && n.ends_with(&suffix)
+                    && n[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.truncate(MAX_BACKUPS);
+    found
+}
+
 /// One configured file and its rotated backups, newest data first, within `budget` bytes.
 fn read_source(
     path: &Path,
@@ -166,11 +204,13 @@ fn read_source(
         bytes_read: 0,
         skipped_lines: 0,
     };
-    let candidates = std::iter::once(path.to_path_buf()).chain((1..=MAX_BACKUPS).map(|n| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    }));
+    let candidates = std::iter::once(path.to_path_buf())
+        .chain((1..=MAX_BACKUPS).map(|n| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        }))
+        .chain(timestamped_backups(path));
     let mut left = budget;
     for file in candidates {
         if left == 0 {
@@ -553,6 +593,53 @@ mod tests {
             1,
             "the last whole line fits the budget"
         );
+    }
+
+    /// Under compose the viewer reads the Collector's file, whose backups are named by time.
+    #[test]
+    fn reads_the_collectors_timestamped_backups_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("traces.json");
+        let line = |i: u32| {
+            export(
+                "svc",
+                serde_json::json!([{"traceId": format!("{i:032x}"), "spanId": "0000000000000001",
+                    "name": "n", "startTimeUnixNano": (u64::from(i) * 1000).to_string(),
+                    "endTimeUnixNano": (u64::from(i) * 1000 + 1).to_string()}]),
+            )
+        };
+        std::fs::write(&file, line(3) + "\n").unwrap();
+        std::fs::write(
+            dir.path().join("traces-2026-12-06T10-00-00.000.json"),
+            line(1) + "\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("traces-2026-12-06T11-00-00.000.json"),
+            line(2) + "\n",
+        )
+        .unwrap();
+        // Not a backup of this file.
+        std::fs::write(dir.path().join("traces-other.json"), line(7) + "\n").unwrap();
+        let settings = TraceViewerSettings {
+            files: vec![file.clone()],
+            max_bytes_per_file: 1 << 20,
+            grafana_url: None,
+        };
+        let got = read(&settings);
+        let ids: Vec<String> = got.traces.iter().map(|t| t.trace_id.clone()).collect();
+        assert_eq!(
+            ids,
+            [3, 2, 1].map(|i| format!("{i:032x}")),
+            "the file and its two backups"
+        );
+        assert_eq!(got.sources[0].files_read, 3);
+        // Within a budget of one line, only the live file is read.
+        let one = read(&TraceViewerSettings {
+            max_bytes_per_file: line(3).len() as u64 + 1,
+            ..settings
+        });
+        assert_eq!(one.sources[0].files_read, 1);
     }
 
     #[test]
