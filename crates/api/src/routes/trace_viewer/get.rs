@@ -25,7 +25,7 @@ pub struct TraceDetail {
     summary = "One trace's spans and events",
     tag = "trace-viewer",
     security(("session" = [])),
-    params(("trace_id" = String, Path, description = "32 lowercase hex digits")),
+    params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),
         (status = 400, description = "Not a trace id", body = ErrorBody),
