@@ -22,6 +22,7 @@
 #   VIDSCOPE_SCHEMATHESIS_MAX_TIME  time budget of each run, in seconds (default 60)
 #   VIDSCOPE_SCHEMATHESIS_SEED      generation seed (default 1: CI runs are reproducible)
 #   VIDSCOPE_SCHEMATHESIS_KEEP=1    keep the data dir and the reports (path printed)
+#   VIDSCOPE_BIN                    use this vidscope binary instead of building one
 #   CARGO_TARGET_DIR                where the binary is built (default: target)
 
 set -euo pipefail
@@ -32,9 +33,9 @@ cd -- "$repo_root"
 # shellcheck source=scripts/lib/services.sh
 source scripts/lib/services.sh
 
-# Pinned with its whole dependency tree (scripts/schemathesis-requirements.txt): a new release
-# adds checks, and CI must not start failing on a change nobody made here.
-SCHEMATHESIS_VERSION=4.32.5
+# schemathesis is pinned with its whole dependency tree in scripts/schemathesis-requirements.txt:
+# a new release adds checks, and CI must not start failing on a change nobody made here.
+requirements=$repo_root/scripts/schemathesis-requirements.txt
 venv=${VIDSCOPE_SCHEMATHESIS_VENV:-$repo_root/target/schemathesis-venv}
 examples=${VIDSCOPE_SCHEMATHESIS_EXAMPLES:-30}
 max_time=${VIDSCOPE_SCHEMATHESIS_MAX_TIME:-60}
@@ -45,27 +46,35 @@ log() { printf '==> schemathesis: %s\n' "$*" >&2; }
 
 # ------------------------------------------------------------------ schemathesis
 install_schemathesis() {
-    if [[ -x $venv/bin/schemathesis ]] &&
-        [[ $("$venv/bin/schemathesis" --version 2>/dev/null) == *"version $SCHEMATHESIS_VERSION" ]]; then
+    # The venv keeps a copy of the requirements it was made from: reuse it only if they match.
+    if [[ -x $venv/bin/schemathesis ]] && cmp -s -- "$requirements" "$venv/requirements.txt"; then
         return 0
     fi
-    log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+    log "installing $(grep '^schemathesis==' "$requirements") into $venv"
     rm -rf -- "$venv"
     if ! python3 -m venv "$venv" 2>/dev/null; then
         # Debian's python3 ships venv separately.
         ensure_apt_packages python3-venv
         python3 -m venv "$venv"
     fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        -r scripts/schemathesis-requirements.txt
-    "$venv/bin/schemathesis" --version
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp -- "$requirements" "$venv/requirements.txt"
 }
 install_schemathesis
+log "$("$venv/bin/schemathesis" --version)"
 
 # ------------------------------------------------------------------ the server
-log "building vidscope"
-cargo build --locked -p vidscope-cli --bin vidscope
-bin=$target_dir/debug/vidscope
+if [[ -n ${VIDSCOPE_BIN:-} ]]; then
+    bin=$VIDSCOPE_BIN # scripts/test.sh: the binary its test build made
+else
+    log "building vidscope"
+    cargo build --locked -p vidscope-cli --bin vidscope
+    bin=$target_dir/debug/vidscope
+fi
+[[ -x $bin ]] || {
+    log "no vidscope binary at $bin"
+    exit 1
+}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vidscope-schemathesis.XXXXXX")
 server_pid=""
@@ -91,6 +100,7 @@ data_dir=$work/data
 # login throttle is raised so that it does not turn most login cases into 429s and hide the
 # route's own checks (the throttle has its tests in crates/api/tests/api/auth.rs).
 vidscope() {
+    # shellcheck disable=SC2046  # one `-u NAME` word pair per OTEL_* variable
     env -u DATABASE_URL -u REDIS_URL -u S3_ENDPOINT -u S3_ACCESS_KEY_ID -u S3_SECRET_ACCESS_KEY \
         -u S3_REGION -u S3_BUCKET_NAME -u VIDSCOPE_ADMIN_EMAIL -u VIDSCOPE_ADMIN_PASSWORD \
         $(env | sed -n 's/^\(OTEL_[A-Z_]*\)=.*/-u \1/p') \
@@ -127,7 +137,8 @@ run() {
     local name=$1 config=$2 rc=0 start=$SECONDS
     shift 2
     log "run: $name"
-    timeout --kill-after=10 $((max_time * 2 + 60)) \
+    # From the temp dir: schemathesis keeps a cache in its working directory.
+    (cd -- "$work" && timeout --kill-after=10 $((max_time * 2 + 60)) \
         "$venv/bin/schemathesis" --config-file "$config" run \
         "$base/api/openapi.json" \
         --checks all \
@@ -137,19 +148,20 @@ run() {
         --workers 2 \
         --request-timeout 10 \
         --no-color \
+        --generation-database none \
         --report junit --report-dir "$work/reports/$name" \
-        "$@" || rc=$?
+        "$@") || rc=$?
     log "run $name: exit $rc after $((SECONDS - start)) s"
     ((rc == 0)) || failed=1
 }
 
-run anonymous scripts/schemathesis.toml
+run anonymous "$repo_root/scripts/schemathesis.toml"
 # The session goes in as the document's `session` scheme (not a raw Cookie header), so the
 # checks that leave it out (ignored_auth, negative data without it) do leave it out.
 # Logout would end the very session the run signs in with, turning every later answer into a
 # 401; the anonymous run calls it.
 {
-    cat scripts/schemathesis.toml
+    cat -- "$repo_root/scripts/schemathesis.toml"
     # shellcheck disable=SC2016  # schemathesis expands ${...} itself, from the environment
     printf '\n[auth.openapi.session]\napi_key = "${VIDSCOPE_SCHEMATHESIS_SESSION}"\n'
 } >"$work/signed-in.toml"
