@@ -235,6 +235,33 @@ async fn openapi_document_describes_every_route_and_only_routes() {
     app.stop().await;
 }
 
+/// A method a route does not take gets the JSON error body and `Allow`, the upload route (which
+/// sits outside the body limit) included.
+#[tokio::test]
+async fn a_wrong_method_gets_the_error_body_and_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("DELETE", "/api/videos", "GET,HEAD"),
+        ("GET", "/api/upload", "POST"),
+    ] {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+    app.stop().await;
+}
+
 /// A hyphenated UUID in any case: what every video-id parameter of the server accepts.
 const UUID_PATTERN: &str =
     "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
@@ -303,9 +330,19 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
         cursor["pattern"],
         format!("^[0-9]{{1,18}}_{}", &UUID_PATTERN[1..])
     );
-    let trace = param(&doc, "get", "/api/trace-viewer/traces/{trace_id}", "trace_id");
+    let trace = param(
+        &doc,
+        "get",
+        "/api/trace-viewer/traces/{trace_id}",
+        "trace_id",
+    );
     assert_eq!(trace["pattern"], "^[0-9a-f]{32}$");
-    let either = param(&doc, "get", "/api/videos/{id_or_filename}", "id_or_filename");
+    let either = param(
+        &doc,
+        "get",
+        "/api/videos/{id_or_filename}",
+        "id_or_filename",
+    );
     assert_eq!(either["maxLength"], 200);
 
     // The progress routes' video ids: 1 to 128 printable ASCII characters but `/`.
@@ -494,5 +531,8 @@ fn the_documented_formats_are_the_parsers() {
         let parses = vidscope_core::progress::VideoId::parse("videoId", v).is_ok();
         check("ProgressVideoId", v, parses);
     }
-    assert_eq!(checked, 2 * video_ids.len() + 2 * filenames.len() + emails.len() + progress_ids.len());
+    assert_eq!(
+        checked,
+        2 * video_ids.len() + 2 * filenames.len() + emails.len() + progress_ids.len()
+    );
 }

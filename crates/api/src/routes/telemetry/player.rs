@@ -278,7 +278,9 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
 /// or upper-case fields). A well-formed value with an all-zero id is invalid for W3C and is
 /// ignored like an invalid `traceparent` header: the batch gets a trace of its own.
 fn is_traceparent(tp: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let parts: Vec<&str> = tp.split('-').collect();
     matches!(parts.as_slice(), ["00", trace, span, flags] if hex(trace, 32) && hex(span, 16) && hex(flags, 2))
 }

@@ -31,6 +31,7 @@ pub struct TraceDetail {
         (status = 400, description = "Not a trace id", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
         (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),
     )
 )]

@@ -107,6 +107,7 @@ pub struct Stats {
         (status = 400, description = "A parameter is not valid (the message names it)", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
     )
 )]
 pub async fn get(
