@@ -8,7 +8,9 @@
 # Installs what the tests need (Debian packages, s3s-fs), starts or reuses
 # PostgreSQL, Redis and an S3 store on loopback, lints, builds the tests once,
 # then runs the whole suite three times: against SQLite, against PostgreSQL, and
-# against SQLite on the stock OpenTelemetry backend (VIDSCOPE_TELEMETRY_BACKEND=sdk).
+# against SQLite on the stock OpenTelemetry backend (VIDSCOPE_TELEMETRY_BACKEND=sdk),
+# then schemathesis against the OpenAPI document of a running `vidscope up`
+# (scripts/schemathesis.sh).
 # ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
 # tests whose name contains "otlp").
 #
@@ -251,9 +253,15 @@ if run_phase "build tests" cargo test --workspace --locked --no-run; then
         run_phase "doctests" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
             cargo test --workspace --locked --doc "${doc_args[@]}" || true
     fi
+    # The OpenAPI document against the server: schemathesis (pinned, from PyPI, in a venv under
+    # target/) with every check, anonymous and signed in, on `vidscope up` with a throwaway
+    # data dir. It reuses the binary the test build made (cargo uplifts it to target/debug).
+    run_phase "schemathesis (openapi)" env VIDSCOPE_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/vidscope" \
+        scripts/schemathesis.sh || true
 else
     phase_skip "tests (sqlite)" "build failed"
     phase_skip "tests (postgres)" "build failed"
+    phase_skip "schemathesis (openapi)" "build failed"
 fi
 
 # ------------------------------------------------------------- docs checks

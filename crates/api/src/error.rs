@@ -209,9 +209,10 @@ fn body_too_large() -> ApiError {
     ))
 }
 
-/// Gives the answers that tower layers make themselves (the body limit's 413, the timeout's
-/// 408: plain text or empty) the API's JSON error body, so a client can rely on one error
-/// shape. Responses that already are JSON pass through untouched.
+/// Gives the answers that tower layers and the router make themselves (the body limit's 413,
+/// the timeout's 408, a wrong method's 405: plain text or empty) the API's JSON error body, so
+/// a client can rely on one error shape. Headers are kept (the 405's `Allow`). Responses that
+/// already are JSON pass through untouched.
 pub async fn json_layer_errors(response: Response) -> Response {
     let is_json = response
         .headers()
@@ -220,15 +221,27 @@ pub async fn json_layer_errors(response: Response) -> Response {
     if is_json {
         return response;
     }
-    match response.status() {
+    let mut json = match response.status() {
         StatusCode::PAYLOAD_TOO_LARGE => body_too_large().into_response(),
         StatusCode::REQUEST_TIMEOUT => body(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             "the request took too long and was abandoned",
         ),
-        _ => response,
+        StatusCode::METHOD_NOT_ALLOWED => body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take this method; `Allow` lists the ones it takes",
+        ),
+        _ => return response,
+    };
+    let (parts, _) = response.into_parts();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().insert(name, value.clone());
+        }
     }
+    json
 }
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
@@ -279,6 +292,16 @@ mod tests {
             body["error"]["message"],
             "a player batch is at most 65536 bytes"
         );
+        // The router's empty 405 keeps its `Allow`.
+        let wrong = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        )
+            .into_response();
+        let r = json_layer_errors(wrong).await;
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(json_of(r).await["error"]["code"], "method_not_allowed");
         // Other statuses are not touched.
         let r = json_layer_errors(StatusCode::NO_CONTENT.into_response()).await;
         assert_eq!(r.status(), 204);

@@ -6,6 +6,8 @@
 //! security scheme, the tags). The `openapi` integration test checks the list against
 //! `router.rs` in both directions, so a route cannot be added without being documented.
 
+pub mod formats;
+
 use std::sync::OnceLock;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -27,7 +29,9 @@ pub const SESSION_SCHEME: &str = "session";
             \"message\"}}`; 4xx messages name what was wrong. Any route may also answer 500 \
             (a generic body; the cause is in the trace named by the `traceresponse` header), \
             408 after 30 s (uploads excepted) and 503 with `Retry-After` when a dependency is \
-            down. Routes marked with the `session` scheme answer 401 without a valid session."
+            down. A method a route does not take answers 405 with `Allow`, a body over 1 MiB \
+            (uploads excepted) 413, both with the same error body. Routes marked with the \
+            `session` scheme answer 401 without a valid session."
     ),
     paths(
         routes::health::live::get,
@@ -54,7 +58,19 @@ pub const SESSION_SCHEME: &str = "session";
         routes::trace_viewer::list::get,
         routes::trace_viewer::get::get,
     ),
-    components(schemas(ErrorBody)),
+    // The formats are listed because parameters only refer to them; bodies' types are
+    // collected on their own.
+    components(schemas(
+        ErrorBody,
+        formats::VideoId,
+        formats::Filename,
+        formats::VideoIdOrFilename,
+        formats::ProgressVideoId,
+        formats::Email,
+        formats::TraceId,
+        formats::Traceparent,
+        formats::Cursor,
+    )),
     modifiers(&SessionCookie),
     tags(
         (name = "auth", description = "Sessions and accounts"),
@@ -105,10 +121,14 @@ pub fn json() -> &'static str {
     reason = "describes the form; the handler streams the parts itself"
 )]
 struct UploadForm {
-    /// The video; its type is decided by its first bytes (MP4, QuickTime, WebM or Matroska).
+    /// The video; its type is decided by its first bytes (MP4, QuickTime, WebM or Matroska),
+    /// not by the declared type. The part's `filename` must be a valid video file name (see
+    /// the `Filename` schema) that no other video has.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// Defaults to the file's name without its extension; at most 200 characters.
+    /// Defaults to the file's name without its extension. At most 200 characters (white space
+    /// around it is dropped first) and no control characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     title: Option<String>,
 }
 
@@ -126,10 +146,11 @@ struct UploadForm {
     responses(
         (status = 201, description = "Stored; the video row has status `uploaded`", body = routes::videos::VideoBody,
             headers(("Location" = String, description = "`/api/videos/{id}`"))),
-        (status = 400, description = "Malformed form, no `file` part, bad filename or title", body = ErrorBody),
+        (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Only admins upload", body = ErrorBody),
         (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
+        (status = 409, description = "A video with this filename exists", body = ErrorBody),
         (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
         (status = 503, description = "The database or object store is unavailable", body = ErrorBody),

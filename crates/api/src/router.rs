@@ -73,7 +73,6 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(middleware::map_response(json_layer_errors))
         // Registered after the body limit and the timeout so neither applies: an upload streams
         // up to `upload_max_bytes` for as long as it takes and enforces that limit itself.
         .route(
@@ -85,6 +84,8 @@ pub fn router(state: AppState) -> Router {
                         .into_response()
                 })),
         )
+        // Over every route, the upload's included (its 405).
+        .layer(middleware::map_response(json_layer_errors))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             trace_request,

@@ -11,7 +11,8 @@ pub struct Email(String);
 impl Email {
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         let s = s.trim().to_ascii_lowercase();
-        let valid = s.len() <= 254
+        // Characters, not bytes: the API document's `maxLength` counts characters.
+        let valid = s.chars().count() <= 254
             && s.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && domain.contains('.')
@@ -95,6 +96,10 @@ mod tests {
         for bad in ["", "a", "a@b", "@b.c", "a@.c", "a@b.", "a b@c.d", "a@b@c.d"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} must be rejected");
         }
+        // 254 characters at most, however many bytes they take.
+        let long = format!("{}@example.com", "é".repeat(254 - 12));
+        assert!(Email::parse(&long).is_ok());
+        assert!(Email::parse(&format!("é{long}")).is_err());
     }
 
     #[test]

@@ -83,8 +83,13 @@ impl VideoId {
         Self(uuid::Uuid::new_v4().to_string())
     }
 
-    /// Any UUID spelling parses; the result is normalised to the stored form.
+    /// The hyphenated form only (`8-4-4-4-12` hex digits), in any case; the result is
+    /// normalised to the stored lower-case form. The other spellings `uuid` reads (simple,
+    /// braced, URN) are refused so that the API's documented pattern is the whole rule.
     pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 36 {
+            return None;
+        }
         uuid::Uuid::try_parse(s)
             .ok()
             .map(|u| Self(u.hyphenated().to_string()))
@@ -423,6 +428,15 @@ mod tests {
         );
         assert_eq!(VideoId::parse("lesson.mp4"), None);
         assert_eq!(VideoId::parse(""), None);
+        // Only the hyphenated spelling.
+        let u = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        for other in [
+            u.simple().to_string(),
+            u.braced().to_string(),
+            u.urn().to_string(),
+        ] {
+            assert_eq!(VideoId::parse(&other), None, "{other}");
+        }
     }
 
     #[test]

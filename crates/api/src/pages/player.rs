@@ -31,12 +31,12 @@ static TEMPLATE: LazyLock<String> = LazyLock::new(|| {
     operation_id = "playerPage",
     summary = "The lesson player",
     tag = "pages",
-    params(("video_id" = String, Path, description = "The video's id (a UUID)")),
+    params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
         (status = 200, description = "The player, resuming at the saved position", content_type = "text/html", body = String),
         (status = 303, description = "No valid session: to `/login?next=/player/...`",
             headers(("Location" = String))),
-        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (checked before the session)", body = ErrorBody),
         (status = 404, description = "No such video", body = ErrorBody),
         (status = 409, description = "The video is not ready to play yet (still being processed, or failed)", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
@@ -49,9 +49,8 @@ pub async fn get(
     uri: Uri,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    if user.is_none() {
-        return Ok(super::to_login(&uri));
-    }
+    // The id first: a URL that can never name a player is a 400 whoever asks, rather than a
+    // trip through the login page that ends in one (and the document says so).
     let Path(segment) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let id = VideoId::parse(&segment).ok_or_else(|| {
         ApiError::bad_request(
@@ -59,6 +58,9 @@ pub async fn get(
             "videoId must be a UUID (a video's `id`)",
         )
     })?;
+    if user.is_none() {
+        return Ok(super::to_login(&uri));
+    }
     tracing::Span::current().record("video.id", id.as_str());
     let video = metadata(&state, &id).await?.0;
     if video.status != "ready" {

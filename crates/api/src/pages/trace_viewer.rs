@@ -21,11 +21,13 @@ static PAGE: LazyLock<String> =
     summary = "The trace viewer",
     tag = "pages",
     params(
+        // Read by the page's script only: the server passes any value, and the API checks the
+        // filters when the page asks for traces.
         ("video" = Option<String>, Query, description = "Prefills the lesson filter"),
         ("user" = Option<String>, Query, description = "Prefills the user filter"),
         ("service" = Option<String>, Query, description = "Prefills the service filter"),
-        ("errors" = Option<bool>, Query, description = "Prefills the errors-only filter"),
-        ("limit" = Option<usize>, Query, description = "Prefills the trace count"),
+        ("errors" = Option<String>, Query, description = "`true` ticks the errors-only filter; any other value leaves it unticked"),
+        ("limit" = Option<String>, Query, description = "Prefills the trace count (any value: the API checks it, 1 to 1000)"),
     ),
     responses(
         (status = 200, description = "The viewer", content_type = "text/html", body = String),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vidscope_testkit::spawn_app;
 
 /// Every route of `router.rs`, as (method, path template). The authorization matrix
@@ -233,4 +233,306 @@ async fn openapi_document_describes_every_route_and_only_routes() {
         }
     }
     app.stop().await;
+}
+
+/// A method a route does not take gets the JSON error body and `Allow`, the upload route (which
+/// sits outside the body limit) included.
+#[tokio::test]
+async fn a_wrong_method_gets_the_error_body_and_allow() {
+    let app = spawn_app().await;
+    for (method, path, allow) in [
+        ("DELETE", "/api/videos", "GET,HEAD"),
+        ("GET", "/api/upload", "POST"),
+    ] {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+    app.stop().await;
+}
+
+/// A hyphenated UUID in any case: what every video-id parameter of the server accepts.
+const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+fn document() -> Value {
+    serde_json::from_str(vidscope_api::openapi::json()).expect("the document is JSON")
+}
+
+/// `schema`, or the component it refers to.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    }
+}
+
+/// The schema of parameter `name` of `method path`.
+fn param<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Value {
+    let p = doc["paths"][path][method]["parameters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"));
+    resolve(doc, &p["schema"])
+}
+
+/// The schema of property `name` of the JSON body of `method path`.
+fn body_field<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Value {
+    let body = &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+    let field = &resolve(doc, body)["properties"][name];
+    assert!(field.is_object(), "{method} {path}: no body field {name}");
+    resolve(doc, field)
+}
+
+/// The bounds, formats and answers the server enforces, read from the document (issue 24: it
+/// declared `limit` from 0 with no maximum, and ids as any string).
+#[test]
+fn the_document_states_the_bounds_and_formats_the_server_enforces() {
+    let doc = document();
+
+    // `limit`: 1 to 1000 traces, 1 to 500 videos.
+    for (path, max) in [("/api/trace-viewer/traces", 1000), ("/api/videos", 500)] {
+        let limit = param(&doc, "get", path, "limit");
+        assert_eq!(
+            (&limit["type"], &limit["minimum"], &limit["maximum"]),
+            (&json!("integer"), &json!(1), &json!(max)),
+            "{path}: {limit}"
+        );
+    }
+
+    // Every video id is a hyphenated UUID.
+    for (path, name) in [
+        ("/api/videos/{id_or_filename}/thumbnail", "id_or_filename"),
+        ("/player/{video_id}", "video_id"),
+    ] {
+        let id = param(&doc, "get", path, name);
+        assert_eq!(
+            (&id["type"], &id["format"], &id["pattern"]),
+            (&json!("string"), &json!("uuid"), &json!(UUID_PATTERN)),
+            "{path}: {id}"
+        );
+    }
+    let cursor = param(&doc, "get", "/api/videos", "cursor");
+    assert_eq!(
+        cursor["pattern"],
+        format!("^[0-9]{{1,18}}_{}", &UUID_PATTERN[1..])
+    );
+    let trace = param(
+        &doc,
+        "get",
+        "/api/trace-viewer/traces/{trace_id}",
+        "trace_id",
+    );
+    assert_eq!(trace["pattern"], "^[0-9a-f]{32}$");
+    let either = param(
+        &doc,
+        "get",
+        "/api/videos/{id_or_filename}",
+        "id_or_filename",
+    );
+    assert_eq!(either["maxLength"], 200);
+
+    // The progress routes' video ids: 1 to 128 printable ASCII characters but `/`.
+    let progress_id = param(&doc, "get", "/api/progress/{video_id}", "video_id");
+    for id in [
+        progress_id,
+        body_field(&doc, "post", "/api/progress", "videoId"),
+        body_field(&doc, "post", "/api/telemetry/player", "videoId"),
+    ] {
+        assert_eq!(
+            (&id["minLength"], &id["maxLength"], &id["pattern"]),
+            (&json!(1), &json!(128), &json!("^[!-.0-~]+$")),
+            "{id}"
+        );
+    }
+
+    // Bodies: e-mail addresses, password lengths, positions, batch sizes.
+    let login_email = body_field(&doc, "post", "/api/auth/login", "email");
+    let register_email = body_field(&doc, "post", "/api/auth/register", "email");
+    assert_eq!(login_email, register_email);
+    assert_eq!(register_email["maxLength"], 254);
+    let password = body_field(&doc, "post", "/api/auth/register", "password");
+    assert_eq!(
+        (&password["minLength"], &password["maxLength"]),
+        (&json!(8), &json!(128))
+    );
+    assert_eq!(
+        body_field(&doc, "post", "/api/auth/login", "password")["minLength"],
+        1
+    );
+    for field in ["positionSeconds", "watchTime"] {
+        let s = body_field(&doc, "post", "/api/progress", field);
+        assert_eq!(
+            (&s["minimum"], &s["maximum"]),
+            (&json!(0), &json!(604800)),
+            "{field}"
+        );
+    }
+    let events = body_field(&doc, "post", "/api/telemetry/player", "events");
+    assert_eq!(
+        (&events["minItems"], &events["maxItems"]),
+        (&json!(1), &json!(100))
+    );
+    let kinds = resolve(&doc, &events["items"])["oneOf"]
+        .as_array()
+        .expect("events are one of the known kinds")
+        .iter()
+        .map(|k| resolve(&doc, k)["properties"]["name"]["enum"][0].clone())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        kinds,
+        [
+            "video.loaded",
+            "video.resume_attempt",
+            "video.resume_position_mismatch",
+            "video.buffering",
+            "video.page_hidden"
+        ]
+    );
+
+    // Answers the server gives that the document had left out.
+    for (method, path, status) in [
+        ("post", "/api/upload", "409"),
+        ("post", "/api/auth/login", "413"),
+        ("post", "/api/auth/register", "413"),
+        ("post", "/api/progress", "413"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"][status].is_object(),
+            "{method} {path} does not document {status}"
+        );
+    }
+}
+
+/// Whether `value` conforms to a string `schema` (pattern and lengths, in characters).
+fn conforms(schema: &Value, value: &str) -> bool {
+    let pattern = schema["pattern"].as_str().expect("a pattern");
+    let re = regex_lite::Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+    let n = value.chars().count() as u64;
+    re.is_match(value)
+        && schema["maxLength"].as_u64().is_none_or(|max| n <= max)
+        && schema["minLength"].as_u64().is_none_or(|min| n >= min)
+}
+
+/// Each format's pattern accepts exactly what the parser it describes accepts, on inputs at
+/// and around each rule's edge.
+#[test]
+fn the_documented_formats_are_the_parsers() {
+    use vidscope_core::domain::Email;
+    use vidscope_core::videos::{Filename, VideoId};
+
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let uuid = "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90";
+    let long_name = |n: usize| format!("{}.mp4", "x".repeat(n - 4));
+    let long_email = |n: usize| format!("{}@example.com", "é".repeat(n - 12));
+
+    let video_ids = [
+        uuid.to_owned(),
+        uuid.to_uppercase(),
+        uuid.replace('-', ""),
+        format!("{{{uuid}}}"),
+        format!("urn:uuid:{uuid}"),
+        format!("{uuid}\n"),
+        uuid.replacen('0', "g", 1),
+        uuid[1..].to_owned(),
+        String::new(),
+        "lesson.mp4".to_owned(),
+    ];
+    let filenames = [
+        "a.mp4",
+        "A.MKV",
+        "lesson-01.webm",
+        "-_.m4v",
+        "a.tar.mov",
+        ".mp4",
+        "a..mp4",
+        "a.mp3",
+        "mp4",
+        "a.mp4.",
+        "a/b.mp4",
+        "../x.mp4",
+        "a b.mp4",
+        "é.mp4",
+        "a.mp4\n",
+        &long_name(200),
+        &long_name(201),
+    ];
+    let emails = [
+        "a@b.co",
+        " A@Example.COM ",
+        "\u{3000}a@b.co\t",
+        "a@b..c",
+        "é@b.co",
+        "",
+        " ",
+        "a",
+        "a@b",
+        "@b.c",
+        "a@.c",
+        "a@b.",
+        "a b@c.d",
+        "a@b@c.d",
+        "a\u{0}@b.co",
+        "a\u{a0}b@c.co",
+        "a\u{85}b@c.co",
+        "a@b.co\n",
+        &long_email(254),
+        &long_email(255),
+    ];
+    let progress_ids = [
+        "v1",
+        uuid,
+        "~!\"#$%&'()*+,-.:;<=>?@[\\]^_`{|}",
+        "",
+        "a/b",
+        "a b",
+        "é",
+        "\u{7f}",
+        &"x".repeat(128),
+        &"x".repeat(129),
+    ];
+
+    let mut checked = 0;
+    let mut check = |schema: &str, value: &str, parses: bool| {
+        let documented = conforms(&schemas[schema], value);
+        assert_eq!(
+            documented, parses,
+            "{schema} {value:?}: the document says {documented}, the parser {parses}"
+        );
+        checked += 1;
+    };
+    let either = |v: &str| VideoId::parse(v).is_some() || Filename::parse(v).is_ok();
+    for v in &video_ids {
+        check("VideoId", v, VideoId::parse(v).is_some());
+        check("VideoIdOrFilename", v, either(v));
+    }
+    for v in filenames {
+        check("Filename", v, Filename::parse(v).is_ok());
+        check("VideoIdOrFilename", v, either(v));
+    }
+    for v in emails {
+        check("Email", v, Email::parse(v).is_ok());
+    }
+    for v in progress_ids {
+        let parses = vidscope_core::progress::VideoId::parse("videoId", v).is_ok();
+        check("ProgressVideoId", v, parses);
+    }
+    assert_eq!(
+        checked,
+        2 * video_ids.len() + 2 * filenames.len() + emails.len() + progress_ids.len()
+    );
 }

@@ -52,6 +52,11 @@ async fn anonymous_page_requests_go_to_login_and_come_back() {
             "{path}"
         );
     }
+    // A URL that can never name a player is a 400 without the detour through the login page.
+    let resp = get_page(&app, "/player/not-a-uuid", None).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_parameter");
     let viewer = app.create_user(Role::Viewer).await;
     let resp = get_page(&app, "/", Some(&viewer.cookie)).await;
     assert_eq!(resp.status(), 303);

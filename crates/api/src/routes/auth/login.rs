@@ -20,12 +20,13 @@ use crate::state::AppState;
 
 // Both fields optional so a missing one gets the seed's `auth.credentials.missing` event and
 // a 400 naming it, rather than a generic deserialisation error.
-/// Both fields are required; a missing one is a 400 naming it.
+/// Both fields are required; a missing, `null` or empty one is a 400 naming it.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
-    #[schema(required = true)]
+    #[schema(required = true, value_type = crate::openapi::formats::Email)]
     email: Option<String>,
-    #[schema(required = true, format = Password)]
+    /// Any non-empty password; the length rules of registration are not applied here.
+    #[schema(required = true, value_type = String, format = Password, min_length = 1)]
     password: Option<String>,
 }
 
@@ -46,6 +47,7 @@ const ADDRESS_FACTOR: u32 = 4;
             headers(("Set-Cookie" = String, description = "`vidscope_session`: HttpOnly, SameSite=Lax, Secure when configured"))),
         (status = 400, description = "A field is missing or malformed (the message names it)", body = ErrorBody),
         (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for the account or address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),

@@ -17,8 +17,10 @@ use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
+    #[schema(value_type = crate::openapi::formats::Email)]
     email: String,
-    #[schema(format = Password)]
+    /// 8 to 128 characters.
+    #[schema(format = Password, min_length = 8, max_length = 128)]
     password: String,
 }
 
@@ -36,6 +38,7 @@ pub struct RegisterBody {
         (status = 400, description = "Bad e-mail or password (the message says which)", body = ErrorBody),
         (status = 403, description = "Registration is disabled on this server", body = ErrorBody),
         (status = 409, description = "The e-mail is already registered", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )

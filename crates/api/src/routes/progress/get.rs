@@ -21,7 +21,7 @@ use crate::state::AppState;
     summary = "The caller's resume position in a video",
     tag = "progress",
     security(("session" = [])),
-    params(("video_id" = String, Path, description = "The video id")),
+    params(("video_id" = crate::openapi::formats::ProgressVideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),
         (status = 400, description = "The video id is malformed", body = ErrorBody),

@@ -22,10 +22,14 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
+    #[schema(value_type = crate::openapi::formats::ProgressVideoId)]
     video_id: String,
-    /// Where the viewer is, at most the video's duration.
+    /// Where the viewer is: at most a week, and at most the video's duration plus 2 s (a 400
+    /// naming `positionSeconds` otherwise).
+    #[schema(minimum = 0, maximum = 604800)]
     position_seconds: f64,
-    /// Seconds actually watched so far.
+    /// Seconds actually watched so far, at most a week.
+    #[schema(minimum = 0, maximum = 604800)]
     watch_time: f64,
     /// Set by the server anyway at 95 % of the duration.
     #[serde(default)]
@@ -58,6 +62,7 @@ pub struct SaveResponse {
         (status = 400, description = "A field is missing or out of range (the message names it)", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 404, description = "No such video", body = ErrorBody),
+        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )

@@ -50,17 +50,66 @@ pub const MAX_DURATION_MS: f64 = 600_000.0;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
+    #[schema(value_type = crate::openapi::formats::ProgressVideoId)]
     video_id: String,
-    /// 1 to 100 events, each `{"name": ..., <fields>}`: `video.loaded` {loadTimeMs},
-    /// `video.resume_attempt` {success, expected, actual, resumeTimeMs?},
-    /// `video.resume_position_mismatch` {expected, actual}, `video.buffering` {durationMs?},
-    /// `video.page_hidden` {finalPosition, watchTime?}.
-    #[schema(value_type = Vec<Object>)]
+    /// 1 to 100 events. An event may repeat `videoId`, and then it must be the batch's.
+    #[schema(value_type = Vec<EventSchema>, min_items = 1, max_items = 100)]
     events: Vec<Value>,
     /// The page's W3C `traceparent`, for senders that cannot set headers
-    /// (`navigator.sendBeacon`). A `traceparent` header wins over it.
+    /// (`navigator.sendBeacon`). A `traceparent` header wins over it. One with an all-zero id
+    /// is ignored (the batch gets a trace of its own).
     #[serde(default)]
+    #[schema(value_type = Option<crate::openapi::formats::Traceparent>)]
     traceparent: Option<String>,
+}
+
+/// One player event as [`parse_event`] checks it, for the OpenAPI document only: the handler
+/// reads events as JSON values so that an error can name the event's index. Times are in
+/// milliseconds (at most 10 minutes), positions in seconds (at most a week); `null` counts as
+/// absent.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "name")]
+#[schema(as = PlayerEvent)]
+#[allow(dead_code, reason = "documentation only")]
+enum EventSchema {
+    #[serde(rename = "video.loaded", rename_all = "camelCase")]
+    Loaded {
+        #[schema(minimum = 0, maximum = 600000)]
+        load_time_ms: f64,
+    },
+    #[serde(rename = "video.resume_attempt", rename_all = "camelCase")]
+    ResumeAttempt {
+        success: bool,
+        #[schema(minimum = 0, maximum = 604800)]
+        expected: f64,
+        #[schema(minimum = 0, maximum = 604800)]
+        actual: f64,
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 600000)]
+        resume_time_ms: Option<f64>,
+    },
+    #[serde(rename = "video.resume_position_mismatch", rename_all = "camelCase")]
+    ResumePositionMismatch {
+        #[schema(minimum = 0, maximum = 604800)]
+        expected: f64,
+        #[schema(minimum = 0, maximum = 604800)]
+        actual: f64,
+    },
+    #[serde(rename = "video.buffering", rename_all = "camelCase")]
+    Buffering {
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 600000)]
+        duration_ms: Option<f64>,
+    },
+    /// Saves `finalPosition` as progress (at most the video's duration plus 2 s).
+    #[serde(rename = "video.page_hidden", rename_all = "camelCase")]
+    PageHidden {
+        #[schema(minimum = 0, maximum = 604800)]
+        final_position: f64,
+        #[serde(default)]
+        #[schema(minimum = 0, maximum = 604800)]
+        watch_time: Option<f64>,
+    },
 }
 
 /// A checked batch.
@@ -224,6 +273,18 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
         .map_err(|_| too_large())
 }
 
+/// Whether `tp` has the form of a version-00 `traceparent`, lowercase hex only (the OpenAPI
+/// document's pattern). Checked here because the propagator is laxer (it takes short, signed
+/// or upper-case fields). A well-formed value with an all-zero id is invalid for W3C and is
+/// ignored like an invalid `traceparent` header: the batch gets a trace of its own.
+fn is_traceparent(tp: &str) -> bool {
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let parts: Vec<&str> = tp.split('-').collect();
+    matches!(parts.as_slice(), ["00", trace, span, flags] if hex(trace, 32) && hex(span, 16) && hex(flags, 2))
+}
+
 /// Parses and validates the whole batch; nothing is recorded unless all of it is valid.
 fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
     let batch: Batch = serde_json::from_slice(bytes)
@@ -246,15 +307,12 @@ fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
         .collect::<Result<_, _>>()?;
     let parent = match batch.traceparent {
         None => opentelemetry::Context::new(),
-        Some(tp) => {
-            let cx = extract_traceparent(&tp);
-            if !cx.span().span_context().is_valid() {
-                return Err(ApiError::bad_request(
-                    "invalid_traceparent",
-                    "traceparent is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)",
-                ));
-            }
-            cx
+        Some(tp) if is_traceparent(&tp) => extract_traceparent(&tp),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_traceparent",
+                "traceparent is not a W3C trace context (00-<32 hex>-<16 hex>-<2 hex>)",
+            ));
         }
     };
     Ok(Parsed {
@@ -329,7 +387,10 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     summary = "Record a batch of player events",
     tag = "telemetry",
     security(("session" = [])),
-    request_body(content = Batch, description = "Any content type (`navigator.sendBeacon` sends `text/plain`); at most 64 KiB"),
+    request_body(content(
+        (Batch = "application/json"),
+        (Batch = "text/plain"),
+    ), description = "JSON under any content type (`navigator.sendBeacon` sends `text/plain`); at most 64 KiB"),
     params(
         ("traceparent" = Option<String>, Header, description = "The page's W3C trace context: the `video.session` span continues it"),
         ("x-vidscope-connection" = Option<String>, Header, description = "The tab's WebSocket connection id"),
@@ -464,6 +525,19 @@ mod tests {
     fn a_body_traceparent_must_be_valid() {
         let batch = |tp: &str| json!({"videoId": "v1", "traceparent": tp, "events": [{"name": "video.buffering"}]});
         assert!(err(batch("00-zz-1")).starts_with("traceparent"));
+        // The propagator would take these; the documented form does not.
+        for lax in [
+            "0-1-1-1",
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+            " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+        ] {
+            assert!(err(batch(lax)).starts_with("traceparent"), "{lax:?}");
+        }
+        // Well formed but all-zero: ignored, as W3C says of an invalid header.
+        let zero = "00-00000000000000000000000000000000-b7ad6b7169203331-01";
+        let parsed = parse_batch(batch(zero).to_string().as_bytes()).unwrap();
+        assert!(!parsed.parent.span().span_context().is_valid());
         let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let parsed = parse_batch(batch(tp).to_string().as_bytes()).unwrap();
         let sc = parsed.parent.span().span_context().clone();

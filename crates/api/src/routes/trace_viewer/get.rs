@@ -25,12 +25,13 @@ pub struct TraceDetail {
     summary = "One trace's spans and events",
     tag = "trace-viewer",
     security(("session" = [])),
-    params(("trace_id" = String, Path, description = "32 lowercase hex digits")),
+    params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),
         (status = 400, description = "Not a trace id", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
         (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),
     )
 )]

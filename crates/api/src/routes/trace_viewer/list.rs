@@ -100,13 +100,14 @@ pub struct Stats {
         ("user" = Option<String>, Query, description = "Only traces with this `user.id`"),
         ("service" = Option<String>, Query, description = "Only traces with a span of this `service.name`"),
         ("errors" = Option<bool>, Query, description = "`true`: only traces with an error span"),
-        ("limit" = Option<usize>, Query, description = "At most this many traces (1 to 1000, default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many traces (default 50)"),
     ),
     responses(
         (status = 200, description = "The traces", body = TraceList),
         (status = 400, description = "A parameter is not valid (the message names it)", body = ErrorBody),
         (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
     )
 )]
 pub async fn get(

@@ -27,7 +27,7 @@ use crate::state::AppState;
     tag = "videos",
     security(("session" = [])),
     params(
-        ("id_or_filename" = String, Path, description = "A video id (UUID) for its metadata, or its filename (`stream_url`) for its bytes"),
+        ("id_or_filename" = crate::openapi::formats::VideoIdOrFilename, Path, description = "A video id (UUID) for its metadata, or its filename (`stream_url`) for its bytes"),
         ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
         ("If-Range" = Option<String>, Header, description = "An `ETag` or the `Last-Modified` date: the range applies only if the file still has it"),
     ),

@@ -59,6 +59,11 @@ impl Cursor {
             )
         };
         let (at, id) = s.split_once('_').ok_or_else(bad)?;
+        // Only what `encode` writes (a Unix-millisecond time, 1 to 18 digits), which is what
+        // the OpenAPI document's pattern says: no sign, no overflow.
+        if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         Ok(Self {
             created_at: at.parse().map_err(|_| bad())?,
             id: VideoId::parse(id).ok_or_else(bad)?.as_str().to_owned(),
@@ -128,7 +133,7 @@ impl Page {
     security(("session" = [])),
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Videos per page (default 100)"),
-        ("cursor" = Option<String>, Query, description = "The `next` of the previous page (opaque)"),
+        ("cursor" = Option<crate::openapi::formats::Cursor>, Query, description = "The `next` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of videos, newest first", body = VideoList),
@@ -217,6 +222,10 @@ mod tests {
             "5_",
             "_00000000-0000-4000-8000-000000000001",
             "5_not-a-uuid",
+            "+5_00000000-0000-4000-8000-000000000001",
+            "-5_00000000-0000-4000-8000-000000000001",
+            "1234567890123456789_00000000-0000-4000-8000-000000000001",
+            "5_00000000000040008000000000000001",
         ] {
             let m = message(Page::parse(raw(None, Some(bad))));
             assert!(m.starts_with("cursor "), "{bad:?}: {m}");

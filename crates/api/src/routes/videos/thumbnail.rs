@@ -22,7 +22,7 @@ use crate::state::AppState;
     summary = "A video's thumbnail",
     tag = "videos",
     security(("session" = [])),
-    params(("id_or_filename" = String, Path, description = "The video id (a UUID)")),
+    params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),
         (status = 400, description = "Not a video id", body = ErrorBody),

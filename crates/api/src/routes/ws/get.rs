@@ -72,7 +72,17 @@ fn same_origin(headers: &HeaderMap) -> bool {
     operation_id = "websocket",
     summary = "Real-time updates over a WebSocket",
     tag = "realtime",
+    description = "A WebSocket upgrade (RFC 6455), not a request/response exchange: the four \
+        handshake headers are required, and a client that sends them gets `101` and a socket. \
+        Browsers send them with `new WebSocket(url)`.",
     security(("session" = [])),
+    params(
+        ("Connection" = String, Header, pattern = "(^|[ ,])[Uu][Pp][Gg][Rr][Aa][Dd][Ee]($|[ ,])", description = "Must list the `upgrade` token"),
+        ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", description = "`websocket`"),
+        ("Sec-WebSocket-Version" = String, Header, pattern = "^13$", description = "`13`"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's handshake nonce"),
+        ("Origin" = Option<String>, Header, description = "Sent by browsers; must name this server's host"),
+    ),
     responses(
         (status = 101, description = "Switched to a WebSocket: `hello`, then `progress_updated`, `video_status_changed`, `pong`, `resync` and `error` messages as JSON text frames"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
