@@ -42,7 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "crates/telemetry/registry.yaml"
 DOCS = ROOT / "docs/telemetry-reference.md"
-SEEN_FORMAT = 1
+SEEN_FORMAT = 2
 
 sys.path.insert(0, str(ROOT / "scripts/lib"))
 
@@ -74,7 +74,7 @@ def as_list(value) -> list:
 
 def empty_body() -> dict:
     body = {section: {} for section in SECTIONS}
-    body["logs"] = {"scopes": {}, "attributes": [], "event_names": []}
+    body["logs"] = {"scopes": {}, "attributes": [], "event_names": {}}
     return body
 
 
@@ -84,7 +84,7 @@ def fill(body: dict) -> dict:
     logs = body["logs"]
     logs["scopes"] = logs.get("scopes") or {}
     logs["attributes"] = list(logs.get("attributes") or [])
-    logs["event_names"] = list(logs.get("event_names") or [])
+    logs["event_names"] = dict(logs.get("event_names") or {})
     return body
 
 
@@ -113,7 +113,10 @@ def build_view(reg: dict, files: tuple[str, ...], problems: list[str]) -> dict:
     capture came from). Every entry carries `_origin`: "product" or its test file."""
     view: dict = {section: {} for section in SECTIONS if section != "logs"}
     view["logs"] = {"scopes": {}, "attributes": {}, "event_names": {}}
-    for origin in (PRODUCT, *files):
+    # An `isolated` section (the receiver tests' made-up payloads) is all its captures may
+    # contain: they are not vidscope's telemetry, so they must not count for or against it.
+    isolated = [f for f in files if reg["test_only"][f].get("isolated")]
+    for origin in (isolated[:1] or (PRODUCT, *files)):
         body = body_of(reg, origin)
         for section in view:
             if section == "logs":
@@ -126,8 +129,8 @@ def build_view(reg: dict, files: tuple[str, ...], problems: list[str]) -> dict:
             view["logs"]["scopes"][scope] = dict(entry or {}, _origin=origin)
         for key in body["logs"]["attributes"]:
             view["logs"]["attributes"][key] = origin
-        for name in body["logs"]["event_names"]:
-            view["logs"]["event_names"][name] = origin
+        for name, entry in body["logs"]["event_names"].items():
+            view["logs"]["event_names"][name] = dict(entry or {}, _origin=origin)
     view["span_patterns"] = []
     for name, entry in view["spans"].items():
         if entry.get("match"):
@@ -207,11 +210,31 @@ def by_context(reg: dict, captures) -> dict[tuple[str, ...], dict]:
 
 # ----------------------------------------------------------------------------- matching
 
-def span_entry(view: dict, name: str) -> str | None:
+def span_entry(view: dict, name: str, kind: str) -> str | None:
+    """The entry for a span: its exact name, else the first pattern that matches the whole
+    name; entries of the span's kind first (the load generator's client spans and the API's
+    server spans share names like `GET /api/videos`)."""
+    candidates = []
     if name in view["spans"] and not view["spans"][name].get("match"):
+        candidates.append(name)
+    candidates += [key for key, rx in view["span_patterns"] if rx.fullmatch(name)]
+    for key in candidates:
+        if kind in as_list(view["spans"][key].get("kind")):
+            return key
+    # An exact name of another kind is a kind change; a pattern of another kind is another
+    # family of spans (the API's `GET /x` server spans, the CRM client's `POST /oauth/token`).
+    return name if name in candidates else None
+
+
+def named_entry(table: dict, name: str) -> str | None:
+    """An exact key of `table`, else the first entry whose `match` covers the whole name."""
+    if name in table and not (table[name] or {}).get("match"):
         return name
-    hits = [key for key, rx in view["span_patterns"] if rx.fullmatch(name)]
-    return hits[0] if hits else None
+    for key, entry in table.items():
+        pattern = (entry or {}).get("match")
+        if pattern and re.fullmatch(pattern, name):
+            return key
+    return None
 
 
 def where(sources: set[str]) -> str:
@@ -248,7 +271,7 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
         attr_type(key, typ, "the resource", src, "resource_attributes")
 
     for (_service, _scope, name, kind), src in facts["span"].items():
-        entry = span_entry(view, name)
+        entry = span_entry(view, name, kind)
         if entry is None:
             fail(f"emitted, not registered: span {name!r} ({kind})", src)
             continue
@@ -262,8 +285,8 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
             mark((origin, "span_kind", entry, kind), src)
 
     for fact, field in (("span_attribute", "attributes"), ("link_attribute", "link_attributes")):
-        for (name, key, typ), src in facts[fact].items():
-            entry = span_entry(view, name)
+        for (name, kind, key, typ), src in facts[fact].items():
+            entry = span_entry(view, name, kind)
             if entry is None:
                 continue  # reported with the span
             origin = view["spans"][entry]["_origin"]
@@ -274,8 +297,8 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
                 mark((origin, fact, entry, key), src)
             attr_type(key, typ, f"span {entry!r}", src)
 
-    for (name, event), src in facts["span_event"].items():
-        entry = span_entry(view, name)
+    for (name, kind, event), src in facts["span_event"].items():
+        entry = span_entry(view, name, kind)
         if entry is None:
             continue
         if event not in view["events"]:
@@ -287,7 +310,7 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
         else:
             mark((view["spans"][entry]["_origin"], "span_event", entry, event), src)
 
-    for (_name, event, key, typ), src in facts["event_attribute"].items():
+    for (_name, _kind, event, key, typ), src in facts["event_attribute"].items():
         if event not in view["events"]:
             continue
         if key not in as_list(view["events"][event].get("attributes")):
@@ -298,15 +321,17 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
 
     logs = view["logs"]
     for (_service, scope, event_name), src in facts["log"].items():
-        if scope not in logs["scopes"]:
+        entry = named_entry(logs["scopes"], scope)
+        if entry is None:
             fail(f"emitted, not registered: log scope {scope!r}", src)
         else:
-            mark((logs["scopes"][scope]["_origin"], "log_scope", scope), src)
+            mark((logs["scopes"][entry]["_origin"], "log_scope", entry), src)
         if event_name:
-            if event_name not in logs["event_names"]:
+            entry = named_entry(logs["event_names"], event_name)
+            if entry is None:
                 fail(f"emitted, not registered: log event name {event_name!r}", src)
             else:
-                mark((logs["event_names"][event_name], "log_event_name", event_name), src)
+                mark((logs["event_names"][entry]["_origin"], "log_event_name", entry), src)
     for (_scope, key, typ), src in facts["log_attribute"].items():
         if key not in logs["attributes"]:
             fail(f"emitted, not registered: log attribute {key} ({typ})", src)
@@ -456,13 +481,31 @@ def check_catalog(reg: dict, problems: list[str]):
         if entry.get("type") != CATALOG_TYPES.get(spec["type"], spec["type"]):
             problems.append(f"catalog: metric {name}: type {spec['type']} in catalog.rs, "
                             f"{entry.get('type')} in the registry")
-        if sorted(as_list(entry.get("labels"))) != sorted(spec["labels"] or []):
+        # `labels` is what is emitted (checked against the captures); `catalog_only_labels`
+        # what the catalog allows and no code records, said out loud so a dashboard does not
+        # group by a label no series has.
+        registered = as_list(entry.get("labels")) + as_list(entry.get("catalog_only_labels"))
+        if sorted(registered) != sorted(spec["labels"] or []):
             problems.append(f"catalog: metric {name}: labels {sorted(spec['labels'] or [])} "
-                            f"in catalog.rs, {sorted(as_list(entry.get('labels')))} in the "
-                            "registry")
+                            f"in catalog.rs, {sorted(registered)} in the registry (labels + "
+                            "catalog_only_labels)")
     for name in sorted(set(metrics) - set(catalog)):
         problems.append(f"catalog: metric {name} is in the registry but not in catalog.rs "
                         "(test-only metrics go under test_only)")
+
+
+def catalog_descriptions() -> dict[str, str]:
+    """Metric descriptions from catalog.rs, to start new metric entries with."""
+    src = (ROOT / "crates/telemetry/src/catalog.rs").read_text(encoding="utf-8")
+    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', src))
+    out = {}
+    for name, desc in re.findall(r'\(\s*(\w+),\s*"[^"]*",\s*(?:\w+,\s*)?"([^"]*)"', src):
+        if name in consts:
+            out[consts[name]] = desc
+    for name, desc in re.findall(r'name: (\w+),.*?description: "([^"]*)"', src, re.S):
+        if name in consts:
+            out.setdefault(consts[name], desc)
+    return out
 
 
 # ------------------------------------------------------------------------------- update
@@ -478,10 +521,10 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
     def note(text: str, origin: str):
         added.append(text + ("" if origin == PRODUCT else f" (test_only {origin})"))
 
-    # Captures of tests with a test_only section first, so that names they share with the
-    # product (the receiver tests' made-up "GET /videos/{id}") land in their section.
+    # Captures of tests without a test_only section of their own first: what they emit is
+    # vidscope's, and a test's own section then only gets what the product does not emit.
     groups = sorted(by_context(reg, captures).items(),
-                    key=lambda g: not any("tests" in Path(f).parts for f in g[0]))
+                    key=lambda g: any("tests" in Path(f).parts for f in g[0]))
     for files, facts in groups:
         target = next((f for f in reversed(files) if "tests" in Path(f).parts), PRODUCT)
         view = build_view(reg, files, [])
@@ -516,7 +559,7 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                 note(f"service {service!r}", target)
             attribute(key, typ, "resource_attributes")
         for (_service, _scope, name, kind) in sorted(facts["span"]):
-            entry = span_entry(view, name)
+            entry = span_entry(view, name, kind)
             if entry is None:
                 body_of(reg, target)["spans"][name] = {"description": "", "kind": kind}
                 view["spans"][name] = {"kind": kind, "_origin": target}
@@ -529,32 +572,32 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                 note(f"kind {kind} of span {entry!r}", view["spans"][entry]["_origin"])
         for fact, field in (("span_attribute", "attributes"),
                             ("link_attribute", "link_attributes")):
-            for (name, key, typ) in sorted(facts[fact]):
-                entry = span_entry(view, name)
+            for (name, kind, key, typ) in sorted(facts[fact]):
+                entry = span_entry(view, name, kind)
                 listed(owner("spans", entry), field, key, f"{key} on span {entry!r}",
                        view["spans"][entry]["_origin"])
                 attribute(key, typ)
-        for (name, event) in sorted(facts["span_event"]):
-            entry = span_entry(view, name)
+        for (name, kind, event) in sorted(facts["span_event"]):
+            entry = span_entry(view, name, kind)
             if event not in view["events"]:
                 body_of(reg, target)["events"][event] = {"description": ""}
                 view["events"][event] = {"_origin": target}
                 note(f"event {event!r}", target)
             listed(owner("spans", entry), "events", event, f"event {event!r} on {entry!r}",
                    view["spans"][entry]["_origin"])
-        for (_name, event, key, typ) in sorted(facts["event_attribute"]):
+        for (_name, _kind, event, key, typ) in sorted(facts["event_attribute"]):
             listed(owner("events", event), "attributes", key, f"{key} on event {event!r}",
                    view["events"][event]["_origin"])
             attribute(key, typ)
         logs = body_of(reg, target)["logs"]
         for (_service, scope, event_name) in sorted(facts["log"]):
-            if scope not in view["logs"]["scopes"]:
+            if named_entry(view["logs"]["scopes"], scope) is None:
                 logs["scopes"][scope] = {"description": ""}
                 view["logs"]["scopes"][scope] = {"_origin": target}
                 note(f"log scope {scope!r}", target)
-            if event_name and event_name not in view["logs"]["event_names"]:
-                logs["event_names"] = sorted(logs["event_names"] + [event_name])
-                view["logs"]["event_names"][event_name] = target
+            if event_name and named_entry(view["logs"]["event_names"], event_name) is None:
+                logs["event_names"][event_name] = {"description": ""}
+                view["logs"]["event_names"][event_name] = {"_origin": target}
                 note(f"log event name {event_name!r}", target)
         for (_scope, key, typ) in sorted(facts["log_attribute"]):
             if key not in view["logs"]["attributes"]:
@@ -564,7 +607,8 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
             attribute(key, typ)
         for (_service, _scope, name, unit, typ) in sorted(facts["metric"]):
             if name not in view["metrics"]:
-                entry = {"description": "", "unit": unit, "type": typ, "labels": []}
+                description = catalog_descriptions().get(name, "") if target == PRODUCT else ""
+                entry = {"description": description, "unit": unit, "type": typ, "labels": []}
                 body_of(reg, target)["metrics"][name] = entry
                 view["metrics"][name] = dict(entry, _origin=target)
                 note(f"metric {name}", target)
@@ -619,7 +663,7 @@ def prune_item(reg: dict, key: tuple):
     elif kind == "log_attribute":
         drop(body["logs"], "attributes", names[0])
     elif kind == "log_event_name":
-        drop(body["logs"], "event_names", names[0])
+        body["logs"]["event_names"].pop(names[0], None)
     elif kind == "metric_label":
         drop(body["metrics"].get(names[0]), "labels", names[1])
 
@@ -674,7 +718,8 @@ def clean(value):
     return value
 
 
-ENTRY_ORDER = ("description", "file", "match", "kind", "type", "unit", "labels", "attributes",
+ENTRY_ORDER = ("description", "file", "match", "kind", "type", "unit", "labels",
+               "catalog_only_labels", "attributes",
                "link_attributes", "events", "examples", "scopes", "event_names")
 
 
@@ -691,6 +736,8 @@ def normalized(reg: dict) -> dict:
         out = {}
         if src.get("description"):
             out["description"] = src["description"]
+        if src.get("isolated"):
+            out["isolated"] = True
         for section in SECTIONS:
             if section == "logs":
                 logs = src["logs"]
@@ -700,7 +747,7 @@ def normalized(reg: dict) -> dict:
                 value["scopes"] = table(logs["scopes"])
                 value["attributes"] = sorted(set(logs["attributes"]))
                 if logs["event_names"]:
-                    value["event_names"] = sorted(set(logs["event_names"]))
+                    value["event_names"] = table(logs["event_names"])
                 if with_empty or logs["scopes"] or logs["attributes"]:
                     out["logs"] = value
             elif with_empty or src[section]:
@@ -784,7 +831,8 @@ def render_docs(reg: dict) -> str:
       "regular expression the whole name must match. What only a test creates goes under "
       "`test_only`, keyed by the test file that emits it (it is accepted only from that file's "
       "tests). A metric must also be in the catalog, `crates/telemetry/src/catalog.rs` "
-      "([telemetry.md](telemetry.md#how-to-add-a-metric)), with the same unit, type and labels.")
+      "([telemetry.md](telemetry.md#how-to-add-a-metric)), with the same unit, type and labels; "
+      "a label the catalog allows and no code records is listed under `catalog_only_labels`.")
     w("4. Regenerate this page: `python3 scripts/telemetry-registry.py --write-docs`.")
     w("")
     w("Types are OTLP value types: `string`, `int`, `double`, `bool`, `bytes`, `map`; arrays "
@@ -851,21 +899,34 @@ def render_docs(reg: dict) -> str:
     w("| instrumentation scope | description |")
     w("|---|---|")
     for scope, entry in sorted(reg["logs"]["scopes"].items()):
-        w(f"| `{md(scope) or '(empty)'}` | {md((entry or {}).get('description'))} |")
+        shown = f"`{md(scope) or '(empty)'}`"
+        if (entry or {}).get("match"):
+            shown += f" (matches `{md(entry['match'])}`)"
+        w(f"| {shown} | {md((entry or {}).get('description'))} |")
     w("")
     w(f"Attributes: {code_list(sorted(reg['logs']['attributes']))}.")
-    if reg["logs"]["event_names"]:
-        w("")
-        w(f"Event names: {code_list(sorted(reg['logs']['event_names']))}.")
     w("")
+    if reg["logs"]["event_names"]:
+        w("| event name | description |")
+        w("|---|---|")
+        for name, entry in sorted(reg["logs"]["event_names"].items()):
+            shown = f"`{md(name)}`"
+            if (entry or {}).get("match"):
+                shown += f" (matches `{md(entry['match'])}`)"
+            w(f"| {shown} | {md((entry or {}).get('description'))} |")
+        w("")
 
     w("## Metrics")
     w("")
     w("| metric | unit | type | labels | description |")
     w("|---|---|---|---|---|")
     for name, entry in sorted(reg["metrics"].items()):
-        w(f"| `{name}` | `{entry.get('unit') or ''}` | {entry.get('type')} | "
-          f"{code_list(as_list(entry.get('labels')))} | {md(entry.get('description'))} |")
+        labels = code_list(as_list(entry.get("labels")))
+        unused = as_list(entry.get("catalog_only_labels"))
+        if unused:
+            labels += f" (allowed by the catalog, never recorded: {code_list(unused)})"
+        w(f"| `{name}` | `{entry.get('unit') or ''}` | {entry.get('type')} | {labels} | "
+          f"{md(entry.get('description'))} |")
     w("")
 
     w("## Test-only telemetry")
@@ -885,6 +946,8 @@ def render_docs(reg: dict) -> str:
         if body["logs"]["scopes"]:
             parts.append(f"log scopes {code_list(sorted(body['logs']['scopes']))}")
         text = "; ".join(parts)
+        if body.get("isolated"):
+            text = "(isolated: checked against this section alone) " + text
         if body.get("description"):
             text = md(body["description"]) + " " + text
         w(f"| `{test_file}` | {text} |")

@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 pub const SEEN_DIR_ENV: &str = "VIDSCOPE_TELEMETRY_SEEN_DIR";
 
 /// Bumped when the file layout changes, so the checker can refuse files it cannot read.
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 
 /// Distinguishes the receivers of one process (a test may start several).
 static NEXT_RECEIVER: AtomicU64 = AtomicU64::new(0);
@@ -38,13 +38,13 @@ enum Fact {
     Resource,
     /// service.name, scope name, span name, span kind
     Span,
-    /// span name, attribute key, value type
+    /// span name, span kind, attribute key, value type
     SpanAttribute,
-    /// span name, event name
+    /// span name, span kind, event name
     SpanEvent,
-    /// span name, event name, attribute key, value type
+    /// span name, span kind, event name, attribute key, value type
     EventAttribute,
-    /// span name, link attribute key, value type
+    /// span name, span kind, link attribute key, value type
     LinkAttribute,
     /// service.name, scope name, log record event name ("" when none)
     Log,
@@ -120,7 +120,9 @@ impl SeenLog {
     }
 
     fn add_resource(&mut self, resource: Option<&Resource>) -> (bool, String) {
-        let attrs = resource.map(|r| r.attributes.as_slice()).unwrap_or_default();
+        let attrs = resource
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
         let service = attrs
             .iter()
             .find(|kv| kv.key == "service.name")
@@ -143,23 +145,25 @@ impl SeenLog {
             for scope_spans in &resource_spans.scope_spans {
                 let scope = scope_name(scope_spans.scope.as_ref());
                 for span in &scope_spans.spans {
-                    let name = span.name.as_str();
-                    new |= self.add(Fact::Span, &[&service, scope, name, span_kind(span.kind)]);
+                    // Kind too: the load generator's client spans share names with the API's
+                    // server spans ("GET /api/videos") and carry other attributes.
+                    let (name, kind) = (span.name.as_str(), span_kind(span.kind));
+                    new |= self.add(Fact::Span, &[&service, scope, name, kind]);
                     for kv in &span.attributes {
-                        new |= self.add(Fact::SpanAttribute, &[name, &kv.key, &kv_type(kv)]);
+                        let row = [name, kind, &kv.key, &kv_type(kv)];
+                        new |= self.add(Fact::SpanAttribute, &row);
                     }
                     for event in &span.events {
-                        new |= self.add(Fact::SpanEvent, &[name, &event.name]);
+                        new |= self.add(Fact::SpanEvent, &[name, kind, &event.name]);
                         for kv in &event.attributes {
-                            new |= self.add(
-                                Fact::EventAttribute,
-                                &[name, &event.name, &kv.key, &kv_type(kv)],
-                            );
+                            let row = [name, kind, &event.name, &kv.key, &kv_type(kv)];
+                            new |= self.add(Fact::EventAttribute, &row);
                         }
                     }
                     for link in &span.links {
                         for kv in &link.attributes {
-                            new |= self.add(Fact::LinkAttribute, &[name, &kv.key, &kv_type(kv)]);
+                            let row = [name, kind, &kv.key, &kv_type(kv)];
+                            new |= self.add(Fact::LinkAttribute, &row);
                         }
                     }
                 }
@@ -231,7 +235,10 @@ impl SeenLog {
             .and_then(|bytes| std::fs::write(&tmp, bytes))
             .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(err) = written {
-            eprintln!("{SEEN_DIR_ENV}: cannot write {}: {err}", self.path.display());
+            eprintln!(
+                "{SEEN_DIR_ENV}: cannot write {}: {err}",
+                self.path.display()
+            );
         }
     }
 }
@@ -293,7 +300,9 @@ fn metric_shape(data: Option<&metric::Data>) -> (&'static str, Vec<&KeyValue>) {
 }
 
 fn kv_type(kv: &KeyValue) -> String {
-    kv.value.as_ref().map_or_else(|| "empty".to_owned(), value_type)
+    kv.value
+        .as_ref()
+        .map_or_else(|| "empty".to_owned(), value_type)
 }
 
 /// The OTLP value type: `string`, `bool`, `int`, `double`, `bytes`, `map`, `empty`, and arrays
