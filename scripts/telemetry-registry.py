@@ -533,7 +533,9 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
         def owner(section: str, name: str) -> dict:
             return body_of(reg, view[section][name]["_origin"])[section][name]
 
-        def attribute(key: str, typ: str, table: str = "attributes"):
+        # A definition (attribute, event) goes where the entry naming it is: a product span
+        # that only one test file's tests exercise still emits product telemetry.
+        def attribute(key: str, typ: str, origin: str, table: str = "attributes"):
             if key in view[table]:
                 entry = owner(table, key)
                 have = types_of(entry)
@@ -542,9 +544,9 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                     view[table][key]["type"] = entry["type"]
                     note(f"type {typ} of {key}", view[table][key]["_origin"])
                 return
-            body_of(reg, target)[table][key] = {"type": typ, "description": ""}
-            view[table][key] = {"type": typ, "_origin": target}
-            note(f"attribute {key} ({typ})", target)
+            body_of(reg, origin)[table][key] = {"type": typ, "description": ""}
+            view[table][key] = {"type": typ, "_origin": origin}
+            note(f"attribute {key} ({typ})", origin)
 
         def listed(entry: dict, field: str, value: str, text: str, origin: str):
             values = as_list(entry.get(field))
@@ -557,7 +559,7 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                 body_of(reg, target)["services"][service] = {"description": ""}
                 view["services"][service] = {"_origin": target}
                 note(f"service {service!r}", target)
-            attribute(key, typ, "resource_attributes")
+            attribute(key, typ, view["services"][service]["_origin"], "resource_attributes")
         for (_service, _scope, name, kind) in sorted(facts["span"]):
             entry = span_entry(view, name, kind)
             if entry is None:
@@ -576,19 +578,20 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                 entry = span_entry(view, name, kind)
                 listed(owner("spans", entry), field, key, f"{key} on span {entry!r}",
                        view["spans"][entry]["_origin"])
-                attribute(key, typ)
+                attribute(key, typ, view["spans"][entry]["_origin"])
         for (name, kind, event) in sorted(facts["span_event"]):
             entry = span_entry(view, name, kind)
+            origin = view["spans"][entry]["_origin"]
             if event not in view["events"]:
-                body_of(reg, target)["events"][event] = {"description": ""}
-                view["events"][event] = {"_origin": target}
-                note(f"event {event!r}", target)
+                body_of(reg, origin)["events"][event] = {"description": ""}
+                view["events"][event] = {"_origin": origin}
+                note(f"event {event!r}", origin)
             listed(owner("spans", entry), "events", event, f"event {event!r} on {entry!r}",
                    view["spans"][entry]["_origin"])
         for (_name, _kind, event, key, typ) in sorted(facts["event_attribute"]):
             listed(owner("events", event), "attributes", key, f"{key} on event {event!r}",
                    view["events"][event]["_origin"])
-            attribute(key, typ)
+            attribute(key, typ, view["events"][event]["_origin"])
         logs = body_of(reg, target)["logs"]
         for (_service, scope, event_name) in sorted(facts["log"]):
             if named_entry(view["logs"]["scopes"], scope) is None:
@@ -599,12 +602,15 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
                 logs["event_names"][event_name] = {"description": ""}
                 view["logs"]["event_names"][event_name] = {"_origin": target}
                 note(f"log event name {event_name!r}", target)
-        for (_scope, key, typ) in sorted(facts["log_attribute"]):
+        for (scope, key, typ) in sorted(facts["log_attribute"]):
+            scope_entry = named_entry(view["logs"]["scopes"], scope)
+            origin = view["logs"]["scopes"][scope_entry]["_origin"] if scope_entry else target
             if key not in view["logs"]["attributes"]:
-                logs["attributes"] = sorted(logs["attributes"] + [key])
-                view["logs"]["attributes"][key] = target
-                note(f"log attribute {key}", target)
-            attribute(key, typ)
+                owner_logs = body_of(reg, origin)["logs"]
+                owner_logs["attributes"] = sorted(owner_logs["attributes"] + [key])
+                view["logs"]["attributes"][key] = origin
+                note(f"log attribute {key}", origin)
+            attribute(key, typ, view["logs"]["attributes"][key])
         for (_service, _scope, name, unit, typ) in sorted(facts["metric"]):
             if name not in view["metrics"]:
                 description = catalog_descriptions().get(name, "") if target == PRODUCT else ""
@@ -615,7 +621,18 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
         for (name, key, typ) in sorted(facts["metric_label"]):
             listed(owner("metrics", name), "labels", key, f"label {key} on metric {name}",
                    view["metrics"][name]["_origin"])
-            attribute(key, typ)
+            attribute(key, typ, view["metrics"][name]["_origin"])
+
+    # Labels the catalog allows and nothing recorded, so the catalog check holds.
+    import stack_check
+
+    for spec in stack_check.load_catalog():
+        entry = reg["metrics"].get(spec["name"])
+        if entry is not None:
+            unused = sorted(set(spec["labels"] or []) - set(as_list(entry.get("labels"))))
+            if unused != sorted(as_list(entry.get("catalog_only_labels"))):
+                entry["catalog_only_labels"] = unused
+                added.append(f"catalog-only labels of {spec['name']}: {unused}")
 
     # The other direction, on the updated registry.
     used: dict = {}
