@@ -16,6 +16,8 @@
 #
 # Environment knobs:
 #   VIDSCOPE_TEST_SKIP_LINT=1   skip `cargo fmt --check` and `cargo clippy`
+#   (target/telemetry-seen/<run>/ keeps what each run emitted, for the registry check:
+#    python3 scripts/telemetry-registry.py --update-from target/telemetry-seen/*)
 #   DATABASE_URL / REDIS_URL    reuse these servers if they answer (else we start our own)
 #   VIDSCOPE_SVC_DIR, VIDSCOPE_KEEP_SVC_DIR, VIDSCOPE_*_PORT: see scripts/lib/services.sh
 #
@@ -217,15 +219,27 @@ mkdir -p -- "$(dirname -- "$emitted_metrics")"
 rm -f -- "$emitted_metrics"
 export VIDSCOPE_EMITTED_METRICS="$emitted_metrics"
 
+# Every OTLP capture receiver writes the shape of what it received (names, kinds, keys,
+# types; crates/testkit/src/seen.rs) under this directory, one subdirectory per run; the
+# "telemetry registry" phase holds it against crates/telemetry/registry.yaml.
+seen_root="$repo_root/target/telemetry-seen"
+rm -rf -- "$seen_root"
+mkdir -p -- "$seen_root"
+seen_dirs=()
+
 # Build once; both runs below reuse the artifacts (nextest builds with the same
 # profile and flags, so it does not rebuild).
 if run_phase "build tests" cargo test --workspace --locked --no-run; then
-    if run_phase "tests (sqlite)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite "${runner[@]}" "$@"; then
+    seen_dirs=("$seen_root/sqlite-fast" "$seen_root/postgres-fast" "$seen_root/sqlite-sdk")
+    mkdir -p -- "${seen_dirs[@]}"
+    if run_phase "tests (sqlite)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
+        VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[0]}" "${runner[@]}" "$@"; then
         db_results+=("sqlite: ok")
     else
         db_results+=("sqlite: FAIL")
     fi
-    if run_phase "tests (postgres)" env VIDSCOPE_TEST_DB=postgres "${runner[@]}" "$@"; then
+    if run_phase "tests (postgres)" env VIDSCOPE_TEST_DB=postgres \
+        VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[1]}" "${runner[@]}" "$@"; then
         db_results+=("postgres: ok")
     else
         db_results+=("postgres: FAIL")
@@ -234,7 +248,8 @@ if run_phase "build tests" cargo test --workspace --locked --no-run; then
     # bridge, the SDK's batch processors and OTLP exporters; docs/telemetry.md), SQLite only:
     # every assertion on exported telemetry then holds for both backends.
     if run_phase "tests (sqlite, sdk backend)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
-        VIDSCOPE_TELEMETRY_BACKEND=sdk "${runner[@]}" "$@"; then
+        VIDSCOPE_TELEMETRY_BACKEND=sdk VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[2]}" \
+        "${runner[@]}" "$@"; then
         db_results+=("sqlite + sdk backend: ok")
     else
         db_results+=("sqlite + sdk backend: FAIL")
@@ -266,6 +281,24 @@ fi
 
 # ------------------------------------------------------------- docs checks
 run_phase "docs links" python3 scripts/check-docs.py || true
+
+# ------------------------------------------------------- telemetry registry
+# Everything the three runs emitted must be in crates/telemetry/registry.yaml, everything in it
+# must have been emitted by some run, its metrics must match the catalog, and
+# docs/telemetry-reference.md must be what the registry generates. With ARGS (a name filter,
+# or runner options that may filter) not every test ran, so the second direction is skipped.
+registry_args=(--check-docs)
+if ((${#seen_dirs[@]})); then
+    registry_args+=(--check-seen "${seen_dirs[@]}")
+    if (($#)); then
+        printf '==> telemetry registry: test.sh was given arguments (%s): not checking that every registered item was emitted\n' \
+            "$*" >&2
+        registry_args+=(--emitted-only)
+    fi
+else
+    printf '==> telemetry registry: no test run, checking the catalog and the generated doc only\n' >&2
+fi
+run_phase "telemetry registry" python3 scripts/telemetry-registry.py "${registry_args[@]}" || true
 
 # ---------------------------------------------------------- stack checks
 if [[ -x scripts/check-stack.sh ]]; then

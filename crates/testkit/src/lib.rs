@@ -11,6 +11,7 @@ pub mod app;
 pub mod db;
 pub mod otlp;
 pub mod s3;
+pub mod seen;
 
 pub use app::{
     LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app, with_backend_from_env,

@@ -58,6 +58,8 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 
+use crate::seen::SeenLog;
+
 /// Re-exported so tests can build requests and compare enum values (`SpanKind`, `SeverityNumber`)
 /// without each crate pinning its own `opentelemetry-proto`.
 pub use opentelemetry_proto as proto;
@@ -636,6 +638,9 @@ struct Shared {
     retain: bool,
     reject: AtomicBool,
     store: Mutex<Store>,
+    /// Set when `VIDSCOPE_TELEMETRY_SEEN_DIR` is: the registry check's record of what arrived.
+    /// Not part of `Store`, so [`CaptureReceiver::clear`] cannot erase what a test emitted.
+    seen: Option<Mutex<SeenLog>>,
     /// Woken on every change so waiters re-check without a polling delay.
     changed: Notify,
 }
@@ -648,6 +653,12 @@ impl Shared {
     }
 
     fn ingest<R: OtlpRequest>(&self, transport: Transport, request: R) {
+        if let Some(seen) = &self.seen {
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if request.note_seen(&mut seen) {
+                seen.write();
+            }
+        }
         {
             let mut store = self.store();
             store.requests.bump(transport, R::SIGNAL);
@@ -715,6 +726,8 @@ trait OtlpRequest:
 
     fn item_count(&self) -> u64;
     fn keep(self, store: &mut Store, transport: Transport);
+    /// Adds this request's facts to the registry check's record; true when any was new.
+    fn note_seen(&self, seen: &mut SeenLog) -> bool;
 }
 
 impl OtlpRequest for ExportTraceServiceRequest {
@@ -728,6 +741,10 @@ impl OtlpRequest for ExportTraceServiceRequest {
             .flat_map(|rs| &rs.scope_spans)
             .map(|ss| ss.spans.len() as u64)
             .sum()
+    }
+
+    fn note_seen(&self, seen: &mut SeenLog) -> bool {
+        seen.note_traces(self)
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
@@ -757,6 +774,10 @@ impl OtlpRequest for ExportMetricsServiceRequest {
             .sum()
     }
 
+    fn note_seen(&self, seen: &mut SeenLog) -> bool {
+        seen.note_metrics(self)
+    }
+
     fn keep(self, store: &mut Store, transport: Transport) {
         flatten_metrics(&self, transport, &mut store.metrics);
         store.metrics_requests.push(self);
@@ -774,6 +795,10 @@ impl OtlpRequest for ExportLogsServiceRequest {
             .flat_map(|rl| &rl.scope_logs)
             .map(|sl| sl.log_records.len() as u64)
             .sum()
+    }
+
+    fn note_seen(&self, seen: &mut SeenLog) -> bool {
+        seen.note_logs(self)
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
@@ -849,6 +874,7 @@ impl CaptureReceiver {
             retain: options.retain,
             reject: AtomicBool::new(false),
             store: Mutex::new(Store::default()),
+            seen: SeenLog::from_env().map(Mutex::new),
             changed: Notify::new(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
