@@ -8,8 +8,8 @@
 //! Outside a span the ids are `null`. Values are written as tracing-serde writes them:
 //! numbers and booleans as JSON, everything else as a string; serde_json escapes strings.
 //!
-//! Secrets are scrubbed as in every other output (`pipe::attribute_rule`): a text value under
-//! a sensitive key is replaced whole, and secrets inside the message or any text value
+//! Secrets are scrubbed as in every other output (`pipe::attribute_rule`): a text or numeric
+//! value under a sensitive key is replaced whole, and secrets inside the message or any text value
 //! (`password=…`, `Bearer …`, signed-URL signatures) are replaced.
 
 use std::fmt;
@@ -164,18 +164,27 @@ impl Fields<'_> {
     fn formatted(&mut self, field: &field::Field, value: impl fmt::Display) {
         self.text(field, &value.to_string());
     }
+
+    /// A number, replaced whole under a sensitive key (`password = 12345678`).
+    fn number(&mut self, field: &field::Field, value: impl Serialize) {
+        match attribute_rule(field.name(), false) {
+            AttributeRule::Replace => self.pair(field, REDACTED),
+            _ => self.pair(field, value),
+        }
+    }
 }
 
 impl field::Visit for Fields<'_> {
     fn record_f64(&mut self, field: &field::Field, value: f64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
     fn record_i64(&mut self, field: &field::Field, value: i64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
     fn record_u64(&mut self, field: &field::Field, value: u64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
+
     fn record_bool(&mut self, field: &field::Field, value: bool) {
         self.pair(field, value);
     }

@@ -41,7 +41,7 @@ pub(crate) trait Payload: Send + 'static {
     type Item: Send + 'static;
     /// The protobuf message an item becomes (`Span`, `LogRecord`).
     type Proto: prost::Message;
-    type Request: serde::Serialize + Default + prost::Message;
+    type Request: serde::Serialize + Default + prost::Message + crate::console::Lines;
     const SIGNAL: Signal;
     /// The OTLP gRPC method.
     const GRPC_PATH: &'static str;
@@ -116,6 +116,8 @@ pub(crate) enum Transport {
         json: bool,
     },
     File(JsonLinesFile),
+    /// Readable lines on stdout (see `console`).
+    Console(crate::console::Console),
 }
 
 impl Transport {
@@ -144,6 +146,21 @@ impl Transport {
                 }
             }
         })
+    }
+}
+
+/// Where a batch goes, for diagnostics: the protocol and endpoint or the file, never a header.
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Grpc { endpoint, .. } => write!(f, "otlp grpc {endpoint}"),
+            Self::Http {
+                url, json: true, ..
+            } => write!(f, "otlp http/json {url}"),
+            Self::Http { url, .. } => write!(f, "otlp http/protobuf {url}"),
+            Self::File(file) => write!(f, "file {}", file.path().display()),
+            Self::Console(_) => f.write_str("console"),
+        }
     }
 }
 
@@ -364,20 +381,21 @@ pub(crate) fn scrub_string(s: &mut String) {
 /// What the redaction rule does with one attribute value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum AttributeRule {
-    /// A number or a boolean: kept.
+    /// A boolean: kept.
     Keep,
     /// Under a sensitive key: replaced whole by [`REDACTED`].
     Replace,
-    /// Every string in it is scrubbed of embedded secrets.
+    /// Every string in it is scrubbed of embedded secrets; a number is kept.
     ScrubStrings,
 }
 
-/// The redaction rule for attributes, shared by [`scrub_attributes`] and the span encoder
-/// (`wire`). Numbers and booleans cannot carry a secret (so a key like the seed's `hasCookie`
-/// keeps its value); any other value under a sensitive key is replaced whole, and every string
-/// is scrubbed of embedded secrets.
-pub(crate) fn attribute_rule(key: &str, scalar: bool) -> AttributeRule {
-    if scalar {
+/// The redaction rule for attributes, shared by [`scrub_attributes`], the span and log
+/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines. Only a boolean cannot
+/// carry a secret (so a key like the seed's `hasCookie` keeps its value); any other value under
+/// a sensitive key is replaced whole, numbers included (`password = 12345678` is a secret a PIN
+/// or a numeric token can be), and every string is scrubbed of embedded secrets.
+pub(crate) fn attribute_rule(key: &str, boolean: bool) -> AttributeRule {
+    if boolean {
         AttributeRule::Keep
     } else if is_sensitive_key_cached(key) {
         AttributeRule::Replace
@@ -392,11 +410,8 @@ pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
         let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
             continue;
         };
-        let scalar = matches!(
-            v,
-            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_)
-        );
-        match (attribute_rule(&kv.key, scalar), v) {
+        let boolean = matches!(v, Value::BoolValue(_));
+        match (attribute_rule(&kv.key, boolean), v) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::StringValue(REDACTED.to_owned()),
             (AttributeRule::ScrubStrings, Value::StringValue(s)) => scrub_string(s),
@@ -502,7 +517,7 @@ impl<P: Payload> Exporter<P> {
             Err(e) => {
                 // Without a runtime nothing can be sent: count every item as dropped.
                 tracing::warn!(
-                    target: "vidscope_telemetry::export",
+                    target: crate::init::EXPORT_TARGET,
                     signal = P::SIGNAL.as_str(),
                     error = %e,
                     "cannot start the export thread's runtime; this signal will be dropped"
@@ -582,11 +597,23 @@ impl<P: Payload> Exporter<P> {
             return;
         }
         let n = batch.len();
+        tracing::debug!(
+            target: crate::init::EXPORT_TARGET,
+            signal = P::SIGNAL.as_str(),
+            items = n,
+            destination = %self.transport,
+            "exporting a telemetry batch"
+        );
         match &self.transport {
             Transport::File(f) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
                 let written = f.write_json(&request);
                 // No fallback behind the file itself.
+                self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
+            }
+            Transport::Console(c) => {
+                let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
+                let written = c.write(&request);
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
             Transport::Http { json: true, .. } => {
@@ -678,7 +705,7 @@ impl<P: Payload> Exporter<P> {
                     Err(format!("POST {url}: {}", response.status()))
                 }
             }
-            Transport::File(_) => Ok(()),
+            Transport::File(_) | Transport::Console(_) => Ok(()),
         }
     }
 }
