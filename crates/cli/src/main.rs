@@ -227,6 +227,7 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
                 ExporterKind::Otlp => {
                     println!("  {:<12} OTLP {}", s.as_str(), telemetry.endpoints[&s])
                 }
+                ExporterKind::Console => println!("  {:<12} console (stdout)", s.as_str()),
                 ExporterKind::None => println!("  {:<12} off", s.as_str()),
             }
         }
