@@ -964,7 +964,8 @@ mod tests {
 
     /// A sensitive key with a numeric value is a secret too (`password = 12345678`): replaced
     /// on spans, span events, log records and stdout lines, on both backends. A boolean is
-    /// kept (the seed's `hasCookie`), and so is a number under an ordinary key.
+    /// kept (the seed's `hasCookie`), and so is a number under an ordinary key or under a
+    /// namespace that only mentions a secret (`token.expires_in_s`).
     #[test]
     fn numbers_under_sensitive_keys_are_redacted_on_both_backends() {
         for backend in [Backend::Fast, Backend::Sdk] {
@@ -978,7 +979,8 @@ mod tests {
                         "request",
                         password = 12345678_i64,
                         hasCookie = true,
-                        attempt = 3_i64
+                        attempt = 3_i64,
+                        token.expires_in_s = 60_i64
                     );
                     let _entered = span.enter();
                     tracing::info!(target: "vidscope_api", api_token = 87654321.5, pin = 42_u64, "numbers");
@@ -1021,6 +1023,12 @@ mod tests {
             assert_eq!(
                 attr(&span["attributes"], "attempt"),
                 Some(serde_json::json!({ "intValue": "3" })),
+                "{backend:?}"
+            );
+            // A number under a namespace that only mentions a secret describes it.
+            assert_eq!(
+                attr(&span["attributes"], "token.expires_in_s"),
+                Some(serde_json::json!({ "intValue": "60" })),
                 "{backend:?}"
             );
             let mut records = Vec::new();

@@ -381,26 +381,46 @@ pub(crate) fn scrub_string(s: &mut String) {
 /// What the redaction rule does with one attribute value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum AttributeRule {
-    /// A boolean: kept.
+    /// Kept as it is.
     Keep,
     /// Under a sensitive key: replaced whole by [`REDACTED`].
     Replace,
-    /// Every string in it is scrubbed of embedded secrets; a number is kept.
+    /// Every string in it is scrubbed of embedded secrets.
     ScrubStrings,
 }
 
+/// The kind of an attribute value, as far as the redaction rule cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ValueKind {
+    Bool,
+    /// An integer or a double.
+    Number,
+    /// A string, bytes, a list or a map.
+    Other,
+}
+
 /// The redaction rule for attributes, shared by [`scrub_attributes`], the span and log
-/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines. Only a boolean cannot
-/// carry a secret (so a key like the seed's `hasCookie` keeps its value); any other value under
-/// a sensitive key is replaced whole, numbers included (`password = 12345678` is a secret a PIN
-/// or a numeric token can be), and every string is scrubbed of embedded secrets.
-pub(crate) fn attribute_rule(key: &str, boolean: bool) -> AttributeRule {
-    if boolean {
-        AttributeRule::Keep
-    } else if is_sensitive_key_cached(key) {
-        AttributeRule::Replace
-    } else {
-        AttributeRule::ScrubStrings
+/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines.
+/// - A boolean cannot carry a secret (the seed's `hasCookie` keeps its value).
+/// - A number is replaced when the attribute's own name, its last dotted segment, names a
+///   secret (`password = 12345678`, `pin_token`, `session_id`: a PIN or a numeric token is a
+///   secret); a number under a namespace that merely mentions one describes it and is kept
+///   (`crm.token.expires_in_s`, `token.count`).
+/// - Any other value under a key that mentions a secret anywhere is replaced whole, and every
+///   string is scrubbed of embedded secrets.
+pub(crate) fn attribute_rule(key: &str, kind: ValueKind) -> AttributeRule {
+    match kind {
+        ValueKind::Bool => AttributeRule::Keep,
+        ValueKind::Number => {
+            let own_name = key.rsplit('.').next().unwrap_or(key);
+            if is_sensitive_key_cached(own_name) {
+                AttributeRule::Replace
+            } else {
+                AttributeRule::Keep
+            }
+        }
+        ValueKind::Other if is_sensitive_key_cached(key) => AttributeRule::Replace,
+        ValueKind::Other => AttributeRule::ScrubStrings,
     }
 }
 
@@ -410,8 +430,12 @@ pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
         let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
             continue;
         };
-        let boolean = matches!(v, Value::BoolValue(_));
-        match (attribute_rule(&kv.key, boolean), v) {
+        let kind = match v {
+            Value::BoolValue(_) => ValueKind::Bool,
+            Value::IntValue(_) | Value::DoubleValue(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        match (attribute_rule(&kv.key, kind), v) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::StringValue(REDACTED.to_owned()),
             (AttributeRule::ScrubStrings, Value::StringValue(s)) => scrub_string(s),
@@ -713,6 +737,29 @@ impl<P: Payload> Exporter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Booleans are kept; a number is replaced when its own name is a secret's; any other
+    /// value when its key mentions a secret anywhere.
+    #[test]
+    fn the_attribute_rule_by_value_kind() {
+        use AttributeRule::{Keep, Replace, ScrubStrings};
+        use ValueKind::{Bool, Number, Other};
+        for (key, kind, rule) in [
+            ("hasCookie", Bool, Keep),
+            ("password", Bool, Keep),
+            ("password", Number, Replace),
+            ("user.pin_token", Number, Replace),
+            ("session_id", Number, Replace),
+            ("crm.token.expires_in_s", Number, Keep),
+            ("token.count", Number, Keep),
+            ("http.response.status_code", Number, Keep),
+            ("password", Other, Replace),
+            ("crm.token.expires_in_s", Other, Replace),
+            ("http.route", Other, ScrubStrings),
+        ] {
+            assert_eq!(attribute_rule(key, kind), rule, "{key} {kind:?}");
+        }
+    }
 
     /// Producers pushing while the export side takes: the queued count ends at zero. Counted
     /// after the send, a take between send and count left the count one too high per race

@@ -50,7 +50,7 @@ use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
 use crate::init::InitError;
-use crate::pipe::{AttributeRule, attribute_rule};
+use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
 /// The SDK's sampler for the configured one (the fast path decides the same way, see
@@ -269,8 +269,8 @@ impl<E> SdkExport<E> {
                 }
                 for (k, v) in r.attributes_iter() {
                     let mut v = v.clone();
-                    let boolean = matches!(v, AnyValue::Boolean(_));
-                    scrub_any(&mut v, attribute_rule(k.as_str(), boolean));
+                    let rule = attribute_rule(k.as_str(), any_kind(&v));
+                    scrub_any(&mut v, rule);
                     out.add_attribute(k.clone(), v);
                 }
                 if let Some(tc) = r.trace_context() {
@@ -296,6 +296,15 @@ fn scrubbed(s: &str) -> Option<String> {
 static BLANK: std::sync::LazyLock<SdkLogger> =
     std::sync::LazyLock::new(|| SdkLoggerProvider::builder().build().logger("scrub"));
 
+/// A log value's kind for the redaction rule.
+fn any_kind(v: &AnyValue) -> ValueKind {
+    match v {
+        AnyValue::Boolean(_) => ValueKind::Bool,
+        AnyValue::Int(_) | AnyValue::Double(_) => ValueKind::Number,
+        _ => ValueKind::Other,
+    }
+}
+
 /// Applies a redaction rule to a log value, recursing into lists and maps (each map entry by
 /// its own key).
 fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
@@ -314,8 +323,8 @@ fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
         }
         (AttributeRule::ScrubStrings, AnyValue::Map(map)) => {
             for (k, item) in map.iter_mut() {
-                let boolean = matches!(item, AnyValue::Boolean(_));
-                scrub_any(item, attribute_rule(k.as_str(), boolean));
+                let kind = any_kind(item);
+                scrub_any(item, attribute_rule(k.as_str(), kind));
             }
         }
         _ => {}
@@ -325,8 +334,12 @@ fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
 /// Applies the redaction rule to span attributes in place.
 fn scrub_attributes(attributes: &mut [KeyValue]) {
     for kv in attributes {
-        let boolean = matches!(kv.value, Value::Bool(_));
-        match (attribute_rule(kv.key.as_str(), boolean), &mut kv.value) {
+        let kind = match kv.value {
+            Value::Bool(_) => ValueKind::Bool,
+            Value::I64(_) | Value::F64(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        match (attribute_rule(kv.key.as_str(), kind), &mut kv.value) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::from(REDACTED),
             (AttributeRule::ScrubStrings, Value::String(s)) => {

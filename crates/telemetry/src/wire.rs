@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use crate::pipe::{AttributeRule, attribute_rule};
+use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
 fn varint(buf: &mut Vec<u8>, v: u64) {
@@ -210,10 +210,12 @@ fn array(buf: &mut Vec<u8>, a: &Array) {
 pub(crate) fn attribute(buf: &mut Vec<u8>, tag: u32, k: &str, value: AnyRef<'_>) {
     nested(buf, tag, |buf| {
         string(buf, 1, k);
-        let boolean = matches!(value, AnyRef::Bool(_));
-        nested(buf, 2, |buf| {
-            any_value(buf, value, attribute_rule(k, boolean))
-        });
+        let kind = match value {
+            AnyRef::Bool(_) => ValueKind::Bool,
+            AnyRef::Int(_) | AnyRef::Double(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        nested(buf, 2, |buf| any_value(buf, value, attribute_rule(k, kind)));
     });
 }
 
