@@ -1055,6 +1055,34 @@ mod tests {
         }
     }
 
+    /// With telemetry off the start-up line says so, on stdout, and names no exporter.
+    #[test]
+    fn the_startup_line_says_when_telemetry_is_off() {
+        for backend in [Backend::Fast, Backend::Sdk] {
+            let mut config = TelemetryConfig::new("off");
+            config.backend = backend;
+            config.enabled = false;
+            let out = Buffer::default();
+            let writer = out.clone();
+            let t = build(&config, BoxMakeWriter::new(move || writer.clone())).unwrap();
+            tracing::dispatcher::with_default(&t.dispatch, || log_started(&config));
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            assert_eq!(
+                line["message"],
+                "OpenTelemetry telemetry disabled (OTEL_SDK_DISABLED or OTEL_ENABLED): JSON logs on stdout only",
+                "{backend:?}"
+            );
+            assert_eq!(line["enabled"], false, "{backend:?}");
+            assert_eq!(line["telemetry.backend"], backend.as_str(), "{backend:?}");
+            assert_eq!(
+                line["traces.exporter"],
+                serde_json::Value::Null,
+                "{backend:?}"
+            );
+        }
+    }
+
     const REDACTED_JSON: &str = crate::redact::REDACTED;
 
     fn tempfile_dir(tag: &str) -> std::path::PathBuf {
