@@ -200,11 +200,15 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     // The worker's telemetry is not global: the worker's task (and every task it spawns, which
     // carry the subscriber along) runs under it. The files are shared, one handle per path.
+    let worker_config = up_telemetry(&telemetry_dir, "worker")?;
     let worker_telemetry = vidscope_telemetry::build(
-        &up_telemetry(&telemetry_dir, "worker")?,
+        &worker_config,
         tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
     )
     .context("cannot start the worker's telemetry")?;
+    tracing::dispatcher::with_default(&worker_telemetry.dispatch, || {
+        vidscope_telemetry::init::log_started(&worker_config)
+    });
     let worker_guard = worker_telemetry.guard;
     let worker_dispatch = worker_telemetry.dispatch;
     let settings = Settings::from_env(data_dir, addr)?;
@@ -252,6 +256,7 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
                 ExporterKind::Otlp => {
                     println!("  {:<12} OTLP {}", s.as_str(), telemetry.endpoints[&s])
                 }
+                ExporterKind::Console => println!("  {:<12} console (stdout)", s.as_str()),
                 ExporterKind::None => println!("  {:<12} off", s.as_str()),
             }
         }

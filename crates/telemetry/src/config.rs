@@ -48,6 +48,15 @@ impl OtlpProtocol {
         }
     }
 
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+            Self::HttpJson => "http/json",
+        }
+    }
+
     fn default_endpoint(self) -> &'static str {
         match self {
             Self::Grpc => "http://localhost:4317",
@@ -63,8 +72,22 @@ pub enum ExporterKind {
     Otlp,
     /// Collector file-exporter format (OTLP-JSON lines) under [`TelemetryConfig::file_dir`].
     File,
+    /// One readable line per span, log record or metric data point on stdout (development).
+    Console,
     /// Discarded.
     None,
+}
+
+impl ExporterKind {
+    /// The `OTEL_*_EXPORTER` spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Otlp => "otlp",
+            Self::File => "file",
+            Self::Console => "console",
+            Self::None => "none",
+        }
+    }
 }
 
 /// The three signals, used to index per-signal settings.
@@ -143,6 +166,28 @@ pub enum SamplerConfig {
     ParentBasedAlwaysOn,
     ParentBasedAlwaysOff,
     ParentBasedTraceIdRatio(f64),
+}
+
+impl SamplerConfig {
+    /// The `OTEL_TRACES_SAMPLER` spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AlwaysOn => "always_on",
+            Self::AlwaysOff => "always_off",
+            Self::TraceIdRatio(_) => "traceidratio",
+            Self::ParentBasedAlwaysOn => "parentbased_always_on",
+            Self::ParentBasedAlwaysOff => "parentbased_always_off",
+            Self::ParentBasedTraceIdRatio(_) => "parentbased_traceidratio",
+        }
+    }
+
+    /// The ratio (`OTEL_TRACES_SAMPLER_ARG`) of a ratio sampler.
+    pub fn ratio(&self) -> Option<f64> {
+        match self {
+            Self::TraceIdRatio(r) | Self::ParentBasedTraceIdRatio(r) => Some(*r),
+            _ => None,
+        }
+    }
 }
 
 /// Settings for the file exporter, shared by the three signals.
@@ -322,12 +367,13 @@ impl TelemetryConfig {
                 let kind = match v.trim() {
                     "otlp" => ExporterKind::Otlp,
                     "file" => ExporterKind::File,
+                    "console" => ExporterKind::Console,
                     "none" => ExporterKind::None,
                     _ => {
                         return Err(ConfigError::new(
                             s.exporter_var(),
                             &v,
-                            "expected one of otlp, file, none",
+                            "expected one of otlp, console, file, none",
                         ));
                     }
                 };

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -95,7 +96,7 @@ impl ExportStats {
         if should_warn {
             self.warnings[idx(s)].fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                target: "vidscope_telemetry::export",
+                target: crate::init::EXPORT_TARGET,
                 signal = s.as_str(),
                 items,
                 total_dropped = self.dropped(s),
@@ -113,6 +114,7 @@ impl ExportStats {
 pub(crate) enum Target<E> {
     Otlp(E),
     File(JsonLinesFile),
+    Console(crate::console::Console),
 }
 
 #[derive(Debug)]
@@ -168,6 +170,12 @@ impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
                     Err(OTelSdkError::InternalFailure(String::new()))
                 })
             }
+            Target::Console(c) => {
+                let r = c.write(&ExportMetricsServiceRequest::from(metrics));
+                self.settle(Signal::Metrics, n, r, |_| {
+                    Err(OTelSdkError::InternalFailure(String::new()))
+                })
+            }
             Target::Otlp(exp) => {
                 let r = exp.export(metrics).await;
                 self.settle(Signal::Metrics, n, r, |f| f.write_metrics(metrics))
@@ -178,14 +186,14 @@ impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
     fn force_flush(&self) -> OTelSdkResult {
         match &self.target {
             Target::Otlp(e) => e.force_flush(),
-            Target::File(_) => Ok(()),
+            Target::File(_) | Target::Console(_) => Ok(()),
         }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match &self.target {
             Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) => Ok(()),
+            Target::File(_) | Target::Console(_) => Ok(()),
         }
     }
 

@@ -17,8 +17,9 @@ use tracing_subscriber::{Layer, filter};
 
 use crate::catalog::{Metrics, view};
 use crate::config::{Backend, ExporterKind, Signal, TelemetryConfig};
+use crate::console::{Console, SharedWriter};
 use crate::db_watch::DbWatch;
-use crate::export::{ExportStats, Guarded, Target};
+use crate::export::{ExportStats, Guarded};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::JsonLog;
@@ -30,10 +31,59 @@ use crate::store::{SpanStore, SpanTable};
 /// How long `shutdown` may take to flush all three signals.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Targets that must never feed spans or OTLP logs: the exporters' own HTTP/gRPC stacks (a
-/// feedback loop) and the SDK's and this crate's diagnostics (which go to stdout only).
-const NOT_EXPORTED: &str = "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,\
-opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off,vidscope_telemetry=off";
+/// The targets of the OpenTelemetry crates' own diagnostics. Their `otel_debug!`/`otel_warn!`
+/// macros log with `target: env!("CARGO_PKG_NAME")`, so the target is the package name, hyphens
+/// and all (`opentelemetry-otlp`, `opentelemetry-http`), not the module path
+/// (`opentelemetry_otlp`); both spellings are listed, since a plain `tracing` call inside one of
+/// them would use the module path. [`crate::gate::ExactTargets`] matches at `::` boundaries, so
+/// `opentelemetry` does not cover the others.
+pub(crate) const OTEL_TARGETS: &[&str] = &[
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry-otlp",
+    "opentelemetry_otlp",
+    "opentelemetry-http",
+    "opentelemetry_http",
+    "opentelemetry-proto",
+    "opentelemetry_proto",
+    "opentelemetry-appender-tracing",
+    "opentelemetry_appender_tracing",
+    "tracing-opentelemetry",
+    "tracing_opentelemetry",
+];
+
+/// Targets that must never feed spans or OTLP logs: the exporters' own HTTP/gRPC stacks and
+/// the OpenTelemetry crates' diagnostics (a feedback loop: each export would log, and the log
+/// would be exported), and this crate's diagnostics. They go to stdout only.
+fn not_exported() -> String {
+    let mut s = String::from(
+        "h2=off,hyper=off,hyper_util=off,tonic=off,tower=off,reqwest=off,vidscope_telemetry=off",
+    );
+    for t in OTEL_TARGETS {
+        s.push(',');
+        s.push_str(t);
+        s.push_str("=off");
+    }
+    s
+}
+
+/// The stdout filter: `RUST_LOG`, with the OpenTelemetry crates and this crate's export
+/// diagnostics (`vidscope_telemetry::export`) at `OTEL_LOG_LEVEL` whatever `RUST_LOG` says
+/// (a later directive for the same target replaces an earlier one).
+fn stdout_directives(config: &TelemetryConfig) -> String {
+    let mut s = config.log_filter.clone();
+    for t in OTEL_TARGETS.iter().chain(&[EXPORT_TARGET]) {
+        s.push(',');
+        s.push_str(t);
+        s.push('=');
+        s.push_str(&config.sdk_log_level);
+    }
+    s
+}
+
+/// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
+/// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
+pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -210,11 +260,85 @@ pub struct Telemetry {
 
 /// Builds and installs telemetry for the whole process: global subscriber, global providers,
 /// W3C propagator. Must run inside a Tokio runtime when a gRPC exporter is configured.
+///
+/// Logs one info line saying what was started (see [`log_started`]).
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, InitError> {
     let t = build(config, BoxMakeWriter::new(std::io::stdout))?;
     install_globals(&t.guard);
     tracing::dispatcher::set_global_default(t.dispatch).map_err(|_| InitError::AlreadyInstalled)?;
+    log_started(config);
     Ok(t.guard)
+}
+
+/// The start-up line: one info event (target `vidscope_telemetry::init`, so a stdout JSON line
+/// and never an OTLP record) naming the backend, each signal's exporter and where it goes, the
+/// OTLP protocol and the sampler, so `docker logs … | grep -i otel` answers "what is this
+/// service sending where". Header values (`OTEL_EXPORTER_OTLP_HEADERS`, often a token) are
+/// never in it, nor an endpoint's user and password.
+pub fn log_started(config: &TelemetryConfig) {
+    let exporter = |s: Signal| config.exporter(s).as_str();
+    let to = |s: Signal| destination(config, s);
+    let protocol = if Signal::ALL
+        .iter()
+        .any(|s| *config.exporter(*s) == ExporterKind::Otlp)
+    {
+        config.protocol.as_str()
+    } else {
+        "none"
+    };
+    if !config.enabled {
+        tracing::info!(
+            target: "vidscope_telemetry::init",
+            enabled = false,
+            telemetry.backend = config.backend.as_str(),
+            service.name = %config.service_name,
+            "OpenTelemetry telemetry disabled (OTEL_SDK_DISABLED or OTEL_ENABLED): JSON logs on stdout only"
+        );
+        return;
+    }
+    tracing::info!(
+        target: "vidscope_telemetry::init",
+        enabled = true,
+        telemetry.backend = config.backend.as_str(),
+        service.name = %config.service_name,
+        traces.exporter = exporter(Signal::Traces),
+        traces.endpoint = %to(Signal::Traces),
+        metrics.exporter = exporter(Signal::Metrics),
+        metrics.endpoint = %to(Signal::Metrics),
+        logs.exporter = exporter(Signal::Logs),
+        logs.endpoint = %to(Signal::Logs),
+        otlp.protocol = protocol,
+        sampler = config.sampler.name(),
+        sampler.ratio = config.sampler.ratio(),
+        otel.log_level = %config.sdk_log_level,
+        "OpenTelemetry telemetry started"
+    );
+}
+
+/// Where a signal goes, for the start-up line: the OTLP endpoint without any user and
+/// password, the file, `stdout` or nothing.
+fn destination(config: &TelemetryConfig, signal: Signal) -> String {
+    match config.exporter(signal) {
+        ExporterKind::Otlp => {
+            let url = config.endpoints.get(&signal).map_or("", String::as_str);
+            match url.split_once("://") {
+                Some((scheme, rest)) => {
+                    let authority_end = rest.find('/').unwrap_or(rest.len());
+                    let start = rest[..authority_end].rfind('@').map_or(0, |at| at + 1);
+                    format!("{scheme}://{}", &rest[start..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        ExporterKind::File => config
+            .file
+            .dir
+            .join(format!("{}.json", signal.as_str()))
+            .display()
+            .to_string(),
+        ExporterKind::Console => "stdout".to_owned(),
+        ExporterKind::None => String::new(),
+    }
 }
 
 /// The global meter and tracer providers, for libraries that use the OpenTelemetry API instead
@@ -285,9 +409,9 @@ fn directive_filter(var: &'static str, directives: &str) -> Result<Directives, I
 /// The JSON log lines on stdout, behind their `RUST_LOG` filter.
 fn stdout_output(
     filter: Directives,
-    writer: BoxMakeWriter,
+    writer: SharedWriter,
     spans: &Arc<SpanTable>,
-) -> Output<JsonLog<BoxMakeWriter>> {
+) -> Output<JsonLog<SharedWriter>> {
     Output::new(JsonLog::new(writer, spans.clone()), filter)
 }
 
@@ -298,6 +422,7 @@ fn pipeline<P: Payload>(
     config: &TelemetryConfig,
     resource: &opentelemetry_proto::tonic::resource::v1::Resource,
     stats: &Arc<ExportStats>,
+    console: &SharedWriter,
 ) -> Result<(Option<Arc<Pipeline>>, Option<Queue<P::Item>>), InitError> {
     let transport = match config.exporter(P::SIGNAL) {
         ExporterKind::Otlp => Transport::otlp(
@@ -311,6 +436,7 @@ fn pipeline<P: Payload>(
         )
         .map_err(InitError::Headers)?,
         ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
+        ExporterKind::Console => Transport::Console(Console::new(console.clone())),
         ExporterKind::None => return Ok((None, None)),
     };
     let (pipeline, queue) = crate::pipe::start::<P>(
@@ -333,19 +459,17 @@ fn pipeline<P: Payload>(
 
 /// Which spans become OpenTelemetry spans: info and above, minus the exporters' own stacks.
 fn spans_filter() -> Result<Directives, InitError> {
-    directive_filter("RUST_LOG", &format!("info,{NOT_EXPORTED}"))
+    directive_filter("RUST_LOG", &format!("info,{}", not_exported()))
 }
 
 /// Builds everything without installing anything global except the (stateless) propagator.
 pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetry, InitError> {
     crate::propagation::install_propagator();
+    // One writer for the JSON log lines and the console exporters.
+    let writer = SharedWriter::new(writer);
     let stats = Arc::new(ExportStats::default());
 
-    let fmt_directives = format!(
-        "{},opentelemetry={lvl},opentelemetry_sdk={lvl},opentelemetry_otlp={lvl}",
-        config.log_filter,
-        lvl = config.sdk_log_level
-    );
+    let fmt_directives = stdout_directives(config);
     // Parsed even when stdout lines are off, so a bad RUST_LOG always fails start-up naming
     // the variable.
     let stdout_filter = directive_filter("RUST_LOG", &fmt_directives)?;
@@ -386,11 +510,12 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let mut mp = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_view(view);
-    let target = match config.exporter(Signal::Metrics) {
-        ExporterKind::Otlp => Some(Target::Otlp(crate::sdk::metric_exporter(config)?)),
-        ExporterKind::File => Some(Target::File(open_file(config, Signal::Metrics)?)),
-        ExporterKind::None => None,
-    };
+    let target = crate::sdk::target(
+        config,
+        Signal::Metrics,
+        &writer,
+        crate::sdk::metric_exporter,
+    )?;
     if let Some(target) = target {
         let exporter = Guarded::new(target, fallback(config, Signal::Metrics)?, stats.clone());
         mp = mp.with_reader(
@@ -434,7 +559,7 @@ fn fast(
     resource: &Resource,
     stats: &Arc<ExportStats>,
     stdout_filter: Directives,
-    writer: BoxMakeWriter,
+    writer: SharedWriter,
 ) -> Result<Built, InitError> {
     // Traces: the span store's tracer samples and records; the pipeline batches and exports.
     let proto_resource = opentelemetry_proto::tonic::resource::v1::Resource {
@@ -446,7 +571,8 @@ fn fast(
         .0,
         ..Default::default()
     };
-    let (traces, span_queue) = pipeline::<crate::spans::Spans>(config, &proto_resource, stats)?;
+    let (traces, span_queue) =
+        pipeline::<crate::spans::Spans>(config, &proto_resource, stats, &writer)?;
 
     // Spans live in the store (see `store`); its tracer samples, records and queues them, and
     // times `db.query` spans for the slow-query watch. Log events are not copied into span
@@ -458,7 +584,7 @@ fn fast(
     );
 
     // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
-    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, stats)?;
+    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, stats, &writer)?;
     let otlp_logs = log_queue
         .map(|queue| -> Result<_, InitError> {
             Ok(Output::new(
@@ -514,12 +640,15 @@ fn fast(
 
 /// Which events become OTLP log records: `RUST_LOG`, minus the exporters' own stacks.
 fn otlp_logs_filter(config: &TelemetryConfig) -> Result<Directives, InitError> {
-    directive_filter("RUST_LOG", &format!("{},{NOT_EXPORTED}", config.log_filter))
+    directive_filter(
+        "RUST_LOG",
+        &format!("{},{}", config.log_filter, not_exported()),
+    )
 }
 
 /// Which error events mark their span: every error outside the exporters' own stacks.
 fn errors_filter() -> Result<Directives, InitError> {
-    directive_filter("RUST_LOG", &format!("error,{NOT_EXPORTED}"))
+    directive_filter("RUST_LOG", &format!("error,{}", not_exported()))
 }
 
 /// The stock backend (see `sdk`): tracing-subscriber's registry, tracing-opentelemetry, the
@@ -529,14 +658,14 @@ fn sdk(
     resource: &Resource,
     stats: &Arc<ExportStats>,
     stdout_filter: Directives,
-    writer: BoxMakeWriter,
+    writer: SharedWriter,
 ) -> Result<Built, InitError> {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     let tracer_provider = crate::sdk::tracer_provider(
         config,
         resource,
-        crate::sdk::target(config, Signal::Traces, crate::sdk::span_exporter)?,
+        crate::sdk::target(config, Signal::Traces, &writer, crate::sdk::span_exporter)?,
         fallback(config, Signal::Traces)?,
         stats,
     );
@@ -551,17 +680,18 @@ fn sdk(
             errors: errors_filter()?,
         });
 
-    let logger_provider = crate::sdk::target(config, Signal::Logs, crate::sdk::log_exporter)?
-        .map(|target| -> Result<_, InitError> {
-            Ok(crate::sdk::logger_provider(
-                config,
-                resource,
-                target,
-                fallback(config, Signal::Logs)?,
-                stats,
-            ))
-        })
-        .transpose()?;
+    let logger_provider =
+        crate::sdk::target(config, Signal::Logs, &writer, crate::sdk::log_exporter)?
+            .map(|target| -> Result<_, InitError> {
+                Ok(crate::sdk::logger_provider(
+                    config,
+                    resource,
+                    target,
+                    fallback(config, Signal::Logs)?,
+                    stats,
+                ))
+            })
+            .transpose()?;
     let logs = logger_provider
         .as_ref()
         .map(|lp| -> Result<_, InitError> {
@@ -579,7 +709,7 @@ fn sdk(
         (writer, stdout_filter)
     } else {
         (
-            BoxMakeWriter::new(std::io::sink),
+            SharedWriter::new(BoxMakeWriter::new(std::io::sink)),
             directive_filter("RUST_LOG", "off")?,
         )
     };
@@ -736,6 +866,224 @@ mod tests {
             }
         }
     }
+
+    /// Builds telemetry for `backend` into files under a fresh directory, with stdout
+    /// captured; runs `f` under it, flushes, and returns stdout, `traces.json` and
+    /// `logs.json`.
+    fn run_with_files(
+        backend: Backend,
+        tag: &str,
+        configure: impl FnOnce(&mut TelemetryConfig),
+        f: impl FnOnce(),
+    ) -> (String, String, String) {
+        let dir = tempfile_dir(&format!("{tag}-{}", backend.as_str()));
+        let mut config = TelemetryConfig::new(tag).with_file_exporters(&dir);
+        config.backend = backend;
+        configure(&mut config);
+        let out = Buffer::default();
+        let writer = out.clone();
+        let t = build(&config, BoxMakeWriter::new(move || writer.clone())).unwrap();
+        tracing::dispatcher::with_default(&t.dispatch, f);
+        drop(t);
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let (traces, logs) = (read("traces.json"), read("logs.json"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let stdout = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        (stdout, traces, logs)
+    }
+
+    /// The OpenTelemetry crates log under their package names (`opentelemetry-otlp`, with a
+    /// hyphen): those lines follow `OTEL_LOG_LEVEL` on stdout and never become OTLP log
+    /// records, whatever `RUST_LOG` says, on both backends.
+    #[test]
+    fn opentelemetry_diagnostics_follow_otel_log_level_and_are_never_exported() {
+        let emit = || {
+            tracing::debug!(target: "opentelemetry-otlp", name = "HttpClient.ExportStarted");
+            tracing::debug!(target: "opentelemetry-http", name = "Http.Diagnostic");
+            tracing::debug!(target: "opentelemetry_sdk", name = "Sdk.Diagnostic");
+            tracing::debug!(target: "vidscope_telemetry::export", "exporting a telemetry batch");
+            tracing::debug!(target: "vidscope_api", "application debug line");
+        };
+        let otel_lines = |stdout: &str| -> Vec<String> {
+            stdout
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|l| l["target"] != "vidscope_api")
+                .map(|l| l["target"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        for backend in [Backend::Fast, Backend::Sdk] {
+            // OTEL_LOG_LEVEL=debug: the diagnostics on stdout, the application's per RUST_LOG.
+            let (stdout, _, logs) = run_with_files(
+                backend,
+                "otel-debug",
+                |c| c.sdk_log_level = "debug".into(),
+                emit,
+            );
+            assert_eq!(
+                otel_lines(&stdout),
+                [
+                    "opentelemetry-otlp",
+                    "opentelemetry-http",
+                    "opentelemetry_sdk",
+                    "vidscope_telemetry::export"
+                ],
+                "{backend:?}: {stdout}"
+            );
+            assert!(!stdout.contains("application debug line"), "{backend:?}");
+            assert_eq!(logs, "", "{backend:?}: exported");
+
+            // RUST_LOG=debug: the application's debug line on stdout and exported; the
+            // diagnostics neither (OTEL_LOG_LEVEL stays at warn).
+            let (stdout, _, logs) = run_with_files(
+                backend,
+                "rust-debug",
+                |c| c.log_filter = "debug".into(),
+                emit,
+            );
+            assert_eq!(
+                otel_lines(&stdout),
+                Vec::<String>::new(),
+                "{backend:?}: {stdout}"
+            );
+            assert!(stdout.contains("application debug line"), "{backend:?}");
+            assert!(
+                logs.contains("application debug line"),
+                "{backend:?}: {logs}"
+            );
+            let mut scopes = Vec::new();
+            for l in logs.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for sl in v["resourceLogs"][0]["scopeLogs"].as_array().unwrap() {
+                    scopes.push(sl["scope"]["name"].as_str().unwrap().to_owned());
+                }
+            }
+            assert_eq!(scopes, ["vidscope_api"], "{backend:?}: {logs}");
+        }
+    }
+
+    /// A sensitive key with a numeric value is a secret too (`password = 12345678`): replaced
+    /// on spans, span events, log records and stdout lines, on both backends. A boolean is
+    /// kept (the seed's `hasCookie`), and so is a number under an ordinary key or under a
+    /// namespace that only mentions a secret (`token.expires_in_s`).
+    #[test]
+    fn numbers_under_sensitive_keys_are_redacted_on_both_backends() {
+        for backend in [Backend::Fast, Backend::Sdk] {
+            let (stdout, traces, logs) = run_with_files(
+                backend,
+                "numbers",
+                |_| {},
+                || {
+                    let span = tracing::info_span!(
+                        target: "vidscope_api",
+                        "request",
+                        password = 12345678_i64,
+                        hasCookie = true,
+                        attempt = 3_i64,
+                        token.expires_in_s = 60_i64
+                    );
+                    let _entered = span.enter();
+                    tracing::info!(target: "vidscope_api", api_token = 87654321.5, pin = 42_u64, "numbers");
+                    tracing::error!(target: "vidscope_api", session_id = 55667788_i64, "failed");
+                },
+            );
+            for secret in ["12345678", "87654321", "55667788"] {
+                for (name, text) in [("stdout", &stdout), ("traces", &traces), ("logs", &logs)] {
+                    assert!(
+                        !text.contains(secret),
+                        "{backend:?}: {secret} in {name}: {text}"
+                    );
+                }
+            }
+            let line: serde_json::Value =
+                serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+            assert_eq!(line["api_token"], REDACTED_JSON, "{backend:?}");
+            assert_eq!(line["pin"], 42, "{backend:?}");
+            let span = &serde_json::from_str::<serde_json::Value>(traces.lines().next().unwrap())
+                .unwrap()["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+            let attr = |attrs: &serde_json::Value, key: &str| {
+                attrs
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|kv| kv["key"] == key)
+                    .map(|kv| kv["value"].clone())
+            };
+            let redacted = Some(serde_json::json!({ "stringValue": REDACTED_JSON }));
+            assert_eq!(
+                attr(&span["attributes"], "password"),
+                redacted,
+                "{backend:?}: {span}"
+            );
+            assert_eq!(
+                attr(&span["attributes"], "hasCookie"),
+                Some(serde_json::json!({ "boolValue": true })),
+                "{backend:?}"
+            );
+            assert_eq!(
+                attr(&span["attributes"], "attempt"),
+                Some(serde_json::json!({ "intValue": "3" })),
+                "{backend:?}"
+            );
+            // A number under a namespace that only mentions a secret describes it.
+            assert_eq!(
+                attr(&span["attributes"], "token.expires_in_s"),
+                Some(serde_json::json!({ "intValue": "60" })),
+                "{backend:?}"
+            );
+            let mut records = Vec::new();
+            for l in logs.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for sl in v["resourceLogs"][0]["scopeLogs"].as_array().unwrap() {
+                    records.extend(sl["logRecords"].as_array().unwrap().iter().cloned());
+                }
+            }
+            let numbers = records
+                .iter()
+                .find(|r| r["body"]["stringValue"] == "numbers")
+                .unwrap_or_else(|| panic!("{backend:?}: {logs}"));
+            assert_eq!(
+                attr(&numbers["attributes"], "api_token"),
+                redacted,
+                "{backend:?}"
+            );
+            assert_eq!(
+                attr(&numbers["attributes"], "pin"),
+                Some(serde_json::json!({ "intValue": "42" })),
+                "{backend:?}"
+            );
+        }
+    }
+
+    /// With telemetry off the start-up line says so, on stdout, and names no exporter.
+    #[test]
+    fn the_startup_line_says_when_telemetry_is_off() {
+        for backend in [Backend::Fast, Backend::Sdk] {
+            let mut config = TelemetryConfig::new("off");
+            config.backend = backend;
+            config.enabled = false;
+            let out = Buffer::default();
+            let writer = out.clone();
+            let t = build(&config, BoxMakeWriter::new(move || writer.clone())).unwrap();
+            tracing::dispatcher::with_default(&t.dispatch, || log_started(&config));
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            assert_eq!(
+                line["message"],
+                "OpenTelemetry telemetry disabled (OTEL_SDK_DISABLED or OTEL_ENABLED): JSON logs on stdout only",
+                "{backend:?}"
+            );
+            assert_eq!(line["enabled"], false, "{backend:?}");
+            assert_eq!(line["telemetry.backend"], backend.as_str(), "{backend:?}");
+            assert_eq!(
+                line["traces.exporter"],
+                serde_json::Value::Null,
+                "{backend:?}"
+            );
+        }
+    }
+
+    const REDACTED_JSON: &str = crate::redact::REDACTED;
 
     fn tempfile_dir(tag: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!(

@@ -9,7 +9,7 @@
 //! numbers and booleans as JSON, everything else as a string; serde_json escapes strings.
 //!
 //! Secrets are scrubbed as in every other output (`pipe::attribute_rule`): a text value under
-//! a sensitive key is replaced whole, and secrets inside the message or any text value
+//! a sensitive key, or a number whose own name is a secret's, is replaced whole, and secrets inside the message or any text value
 //! (`password=…`, `Bearer …`, signed-URL signatures) are replaced.
 
 use std::fmt;
@@ -23,7 +23,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
-use crate::pipe::{AttributeRule, attribute_rule};
+use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::propagation::push_hex;
 use crate::redact::{REDACTED, redact_str};
 use crate::store::SpanTable;
@@ -153,7 +153,7 @@ impl Fields<'_> {
 
     /// A text value, scrubbed by the redaction rule for its key.
     fn text(&mut self, field: &field::Field, value: &str) {
-        match attribute_rule(field.name(), false) {
+        match attribute_rule(field.name(), ValueKind::Other) {
             AttributeRule::Replace => self.pair(field, REDACTED),
             _ => self.pair(field, redact_str(value).as_ref()),
         }
@@ -164,18 +164,27 @@ impl Fields<'_> {
     fn formatted(&mut self, field: &field::Field, value: impl fmt::Display) {
         self.text(field, &value.to_string());
     }
+
+    /// A number, replaced whole when its name is a secret's (`password = 12345678`).
+    fn number(&mut self, field: &field::Field, value: impl Serialize) {
+        match attribute_rule(field.name(), ValueKind::Number) {
+            AttributeRule::Replace => self.pair(field, REDACTED),
+            _ => self.pair(field, value),
+        }
+    }
 }
 
 impl field::Visit for Fields<'_> {
     fn record_f64(&mut self, field: &field::Field, value: f64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
     fn record_i64(&mut self, field: &field::Field, value: i64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
     fn record_u64(&mut self, field: &field::Field, value: u64) {
-        self.pair(field, value);
+        self.number(field, value);
     }
+
     fn record_bool(&mut self, field: &field::Field, value: bool) {
         self.pair(field, value);
     }

@@ -13,7 +13,8 @@
 //! - `logs`: tracing events as OTLP log records; `json_log`: the JSON lines on stdout.
 //! - `pipe`: the bounded queue and export thread of spans and logs; `wire`: their protobuf.
 //! - [`export`]: export counting and the metric exporter with its fallback.
-//! - [`file`]: the Collector file-exporter format with size rotation.
+//! - [`file`]: the Collector file-exporter format with size rotation; `console`: readable
+//!   lines on stdout (`OTEL_*_EXPORTER=console`).
 //! - [`catalog`]: every metric instrument, enforced with views.
 //! - [`db_watch`]: slow statements and N+1 repeats.
 //! - [`classify`]: transient vs permanent errors, retry backoff.
@@ -23,6 +24,7 @@
 pub mod catalog;
 pub mod classify;
 pub mod config;
+mod console;
 pub mod db_watch;
 pub mod export;
 pub mod file;

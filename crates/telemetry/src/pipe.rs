@@ -41,7 +41,7 @@ pub(crate) trait Payload: Send + 'static {
     type Item: Send + 'static;
     /// The protobuf message an item becomes (`Span`, `LogRecord`).
     type Proto: prost::Message;
-    type Request: serde::Serialize + Default + prost::Message;
+    type Request: serde::Serialize + Default + prost::Message + crate::console::Lines;
     const SIGNAL: Signal;
     /// The OTLP gRPC method.
     const GRPC_PATH: &'static str;
@@ -116,6 +116,8 @@ pub(crate) enum Transport {
         json: bool,
     },
     File(JsonLinesFile),
+    /// Readable lines on stdout (see `console`).
+    Console(crate::console::Console),
 }
 
 impl Transport {
@@ -144,6 +146,21 @@ impl Transport {
                 }
             }
         })
+    }
+}
+
+/// Where a batch goes, for diagnostics: the protocol and endpoint or the file, never a header.
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Grpc { endpoint, .. } => write!(f, "otlp grpc {endpoint}"),
+            Self::Http {
+                url, json: true, ..
+            } => write!(f, "otlp http/json {url}"),
+            Self::Http { url, .. } => write!(f, "otlp http/protobuf {url}"),
+            Self::File(file) => write!(f, "file {}", file.path().display()),
+            Self::Console(_) => f.write_str("console"),
+        }
     }
 }
 
@@ -364,7 +381,7 @@ pub(crate) fn scrub_string(s: &mut String) {
 /// What the redaction rule does with one attribute value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum AttributeRule {
-    /// A number or a boolean: kept.
+    /// Kept as it is.
     Keep,
     /// Under a sensitive key: replaced whole by [`REDACTED`].
     Replace,
@@ -372,17 +389,38 @@ pub(crate) enum AttributeRule {
     ScrubStrings,
 }
 
-/// The redaction rule for attributes, shared by [`scrub_attributes`] and the span encoder
-/// (`wire`). Numbers and booleans cannot carry a secret (so a key like the seed's `hasCookie`
-/// keeps its value); any other value under a sensitive key is replaced whole, and every string
-/// is scrubbed of embedded secrets.
-pub(crate) fn attribute_rule(key: &str, scalar: bool) -> AttributeRule {
-    if scalar {
-        AttributeRule::Keep
-    } else if is_sensitive_key_cached(key) {
-        AttributeRule::Replace
-    } else {
-        AttributeRule::ScrubStrings
+/// The kind of an attribute value, as far as the redaction rule cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ValueKind {
+    Bool,
+    /// An integer or a double.
+    Number,
+    /// A string, bytes, a list or a map.
+    Other,
+}
+
+/// The redaction rule for attributes, shared by [`scrub_attributes`], the span and log
+/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines.
+/// - A boolean cannot carry a secret (the seed's `hasCookie` keeps its value).
+/// - A number is replaced when the attribute's own name, its last dotted segment, names a
+///   secret (`password = 12345678`, `pin_token`, `session_id`: a PIN or a numeric token is a
+///   secret); a number under a namespace that merely mentions one describes it and is kept
+///   (`crm.token.expires_in_s`, `token.count`).
+/// - Any other value under a key that mentions a secret anywhere is replaced whole, and every
+///   string is scrubbed of embedded secrets.
+pub(crate) fn attribute_rule(key: &str, kind: ValueKind) -> AttributeRule {
+    match kind {
+        ValueKind::Bool => AttributeRule::Keep,
+        ValueKind::Number => {
+            let own_name = key.rsplit('.').next().unwrap_or(key);
+            if is_sensitive_key_cached(own_name) {
+                AttributeRule::Replace
+            } else {
+                AttributeRule::Keep
+            }
+        }
+        ValueKind::Other if is_sensitive_key_cached(key) => AttributeRule::Replace,
+        ValueKind::Other => AttributeRule::ScrubStrings,
     }
 }
 
@@ -392,11 +430,12 @@ pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
         let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
             continue;
         };
-        let scalar = matches!(
-            v,
-            Value::BoolValue(_) | Value::IntValue(_) | Value::DoubleValue(_)
-        );
-        match (attribute_rule(&kv.key, scalar), v) {
+        let kind = match v {
+            Value::BoolValue(_) => ValueKind::Bool,
+            Value::IntValue(_) | Value::DoubleValue(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        match (attribute_rule(&kv.key, kind), v) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::StringValue(REDACTED.to_owned()),
             (AttributeRule::ScrubStrings, Value::StringValue(s)) => scrub_string(s),
@@ -502,7 +541,7 @@ impl<P: Payload> Exporter<P> {
             Err(e) => {
                 // Without a runtime nothing can be sent: count every item as dropped.
                 tracing::warn!(
-                    target: "vidscope_telemetry::export",
+                    target: crate::init::EXPORT_TARGET,
                     signal = P::SIGNAL.as_str(),
                     error = %e,
                     "cannot start the export thread's runtime; this signal will be dropped"
@@ -582,11 +621,23 @@ impl<P: Payload> Exporter<P> {
             return;
         }
         let n = batch.len();
+        tracing::debug!(
+            target: crate::init::EXPORT_TARGET,
+            signal = P::SIGNAL.as_str(),
+            items = n,
+            destination = %self.transport,
+            "exporting a telemetry batch"
+        );
         match &self.transport {
             Transport::File(f) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
                 let written = f.write_json(&request);
                 // No fallback behind the file itself.
+                self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
+            }
+            Transport::Console(c) => {
+                let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
+                let written = c.write(&request);
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
             Transport::Http { json: true, .. } => {
@@ -678,7 +729,7 @@ impl<P: Payload> Exporter<P> {
                     Err(format!("POST {url}: {}", response.status()))
                 }
             }
-            Transport::File(_) => Ok(()),
+            Transport::File(_) | Transport::Console(_) => Ok(()),
         }
     }
 }
@@ -686,6 +737,29 @@ impl<P: Payload> Exporter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Booleans are kept; a number is replaced when its own name is a secret's; any other
+    /// value when its key mentions a secret anywhere.
+    #[test]
+    fn the_attribute_rule_by_value_kind() {
+        use AttributeRule::{Keep, Replace, ScrubStrings};
+        use ValueKind::{Bool, Number, Other};
+        for (key, kind, rule) in [
+            ("hasCookie", Bool, Keep),
+            ("password", Bool, Keep),
+            ("password", Number, Replace),
+            ("user.pin_token", Number, Replace),
+            ("session_id", Number, Replace),
+            ("crm.token.expires_in_s", Number, Keep),
+            ("token.count", Number, Keep),
+            ("http.response.status_code", Number, Keep),
+            ("password", Other, Replace),
+            ("crm.token.expires_in_s", Other, Replace),
+            ("http.route", Other, ScrubStrings),
+        ] {
+            assert_eq!(attribute_rule(key, kind), rule, "{key} {kind:?}");
+        }
+    }
 
     /// Producers pushing while the export side takes: the queued count ends at zero. Counted
     /// after the send, a take between send and count left the count one too high per race

@@ -44,12 +44,13 @@ use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+use crate::console::{Console, SharedWriter};
 use crate::db_watch::DbWatch;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
 use crate::init::InitError;
-use crate::pipe::{AttributeRule, attribute_rule};
+use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
 /// The SDK's sampler for the configured one (the fast path decides the same way, see
@@ -183,11 +184,13 @@ pub(crate) fn metric_exporter(
 pub(crate) fn target<E>(
     config: &TelemetryConfig,
     signal: Signal,
+    console: &SharedWriter,
     otlp: impl FnOnce(&TelemetryConfig) -> Result<E, InitError>,
 ) -> Result<Option<Target<E>>, InitError> {
     Ok(match config.exporter(signal) {
         ExporterKind::Otlp => Some(Target::Otlp(otlp(config)?)),
         ExporterKind::File => Some(Target::File(crate::init::open_file(config, signal)?)),
+        ExporterKind::Console => Some(Target::Console(Console::new(console.clone()))),
         ExporterKind::None => None,
     })
 }
@@ -266,11 +269,8 @@ impl<E> SdkExport<E> {
                 }
                 for (k, v) in r.attributes_iter() {
                     let mut v = v.clone();
-                    let scalar = matches!(
-                        v,
-                        AnyValue::Int(_) | AnyValue::Double(_) | AnyValue::Boolean(_)
-                    );
-                    scrub_any(&mut v, attribute_rule(k.as_str(), scalar));
+                    let rule = attribute_rule(k.as_str(), any_kind(&v));
+                    scrub_any(&mut v, rule);
                     out.add_attribute(k.clone(), v);
                 }
                 if let Some(tc) = r.trace_context() {
@@ -296,6 +296,15 @@ fn scrubbed(s: &str) -> Option<String> {
 static BLANK: std::sync::LazyLock<SdkLogger> =
     std::sync::LazyLock::new(|| SdkLoggerProvider::builder().build().logger("scrub"));
 
+/// A log value's kind for the redaction rule.
+fn any_kind(v: &AnyValue) -> ValueKind {
+    match v {
+        AnyValue::Boolean(_) => ValueKind::Bool,
+        AnyValue::Int(_) | AnyValue::Double(_) => ValueKind::Number,
+        _ => ValueKind::Other,
+    }
+}
+
 /// Applies a redaction rule to a log value, recursing into lists and maps (each map entry by
 /// its own key).
 fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
@@ -314,11 +323,8 @@ fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
         }
         (AttributeRule::ScrubStrings, AnyValue::Map(map)) => {
             for (k, item) in map.iter_mut() {
-                let scalar = matches!(
-                    item,
-                    AnyValue::Int(_) | AnyValue::Double(_) | AnyValue::Boolean(_)
-                );
-                scrub_any(item, attribute_rule(k.as_str(), scalar));
+                let kind = any_kind(item);
+                scrub_any(item, attribute_rule(k.as_str(), kind));
             }
         }
         _ => {}
@@ -328,8 +334,12 @@ fn scrub_any(v: &mut AnyValue, rule: AttributeRule) {
 /// Applies the redaction rule to span attributes in place.
 fn scrub_attributes(attributes: &mut [KeyValue]) {
     for kv in attributes {
-        let scalar = matches!(kv.value, Value::Bool(_) | Value::I64(_) | Value::F64(_));
-        match (attribute_rule(kv.key.as_str(), scalar), &mut kv.value) {
+        let kind = match kv.value {
+            Value::Bool(_) => ValueKind::Bool,
+            Value::I64(_) | Value::F64(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        match (attribute_rule(kv.key.as_str(), kind), &mut kv.value) {
             (AttributeRule::Keep, _) => {}
             (AttributeRule::Replace, v) => *v = Value::from(REDACTED),
             (AttributeRule::ScrubStrings, Value::String(s)) => {
@@ -381,6 +391,10 @@ impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
                 let r = f.write_json(&self.trace_request(batch));
                 self.guarded.settle(Signal::Traces, n, r, no_fallback)
             }
+            Target::Console(c) => {
+                let r = c.write(&self.trace_request(batch));
+                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+            }
             Target::Otlp(exporter) => {
                 // The exporter takes the batch; a copy is kept only when a fallback may need it.
                 let copy = self.guarded.fallback.is_some().then(|| batch.clone());
@@ -395,14 +409,14 @@ impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match &self.guarded.target {
             Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) => Ok(()),
+            Target::File(_) | Target::Console(_) => Ok(()),
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
         match &self.guarded.target {
             Target::Otlp(e) => e.force_flush(),
-            Target::File(_) => Ok(()),
+            Target::File(_) | Target::Console(_) => Ok(()),
         }
     }
 
@@ -427,6 +441,10 @@ impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
                 let r = f.write_json(&self.logs_request(&batch));
                 self.guarded.settle(Signal::Logs, n, r, no_fallback)
             }
+            Target::Console(c) => {
+                let r = c.write(&self.logs_request(&batch));
+                self.guarded.settle(Signal::Logs, n, r, no_fallback)
+            }
             Target::Otlp(exporter) => {
                 let r = exporter.export(LogBatch::new(&refs)).await;
                 self.guarded.settle(Signal::Logs, n, r, |f| {
@@ -439,7 +457,7 @@ impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match &self.guarded.target {
             Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) => Ok(()),
+            Target::File(_) | Target::Console(_) => Ok(()),
         }
     }
 

@@ -16,8 +16,8 @@ pub(crate) fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// An attribute key: secrets among them (replaced whole unless the value is a number or a
-/// bool), and ordinary ones.
+/// An attribute key: secrets among them (replaced whole unless the value is a bool, or a
+/// number under a namespace that only mentions a secret), and ordinary ones.
 pub(crate) fn key() -> impl Strategy<Value = &'static str> {
     prop::sample::select(
         &[
@@ -26,6 +26,7 @@ pub(crate) fn key() -> impl Strategy<Value = &'static str> {
             "authorization",
             "cookie",
             "hasCookie",
+            "crm.token.expires_in_s",
             "user.id",
             "http.route",
             "url.full",

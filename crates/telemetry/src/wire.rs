@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
-use crate::pipe::{AttributeRule, attribute_rule};
+use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
 fn varint(buf: &mut Vec<u8>, v: u64) {
@@ -169,6 +169,7 @@ fn any_value(buf: &mut Vec<u8>, value: AnyRef<'_>, rule: AttributeRule) {
             key(buf, 2, WireType::Varint);
             varint(buf, u64::from(b));
         }
+        _ if rule == AttributeRule::Replace => any_string(buf, REDACTED),
         AnyRef::Int(i) => {
             key(buf, 3, WireType::Varint);
             varint(buf, i as u64);
@@ -177,7 +178,6 @@ fn any_value(buf: &mut Vec<u8>, value: AnyRef<'_>, rule: AttributeRule) {
             key(buf, 4, WireType::SixtyFourBit);
             buf.extend_from_slice(&f.to_bits().to_le_bytes());
         }
-        _ if rule == AttributeRule::Replace => any_string(buf, REDACTED),
         AnyRef::Str(s) => any_string(buf, &redact_str(s)),
         AnyRef::Bytes(b) => bytes(buf, 7, b),
         AnyRef::Array(a) => nested(buf, 5, |buf| array(buf, a)),
@@ -210,10 +210,12 @@ fn array(buf: &mut Vec<u8>, a: &Array) {
 pub(crate) fn attribute(buf: &mut Vec<u8>, tag: u32, k: &str, value: AnyRef<'_>) {
     nested(buf, tag, |buf| {
         string(buf, 1, k);
-        let scalar = matches!(value, AnyRef::Bool(_) | AnyRef::Int(_) | AnyRef::Double(_));
-        nested(buf, 2, |buf| {
-            any_value(buf, value, attribute_rule(k, scalar))
-        });
+        let kind = match value {
+            AnyRef::Bool(_) => ValueKind::Bool,
+            AnyRef::Int(_) | AnyRef::Double(_) => ValueKind::Number,
+            _ => ValueKind::Other,
+        };
+        nested(buf, 2, |buf| any_value(buf, value, attribute_rule(k, kind)));
     });
 }
 

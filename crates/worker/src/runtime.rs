@@ -669,7 +669,8 @@ async fn run_and_settle(
                 let delay = backoff.delay(d.attempt, rand::random::<f64>());
                 tracing::warn!(
                     job.id = %m.id,
-                    attempt = d.attempt,
+                    // i64: tracing-opentelemetry turns a u64 event field into a string.
+                    attempt = i64::from(d.attempt),
                     retry.delay_ms = delay.as_millis() as i64,
                     error = %e,
                     "job.retry_scheduled"
@@ -690,7 +691,8 @@ async fn run_and_settle(
                 let class = e.class().as_str();
                 tracing::error!(
                     job.id = %m.id,
-                    attempt = d.attempt,
+                    // i64: tracing-opentelemetry turns a u64 event field into a string.
+                    attempt = i64::from(d.attempt),
                     error.class = class,
                     error = %e,
                     "job.dead_lettered"

@@ -519,7 +519,8 @@ impl ObjectStore {
             "s3.get_signed_url",
             self,
             key.as_str(),
-            s3.presign_ttl_s = ttl.as_secs()
+            // i64, not u64: tracing-opentelemetry records a u64 as a string.
+            s3.presign_ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
         );
         traced(span, async {
             match self {
