@@ -639,7 +639,8 @@ def update(reg: dict, captures, prune: bool) -> tuple[list[str], list[str]]:
     for files, facts in by_context(reg, captures).items():
         check_emitted(build_view(reg, files, []), defaultdict(dict, facts), [], used)
     missing = []
-    for key, text in registered_items(reg):
+    # A list first: pruning changes the tables the generator walks.
+    for key, text in list(registered_items(reg)):
         if key not in used:
             missing.append(text)
             if prune:

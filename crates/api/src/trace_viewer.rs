@@ -595,19 +595,22 @@ mod tests {
         );
     }
 
+    /// One export line holding one span of trace `i` (its id is `i` in hex), started at `i` µs.
+    fn numbered_export(i: u32) -> String {
+        export(
+            "svc",
+            serde_json::json!([{"traceId": format!("{i:032x}"), "spanId": "0000000000000001",
+                "name": "n", "startTimeUnixNano": (u64::from(i) * 1000).to_string(),
+                "endTimeUnixNano": (u64::from(i) * 1000 + 1).to_string()}]),
+        )
+    }
+
     /// Under compose the viewer reads the Collector's file, whose backups are named by time.
     #[test]
     fn reads_the_collectors_timestamped_backups_newest_first() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("traces.json");
-        let line = |i: u32| {
-            export(
-                "svc",
-                serde_json::json!([{"traceId": format!("{i:032x}"), "spanId": "0000000000000001",
-                    "name": "n", "startTimeUnixNano": (u64::from(i) * 1000).to_string(),
-                    "endTimeUnixNano": (u64::from(i) * 1000 + 1).to_string()}]),
-            )
-        };
+        let line = numbered_export;
         std::fs::write(&file, line(3) + "\n").unwrap();
         std::fs::write(
             dir.path().join("traces-2026-12-06T10-00-00.000.json"),
@@ -646,14 +649,7 @@ mod tests {
     fn reads_only_the_tail_and_the_backups_within_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("traces.json");
-        let line = |i: u32| {
-            export(
-                "svc",
-                serde_json::json!([{"traceId": format!("{i:032x}"), "spanId": "0000000000000001",
-                    "name": "n", "startTimeUnixNano": (u64::from(i) * 1000).to_string(),
-                    "endTimeUnixNano": (u64::from(i) * 1000 + 1).to_string()}]),
-            )
-        };
+        let line = numbered_export;
         let old: String = (0..5).map(|i| line(i) + "\n").collect();
         let new: String = (5..10).map(|i| line(i) + "\n").collect();
         std::fs::write(dir.path().join("traces.json.1"), &old).unwrap();

@@ -72,23 +72,29 @@ fn user_add_creates_a_user_once() {
     assert!(String::from_utf8_lossy(&short.stderr).contains("--password"));
 }
 
-#[test]
-fn up_serves_and_writes_telemetry_files_within_five_seconds() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Process(
+/// `vidscope up` on embedded defaults in `data_dir`, port 0, stdout piped, plus `env`.
+fn up(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Process {
+    Process(
         vidscope()
             .args([
                 "--data-dir",
-                dir.path().to_str().unwrap(),
+                data_dir.to_str().unwrap(),
                 "up",
                 "--addr",
                 "127.0.0.1:0",
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+#[test]
+fn up_serves_and_writes_telemetry_files_within_five_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = up(dir.path(), &[]);
     let base = common::up_base_url(child.0.stdout.take().unwrap());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -192,21 +198,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
     use vidscope_telemetry::catalog::{CATALOG, Kind};
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Process(
-        vidscope()
-            .args([
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-                "up",
-                "--addr",
-                "127.0.0.1:0",
-            ])
-            .env("VIDSCOPE_WORKER_GAUGE_INTERVAL_MS", "200")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = up(dir.path(), &[("VIDSCOPE_WORKER_GAUGE_INTERVAL_MS", "200")]);
     let mut banner = Vec::new();
     common::scan_stdout(child.0.stdout.take().unwrap(), "the banner", |line| {
         banner.push(line.to_owned());
