@@ -369,3 +369,33 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         "{by_body:?}"
     );
 }
+
+/// `OTEL_SERVICE_NAME` renames both services of `vidscope up`, keeping them apart.
+#[test]
+fn up_names_its_two_services_from_otel_service_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = up(dir.path(), &[("OTEL_SERVICE_NAME", "acme")]);
+    common::up_base_url(child.0.stdout.take().unwrap());
+    let metrics = dir.path().join("telemetry").join("metrics.json");
+    let started = Instant::now();
+    let services = loop {
+        let services: std::collections::BTreeSet<String> =
+            metric_points(&std::fs::read_to_string(&metrics).unwrap_or_default())
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+        if services.len() >= 2 {
+            break services;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "two services within 15 s: {services:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(child.stop().success());
+    assert_eq!(
+        services,
+        ["acme-api", "acme-worker"].map(String::from).into()
+    );
+}
