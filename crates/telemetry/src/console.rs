@@ -101,7 +101,7 @@ impl Lines for ExportTraceServiceRequest {
                     out.push_str(" name=");
                     quoted(out, &span.name);
                     out.push_str(" kind=");
-                    out.push_str(span_kind(span.kind));
+                    out.push_str(span_kind_name(span.kind));
                     let (code, message) = span
                         .status
                         .as_ref()
@@ -210,14 +210,17 @@ impl Lines for ExportMetricsServiceRequest {
                         out.push_str(" type=");
                         out.push_str(kind);
                     };
+                    let tail = |out: &mut String, labels: &[KeyValue]| {
+                        common(out, service, scope);
+                        attributes(out, labels);
+                        out.push('\n');
+                    };
                     match &m.data {
                         Some(metric::Data::Gauge(g)) => {
                             for p in &g.data_points {
                                 head(out, p.time_unix_nano, "gauge");
                                 number(out, p.value);
-                                common(out, service, scope);
-                                attributes(out, &p.attributes);
-                                out.push('\n');
+                                tail(out, &p.attributes);
                             }
                         }
                         Some(metric::Data::Sum(s)) => {
@@ -229,9 +232,7 @@ impl Lines for ExportMetricsServiceRequest {
                             for p in &s.data_points {
                                 head(out, p.time_unix_nano, kind);
                                 number(out, p.value);
-                                common(out, service, scope);
-                                attributes(out, &p.attributes);
-                                out.push('\n');
+                                tail(out, &p.attributes);
                             }
                         }
                         Some(metric::Data::Histogram(h)) => {
@@ -243,9 +244,7 @@ impl Lines for ExportMetricsServiceRequest {
                                         let _ = write!(out, " {k}={v}");
                                     }
                                 }
-                                common(out, service, scope);
-                                attributes(out, &p.attributes);
-                                out.push('\n');
+                                tail(out, &p.attributes);
                             }
                         }
                         Some(metric::Data::ExponentialHistogram(h)) => {
@@ -255,18 +254,14 @@ impl Lines for ExportMetricsServiceRequest {
                                 if let Some(sum) = p.sum {
                                     let _ = write!(out, " sum={sum}");
                                 }
-                                common(out, service, scope);
-                                attributes(out, &p.attributes);
-                                out.push('\n');
+                                tail(out, &p.attributes);
                             }
                         }
                         Some(metric::Data::Summary(s)) => {
                             for p in &s.data_points {
                                 head(out, p.time_unix_nano, "summary");
                                 let _ = write!(out, " count={} sum={}", p.count, p.sum);
-                                common(out, service, scope);
-                                attributes(out, &p.attributes);
-                                out.push('\n');
+                                tail(out, &p.attributes);
                             }
                         }
                         None => {}
@@ -297,7 +292,9 @@ fn common(out: &mut String, service: &str, scope: &str) {
     quoted(out, scope);
 }
 
-fn span_kind(kind: i32) -> &'static str {
+/// The lowercase name of an OTLP span kind (`internal`, `server`, ...), as the console lines
+/// and the test kit's telemetry registry capture write it.
+pub fn span_kind_name(kind: i32) -> &'static str {
     match kind {
         1 => "internal",
         2 => "server",

@@ -21,6 +21,10 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use crate::config::Signal;
 use crate::file::JsonLinesFile;
 
+/// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
+/// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
+pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
+
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -96,7 +100,7 @@ impl ExportStats {
         if should_warn {
             self.warnings[idx(s)].fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                target: crate::init::EXPORT_TARGET,
+                target: EXPORT_TARGET,
                 signal = s.as_str(),
                 items,
                 total_dropped = self.dropped(s),

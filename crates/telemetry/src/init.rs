@@ -19,6 +19,7 @@ use crate::catalog::{Metrics, view};
 use crate::config::{Backend, ExporterKind, Signal, TelemetryConfig};
 use crate::console::{Console, SharedWriter};
 use crate::db_watch::DbWatch;
+use crate::export::EXPORT_TARGET;
 use crate::export::{ExportStats, Guarded};
 use crate::file::JsonLinesFile;
 use crate::gate::{Directives, Gate, Output};
@@ -80,10 +81,6 @@ fn stdout_directives(config: &TelemetryConfig) -> String {
     }
     s
 }
-
-/// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
-/// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
-pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

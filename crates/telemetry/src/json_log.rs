@@ -8,7 +8,7 @@
 //! Outside a span the ids are `null`. Values are written as tracing-serde writes them:
 //! numbers and booleans as JSON, everything else as a string; serde_json escapes strings.
 //!
-//! Secrets are scrubbed as in every other output (`pipe::attribute_rule`): a text value under
+//! Secrets are scrubbed as in every other output (`redact::attribute_rule`): a text value under
 //! a sensitive key, or a number whose own name is a secret's, is replaced whole, and secrets inside the message or any text value
 //! (`password=…`, `Bearer …`, signed-URL signatures) are replaced.
 
@@ -23,8 +23,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
-use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
 use crate::propagation::push_hex;
+use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 use crate::store::SpanTable;
 

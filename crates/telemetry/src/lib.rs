@@ -45,6 +45,7 @@ mod wire;
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use console::span_kind_name;
 pub use init::{InitError, Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
 pub use spans::{SpanExt, with_remote_parent};

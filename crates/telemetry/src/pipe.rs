@@ -27,7 +27,7 @@ use crate::OTelSdkError;
 use crate::config::{OtlpProtocol, Signal};
 use crate::export::ExportStats;
 use crate::file::JsonLinesFile;
-use crate::redact::{REDACTED, is_sensitive_key_cached, redact_str};
+use crate::redact::{AttributeRule, REDACTED, ValueKind, attribute_rule, redact_str};
 
 /// Items per export call, as the SDK's batch processors default to.
 const MAX_BATCH: usize = 512;
@@ -378,52 +378,6 @@ pub(crate) fn scrub_string(s: &mut String) {
     }
 }
 
-/// What the redaction rule does with one attribute value.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum AttributeRule {
-    /// Kept as it is.
-    Keep,
-    /// Under a sensitive key: replaced whole by [`REDACTED`].
-    Replace,
-    /// Every string in it is scrubbed of embedded secrets.
-    ScrubStrings,
-}
-
-/// The kind of an attribute value, as far as the redaction rule cares.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ValueKind {
-    Bool,
-    /// An integer or a double.
-    Number,
-    /// A string, bytes, a list or a map.
-    Other,
-}
-
-/// The redaction rule for attributes, shared by [`scrub_attributes`], the span and log
-/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines.
-/// - A boolean cannot carry a secret (the seed's `hasCookie` keeps its value).
-/// - A number is replaced when the attribute's own name, its last dotted segment, names a
-///   secret (`password = 12345678`, `pin_token`, `session_id`: a PIN or a numeric token is a
-///   secret); a number under a namespace that merely mentions one describes it and is kept
-///   (`crm.token.expires_in_s`, `token.count`).
-/// - Any other value under a key that mentions a secret anywhere is replaced whole, and every
-///   string is scrubbed of embedded secrets.
-pub(crate) fn attribute_rule(key: &str, kind: ValueKind) -> AttributeRule {
-    match kind {
-        ValueKind::Bool => AttributeRule::Keep,
-        ValueKind::Number => {
-            let own_name = key.rsplit('.').next().unwrap_or(key);
-            if is_sensitive_key_cached(own_name) {
-                AttributeRule::Replace
-            } else {
-                AttributeRule::Keep
-            }
-        }
-        ValueKind::Other if is_sensitive_key_cached(key) => AttributeRule::Replace,
-        ValueKind::Other => AttributeRule::ScrubStrings,
-    }
-}
-
 /// Applies [`attribute_rule`] to protobuf attributes in place.
 pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
     for kv in attributes {
@@ -541,7 +495,7 @@ impl<P: Payload> Exporter<P> {
             Err(e) => {
                 // Without a runtime nothing can be sent: count every item as dropped.
                 tracing::warn!(
-                    target: crate::init::EXPORT_TARGET,
+                    target: crate::export::EXPORT_TARGET,
                     signal = P::SIGNAL.as_str(),
                     error = %e,
                     "cannot start the export thread's runtime; this signal will be dropped"
@@ -622,7 +576,7 @@ impl<P: Payload> Exporter<P> {
         }
         let n = batch.len();
         tracing::debug!(
-            target: crate::init::EXPORT_TARGET,
+            target: crate::export::EXPORT_TARGET,
             signal = P::SIGNAL.as_str(),
             items = n,
             destination = %self.transport,
@@ -737,29 +691,6 @@ impl<P: Payload> Exporter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Booleans are kept; a number is replaced when its own name is a secret's; any other
-    /// value when its key mentions a secret anywhere.
-    #[test]
-    fn the_attribute_rule_by_value_kind() {
-        use AttributeRule::{Keep, Replace, ScrubStrings};
-        use ValueKind::{Bool, Number, Other};
-        for (key, kind, rule) in [
-            ("hasCookie", Bool, Keep),
-            ("password", Bool, Keep),
-            ("password", Number, Replace),
-            ("user.pin_token", Number, Replace),
-            ("session_id", Number, Replace),
-            ("crm.token.expires_in_s", Number, Keep),
-            ("token.count", Number, Keep),
-            ("http.response.status_code", Number, Keep),
-            ("password", Other, Replace),
-            ("crm.token.expires_in_s", Other, Replace),
-            ("http.route", Other, ScrubStrings),
-        ] {
-            assert_eq!(attribute_rule(key, kind), rule, "{key} {kind:?}");
-        }
-    }
 
     /// Producers pushing while the export side takes: the queued count ends at zero. Counted
     /// after the send, a take between send and count left the count one too high per race

@@ -251,9 +251,78 @@ fn value_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// What the redaction rule does with one attribute value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AttributeRule {
+    /// Kept as it is.
+    Keep,
+    /// Under a sensitive key: replaced whole by [`REDACTED`].
+    Replace,
+    /// Every string in it is scrubbed of embedded secrets.
+    ScrubStrings,
+}
+
+/// The kind of an attribute value, as far as the redaction rule cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ValueKind {
+    Bool,
+    /// An integer or a double.
+    Number,
+    /// A string, bytes, a list or a map.
+    Other,
+}
+
+/// The redaction rule for attributes, shared by `pipe::scrub_attributes`, the span and log
+/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines.
+/// - A boolean cannot carry a secret (the seed's `hasCookie` keeps its value).
+/// - A number is replaced when the attribute's own name, its last dotted segment, names a
+///   secret (`password = 12345678`, `pin_token`, `session_id`: a PIN or a numeric token is a
+///   secret); a number under a namespace that merely mentions one describes it and is kept
+///   (`crm.token.expires_in_s`, `token.count`).
+/// - Any other value under a key that mentions a secret anywhere is replaced whole, and every
+///   string is scrubbed of embedded secrets.
+pub(crate) fn attribute_rule(key: &str, kind: ValueKind) -> AttributeRule {
+    match kind {
+        ValueKind::Bool => AttributeRule::Keep,
+        ValueKind::Number => {
+            let own_name = key.rsplit('.').next().unwrap_or(key);
+            if is_sensitive_key_cached(own_name) {
+                AttributeRule::Replace
+            } else {
+                AttributeRule::Keep
+            }
+        }
+        ValueKind::Other if is_sensitive_key_cached(key) => AttributeRule::Replace,
+        ValueKind::Other => AttributeRule::ScrubStrings,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Booleans are kept; a number is replaced when its own name is a secret's; any other
+    /// value when its key mentions a secret anywhere.
+    #[test]
+    fn the_attribute_rule_by_value_kind() {
+        use AttributeRule::{Keep, Replace, ScrubStrings};
+        use ValueKind::{Bool, Number, Other};
+        for (key, kind, rule) in [
+            ("hasCookie", Bool, Keep),
+            ("password", Bool, Keep),
+            ("password", Number, Replace),
+            ("user.pin_token", Number, Replace),
+            ("session_id", Number, Replace),
+            ("crm.token.expires_in_s", Number, Keep),
+            ("token.count", Number, Keep),
+            ("http.response.status_code", Number, Keep),
+            ("password", Other, Replace),
+            ("crm.token.expires_in_s", Other, Replace),
+            ("http.route", Other, ScrubStrings),
+        ] {
+            assert_eq!(attribute_rule(key, kind), rule, "{key} {kind:?}");
+        }
+    }
 
     /// The fast path skips strings without a trigger byte, so every auth scheme must start
     /// with one, in either case.

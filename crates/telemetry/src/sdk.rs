@@ -10,7 +10,7 @@
 //! and compares the normalised output.
 //!
 //! What this side adds on top of the stock layers, so that both paths emit the same data:
-//! - exporters wrapped in [`SdkExport`]: secrets scrubbed (`pipe::attribute_rule`), batches
+//! - exporters wrapped in [`SdkExport`]: secrets scrubbed (`redact::attribute_rule`), batches
 //!   counted in `telemetry.export.*`, the file target and the file fallback;
 //! - [`SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query` span
 //!   closes late;
@@ -50,7 +50,7 @@ use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
 use crate::init::InitError;
-use crate::pipe::{AttributeRule, ValueKind, attribute_rule};
+use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
 /// The SDK's sampler for the configured one (the fast path decides the same way, see

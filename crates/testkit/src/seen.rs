@@ -147,7 +147,10 @@ impl SeenLog {
                 for span in &scope_spans.spans {
                     // Kind too: the load generator's client spans share names with the API's
                     // server spans ("GET /api/videos") and carry other attributes.
-                    let (name, kind) = (span.name.as_str(), span_kind(span.kind));
+                    let (name, kind) = (
+                        span.name.as_str(),
+                        vidscope_telemetry::span_kind_name(span.kind),
+                    );
                     new |= self.add(Fact::Span, &[&service, scope, name, kind]);
                     for kv in &span.attributes {
                         let row = [name, kind, &kv.key, &kv_type(kv)];
@@ -256,17 +259,6 @@ fn source() -> String {
 
 fn scope_name(scope: Option<&InstrumentationScope>) -> &str {
     scope.map_or("", |s| s.name.as_str())
-}
-
-fn span_kind(kind: i32) -> &'static str {
-    match kind {
-        1 => "internal",
-        2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
-        _ => "unspecified",
-    }
 }
 
 fn metric_shape(data: Option<&metric::Data>) -> (&'static str, Vec<&KeyValue>) {

@@ -4,14 +4,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::routing::get;
 use vidscope_core::db::now_millis;
 
-use crate::runtime::Health;
+/// Liveness facts the health endpoint reports.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Unix ms of the claim loop's last turn.
+    pub last_loop_ms: AtomicI64,
+    pub in_flight: AtomicUsize,
+    /// Unix ms of the last failed claim (0: none since the last success).
+    pub queue_failing_since_ms: AtomicI64,
+}
 
 /// The loop turns at least every few seconds; this much silence means it is stuck.
 const STALLED_AFTER_MS: i64 = 60_000;

@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use vidscope_telemetry::{Backoff, Classify, Metrics};
 use crate::crm::{CrmClient, CrmSettings};
 use crate::error::JobError;
 use crate::ffmpeg::Ffmpeg;
+use crate::health::Health;
 use crate::jobs::{JobContext, Registry};
 use crate::settings::{QueueKind, WorkerSettings};
 
@@ -38,16 +39,6 @@ use crate::settings::{QueueKind, WorkerSettings};
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
 /// Published outbox rows are kept this long for debugging.
 const OUTBOX_KEEP: Duration = Duration::from_secs(24 * 3600);
-
-/// Liveness facts the health endpoint reports.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Unix ms of the claim loop's last turn.
-    pub last_loop_ms: AtomicI64,
-    pub in_flight: AtomicUsize,
-    /// Unix ms of the last failed claim (0: none since the last success).
-    pub queue_failing_since_ms: AtomicI64,
-}
 
 pub struct Worker {
     ctx: JobContext,
@@ -327,7 +318,7 @@ const STEP_STATUSES: [&str; 2] = ["success", "failure"];
 /// Steps come from each job's [`crate::jobs::Job::STEPS`]. A retry's `step_name` is the
 /// error's type, an open set: `workflow.retry.count` is primed with `workflow_name` alone,
 /// a zero series that sums correctly with the real ones.
-pub fn prime_metrics(metrics: &Metrics, registry: &Registry, system: &'static str) {
+fn prime_metrics(metrics: &Metrics, registry: &Registry, system: &'static str) {
     for kind in JobKind::ALL {
         let job = KeyValue::new("job.type", kind.as_str());
         for class in ERROR_CLASSES {
