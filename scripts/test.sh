@@ -152,6 +152,9 @@ phase_end ok
 
 phase_begin "start postgres"
 start_postgres
+# The SQLite runs unset DATABASE_URL; tests that need a server database in every run (several
+# processes on one database: crates/cli/tests/replicas.rs) find it here.
+export VIDSCOPE_TEST_POSTGRES_URL=$DATABASE_URL
 phase_end ok
 
 phase_begin "start redis"

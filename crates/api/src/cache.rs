@@ -25,9 +25,6 @@ use vidscope_telemetry::classify::{ErrorClass, record_error};
 /// enough the map is cleared (a cache may forget; it must not grow without bound).
 const MEMORY_CAP: usize = 10_000;
 
-/// Prefix of every Redis key, so the cache can share a Redis with the job queue.
-const REDIS_PREFIX: &str = "vidscope:cache:";
-
 /// How long a video's metadata is cached. Short, because the worker changes a video's status
 /// from another process: [`invalidate_video`] on a status event makes the change visible at
 /// once, and this bounds the staleness if such an event is lost.
@@ -46,7 +43,9 @@ pub async fn invalidate_video(cache: &Cache, id: &VideoId) {
 }
 
 enum Backend {
-    Redis(ConnectionManager),
+    /// With the prefix of every key (`{VIDSCOPE_REDIS_PREFIX}:cache:`), so the cache can share
+    /// a Redis with the job queue and the login throttle.
+    Redis(ConnectionManager, String),
     Memory(Mutex<HashMap<String, (Instant, String)>>),
 }
 
@@ -55,10 +54,10 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn new(redis: Option<ConnectionManager>) -> Self {
+    pub fn new(redis: Option<ConnectionManager>, prefix: &str) -> Self {
         Self {
             backend: match redis {
-                Some(c) => Backend::Redis(c),
+                Some(c) => Backend::Redis(c, format!("{prefix}:cache:")),
                 None => Backend::Memory(Mutex::new(HashMap::new())),
             },
         }
@@ -66,7 +65,7 @@ impl Cache {
 
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
-            Backend::Redis(_) => "redis",
+            Backend::Redis(..) => "redis",
             Backend::Memory(_) => "memory",
         }
     }
@@ -130,9 +129,9 @@ impl Cache {
         let span = self.span("delete", label);
         let result = async {
             match &self.backend {
-                Backend::Redis(c) => {
+                Backend::Redis(c, prefix) => {
                     let mut c = c.clone();
-                    c.del::<_, ()>(format!("{REDIS_PREFIX}{key}"))
+                    c.del::<_, ()>(format!("{prefix}{key}"))
                         .await
                         .map_err(|e| e.to_string())
                 }
@@ -151,9 +150,9 @@ impl Cache {
 
     async fn read(&self, key: &str) -> Result<Option<String>, String> {
         match &self.backend {
-            Backend::Redis(c) => {
+            Backend::Redis(c, prefix) => {
                 let mut c = c.clone();
-                c.get(format!("{REDIS_PREFIX}{key}"))
+                c.get(format!("{prefix}{key}"))
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -173,9 +172,9 @@ impl Cache {
 
     async fn write(&self, key: &str, value: String, ttl: Duration) -> Result<(), String> {
         match &self.backend {
-            Backend::Redis(c) => {
+            Backend::Redis(c, prefix) => {
                 let mut c = c.clone();
-                c.set_ex::<_, _, ()>(format!("{REDIS_PREFIX}{key}"), value, ttl.as_secs().max(1))
+                c.set_ex::<_, _, ()>(format!("{prefix}{key}"), value, ttl.as_secs().max(1))
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -201,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_backend_reads_through_and_expires() {
-        let c = Cache::new(None);
+        let c = Cache::new(None, "vidscope");
         let calls = std::sync::atomic::AtomicU32::new(0);
         let load = || async {
             calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

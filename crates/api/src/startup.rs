@@ -29,6 +29,23 @@ fn prime_metrics(metrics: &Metrics) {
     metrics.test_otel_requests.add(0, &[]);
 }
 
+/// In Redis when there is one, so that replicas count the same failures.
+fn login_limiter(
+    api: &vidscope_core::config::ApiSettings,
+    redis: Option<redis::aio::ConnectionManager>,
+) -> crate::rate_limit::LoginLimiter {
+    use crate::rate_limit::LoginLimiter;
+    match redis {
+        Some(conn) => LoginLimiter::shared(
+            api.login_max_failures,
+            api.login_window,
+            conn,
+            &api.redis_prefix,
+        ),
+        None => LoginLimiter::new(api.login_max_failures, api.login_window),
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -74,11 +91,11 @@ impl Application {
                 metrics,
                 settings: std::sync::Arc::new(settings.api.clone()),
                 trace_viewer: std::sync::Arc::new(settings.trace_viewer.clone()),
-                cache: std::sync::Arc::new(crate::cache::Cache::new(redis.clone())),
-                login_limiter: std::sync::Arc::new(crate::rate_limit::LoginLimiter::new(
-                    settings.api.login_max_failures,
-                    settings.api.login_window,
+                cache: std::sync::Arc::new(crate::cache::Cache::new(
+                    redis.clone(),
+                    &settings.api.redis_prefix,
                 )),
+                login_limiter: std::sync::Arc::new(login_limiter(&settings.api, redis.clone())),
                 realtime: crate::realtime::Hub::new(),
             },
         };

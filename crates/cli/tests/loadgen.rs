@@ -118,6 +118,7 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
     .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN_PASSWORD)
     .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
+    .env("VIDSCOPE_REDIS_PREFIX", &prefix)
     .env("VIDSCOPE_JOB_BACKOFF_MS", "200")
     .env("VIDSCOPE_CRM_URL", &crm)
     .env("VIDSCOPE_CRM_CLIENT_ID", "loadgen")

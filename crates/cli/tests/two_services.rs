@@ -3,7 +3,6 @@
 //! capture receiver. One upload must give one trace across both services, and its status
 //! changes must reach the uploader's open WebSocket through Redis pub/sub.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,18 +17,6 @@ use common::Process;
 const ADMIN_EMAIL: &str = "two-services@example.com";
 const ADMIN_PASSWORD: &str = "two services admin";
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The container binaries sit next to `vidscope` in the target directory (`cargo test
-/// --workspace` builds every binary of the workspace).
-fn sibling_binary(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_vidscope")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} not built: run `cargo build --workspace` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upload_is_one_trace_across_api_and_worker_processes() {
@@ -48,6 +35,7 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
             .env("REDIS_URL", &redis_url)
             .env("VIDSCOPE_DATA_DIR", dir.path())
             .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
+            .env("VIDSCOPE_REDIS_PREFIX", &prefix)
             .env_remove("S3_BUCKET_NAME")
             .env("OTEL_SERVICE_NAME", service)
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
@@ -56,7 +44,7 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
             .env("RUST_LOG", "info");
     };
 
-    let mut api = Command::new(sibling_binary("vidscope-api"));
+    let mut api = Command::new(common::sibling_binary("vidscope-api"));
     common(&mut api, "vidscope-api");
     api.env("VIDSCOPE_ADDR", "127.0.0.1:0")
         .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
@@ -64,26 +52,10 @@ async fn one_upload_is_one_trace_across_api_and_worker_processes() {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut api = Process(api.spawn().unwrap());
-    let stdout = api.0.stdout.take().unwrap();
-    // The API logs JSON lines; the start-up line carries the port it bound.
-    let port = tokio::task::spawn_blocking(move || {
-        common::scan_stdout(stdout, "vidscope-api listened", |line| {
-            let json = serde_json::from_str::<serde_json::Value>(line).ok()?;
-            let listening = json["message"] == "vidscope-api listening"
-                || json["fields"]["message"] == "vidscope-api listening";
-            listening.then(|| {
-                json["port"]
-                    .as_u64()
-                    .or_else(|| json["fields"]["port"].as_u64())
-                    .expect("port on the listening line")
-            })
-        })
-    })
-    .await
-    .unwrap();
+    let port = common::api_port(&mut api).await;
     let base = format!("http://127.0.0.1:{port}");
 
-    let mut worker = Command::new(sibling_binary("vidscope-worker"));
+    let mut worker = Command::new(common::sibling_binary("vidscope-worker"));
     common(&mut worker, "vidscope-worker");
     worker
         .env("VIDSCOPE_WORKER_HEALTH_ADDR", "127.0.0.1:0")

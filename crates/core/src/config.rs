@@ -117,6 +117,10 @@ pub struct ApiSettings {
     pub login_max_failures: u32,
     /// The rate-limit window (`VIDSCOPE_LOGIN_WINDOW_SECS`, default 300).
     pub login_window: Duration,
+    /// Prefix of the API's Redis keys: the login throttle (`{prefix}:login:`) and the cache
+    /// (`{prefix}:cache:`) (`VIDSCOPE_REDIS_PREFIX`, default `vidscope`). Every replica of one
+    /// deployment must use the same; two deployments on one Redis use two.
+    pub redis_prefix: String,
     /// `VIDSCOPE_S3_STREAM=redirect|proxy` (default redirect).
     pub s3_stream: S3StreamMode,
     /// An admin account created at start-up when missing (`VIDSCOPE_ADMIN_EMAIL` with
@@ -136,6 +140,7 @@ impl Default for ApiSettings {
             upload_idle_timeout: Duration::from_secs(30),
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
+            redis_prefix: "vidscope".into(),
             s3_stream: S3StreamMode::Redirect,
             bootstrap_admin: None,
         }
@@ -201,6 +206,16 @@ impl ApiSettings {
         if let Some(v) = get("VIDSCOPE_LOGIN_WINDOW_SECS") {
             a.login_window =
                 Duration::from_secs(parse_u64("VIDSCOPE_LOGIN_WINDOW_SECS", &v, "seconds")?);
+        }
+        if let Some(v) = get("VIDSCOPE_REDIS_PREFIX") {
+            let v = v.trim();
+            if v.contains(char::is_whitespace) {
+                return Err(SettingsError {
+                    var: "VIDSCOPE_REDIS_PREFIX",
+                    reason: format!("{v:?} contains whitespace"),
+                });
+            }
+            a.redis_prefix = v.trim_end_matches(':').to_owned();
         }
         a.bootstrap_admin = match (get("VIDSCOPE_ADMIN_EMAIL"), get("VIDSCOPE_ADMIN_PASSWORD")) {
             (None, None) => None,

@@ -180,6 +180,9 @@ impl TestAppBuilder {
             settings.redis_url = Some(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             );
+            // Tests run in parallel on one Redis, all from 127.0.0.1: a shared prefix would
+            // let one test's failed logins throttle another's.
+            settings.api.redis_prefix = format!("vidscope-test-{}", uuid::Uuid::new_v4().simple());
         }
         let settings = (self.settings)(settings);
 

@@ -48,6 +48,39 @@ pub fn scan_stdout<T>(
     found
 }
 
+/// The container binaries sit next to `vidscope` in the target directory (`cargo test
+/// --workspace` builds every binary of the workspace).
+pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_BIN_EXE_vidscope")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The port a `vidscope-api` process (stdout piped) bound: its start-up JSON line carries it.
+pub async fn api_port(api: &mut Process) -> u16 {
+    let stdout = api.0.stdout.take().expect("the API's stdout is piped");
+    tokio::task::spawn_blocking(move || {
+        scan_stdout(stdout, "vidscope-api listened", |line| {
+            let json = serde_json::from_str::<serde_json::Value>(line).ok()?;
+            let listening = json["message"] == "vidscope-api listening"
+                || json["fields"]["message"] == "vidscope-api listening";
+            listening.then(|| {
+                json["port"]
+                    .as_u64()
+                    .or_else(|| json["fields"]["port"].as_u64())
+                    .and_then(|p| u16::try_from(p).ok())
+                    .expect("port on the listening line")
+            })
+        })
+    })
+    .await
+    .unwrap()
+}
+
 /// `vidscope up`'s base URL, from the `liveness` line of its banner.
 pub fn up_base_url(stdout: ChildStdout) -> String {
     scan_stdout(stdout, "vidscope up printed its URLs", |line| {
@@ -79,7 +112,8 @@ pub fn up_command(data_dir: &Path, db_url: &str, otlp_grpc: &str, admin: (&str, 
     .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
     .env("VIDSCOPE_ADMIN_EMAIL", admin.0)
     .env("VIDSCOPE_ADMIN_PASSWORD", admin.1)
-    .env("VIDSCOPE_QUEUE_PREFIX", prefix)
+    .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
+    .env("VIDSCOPE_REDIS_PREFIX", prefix)
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
     up

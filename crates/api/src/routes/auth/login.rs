@@ -89,7 +89,7 @@ pub async fn post(
     let account_key = format!("account:{}", email.as_str());
     let address_key = format!("address:{}", peer.ip());
     for (key, factor) in [(&account_key, 1), (&address_key, ADDRESS_FACTOR)] {
-        if let Err(retry_after_secs) = state.login_limiter.check(key, factor) {
+        if let Err(retry_after_secs) = state.login_limiter.check(key, factor).await {
             auth_failed(session_cookie(&headers).0, "rate_limited");
             tracing::warn!(
                 limit = if factor == 1 { "account" } else { "address" },
@@ -106,14 +106,14 @@ pub async fn post(
     let user = match verdict {
         Ok(u) => u,
         Err(failure) => {
-            state.login_limiter.record_failure(&account_key);
-            state.login_limiter.record_failure(&address_key);
+            state.login_limiter.record_failure(&account_key).await;
+            state.login_limiter.record_failure(&address_key).await;
             auth_failed(session_cookie(&headers).0, failure.reason());
             tracing::info!(reason = failure.reason(), "login refused");
             return Err(ApiError::InvalidCredentials);
         }
     };
-    state.login_limiter.reset(&account_key);
+    state.login_limiter.reset(&account_key).await;
 
     let token = create_session(&state.db, &user, state.settings.session_ttl).await?;
     span.record("user.id", user.id.as_str());
