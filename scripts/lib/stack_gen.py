@@ -3,6 +3,10 @@
 
   grafana/dashboards/*.json                      the four provisioned dashboards
   grafana/provisioning/alerting/rules.yaml       Grafana-managed copies of prometheus/rules/*.yml
+  otel-collector/agent.yaml, gateway.yaml        the two Collector tiers of docker-compose.scale.yml,
+                                                 cut from otel-collector/config.yaml (collector_tiers.py)
+  prometheus/prometheus.scale.yml                prometheus.yml scraping every Collector of both tiers
+  deploy/kubernetes/telemetry/otel-collector-config.yaml   the tiers' ConfigMaps (k8s resolver)
 
 Usage:
   python3 scripts/lib/stack_gen.py          write the files
@@ -23,6 +27,8 @@ import urllib.parse
 from pathlib import Path
 
 import yaml
+
+import collector_tiers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -423,6 +429,7 @@ def outputs() -> dict[Path, str]:
     # annotations use Go templates ({{ $labels.x }}), so escape them as `$$`.
     rules_yaml = yaml.safe_dump(grafana_rules(), sort_keys=False, width=1000, allow_unicode=True)
     out[ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"] = RULES_HEADER + rules_yaml.replace("$", "$$")
+    out.update(collector_tiers.outputs(ROOT))
     return out
 
 
