@@ -355,8 +355,11 @@ def telemetry_dashboard() -> dict:
     d.row("Collector process and connectors")
     d.stat("Collector up", 'min(up{job="otel-collector"})', w=6)
     d.stat("Collector memory (RSS)", "max(otelcol_process_memory_rss_bytes)", unit="bytes", w=6)
-    d.stat("Span metrics series (calls)", "count(traces_span_metrics_calls_total)", w=6)
-    d.stat("Service graph edges", "count(traces_service_graph_request_total)", w=6)
+    # With N gateways (docs/full-stack.md, "Scaling out") each series exists once per gateway
+    # (label collector_gateway_id): `group` collapses the copies before counting.
+    d.stat("Span metrics series (calls)",
+           "count(group without (collector_gateway_id) (traces_span_metrics_calls_total))", w=6)
+    d.stat("Service graph edges", "count(group by (client, server) (traces_service_graph_request_total))", w=6)
     return d.json()
 
 
