@@ -5,15 +5,21 @@
 # No Docker engine, Collector, Tempo, Loki or Grafana runs here, so the stack is NOT run end to
 # end. What can be checked without them is:
 #   1. docker-compose.observability.yml passes `docker-compose config -q` (Debian's 1.29), and
-#      refuses to start without the passwords from .env (no default credentials)
+#      refuses to start without the passwords from .env (no default credentials); the same for
+#      it merged with docker-compose.scale.yml (which also refuses to start without
+#      VIDSCOPE_API_PORTS), whose merged model goes to stack_check.py
 #   2. promtool check config (Prometheus v3 promtool if one is available, else promtool 2.x on
 #      a copy without the v3-only `otlp:` section, which stack_check.py validates instead),
 #      promtool check rules, promtool test rules
-#   3. generated Grafana files (dashboards, Grafana-managed alert rules) are up to date
+#   3. generated files are up to date: Grafana dashboards and alert rules, the Collector tiers
+#      (otel-collector/agent.yaml, gateway.yaml) and their Kubernetes ConfigMaps, and
+#      prometheus/prometheus.scale.yml
 #   4. scripts/lib/stack_check.py: Collector/Tempo/Loki/Prometheus/Grafana config checks, the
 #      trace viewer's wiring (the Collector's traces.json volume is mounted read-only into the
 #      API at the path the Collector writes, and VIDSCOPE_TRACE_VIEWER_FILES names it), and the
-#      metric consistency check (every queried metric is emitted or produced by the stack)
+#      metric consistency check (every queried metric is emitted or produced by the stack); the
+#      Collector tiers; the scaled-out topology (replicas vs host ports, gateway identities,
+#      resolver vs gateway services, both tiers scraped); queries sum across gateways
 #
 # Environment:
 #   VIDSCOPE_EMITTED_METRICS=PATH  metrics the services really emitted (name, unit, type; see
@@ -99,10 +105,31 @@ if docker-compose -f docker-compose.observability.yml --env-file .env.example co
 else
     ok "compose refuses to start without passwords (no default credentials)"
 fi
-if grep -nE '(:latest\b|image: [^:]+$)' docker-compose.observability.yml; then
-    bad "unpinned image tag in docker-compose.observability.yml"
+# The scaled-out topology (docker-compose.scale.yml over the single-node file), rendered by
+# docker-compose's own merge; stack_check.py checks the merged model (section 4).
+scale=(-f docker-compose.observability.yml -f docker-compose.scale.yml)
+if VIDSCOPE_API_PORTS=8080 docker-compose "${scale[@]}" --env-file "$tmp/check.env" config >"$tmp/compose-scale.yml"; then
+    ok "scale override merges and is valid (docker-compose.scale.yml)"
 else
-    ok "every image has a pinned tag"
+    bad "docker-compose config on docker-compose.observability.yml + docker-compose.scale.yml"
+    : >"$tmp/compose-scale.yml"
+fi
+if docker-compose "${scale[@]}" --env-file .env.example config -q >/dev/null 2>&1 ||
+    VIDSCOPE_API_PORTS=8080 docker-compose "${scale[@]}" --env-file .env.example config -q >/dev/null 2>&1; then
+    bad "the scale files start with .env.example's empty passwords (they must be required)"
+else
+    ok "the scale files refuse to start without passwords"
+fi
+# Without VIDSCOPE_API_PORTS both API replicas and api-lb would bind host port 8080.
+if docker-compose "${scale[@]}" --env-file "$tmp/check.env" config -q >/dev/null 2>&1; then
+    bad "the scale files start without VIDSCOPE_API_PORTS (host port 8080 would be bound three times)"
+else
+    ok "the scale files refuse to start without VIDSCOPE_API_PORTS"
+fi
+if grep -nE '(:latest\b|image: [^:]+$)' docker-compose.observability.yml docker-compose.scale.yml; then
+    bad "unpinned image tag in a compose file"
+else
+    ok "every image has a pinned tag (both compose files)"
 fi
 
 # ------------------------------------------------------------------ 2. prometheus
@@ -125,27 +152,31 @@ if [[ -z $promtool_v3 ]]; then
         fi
     fi
 fi
-if [[ -n $promtool_v3 ]]; then
-    # Rules live at /etc/prometheus/rules in the container; check a copy pointing here.
-    sed "s#/etc/prometheus/rules/#$repo_root/prometheus/rules/#" prometheus/prometheus.yml >"$tmp/prometheus.yml"
-    if "$promtool_v3" check config "$tmp/prometheus.yml" >&2; then
-        ok "promtool $("$promtool_v3" --version 2>&1 | head -1 | awk '{print $3}') check config (full file)"
+# prometheus.yml (single node) and prometheus.scale.yml (docker-compose.scale.yml).
+for prom_cfg in prometheus/prometheus.yml prometheus/prometheus.scale.yml; do
+    copy="$tmp/$(basename "$prom_cfg")"
+    if [[ -n $promtool_v3 ]]; then
+        # Rules live at /etc/prometheus/rules in the container; check a copy pointing here.
+        sed "s#/etc/prometheus/rules/#$repo_root/prometheus/rules/#" "$prom_cfg" >"$copy"
+        if "$promtool_v3" check config "$copy" >&2; then
+            ok "promtool $("$promtool_v3" --version 2>&1 | head -1 | awk '{print $3}') check config $prom_cfg (full file)"
+        else
+            bad "promtool check config $prom_cfg"
+        fi
     else
-        bad "promtool check config"
+        "$PY" scripts/lib/stack_check.py --promtool-config "$copy" --promtool-source "$prom_cfg"
+        if promtool check config "$copy" >&2; then
+            ok "promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}') check config $prom_cfg (without the v3-only otlp: section; stack_check.py checks that)"
+        else
+            bad "promtool check config $prom_cfg"
+        fi
     fi
-else
-    "$PY" scripts/lib/stack_check.py --promtool-config "$tmp/prometheus.yml"
-    if promtool check config "$tmp/prometheus.yml" >&2; then
-        ok "promtool $(promtool --version 2>&1 | head -1 | awk '{print $3}') check config (without the v3-only otlp: section; stack_check.py checks that)"
-    else
-        bad "promtool check config"
-    fi
-fi
+done
 if promtool check rules prometheus/rules/*.yml >&2; then ok "promtool check rules"; else bad "promtool check rules"; fi
 if (cd prometheus && promtool test rules tests/*.yml) >&2; then ok "promtool test rules"; else bad "promtool test rules"; fi
 
 if [[ -z $promtool_v3 ]]; then
-    unvalidated+=("prometheus/prometheus.yml by promtool v3 (no v3 promtool here: GitHub releases unreachable; checked by promtool 2.x without otlp:) -- on a Docker machine: docker run --rm -v \$PWD/prometheus:/p --entrypoint promtool prom/prometheus:v3.14.0 check config /p/prometheus.yml")
+    unvalidated+=("prometheus/prometheus.yml and prometheus.scale.yml by promtool v3 (no v3 promtool here: GitHub releases unreachable; checked by promtool 2.x without otlp:) -- on a Docker machine: for f in prometheus.yml prometheus.scale.yml; do docker run --rm -v \$PWD/prometheus:/p --entrypoint promtool prom/prometheus:v3.14.0 check config /p/\$f; done")
 fi
 
 # ------------------------------------------------------------------ 2b. component validators
@@ -177,11 +208,23 @@ arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 otelcol=${OTELCOL_BIN:-$(command -v otelcol-contrib || true)}
 [[ -n $otelcol ]] || otelcol=$(fetch_release otelcol \
     "https://github.com/open-telemetry/opentelemetry-collector-releases/releases/download/v0.159.0/otelcol-contrib_0.159.0_linux_$arch.tar.gz" otelcol-contrib)
+# The single node, and the two tiers of docker-compose.scale.yml (the gateway's file path
+# names COLLECTOR_GATEWAY_ID). The Kubernetes ConfigMaps hold the same gateway text and an
+# agent that differs only in its resolver (k8s), which validate cannot resolve off-cluster.
 if [[ -n $otelcol ]]; then
-    if "$otelcol" validate --config=otel-collector/config.yaml >&2; then ok "otelcol-contrib validate"; else bad "otelcol-contrib validate otel-collector/config.yaml"; fi
+    for c in config agent gateway; do
+        if COLLECTOR_GATEWAY_ID=check "$otelcol" validate --config="otel-collector/$c.yaml" >&2; then
+            ok "otelcol-contrib validate otel-collector/$c.yaml"
+        else
+            bad "otelcol-contrib validate otel-collector/$c.yaml"
+        fi
+    done
 else
-    unvalidated+=("otel-collector/config.yaml by otelcol-contrib 0.159.0 validate (no binary: not on PATH, OTELCOL_BIN unset, GitHub releases unreachable) -- on a Docker machine: docker run --rm -v \$PWD/otel-collector:/c otel/opentelemetry-collector-contrib:0.159.0 validate --config=/c/config.yaml")
+    unvalidated+=("otel-collector/config.yaml, agent.yaml, gateway.yaml by otelcol-contrib 0.159.0 validate (no binary: not on PATH, OTELCOL_BIN unset, GitHub releases unreachable) -- on a Docker machine: for c in config agent gateway; do docker run --rm -e COLLECTOR_GATEWAY_ID=check -v \$PWD/otel-collector:/c otel/opentelemetry-collector-contrib:0.159.0 validate --config=/c/\$c.yaml; done")
 fi
+# nginx (the API round robin of docker-compose.scale.yml): Debian's nginx is 1.22, older than
+# the upstream `resolve` parameter (1.27.3) the config uses, so only the pinned image can say.
+unvalidated+=("nginx/api-lb.conf by nginx 1.28 -t (no nginx >= 1.27.3 here) -- on a Docker machine: docker run --rm -v \$PWD/nginx/api-lb.conf:/etc/nginx/conf.d/default.conf:ro nginx:1.28.0-alpine nginx -t")
 tempo=${TEMPO_BIN:-$(command -v tempo || true)}
 [[ -n $tempo ]] || tempo=$(fetch_release tempo \
     "https://github.com/grafana/tempo/releases/download/v3.0.3/tempo_3.0.3_linux_$arch.tar.gz" tempo)
@@ -201,12 +244,16 @@ fi
 for u in "${unvalidated[@]}"; do printf '    NOT VALIDATED: %s\n' "$u" >&2; done
 
 # ------------------------------------------------------------------ 3. generated files
-step "generated Grafana files are up to date"
-if "$PY" scripts/lib/stack_gen.py --check; then ok "dashboards and Grafana alert rules match scripts/lib/stack_gen.py"; else bad "stale generated files"; fi
+step "generated files are up to date"
+if "$PY" scripts/lib/stack_gen.py --check; then
+    ok "dashboards, Grafana alert rules, Collector tiers (otel-collector/agent.yaml, gateway.yaml), their Kubernetes ConfigMaps and prometheus.scale.yml match scripts/lib/stack_gen.py"
+else
+    bad "stale generated files"
+fi
 
 # ------------------------------------------------------------------ 4. configs and metric names
 step "stack_check.py (Collector, trace viewer wiring, Tempo, Loki, Prometheus, Grafana, metric names)"
-if "$PY" scripts/lib/stack_check.py; then ok "static checks"; else bad "stack_check.py"; fi
+if "$PY" scripts/lib/stack_check.py --compose-scale "$tmp/compose-scale.yml"; then ok "static checks"; else bad "stack_check.py"; fi
 
 printf '\ncheck-stack: %ds, ' "$((SECONDS - start))" >&2
 if ((${#unvalidated[@]})); then

@@ -4,6 +4,9 @@
 #
 #   scripts/stack-smoke.sh            # up, wait healthy, 2 min of load, assert, leave it running
 #   KEEP=0 scripts/stack-smoke.sh     # ... and `down -v` at the end
+#   SCALE=1 scripts/stack-smoke.sh    # the same on docker-compose.scale.yml (2 API replicas
+#                                     # behind api-lb, 2 workers, Collector agent + 2 gateways),
+#                                     # tail sampling at 100 %, plus step 5: whole traces
 #
 # Steps:
 #   1. validates the Collector, Tempo, Loki and Prometheus configs with the pinned images
@@ -16,6 +19,14 @@
 #        worker -> crm-sandbox;
 #      - a span-metrics exemplar in Prometheus names a trace that Tempo has;
 #      - Grafana is healthy and its Tempo, Loki and Prometheus datasources answer.
+#   5. (SCALE=1) each upload trace reached Tempo whole through the two Collector tiers:
+#      for every upload trace Tempo finds (at least MIN_TRACES), the trace has the API's
+#      POST /api/upload server span AND worker spans, every parent span id names a span of the
+#      same trace (no orphan: nothing of it was lost or sent elsewhere), a worker span's parent
+#      chain reaches the API's span, and the trace id is in exactly one gateway's traces.json
+#      (trace-id routing sent all its spans to one gateway). Tail sampling runs at 100 % here so
+#      that every trace must be whole, not just the sampled ones; and both gateways must hold
+#      some of the traces (the routing spreads them).
 #
 # Needs: docker with the compose plugin, curl, jq. Reads the passwords from .env (copy
 # .env.example first). Exits non-zero on the first failed assertion, naming it.
@@ -24,6 +35,16 @@ set -euo pipefail
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
 COMPOSE=(docker compose -f docker-compose.observability.yml)
+TARGET=http://api:8080
+SCALE=${SCALE:-0}
+if [[ $SCALE == 1 ]]; then
+    COMPOSE+=(-f docker-compose.scale.yml)
+    TARGET=http://api-lb:8080
+    # The API replicas publish no fixed host port (api-lb has 8080); every trace is kept so
+    # that step 5 can demand every upload trace whole.
+    export VIDSCOPE_API_PORTS=8080 TAIL_SAMPLING_PERCENTAGE=100
+fi
+MIN_TRACES=${MIN_TRACES:-5}
 LOAD_DURATION=${LOAD_DURATION:-2m}
 KEEP=${KEEP:-1}
 GRAFANA=${GRAFANA_URL:-http://localhost:3000}
@@ -53,6 +74,17 @@ docker run --rm -v "$PWD/loki:/l:ro" grafana/loki:3.7.6 \
     -config.file=/l/loki.yaml -verify-config || die "loki -verify-config"
 docker run --rm -v "$PWD/prometheus:/etc/prometheus:ro" --entrypoint promtool prom/prometheus:v3.14.0 \
     check config /etc/prometheus/prometheus.yml || die "promtool v3 check config"
+if [[ $SCALE == 1 ]]; then
+    for c in agent gateway; do
+        docker run --rm -e COLLECTOR_GATEWAY_ID=smoke -v "$PWD/otel-collector:/c:ro" \
+            otel/opentelemetry-collector-contrib:0.159.0 validate --config=/c/$c.yaml || die "otelcol validate $c.yaml"
+    done
+    docker run --rm -v "$PWD/prometheus:/etc/prometheus:ro" --entrypoint promtool prom/prometheus:v3.14.0 \
+        check config /etc/prometheus/prometheus.scale.yml || die "promtool v3 check config prometheus.scale.yml"
+    # nginx -t resolves the upstream `api` at parse time: give it a network where it exists.
+    docker run --rm --add-host api:127.0.0.1 -v "$PWD/nginx/api-lb.conf:/etc/nginx/conf.d/default.conf:ro" \
+        nginx:1.28.0-alpine nginx -t || die "nginx -t"
+fi
 
 say "2. up, and wait until every healthcheck passes"
 "${COMPOSE[@]}" up -d --build
@@ -65,7 +97,7 @@ while :; do
 done
 
 say "3. load for $LOAD_DURATION"
-"${COMPOSE[@]}" run --rm loadgen loadgen --target http://api:8080 --duration "$LOAD_DURATION" --users 4 ||
+"${COMPOSE[@]}" run --rm loadgen loadgen --target "$TARGET" --duration "$LOAD_DURATION" --users 4 ||
     die "loadgen"
 sleep 30 # span metrics flush (15 s), exporters' batches, Tempo's ingest
 
@@ -108,6 +140,61 @@ for uid in prometheus tempo loki; do
     curl -fsS -u "${auth[0]}" "$GRAFANA/api/datasources/uid/$uid/health" | jq -e '.status == "OK"' >/dev/null ||
         die "Grafana datasource $uid is not healthy"
 done
+
+if [[ $SCALE == 1 ]]; then
+    say "5. every upload trace reached Tempo whole (two Collector tiers, trace-id routing)"
+    sleep 30 # late worker spans: decision_wait (10 s), then the queues
+    now=$(date +%s)
+    ids=$(curl -fsS -G "$TEMPO/api/search" \
+        --data-urlencode 'q={ resource.service.name = "vidscope-api" && kind = server && span.http.route = "/api/upload" }' \
+        --data-urlencode "start=$((now - 1800))" --data-urlencode "end=$now" --data-urlencode limit=50 |
+        jq -r '.traces[].traceID')
+    mapfile -t id_list < <(grep . <<<"$ids" || true)
+    n=${#id_list[@]}
+    ((n >= MIN_TRACES)) || die "only $n upload traces in Tempo (want >= $MIN_TRACES)"
+    for id in "${id_list[@]}"; do
+        # One line of verdicts per trace: server span, worker spans, orphans, worker -> api link.
+        verdict=$(curl -fsS "$TEMPO/api/traces/$id" | jq -r '
+            [(.batches // .resourceSpans // .trace.resourceSpans)[]
+             | (.resource.attributes[] | select(.key == "service.name") | .value.stringValue) as $svc
+             | (.scopeSpans // .instrumentationLibrarySpans)[].spans[]
+             | {svc: $svc, id: .spanId, parent: (.parentSpanId // ""), kind: (.kind | tostring),
+                route: ([.attributes[]? | select(.key == "http.route") | .value.stringValue] | first)}] as $spans
+            | ($spans | map({key: .id, value: .}) | from_entries) as $by
+            | def root_svcs($s): [$s | recurse(if .parent != "" and $by[.parent] then $by[.parent] else empty end) | .svc];
+            [ ($spans | any(.svc == "vidscope-api" and (.kind == "SPAN_KIND_SERVER" or .kind == "2") and .route == "/api/upload")),
+              ($spans | map(select(.svc == "vidscope-worker")) | length),
+              ($spans | map(select(.parent != "" and ($by[.parent] | not))) | length),
+              ($spans | map(select(.svc == "vidscope-worker")) | all(root_svcs(.) | index("vidscope-api") != null)),
+              ($spans | length) ] | @tsv')
+        read -r has_server workers orphans linked total <<<"$verdict"
+        [[ $has_server == true ]] || die "trace $id: no POST /api/upload server span"
+        ((workers > 0)) || die "trace $id: no worker span (the job spans went elsewhere or were lost)"
+        ((orphans == 0)) || die "trace $id: $orphans of $total spans name a parent that is not in the trace (split or partial trace)"
+        [[ $linked == true ]] || die "trace $id: a worker span does not chain up to the API's spans"
+        echo "    trace $id: $total spans, $workers from the worker, no orphan" >&2
+    done
+    # The trace viewer's files: each trace id in exactly one gateway's traces.json.
+    # shellcheck disable=SC2016 # expanded by the container's shell
+    counts=$("${COMPOSE[@]}" run --rm -T --no-deps otel-collector-volume sh -c '
+        for id in "$@"; do
+            n=0
+            for d in /var/lib/otelcol/otel-gateway-*/; do
+                if cat "$d"traces*.json 2>/dev/null | grep -q "$id"; then n=$((n + 1)); fi
+            done
+            echo "$id $n"
+        done' sh "${id_list[@]}")
+    while read -r id gws; do
+        [[ $gws == 1 ]] || die "trace $id is in $gws gateways' traces.json (want exactly 1: trace-id routing)"
+    done <<<"$counts"
+    for g in otel-gateway-1 otel-gateway-2; do
+        # shellcheck disable=SC2016
+        "${COMPOSE[@]}" run --rm -T --no-deps otel-collector-volume sh -c \
+            'cat /var/lib/otelcol/'"$g"'/traces*.json 2>/dev/null | grep -q traceId' ||
+            die "$g wrote no trace: the load balancer did not spread traces over the gateways"
+    done
+    echo "    $n upload traces whole, each in exactly one gateway's file; both gateways hold traces" >&2
+fi
 
 say "PASSED"
 if [[ $KEEP == 0 ]]; then

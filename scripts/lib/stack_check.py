@@ -49,6 +49,8 @@ from pathlib import Path
 
 import yaml
 
+import collector_tiers
+
 ROOT = Path(__file__).resolve().parents[2]
 
 errors: list[str] = []
@@ -101,6 +103,7 @@ COLLECTOR_DENY = {
     ("connectors", "spanmetrics"): "deprecated alias; use span_metrics",
     ("processors", "memorylimiter"): "not a component; use memory_limiter",
     ("extensions", "healthcheck"): "deprecated alias; use health_check",
+    ("exporters", "loadbalancing"): "deprecated alias since 0.153; use load_balancing",
 }
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
@@ -109,8 +112,13 @@ def ctype(cid: str) -> str:
     return cid.split("/", 1)[0]
 
 
-def check_collector() -> dict:
-    where = "otel-collector/config.yaml"
+COLLECTOR_CONFIGS = {"otel-collector/config.yaml": "single", "otel-collector/agent.yaml": "agent",
+                     "otel-collector/gateway.yaml": "gateway"}
+
+
+def check_collector(where: str = "otel-collector/config.yaml", role: str = "single") -> dict:
+    """role: single (one Collector doing everything), agent or gateway (the two tiers of the
+    scaled-out topology, collector_tiers.py)."""
     cfg = load_yaml(where) or {}
     for kind in KINDS:
         for cid in (cfg.get(kind) or {}):
@@ -148,6 +156,14 @@ def check_collector() -> dict:
     for c in connectors:
         if c not in used_as_exporter or c not in used_as_receiver:
             fail(where, f"connector {c} must be an exporter of one pipeline and a receiver of another")
+    readers = (((svc.get("telemetry") or {}).get("metrics") or {}).get("readers")) or []
+    if not any("pull" in r for r in readers):
+        fail(where, "service.telemetry.metrics needs a pull (Prometheus) reader for the scrape job")
+    if role == "agent":
+        check_agent(where, cfg, pipelines)
+        return cfg
+    if role == "gateway":
+        check_gateway(where, cfg, pipelines)
     # Span metrics and service graph see every span: their pipeline has no tail sampling and
     # tail sampling only runs downstream of them.
     conn_types = {ctype(c): c for c in connectors}
@@ -183,24 +199,107 @@ def check_collector() -> dict:
             fail(where, "file exporter must write traces.json (seed 000)")
         if rot.get("max_megabytes") != 10 or rot.get("max_backups") != 3 or rot.get("localtime") is not True:
             fail(where, "file exporter rotation must be 10 MB, 3 backups, local time (seed 000)")
+    check_otlp_receiver(where, cfg, http=(role == "single"))
+    wanted = [("prometheus:9090/api/v1/otlp", "Prometheus native OTLP"), ("tempo:4317", "Tempo OTLP")]
+    if role == "single":
+        wanted.append(("loki:3100/otlp", "Loki native OTLP"))
+    check_exporter_endpoints(where, cfg, wanted)
+    return cfg
+
+
+def check_otlp_receiver(where: str, cfg: dict, http: bool) -> None:
     recv = (cfg.get("receivers") or {}).get("otlp", {}) or {}
     protos = recv.get("protocols") or {}
     if not str((protos.get("grpc") or {}).get("endpoint", "")).endswith(":4317"):
         fail(where, "OTLP gRPC must listen on 4317")
-    http = protos.get("http") or {}
-    if not str(http.get("endpoint", "")).endswith(":4318"):
+    if not http:
+        return
+    http_cfg = protos.get("http") or {}
+    if not str(http_cfg.get("endpoint", "")).endswith(":4318"):
         fail(where, "OTLP HTTP must listen on 4318")
-    if not (http.get("cors") or {}).get("allowed_origins"):
+    if not (http_cfg.get("cors") or {}).get("allowed_origins"):
         fail(where, "OTLP HTTP needs CORS allowed_origins for the player page")
+
+
+def check_exporter_endpoints(where: str, cfg: dict, wanted) -> None:
     exp_endpoints = [str(v.get("endpoint", "")) for v in (cfg.get("exporters") or {}).values() if isinstance(v, dict)]
-    for want, why in (("prometheus:9090/api/v1/otlp", "Prometheus native OTLP"), ("loki:3100/otlp", "Loki native OTLP"),
-                      ("tempo:4317", "Tempo OTLP")):
+    for want, why in wanted:
         if not any(want in e for e in exp_endpoints):
             fail(where, f"no exporter to {why} ({want})")
-    readers = (((svc.get("telemetry") or {}).get("metrics") or {}).get("readers")) or []
-    if not any("pull" in r for r in readers):
-        fail(where, "service.telemetry.metrics needs a pull (Prometheus) reader for the scrape job")
-    return cfg
+
+
+def _pipelines_of(pipelines: dict, signal: str) -> list[tuple[str, dict]]:
+    return [(n, p) for n, p in pipelines.items() if n.split("/")[0] == signal]
+
+
+def check_agent(where: str, cfg: dict, pipelines: dict) -> None:
+    """The agent tier: traces leave only through a trace-id load balancer; metrics and logs go
+    straight to Prometheus and Loki; nothing that needs whole traces runs here."""
+    procs = cfg.get("processors") or {}
+    exporters = cfg.get("exporters") or {}
+    for pid in procs:
+        if ctype(pid) in ("tail_sampling", "probabilistic_sampler"):
+            fail(where, f"processors.{pid}: an agent sees only its own clients' spans; sampling belongs on the gateways")
+    for cid in cfg.get("connectors") or {}:
+        if ctype(cid) in ("span_metrics", "servicegraph"):
+            fail(where, f"connectors.{cid}: span metrics / service graph belong on the gateways (they need whole traces)")
+    traces = _pipelines_of(pipelines, "traces")
+    if not traces:
+        fail(where, "no traces pipeline")
+    for name, p in traces:
+        for e in p.get("exporters") or []:
+            if ctype(e) != "load_balancing":
+                fail(where, f"pipeline {name}: exports to {e}; an agent's traces must go to the gateways "
+                            "through a load_balancing exporter only")
+    lbs = {e for _, p in traces for e in p.get("exporters") or [] if ctype(e) == "load_balancing"}
+    if traces and not lbs:
+        fail(where, "no load_balancing exporter in the traces pipeline")
+    for e in sorted(lbs):
+        lb = exporters.get(e) or {}
+        if lb.get("routing_key", "traceID") != "traceID":
+            fail(where, f"exporters.{e}.routing_key must be traceID (one trace -> one gateway), got {lb.get('routing_key')!r}")
+        if "routing_key" not in lb:
+            fail(where, f"exporters.{e}.routing_key is not set: say traceID explicitly")
+        res = lb.get("resolver") or {}
+        if not ((res.get("dns") or {}).get("hostname") or (res.get("k8s") or {}).get("service")):
+            fail(where, f"exporters.{e}.resolver needs dns.hostname (compose) or k8s.service (Kubernetes)")
+        if not (lb.get("sending_queue") or {}).get("enabled"):
+            fail(where, f"exporters.{e}.sending_queue must be enabled (a gateway restart must not drop spans)")
+        if not (lb.get("retry_on_failure") or {}).get("enabled"):
+            fail(where, f"exporters.{e}.retry_on_failure must be enabled")
+    for signal, want in (("metrics", "prometheus:9090/api/v1/otlp"), ("logs", "loki:3100/otlp")):
+        ps = _pipelines_of(pipelines, signal)
+        ends = {str((exporters.get(e) or {}).get("endpoint", "")) for _, p in ps for e in p.get("exporters") or []}
+        if not any(want in x for x in ends):
+            fail(where, f"the agent's {signal} must go straight to {want}")
+    check_otlp_receiver(where, cfg, http=True)
+
+
+def check_gateway(where: str, cfg: dict, pipelines: dict) -> None:
+    """The gateway tier: the connectors' series carry a stable gateway identity (promoted to a
+    Prometheus label), never collector.instance.id."""
+    procs = cfg.get("processors") or {}
+    connectors = set(cfg.get("connectors") or {})
+    metrics = _pipelines_of(pipelines, "metrics")
+    if not metrics:
+        fail(where, "no metrics pipeline for the connectors' output")
+    for name, p in metrics:
+        chain = p.get("processors") or []
+        for r in p.get("receivers") or []:
+            if r not in connectors:
+                fail(where, f"pipeline {name}: receives {r}; app metrics go straight from the agents, "
+                            "a gateway only exports what its connectors make")
+        sets_id = [x for x in chain if any(
+            a.get("key") == collector_tiers.GATEWAY_ID_ATTR and a.get("action") in ("upsert", "insert")
+            and "${env:" in str(a.get("value", ""))
+            for a in ((procs.get(x) or {}).get("attributes") or []))]
+        if not sets_id:
+            fail(where, f"pipeline {name}: no resource processor sets {collector_tiers.GATEWAY_ID_ATTR} from the "
+                        "environment: N gateways would write the same Prometheus series")
+        drops = [x for x in chain if any(a.get("key") == "collector.instance.id" and a.get("action") == "delete"
+                                         for a in ((procs.get(x) or {}).get("attributes") or []))]
+        if not drops:
+            fail(where, f"pipeline {name}: collector.instance.id is not deleted (a new value on every restart)")
 
 
 # =========================================================================== tempo, loki
@@ -269,8 +368,7 @@ STRATEGIES = {"UnderscoreEscapingWithSuffixes", "UnderscoreEscapingWithoutSuffix
               "NoUTF8EscapingWithSuffixes", "NoTranslation"}
 
 
-def check_prometheus() -> dict:
-    where = "prometheus/prometheus.yml"
+def check_prometheus(where: str = "prometheus/prometheus.yml") -> dict:
     cfg = load_yaml(where) or {}
     otlp = cfg.get("otlp")
     if not isinstance(otlp, dict):
@@ -288,6 +386,9 @@ def check_prometheus() -> dict:
     promoted = otlp.get("promote_resource_attributes") or []
     if "service.name" not in promoted:
         fail(where, "otlp.promote_resource_attributes must include service.name (dashboards filter on service_name)")
+    if collector_tiers.GATEWAY_ID_ATTR not in promoted:
+        fail(where, f"otlp.promote_resource_attributes must include {collector_tiers.GATEWAY_ID_ATTR}: "
+                    "without it N gateways write the same span-metric series")
     if not ((cfg.get("storage") or {}).get("tsdb") or {}).get("out_of_order_time_window"):
         fail(where, "storage.tsdb.out_of_order_time_window is not set")
     jobs = {j.get("job_name") for j in cfg.get("scrape_configs") or []}
@@ -296,10 +397,10 @@ def check_prometheus() -> dict:
     return cfg
 
 
-def write_promtool_copy(out: Path) -> None:
-    """prometheus.yml without the v3-only `otlp:` section and with rule_files pointing at the
-    repository, for promtool 2.x `check config`."""
-    cfg = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+def write_promtool_copy(out: Path, source: str = "prometheus/prometheus.yml") -> None:
+    """A Prometheus config without the v3-only `otlp:` section and with rule_files pointing at
+    the repository, for promtool 2.x `check config`."""
+    cfg = yaml.safe_load((ROOT / source).read_text())
     cfg.pop("otlp", None)
     cfg["rule_files"] = [str(ROOT / "prometheus" / "rules" / "*.yml")]
     out.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -756,6 +857,8 @@ IMAGE_COMMANDS: dict[str, tuple[set[str], str]] = {
     "grafana/grafana:13.2.0": ({"wget", "curl", "sh", "/bin/sh", "grafana"},
         "alpine base with busybox wget (assumed; packaging/docker/Dockerfile was not read when this entry was written)"),
     "busybox:1.37.0": ({"wget", "sh", "/bin/sh", "sleep"}, "busybox applets"),
+    "nginx:1.28.0-alpine": ({"wget", "sh", "/bin/sh", "nginx"},
+        "alpine base with busybox wget (assumed from the -alpine tag; the image's Dockerfile was not read)"),
     "postgres:18.4": ({"pg_isready", "sh", "/bin/sh", "psql"}, "Debian base with the PostgreSQL client tools (the official image's documented pg_isready)"),
     "ghcr.io/valkey-io/valkey:9.0.4-alpine3.23": ({"valkey-cli", "sh", "/bin/sh"}, "alpine with valkey-cli (assumed from the -alpine tag; not read)"),
     "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z": ({"mc", "curl", "sh", "/bin/sh"}, "the minio image ships mc (assumed; not read)"),
@@ -764,15 +867,14 @@ IMAGE_COMMANDS: dict[str, tuple[set[str], str]] = {
 }
 
 
-def check_healthchecks() -> None:
-    compose = load_yaml("docker-compose.observability.yml") or {}
+def check_healthchecks(compose: dict, where_file: str) -> None:
     checked = 0
     for name, svc in (compose.get("services") or {}).items():
         hc = (svc or {}).get("healthcheck")
         if not hc or hc.get("disable"):
             continue
         test = hc.get("test")
-        where = f"docker-compose.observability.yml: services.{name}.healthcheck"
+        where = f"{where_file}: services.{name}.healthcheck"
         if isinstance(test, str):
             kind, argv = "CMD-SHELL", [test]
         elif isinstance(test, list) and test:
@@ -799,7 +901,7 @@ def check_healthchecks() -> None:
         if command not in have:
             fail(where, f"runs {command!r}, which {image} does not have ({source})")
         checked += 1
-    notes.append(f"healthchecks: {checked} checked against their images' documented commands")
+    notes.append(f"healthchecks ({where_file}): {checked} checked against their images' documented commands")
 
 
 # =========================================================================== trace viewer wiring
@@ -857,31 +959,62 @@ def _dockerfile_user(stage: str) -> str | None:
     return None
 
 
-def check_trace_viewer_wiring(collector: dict) -> None:
-    """Issue 24, defect 7: under compose the trace viewer reads the Collector's file exporter
-    output. The Collector's `file` exporter in a traces pipeline writes into a named volume,
+def _env_of(svc: dict) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(x.split("=", 1) if "=" in x else (x, "") for x in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _collector_config_of(svc: dict) -> str | None:
+    """The repository file a Collector service runs: its --config path, followed through the
+    bind mount that puts it there (relative to the repo, or absolute as `config` renders it)."""
+    cmd = [str(c) for c in svc.get("command") or []]
+    conf = next((c.split("=", 1)[1] for c in cmd if c.startswith("--config=")), None)
+    for src, target, _ in _compose_mounts(svc):
+        if conf and target == conf:
+            host = Path(src) if src.startswith("/") else ROOT / src
+            try:
+                return str(host.resolve().relative_to(ROOT))
+            except ValueError:
+                return None
+    return None
+
+
+def _expand_env(text: str, env: dict[str, str]) -> str | None:
+    """${env:X} / ${env:X:-default} as the Collector expands them; None if X is unset."""
+    missing = []
+
+    def sub(m):
+        name, default = m.group(1), m.group(3)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+    out = re.sub(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", sub, text)
+    return None if missing else out
+
+
+def check_trace_viewer_wiring(compose: dict, where: str) -> None:
+    """Issue 24, defect 7: under compose the trace viewer reads the Collectors' file exporter
+    output. For every Collector service of the compose model (the single node; or the agent and
+    each gateway of the scaled-out one), every `file` exporter in a traces pipeline of the config
+    it runs writes (${env:...} expanded with that service's environment) into a named volume,
     the API mounts that volume read-only, and VIDSCOPE_TRACE_VIEWER_FILES names the same file
-    (the same path in both containers, so one path serves the docs, the Collector and the API);
-    the API's user can read what the Collector's user writes."""
-    where = "docker-compose.observability.yml"
-    compose = load_yaml(where) or {}
+    (the same path in both containers); and the API's user can read what the Collector writes.
+    A Collector tier without a file exporter (the agent) is fine as long as some Collector
+    writes one the API reads; two Collectors writing the same file is a failure."""
     services = compose.get("services") or {}
     named = set((compose.get("volumes") or {}).keys())
-    pipelines = ((collector.get("service") or {}).get("pipelines")) or {}
-    exporters = collector.get("exporters") or {}
-    trace_files = sorted({e for name, p in pipelines.items() if name.split("/")[0] == "traces"
-                          for e in p.get("exporters") or [] if ctype(e) == "file"})
-    if not trace_files:
-        fail("otel-collector/config.yaml", "no file exporter in a traces pipeline: the trace viewer has nothing to read")
-        return
-    col_name = next((n for n, s in services.items() if "opentelemetry-collector" in str((s or {}).get("image", ""))), None)
     api = services.get("api") or {}
-    if col_name is None or not api:
+    collectors = {n: s for n, s in services.items() if "opentelemetry-collector" in str((s or {}).get("image", ""))}
+    if not collectors or not api:
         fail(where, "no Collector or api service")
         return
-    col_mounts = _compose_mounts(services[col_name])
     api_mounts = _compose_mounts(api)
-    viewer_files = [x.strip() for x in str((api.get("environment") or {}).get("VIDSCOPE_TRACE_VIEWER_FILES") or "").split(",") if x.strip()]
+    viewer_files = [x.strip() for x in _env_of(api).get("VIDSCOPE_TRACE_VIEWER_FILES", "").split(",") if x.strip()]
     if not viewer_files:
         fail(where, "services.api.environment.VIDSCOPE_TRACE_VIEWER_FILES is not set: the trace viewer is empty under compose")
     api_reads = {}
@@ -894,28 +1027,54 @@ def check_trace_viewer_wiring(collector: dict) -> None:
         if not ro:
             fail(where, f"services.api mounts {vol} read-write: the Collector's output must be mounted read-only (:ro)")
         api_reads[(vol, inner)] = f
-    for e in trace_files:
-        path = str((exporters.get(e) or {}).get("path", ""))
-        if not (exporters.get(e) or {}).get("rotation"):
-            fail("otel-collector/config.yaml", f"exporters.{e} has no rotation")
-        loc = _in_volume(path, col_mounts, named)
-        if loc is None:
-            fail(where, f"services.{col_name} writes {path} (exporters.{e}) outside any named volume: the API cannot mount it")
+    written: dict[tuple[str, str], str] = {}
+    file_vols = set()
+    for col_name, svc in sorted(collectors.items()):
+        conf = _collector_config_of(svc)
+        if conf is None:
+            fail(where, f"services.{col_name}: cannot tell which repository config it runs (--config and its bind mount)")
             continue
-        vol, inner, _, _ = loc
-        read_as = api_reads.get((vol, inner))
-        if read_as is None:
-            fail(where, f"the Collector writes {path} into volume {vol}, which the API does not read "
-                        f"(VIDSCOPE_TRACE_VIEWER_FILES={','.join(viewer_files) or 'unset'})")
-        elif read_as != path:
-            fail(where, f"the API reads the Collector's {path} as {read_as}: mount {vol} at the same path in both")
-        else:
-            notes.append(f"trace viewer: the Collector writes {path} (exporters.{e}) into volume {vol}, "
-                         f"which services.api mounts read-only at the same path and names in VIDSCOPE_TRACE_VIEWER_FILES")
+        collector = load_yaml(conf) or {}
+        pipelines = ((collector.get("service") or {}).get("pipelines")) or {}
+        exporters = collector.get("exporters") or {}
+        trace_files = sorted({e for name, p in pipelines.items() if name.split("/")[0] == "traces"
+                              for e in p.get("exporters") or [] if ctype(e) == "file"})
+        col_mounts = _compose_mounts(svc)
+        for e in trace_files:
+            raw = str((exporters.get(e) or {}).get("path", ""))
+            if not (exporters.get(e) or {}).get("rotation"):
+                fail(conf, f"exporters.{e} has no rotation")
+            path = _expand_env(raw, _env_of(svc))
+            if path is None:
+                fail(where, f"services.{col_name} runs {conf}, whose exporters.{e} path {raw} uses a variable "
+                            "the service does not set")
+                continue
+            loc = _in_volume(path, col_mounts, named)
+            if loc is None:
+                fail(where, f"services.{col_name} writes {path} (exporters.{e}) outside any named volume: the API cannot mount it")
+                continue
+            vol, inner, _, _ = loc
+            file_vols.add(vol)
+            if (vol, inner) in written:
+                fail(where, f"services.{col_name} and services.{written[(vol, inner)]} both write {path} in volume {vol}")
+            written[(vol, inner)] = col_name
+            read_as = api_reads.get((vol, inner))
+            if read_as is None:
+                fail(where, f"services.{col_name} writes {path} into volume {vol}, which the API does not read "
+                            f"(VIDSCOPE_TRACE_VIEWER_FILES={','.join(viewer_files) or 'unset'})")
+            elif read_as != path:
+                fail(where, f"the API reads {col_name}'s {path} as {read_as}: mount {vol} at the same path in both")
+            else:
+                notes.append(f"trace viewer ({where}): services.{col_name} ({conf}) writes {path} (exporters.{e}) "
+                             f"into volume {vol}, which services.api mounts read-only at the same path and names in "
+                             "VIDSCOPE_TRACE_VIEWER_FILES")
+    if not written:
+        fail(where, "no Collector writes a file exporter in a traces pipeline: the trace viewer has nothing to read")
+    for key, f in api_reads.items():
+        if key not in written:
+            fail(where, f"services.api reads {f}, which no Collector writes")
     # The exporter creates its files for the Collector's user; the API must run as that user.
     # The image runs as a fixed uid, which the one-shot that prepares the volume chowns to.
-    file_vols = {loc[0] for e in trace_files
-                 if (loc := _in_volume(str((exporters.get(e) or {}).get("path", "")), col_mounts, named))}
     chown = ""
     for s in services.values():
         cmd = " ".join(map(str, (s or {}).get("command") or []))
@@ -932,21 +1091,160 @@ def check_trace_viewer_wiring(collector: dict) -> None:
                     "the trace viewer could not read them")
 
 
+# =========================================================================== scaled-out topology
+
+AGGREGATORS = {"sum", "avg", "min", "max", "count", "group", "topk", "bottomk", "quantile", "stddev", "stdvar",
+               "count_values", "limitk", "limit_ratio"}
+
+
+def _enclosing_aggregations(expr: str, name: str) -> list[list[str]]:
+    """For each occurrence of metric `name` in `expr`, the aggregation operators around it,
+    innermost first."""
+    e = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr.replace("$$", "$"))
+    # `sum by (x) (...)` -> `sum(...)`; `sum(...) by (x)` -> `sum(...)`.
+    e = re.sub(r"\b([a-z_]+)\s*(?:by|without)\s*\([^)]*\)\s*\(", r"\1(", e)
+    e = re.sub(r"\)\s*(?:by|without)\s*\([^)]*\)", ")", e)
+    out = []
+    for m in re.finditer(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:])", e):
+        stack = []
+        for t in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*(\()|(\))", e[:m.start()]):
+            if t.group(2):
+                stack.append(t.group(1) or "")
+            elif stack:
+                stack.pop()
+        out.append([f for f in reversed(stack) if f in AGGREGATORS])
+    return out
+
+
+def check_gateway_label_aggregation(queries: list[tuple[str, str]], connector_metrics: set[str]) -> None:
+    """With N gateways every span-metric / service-graph series exists once per gateway
+    (label collector_gateway_id). A query must sum across them: the innermost aggregation around
+    such a metric is `sum` (or `group`), never a bare selector, a `max`/`avg` of partial rates, or
+    a `count` that counts each gateway's copy; and no `by (...)` keeps the gateway label."""
+    label = prom_label(collector_tiers.GATEWAY_ID_ATTR)
+    checked = 0
+    for where, expr in queries:
+        names = promql_metrics(expr)[0] & connector_metrics
+        if not names:
+            continue
+        checked += 1
+        if re.search(rf"\bby\s*\([^)]*\b{label}\b", expr):
+            fail(where, f"groups by {label}: the gateways' partial series must be summed, not shown apart")
+        for n in sorted(names):
+            for aggs in _enclosing_aggregations(expr, n):
+                if not aggs:
+                    fail(where, f"{n} is not aggregated: with N gateways it has one series per gateway ({label})")
+                elif aggs[0] not in ("sum", "group"):
+                    fail(where, f"{n}: innermost aggregation is {aggs[0]}; with N gateways each holds part of the "
+                                f"count, so sum across {label} first (sum, or group to count distinct series)")
+    notes.append(f"gateway label: {checked} queries on connector metrics sum across {label}")
+
+
+def check_scale(compose: dict, where: str, prom_scale: dict) -> None:
+    """docker-compose.scale.yml merged onto the single-node file (rendered by docker-compose
+    config): replicas never fight over a host port; the agent's resolver finds exactly the
+    gateway services; each gateway has its own identity; Prometheus scrapes both tiers."""
+    services = compose.get("services") or {}
+    published: dict[str, str] = {}
+    for name, svc in services.items():
+        replicas = int(((svc or {}).get("deploy") or {}).get("replicas") or 1)
+        for port in (svc or {}).get("ports") or []:
+            pub = str(port.get("published", "")) if isinstance(port, dict) else (
+                str(port).rsplit(":", 1)[0] if ":" in str(port) else "")
+            if not pub:
+                continue
+            if replicas > 1 and "-" not in pub:
+                fail(where, f"services.{name} has {replicas} replicas and publishes host port {pub}: "
+                            "all but one replica would fail to bind it")
+            if pub in published:
+                fail(where, f"services.{name} and services.{published[pub]} both publish host port {pub}")
+            published[pub] = name
+    roles: dict[str, list[str]] = {"agent": [], "gateway": []}
+    for name, svc in services.items():
+        conf = _collector_config_of(svc or {}) if "opentelemetry-collector" in str((svc or {}).get("image", "")) else None
+        role = COLLECTOR_CONFIGS.get(conf or "")
+        if role in roles:
+            roles[role].append(name)
+    if len(roles["gateway"]) < 2:
+        fail(where, f"expected at least 2 gateway services (running otel-collector/gateway.yaml), found {roles['gateway']}")
+    if len(roles["agent"]) != 1:
+        fail(where, f"expected 1 agent service (running otel-collector/agent.yaml), found {roles['agent']}")
+    ids = {}
+    for g in roles["gateway"]:
+        gid = _env_of(services[g]).get(collector_tiers.GATEWAY_ID_ENV)
+        if not gid:
+            fail(where, f"services.{g} does not set {collector_tiers.GATEWAY_ID_ENV}: its series would collide with another gateway's")
+        elif gid in ids:
+            fail(where, f"services.{g} and services.{ids[gid]} share {collector_tiers.GATEWAY_ID_ENV}={gid}")
+        else:
+            ids[gid] = g
+    agent_cfg = load_yaml("otel-collector/agent.yaml") or {}
+    hosts = {str(((v.get("resolver") or {}).get("dns") or {}).get("hostname"))
+             for k, v in (agent_cfg.get("exporters") or {}).items() if ctype(k) == "load_balancing"}
+    for h in sorted(hosts):
+        carriers = sorted(n for n, s in services.items()
+                          if h == n or any(h in ((net or {}).get("aliases") or [])
+                                           for net in ((s or {}).get("networks") or {}).values()
+                                           if isinstance(net, dict)))
+        if sorted(roles["gateway"]) != carriers:
+            fail(where, f"the agent's DNS resolver looks up {h!r}, which resolves to {carriers}, "
+                        f"not to the gateways {sorted(roles['gateway'])}")
+    prom = services.get("prometheus") or {}
+    if not any(src.endswith("prometheus/prometheus.scale.yml") and t == "/etc/prometheus/prometheus.yml"
+               for src, t, _ in _compose_mounts(prom)):
+        fail(where, "services.prometheus does not run prometheus/prometheus.scale.yml: the gateways are not scraped")
+    job = next((j for j in prom_scale.get("scrape_configs") or [] if j.get("job_name") == "otel-collector"), {})
+    sd_names = {n for sd in job.get("dns_sd_configs") or [] for n in sd.get("names") or []}
+    static = {t.split(":")[0] for sc in job.get("static_configs") or [] for t in sc.get("targets") or []}
+    found = sd_names | static
+    for n in roles["agent"] + roles["gateway"]:
+        aliases = {a for net in ((services[n] or {}).get("networks") or {}).values() if isinstance(net, dict)
+                   for a in net.get("aliases") or []}
+        if not ({n} | aliases) & found:
+            fail("prometheus/prometheus.scale.yml", f"job otel-collector does not scrape services.{n}")
+    notes.append(f"scale ({where}): agent {roles['agent']}, gateways {roles['gateway']} "
+                 f"({', '.join(f'{k}={v}' for v, k in ids.items())}), all scraped by job otel-collector")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--emitted", default=os.environ.get("VIDSCOPE_EMITTED_METRICS"))
     ap.add_argument("--promtool-config", help="write a promtool-2.x-readable prometheus.yml here and exit")
+    ap.add_argument("--promtool-source", default="prometheus/prometheus.yml",
+                    help="the config --promtool-config copies (default prometheus/prometheus.yml)")
+    ap.add_argument("--compose-scale", metavar="PATH",
+                    help="docker-compose.observability.yml + docker-compose.scale.yml merged by "
+                         "`docker-compose config`; checked like the single-node file, plus the scale checks")
     args = ap.parse_args()
     if args.promtool_config:
-        write_promtool_copy(Path(args.promtool_config))
+        write_promtool_copy(Path(args.promtool_config), args.promtool_source)
         return 0
 
-    collector = check_collector()
-    check_trace_viewer_wiring(collector)
+    collector = {}
+    for conf, role in COLLECTOR_CONFIGS.items():
+        cfg = check_collector(conf, role)
+        if role == "single":
+            collector = cfg
+    base_where = "docker-compose.observability.yml"
+    base = load_yaml(base_where) or {}
+    check_trace_viewer_wiring(base, base_where)
+    check_healthchecks(base, base_where)
+    prom = check_prometheus()
+    prom_scale = check_prometheus("prometheus/prometheus.scale.yml")
+    if args.compose_scale:
+        scale_where = "docker-compose.observability.yml + docker-compose.scale.yml"
+        try:
+            merged = yaml.safe_load(Path(args.compose_scale).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            fail(scale_where, f"cannot read the merged model {args.compose_scale}: {e}")
+            merged = {}
+        check_trace_viewer_wiring(merged, scale_where)
+        check_healthchecks(merged, scale_where)
+        check_scale(merged, scale_where, prom_scale)
+    else:
+        notes.append("scale: --compose-scale not given, the merged scale topology was NOT checked")
     tempo = check_tempo()
     check_loki()
-    check_healthchecks()
-    prom = check_prometheus()
     _, grafana_queries = check_grafana(tempo)
     rule_queries = check_rule_tests()
 
@@ -972,7 +1270,10 @@ def main() -> int:
         for s in series_names(base, m["type"]):
             extra = {"le"} if s.endswith("_bucket") else set()
             labels_of[s] = {prom_label(x) for x in m["labels"]} | always | extra
-    known.update(produced_by_stack(collector, tempo, strategy))
+    stack_made = produced_by_stack(collector, tempo, strategy)
+    known.update(stack_made)
+    check_gateway_label_aggregation(grafana_queries + rule_queries,
+                                    {n for n, why in stack_made.items() if why.startswith("Collector") and "connector" in why})
 
     bad = 0
     checked = 0

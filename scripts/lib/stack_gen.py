@@ -3,6 +3,10 @@
 
   grafana/dashboards/*.json                      the four provisioned dashboards
   grafana/provisioning/alerting/rules.yaml       Grafana-managed copies of prometheus/rules/*.yml
+  otel-collector/agent.yaml, gateway.yaml        the two Collector tiers of docker-compose.scale.yml,
+                                                 cut from otel-collector/config.yaml (collector_tiers.py)
+  prometheus/prometheus.scale.yml                prometheus.yml scraping every Collector of both tiers
+  deploy/kubernetes/telemetry/otel-collector-config.yaml   the tiers' ConfigMaps (k8s resolver)
 
 Usage:
   python3 scripts/lib/stack_gen.py          write the files
@@ -23,6 +27,8 @@ import urllib.parse
 from pathlib import Path
 
 import yaml
+
+import collector_tiers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -349,8 +355,11 @@ def telemetry_dashboard() -> dict:
     d.row("Collector process and connectors")
     d.stat("Collector up", 'min(up{job="otel-collector"})', w=6)
     d.stat("Collector memory (RSS)", "max(otelcol_process_memory_rss_bytes)", unit="bytes", w=6)
-    d.stat("Span metrics series (calls)", "count(traces_span_metrics_calls_total)", w=6)
-    d.stat("Service graph edges", "count(traces_service_graph_request_total)", w=6)
+    # With N gateways (docs/full-stack.md, "Scaling out") each series exists once per gateway
+    # (label collector_gateway_id): `group` collapses the copies before counting.
+    d.stat("Span metrics series (calls)",
+           "count(group without (collector_gateway_id) (traces_span_metrics_calls_total))", w=6)
+    d.stat("Service graph edges", "count(group by (client, server) (traces_service_graph_request_total))", w=6)
     return d.json()
 
 
@@ -423,6 +432,7 @@ def outputs() -> dict[Path, str]:
     # annotations use Go templates ({{ $labels.x }}), so escape them as `$$`.
     rules_yaml = yaml.safe_dump(grafana_rules(), sort_keys=False, width=1000, allow_unicode=True)
     out[ROOT / "grafana" / "provisioning" / "alerting" / "rules.yaml"] = RULES_HEADER + rules_yaml.replace("$", "$$")
+    out.update(collector_tiers.outputs(ROOT))
     return out
 
 
