@@ -200,6 +200,14 @@ def configmap(name: str, component: str, text: str) -> dict:
     }
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks, so a ConfigMap's embedded config reads as YAML."""
+
+
+_BlockDumper.add_representer(
+    str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
 def outputs(root: Path) -> dict[Path, str]:
     source = yaml.safe_load((root / SOURCE).read_text())
     gw = _dump(gateway(source))
@@ -210,7 +218,7 @@ def outputs(root: Path) -> dict[Path, str]:
     maps = [configmap("otel-collector-agent", "agent", _dump(agent(source, "kubernetes"))),
             configmap("otel-collector-gateway", "gateway", gw)]
     out[root / "deploy" / "kubernetes" / "telemetry" / "otel-collector-config.yaml"] = (
-        K8S_HEADER + "---\n".join(yaml.safe_dump(m, sort_keys=False, width=1000) for m in maps))
+        K8S_HEADER + "---\n".join(yaml.dump(m, Dumper=_BlockDumper, sort_keys=False, width=1000) for m in maps))
     out[root / "prometheus" / "prometheus.scale.yml"] = prometheus_scale(root)
     return out
 

@@ -197,6 +197,15 @@ def api_dashboard() -> dict:
     d.timeseries("Responses by status code",
                  [(f"sum by (http_response_status_code) (rate(http_server_request_duration_seconds_count{{{API}}}[$__rate_interval]))",
                    "{{http_response_status_code}}")], unit="reqps")
+    # service.instance.id is promoted to a label (prometheus.yml): one line per API replica, so
+    # an unbalanced balancer or one slow replica shows (docs/production.md, "What to watch").
+    d.row("Replicas")
+    d.timeseries("Request rate by replica",
+                 [(f"sum by (service_instance_id) (rate(http_server_request_duration_seconds_count{{{API}}}[$__rate_interval]))",
+                   "{{service_instance_id}}")], unit="reqps")
+    d.timeseries("p95 latency by replica",
+                 [(q95("http_server_request_duration_seconds_bucket", API, "service_instance_id"),
+                   "{{service_instance_id}}")], unit="s")
     d.row("From spans, with exemplars (click a dot to open the trace)")
     d.timeseries("p95 server span latency by route + exemplars",
                  [(q95("traces_span_metrics_duration_seconds_bucket",
@@ -273,6 +282,9 @@ def jobs_dashboard() -> dict:
                    "sent {{messaging_destination_name}}"),
                   ("sum by (messaging_destination_name) (rate(messaging_process_duration_seconds_count[$__rate_interval]))",
                    "processed {{messaging_destination_name}}")], unit="short")
+    d.timeseries("Jobs processed by worker replica",
+                 [(f"sum by (service_instance_id) (rate(messaging_process_duration_seconds_count{{{WORKER}}}[$__rate_interval]))",
+                   "{{service_instance_id}}")], unit="short")
     d.timeseries("Processing time (p95) by queue",
                  [(q95("messaging_process_duration_seconds_bucket", WORKER, "messaging_destination_name"),
                    "{{messaging_destination_name}}")], unit="s")
