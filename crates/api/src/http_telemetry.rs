@@ -7,12 +7,13 @@
 
 use std::time::Instant;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, HttpBody as _};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
+
+use crate::client_ip::ClientIp;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -200,9 +201,10 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
             attributes.push(KeyValue::new("server.address", address));
             attributes.push(KeyValue::new("server.port", port));
         }
-        // The peer, not `X-Forwarded-For`: a header any client can set is not an address.
-        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            attributes.push(KeyValue::new("client.address", peer.ip().to_string()));
+        // The peer, or the address a trusted proxy forwarded (crate::client_ip): a header any
+        // client can set is not an address.
+        if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+            attributes.push(KeyValue::new("client.address", ip.to_string()));
         }
         attributes.push(KeyValue::new(
             "network.protocol.version",

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod http_telemetry;

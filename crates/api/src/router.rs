@@ -90,5 +90,10 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             trace_request,
         ))
+        // Outermost: the server span already reports the resolved client address.
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::<[ipnet::IpNet]>::from(state.settings.trusted_proxies.as_slice()),
+            crate::client_ip::resolve,
+        ))
         .with_state(state)
 }

@@ -121,6 +121,11 @@ pub struct ApiSettings {
     /// (`{prefix}:cache:`) (`VIDSCOPE_REDIS_PREFIX`, default `vidscope`). Every replica of one
     /// deployment must use the same; two deployments on one Redis use two.
     pub redis_prefix: String,
+    /// Balancers and proxies whose `X-Forwarded-For` is believed (`VIDSCOPE_TRUSTED_PROXIES`,
+    /// comma-separated addresses or CIDR ranges, default none). Behind a balancer every TCP
+    /// peer is the balancer: without this the login throttle would count all clients as one
+    /// address, and spans would name the balancer as the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `VIDSCOPE_S3_STREAM=redirect|proxy` (default redirect).
     pub s3_stream: S3StreamMode,
     /// An admin account created at start-up when missing (`VIDSCOPE_ADMIN_EMAIL` with
@@ -141,6 +146,7 @@ impl Default for ApiSettings {
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
             redis_prefix: "vidscope".into(),
+            trusted_proxies: Vec::new(),
             s3_stream: S3StreamMode::Redirect,
             bootstrap_admin: None,
         }
@@ -216,6 +222,21 @@ impl ApiSettings {
                 });
             }
             a.redis_prefix = v.trim_end_matches(':').to_owned();
+        }
+        if let Some(v) = get("VIDSCOPE_TRUSTED_PROXIES") {
+            a.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| SettingsError {
+                            var: "VIDSCOPE_TRUSTED_PROXIES",
+                            reason: format!("{p:?} is not an IP address or CIDR range"),
+                        })
+                })
+                .collect::<Result<_, _>>()?;
         }
         a.bootstrap_admin = match (get("VIDSCOPE_ADMIN_EMAIL"), get("VIDSCOPE_ADMIN_PASSWORD")) {
             (None, None) => None,
@@ -412,6 +433,32 @@ mod tests {
         .unwrap_err();
         assert_eq!(short.var, "VIDSCOPE_ADMIN_PASSWORD");
         assert!(!short.reason.contains("short"), "{}", short.reason);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges_and_the_redis_prefix_has_no_trailing_colon() {
+        let s = settings(&[
+            ("VIDSCOPE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
+            ("VIDSCOPE_REDIS_PREFIX", "tenant-a:"),
+        ])
+        .unwrap();
+        let proxies: Vec<String> = s
+            .api
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+        assert_eq!(s.api.redis_prefix, "tenant-a");
+        let bad = settings(&[("VIDSCOPE_TRUSTED_PROXIES", "10.0.0.0/8,balancer")]).unwrap_err();
+        assert_eq!(bad.var, "VIDSCOPE_TRUSTED_PROXIES");
+        assert!(bad.reason.contains("balancer"), "{}", bad.reason);
+        assert_eq!(
+            settings(&[("VIDSCOPE_REDIS_PREFIX", "a b")])
+                .unwrap_err()
+                .var,
+            "VIDSCOPE_REDIS_PREFIX"
+        );
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! `POST /api/auth/login` (seed 001's flow): credentials → session cookie, throttled per
 //! account and per client address.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::Extension;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::KeyValue;
@@ -13,6 +12,7 @@ use vidscope_core::domain::{Email, Password};
 use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::{auth_failed, session_cookie, set_cookie};
+use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::routes::auth::UserResponse;
@@ -56,7 +56,7 @@ const ADDRESS_FACTOR: u32 = 4;
 )]
 pub async fn post(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
     headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -87,7 +87,7 @@ pub async fn post(
     let password = Password::parse(password).ok();
 
     let account_key = format!("account:{}", email.as_str());
-    let address_key = format!("address:{}", peer.ip());
+    let address_key = format!("address:{client}");
     for (key, factor) in [(&account_key, 1), (&address_key, ADDRESS_FACTOR)] {
         if let Err(retry_after_secs) = state.login_limiter.check(key, factor).await {
             auth_failed(session_cookie(&headers).0, "rate_limited");
