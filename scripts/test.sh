@@ -324,4 +324,10 @@ elif [[ -e scripts/check-stack.sh ]]; then
     phase_skip "scripts/check-stack.sh" "not executable"
 fi
 
+# ------------------------------------------------------- kubernetes
+# Every manifest under deploy/kubernetes/ against the Kubernetes API schemas (kubernetes-models,
+# kubernetes-validate --strict), checkov with zero failed checks, the generated ConfigMaps up
+# to date; tools pinned in deploy/kubernetes/validate/, installed under target/.
+run_phase "scripts/check-k8s.sh" scripts/check-k8s.sh || true
+
 exit "$failed"

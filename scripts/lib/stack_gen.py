@@ -459,6 +459,13 @@ def main(argv: list[str]) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
+    if not check:
+        # The Kubernetes copies of the dashboards and rules are made from the files just
+        # written, so one command regenerates everything (check-k8s.sh checks them).
+        import k8s_gen
+        for path, text in k8s_gen.generate().items():
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         for p in stale:
             print(f"stale generated file: {p} (run python3 scripts/lib/stack_gen.py)", file=sys.stderr)
