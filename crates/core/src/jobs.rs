@@ -265,8 +265,15 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 }
 
 /// Publishes up to `batch` unpublished outbox rows, oldest first, and stamps each one once the
-/// queue has it; returns the kinds published, in order. Stops at the first publish error (the queue is down: the rest would fail too)
-/// and returns it after counting what went out; rows left unstamped go out on a later call.
+/// queue has it; returns the kinds published, in order. Stops at the first publish error (the
+/// queue is down: the rest would fail too) and returns it after counting what went out; rows
+/// left unstamped go out on a later call.
+///
+/// Every worker replica runs a relay, so each row is claimed in a transaction of its own that
+/// holds it until it is published and stamped: on Postgres `FOR UPDATE SKIP LOCKED` (another
+/// relay takes the next row), on SQLite `BEGIN IMMEDIATE` (one writer at a time). Two relays
+/// never publish one row twice; a relay that dies mid-publish leaves its row unstamped (the
+/// transaction rolls back), so it goes out again: at least once, never lost.
 ///
 /// Each publish is a PRODUCER span, child of the span that wrote the row (the upload request,
 /// the probe job), and the message carries the producer's context: upload → publish → process
@@ -277,91 +284,131 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 /// instead of blocking every row behind them. A row whose payload is not JSON is published with
 /// its text as a JSON string, so the worker dead-letters it as a bad payload with the reason.
 pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobKind>, CoreError> {
-    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut published = Vec::new();
+    for _ in 0..batch {
+        match relay_one(db, queue).await {
+            Ok(Some(kind)) => published.push(kind),
+            Ok(None) => break,
+            Err(e) if published.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, published = published.len(), "outbox relay stopped early");
+                break;
+            }
+        }
+    }
+    Ok(published)
+}
+
+/// Claims, publishes and stamps the oldest unpublished row, if there is one (see [`relay_once`]).
+async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError> {
+    static SELECT: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         // The kinds are code constants, not input.
         let kinds: Vec<String> = JobKind::ALL
             .iter()
             .map(|k| format!("'{}'", k.as_str()))
             .collect();
-        format!(
+        let select = format!(
             "SELECT id, kind, payload, trace_context, created_at FROM outbox \
-             WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT $1",
+             WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT 1",
             kinds.join(", ")
-        )
+        );
+        [select.clone(), format!("{select} FOR UPDATE SKIP LOCKED")]
     });
     const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
+    // The database queue needs no claim: its publish is an `INSERT ... ON CONFLICT (id) DO
+    // NOTHING`, so a second relay's copy of a row is dropped there; and it writes through the
+    // pool, which a SQLite write transaction held here would block.
+    let mut tx = match (queue, db.backend()) {
+        (Queue::Db(_), _) => None,
+        (Queue::Redis(_), Backend::Sqlite) => Some(db.pool().begin_with("BEGIN IMMEDIATE").await?),
+        (Queue::Redis(_), Backend::Postgres) => Some(db.pool().begin().await?),
+    };
+    let select = match (&tx, db.backend()) {
+        (Some(_), Backend::Postgres) => &SELECT[1],
+        _ => &SELECT[0],
+    };
     // Polls are not traced: an idle relay would otherwise start a trace every tick.
-    let rows = sqlx::query(SELECT.as_str())
-        .bind(batch as i64)
-        .fetch_all(db.pool())
-        .in_db_span(tracing::Span::none())
-        .await?;
-    let mut published = Vec::new();
-    for row in &rows {
-        let id: String = row.try_get("id")?;
-        let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
-        let payload: String = row.try_get("payload")?;
-        let trace: String = row.try_get("trace_context")?;
-        let created_at: i64 = row.try_get("created_at")?;
-        let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
-        // The relay takes the row from the outbox (CONSUMER, continuing the writer's `create`
-        // span) and sends it on to the queue (PRODUCER, which the job's consumer continues).
-        let receive = vidscope_telemetry::with_remote_parent(
-            vidscope_telemetry::propagation::extract_map(&parent),
-            || {
-                tracing::info_span!(
-                    "messaging.receive",
-                    otel.name = %format_args!("receive {}", kind.as_str()),
-                    otel.kind = "consumer",
-                    messaging.system = OUTBOX_SYSTEM,
-                    messaging.operation.type = "receive",
-                    messaging.operation.name = "receive",
-                    messaging.destination.name = kind.as_str(),
-                    messaging.message.id = id.as_str(),
-                )
-            },
-        );
-        let span = receive.in_scope(|| crate::queue::producer_span(queue, kind, &id));
-        let result = async {
-            let message = JobMessage {
-                id: id.clone(),
-                kind,
-                payload: serde_json::from_str(&payload).unwrap_or_else(|e| {
-                    tracing::warn!(
-                        job.id = %id,
-                        error = %e,
-                        "outbox payload is not JSON; published as text for the worker to dead-letter"
-                    );
-                    serde_json::Value::String(payload.clone())
-                }),
-                trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
-                enqueued_at: created_at,
-                available_at: now_millis(),
-                attempt: 0,
-            };
-            queue.publish(&message).await?;
-            sqlx::query(STAMP)
-                .bind(now_millis())
-                .bind(&id)
-                .execute(db.pool())
-                .in_db_span(query_span(db.backend(), "UPDATE", "outbox", STAMP))
-                .await?;
-            Ok::<_, CoreError>(())
+    let query = sqlx::query(select.as_str());
+    let row = match &mut tx {
+        Some(tx) => {
+            query
+                .fetch_optional(&mut **tx)
+                .in_db_span(tracing::Span::none())
+                .await?
         }
-        .instrument(span.clone())
-        .await;
-        if let Err(e) = result {
-            vidscope_telemetry::classify::record_classified(&span, &e);
-            return if published.is_empty() {
-                Err(e)
-            } else {
-                tracing::warn!(error = %e, published = published.len(), "outbox relay stopped early");
-                Ok(published)
-            };
+        None => {
+            query
+                .fetch_optional(db.pool())
+                .in_db_span(tracing::Span::none())
+                .await?
         }
-        published.push(kind);
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: String = row.try_get("id")?;
+    let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
+    let payload: String = row.try_get("payload")?;
+    let trace: String = row.try_get("trace_context")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
+    // The relay takes the row from the outbox (CONSUMER, continuing the writer's `create`
+    // span) and sends it on to the queue (PRODUCER, which the job's consumer continues).
+    let receive = vidscope_telemetry::with_remote_parent(
+        vidscope_telemetry::propagation::extract_map(&parent),
+        || {
+            tracing::info_span!(
+                "messaging.receive",
+                otel.name = %format_args!("receive {}", kind.as_str()),
+                otel.kind = "consumer",
+                messaging.system = OUTBOX_SYSTEM,
+                messaging.operation.type = "receive",
+                messaging.operation.name = "receive",
+                messaging.destination.name = kind.as_str(),
+                messaging.message.id = id.as_str(),
+            )
+        },
+    );
+    let span = receive.in_scope(|| crate::queue::producer_span(queue, kind, &id));
+    let backend = db.backend();
+    let result = async {
+        let message = JobMessage {
+            id: id.clone(),
+            kind,
+            payload: serde_json::from_str(&payload).unwrap_or_else(|e| {
+                tracing::warn!(
+                    job.id = %id,
+                    error = %e,
+                    "outbox payload is not JSON; published as text for the worker to dead-letter"
+                );
+                serde_json::Value::String(payload.clone())
+            }),
+            trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
+            enqueued_at: created_at,
+            available_at: now_millis(),
+            attempt: 0,
+        };
+        queue.publish(&message).await?;
+        let stamp = sqlx::query(STAMP).bind(now_millis()).bind(&id);
+        let stamp_span = query_span(backend, "UPDATE", "outbox", STAMP);
+        match tx {
+            Some(mut tx) => {
+                stamp.execute(&mut *tx).in_db_span(stamp_span).await?;
+                tx.commit().await?;
+            }
+            None => {
+                stamp.execute(db.pool()).in_db_span(stamp_span).await?;
+            }
+        }
+        Ok::<_, CoreError>(())
     }
-    Ok(published)
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = result {
+        vidscope_telemetry::classify::record_classified(&span, &e);
+        return Err(e);
+    }
+    Ok(Some(kind))
 }
 
 /// Deletes published outbox rows older than `age` (they are kept a while for debugging).
