@@ -403,3 +403,66 @@ async fn the_outbox_relay_passes_rows_it_cannot_publish() {
         serde_json::Value::String("{not json".into())
     );
 }
+
+/// Every worker replica runs an outbox relay. Two relays on two connections, racing over one
+/// outbox, must put each row on the queue once: before rows were claimed in a transaction, both
+/// read the same unpublished rows and both published them (the replica test saw a video probed
+/// twice). Both adapters; the database is the suite's (SQLite or Postgres).
+#[tokio::test]
+async fn two_relays_racing_publish_each_outbox_row_once() {
+    const ROWS: usize = 40;
+    for pair in pairs(Duration::from_secs(30)).await {
+        let db = &pair._db.db;
+        let at = now_millis() - 1_000;
+        for i in 0..ROWS {
+            sqlx::query(
+                "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
+                 VALUES ($1, 'video.probe', '{}', '{}', $2)",
+            )
+            .bind(format!("row-{i:02}"))
+            .bind(at + i as i64)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        // The second relay's own pool: another process, as far as the database can tell.
+        let other = vidscope_core::db::Db::connect(&pair._db.url).await.unwrap();
+        let relay = |db: vidscope_core::db::Db, queue: &Queue| {
+            let queue = queue.clone();
+            async move {
+                let mut published = 0;
+                while vidscope_core::jobs::outbox_pending(&db).await.unwrap() > 0 {
+                    published += vidscope_core::jobs::relay_once(&db, &queue, 3)
+                        .await
+                        .unwrap_or_default()
+                        .len();
+                }
+                published
+            }
+        };
+        let (a, b) = tokio::join!(relay(db.clone(), &pair.a), relay(other, &pair.b));
+        // The database queue may take a row twice (its INSERT drops the copy), Redis may not.
+        if pair.name == "redis" {
+            assert_eq!(a + b, ROWS, "{}: relays published {a} + {b}", pair.name);
+        }
+
+        let mut seen = HashMap::<String, usize>::new();
+        loop {
+            let batch = pair.a.claim(50, Duration::from_millis(200)).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                *seen.entry(d.message.id.clone()).or_default() += 1;
+                pair.a.ack(&d).await.unwrap();
+            }
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "{}: delivered more than once: {twice:?}",
+            pair.name
+        );
+        assert_eq!(seen.len(), ROWS, "{}: every row delivered", pair.name);
+    }
+}
