@@ -10,6 +10,7 @@ mod file_mode;
 mod health;
 mod http_metrics;
 mod limits;
+mod migrate;
 mod openapi;
 mod pages;
 mod player_telemetry;
