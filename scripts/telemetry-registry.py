@@ -362,6 +362,14 @@ def check_emitted(view: dict, facts: dict, problems: list[str], used: dict):
         attr_type(key, typ, f"metric {name}", src)
 
 
+def conditional(reg: dict, body: dict, key: str) -> bool:
+    """An attribute whose entry says `when:` is emitted only under a condition a test run need
+    not meet (a statement slower than sqlx's threshold, say): it must be registered when it is
+    seen, and is not required to be seen."""
+    entry = body["attributes"].get(key) or reg["attributes"].get(key) or {}
+    return isinstance(entry, dict) and bool(entry.get("when"))
+
+
 def registered_items(reg: dict):
     """Every item the registry claims some test emits: (key as check_emitted marks it, text)."""
     for origin in (PRODUCT, *sorted(reg["test_only"])):
@@ -371,6 +379,8 @@ def registered_items(reg: dict):
             yield (origin, "service", service), f"service {service!r}{at}"
         for table in ("resource_attributes", "attributes"):
             for key, entry in body[table].items():
+                if table == "attributes" and conditional(reg, body, key):
+                    continue
                 for typ in types_of(entry):
                     yield (origin, table, key, typ), f"{table[:-1].replace('_', ' ')} {key} " \
                                                      f"as {typ}{at}"
@@ -394,7 +404,8 @@ def registered_items(reg: dict):
         for scope in body["logs"]["scopes"]:
             yield (origin, "log_scope", scope), f"log scope {scope!r}{at}"
         for key in body["logs"]["attributes"]:
-            yield (origin, "log_attribute", key), f"log attribute {key}{at}"
+            if not conditional(reg, body, key):
+                yield (origin, "log_attribute", key), f"log attribute {key}{at}"
         for name in body["logs"]["event_names"]:
             yield (origin, "log_event_name", name), f"log event name {name!r}{at}"
         for name, entry in body["metrics"].items():
@@ -850,7 +861,10 @@ def render_docs(reg: dict) -> str:
       "`test_only`, keyed by the test file that emits it (it is accepted only from that file's "
       "tests). A metric must also be in the catalog, `crates/telemetry/src/catalog.rs` "
       "([telemetry.md](telemetry.md#how-to-add-a-metric)), with the same unit, type and labels; "
-      "a label the catalog allows and no code records is listed under `catalog_only_labels`.")
+      "a label the catalog allows and no code records is listed under `catalog_only_labels`. "
+      "An attribute emitted only under a condition a test run need not meet (sqlx's "
+      "slow-statement warning) gets `when:` naming it: it must be registered when seen and "
+      "need not be seen.")
     w("4. Regenerate this page: `python3 scripts/telemetry-registry.py --write-docs`.")
     w("")
     w("Types are OTLP value types: `string`, `int`, `double`, `bool`, `bytes`, `map`; arrays "
@@ -905,8 +919,9 @@ def render_docs(reg: dict) -> str:
     w("|---|---|---|---|")
     for key, entry in sorted(reg["attributes"].items()):
         places = where.get(key) or ["test-only telemetry"]
+        when = f" Only when {entry['when']}." if entry.get("when") else ""
         w(f"| `{key}` | {'/'.join(types_of(entry))} | {', '.join(places)} | "
-          f"{md(entry.get('description'))} |")
+          f"{md(entry.get('description'))}{md(when)} |")
     w("")
 
     w("## Log records")

@@ -2,7 +2,9 @@
 //! S3-compatible server, the client alternating between the API replicas as a round-robin
 //! balancer would: whatever a user does must not depend on the replica a request lands on,
 //! each job must run once, traces must stay whole across processes, and killing a replica
-//! must lose no write it acknowledged.
+//! must lose no write it acknowledged. (It replaced the one-API-one-worker process test: the
+//! same upload, its status over the socket and its trace across the processes are checked
+//! here, on the production shape: Postgres, Redis and S3.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -299,6 +301,23 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         }
     }
     cluster.wait_ready(1, &cookie, &first.video_id).await;
+    let meta: serde_json::Value = cluster
+        .get(1, &format!("/api/videos/{}", first.video_id), &cookie)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["duration_seconds"], 60.0, "the probe's result: {meta}");
+    let thumb = cluster
+        .get(
+            1,
+            &format!("/api/videos/{}/thumbnail", first.video_id),
+            &cookie,
+        )
+        .await;
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+    assert_eq!(&thumb.bytes().await.unwrap()[..2], &[0xFF, 0xD8], "a JPEG");
 
     // Progress saved through A is what B reads.
     let saved = cluster
@@ -329,7 +348,11 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         ("vidscope-worker", "receive video.probe"),
         ("vidscope-worker", "send video.probe"),
         ("vidscope-worker", "process video.probe"),
+        ("vidscope-worker", "ffmpeg.probe"),
+        ("vidscope-worker", "send video.thumbnail"),
         ("vidscope-worker", "process video.thumbnail"),
+        ("vidscope-worker", "ffmpeg.extract_frame"),
+        ("vidscope-worker", "storage.put"),
     ];
     let whole = cluster
         .receiver
@@ -361,8 +384,15 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
             "{api_span} comes from replica A, the one that took the upload"
         );
     }
+    // The API's outbox write (PRODUCER) is the parent of the worker relay's CONSUMER span: the
+    // pair the service graph draws as the api -> worker edge.
     let create = by_name("create video.probe");
     let receive = by_name("receive video.probe");
+    assert_eq!((create.kind, receive.kind), (4, 5), "PRODUCER, CONSUMER");
+    assert_eq!(
+        by_name("send video.probe").parent_span_id.as_deref(),
+        Some(receive.span_id.as_str())
+    );
     assert_eq!(
         receive.parent_span_id.as_deref(),
         Some(create.span_id.as_str())

@@ -271,7 +271,8 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 ///
 /// Every worker replica runs a relay, so each row is claimed in a transaction of its own that
 /// holds it until it is published and stamped: on Postgres `FOR UPDATE SKIP LOCKED` (another
-/// relay takes the next row), on SQLite `BEGIN IMMEDIATE` (one writer at a time). Two relays
+/// relay takes the next row), on SQLite `BEGIN IMMEDIATE` (one writer at a time). The
+/// database queue needs no claim (see below). Two relays
 /// never publish one row twice; a relay that dies mid-publish leaves its row unstamped (the
 /// transaction rolls back), so it goes out again: at least once, never lost.
 ///
@@ -318,10 +319,10 @@ async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError>
     // The database queue needs no claim: its publish is an `INSERT ... ON CONFLICT (id) DO
     // NOTHING`, so a second relay's copy of a row is dropped there; and it writes through the
     // pool, which a SQLite write transaction held here would block.
-    let mut tx = match (queue, db.backend()) {
-        (Queue::Db(_), _) => None,
-        (Queue::Redis(_), Backend::Sqlite) => Some(db.pool().begin_with("BEGIN IMMEDIATE").await?),
-        (Queue::Redis(_), Backend::Postgres) => Some(db.pool().begin().await?),
+    let mut tx = match queue {
+        Queue::Db(_) => None,
+        // `BEGIN IMMEDIATE` on SQLite: see [`crate::db::begin`].
+        Queue::Redis(_) => Some(crate::db::begin(db).await?),
     };
     let select = match (&tx, db.backend()) {
         (Some(_), Backend::Postgres) => &SELECT[1],
@@ -394,7 +395,7 @@ async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError>
         match tx {
             Some(mut tx) => {
                 stamp.execute(&mut *tx).in_db_span(stamp_span).await?;
-                tx.commit().await?;
+                crate::db::commit(tx).await?;
             }
             None => {
                 stamp.execute(db.pool()).in_db_span(stamp_span).await?;
