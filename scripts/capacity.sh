@@ -51,7 +51,7 @@ psql "$PG_ADMIN" -Atqc 'select 1' >/dev/null || { echo "no Postgres at $PG_ADMIN
 [[ $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping) == PONG ]] || { echo "no Redis at $REDIS_HOST:$REDIS_PORT" >&2; exit 2; }
 
 started=$(date +%s)
-# shellcheck source=lib/bench.sh
+# shellcheck source=scripts/lib/bench.sh
 source scripts/lib/bench.sh
 cargo build --release --locked --workspace --bins >&2
 bin=${CARGO_TARGET_DIR:-target}/release
@@ -165,7 +165,9 @@ plain_sink=$sink_pid
 start_api
 cookie=$(curl -fsS -c - -o /dev/null -H 'content-type: application/json' \
   -d "{\"email\":\"$admin_email\",\"password\":\"$admin_password\"}" \
-  "http://127.0.0.1:$api_port/api/auth/login" | awk '!/^#/ && NF >= 7 {print $6 "=" $7}' | paste -sd';')
+  "http://127.0.0.1:$api_port/api/auth/login" |
+  awk '{sub(/^#HttpOnly_/, "")} !/^#/ && NF >= 7 {print $6 "=" $7}' | paste -sd';')
+[[ -n $cookie ]] || { echo "the admin sign-in set no cookie" >&2; exit 2; }
 read -r video_id video_file < <(psql "$database_url" -Atc \
   "SELECT id, filename FROM videos WHERE status = 'ready' ORDER BY created_at LIMIT 1" | tr '|' ' ')
 [[ -n ${video_id:-} ]] || { echo "loadgen produced no ready video (see $work/worker.err)" >&2; exit 2; }
@@ -184,6 +186,7 @@ for route in cheap range; do
     out=$(taskset -c "$load_cpu" wrk -t1 -c"$conns" -d"${STEP_SECS}s" --latency "${args[@]}")
     read -r rps p99 errors < <(python3 scripts/lib/capacity.py wrk <<<"$out")
     echo "$route $conns $rps $p99 $errors" | tee -a "$raw/wrk.txt" >&2
+    (( errors == 0 )) || { echo "$route: failed requests; wrk said:" >&2; echo "$out" >&2; exit 2; }
     awk -v p="$p99" 'BEGIN {exit !(p >= 250)}' && break
   done
   # The command as recorded: the session and the port vary per run.

@@ -176,7 +176,10 @@ async fn main() -> ExitCode {
         }
     };
 
-    let tally = Arc::new(Mutex::new(Tally::new(args.span_dimensions.clone(), args.slow_trace_ms)));
+    let tally = Arc::new(Mutex::new(Tally::new(
+        args.span_dimensions.clone(),
+        args.slow_trace_ms,
+    )));
     let tap = match tap(&args, &tally) {
         Ok(tap) => tap,
         Err(err) => {

@@ -90,7 +90,7 @@ impl Tally {
             Export::Traces(request) => {
                 for rs in &request.resource_spans {
                     let resource = hash_resource(rs.resource.as_ref());
-                    let state = self.service(rs.resource.as_ref());
+                    let state = service(&mut self.services, rs.resource.as_ref());
                     let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans);
                     let mut items = 0;
                     for span in spans {
@@ -122,7 +122,7 @@ impl Tally {
             }
             Export::Logs(request) => {
                 for rl in &request.resource_logs {
-                    let state = self.service(rl.resource.as_ref());
+                    let state = service(&mut self.services, rl.resource.as_ref());
                     let items = rl.scope_logs.iter().map(|sl| sl.log_records.len()).sum();
                     bump(&mut state.logs, rl.encoded_len(), items);
                 }
@@ -130,7 +130,7 @@ impl Tally {
             Export::Metrics(request) => {
                 for rm in &request.resource_metrics {
                     let resource = hash_resource(rm.resource.as_ref());
-                    let state = self.service(rm.resource.as_ref());
+                    let state = service(&mut self.services, rm.resource.as_ref());
                     state.resources_with_metrics.insert(resource);
                     let mut items = 0;
                     for sm in &rm.scope_metrics {
@@ -149,19 +149,6 @@ impl Tally {
                 }
             }
         }
-    }
-
-    fn service(&mut self, resource: Option<&Resource>) -> &mut ServiceState {
-        let name = resource
-            .into_iter()
-            .flat_map(|r| &r.attributes)
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::StringValue(s) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "unknown_service".to_owned());
-        self.services.entry(name).or_default()
     }
 
     pub fn summary(&self) -> serde_json::Value {
@@ -194,6 +181,22 @@ impl Tally {
             "slow_trace_ms": self.slow_trace_ns / 1_000_000,
         })
     }
+}
+
+fn service<'a>(
+    services: &'a mut BTreeMap<String, ServiceState>,
+    resource: Option<&Resource>,
+) -> &'a mut ServiceState {
+    let name = resource
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "unknown_service".to_owned());
+    services.entry(name).or_default()
 }
 
 /// Adds one resource entry: its bytes with the tag and length prefix it has as a repeated field
@@ -269,6 +272,7 @@ mod tests {
             value: Some(AnyValue {
                 value: Some(any_value::Value::StringValue(value.to_owned())),
             }),
+            ..KeyValue::default()
         }
     }
 
