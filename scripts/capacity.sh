@@ -148,6 +148,9 @@ loadgen_cmd=("$bin/vidscope" loadgen --target "http://127.0.0.1:$api_port" --dur
 OTEL_SDK_DISABLED=true VIDSCOPE_ADMIN_EMAIL=$admin_email VIDSCOPE_ADMIN_PASSWORD=$admin_password \
   taskset -c "$load_cpu" "${loadgen_cmd[@]}" >"$raw/loadgen.json" 2>"$work/loadgen.err" ||
   { echo "loadgen failed:" >&2; cat "$work/loadgen.err" >&2; exit 2; }
+# As recorded: the port varies per run.
+loadgen_line="OTEL_SDK_DISABLED=true ${loadgen_cmd[*]}"
+echo "loadgen_cmd=${loadgen_line//$api_port/<API_PORT>}" >"$raw/commands.env"
 # Let the worker finish the last uploads' jobs and both processes export a last metric point.
 sleep $(( metric_interval_ms / 1000 + 2 ))
 stop "$api_pid"; stop "$worker_pid"
@@ -189,9 +192,12 @@ for route in cheap range; do
     (( errors == 0 )) || { echo "$route: failed requests; wrk said:" >&2; echo "$out" >&2; exit 2; }
     awk -v p="$p99" 'BEGIN {exit !(p >= 250)}' && break
   done
-  # The command as recorded: the session and the port vary per run.
-  echo "wrk_$route=wrk -t1 -c<CONNS> -d${STEP_SECS}s --latency $(printf '%q ' "${args[@]}" |
-    sed "s/$cookie/<SESSION>/; s/$api_port/<API_PORT>/g")" >>"$raw/commands.env"
+  # As recorded: the session, the port and the video vary per run.
+  line="wrk -t1 -c<CONNS> -d${STEP_SECS}s --latency"
+  for a in "${args[@]}"; do [[ $a == *' '* ]] && line+=" '$a'" || line+=" $a"; done
+  line=${line//$cookie/<SESSION>}; line=${line//$api_port/<API_PORT>}
+  line=${line//$video_id/<VIDEO_ID>}; line=${line//$video_file/<VIDEO_FILE>}
+  echo "wrk_$route=$line" >>"$raw/commands.env"
 done
 
 echo "== 3/4 memory at 200 connections" >&2
@@ -250,7 +256,6 @@ stop "$worker_pid"
 kill -INT "$plain_sink"; wait "$plain_sink" || true
 
 {
-  echo "loadgen_cmd=OTEL_SDK_DISABLED=true ${loadgen_cmd[*]/$api_port/<API_PORT>}"
   echo "step_secs=$STEP_SECS"
   echo "rss_secs=$RSS_SECS"
   echo "metric_interval_ms=$metric_interval_ms"

@@ -295,8 +295,11 @@ def figures(m):
                      f"Prometheus series; {s['span_metric_keys']} span-metrics keys | distinct streams over the run |")
     for route, label in (("cheap", a["cheap_route"]), ("range", a["range_route"])):
         c = cap[route]
+        last = c["steps"][-1]
+        bound = (f"; p99 {last['p99_ms']:.0f} ms at {last['connections']}, the cap: throughput-bound"
+                 if last["p99_ms"] < P99_LIMIT_MS else "")
         lines.append(f"| API req/s at p99 < {P99_LIMIT_MS} ms, `{label}` | {c['rps']:,.0f} (at {c['connections']} "
-                     f"connections) | `{m['commands']['wrk_' + route]}`, connections doubled from 1 |")
+                     f"connections{bound}) | `{m['commands']['wrk_' + route]}`, connections doubled from 1 |")
     lines += [
         f"| worker jobs/s, no-op (`{w['noop_kind']}`) | {w['noop_per_sec']:.0f} | {w['noop_jobs']} jobs XADDed at once, "
         f"until all are in `job_results`; concurrency {w['concurrency']} |",
