@@ -552,6 +552,25 @@ pub struct ItemCounts {
     pub metric_points: u64,
 }
 
+/// One accepted export request, decoded, as the [`Tap`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Export<'a> {
+    Traces(&'a ExportTraceServiceRequest),
+    Metrics(&'a ExportMetricsServiceRequest),
+    Logs(&'a ExportLogsServiceRequest),
+}
+
+/// Called with every accepted request, retained or not: lets the benchmark sink measure what
+/// arrives (bytes, series, traces) without the receiver keeping it.
+#[derive(Clone)]
+pub struct Tap(pub Arc<dyn Fn(Export<'_>) + Send + Sync>);
+
+impl fmt::Debug for Tap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tap(..)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReceiverOptions {
     pub grpc_addr: SocketAddr,
@@ -562,6 +581,7 @@ pub struct ReceiverOptions {
     /// Threads of the receiver's private runtime. One is plenty for tests; the benchmark sink uses
     /// more so decoding never becomes the bottleneck it is measuring around.
     pub worker_threads: usize,
+    pub tap: Option<Tap>,
 }
 
 impl Default for ReceiverOptions {
@@ -572,6 +592,7 @@ impl Default for ReceiverOptions {
             http_addr: loopback,
             retain: true,
             worker_threads: 1,
+            tap: None,
         }
     }
 }
@@ -636,6 +657,7 @@ struct Store {
 
 struct Shared {
     retain: bool,
+    tap: Option<Tap>,
     reject: AtomicBool,
     store: Mutex<Store>,
     /// Set when `VIDSCOPE_TELEMETRY_SEEN_DIR` is: the registry check's record of what arrived.
@@ -653,6 +675,9 @@ impl Shared {
     }
 
     fn ingest<R: OtlpRequest>(&self, transport: Transport, request: R) {
+        if let Some(tap) = &self.tap {
+            (tap.0)(request.export());
+        }
         if let Some(seen) = &self.seen {
             let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
             if request.note_seen(&mut seen) {
@@ -725,6 +750,7 @@ trait OtlpRequest:
     type Response: prost::Message + Default + serde::Serialize + Send + 'static;
 
     fn item_count(&self) -> u64;
+    fn export(&self) -> Export<'_>;
     fn keep(self, store: &mut Store, transport: Transport);
     /// Adds this request's facts to the registry check's record; true when any was new.
     fn note_seen(&self, seen: &mut SeenLog) -> bool;
@@ -741,6 +767,10 @@ impl OtlpRequest for ExportTraceServiceRequest {
             .flat_map(|rs| &rs.scope_spans)
             .map(|ss| ss.spans.len() as u64)
             .sum()
+    }
+
+    fn export(&self) -> Export<'_> {
+        Export::Traces(self)
     }
 
     fn note_seen(&self, seen: &mut SeenLog) -> bool {
@@ -774,6 +804,10 @@ impl OtlpRequest for ExportMetricsServiceRequest {
             .sum()
     }
 
+    fn export(&self) -> Export<'_> {
+        Export::Metrics(self)
+    }
+
     fn note_seen(&self, seen: &mut SeenLog) -> bool {
         seen.note_metrics(self)
     }
@@ -795,6 +829,10 @@ impl OtlpRequest for ExportLogsServiceRequest {
             .flat_map(|rl| &rl.scope_logs)
             .map(|sl| sl.log_records.len() as u64)
             .sum()
+    }
+
+    fn export(&self) -> Export<'_> {
+        Export::Logs(self)
     }
 
     fn note_seen(&self, seen: &mut SeenLog) -> bool {
@@ -872,6 +910,7 @@ impl CaptureReceiver {
 
         let shared = Arc::new(Shared {
             retain: options.retain,
+            tap: options.tap,
             reject: AtomicBool::new(false),
             store: Mutex::new(Store::default()),
             seen: SeenLog::from_env().map(Mutex::new),

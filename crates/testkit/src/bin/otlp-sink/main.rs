@@ -5,21 +5,39 @@
 //! that reports how much arrived. It reuses the test receiver with `retain = false`, so it speaks
 //! exactly the protocol surface the integration tests exercise.
 //!
+//! For the capacity measurement (scripts/capacity.sh) it can also tally what arrived per service
+//! (`--tally FILE`, written on exit; see tally.rs) and append every request's protobuf encoding
+//! to `DIR/{traces,metrics,logs}.pb` (`--dump DIR`) for a compressor to size.
+//!
 //! stdout carries only JSON lines with cumulative totals — one every interval and a final one on
 //! SIGINT/SIGTERM — so a script can take the last line; diagnostics go to stderr.
 
+mod tally;
+
+use std::fs::File;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use vidscope_testkit::otlp::{CaptureReceiver, ReceiverOptions};
+use prost::Message;
+use vidscope_testkit::otlp::{CaptureReceiver, Export, ReceiverOptions, Tap};
+
+use tally::Tally;
 
 const USAGE: &str = "\
 usage: otlp-sink [--grpc ADDR] [--http ADDR] [--interval SECONDS]
+                 [--tally FILE [--span-dimensions A,B,..] [--slow-trace-ms MS]] [--dump DIR]
 
   --grpc ADDR          OTLP/gRPC listen address (default 127.0.0.1:4317)
   --http ADDR          OTLP/HTTP listen address (default 127.0.0.1:4318)
   --interval SECONDS   seconds between count lines on stdout (default 5)
+  --tally FILE         on exit, write per-service bytes, items, trace ids and series as JSON
+  --span-dimensions L  the span-metrics connector's dimensions, comma-separated (for --tally)
+  --slow-trace-ms MS   tail sampling's latency threshold, for --tally (default 1000)
+  --dump DIR           append each request's protobuf to DIR/traces.pb, metrics.pb, logs.pb
 
 Prints {\"spans\":N,\"logs\":N,\"metric_points\":N,\"requests\":N} (cumulative totals) every
 interval and once more on SIGINT/SIGTERM, then exits.";
@@ -29,6 +47,10 @@ struct Args {
     grpc: SocketAddr,
     http: SocketAddr,
     interval: Duration,
+    tally: Option<PathBuf>,
+    span_dimensions: Vec<String>,
+    slow_trace_ms: u64,
+    dump: Option<PathBuf>,
 }
 
 /// Hand-rolled so the testkit library, which every crate's tests link, does not pull in clap
@@ -38,6 +60,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         grpc: SocketAddr::from(([127, 0, 0, 1], 4317)),
         http: SocketAddr::from(([127, 0, 0, 1], 4318)),
         interval: Duration::from_secs(5),
+        tally: None,
+        span_dimensions: Vec::new(),
+        slow_trace_ms: 1000,
+        dump: None,
     };
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -66,6 +92,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| format!("--interval must be a positive number, got {raw:?}"))?;
             }
+            "--tally" => parsed.tally = Some(value()?.into()),
+            "--span-dimensions" => {
+                parsed.span_dimensions = value()?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "--slow-trace-ms" => {
+                let raw = value()?;
+                parsed.slow_trace_ms = raw
+                    .parse()
+                    .map_err(|_| format!("--slow-trace-ms expects milliseconds, got {raw:?}"))?;
+            }
+            "--dump" => parsed.dump = Some(value()?.into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -134,11 +176,23 @@ async fn main() -> ExitCode {
         }
     };
 
+    let tally = Arc::new(Mutex::new(Tally::new(
+        args.span_dimensions.clone(),
+        args.slow_trace_ms,
+    )));
+    let tap = match tap(&args, &tally) {
+        Ok(tap) => tap,
+        Err(err) => {
+            eprintln!("otlp-sink: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ReceiverOptions {
         grpc_addr: args.grpc,
         http_addr: args.http,
         retain: false,
         worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        tap,
     };
     let receiver = match CaptureReceiver::start_with(options).await {
         Ok(receiver) => receiver,
@@ -163,6 +217,60 @@ async fn main() -> ExitCode {
             () = &mut stop => break,
         }
     }
+    receiver.shutdown().await;
     print_counts(&receiver);
+    if let Some(path) = &args.tally {
+        let summary = tally
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .summary();
+        if let Err(err) = std::fs::write(path, format!("{summary:#}\n")) {
+            eprintln!("otlp-sink: cannot write {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// The receiver's tap when `--tally` or `--dump` asks for one. Dump files are opened up front so
+/// a bad directory fails at start, not after the run.
+fn tap(args: &Args, tally: &Arc<Mutex<Tally>>) -> Result<Option<Tap>, String> {
+    if args.tally.is_none() && args.dump.is_none() {
+        return Ok(None);
+    }
+    let dump = match &args.dump {
+        None => None,
+        Some(dir) => {
+            let open = |name: &str| {
+                let path = dir.join(name);
+                File::create(&path)
+                    .map_err(|err| format!("cannot create {}: {err}", path.display()))
+            };
+            Some(Mutex::new([
+                open("traces.pb")?,
+                open("metrics.pb")?,
+                open("logs.pb")?,
+            ]))
+        }
+    };
+    let tally = args.tally.is_some().then(|| Arc::clone(tally));
+    Ok(Some(Tap(Arc::new(move |export: Export<'_>| {
+        if let Some(tally) = &tally {
+            tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(export);
+        }
+        if let Some(files) = &dump {
+            let (index, bytes) = match export {
+                Export::Traces(r) => (0, r.encode_to_vec()),
+                Export::Metrics(r) => (1, r.encode_to_vec()),
+                Export::Logs(r) => (2, r.encode_to_vec()),
+            };
+            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(err) = files[index].write_all(&bytes) {
+                eprintln!("otlp-sink: dump write failed: {err}");
+            }
+        }
+    }))))
 }
