@@ -149,7 +149,8 @@ OTEL_SDK_DISABLED=true VIDSCOPE_ADMIN_EMAIL=$admin_email VIDSCOPE_ADMIN_PASSWORD
   taskset -c "$load_cpu" "${loadgen_cmd[@]}" >"$raw/loadgen.json" 2>"$work/loadgen.err" ||
   { echo "loadgen failed:" >&2; cat "$work/loadgen.err" >&2; exit 2; }
 # As recorded: the port varies per run.
-loadgen_line="OTEL_SDK_DISABLED=true ${loadgen_cmd[*]}"
+# The binaries as a clone has them, whatever CARGO_TARGET_DIR this run used.
+loadgen_line="OTEL_SDK_DISABLED=true ${loadgen_cmd[*]/#$bin\//target/release/}"
 echo "loadgen_cmd=${loadgen_line//$api_port/<API_PORT>}" >"$raw/commands.env"
 # Let the worker finish the last uploads' jobs and both processes export a last metric point.
 sleep $(( metric_interval_ms / 1000 + 2 ))
