@@ -284,6 +284,9 @@ fi
 
 # ------------------------------------------------------------- docs checks
 run_phase "docs links" python3 scripts/check-docs.py || true
+# docs/capacity.md's tables are what scripts/lib/capacity.py makes of docs/capacity.json (the
+# measurements of the last scripts/capacity.sh run; the benchmark itself is not part of this).
+run_phase "capacity doc" python3 scripts/lib/capacity.py doc --check || true
 
 # ------------------------------------------------------- telemetry registry
 # Everything the three runs emitted must be in crates/telemetry/registry.yaml, everything in it

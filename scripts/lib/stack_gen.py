@@ -170,6 +170,10 @@ class Dash:
         }
 
 
+def rate_by(metric: str, sel: str, by: str, window: str = "$__rate_interval") -> str:
+    return f"sum by ({by}) (rate({metric}{{{sel}}}[{window}]))"
+
+
 def q95(metric: str, sel: str, by: str = "", window: str = "$__rate_interval") -> str:
     by_clause = f"le, {by}" if by else "le"
     return f"histogram_quantile(0.95, sum by ({by_clause}) (rate({metric}{{{sel}}}[{window}])))"
@@ -200,12 +204,11 @@ def api_dashboard() -> dict:
     # service.instance.id is promoted to a label (prometheus.yml): one line per API replica, so
     # an unbalanced balancer or one slow replica shows (docs/production.md, "What to watch").
     d.row("Replicas")
-    d.timeseries("Request rate by replica",
-                 [(f"sum by (service_instance_id) (rate(http_server_request_duration_seconds_count{{{API}}}[$__rate_interval]))",
-                   "{{service_instance_id}}")], unit="reqps")
-    d.timeseries("p95 latency by replica",
-                 [(q95("http_server_request_duration_seconds_bucket", API, "service_instance_id"),
-                   "{{service_instance_id}}")], unit="s")
+    for title, query, unit in [
+        ("Request rate by replica", rate_by("http_server_request_duration_seconds_count", API, "service_instance_id"), "reqps"),
+        ("p95 latency by replica", q95("http_server_request_duration_seconds_bucket", API, "service_instance_id"), "s"),
+    ]:
+        d.timeseries(title, [(query, "{{service_instance_id}}")], unit=unit)
     d.row("From spans, with exemplars (click a dot to open the trace)")
     d.timeseries("p95 server span latency by route + exemplars",
                  [(q95("traces_span_metrics_duration_seconds_bucket",
@@ -283,7 +286,7 @@ def jobs_dashboard() -> dict:
                   ("sum by (messaging_destination_name) (rate(messaging_process_duration_seconds_count[$__rate_interval]))",
                    "processed {{messaging_destination_name}}")], unit="short")
     d.timeseries("Jobs processed by worker replica",
-                 [(f"sum by (service_instance_id) (rate(messaging_process_duration_seconds_count{{{WORKER}}}[$__rate_interval]))",
+                 [(rate_by("messaging_process_duration_seconds_count", WORKER, "service_instance_id"),
                    "{{service_instance_id}}")], unit="short")
     d.timeseries("Processing time (p95) by queue",
                  [(q95("messaging_process_duration_seconds_bucket", WORKER, "messaging_destination_name"),
