@@ -201,11 +201,11 @@ pub fn route_not_found(method: &str, path: &str) -> Response {
     )
 }
 
-/// A body over the router's global limit ([`crate::router::BODY_LIMIT`]).
+/// A body over the router's global limit ([`crate::limits::BODY_LIMIT`]).
 fn body_too_large() -> ApiError {
     ApiError::PayloadTooLarge(format!(
         "the request body exceeds the limit of {} bytes",
-        crate::router::BODY_LIMIT
+        crate::limits::BODY_LIMIT
     ))
 }
 

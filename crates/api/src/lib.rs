@@ -15,6 +15,7 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod http_telemetry;
+pub mod limits;
 pub mod openapi;
 pub mod pages;
 pub mod rate_limit;

@@ -1,7 +1,5 @@
 //! Every route of the API, registered here and only here.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
@@ -15,11 +13,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::error::{json_layer_errors, route_not_found};
 use crate::http_telemetry::trace_request;
+use crate::limits::{BODY_LIMIT, REQUEST_TIMEOUT};
 use crate::state::AppState;
 use crate::{pages, routes};
-
-/// Largest JSON body the API accepts (uploads get their own limit).
-pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -71,7 +67,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            REQUEST_TIMEOUT,
         ))
         // Registered after the body limit and the timeout so neither applies: an upload streams
         // up to `upload_max_bytes` for as long as it takes and enforces that limit itself.

@@ -4,14 +4,8 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 
-#[utoipa::path(
-    get,
-    path = "/api/openapi.json",
-    operation_id = "openapi",
-    summary = "This OpenAPI document",
-    tag = "meta",
-    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
-)]
+// Described in `crate::openapi` (`openapi_json`), beside the document it serves: were the
+// attribute here, the document would name this handler and this handler the document.
 pub async fn get() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
