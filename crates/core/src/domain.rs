@@ -83,6 +83,38 @@ impl Role {
     }
 }
 
+/// A video id: a UUID in its hyphenated lower-case form (how they are generated and stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VideoId(String);
+
+impl VideoId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The hyphenated form only (`8-4-4-4-12` hex digits), in any case; the result is
+    /// normalised to the stored lower-case form. The other spellings `uuid` reads (simple,
+    /// braced, URN) are refused so that the API's documented pattern is the whole rule.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() != 36 {
+            return None;
+        }
+        uuid::Uuid::try_parse(s)
+            .ok()
+            .map(|u| Self(u.hyphenated().to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VideoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod outbox;
 pub mod progress;
 pub mod queue;
 pub mod redis_conn;

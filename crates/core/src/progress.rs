@@ -244,7 +244,7 @@ pub async fn save(
             .await?;
         let row = upsert(&mut tx, db.backend(), user_id, video_id, p).await?;
         if prev.unwrap_or(0) == 0 && row.is_some() {
-            crate::jobs::write_outbox(
+            crate::outbox::write_outbox(
                 &mut tx,
                 db.backend(),
                 &[crate::jobs::crm_lesson_completed(user_id, video_id)],

@@ -58,7 +58,7 @@ pub async fn create_user_with_jobs(
         .await;
     match result {
         Ok(_) => {
-            crate::jobs::write_outbox(&mut tx, db.backend(), &jobs(&id)).await?;
+            crate::outbox::write_outbox(&mut tx, db.backend(), &jobs(&id)).await?;
             crate::db::commit(tx).await?;
             Ok(id)
         }

@@ -13,6 +13,9 @@ use crate::CoreError;
 use crate::db::{Db, InDbSpan, now_millis, query_span};
 use crate::storage::ObjectKey;
 
+/// The id type lives with the other domain types, below the job payloads that carry it.
+pub use crate::domain::VideoId;
+
 /// Longest filename accepted, in bytes (all allowed characters are ASCII).
 pub const MAX_FILENAME_LEN: usize = 200;
 
@@ -69,38 +72,6 @@ impl Filename {
 }
 
 impl fmt::Display for Filename {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A video id: a UUID in its hyphenated lower-case form (how they are generated and stored).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VideoId(String);
-
-impl VideoId {
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
-    }
-
-    /// The hyphenated form only (`8-4-4-4-12` hex digits), in any case; the result is
-    /// normalised to the stored lower-case form. The other spellings `uuid` reads (simple,
-    /// braced, URN) are refused so that the API's documented pattern is the whole rule.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 36 {
-            return None;
-        }
-        uuid::Uuid::try_parse(s)
-            .ok()
-            .map(|u| Self(u.hyphenated().to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for VideoId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -215,7 +186,7 @@ pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
 }
 
 /// [`insert`] plus the jobs the new video needs (its probe), in one transaction: the row
-/// exists exactly when its jobs do, and a queue outage only delays them (see [`crate::jobs`]).
+/// exists exactly when its jobs do, and a queue outage only delays them (see [`crate::outbox`]).
 pub async fn insert_with_jobs(
     db: &Db,
     new: &NewVideo<'_>,
@@ -240,7 +211,7 @@ pub async fn insert_with_jobs(
         .in_db_span(query_span(db.backend(), "INSERT", "videos", SQL))
         .await;
     if result.is_ok() {
-        crate::jobs::write_outbox(&mut tx, db.backend(), jobs).await?;
+        crate::outbox::write_outbox(&mut tx, db.backend(), jobs).await?;
         crate::db::commit(tx).await?;
     }
     match result {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::spans::SpanExt as _;
+use crate::span_ext::SpanExt as _;
 use opentelemetry::trace::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

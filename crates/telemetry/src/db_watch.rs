@@ -12,53 +12,16 @@
 //! - `db.n_plus_one` {db.query.text, count, threshold}: added to the `db.query` span of the
 //!   run that takes a statement past the threshold within one request or job (once).
 //!
-//! Events are added to the span's OpenTelemetry side (see `spans`).
+//! Events are added to the span's OpenTelemetry side (see `span_ext`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 
-use crate::spans::SpanExt as _;
-
-const DB_SPAN: &str = "db.query";
-
-/// The slow-statement threshold, consulted by the tracer (`spans::Tracer`) when a sampled
-/// `db.query` span closes. Why not a layer of its own: a layer's `on_close` looked every
-/// closing span up in the registry only to read its name, twice per request on the benchmark
-/// route, while the tracer already holds the span there.
-pub struct DbWatch {
-    slow: Duration,
-}
-
-impl DbWatch {
-    pub fn new(slow: Duration, repeat_threshold: u32) -> Self {
-        REPEAT_THRESHOLD.store(repeat_threshold, Ordering::Relaxed);
-        Self { slow }
-    }
-
-    /// Whether spans with this name are timed.
-    pub(crate) fn watches(&self, name: &str) -> bool {
-        name == DB_SPAN
-    }
-
-    /// The `db.slow_query` event's attributes for a watched span that started at `started`,
-    /// if it took longer than the threshold.
-    pub(crate) fn slow_query(&self, started: Instant) -> Option<Vec<KeyValue>> {
-        let elapsed = started.elapsed();
-        (elapsed > self.slow).then(|| {
-            vec![
-                KeyValue::new("duration_ms", elapsed.as_millis() as i64),
-                KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
-            ]
-        })
-    }
-}
-
-/// Set from the telemetry configuration when the subscriber is built.
-static REPEAT_THRESHOLD: AtomicU32 = AtomicU32::new(5);
+pub use crate::db_thresholds::DbWatch;
+use crate::db_thresholds::repeat_threshold;
+use crate::span_ext::SpanExt as _;
 
 /// One request's or job's statement counts.
 struct Scope {
@@ -90,7 +53,7 @@ pub fn note_statement(statement: &'static str) -> Option<u32> {
             let mut counts = s.counts.lock().unwrap_or_else(|p| p.into_inner());
             let n = counts.entry(statement).or_insert(0);
             *n += 1;
-            (*n == REPEAT_THRESHOLD.load(Ordering::Relaxed).saturating_add(1)).then_some(*n)
+            (*n == repeat_threshold().saturating_add(1)).then_some(*n)
         })
         .ok()
         .flatten()
@@ -103,10 +66,7 @@ pub fn mark_n_plus_one(span: &tracing::Span, statement: &'static str, count: u32
         vec![
             KeyValue::new("db.query.text", statement),
             KeyValue::new("count", i64::from(count)),
-            KeyValue::new(
-                "threshold",
-                i64::from(REPEAT_THRESHOLD.load(Ordering::Relaxed)),
-            ),
+            KeyValue::new("threshold", i64::from(repeat_threshold())),
         ],
     );
 }

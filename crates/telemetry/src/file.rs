@@ -17,7 +17,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 
-use crate::config::{FileConfig, Signal};
+use crate::config::{FileConfig, Signal, TelemetryConfig};
+use crate::error::InitError;
 
 /// A size-rotated JSON-lines file shared by the exporter and the fallback path of the OTLP
 /// exporter of the same signal, and by every telemetry instance of the process that writes
@@ -101,6 +102,18 @@ impl JsonLinesFile {
         }
         self.write_json(&req)
     }
+}
+
+/// The file of `signal` in the configured directory, its failure an [`InitError`] naming both.
+pub(crate) fn open_file(
+    config: &TelemetryConfig,
+    signal: Signal,
+) -> Result<JsonLinesFile, InitError> {
+    JsonLinesFile::open(&config.file, signal).map_err(|source| InitError::File {
+        signal: signal.as_str(),
+        dir: config.file.dir.display().to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

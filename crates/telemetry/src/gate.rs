@@ -128,7 +128,7 @@ pub(crate) struct ExactTargets {
     /// Longest target first.
     targets: Vec<(String, LevelFilter)>,
     /// The most verbose level of all: a callsite above it is off without a look at the targets
-    /// (the error-events output sees every info event, see `spans::ErrorEvents`).
+    /// (the error-events output sees every info event, see `error_events::ErrorEvents`).
     max: LevelFilter,
 }
 

@@ -18,10 +18,11 @@ use tracing_subscriber::{Layer, filter};
 use crate::catalog::{Metrics, view};
 use crate::config::{Backend, ExporterKind, Signal, TelemetryConfig};
 use crate::console::{Console, SharedWriter};
-use crate::db_watch::DbWatch;
+use crate::db_thresholds::DbWatch;
+use crate::error::InitError;
 use crate::export::EXPORT_TARGET;
 use crate::export::{ExportStats, Guarded};
-use crate::file::JsonLinesFile;
+use crate::file::{JsonLinesFile, open_file};
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::JsonLog;
 use crate::logs::LogLayer;
@@ -80,33 +81,6 @@ fn stdout_directives(config: &TelemetryConfig) -> String {
         s.push_str(&config.sdk_log_level);
     }
     s
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {source}")]
-    Exporter {
-        signal: &'static str,
-        endpoint: String,
-        source: opentelemetry_otlp::ExporterBuildError,
-    },
-    #[error("cannot open the telemetry file for {signal} in {dir}: {source}")]
-    File {
-        signal: &'static str,
-        dir: String,
-        source: std::io::Error,
-    },
-    #[error("invalid OTEL_EXPORTER_OTLP_HEADERS: {0}")]
-    Headers(String),
-    #[error("cannot start the {signal} export thread: {source}")]
-    ExportThread {
-        signal: &'static str,
-        source: std::io::Error,
-    },
-    #[error("a global tracing subscriber is already installed")]
-    AlreadyInstalled,
 }
 
 /// The span and log side of one backend, for flushing and shutdown.
@@ -372,17 +346,6 @@ fn resource(config: &TelemetryConfig) -> Resource {
         .build()
 }
 
-pub(crate) fn open_file(
-    config: &TelemetryConfig,
-    signal: Signal,
-) -> Result<JsonLinesFile, InitError> {
-    JsonLinesFile::open(&config.file, signal).map_err(|source| InitError::File {
-        signal: signal.as_str(),
-        dir: config.file.dir.display().to_string(),
-        source,
-    })
-}
-
 fn fallback(config: &TelemetryConfig, signal: Signal) -> Result<Option<JsonLinesFile>, InitError> {
     if config.fallback_to_file && *config.exporter(signal) == ExporterKind::Otlp {
         open_file(config, signal).map(Some)
@@ -591,10 +554,10 @@ fn fast(
         })
         .transpose()?;
 
-    // Error events mark their span (see `spans::ErrorEvents`), whatever the log filters say.
+    // Error events mark their span (see `error_events::ErrorEvents`), whatever the log filters say.
     let errors = traces.as_ref().map(|_| -> Result<_, InitError> {
         Ok(Output::new(
-            crate::spans::ErrorEvents::new(store.table().clone()),
+            crate::error_events::ErrorEvents::new(store.table().clone()),
             errors_filter()?,
         ))
     });
@@ -766,7 +729,7 @@ mod tests {
     /// On both backends a stdout line carries its span's ids, and no secret.
     #[test]
     fn stdout_lines_carry_the_spans_ids_and_no_secret_on_both_backends() {
-        use crate::spans::SpanExt as _;
+        use crate::span_ext::SpanExt as _;
         for backend in [Backend::Fast, Backend::Sdk] {
             let dir = tempfile_dir(backend.as_str());
             let mut config = TelemetryConfig::new("ids").with_file_exporters(&dir);
@@ -833,7 +796,7 @@ mod tests {
                 let mut lib = tracer.start("library.call");
                 lib.set_attribute(KeyValue::new("password", "hunter2"));
                 lib.end();
-                crate::spans::SpanExt::span_context(&span)
+                crate::span_ext::SpanExt::span_context(&span)
             });
             drop(t);
             let text = std::fs::read_to_string(dir.join("traces.json")).unwrap_or_default();

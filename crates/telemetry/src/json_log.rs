@@ -205,7 +205,8 @@ mod tests {
 
     use super::*;
     use crate::config::SamplerConfig;
-    use crate::spans::{SpanExt as _, Tracer};
+    use crate::span_ext::SpanExt as _;
+    use crate::spans::Tracer;
     use crate::store::SpanStore;
 
     /// Every line is one JSON object with the level, message, typed fields, target and the

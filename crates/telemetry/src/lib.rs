@@ -25,7 +25,10 @@ pub mod catalog;
 pub mod classify;
 pub mod config;
 mod console;
+mod db_thresholds;
 pub mod db_watch;
+mod error;
+mod error_events;
 pub mod export;
 pub mod file;
 mod gate;
@@ -36,6 +39,7 @@ mod pipe;
 pub mod propagation;
 pub mod redact;
 mod sdk;
+mod span_ext;
 pub mod spans;
 mod store;
 #[cfg(test)]
@@ -46,9 +50,11 @@ pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
 pub use console::span_kind_name;
-pub use init::{InitError, Telemetry, TelemetryGuard, build, init, install_globals};
+pub use error::InitError;
+pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
-pub use spans::{SpanExt, with_remote_parent};
+pub use span_ext::SpanExt;
+pub use spans::with_remote_parent;
 
 /// The semantic-conventions version the attribute names follow (`db.system.name`,
 /// `db.query.text`, `messaging.operation.type`, `http.response.status_code`): the schema of

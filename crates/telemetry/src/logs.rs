@@ -313,7 +313,7 @@ impl field::Visit for Visitor<'_> {
 mod tests {
     use super::*;
     use crate::config::{SamplerConfig, TelemetryConfig};
-    use crate::spans::SpanExt as _;
+    use crate::span_ext::SpanExt as _;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
     fn attribute<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {

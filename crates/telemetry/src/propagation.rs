@@ -8,7 +8,7 @@ use opentelemetry::global;
 use opentelemetry::trace::SpanContext;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
-use crate::spans::SpanExt as _;
+use crate::span_ext::SpanExt as _;
 
 /// Installs the W3C `traceparent` + `baggage` propagator (the SDK's default is a no-op).
 pub fn install_propagator() {

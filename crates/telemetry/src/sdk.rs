@@ -45,11 +45,11 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
 use crate::console::{Console, SharedWriter};
-use crate::db_watch::DbWatch;
+use crate::db_thresholds::DbWatch;
+use crate::error::InitError;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
-use crate::init::InitError;
 use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
@@ -189,7 +189,7 @@ pub(crate) fn target<E>(
 ) -> Result<Option<Target<E>>, InitError> {
     Ok(match config.exporter(signal) {
         ExporterKind::Otlp => Some(Target::Otlp(otlp(config)?)),
-        ExporterKind::File => Some(Target::File(crate::init::open_file(config, signal)?)),
+        ExporterKind::File => Some(Target::File(crate::file::open_file(config, signal)?)),
         ExporterKind::Console => Some(Target::Console(Console::new(console.clone()))),
         ExporterKind::None => None,
     })

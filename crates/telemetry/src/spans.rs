@@ -8,7 +8,8 @@
 //! the export. Replacing it (together with hand-written hex for the ids) took the benchmark
 //! route from ~108 000 to ~99 000 instructions per request with nothing sampled, and from
 //! ~117 000 to ~103 000 at 10 % (callgrind, `scripts/bench-instructions.sh`). Here an unsampled span
-//! is a span context in its slot in the [`SpanStore`]: two ids, no attributes, no allocation.
+//! is a span context in its slot in the span store (`store`): two ids, no attributes, no
+//! allocation.
 //! A sampled span records into a plain struct, which is queued for the export pipeline
 //! ([`crate::pipe`]) when it closes and written to protobuf from there ([`crate::wire`]).
 //!
@@ -39,9 +40,8 @@ use tracing::field;
 use tracing::span::{Attributes, Record};
 
 use crate::config::{SamplerConfig, Signal};
-use crate::db_watch::DbWatch;
+use crate::db_thresholds::DbWatch;
 use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
-use crate::store::SpanStore;
 use crate::wire;
 
 /// Spans in the export pipeline: queued as [`Finished`] when they close and written to
@@ -186,7 +186,7 @@ pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce()
     made
 }
 
-/// The OpenTelemetry side of a tracing span, kept in its slot in the [`SpanStore`]. Only the
+/// The OpenTelemetry side of a tracing span, kept in its slot in the span store (`store`). Only the
 /// recording changes after creation; it is locked because a span can be written from any
 /// thread holding a handle.
 pub(crate) struct OtelSpan {
@@ -365,97 +365,6 @@ impl opentelemetry_sdk::trace::SpanExporter for QueueExporter {
     }
 }
 
-/// Error events inside a sampled span mark it: status Error and a span event, as
-/// tracing-opentelemetry does (the `sdk` backend). The event is named by its message, or
-/// `exception` with `exception.message` (and the status description) for an event whose only
-/// text is an `error` field (what `#[instrument(err)]` emits); its fields become attributes
-/// beside `level` and `target`.
-pub(crate) struct ErrorEvents {
-    spans: std::sync::Arc<crate::store::SpanTable>,
-}
-
-impl ErrorEvents {
-    pub(crate) fn new(spans: std::sync::Arc<crate::store::SpanTable>) -> Self {
-        Self { spans }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if *event.metadata().level() != tracing::Level::ERROR {
-            return;
-        }
-        self.spans.with_event_span(event, |span| {
-            if !span.is_recording() {
-                return;
-            }
-            let mut fields = ErrorFields::default();
-            event.record(&mut fields);
-            let meta = event.metadata();
-            let mut attributes = vec![
-                KeyValue::new("level", meta.level().as_str()),
-                KeyValue::new("target", meta.target()),
-            ];
-            let mut status = Status::error("");
-            let name: Cow<'static, str> = match (fields.message, fields.error) {
-                (Some(message), _) => Cow::Owned(message),
-                (None, Some(error)) => {
-                    status = Status::error(error.clone());
-                    attributes.push(KeyValue::new("exception.message", error));
-                    Cow::Borrowed("exception")
-                }
-                (None, None) => Cow::Borrowed(meta.name()),
-            };
-            attributes.extend(fields.other);
-            span.set_status(status);
-            span.add_event(name, SystemTime::now(), attributes);
-        });
-    }
-}
-
-/// An error event's message, `error` field and other fields.
-#[derive(Default)]
-struct ErrorFields {
-    message: Option<String>,
-    error: Option<String>,
-    other: Vec<KeyValue>,
-}
-
-impl ErrorFields {
-    fn text(&mut self, field: &field::Field, value: String) {
-        match field.name() {
-            "message" => self.message = Some(value),
-            "error" => self.error = Some(value),
-            name => self.other.push(KeyValue::new(name, value)),
-        }
-    }
-}
-
-impl field::Visit for ErrorFields {
-    fn record_bool(&mut self, field: &field::Field, value: bool) {
-        self.other.push(KeyValue::new(field.name(), value));
-    }
-    fn record_f64(&mut self, field: &field::Field, value: f64) {
-        self.other.push(KeyValue::new(field.name(), value));
-    }
-    fn record_i64(&mut self, field: &field::Field, value: i64) {
-        self.other.push(KeyValue::new(field.name(), value));
-    }
-    fn record_u64(&mut self, field: &field::Field, value: u64) {
-        let v = i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64);
-        self.other.push(KeyValue::new(field.name(), v));
-    }
-    fn record_str(&mut self, field: &field::Field, value: &str) {
-        self.text(field, value.to_owned());
-    }
-    fn record_error(&mut self, field: &field::Field, value: &(dyn std::error::Error + 'static)) {
-        self.text(field, value.to_string());
-    }
-    fn record_debug(&mut self, field: &field::Field, value: &dyn fmt::Debug) {
-        self.text(field, format!("{value:?}"));
-    }
-}
-
 /// The OTLP `SpanKind` number.
 fn kind_number(kind: &SpanKind) -> u64 {
     match kind {
@@ -620,8 +529,8 @@ fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
     (low >> 1) < bound
 }
 
-/// What the [`SpanStore`] does with spans: ids and the sampling decision at creation, the
-/// recording, and the export at close. `queue` is `None` when traces are not exported: spans
+/// What the span store (`store::SpanStore`) does with spans: ids and the sampling decision at
+/// creation, the recording, and the export at close. `queue` is `None` when traces are not exported: spans
 /// then still get ids (for log correlation and propagation) and never record.
 pub(crate) struct Tracer {
     sampler: SamplerConfig,
@@ -795,144 +704,11 @@ impl field::Visit for Visitor<'_> {
     }
 }
 
-/// Where a span's OpenTelemetry side lives.
-enum Lookup<R> {
-    /// In the span store (fast backend), or nowhere (the span is disabled): `f`'s result.
-    Fast(Option<R>),
-    /// Under another subscriber: tracing-opentelemetry's (the `sdk` backend).
-    Other,
-}
-
-fn lookup<R>(span: &tracing::Span, f: impl FnOnce(&OtelSpan) -> R) -> Lookup<R> {
-    span.with_subscriber(
-        |(id, dispatch)| match dispatch.downcast_ref::<SpanStore>() {
-            Some(store) => Lookup::Fast(store.table().with(id, f)),
-            None => Lookup::Other,
-        },
-    )
-    .unwrap_or(Lookup::Fast(None))
-}
-
-/// OpenTelemetry operations on a tracing span: the same names as tracing-opentelemetry's
-/// `OpenTelemetrySpanExt`, so call sites read the same, and on the `sdk` backend they are
-/// that trait's operations. Every operation is a no-op on a span that is disabled or (except
-/// `context`) not sampled.
-pub trait SpanExt {
-    /// The span's OpenTelemetry context: for propagation, correlation and `traceresponse`.
-    /// Empty (no valid span) when telemetry is off or the span is disabled.
-    fn context(&self) -> opentelemetry::Context;
-    /// Whether this span records and will be exported (it was sampled).
-    fn is_sampled(&self) -> bool;
-    /// The span's own ids and flags, without building a [`Context`](opentelemetry::Context)
-    /// (for headers and log lines). Invalid when telemetry is off or the span is disabled.
-    fn span_context(&self) -> SpanContext;
-    /// Sets several attributes in one lookup of the span; cheaper than recording declared
-    /// fields one by one, each of which is a separate dispatch through every layer.
-    fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>);
-    fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>);
-    fn add_event_with_timestamp(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        timestamp: SystemTime,
-        attributes: Vec<KeyValue>,
-    );
-    fn add_link(&self, cx: SpanContext);
-    fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>);
-    fn set_status(&self, status: Status);
-}
-
-impl SpanExt for tracing::Span {
-    fn context(&self) -> opentelemetry::Context {
-        match lookup(self, |o| o.context()) {
-            Lookup::Fast(cx) => cx.unwrap_or_default(),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self),
-        }
-    }
-    fn is_sampled(&self) -> bool {
-        match lookup(self, |o| o.is_recording()) {
-            Lookup::Fast(s) => s.unwrap_or(false),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
-                .span()
-                .span_context()
-                .is_sampled(),
-        }
-    }
-    fn span_context(&self) -> SpanContext {
-        match lookup(self, |o| o.cx.clone()) {
-            Lookup::Fast(cx) => cx.unwrap_or_else(SpanContext::empty_context),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
-                .span()
-                .span_context()
-                .clone(),
-        }
-    }
-    fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        apply(self, attributes, OtelSpan::set_attributes, |a| {
-            for kv in a {
-                tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(self, kv.key, kv.value);
-            }
-        });
-    }
-    fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
-        self.add_event_with_timestamp(name, SystemTime::now(), attributes);
-    }
-    fn add_event_with_timestamp(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        timestamp: SystemTime,
-        attributes: Vec<KeyValue>,
-    ) {
-        apply(
-            self,
-            (name.into(), attributes),
-            |o, (name, attributes)| o.add_event(name, timestamp, attributes),
-            |(name, attributes)| {
-                tracing_opentelemetry::OpenTelemetrySpanExt::add_event_with_timestamp(
-                    self, name, timestamp, attributes,
-                );
-            },
-        );
-    }
-    fn add_link(&self, cx: SpanContext) {
-        apply(
-            self,
-            cx,
-            |o, cx| o.add_link(cx, Vec::new()),
-            |cx| tracing_opentelemetry::OpenTelemetrySpanExt::add_link(self, cx),
-        );
-    }
-    fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>) {
-        self.set_attributes([KeyValue::new(key, value)]);
-    }
-    fn set_status(&self, status: Status) {
-        apply(self, status, OtelSpan::set_status, |status| {
-            tracing_opentelemetry::OpenTelemetrySpanExt::set_status(self, status);
-        });
-    }
-}
-
-/// Hands `value` to the span's OpenTelemetry side: `fast` gets it on the span store's (nothing
-/// happens on a disabled span), `stock` under tracing-opentelemetry (the `sdk` backend).
-fn apply<T>(
-    span: &tracing::Span,
-    value: T,
-    fast: impl FnOnce(&OtelSpan, T),
-    stock: impl FnOnce(T),
-) {
-    let mut value = Some(value);
-    if let Lookup::Other = lookup(span, |o| {
-        if let Some(v) = value.take() {
-            fast(o, v);
-        }
-    }) && let Some(v) = value
-    {
-        stock(v);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span_ext::SpanExt as _;
+    use crate::store::SpanStore;
     use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
 

@@ -24,6 +24,7 @@ use vidscope_core::config::Settings;
 use vidscope_core::db::{Db, now_millis};
 use vidscope_core::events::EventBus;
 use vidscope_core::jobs::{self, JobKind};
+use vidscope_core::outbox;
 use vidscope_core::queue::{DbQueue, Delivery, Queue, QueueSettings, RedisQueue};
 use vidscope_core::storage::ObjectStore;
 use vidscope_telemetry::{Backoff, Classify, Metrics};
@@ -426,7 +427,7 @@ async fn relay_loop(
         if at.duration_since(last_relay) >= every {
             last_relay = at;
             loop {
-                match jobs::relay_once(&ctx.db, &queue, 100).await {
+                match outbox::relay_once(&ctx.db, &queue, 100).await {
                     Ok(kinds) => {
                         if failing {
                             tracing::info!("outbox relay publishes again");
@@ -458,7 +459,7 @@ async fn relay_loop(
         // Gauges are sampled every few seconds, not on every relay tick: each is a query.
         if at.duration_since(last_depth) >= gauge_every {
             last_depth = at;
-            if let Ok(n) = jobs::outbox_pending(&ctx.db).await {
+            if let Ok(n) = outbox::outbox_pending(&ctx.db).await {
                 ctx.metrics.outbox_pending.record(n, &[]);
             }
             if let Ok(depths) = queue.depth().await {
@@ -467,7 +468,7 @@ async fn relay_loop(
         }
         if last_prune.elapsed() >= Duration::from_secs(3600) {
             last_prune = Instant::now();
-            let _ = jobs::prune_outbox(&ctx.db, OUTBOX_KEEP).await;
+            let _ = outbox::prune_outbox(&ctx.db, OUTBOX_KEEP).await;
         }
     }
 }

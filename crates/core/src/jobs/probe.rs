@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{JobKind, JobPayload};
-use crate::videos::VideoId;
+use crate::domain::VideoId;
 
 /// Wire form `{"videoId": "<uuid>"}`, unchanged since the first release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

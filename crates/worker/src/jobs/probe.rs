@@ -6,7 +6,8 @@
 use tracing::Instrument;
 use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::jobs::thumbnail::ThumbnailPayload;
-use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
+use vidscope_core::jobs::{JobKind, JobMessage, NewJob};
+use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoStatus};
 
 use super::{Job, JobContext, JobFuture, download, load_video, set_status, step, update_videos};
@@ -56,7 +57,7 @@ async fn run(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Resul
         async {
             let mut tx = vidscope_core::db::begin(&ctx.db).await?;
             videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
-            jobs::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
+            outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
             vidscope_core::db::commit(tx).await?;
             Ok(())
         }

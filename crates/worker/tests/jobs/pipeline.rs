@@ -11,6 +11,7 @@ use vidscope_core::domain::Role;
 use vidscope_core::events::EventBus;
 use vidscope_core::jobs::crm_sync::{CrmEvent, CrmSyncPayload};
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
+use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 use vidscope_worker::jobs::{Job, JobContext, JobFuture, Registry};
@@ -530,7 +531,7 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
     for ((name, qa), (_, qb)) in a.into_iter().zip(b) {
         let (registry, runs) = scripted(Behaviour::HangFirst);
         let job = crm_job();
-        jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
+        outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
             .await
             .unwrap();
 
@@ -577,7 +578,7 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
         ] {
             let (registry, runs) = scripted(behaviour);
             let job = crm_job();
-            jobs::enqueue(&app.state.db, std::slice::from_ref(&job))
+            outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
                 .await
                 .unwrap();
             let settings = WorkerSettings {
@@ -637,7 +638,7 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
         // Panics once, then succeeds: the retry completes it.
         let (registry, runs) = scripted(Behaviour::PanicFirst);
         let once = crm_job();
-        jobs::enqueue(&app.state.db, std::slice::from_ref(&once))
+        outbox::enqueue(&app.state.db, std::slice::from_ref(&once))
             .await
             .unwrap();
         let (stop, handle) = start(Worker::new(
@@ -666,7 +667,7 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
         // Panics every time: dead-lettered after its three attempts, with the panic's message.
         let (registry, runs) = scripted(Behaviour::AlwaysPanic);
         let always = crm_job();
-        jobs::enqueue(&app.state.db, std::slice::from_ref(&always))
+        outbox::enqueue(&app.state.db, std::slice::from_ref(&always))
             .await
             .unwrap();
         let (stop, handle) = start(Worker::new(
@@ -911,7 +912,7 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        jobs::outbox_pending(&app.state.db).await.unwrap(),
+        outbox::outbox_pending(&app.state.db).await.unwrap(),
         3,
         "jobs wait in the outbox"
     );
@@ -920,7 +921,7 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
     for id in &ids {
         wait_ready(&app, &admin.cookie, id).await;
     }
-    assert_eq!(jobs::outbox_pending(&app.state.db).await.unwrap(), 0);
+    assert_eq!(outbox::outbox_pending(&app.state.db).await.unwrap(), 0);
     let _ = stop.send(());
     handle.await.unwrap();
     app.stop().await;
@@ -1019,7 +1020,7 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
     for (name, queue) in queues(&app, "drain", &prefix).await {
         let (registry, runs) = scripted(Behaviour::Slow);
         let batch: Vec<NewJob> = (0..10).map(|_| crm_job()).collect();
-        jobs::enqueue(&app.state.db, &batch).await.unwrap();
+        outbox::enqueue(&app.state.db, &batch).await.unwrap();
         let settings = WorkerSettings {
             concurrency: 1,
             gauge_interval: PERIOD,

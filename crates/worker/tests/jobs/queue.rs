@@ -377,17 +377,17 @@ async fn the_outbox_relay_passes_rows_it_cannot_publish() {
         .unwrap();
     }
 
-    let published = vidscope_core::jobs::relay_once(&db.db, &q, 10)
+    let published = vidscope_core::outbox::relay_once(&db.db, &q, 10)
         .await
         .unwrap();
     assert_eq!(published, [JobKind::VideoProbe, JobKind::VideoThumbnail]);
     assert_eq!(
-        vidscope_core::jobs::outbox_pending(&db.db).await.unwrap(),
+        vidscope_core::outbox::outbox_pending(&db.db).await.unwrap(),
         1
     );
     // Again: nothing more to publish, and no error.
     assert!(
-        vidscope_core::jobs::relay_once(&db.db, &q, 10)
+        vidscope_core::outbox::relay_once(&db.db, &q, 10)
             .await
             .unwrap()
             .is_empty()
@@ -431,8 +431,8 @@ async fn two_relays_racing_publish_each_outbox_row_once() {
             let queue = queue.clone();
             async move {
                 let mut published = 0;
-                while vidscope_core::jobs::outbox_pending(&db).await.unwrap() > 0 {
-                    published += vidscope_core::jobs::relay_once(&db, &queue, 3)
+                while vidscope_core::outbox::outbox_pending(&db).await.unwrap() > 0 {
+                    published += vidscope_core::outbox::relay_once(&db, &queue, 3)
                         .await
                         .unwrap_or_default()
                         .len();

@@ -1,0 +1,245 @@
+//! The transactional outbox through which the API (and the worker, when one job causes another)
+//! enqueues jobs, and the relay that publishes it to the queue.
+//!
+//! A job is never published directly by the code that causes it. The cause (a video row, a
+//! probe result, a registration) and an `outbox` row are written in one transaction; the relay
+//! ([`relay_once`]) later publishes the row to the queue. So a Redis outage delays jobs but never
+//! loses one, and a job exists exactly when its cause was committed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Row;
+use tracing::Instrument;
+
+use crate::CoreError;
+use crate::db::{Backend, Db, InDbSpan, now_millis, query_span};
+use crate::jobs::{JobKind, JobMessage, NewJob};
+use crate::queue::{Queue, producer_span};
+
+/// Writes `jobs` into the outbox inside the caller's transaction. Each job gets a PRODUCER span
+/// (`create <job>`) in the current trace, and its context is what the outbox row carries: the
+/// relay's CONSUMER span (`receive <job>`, in the worker) continues it, which is the
+/// producer -> consumer pair the service graph draws as an edge from the writing service (the
+/// API) to the worker. A job id already present is left alone (the follow-up of a redelivered
+/// job).
+pub async fn write_outbox(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    jobs: &[NewJob],
+) -> Result<(), CoreError> {
+    const SQL: &str = "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+    for job in jobs {
+        let span = tracing::info_span!(
+            "messaging.create",
+            otel.name = %format_args!("create {}", job.kind.as_str()),
+            otel.kind = "producer",
+            messaging.system = OUTBOX_SYSTEM,
+            messaging.operation.type = "create",
+            messaging.operation.name = "create",
+            messaging.destination.name = job.kind.as_str(),
+            messaging.message.id = job.id.as_str(),
+        );
+        let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(&span))
+            .map_err(|e| CoreError::Other(e.into()))?;
+        let payload = job.payload.as_ref().map_err(|e| {
+            CoreError::Invalid(format!(
+                "{} job {}: payload not serialisable: {e}",
+                job.kind, job.id
+            ))
+        })?;
+        sqlx::query(SQL)
+            .bind(&job.id)
+            .bind(job.kind.as_str())
+            .bind(payload.to_string())
+            .bind(&trace)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .in_db_span(span.in_scope(|| query_span(backend, "INSERT", "outbox", SQL)))
+            .instrument(span)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `messaging.system` of the outbox hop (between the writing service and the relay).
+pub const OUTBOX_SYSTEM: &str = "vidscope.outbox";
+
+/// Writes `jobs` into the outbox in a transaction of their own (a cause with no row of its
+/// own to commit alongside, e.g. a test or an admin command).
+pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), CoreError> {
+    let mut tx = crate::db::begin(db).await?;
+    write_outbox(&mut tx, db.backend(), jobs).await?;
+    crate::db::commit(tx).await?;
+    Ok(())
+}
+
+/// Outbox rows not yet published.
+pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
+    const SQL: &str = "SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL";
+    let row = sqlx::query(SQL)
+        .fetch_one(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Publishes up to `batch` unpublished outbox rows, oldest first, and stamps each one once the
+/// queue has it; returns the kinds published, in order. Stops at the first publish error (the
+/// queue is down: the rest would fail too) and returns it after counting what went out; rows
+/// left unstamped go out on a later call.
+///
+/// Every worker replica runs a relay, so each row is claimed in a transaction of its own that
+/// holds it until it is published and stamped: on Postgres `FOR UPDATE SKIP LOCKED` (another
+/// relay takes the next row), on SQLite `BEGIN IMMEDIATE` (one writer at a time). The
+/// database queue needs no claim (see below). Two relays
+/// never publish one row twice; a relay that dies mid-publish leaves its row unstamped (the
+/// transaction rolls back), so it goes out again: at least once, never lost.
+///
+/// Each publish is a PRODUCER span, child of the span that wrote the row (the upload request,
+/// the probe job), and the message carries the producer's context: upload → publish → process
+/// is one trace.
+///
+/// Only rows of the kinds this build knows are taken: during a rolling deploy a newer API may
+/// write a kind an older worker cannot publish; those rows wait for a worker that knows them
+/// instead of blocking every row behind them. A row whose payload is not JSON is published with
+/// its text as a JSON string, so the worker dead-letters it as a bad payload with the reason.
+pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobKind>, CoreError> {
+    let mut published = Vec::new();
+    for _ in 0..batch {
+        match relay_one(db, queue).await {
+            Ok(Some(kind)) => published.push(kind),
+            Ok(None) => break,
+            Err(e) if published.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, published = published.len(), "outbox relay stopped early");
+                break;
+            }
+        }
+    }
+    Ok(published)
+}
+
+/// Claims, publishes and stamps the oldest unpublished row, if there is one (see [`relay_once`]).
+async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError> {
+    static SELECT: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        // The kinds are code constants, not input.
+        let kinds: Vec<String> = JobKind::ALL
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        let select = format!(
+            "SELECT id, kind, payload, trace_context, created_at FROM outbox \
+             WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT 1",
+            kinds.join(", ")
+        );
+        [select.clone(), format!("{select} FOR UPDATE SKIP LOCKED")]
+    });
+    const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
+    // The database queue needs no claim: its publish is an `INSERT ... ON CONFLICT (id) DO
+    // NOTHING`, so a second relay's copy of a row is dropped there; and it writes through the
+    // pool, which a SQLite write transaction held here would block.
+    let mut tx = match queue {
+        Queue::Db(_) => None,
+        // `BEGIN IMMEDIATE` on SQLite: see [`crate::db::begin`].
+        Queue::Redis(_) => Some(crate::db::begin(db).await?),
+    };
+    let select = match (&tx, db.backend()) {
+        (Some(_), Backend::Postgres) => &SELECT[1],
+        _ => &SELECT[0],
+    };
+    // Polls are not traced: an idle relay would otherwise start a trace every tick.
+    let query = sqlx::query(select.as_str());
+    let row = match &mut tx {
+        Some(tx) => {
+            query
+                .fetch_optional(&mut **tx)
+                .in_db_span(tracing::Span::none())
+                .await?
+        }
+        None => {
+            query
+                .fetch_optional(db.pool())
+                .in_db_span(tracing::Span::none())
+                .await?
+        }
+    };
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id: String = row.try_get("id")?;
+    let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
+    let payload: String = row.try_get("payload")?;
+    let trace: String = row.try_get("trace_context")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
+    // The relay takes the row from the outbox (CONSUMER, continuing the writer's `create`
+    // span) and sends it on to the queue (PRODUCER, which the job's consumer continues).
+    let receive = vidscope_telemetry::with_remote_parent(
+        vidscope_telemetry::propagation::extract_map(&parent),
+        || {
+            tracing::info_span!(
+                "messaging.receive",
+                otel.name = %format_args!("receive {}", kind.as_str()),
+                otel.kind = "consumer",
+                messaging.system = OUTBOX_SYSTEM,
+                messaging.operation.type = "receive",
+                messaging.operation.name = "receive",
+                messaging.destination.name = kind.as_str(),
+                messaging.message.id = id.as_str(),
+            )
+        },
+    );
+    let span = receive.in_scope(|| producer_span(queue, kind, &id));
+    let backend = db.backend();
+    let result = async {
+        let message = JobMessage {
+            id: id.clone(),
+            kind,
+            payload: serde_json::from_str(&payload).unwrap_or_else(|e| {
+                tracing::warn!(
+                    job.id = %id,
+                    error = %e,
+                    "outbox payload is not JSON; published as text for the worker to dead-letter"
+                );
+                serde_json::Value::String(payload.clone())
+            }),
+            trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
+            enqueued_at: created_at,
+            available_at: now_millis(),
+            attempt: 0,
+        };
+        queue.publish(&message).await?;
+        let stamp = sqlx::query(STAMP).bind(now_millis()).bind(&id);
+        let stamp_span = query_span(backend, "UPDATE", "outbox", STAMP);
+        match tx {
+            Some(mut tx) => {
+                stamp.execute(&mut *tx).in_db_span(stamp_span).await?;
+                crate::db::commit(tx).await?;
+            }
+            None => {
+                stamp.execute(db.pool()).in_db_span(stamp_span).await?;
+            }
+        }
+        Ok::<_, CoreError>(())
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = result {
+        vidscope_telemetry::classify::record_classified(&span, &e);
+        return Err(e);
+    }
+    Ok(Some(kind))
+}
+
+/// Deletes published outbox rows older than `age` (they are kept a while for debugging).
+pub async fn prune_outbox(db: &Db, age: Duration) -> Result<u64, CoreError> {
+    const SQL: &str = "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1";
+    let done = sqlx::query(SQL)
+        .bind(now_millis() - age.as_millis() as i64)
+        .execute(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    Ok(done.rows_affected())
+}
