@@ -272,6 +272,10 @@ fn cookie_client() -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let receiver = CaptureReceiver::start().await;
     let db = vidscope_testkit::db::fresh_db().await;

@@ -194,6 +194,10 @@ fn metric_points(text: &str) -> Vec<(String, String, String, Vec<String>, i64)> 
 /// known label sets at 0 (the breaker's needs a CRM, the diagnostic counter a call), and the
 /// banner's URLs answer.
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
     use vidscope_telemetry::catalog::{CATALOG, Kind};
 

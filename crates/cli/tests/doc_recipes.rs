@@ -320,6 +320,10 @@ fn json_lines(text: &str) -> Vec<Value> {
 // The default current-thread runtime: the app's telemetry is this thread's default dispatcher
 // (see `TestApp`), so the server must run here; nothing below blocks the thread.
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn doc_recipes_print_what_the_workload_implies() {
     let docs = read_docs();
     assert!(docs.problems.is_empty(), "{:?}", docs.problems);

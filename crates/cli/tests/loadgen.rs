@@ -93,6 +93,10 @@ fn type_of(kind: MetricKind) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     let receiver = CaptureReceiver::start().await;
     let crm = fake_crm().await;

@@ -240,6 +240,10 @@ fn service(span: &CapturedSpan) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn two_apis_and_two_workers_behave_as_one_service() {
     let mut cluster = Cluster::start().await;
 

@@ -176,11 +176,11 @@ mod video_id_serde {
 
     use crate::domain::VideoId;
 
-    pub fn serialize<S: Serializer>(id: &VideoId, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(id: &VideoId, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(id.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VideoId, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VideoId, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         VideoId::parse(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("videoId {s:?} is not a UUID")))

@@ -122,6 +122,10 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobK
 }
 
 /// Claims, publishes and stamps the oldest unpublished row, if there is one (see [`relay_once`]).
+#[allow(
+    clippy::too_many_lines,
+    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
+)]
 async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError> {
     static SELECT: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         // The kinds are code constants, not input.

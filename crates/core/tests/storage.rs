@@ -2,7 +2,8 @@
 //! S3-compatible server (s3s-fs). A behaviour the API relies on must hold in both modes, so each
 //! case is one function and `both!` runs it twice.
 
-#[allow(dead_code)]
+// The testkit's public items, reached from this test crate only.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../testkit/src/s3.rs"]
 mod s3_server;
 
@@ -135,7 +136,7 @@ fn range(start: u64, end_inclusive: u64) -> Option<ByteRange> {
 mod cases {
     use super::*;
 
-    pub async fn roundtrip(store: &ObjectStore) {
+    pub(crate) async fn roundtrip(store: &ObjectStore) {
         let k = key("videos/v1/original.mp4");
         let meta = store
             .put(&k, chunks(&[b"hello ", b"object ", b"store"]), "video/mp4")
@@ -175,7 +176,7 @@ mod cases {
         store.delete(&k).await.unwrap();
     }
 
-    pub async fn ranged_reads(store: &ObjectStore) {
+    pub(crate) async fn ranged_reads(store: &ObjectStore) {
         let k = key("r/object.bin");
         let data: Vec<u8> = (0..1000u64).map(pattern_byte).collect();
         store
@@ -211,7 +212,7 @@ mod cases {
         assert!(store.get(&k, range(10, 5)).await.is_err());
     }
 
-    pub async fn missing_objects(store: &ObjectStore) {
+    pub(crate) async fn missing_objects(store: &ObjectStore) {
         let k = key("nope/missing.mp4");
         match store.get(&k, None).await {
             Err(StoreError::NotFound { key }) => assert_eq!(key, "nope/missing.mp4"),
@@ -243,7 +244,7 @@ mod cases {
     }
 
     /// 17 MiB: two full 8 MiB parts and a short one on S3; the same streaming path locally.
-    pub async fn large_body_streams_in_parts(store: &ObjectStore) {
+    pub(crate) async fn large_body_streams_in_parts(store: &ObjectStore) {
         const LEN: u64 = 17 * MIB as u64;
         let k = key("big/upload.bin");
         let meta = store
@@ -283,7 +284,7 @@ mod cases {
         assert_eq!(offset, LEN);
     }
 
-    pub async fn empty_object(store: &ObjectStore) {
+    pub(crate) async fn empty_object(store: &ObjectStore) {
         let k = key("empty");
         let meta = store.put(&k, chunks(&[]), "text/plain").await.unwrap();
         assert_eq!(meta.size, 0);
@@ -297,7 +298,7 @@ mod cases {
 
     /// A body that breaks mid-way (client disconnect) must not leave a partial object, neither
     /// a small one nor a multipart one.
-    pub async fn failed_upload_leaves_nothing(store: &ObjectStore) {
+    pub(crate) async fn failed_upload_leaves_nothing(store: &ObjectStore) {
         let capture = Capture::default();
         let _guard = tracing::subscriber::set_default(capture.clone());
         for (name, good) in [("small", 1000u64), ("multipart", 9 * MIB as u64)] {
@@ -345,7 +346,7 @@ mod cases {
         }
     }
 
-    pub async fn check_succeeds(store: &ObjectStore) {
+    pub(crate) async fn check_succeeds(store: &ObjectStore) {
         store.check().await.unwrap();
         // Idempotent: a second first start must not fail.
         store.ensure_bucket().await.unwrap();
@@ -354,7 +355,7 @@ mod cases {
 
     /// S3 hands out a URL a browser can use without our credentials; the local store serves
     /// files through the API instead and returns no URL.
-    pub async fn presign(store: &ObjectStore) {
+    pub(crate) async fn presign(store: &ObjectStore) {
         let k = key("videos/v2/720p.mp4");
         store
             .put_bytes(&k, Bytes::from_static(b"presigned bytes"), "video/mp4")
@@ -381,7 +382,7 @@ mod cases {
     }
 
     /// Traces must look the same in both modes: same span names, same attributes.
-    pub async fn spans_look_alike(store: &ObjectStore) {
+    pub(crate) async fn spans_look_alike(store: &ObjectStore) {
         let capture = Capture::default();
         let _guard = tracing::subscriber::set_default(capture.clone());
         let backend = store.backend_name();

@@ -130,7 +130,7 @@ pub(crate) struct Guarded<E> {
 }
 
 impl<E> Guarded<E> {
-    pub fn new(
+    pub(crate) fn new(
         target: Target<E>,
         fallback: Option<JsonLinesFile>,
         stats: std::sync::Arc<ExportStats>,

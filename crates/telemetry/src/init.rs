@@ -927,6 +927,10 @@ mod tests {
     /// kept (the seed's `hasCookie`), and so is a number under an ordinary key or under a
     /// namespace that only mentions a secret (`token.expires_in_s`).
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "an end-to-end test reads as one scenario, top to bottom"
+    )]
     fn numbers_under_sensitive_keys_are_redacted_on_both_backends() {
         for backend in [Backend::Fast, Backend::Sdk] {
             let (stdout, traces, logs) = run_with_files(

@@ -113,6 +113,10 @@ async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn every_route_answers_each_role_as_specified() {
     // Arrange
     let app = spawn_app().await;

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Inserts a ready video straight into the database.
-pub async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
+pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
     sqlx::query(
         "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
          duration_seconds, created_at, updated_at) \
@@ -27,7 +27,7 @@ pub async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>
 /// app's first database-touching request is now and then never exported (reproduced with
 /// `GET /api/auth/session` alone, not with Postgres; reported to the lead), so tests that
 /// assert on a request's spans make it the second one.
-pub async fn warm_up(app: &TestApp, user: &TestUser) {
+pub(crate) async fn warm_up(app: &TestApp, user: &TestUser) {
     let resp = app
         .client
         .get(app.url("/api/auth/session"))
@@ -38,7 +38,11 @@ pub async fn warm_up(app: &TestApp, user: &TestUser) {
     assert_eq!(resp.status(), 200);
 }
 
-pub async fn post_progress(app: &TestApp, user: &TestUser, body: Value) -> reqwest::Response {
+pub(crate) async fn post_progress(
+    app: &TestApp,
+    user: &TestUser,
+    body: Value,
+) -> reqwest::Response {
     app.client
         .post(app.url("/api/progress"))
         .header("cookie", &user.cookie)
@@ -48,7 +52,11 @@ pub async fn post_progress(app: &TestApp, user: &TestUser, body: Value) -> reqwe
         .expect("POST /api/progress")
 }
 
-pub async fn get_progress(app: &TestApp, user: &TestUser, video_id: &str) -> reqwest::Response {
+pub(crate) async fn get_progress(
+    app: &TestApp,
+    user: &TestUser,
+    video_id: &str,
+) -> reqwest::Response {
     app.client
         .get(app.url(&format!("/api/progress/{video_id}")))
         .header("cookie", &user.cookie)

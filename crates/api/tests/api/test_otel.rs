@@ -17,6 +17,10 @@ fn over(
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // Arrange
     let app = TestApp::builder().telemetry(over(protocol)).spawn().await;

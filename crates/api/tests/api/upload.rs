@@ -127,6 +127,10 @@ async fn only_admins_upload() {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn an_upload_streams_into_the_store_and_is_traced() {
     // Arrange: progress every MiB, a file of a bit over 5 MiB (past the global 1 MiB limit).
     const MIB: i64 = 1024 * 1024;
@@ -312,6 +316,10 @@ async fn the_type_is_checked_by_content() {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn bad_uploads_get_a_4xx_json_answer() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Bytes that start like an MP4 (an `ftyp` box) followed by a position-dependent pattern, so
 /// any misplaced range shows up as different bytes.
-pub fn mp4_bytes(len: usize) -> Vec<u8> {
+pub(crate) fn mp4_bytes(len: usize) -> Vec<u8> {
     let mut v = vec![0, 0, 0, 0x18];
     v.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2");
     v.extend((v.len()..len).map(|i| (i % 251) as u8));
@@ -28,7 +28,7 @@ pub fn mp4_bytes(len: usize) -> Vec<u8> {
 }
 
 /// A video row plus its object, put in directly (the upload route has its own tests).
-pub async fn seed_video(app: &TestApp, filename: &str, bytes: &[u8]) -> Video {
+pub(crate) async fn seed_video(app: &TestApp, filename: &str, bytes: &[u8]) -> Video {
     let id = VideoId::generate();
     let filename = Filename::parse(filename).unwrap();
     let key = videos::object_key(&id, &filename).unwrap();
@@ -52,7 +52,11 @@ pub async fn seed_video(app: &TestApp, filename: &str, bytes: &[u8]) -> Video {
     .unwrap()
 }
 
-pub async fn get_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn get_with(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut req = app.client.get(app.url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -61,7 +65,7 @@ pub async fn get_with(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> re
 }
 
 /// Asserts the JSON error shape and returns the code.
-pub async fn error_code(resp: reqwest::Response) -> String {
+pub(crate) async fn error_code(resp: reqwest::Response) -> String {
     let body: serde_json::Value = resp.json().await.expect("a JSON error body");
     assert!(body["error"]["message"].is_string(), "{body}");
     body["error"]["code"]
@@ -155,6 +159,10 @@ async fn listing_and_metadata_need_a_session() {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn a_range_request_is_traced_from_server_span_to_storage() {
     // Arrange
     let app = spawn_app().await;
@@ -265,6 +273,10 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn range_matrix() {
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;

@@ -14,7 +14,7 @@ use super::stats::{Outcome, Stats};
 /// Limits shared by every virtual user: the run ends at the deadline or after `max` requests,
 /// whichever comes first.
 /// A stop (Ctrl-C) ends it early.
-pub struct Budget {
+pub(super) struct Budget {
     pub deadline: Instant,
     max: u64,
     used: AtomicU64,
@@ -22,7 +22,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(duration: Duration, max: u64) -> Self {
+    pub(super) fn new(duration: Duration, max: u64) -> Self {
         Self {
             deadline: Instant::now() + duration,
             max,
@@ -32,49 +32,49 @@ impl Budget {
     }
 
     /// Takes one request from the budget; `false` once the run is over.
-    pub fn take(&self) -> bool {
+    pub(super) fn take(&self) -> bool {
         !self.exhausted() && self.used.fetch_add(1, Ordering::Relaxed) < self.max
     }
 
-    pub fn exhausted(&self) -> bool {
+    pub(super) fn exhausted(&self) -> bool {
         *self.stop.borrow()
             || Instant::now() >= self.deadline
             || self.used.load(Ordering::Relaxed) >= self.max
     }
 
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.stop.send_replace(true);
     }
 
     /// Resolves when [`Budget::stop`] is called.
-    pub async fn stopped(&self) {
+    pub(super) async fn stopped(&self) {
         let mut rx = self.stop.subscribe();
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    pub fn used(&self) -> u64 {
+    pub(super) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed).min(self.max)
     }
 }
 
 /// The run is over (deadline or request budget): scenarios unwind with `?`.
 #[derive(Debug)]
-pub struct Exhausted;
+pub(super) struct Exhausted;
 
 /// A response the scenario can read further (its JSON body, say).
-pub struct Reply {
+pub(super) struct Reply {
     pub status: u16,
     pub response: Option<reqwest::Response>,
 }
 
 impl Reply {
-    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Option<T> {
+    pub(super) async fn json<T: serde::de::DeserializeOwned>(self) -> Option<T> {
         self.response?.json().await.ok()
     }
 }
 
 #[derive(Clone)]
-pub struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: Url,
     stats: Arc<Stats>,
@@ -84,7 +84,7 @@ pub struct Client {
 impl Client {
     /// A client with an empty cookie jar. Redirects are not followed: a 302 to a presigned S3
     /// URL is the answer being measured, and its host may not resolve from here.
-    pub fn new(base: Url, stats: Arc<Stats>, budget: Arc<Budget>) -> reqwest::Result<Self> {
+    pub(super) fn new(base: Url, stats: Arc<Stats>, budget: Arc<Budget>) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
@@ -100,22 +100,22 @@ impl Client {
         })
     }
 
-    pub fn budget(&self) -> &Budget {
+    pub(super) fn budget(&self) -> &Budget {
         &self.budget
     }
 
-    pub fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
 
-    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(super) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, self.url(path))
     }
 
     /// Sends `req` inside a CLIENT span named after `route` (a template such as
     /// `GET /api/videos/{id}`, so span names stay low-cardinality) and records the outcome.
     /// `expect` is the status the scenario provokes; anything else counts as unexpected.
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         route: &'static str,
         req: RequestBuilder,

@@ -5,12 +5,12 @@
 //! -c:v libx264 -preset veryslow -crf 45 -pix_fmt yuv420p -g 60 -c:a aac -b:a 8k
 //! -movflags +faststart loadgen-lesson.mp4`
 
-pub const SAMPLE_MP4: &[u8] = include_bytes!("../../assets/loadgen-lesson.mp4");
+pub(super) const SAMPLE_MP4: &[u8] = include_bytes!("../../assets/loadgen-lesson.mp4");
 
 /// The sample's 32-byte `ftyp` box, then noise: the upload's content check
 /// accepts it (it is an MP4 by its first bytes) and ffprobe rejects it, so the probe job fails
 /// permanently and is dead-lettered, exercising the failure path end to end.
-pub fn truncated() -> Vec<u8> {
+pub(super) fn truncated() -> Vec<u8> {
     let mut bytes = SAMPLE_MP4[..32].to_vec();
     bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
     bytes

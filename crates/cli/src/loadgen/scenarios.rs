@@ -18,7 +18,7 @@ use super::sample;
 static RESUMES: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct Video {
+pub(super) struct Video {
     pub id: String,
     pub filename: String,
     pub status: String,
@@ -40,7 +40,7 @@ struct Progress {
 }
 
 /// Sleeps, but never past the end of the run.
-pub async fn pause(client: &Client, d: Duration) -> Result<(), Exhausted> {
+pub(super) async fn pause(client: &Client, d: Duration) -> Result<(), Exhausted> {
     let until = (Instant::now() + d).min(client.budget().deadline);
     tokio::select! {
         () = tokio::time::sleep_until(until.into()) => {}
@@ -53,12 +53,16 @@ pub async fn pause(client: &Client, d: Duration) -> Result<(), Exhausted> {
     }
 }
 
-pub async fn login(client: &Client, email: &str, password: &str) -> Result<u16, Exhausted> {
+pub(super) async fn login(client: &Client, email: &str, password: &str) -> Result<u16, Exhausted> {
     credentials(client, "POST /api/auth/login", &[200], email, password).await
 }
 
 /// A 403 is expected too: it is how a server with registration off answers.
-pub async fn register(client: &Client, email: &str, password: &str) -> Result<u16, Exhausted> {
+pub(super) async fn register(
+    client: &Client,
+    email: &str,
+    password: &str,
+) -> Result<u16, Exhausted> {
     credentials(
         client,
         "POST /api/auth/register",
@@ -84,7 +88,7 @@ async fn credentials(
     Ok(client.send(route, req, expect).await?.status)
 }
 
-pub async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {
+pub(super) async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {
     let reply = client
         .send(
             "GET /api/videos",
@@ -102,7 +106,7 @@ pub async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {
 /// One upload. Every fifth is a file with an MP4 header and no movie (accepted, then dead-
 /// lettered by the probe: the failed-job path), every seventh a text file (415). File names
 /// carry `run` because the API refuses a second file with the same name (409).
-pub async fn upload(client: &Client, run: &str, n: u64) -> Result<bool, Exhausted> {
+pub(super) async fn upload(client: &Client, run: &str, n: u64) -> Result<bool, Exhausted> {
     let (bytes, name, mime, expect, label) = if n % 7 == 6 {
         (
             b"these are lecture notes, not a video\n".to_vec(),
@@ -142,7 +146,7 @@ pub async fn upload(client: &Client, run: &str, n: u64) -> Result<bool, Exhauste
 
 /// A viewer opens a lesson: metadata, resume position, the first bytes, the player's load
 /// and resume events.
-pub async fn open(client: &Client, video: &Video) -> Result<(f64, f64), Exhausted> {
+pub(super) async fn open(client: &Client, video: &Video) -> Result<(f64, f64), Exhausted> {
     let span = tracing::info_span!("loadgen.open", video.id = %video.id);
     async {
         let meta = client.request(Method::GET, &format!("/api/videos/{}", video.id));
@@ -231,7 +235,7 @@ async fn player_events(
 /// Watching: a progress save every `interval` (10 s of video each, as the player does),
 /// buffering now and then, a repeated save sometimes (the duplicate path), and the final
 /// position when the tab is hidden. `true` when the lesson was watched to the end.
-pub async fn watch(
+pub(super) async fn watch(
     client: &Client,
     video: &Video,
     interval: Duration,
@@ -301,7 +305,7 @@ pub async fn watch(
 }
 
 /// Browsing the catalogue: the list, one lesson's details and thumbnail, the session.
-pub async fn browse(client: &Client, videos: &[Video]) -> Result<(), Exhausted> {
+pub(super) async fn browse(client: &Client, videos: &[Video]) -> Result<(), Exhausted> {
     let span = tracing::info_span!("loadgen.browse");
     async {
         list(client).await?;
@@ -330,7 +334,7 @@ pub async fn browse(client: &Client, videos: &[Video]) -> Result<(), Exhausted> 
 }
 
 /// Signing out and back in.
-pub async fn relogin(client: &Client, email: &str, password: &str) -> Result<(), Exhausted> {
+pub(super) async fn relogin(client: &Client, email: &str, password: &str) -> Result<(), Exhausted> {
     let span = tracing::info_span!("loadgen.relogin");
     async {
         client
@@ -348,7 +352,7 @@ pub async fn relogin(client: &Client, email: &str, password: &str) -> Result<(),
 }
 
 /// Requests that must fail, each with the status the API promises for it.
-pub async fn provoke_error(
+pub(super) async fn provoke_error(
     client: &Client,
     anonymous: &Client,
     videos: &[Video],

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// How a request ended, from the load generator's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// The status the scenario asked for (a 404 is expected when it probes an unknown id).
     Expected(u16),
     /// Any other status: a 5xx, or a 4xx the scenario did not provoke.
@@ -30,7 +30,7 @@ struct RouteStats {
 
 /// Shared by every virtual user; a mutex is cheap next to an HTTP round trip.
 #[derive(Default)]
-pub struct Stats {
+pub(super) struct Stats {
     routes: Mutex<BTreeMap<&'static str, RouteStats>>,
 }
 
@@ -62,7 +62,7 @@ pub struct Summary {
 }
 
 impl Stats {
-    pub fn record(&self, route: &'static str, outcome: Outcome, latency: Duration) {
+    pub(super) fn record(&self, route: &'static str, outcome: Outcome, latency: Duration) {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let r = routes.entry(route).or_default();
         match outcome {
@@ -81,7 +81,7 @@ impl Stats {
             .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
     }
 
-    pub fn unexpected(&self) -> u64 {
+    pub(super) fn unexpected(&self) -> u64 {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         routes
             .values()
@@ -89,7 +89,7 @@ impl Stats {
             .sum()
     }
 
-    pub fn summary(&self, elapsed: Duration, uploads: u64) -> Summary {
+    pub(super) fn summary(&self, elapsed: Duration, uploads: u64) -> Summary {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(routes.len());
         let mut provoked = 0;

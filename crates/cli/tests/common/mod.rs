@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
 /// A child process that is killed if the test ends before stopping it.
-pub struct Process(pub Child);
+pub(crate) struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for Process {
 
 impl Process {
     /// SIGTERM, then the exit status (a graceful stop flushes telemetry).
-    pub fn stop(mut self) -> ExitStatus {
+    pub(crate) fn stop(mut self) -> ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -29,7 +29,7 @@ impl Process {
 /// Reads `stdout` line by line until `find` returns something, and returns that; the rest of
 /// stdout (JSON logs) is drained on a thread so the child never blocks on a full pipe. Panics
 /// naming `what` if the child exits first.
-pub fn scan_stdout<T>(
+pub(crate) fn scan_stdout<T>(
     stdout: ChildStdout,
     what: &str,
     mut find: impl FnMut(&str) -> Option<T>,
@@ -50,7 +50,7 @@ pub fn scan_stdout<T>(
 
 /// The container binaries sit next to `vidscope` in the target directory (`cargo test
 /// --workspace` builds every binary of the workspace).
-pub fn sibling_binary(name: &str) -> std::path::PathBuf {
+pub(crate) fn sibling_binary(name: &str) -> std::path::PathBuf {
     let path = std::path::PathBuf::from(env!("CARGO_BIN_EXE_vidscope")).with_file_name(name);
     assert!(
         path.exists(),
@@ -61,7 +61,7 @@ pub fn sibling_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// The port a `vidscope-api` process (stdout piped) bound: its start-up JSON line carries it.
-pub async fn api_port(api: &mut Process) -> u16 {
+pub(crate) async fn api_port(api: &mut Process) -> u16 {
     let stdout = api.0.stdout.take().expect("the API's stdout is piped");
     tokio::task::spawn_blocking(move || {
         scan_stdout(stdout, "vidscope-api listened", |line| {
@@ -82,7 +82,7 @@ pub async fn api_port(api: &mut Process) -> u16 {
 }
 
 /// `vidscope up`'s base URL, from the `liveness` line of its banner.
-pub fn up_base_url(stdout: ChildStdout) -> String {
+pub(crate) fn up_base_url(stdout: ChildStdout) -> String {
     scan_stdout(stdout, "vidscope up printed its URLs", |line| {
         line.trim()
             .strip_prefix("liveness")
@@ -93,7 +93,12 @@ pub fn up_base_url(stdout: ChildStdout) -> String {
 /// `vidscope up` on port 0 with its data in `data_dir`, the database at `db_url`, OTLP over gRPC
 /// to `otlp_grpc` (metrics every second), an admin account, a queue prefix of its own, stdout
 /// piped (for [`up_base_url`]) and stderr shown. Callers add what their test needs.
-pub fn up_command(data_dir: &Path, db_url: &str, otlp_grpc: &str, admin: (&str, &str)) -> Command {
+pub(crate) fn up_command(
+    data_dir: &Path,
+    db_url: &str,
+    otlp_grpc: &str,
+    admin: (&str, &str),
+) -> Command {
     let prefix = format!(
         "vidscope-test-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]

@@ -8,11 +8,11 @@ use std::time::Duration;
 use vidscope_core::db::Db;
 use vidscope_core::queue::{DbQueue, Queue, QueueSettings, RedisQueue};
 
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-pub fn settings(consumer: &str, visibility: Duration) -> QueueSettings {
+pub(crate) fn settings(consumer: &str, visibility: Duration) -> QueueSettings {
     QueueSettings {
         visibility,
         consumer: consumer.to_owned(),
@@ -20,7 +20,12 @@ pub fn settings(consumer: &str, visibility: Duration) -> QueueSettings {
 }
 
 /// A Redis queue under a prefix no other test uses.
-pub async fn redis_queue(url: &str, prefix: &str, consumer: &str, visibility: Duration) -> Queue {
+pub(crate) async fn redis_queue(
+    url: &str,
+    prefix: &str,
+    consumer: &str,
+    visibility: Duration,
+) -> Queue {
     let conn = vidscope_core::redis_conn::connect(url).await.unwrap();
     let q = Queue::Redis(RedisQueue::new(
         conn,
@@ -31,16 +36,16 @@ pub async fn redis_queue(url: &str, prefix: &str, consumer: &str, visibility: Du
     q
 }
 
-pub fn db_queue(db: &Db, consumer: &str, visibility: Duration) -> Queue {
+pub(crate) fn db_queue(db: &Db, consumer: &str, visibility: Duration) -> Queue {
     Queue::Db(DbQueue::new(db.clone(), settings(consumer, visibility)))
 }
 
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("vidscope-test:{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A 2-second H.264/AAC clip with a test pattern.
-pub fn make_video(path: &Path) {
+pub(crate) fn make_video(path: &Path) {
     let status = Command::new("ffmpeg")
         .args([
             "-nostdin",
@@ -72,14 +77,14 @@ pub fn make_video(path: &Path) {
 }
 
 /// A redis-server of the test's own, on a free port, that the test can stop and start.
-pub struct OwnRedis {
+pub(crate) struct OwnRedis {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -94,11 +99,11 @@ impl OwnRedis {
         r
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -126,7 +131,7 @@ impl OwnRedis {
         panic!("redis-server did not start on port {}", self.port);
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

@@ -118,6 +118,10 @@ fn test_video() -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     let admin = app.create_user(Role::Admin).await;
     let worker = Worker::new(context(app), queue, Registry::standard(), fast_settings());
@@ -264,6 +268,10 @@ async fn upload_to_thumbnail_on_redis_streams() {
 }
 
 /// Seed 003's table: names, units, labels and the duration buckets.
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn workflow_metrics_match_seed_003(app: &TestApp) {
     let buckets = vec![
         5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -622,6 +630,10 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
 /// the job's trace. The visibility timeout is two minutes here, so a job left leased by its
 /// panic (what happened before) misses every deadline below.
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
 async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_visibility_timeout()
 {
     const VISIBILITY: Duration = Duration::from_secs(120);

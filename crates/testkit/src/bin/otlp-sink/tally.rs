@@ -15,7 +15,7 @@ use serde::Serialize;
 use vidscope_testkit::otlp::Export;
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct SignalTally {
+pub(crate) struct SignalTally {
     /// Export requests that carried some of this service's data.
     pub requests: u64,
     /// Protobuf bytes of this service's `Resource*` entries with their field framing: summed
@@ -39,7 +39,7 @@ struct ServiceState {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceSummary {
+pub(crate) struct ServiceSummary {
     pub traces: SignalTally,
     pub logs: SignalTally,
     pub metrics: SignalTally,
@@ -67,7 +67,7 @@ struct TraceState {
 }
 
 #[derive(Debug, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// The span-metrics connector's dimensions (`--span-dimensions`).
     dimensions: Vec<String>,
     /// Tail sampling's latency policy: traces longer than this are kept (`--slow-trace-ms`).
@@ -77,7 +77,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new(dimensions: Vec<String>, slow_trace_ms: u64) -> Self {
+    pub(crate) fn new(dimensions: Vec<String>, slow_trace_ms: u64) -> Self {
         Self {
             dimensions,
             slow_trace_ns: slow_trace_ms.saturating_mul(1_000_000),
@@ -85,7 +85,7 @@ impl Tally {
         }
     }
 
-    pub fn add(&mut self, export: Export<'_>) {
+    pub(crate) fn add(&mut self, export: Export<'_>) {
         match export {
             Export::Traces(request) => {
                 for rs in &request.resource_spans {
@@ -151,7 +151,7 @@ impl Tally {
         }
     }
 
-    pub fn summary(&self) -> serde_json::Value {
+    pub(crate) fn summary(&self) -> serde_json::Value {
         let services: BTreeMap<&str, ServiceSummary> = self
             .services
             .iter()
