@@ -20,7 +20,7 @@
 //!   processors and OTLP exporters on tracing-subscriber's `Registry`, plus what makes their
 //!   output match the fast backend's).
 //! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
-//!   exporter with its fallback); [`file`] (the Collector file-exporter format with size
+//!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
 //!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
 //!   (every metric instrument, enforced with views); [`db_watch`] (slow statements and N+1
 //!   repeats); [`classify`] (transient vs permanent errors, retry backoff); [`propagation`]
