@@ -45,7 +45,7 @@ pub const SESSION_SCHEME: &str = "session";
         routes::videos::list::get,
         routes::videos::get::get,
         routes::videos::thumbnail::get,
-        upload,
+        routes::upload::post::post,
         routes::progress::post::post,
         routes::progress::get::get,
         routes::telemetry::player::post,
@@ -113,54 +113,6 @@ pub fn json() -> &'static str {
             .expect("the OpenAPI document always serialises")
     })
 }
-
-/// The multipart form: parts are read in order, `file` streamed to the store.
-#[derive(utoipa::ToSchema)]
-#[allow(
-    dead_code,
-    reason = "describes the form; the handler streams the parts itself"
-)]
-struct UploadForm {
-    /// The video; its type is decided by its first bytes (MP4, QuickTime, WebM or Matroska),
-    /// not by the declared type. The part's `filename` must be a valid video file name (see
-    /// the `Filename` schema) that no other video has.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
-    /// Defaults to the file's name without its extension. At most 200 characters (white space
-    /// around it is dropped first) and no control characters.
-    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
-    title: Option<String>,
-}
-
-// `POST /api/upload` is described here rather than on its handler because
-// `routes/upload/post.rs` is being reworked for the job queue; move this attribute onto
-// `routes::upload::post::post` once that settles.
-#[utoipa::path(
-    post,
-    path = "/api/upload",
-    operation_id = "upload",
-    summary = "Upload a video (admins)",
-    tag = "upload",
-    security(("session" = [])),
-    request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
-    responses(
-        (status = 201, description = "Stored; the video row has status `uploaded`", body = routes::videos::VideoBody,
-            headers(("Location" = String, description = "`/api/videos/{id}`"))),
-        (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Only admins upload", body = ErrorBody),
-        (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
-        (status = 409, description = "A video with this filename exists", body = ErrorBody),
-        (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
-        (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
-        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
-    )
-)]
-#[allow(
-    dead_code,
-    reason = "documentation only; the route is routes::upload::post::post"
-)]
-fn upload() {}
 
 // `GET /api/openapi.json` is described here rather than on its handler
 // (`routes::openapi::get::get`) because the handler serves this document: with the attribute

@@ -1,4 +1,4 @@
-//! Accounts: creation with an argon2 hash. Login and sessions arrive with the auth routes.
+//! Accounts: creation with an argon2 hash. Login and sessions are in [`crate::auth`].
 
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 

@@ -241,6 +241,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Retries of a step.",
         &["workflow_name", "step_name"],
     ),
+    // `phone_id` is seed 003's label for these two; vidscope has no phones and never records it
+    // (registry.yaml lists it under `catalog_only_labels`). Kept so the seed's table is whole.
     counter(
         WORKFLOW_IMAGE_UPLOADED,
         "{image}",
@@ -613,6 +615,7 @@ mod tests {
             }
             assert_eq!(s.kind == Kind::Histogram, s.buckets.is_some(), "{}", s.name);
             for l in s.labels {
+                // `phone_id`: the seed's label, allowed but never recorded (see its entries).
                 assert!(
                     !l.ends_with("_id") || *l == "phone_id",
                     "{}: id label {l}",

@@ -70,7 +70,7 @@ impl OtlpProtocol {
 pub enum ExporterKind {
     /// OTLP to a collector.
     Otlp,
-    /// Collector file-exporter format (OTLP-JSON lines) under [`TelemetryConfig::file_dir`].
+    /// Collector file-exporter format (OTLP-JSON lines) in [`FileConfig::dir`].
     File,
     /// One readable line per span, log record or metric data point on stdout (development).
     Console,

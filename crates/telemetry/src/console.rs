@@ -5,9 +5,9 @@
 //! One line per span, per log record and per metric data point, in logfmt: the signal word,
 //! then `key=value` pairs, strings JSON-quoted, numbers and booleans bare.
 //! ```text
-//! otel.span time=2026-12-06T12:00:00.123456Z name="http.server.request" kind=server status=unset duration_ms=1.234 trace_id=4bf9… span_id=00f0… service.name="vidscope-api" scope="vidscope" http.route="/api/videos"
+//! otel.span time=2026-12-06T12:00:00.123456Z name="GET /api/videos" kind=server status=unset duration_ms=1.234 trace_id=4bf9… span_id=00f0… service.name="vidscope-api" scope="vidscope" http.route="/api/videos"
 //! otel.log time=2026-12-06T12:00:00.124000Z severity=INFO scope="vidscope_api::routes" body="video uploaded" trace_id=4bf9… span_id=00f0… service.name="vidscope-api" video.id=42
-//! otel.metric time=2026-12-06T12:00:10.000000Z name="http.server.request.duration" unit="ms" type=histogram count=3 sum=12.5 min=1.5 max=8 service.name="vidscope-api" http.route="/api/videos"
+//! otel.metric time=2026-12-06T12:00:10.000000Z name="http.server.request.duration" unit="s" type=histogram count=3 sum=0.0125 min=0.0015 max=0.008 service.name="vidscope-api" scope="vidscope" http.route="/api/videos"
 //! ```
 //! A log record's `event_name` is shown only when code named the event (tracing's default
 //! name, `event <file>:<line>`, is left out). A line never starts with `{`, so the console lines and the JSON log lines that share stdout

@@ -3,23 +3,29 @@
 //! API the rest of the workspace uses.
 //!
 //! # Layout
-//! - [`config`]: the `OTEL_*` variables and the seeds' aliases, validated up front.
-//! - [`init`](mod@init): the metric provider, the export pipelines, the subscriber, the guard
-//!   that flushes.
-//! - `store`: the base subscriber, where spans live (instead of tracing-subscriber's
-//!   `Registry`).
-//! - `gate`: which spans and events exist, and which log output takes an event.
-//! - [`spans`]: tracing spans as OpenTelemetry spans, sampled at creation.
-//! - `logs`: tracing events as OTLP log records; `json_log`: the JSON lines on stdout.
-//! - `pipe`: the bounded queue and export thread of spans and logs; `wire`: their protobuf.
-//! - [`export`]: export counting and the metric exporter with its fallback.
-//! - [`file`]: the Collector file-exporter format with size rotation; `console`: readable
-//!   lines on stdout (`OTEL_*_EXPORTER=console`).
-//! - [`catalog`]: every metric instrument, enforced with views.
-//! - [`db_watch`]: slow statements and N+1 repeats.
-//! - [`classify`]: transient vs permanent errors, retry backoff.
-//! - [`propagation`]: W3C trace context over HTTP headers and job payloads.
-//! - [`redact`]: secret scrubbing.
+//! Two backends turn tracing spans and events into OpenTelemetry
+//! (`VIDSCOPE_TELEMETRY_BACKEND`): `fast`, the default, written for the performance budget, and
+//! `sdk`, the stock OpenTelemetry path kept as the reference. They share everything else.
+//! - [`config`]: the `OTEL_*` and `VIDSCOPE_*` telemetry variables and the seeds' aliases,
+//!   validated up front.
+//! - [`init`](mod@init): the metric provider, the chosen backend's subscriber and export
+//!   pipelines, the guard that flushes.
+//! - The `fast` backend (and telemetry turned off): `store` (the base subscriber, where spans
+//!   live, instead of tracing-subscriber's `Registry`); `gate` (which spans and events exist,
+//!   and which log output takes an event; `sdk` uses its directive parsing); [`spans`] (tracing
+//!   spans as OpenTelemetry spans, sampled at creation; its [`SpanExt`] works under both
+//!   backends); `logs` (tracing events as OTLP log records); `pipe` (the bounded queue and
+//!   export thread of spans and logs); `wire` (their protobuf, written by hand).
+//! - The `sdk` backend: `sdk` (tracing-opentelemetry, the log appender bridge, the SDK's batch
+//!   processors and OTLP exporters on tracing-subscriber's `Registry`, plus what makes their
+//!   output match the fast backend's).
+//! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
+//!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
+//!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
+//!   (every metric instrument, enforced with views); [`db_watch`] (slow statements and N+1
+//!   repeats); [`classify`] (transient vs permanent errors, retry backoff); [`propagation`]
+//!   (W3C trace context over HTTP headers and job payloads); [`redact`] (secret scrubbing).
+//! - `strategies` (tests only): proptest strategies for the hand-written protobuf.
 
 pub mod catalog;
 pub mod classify;

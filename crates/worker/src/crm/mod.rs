@@ -613,8 +613,8 @@ impl CrmClient {
 
 /// The `traceparent` and `baggage` of the current span: the `crm.http` client span, which
 /// reqwest-tracing's middleware runs the rest of the chain in. reqwest-tracing's own
-/// injection reads the span through tracing-opentelemetry, whose layer the telemetry crate
-/// replaces with its own, so it is not enabled.
+/// injection reads the span through tracing-opentelemetry's layer, which only the `sdk`
+/// backend installs (the default `fast` backend has its own span store), so it is not enabled.
 fn inject_trace_context<'a>(
     mut req: reqwest::Request,
     ext: &'a mut http::Extensions,

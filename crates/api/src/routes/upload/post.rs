@@ -37,13 +37,52 @@ use vidscope_telemetry::SpanExt as _;
 
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
 use crate::auth::AdminUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::videos::{VideoBody, invalid_filename, store_error};
 use crate::state::AppState;
 
 /// Longest title, in characters.
 const MAX_TITLE_CHARS: usize = 200;
 
+/// The multipart form: parts are read in order, `file` streamed to the store.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the form; the handler streams the parts itself"
+)]
+struct UploadForm {
+    /// The video; its type is decided by its first bytes (MP4, QuickTime, WebM or Matroska),
+    /// not by the declared type. The part's `filename` must be a valid video file name (see
+    /// the `Filename` schema) that no other video has.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Defaults to the file's name without its extension. At most 200 characters (white space
+    /// around it is dropped first) and no control characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
+    title: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/upload",
+    operation_id = "upload",
+    summary = "Upload a video (admins)",
+    tag = "upload",
+    security(("session" = [])),
+    request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,
+            headers(("Location" = String, description = "`/api/videos/{id}`"))),
+        (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
+        (status = 401, description = "No valid session", body = ErrorBody),
+        (status = 403, description = "Only admins upload", body = ErrorBody),
+        (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
+        (status = 409, description = "A video with this filename exists", body = ErrorBody),
+        (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
+        (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
+        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn post(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
