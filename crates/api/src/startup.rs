@@ -52,9 +52,10 @@ pub struct Application {
     state: AppState,
 }
 
-impl Application {
+impl AppState {
     /// Connects to every dependency (failing fast with the dependency's name), runs
-    /// migrations and binds `settings.addr`.
+    /// migrations and creates the admin of `VIDSCOPE_ADMIN_EMAIL`: everything the API needs
+    /// except a listener, so router-level tests can call the router without a server.
     pub async fn build(settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url)
             .await
@@ -80,30 +81,35 @@ impl Application {
             None => None,
         };
         prime_metrics(&metrics);
+        Ok(AppState {
+            db,
+            store,
+            redis: redis.clone(),
+            metrics,
+            settings: std::sync::Arc::new(settings.api.clone()),
+            trace_viewer: std::sync::Arc::new(settings.trace_viewer.clone()),
+            cache: std::sync::Arc::new(crate::cache::Cache::new(
+                redis.clone(),
+                &settings.api.redis_prefix,
+            )),
+            login_limiter: std::sync::Arc::new(login_limiter(&settings.api, redis)),
+            realtime: crate::realtime::Hub::new(),
+        })
+    }
+}
+
+impl Application {
+    /// [`AppState::build`], then binds `settings.addr` and, with Redis, listens to the
+    /// worker's video-status channel.
+    pub async fn build(settings: &Settings, metrics: Metrics) -> anyhow::Result<Self> {
+        let state = AppState::build(settings, metrics).await?;
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.addr))?;
-        let app = Self {
-            listener,
-            state: AppState {
-                db,
-                store,
-                redis: redis.clone(),
-                metrics,
-                settings: std::sync::Arc::new(settings.api.clone()),
-                trace_viewer: std::sync::Arc::new(settings.trace_viewer.clone()),
-                cache: std::sync::Arc::new(crate::cache::Cache::new(
-                    redis.clone(),
-                    &settings.api.redis_prefix,
-                )),
-                login_limiter: std::sync::Arc::new(login_limiter(&settings.api, redis.clone())),
-                realtime: crate::realtime::Hub::new(),
-            },
-        };
         if let Some(url) = &settings.redis_url {
-            crate::status_bridge::spawn_redis(app.state.clone(), url.clone());
+            crate::status_bridge::spawn_redis(state.clone(), url.clone());
         }
-        Ok(app)
+        Ok(Self { listener, state })
     }
 
     /// Pushes the worker's video-status events from an in-process bus (`vidscope up`) to

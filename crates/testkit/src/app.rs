@@ -7,7 +7,6 @@ use std::time::Duration;
 use vidscope_core::auth::User;
 use vidscope_core::domain::{Email, Password, Role};
 
-use sqlx::Connection;
 use tracing::dispatcher::DefaultGuard;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -15,6 +14,7 @@ use vidscope_api::Application;
 use vidscope_core::config::Settings;
 use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
 
+use crate::db::{PgDatabase, fresh_postgres_database};
 use crate::otlp::CaptureReceiver;
 
 /// The runtime the exporters' gRPC connections live on, so they never depend on the test's
@@ -77,24 +77,45 @@ pub fn postgres_url() -> Option<String> {
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
 }
 
-/// Creates a uniquely named database on the Postgres server of `base_url` and returns its URL.
-pub(crate) async fn fresh_postgres_database(base_url: &str) -> (String, String) {
-    let name = format!("vidscope_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(base_url)
+/// The embedded settings on `dir` (SQLite, the local object store there), on a fresh Postgres
+/// database instead when `DATABASE_URL` is Postgres; with the guard that drops that database.
+pub async fn test_settings(dir: &std::path::Path) -> (Settings, Option<PgDatabase>) {
+    let mut settings = Settings::embedded(dir, "127.0.0.1:0".parse().expect("addr"));
+    let mut pg = None;
+    if let Some(url) = postgres_url() {
+        let (url, guard) = fresh_postgres_database(&url).await;
+        settings.database_url = url;
+        pg = Some(guard);
+    }
+    (settings, pg)
+}
+
+/// Creates an account with `role` and a live session for it, straight through the core crate
+/// (no HTTP, no login throttle). `cookie` is ready for a `Cookie` header.
+pub async fn create_user(db: &vidscope_core::db::Db, role: Role) -> TestUser {
+    let email = format!(
+        "{}-{}@example.com",
+        role.as_str(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let password = "correct horse battery".to_owned();
+    let id = vidscope_core::users::create_user(
+        db,
+        &Email::parse(&email).expect("valid e-mail"),
+        &Password::parse(&password).expect("valid password"),
+        role,
+    )
+    .await
+    .expect("create test user");
+    let user = User { id, email, role };
+    let token = vidscope_core::auth::create_session(db, &user, Duration::from_secs(3600))
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to Postgres at DATABASE_URL: {e}"));
-    // The name is generated here from a UUID, never user input.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-    let _ = conn.close().await;
-    let (prefix, _) = match base_url.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q)),
-        None => (base_url.to_owned(), None),
-    };
-    let server = prefix.rsplit_once('/').map(|(s, _)| s).unwrap_or(&prefix);
-    (format!("{server}/{name}"), name)
+        .expect("create test session");
+    TestUser {
+        cookie: format!("vidscope_session={}", token.expose()),
+        user,
+        password,
+    }
 }
 
 type TelemetryTweak = Box<dyn FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig>;
@@ -169,13 +190,7 @@ impl TestAppBuilder {
         let dispatch_guard = tracing::dispatcher::set_default(&telemetry.dispatch);
 
         let dir = tempfile::tempdir().expect("cannot create a temp dir");
-        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0".parse().expect("addr"));
-        let mut pg_database = None;
-        if let Some(url) = postgres_url() {
-            let (url, name) = fresh_postgres_database(&url).await;
-            settings.database_url = url;
-            pg_database = Some(name);
-        }
+        let (mut settings, pg_database) = test_settings(dir.path()).await;
         if self.redis {
             settings.redis_url = Some(
                 std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
@@ -241,7 +256,8 @@ pub struct TestApp {
     pub state: vidscope_api::AppState,
     pub config: TelemetryConfig,
     pub settings: Settings,
-    pg_database: Option<String>,
+    /// After `state`, so the pool is dropped before its database.
+    pg_database: Option<PgDatabase>,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -280,33 +296,14 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
     }
 
-    /// Creates an account with `role` and a live session for it, straight through the core
-    /// crate (no HTTP, no login throttle). `cookie` is ready for a `Cookie` header.
+    /// Creates an account with `role` and a live session for it ([`create_user`]).
     pub async fn create_user(&self, role: Role) -> TestUser {
-        let email = format!(
-            "{}-{}@example.com",
-            role.as_str(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let password = "correct horse battery".to_owned();
-        let id = vidscope_core::users::create_user(
-            &self.state.db,
-            &Email::parse(&email).expect("valid e-mail"),
-            &Password::parse(&password).expect("valid password"),
-            role,
-        )
-        .await
-        .expect("create test user");
-        let user = User { id, email, role };
-        let token =
-            vidscope_core::auth::create_session(&self.state.db, &user, Duration::from_secs(3600))
-                .await
-                .expect("create test session");
-        TestUser {
-            cookie: format!("vidscope_session={}", token.expose()),
-            user,
-            password,
-        }
+        create_user(&self.state.db, role).await
+    }
+
+    /// The Postgres database's name; `None` on SQLite (a file in the temp dir removed on drop).
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_database.as_ref().map(PgDatabase::name)
     }
 
     /// Exports everything buffered in all three signals.
@@ -314,7 +311,8 @@ impl TestApp {
         self.telemetry.flush().await;
     }
 
-    /// Stops the server, flushes and shuts telemetry down, and drops the test database.
+    /// Stops the server, flushes and shuts telemetry down, and drops the test database (which
+    /// dropping a `TestApp` without `stop` does too).
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -323,15 +321,9 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
         self.telemetry.shutdown().await;
-        if let (Some(name), Some(base)) = (self.pg_database.take(), postgres_url()) {
+        if let Some(pg) = self.pg_database.take() {
             self.state.db.close().await;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-            }
+            drop(pg);
         }
     }
 }

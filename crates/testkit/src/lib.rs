@@ -10,6 +10,7 @@
 pub mod app;
 pub mod db;
 pub mod otlp;
+pub mod router;
 pub mod s3;
 pub mod seen;
 

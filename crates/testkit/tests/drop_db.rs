@@ -1,0 +1,97 @@
+//! A test's database is gone as soon as its owner is dropped, whether the test stopped the app,
+//! just returned, or panicked. On Postgres that is a `DROP DATABASE` the guard runs (checked in
+//! `pg_database`); on SQLite the database is a file in the test's temp dir, which goes with it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use sqlx::Connection;
+use vidscope_testkit::app::postgres_url;
+use vidscope_testkit::db::fresh_db;
+use vidscope_testkit::router::test_router;
+use vidscope_testkit::spawn_app;
+
+/// Where a test's database lives: a Postgres database's name, or the SQLite file.
+#[derive(Debug, Clone)]
+enum Where {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl Where {
+    fn of(pg: Option<&str>, url: &str) -> Self {
+        match pg {
+            Some(name) => Where::Postgres(name.to_owned()),
+            None => Where::Sqlite(PathBuf::from(
+                url.strip_prefix("sqlite://").expect("a SQLite URL"),
+            )),
+        }
+    }
+
+    async fn exists(&self) -> bool {
+        match self {
+            Where::Postgres(name) => {
+                let base = postgres_url().expect("a Postgres database only with DATABASE_URL");
+                let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect");
+                let found: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                        .bind(name)
+                        .fetch_optional(&mut conn)
+                        .await
+                        .expect("query pg_database");
+                found.is_some()
+            }
+            Where::Sqlite(file) => file.exists(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_test_app_dropped_without_stop_leaves_no_database() {
+    let app = spawn_app().await;
+    let at = Where::of(app.pg_database(), &app.settings.database_url);
+    assert!(at.exists().await, "{at:?}");
+    // The server task still runs and holds connections: the drop must not wait for them.
+    drop(app);
+    assert!(!at.exists().await, "{at:?} outlived its TestApp");
+}
+
+#[tokio::test]
+async fn a_stopped_test_app_leaves_no_database() {
+    let app = spawn_app().await;
+    let at = Where::of(app.pg_database(), &app.settings.database_url);
+    assert!(at.exists().await, "{at:?}");
+    app.stop().await;
+    assert!(!at.exists().await, "{at:?} outlived its TestApp");
+}
+
+#[tokio::test]
+async fn a_test_router_leaves_no_database() {
+    let app = test_router().await;
+    let at = Where::of(app.pg_database(), &app.settings.database_url);
+    assert!(at.exists().await, "{at:?}");
+    drop(app);
+    assert!(!at.exists().await, "{at:?} outlived its TestRouter");
+}
+
+#[tokio::test]
+async fn a_test_that_panics_leaves_no_database() {
+    let seen: Arc<Mutex<Option<Where>>> = Arc::default();
+    let told = seen.clone();
+    // A test body that fails while it holds a database: the panic unwinds through the guard.
+    let failed = tokio::spawn(async move {
+        let db = fresh_db().await;
+        let at = Where::of(db.pg_database(), &db.url);
+        assert!(at.exists().await, "{at:?}");
+        *told.lock().unwrap() = Some(at);
+        panic!("the test failed");
+    })
+    .await;
+    assert!(failed.unwrap_err().is_panic());
+    let at = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the test saw its database");
+    assert!(!at.exists().await, "{at:?} outlived a failed test");
+}
