@@ -609,7 +609,7 @@ async fn login_with_a_non_json_content_type_is_a_415() {
 #[tokio::test]
 async fn a_json_body_over_one_mib_is_a_413() {
     let app = test_router().await;
-    let big = json!({"email": "a".repeat(vidscope_api::router::BODY_LIMIT), "password": "x"});
+    let big = json!({"email": "a".repeat(vidscope_api::limits::BODY_LIMIT), "password": "x"});
     post_json(&app, "/api/auth/login", None, big)
         .await
         .assert_error(413, "payload_too_large", "1048576 bytes");
