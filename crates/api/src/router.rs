@@ -1,61 +1,90 @@
 //! Every route of the API, registered here and only here.
 
+use std::sync::OnceLock;
+
+use axum::Extension;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{json_layer_errors, route_not_found};
 use crate::http_telemetry::trace_request;
 use crate::limits::{BODY_LIMIT, REQUEST_TIMEOUT};
+use crate::openapi::{ApiDoc, OpenApiJson};
 use crate::state::AppState;
 use crate::{pages, routes};
 
+/// Every route but the upload, each registered with its `#[utoipa::path]`: the path and method
+/// come from that attribute, so a route cannot be served without being documented, nor
+/// documented without being served. The authorization matrix (`tests/api/authz.rs`) is
+/// checked against the same list, read from the document.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health::live::get))
+        .routes(routes!(routes::health::ready::get))
+        .routes(routes!(routes::test_otel::get::get))
+        .routes(routes!(routes::openapi::get::get))
+        .routes(routes!(routes::auth::login::post))
+        .routes(routes!(routes::auth::logout::post))
+        .routes(routes!(routes::auth::session::get))
+        .routes(routes!(routes::auth::register::post))
+        .routes(routes!(routes::videos::list::get))
+        .routes(routes!(routes::videos::get::get))
+        .routes(routes!(routes::videos::thumbnail::get))
+        .routes(routes!(routes::progress::post::post))
+        .routes(routes!(routes::progress::get::get))
+        .routes(routes!(routes::telemetry::player::post))
+        .routes(routes!(routes::ws::get::get))
+        .routes(routes!(pages::login::get))
+        .routes(routes!(pages::home::get))
+        .routes(routes!(pages::videos::get))
+        .routes(routes!(pages::player::get))
+        .routes(routes!(pages::trace_viewer::get))
+        .routes(routes!(routes::trace_viewer::list::get))
+        .routes(routes!(routes::trace_viewer::get::get))
+}
+
+/// The upload, apart: the general body limit and request timeout must not apply to it (it
+/// streams up to `upload_max_bytes` for as long as it takes and enforces that limit itself).
+fn upload_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(routes::upload::post::post))
+}
+
+/// The OpenAPI document of everything [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().merge(upload_routes()).into_openapi()
+}
+
+/// [`openapi`] as JSON, built once: it only depends on the code.
+fn openapi_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        openapi()
+            .to_json()
+            .expect("the OpenAPI document always serialises")
+    })
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(routes::health::live::get))
-        .route("/readyz", get(routes::health::ready::get))
-        .route("/api/test-otel", get(routes::test_otel::get::get))
-        .route("/api/openapi.json", get(routes::openapi::get::get))
-        .route("/api/auth/login", post(routes::auth::login::post))
-        .route("/api/auth/logout", post(routes::auth::logout::post))
-        .route("/api/auth/session", get(routes::auth::session::get))
-        .route("/api/auth/register", post(routes::auth::register::post))
-        .route("/api/videos", get(routes::videos::list::get))
-        .route(
-            "/api/videos/{id_or_filename}",
-            get(routes::videos::get::get),
-        )
-        .route(
-            "/api/videos/{id_or_filename}/thumbnail",
-            get(routes::videos::thumbnail::get),
-        )
-        .route("/api/progress", post(routes::progress::post::post))
-        .route("/api/progress/{video_id}", get(routes::progress::get::get))
-        .route(
-            "/api/telemetry/player",
-            post(routes::telemetry::player::post),
-        )
-        .route("/api/ws", get(routes::ws::get::get))
-        .route("/login", get(pages::login::get))
-        .route("/", get(pages::home::get))
-        .route("/videos", get(pages::videos::get))
-        .route("/player/{video_id}", get(pages::player::get))
-        .route("/trace-viewer", get(pages::trace_viewer::get))
-        .route(
-            "/api/trace-viewer/traces",
-            get(routes::trace_viewer::list::get),
-        )
-        .route(
-            "/api/trace-viewer/traces/{trace_id}",
-            get(routes::trace_viewer::get::get),
-        )
+    let (general, _) = routes().split_for_parts();
+    let (upload, _) = upload_routes().split_for_parts();
+    let upload =
+        upload
+            .route_layer(DefaultBodyLimit::disable())
+            .route_layer(CatchPanicLayer::custom(|_| {
+                crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
+                    .into_response()
+            }));
+    general
         .fallback(
             |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
         )
@@ -69,17 +98,11 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        // Registered after the body limit and the timeout so neither applies: an upload streams
-        // up to `upload_max_bytes` for as long as it takes and enforces that limit itself.
-        .route(
-            "/api/upload",
-            post(routes::upload::post::post)
-                .route_layer(DefaultBodyLimit::disable())
-                .route_layer(CatchPanicLayer::custom(|_| {
-                    crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
-                        .into_response()
-                })),
-        )
+        // Merged after the body limit and the timeout so neither applies to it.
+        .merge(upload)
+        // The document for `GET /api/openapi.json`, handed over rather than imported: the
+        // handler is in the list the document is made from.
+        .layer(Extension(OpenApiJson(openapi_json())))
         // Over every route, the upload's included (its 405).
         .layer(middleware::map_response(json_layer_errors))
         .layer(middleware::from_fn_with_state(

@@ -1,14 +1,20 @@
 //! `GET /api/openapi.json`: the OpenAPI document of every route (see [`crate::openapi`]).
 //! Public, like the routes it describes are discoverable anyway: it holds no data.
 
+use axum::Extension;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-// Described in `crate::openapi` (`openapi_json`), beside the document it serves: were the
-// attribute here, the document would name this handler and this handler the document.
-pub async fn get() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::json(),
-    )
+use crate::openapi::OpenApiJson;
+
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    operation_id = "openapi",
+    summary = "This OpenAPI document",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
+)]
+pub async fn get(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json)
 }
