@@ -14,7 +14,7 @@ use vidscope_api::Application;
 use vidscope_core::config::Settings;
 use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
 
-use crate::db::{PgDatabase, fresh_postgres_database};
+use crate::db::{PgDatabase, fresh_postgres_database, postgres_url};
 use crate::otlp::CaptureReceiver;
 
 /// The runtime the exporters' gRPC connections live on, so they never depend on the test's
@@ -68,13 +68,6 @@ impl<'a> MakeWriter<'a> for LogBuffer {
     fn make_writer(&'a self) -> LogWriter {
         LogWriter(self.0.clone())
     }
-}
-
-/// Which database the suite runs against: Postgres when `DATABASE_URL` says so, else SQLite.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
 }
 
 /// The embedded settings on `dir` (SQLite, the local object store there), on a fresh Postgres

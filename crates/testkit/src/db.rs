@@ -4,7 +4,12 @@
 use sqlx::Connection;
 use vidscope_core::db::Db;
 
-use crate::app::postgres_url;
+/// Which database the suite runs against: Postgres when `DATABASE_URL` says so, else SQLite.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
 
 /// A Postgres database made for one test. Dropping this drops the database (`WITH (FORCE)`,
 /// so connections a pool or a still-running server hold do not keep it alive): a test that

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sqlx::Connection;
-use vidscope_testkit::app::postgres_url;
 use vidscope_testkit::db::fresh_db;
+use vidscope_testkit::db::postgres_url;
 use vidscope_testkit::router::test_router;
 use vidscope_testkit::spawn_app;
 
