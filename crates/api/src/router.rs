@@ -77,22 +77,13 @@ fn openapi_json() -> &'static str {
 pub fn router(state: AppState) -> Router {
     let (general, _) = routes().split_for_parts();
     let (upload, _) = upload_routes().split_for_parts();
-    let upload =
-        upload
-            .route_layer(DefaultBodyLimit::disable())
-            .route_layer(CatchPanicLayer::custom(|_| {
-                crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked"))
-                    .into_response()
-            }));
+    let upload = upload.route_layer(DefaultBodyLimit::disable());
     general
         .fallback(
             |req: Request| async move { route_not_found(req.method().as_str(), req.uri().path()) },
         )
         // Inner layers first: the trace layer is outermost so the server span covers
         // timeouts, body limits and caught panics.
-        .layer(CatchPanicLayer::custom(|_| {
-            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -100,6 +91,10 @@ pub fn router(state: AppState) -> Router {
         ))
         // Merged after the body limit and the timeout so neither applies to it.
         .merge(upload)
+        // One panic guard for every route, the upload's included.
+        .layer(CatchPanicLayer::custom(|_| {
+            crate::error::ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
         // The document for `GET /api/openapi.json`, handed over rather than imported: the
         // handler is in the list the document is made from.
         .layer(Extension(OpenApiJson(openapi_json())))

@@ -26,6 +26,11 @@ const WAIT: Duration = Duration::from_secs(90);
 const UPLOADS: usize = 20;
 /// The first API replica is killed once this many of them are acknowledged.
 const KILL_AFTER: usize = 6;
+/// The lesson every upload sends (the load generator's sample), read once at build time.
+const SAMPLE: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/loadgen-lesson.mp4"
+));
 /// The first API replica names its instance; the second keeps the generated default.
 const API_A_INSTANCE: &str = "api-a";
 
@@ -191,16 +196,11 @@ async fn upload(
     cookie: String,
     title: String,
 ) -> Result<Ack, String> {
-    let sample = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/assets/loadgen-lesson.mp4"
-    ))
-    .unwrap();
     let form = reqwest::multipart::Form::new()
         .text("title", title.clone())
         .part(
             "file",
-            reqwest::multipart::Part::bytes(sample)
+            reqwest::multipart::Part::bytes(SAMPLE)
                 .file_name(format!("{}.mp4", title.to_lowercase().replace(' ', "-")))
                 .mime_str("video/mp4")
                 .unwrap(),
@@ -342,6 +342,33 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         .await
         .unwrap();
     assert_eq!(read["positionSeconds"], 12.5, "{read}");
+
+    // A logout on A ends a session B has just looked up (and cached): the session cache is
+    // shared, so no replica serves a session another one ended.
+    let cookie_on_b = cluster.sign_in(1).await;
+    assert_eq!(
+        cluster
+            .get(1, "/api/auth/session", &cookie_on_b)
+            .await
+            .status(),
+        200
+    );
+    let logout = cluster
+        .http
+        .post(format!("{}/api/auth/logout", cluster.bases[0]))
+        .header("cookie", &cookie_on_b)
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success(), "{}", logout.status());
+    assert_eq!(
+        cluster
+            .get(1, "/api/auth/session", &cookie_on_b)
+            .await
+            .status(),
+        401,
+        "B still served a session A ended"
+    );
 
     // The upload's trace: A's request span, then the worker's relay and jobs, parented across
     // the process boundary. Waited for before A is killed (a killed process exports nothing

@@ -19,7 +19,7 @@ struct Pair {
     name: &'static str,
     a: Queue,
     b: Queue,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Pair {
@@ -46,13 +46,13 @@ async fn pairs(visibility: Duration) -> Vec<Pair> {
             name: "db",
             a: db_queue(&db.db, "a", visibility),
             b: db_queue(&db.db, "b", visibility),
-            _db: db,
+            db,
         },
         Pair {
             name: "redis",
             a: redis_queue(&url, &prefix, "a", visibility).await,
             b: redis_queue(&url, &prefix, "b", visibility).await,
-            _db: fresh_db().await,
+            db: fresh_db().await,
         },
     ]
 }
@@ -412,7 +412,7 @@ async fn the_outbox_relay_passes_rows_it_cannot_publish() {
 async fn two_relays_racing_publish_each_outbox_row_once() {
     const ROWS: usize = 40;
     for pair in pairs(Duration::from_secs(30)).await {
-        let db = &pair._db.db;
+        let db = &pair.db.db;
         let at = now_millis() - 1_000;
         for i in 0..ROWS {
             sqlx::query(
@@ -426,7 +426,7 @@ async fn two_relays_racing_publish_each_outbox_row_once() {
             .unwrap();
         }
         // The second relay's own pool: another process, as far as the database can tell.
-        let other = vidscope_core::db::Db::connect(&pair._db.url).await.unwrap();
+        let other = vidscope_core::db::Db::connect(&pair.db.url).await.unwrap();
         let relay = |db: vidscope_core::db::Db, queue: &Queue| {
             let queue = queue.clone();
             async move {
