@@ -26,6 +26,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::OTelSdkError;
 use crate::config::{OtlpProtocol, Signal};
 use crate::export::ExportStats;
+use crate::exporters::grpc_metadata;
 use crate::file::JsonLinesFile;
 use crate::redact::{AttributeRule, REDACTED, ValueKind, attribute_rule, redact_str};
 
@@ -58,7 +59,7 @@ pub(crate) trait Payload: Send + 'static {
     fn encode(
         resource: &Resource,
         batch: &[Self::Item],
-    ) -> Result<Vec<u8>, crate::wire::Unencodable>;
+    ) -> Result<Vec<u8>, crate::fast::wire::Unencodable>;
 }
 
 /// The protobuf body of a batch: written by hand, or, when the writer does not know a value
@@ -162,19 +163,6 @@ impl std::fmt::Display for Transport {
             Self::Console(_) => f.write_str("console"),
         }
     }
-}
-
-/// `OTEL_EXPORTER_OTLP_HEADERS` as gRPC metadata; an error names the bad header.
-pub(crate) fn grpc_metadata(
-    headers: &[(String, String)],
-) -> Result<tonic::metadata::MetadataMap, String> {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    for (k, v) in headers {
-        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-            .map_err(|e| format!("{k}: {e}"))?;
-        metadata.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-    }
-    Ok(metadata)
 }
 
 /// Batching settings, from the telemetry configuration.
@@ -735,8 +723,8 @@ mod tests {
                 }],
             }
         }
-        fn encode(_: &Resource, _: &[String]) -> Result<Vec<u8>, crate::wire::Unencodable> {
-            Err(crate::wire::Unencodable { key: "k".into() })
+        fn encode(_: &Resource, _: &[String]) -> Result<Vec<u8>, crate::fast::wire::Unencodable> {
+            Err(crate::fast::wire::Unencodable { key: "k".into() })
         }
     }
 
@@ -772,7 +760,7 @@ mod tests {
             KeyValue::new("g", Value::Array(Array::F64(vec![1.0]))),
             KeyValue::new("h", Value::Array(Array::String(vec!["s".into()]))),
         ];
-        assert_eq!(crate::wire::check(&known), Ok(()));
+        assert_eq!(crate::fast::wire::check(&known), Ok(()));
     }
 
     #[test]

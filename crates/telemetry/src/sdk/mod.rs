@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{Status, TracerProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
@@ -43,10 +42,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
-use crate::console::{Console, SharedWriter};
+use crate::config::{SamplerConfig, Signal, TelemetryConfig};
 use crate::db_thresholds::DbWatch;
-use crate::error::InitError;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
@@ -119,80 +116,6 @@ pub(crate) fn logger_provider(
                 .build(),
         )
         .build()
-}
-
-/// An OTLP exporter of one signal for the configured protocol, endpoint, timeout and headers.
-/// A macro because the three builders (`SpanExporter`, `LogExporter`, `MetricExporter`) share
-/// their methods but no trait.
-macro_rules! otlp_exporter {
-    ($config:expr, $exporter:ty, $signal:expr) => {{
-        let config: &TelemetryConfig = $config;
-        let signal: Signal = $signal;
-        let endpoint = config.endpoints.get(&signal).cloned().unwrap_or_default();
-        let builder = <$exporter>::builder();
-        let built = match config.protocol {
-            OtlpProtocol::Grpc => builder
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .with_timeout(config.export_timeout)
-                .with_metadata(
-                    crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?,
-                )
-                .build(),
-            p => builder
-                .with_http()
-                .with_protocol(if p == OtlpProtocol::HttpJson {
-                    Protocol::HttpJson
-                } else {
-                    Protocol::HttpBinary
-                })
-                .with_endpoint(endpoint.clone())
-                .with_timeout(config.export_timeout)
-                .with_headers(config.headers.iter().cloned().collect())
-                .build(),
-        };
-        built.map_err(|source| InitError::Exporter {
-            signal: signal.as_str(),
-            endpoint,
-            source,
-        })
-    }};
-}
-
-/// The OTLP span exporter.
-pub(crate) fn span_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::SpanExporter, Signal::Traces)
-}
-
-/// The OTLP log exporter.
-pub(crate) fn log_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::LogExporter, Signal::Logs)
-}
-
-/// The OTLP metric exporter (both backends).
-pub(crate) fn metric_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::MetricExporter, Signal::Metrics)
-}
-
-/// The target of one signal, or `None` when its exporter is `none`.
-pub(crate) fn target<E>(
-    config: &TelemetryConfig,
-    signal: Signal,
-    console: &SharedWriter,
-    otlp: impl FnOnce(&TelemetryConfig) -> Result<E, InitError>,
-) -> Result<Option<Target<E>>, InitError> {
-    Ok(match config.exporter(signal) {
-        ExporterKind::Otlp => Some(Target::Otlp(otlp(config)?)),
-        ExporterKind::File => Some(Target::File(crate::file::open_file(config, signal)?)),
-        ExporterKind::Console => Some(Target::Console(Console::new(console.clone()))),
-        ExporterKind::None => None,
-    })
 }
 
 /// A span or log exporter as the SDK's batch processor sees it: what the fast pipeline does
