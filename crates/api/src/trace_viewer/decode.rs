@@ -26,8 +26,6 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::trace::{EventView, SpanView};
-
 /// Attributes by key, the way the viewer's JSON shows them (`{"user.id": "u1"}`).
 pub type Attributes = BTreeMap<String, AttributeValue>;
 
@@ -47,9 +45,10 @@ pub enum AttributeValue {
     Map(Attributes),
 }
 
-/// The spans of one line of a trace file, each with its trace id; `None` when the line is not
-/// an OTLP/JSON trace export (not JSON, another signal, cut short).
-pub(crate) fn spans(line: &str) -> Option<impl Iterator<Item = (String, SpanView)>> {
+/// The spans of one line of a trace file, each with its service's name (`service.name`, or
+/// `unknown_service`); `None` when the line is not an OTLP/JSON trace export (not JSON,
+/// another signal, cut short). Spans without a trace or span id are left out.
+pub(crate) fn spans(line: &str) -> Option<impl Iterator<Item = (String, Span)>> {
     let request: ExportRequest = serde_json::from_str(line).ok()?;
     Some(request.resource_spans.into_iter().flat_map(|rs| {
         let service = match rs.resource.attributes.get("service.name") {
@@ -60,7 +59,7 @@ pub(crate) fn spans(line: &str) -> Option<impl Iterator<Item = (String, SpanView
             .into_iter()
             .flat_map(|ss| ss.spans)
             .filter(|s| !s.trace_id.is_empty() && !s.span_id.is_empty())
-            .map(move |s| s.into_view(&service))
+            .map(move |s| (service.clone(), s))
     }))
 }
 
@@ -91,69 +90,41 @@ struct ScopeSpans {
     spans: Vec<Span>,
 }
 
+/// One span as the file holds it (ids in hex, as written).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct Span {
-    trace_id: String,
-    span_id: String,
+pub(crate) struct Span {
+    pub(crate) trace_id: String,
+    pub(crate) span_id: String,
     /// Empty (or absent) on a root span.
-    parent_span_id: String,
-    name: String,
-    kind: i64,
-    start_time_unix_nano: Lenient<u64>,
-    end_time_unix_nano: Lenient<u64>,
+    pub(crate) parent_span_id: String,
+    pub(crate) name: String,
+    pub(crate) kind: i64,
+    #[serde(deserialize_with = "lenient")]
+    pub(crate) start_time_unix_nano: u64,
+    #[serde(deserialize_with = "lenient")]
+    pub(crate) end_time_unix_nano: u64,
     #[serde(deserialize_with = "key_values")]
-    attributes: Attributes,
-    events: Vec<Event>,
-    status: Status,
+    pub(crate) attributes: Attributes,
+    pub(crate) events: Vec<Event>,
+    pub(crate) status: Status,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct Event {
-    time_unix_nano: Lenient<u64>,
-    name: String,
+pub(crate) struct Event {
+    #[serde(deserialize_with = "lenient")]
+    pub(crate) time_unix_nano: u64,
+    pub(crate) name: String,
     #[serde(deserialize_with = "key_values")]
-    attributes: Attributes,
+    pub(crate) attributes: Attributes,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Status {
-    code: i64,
-    message: String,
-}
-
-impl Span {
-    fn into_view(self, service: &str) -> (String, SpanView) {
-        let parent = Some(self.parent_span_id).filter(|p| p.bytes().any(|b| b != b'0'));
-        let events = self
-            .events
-            .into_iter()
-            .map(|e| EventView {
-                name: e.name,
-                time_ns: e.time_unix_nano.0,
-                offset_ms: 0.0,
-                attributes: e.attributes,
-            })
-            .collect();
-        let view = SpanView {
-            service: service.to_owned(),
-            name: self.name,
-            span_id: self.span_id,
-            parent_span_id: parent,
-            kind: self.kind,
-            start_ns: self.start_time_unix_nano.0,
-            end_ns: self.end_time_unix_nano.0,
-            offset_ms: 0.0,
-            duration_ms: 0.0,
-            status_code: self.status.code,
-            status_message: self.status.message,
-            attributes: self.attributes,
-            events,
-        };
-        (self.trace_id, view)
-    }
+pub(crate) struct Status {
+    pub(crate) code: i64,
+    pub(crate) message: String,
 }
 
 /// OTLP's `repeated KeyValue` as a map (a later duplicate key wins).
@@ -222,6 +193,10 @@ impl From<AnyValue> for AttributeValue {
 /// `f64::from_str` reads whatever their case: `NaN`, `+Inf`, `-Infinity`).
 #[derive(Debug, Default, Clone, Copy)]
 struct Lenient<T>(T);
+
+fn lenient<'de, D: Deserializer<'de>, T: FromJsonNumber>(d: D) -> Result<T, D::Error> {
+    Lenient::deserialize(d).map(|n| n.0)
+}
 
 trait FromJsonNumber: FromStr {
     fn from_u64(v: u64) -> Option<Self>;
@@ -335,8 +310,8 @@ mod tests {
     fn the_attribute(line: &str) -> AttributeValue {
         let mut spans: Vec<_> = spans(line).expect("an export").collect();
         assert_eq!(spans.len(), 1, "{line}");
-        let (_, span) = spans.remove(0);
-        span.attributes["a"].clone()
+        let (_, mut span) = spans.remove(0);
+        span.attributes.remove("a").expect("the attribute")
     }
 
     #[test]
@@ -400,11 +375,13 @@ mod tests {
             "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "00000000000000a1",
             "startTimeUnixNano": 1_000_000_000_u64, "endTimeUnixNano": "1500000000",
             "events": [{"name": "e", "timeUnixNano": 1_200_000_000_u64}]}]}]}]});
-        let (_, span) = spans(&numbers.to_string()).unwrap().next().unwrap();
-        assert_eq!((span.start_ns, span.end_ns), (1_000_000_000, 1_500_000_000));
-        assert_eq!(span.events[0].time_ns, 1_200_000_000);
-        assert_eq!(span.service, "unknown_service");
-        assert_eq!(span.parent_span_id, None);
+        let (service, span) = spans(&numbers.to_string()).unwrap().next().unwrap();
+        assert_eq!(
+            (span.start_time_unix_nano, span.end_time_unix_nano),
+            (1_000_000_000, 1_500_000_000)
+        );
+        assert_eq!(span.events[0].time_unix_nano, 1_200_000_000);
+        assert_eq!(service, "unknown_service");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(crate) fn read_source(path: &Path, budget: u64, into: &mut Merge) -> SourceS
                 };
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     match decode::spans(line) {
-                        Some(spans) => spans.for_each(|(trace_id, span)| into.add(trace_id, span)),
+                        Some(spans) => spans.for_each(|(service, span)| into.add(service, span)),
                         None => status.skipped_lines += 1,
                     }
                 }

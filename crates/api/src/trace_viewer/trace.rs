@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use super::decode::{AttributeValue, Attributes};
+use super::decode::{self, AttributeValue, Attributes};
 
 /// Attribute keys that name a user or a lesson on the project's spans.
 const USER_KEYS: &[&str] = &["user.id", "enduser.id"];
@@ -46,6 +46,17 @@ pub struct EventView {
     pub offset_ms: f64,
     #[schema(value_type = Object)]
     pub attributes: Attributes,
+}
+
+impl From<decode::Event> for EventView {
+    fn from(e: decode::Event) -> Self {
+        Self {
+            name: e.name,
+            time_ns: e.time_unix_nano,
+            offset_ms: 0.0,
+            attributes: e.attributes,
+        }
+    }
 }
 
 /// One trace: its spans, oldest first.
@@ -91,12 +102,27 @@ pub(crate) struct Merge {
 }
 
 impl Merge {
-    pub(crate) fn add(&mut self, trace_id: String, span: SpanView) {
-        // A span written twice (e.g. by a retried export) is kept once.
+    /// Adds a span of `service`. A span written twice (e.g. by a retried export) is kept once.
+    pub(crate) fn add(&mut self, service: String, span: decode::Span) {
+        let view = SpanView {
+            service,
+            name: span.name,
+            span_id: span.span_id,
+            parent_span_id: Some(span.parent_span_id).filter(|p| p.bytes().any(|b| b != b'0')),
+            kind: span.kind,
+            start_ns: span.start_time_unix_nano,
+            end_ns: span.end_time_unix_nano,
+            offset_ms: 0.0,
+            duration_ms: 0.0,
+            status_code: span.status.code,
+            status_message: span.status.message,
+            attributes: span.attributes,
+            events: span.events.into_iter().map(EventView::from).collect(),
+        };
         self.by_trace
-            .entry(trace_id)
+            .entry(span.trace_id)
             .or_default()
-            .insert(span.span_id.clone(), span);
+            .insert(view.span_id.clone(), view);
     }
 
     /// The traces, newest first; each one's spans oldest first, timed from its first span.
@@ -257,8 +283,8 @@ mod tests {
         );
         let mut merge = Merge::default();
         for line in [&api, &worker] {
-            for (trace_id, span) in decode::spans(line).unwrap() {
-                merge.add(trace_id, span);
+            for (service, span) in decode::spans(line).unwrap() {
+                merge.add(service, span);
             }
         }
         let traces = merge.finish();
