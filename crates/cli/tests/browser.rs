@@ -184,6 +184,49 @@ async fn page_state(c: &Client) -> Value {
     .unwrap_or(Value::Null)
 }
 
+/// Fills in and submits the sign-in form of the page `c` is on.
+async fn submit_sign_in(c: &Client, email: &str, password: &str) {
+    for (id, text) in [("email", email), ("password", password)] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
+/// (what the trace viewer reads), metrics to `receiver`, local storage, no Redis. Returns the
+/// process and its base URL.
+async fn start_up(dir: &Path, db_url: &str, receiver: &CaptureReceiver) -> (Process, String) {
+    let mut up = common::up_command(
+        dir,
+        db_url,
+        &receiver.grpc_endpoint(),
+        (ADMIN_EMAIL, ADMIN_PASSWORD),
+    );
+    up.env("OTEL_TRACES_EXPORTER", "file")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "warn")
+        .env_remove("S3_BUCKET_NAME")
+        .env_remove("REDIS_URL");
+    let mut service = Process(up.spawn().unwrap());
+    let stdout = service.0.stdout.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
+        .await
+        .unwrap();
+    (service, base)
+}
+
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
@@ -283,25 +326,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let telemetry_dir = dir.path().join("telemetry");
 
     // ---------------------------------------------------------------- the service
-    let mut up = common::up_command(
-        dir.path(),
-        &db.url,
-        &receiver.grpc_endpoint(),
-        (ADMIN_EMAIL, ADMIN_PASSWORD),
-    );
-    // Traces into the embedded files, which the trace viewer reads; metrics to the receiver.
-    up.env("OTEL_TRACES_EXPORTER", "file")
-        .env("OTEL_METRICS_EXPORTER", "otlp")
-        .env("OTEL_LOGS_EXPORTER", "none")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("RUST_LOG", "warn")
-        .env_remove("S3_BUCKET_NAME")
-        .env_remove("REDIS_URL");
-    let mut service = Process(up.spawn().unwrap());
-    let stdout = service.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
-        .await
-        .unwrap();
+    let (service, base) = start_up(dir.path(), &db.url, &receiver).await;
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
@@ -419,24 +444,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let url = c.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     assert_eq!(url.query(), Some("next=/videos"), "{url}");
-    c.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_EMAIL)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(body_data(&c, "loaded").await, "2");
     assert_eq!(c.current_url().await.unwrap().path(), "/videos");
     // Both thumbnails decoded (an image that failed to load has naturalWidth 0).
@@ -750,6 +758,51 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         c.find_all(Locator::Css(&row)).await.unwrap().is_empty(),
         "the viewer's trace under another user's filter"
     );
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
+}
+
+/// A hostile `?next=` cannot send a signing-in user to another site (issue 27): after the
+/// sign-in, the browser is on this origin, at the lesson list; a path of this site is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_stays_on_this_site_whatever_next_says() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_up(dir.path(), &db.url, &receiver).await;
+    let (_driver, _driver_url, c, _profile) = browser().await;
+
+    for (next, path, query) in [
+        ("/%5Cevil.example", "/videos", None),
+        ("//evil.example", "/videos", None),
+        ("/%09/evil.example", "/videos", None),
+        ("https:evil.example", "/videos", None),
+        ("java%09script:alert(1)", "/videos", None),
+        ("/videos%3Fpage%3D2", "/videos", Some("page=2")),
+    ] {
+        c.goto(&format!("{base}/login?next={next}")).await.unwrap();
+        submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let url = eventually(
+            &format!("the sign-in with next={next} to go"),
+            WAIT,
+            || async {
+                let url = c.current_url().await.map_err(|e| e.to_string())?;
+                if url.as_str().starts_with(&format!("{base}/login")) {
+                    Err(format!("{url} {:?}", page_state(&c).await))
+                } else {
+                    Ok(url)
+                }
+            },
+        )
+        .await;
+        assert!(
+            url.as_str().starts_with(&format!("{base}/")),
+            "next={next}: left {base} for {url}"
+        );
+        assert_eq!((url.path(), url.query()), (path, query), "next={next}");
+    }
 
     c.close().await.unwrap();
     let status = service.stop();

@@ -6,6 +6,7 @@
 pub mod home;
 pub mod login;
 pub mod player;
+pub mod safe_next;
 pub mod trace_viewer;
 pub mod videos;
 
@@ -16,6 +17,7 @@ use opentelemetry::KeyValue;
 use vidscope_telemetry::SpanExt as _;
 
 use crate::error::ApiError;
+use safe_next::SafeNext;
 
 /// Sends an anonymous page request to the login page, remembering where it was going.
 pub(crate) fn to_login(from: &Uri) -> Response {
@@ -29,12 +31,14 @@ pub(crate) fn to_login(from: &Uri) -> Response {
         ],
     );
     // `from` is a path of this site: only [A-Za-z0-9/._-] survive, so it cannot smuggle a
-    // query or another origin into the redirect.
+    // query into the redirect; and the login page's own check ([`SafeNext`]) keeps a path it
+    // would refuse anyway (`//x`, no route of ours) out of it.
     let safe: String = from
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
         .collect();
-    Redirect::to(&format!("/login?next={safe}")).into_response()
+    let next = SafeNext::or_default(Some(&safe));
+    Redirect::to(&format!("/login?next={}", next.as_str())).into_response()
 }
 
 /// A page rendered to HTML. A template's text is checked when the crate compiles and every

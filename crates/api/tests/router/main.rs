@@ -5,6 +5,8 @@
 //! errors naming the field, 401/403/413/415 and health. Telemetry is asserted by the server
 //! tests in `tests/api/`.
 
+mod browser_policy;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, header};
 use serde_json::{Value, json};
