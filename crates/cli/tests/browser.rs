@@ -146,6 +146,8 @@ async fn browser() -> (Process, String, Client, tempfile::TempDir) {
         "goog:chromeOptions".into(),
         json!({"binary": CHROMIUM, "args": args}),
     );
+    // The console, Content-Security-Policy reports included, for [`csp_violations`].
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&url)
@@ -182,6 +184,45 @@ async fn page_state(c: &Client) -> Value {
     )
     .await
     .unwrap_or(Value::Null)
+}
+
+/// What Chromium refused under the pages' Content-Security-Policy since the last call: its
+/// `security` console messages, read from chromedriver's browser log (which a read empties).
+/// A policy stricter than the pages need shows here even where nothing else would (a
+/// stylesheet refused).
+async fn csp_violations(driver_url: &str, c: &Client) -> Vec<String> {
+    let session = c
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session id");
+    let r = reqwest::Client::new()
+        .post(format!("{driver_url}/session/{session}/se/log"))
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .unwrap();
+    let log: Value = r.json().await.unwrap();
+    log["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the browser log: {log}"))
+        .iter()
+        .filter(|e| {
+            e["source"] == "security"
+                || e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Content Security Policy"))
+        })
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn assert_no_csp_violations(driver_url: &str, c: &Client, when: &str) {
+    let refused = csp_violations(driver_url, c).await;
+    assert!(
+        refused.is_empty(),
+        "{when}: the policy refused {refused:#?}"
+    );
 }
 
 /// Fills in and submits the sign-in form of the page `c` is on.
@@ -444,6 +485,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let url = c.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     assert_eq!(url.query(), Some("next=/videos"), "{url}");
+    assert_no_csp_violations(&driver_url, &c, "the sign-in page").await;
     submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(body_data(&c, "loaded").await, "2");
     assert_eq!(c.current_url().await.unwrap().path(), "/videos");
@@ -469,6 +511,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     })
     .await;
     assert_eq!(thumbs.len(), 2);
+    assert_no_csp_violations(&driver_url, &c, "the lesson list").await;
 
     // ----------------------------------------------------- play, seek, save, reload
     let mp4_id = &ids["lesson.mp4"];
@@ -515,6 +558,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         "resumed at {resumed}, saved 7"
     );
     assert_eq!(body_data(&c, "resumeSuccess").await, "true");
+    assert_no_csp_violations(&driver_url, &c, "the player").await;
     let page_trace = js(
         &c,
         "return document.querySelector('meta[name=traceparent]').content.split('-')[1];",
@@ -742,6 +786,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     )
     .await;
     screenshot(&c, "trace-viewer.png").await;
+    assert_no_csp_violations(&driver_url, &c, "the trace viewer").await;
 
     // The same filter with the other user's id lists their trace and not the viewer's.
     c.goto(&format!("{base}/trace-viewer?user={other_id}"))
@@ -772,7 +817,7 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let (service, base) = start_up(dir.path(), &db.url, &receiver).await;
-    let (_driver, _driver_url, c, _profile) = browser().await;
+    let (_driver, driver_url, c, _profile) = browser().await;
 
     for (next, path, query) in [
         ("/%5Cevil.example", "/videos", None),
@@ -803,6 +848,7 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
         );
         assert_eq!((url.path(), url.query()), (path, query), "next={next}");
     }
+    assert_no_csp_violations(&driver_url, &c, "signing in").await;
 
     c.close().await.unwrap();
     let status = service.stop();

@@ -1,8 +1,10 @@
 //! The HTML pages: sign-in, the lesson list and the player. Pages need a session like the API
 //! does, but answer a missing one with a redirect to `/login` (and the seed's
-//! `middleware.redirect` event) instead of a 401. Everything a page needs is inlined at build
-//! time (`templates/`, askama): no CDN, no second origin, nothing to deploy beside the binary.
+//! `middleware.redirect` event) instead of a 401. Everything a page needs is compiled in (its
+//! HTML from `templates/`, askama; its scripts and styles from `assets/`, served by [`assets`]):
+//! no CDN, no second origin, no inline code, nothing to deploy beside the binary.
 
+pub mod assets;
 pub mod home;
 pub mod login;
 pub mod player;

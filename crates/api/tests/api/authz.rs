@@ -248,6 +248,14 @@ async fn every_route_answers_each_role_as_specified() {
             [401, 403, 403, 404],
         ),
         case("GET", "/login", "/login", Body::None, all(200)),
+        // The pages' scripts and styles: public, like the sign-in page that loads them.
+        case(
+            "GET",
+            "/assets/{name}",
+            "/assets/login.js",
+            Body::None,
+            all(200),
+        ),
         // Pages redirect instead of answering 401; the front page always redirects.
         case("GET", "/", "/", Body::None, all(303)),
         case(

@@ -125,6 +125,16 @@ impl S3Store {
         self.presign_ttl
     }
 
+    /// The region and the configured endpoint (`None`: AWS itself), for what must name the
+    /// origin of presigned URLs (the pages' Content-Security-Policy).
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
     /// The SDK client, for operations this port does not cover (listing, lifecycle rules).
     pub fn client(&self) -> &Client {
         &self.client
