@@ -38,6 +38,7 @@ use vidscope_telemetry::SpanExt as _;
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::responses::{AdminOnly, StoreUnavailable, Unauthorized};
 use crate::routes::videos::{VideoBody, invalid_filename, store_error};
 use crate::state::AppState;
 
@@ -74,13 +75,11 @@ struct UploadForm {
         (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,
             headers(("Location" = String, description = "`/api/videos/{id}`"))),
         (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Only admins upload", body = ErrorBody),
         (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
         (status = 409, description = "A video with this filename exists", body = ErrorBody),
         (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
-        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
+        Unauthorized, AdminOnly, StoreUnavailable,
     )
 )]
 pub async fn post(
