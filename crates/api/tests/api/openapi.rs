@@ -309,7 +309,9 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
         (&events["minItems"], &events["maxItems"]),
         (&json!(1), &json!(100))
     );
-    let kinds = resolve(&doc, &events["items"])["oneOf"]
+    let event = resolve(&doc, &events["items"]);
+    assert_eq!(event["discriminator"]["propertyName"], "name", "{event}");
+    let kinds = event["oneOf"]
         .as_array()
         .expect("events are one of the known kinds")
         .iter()
