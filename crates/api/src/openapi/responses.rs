@@ -14,53 +14,36 @@ use utoipa::IntoResponses;
 
 use crate::error::ErrorBody;
 
-/// A 400 of a route whose parameters or JSON fields are checked one by one.
-#[derive(IntoResponses)]
-#[response(
-    status = 400,
-    description = "A parameter or field is missing or not valid (the message names it)"
-)]
-pub struct BadInput(ErrorBody<'static>);
+/// `Name: status, "description";` makes a response type with the [`ErrorBody`]; more
+/// `#[response]` attributes may follow the description (the 503s' `Retry-After`).
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident: $status:literal, $description:literal $(, $key:ident $args:tt)*;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(IntoResponses)]
+            #[response(status = $status, description = $description $(, $key $args)*)]
+            pub struct $name(ErrorBody<'static>);
+        )*
+    };
+}
 
-/// A route behind the `session` scheme, called without a valid session cookie.
-#[derive(IntoResponses)]
-#[response(status = 401, description = "No valid session")]
-pub struct Unauthorized(ErrorBody<'static>);
-
-/// A signed-in viewer on an admin-only route.
-#[derive(IntoResponses)]
-#[response(status = 403, description = "Not an admin")]
-pub struct AdminOnly(ErrorBody<'static>);
-
-/// A video id that names no video.
-#[derive(IntoResponses)]
-#[response(status = 404, description = "No such video")]
-pub struct NoSuchVideo(ErrorBody<'static>);
-
-/// A JSON body over the router's limit ([`crate::limits::BODY_LIMIT`]).
-#[derive(IntoResponses)]
-#[response(status = 413, description = "The body is over 1 MiB")]
-pub struct TooLarge(ErrorBody<'static>);
-
-/// A JSON route called with another content type.
-#[derive(IntoResponses)]
-#[response(status = 415, description = "The body is not `application/json`")]
-pub struct NotJson(ErrorBody<'static>);
-
-/// Every route that reads the database (the session check included).
-#[derive(IntoResponses)]
-#[response(
-    status = 503,
-    description = "The database is unavailable",
-    headers(("Retry-After" = u32, description = "Seconds to wait"))
-)]
-pub struct DbUnavailable(ErrorBody<'static>);
-
-/// Routes that also read or write the object store.
-#[derive(IntoResponses)]
-#[response(
-    status = 503,
-    description = "The database or object store is unavailable",
-    headers(("Retry-After" = u32, description = "Seconds to wait"))
-)]
-pub struct StoreUnavailable(ErrorBody<'static>);
+error_responses! {
+    /// A 400 of a route whose parameters or JSON fields are checked one by one.
+    BadInput: 400, "A parameter or field is missing or not valid (the message names it)";
+    /// A route behind the `session` scheme, called without a valid session cookie.
+    Unauthorized: 401, "No valid session";
+    /// A signed-in viewer on an admin-only route.
+    AdminOnly: 403, "Not an admin";
+    /// A video id that names no video.
+    NoSuchVideo: 404, "No such video";
+    /// A JSON body over the router's limit ([`crate::limits::BODY_LIMIT`]).
+    TooLarge: 413, "The body is over 1 MiB";
+    /// A JSON route called with another content type.
+    NotJson: 415, "The body is not `application/json`";
+    /// Every route that reads the database (the session check included).
+    DbUnavailable: 503, "The database is unavailable",
+        headers(("Retry-After" = u32, description = "Seconds to wait"));
+    /// Routes that also read or write the object store.
+    StoreUnavailable: 503, "The database or object store is unavailable",
+        headers(("Retry-After" = u32, description = "Seconds to wait"));
+}

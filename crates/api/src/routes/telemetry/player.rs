@@ -20,13 +20,14 @@
 //! `navigator.sendBeacon` (what a page-hide handler can still use) sends `text/plain`.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt as _;
-use serde::de::{Deserializer, Error as _};
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
@@ -177,12 +178,22 @@ type ShapeError = serde_path_to_error::Error<serde_json::Error>;
 /// An event `name` and its shape.
 struct Shape {
     name: &'static str,
-    parse: fn(&Value) -> Result<PlayerEvent, ShapeError>,
+    parse: Box<dyn Fn(&Value) -> Result<PlayerEvent, ShapeError> + Send + Sync>,
     schema: fn() -> (Cow<'static, str>, RefOr<Schema>),
 }
 
-fn schema_of<T: ToSchema>() -> (Cow<'static, str>, RefOr<Schema>) {
-    (T::name(), T::schema())
+impl Shape {
+    /// `name` is read as a `T`, which `wrap` makes an event of.
+    fn of<T: DeserializeOwned + ToSchema + 'static>(
+        name: &'static str,
+        wrap: fn(T) -> PlayerEvent,
+    ) -> Self {
+        Self {
+            name,
+            parse: Box::new(move |v| serde_path_to_error::deserialize(v).map(wrap)),
+            schema: || (T::name(), T::schema()),
+        }
+    }
 }
 
 /// Every event `name` with its shape: the one list the parser and the document are made from.
@@ -191,33 +202,18 @@ fn schema_of<T: ToSchema>() -> (Cow<'static, str>, RefOr<Schema>) {
 /// fields before it reads them, which hides the failing field from `serde_path_to_error`
 /// (dtolnay/path-to-error#1), and an error must name it (`events[3].loadTimeMs`). So the name
 /// is looked up here and the shape read on its own.
-const SHAPES: [Shape; 5] = [
-    Shape {
-        name: "video.loaded",
-        parse: |v| serde_path_to_error::deserialize(v).map(PlayerEvent::Loaded),
-        schema: schema_of::<VideoLoaded>,
-    },
-    Shape {
-        name: "video.resume_attempt",
-        parse: |v| serde_path_to_error::deserialize(v).map(PlayerEvent::ResumeAttempt),
-        schema: schema_of::<VideoResumeAttempt>,
-    },
-    Shape {
-        name: "video.resume_position_mismatch",
-        parse: |v| serde_path_to_error::deserialize(v).map(PlayerEvent::ResumePositionMismatch),
-        schema: schema_of::<VideoResumePositionMismatch>,
-    },
-    Shape {
-        name: "video.buffering",
-        parse: |v| serde_path_to_error::deserialize(v).map(PlayerEvent::Buffering),
-        schema: schema_of::<VideoBuffering>,
-    },
-    Shape {
-        name: "video.page_hidden",
-        parse: |v| serde_path_to_error::deserialize(v).map(PlayerEvent::PageHidden),
-        schema: schema_of::<VideoPageHidden>,
-    },
-];
+static SHAPES: LazyLock<[Shape; 5]> = LazyLock::new(|| {
+    [
+        Shape::of("video.loaded", PlayerEvent::Loaded),
+        Shape::of("video.resume_attempt", PlayerEvent::ResumeAttempt),
+        Shape::of(
+            "video.resume_position_mismatch",
+            PlayerEvent::ResumePositionMismatch,
+        ),
+        Shape::of("video.buffering", PlayerEvent::Buffering),
+        Shape::of("video.page_hidden", PlayerEvent::PageHidden),
+    ]
+});
 
 /// The document's `PlayerEvent`: `oneOf` the shapes, each a component with its `name`, and a
 /// discriminator mapping each name to its shape.
@@ -228,7 +224,7 @@ impl PartialSchema for PlayerEvent {
              minutes), positions in seconds (at most a week); `null` counts as absent.",
         ));
         let mut mapping = Vec::new();
-        for shape in &SHAPES {
+        for shape in SHAPES.iter() {
             let (component, _) = (shape.schema)();
             one_of = one_of.item(Ref::from_schema_name(component.clone()));
             mapping.push((shape.name, format!("#/components/schemas/{component}")));
@@ -241,7 +237,7 @@ impl PartialSchema for PlayerEvent {
 
 impl ToSchema for PlayerEvent {
     fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
-        for shape in &SHAPES {
+        for shape in SHAPES.iter() {
             let (component, schema) = (shape.schema)();
             let mut schema = schema;
             if let RefOr::T(Schema::Object(object)) = &mut schema {
