@@ -289,6 +289,38 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
     }
 
+    /// `GET path` with these request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// `GET path` as `user` (with its session cookie).
+    pub async fn get_as(&self, path: &str, user: &TestUser) -> reqwest::Response {
+        self.get_with(path, &[("cookie", &user.cookie)]).await
+    }
+
+    /// `POST path` as `user`, with `body` as JSON.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        user: &TestUser,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("cookie", &user.cookie)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+    }
+
     /// Creates an account with `role` and a live session for it ([`create_user`]).
     pub async fn create_user(&self, role: Role) -> TestUser {
         create_user(&self.state.db, role).await

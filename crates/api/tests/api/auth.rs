@@ -86,12 +86,8 @@ async fn register_session_logout_round_trip() {
     assert_eq!(body["user"]["role"], "viewer");
 
     let me = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/auth/session", &[("cookie", &cookie)])
+        .await;
     assert_eq!(me.status(), 200);
     let server = server_span(&app, &me).await;
     assert_eq!(
@@ -115,12 +111,8 @@ async fn register_session_logout_round_trip() {
             .contains("Max-Age=0")
     );
     let me = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/auth/session", &[("cookie", &cookie)])
+        .await;
     assert_eq!(me.status(), 401, "the session is gone server-side");
 
     // Same e-mail again: conflict.
@@ -242,12 +234,11 @@ async fn anonymous_api_gets_401_and_pages_redirect_to_login() {
     assert_eq!(body["error"]["code"], "unauthorized");
 
     let r = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", format!("vidscope_session={}", "f".repeat(64)))
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/auth/session",
+            &[("cookie", &format!("vidscope_session={}", "f".repeat(64)))],
+        )
+        .await;
     assert_eq!(r.status(), 401);
     let ev = trace_event(&app, &r, "auth.failed").await;
     assert_eq!(ev.attr_bool("hasCookie"), Some(true));
@@ -334,13 +325,7 @@ async fn session_lookups_go_through_the_cache_with_hit_or_miss_spans() {
     let u = app.create_user(Role::Viewer).await;
     let mut hits = Vec::new();
     for _ in 0..2 {
-        let r = app
-            .client
-            .get(app.url("/api/auth/session"))
-            .header("cookie", &u.cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_as("/api/auth/session", &u).await;
         assert_eq!(r.status(), 200);
         let trace = TraceResponse::of(r.headers()).trace_id;
         app.flush_telemetry().await;

@@ -112,10 +112,6 @@ async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn every_route_answers_each_role_as_specified() {
     // Arrange
     let app = spawn_app().await;
@@ -324,23 +320,13 @@ async fn every_route_answers_each_role_as_specified() {
 }
 
 async fn save(app: &TestApp, user: &TestUser, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/progress"))
-        .header(header::COOKIE, &user.cookie)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json_as("/api/progress", user, &body).await
 }
 
 async fn resume_position(app: &TestApp, user: &TestUser, video_id: &str) -> Value {
     let resp = app
-        .client
-        .get(app.url(&format!("/api/progress/{video_id}")))
-        .header(header::COOKIE, &user.cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_as(&format!("/api/progress/{video_id}"), &user)
+        .await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }

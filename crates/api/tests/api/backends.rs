@@ -60,29 +60,16 @@ async fn workload(app: &TestApp) -> String {
     assert_eq!(login(&viewer.password).await.unwrap().status(), 200);
     assert_eq!(login("wrong password").await.unwrap().status(), 401);
     let traced = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/test-otel",
+            &[("traceparent", &format!("00-{TRACE_ID}-{PARENT_ID}-01"))],
+        )
+        .await;
     assert_eq!(traced.status(), 200);
-    let videos = app
-        .client
-        .get(app.url("/api/videos"))
-        .header("cookie", &viewer.cookie)
-        .send()
-        .await
-        .unwrap();
+    let videos = app.get_as("/api/videos", &viewer).await;
     assert_eq!(videos.status(), 200);
     assert_eq!(app.get("/no/such/route").await.status(), 404);
-    let bad = app
-        .client
-        .get(app.url("/api/progress/not-a-uuid"))
-        .header("cookie", &viewer.cookie)
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get_as("/api/progress/not-a-uuid", &viewer).await;
     assert!(bad.status().is_client_error(), "{}", bad.status());
 
     // Error events inside spans, from `#[instrument(err)]` and from `error!`.

@@ -27,10 +27,6 @@ async fn post_batch(
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_metrics() {
     // Arrange
     let app = spawn_app().await;
@@ -152,10 +148,6 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     // Arrange
     let app = spawn_app().await;

@@ -4,23 +4,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
+use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Inserts a ready video straight into the database.
 pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
-    sqlx::query(
-        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
-         duration_seconds, created_at, updated_at) \
-         VALUES ($1, $2, 'Lesson', 'video/mp4', 1000, 'ready', $3, 0, 0)",
-    )
-    .bind(id)
-    .bind(format!("{id}.mp4"))
-    .bind(duration_seconds)
-    .execute(app.state.db.pool())
-    .await
-    .expect("insert test video");
+    insert_video_row(&app.state.db, id, "Lesson", "ready", duration_seconds).await;
 }
 
 /// One authenticated request before the one under test. On SQLite the server span of an
@@ -28,13 +19,7 @@ pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Opti
 /// `GET /api/auth/session` alone, not with Postgres; reported to the lead), so tests that
 /// assert on a request's spans make it the second one.
 pub(crate) async fn warm_up(app: &TestApp, user: &TestUser) {
-    let resp = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &user.cookie)
-        .send()
-        .await
-        .expect("GET /api/auth/session");
+    let resp = app.get_as("/api/auth/session", &user).await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -43,13 +28,7 @@ pub(crate) async fn post_progress(
     user: &TestUser,
     body: Value,
 ) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/progress"))
-        .header("cookie", &user.cookie)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /api/progress")
+    app.post_json_as("/api/progress", user, &body).await
 }
 
 pub(crate) async fn get_progress(
@@ -57,12 +36,8 @@ pub(crate) async fn get_progress(
     user: &TestUser,
     video_id: &str,
 ) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/api/progress/{video_id}")))
-        .header("cookie", &user.cookie)
-        .send()
+    app.get_as(&format!("/api/progress/{video_id}"), &user)
         .await
-        .expect("GET /api/progress")
 }
 
 async fn stored_updated_at(app: &TestApp, user: &TestUser, video_id: &str) -> i64 {

@@ -17,22 +17,17 @@ fn over(
     }
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // Arrange
     let app = TestApp::builder().telemetry(over(protocol)).spawn().await;
 
     // Act
     let resp = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/test-otel",
+            &[("traceparent", &format!("00-{TRACE_ID}-{PARENT_ID}-01"))],
+        )
+        .await;
 
     // Assert: the response names the trace, twice.
     assert_eq!(resp.status(), 200);
@@ -46,10 +41,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // The server span is a child of the caller's span and is the one traceresponse names.
     let server = app
         .otlp
-        .wait_for_span(
-            |s| s.trace_id == TRACE_ID && s.name == "GET /api/test-otel",
-            WAIT,
-        )
+        .wait_for_span_in(&TRACE_ID, "GET /api/test-otel", WAIT)
         .await
         .unwrap();
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
@@ -68,7 +60,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // The custom span, its event, and the log line inside it.
     let custom = app
         .otlp
-        .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "test-otel", WAIT)
+        .wait_for_span_in(&TRACE_ID, "test-otel", WAIT)
         .await
         .unwrap();
     assert_eq!(
@@ -181,20 +173,12 @@ async fn a_quiet_log_filter_keeps_exporting_spans() {
         })
         .spawn()
         .await;
-    let resp = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/api/test-otel").await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     let trace_id = body["trace_id"].as_str().unwrap().to_owned();
     app.otlp
-        .wait_for_span(
-            |s| s.trace_id == trace_id && s.name == "GET /api/test-otel",
-            WAIT,
-        )
+        .wait_for_span_in(&trace_id, "GET /api/test-otel", WAIT)
         .await
         .unwrap();
     // The info-level request log stays off.
@@ -238,7 +222,7 @@ async fn the_server_span_describes_the_request_as_received() {
     let (status, response_body) = raw_exchange(app.port, &request).await;
     assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{response_body}");
 
-    let plain = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let plain = app.get("/healthz").await;
     assert_eq!(plain.status(), 200);
     let plain_len = plain.bytes().await.unwrap().len();
 

@@ -11,7 +11,7 @@ use vidscope_core::videos::{self, Filename, VideoId};
 use vidscope_testkit::s3::S3TestServer;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 
-use crate::videos::{error_code, get_with, mp4_bytes};
+use crate::videos::{error_code, mp4_bytes};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BOUNDARY: &str = "vidscope-test-boundary-7MA4YWxkTrZu0gW";
@@ -127,10 +127,6 @@ async fn only_admins_upload() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn an_upload_streams_into_the_store_and_is_traced() {
     // Arrange: progress every MiB, a file of a bit over 5 MiB (past the global 1 MiB limit).
     const MIB: i64 = 1024 * 1024;
@@ -176,29 +172,26 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
         .unwrap()
         .unwrap();
     assert_eq!(row.uploaded_by.as_deref(), Some(admin.user.id.as_str()));
-    let resp = get_with(
-        &app,
-        "/api/videos/intro-lesson.mp4",
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/intro-lesson.mp4",
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.unwrap() == data[..], "bytes differ");
 
     // The trace: POST /api/upload -> api.upload (metadata, progress) -> s3.put_object, INSERT.
     let server = app
         .otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "POST /api/upload",
-            WAIT,
-        )
+        .wait_for_span_in(&trace, "POST /api/upload", WAIT)
         .await
         .unwrap();
     assert_eq!(server.attr_str("api.category"), Some("upload"));
     assert_eq!(server.attr_i64("http.response.status_code"), Some(201));
     let span = app
         .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
+        .wait_for_span_in(&trace, "api.upload", WAIT)
         .await
         .unwrap();
     assert_eq!(
@@ -316,10 +309,6 @@ async fn the_type_is_checked_by_content() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn bad_uploads_get_a_4xx_json_answer() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;
@@ -467,7 +456,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     );
     let put = app
         .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "s3.put_object", WAIT)
+        .wait_for_span_in(&trace, "s3.put_object", WAIT)
         .await
         .unwrap();
     assert_eq!(put.attr_str("storage.backend"), Some("s3"));
@@ -480,7 +469,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     let trace = TraceResponse::of(resp.headers()).trace_id;
     let span = app
         .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
+        .wait_for_span_in(&trace, "api.upload", WAIT)
         .await
         .unwrap();
     assert_eq!(span.attr_str("upload.rejected"), Some("too_large"));

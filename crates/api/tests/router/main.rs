@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, Request, header};
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_core::videos::VideoId;
+use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::router::{TestRouter, test_router, test_router_with};
 
 /// What a call answered, body read.
@@ -121,18 +122,7 @@ async fn post_json(app: &TestRouter, path: &str, cookie: Option<&str>, body: Val
 /// A video row with a 60 s duration.
 async fn insert_video(app: &TestRouter, title: &str, status: &str) -> String {
     let id = VideoId::generate();
-    sqlx::query(
-        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
-         duration_seconds, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'video/mp4', 1000, $4, 60.0, 0, 0)",
-    )
-    .bind(id.as_str())
-    .bind(format!("{id}.mp4"))
-    .bind(title)
-    .bind(status)
-    .execute(app.state.db.pool())
-    .await
-    .expect("insert test video");
+    insert_video_row(&app.state.db, id.as_str(), title, status, Some(60.0)).await;
     id.as_str().to_owned()
 }
 
