@@ -9,7 +9,7 @@ use vidscope_core::videos::VideoId;
 use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, spawn_app};
 
-use crate::progress::{WAIT, get_progress, warm_up};
+use crate::progress::{stored_progress, warm_up};
 
 async fn insert(app: &TestApp, id: &str, title: &str, status: &str) {
     insert_video_row(&app.state.db, id, title, status, Some(60.0)).await;
@@ -139,18 +139,10 @@ async fn a_beacon_carries_the_pages_trace_in_its_body() {
 
     // Assert: saved, and the session span continues the page's trace.
     assert_eq!(resp.status(), 200);
-    let stored: Value = get_progress(&app, &viewer, id.as_str())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, id.as_str()).await;
     assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
     app.flush_telemetry().await;
-    let session = app
-        .otlp
-        .wait_for_span(|s| s.name == "video.session", WAIT)
-        .await
-        .unwrap();
+    let session = app.span_named("video.session").await;
     assert_eq!(session.trace_id, trace_id);
     assert_eq!(session.parent_span_id.as_deref(), Some(page_span));
 
@@ -175,10 +167,6 @@ async fn a_beacon_carries_the_pages_trace_in_its_body() {
             .starts_with("traceparent"),
         "{err}"
     );
-    let stored: Value = get_progress(&app, &viewer, id.as_str())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, id.as_str()).await;
     assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
 }

@@ -40,6 +40,15 @@ pub(crate) async fn get_progress(
         .await
 }
 
+/// The caller's progress on `video_id`, as `GET /api/progress/{video_id}` answers it.
+pub(crate) async fn stored_progress(app: &TestApp, user: &TestUser, video_id: &str) -> Value {
+    get_progress(app, user, video_id)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn stored_updated_at(app: &TestApp, user: &TestUser, video_id: &str) -> i64 {
     sqlx::query_scalar("SELECT updated_at FROM progress WHERE user_id = $1 AND video_id = $2")
         .bind(&user.user.id)
@@ -112,30 +121,18 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
         1,
         "only the repeat is a duplicate"
     );
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("duplicate") && p.value.as_i64() == Some(1),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("saved") && p.value.as_i64() == Some(2),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    app.otlp
-        .wait_for_metric_point(
-            "progress.save_time_ms",
-            |p| p.attr_str("outcome") == Some("saved") && p.value.count() == Some(2),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("duplicate") && p.value.as_i64() == Some(1)
+    })
+    .await;
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("saved") && p.value.as_i64() == Some(2)
+    })
+    .await;
+    app.metric_point("progress.save_time_ms", |p| {
+        p.attr_str("outcome") == Some("saved") && p.value.count() == Some(2)
+    })
+    .await;
     app.stop().await;
 }
 
@@ -168,11 +165,7 @@ async fn reaching_95_percent_marks_the_video_completed() {
     assert_eq!(done["progress"]["completed"], true, "{done}");
     let not_yet: Value = not_yet.json().await.unwrap();
     assert_eq!(not_yet["progress"]["completed"], false, "{not_yet}");
-    let stored: Value = get_progress(&app, &viewer, "short")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, "short").await;
     assert_eq!(stored["completed"], true, "{stored}");
     assert_eq!(stored["positionSeconds"], 95.0);
 
@@ -231,7 +224,7 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     assert_eq!(mine.status(), 200);
 
     // Act: the other viewer reads the video and saves, even naming my user id in the body.
-    let seen: Value = get_progress(&app, &other, "v1").await.json().await.unwrap();
+    let seen: Value = stored_progress(&app, &other, "v1").await;
     let write = post_progress(
         &app,
         &other,
@@ -244,9 +237,9 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     assert_eq!(seen["positionSeconds"], 0.0, "{seen}");
     assert_eq!(seen["updatedAt"], Value::Null, "{seen}");
     assert_eq!(write.status(), 200);
-    let still_mine: Value = get_progress(&app, &me, "v1").await.json().await.unwrap();
+    let still_mine: Value = stored_progress(&app, &me, "v1").await;
     assert_eq!(still_mine["positionSeconds"], 30.0, "{still_mine}");
-    let theirs: Value = get_progress(&app, &other, "v1").await.json().await.unwrap();
+    let theirs: Value = stored_progress(&app, &other, "v1").await;
     assert_eq!(theirs["positionSeconds"], 500.0, "{theirs}");
     app.stop().await;
 }
@@ -326,14 +319,10 @@ async fn invalid_saves_are_400s_naming_the_field() {
     assert_eq!(get_progress(&app, &viewer, "nope").await.status(), 404);
 
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("rejected") && p.value.as_i64() >= Some(5),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("rejected") && p.value.as_i64() >= Some(5)
+    })
+    .await;
     app.stop().await;
 }
 

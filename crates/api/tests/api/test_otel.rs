@@ -39,11 +39,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE_ID, "01"));
 
     // The server span is a child of the caller's span and is the one traceresponse names.
-    let server = app
-        .otlp
-        .wait_for_span_in(&TRACE_ID, "GET /api/test-otel", WAIT)
-        .await
-        .unwrap();
+    let server = app.span_in(&TRACE_ID, "GET /api/test-otel").await;
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
     assert_eq!(server.span_id, parts[2]);
     assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
@@ -58,11 +54,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     );
 
     // The custom span, its event, and the log line inside it.
-    let custom = app
-        .otlp
-        .wait_for_span_in(&TRACE_ID, "test-otel", WAIT)
-        .await
-        .unwrap();
+    let custom = app.span_in(&TRACE_ID, "test-otel").await;
     assert_eq!(
         custom.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
@@ -91,23 +83,15 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
 
     // The metric point and the request-duration histogram.
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_metric_point(
-            "vidscope.test_otel.requests",
-            |p| p.value.as_i64() >= Some(1),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("vidscope.test_otel.requests", |p| {
+        p.value.as_i64() >= Some(1)
+    })
+    .await;
     let duration = app
-        .otlp
-        .wait_for_metric_point(
-            "http.server.request.duration",
-            |p| p.attr_str("http.route") == Some("/api/test-otel"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .metric_point("http.server.request.duration", |p| {
+            p.attr_str("http.route") == Some("/api/test-otel")
+        })
+        .await;
     assert!(duration.value.count() >= Some(1));
 
     // The protocol asked for is the one used.
@@ -177,10 +161,7 @@ async fn a_quiet_log_filter_keeps_exporting_spans() {
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     let trace_id = body["trace_id"].as_str().unwrap().to_owned();
-    app.otlp
-        .wait_for_span_in(&trace_id, "GET /api/test-otel", WAIT)
-        .await
-        .unwrap();
+    app.span_in(&trace_id, "GET /api/test-otel").await;
     // The info-level request log stays off.
     app.flush_telemetry().await;
     assert!(
@@ -227,11 +208,7 @@ async fn the_server_span_describes_the_request_as_received() {
     let plain_len = plain.bytes().await.unwrap().len();
 
     app.flush_telemetry().await;
-    let login = app
-        .otlp
-        .wait_for_span(|s| s.name == "POST /api/auth/login", WAIT)
-        .await
-        .unwrap();
+    let login = app.span_named("POST /api/auth/login").await;
     assert_eq!(login.attr_str("url.scheme"), Some("https"));
     assert_eq!(login.attr_str("server.address"), Some("lessons.example"));
     assert_eq!(login.attr_i64("server.port"), Some(8443));
@@ -248,11 +225,7 @@ async fn the_server_span_describes_the_request_as_received() {
         Some(response_body.len() as i64)
     );
 
-    let health = app
-        .otlp
-        .wait_for_span(|s| s.name == "GET /healthz", WAIT)
-        .await
-        .unwrap();
+    let health = app.span_named("GET /healthz").await;
     assert_eq!(health.attr_str("url.scheme"), Some("http"));
     assert_eq!(health.attr_str("server.address"), Some("127.0.0.1"));
     assert_eq!(health.attr_i64("server.port"), Some(i64::from(app.port)));

@@ -182,18 +182,10 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
     assert!(resp.bytes().await.unwrap() == data[..], "bytes differ");
 
     // The trace: POST /api/upload -> api.upload (metadata, progress) -> s3.put_object, INSERT.
-    let server = app
-        .otlp
-        .wait_for_span_in(&trace, "POST /api/upload", WAIT)
-        .await
-        .unwrap();
+    let server = app.span_in(&trace, "POST /api/upload").await;
     assert_eq!(server.attr_str("api.category"), Some("upload"));
     assert_eq!(server.attr_i64("http.response.status_code"), Some(201));
-    let span = app
-        .otlp
-        .wait_for_span_in(&trace, "api.upload", WAIT)
-        .await
-        .unwrap();
+    let span = app.span_in(&trace, "api.upload").await;
     assert_eq!(
         span.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
@@ -454,11 +446,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
         app.state.store.head(&key).await.unwrap().size,
         data.len() as u64
     );
-    let put = app
-        .otlp
-        .wait_for_span_in(&trace, "s3.put_object", WAIT)
-        .await
-        .unwrap();
+    let put = app.span_in(&trace, "s3.put_object").await;
     assert_eq!(put.attr_str("storage.backend"), Some("s3"));
     assert_eq!(put.attr_bool("s3.multipart"), Some(true));
 
@@ -467,11 +455,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     let resp = upload(&app, Some(&admin.cookie), form(&[file("huge.mp4", &data)])).await;
     assert_eq!(resp.status(), 413);
     let trace = TraceResponse::of(resp.headers()).trace_id;
-    let span = app
-        .otlp
-        .wait_for_span_in(&trace, "api.upload", WAIT)
-        .await
-        .unwrap();
+    let span = app.span_in(&trace, "api.upload").await;
     assert_eq!(span.attr_str("upload.rejected"), Some("too_large"));
     let id = VideoId::parse(span.attr_str("video.id").unwrap()).unwrap();
     let key: ObjectKey = videos::object_key(&id, &Filename::parse("huge.mp4").unwrap()).unwrap();

@@ -174,10 +174,8 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
     // awaited (the scheduled export delivers them) before any forced flush: under load a
     // `flush_telemetry` racing a scheduled export has been seen to lose a whole batch.
     let server = app
-        .otlp
-        .wait_for_span_in(&trace, "GET /api/videos/{id_or_filename}", WAIT)
-        .await
-        .unwrap();
+        .span_in(&trace, "GET /api/videos/{id_or_filename}")
+        .await;
     assert_eq!(
         server.attr_str("http.route"),
         Some("/api/videos/{id_or_filename}")
@@ -645,11 +643,7 @@ async fn streaming_needs_a_session_and_an_existing_file() {
         .event("auth.failed")
         .expect("auth.failed on the server span");
     assert_eq!(failed.attr_str("reason"), Some("no_session"));
-    let stream = app
-        .otlp
-        .wait_for_span_in(&trace, "api.videos.stream", WAIT)
-        .await
-        .unwrap();
+    let stream = app.span_in(&trace, "api.videos.stream").await;
     let access = stream.event("video.access_check").unwrap();
     assert_eq!(access.attr_bool("hasSession"), Some(false));
     assert_eq!(access.attr_str("filename"), Some("known.mp4"));
@@ -710,21 +704,14 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
     assert_eq!(fetched.bytes().await.unwrap(), &bytes[..]);
 
     // The redirect is traced (event with the key) ...
-    let stream = app
-        .otlp
-        .wait_for_span_in(&trace, "api.videos.stream", WAIT)
-        .await
-        .unwrap();
+    let stream = app.span_in(&trace, "api.videos.stream").await;
     assert_eq!(stream.attr_str("video.delivery"), Some("redirect"));
     assert_eq!(stream.attr_str("storage.backend"), Some("s3"));
     let redirect = stream
         .event("video.s3_redirect")
         .expect("s3_redirect event");
     assert_eq!(redirect.attr_str("s3Key"), Some(key.as_str()));
-    app.otlp
-        .wait_for_span_in(&trace, "s3.get_signed_url", WAIT)
-        .await
-        .unwrap();
+    app.span_in(&trace, "s3.get_signed_url").await;
     // ... but neither the signature nor the URL is anywhere in what was exported or logged.
     app.flush_telemetry().await;
     assert!(
@@ -779,18 +766,10 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
     assert_eq!(resp.status(), 416);
     assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes */20000");
 
-    let get = app
-        .otlp
-        .wait_for_span_in(&last_trace, "s3.get_object", WAIT)
-        .await
-        .unwrap();
+    let get = app.span_in(&last_trace, "s3.get_object").await;
     assert_eq!(get.attr_str("storage.backend"), Some("s3"));
     assert_eq!(get.attr_str("s3.range"), Some("bytes=1000-1999"));
-    let stream = app
-        .otlp
-        .wait_for_span_in(&last_trace, "api.videos.stream", WAIT)
-        .await
-        .unwrap();
+    let stream = app.span_in(&last_trace, "api.videos.stream").await;
     assert_eq!(stream.attr_str("video.delivery"), Some("proxy"));
     assert_eq!(get.parent_span_id.as_deref(), Some(stream.span_id.as_str()));
     let range = stream.event("video.range_request").unwrap();
