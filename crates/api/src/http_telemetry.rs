@@ -77,6 +77,17 @@ fn response_category(status: u16) -> &'static str {
     }
 }
 
+/// `http.request.method` and, for a matched route, `http.route`: the first attributes of the
+/// server span and the first labels of the duration metric.
+fn method_and_route(method: &'static str, route: &str, capacity: usize) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(capacity);
+    attributes.push(KeyValue::new("http.request.method", method));
+    if !route.is_empty() {
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    attributes
+}
+
 /// The labels of `http.server.request.duration`; the view drops any key the catalog does not
 /// list, so a test checks them against it.
 fn duration_labels(
@@ -85,11 +96,7 @@ fn duration_labels(
     status: u16,
     category: &'static str,
 ) -> Vec<KeyValue> {
-    let mut labels = Vec::with_capacity(5);
-    labels.push(KeyValue::new("http.request.method", method));
-    if !route.is_empty() {
-        labels.push(KeyValue::new("http.route", route.to_owned()));
-    }
+    let mut labels = method_and_route(method, route, 5);
     labels.push(KeyValue::new(
         "http.response.status_code",
         i64::from(status),
@@ -235,11 +242,7 @@ fn request_attributes(
 ) -> Vec<KeyValue> {
     let headers = req.headers();
     let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let mut attributes = Vec::with_capacity(12);
-    attributes.push(KeyValue::new("http.request.method", method));
-    if !route.is_empty() {
-        attributes.push(KeyValue::new("http.route", route.to_owned()));
-    }
+    let mut attributes = method_and_route(method, route, 12);
     attributes.push(KeyValue::new(
         "url.path",
         redact_str(req.uri().path()).into_owned(),

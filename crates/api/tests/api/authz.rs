@@ -111,13 +111,20 @@ async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
     video
 }
 
+/// Two viewers and an admin, the cast of both tests here.
+async fn accounts(app: &TestApp) -> [TestUser; 3] {
+    [
+        app.create_user(Role::Viewer).await,
+        app.create_user(Role::Viewer).await,
+        app.create_user(Role::Admin).await,
+    ]
+}
+
 #[tokio::test]
 async fn every_route_answers_each_role_as_specified() {
     // Arrange
     let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    let other = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let [viewer, other, admin] = accounts(&app).await;
     let video = video_with_thumbnail(&app).await;
     let (id, filename) = (video.id.as_str(), video.filename.as_str());
     let progress = json!({"videoId": id, "positionSeconds": 1.0, "watchTime": 1.0});
@@ -335,9 +342,7 @@ async fn resume_position(app: &TestApp, user: &TestUser, video_id: &str) -> Valu
 async fn a_user_never_reads_or_writes_another_users_progress() {
     // Arrange
     let app = spawn_app().await;
-    let owner = app.create_user(Role::Viewer).await;
-    let other = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let [owner, other, admin] = accounts(&app).await;
     let video = seed_video(&app, "mine.mp4", &mp4_bytes(100)).await;
     let id = video.id.as_str();
     let saved = save(

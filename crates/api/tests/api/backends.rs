@@ -14,9 +14,6 @@ use vidscope_telemetry::{SpanExt as _, TelemetryConfig};
 use vidscope_testkit::TestApp;
 use vidscope_testkit::otlp::{AttrValue, CaptureReceiver, CapturedLog, CapturedSpan};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const PARENT_ID: &str = "00f067aa0ba902b7";
-
 /// Attributes whose values are the same in every run; the rest are compared by type only.
 const STABLE_VALUES: &[&str] = &[
     "http.request.method",
@@ -59,12 +56,7 @@ async fn workload(app: &TestApp) -> String {
     };
     assert_eq!(login(&viewer.password).await.unwrap().status(), 200);
     assert_eq!(login("wrong password").await.unwrap().status(), 401);
-    let traced = app
-        .get_with(
-            "/api/test-otel",
-            &[("traceparent", &format!("00-{TRACE_ID}-{PARENT_ID}-01"))],
-        )
-        .await;
+    let traced = crate::test_otel::test_otel_in_trace(app).await;
     assert_eq!(traced.status(), 200);
     let videos = app.get_as("/api/videos", &viewer).await;
     assert_eq!(videos.status(), 200);

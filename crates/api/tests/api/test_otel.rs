@@ -8,6 +8,13 @@ const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
+/// `GET /api/test-otel` as a child of span `PARENT_ID` of trace `TRACE_ID`.
+pub(crate) async fn test_otel_in_trace(app: &TestApp) -> reqwest::Response {
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    app.get_with("/api/test-otel", &[("traceparent", &traceparent)])
+        .await
+}
+
 fn over(
     protocol: OtlpProtocol,
 ) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
@@ -22,12 +29,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     let app = TestApp::builder().telemetry(over(protocol)).spawn().await;
 
     // Act
-    let resp = app
-        .get_with(
-            "/api/test-otel",
-            &[("traceparent", &format!("00-{TRACE_ID}-{PARENT_ID}-01"))],
-        )
-        .await;
+    let resp = test_otel_in_trace(&app).await;
 
     // Assert: the response names the trace, twice.
     assert_eq!(resp.status(), 200);
@@ -43,11 +45,15 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
     assert_eq!(server.span_id, parts[2]);
     assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
-    assert_eq!(server.attr_str("http.request.method"), Some("GET"));
-    assert_eq!(server.attr_str("http.route"), Some("/api/test-otel"));
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("http.route", "/api/test-otel"),
+        ("http.response.category", "success"),
+        ("http.route.type", "api"),
+    ] {
+        assert_eq!(server.attr_str(key), Some(value), "{key}");
+    }
     assert_eq!(server.attr_i64("http.response.status_code"), Some(200));
-    assert_eq!(server.attr_str("http.response.category"), Some("success"));
-    assert_eq!(server.attr_str("http.route.type"), Some("api"));
     assert_eq!(
         server.resource_attr_str("service.name"),
         Some("vidscope-test")
@@ -209,11 +215,15 @@ async fn the_server_span_describes_the_request_as_received() {
 
     app.flush_telemetry().await;
     let login = app.span_named("POST /api/auth/login").await;
-    assert_eq!(login.attr_str("url.scheme"), Some("https"));
-    assert_eq!(login.attr_str("server.address"), Some("lessons.example"));
+    for (key, value) in [
+        ("url.scheme", "https"),
+        ("server.address", "lessons.example"),
+        ("client.address", "127.0.0.1"),
+        ("network.protocol.version", "1.1"),
+    ] {
+        assert_eq!(login.attr_str(key), Some(value), "{key}");
+    }
     assert_eq!(login.attr_i64("server.port"), Some(8443));
-    assert_eq!(login.attr_str("client.address"), Some("127.0.0.1"));
-    assert_eq!(login.attr_str("network.protocol.version"), Some("1.1"));
     assert_eq!(
         login.attr_i64("http.request.body.size"),
         Some(body.len() as i64),

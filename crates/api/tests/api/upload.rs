@@ -309,46 +309,33 @@ async fn bad_uploads_get_a_4xx_json_answer() {
     assert_eq!(resp.status(), 201);
 
     let long_title = "t".repeat(201);
+    let named = |name: &str| form(&[file(name, &data)]);
+    let unnamed = Part {
+        filename: None,
+        ..file("x", &data)
+    };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
             "traversal in the filename",
-            form(&[file("../evil.mp4", &data)]),
+            named("../evil.mp4"),
             400,
             "invalid_filename",
         ),
         (
             "encoded traversal",
-            form(&[file("..%2Fevil.mp4", &data)]),
+            named("..%2Fevil.mp4"),
             400,
             "invalid_filename",
         ),
-        (
-            "dotfile",
-            form(&[file(".evil.mp4", &data)]),
-            400,
-            "invalid_filename",
-        ),
-        (
-            "no extension",
-            form(&[file("evil", &data)]),
-            400,
-            "invalid_filename",
-        ),
+        ("dotfile", named(".evil.mp4"), 400, "invalid_filename"),
+        ("no extension", named("evil"), 400, "invalid_filename"),
         (
             "wrong extension",
-            form(&[file("evil.exe", &data)]),
+            named("evil.exe"),
             400,
             "invalid_filename",
         ),
-        (
-            "no filename",
-            form(&[Part {
-                filename: None,
-                ..file("x", &data)
-            }]),
-            400,
-            "invalid_filename",
-        ),
+        ("no filename", form(&[unnamed]), 400, "invalid_filename"),
         (
             "no file part",
             form(&[text("title", "x")]),
@@ -373,15 +360,10 @@ async fn bad_uploads_get_a_4xx_json_answer() {
             400,
             "invalid_title",
         ),
-        (
-            "filename taken",
-            form(&[file("taken.mp4", &data)]),
-            409,
-            "conflict",
-        ),
+        ("filename taken", named("taken.mp4"), 409, "conflict"),
         (
             "truncated body",
-            form(&[file("cut.mp4", &data)])[..600].to_vec(),
+            named("cut.mp4")[..600].to_vec(),
             400,
             "invalid_multipart",
         ),
