@@ -331,9 +331,7 @@ async fn save(app: &TestApp, user: &TestUser, body: Value) -> reqwest::Response 
 }
 
 async fn resume_position(app: &TestApp, user: &TestUser, video_id: &str) -> Value {
-    let resp = app
-        .get_as(&format!("/api/progress/{video_id}"), &user)
-        .await;
+    let resp = app.get_as(&format!("/api/progress/{video_id}"), user).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }

@@ -19,7 +19,7 @@ pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Opti
 /// `GET /api/auth/session` alone, not with Postgres; reported to the lead), so tests that
 /// assert on a request's spans make it the second one.
 pub(crate) async fn warm_up(app: &TestApp, user: &TestUser) {
-    let resp = app.get_as("/api/auth/session", &user).await;
+    let resp = app.get_as("/api/auth/session", user).await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -36,8 +36,7 @@ pub(crate) async fn get_progress(
     user: &TestUser,
     video_id: &str,
 ) -> reqwest::Response {
-    app.get_as(&format!("/api/progress/{video_id}"), &user)
-        .await
+    app.get_as(&format!("/api/progress/{video_id}"), user).await
 }
 
 /// The caller's progress on `video_id`, as `GET /api/progress/{video_id}` answers it.

@@ -41,7 +41,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE_ID, "01"));
 
     // The server span is a child of the caller's span and is the one traceresponse names.
-    let server = app.span_in(&TRACE_ID, "GET /api/test-otel").await;
+    let server = app.span_in(TRACE_ID, "GET /api/test-otel").await;
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
     assert_eq!(server.span_id, parts[2]);
     assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
@@ -60,7 +60,7 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     );
 
     // The custom span, its event, and the log line inside it.
-    let custom = app.span_in(&TRACE_ID, "test-otel").await;
+    let custom = app.span_in(TRACE_ID, "test-otel").await;
     assert_eq!(
         custom.parent_span_id.as_deref(),
         Some(server.span_id.as_str())

@@ -174,11 +174,13 @@ enum PlayerEvent {
 }
 
 type ShapeError = serde_path_to_error::Error<serde_json::Error>;
+/// Reads one event of a known `name` as its shape.
+type ParseShape = Box<dyn Fn(&Value) -> Result<PlayerEvent, ShapeError> + Send + Sync>;
 
 /// An event `name` and its shape.
 struct Shape {
     name: &'static str,
-    parse: Box<dyn Fn(&Value) -> Result<PlayerEvent, ShapeError> + Send + Sync>,
+    parse: ParseShape,
     schema: fn() -> (Cow<'static, str>, RefOr<Schema>),
 }
 
