@@ -1142,6 +1142,17 @@ impl CaptureReceiver {
         .await
     }
 
+    /// Waits for the span named `name` in trace `trace_id`.
+    pub async fn wait_for_span_in(
+        &self,
+        trace_id: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<CapturedSpan, WaitError> {
+        self.wait_for_span(|s| s.trace_id == trace_id && s.name == name, timeout)
+            .await
+    }
+
     pub async fn wait_for_log(
         &self,
         pred: impl Fn(&CapturedLog) -> bool,
