@@ -6,8 +6,11 @@
 //! Failures are handled here rather than returned to the SDK: it would log every failed
 //! export, and it does not count what it loses. Here each lost item is counted in
 //! `telemetry.export.dropped` and a warning is logged at most once per [`WARN_EVERY`] per
-//! signal.
+//! signal. Items a collector accepted the request of but rejected (OTLP partial success) are
+//! counted there too, with a warning once per distinct message (see
+//! [`ExportStats::record_accepted`]).
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 
 use crate::config::Signal;
 use crate::file::JsonLinesFile;
+use crate::otlp_transport::{BlockingClient, PartialSuccess};
 
 /// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
 /// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
@@ -27,6 +31,11 @@ pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
 
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Distinct partial-success messages warned about, over all signals; later new ones are
+/// counted without a warning, so a collector that puts a batch id in each message cannot
+/// flood the log.
+const MAX_REJECTION_MESSAGES: usize = 32;
 
 /// Counters shared by the exporters and read by the `telemetry.export.*` self-metrics.
 #[derive(Debug, Default)]
@@ -36,6 +45,9 @@ pub struct ExportStats {
     fallback: [AtomicU64; 3],
     warnings: [AtomicU64; 3],
     last_warning: Mutex<[Option<Instant>; 3]>,
+    rejection_warnings: [AtomicU64; 3],
+    /// The partial-success messages already warned about, per signal.
+    rejection_messages: Mutex<HashSet<(usize, String)>>,
 }
 
 fn idx(s: Signal) -> usize {
@@ -65,8 +77,41 @@ impl ExportStats {
         self.warnings[idx(s)].load(Ordering::Relaxed)
     }
 
+    /// Partial-success warnings logged: one per distinct message and signal.
+    pub fn rejection_warnings(&self, s: Signal) -> u64 {
+        self.rejection_warnings[idx(s)].load(Ordering::Relaxed)
+    }
+
     pub(crate) fn record_exported(&self, s: Signal, items: usize) {
         self.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+    }
+
+    /// A batch of `items` the collector accepted. What its answer says it rejected is counted
+    /// as dropped (for metrics: data points, where `items` counts metric streams), and its
+    /// message is logged once per distinct message and signal: a collector that refuses
+    /// part of every batch for one reason says so once, not every few seconds.
+    pub(crate) fn record_accepted(&self, s: Signal, items: usize, answer: &PartialSuccess) {
+        let rejected = answer.rejected;
+        self.exported[idx(s)].fetch_add((items as u64).saturating_sub(rejected), Ordering::Relaxed);
+        if rejected == 0 && answer.message.is_empty() {
+            return;
+        }
+        self.dropped[idx(s)].fetch_add(rejected, Ordering::Relaxed);
+        let first = self.rejection_messages.lock().is_ok_and(|mut seen| {
+            seen.len() < MAX_REJECTION_MESSAGES && seen.insert((idx(s), answer.message.clone()))
+        });
+        if first {
+            self.rejection_warnings[idx(s)].fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: EXPORT_TARGET,
+                signal = s.as_str(),
+                rejected,
+                total_dropped = self.dropped(s),
+                error = %answer.message,
+                "the collector rejected part of a telemetry export; counted in \
+                 telemetry.export.dropped (this message is logged once)"
+            );
+        }
     }
 
     pub(crate) fn record_dropped(&self, s: Signal, items: usize) {
@@ -149,10 +194,24 @@ impl<E> Guarded<E> {
         primary: OTelSdkResult,
         fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult,
     ) -> OTelSdkResult {
+        self.settle_sent(
+            s,
+            items,
+            primary.map(|()| PartialSuccess::default()),
+            fallback,
+        )
+    }
+
+    /// [`Guarded::settle`] for an OTLP export, whose success may be partial.
+    pub(crate) fn settle_sent(
+        &self,
+        s: Signal,
+        items: usize,
+        primary: Result<PartialSuccess, OTelSdkError>,
+        fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult,
+    ) -> OTelSdkResult {
         match primary {
-            Ok(()) => {
-                self.stats.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
-            }
+            Ok(answer) => self.stats.record_accepted(s, items, &answer),
             Err(e) => {
                 let fell_back = self.fallback.as_ref().is_some_and(|f| fallback(f).is_ok());
                 self.stats.record_failure(s, items, &e, fell_back);
@@ -163,7 +222,7 @@ impl<E> Guarded<E> {
     }
 }
 
-impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
+impl PushMetricExporter for Guarded<BlockingClient> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         // Labels are limited to the catalog's allow-list by the views, so no redaction here.
         let n: usize = metrics.scope_metrics().map(|s| s.metrics().count()).sum();
@@ -180,25 +239,21 @@ impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
                     Err(OTelSdkError::InternalFailure(String::new()))
                 })
             }
-            Target::Otlp(exp) => {
-                let r = exp.export(metrics).await;
-                self.settle(Signal::Metrics, n, r, |f| f.write_metrics(metrics))
+            Target::Otlp(client) => {
+                let sent = client
+                    .send(&ExportMetricsServiceRequest::from(metrics))
+                    .map_err(OTelSdkError::InternalFailure);
+                self.settle_sent(Signal::Metrics, n, sent, |f| f.write_metrics(metrics))
             }
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.force_flush(),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+        Ok(())
     }
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 
     fn temporality(&self) -> Temporality {

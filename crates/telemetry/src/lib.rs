@@ -41,6 +41,7 @@ mod gate;
 pub mod init;
 mod json_log;
 mod logs;
+mod otlp_transport;
 mod pipe;
 pub mod propagation;
 pub mod redact;
@@ -54,7 +55,9 @@ mod wire;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
-pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use config::{
+    Backend, Compression, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig,
+};
 pub use console::span_kind_name;
 pub use error::InitError;
 pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};

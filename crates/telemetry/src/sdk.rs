@@ -154,7 +154,7 @@ macro_rules! otlp_exporter {
         built.map_err(|source| InitError::Exporter {
             signal: signal.as_str(),
             endpoint,
-            source,
+            reason: source.to_string(),
         })
     }};
 }
@@ -176,8 +176,8 @@ pub(crate) fn log_exporter(
 /// The OTLP metric exporter (both backends).
 pub(crate) fn metric_exporter(
     config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::MetricExporter, Signal::Metrics)
+) -> Result<crate::otlp_transport::BlockingClient, InitError> {
+    crate::otlp_transport::BlockingClient::new(config, Signal::Metrics)
 }
 
 /// The target of one signal, or `None` when its exporter is `none`.
