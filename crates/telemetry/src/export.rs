@@ -82,10 +82,6 @@ impl ExportStats {
         self.rejection_warnings[idx(s)].load(Ordering::Relaxed)
     }
 
-    pub(crate) fn record_exported(&self, s: Signal, items: usize) {
-        self.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
-    }
-
     /// A batch of `items` the collector accepted. What its answer says it rejected is counted
     /// as dropped (for metrics: data points, where `items` counts metric streams), and its
     /// message is logged once per distinct message and signal: a collector that refuses

@@ -22,13 +22,14 @@ use crate::db_thresholds::DbWatch;
 use crate::error::InitError;
 use crate::export::EXPORT_TARGET;
 use crate::export::{ExportStats, Guarded};
+use crate::fast::logs::LogLayer;
+use crate::fast::pipe::{Batching, Payload, Pipeline, Queue, Transport};
+use crate::fast::spans::Tracer;
+use crate::fast::store::{SpanStore, SpanTable};
 use crate::file::{JsonLinesFile, open_file};
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::JsonLog;
-use crate::logs::LogLayer;
-use crate::pipe::{Batching, Payload, Pipeline, Queue, Transport};
-use crate::spans::Tracer;
-use crate::store::{SpanStore, SpanTable};
+use crate::otlp_transport::OtlpClient;
 
 /// How long `shutdown` may take to flush all three signals.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -385,28 +386,18 @@ fn pipeline<P: Payload>(
     console: &SharedWriter,
 ) -> Result<(Option<Arc<Pipeline>>, Option<Queue<P::Item>>), InitError> {
     let transport = match config.exporter(P::SIGNAL) {
-        ExporterKind::Otlp => Transport::otlp(
-            config.protocol,
-            config
-                .endpoints
-                .get(&P::SIGNAL)
-                .cloned()
-                .unwrap_or_default(),
-            &config.headers,
-        )
-        .map_err(InitError::Headers)?,
+        ExporterKind::Otlp => Transport::Otlp(OtlpClient::new(config, P::SIGNAL)?),
         ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
         ExporterKind::Console => Transport::Console(Console::new(console.clone())),
         ExporterKind::None => return Ok((None, None)),
     };
-    let (pipeline, queue) = crate::pipe::start::<P>(
+    let (pipeline, queue) = crate::fast::pipe::start::<P>(
         transport,
         fallback(config, P::SIGNAL)?,
         resource.clone(),
         Batching {
             max_queue: config.max_queue_size,
             delay: config.scheduled_delay,
-            timeout: config.export_timeout,
         },
         stats.clone(),
     )
@@ -470,12 +461,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let mut mp = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_view(view);
-    let target = crate::sdk::target(
-        config,
-        Signal::Metrics,
-        &writer,
-        crate::sdk::metric_exporter,
-    )?;
+    let target = crate::exporters::target(config, Signal::Metrics, &writer)?;
     if let Some(target) = target {
         let exporter = Guarded::new(target, fallback(config, Signal::Metrics)?, stats.clone());
         mp = mp.with_reader(
@@ -532,7 +518,7 @@ fn fast(
         ..Default::default()
     };
     let (traces, span_queue) =
-        pipeline::<crate::spans::Spans>(config, &proto_resource, stats, &writer)?;
+        pipeline::<crate::fast::spans::Spans>(config, &proto_resource, stats, &writer)?;
 
     // Spans live in the store (see `store`); its tracer samples, records and queues them, and
     // times `db.query` spans for the slow-query watch. Log events are not copied into span
@@ -544,7 +530,8 @@ fn fast(
     );
 
     // Logs: our own layer (see `logs`) in front of the same kind of pipeline.
-    let (logs, log_queue) = pipeline::<crate::logs::Logs>(config, &proto_resource, stats, &writer)?;
+    let (logs, log_queue) =
+        pipeline::<crate::fast::logs::Logs>(config, &proto_resource, stats, &writer)?;
     let otlp_logs = log_queue
         .map(|queue| -> Result<_, InitError> {
             Ok(Output::new(
@@ -557,7 +544,7 @@ fn fast(
     // Error events mark their span (see `error_events::ErrorEvents`), whatever the log filters say.
     let errors = traces.as_ref().map(|_| -> Result<_, InitError> {
         Ok(Output::new(
-            crate::error_events::ErrorEvents::new(store.table().clone()),
+            crate::fast::error_events::ErrorEvents::new(store.table().clone()),
             errors_filter()?,
         ))
     });
@@ -584,7 +571,7 @@ fn fast(
         .with_sampler(crate::sdk::sampler(config.sampler));
     if let Some(queue) = &span_queue {
         api = api.with_span_processor(opentelemetry_sdk::trace::SimpleSpanProcessor::new(
-            crate::spans::QueueExporter(queue.clone()),
+            crate::fast::spans::QueueExporter(queue.clone()),
         ));
     }
     let api = Some(api.build());
@@ -625,7 +612,7 @@ fn sdk(
     let tracer_provider = crate::sdk::tracer_provider(
         config,
         resource,
-        crate::sdk::target(config, Signal::Traces, &writer, crate::sdk::span_exporter)?,
+        crate::exporters::target(config, Signal::Traces, &writer)?,
         fallback(config, Signal::Traces)?,
         stats,
     );
@@ -640,18 +627,17 @@ fn sdk(
             errors: errors_filter()?,
         });
 
-    let logger_provider =
-        crate::sdk::target(config, Signal::Logs, &writer, crate::sdk::log_exporter)?
-            .map(|target| -> Result<_, InitError> {
-                Ok(crate::sdk::logger_provider(
-                    config,
-                    resource,
-                    target,
-                    fallback(config, Signal::Logs)?,
-                    stats,
-                ))
-            })
-            .transpose()?;
+    let logger_provider = crate::exporters::target(config, Signal::Logs, &writer)?
+        .map(|target| -> Result<_, InitError> {
+            Ok(crate::sdk::logger_provider(
+                config,
+                resource,
+                target,
+                fallback(config, Signal::Logs)?,
+                stats,
+            ))
+        })
+        .transpose()?;
     let logs = logger_provider
         .as_ref()
         .map(|lp| -> Result<_, InitError> {
@@ -1053,7 +1039,7 @@ mod tests {
         std::env::temp_dir().join(format!(
             "vidscope-init-{tag}-{}-{}",
             std::process::id(),
-            crate::pipe::unix_nanos(std::time::SystemTime::now())
+            crate::fast::pipe::unix_nanos(std::time::SystemTime::now())
         ))
     }
 

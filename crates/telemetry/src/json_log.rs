@@ -1,7 +1,7 @@
 //! JSON log lines on stdout carrying `trace_id`, `span_id` and `trace_sampled`.
 //!
 //! Written by hand instead of tracing-subscriber's JSON formatter because that formatter is
-//! a layer that needs the `Registry`, which [`crate::store`] replaces. The lines are what it
+//! a layer that needs the `Registry`, which [`crate::fast::store`] replaces. The lines are what it
 //! wrote (its flattened format, no span fields), with the ids of the event's span spliced in
 //! before the closing brace:
 //! `{"timestamp":"…Z","level":"INFO","message":"…",<fields>,"target":"…","trace_id":"…","span_id":"…","trace_sampled":false}`.
@@ -23,10 +23,10 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
+use crate::fast::store::SpanTable;
 use crate::propagation::push_hex;
 use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
-use crate::store::SpanTable;
 
 /// The stdout log layer; `I` finds the ids of an event's span.
 pub(crate) struct JsonLog<W, I = Arc<SpanTable>> {
@@ -205,9 +205,9 @@ mod tests {
 
     use super::*;
     use crate::config::SamplerConfig;
+    use crate::fast::spans::Tracer;
+    use crate::fast::store::SpanStore;
     use crate::span_ext::SpanExt as _;
-    use crate::spans::Tracer;
-    use crate::store::SpanStore;
 
     /// Every line is one JSON object with the level, message, typed fields, target and the
     /// span's ids (null outside a span); text is escaped.
@@ -217,7 +217,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!(
             "vidscope-json-log-{}-{}",
             std::process::id(),
-            crate::pipe::unix_nanos(SystemTime::now())
+            crate::fast::pipe::unix_nanos(SystemTime::now())
         ));
         let file = std::fs::File::create(&path).unwrap();
         let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None));

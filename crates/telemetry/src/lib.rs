@@ -10,15 +10,18 @@
 //!   validated up front.
 //! - [`init`](mod@init): the metric provider, the chosen backend's subscriber and export
 //!   pipelines, the guard that flushes.
-//! - The `fast` backend (and telemetry turned off): `store` (the base subscriber, where spans
-//!   live, instead of tracing-subscriber's `Registry`); `gate` (which spans and events exist,
-//!   and which log output takes an event; `sdk` uses its directive parsing); [`spans`] (tracing
-//!   spans as OpenTelemetry spans, sampled at creation; its [`SpanExt`] works under both
-//!   backends); `logs` (tracing events as OTLP log records); `pipe` (the bounded queue and
-//!   export thread of spans and logs); `wire` (their protobuf, written by hand).
-//! - The `sdk` backend: `sdk` (tracing-opentelemetry, the log appender bridge, the SDK's batch
-//!   processors and OTLP exporters on tracing-subscriber's `Registry`, plus what makes their
-//!   output match the fast backend's).
+//! - `fast/` (the `fast` backend, and telemetry turned off): `store` (the base subscriber, where
+//!   spans live, instead of tracing-subscriber's `Registry`); `spans` (tracing spans as
+//!   OpenTelemetry spans, sampled at creation); `logs` (tracing events as OTLP log records);
+//!   `error_events` (error events mark their span); `pipe` (the bounded queue and export
+//!   thread of spans and logs); `wire` (their protobuf, written by hand). `gate` (which spans
+//!   and events exist, and which log output takes an event) is the fast backend's, with the
+//!   directive parsing `sdk` uses.
+//! - `sdk/` (the `sdk` backend): tracing-opentelemetry, the log appender bridge, the SDK's batch
+//!   processors on tracing-subscriber's `Registry`, plus what makes their output match the fast
+//!   backend's.
+//! - `exporters`: the stock OTLP exporters (metrics on both backends, spans and logs on `sdk`)
+//!   and where each signal goes.
 //! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
 //!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
 //!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
@@ -34,24 +37,20 @@ mod console;
 mod db_thresholds;
 pub mod db_watch;
 mod error;
-mod error_events;
 pub mod export;
+mod exporters;
+mod fast;
 pub mod file;
 mod gate;
 pub mod init;
 mod json_log;
-mod logs;
 mod otlp_transport;
-mod pipe;
 pub mod propagation;
 pub mod redact;
 mod sdk;
 mod span_ext;
-pub mod spans;
-mod store;
 #[cfg(test)]
 mod strategies;
-mod wire;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
@@ -60,10 +59,10 @@ pub use config::{
 };
 pub use console::span_kind_name;
 pub use error::InitError;
+pub use fast::spans::with_remote_parent;
 pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
 pub use span_ext::SpanExt;
-pub use spans::with_remote_parent;
 
 /// The semantic-conventions version the attribute names follow (`db.system.name`,
 /// `db.query.text`, `messaging.operation.type`, `http.response.status_code`): the schema of

@@ -67,7 +67,7 @@ pub fn extract_traceparent(value: &str) -> Context {
 /// Runs `make`, which creates a span, with `parent` as that span's remote parent when `parent`
 /// carries a valid remote span. The parent must be known at creation: sampling is decided
 /// then.
-pub use crate::spans::with_remote_parent;
+pub use crate::fast::spans::with_remote_parent;
 
 /// W3C Trace Context level 2 `traceresponse` value: `00-<trace id>-<span id>-<flags>`.
 pub fn traceresponse(sc: &SpanContext) -> Option<String> {

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use opentelemetry::trace::{SpanContext, Status, TraceContextExt};
 use opentelemetry::{Key, KeyValue, Value};
 
-use crate::spans::OtelSpan;
-use crate::store::SpanStore;
+use crate::fast::spans::OtelSpan;
+use crate::fast::store::SpanStore;
 
 /// Where a span's OpenTelemetry side lives.
 enum Lookup<R> {

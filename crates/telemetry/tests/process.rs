@@ -119,10 +119,9 @@ async fn child_in_background(
         .unwrap()
 }
 
-/// `OTEL_LOG_LEVEL=debug` shows the exporters' diagnostics on stdout: the OpenTelemetry OTLP
-/// exporter's export attempts (its target is `opentelemetry-otlp`, with a hyphen, which the
-/// stdout filter's `opentelemetry_otlp` did not match), and on the fast backend this crate's
-/// own pipeline's attempts.
+/// `OTEL_LOG_LEVEL=debug` shows the exporters' diagnostics on stdout: each OTLP send attempt
+/// (`otlp_transport`, both backends), and on the fast backend this crate's own pipeline's
+/// batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
     for backend in BACKENDS {
@@ -134,14 +133,16 @@ async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
         let started: Vec<_> = lines
             .iter()
             .filter(|l| {
-                l["target"] == "opentelemetry-otlp" && l["name"] == "HttpClient.ExportStarted"
+                l["target"] == "vidscope_telemetry::export"
+                    && l["message"] == "sending a telemetry export"
             })
             .collect();
         assert!(
             !started.is_empty(),
-            "{backend}: no export attempt of the OTLP exporter on stdout:\n{stdout}"
+            "{backend}: no OTLP send attempt on stdout:\n{stdout}"
         );
         assert_eq!(started[0]["level"], "DEBUG", "{backend}");
+        assert_eq!(started[0]["attempt"], 1, "{backend}");
         if backend == "fast" {
             let ours: Vec<_> = lines
                 .iter()

@@ -1,6 +1,7 @@
 //! The stock OpenTelemetry path (`VIDSCOPE_TELEMETRY_BACKEND=sdk`): tracing-opentelemetry for
-//! spans, the appender bridge for log records, the SDK's batch processors and the OTLP
-//! exporters, on tracing-subscriber's `Registry`.
+//! spans, the appender bridge for log records and the SDK's batch processors, on
+//! tracing-subscriber's `Registry`; batches become OTLP requests through `opentelemetry-proto`
+//! and are sent by `otlp_transport`, as the fast path's are.
 //!
 //! It exists so the fast path (`spans`, `logs`, `pipe`, `wire`) can be checked against what
 //! the OpenTelemetry project itself produces from the same tracing calls, and so a team that
@@ -11,7 +12,9 @@
 //!
 //! What this side adds on top of the stock layers, so that both paths emit the same data:
 //! - exporters wrapped in [`SdkExport`]: secrets scrubbed (`redact::attribute_rule`), batches
-//!   counted in `telemetry.export.*`, the file target and the file fallback;
+//!   counted in `telemetry.export.*`, the file target and the file fallback, OTLP sent by
+//!   `otlp_transport` (the `opentelemetry-otlp` exporters cannot count a partial success and
+//!   their gRPC retry panics on the processors' threads: see that module);
 //! - [`SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query` span
 //!   closes late;
 //! - the stdout JSON lines (`json_log`) read their ids from tracing-opentelemetry.
@@ -20,12 +23,11 @@
 //! path does not record them, and a comparison needs both sides to mean the same thing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{Status, TracerProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
@@ -43,13 +45,12 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::{ExporterKind, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
-use crate::console::{Console, SharedWriter};
+use crate::config::{SamplerConfig, Signal, TelemetryConfig};
 use crate::db_thresholds::DbWatch;
-use crate::error::InitError;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
+use crate::otlp_transport::BlockingClient;
 use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
@@ -74,7 +75,7 @@ pub(crate) fn sampler(s: SamplerConfig) -> Sampler {
 pub(crate) fn tracer_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Option<Target<opentelemetry_otlp::SpanExporter>>,
+    target: Option<Target<BlockingClient>>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkTracerProvider {
@@ -101,7 +102,7 @@ pub(crate) fn tracer_provider(
 pub(crate) fn logger_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Target<opentelemetry_otlp::LogExporter>,
+    target: Target<BlockingClient>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkLoggerProvider {
@@ -119,80 +120,6 @@ pub(crate) fn logger_provider(
                 .build(),
         )
         .build()
-}
-
-/// An OTLP exporter of one signal for the configured protocol, endpoint, timeout and headers.
-/// A macro because the three builders (`SpanExporter`, `LogExporter`, `MetricExporter`) share
-/// their methods but no trait.
-macro_rules! otlp_exporter {
-    ($config:expr, $exporter:ty, $signal:expr) => {{
-        let config: &TelemetryConfig = $config;
-        let signal: Signal = $signal;
-        let endpoint = config.endpoints.get(&signal).cloned().unwrap_or_default();
-        let builder = <$exporter>::builder();
-        let built = match config.protocol {
-            OtlpProtocol::Grpc => builder
-                .with_tonic()
-                .with_endpoint(endpoint.clone())
-                .with_timeout(config.export_timeout)
-                .with_metadata(
-                    crate::pipe::grpc_metadata(&config.headers).map_err(InitError::Headers)?,
-                )
-                .build(),
-            p => builder
-                .with_http()
-                .with_protocol(if p == OtlpProtocol::HttpJson {
-                    Protocol::HttpJson
-                } else {
-                    Protocol::HttpBinary
-                })
-                .with_endpoint(endpoint.clone())
-                .with_timeout(config.export_timeout)
-                .with_headers(config.headers.iter().cloned().collect())
-                .build(),
-        };
-        built.map_err(|source| InitError::Exporter {
-            signal: signal.as_str(),
-            endpoint,
-            reason: source.to_string(),
-        })
-    }};
-}
-
-/// The OTLP span exporter.
-pub(crate) fn span_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::SpanExporter, Signal::Traces)
-}
-
-/// The OTLP log exporter.
-pub(crate) fn log_exporter(
-    config: &TelemetryConfig,
-) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    otlp_exporter!(config, opentelemetry_otlp::LogExporter, Signal::Logs)
-}
-
-/// The OTLP metric exporter (both backends).
-pub(crate) fn metric_exporter(
-    config: &TelemetryConfig,
-) -> Result<crate::otlp_transport::BlockingClient, InitError> {
-    crate::otlp_transport::BlockingClient::new(config, Signal::Metrics)
-}
-
-/// The target of one signal, or `None` when its exporter is `none`.
-pub(crate) fn target<E>(
-    config: &TelemetryConfig,
-    signal: Signal,
-    console: &SharedWriter,
-    otlp: impl FnOnce(&TelemetryConfig) -> Result<E, InitError>,
-) -> Result<Option<Target<E>>, InitError> {
-    Ok(match config.exporter(signal) {
-        ExporterKind::Otlp => Some(Target::Otlp(otlp(config)?)),
-        ExporterKind::File => Some(Target::File(crate::file::open_file(config, signal)?)),
-        ExporterKind::Console => Some(Target::Console(Console::new(console.clone()))),
-        ExporterKind::None => None,
-    })
 }
 
 /// A span or log exporter as the SDK's batch processor sees it: what the fast pipeline does
@@ -382,90 +309,54 @@ fn no_fallback(_: &JsonLinesFile) -> OTelSdkResult {
     Err(OTelSdkError::InternalFailure(String::new()))
 }
 
-impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
-    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        batch.iter_mut().for_each(scrub_span);
-        let n = batch.len();
+impl SdkExport<BlockingClient> {
+    /// Sends or writes one scrubbed request to the target, with the accounting and the
+    /// fallback file: what the fast pipeline does with a batch.
+    fn deliver<R>(&self, signal: Signal, items: usize, request: &R) -> OTelSdkResult
+    where
+        R: prost::Message + serde::Serialize + crate::console::Lines,
+    {
         match &self.guarded.target {
             Target::File(f) => {
-                let r = f.write_json(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+                self.guarded
+                    .settle(signal, items, f.write_json(request), no_fallback)
             }
-            Target::Console(c) => {
-                let r = c.write(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+            Target::Console(c) => self
+                .guarded
+                .settle(signal, items, c.write(request), no_fallback),
+            Target::Otlp(client) => {
+                let sent = client.send(request).map_err(OTelSdkError::InternalFailure);
+                self.guarded
+                    .settle_sent(signal, items, sent, |f| f.write_json(request))
             }
-            Target::Otlp(exporter) => {
-                // The exporter takes the batch; a copy is kept only when a fallback may need it.
-                let copy = self.guarded.fallback.is_some().then(|| batch.clone());
-                let r = exporter.export(batch).await;
-                self.guarded.settle(Signal::Traces, n, r, |f| {
-                    f.write_json(&self.trace_request(copy.unwrap_or_default()))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.force_flush(),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            e.set_resource(resource);
         }
     }
 }
 
-impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let owned = self.scrubbed_logs(&batch);
-        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
-        // `LogBatch::new` is public but documented as not meant for users; it is the only way
-        // to hand the exporter records that were changed after the processor saw them.
-        let batch = LogBatch::new(&refs);
-        let n = refs.len();
-        match &self.guarded.target {
-            Target::File(f) => {
-                let r = f.write_json(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Console(c) => {
-                let r = c.write(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Otlp(exporter) => {
-                let r = exporter.export(LogBatch::new(&refs)).await;
-                self.guarded.settle(Signal::Logs, n, r, |f| {
-                    f.write_json(&self.logs_request(&batch))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+impl SpanExporter for SdkExport<BlockingClient> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.iter_mut().for_each(scrub_span);
+        let n = batch.len();
+        self.deliver(Signal::Traces, n, &self.trace_request(batch))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            e.set_resource(resource);
-        }
+    }
+}
+
+impl LogExporter for SdkExport<BlockingClient> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let owned = self.scrubbed_logs(&batch);
+        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
+        // `LogBatch::new` is public but documented as not meant for users; it is the only way
+        // to turn records changed after the processor saw them into a request.
+        let batch = LogBatch::new(&refs);
+        self.deliver(Signal::Logs, refs.len(), &self.logs_request(&batch))
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
     }
 }
 

@@ -1,6 +1,6 @@
 //! OTLP logs straight from tracing events: a layer that records each event's fields into a
-//! [`Record`] and queues it for the export pipeline ([`crate::pipe`]), which writes it as an
-//! OTLP `LogRecord` ([`crate::wire`]).
+//! [`Record`] and queues it for the export pipeline ([`crate::fast::pipe`]), which writes it as an
+//! OTLP `LogRecord` ([`crate::fast::wire`]).
 //!
 //! Written by hand instead of the OpenTelemetry log bridge, the SDK's batch log processor and
 //! the OTLP log exporter because of the performance budget (docs/DESIGN.md). That path builds an
@@ -30,10 +30,10 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use crate::config::Signal;
-use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::fast::store::SpanTable;
+use crate::fast::wire::{self, AnyRef};
 use crate::redact::redact_str;
-use crate::store::SpanTable;
-use crate::wire::{self, AnyRef};
 
 /// One event's log record, until it is written.
 #[derive(Clone, Debug)]
@@ -149,7 +149,6 @@ impl Payload for Logs {
     type Proto = LogRecord;
     type Request = ExportLogsServiceRequest;
     const SIGNAL: Signal = Signal::Logs;
-    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
     /// One scope per target, records in arrival order.
     fn scopes(batch: &mut Vec<Record>) -> Vec<Scoped<LogRecord>> {
@@ -330,9 +329,9 @@ mod tests {
     fn records_written_by_hand_are_prosts_bytes_for_the_scrubbed_request() {
         use prost::Message as _;
         use tracing_subscriber::layer::SubscriberExt as _;
-        let (spans, _) = crate::pipe::test_queue();
-        let (queue, queued) = crate::pipe::test_queue();
-        let store = crate::store::SpanStore::new(crate::spans::Tracer::new(
+        let (spans, _) = crate::fast::pipe::test_queue();
+        let (queue, queued) = crate::fast::pipe::test_queue();
+        let store = crate::fast::store::SpanStore::new(crate::fast::spans::Tracer::new(
             SamplerConfig::AlwaysOn,
             Some(spans),
         ));
@@ -373,7 +372,7 @@ mod tests {
         let ours = Logs::encode(&resource, &batch).unwrap();
         let theirs = Logs::request(
             resource,
-            crate::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),
+            crate::fast::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),
         )
         .encode_to_vec();
         assert_eq!(ours.len(), theirs.len());
@@ -456,7 +455,7 @@ mod tests {
                 let ours = Logs::encode(&resource, &batch).unwrap();
                 let theirs = Logs::request(
                     resource,
-                    crate::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),
+                    crate::fast::pipe::scrubbed_scopes::<Logs>(&mut batch.clone()),
                 )
                 .encode_to_vec();
                 prop_assert_eq!(ours, theirs);

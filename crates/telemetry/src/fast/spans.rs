@@ -11,7 +11,7 @@
 //! is a span context in its slot in the span store (`store`): two ids, no attributes, no
 //! allocation.
 //! A sampled span records into a plain struct, which is queued for the export pipeline
-//! ([`crate::pipe`]) when it closes and written to protobuf from there ([`crate::wire`]).
+//! ([`crate::fast::pipe`]) when it closes and written to protobuf from there ([`crate::fast::wire`]).
 //!
 //! The tracing-opentelemetry conventions are kept: `otel.name`, `otel.kind`,
 //! `otel.status_code` and `otel.status_description` fields; every other field becomes an
@@ -41,8 +41,8 @@ use tracing::span::{Attributes, Record};
 
 use crate::config::{SamplerConfig, Signal};
 use crate::db_thresholds::DbWatch;
-use crate::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
-use crate::wire;
+use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::fast::wire;
 
 /// Spans in the export pipeline: queued as [`Finished`] when they close and written to
 /// protobuf on the export thread, all under one scope.
@@ -53,7 +53,6 @@ impl Payload for Spans {
     type Proto = Span;
     type Request = ExportTraceServiceRequest;
     const SIGNAL: Signal = Signal::Traces;
-    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
     /// Through the SDK's `SpanData` and `opentelemetry-proto`'s conversion: for JSON, the file
     /// and the fallback file (protobuf goes through [`Spans::encode`]).
@@ -707,14 +706,14 @@ impl field::Visit for Visitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fast::store::SpanStore;
     use crate::span_ext::SpanExt as _;
-    use crate::store::SpanStore;
     use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
 
     /// Runs `f` under a span store, then returns the spans it queued for export.
     fn with_store(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
-        let (queue, queued) = crate::pipe::test_queue();
+        let (queue, queued) = crate::fast::pipe::test_queue();
         let subscriber = SpanStore::new(Tracer::new(sampler, Some(queue)));
         tracing::subscriber::with_default(subscriber, f);
         queued().into_iter().map(Finished::into_span_data).collect()
@@ -915,7 +914,7 @@ mod tests {
         let ours = Spans::encode(&resource, &batch()).unwrap();
         let theirs = Spans::request(
             resource,
-            crate::pipe::scrubbed_scopes::<Spans>(&mut batch()),
+            crate::fast::pipe::scrubbed_scopes::<Spans>(&mut batch()),
         )
         .encode_to_vec();
         assert_eq!(ours.len(), theirs.len());
@@ -1067,7 +1066,7 @@ mod tests {
                 let ours = Spans::encode(&resource, &batch).unwrap();
                 let theirs = Spans::request(
                     resource,
-                    crate::pipe::scrubbed_scopes::<Spans>(&mut clone(&batch)),
+                    crate::fast::pipe::scrubbed_scopes::<Spans>(&mut clone(&batch)),
                 )
                 .encode_to_vec();
                 prop_assert_eq!(ours, theirs);

@@ -9,7 +9,7 @@ use opentelemetry::trace::Status;
 use opentelemetry::{KeyValue, Value};
 use tracing::field;
 
-use crate::store::SpanTable;
+use crate::fast::store::SpanTable;
 
 /// Error events inside a sampled span mark it: status Error and a span event, as
 /// tracing-opentelemetry does (the `sdk` backend). The event is named by its message, or

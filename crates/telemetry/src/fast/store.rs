@@ -27,7 +27,7 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_core::span::Current;
 
-use crate::spans::{OtelSpan, Parent, Tracer, take_remote_parent};
+use crate::fast::spans::{OtelSpan, Parent, Tracer, take_remote_parent};
 
 /// The spans alive in one subscriber, shared with the layers that read their ids.
 pub(crate) struct SpanTable {
