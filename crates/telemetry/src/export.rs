@@ -1,7 +1,7 @@
-//! Export accounting for all three signals, and the metric exporter as the SDK's periodic
-//! reader sees it: drop accounting, a rate-limited warning and the optional file fallback
-//! wrapped around the OTLP metric exporter or the file exporter. (Spans and logs go through
-//! `pipe`, which scrubs them and uses the same accounting.)
+//! Export accounting for all three signals, and what the SDK's exporters are wrapped in
+//! ([`Guarded`]): drop accounting, a rate-limited warning and the optional file fallback around
+//! the OTLP, file or console target (the metric exporter is in `exporters`; the fast backend's
+//! spans and logs go through `pipe`, which uses the same accounting).
 //!
 //! Failures are handled here rather than returned to the SDK: it would log every failed
 //! export, and it does not count what it loses. Here each lost item is counted in
@@ -15,15 +15,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 
 use crate::config::Signal;
 use crate::file::JsonLinesFile;
-use crate::otlp_transport::{BlockingClient, PartialSuccess};
 
 /// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
 /// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
@@ -36,6 +31,16 @@ pub const WARN_EVERY: Duration = Duration::from_secs(30);
 /// counted without a warning, so a collector that puts a batch id in each message cannot
 /// flood the log.
 const MAX_REJECTION_MESSAGES: usize = 32;
+
+/// What the collector accepted but refused part of (an OTLP response's `partial_success`).
+/// The default, nothing rejected and no message, is a full success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PartialSuccess {
+    /// Spans, log records or metric data points the collector dropped.
+    pub rejected: u64,
+    /// The collector's explanation (may be empty; may come with nothing rejected, as a warning).
+    pub message: String,
+}
 
 /// Counters shared by the exporters and read by the `telemetry.export.*` self-metrics.
 #[derive(Debug, Default)]
@@ -215,44 +220,5 @@ impl<E> Guarded<E> {
         }
         // Accounted for above; an error here would only make the SDK log it again.
         Ok(())
-    }
-}
-
-impl PushMetricExporter for Guarded<BlockingClient> {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        // Labels are limited to the catalog's allow-list by the views, so no redaction here.
-        let n: usize = metrics.scope_metrics().map(|s| s.metrics().count()).sum();
-        match &self.target {
-            Target::File(f) => {
-                let r = f.write_metrics(metrics);
-                self.settle(Signal::Metrics, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Console(c) => {
-                let r = c.write(&ExportMetricsServiceRequest::from(metrics));
-                self.settle(Signal::Metrics, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Otlp(client) => {
-                let sent = client
-                    .send(&ExportMetricsServiceRequest::from(metrics))
-                    .map_err(OTelSdkError::InternalFailure);
-                self.settle_sent(Signal::Metrics, n, sent, |f| f.write_metrics(metrics))
-            }
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
     }
 }

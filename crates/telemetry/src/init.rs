@@ -386,7 +386,7 @@ fn pipeline<P: Payload>(
     console: &SharedWriter,
 ) -> Result<(Option<Arc<Pipeline>>, Option<Queue<P::Item>>), InitError> {
     let transport = match config.exporter(P::SIGNAL) {
-        ExporterKind::Otlp => Transport::Otlp(OtlpClient::new(config, P::SIGNAL)?),
+        ExporterKind::Otlp => Transport::Otlp(Box::new(OtlpClient::new(config, P::SIGNAL)?)),
         ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
         ExporterKind::Console => Transport::Console(Console::new(console.clone())),
         ExporterKind::None => return Ok((None, None)),

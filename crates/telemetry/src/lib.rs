@@ -20,8 +20,8 @@
 //! - `sdk/` (the `sdk` backend): tracing-opentelemetry, the log appender bridge, the SDK's batch
 //!   processors on tracing-subscriber's `Registry`, plus what makes their output match the fast
 //!   backend's.
-//! - `exporters`: the stock OTLP exporters (metrics on both backends, spans and logs on `sdk`)
-//!   and where each signal goes.
+//! - `exporters`: where each signal goes; `otlp_transport`: the one OTLP sender of every signal
+//!   on both backends (compression, retries within the export timeout, partial success).
 //! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
 //!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
 //!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]

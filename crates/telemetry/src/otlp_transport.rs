@@ -11,7 +11,7 @@
 //!   `RESOURCE_EXHAUSTED` only when the status carries a `google.rpc.RetryInfo`; HTTP 429, 502,
 //!   503, 504 and failures to connect. The wait is the server's (`RetryInfo`'s delay,
 //!   `Retry-After` in seconds or as an HTTP date) or else exponential backoff with full jitter
-//!   ([`Backoff`]). One export never takes longer than the export timeout, retries included: a
+//!   ([`backoff`]). One export never takes longer than the export timeout, retries included: a
 //!   wait that would pass it ends the export as failed instead. After an export failed that
 //!   way, the next ones get one attempt each until one succeeds, so a collector that is down
 //!   does not turn every batch into a wait of the whole timeout.
@@ -33,25 +33,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::classify::{Backoff, ErrorClass};
 use crate::config::{Compression, OtlpProtocol, Signal, TelemetryConfig};
 use crate::error::InitError;
+use crate::export::EXPORT_TARGET;
+pub(crate) use crate::export::PartialSuccess;
 
-/// Retries while the budget lasts: 100 ms, then up to 200 ms, 400 ms, … 5 s (full jitter).
-const BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(100),
-    max: Duration::from_secs(5),
-    max_attempts: 8,
-};
+/// Attempts per export at most (the export timeout usually ends them first).
+const MAX_ATTEMPTS: u32 = 8;
 
-/// What the collector accepted but refused part of (the response's `partial_success`). The
-/// default, nothing rejected and no message, is a full success.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct PartialSuccess {
-    /// Spans, log records or metric data points the collector dropped.
-    pub rejected: u64,
-    /// The collector's explanation (may be empty; may come with nothing rejected, as a warning).
-    pub message: String,
+/// The wait before retry `n` (1-based) when the server gave none: exponential backoff with
+/// full jitter, uniform in [0, min(5 s, 100 ms × 2^(n-1))]. The same as `classify::Backoff`,
+/// which cannot be used here: `classify` marks spans (through `SpanExt`), so it sits above the
+/// pipelines that use this module, and importing it would close a module cycle.
+fn backoff(n: u32) -> Duration {
+    let cap = Duration::from_millis(100).saturating_mul(1 << n.saturating_sub(1).min(16));
+    cap.min(Duration::from_secs(5)).mul_f64(jitter())
 }
 
 /// The OTLP gRPC method of a signal.
@@ -180,7 +176,7 @@ impl OtlpClient {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             tracing::debug!(
-                target: crate::export::EXPORT_TARGET,
+                target: EXPORT_TARGET,
                 signal = self.signal.as_str(),
                 destination = %self,
                 attempt,
@@ -204,10 +200,8 @@ impl OtlpClient {
                     failure.message
                 ));
             }
-            let wait = server_wait.unwrap_or_else(|| BACKOFF.delay(attempt, jitter()));
-            if !BACKOFF.should_retry(ErrorClass::Transient, attempt)
-                || Instant::now() + wait >= deadline
-            {
+            let wait = server_wait.unwrap_or_else(|| backoff(attempt));
+            if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
                 self.outage = true;
                 return Err(format!(
                     "{} (gave up after {attempt} attempt(s): no retry fits in the export \
@@ -216,7 +210,7 @@ impl OtlpClient {
                 ));
             }
             tracing::debug!(
-                target: crate::export::EXPORT_TARGET,
+                target: EXPORT_TARGET,
                 signal = self.signal.as_str(),
                 error = %failure.message,
                 wait_ms = wait.as_millis() as u64,
@@ -758,6 +752,17 @@ mod tests {
         for code in [Code::Cancelled, Code::DeadlineExceeded, Code::Aborted] {
             assert_eq!(retry(tonic::Status::new(code, "x")), Some(None), "{code:?}");
         }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..100 {
+            assert!(backoff(1) <= Duration::from_millis(100));
+            assert!(backoff(3) <= Duration::from_millis(400));
+            assert!(backoff(30) <= Duration::from_secs(5));
+        }
+        let longest = (0..200).map(|_| backoff(4)).max().unwrap();
+        assert!(longest > Duration::from_millis(400), "{longest:?}");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! flushing after each (one export request per signal per round), then prints its export
 //! counters as one `{"stats": …}` line.
 
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{json_lines, run_child};
 use vidscope_telemetry::{Signal as Sig, TelemetryConfig};
 use vidscope_testkit::otlp::{
     Attempt, CaptureReceiver, Misbehaviour, PartialReject, Refusal, RetryAfter, Signal,
@@ -70,11 +72,7 @@ impl Run {
 
     /// The stdout JSON log lines.
     fn lines(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        json_lines(&self.stdout)
     }
 }
 
@@ -99,46 +97,23 @@ async fn run(
     } else {
         receiver.http_endpoint()
     };
-    let mut env: Vec<(String, String)> = vec![
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into()),
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.into()),
         // Metrics only when flushed: one export request per round, as for spans and logs.
-        ("OTEL_METRIC_EXPORT_INTERVAL".into(), "600000".into()),
-        ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
-        ("VIDSCOPE_TEST_ROUNDS".into(), rounds.to_string()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "600000".into()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
+        ("VIDSCOPE_TEST_ROUNDS", rounds.to_string()),
     ];
-    env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let stdout = tokio::task::spawn_blocking(move || child_stdout(backend, &env))
+    env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let stdout = tokio::task::spawn_blocking(move || run_child("export", backend, &env))
         .await
         .unwrap();
-    let stats = stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let stats = json_lines(&stdout)
+        .into_iter()
         .find_map(|l| l.get("stats").cloned())
         .unwrap_or_else(|| panic!("{backend}: no stats line:\n{stdout}"));
     Run { stdout, stats }
-}
-
-fn child_stdout(backend: &str, vars: &[(String, String)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["child", "--exact", "--nocapture"]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_") || k.starts_with("VIDSCOPE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("VIDSCOPE_TEST_CHILD", "export")
-        .env("VIDSCOPE_TELEMETRY_BACKEND", backend)
-        .envs(vars.iter().map(|(k, v)| (k, v)));
-    let out = cmd.output().expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{backend}: the child failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn attempts_of(receiver: &CaptureReceiver, signal: Signal) -> Vec<Attempt> {
@@ -261,46 +236,35 @@ async fn assert_retried_after(
 /// HTTP 503 and 429 with `Retry-After` in seconds and as an HTTP date.
 async fn http_refusals_are_retried_after_retry_after(backend: &'static str) {
     let second = Duration::from_secs(1);
-    assert_retried_after(
-        backend,
-        "http/protobuf",
-        Refusal::Unavailable,
-        RetryAfter::Seconds(1),
-        second,
-    )
-    .await;
-    // An HTTP date has whole seconds: two seconds ahead is more than one from now.
-    assert_retried_after(
-        backend,
-        "http/json",
-        Refusal::Throttled,
-        RetryAfter::DateIn(2 * second),
-        second,
-    )
-    .await;
+    let cases = [
+        (
+            "http/protobuf",
+            Refusal::Unavailable,
+            RetryAfter::Seconds(1),
+        ),
+        // An HTTP date has whole seconds: two seconds ahead is more than one from now.
+        (
+            "http/json",
+            Refusal::Throttled,
+            RetryAfter::DateIn(2 * second),
+        ),
+    ];
+    for (protocol, refusal, retry_after) in cases {
+        assert_retried_after(backend, protocol, refusal, retry_after, second).await;
+    }
 }
 
-/// gRPC `UNAVAILABLE` (backoff, or the `RetryInfo` delay when given) and `RESOURCE_EXHAUSTED`
-/// with a `RetryInfo`.
+/// gRPC `RESOURCE_EXHAUSTED` with a `RetryInfo`, `UNAVAILABLE` with one and without (then
+/// with backoff).
 async fn grpc_refusals_are_retried_after_retry_info(backend: &'static str) {
     let wait = Duration::from_millis(1200);
-    assert_retried_after(
-        backend,
-        "grpc",
-        Refusal::Throttled,
-        RetryAfter::DateIn(wait),
-        wait,
-    )
-    .await;
-    assert_retried_after(
-        backend,
-        "grpc",
-        Refusal::Unavailable,
-        RetryAfter::Seconds(1),
-        Duration::from_secs(1),
-    )
-    .await;
-    // Without a server wait, UNAVAILABLE is retried with backoff.
+    let cases = [
+        (Refusal::Throttled, RetryAfter::DateIn(wait)),
+        (Refusal::Unavailable, RetryAfter::DateIn(wait)),
+    ];
+    for (refusal, retry_after) in cases {
+        assert_retried_after(backend, "grpc", refusal, retry_after, wait).await;
+    }
     let receiver = CaptureReceiver::start().await;
     receiver.misbehave(Misbehaviour {
         refuse_first: 2,

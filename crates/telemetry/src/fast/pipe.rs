@@ -106,7 +106,7 @@ enum Msg {
 /// Where batches go.
 pub(crate) enum Transport {
     /// OTLP over gRPC or HTTP (see `otlp_transport`).
-    Otlp(OtlpClient),
+    Otlp(Box<OtlpClient>),
     File(JsonLinesFile),
     /// Readable lines on stdout (see `console`).
     Console(crate::console::Console),
