@@ -1,12 +1,14 @@
 //! `GET /login`: the sign-in form. It posts to `/api/auth/login` and then goes to `?next=`
 //! (a path of this site only) or the lesson list.
 
-use std::sync::LazyLock;
-
+use askama::Template;
 use axum::response::Html;
 
-static PAGE: LazyLock<String> =
-    LazyLock::new(|| super::with_css(include_str!("../../assets/login.html")));
+use crate::error::ApiError;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage;
 
 #[utoipa::path(
     get,
@@ -16,6 +18,6 @@ static PAGE: LazyLock<String> =
     tag = "pages",
     responses((status = 200, description = "The sign-in form", content_type = "text/html", body = String))
 )]
-pub async fn get() -> Html<&'static str> {
-    Html(PAGE.as_str())
+pub async fn get() -> Result<Html<String>, ApiError> {
+    super::render(&LoginPage)
 }
