@@ -29,6 +29,7 @@ use crate::fast::store::{SpanStore, SpanTable};
 use crate::file::{JsonLinesFile, open_file};
 use crate::gate::{Directives, Gate, Output};
 use crate::json_log::JsonLog;
+use crate::otlp_transport::OtlpClient;
 
 /// How long `shutdown` may take to flush all three signals.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -385,16 +386,7 @@ fn pipeline<P: Payload>(
     console: &SharedWriter,
 ) -> Result<(Option<Arc<Pipeline>>, Option<Queue<P::Item>>), InitError> {
     let transport = match config.exporter(P::SIGNAL) {
-        ExporterKind::Otlp => Transport::otlp(
-            config.protocol,
-            config
-                .endpoints
-                .get(&P::SIGNAL)
-                .cloned()
-                .unwrap_or_default(),
-            &config.headers,
-        )
-        .map_err(InitError::Headers)?,
+        ExporterKind::Otlp => Transport::Otlp(Box::new(OtlpClient::new(config, P::SIGNAL)?)),
         ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
         ExporterKind::Console => Transport::Console(Console::new(console.clone())),
         ExporterKind::None => return Ok((None, None)),
@@ -406,7 +398,6 @@ fn pipeline<P: Payload>(
         Batching {
             max_queue: config.max_queue_size,
             delay: config.scheduled_delay,
-            timeout: config.export_timeout,
         },
         stats.clone(),
     )
@@ -470,12 +461,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
     let mut mp = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_view(view);
-    let target = crate::exporters::target(
-        config,
-        Signal::Metrics,
-        &writer,
-        crate::exporters::metric_exporter,
-    )?;
+    let target = crate::exporters::target(config, Signal::Metrics, &writer)?;
     if let Some(target) = target {
         let exporter = Guarded::new(target, fallback(config, Signal::Metrics)?, stats.clone());
         mp = mp.with_reader(
@@ -626,12 +612,7 @@ fn sdk(
     let tracer_provider = crate::sdk::tracer_provider(
         config,
         resource,
-        crate::exporters::target(
-            config,
-            Signal::Traces,
-            &writer,
-            crate::exporters::span_exporter,
-        )?,
+        crate::exporters::target(config, Signal::Traces, &writer)?,
         fallback(config, Signal::Traces)?,
         stats,
     );
@@ -646,22 +627,17 @@ fn sdk(
             errors: errors_filter()?,
         });
 
-    let logger_provider = crate::exporters::target(
-        config,
-        Signal::Logs,
-        &writer,
-        crate::exporters::log_exporter,
-    )?
-    .map(|target| -> Result<_, InitError> {
-        Ok(crate::sdk::logger_provider(
-            config,
-            resource,
-            target,
-            fallback(config, Signal::Logs)?,
-            stats,
-        ))
-    })
-    .transpose()?;
+    let logger_provider = crate::exporters::target(config, Signal::Logs, &writer)?
+        .map(|target| -> Result<_, InitError> {
+            Ok(crate::sdk::logger_provider(
+                config,
+                resource,
+                target,
+                fallback(config, Signal::Logs)?,
+                stats,
+            ))
+        })
+        .transpose()?;
     let logs = logger_provider
         .as_ref()
         .map(|lp| -> Result<_, InitError> {

@@ -20,8 +20,8 @@
 //! - `sdk/` (the `sdk` backend): tracing-opentelemetry, the log appender bridge, the SDK's batch
 //!   processors on tracing-subscriber's `Registry`, plus what makes their output match the fast
 //!   backend's.
-//! - `exporters`: the stock OTLP exporters (metrics on both backends, spans and logs on `sdk`)
-//!   and where each signal goes.
+//! - `exporters`: where each signal goes; `otlp_transport`: the one OTLP sender of every signal
+//!   on both backends (compression, retries within the export timeout, partial success).
 //! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
 //!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
 //!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
@@ -44,6 +44,7 @@ pub mod file;
 mod gate;
 pub mod init;
 mod json_log;
+mod otlp_transport;
 pub mod propagation;
 pub mod redact;
 mod sdk;
@@ -53,7 +54,9 @@ mod strategies;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
-pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use config::{
+    Backend, Compression, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig,
+};
 pub use console::span_kind_name;
 pub use error::InitError;
 pub use fast::spans::with_remote_parent;

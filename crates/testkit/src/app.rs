@@ -15,7 +15,10 @@ use vidscope_core::config::Settings;
 use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
 
 use crate::db::{PgDatabase, fresh_postgres_database, postgres_url};
-use crate::otlp::CaptureReceiver;
+use crate::otlp::{CaptureReceiver, CapturedPoint, CapturedSpan};
+
+/// How long the waiting helpers ([`TestApp::span_named`], ...) wait for telemetry to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// The runtime the exporters' gRPC connections live on, so they never depend on the test's
 /// (possibly blocked) thread. The capture receiver has its own thread already.
@@ -287,6 +290,66 @@ impl TestApp {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// `GET path` with these request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// `GET path` as `user` (with its session cookie).
+    pub async fn get_as(&self, path: &str, user: &TestUser) -> reqwest::Response {
+        self.get_with(path, &[("cookie", &user.cookie)]).await
+    }
+
+    /// `POST path` as `user`, with `body` as JSON.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        user: &TestUser,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("cookie", &user.cookie)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+    }
+
+    /// The first span named `name`, waiting up to [`WAIT`] for it; panics if none came.
+    pub async fn span_named(&self, name: &str) -> CapturedSpan {
+        self.otlp
+            .wait_for_span(|s| s.name == name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("span {name}: {e}"))
+    }
+
+    /// The span named `name` in trace `trace_id`, waiting up to [`WAIT`] for it.
+    pub async fn span_in(&self, trace_id: &str, name: &str) -> CapturedSpan {
+        self.otlp
+            .wait_for_span(|s| s.trace_id == trace_id && s.name == name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("span {name} in trace {trace_id}: {e}"))
+    }
+
+    /// The first point of metric `name` that `pred` accepts, waiting up to [`WAIT`] for it.
+    pub async fn metric_point(
+        &self,
+        name: &str,
+        pred: impl Fn(&CapturedPoint) -> bool,
+    ) -> CapturedPoint {
+        self.otlp
+            .wait_for_metric_point(name, pred, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("metric {name}: {e}"))
     }
 
     /// Creates an account with `role` and a live session for it ([`create_user`]).

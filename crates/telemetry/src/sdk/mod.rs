@@ -1,6 +1,7 @@
 //! The stock OpenTelemetry path (`VIDSCOPE_TELEMETRY_BACKEND=sdk`): tracing-opentelemetry for
-//! spans, the appender bridge for log records, the SDK's batch processors and the OTLP
-//! exporters, on tracing-subscriber's `Registry`.
+//! spans, the appender bridge for log records and the SDK's batch processors, on
+//! tracing-subscriber's `Registry`; batches become OTLP requests through `opentelemetry-proto`
+//! and are sent by `otlp_transport`, as the fast path's are.
 //!
 //! It exists so the fast path (`spans`, `logs`, `pipe`, `wire`) can be checked against what
 //! the OpenTelemetry project itself produces from the same tracing calls, and so a team that
@@ -11,7 +12,9 @@
 //!
 //! What this side adds on top of the stock layers, so that both paths emit the same data:
 //! - exporters wrapped in [`SdkExport`]: secrets scrubbed (`redact::attribute_rule`), batches
-//!   counted in `telemetry.export.*`, the file target and the file fallback;
+//!   counted in `telemetry.export.*`, the file target and the file fallback, OTLP sent by
+//!   `otlp_transport` (the `opentelemetry-otlp` exporters cannot count a partial success and
+//!   their gRPC retry panics on the processors' threads: see that module);
 //! - [`SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query` span
 //!   closes late;
 //! - the stdout JSON lines (`json_log`) read their ids from tracing-opentelemetry.
@@ -20,7 +23,7 @@
 //! path does not record them, and a comparison needs both sides to mean the same thing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{Status, TracerProvider as _};
@@ -47,6 +50,7 @@ use crate::db_thresholds::DbWatch;
 use crate::export::{ExportStats, Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::gate::Directives;
+use crate::otlp_transport::BlockingClient;
 use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
@@ -71,7 +75,7 @@ pub(crate) fn sampler(s: SamplerConfig) -> Sampler {
 pub(crate) fn tracer_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Option<Target<opentelemetry_otlp::SpanExporter>>,
+    target: Option<Target<BlockingClient>>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkTracerProvider {
@@ -98,7 +102,7 @@ pub(crate) fn tracer_provider(
 pub(crate) fn logger_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Target<opentelemetry_otlp::LogExporter>,
+    target: Target<BlockingClient>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkLoggerProvider {
@@ -305,90 +309,54 @@ fn no_fallback(_: &JsonLinesFile) -> OTelSdkResult {
     Err(OTelSdkError::InternalFailure(String::new()))
 }
 
-impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
-    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        batch.iter_mut().for_each(scrub_span);
-        let n = batch.len();
+impl SdkExport<BlockingClient> {
+    /// Sends or writes one scrubbed request to the target, with the accounting and the
+    /// fallback file: what the fast pipeline does with a batch.
+    fn deliver<R>(&self, signal: Signal, items: usize, request: &R) -> OTelSdkResult
+    where
+        R: prost::Message + serde::Serialize + crate::console::Lines,
+    {
         match &self.guarded.target {
             Target::File(f) => {
-                let r = f.write_json(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+                self.guarded
+                    .settle(signal, items, f.write_json(request), no_fallback)
             }
-            Target::Console(c) => {
-                let r = c.write(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+            Target::Console(c) => self
+                .guarded
+                .settle(signal, items, c.write(request), no_fallback),
+            Target::Otlp(client) => {
+                let sent = client.send(request).map_err(OTelSdkError::InternalFailure);
+                self.guarded
+                    .settle_sent(signal, items, sent, |f| f.write_json(request))
             }
-            Target::Otlp(exporter) => {
-                // The exporter takes the batch; a copy is kept only when a fallback may need it.
-                let copy = self.guarded.fallback.is_some().then(|| batch.clone());
-                let r = exporter.export(batch).await;
-                self.guarded.settle(Signal::Traces, n, r, |f| {
-                    f.write_json(&self.trace_request(copy.unwrap_or_default()))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.force_flush(),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            e.set_resource(resource);
         }
     }
 }
 
-impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let owned = self.scrubbed_logs(&batch);
-        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
-        // `LogBatch::new` is public but documented as not meant for users; it is the only way
-        // to hand the exporter records that were changed after the processor saw them.
-        let batch = LogBatch::new(&refs);
-        let n = refs.len();
-        match &self.guarded.target {
-            Target::File(f) => {
-                let r = f.write_json(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Console(c) => {
-                let r = c.write(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Otlp(exporter) => {
-                let r = exporter.export(LogBatch::new(&refs)).await;
-                self.guarded.settle(Signal::Logs, n, r, |f| {
-                    f.write_json(&self.logs_request(&batch))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.guarded.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+impl SpanExporter for SdkExport<BlockingClient> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.iter_mut().for_each(scrub_span);
+        let n = batch.len();
+        self.deliver(Signal::Traces, n, &self.trace_request(batch))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            e.set_resource(resource);
-        }
+    }
+}
+
+impl LogExporter for SdkExport<BlockingClient> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let owned = self.scrubbed_logs(&batch);
+        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
+        // `LogBatch::new` is public but documented as not meant for users; it is the only way
+        // to turn records changed after the processor saw them into a request.
+        let batch = LogBatch::new(&refs);
+        self.deliver(Signal::Logs, refs.len(), &self.logs_request(&batch))
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
     }
 }
 

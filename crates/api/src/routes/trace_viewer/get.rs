@@ -19,11 +19,9 @@ use crate::trace_viewer::TraceDetail;
     params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),
-        (status = 400, description = "Not a trace id", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
         (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),
+        crate::openapi::responses::BadInput, crate::openapi::responses::Unauthorized,
+        crate::openapi::responses::AdminOnly, crate::openapi::responses::DbUnavailable,
     )
 )]
 pub async fn get(

@@ -81,9 +81,8 @@ impl RawFilter {
     responses(
         (status = 200, description = "The traces", body = TraceList),
         (status = 400, description = "A parameter is not valid (the message names it)", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
+        crate::openapi::responses::Unauthorized, crate::openapi::responses::AdminOnly,
+        crate::openapi::responses::DbUnavailable,
     )
 )]
 pub async fn get(
