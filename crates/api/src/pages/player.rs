@@ -20,7 +20,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::videos::get::metadata;
 use crate::state::AppState;
 
-/// The player page (`templates/player.html`, its script `templates/player.js`).
+/// The player page (`templates/player.html`, its script `assets/player.js`).
 #[derive(Template)]
 #[template(path = "player.html")]
 struct PlayerPage<'a> {

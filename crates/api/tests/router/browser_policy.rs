@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request};
 use regex_lite::Regex;
 use vidscope_core::domain::Role;
-use vidscope_core::storage::ObjectKey;
-use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
+use vidscope_core::videos::VideoId;
+use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::router::{TestRouter, test_router};
 
 /// What a GET answered, body read as text.
@@ -101,26 +101,6 @@ async fn sign_in_goes_only_to_a_path_of_this_site() {
     }
 }
 
-/// A ready video, for the player page.
-async fn ready_video(app: &TestRouter) -> String {
-    let id = VideoId::generate();
-    let filename = Filename::parse(&format!("{id}.mp4")).unwrap();
-    let new = NewVideo {
-        id: &id,
-        filename: &filename,
-        title: "Headers",
-        content_type: "video/mp4",
-        size_bytes: 1000,
-        uploaded_by: None,
-    };
-    videos::insert(&app.state.db, &new).await.unwrap();
-    let thumb = ObjectKey::parse(&format!("thumbnails/{id}.jpg")).unwrap();
-    videos::mark_ready(&app.state.db, &id, &thumb)
-        .await
-        .unwrap();
-    id.as_str().to_owned()
-}
-
 fn assert_common_headers(got: &Got, what: &str) {
     assert_eq!(
         got.header("x-content-type-options"),
@@ -135,7 +115,8 @@ async fn every_page_has_the_policy_and_no_inline_code() {
     let app = test_router().await;
     let viewer = app.create_user(Role::Viewer).await.cookie;
     let admin = app.create_user(Role::Admin).await.cookie;
-    let id = ready_video(&app).await;
+    let id = VideoId::generate();
+    insert_video_row(&app.state.db, id.as_str(), "Headers", "ready", Some(60.0)).await;
     let script = Regex::new(r"<script\b([^>]*)>").unwrap();
     let handler = Regex::new(r#"(?i)\son[a-z]+\s*="#).unwrap();
     let asset = Regex::new(r#"(?:src|href)="(/assets/[^"]+)""#).unwrap();
