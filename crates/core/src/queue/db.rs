@@ -6,6 +6,7 @@
 //! worker would start a trace every poll); settling statements run inside the job's span.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -21,12 +22,18 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct DbQueue {
     db: Db,
+    pub(super) kinds: Arc<[JobKind]>,
     pub(super) settings: QueueSettings,
 }
 
 impl DbQueue {
-    pub fn new(db: Db, settings: QueueSettings) -> Self {
-        Self { db, settings }
+    /// `kinds`: the job kinds its worker runs; a claimed row of another kind is dead-lettered.
+    pub fn new(db: Db, kinds: &[JobKind], settings: QueueSettings) -> Self {
+        Self {
+            db,
+            kinds: kinds.into(),
+            settings,
+        }
     }
 
     pub(super) async fn publish(&self, m: &JobMessage) -> Result<(), CoreError> {
@@ -87,7 +94,7 @@ impl DbQueue {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match row_message(row, Read::Strict) {
+            match row_message(row, Read::Strict(&self.kinds)) {
                 Ok((message, attempt)) => out.push(Delivery {
                     message,
                     attempt,
@@ -210,7 +217,7 @@ impl DbQueue {
             .await?;
         let mut out = Vec::new();
         for row in &rows {
-            let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
+            let kind = JobKind::find(&self.kinds, &row.try_get::<String, _>("kind")?)?;
             let state = match row.try_get::<String, _>("state")?.as_str() {
                 "ready" => "ready",
                 "delayed" => "delayed",
@@ -260,15 +267,15 @@ impl DbQueue {
 
 /// How to read a row's kind, payload and trace context.
 #[derive(Clone, Copy)]
-enum Read {
-    /// For delivery: any unreadable part is an error.
-    Strict,
+enum Read<'k> {
+    /// For delivery: any unreadable part (a kind not among these) is an error.
+    Strict(&'k [JobKind]),
     /// For the dead-letter list (rows dead-lettered because they were unreadable): the kind
     /// asked for, a payload that is not JSON as a JSON string, an unreadable trace dropped.
     AsFarAsPossible(JobKind),
 }
 
-fn row_message(row: &sqlx::any::AnyRow, read: Read) -> Result<(JobMessage, u32), CoreError> {
+fn row_message(row: &sqlx::any::AnyRow, read: Read<'_>) -> Result<(JobMessage, u32), CoreError> {
     let invalid = |what: &str, e: serde_json::Error| {
         CoreError::Invalid(format!("job row with an unreadable {what}: {e}"))
     };
@@ -277,8 +284,8 @@ fn row_message(row: &sqlx::any::AnyRow, read: Read) -> Result<(JobMessage, u32),
     let payload: String = row.try_get("payload")?;
     let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let (kind, payload, trace) = match read {
-        Read::Strict => (
-            JobKind::parse(&row.try_get::<String, _>("kind")?)?,
+        Read::Strict(kinds) => (
+            JobKind::find(kinds, &row.try_get::<String, _>("kind")?)?,
             serde_json::from_str(&payload).map_err(|e| invalid("payload", e))?,
             serde_json::from_str::<HashMap<String, String>>(&trace)
                 .map_err(|e| invalid("trace context", e))?,

@@ -9,7 +9,11 @@
 //!
 //! [`RedisQueue`]: Redis Streams, one stream per job kind with a consumer group, a sorted set
 //! per kind for delayed retries, a `:dead` stream per kind. [`DbQueue`]: the `jobs` table with
-//! leases, for the embedded default. An enum rather than a trait object: two adapters, chosen by
+//! leases, for the embedded default.
+//!
+//! A queue is built with the kinds its worker runs (the worker's registry, see
+//! [`crate::jobs`]): the Redis streams it reads, the outbox rows the relay takes, and the check
+//! of every claimed job's kind (a job of another kind is dead-lettered at the claim). An enum rather than a trait object: two adapters, chosen by
 //! configuration, with async methods and no boxing.
 
 mod db;
@@ -90,6 +94,14 @@ impl Queue {
         match self {
             Queue::Redis(q) => &q.settings,
             Queue::Db(q) => &q.settings,
+        }
+    }
+
+    /// The kinds this queue serves (those its worker runs).
+    pub fn kinds(&self) -> &[JobKind] {
+        match self {
+            Queue::Redis(q) => &q.kinds,
+            Queue::Db(q) => &q.kinds,
         }
     }
 

@@ -5,11 +5,11 @@
 
 use tracing::Instrument;
 use vidscope_core::jobs::probe::ProbePayload;
-use vidscope_core::jobs::thumbnail::ThumbnailPayload;
-use vidscope_core::jobs::{JobKind, JobMessage, NewJob};
+use vidscope_core::jobs::{JobKind, JobMessage, JobPayload, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoStatus};
 
+use super::thumbnail::ThumbnailPayload;
 use super::{Job, JobContext, JobFuture, download, load_video, set_status, step, update_videos};
 use crate::error::JobError;
 
@@ -34,7 +34,7 @@ impl Job for Probe {
 }
 
 async fn run(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Result<(), JobError> {
-    const KIND: JobKind = JobKind::VideoProbe;
+    const KIND: JobKind = ProbePayload::KIND;
     let id = payload.video_id;
     let video = load_video(ctx, &id).await?;
     if video.status == VideoStatus::Uploaded {

@@ -1,19 +1,36 @@
 //! `video.thumbnail`: one frame (at 1 s, or mid-video for shorter clips) → JPEG → object
 //! store (`videos/<id>/thumbnail.jpg`) → the video becomes `ready`. Served at
 //! `GET /api/videos/{id}/thumbnail`. Re-running it overwrites the same key: idempotent.
-//! Payload: [`ThumbnailPayload`], enqueued by the probe job.
+//! Payload: [`ThumbnailPayload`], enqueued by the probe job only, so it lives here rather than
+//! in `vidscope_core::jobs` (see that module).
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use tracing::field::Empty;
-use vidscope_core::jobs::thumbnail::ThumbnailPayload;
-use vidscope_core::jobs::{JobKind, JobMessage};
+use vidscope_core::domain::VideoId;
+use vidscope_core::jobs::{JobKind, JobMessage, JobPayload};
 use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoStatus};
+use vidscope_telemetry::Metrics;
 
 use super::{Job, JobContext, JobFuture, announce, download, load_video, step, update_videos};
 use crate::error::JobError;
+
+/// Wire form `{"videoId": "<uuid>"}`, unchanged since the first release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThumbnailPayload {
+    #[serde(with = "vidscope_core::jobs::video_id_serde")]
+    pub video_id: VideoId,
+}
+
+impl JobPayload for ThumbnailPayload {
+    const KIND: JobKind = JobKind::new("video.thumbnail");
+}
+
+const KIND: JobKind = ThumbnailPayload::KIND;
 
 pub struct Thumbnail;
 
@@ -42,10 +59,16 @@ impl Job for Thumbnail {
     ) -> JobFuture<'a> {
         Box::pin(async move { super::fail_video(ctx, &payload.video_id).await })
     }
+
+    /// The one job that uploads an image.
+    fn prime_metrics(metrics: &Metrics, workflow: &KeyValue) {
+        metrics
+            .workflow_image_uploaded
+            .add(0, std::slice::from_ref(workflow));
+    }
 }
 
 async fn run(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError> {
-    const KIND: JobKind = JobKind::VideoThumbnail;
     let id = payload.video_id;
     let video = load_video(ctx, &id).await?;
     let key = video.object_key()?;
@@ -99,4 +122,29 @@ async fn run(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError
     .await?;
     announce(ctx, &video, VideoStatus::Ready).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use vidscope_core::jobs::{JobMessage, parse_payload};
+
+    use super::*;
+
+    #[test]
+    fn wire_form_is_unchanged() {
+        let id = VideoId::generate();
+        let json = serde_json::json!({ "videoId": id.as_str() });
+        let message = JobMessage {
+            id: "j1".into(),
+            kind: KIND,
+            payload: json.clone(),
+            trace: Default::default(),
+            enqueued_at: 0,
+            available_at: 0,
+            attempt: 0,
+        };
+        let p = parse_payload::<ThumbnailPayload>(&message).unwrap();
+        assert_eq!(p.video_id, id);
+        assert_eq!(serde_json::to_value(&p).unwrap(), json);
+    }
 }

@@ -17,7 +17,9 @@ use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 use vidscope_worker::jobs::{Job, JobContext, JobFuture, Registry};
 use vidscope_worker::{JobError, Worker, WorkerSettings};
 
-use crate::common::{OwnRedis, db_queue, make_video, redis_queue, unique_prefix};
+use crate::common::{
+    CRM_SYNC, OwnRedis, PROBE, THUMBNAIL, db_queue, make_video, redis_queue, unique_prefix,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const BOUNDARY: &str = "vidscope-worker-test-boundary";
@@ -599,14 +601,8 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
                 registry,
                 settings,
             ));
-            let dead = wait_dead_letter(
-                &queue,
-                JobKind::CrmSync,
-                &job.id,
-                WAIT,
-                &format!("{name}/{class}"),
-            )
-            .await;
+            let dead =
+                wait_dead_letter(&queue, CRM_SYNC, &job.id, WAIT, &format!("{name}/{class}")).await;
             let _ = stop.send(());
             handle.await.unwrap();
             assert_eq!(dead.error_class, class, "{name}");
@@ -688,7 +684,7 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
             registry,
             settings,
         ));
-        let dead = wait_dead_letter(&queue, JobKind::CrmSync, &always.id, PROMPTLY, name).await;
+        let dead = wait_dead_letter(&queue, CRM_SYNC, &always.id, PROMPTLY, name).await;
         let _ = stop.send(());
         handle
             .await
@@ -827,22 +823,22 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
     let prefix = unique_prefix();
     let cases = [
         (
-            JobKind::VideoProbe,
+            PROBE,
             serde_json::json!({ "videoId": "not-a-uuid" }),
             "malformed video.probe payload: videoId \"not-a-uuid\" is not a UUID",
         ),
         (
-            JobKind::VideoThumbnail,
+            THUMBNAIL,
             serde_json::json!({ "video": "1" }),
             "malformed video.thumbnail payload: missing field `videoId`",
         ),
         (
-            JobKind::CrmSync,
+            CRM_SYNC,
             serde_json::json!({ "userId": "u1", "event": { "type": "deleted" } }),
             "malformed crm.sync payload: unknown variant `deleted`",
         ),
         (
-            JobKind::CrmSync,
+            CRM_SYNC,
             serde_json::json!(42),
             "malformed crm.sync payload: invalid type: integer `42`",
         ),
@@ -904,6 +900,7 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
     let queue = Queue::Redis(RedisQueue::new(
         vidscope_core::redis_conn::connect(&url).await.unwrap(),
         &unique_prefix(),
+        &crate::common::kinds(),
         crate::common::settings("w", Duration::from_secs(30)),
     ));
 
@@ -1068,7 +1065,7 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
                 .await
                 .unwrap()
                 .iter()
-                .filter(|d| d.kind == JobKind::CrmSync)
+                .filter(|d| d.kind == CRM_SYNC)
                 .map(|d| d.count)
                 .sum();
             if left == 0 {
