@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use vidscope_testkit::TraceResponse;
 use vidscope_testkit::otlp::CaptureReceiver;
 
 mod common;
@@ -210,12 +211,7 @@ fn spans_in_files(dir: &Path) -> Vec<(String, Value)> {
                 continue; // a line still being written
             };
             for rs in req["resourceSpans"].as_array().into_iter().flatten() {
-                let service = rs["resource"]["attributes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["key"] == "service.name")
-                    .and_then(|a| a["value"]["stringValue"].as_str())
+                let service = common::service_name(&rs["resource"])
                     .unwrap_or("")
                     .to_owned();
                 for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
@@ -297,11 +293,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         .env("RUST_LOG", "warn")
         .env_remove("S3_BUCKET_NAME")
         .env_remove("REDIS_URL");
-    let mut service = Process(up.spawn().unwrap());
-    let stdout = service.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
-        .await
-        .unwrap();
+    let (service, base) = common::start_up(up).await;
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
@@ -399,17 +391,15 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     assert_eq!(r.status(), 201, "register");
     let registered: Value = r.json().await.unwrap();
     let other_id = registered["user"]["id"].as_str().unwrap().to_owned();
-    let other_trace = other
-        .get(format!("{base}/api/videos"))
-        .send()
-        .await
-        .unwrap()
-        .headers()
-        .get("traceresponse")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .expect("a traceresponse header")
-        .to_owned();
+    let other_trace = TraceResponse::of(
+        other
+            .get(format!("{base}/api/videos"))
+            .send()
+            .await
+            .unwrap()
+            .headers(),
+    )
+    .trace_id;
 
     // ------------------------------------------------------------ the browser
     let (_driver, driver_url, c, _profile) = browser().await;
@@ -419,18 +409,10 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let url = c.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     assert_eq!(url.query(), Some("next=/videos"), "{url}");
-    c.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_EMAIL)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    for (field, text) in [("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)] {
+        let input = c.find(Locator::Id(field)).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
     c.find(Locator::Id("sign-in"))
         .await
         .unwrap()

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
-use crate::db::{Db, InDbSpan, now_millis, query_span};
+use crate::db::{Db, execute, now_millis, select_by_key};
 
 /// A job kind: the queue (stream) name, `messaging.destination.name`, `job.type` and
 /// `workflow_name`. Made once per kind, in a `const` ([`JobPayload::KIND`]), by [`JobKind::new`],
@@ -241,11 +241,7 @@ pub mod video_id_serde {
 /// Whether the job already completed (a redelivery or duplicate publish).
 pub async fn is_done(db: &Db, job_id: &str) -> Result<bool, CoreError> {
     const SQL: &str = "SELECT job_id FROM job_results WHERE job_id = $1";
-    let row = sqlx::query(SQL)
-        .bind(job_id)
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "job_results", SQL))
-        .await?;
+    let row = select_by_key(db, "job_results", SQL, job_id).await?;
     Ok(row.is_some())
 }
 
@@ -253,14 +249,11 @@ pub async fn is_done(db: &Db, job_id: &str) -> Result<bool, CoreError> {
 pub async fn mark_done(db: &Db, job_id: &str, kind: JobKind) -> Result<bool, CoreError> {
     const SQL: &str = "INSERT INTO job_results (job_id, kind, completed_at) VALUES ($1, $2, $3) \
                        ON CONFLICT (job_id) DO NOTHING";
-    let done = sqlx::query(SQL)
+    let query = sqlx::query(SQL)
         .bind(job_id)
         .bind(kind.as_str())
-        .bind(now_millis())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "INSERT", "job_results", SQL))
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .bind(now_millis());
+    Ok(execute(db, "INSERT", "job_results", SQL, query).await? > 0)
 }
 
 #[cfg(test)]

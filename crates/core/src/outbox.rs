@@ -31,16 +31,10 @@ pub async fn write_outbox(
     const SQL: &str = "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
     for job in jobs {
-        let span = tracing::info_span!(
-            "messaging.create",
-            otel.name = %format_args!("create {}", job.kind.as_str()),
-            otel.kind = "producer",
-            messaging.system = OUTBOX_SYSTEM,
-            messaging.operation.type = "create",
-            messaging.operation.name = "create",
-            messaging.destination.name = job.kind.as_str(),
-            messaging.message.id = job.id.as_str(),
-        );
+        let span = crate::messaging_span! {
+            "messaging.create", "create", "producer",
+            system = OUTBOX_SYSTEM, kind = job.kind, id = job.id.as_str()
+        };
         let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(&span))
             .map_err(|e| CoreError::Other(e.into()))?;
         let payload = job.payload.as_ref().map_err(|e| {
@@ -204,16 +198,10 @@ fn relay_span(queue: &Queue, row: &OutboxRow) -> tracing::Span {
     let receive = vidscope_telemetry::with_remote_parent(
         vidscope_telemetry::propagation::extract_map(&row.trace),
         || {
-            tracing::info_span!(
-                "messaging.receive",
-                otel.name = %format_args!("receive {}", row.kind.as_str()),
-                otel.kind = "consumer",
-                messaging.system = OUTBOX_SYSTEM,
-                messaging.operation.type = "receive",
-                messaging.operation.name = "receive",
-                messaging.destination.name = row.kind.as_str(),
-                messaging.message.id = row.id.as_str(),
-            )
+            crate::messaging_span! {
+                "messaging.receive", "receive", "consumer",
+                system = OUTBOX_SYSTEM, kind = row.kind, id = row.id.as_str()
+            }
         },
     );
     receive.in_scope(|| producer_span(queue, row.kind, &row.id))

@@ -536,16 +536,10 @@ impl Worker {
         let span = vidscope_telemetry::with_remote_parent(
             vidscope_telemetry::propagation::extract_map(&m.trace),
             || {
-                tracing::info_span!(
-                    "job.process",
-                    otel.name = %format_args!("process {}", m.kind.as_str()),
-                    otel.kind = "consumer",
-                    messaging.system = self.queue.system(),
-                    messaging.operation.type = "process",
-                    messaging.operation.name = "process",
-                    messaging.destination.name = m.kind.as_str(),
+                vidscope_core::messaging_span! {
+                    "job.process", "process", "consumer",
+                    system = self.queue.system(), kind = m.kind, id = m.id.as_str(),
                     messaging.consumer.group.name = "vidscope-workers",
-                    messaging.message.id = %m.id,
                     job.type = m.kind.as_str(),
                     job.attempt = i64::from(d.attempt),
                     job.queue_wait_ms = Empty,
@@ -554,7 +548,7 @@ impl Worker {
                     video.id = Empty,
                     user.id = Empty,
                     error.type = Empty,
-                )
+                }
             },
         );
         let wait_ms = (now_millis() - m.available_at).max(0);
@@ -675,13 +669,12 @@ impl Worker {
         e: &JobError,
     ) -> &'static str {
         vidscope_telemetry::classify::record_classified(span, e);
-        self.ctx.metrics.job_failures_total.add(
-            1,
-            &[
-                KeyValue::new("job.type", d.message.kind.as_str()),
-                KeyValue::new("error.class", e.class().as_str()),
-            ],
-        );
+        // The labels of `job.failures_total` and `job.dead_letter_total`.
+        let counted = [
+            KeyValue::new("job.type", d.message.kind.as_str()),
+            KeyValue::new("error.class", e.class().as_str()),
+        ];
+        self.ctx.metrics.job_failures_total.add(1, &counted);
         let backoff = Backoff {
             base: self.settings.backoff_base,
             max: Duration::from_secs(300),
@@ -694,6 +687,8 @@ impl Worker {
             "retry"
         } else {
             self.dead_letter(d, e).await;
+            self.ctx.metrics.job_dead_letter_total.add(1, &counted);
+            self.run_dead_letter_hook(d).await;
             span.record("job.outcome", "dead_letter");
             "failure"
         }
@@ -721,8 +716,7 @@ impl Worker {
         );
     }
 
-    /// Parks the job in the dead letter, counts it, and runs its job's dead-letter hook
-    /// (panics caught like the job's own).
+    /// Parks the job in the dead letter.
     async fn dead_letter(&self, d: &Delivery, e: &JobError) {
         let m = &d.message;
         let class = e.class().as_str();
@@ -737,13 +731,11 @@ impl Worker {
         if let Err(qe) = self.queue.dead_letter(d, class, &e.message).await {
             tracing::warn!(error = %qe, job.id = %m.id, "cannot dead-letter; the job will be redelivered");
         }
-        self.ctx.metrics.job_dead_letter_total.add(
-            1,
-            &[
-                KeyValue::new("job.type", m.kind.as_str()),
-                KeyValue::new("error.class", class),
-            ],
-        );
+    }
+
+    /// Runs the job's dead-letter hook, its panics caught like the job's own.
+    async fn run_dead_letter_hook(&self, d: &Delivery) {
+        let m = &d.message;
         if let Some(job) = self.registry.get(m.kind) {
             let hook = AssertUnwindSafe(job.on_dead_letter(&self.ctx, m)).catch_unwind();
             if let Err(he) = hook.await.unwrap_or_else(|p| Err(panicked(&m.id, &*p))) {

@@ -42,7 +42,7 @@ impl DbQueue {
                            VALUES ($1, $2, $3, $4, 'ready', $5, $6, $7, $8) \
                            ON CONFLICT (id) DO NOTHING";
         let trace = serde_json::to_string(&m.trace).map_err(|e| CoreError::Other(e.into()))?;
-        sqlx::query(SQL)
+        let query = sqlx::query(SQL)
             .bind(&m.id)
             .bind(m.kind.as_str())
             .bind(m.payload.to_string())
@@ -50,10 +50,8 @@ impl DbQueue {
             .bind(i64::from(m.attempt))
             .bind(m.enqueued_at)
             .bind(m.available_at)
-            .bind(now_millis())
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "INSERT", "jobs", SQL))
-            .await?;
+            .bind(now_millis());
+        crate::db::execute(&self.db, "INSERT", "jobs", SQL, query).await?;
         Ok(())
     }
 
@@ -123,13 +121,8 @@ impl DbQueue {
 
     pub(super) async fn ack(&self, id: &str, token: &str) -> Result<bool, CoreError> {
         const SQL: &str = "DELETE FROM jobs WHERE id = $1 AND lease_token = $2";
-        let done = sqlx::query(SQL)
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "DELETE", "jobs", SQL))
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.on_lease(sqlx::query(SQL), id, token, self.span("DELETE", SQL))
+            .await
     }
 
     pub(super) async fn retry(
@@ -143,14 +136,11 @@ impl DbQueue {
                            lease_token = NULL, lease_until = NULL, last_error = $2, updated_at = $3 \
                            WHERE id = $4 AND lease_token = $5";
         let now = now_millis();
-        sqlx::query(SQL)
+        let retried = sqlx::query(SQL)
             .bind(now + delay.as_millis() as i64)
             .bind(error)
-            .bind(now)
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+            .bind(now);
+        self.on_lease(retried, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -165,14 +155,11 @@ impl DbQueue {
         const SQL: &str = "UPDATE jobs SET status = 'dead', error_class = $1, last_error = $2, \
                            lease_token = NULL, lease_until = NULL, updated_at = $3 \
                            WHERE id = $4 AND lease_token = $5";
-        sqlx::query(SQL)
+        let dead = sqlx::query(SQL)
             .bind(error_class)
             .bind(error)
-            .bind(now_millis())
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+            .bind(now_millis());
+        self.on_lease(dead, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -181,12 +168,8 @@ impl DbQueue {
         const SQL: &str = "UPDATE jobs SET status = 'ready', available_at = $1, \
                            attempt = attempt - 1, lease_token = NULL, lease_until = NULL, \
                            updated_at = $1 WHERE id = $2 AND lease_token = $3";
-        sqlx::query(SQL)
-            .bind(now_millis())
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+        let released = sqlx::query(SQL).bind(now_millis());
+        self.on_lease(released, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -194,14 +177,35 @@ impl DbQueue {
     pub(super) async fn heartbeat(&self, id: &str, token: &str) -> Result<bool, CoreError> {
         const SQL: &str = "UPDATE jobs SET lease_until = $1 \
                            WHERE id = $2 AND lease_token = $3 AND status = 'leased'";
-        let done = sqlx::query(SQL)
-            .bind(now_millis() + self.settings.visibility.as_millis() as i64)
+        let extended =
+            sqlx::query(SQL).bind(now_millis() + self.settings.visibility.as_millis() as i64);
+        // Not traced: a long job would add a span every third of the visibility timeout.
+        self.on_lease(extended, id, token, tracing::Span::none())
+            .await
+    }
+
+    /// Runs `query` (a statement whose last two parameters are the job's id and lease token,
+    /// the others bound) in `span`: it touches the job only while this lease holds it. Returns
+    /// whether it did.
+    async fn on_lease<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        id: &'q str,
+        token: &'q str,
+        span: tracing::Span,
+    ) -> Result<bool, CoreError> {
+        let done = query
             .bind(id)
             .bind(token)
             .execute(self.db.pool())
-            .in_db_span(tracing::Span::none())
+            .in_db_span(span)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The span of a statement on the `jobs` table.
+    fn span(&self, operation: &'static str, sql: &'static str) -> tracing::Span {
+        query_span(self.db.backend(), operation, "jobs", sql)
     }
 
     pub(super) async fn depth(&self) -> Result<Vec<Depth>, CoreError> {
@@ -245,7 +249,7 @@ impl DbQueue {
             .bind(kind.as_str())
             .bind(limit as i64)
             .fetch_all(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "SELECT", "jobs", SQL))
+            .in_db_span(self.span("SELECT", SQL))
             .await?;
         rows.iter()
             .map(|row| {

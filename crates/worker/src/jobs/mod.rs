@@ -35,7 +35,7 @@ use crate::crm::CrmClient;
 use crate::error::JobError;
 use crate::ffmpeg::Ffmpeg;
 
-pub type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+pub(crate) type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
 /// What jobs may use.
 #[derive(Clone)]
@@ -59,21 +59,21 @@ pub trait Job: Send + Sync + 'static {
     const STEPS: &'static [&'static str] = &[];
 
     /// Does the work. `job` carries the id (the idempotency key) and the attempt.
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext,
-        job: &'a JobMessage,
+    fn run(
+        &self,
+        ctx: &JobContext,
+        job: &JobMessage,
         payload: Self::Payload,
-    ) -> JobFuture<'a>;
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once the job is dead-lettered (e.g. to mark its video `failed`). Not called
     /// when the payload itself was malformed: there is nothing to act on.
-    fn on_dead_letter<'a>(
-        &'a self,
-        _ctx: &'a JobContext,
+    fn on_dead_letter(
+        &self,
+        _ctx: &JobContext,
         _payload: Self::Payload,
-    ) -> JobFuture<'a> {
-        Box::pin(async { Ok(()) })
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        async { Ok(()) }
     }
 
     /// Creates at 0, at start-up, the counters this job alone records (the runtime primes the
@@ -100,14 +100,14 @@ impl<J: Job> ErasedJob for J {
 
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         match parse(job) {
-            Ok(payload) => Job::run(self, ctx, job, payload),
+            Ok(payload) => Box::pin(Job::run(self, ctx, job, payload)),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 
     fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         match parse(job) {
-            Ok(payload) => Job::on_dead_letter(self, ctx, payload),
+            Ok(payload) => Box::pin(Job::on_dead_letter(self, ctx, payload)),
             Err(_) => Box::pin(std::future::ready(Ok(()))),
         }
     }
@@ -238,6 +238,27 @@ pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobErro
     videos::get(&ctx.db, id)
         .await?
         .ok_or_else(|| JobError::permanent("video.not_found", format!("video {id} not found")))
+}
+
+/// The video's object copied into a fresh temp dir, as the job's `storage.get` step: ffmpeg
+/// wants a seekable file. The file lives as long as the returned dir, where the job may write
+/// its own files too.
+pub async fn fetch_input(
+    ctx: &JobContext,
+    workflow: JobKind,
+    video: &Video,
+) -> Result<(tempfile::TempDir, PathBuf), JobError> {
+    let key = video.object_key()?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
+    let input = step(
+        ctx,
+        workflow,
+        "storage.get",
+        download(ctx, &key, dir.path()),
+    )
+    .await?;
+    Ok((dir, input))
 }
 
 /// Copies the video's object to `dir` (ffmpeg wants a seekable file), inside a

@@ -15,7 +15,7 @@ use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoStatus};
 use vidscope_telemetry::Metrics;
 
-use super::{Job, JobContext, JobFuture, announce, download, load_video, step, update_videos};
+use super::{Job, JobContext, announce, fetch_input, load_video, step, update_videos};
 use crate::error::JobError;
 
 /// Wire form `{"videoId": "<uuid>"}`, unchanged since the first release.
@@ -43,21 +43,70 @@ impl Job for Thumbnail {
         "db.update",
     ];
 
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext,
-        _job: &'a JobMessage,
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        _job: &JobMessage,
         payload: ThumbnailPayload,
-    ) -> JobFuture<'a> {
-        Box::pin(run(ctx, payload))
+    ) -> Result<(), JobError> {
+        let id = payload.video_id;
+        let video = load_video(ctx, &id).await?;
+        let (dir, input) = fetch_input(ctx, KIND, &video).await?;
+        let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
+        let jpeg = dir.path().join("thumbnail.jpg");
+        step(
+            ctx,
+            KIND,
+            "ffmpeg.extract_frame",
+            ctx.ffmpeg.extract_frame(&input, at, &jpeg),
+        )
+        .await?;
+        let bytes = Bytes::from(
+            tokio::fs::read(&jpeg)
+                .await
+                .map_err(|e| JobError::transient("io", format!("reading the frame: {e}")))?,
+        );
+        let size = bytes.len();
+        let thumb_key = ObjectKey::parse(&format!("videos/{id}/thumbnail.jpg"))?;
+        let put_span = tracing::info_span!(
+            "storage.put",
+            storage.backend = ctx.store.backend_name(),
+            s3.key = thumb_key.as_str(),
+            s3.size = size as i64,
+            error.type = Empty,
+        );
+        step(ctx, KIND, "storage.put", async {
+            ctx.store
+                .put_bytes(&thumb_key, bytes, "image/jpeg")
+                .instrument(put_span.clone())
+                .await
+                .map_err(|e| {
+                    let e = JobError::from(e);
+                    vidscope_telemetry::classify::record_classified(&put_span, &e);
+                    e
+                })
+        })
+        .await?;
+        let image = [KeyValue::new("workflow_name", KIND.as_str())];
+        ctx.metrics.workflow_image_uploaded.add(1, &image);
+        ctx.metrics
+            .workflow_image_size_bytes
+            .record(size as f64, &image);
+        update_videos(ctx, KIND, async {
+            videos::mark_ready(&ctx.db, &id, &thumb_key).await?;
+            Ok(())
+        })
+        .await?;
+        announce(ctx, &video, VideoStatus::Ready).await;
+        Ok(())
     }
 
-    fn on_dead_letter<'a>(
-        &'a self,
-        ctx: &'a JobContext,
+    async fn on_dead_letter(
+        &self,
+        ctx: &JobContext,
         payload: ThumbnailPayload,
-    ) -> JobFuture<'a> {
-        Box::pin(async move { super::fail_video(ctx, &payload.video_id).await })
+    ) -> Result<(), JobError> {
+        super::fail_video(ctx, &payload.video_id).await
     }
 
     /// The one job that uploads an image.
@@ -68,83 +117,27 @@ impl Job for Thumbnail {
     }
 }
 
-async fn run(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError> {
-    let id = payload.video_id;
-    let video = load_video(ctx, &id).await?;
-    let key = video.object_key()?;
-    let dir = tempfile::tempdir()
-        .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
-    let input = step(ctx, KIND, "storage.get", download(ctx, &key, dir.path())).await?;
-    let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
-    let jpeg = dir.path().join("thumbnail.jpg");
-    step(
-        ctx,
-        KIND,
-        "ffmpeg.extract_frame",
-        ctx.ffmpeg.extract_frame(&input, at, &jpeg),
-    )
-    .await?;
-    let bytes = Bytes::from(
-        tokio::fs::read(&jpeg)
-            .await
-            .map_err(|e| JobError::transient("io", format!("reading the frame: {e}")))?,
-    );
-    let size = bytes.len();
-    let thumb_key = ObjectKey::parse(&format!("videos/{id}/thumbnail.jpg"))?;
-    let put_span = tracing::info_span!(
-        "storage.put",
-        storage.backend = ctx.store.backend_name(),
-        s3.key = thumb_key.as_str(),
-        s3.size = size as i64,
-        error.type = Empty,
-    );
-    step(ctx, KIND, "storage.put", async {
-        ctx.store
-            .put_bytes(&thumb_key, bytes, "image/jpeg")
-            .instrument(put_span.clone())
-            .await
-            .map_err(|e| {
-                let e = JobError::from(e);
-                vidscope_telemetry::classify::record_classified(&put_span, &e);
-                e
-            })
-    })
-    .await?;
-    let image = [KeyValue::new("workflow_name", KIND.as_str())];
-    ctx.metrics.workflow_image_uploaded.add(1, &image);
-    ctx.metrics
-        .workflow_image_size_bytes
-        .record(size as f64, &image);
-    update_videos(ctx, KIND, async {
-        videos::mark_ready(&ctx.db, &id, &thumb_key).await?;
-        Ok(())
-    })
-    .await?;
-    announce(ctx, &video, VideoStatus::Ready).await;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use vidscope_core::jobs::{JobMessage, parse_payload};
+    use vidscope_core::jobs::NewJob;
 
     use super::*;
 
+    /// The probe's follow-up: its id derives from the probe's, and its JSON is the form jobs
+    /// already queued have.
     #[test]
-    fn wire_form_is_unchanged() {
+    fn the_probe_enqueues_it_in_its_first_release_wire_form() {
         let id = VideoId::generate();
+        let job = NewJob::derived(
+            "j1",
+            &ThumbnailPayload {
+                video_id: id.clone(),
+            },
+        );
+        assert_eq!((job.id.as_str(), job.kind()), ("j1/video.thumbnail", KIND));
         let json = serde_json::json!({ "videoId": id.as_str() });
-        let message = JobMessage {
-            id: "j1".into(),
-            kind: KIND,
-            payload: json.clone(),
-            trace: Default::default(),
-            enqueued_at: 0,
-            available_at: 0,
-            attempt: 0,
-        };
-        let p = parse_payload::<ThumbnailPayload>(&message).unwrap();
-        assert_eq!(p.video_id, id);
-        assert_eq!(serde_json::to_value(&p).unwrap(), json);
+        assert_eq!(job.payload(), Some(&json));
+        let parsed: ThumbnailPayload = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed.video_id, id);
     }
 }

@@ -14,7 +14,7 @@ use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
-use vidscope_worker::jobs::{Job, JobContext, JobFuture, Registry};
+use vidscope_worker::jobs::{Job, JobContext, Registry};
 use vidscope_worker::{JobError, Worker, WorkerSettings};
 
 use crate::common::{
@@ -427,34 +427,32 @@ const PANIC_MESSAGE: &str = "scripted panic: the CRM answer had no contact";
 impl Job for Scripted {
     type Payload = CrmSyncPayload;
 
-    fn run<'a>(
-        &'a self,
-        _ctx: &'a JobContext,
-        _job: &'a JobMessage,
+    async fn run(
+        &self,
+        _ctx: &JobContext,
+        _job: &JobMessage,
         _payload: CrmSyncPayload,
-    ) -> JobFuture<'a> {
-        Box::pin(async move {
-            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-            // Panic after an await, as a real job would (mid-run, not while being built).
-            tokio::task::yield_now().await;
-            match self.behaviour {
-                Behaviour::HangFirst if n == 1 => {
-                    std::future::pending::<()>().await;
-                    Ok(())
-                }
-                Behaviour::HangFirst => Ok(()),
-                Behaviour::AlwaysTransient => {
-                    Err(JobError::transient("http.503", "the CRM answered 503"))
-                }
-                Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
-                Behaviour::PanicFirst if n > 1 => Ok(()),
-                Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
-                Behaviour::Slow => {
-                    tokio::time::sleep(Duration::from_millis(150)).await;
-                    Ok(())
-                }
+    ) -> Result<(), JobError> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        // Panic after an await, as a real job would (mid-run, not while being built).
+        tokio::task::yield_now().await;
+        match self.behaviour {
+            Behaviour::HangFirst if n == 1 => {
+                std::future::pending::<()>().await;
+                Ok(())
             }
-        })
+            Behaviour::HangFirst => Ok(()),
+            Behaviour::AlwaysTransient => {
+                Err(JobError::transient("http.503", "the CRM answered 503"))
+            }
+            Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
+            Behaviour::PanicFirst if n > 1 => Ok(()),
+            Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
+            Behaviour::Slow => {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok(())
+            }
+        }
     }
 }
 
