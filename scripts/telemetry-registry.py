@@ -805,6 +805,19 @@ def code_list(values) -> str:
     return ", ".join(f"`{v}`" for v in values) if values else "—"
 
 
+def named_rows(entries: dict, shown) -> list[str]:
+    """The `| name | description |` rows of named entries, by name (`shown` formats it); an
+    entry with a `match` pattern says so."""
+    rows = []
+    for name, entry in sorted(entries.items()):
+        entry = entry or {}
+        cell = f"`{shown(name)}`"
+        if entry.get("match"):
+            cell += f" (matches `{md(entry['match'])}`)"
+        rows.append(f"| {cell} | {md(entry.get('description'))} |")
+    return rows
+
+
 def render_docs(reg: dict) -> str:
     where: dict[str, list[str]] = defaultdict(list)
     for name, entry in sorted(reg["spans"].items()):
@@ -931,22 +944,14 @@ def render_docs(reg: dict) -> str:
         w("")
     w("| instrumentation scope | description |")
     w("|---|---|")
-    for scope, entry in sorted(reg["logs"]["scopes"].items()):
-        shown = f"`{md(scope) or '(empty)'}`"
-        if (entry or {}).get("match"):
-            shown += f" (matches `{md(entry['match'])}`)"
-        w(f"| {shown} | {md((entry or {}).get('description'))} |")
+    out.extend(named_rows(reg["logs"]["scopes"], lambda scope: md(scope) or "(empty)"))
     w("")
     w(f"Attributes: {code_list(sorted(reg['logs']['attributes']))}.")
     w("")
     if reg["logs"]["event_names"]:
         w("| event name | description |")
         w("|---|---|")
-        for name, entry in sorted(reg["logs"]["event_names"].items()):
-            shown = f"`{md(name)}`"
-            if (entry or {}).get("match"):
-                shown += f" (matches `{md(entry['match'])}`)"
-            w(f"| {shown} | {md((entry or {}).get('description'))} |")
+        out.extend(named_rows(reg["logs"]["event_names"], md))
         w("")
 
     w("## Metrics")

@@ -28,6 +28,7 @@ use common::Process;
 
 const ADMIN_EMAIL: &str = "browser-admin@example.com";
 const ADMIN_PASSWORD: &str = "browser admin password";
+const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(60);
@@ -279,12 +280,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let telemetry_dir = dir.path().join("telemetry");
 
     // ---------------------------------------------------------------- the service
-    let mut up = common::up_command(
-        dir.path(),
-        &db.url,
-        &receiver.grpc_endpoint(),
-        (ADMIN_EMAIL, ADMIN_PASSWORD),
-    );
+    let mut up = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint(), ADMIN);
     // Traces into the embedded files, which the trace viewer reads; metrics to the receiver.
     up.env("OTEL_TRACES_EXPORTER", "file")
         .env("OTEL_METRICS_EXPORTER", "otlp")

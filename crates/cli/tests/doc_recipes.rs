@@ -201,18 +201,14 @@ fn every_telemetry_command_in_the_docs_is_a_marked_recipe() {
             );
         }
     }
-    let run: BTreeSet<&str> = docs
-        .recipes
-        .iter()
-        .filter(|r| r.not_run.is_none())
-        .map(|r| r.name.as_str())
-        .collect();
-    let not_run: BTreeSet<&str> = docs
-        .recipes
-        .iter()
-        .filter(|r| r.not_run.is_some())
-        .map(|r| r.name.as_str())
-        .collect();
+    let names = |not_run: bool| -> BTreeSet<&str> {
+        docs.recipes
+            .iter()
+            .filter(|r| r.not_run.is_some() == not_run)
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    let (run, not_run) = (names(false), names(true));
     assert_eq!(
         run,
         RUN.iter().copied().collect(),

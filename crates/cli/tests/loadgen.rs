@@ -18,6 +18,7 @@ mod common;
 
 const ADMIN_EMAIL: &str = "loadgen-admin@example.com";
 const ADMIN_PASSWORD: &str = "load generator admin";
+const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 
 /// Instruments the load cannot make the services emit, and why.
 const NOT_EXERCISED: &[(&str, &str)] = &[(
@@ -101,12 +102,7 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
 
-    let mut up = common::up_command(
-        dir.path(),
-        &db.url,
-        &receiver.grpc_endpoint(),
-        (ADMIN_EMAIL, ADMIN_PASSWORD),
-    );
+    let mut up = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint(), ADMIN);
     up.env("VIDSCOPE_JOB_BACKOFF_MS", "200")
         .env("VIDSCOPE_CRM_URL", &crm)
         .env("VIDSCOPE_CRM_CLIENT_ID", "loadgen")

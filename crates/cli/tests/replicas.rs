@@ -179,16 +179,17 @@ impl Cluster {
             .unwrap()
     }
 
+    async fn get_json(&self, replica: usize, path: &str, cookie: &str) -> serde_json::Value {
+        self.get(replica, path, cookie).await.json().await.unwrap()
+    }
+
     /// The video's status as `replica` reports it, polled until `ready` or [`WAIT`].
     async fn wait_ready(&self, replica: usize, cookie: &str, video_id: &str) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let meta: serde_json::Value = self
-                .get(replica, &format!("/api/videos/{video_id}"), cookie)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let meta = self
+                .get_json(replica, &format!("/api/videos/{video_id}"), cookie)
+                .await;
             if meta["status"] == "ready" {
                 return;
             }
@@ -319,12 +320,9 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         }
     }
     cluster.wait_ready(1, &cookie, &first.video_id).await;
-    let meta: serde_json::Value = cluster
-        .get(1, &format!("/api/videos/{}", first.video_id), &cookie)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta = cluster
+        .get_json(1, &format!("/api/videos/{}", first.video_id), &cookie)
+        .await;
     assert_eq!(meta["duration_seconds"], 60.0, "the probe's result: {meta}");
     let thumb = cluster
         .get(
@@ -349,12 +347,9 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         .await
         .unwrap();
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
-    let read: serde_json::Value = cluster
-        .get(1, &format!("/api/progress/{}", first.video_id), &cookie)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let read = cluster
+        .get_json(1, &format!("/api/progress/{}", first.video_id), &cookie)
+        .await;
     assert_eq!(read["positionSeconds"], 12.5, "{read}");
 
     // A logout on A ends a session B has just looked up (and cached): the session cache is

@@ -6,7 +6,7 @@
 //! they take turns (see [`Harness::start`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,10 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
 use tracing::Instrument as _;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use vidscope_telemetry::{Classify, ErrorClass, OtlpProtocol, TelemetryConfig, TelemetryGuard};
-use vidscope_testkit::otlp::{CaptureReceiver, CapturedSpan};
-use vidscope_testkit::{LogBuffer, background};
+use vidscope_telemetry::{Classify, ErrorClass};
+use vidscope_testkit::ThreadTelemetry;
+use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_worker::crm::{BreakerState, CrmClient, CrmContact, CrmError, CrmEvent, CrmSettings};
 
 const CLIENT_ID: &str = "vidscope-test-client";
@@ -189,50 +188,21 @@ fn rand_u64() -> u64 {
 // Telemetry harness
 // ---------------------------------------------------------------------------------------------
 
-struct Harness {
-    otlp: CaptureReceiver,
-    guard: TelemetryGuard,
-    logs: LogBuffer,
-    _dispatch: tracing::dispatcher::DefaultGuard,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+/// This test's telemetry ([`ThreadTelemetry`]), with the CRM client's calls and the queries
+/// the tests make of what it exported.
+struct Harness(ThreadTelemetry);
+
+impl std::ops::Deref for Harness {
+    type Target = ThreadTelemetry;
+
+    fn deref(&self) -> &ThreadTelemetry {
+        &self.0
+    }
 }
 
 impl Harness {
-    /// Telemetry for this test's thread, exported to a fresh capture receiver.
-    ///
-    /// One test at a time: tracing caches each callsite's interest process-wide, and with
-    /// thread-local subscribers created and dropped in parallel a callsite can be cached as
-    /// disabled for another test's subscriber (the testkit's `spawn_app` does the same).
     async fn start() -> Self {
-        static TURN: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
-        let turn = TURN
-            .get_or_init(Default::default)
-            .clone()
-            .lock_owned()
-            .await;
-        let otlp = CaptureReceiver::start().await;
-        let mut config = vidscope_testkit::with_backend_from_env(
-            TelemetryConfig::new("vidscope-worker-crm-test")
-                .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
-        );
-        config.scheduled_delay = Duration::from_millis(50);
-        config.metric_export_interval = Duration::from_secs(1);
-        config.export_timeout = Duration::from_secs(3);
-        let logs = LogBuffer::default();
-        let telemetry = {
-            // The gRPC exporters' connection task must outlive this test's runtime.
-            let _rt = background().enter();
-            vidscope_telemetry::build(&config, BoxMakeWriter::new(logs.clone()))
-                .expect("telemetry config")
-        };
-        let dispatch = tracing::dispatcher::set_default(&telemetry.dispatch);
-        Self {
-            otlp,
-            guard: telemetry.guard,
-            logs,
-            _dispatch: dispatch,
-            _turn: turn,
-        }
+        Self(ThreadTelemetry::start("vidscope-worker-crm-test", |c, _| c).await)
     }
 
     fn client(&self, settings: CrmSettings) -> CrmClient {
@@ -298,14 +268,13 @@ fn events<'a>(
     span.events.iter().filter(|e| e.name == name).collect()
 }
 
-fn transitions(span: &CapturedSpan) -> Vec<(String, String)> {
+/// The breaker's transitions recorded on `span`, each as `from -> to`.
+fn transitions(span: &CapturedSpan) -> Vec<String> {
     events(span, "crm.circuit_breaker.transition")
         .iter()
         .map(|e| {
-            (
-                e.attr_str("from").unwrap_or_default().to_owned(),
-                e.attr_str("to").unwrap_or_default().to_owned(),
-            )
+            let state = |key| e.attr_str(key).unwrap_or_default();
+            format!("{} -> {}", state("from"), state("to"))
         })
         .collect()
 }
@@ -693,10 +662,7 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
     h.wait_breaker_gauge(0, opened_at).await;
 
     let opening = h.sync_span(&opening).await;
-    assert_eq!(
-        transitions(&opening),
-        [("closed".to_owned(), "open".to_owned())]
-    );
+    assert_eq!(transitions(&opening), ["closed -> open"]);
     let rejected = h.sync_span(&rejected_trace).await;
     assert_eq!(rejected.attr_str("error.type"), Some("crm.breaker_open"));
     assert!(
@@ -706,14 +672,8 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
             .any(|s| s.name.starts_with("POST ")),
         "no HTTP span under a rejected call"
     );
-    let probe = h.sync_span(&probe_trace).await;
-    assert_eq!(
-        transitions(&probe),
-        [
-            ("open".to_owned(), "half_open".to_owned()),
-            ("half_open".to_owned(), "closed".to_owned()),
-        ]
-    );
+    let probe = transitions(&h.sync_span(&probe_trace).await);
+    assert_eq!(probe, ["open -> half_open", "half_open -> closed"]);
 }
 
 #[tokio::test]
@@ -747,14 +707,8 @@ async fn a_failed_probe_reopens_the_breaker() {
         2,
         "one probe, no retries past the open breaker"
     );
-    let probe = h.sync_span(&probe_trace).await;
-    assert_eq!(
-        transitions(&probe),
-        [
-            ("open".to_owned(), "half_open".to_owned()),
-            ("half_open".to_owned(), "open".to_owned()),
-        ]
-    );
+    let probe = transitions(&h.sync_span(&probe_trace).await);
+    assert_eq!(probe, ["open -> half_open", "half_open -> open"]);
 }
 
 #[tokio::test]
