@@ -170,13 +170,7 @@ async fn main() -> ExitCode {
                 },
         } => user_add(&cli.data_dir, &email, &password, &role).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vidscope: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::shutdown::exit_code("vidscope", result)
 }
 
 /// The two services `vidscope up` runs in one process, each with its own telemetry

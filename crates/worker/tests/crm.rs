@@ -188,6 +188,11 @@ fn rand_u64() -> u64 {
 // Telemetry harness
 // ---------------------------------------------------------------------------------------------
 
+/// The telemetry harness and a fake CRM, which every test but one starts with.
+async fn start() -> (Harness, FakeCrm) {
+    (Harness::start().await, FakeCrm::start().await)
+}
+
 /// This test's telemetry ([`ThreadTelemetry`]), with the CRM client's calls and the queries
 /// the tests make of what it exported.
 struct Harness(ThreadTelemetry);
@@ -310,8 +315,7 @@ fn completed(user_id: &str, video_id: &str) -> CrmContact {
 
 #[tokio::test]
 async fn sync_sends_bearer_token_idempotency_key_and_the_callers_traceparent() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
 
     let (result, trace_id) = h
@@ -381,8 +385,7 @@ async fn sync_sends_bearer_token_idempotency_key_and_the_callers_traceparent() {
 
 #[tokio::test]
 async fn the_token_is_fetched_once_for_several_calls() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
 
     for (i, key) in ["job-1", "job-2", "job-3"].into_iter().enumerate() {
@@ -408,8 +411,7 @@ async fn the_token_is_fetched_once_for_several_calls() {
 
 #[tokio::test]
 async fn a_token_about_to_expire_is_replaced_before_use() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     // One second of lifetime: replaced after half of it (the refresh margin is capped at half).
     fake.with(|s| s.token_lifetime_secs = 1);
     let client = h.client(settings(&fake));
@@ -431,8 +433,7 @@ async fn a_token_about_to_expire_is_replaced_before_use() {
 
 #[tokio::test]
 async fn a_401_refreshes_the_token_once_and_retries() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
     h.sync(&client, &registered("user-1"), "job-1")
         .await
@@ -471,8 +472,7 @@ async fn a_401_refreshes_the_token_once_and_retries() {
 
 #[tokio::test]
 async fn a_401_after_the_refresh_is_permanent() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.reject_all_tokens = true);
     let client = h.client(settings(&fake));
 
@@ -497,8 +497,7 @@ async fn a_401_after_the_refresh_is_permanent() {
 
 #[tokio::test]
 async fn server_errors_are_retried_up_to_max_attempts_then_fail_as_transient() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.default_status = 500);
     let client = h.client(settings(&fake).with_max_attempts(3));
 
@@ -535,8 +534,7 @@ async fn server_errors_are_retried_up_to_max_attempts_then_fail_as_transient() {
 
 #[tokio::test]
 async fn a_transient_failure_then_success_succeeds() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[503, 429]);
     let client = h.client(settings(&fake).with_max_attempts(3));
 
@@ -555,8 +553,7 @@ async fn a_transient_failure_then_success_succeeds() {
 
 #[tokio::test]
 async fn a_400_is_permanent_and_not_retried() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[400]);
     let client = h.client(
         settings(&fake)
@@ -619,8 +616,7 @@ async fn unreachable_and_slow_crms_are_transient() {
 
 #[tokio::test]
 async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_it() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[500, 500]);
     let cooldown = Duration::from_millis(300);
     let client = h.client(
@@ -678,8 +674,7 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
 
 #[tokio::test]
 async fn a_failed_probe_reopens_the_breaker() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.default_status = 503);
     let cooldown = Duration::from_millis(200);
     let client = h.client(
@@ -713,8 +708,7 @@ async fn a_failed_probe_reopens_the_breaker() {
 
 #[tokio::test]
 async fn secrets_tokens_and_emails_never_reach_telemetry() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(
         settings(&fake)
             .with_max_attempts(2)
