@@ -112,11 +112,24 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Due retries first join their streams; then the jobs whose worker went silent are taken
+    /// over (they have waited longest); only when there are none, new ones are read, waiting up
+    /// to `wait`.
     pub(super) async fn claim(
         &self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, CoreError> {
+        self.promote_due_retries().await?;
+        let reclaimed = self.reclaim_silent(max).await?;
+        if !reclaimed.is_empty() {
+            return Ok(reclaimed);
+        }
+        self.read_new(max, wait).await
+    }
+
+    /// Moves the retries whose delay is over from each kind's delayed set into its stream.
+    async fn promote_due_retries(&self) -> Result<(), CoreError> {
         let mut conn = self.conn.clone();
         let now = now_millis();
         for &kind in self.kinds.iter() {
@@ -129,8 +142,13 @@ impl RedisQueue {
                 .invoke_async(&mut conn)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Up to `max` entries left pending longer than the visibility timeout (`XAUTOCLAIM`).
+    async fn reclaim_silent(&self, max: usize) -> Result<Vec<Delivery>, CoreError> {
+        let mut conn = self.conn.clone();
         let mut out = Vec::new();
-        // Jobs whose worker went silent first: they have waited longest.
         for &kind in self.kinds.iter() {
             if out.len() >= max {
                 break;
@@ -153,9 +171,13 @@ impl RedisQueue {
                 }
             }
         }
-        if !out.is_empty() {
-            return Ok(out);
-        }
+        Ok(out)
+    }
+
+    /// Up to `max` entries never delivered (`XREADGROUP` over every stream, blocking up to
+    /// `wait`, at most [`MAX_BLOCK`]).
+    async fn read_new(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, CoreError> {
+        let mut conn = self.conn.clone();
         let streams: Vec<String> = self.kinds.iter().map(|k| self.stream(*k)).collect();
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -171,6 +193,7 @@ impl RedisQueue {
             cmd.arg(">");
         }
         let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
                 if let Some(d) = self.readable(&key.key, entry, 1).await? {

@@ -59,11 +59,8 @@ impl Job for Probe {
         Ok(())
     }
 
-    async fn on_dead_letter(
-        &self,
-        ctx: &JobContext,
-        payload: ProbePayload,
-    ) -> Result<(), JobError> {
-        super::fail_video(ctx, &payload.video_id).await
+    /// Its video becomes `failed`.
+    async fn on_dead_letter(&self, ctx: &JobContext, p: ProbePayload) -> Result<(), JobError> {
+        super::fail_video(ctx, &p.video_id).await
     }
 }

@@ -101,12 +101,9 @@ impl Job for Thumbnail {
         Ok(())
     }
 
-    async fn on_dead_letter(
-        &self,
-        ctx: &JobContext,
-        payload: ThumbnailPayload,
-    ) -> Result<(), JobError> {
-        super::fail_video(ctx, &payload.video_id).await
+    /// Its video becomes `failed`.
+    async fn on_dead_letter(&self, ctx: &JobContext, p: ThumbnailPayload) -> Result<(), JobError> {
+        super::fail_video(ctx, &p.video_id).await
     }
 
     /// The one job that uploads an image.
