@@ -36,7 +36,8 @@ pub struct JobKind(&'static str);
 impl JobKind {
     /// A kind named `name`: words of `a-z`, `0-9` and `_` joined by single dots
     /// (`video.probe`). The name becomes a Redis key, a metric label and a literal in the
-    /// outbox relay's SQL, so nothing else is allowed; in a `const`, a bad name fails the build.
+    /// outbox relay's SQL, so nothing else is allowed. In a `const` the check runs at compile
+    /// time: a bad name fails the build of the first crate that uses the kind.
     pub const fn new(name: &'static str) -> Self {
         assert!(
             is_kind_name(name),
