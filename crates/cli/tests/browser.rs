@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use vidscope_testkit::TraceResponse;
 use vidscope_testkit::otlp::CaptureReceiver;
 
 mod common;
@@ -27,6 +28,7 @@ use common::Process;
 
 const ADMIN_EMAIL: &str = "browser-admin@example.com";
 const ADMIN_PASSWORD: &str = "browser admin password";
+const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(60);
@@ -246,12 +248,16 @@ async fn submit_sign_in(c: &Client, email: &str, password: &str) {
 /// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
 /// (what the trace viewer reads), metrics to `receiver`, local storage, no Redis. Returns the
 /// process and its base URL.
-async fn start_up(dir: &Path, db_url: &str, receiver: &CaptureReceiver) -> (Process, String) {
+async fn start_browser_up(
+    dir: &Path,
+    db_url: &str,
+    receiver: &CaptureReceiver,
+) -> (Process, String) {
     let mut up = common::up_command(
         dir,
         db_url,
         &receiver.grpc_endpoint(),
-        (ADMIN_EMAIL, ADMIN_PASSWORD),
+        ADMIN,
     );
     up.env("OTEL_TRACES_EXPORTER", "file")
         .env("OTEL_METRICS_EXPORTER", "otlp")
@@ -260,12 +266,7 @@ async fn start_up(dir: &Path, db_url: &str, receiver: &CaptureReceiver) -> (Proc
         .env("RUST_LOG", "warn")
         .env_remove("S3_BUCKET_NAME")
         .env_remove("REDIS_URL");
-    let mut service = Process(up.spawn().unwrap());
-    let stdout = service.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
-        .await
-        .unwrap();
-    (service, base)
+    common::start_up(up).await
 }
 
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
@@ -294,12 +295,7 @@ fn spans_in_files(dir: &Path) -> Vec<(String, Value)> {
                 continue; // a line still being written
             };
             for rs in req["resourceSpans"].as_array().into_iter().flatten() {
-                let service = rs["resource"]["attributes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["key"] == "service.name")
-                    .and_then(|a| a["value"]["stringValue"].as_str())
+                let service = common::service_name(&rs["resource"])
                     .unwrap_or("")
                     .to_owned();
                 for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
@@ -367,7 +363,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let telemetry_dir = dir.path().join("telemetry");
 
     // ---------------------------------------------------------------- the service
-    let (service, base) = start_up(dir.path(), &db.url, &receiver).await;
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
@@ -465,17 +461,15 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     assert_eq!(r.status(), 201, "register");
     let registered: Value = r.json().await.unwrap();
     let other_id = registered["user"]["id"].as_str().unwrap().to_owned();
-    let other_trace = other
-        .get(format!("{base}/api/videos"))
-        .send()
-        .await
-        .unwrap()
-        .headers()
-        .get("traceresponse")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .expect("a traceresponse header")
-        .to_owned();
+    let other_trace = TraceResponse::of(
+        other
+            .get(format!("{base}/api/videos"))
+            .send()
+            .await
+            .unwrap()
+            .headers(),
+    )
+    .trace_id;
 
     // ------------------------------------------------------------ the browser
     let (_driver, driver_url, c, _profile) = browser().await;
@@ -816,7 +810,7 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
     let receiver = CaptureReceiver::start().await;
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
-    let (service, base) = start_up(dir.path(), &db.url, &receiver).await;
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
     let (_driver, driver_url, c, _profile) = browser().await;
 
     for (next, path, query) in [
