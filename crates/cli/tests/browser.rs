@@ -253,12 +253,7 @@ async fn start_browser_up(
     db_url: &str,
     receiver: &CaptureReceiver,
 ) -> (Process, String) {
-    let mut up = common::up_command(
-        dir,
-        db_url,
-        &receiver.grpc_endpoint(),
-        ADMIN,
-    );
+    let mut up = common::up_command(dir, db_url, &receiver.grpc_endpoint(), ADMIN);
     up.env("OTEL_TRACES_EXPORTER", "file")
         .env("OTEL_METRICS_EXPORTER", "otlp")
         .env("OTEL_LOGS_EXPORTER", "none")
