@@ -142,6 +142,15 @@ impl<E> Guarded<E> {
         }
     }
 
+    /// Runs `f` on the OTLP exporter, the only target that holds anything to flush or shut
+    /// down (the file and console targets write as they go).
+    pub(crate) fn with_otlp(&self, f: impl FnOnce(&E) -> OTelSdkResult) -> OTelSdkResult {
+        match &self.target {
+            Target::Otlp(e) => f(e),
+            Target::File(_) | Target::Console(_) => Ok(()),
+        }
+    }
+
     pub(crate) fn settle(
         &self,
         s: Signal,
@@ -188,17 +197,11 @@ impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.force_flush(),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+        self.with_otlp(PushMetricExporter::force_flush)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => e.shutdown_with_timeout(timeout),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
+        self.with_otlp(|e| e.shutdown_with_timeout(timeout))
     }
 
     fn temporality(&self) -> Temporality {

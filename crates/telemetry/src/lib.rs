@@ -30,24 +30,26 @@
 //!   (W3C trace context over HTTP headers and job payloads); [`redact`] (secret scrubbing).
 //! - `strategies` (tests only): proptest strategies for the hand-written protobuf.
 
+mod backend;
 pub mod catalog;
 pub mod classify;
 pub mod config;
 mod console;
-mod db_thresholds;
 pub mod db_watch;
 mod error;
 pub mod export;
 mod exporters;
 mod fast;
 pub mod file;
-mod gate;
+mod filter;
 pub mod init;
 mod json_log;
 pub mod propagation;
 pub mod redact;
+mod resource;
 mod sdk;
 mod span_ext;
+mod span_policy;
 #[cfg(test)]
 mod strategies;
 
@@ -56,26 +58,8 @@ pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
 pub use console::span_kind_name;
 pub use error::InitError;
-pub use fast::spans::with_remote_parent;
 pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
+pub use propagation::with_remote_parent;
+pub use resource::SCHEMA_URL;
 pub use span_ext::SpanExt;
-
-/// The semantic-conventions version the attribute names follow (`db.system.name`,
-/// `db.query.text`, `messaging.operation.type`, `http.response.status_code`): the schema of
-/// opentelemetry-semantic-conventions 0.32, stamped on the resource and on this crate's
-/// instrumentation scope so a backend can translate names when the conventions move.
-pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.36.0";
-
-/// The instrumentation scope of every span and metric: this crate's name for the
-/// application, its version and [`SCHEMA_URL`]. (Log records are scoped by their target, as
-/// the OpenTelemetry appender does, with no version: a target names a module, often a
-/// dependency's.)
-pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
-    opentelemetry::InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .with_schema_url(SCHEMA_URL)
-        .build()
-}
-
-pub(crate) const SCOPE_NAME: &str = "vidscope";
