@@ -41,12 +41,15 @@ impl DbWatch {
     }
 
     /// When a span named `name` starts: `Some(now)` if spans with that name are timed.
+    #[inline]
     pub(crate) fn start(&self, name: &str) -> Option<Instant> {
         (name == DB_SPAN).then(Instant::now)
     }
 
     /// The `db.slow_query` {duration_ms, threshold_ms} event (name and attributes) for a
-    /// timed span that started at `started`, if it took longer than the threshold.
+    /// timed span that started at `started`, if it took longer than the threshold. Inlined:
+    /// the fast tracer asks at every timed span's close, and the answer is almost always no.
+    #[inline]
     pub(crate) fn slow_query(&self, started: Instant) -> Option<(&'static str, Vec<KeyValue>)> {
         let elapsed = started.elapsed();
         (elapsed > self.slow).then(|| {

@@ -5,29 +5,34 @@
 //! # Layout
 //! Two backends turn tracing spans and events into OpenTelemetry
 //! (`VIDSCOPE_TELEMETRY_BACKEND`): `fast`, the default, written for the performance budget, and
-//! `sdk`, the stock OpenTelemetry path kept as the reference. They share everything else.
-//! - [`config`]: the `OTEL_*` and `VIDSCOPE_*` telemetry variables and the seeds' aliases,
-//!   validated up front.
-//! - [`init`](mod@init): the metric provider, the chosen backend's subscriber and export
-//!   pipelines, the guard that flushes.
-//! - `fast/` (the `fast` backend, and telemetry turned off): `store` (the base subscriber, where
-//!   spans live, instead of tracing-subscriber's `Registry`); `spans` (tracing spans as
-//!   OpenTelemetry spans, sampled at creation); `logs` (tracing events as OTLP log records);
-//!   `error_events` (error events mark their span); `pipe` (the bounded queue and export
-//!   thread of spans and logs); `wire` (their protobuf, written by hand). `gate` (which spans
-//!   and events exist, and which log output takes an event) is the fast backend's, with the
-//!   directive parsing `sdk` uses.
-//! - `sdk/` (the `sdk` backend): tracing-opentelemetry, the log appender bridge, the SDK's batch
-//!   processors on tracing-subscriber's `Registry`, plus what makes their output match the fast
-//!   backend's.
-//! - `exporters`: the stock OTLP exporters (metrics on both backends, spans and logs on `sdk`)
-//!   and where each signal goes.
-//! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
-//!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
-//!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
-//!   (every metric instrument, enforced with views); [`db_watch`] (slow statements and N+1
-//!   repeats); [`classify`] (transient vs permanent errors, retry backoff); [`propagation`]
-//!   (W3C trace context over HTTP headers and job payloads); [`redact`] (secret scrubbing).
+//! `sdk`, the stock OpenTelemetry path kept as the reference. Each imports the backend-neutral
+//! modules and never the other; [`init`](mod@init) alone chooses between them.
+//! - [`init`](mod@init): builds the metric provider (the SDK's, on both backends) and the
+//!   chosen backend, and the guard that flushes them; `backend` is what a backend hands back
+//!   (the subscriber, its signals as a trait object).
+//! - `fast/`: the fast backend, and telemetry turned off. `store` (the base subscriber, where
+//!   spans live, instead of tracing-subscriber's `Registry`), `spans` (tracing spans as
+//!   OpenTelemetry spans, sampled at creation), `logs` (tracing events as OTLP log records),
+//!   `error_events` (error events mark their span), `gate` (which spans and events exist, and
+//!   which log output takes an event), `pipe` (the bounded queue and export thread of spans
+//!   and logs), `wire` (their protobuf, written by hand).
+//! - `sdk/`: the stock backend. tracing-opentelemetry, the log appender bridge and the SDK's
+//!   batch processors on tracing-subscriber's `Registry` (`mod.rs`), the exporters wrapped so
+//!   their output matches the fast backend's (`export`), and the layers it adds (`layers`).
+//! - Backend-neutral, what both build on: [`config`] (the `OTEL_*` and `VIDSCOPE_*` variables
+//!   and the seeds' aliases, validated up front); `resource` (the resource, the scope and
+//!   [`SCHEMA_URL`]); `filter` (`RUST_LOG`-style directives matched at module boundaries, and
+//!   the span, log, error and stdout filters); `span_policy` (the sampling decision and the
+//!   span limits); [`SpanExt`] (OpenTelemetry operations on a tracing span; each backend
+//!   registers its implementation once, in its subscriber); [`redact`] (secret scrubbing, one
+//!   rule over every value type); [`export`] (export counting, the metric exporter with its
+//!   fallback); `exporters` (the stock OTLP exporters and where each signal goes);
+//!   [`file`](mod@file) (the Collector file-exporter format with size rotation); `json_log`
+//!   (the JSON lines on stdout); `console` (readable lines on stdout,
+//!   `OTEL_*_EXPORTER=console`); [`catalog`] (every metric instrument, enforced with views);
+//!   [`db_watch`] (slow statements and N+1 repeats); [`classify`] (transient vs permanent
+//!   errors, retry backoff); [`propagation`] (W3C trace context over HTTP headers and job
+//!   payloads, and the remote parent of a new span).
 //! - `strategies` (tests only): proptest strategies for the hand-written protobuf.
 
 mod backend;

@@ -175,7 +175,7 @@ fn scrub_attributes(attributes: &mut [KeyValue]) {
     }
 }
 
-/// What the fast pipeline does to a protobuf span (`fast::spans::Spans::scrub`), done to the
+/// What the fast pipeline does to a protobuf span (its `Spans::scrub`), done to the
 /// SDK's span: the two walks are one per span type (the SDK's `SpanData`, the protobuf
 /// `Span`), with nothing in common to share a trait over, and each hands every value to the
 /// one rule (`redact::redact_value`).
