@@ -310,22 +310,17 @@ mod tests {
     fn stdout_lines_carry_the_spans_ids_and_no_secret_on_both_backends() {
         use crate::span_ext::SpanExt as _;
         for backend in [Backend::Fast, Backend::Sdk] {
-            let run = run_with_files(
-                backend,
-                "ids",
-                |_| {},
-                || {
-                    let span = tracing::info_span!(target: "vidscope_api", "request");
-                    let _entered = span.enter();
-                    tracing::info!(
-                        target: "vidscope_api",
-                        password = "hunter2",
-                        header = "Authorization: Bearer abc.def",
-                        "signed https://s3/x?X-Amz-Signature=sig123 token=s3cr3t"
-                    );
-                    span.span_context()
-                },
-            );
+            let run = run_with_defaults(backend, "ids", || {
+                let span = tracing::info_span!(target: "vidscope_api", "request");
+                let _entered = span.enter();
+                tracing::info!(
+                    target: "vidscope_api",
+                    password = "hunter2",
+                    header = "Authorization: Bearer abc.def",
+                    "signed https://s3/x?X-Amz-Signature=sig123 token=s3cr3t"
+                );
+                span.span_context()
+            });
             let (text, sc) = (&run.stdout, &run.out);
             let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap())
                 .unwrap_or_else(|e| panic!("{backend:?}: {e}: {text}"));
@@ -438,6 +433,11 @@ mod tests {
         }
     }
 
+    /// [`run_with_files`] with the default configuration.
+    fn run_with_defaults<R>(backend: Backend, tag: &str, f: impl FnOnce() -> R) -> Run<R> {
+        run_with_files(backend, tag, |_| {}, f)
+    }
+
     /// Every log record in a `logs.json`, with its scope's name.
     fn log_records(logs: &str) -> Vec<(String, serde_json::Value)> {
         let mut records = Vec::new();
@@ -526,24 +526,19 @@ mod tests {
         let json = |v: serde_json::Value| Some(v);
         let redacted = json(serde_json::json!({ "stringValue": REDACTED_JSON }));
         for backend in [Backend::Fast, Backend::Sdk] {
-            let run = run_with_files(
-                backend,
-                "numbers",
-                |_| {},
-                || {
-                    let span = tracing::info_span!(
-                        target: "vidscope_api",
-                        "request",
-                        password = 12345678_i64,
-                        hasCookie = true,
-                        attempt = 3_i64,
-                        token.expires_in_s = 60_i64
-                    );
-                    let _entered = span.enter();
-                    tracing::info!(target: "vidscope_api", api_token = 87654321.5, pin = 42_u64, "numbers");
-                    tracing::error!(target: "vidscope_api", session_id = 55667788_i64, "failed");
-                },
-            );
+            let run = run_with_defaults(backend, "numbers", || {
+                let span = tracing::info_span!(
+                    target: "vidscope_api",
+                    "request",
+                    password = 12345678_i64,
+                    hasCookie = true,
+                    attempt = 3_i64,
+                    token.expires_in_s = 60_i64
+                );
+                let _entered = span.enter();
+                tracing::info!(target: "vidscope_api", api_token = 87654321.5, pin = 42_u64, "numbers");
+                tracing::error!(target: "vidscope_api", session_id = 55667788_i64, "failed");
+            });
             for secret in ["12345678", "87654321", "55667788"] {
                 for (name, text) in [
                     ("stdout", &run.stdout),
