@@ -805,6 +805,32 @@ def code_list(values) -> str:
     return ", ".join(f"`{v}`" for v in values) if values else "—"
 
 
+def table_head(*columns: str) -> list[str]:
+    """A Markdown table's header row and rule."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def code_list_and(entry: dict, key: str, more_key: str, more: str) -> str:
+    """`entry[key]` as a code list, followed by `entry[more_key]` in the `more` template when
+    that list is not empty."""
+    text = code_list(as_list(entry.get(key)))
+    extra = as_list(entry.get(more_key))
+    return text + more.format(code_list(extra)) if extra else text
+
+
+def named_rows(entries: dict, shown) -> list[str]:
+    """The `| name | description |` rows of named entries, by name (`shown` formats it); an
+    entry with a `match` pattern says so."""
+    rows = []
+    for name, entry in sorted(entries.items()):
+        entry = entry or {}
+        cell = f"`{shown(name)}`"
+        if entry.get("match"):
+            cell += f" (matches `{md(entry['match'])}`)"
+        rows.append(f"| {cell} | {md(entry.get('description'))} |")
+    return rows
+
+
 def render_docs(reg: dict) -> str:
     where: dict[str, list[str]] = defaultdict(list)
     for name, entry in sorted(reg["spans"].items()):
@@ -875,38 +901,31 @@ def render_docs(reg: dict) -> str:
 
     w("## Services and resource attributes")
     w("")
-    w("| service.name | description |")
-    w("|---|---|")
+    out.extend(table_head("service.name", "description"))
     for name, entry in sorted(reg["services"].items()):
         w(f"| `{name}` | {md((entry or {}).get('description'))} |")
     w("")
-    w("| resource attribute | type | description |")
-    w("|---|---|---|")
+    out.extend(table_head("resource attribute", "type", "description"))
     for key, entry in sorted(reg["resource_attributes"].items()):
         w(f"| `{key}` | {'/'.join(types_of(entry))} | {md(entry.get('description'))} |")
     w("")
 
     w("## Spans")
     w("")
-    w("| span name | kind | attributes | events | description |")
-    w("|---|---|---|---|---|")
+    out.extend(table_head("span name", "kind", "attributes", "events", "description"))
     for name, entry in sorted(reg["spans"].items()):
         entry = entry or {}
         shown = f"`{md(name)}`"
         if entry.get("match"):
             shown += f" (name matches `{md(entry['match'])}`)"
-        attr_text = code_list(as_list(entry.get("attributes")))
-        links = as_list(entry.get("link_attributes"))
-        if links:
-            attr_text += f"; on links: {code_list(links)}"
+        attr_text = code_list_and(entry, "attributes", "link_attributes", "; on links: {}")
         w(f"| {shown} | {'/'.join(as_list(entry.get('kind')))} | {attr_text} | "
           f"{code_list(as_list(entry.get('events')))} | {md(entry.get('description'))} |")
     w("")
 
     w("## Span events")
     w("")
-    w("| event | attributes | description |")
-    w("|---|---|---|")
+    out.extend(table_head("event", "attributes", "description"))
     for name, entry in sorted(reg["events"].items()):
         entry = entry or {}
         w(f"| `{name}` | {code_list(as_list(entry.get('attributes')))} | "
@@ -915,8 +934,7 @@ def render_docs(reg: dict) -> str:
 
     w("## Attributes")
     w("")
-    w("| attribute | type | where | description |")
-    w("|---|---|---|---|")
+    out.extend(table_head("attribute", "type", "where", "description"))
     for key, entry in sorted(reg["attributes"].items()):
         places = where.get(key) or ["test-only telemetry"]
         when = f" Only when {entry['when']}." if entry.get("when") else ""
@@ -929,35 +947,22 @@ def render_docs(reg: dict) -> str:
     if reg["logs"].get("description"):
         w(md(reg["logs"]["description"]))
         w("")
-    w("| instrumentation scope | description |")
-    w("|---|---|")
-    for scope, entry in sorted(reg["logs"]["scopes"].items()):
-        shown = f"`{md(scope) or '(empty)'}`"
-        if (entry or {}).get("match"):
-            shown += f" (matches `{md(entry['match'])}`)"
-        w(f"| {shown} | {md((entry or {}).get('description'))} |")
+    out.extend(table_head("instrumentation scope", "description"))
+    out.extend(named_rows(reg["logs"]["scopes"], lambda scope: md(scope) or "(empty)"))
     w("")
     w(f"Attributes: {code_list(sorted(reg['logs']['attributes']))}.")
     w("")
     if reg["logs"]["event_names"]:
-        w("| event name | description |")
-        w("|---|---|")
-        for name, entry in sorted(reg["logs"]["event_names"].items()):
-            shown = f"`{md(name)}`"
-            if (entry or {}).get("match"):
-                shown += f" (matches `{md(entry['match'])}`)"
-            w(f"| {shown} | {md((entry or {}).get('description'))} |")
+        out.extend(table_head("event name", "description"))
+        out.extend(named_rows(reg["logs"]["event_names"], md))
         w("")
 
     w("## Metrics")
     w("")
-    w("| metric | unit | type | labels | description |")
-    w("|---|---|---|---|---|")
+    out.extend(table_head("metric", "unit", "type", "labels", "description"))
     for name, entry in sorted(reg["metrics"].items()):
-        labels = code_list(as_list(entry.get("labels")))
-        unused = as_list(entry.get("catalog_only_labels"))
-        if unused:
-            labels += f" (allowed by the catalog, never recorded: {code_list(unused)})"
+        labels = code_list_and(entry, "labels", "catalog_only_labels",
+                               " (allowed by the catalog, never recorded: {})")
         w(f"| `{name}` | `{entry.get('unit') or ''}` | {entry.get('type')} | {labels} | "
           f"{md(entry.get('description'))} |")
     w("")
@@ -967,8 +972,7 @@ def render_docs(reg: dict) -> str:
     w("Created by tests themselves, never by vidscope; registered so the check stays strict for "
       "the product's telemetry, and accepted only from the file named.")
     w("")
-    w("| file | what |")
-    w("|---|---|")
+    out.extend(table_head("file", "what"))
     for test_file, body in sorted(reg["test_only"].items()):
         parts = []
         for section, label in (("services", "services"), ("spans", "spans"),

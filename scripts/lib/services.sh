@@ -228,20 +228,33 @@ _svc_pg_bindir() {
     printf '%s\n' "$best"
 }
 
+# _svc_reuse VAR NAME URL CHECK... — when `CHECK... URL` succeeds, export VAR=URL and
+# return 0 (a running NAME is reused); else return 1, saying so when a set VAR is overridden.
+_svc_reuse() {
+    local var=$1 name=$2 url=$3
+    shift 3
+    if "$@" "$url"; then
+        export "$var=$url"
+        _svc_log "using running ${name} at ${url}"
+        return 0
+    fi
+    if [[ -n ${!var:-} ]]; then
+        _svc_log "${var}=${!var} does not answer; starting our own ${name} and overriding ${var}"
+    fi
+    return 1
+}
+
+_svc_redis_answers() {
+    [[ $(timeout 5 redis-cli -u "$1" ping 2>/dev/null) == PONG ]]
+}
+
 # start_postgres — export a DATABASE_URL that answers.
 start_postgres() {
     local default_url=postgres://postgres@127.0.0.1:5432/postgres
     local url=${DATABASE_URL:-$default_url}
 
     _svc_need_cmd pg_isready postgresql-client || return 1
-    if pg_isready -q -t 3 -d "$url"; then
-        export DATABASE_URL=$url
-        _svc_log "using running postgres at ${url}"
-        return 0
-    fi
-    if [[ -n ${DATABASE_URL:-} ]]; then
-        _svc_log "DATABASE_URL=${DATABASE_URL} does not answer; starting our own postgres and overriding DATABASE_URL"
-    fi
+    _svc_reuse DATABASE_URL postgres "$url" pg_isready -q -t 3 -d && return 0
     if [[ -n $_VIDSCOPE_PG_DATA ]]; then
         _svc_err "postgres was already started by this shell (${_VIDSCOPE_PG_DATA}) but does not answer"
         return 1
@@ -319,14 +332,7 @@ start_redis() {
     local url=${REDIS_URL:-$default_url}
 
     _svc_need_cmd redis-cli redis-tools || return 1
-    if [[ $(timeout 5 redis-cli -u "$url" ping 2>/dev/null) == PONG ]]; then
-        export REDIS_URL=$url
-        _svc_log "using running redis at ${url}"
-        return 0
-    fi
-    if [[ -n ${REDIS_URL:-} ]]; then
-        _svc_log "REDIS_URL=${REDIS_URL} does not answer; starting our own redis and overriding REDIS_URL"
-    fi
+    _svc_reuse REDIS_URL redis "$url" _svc_redis_answers && return 0
     if [[ -n $_VIDSCOPE_REDIS_PIDFILE ]]; then
         _svc_err "redis was already started by this shell but does not answer"
         return 1

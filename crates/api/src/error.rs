@@ -94,106 +94,127 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    #[allow(
-        clippy::too_many_lines,
-        reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-    )]
-    fn into_response(self) -> Response {
-        let span = tracing::Span::current();
+impl ApiError {
+    /// What a client is told of a 4xx: the error's own text, or a longer one saying what to do.
+    fn client_message(&self) -> String {
         match self {
-            ApiError::BadRequest { code, message } => body(StatusCode::BAD_REQUEST, code, &message),
-            ApiError::NotFound(m) => body(StatusCode::NOT_FOUND, "not_found", &m),
-            ApiError::Unauthorized => body(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "authentication required: log in with POST /api/auth/login",
-            ),
-            ApiError::InvalidCredentials => body(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "the e-mail or password is wrong",
-            ),
-            ApiError::Forbidden(m) => body(StatusCode::FORBIDDEN, "forbidden", m),
-            ApiError::NotReady(m) => body(StatusCode::CONFLICT, "not_ready", &m),
+            ApiError::Unauthorized => {
+                "authentication required: log in with POST /api/auth/login".to_owned()
+            }
+            ApiError::InvalidCredentials => "the e-mail or password is wrong".to_owned(),
+            ApiError::RangeNotSatisfiable { size } => {
+                format!("the requested range is outside the object ({size} bytes)")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use StatusCode as S;
+        let (status, code) = match &self {
+            ApiError::Unavailable { dependency, cause } => {
+                return dependency_unavailable(dependency, cause);
+            }
+            ApiError::Core(e) => return core_error(e),
+            ApiError::Internal(e) => return internal_error(e),
+            ApiError::BadRequest { code, .. } => (S::BAD_REQUEST, *code),
+            ApiError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            ApiError::NotReady(_) => (S::CONFLICT, "not_ready"),
+            ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "too_many_requests"),
+            ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RequestTimeout(_) => (S::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::UnsupportedMediaType(_) => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::RangeNotSatisfiable { .. } => {
+                (S::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+        };
+        let mut r = body(status, code, &self.client_message());
+        match self {
             ApiError::TooManyRequests { retry_after_secs } => {
-                let mut r = body(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    &format!("too many attempts, retry in {retry_after_secs} s"),
-                );
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                r
             }
-            ApiError::PayloadTooLarge(m) => {
-                body(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", &m)
-            }
-            ApiError::RequestTimeout(m) => body(StatusCode::REQUEST_TIMEOUT, "request_timeout", &m),
-            ApiError::UnsupportedMediaType(m) => body(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                &m,
-            ),
             ApiError::RangeNotSatisfiable { size } => {
-                let mut r = body(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "range_not_satisfiable",
-                    &format!("the requested range is outside the object ({size} bytes)"),
-                );
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     r.headers_mut().insert(header::CONTENT_RANGE, v);
                 }
-                r
             }
-            ApiError::Unavailable { dependency, cause } => {
-                record_error(
-                    &span,
-                    ErrorClass::Transient,
-                    "dependency.unavailable",
-                    &cause,
-                );
-                tracing::warn!(dependency, cause = %cause, "dependency unavailable");
-                unavailable(&format!("{dependency} is unavailable, retry later"))
-            }
-            ApiError::Core(e) => match &e {
-                CoreError::Invalid(m) => body(StatusCode::BAD_REQUEST, "invalid", m),
-                CoreError::Conflict(what) => body(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    &format!("{what} already exists"),
-                ),
-                CoreError::NotFound(what) => body(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    &format!("{what} not found"),
-                ),
-                _ if e.class() == ErrorClass::Transient => {
-                    record_error(&span, e.class(), e.error_type(), &e.to_string());
-                    tracing::warn!(error = %e, error.type = e.error_type(), "dependency unavailable");
-                    unavailable("a dependency is unavailable, retry later")
-                }
-                _ => {
-                    record_error(&span, e.class(), e.error_type(), &e.to_string());
-                    tracing::error!(error = %e, error.type = e.error_type(), "request failed");
-                    body(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "internal server error",
-                    )
-                }
-            },
-            ApiError::Internal(e) => {
-                record_error(&span, ErrorClass::Permanent, "internal", &format!("{e:#}"));
-                tracing::error!(error = format!("{e:#}"), "request failed");
-                body(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal server error",
-                )
+            _ => {}
+        }
+        r
+    }
+}
+
+/// A 503 for a dependency that did not answer; the cause goes to the span and the log.
+fn dependency_unavailable(dependency: &str, cause: &str) -> Response {
+    record_error(
+        &tracing::Span::current(),
+        ErrorClass::Transient,
+        "dependency.unavailable",
+        cause,
+    );
+    tracing::warn!(dependency, cause = %cause, "dependency unavailable");
+    unavailable(&format!("{dependency} is unavailable, retry later"))
+}
+
+/// The core's errors: bad input, conflicts and misses say so; a transient failure is a 503,
+/// anything else a generic 500, both recorded on the span.
+fn core_error(e: &CoreError) -> Response {
+    match e {
+        CoreError::Invalid(m) => body(StatusCode::BAD_REQUEST, "invalid", m),
+        CoreError::Conflict(what) => body(
+            StatusCode::CONFLICT,
+            "conflict",
+            &format!("{what} already exists"),
+        ),
+        CoreError::NotFound(what) => body(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("{what} not found"),
+        ),
+        _ => {
+            record_error(
+                &tracing::Span::current(),
+                e.class(),
+                e.error_type(),
+                &e.to_string(),
+            );
+            if e.class() == ErrorClass::Transient {
+                tracing::warn!(error = %e, error.type = e.error_type(), "dependency unavailable");
+                unavailable("a dependency is unavailable, retry later")
+            } else {
+                tracing::error!(error = %e, error.type = e.error_type(), "request failed");
+                internal_body()
             }
         }
     }
+}
+
+fn internal_error(e: &anyhow::Error) -> Response {
+    let cause = format!("{e:#}");
+    record_error(
+        &tracing::Span::current(),
+        ErrorClass::Permanent,
+        "internal",
+        &cause,
+    );
+    tracing::error!(error = cause, "request failed");
+    internal_body()
+}
+
+fn internal_body() -> Response {
+    body(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal server error",
+    )
 }
 
 /// The JSON body of a route that does not exist.

@@ -77,6 +77,17 @@ fn response_category(status: u16) -> &'static str {
     }
 }
 
+/// `http.request.method` and, for a matched route, `http.route`: the first attributes of the
+/// server span and the first labels of the duration metric.
+fn method_and_route(method: &'static str, route: &str, capacity: usize) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(capacity);
+    attributes.push(KeyValue::new("http.request.method", method));
+    if !route.is_empty() {
+        attributes.push(KeyValue::new("http.route", route.to_owned()));
+    }
+    attributes
+}
+
 /// The labels of `http.server.request.duration`; the view drops any key the catalog does not
 /// list, so a test checks them against it.
 fn duration_labels(
@@ -85,11 +96,7 @@ fn duration_labels(
     status: u16,
     category: &'static str,
 ) -> Vec<KeyValue> {
-    let mut labels = Vec::with_capacity(5);
-    labels.push(KeyValue::new("http.request.method", method));
-    if !route.is_empty() {
-        labels.push(KeyValue::new("http.route", route.to_owned()));
-    }
+    let mut labels = method_and_route(method, route, 5);
     labels.push(KeyValue::new(
         "http.response.status_code",
         i64::from(status),
@@ -157,10 +164,6 @@ fn counted(body: Body, read: Arc<AtomicU64>) -> Body {
     }))
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
 pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     // A clone of the router's `Arc<str>`, not a copy of the text: `req` moves on below.
@@ -168,62 +171,13 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
     let route = matched.as_ref().map_or("", MatchedPath::as_str);
     let method = method_label(req.method());
     let category = api_category(route);
-    // The attributes are set only when the span is sampled (decided when it is created), all
-    // at once: most spans are not sampled at ratio sampling, and recording declared fields
-    // costs a dispatch through every layer per field. The name and kind cannot be changed
-    // once the span exists, so they are set here; the name is low-cardinality: method plus
-    // route template, never the raw path. `user.id` and `error.type` are fields because
-    // handlers record them on the current span.
-    let span = with_remote_parent(extract_http(req.headers()), || {
-        tracing::info_span!(
-            "http.server.request",
-            otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
-            otel.kind = "server",
-            user.id = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        )
-    });
+    let span = server_span(&req, method, route);
     // One lookup for the header and the sampling decision: a span records exactly when its
     // context is sampled.
     let span_context = span.span_context();
     let recording = span_context.is_sampled();
     if recording {
-        let headers = req.headers();
-        let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let mut attributes = Vec::with_capacity(12);
-        attributes.push(KeyValue::new("http.request.method", method));
-        if !route.is_empty() {
-            attributes.push(KeyValue::new("http.route", route.to_owned()));
-        }
-        attributes.push(KeyValue::new(
-            "url.path",
-            redact_str(req.uri().path()).into_owned(),
-        ));
-        let scheme = url_scheme(req.uri(), headers);
-        attributes.push(KeyValue::new("url.scheme", scheme));
-        if let Some((address, port)) = server_authority(req.uri(), headers, scheme) {
-            attributes.push(KeyValue::new("server.address", address));
-            attributes.push(KeyValue::new("server.port", port));
-        }
-        // The peer, or the address a trusted proxy forwarded (crate::client_ip): a header any
-        // client can set is not an address.
-        if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
-            attributes.push(KeyValue::new("client.address", ip.to_string()));
-        }
-        attributes.push(KeyValue::new(
-            "network.protocol.version",
-            protocol_version(req.version()),
-        ));
-        attributes.push(KeyValue::new(
-            "user_agent.original",
-            header_str(header::USER_AGENT).unwrap_or("").to_owned(),
-        ));
-        attributes.push(KeyValue::new("http.route.type", route_type(route)));
-        attributes.push(KeyValue::new("api.category", category));
-        if let Some(size) = header_str(header::CONTENT_LENGTH).and_then(|v| v.parse::<i64>().ok()) {
-            attributes.push(KeyValue::new("http.request.body.size", size));
-        }
-        span.set_attributes(attributes);
+        span.set_attributes(request_attributes(&req, method, route, category));
     }
     // A body without a length (chunked) is counted as it is read, and its size recorded once
     // the handler is done with it.
@@ -241,25 +195,7 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
 
     let status = response.status().as_u16();
     if recording {
-        span.set_attributes([
-            KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("http.response.category", response_category(status)),
-        ]);
-        if let Some(read) = &body_read {
-            span.set_attribute(
-                "http.request.body.size",
-                read.load(Ordering::Relaxed) as i64,
-            );
-        }
-        // Known when the body is one buffer (JSON, pages, errors); a streamed body (a video
-        // range) has no size before the span ends, and then the attribute is left out.
-        if let Some(size) = response.body().size_hint().exact() {
-            span.set_attribute("http.response.body.size", size as i64);
-        }
-        if status >= 500 {
-            span.set_status(Status::error(""));
-            span.record("error.type", response.status().as_str());
-        }
+        record_response(&span, &response, body_read.as_deref());
     }
     if let Some(v) = traceresponse(&span_context)
         && let Ok(v) = HeaderValue::try_from(v)
@@ -275,6 +211,92 @@ pub async fn trace_request(State(metrics): State<Metrics>, req: Request, next: N
         || duration_labels(method, route, status, category),
     );
     response
+}
+
+/// The `http.server.request` span, a child of the caller's `traceparent` if it sent one.
+///
+/// The attributes are set only when the span is sampled (decided when it is created), all at
+/// once: most spans are not sampled at ratio sampling, and recording declared fields costs a
+/// dispatch through every layer per field. The name and kind cannot be changed once the span
+/// exists, so they are set here; the name is low-cardinality: method plus route template,
+/// never the raw path. `user.id` and `error.type` are fields because handlers record them on
+/// the current span.
+fn server_span(req: &Request, method: &str, route: &str) -> tracing::Span {
+    with_remote_parent(extract_http(req.headers()), || {
+        tracing::info_span!(
+            "http.server.request",
+            otel.name = %format_args!("{} {}", method, if route.is_empty() { "unmatched" } else { route }),
+            otel.kind = "server",
+            user.id = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    })
+}
+
+/// The request's attributes of the server span.
+fn request_attributes(
+    req: &Request,
+    method: &'static str,
+    route: &str,
+    category: &'static str,
+) -> Vec<KeyValue> {
+    let headers = req.headers();
+    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut attributes = method_and_route(method, route, 12);
+    attributes.push(KeyValue::new(
+        "url.path",
+        redact_str(req.uri().path()).into_owned(),
+    ));
+    let scheme = url_scheme(req.uri(), headers);
+    attributes.push(KeyValue::new("url.scheme", scheme));
+    if let Some((address, port)) = server_authority(req.uri(), headers, scheme) {
+        attributes.push(KeyValue::new("server.address", address));
+        attributes.push(KeyValue::new("server.port", port));
+    }
+    // The peer, or the address a trusted proxy forwarded (crate::client_ip): a header any
+    // client can set is not an address.
+    if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+        attributes.push(KeyValue::new("client.address", ip.to_string()));
+    }
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(req.version()),
+    ));
+    attributes.push(KeyValue::new(
+        "user_agent.original",
+        header_str(header::USER_AGENT).unwrap_or("").to_owned(),
+    ));
+    attributes.push(KeyValue::new("http.route.type", route_type(route)));
+    attributes.push(KeyValue::new("api.category", category));
+    if let Some(size) = header_str(header::CONTENT_LENGTH).and_then(|v| v.parse::<i64>().ok()) {
+        attributes.push(KeyValue::new("http.request.body.size", size));
+    }
+    attributes
+}
+
+/// The response's attributes of a sampled server span, and its error status on a 5xx.
+/// `body_read` counts a request body that had no length.
+fn record_response(span: &tracing::Span, response: &Response, body_read: Option<&AtomicU64>) {
+    let status = response.status().as_u16();
+    span.set_attributes([
+        KeyValue::new("http.response.status_code", i64::from(status)),
+        KeyValue::new("http.response.category", response_category(status)),
+    ]);
+    if let Some(read) = body_read {
+        span.set_attribute(
+            "http.request.body.size",
+            read.load(Ordering::Relaxed) as i64,
+        );
+    }
+    // Known when the body is one buffer (JSON, pages, errors); a streamed body (a video
+    // range) has no size before the span ends, and then the attribute is left out.
+    if let Some(size) = response.body().size_hint().exact() {
+        span.set_attribute("http.response.body.size", size as i64);
+    }
+    if status >= 500 {
+        span.set_status(Status::error(""));
+        span.record("error.type", response.status().as_str());
+    }
 }
 
 #[cfg(test)]

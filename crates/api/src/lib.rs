@@ -22,6 +22,7 @@ pub mod rate_limit;
 pub mod realtime;
 pub mod router;
 pub mod routes;
+pub mod security_headers;
 pub mod startup;
 pub mod state;
 pub mod status_bridge;

@@ -7,6 +7,7 @@
 //! the shared schemas).
 
 pub mod formats;
+pub mod responses;
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};

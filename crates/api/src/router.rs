@@ -45,6 +45,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::telemetry::player::post))
         .routes(routes!(routes::ws::get::get))
         .routes(routes!(pages::login::get))
+        .routes(routes!(pages::assets::get))
         .routes(routes!(pages::home::get))
         .routes(routes!(pages::videos::get))
         .routes(routes!(pages::player::get))
@@ -100,6 +101,11 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(OpenApiJson(openapi_json())))
         // Over every route, the upload's included (its 405).
         .layer(middleware::map_response(json_layer_errors))
+        // CSP, nosniff and Referrer-Policy on every answer, errors included.
+        .layer(crate::security_headers::layer(
+            &state.settings,
+            &state.store,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             trace_request,

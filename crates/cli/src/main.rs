@@ -170,13 +170,7 @@ async fn main() -> ExitCode {
                 },
         } => user_add(&cli.data_dir, &email, &password, &role).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vidscope: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::shutdown::exit_code("vidscope", result)
 }
 
 /// The two services `vidscope up` runs in one process, each with its own telemetry
@@ -192,99 +186,17 @@ fn up_telemetry(telemetry_dir: &Path, component: &str) -> anyhow::Result<Telemet
     Ok(config)
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
 async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    use tracing::instrument::WithSubscriber;
-
     let telemetry_dir = data_dir.join("telemetry");
     let telemetry = up_telemetry(&telemetry_dir, "api")?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
-    // The worker's telemetry is not global: the worker's task (and every task it spawns, which
-    // carry the subscriber along) runs under it. The files are shared, one handle per path.
-    let worker_config = up_telemetry(&telemetry_dir, "worker")?;
-    let worker_telemetry = vidscope_telemetry::build(
-        &worker_config,
-        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
-    )
-    .context("cannot start the worker's telemetry")?;
-    tracing::dispatcher::with_default(&worker_telemetry.dispatch, || {
-        vidscope_telemetry::init::log_started(&worker_config)
-    });
-    let worker_guard = worker_telemetry.guard;
-    let worker_dispatch = worker_telemetry.dispatch;
+    let worker_telemetry = worker_telemetry(&telemetry_dir)?;
     let settings = Settings::from_env(data_dir, addr)?;
-
     let result = async {
-        let app = vidscope_api::Application::build(&settings, guard.metrics().clone()).await?;
-        // One process: the worker announces status changes to the API's sockets directly,
-        // unless Redis is configured (then pub/sub carries them, as between containers).
-        let events = settings
-            .redis_url
-            .is_none()
-            .then(vidscope_core::events::EventBus::local);
-        if let Some(bus) = &events {
-            app.listen_to(bus);
-        }
-        let worker = vidscope_worker::Worker::build(
-            &settings,
-            vidscope_worker::WorkerSettings::from_env()?,
-            worker_guard.metrics().clone(),
-            events,
-        )
-        .with_subscriber(worker_dispatch.clone())
-        .await?;
-        let port = app.port();
-        let base = format!("http://{}:{port}", addr.ip());
-        println!("vidscope is up (data in {})", data_dir.display());
-        println!("  sign in      {base}/login");
-        println!("  lessons      {base}/videos");
-        println!("  trace viewer {base}/trace-viewer");
-        println!("  API (spec)   {base}/api/openapi.json");
-        println!("  liveness     {base}/healthz");
-        println!("  readiness    {base}/readyz");
-        println!("  otel check   {base}/api/test-otel");
-        for s in Signal::ALL {
-            match telemetry.exporter(s) {
-                ExporterKind::File => println!(
-                    "  {:<12} {}",
-                    s.as_str(),
-                    telemetry
-                        .file
-                        .dir
-                        .join(format!("{}.json", s.as_str()))
-                        .display()
-                ),
-                ExporterKind::Otlp => {
-                    println!("  {:<12} OTLP {}", s.as_str(), telemetry.endpoints[&s])
-                }
-                ExporterKind::Console => println!("  {:<12} console (stdout)", s.as_str()),
-                ExporterKind::None => println!("  {:<12} off", s.as_str()),
-            }
-        }
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut worker_stop = stop_rx.clone();
-        let worker = tokio::spawn(
-            worker
-                .run(async move {
-                    let _ = worker_stop.wait_for(|s| *s).await;
-                })
-                .with_subscriber(worker_dispatch),
-        );
-        let mut api_stop = stop_rx;
-        let api = app.run_until_stopped(async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        });
-        let signal = async {
-            vidscope_core::shutdown::signal().await;
-            let _ = stop_tx.send(true);
-        };
-        let (api_result, ()) = tokio::join!(api, signal);
-        let _ = worker.await;
-        api_result?;
-        anyhow::Ok(())
+        let (app, worker) = build_both(&settings, &guard, &worker_telemetry).await?;
+        print_addresses(data_dir, &format!("http://{}:{}", addr.ip(), app.port()));
+        print_exporters(&telemetry);
+        run_both(app, worker, worker_telemetry.dispatch.clone()).await
     }
     .await;
     if let Err(e) = &result {
@@ -293,9 +205,109 @@ async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
             "vidscope up stopped with an error"
         );
     }
-    worker_guard.shutdown().await;
+    worker_telemetry.guard.shutdown().await;
     guard.shutdown().await;
     result
+}
+
+/// The worker's telemetry, which is not global: the worker's task (and every task it spawns,
+/// which carry the subscriber along) runs under it. The files are shared, one handle per path.
+fn worker_telemetry(telemetry_dir: &Path) -> anyhow::Result<vidscope_telemetry::Telemetry> {
+    let config = up_telemetry(telemetry_dir, "worker")?;
+    let telemetry = vidscope_telemetry::build(
+        &config,
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+    )
+    .context("cannot start the worker's telemetry")?;
+    tracing::dispatcher::with_default(&telemetry.dispatch, || {
+        vidscope_telemetry::init::log_started(&config)
+    });
+    Ok(telemetry)
+}
+
+/// The API, and the worker built under its own telemetry. In one process the worker announces
+/// status changes to the API's sockets directly, unless Redis is configured (then pub/sub
+/// carries them, as between containers).
+async fn build_both(
+    settings: &Settings,
+    api_telemetry: &vidscope_telemetry::TelemetryGuard,
+    worker_telemetry: &vidscope_telemetry::Telemetry,
+) -> anyhow::Result<(vidscope_api::Application, vidscope_worker::Worker)> {
+    use tracing::instrument::WithSubscriber;
+
+    let app = vidscope_api::Application::build(settings, api_telemetry.metrics().clone()).await?;
+    let events = settings
+        .redis_url
+        .is_none()
+        .then(vidscope_core::events::EventBus::local);
+    if let Some(bus) = &events {
+        app.listen_to(bus);
+    }
+    let worker = vidscope_worker::Worker::build(
+        settings,
+        vidscope_worker::WorkerSettings::from_env()?,
+        worker_telemetry.guard.metrics().clone(),
+        events,
+    )
+    .with_subscriber(worker_telemetry.dispatch.clone())
+    .await?;
+    Ok((app, worker))
+}
+
+fn print_addresses(data_dir: &Path, base: &str) {
+    println!("vidscope is up (data in {})", data_dir.display());
+    println!("  sign in      {base}/login");
+    println!("  lessons      {base}/videos");
+    println!("  trace viewer {base}/trace-viewer");
+    println!("  API (spec)   {base}/api/openapi.json");
+    println!("  liveness     {base}/healthz");
+    println!("  readiness    {base}/readyz");
+    println!("  otel check   {base}/api/test-otel");
+}
+
+/// Where each signal of the API's telemetry goes.
+fn print_exporters(telemetry: &TelemetryConfig) {
+    for s in Signal::ALL {
+        let name = s.as_str();
+        match telemetry.exporter(s) {
+            ExporterKind::File => println!(
+                "  {name:<12} {}",
+                telemetry.file.dir.join(format!("{name}.json")).display()
+            ),
+            ExporterKind::Otlp => println!("  {name:<12} OTLP {}", telemetry.endpoints[&s]),
+            ExporterKind::Console => println!("  {name:<12} console (stdout)"),
+            ExporterKind::None => println!("  {name:<12} off"),
+        }
+    }
+}
+
+/// Runs the API and the worker (under `worker_dispatch`) until a shutdown signal, then stops
+/// both and waits for the worker's drain.
+async fn run_both(
+    app: vidscope_api::Application,
+    worker: vidscope_worker::Worker,
+    worker_dispatch: tracing::Dispatch,
+) -> anyhow::Result<()> {
+    use tracing::instrument::WithSubscriber;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = tokio::spawn(
+        worker
+            .run(stopped(stop_rx.clone()))
+            .with_subscriber(worker_dispatch),
+    );
+    let api = app.run_until_stopped(stopped(stop_rx));
+    let signal = async {
+        vidscope_core::shutdown::signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let (api_result, ()) = tokio::join!(api, signal);
+    let _ = worker.await;
+    api_result?;
+    Ok(())
 }
 
 async fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use vidscope_testkit::TraceResponse;
 use vidscope_testkit::otlp::CaptureReceiver;
 
 mod common;
@@ -27,6 +28,7 @@ use common::Process;
 
 const ADMIN_EMAIL: &str = "browser-admin@example.com";
 const ADMIN_PASSWORD: &str = "browser admin password";
+const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(60);
@@ -146,6 +148,8 @@ async fn browser() -> (Process, String, Client, tempfile::TempDir) {
         "goog:chromeOptions".into(),
         json!({"binary": CHROMIUM, "args": args}),
     );
+    // The console, Content-Security-Policy reports included, for [`csp_violations`].
+    caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&url)
@@ -184,6 +188,87 @@ async fn page_state(c: &Client) -> Value {
     .unwrap_or(Value::Null)
 }
 
+/// What Chromium refused under the pages' Content-Security-Policy since the last call: its
+/// `security` console messages, read from chromedriver's browser log (which a read empties).
+/// A policy stricter than the pages need shows here even where nothing else would (a
+/// stylesheet refused).
+async fn csp_violations(driver_url: &str, c: &Client) -> Vec<String> {
+    let session = c
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session id");
+    let r = reqwest::Client::new()
+        .post(format!("{driver_url}/session/{session}/se/log"))
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .unwrap();
+    let log: Value = r.json().await.unwrap();
+    log["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the browser log: {log}"))
+        .iter()
+        .filter(|e| {
+            e["source"] == "security"
+                || e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Content Security Policy"))
+        })
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn assert_no_csp_violations(driver_url: &str, c: &Client, when: &str) {
+    let refused = csp_violations(driver_url, c).await;
+    assert!(
+        refused.is_empty(),
+        "{when}: the policy refused {refused:#?}"
+    );
+}
+
+/// Fills in and submits the sign-in form of the page `c` is on.
+async fn submit_sign_in(c: &Client, email: &str, password: &str) {
+    for (id, text) in [("email", email), ("password", password)] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
+/// (what the trace viewer reads), metrics to `receiver`, local storage, no Redis. Returns the
+/// process and its base URL.
+async fn start_browser_up(
+    dir: &Path,
+    db_url: &str,
+    receiver: &CaptureReceiver,
+) -> (Process, String) {
+    let mut up = common::up_command(
+        dir,
+        db_url,
+        &receiver.grpc_endpoint(),
+        ADMIN,
+    );
+    up.env("OTEL_TRACES_EXPORTER", "file")
+        .env("OTEL_METRICS_EXPORTER", "otlp")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("RUST_LOG", "warn")
+        .env_remove("S3_BUCKET_NAME")
+        .env_remove("REDIS_URL");
+    common::start_up(up).await
+}
+
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
@@ -210,12 +295,7 @@ fn spans_in_files(dir: &Path) -> Vec<(String, Value)> {
                 continue; // a line still being written
             };
             for rs in req["resourceSpans"].as_array().into_iter().flatten() {
-                let service = rs["resource"]["attributes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["key"] == "service.name")
-                    .and_then(|a| a["value"]["stringValue"].as_str())
+                let service = common::service_name(&rs["resource"])
                     .unwrap_or("")
                     .to_owned();
                 for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
@@ -283,25 +363,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let telemetry_dir = dir.path().join("telemetry");
 
     // ---------------------------------------------------------------- the service
-    let mut up = common::up_command(
-        dir.path(),
-        &db.url,
-        &receiver.grpc_endpoint(),
-        (ADMIN_EMAIL, ADMIN_PASSWORD),
-    );
-    // Traces into the embedded files, which the trace viewer reads; metrics to the receiver.
-    up.env("OTEL_TRACES_EXPORTER", "file")
-        .env("OTEL_METRICS_EXPORTER", "otlp")
-        .env("OTEL_LOGS_EXPORTER", "none")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("RUST_LOG", "warn")
-        .env_remove("S3_BUCKET_NAME")
-        .env_remove("REDIS_URL");
-    let mut service = Process(up.spawn().unwrap());
-    let stdout = service.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
-        .await
-        .unwrap();
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
@@ -399,17 +461,15 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     assert_eq!(r.status(), 201, "register");
     let registered: Value = r.json().await.unwrap();
     let other_id = registered["user"]["id"].as_str().unwrap().to_owned();
-    let other_trace = other
-        .get(format!("{base}/api/videos"))
-        .send()
-        .await
-        .unwrap()
-        .headers()
-        .get("traceresponse")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .expect("a traceresponse header")
-        .to_owned();
+    let other_trace = TraceResponse::of(
+        other
+            .get(format!("{base}/api/videos"))
+            .send()
+            .await
+            .unwrap()
+            .headers(),
+    )
+    .trace_id;
 
     // ------------------------------------------------------------ the browser
     let (_driver, driver_url, c, _profile) = browser().await;
@@ -419,24 +479,8 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let url = c.current_url().await.unwrap();
     assert_eq!(url.path(), "/login", "{url}");
     assert_eq!(url.query(), Some("next=/videos"), "{url}");
-    c.find(Locator::Id("email"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_EMAIL)
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    c.find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    assert_no_csp_violations(&driver_url, &c, "the sign-in page").await;
+    submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(body_data(&c, "loaded").await, "2");
     assert_eq!(c.current_url().await.unwrap().path(), "/videos");
     // Both thumbnails decoded (an image that failed to load has naturalWidth 0).
@@ -461,6 +505,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     })
     .await;
     assert_eq!(thumbs.len(), 2);
+    assert_no_csp_violations(&driver_url, &c, "the lesson list").await;
 
     // ----------------------------------------------------- play, seek, save, reload
     let mp4_id = &ids["lesson.mp4"];
@@ -507,6 +552,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         "resumed at {resumed}, saved 7"
     );
     assert_eq!(body_data(&c, "resumeSuccess").await, "true");
+    assert_no_csp_violations(&driver_url, &c, "the player").await;
     let page_trace = js(
         &c,
         "return document.querySelector('meta[name=traceparent]').content.split('-')[1];",
@@ -734,6 +780,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     )
     .await;
     screenshot(&c, "trace-viewer.png").await;
+    assert_no_csp_violations(&driver_url, &c, "the trace viewer").await;
 
     // The same filter with the other user's id lists their trace and not the viewer's.
     c.goto(&format!("{base}/trace-viewer?user={other_id}"))
@@ -750,6 +797,52 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         c.find_all(Locator::Css(&row)).await.unwrap().is_empty(),
         "the viewer's trace under another user's filter"
     );
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
+}
+
+/// A hostile `?next=` cannot send a signing-in user to another site (issue 27): after the
+/// sign-in, the browser is on this origin, at the lesson list; a path of this site is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_stays_on_this_site_whatever_next_says() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (_driver, driver_url, c, _profile) = browser().await;
+
+    for (next, path, query) in [
+        ("/%5Cevil.example", "/videos", None),
+        ("//evil.example", "/videos", None),
+        ("/%09/evil.example", "/videos", None),
+        ("https:evil.example", "/videos", None),
+        ("java%09script:alert(1)", "/videos", None),
+        ("/videos%3Fpage%3D2", "/videos", Some("page=2")),
+    ] {
+        c.goto(&format!("{base}/login?next={next}")).await.unwrap();
+        submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let url = eventually(
+            &format!("the sign-in with next={next} to go"),
+            WAIT,
+            || async {
+                let url = c.current_url().await.map_err(|e| e.to_string())?;
+                if url.as_str().starts_with(&format!("{base}/login")) {
+                    Err(format!("{url} {:?}", page_state(&c).await))
+                } else {
+                    Ok(url)
+                }
+            },
+        )
+        .await;
+        assert!(
+            url.as_str().starts_with(&format!("{base}/")),
+            "next={next}: left {base} for {url}"
+        );
+        assert_eq!((url.path(), url.query()), (path, query), "next={next}");
+    }
+    assert_no_csp_violations(&driver_url, &c, "signing in").await;
 
     c.close().await.unwrap();
     let status = service.stop();

@@ -350,14 +350,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
     for line in logs.lines() {
         let doc: serde_json::Value = serde_json::from_str(line).unwrap();
         for rl in doc["resourceLogs"].as_array().unwrap() {
-            let service = rl["resource"]["attributes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["key"] == "service.name")
-                .and_then(|a| a["value"]["stringValue"].as_str())
-                .unwrap()
-                .to_owned();
+            let service = common::service_name(&rl["resource"]).unwrap().to_owned();
             for sl in rl["scopeLogs"].as_array().unwrap() {
                 for r in sl["logRecords"].as_array().unwrap() {
                     if let Some(body) = r["body"]["stringValue"].as_str() {

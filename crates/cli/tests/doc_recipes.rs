@@ -201,18 +201,14 @@ fn every_telemetry_command_in_the_docs_is_a_marked_recipe() {
             );
         }
     }
-    let run: BTreeSet<&str> = docs
-        .recipes
-        .iter()
-        .filter(|r| r.not_run.is_none())
-        .map(|r| r.name.as_str())
-        .collect();
-    let not_run: BTreeSet<&str> = docs
-        .recipes
-        .iter()
-        .filter(|r| r.not_run.is_some())
-        .map(|r| r.name.as_str())
-        .collect();
+    let names = |not_run: bool| -> BTreeSet<&str> {
+        docs.recipes
+            .iter()
+            .filter(|r| r.not_run.is_some() == not_run)
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    let (run, not_run) = (names(false), names(true));
     assert_eq!(
         run,
         RUN.iter().copied().collect(),
@@ -474,28 +470,30 @@ async fn doc_recipes_print_what_the_workload_implies() {
     assert_eq!(status, 200);
 
     // --- player: one session with a slow load and a failed resume, one without either.
+    // Each session's events are accepted; its trace id is returned.
     let player = |events: Value| {
-        app.client
+        let sent = app
+            .client
             .post(app.url("/api/telemetry/player"))
             .header("cookie", &viewer.cookie)
             .json(&json!({"videoId": video, "events": events}))
-            .send()
+            .send();
+        async move {
+            let resp = sent.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            trace_of(&resp).0
+        }
     };
-    let resp = player(json!([
+    let bad_session = player(json!([
         {"name": "video.loaded", "loadTimeMs": 1500},
         {"name": "video.resume_attempt", "success": false, "expected": 120, "actual": 0, "resumeTimeMs": 300},
     ]))
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 200);
-    let bad_session = trace_of(&resp).0;
-    let resp = player(json!([
+    .await;
+    player(json!([
         {"name": "video.loaded", "loadTimeMs": 300},
         {"name": "video.resume_attempt", "success": true, "expected": 90, "actual": 90, "resumeTimeMs": 40},
     ]))
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 200);
+    .await;
 
     // --- two refused sign-ins.
     let mut refused = Vec::new();

@@ -4,7 +4,6 @@
 //! and rules' consistency check) when `VIDSCOPE_EMITTED_METRICS` names a file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,10 +15,10 @@ use axum::{Json, Router};
 use vidscope_testkit::otlp::{CaptureReceiver, MetricKind};
 
 mod common;
-use common::Process;
 
 const ADMIN_EMAIL: &str = "loadgen-admin@example.com";
 const ADMIN_PASSWORD: &str = "load generator admin";
+const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 
 /// Instruments the load cannot make the services emit, and why.
 const NOT_EXERCISED: &[(&str, &str)] = &[(
@@ -102,36 +101,15 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     let crm = fake_crm().await;
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "vidscope-loadgen-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
 
-    let mut up = Command::new(env!("CARGO_BIN_EXE_vidscope"));
-    up.args([
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "up",
-        "--addr",
-        "127.0.0.1:0",
-    ])
-    .env("DATABASE_URL", &db.url)
-    .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
-    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
-    .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
-    .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
-    .env("VIDSCOPE_REDIS_PREFIX", &prefix)
-    .env("VIDSCOPE_JOB_BACKOFF_MS", "200")
-    .env("VIDSCOPE_CRM_URL", &crm)
-    .env("VIDSCOPE_CRM_CLIENT_ID", "loadgen")
-    .env("VIDSCOPE_CRM_CLIENT_SECRET", "loadgen-secret")
-    .env("VIDSCOPE_CRM_MAX_ATTEMPTS", "3")
-    // Quiet logs must not quiet traces (the span check below failed that way once).
-    .env("RUST_LOG", "warn")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    let mut up = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint(), ADMIN);
+    up.env("VIDSCOPE_JOB_BACKOFF_MS", "200")
+        .env("VIDSCOPE_CRM_URL", &crm)
+        .env("VIDSCOPE_CRM_CLIENT_ID", "loadgen")
+        .env("VIDSCOPE_CRM_CLIENT_SECRET", "loadgen-secret")
+        .env("VIDSCOPE_CRM_MAX_ATTEMPTS", "3")
+        // Quiet logs must not quiet traces (the span check below failed that way once).
+        .env("RUST_LOG", "warn");
     // The object store of the compose stack (S3, streamed through the API) when the suite has
     // one; else the local store.
     if std::env::var_os("S3_ENDPOINT").is_some() {
@@ -148,11 +126,7 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     } else {
         up.env_remove("S3_BUCKET_NAME");
     }
-    let mut child = Process(up.spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let base = tokio::task::spawn_blocking(move || common::up_base_url(stdout))
-        .await
-        .unwrap();
+    let (child, base) = common::start_up(up).await;
 
     let loadgen = tokio::process::Command::new(env!("CARGO_BIN_EXE_vidscope"))
         .args([

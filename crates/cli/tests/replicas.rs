@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vidscope_core::storage::StoreKind;
+use vidscope_testkit::TraceResponse;
 use vidscope_testkit::otlp::{CaptureReceiver, CapturedSpan};
 use vidscope_testkit::s3::S3TestServer;
 
@@ -150,6 +151,25 @@ impl Cluster {
             .join("; ")
     }
 
+    /// Ends the session of `cookie` through `replica`.
+    async fn logout(&self, replica: usize, cookie: &str) {
+        let logout = self
+            .http
+            .post(format!("{}/api/auth/logout", self.bases[replica]))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(logout.status().is_success(), "{}", logout.status());
+    }
+
+    /// The status of `GET /api/auth/session` on `replica` with `cookie`: 200 signed in, 401 not.
+    async fn session_status(&self, replica: usize, cookie: &str) -> reqwest::StatusCode {
+        self.get(replica, "/api/auth/session", cookie)
+            .await
+            .status()
+    }
+
     async fn get(&self, replica: usize, path: &str, cookie: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.bases[replica]))
@@ -159,16 +179,17 @@ impl Cluster {
             .unwrap()
     }
 
+    async fn get_json(&self, replica: usize, path: &str, cookie: &str) -> serde_json::Value {
+        self.get(replica, path, cookie).await.json().await.unwrap()
+    }
+
     /// The video's status as `replica` reports it, polled until `ready` or [`WAIT`].
     async fn wait_ready(&self, replica: usize, cookie: &str, video_id: &str) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let meta: serde_json::Value = self
-                .get(replica, &format!("/api/videos/{video_id}"), cookie)
-                .await
-                .json()
-                .await
-                .unwrap();
+            let meta = self
+                .get_json(replica, &format!("/api/videos/{video_id}"), cookie)
+                .await;
             if meta["status"] == "ready" {
                 return;
             }
@@ -215,13 +236,7 @@ async fn upload(
     if response.status() != 201 {
         return Err(format!("upload to {base}: {}", response.status()));
     }
-    let trace_id = response
-        .headers()
-        .get("traceresponse")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .expect("traceresponse header")
-        .to_owned();
+    let trace_id = TraceResponse::of(response.headers()).trace_id;
     let video: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
     Ok(Ack {
         video_id: video["id"].as_str().expect("video id").to_owned(),
@@ -305,12 +320,9 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         }
     }
     cluster.wait_ready(1, &cookie, &first.video_id).await;
-    let meta: serde_json::Value = cluster
-        .get(1, &format!("/api/videos/{}", first.video_id), &cookie)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let meta = cluster
+        .get_json(1, &format!("/api/videos/{}", first.video_id), &cookie)
+        .await;
     assert_eq!(meta["duration_seconds"], 60.0, "the probe's result: {meta}");
     let thumb = cluster
         .get(
@@ -335,37 +347,18 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
         .await
         .unwrap();
     assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
-    let read: serde_json::Value = cluster
-        .get(1, &format!("/api/progress/{}", first.video_id), &cookie)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let read = cluster
+        .get_json(1, &format!("/api/progress/{}", first.video_id), &cookie)
+        .await;
     assert_eq!(read["positionSeconds"], 12.5, "{read}");
 
     // A logout on A ends a session B has just looked up (and cached): the session cache is
     // shared, so no replica serves a session another one ended.
     let cookie_on_b = cluster.sign_in(1).await;
+    assert_eq!(cluster.session_status(1, &cookie_on_b).await, 200);
+    cluster.logout(0, &cookie_on_b).await;
     assert_eq!(
-        cluster
-            .get(1, "/api/auth/session", &cookie_on_b)
-            .await
-            .status(),
-        200
-    );
-    let logout = cluster
-        .http
-        .post(format!("{}/api/auth/logout", cluster.bases[0]))
-        .header("cookie", &cookie_on_b)
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success(), "{}", logout.status());
-    assert_eq!(
-        cluster
-            .get(1, "/api/auth/session", &cookie_on_b)
-            .await
-            .status(),
+        cluster.session_status(1, &cookie_on_b).await,
         401,
         "B still served a session A ended"
     );
@@ -497,21 +490,8 @@ async fn two_apis_and_two_workers_behave_as_one_service() {
     // Sessions again, the other way round, with a logout: B's sign-in works on A... A is
     // gone, so B alone: a logout on B ends the session for every replica still up.
     let cookie_b = cluster.sign_in(1).await;
-    let logout = cluster
-        .http
-        .post(format!("{}/api/auth/logout", cluster.bases[1]))
-        .header("cookie", &cookie_b)
-        .send()
-        .await
-        .unwrap();
-    assert!(logout.status().is_success(), "{}", logout.status());
-    assert_eq!(
-        cluster
-            .get(1, "/api/auth/session", &cookie_b)
-            .await
-            .status(),
-        401
-    );
+    cluster.logout(1, &cookie_b).await;
+    assert_eq!(cluster.session_status(1, &cookie_b).await, 401);
 
     // Each job ran exactly once, on one of the two workers, and both workers took some.
     for worker in std::mem::take(&mut cluster.workers) {

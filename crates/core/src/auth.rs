@@ -110,11 +110,7 @@ pub async fn verify_credentials(
     password: &Password,
 ) -> Result<Result<User, LoginFailure>, CoreError> {
     const SQL: &str = "SELECT id, email, role, password_hash FROM users WHERE email = $1";
-    let row = sqlx::query(SQL)
-        .bind(email.as_str())
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "users", SQL))
-        .await?;
+    let row = crate::db::select_by_key(db, "users", SQL, email.as_str()).await?;
     let (user, hash) = match &row {
         Some(r) => (Some(row_user(r)?), r.try_get::<String, _>("password_hash")?),
         None => (None, DUMMY_HASH.to_owned()),
@@ -147,14 +143,12 @@ pub async fn create_session(
     let token = SessionToken::generate();
     let now = now_millis();
     const SQL: &str = "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
-    sqlx::query(SQL)
+    let query = sqlx::query(SQL)
         .bind(token.hash())
         .bind(&user.id)
         .bind(now)
-        .bind(now + ttl.as_millis() as i64)
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "INSERT", "sessions", SQL))
-        .await?;
+        .bind(now + ttl.as_millis() as i64);
+    crate::db::execute(db, "INSERT", "sessions", SQL, query).await?;
     Ok(token)
 }
 
@@ -174,11 +168,8 @@ pub async fn session_user(db: &Db, token: &SessionToken) -> Result<Option<User>,
 /// Ends a session (idempotent).
 pub async fn delete_session(db: &Db, token: &SessionToken) -> Result<(), CoreError> {
     const SQL: &str = "DELETE FROM sessions WHERE token_hash = $1";
-    sqlx::query(SQL)
-        .bind(token.hash())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "DELETE", "sessions", SQL))
-        .await?;
+    let query = sqlx::query(SQL).bind(token.hash());
+    crate::db::execute(db, "DELETE", "sessions", SQL, query).await?;
     Ok(())
 }
 

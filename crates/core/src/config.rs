@@ -8,6 +8,18 @@ use std::time::Duration;
 use crate::domain::{Email, Password};
 use crate::storage::{StoreKind, StoreSettings};
 
+/// Reads a table of variables, one a line: `field => "VAR" with parse`. When `VAR` is set,
+/// `field = parse("VAR", &value)?` (every parser names the variable on failure); otherwise the
+/// field keeps its default. A macro so that each variable's name is written once and the table
+/// stays one line a variable.
+macro_rules! read_vars {
+    ($get:expr, { $($field:expr => $var:literal with $parse:expr),* $(,)? }) => {
+        $(if let Some(v) = $get($var) {
+            $field = $parse($var, &v)?;
+        })*
+    };
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid {var}: {reason}")]
 pub struct SettingsError {
@@ -63,22 +75,10 @@ impl TraceViewerSettings {
                 t.files.push(PathBuf::from(f));
             }
         }
-        if let Some(v) = get("VIDSCOPE_TRACE_VIEWER_MAX_MB") {
-            t.max_bytes_per_file =
-                parse_u64("VIDSCOPE_TRACE_VIEWER_MAX_MB", &v, "MiB")? * 1024 * 1024;
-        }
-        if let Some(v) = get("VIDSCOPE_GRAFANA_URL") {
-            let v = v.trim().trim_end_matches('/');
-            if !(v.starts_with("http://") || v.starts_with("https://"))
-                || v.contains(char::is_whitespace)
-            {
-                return Err(SettingsError {
-                    var: "VIDSCOPE_GRAFANA_URL",
-                    reason: format!("{v:?} is not an http:// or https:// URL"),
-                });
-            }
-            t.grafana_url = Some(v.to_owned());
-        }
+        read_vars!(get, {
+            t.max_bytes_per_file => "VIDSCOPE_TRACE_VIEWER_MAX_MB" with parse_mib,
+            t.grafana_url => "VIDSCOPE_GRAFANA_URL" with parse_http_url,
+        });
         Ok(t)
     }
 }
@@ -178,108 +178,118 @@ pub fn parse_u64(var: &'static str, v: &str, what: &str) -> Result<u64, Settings
 }
 
 impl ApiSettings {
-    #[allow(
-        clippy::too_many_lines,
-        reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-    )]
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let mut a = Self::default();
-        if let Some(v) = get("VIDSCOPE_COOKIE_SECURE") {
-            a.cookie_secure = parse_bool("VIDSCOPE_COOKIE_SECURE", &v)?;
-        }
-        if let Some(v) = get("VIDSCOPE_REGISTRATION") {
-            a.registration_enabled = parse_bool("VIDSCOPE_REGISTRATION", &v)?;
-        }
-        if let Some(v) = get("VIDSCOPE_SESSION_TTL_SECS") {
-            a.session_ttl =
-                Duration::from_secs(parse_u64("VIDSCOPE_SESSION_TTL_SECS", &v, "seconds")?);
-        }
-        if let Some(v) = get("VIDSCOPE_UPLOAD_MAX_MB") {
-            a.upload_max_bytes = parse_u64("VIDSCOPE_UPLOAD_MAX_MB", &v, "MiB")? * 1024 * 1024;
-        }
-        if let Some(v) = get("VIDSCOPE_UPLOAD_PROGRESS_MB") {
-            a.upload_progress_every =
-                parse_u64("VIDSCOPE_UPLOAD_PROGRESS_MB", &v, "MiB")? * 1024 * 1024;
-        }
-        if let Some(v) = get("VIDSCOPE_UPLOAD_IDLE_SECS") {
-            a.upload_idle_timeout =
-                Duration::from_secs(parse_u64("VIDSCOPE_UPLOAD_IDLE_SECS", &v, "seconds")?);
-        }
-        if let Some(v) = get("VIDSCOPE_LOGIN_MAX_FAILURES") {
-            a.login_max_failures = parse_u64("VIDSCOPE_LOGIN_MAX_FAILURES", &v, "attempts")?
-                .try_into()
-                .map_err(|_| SettingsError {
-                    var: "VIDSCOPE_LOGIN_MAX_FAILURES",
-                    reason: "too large".into(),
-                })?;
-        }
-        if let Some(v) = get("VIDSCOPE_LOGIN_WINDOW_SECS") {
-            a.login_window =
-                Duration::from_secs(parse_u64("VIDSCOPE_LOGIN_WINDOW_SECS", &v, "seconds")?);
-        }
-        if let Some(v) = get("VIDSCOPE_REDIS_PREFIX") {
-            let v = v.trim();
-            if v.contains(char::is_whitespace) {
-                return Err(SettingsError {
-                    var: "VIDSCOPE_REDIS_PREFIX",
-                    reason: format!("{v:?} contains whitespace"),
-                });
-            }
-            a.redis_prefix = v.trim_end_matches(':').to_owned();
-        }
-        if let Some(v) = get("VIDSCOPE_TRUSTED_PROXIES") {
-            a.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    p.parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| SettingsError {
-                            var: "VIDSCOPE_TRUSTED_PROXIES",
-                            reason: format!("{p:?} is not an IP address or CIDR range"),
-                        })
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        a.bootstrap_admin = match (get("VIDSCOPE_ADMIN_EMAIL"), get("VIDSCOPE_ADMIN_PASSWORD")) {
-            (None, None) => None,
-            (Some(email), Some(password)) => Some((
-                Email::parse(&email).map_err(|e| SettingsError {
-                    var: "VIDSCOPE_ADMIN_EMAIL",
-                    reason: e.to_string(),
-                })?,
-                Password::parse(&password).map_err(|e| SettingsError {
-                    var: "VIDSCOPE_ADMIN_PASSWORD",
-                    reason: e.to_string(),
-                })?,
-            )),
-            (Some(_), None) => {
-                return Err(SettingsError {
-                    var: "VIDSCOPE_ADMIN_PASSWORD",
-                    reason: "required when VIDSCOPE_ADMIN_EMAIL is set".into(),
-                });
-            }
-            (None, Some(_)) => {
-                return Err(SettingsError {
-                    var: "VIDSCOPE_ADMIN_EMAIL",
-                    reason: "required when VIDSCOPE_ADMIN_PASSWORD is set".into(),
-                });
-            }
-        };
-        if let Some(v) = get("VIDSCOPE_S3_STREAM") {
-            a.s3_stream = match v.trim() {
-                "redirect" => S3StreamMode::Redirect,
-                "proxy" => S3StreamMode::Proxy,
-                _ => {
-                    return Err(SettingsError {
-                        var: "VIDSCOPE_S3_STREAM",
-                        reason: format!("{v:?} is not redirect or proxy"),
-                    });
-                }
-            };
-        }
+        read_vars!(get, {
+            a.cookie_secure => "VIDSCOPE_COOKIE_SECURE" with parse_bool,
+            a.registration_enabled => "VIDSCOPE_REGISTRATION" with parse_bool,
+            a.session_ttl => "VIDSCOPE_SESSION_TTL_SECS" with parse_secs,
+            a.upload_max_bytes => "VIDSCOPE_UPLOAD_MAX_MB" with parse_mib,
+            a.upload_progress_every => "VIDSCOPE_UPLOAD_PROGRESS_MB" with parse_mib,
+            a.upload_idle_timeout => "VIDSCOPE_UPLOAD_IDLE_SECS" with parse_secs,
+            a.login_max_failures => "VIDSCOPE_LOGIN_MAX_FAILURES" with parse_attempts,
+            a.login_window => "VIDSCOPE_LOGIN_WINDOW_SECS" with parse_secs,
+            a.redis_prefix => "VIDSCOPE_REDIS_PREFIX" with parse_redis_prefix,
+            a.trusted_proxies => "VIDSCOPE_TRUSTED_PROXIES" with parse_proxies,
+            a.s3_stream => "VIDSCOPE_S3_STREAM" with parse_s3_stream,
+        });
+        a.bootstrap_admin = bootstrap_admin(&get)?;
         Ok(a)
+    }
+}
+
+/// An `http://` or `https://` URL, without its trailing `/`.
+fn parse_http_url(var: &'static str, v: &str) -> Result<Option<String>, SettingsError> {
+    let v = v.trim().trim_end_matches('/');
+    if !(v.starts_with("http://") || v.starts_with("https://")) || v.contains(char::is_whitespace) {
+        return Err(SettingsError {
+            var,
+            reason: format!("{v:?} is not an http:// or https:// URL"),
+        });
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// A positive number of seconds.
+fn parse_secs(var: &'static str, v: &str) -> Result<Duration, SettingsError> {
+    parse_u64(var, v, "seconds").map(Duration::from_secs)
+}
+
+/// A positive number of MiB, in bytes.
+fn parse_mib(var: &'static str, v: &str) -> Result<u64, SettingsError> {
+    Ok(parse_u64(var, v, "MiB")? * 1024 * 1024)
+}
+
+fn parse_attempts(var: &'static str, v: &str) -> Result<u32, SettingsError> {
+    parse_u64(var, v, "attempts")?
+        .try_into()
+        .map_err(|_| SettingsError {
+            var,
+            reason: "too large".into(),
+        })
+}
+
+/// A key prefix: no whitespace, no trailing `:` (the keys add their own).
+fn parse_redis_prefix(var: &'static str, v: &str) -> Result<String, SettingsError> {
+    let v = v.trim();
+    if v.contains(char::is_whitespace) {
+        return Err(SettingsError {
+            var,
+            reason: format!("{v:?} contains whitespace"),
+        });
+    }
+    Ok(v.trim_end_matches(':').to_owned())
+}
+
+/// Comma-separated addresses (each a one-address range) or CIDR ranges.
+fn parse_proxies(var: &'static str, v: &str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| SettingsError {
+                    var,
+                    reason: format!("{p:?} is not an IP address or CIDR range"),
+                })
+        })
+        .collect()
+}
+
+fn parse_s3_stream(var: &'static str, v: &str) -> Result<S3StreamMode, SettingsError> {
+    match v.trim() {
+        "redirect" => Ok(S3StreamMode::Redirect),
+        "proxy" => Ok(S3StreamMode::Proxy),
+        _ => Err(SettingsError {
+            var,
+            reason: format!("{v:?} is not redirect or proxy"),
+        }),
+    }
+}
+
+/// `VIDSCOPE_ADMIN_EMAIL` with `VIDSCOPE_ADMIN_PASSWORD`: both or neither.
+fn bootstrap_admin(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<(Email, Password)>, SettingsError> {
+    const EMAIL: &str = "VIDSCOPE_ADMIN_EMAIL";
+    const PASSWORD: &str = "VIDSCOPE_ADMIN_PASSWORD";
+    let invalid = |var, e: crate::CoreError| SettingsError {
+        var,
+        reason: e.to_string(),
+    };
+    let required = |var, other| SettingsError {
+        var,
+        reason: format!("required when {other} is set"),
+    };
+    match (get(EMAIL), get(PASSWORD)) {
+        (None, None) => Ok(None),
+        (Some(email), Some(password)) => Ok(Some((
+            Email::parse(&email).map_err(|e| invalid(EMAIL, e))?,
+            Password::parse(&password).map_err(|e| invalid(PASSWORD, e))?,
+        ))),
+        (Some(_), None) => Err(required(PASSWORD, EMAIL)),
+        (None, Some(_)) => Err(required(EMAIL, PASSWORD)),
     }
 }
 

@@ -228,6 +228,37 @@ pub async fn commit(tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), Cor
     Ok(tx.commit().in_db_span(tracing::Span::none()).await?)
 }
 
+/// The row `sql` selects from `table` with `key` as `$1` (a lookup by one key), inside its
+/// `SELECT <table>` span.
+pub async fn select_by_key(
+    db: &Db,
+    table: &'static str,
+    sql: &'static str,
+    key: &str,
+) -> Result<Option<sqlx::any::AnyRow>, CoreError> {
+    Ok(sqlx::query(sql)
+        .bind(key)
+        .fetch_optional(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", table, sql))
+        .await?)
+}
+
+/// Runs `query` (`sql` with its parameters bound) on the pool, inside its `<operation> <table>`
+/// span; returns the rows it touched.
+pub async fn execute<'q>(
+    db: &Db,
+    operation: &'static str,
+    table: &'static str,
+    sql: &'static str,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Result<u64, CoreError> {
+    let done = query
+        .execute(db.pool())
+        .in_db_span(query_span(db.backend(), operation, table, sql))
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Rows store times as Unix milliseconds (BIGINT): one representation for both backends.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now()

@@ -31,16 +31,10 @@ pub async fn write_outbox(
     const SQL: &str = "INSERT INTO outbox (id, kind, payload, trace_context, created_at) \
                        VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
     for job in jobs {
-        let span = tracing::info_span!(
-            "messaging.create",
-            otel.name = %format_args!("create {}", job.kind.as_str()),
-            otel.kind = "producer",
-            messaging.system = OUTBOX_SYSTEM,
-            messaging.operation.type = "create",
-            messaging.operation.name = "create",
-            messaging.destination.name = job.kind.as_str(),
-            messaging.message.id = job.id.as_str(),
-        );
+        let span = crate::messaging_span! {
+            "messaging.create", "create", "producer",
+            system = OUTBOX_SYSTEM, kind = job.kind, id = job.id.as_str()
+        };
         let trace = serde_json::to_string(&vidscope_telemetry::propagation::inject_map(&span))
             .map_err(|e| CoreError::Other(e.into()))?;
         let payload = job.payload.as_ref().map_err(|e| {
@@ -101,8 +95,8 @@ pub async fn outbox_pending(db: &Db) -> Result<i64, CoreError> {
 /// the probe job), and the message carries the producer's context: upload → publish → process
 /// is one trace.
 ///
-/// Only rows of the kinds this build knows are taken: during a rolling deploy a newer API may
-/// write a kind an older worker cannot publish; those rows wait for a worker that knows them
+/// Only rows of the kinds the queue serves (its worker's) are taken: during a rolling deploy a
+/// newer API may write a kind an older worker cannot publish; those rows wait for a worker that knows them
 /// instead of blocking every row behind them. A row whose payload is not JSON is published with
 /// its text as a JSON string, so the worker dead-letters it as a bad payload with the reason.
 pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobKind>, CoreError> {
@@ -122,25 +116,36 @@ pub async fn relay_once(db: &Db, queue: &Queue, batch: usize) -> Result<Vec<JobK
 }
 
 /// Claims, publishes and stamps the oldest unpublished row, if there is one (see [`relay_once`]).
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
 async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError> {
-    static SELECT: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
-        // The kinds are code constants, not input.
-        let kinds: Vec<String> = JobKind::ALL
-            .iter()
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect();
-        let select = format!(
-            "SELECT id, kind, payload, trace_context, created_at FROM outbox \
-             WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT 1",
-            kinds.join(", ")
-        );
-        [select.clone(), format!("{select} FOR UPDATE SKIP LOCKED")]
-    });
-    const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
+    let Some((tx, row)) = claim_oldest(db, queue).await? else {
+        return Ok(None);
+    };
+    let span = relay_span(queue, &row);
+    let result = publish_and_stamp(db, queue, tx, &row)
+        .instrument(span.clone())
+        .await;
+    if let Err(e) = result {
+        vidscope_telemetry::classify::record_classified(&span, &e);
+        return Err(e);
+    }
+    Ok(Some(row.kind))
+}
+
+/// An unpublished outbox row of a kind the queue serves.
+struct OutboxRow {
+    id: String,
+    kind: JobKind,
+    payload: String,
+    /// The context of the `create` span that wrote the row.
+    trace: HashMap<String, String>,
+    created_at: i64,
+}
+
+/// The transaction that holds a claimed row until it is stamped (see [`relay_once`]).
+type Claim = Option<sqlx::Transaction<'static, sqlx::Any>>;
+
+/// The oldest unpublished row of the queue's kinds, claimed for this relay.
+async fn claim_oldest(db: &Db, queue: &Queue) -> Result<Option<(Claim, OutboxRow)>, CoreError> {
     // The database queue needs no claim: its publish is an `INSERT ... ON CONFLICT (id) DO
     // NOTHING`, so a second relay's copy of a row is dropped there; and it writes through the
     // pool, which a SQLite write transaction held here would block.
@@ -149,92 +154,102 @@ async fn relay_one(db: &Db, queue: &Queue) -> Result<Option<JobKind>, CoreError>
         // `BEGIN IMMEDIATE` on SQLite: see [`crate::db::begin`].
         Queue::Redis(_) => Some(crate::db::begin(db).await?),
     };
-    let select = match (&tx, db.backend()) {
-        (Some(_), Backend::Postgres) => &SELECT[1],
-        _ => &SELECT[0],
-    };
+    let lock = tx.is_some() && db.backend() == Backend::Postgres;
+    let select = select_oldest(queue.kinds(), lock);
     // Polls are not traced: an idle relay would otherwise start a trace every tick.
-    let query = sqlx::query(select.as_str());
+    // Audited: the only text spliced in is kind names, which cannot hold a quote.
+    let query = sqlx::query(sqlx::AssertSqlSafe(select));
+    let unseen = tracing::Span::none;
     let row = match &mut tx {
-        Some(tx) => {
-            query
-                .fetch_optional(&mut **tx)
-                .in_db_span(tracing::Span::none())
-                .await?
-        }
-        None => {
-            query
-                .fetch_optional(db.pool())
-                .in_db_span(tracing::Span::none())
-                .await?
-        }
+        Some(tx) => query.fetch_optional(&mut **tx).in_db_span(unseen()).await?,
+        None => query.fetch_optional(db.pool()).in_db_span(unseen()).await?,
     };
     let Some(row) = row else {
         return Ok(None);
     };
-    let id: String = row.try_get("id")?;
-    let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
-    let payload: String = row.try_get("payload")?;
     let trace: String = row.try_get("trace_context")?;
-    let created_at: i64 = row.try_get("created_at")?;
-    let parent: HashMap<String, String> = serde_json::from_str(&trace).unwrap_or_default();
-    // The relay takes the row from the outbox (CONSUMER, continuing the writer's `create`
-    // span) and sends it on to the queue (PRODUCER, which the job's consumer continues).
+    let row = OutboxRow {
+        id: row.try_get("id")?,
+        kind: JobKind::find(queue.kinds(), &row.try_get::<String, _>("kind")?)?,
+        payload: row.try_get("payload")?,
+        trace: serde_json::from_str(&trace).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+    };
+    Ok(Some((tx, row)))
+}
+
+/// The query of the oldest unpublished row of `kinds`; `lock`: held by this transaction, and
+/// skipped by other relays' (Postgres `FOR UPDATE SKIP LOCKED`). The kinds are written into the
+/// text: they are code constants whose names cannot hold a quote ([`JobKind::new`]).
+fn select_oldest(kinds: &[JobKind], lock: bool) -> String {
+    let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+    format!(
+        "SELECT id, kind, payload, trace_context, created_at FROM outbox \
+         WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT 1{}",
+        kinds.join(", "),
+        if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
+    )
+}
+
+/// The relay's spans for `row`: it takes the row from the outbox (`receive`, CONSUMER,
+/// continuing the writer's `create` span) and sends it on to the queue (the returned `send`,
+/// PRODUCER, which the job's consumer continues).
+fn relay_span(queue: &Queue, row: &OutboxRow) -> tracing::Span {
     let receive = vidscope_telemetry::with_remote_parent(
-        vidscope_telemetry::propagation::extract_map(&parent),
+        vidscope_telemetry::propagation::extract_map(&row.trace),
         || {
-            tracing::info_span!(
-                "messaging.receive",
-                otel.name = %format_args!("receive {}", kind.as_str()),
-                otel.kind = "consumer",
-                messaging.system = OUTBOX_SYSTEM,
-                messaging.operation.type = "receive",
-                messaging.operation.name = "receive",
-                messaging.destination.name = kind.as_str(),
-                messaging.message.id = id.as_str(),
-            )
+            crate::messaging_span! {
+                "messaging.receive", "receive", "consumer",
+                system = OUTBOX_SYSTEM, kind = row.kind, id = row.id.as_str()
+            }
         },
     );
-    let span = receive.in_scope(|| producer_span(queue, kind, &id));
-    let backend = db.backend();
-    let result = async {
-        let message = JobMessage {
-            id: id.clone(),
-            kind,
-            payload: serde_json::from_str(&payload).unwrap_or_else(|e| {
-                tracing::warn!(
-                    job.id = %id,
-                    error = %e,
-                    "outbox payload is not JSON; published as text for the worker to dead-letter"
-                );
-                serde_json::Value::String(payload.clone())
-            }),
-            trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
-            enqueued_at: created_at,
-            available_at: now_millis(),
-            attempt: 0,
-        };
-        queue.publish(&message).await?;
-        let stamp = sqlx::query(STAMP).bind(now_millis()).bind(&id);
-        let stamp_span = query_span(backend, "UPDATE", "outbox", STAMP);
-        match tx {
-            Some(mut tx) => {
-                stamp.execute(&mut *tx).in_db_span(stamp_span).await?;
-                crate::db::commit(tx).await?;
-            }
-            None => {
-                stamp.execute(db.pool()).in_db_span(stamp_span).await?;
-            }
+    receive.in_scope(|| producer_span(queue, row.kind, &row.id))
+}
+
+/// Publishes the row (inside its `send` span) and stamps it published, releasing the claim.
+async fn publish_and_stamp(
+    db: &Db,
+    queue: &Queue,
+    claim: Claim,
+    row: &OutboxRow,
+) -> Result<(), CoreError> {
+    const STAMP: &str = "UPDATE outbox SET published_at = $1 WHERE id = $2";
+    queue.publish(&message(row)).await?;
+    let stamp = sqlx::query(STAMP).bind(now_millis()).bind(&row.id);
+    let stamp_span = query_span(db.backend(), "UPDATE", "outbox", STAMP);
+    match claim {
+        Some(mut tx) => {
+            stamp.execute(&mut *tx).in_db_span(stamp_span).await?;
+            crate::db::commit(tx).await?;
         }
-        Ok::<_, CoreError>(())
+        None => {
+            stamp.execute(db.pool()).in_db_span(stamp_span).await?;
+        }
     }
-    .instrument(span.clone())
-    .await;
-    if let Err(e) = result {
-        vidscope_telemetry::classify::record_classified(&span, &e);
-        return Err(e);
+    Ok(())
+}
+
+/// The queue message of `row`, carrying the current (`send`) span's context. A payload that is
+/// not JSON goes as a JSON string, for the worker to dead-letter with the reason.
+fn message(row: &OutboxRow) -> JobMessage {
+    let payload = serde_json::from_str(&row.payload).unwrap_or_else(|e| {
+        tracing::warn!(
+            job.id = %row.id,
+            error = %e,
+            "outbox payload is not JSON; published as text for the worker to dead-letter"
+        );
+        serde_json::Value::String(row.payload.clone())
+    });
+    JobMessage {
+        id: row.id.clone(),
+        kind: row.kind,
+        payload,
+        trace: vidscope_telemetry::propagation::inject_map(&tracing::Span::current()),
+        enqueued_at: row.created_at,
+        available_at: now_millis(),
+        attempt: 0,
     }
-    Ok(Some(kind))
 }
 
 /// Deletes published outbox rows older than `age` (they are kept a while for debugging).

@@ -178,11 +178,7 @@ impl SaveOutcome {
 /// The video's id and duration, `None` when there is no such video.
 pub async fn find_video(db: &Db, video_id: &VideoId) -> Result<Option<VideoRef>, CoreError> {
     const SQL: &str = "SELECT id, duration_seconds FROM videos WHERE id = $1";
-    let row = sqlx::query(SQL)
-        .bind(video_id.as_str())
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
-        .await?;
+    let row = crate::db::select_by_key(db, "videos", SQL, video_id.as_str()).await?;
     row.map(|r| {
         Ok(VideoRef {
             id: r.try_get("id")?,

@@ -251,21 +251,13 @@ macro_rules! select_videos {
 
 pub async fn get(db: &Db, id: &VideoId) -> Result<Option<Video>, CoreError> {
     const SQL: &str = concat!(select_videos!(), " WHERE id = $1");
-    let row = sqlx::query(SQL)
-        .bind(id.as_str())
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
-        .await?;
+    let row = crate::db::select_by_key(db, "videos", SQL, id.as_str()).await?;
     row.as_ref().map(row_video).transpose()
 }
 
 pub async fn get_by_filename(db: &Db, filename: &Filename) -> Result<Option<Video>, CoreError> {
     const SQL: &str = concat!(select_videos!(), " WHERE filename = $1");
-    let row = sqlx::query(SQL)
-        .bind(filename.as_str())
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
-        .await?;
+    let row = crate::db::select_by_key(db, "videos", SQL, filename.as_str()).await?;
     row.as_ref().map(row_video).transpose()
 }
 
@@ -282,14 +274,11 @@ pub async fn list(db: &Db) -> Result<Vec<Video>, CoreError> {
 /// Sets the status; `Ok(false)` when there is no such video.
 pub async fn set_status(db: &Db, id: &VideoId, status: VideoStatus) -> Result<bool, CoreError> {
     const SQL: &str = "UPDATE videos SET status = $1, updated_at = $2 WHERE id = $3";
-    let done = sqlx::query(SQL)
+    let query = sqlx::query(SQL)
         .bind(status.as_str())
         .bind(now_millis())
-        .bind(id.as_str())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .bind(id.as_str());
+    Ok(crate::db::execute(db, "UPDATE", "videos", SQL, query).await? > 0)
 }
 
 /// What ffprobe reports about a video.
@@ -330,15 +319,12 @@ pub async fn record_probe(
 pub async fn mark_ready(db: &Db, id: &VideoId, thumbnail: &ObjectKey) -> Result<bool, CoreError> {
     const SQL: &str = "UPDATE videos SET thumbnail_key = $1, status = $2, updated_at = $3 \
                        WHERE id = $4";
-    let done = sqlx::query(SQL)
+    let query = sqlx::query(SQL)
         .bind(thumbnail.as_str())
         .bind(VideoStatus::Ready.as_str())
         .bind(now_millis())
-        .bind(id.as_str())
-        .execute(db.pool())
-        .in_db_span(query_span(db.backend(), "UPDATE", "videos", SQL))
-        .await?;
-    Ok(done.rows_affected() > 0)
+        .bind(id.as_str());
+    Ok(crate::db::execute(db, "UPDATE", "videos", SQL, query).await? > 0)
 }
 
 #[cfg(test)]

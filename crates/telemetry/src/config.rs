@@ -65,6 +65,34 @@ impl OtlpProtocol {
     }
 }
 
+/// Body compression of OTLP exports (`OTEL_EXPORTER_OTLP_COMPRESSION`, and per signal
+/// `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_COMPRESSION`, which wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    /// HTTP: the body gzipped with `Content-Encoding: gzip`; gRPC: `grpc-encoding: gzip`.
+    Gzip,
+}
+
+impl Compression {
+    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "gzip" => Ok(Self::Gzip),
+            "none" => Ok(Self::None),
+            _ => Err(ConfigError::new(var, value, "expected gzip or none")),
+        }
+    }
+
+    /// The `OTEL_EXPORTER_OTLP_COMPRESSION` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
 /// Where one signal goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExporterKind {
@@ -124,7 +152,18 @@ impl Signal {
             Signal::Logs => "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
         }
     }
+
+    fn compression_var(self) -> &'static str {
+        match self {
+            Signal::Traces => "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            Signal::Metrics => "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            Signal::Logs => "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+        }
+    }
 }
+
+/// A variable's value, or `None` when it is unset or blank.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 /// Which implementation turns tracing spans and events into OpenTelemetry
 /// (`VIDSCOPE_TELEMETRY_BACKEND`).
@@ -215,6 +254,9 @@ pub struct TelemetryConfig {
     /// Per-signal OTLP endpoint, complete (for HTTP it already ends in `/v1/<signal>`).
     pub endpoints: BTreeMap<Signal, String>,
     pub headers: Vec<(String, String)>,
+    /// Per-signal body compression of OTLP exports.
+    pub compression: BTreeMap<Signal, Compression>,
+    /// One OTLP export's whole budget, retries included (`OTEL_EXPORTER_OTLP_TIMEOUT`).
     pub export_timeout: Duration,
     pub exporters: BTreeMap<Signal, ExporterKind>,
     pub file: FileConfig,
@@ -257,6 +299,7 @@ impl TelemetryConfig {
             protocol,
             endpoints: signal_endpoints(protocol, protocol.default_endpoint()),
             headers: Vec::new(),
+            compression: BTreeMap::new(),
             export_timeout: Duration::from_secs(10),
             exporters,
             file: FileConfig {
@@ -304,16 +347,20 @@ impl TelemetryConfig {
     }
 
     /// Applies variables from `get` on top of `self`. Unset variables keep the current value.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-    )]
     pub fn from_lookup(
         mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        self.apply_identity(&get)?;
+        self.apply_otlp(&get)?;
+        self.apply_exporters(&get)?;
+        self.apply_pipeline(&get)?;
+        Ok(self)
+    }
 
+    /// On/off, the resource and the service name.
+    fn apply_identity(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         if let Some(v) = get("OTEL_SDK_DISABLED") {
             self.enabled = !parse_bool("OTEL_SDK_DISABLED", &v)?;
         }
@@ -336,7 +383,11 @@ impl TelemetryConfig {
             self.resource_attributes
                 .insert("deployment.environment.name".into(), v);
         }
+        Ok(())
+    }
 
+    /// Where and how OTLP exports go: protocol, endpoints, headers, timeout, compression.
+    fn apply_otlp(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         let mut endpoint_changed = false;
         if let Some(v) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
             self.protocol = OtlpProtocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &v)?;
@@ -366,6 +417,24 @@ impl TelemetryConfig {
         if let Some(v) = get("OTEL_EXPORTER_OTLP_TIMEOUT") {
             self.export_timeout = parse_millis("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?;
         }
+        // The general variable first, so a per-signal one wins (spec).
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_COMPRESSION") {
+            let c = Compression::parse("OTEL_EXPORTER_OTLP_COMPRESSION", &v)?;
+            for s in Signal::ALL {
+                self.compression.insert(s, c);
+            }
+        }
+        for s in Signal::ALL {
+            if let Some(v) = get(s.compression_var()) {
+                self.compression
+                    .insert(s, Compression::parse(s.compression_var(), &v)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each signal's exporter, the file exporter's settings, the backend and the fallback.
+    fn apply_exporters(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         for s in Signal::ALL {
             if let Some(v) = get(s.exporter_var()) {
                 let kind = match v.trim() {
@@ -401,12 +470,6 @@ impl TelemetryConfig {
         if let Some(v) = get("VIDSCOPE_TELEMETRY_FILE_BACKUPS") {
             self.file.backups = parse_num("VIDSCOPE_TELEMETRY_FILE_BACKUPS", &v)?;
         }
-        if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
-            self.slow_query = parse_millis("VIDSCOPE_SLOW_QUERY_MS", &v)?;
-        }
-        if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
-            self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
-        }
         if let Some(v) = get("VIDSCOPE_TELEMETRY_BACKEND") {
             self.backend = Backend::parse("VIDSCOPE_TELEMETRY_BACKEND", &v)?;
         }
@@ -423,14 +486,17 @@ impl TelemetryConfig {
                 }
             };
         }
+        Ok(())
+    }
 
+    /// Sampling, batching, the database watch and the log filters.
+    fn apply_pipeline(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         self.sampler = parse_sampler(
             get("OTEL_TRACES_SAMPLER"),
             get("OTEL_TRACES_SAMPLER_ARG"),
             get("OTEL_TRACE_SAMPLER_RATE"),
             self.sampler,
         )?;
-
         if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
             let d = parse_millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?;
             if d.is_zero() {
@@ -447,6 +513,12 @@ impl TelemetryConfig {
         }
         if let Some(v) = get("OTEL_BSP_SCHEDULE_DELAY") {
             self.scheduled_delay = parse_millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
+            self.slow_query = parse_millis("VIDSCOPE_SLOW_QUERY_MS", &v)?;
+        }
+        if let Some(v) = get("VIDSCOPE_N_PLUS_ONE_THRESHOLD") {
+            self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
         }
         if let Some(v) = get("OTEL_LOG_LEVEL") {
             let level = v.trim().to_ascii_lowercase();
@@ -467,11 +539,16 @@ impl TelemetryConfig {
                 .map_err(|e| ConfigError::new("RUST_LOG", &v, e.to_string()))?;
             self.log_filter = v;
         }
-        Ok(self)
+        Ok(())
     }
 
     pub fn exporter(&self, signal: Signal) -> &ExporterKind {
         self.exporters.get(&signal).unwrap_or(&ExporterKind::None)
+    }
+
+    /// The compression of `signal`'s OTLP exports.
+    pub fn compression(&self, signal: Signal) -> Compression {
+        self.compression.get(&signal).copied().unwrap_or_default()
     }
 }
 
@@ -664,6 +741,10 @@ mod tests {
             ("OTEL_LOG_LEVEL", "loud"),
             ("OTEL_TRACES_EXPORTER", "jaeger"),
             ("VIDSCOPE_TELEMETRY_FILE_MAX_MB", "0"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gz"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "GZIP"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "deflate"),
             ("RUST_LOG", "info,[[["),
         ];
         for (var, value) in cases {
@@ -671,6 +752,27 @@ mod tests {
             assert_eq!(&err.var, var, "{var}={value}");
             assert!(err.to_string().contains(var), "message names {var}: {err}");
         }
+    }
+
+    #[test]
+    fn compression_is_per_signal_and_the_signal_variable_wins() {
+        let c = cfg(&[]).unwrap();
+        assert!(
+            Signal::ALL
+                .iter()
+                .all(|s| c.compression(*s) == Compression::None)
+        );
+        let c = cfg(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.compression(Signal::Traces), Compression::Gzip);
+        assert_eq!(c.compression(Signal::Logs), Compression::Gzip);
+        assert_eq!(c.compression(Signal::Metrics), Compression::None);
+        let c = cfg(&[("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "gzip")]).unwrap();
+        assert_eq!(c.compression(Signal::Logs), Compression::Gzip);
+        assert_eq!(c.compression(Signal::Traces), Compression::None);
     }
 
     #[test]

@@ -4,11 +4,11 @@
 pub enum InitError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {source}")]
+    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {reason}")]
     Exporter {
         signal: &'static str,
         endpoint: String,
-        source: opentelemetry_otlp::ExporterBuildError,
+        reason: String,
     },
     #[error("cannot open the telemetry file for {signal} in {dir}: {source}")]
     File {

@@ -1,22 +1,21 @@
-//! Export accounting for all three signals, and the metric exporter as the SDK's periodic
-//! reader sees it: drop accounting, a rate-limited warning and the optional file fallback
-//! wrapped around the OTLP metric exporter or the file exporter. (Spans and logs go through
-//! `pipe`, which scrubs them and uses the same accounting.)
+//! Export accounting for all three signals, and what the SDK's exporters are wrapped in
+//! ([`Guarded`]): drop accounting, a rate-limited warning and the optional file fallback around
+//! the OTLP, file or console target (the metric exporter is in `exporters`; the fast backend's
+//! spans and logs go through `pipe`, which uses the same accounting).
 //!
 //! Failures are handled here rather than returned to the SDK: it would log every failed
 //! export, and it does not count what it loses. Here each lost item is counted in
 //! `telemetry.export.dropped` and a warning is logged at most once per [`WARN_EVERY`] per
-//! signal.
+//! signal. Items a collector accepted the request of but rejected (OTLP partial success) are
+//! counted there too, with a warning once per distinct message (see
+//! [`ExportStats::record_accepted`]).
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 
 use crate::config::Signal;
 use crate::file::JsonLinesFile;
@@ -28,6 +27,21 @@ pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);
 
+/// Distinct partial-success messages warned about, over all signals; later new ones are
+/// counted without a warning, so a collector that puts a batch id in each message cannot
+/// flood the log.
+const MAX_REJECTION_MESSAGES: usize = 32;
+
+/// What the collector accepted but refused part of (an OTLP response's `partial_success`).
+/// The default, nothing rejected and no message, is a full success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PartialSuccess {
+    /// Spans, log records or metric data points the collector dropped.
+    pub rejected: u64,
+    /// The collector's explanation (may be empty; may come with nothing rejected, as a warning).
+    pub message: String,
+}
+
 /// Counters shared by the exporters and read by the `telemetry.export.*` self-metrics.
 #[derive(Debug, Default)]
 pub struct ExportStats {
@@ -36,6 +50,9 @@ pub struct ExportStats {
     fallback: [AtomicU64; 3],
     warnings: [AtomicU64; 3],
     last_warning: Mutex<[Option<Instant>; 3]>,
+    rejection_warnings: [AtomicU64; 3],
+    /// The partial-success messages already warned about, per signal.
+    rejection_messages: Mutex<HashSet<(usize, String)>>,
 }
 
 fn idx(s: Signal) -> usize {
@@ -65,8 +82,37 @@ impl ExportStats {
         self.warnings[idx(s)].load(Ordering::Relaxed)
     }
 
-    pub(crate) fn record_exported(&self, s: Signal, items: usize) {
-        self.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
+    /// Partial-success warnings logged: one per distinct message and signal.
+    pub fn rejection_warnings(&self, s: Signal) -> u64 {
+        self.rejection_warnings[idx(s)].load(Ordering::Relaxed)
+    }
+
+    /// A batch of `items` the collector accepted. What its answer says it rejected is counted
+    /// as dropped (for metrics: data points, where `items` counts metric streams), and its
+    /// message is logged once per distinct message and signal: a collector that refuses
+    /// part of every batch for one reason says so once, not every few seconds.
+    pub(crate) fn record_accepted(&self, s: Signal, items: usize, answer: &PartialSuccess) {
+        let rejected = answer.rejected;
+        self.exported[idx(s)].fetch_add((items as u64).saturating_sub(rejected), Ordering::Relaxed);
+        if rejected == 0 && answer.message.is_empty() {
+            return;
+        }
+        self.dropped[idx(s)].fetch_add(rejected, Ordering::Relaxed);
+        let first = self.rejection_messages.lock().is_ok_and(|mut seen| {
+            seen.len() < MAX_REJECTION_MESSAGES && seen.insert((idx(s), answer.message.clone()))
+        });
+        if first {
+            self.rejection_warnings[idx(s)].fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: EXPORT_TARGET,
+                signal = s.as_str(),
+                rejected,
+                total_dropped = self.dropped(s),
+                error = %answer.message,
+                "the collector rejected part of a telemetry export; counted in \
+                 telemetry.export.dropped (this message is logged once)"
+            );
+        }
     }
 
     pub(crate) fn record_dropped(&self, s: Signal, items: usize) {
@@ -142,15 +188,6 @@ impl<E> Guarded<E> {
         }
     }
 
-    /// Runs `f` on the OTLP exporter, the only target that holds anything to flush or shut
-    /// down (the file and console targets write as they go).
-    pub(crate) fn with_otlp(&self, f: impl FnOnce(&E) -> OTelSdkResult) -> OTelSdkResult {
-        match &self.target {
-            Target::Otlp(e) => f(e),
-            Target::File(_) | Target::Console(_) => Ok(()),
-        }
-    }
-
     pub(crate) fn settle(
         &self,
         s: Signal,
@@ -158,10 +195,24 @@ impl<E> Guarded<E> {
         primary: OTelSdkResult,
         fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult,
     ) -> OTelSdkResult {
+        self.settle_sent(
+            s,
+            items,
+            primary.map(|()| PartialSuccess::default()),
+            fallback,
+        )
+    }
+
+    /// [`Guarded::settle`] for an OTLP export, whose success may be partial.
+    pub(crate) fn settle_sent(
+        &self,
+        s: Signal,
+        items: usize,
+        primary: Result<PartialSuccess, OTelSdkError>,
+        fallback: impl FnOnce(&JsonLinesFile) -> OTelSdkResult,
+    ) -> OTelSdkResult {
         match primary {
-            Ok(()) => {
-                self.stats.exported[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
-            }
+            Ok(answer) => self.stats.record_accepted(s, items, &answer),
             Err(e) => {
                 let fell_back = self.fallback.as_ref().is_some_and(|f| fallback(f).is_ok());
                 self.stats.record_failure(s, items, &e, fell_back);
@@ -169,42 +220,5 @@ impl<E> Guarded<E> {
         }
         // Accounted for above; an error here would only make the SDK log it again.
         Ok(())
-    }
-}
-
-impl PushMetricExporter for Guarded<opentelemetry_otlp::MetricExporter> {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        // Labels are limited to the catalog's allow-list by the views, so no redaction here.
-        let n: usize = metrics.scope_metrics().map(|s| s.metrics().count()).sum();
-        match &self.target {
-            Target::File(f) => {
-                let r = f.write_metrics(metrics);
-                self.settle(Signal::Metrics, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Console(c) => {
-                let r = c.write(&ExportMetricsServiceRequest::from(metrics));
-                self.settle(Signal::Metrics, n, r, |_| {
-                    Err(OTelSdkError::InternalFailure(String::new()))
-                })
-            }
-            Target::Otlp(exp) => {
-                let r = exp.export(metrics).await;
-                self.settle(Signal::Metrics, n, r, |f| f.write_metrics(metrics))
-            }
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.with_otlp(PushMetricExporter::force_flush)
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.with_otlp(|e| e.shutdown_with_timeout(timeout))
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
     }
 }

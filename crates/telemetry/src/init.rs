@@ -19,7 +19,7 @@ use crate::config::{Backend, ExporterKind, Signal, TelemetryConfig};
 use crate::console::SharedWriter;
 use crate::error::InitError;
 use crate::export::{ExportStats, Guarded};
-use crate::exporters::{metric_exporter, target};
+use crate::exporters::target;
 use crate::file::fallback_file;
 use crate::resource::{resource, scope};
 
@@ -262,7 +262,7 @@ fn meter_provider(
     let mut mp = SdkMeterProvider::builder()
         .with_resource(resource.clone())
         .with_view(view);
-    if let Some(target) = target(config, Signal::Metrics, writer, metric_exporter)? {
+    if let Some(target) = target(config, Signal::Metrics, writer)? {
         let fallback = fallback_file(config, Signal::Metrics)?;
         let exporter = Guarded::new(target, fallback, stats.clone());
         mp = mp.with_reader(

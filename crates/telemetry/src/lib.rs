@@ -26,7 +26,9 @@
 //!   span limits); [`SpanExt`] (OpenTelemetry operations on a tracing span; each backend
 //!   registers its implementation once, in its subscriber); [`redact`] (secret scrubbing, one
 //!   rule over every value type); [`export`] (export counting, the metric exporter with its
-//!   fallback); `exporters` (the stock OTLP exporters and where each signal goes);
+//!   fallback); `exporters` (where each signal goes); `otlp_transport` (the one OTLP sender
+//!   of every signal on both backends: compression, retries within the export timeout,
+//!   partial success);
 //!   [`file`](mod@file) (the Collector file-exporter format with size rotation); `json_log`
 //!   (the JSON lines on stdout); `console` (readable lines on stdout,
 //!   `OTEL_*_EXPORTER=console`); [`catalog`] (every metric instrument, enforced with views);
@@ -49,6 +51,7 @@ pub mod file;
 mod filter;
 pub mod init;
 mod json_log;
+mod otlp_transport;
 pub mod propagation;
 pub mod redact;
 mod resource;
@@ -60,7 +63,9 @@ mod strategies;
 
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
-pub use config::{Backend, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig};
+pub use config::{
+    Backend, Compression, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig,
+};
 pub use console::span_kind_name;
 pub use error::InitError;
 pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};

@@ -5,8 +5,9 @@
 //! `VIDSCOPE_TEST_CHILD` names a scenario, configured from the environment as a service is.
 //! The parent reads the child's stdout and what the OTLP capture receiver got.
 
-use std::process::Command;
+mod support;
 
+use support::{json_lines, run_child};
 use vidscope_telemetry::TelemetryConfig;
 use vidscope_testkit::otlp::{AttrValue, CaptureReceiver};
 
@@ -14,40 +15,6 @@ const BACKENDS: [&str; 2] = ["fast", "sdk"];
 
 /// The body of the application's log record in the `app` scenario.
 const APP_RECORD: &str = "application record";
-
-/// Runs `scenario` in a child process with `vars` (and none of this process's telemetry
-/// variables) and returns its stdout.
-fn run_child(scenario: &str, backend: &str, vars: &[(&str, String)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["child", "--exact", "--nocapture"]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OTEL_") || k.starts_with("VIDSCOPE_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("VIDSCOPE_TEST_CHILD", scenario)
-        .env("VIDSCOPE_TELEMETRY_BACKEND", backend);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{scenario} on {backend}: the child failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The child's stdout JSON log lines.
-fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 /// The child's side. See the module documentation.
 #[test]
@@ -119,10 +86,9 @@ async fn child_in_background(
         .unwrap()
 }
 
-/// `OTEL_LOG_LEVEL=debug` shows the exporters' diagnostics on stdout: the OpenTelemetry OTLP
-/// exporter's export attempts (its target is `opentelemetry-otlp`, with a hyphen, which the
-/// stdout filter's `opentelemetry_otlp` did not match), and on the fast backend this crate's
-/// own pipeline's attempts.
+/// `OTEL_LOG_LEVEL=debug` shows the exporters' diagnostics on stdout: each OTLP send attempt
+/// (`otlp_transport`, both backends), and on the fast backend this crate's own pipeline's
+/// batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
     for backend in BACKENDS {
@@ -134,14 +100,16 @@ async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
         let started: Vec<_> = lines
             .iter()
             .filter(|l| {
-                l["target"] == "opentelemetry-otlp" && l["name"] == "HttpClient.ExportStarted"
+                l["target"] == "vidscope_telemetry::export"
+                    && l["message"] == "sending a telemetry export"
             })
             .collect();
         assert!(
             !started.is_empty(),
-            "{backend}: no export attempt of the OTLP exporter on stdout:\n{stdout}"
+            "{backend}: no OTLP send attempt on stdout:\n{stdout}"
         );
         assert_eq!(started[0]["level"], "DEBUG", "{backend}");
+        assert_eq!(started[0]["attempt"], 1, "{backend}");
         if backend == "fast" {
             let ours: Vec<_> = lines
                 .iter()

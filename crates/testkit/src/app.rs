@@ -15,7 +15,10 @@ use vidscope_core::config::Settings;
 use vidscope_telemetry::{OtlpProtocol, TelemetryConfig, TelemetryGuard};
 
 use crate::db::{PgDatabase, fresh_postgres_database, postgres_url};
-use crate::otlp::CaptureReceiver;
+use crate::otlp::{CaptureReceiver, CapturedPoint, CapturedSpan};
+
+/// How long the waiting helpers ([`TestApp::span_named`], ...) wait for telemetry to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// The runtime the exporters' gRPC connections live on, so they never depend on the test's
 /// (possibly blocked) thread. The capture receiver has its own thread already.
@@ -151,36 +154,14 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
-        // One app at a time per process. tracing caches each callsite's interest process-wide;
-        // with several thread-local subscribers being created and dropped in parallel, a
-        // callsite can be cached as disabled for another test's subscriber and its spans
-        // silently vanish. Serializing costs little (the suite takes seconds) and under
-        // nextest every test has its own process anyway.
-        static ONE_AT_A_TIME: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
-        let turn = ONE_AT_A_TIME
-            .get_or_init(Default::default)
-            .clone()
-            .lock_owned()
-            .await;
-        let otlp = CaptureReceiver::start().await;
-        let base = with_backend_from_env(
-            TelemetryConfig::new("vidscope-test")
-                .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
-        );
-        let mut config = (self.telemetry)(base, &otlp);
-        // Tests must not wait half a second per batch.
-        config.scheduled_delay = Duration::from_millis(50);
-        config.metric_export_interval = config.metric_export_interval.min(Duration::from_secs(1));
-        config.export_timeout = config.export_timeout.min(Duration::from_secs(3));
-        let logs = LogBuffer::default();
-        let telemetry = {
-            // gRPC exporters spawn their connection task on the current runtime: make that
-            // the background one.
-            let _rt = background().enter();
-            vidscope_telemetry::build(&config, BoxMakeWriter::new(logs.clone()))
-                .unwrap_or_else(|e| panic!("telemetry config rejected: {e}"))
-        };
-        let dispatch_guard = tracing::dispatcher::set_default(&telemetry.dispatch);
+        let ThreadTelemetry {
+            otlp,
+            config,
+            guard,
+            logs,
+            dispatch,
+            turn,
+        } = ThreadTelemetry::start("vidscope-test", self.telemetry).await;
 
         let dir = tempfile::tempdir().expect("cannot create a temp dir");
         let (mut settings, pg_database) = test_settings(dir.path()).await;
@@ -194,7 +175,7 @@ impl TestAppBuilder {
         }
         let settings = (self.settings)(settings);
 
-        let app = Application::build(&settings, telemetry.guard.metrics().clone())
+        let app = Application::build(&settings, guard.metrics().clone())
             .await
             .unwrap_or_else(|e| panic!("application failed to start: {e:#}"));
         let port = app.port();
@@ -211,7 +192,7 @@ impl TestAppBuilder {
                 .build()
                 .expect("reqwest client"),
             otlp,
-            telemetry: Arc::new(telemetry.guard),
+            telemetry: Arc::new(guard),
             logs,
             state,
             config,
@@ -220,8 +201,69 @@ impl TestAppBuilder {
             _dir: dir,
             stop: Some(tx),
             server: Some(server),
-            _dispatch: dispatch_guard,
+            _dispatch: dispatch,
             _turn: turn,
+        }
+    }
+}
+
+/// Telemetry for the test's thread, exported over OTLP/gRPC to a fresh capture receiver at test
+/// speed (50 ms batches, metrics every second at most), while it is held. [`spawn_app`] starts
+/// one; tests of a part without the app (the CRM client) start their own.
+pub struct ThreadTelemetry {
+    pub otlp: CaptureReceiver,
+    pub config: TelemetryConfig,
+    pub guard: TelemetryGuard,
+    /// What the JSON log lines say (the service's stdout).
+    pub logs: LogBuffer,
+    dispatch: DefaultGuard,
+    turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl ThreadTelemetry {
+    /// Named `service`, on the backend the environment names ([`with_backend_from_env`]), as
+    /// `tweak` adjusts it.
+    ///
+    /// One at a time per process. tracing caches each callsite's interest process-wide; with
+    /// several thread-local subscribers being created and dropped in parallel, a callsite can
+    /// be cached as disabled for another test's subscriber and its spans silently vanish.
+    /// Serializing costs little (the suite takes seconds) and under nextest every test has its
+    /// own process anyway.
+    pub async fn start(
+        service: &str,
+        tweak: impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig,
+    ) -> Self {
+        static ONE_AT_A_TIME: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
+        let turn = ONE_AT_A_TIME
+            .get_or_init(Default::default)
+            .clone()
+            .lock_owned()
+            .await;
+        let otlp = CaptureReceiver::start().await;
+        let base = with_backend_from_env(
+            TelemetryConfig::new(service).with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
+        );
+        let mut config = tweak(base, &otlp);
+        // Tests must not wait half a second per batch.
+        config.scheduled_delay = Duration::from_millis(50);
+        config.metric_export_interval = config.metric_export_interval.min(Duration::from_secs(1));
+        config.export_timeout = config.export_timeout.min(Duration::from_secs(3));
+        let logs = LogBuffer::default();
+        let telemetry = {
+            // gRPC exporters spawn their connection task on the current runtime: make that
+            // the background one.
+            let _rt = background().enter();
+            vidscope_telemetry::build(&config, BoxMakeWriter::new(logs.clone()))
+                .unwrap_or_else(|e| panic!("telemetry config rejected: {e}"))
+        };
+        let dispatch = tracing::dispatcher::set_default(&telemetry.dispatch);
+        Self {
+            otlp,
+            config,
+            guard: telemetry.guard,
+            logs,
+            dispatch,
+            turn,
         }
     }
 }
@@ -287,6 +329,66 @@ impl TestApp {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// `GET path` with these request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// `GET path` as `user` (with its session cookie).
+    pub async fn get_as(&self, path: &str, user: &TestUser) -> reqwest::Response {
+        self.get_with(path, &[("cookie", &user.cookie)]).await
+    }
+
+    /// `POST path` as `user`, with `body` as JSON.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        user: &TestUser,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("cookie", &user.cookie)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
+    }
+
+    /// The first span named `name`, waiting up to [`WAIT`] for it; panics if none came.
+    pub async fn span_named(&self, name: &str) -> CapturedSpan {
+        self.otlp
+            .wait_for_span(|s| s.name == name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("span {name}: {e}"))
+    }
+
+    /// The span named `name` in trace `trace_id`, waiting up to [`WAIT`] for it.
+    pub async fn span_in(&self, trace_id: &str, name: &str) -> CapturedSpan {
+        self.otlp
+            .wait_for_span(|s| s.trace_id == trace_id && s.name == name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("span {name} in trace {trace_id}: {e}"))
+    }
+
+    /// The first point of metric `name` that `pred` accepts, waiting up to [`WAIT`] for it.
+    pub async fn metric_point(
+        &self,
+        name: &str,
+        pred: impl Fn(&CapturedPoint) -> bool,
+    ) -> CapturedPoint {
+        self.otlp
+            .wait_for_metric_point(name, pred, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("metric {name}: {e}"))
     }
 
     /// Creates an account with `role` and a live session for it ([`create_user`]).

@@ -11,6 +11,30 @@ pub fn postgres_url() -> Option<String> {
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
 }
 
+/// A video row straight into the database, with no file in the store: `{id}.mp4`, MP4, 1000
+/// bytes, created at 0.
+pub async fn insert_video_row(
+    db: &Db,
+    id: &str,
+    title: &str,
+    status: &str,
+    duration_seconds: Option<f64>,
+) {
+    sqlx::query(
+        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
+         duration_seconds, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'video/mp4', 1000, $4, $5, 0, 0)",
+    )
+    .bind(id)
+    .bind(format!("{id}.mp4"))
+    .bind(title)
+    .bind(status)
+    .bind(duration_seconds)
+    .execute(db.pool())
+    .await
+    .expect("insert test video");
+}
+
 /// A Postgres database made for one test. Dropping this drops the database (`WITH (FORCE)`,
 /// so connections a pool or a still-running server hold do not keep it alive): a test that
 /// panics, or never calls [`crate::TestApp::stop`], leaves nothing on the server.

@@ -15,7 +15,8 @@ pub mod s3;
 pub mod seen;
 
 pub use app::{
-    LogBuffer, TestApp, TestAppBuilder, TestUser, background, spawn_app, with_backend_from_env,
+    LogBuffer, TestApp, TestAppBuilder, TestUser, ThreadTelemetry, background, spawn_app,
+    with_backend_from_env,
 };
 
 /// The ids a response's W3C `traceresponse` header (`00-<trace>-<span>-<flags>`) names.

@@ -31,19 +31,19 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -59,6 +59,11 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 
 use crate::seen::SeenLog;
+
+mod misbehave;
+
+pub use misbehave::{Attempt, Misbehaviour, PartialReject, Refusal, RetryAfter};
+use misbehave::{GrpcGzip, Plan, Refused};
 
 /// Re-exported so tests can build requests and compare enum values (`SpanKind`, `SeverityNumber`)
 /// without each crate pinning its own `opentelemetry-proto`.
@@ -582,6 +587,8 @@ pub struct ReceiverOptions {
     /// more so decoding never becomes the bottleneck it is measuring around.
     pub worker_threads: usize,
     pub tap: Option<Tap>,
+    /// What the receiver does wrong from the start (see [`CaptureReceiver::misbehave`]).
+    pub misbehaviour: Misbehaviour,
 }
 
 impl Default for ReceiverOptions {
@@ -593,6 +600,7 @@ impl Default for ReceiverOptions {
             retain: true,
             worker_threads: 1,
             tap: None,
+            misbehaviour: Misbehaviour::default(),
         }
     }
 }
@@ -653,12 +661,14 @@ struct Store {
     items: ItemCounts,
     rejected: u64,
     problems: Vec<String>,
+    attempts: Vec<Attempt>,
 }
 
 struct Shared {
     retain: bool,
     tap: Option<Tap>,
     reject: AtomicBool,
+    plan: Mutex<Plan>,
     store: Mutex<Store>,
     /// Set when `VIDSCOPE_TELEMETRY_SEEN_DIR` is: the registry check's record of what arrived.
     /// Not part of `Store`, so [`CaptureReceiver::clear`] cannot erase what a test emitted.
@@ -721,6 +731,46 @@ impl Shared {
         true
     }
 
+    /// Whether the misbehaviour in force refuses this request; records the attempt when it
+    /// does (accepted ones are recorded by [`Shared::accepted`]).
+    fn refusal(&self, signal: Signal, transport: Transport, gzip: bool) -> Option<Refused> {
+        let refused = self
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refusal(signal, gzip)?;
+        self.note_attempt(signal, transport, gzip, Some(refused.name(transport)));
+        Some(refused)
+    }
+
+    /// Records an accepted request's attempt and returns its answer: the partial success the
+    /// misbehaviour asks for, or a plain success.
+    fn accepted<R: OtlpRequest>(&self, transport: Transport, gzip: bool) -> R::Response {
+        self.note_attempt(R::SIGNAL, transport, gzip, None);
+        let plan = self.plan.lock().unwrap_or_else(PoisonError::into_inner);
+        R::response(plan.misbehaviour.partial_success.as_ref())
+    }
+
+    fn note_attempt(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        gzip: bool,
+        refused: Option<String>,
+    ) {
+        if !self.retain {
+            return;
+        }
+        self.store().attempts.push(Attempt {
+            signal,
+            transport,
+            at: std::time::Instant::now(),
+            refused,
+            gzip,
+        });
+        self.changed.notify_waiters();
+    }
+
     fn note_problem(&self, problem: String) {
         {
             let mut store = self.store();
@@ -751,6 +801,8 @@ trait OtlpRequest:
 
     fn item_count(&self) -> u64;
     fn export(&self) -> Export<'_>;
+    /// The answer: a plain success, or one with this partial success.
+    fn response(partial: Option<&PartialReject>) -> Self::Response;
     fn keep(self, store: &mut Store, transport: Transport);
     /// Adds this request's facts to the registry check's record; true when any was new.
     fn note_seen(&self, seen: &mut SeenLog) -> bool;
@@ -760,6 +812,15 @@ impl OtlpRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     const JSON_ROOT: &'static str = "resourceSpans";
     type Response = ExportTraceServiceResponse;
+
+    fn response(partial: Option<&PartialReject>) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: partial.map(|p| ExportTracePartialSuccess {
+                rejected_spans: p.rejected,
+                error_message: p.message.clone(),
+            }),
+        }
+    }
 
     fn item_count(&self) -> u64 {
         self.resource_spans
@@ -787,6 +848,15 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     const SIGNAL: Signal = Signal::Metrics;
     const JSON_ROOT: &'static str = "resourceMetrics";
     type Response = ExportMetricsServiceResponse;
+
+    fn response(partial: Option<&PartialReject>) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: partial.map(|p| ExportMetricsPartialSuccess {
+                rejected_data_points: p.rejected,
+                error_message: p.message.clone(),
+            }),
+        }
+    }
 
     fn item_count(&self) -> u64 {
         self.resource_metrics
@@ -822,6 +892,15 @@ impl OtlpRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     const JSON_ROOT: &'static str = "resourceLogs";
     type Response = ExportLogsServiceResponse;
+
+    fn response(partial: Option<&PartialReject>) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: partial.map(|p| ExportLogsPartialSuccess {
+                rejected_log_records: p.rejected,
+                error_message: p.message.clone(),
+            }),
+        }
+    }
 
     fn item_count(&self) -> u64 {
         self.resource_logs
@@ -912,6 +991,7 @@ impl CaptureReceiver {
             retain: options.retain,
             tap: options.tap,
             reject: AtomicBool::new(false),
+            plan: Mutex::new(Plan::new(options.misbehaviour)),
             store: Mutex::new(Store::default()),
             seen: SeenLog::from_env().map(Mutex::new),
             changed: Notify::new(),
@@ -1119,6 +1199,21 @@ impl CaptureReceiver {
         self.shared().reject.store(reject, Ordering::SeqCst);
     }
 
+    /// Makes the receiver misbehave from now on (the default [`Misbehaviour`] behaves again),
+    /// with the count of refused requests per signal started afresh.
+    pub fn misbehave(&self, misbehaviour: Misbehaviour) {
+        *self
+            .shared()
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Plan::new(misbehaviour);
+    }
+
+    /// Every export request that reached a handler, refused or accepted, in arrival order.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.shared().store().attempts.clone()
+    }
+
     /// Forgets everything received and resets all counters; reject mode is left as it is.
     pub fn clear(&self) {
         *self.shared().store() = Store::default();
@@ -1140,6 +1235,17 @@ impl CaptureReceiver {
                 .cloned()
         })
         .await
+    }
+
+    /// Waits for the span named `name` in trace `trace_id`.
+    pub async fn wait_for_span_in(
+        &self,
+        trace_id: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<CapturedSpan, WaitError> {
+        self.wait_for_span(|s| s.trace_id == trace_id && s.name == name, timeout)
+            .await
     }
 
     pub async fn wait_for_log(
@@ -1307,8 +1413,14 @@ impl GrpcReceiver {
                 "OTLP capture receiver is rejecting exports (set_reject(true))",
             ));
         }
+        let gzip = request.extensions().get::<GrpcGzip>().is_some_and(|g| g.0);
+        if let Some(refused) = self.shared.refusal(R::SIGNAL, Transport::Grpc, gzip) {
+            return Err(refused.grpc());
+        }
         self.shared.ingest(Transport::Grpc, request.into_inner());
-        Ok(tonic::Response::new(R::Response::default()))
+        Ok(tonic::Response::new(
+            self.shared.accepted::<R>(Transport::Grpc, gzip),
+        ))
     }
 }
 
@@ -1378,13 +1490,18 @@ where
         let signal = self.signal;
         Box::pin(async move {
             if !shared.retain {
+                let gzip = misbehave::grpc_gzip(request.headers(), None);
+                let mut request = request;
+                request.extensions_mut().insert(GrpcGzip(gzip));
                 return inner.call(request).await;
             }
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
             let bytes = match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(status) => return Ok(status.into_http()),
             };
+            let gzip = misbehave::grpc_gzip(&parts.headers, Some(&bytes));
+            parts.extensions.insert(GrpcGzip(gzip));
             shared.record_raw(signal, Transport::Grpc, bytes.clone());
             let request =
                 http::Request::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
@@ -1398,23 +1515,31 @@ impl<S: NamedService> NamedService for RecordRawBody<S> {
 }
 
 async fn serve_grpc(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    use tonic::codec::CompressionEncoding::Gzip;
     let receiver = GrpcReceiver {
         shared: Arc::clone(&shared),
     };
     let traces = RecordRawBody {
         inner: TraceServiceServer::new(receiver.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(Gzip)
+            .send_compressed(Gzip),
         shared: Arc::clone(&shared),
         signal: Signal::Traces,
     };
     let metrics = RecordRawBody {
         inner: MetricsServiceServer::new(receiver.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(Gzip)
+            .send_compressed(Gzip),
         shared: Arc::clone(&shared),
         signal: Signal::Metrics,
     };
     let logs = RecordRawBody {
-        inner: LogsServiceServer::new(receiver).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        inner: LogsServiceServer::new(receiver)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(Gzip)
+            .send_compressed(Gzip),
         shared,
         signal: Signal::Logs,
     };
@@ -1464,6 +1589,19 @@ async fn http_export<R: OtlpRequest>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let path = R::SIGNAL.http_path();
+    let refuse = |status: StatusCode, message: String| {
+        shared.note_problem(format!("HTTP POST {path}: {status}: {message}"));
+        text_response(status, message)
+    };
+    // Kept decompressed, so a leak check searches what the exporter sent.
+    let (body, gzip) = match content_coding(&headers, body) {
+        Ok(decoded) => decoded,
+        Err((status, message, body)) => {
+            shared.record_raw(R::SIGNAL, Transport::Http, body);
+            return refuse(status, message);
+        }
+    };
     shared.record_raw(R::SIGNAL, Transport::Http, body.clone());
     if shared.reject_now() {
         return text_response(
@@ -1471,28 +1609,14 @@ async fn http_export<R: OtlpRequest>(
             "OTLP capture receiver is rejecting exports (set_reject(true))".to_owned(),
         );
     }
-    let path = R::SIGNAL.http_path();
-    let refuse = |status: StatusCode, message: String| {
-        shared.note_problem(format!("HTTP POST {path}: {status}: {message}"));
-        text_response(status, message)
-    };
+    if let Some(refused) = shared.refusal(R::SIGNAL, Transport::Http, gzip) {
+        return refused.http();
+    }
 
     let encoding = match body_encoding(&headers) {
         Ok(encoding) => encoding,
         Err(message) => return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, message),
     };
-    if let Some(content_encoding) = headers.get(CONTENT_ENCODING) {
-        let value = String::from_utf8_lossy(content_encoding.as_bytes());
-        if !value.trim().eq_ignore_ascii_case("identity") {
-            return refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "unsupported Content-Encoding {value:?}; the capture receiver only accepts \
-                     uncompressed bodies (disable exporter compression in tests)"
-                ),
-            );
-        }
-    }
     let decoded = match encoding {
         BodyEncoding::Protobuf => R::decode(body)
             .map_err(|err| format!("body is not a valid protobuf {}: {err}", type_name::<R>())),
@@ -1504,7 +1628,7 @@ async fn http_export<R: OtlpRequest>(
     };
     shared.ingest(Transport::Http, request);
 
-    let response = R::Response::default();
+    let response = shared.accepted::<R>(Transport::Http, gzip);
     match encoding {
         BodyEncoding::Protobuf => (
             [(CONTENT_TYPE, "application/x-protobuf")],
@@ -1518,6 +1642,36 @@ async fn http_export<R: OtlpRequest>(
                 format!("encoding the JSON response failed: {err}"),
             ),
         },
+    }
+}
+
+/// The body without its `Content-Encoding` (none, `identity` or `gzip`), and whether it was
+/// gzipped; a refusal, with the body as received, for any other coding or a false gzip.
+#[allow(clippy::result_large_err, reason = "a test double's refusal path")]
+fn content_coding(
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(Bytes, bool), (StatusCode, String, Bytes)> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok((body, false));
+    };
+    let value = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    if value.eq_ignore_ascii_case("identity") {
+        Ok((body, false))
+    } else if value.eq_ignore_ascii_case("gzip") {
+        match misbehave::gunzip(&body) {
+            Ok(inflated) => Ok((inflated, true)),
+            Err(message) => Err((StatusCode::BAD_REQUEST, message, body)),
+        }
+    } else {
+        Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported Content-Encoding {value:?}; the capture receiver accepts gzip and \
+                 uncompressed bodies"
+            ),
+            body,
+        ))
     }
 }
 

@@ -46,32 +46,33 @@ impl Where {
     }
 }
 
+/// The database at `at` exists until `end` (the owner's drop or stop) and not after it.
+async fn gone_after(at: Where, end: impl Future<Output = ()>, owner: &str) {
+    assert!(at.exists().await, "{at:?}");
+    end.await;
+    assert!(!at.exists().await, "{at:?} outlived its {owner}");
+}
+
 #[tokio::test]
 async fn a_test_app_dropped_without_stop_leaves_no_database() {
     let app = spawn_app().await;
     let at = Where::of(app.pg_database(), &app.settings.database_url);
-    assert!(at.exists().await, "{at:?}");
     // The server task still runs and holds connections: the drop must not wait for them.
-    drop(app);
-    assert!(!at.exists().await, "{at:?} outlived its TestApp");
+    gone_after(at, async { drop(app) }, "TestApp").await;
 }
 
 #[tokio::test]
 async fn a_stopped_test_app_leaves_no_database() {
     let app = spawn_app().await;
     let at = Where::of(app.pg_database(), &app.settings.database_url);
-    assert!(at.exists().await, "{at:?}");
-    app.stop().await;
-    assert!(!at.exists().await, "{at:?} outlived its TestApp");
+    gone_after(at, app.stop(), "TestApp").await;
 }
 
 #[tokio::test]
 async fn a_test_router_leaves_no_database() {
     let app = test_router().await;
     let at = Where::of(app.pg_database(), &app.settings.database_url);
-    assert!(at.exists().await, "{at:?}");
-    drop(app);
-    assert!(!at.exists().await, "{at:?} outlived its TestRouter");
+    gone_after(at, async { drop(app) }, "TestRouter").await;
 }
 
 #[tokio::test]

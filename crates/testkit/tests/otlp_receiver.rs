@@ -31,8 +31,8 @@ use vidscope_testkit::otlp::proto::tonic::trace::v1::span::{Event, SpanKind};
 use vidscope_testkit::otlp::proto::tonic::trace::v1::status::StatusCode as SpanStatusCode;
 use vidscope_testkit::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use vidscope_testkit::otlp::{
-    AttrValue, CaptureReceiver, MetricKind, PointValue, ReceiverOptions, Signal, Temporality,
-    Transport,
+    AttrValue, CaptureReceiver, MetricKind, Misbehaviour, PartialReject, PointValue,
+    ReceiverOptions, Refusal, RetryAfter, Signal, Temporality, Transport,
 };
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -892,6 +892,134 @@ async fn reject_mode_simulates_an_unavailable_collector() {
     assert_eq!(receiver.request_counts().grpc.traces, 1);
     assert_eq!(receiver.spans().len(), 2);
     assert_eq!(receiver.rejected_count(), 2);
+}
+
+/// The misbehaviour knobs as an exporter meets them: the first request of a signal refused
+/// with a server wait (HTTP `Retry-After`, a gRPC `RetryInfo`), the next accepted with a
+/// partial success; every attempt recorded.
+#[tokio::test]
+async fn misbehaviour_refuses_with_a_wait_then_accepts_partially() {
+    use tonic_types::StatusExt as _;
+    let receiver = CaptureReceiver::start().await;
+    let throttle = Misbehaviour {
+        refuse_first: 1,
+        refusal: Refusal::Throttled,
+        retry_after: Some(RetryAfter::Seconds(7)),
+        partial_success: Some(PartialReject {
+            rejected: 2,
+            message: "too old".to_owned(),
+        }),
+        require_gzip: false,
+    };
+    receiver.misbehave(throttle.clone());
+    let client = reqwest::Client::new();
+    let body = trace_request("x").encode_to_vec();
+    let send = || {
+        client
+            .post(receiver.http_signal_endpoint(Signal::Traces))
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+    };
+    let refused = send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "7");
+    let accepted = send().await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    let answer = ExportTraceServiceResponse::decode(accepted.bytes().await.unwrap()).unwrap();
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(
+        (partial.rejected_spans, partial.error_message.as_str()),
+        (2, "too old")
+    );
+
+    // The count starts afresh: gRPC's first request is refused too.
+    receiver.misbehave(throttle);
+    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .unwrap();
+    let status = grpc.export(trace_request("x")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    let retry = status.get_details_retry_info().expect("a RetryInfo");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(7)));
+    let answer = grpc.export(trace_request("x")).await.unwrap().into_inner();
+    assert_eq!(answer.partial_success.unwrap().rejected_spans, 2);
+
+    let refused: Vec<_> = receiver.attempts().into_iter().map(|a| a.refused).collect();
+    assert_eq!(
+        refused,
+        [
+            Some("429".to_owned()),
+            None,
+            Some("ResourceExhausted".to_owned()),
+            None
+        ]
+    );
+    assert_eq!(receiver.request_counts().traces(), 2);
+}
+
+/// `require_gzip`: what is not compressed is refused; what is, is checked on the bytes (a gzip
+/// body, a compressed gRPC frame), decoded and recorded as gzip; a body that says gzip but is
+/// not is refused.
+#[tokio::test]
+async fn gzip_is_checked_on_the_bytes_and_decoded() {
+    use tonic::codec::CompressionEncoding::Gzip;
+    let receiver = CaptureReceiver::start().await;
+    receiver.misbehave(Misbehaviour {
+        require_gzip: true,
+        ..Misbehaviour::default()
+    });
+    let client = reqwest::Client::new();
+    let body = trace_request("x").encode_to_vec();
+    let send = |encoding: Option<&'static str>, body: Vec<u8>| {
+        let mut request = client
+            .post(receiver.http_signal_endpoint(Signal::Traces))
+            .header("content-type", "application/x-protobuf");
+        if let Some(encoding) = encoding {
+            request = request.header("content-encoding", encoding);
+        }
+        request.body(body).send()
+    };
+    assert_eq!(send(None, body.clone()).await.unwrap().status(), 415);
+    assert_eq!(
+        send(Some("gzip"), body.clone()).await.unwrap().status(),
+        400
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &body).unwrap();
+    let packed = gz.finish().unwrap();
+    assert_eq!(send(Some("gzip"), packed).await.unwrap().status(), 200);
+
+    let channel = tonic::transport::Endpoint::from_shared(receiver.grpc_endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut plain = TraceServiceClient::new(channel.clone());
+    let status = plain.export(trace_request("x")).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    let mut packed = TraceServiceClient::new(channel).send_compressed(Gzip);
+    packed.export(trace_request("x")).await.unwrap();
+
+    let seen: Vec<_> = receiver
+        .attempts()
+        .into_iter()
+        .map(|a| (a.transport, a.gzip, a.refused.is_none()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Transport::Http, false, false),
+            (Transport::Http, true, true),
+            (Transport::Grpc, false, false),
+            (Transport::Grpc, true, true),
+        ]
+    );
+    assert_eq!(
+        receiver.spans().len(),
+        4,
+        "two requests of two spans, decoded"
+    );
 }
 
 #[tokio::test]

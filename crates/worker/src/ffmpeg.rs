@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::process::Command;
 use tracing::Instrument;
 use tracing::field::Empty;
 use vidscope_core::videos::ProbeResult;
@@ -38,22 +39,12 @@ impl Ffmpeg {
             video.codec = Empty,
             error.type = Empty,
         );
-        let out = self
-            .run(
-                &self.ffprobe,
-                &[
-                    "-v".as_ref(),
-                    "error".as_ref(),
-                    "-print_format".as_ref(),
-                    "json".as_ref(),
-                    "-show_format".as_ref(),
-                    "-show_streams".as_ref(),
-                    input.as_os_str(),
-                ],
-                &span,
-            )
-            .instrument(span.clone())
-            .await?;
+        let mut ffprobe = Command::new(&self.ffprobe);
+        ffprobe
+            .args(["-v", "error", "-print_format", "json"])
+            .args(["-show_format", "-show_streams"])
+            .arg(input);
+        let out = self.run(ffprobe, &span).instrument(span.clone()).await?;
         let probe = parse_probe(&out).map_err(|e| {
             let e = JobError::permanent("ffmpeg.bad_output", format!("ffprobe output: {e}"));
             vidscope_telemetry::classify::record_classified(&span, &e);
@@ -84,29 +75,13 @@ impl Ffmpeg {
             error.type = Empty,
         );
         let at = format!("{at_seconds:.3}");
-        self.run(
-            &self.ffmpeg,
-            &[
-                "-nostdin".as_ref(),
-                "-v".as_ref(),
-                "error".as_ref(),
-                "-y".as_ref(),
-                "-ss".as_ref(),
-                at.as_ref(),
-                "-i".as_ref(),
-                input.as_os_str(),
-                "-frames:v".as_ref(),
-                "1".as_ref(),
-                "-vf".as_ref(),
-                "scale=320:-2".as_ref(),
-                "-q:v".as_ref(),
-                "4".as_ref(),
-                output.as_os_str(),
-            ],
-            &span,
-        )
-        .instrument(span.clone())
-        .await?;
+        let mut ffmpeg = Command::new(&self.ffmpeg);
+        ffmpeg
+            .args(["-nostdin", "-v", "error", "-y", "-ss", at.as_str(), "-i"])
+            .arg(input)
+            .args(["-frames:v", "1", "-vf", "scale=320:-2", "-q:v", "4"])
+            .arg(output);
+        self.run(ffmpeg, &span).instrument(span.clone()).await?;
         match tokio::fs::metadata(output).await {
             Ok(m) if m.len() > 0 => Ok(()),
             _ => {
@@ -120,19 +95,19 @@ impl Ffmpeg {
         }
     }
 
-    async fn run(
-        &self,
-        program: &Path,
-        args: &[&std::ffi::OsStr],
-        span: &tracing::Span,
-    ) -> Result<Vec<u8>, JobError> {
-        let name = program.display().to_string();
+    /// Runs `command` (no stdin, its output captured, killed if this future is dropped) within
+    /// the timeout; returns its stdout.
+    async fn run(&self, mut command: Command, span: &tracing::Span) -> Result<Vec<u8>, JobError> {
+        let name = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
         let fail = |e: JobError| {
             vidscope_telemetry::classify::record_classified(span, &e);
             e
         };
-        let child = tokio::process::Command::new(program)
-            .args(args)
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -15,13 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vidscope-worker: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::shutdown::exit_code("vidscope-worker", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
 use opentelemetry::KeyValue;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing::instrument::WithSubscriber;
+use vidscope_core::CoreError;
 use vidscope_core::config::Settings;
 use vidscope_core::db::{Db, now_millis};
 use vidscope_core::events::EventBus;
-use vidscope_core::jobs::{self, JobKind};
+use vidscope_core::jobs;
 use vidscope_core::outbox;
 use vidscope_core::queue::{DbQueue, Delivery, Queue, QueueSettings, RedisQueue};
 use vidscope_core::storage::ObjectStore;
@@ -41,6 +42,7 @@ const CLAIM_WAIT: Duration = Duration::from_secs(1);
 /// Published outbox rows are kept this long for debugging.
 const OUTBOX_KEEP: Duration = Duration::from_secs(24 * 3600);
 
+#[derive(Clone)]
 pub struct Worker {
     ctx: JobContext,
     queue: Queue,
@@ -97,6 +99,8 @@ impl Worker {
             None if use_redis => anyhow::bail!("VIDSCOPE_QUEUE=redis needs REDIS_URL"),
             None => None,
         };
+        let registry = Registry::standard();
+        let kinds = registry.kinds();
         let queue = match redis {
             Some(url) if use_redis => Queue::Redis(RedisQueue::new(
                 // Its own connection: XREADGROUP BLOCK holds it while waiting.
@@ -104,9 +108,10 @@ impl Worker {
                     .await
                     .context("invalid REDIS_URL")?,
                 &worker.queue_prefix,
+                &kinds,
                 queue_settings,
             )),
-            _ => Queue::Db(DbQueue::new(db.clone(), queue_settings)),
+            _ => Queue::Db(DbQueue::new(db.clone(), &kinds, queue_settings)),
         };
         let events = match (events, redis) {
             (Some(bus), _) => bus,
@@ -133,7 +138,7 @@ impl Worker {
             },
             crm,
         };
-        Ok(Self::new(ctx, queue, Registry::standard(), worker))
+        Ok(Self::new(ctx, queue, registry, worker))
     }
 
     pub fn queue(&self) -> &Queue {
@@ -145,127 +150,86 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then drains (see the module docs).
-    #[allow(
-        clippy::too_many_lines,
-        reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-    )]
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         remember_panic_locations();
-        let Worker {
-            ctx,
-            queue,
-            registry,
-            settings,
-            health,
-        } = self;
         tracing::info!(
-            queue = queue.system(),
-            concurrency = settings.concurrency,
+            queue = self.queue.system(),
+            concurrency = self.settings.concurrency,
             "worker started"
         );
-        tokio::pin!(shutdown);
-        if let Some(addr) = settings.health_addr {
-            let health = health.clone();
-            let system = queue.system();
-            tokio::spawn(
-                async move {
-                    if let Err(e) = crate::health::serve(addr, health, system).await {
-                        tracing::error!(error = %e, %addr, "worker health endpoint failed");
-                    }
-                }
-                .with_current_subscriber(),
-            );
+        if let Some(addr) = self.settings.health_addr {
+            self.serve_health(addr);
         }
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        prime_metrics(&ctx.metrics, &registry, queue.system());
+        prime_metrics(&self.ctx.metrics, &self.registry, &self.queue);
+        let (stop_relay, relay) = self.start_relay();
+        let mut in_hand = InHand::new(self.settings.concurrency);
+        self.claim_until(shutdown, &mut in_hand).await;
+        self.drain(in_hand).await;
+        let _ = stop_relay.send(true);
+        let _ = relay.await;
+        tracing::info!("worker stopped");
+    }
+
+    fn serve_health(&self, addr: std::net::SocketAddr) {
+        let health = self.health.clone();
+        let system = self.queue.system();
+        tokio::spawn(
+            async move {
+                if let Err(e) = crate::health::serve(addr, health, system).await {
+                    tracing::error!(error = %e, %addr, "worker health endpoint failed");
+                }
+            }
+            .with_current_subscriber(),
+        );
+    }
+
+    /// Starts the outbox relay and the gauge samplers ([`relay_loop`]); they stop when the
+    /// returned sender says `true`.
+    fn start_relay(&self) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
         let relay = tokio::spawn(
             relay_loop(
-                ctx.clone(),
-                queue.clone(),
-                (settings.relay_interval, settings.gauge_interval),
+                self.ctx.clone(),
+                self.queue.clone(),
+                (self.settings.relay_interval, self.settings.gauge_interval),
                 stop_rx,
             )
             .with_current_subscriber(),
         );
+        (stop_tx, relay)
+    }
+
+    /// Claims jobs while there is room and starts each in a task of its own, until `shutdown`
+    /// resolves. A queue that cannot be reached is asked again after a growing pause.
+    async fn claim_until(&self, shutdown: impl Future<Output = ()>, in_hand: &mut InHand) {
+        tokio::pin!(shutdown);
         let mut prepared = false;
-        let semaphore = Arc::new(Semaphore::new(settings.concurrency));
-        let in_flight: Arc<Mutex<HashMap<String, Delivery>>> = Arc::default();
-        let mut tasks = JoinSet::new();
         let mut failures: u32 = 0;
         loop {
-            health.last_loop_ms.store(now_millis(), Ordering::Relaxed);
-            while tasks.try_join_next().is_some() {}
-            let free = semaphore.available_permits();
+            self.health
+                .last_loop_ms
+                .store(now_millis(), Ordering::Relaxed);
+            while in_hand.tasks.try_join_next().is_some() {}
+            let free = in_hand.permits.available_permits();
             if free == 0 {
                 tokio::select! {
                     _ = &mut shutdown => break,
-                    _ = tasks.join_next() => continue,
+                    _ = in_hand.tasks.join_next() => continue,
                 }
             }
-            let claimed = async {
-                if !prepared {
-                    queue.prepare().await?;
-                    prepared = true;
-                }
-                queue.claim(free, CLAIM_WAIT).await
-            };
             let claimed = tokio::select! {
                 _ = &mut shutdown => break,
-                c = claimed => c,
+                c = self.claim(free, &mut prepared) => c,
             };
             match claimed {
                 Ok(deliveries) => {
-                    if failures > 0 {
-                        tracing::info!(failures, "the queue answers again");
-                    }
-                    failures = 0;
-                    health.queue_failing_since_ms.store(0, Ordering::Relaxed);
+                    self.claim_answered(&mut failures);
                     for d in deliveries {
-                        let Ok(permit) = semaphore.clone().try_acquire_owned() else {
-                            // Cannot happen (we claimed at most `free`); give it back.
-                            let _ = queue.release(&d).await;
-                            continue;
-                        };
-                        in_flight
-                            .lock()
-                            .expect("in-flight map")
-                            .insert(d.message.id.clone(), d.clone());
-                        let (ctx, queue, registry, settings, in_flight, health) = (
-                            ctx.clone(),
-                            queue.clone(),
-                            registry.clone(),
-                            settings.clone(),
-                            in_flight.clone(),
-                            health.clone(),
-                        );
-                        tasks.spawn(
-                            async move {
-                                health.in_flight.fetch_add(1, Ordering::Relaxed);
-                                let id = d.message.id.clone();
-                                process(&ctx, &queue, &registry, &settings, d).await;
-                                in_flight.lock().expect("in-flight map").remove(&id);
-                                health.in_flight.fetch_sub(1, Ordering::Relaxed);
-                                drop(permit);
-                            }
-                            // Under `vidscope up` the worker is not the process's global
-                            // subscriber: its spawned tasks keep the worker's.
-                            .with_current_subscriber(),
-                        );
+                        self.start_job(d, in_hand).await;
                     }
                 }
                 Err(e) => {
-                    failures += 1;
-                    let _ = health.queue_failing_since_ms.compare_exchange(
-                        0,
-                        now_millis(),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    // Log the first failure and then every 30th, not every turn.
-                    if failures == 1 || failures.is_multiple_of(30) {
-                        tracing::warn!(error = %e, failures, "cannot claim jobs; retrying");
-                    }
-                    let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    let pause = self.claim_failed(&e, &mut failures);
                     tokio::select! {
                         _ = &mut shutdown => break,
                         _ = tokio::time::sleep(pause) => {}
@@ -273,37 +237,127 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Up to `max` jobs, preparing the queue first if it has not been yet.
+    async fn claim(&self, max: usize, prepared: &mut bool) -> Result<Vec<Delivery>, CoreError> {
+        if !*prepared {
+            self.queue.prepare().await?;
+            *prepared = true;
+        }
+        self.queue.claim(max, CLAIM_WAIT).await
+    }
+
+    /// A claim worked: says so after failures and clears the health endpoint's flag.
+    fn claim_answered(&self, failures: &mut u32) {
+        if *failures > 0 {
+            tracing::info!(failures = *failures, "the queue answers again");
+        }
+        *failures = 0;
+        self.health
+            .queue_failing_since_ms
+            .store(0, Ordering::Relaxed);
+    }
+
+    /// A claim failed: flags it on the health endpoint, logs the first failure and every 30th
+    /// (not every turn), and returns the pause before the next claim (200 ms more each time,
+    /// at most 5 s).
+    fn claim_failed(&self, e: &CoreError, failures: &mut u32) -> Duration {
+        *failures += 1;
+        let failures = *failures;
+        let _ = self.health.queue_failing_since_ms.compare_exchange(
+            0,
+            now_millis(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if failures == 1 || failures.is_multiple_of(30) {
+            tracing::warn!(error = %e, failures, "cannot claim jobs; retrying");
+        }
+        Duration::from_millis(200 * u64::from(failures.min(25)))
+    }
+
+    /// Runs `d` in a task of its own, holding one of the free permits until it is settled.
+    async fn start_job(&self, d: Delivery, in_hand: &mut InHand) {
+        let Ok(permit) = in_hand.permits.clone().try_acquire_owned() else {
+            // Cannot happen (we claimed at most `free`); give it back.
+            let _ = self.queue.release(&d).await;
+            return;
+        };
+        in_hand
+            .deliveries
+            .lock()
+            .expect("in-flight map")
+            .insert(d.message.id.clone(), d.clone());
+        let worker = self.clone();
+        let deliveries = in_hand.deliveries.clone();
+        in_hand.tasks.spawn(
+            async move {
+                worker.health.in_flight.fetch_add(1, Ordering::Relaxed);
+                let id = d.message.id.clone();
+                worker.process(d).await;
+                deliveries.lock().expect("in-flight map").remove(&id);
+                worker.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            }
+            // Under `vidscope up` the worker is not the process's global subscriber: its
+            // spawned tasks keep the worker's.
+            .with_current_subscriber(),
+        );
+    }
+
+    /// Gives in-flight jobs the shutdown grace to finish, then stops the rest and releases
+    /// their deliveries (claimable again at once, without counting an attempt).
+    async fn drain(&self, mut in_hand: InHand) {
+        let grace = self.settings.shutdown_grace;
         tracing::info!(
-            in_flight = tasks.len(),
-            grace_secs = settings.shutdown_grace.as_secs(),
+            in_flight = in_hand.tasks.len(),
+            grace_secs = grace.as_secs(),
             "worker stopping: no new claims, waiting for in-flight jobs"
         );
-        let drained = tokio::time::timeout(settings.shutdown_grace, async {
-            while tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(grace, async {
+            while in_hand.tasks.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-            let left: Vec<Delivery> = in_flight
-                .lock()
-                .expect("in-flight map")
-                .drain()
-                .map(|(_, d)| d)
-                .collect();
-            for d in &left {
-                if let Err(e) = queue.release(d).await {
-                    tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
-                }
-            }
-            tracing::warn!(
-                released = left.len(),
-                "shutdown deadline passed; unfinished jobs released"
-            );
+        if drained.is_ok() {
+            return;
         }
-        let _ = stop_tx.send(true);
-        let _ = relay.await;
-        tracing::info!("worker stopped");
+        in_hand.tasks.abort_all();
+        while in_hand.tasks.join_next().await.is_some() {}
+        let left: Vec<Delivery> = in_hand
+            .deliveries
+            .lock()
+            .expect("in-flight map")
+            .drain()
+            .map(|(_, d)| d)
+            .collect();
+        for d in &left {
+            if let Err(e) = self.queue.release(d).await {
+                tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
+            }
+        }
+        tracing::warn!(
+            released = left.len(),
+            "shutdown deadline passed; unfinished jobs released"
+        );
+    }
+}
+
+/// The jobs a running worker has in hand: one task each, each holding one of `concurrency`
+/// permits, and their deliveries by job id (to release those a shutdown interrupts).
+struct InHand {
+    permits: Arc<Semaphore>,
+    deliveries: Arc<Mutex<HashMap<String, Delivery>>>,
+    tasks: JoinSet<()>,
+}
+
+impl InHand {
+    fn new(concurrency: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            deliveries: Arc::default(),
+            tasks: JoinSet::new(),
+        }
     }
 }
 
@@ -322,9 +376,11 @@ const STEP_STATUSES: [&str; 2] = ["success", "failure"];
 /// before it, so "no failures" reads "No data" and `rate()`/`increase()` miss the first one.
 /// Steps come from each job's [`crate::jobs::Job::STEPS`]. A retry's `step_name` is the
 /// error's type, an open set: `workflow.retry.count` is primed with `workflow_name` alone,
-/// a zero series that sums correctly with the real ones.
-fn prime_metrics(metrics: &Metrics, registry: &Registry, system: &'static str) {
-    for kind in JobKind::ALL {
+/// a zero series that sums correctly with the real ones. Counters only some jobs record are
+/// primed by those jobs ([`crate::jobs::Job::prime_metrics`]).
+fn prime_metrics(metrics: &Metrics, registry: &Registry, queue: &Queue) {
+    let system = queue.system();
+    for &kind in queue.kinds() {
         let job = KeyValue::new("job.type", kind.as_str());
         for class in ERROR_CLASSES {
             let labels = [job.clone(), KeyValue::new("error.class", class)];
@@ -373,20 +429,15 @@ fn prime_metrics(metrics: &Metrics, registry: &Registry, system: &'static str) {
                 ],
             );
         }
-        // The thumbnail is the one job that uploads an image.
-        if kind == JobKind::VideoThumbnail {
-            metrics
-                .workflow_image_uploaded
-                .add(0, std::slice::from_ref(&workflow));
-        }
     }
+    registry.prime_metrics(metrics);
 }
 
 /// Records `job.queue_depth` for every (job type, state), 0 for those the queue did not
 /// list: a gauge recorded only for the pairs present keeps exporting the last value of a
 /// pair that drained, so a cleared backlog would look stuck for ever.
-fn record_depths(metrics: &Metrics, depths: &[vidscope_core::queue::Depth]) {
-    for kind in JobKind::ALL {
+fn record_depths(metrics: &Metrics, queue: &Queue, depths: &[vidscope_core::queue::Depth]) {
+    for &kind in queue.kinds() {
         for state in DEPTH_STATES {
             let count = depths
                 .iter()
@@ -467,7 +518,7 @@ async fn relay_loop(
                 ctx.metrics.outbox_pending.record(n, &[]);
             }
             if let Ok(depths) = queue.depth().await {
-                record_depths(&ctx.metrics, &depths);
+                record_depths(&ctx.metrics, &queue, &depths);
             }
         }
         if last_prune.elapsed() >= Duration::from_secs(3600) {
@@ -477,50 +528,221 @@ async fn relay_loop(
     }
 }
 
-/// Runs one delivery to its end, never returning an error: every outcome is settled on the
-/// queue and recorded on the span and the metrics.
-pub async fn process(
-    ctx: &JobContext,
-    queue: &Queue,
-    registry: &Registry,
-    settings: &WorkerSettings,
-    d: Delivery,
-) {
-    let m = &d.message;
-    let span = vidscope_telemetry::with_remote_parent(
-        vidscope_telemetry::propagation::extract_map(&m.trace),
-        || {
-            tracing::info_span!(
-                "job.process",
-                otel.name = %format_args!("process {}", m.kind.as_str()),
-                otel.kind = "consumer",
-                messaging.system = queue.system(),
-                messaging.operation.type = "process",
-                messaging.operation.name = "process",
-                messaging.destination.name = m.kind.as_str(),
-                messaging.consumer.group.name = "vidscope-workers",
-                messaging.message.id = %m.id,
-                job.type = m.kind.as_str(),
-                job.attempt = i64::from(d.attempt),
-                job.queue_wait_ms = Empty,
-                job.outcome = Empty,
-                workflow.name = m.kind.as_str(),
-                video.id = Empty,
-                user.id = Empty,
-                error.type = Empty,
-            )
-        },
-    );
-    let wait_ms = (now_millis() - m.available_at).max(0);
-    span.record("job.queue_wait_ms", wait_ms);
-    ctx.metrics.job_queue_wait_ms.record(
-        wait_ms as f64,
-        &[KeyValue::new("job.type", m.kind.as_str())],
-    );
-    let work = vidscope_telemetry::db_watch::scope(run_and_settle(
-        ctx, queue, registry, settings, &d, &span,
-    ));
-    work.instrument(span.clone()).await;
+impl Worker {
+    /// Runs one delivery to its end, never returning an error: every outcome is settled on the
+    /// queue and recorded on the span and the metrics.
+    async fn process(&self, d: Delivery) {
+        let m = &d.message;
+        let span = vidscope_telemetry::with_remote_parent(
+            vidscope_telemetry::propagation::extract_map(&m.trace),
+            || {
+                vidscope_core::messaging_span! {
+                    "job.process", "process", "consumer",
+                    system = self.queue.system(), kind = m.kind, id = m.id.as_str(),
+                    messaging.consumer.group.name = "vidscope-workers",
+                    job.type = m.kind.as_str(),
+                    job.attempt = i64::from(d.attempt),
+                    job.queue_wait_ms = Empty,
+                    job.outcome = Empty,
+                    workflow.name = m.kind.as_str(),
+                    video.id = Empty,
+                    user.id = Empty,
+                    error.type = Empty,
+                }
+            },
+        );
+        let wait_ms = (now_millis() - m.available_at).max(0);
+        span.record("job.queue_wait_ms", wait_ms);
+        self.ctx.metrics.job_queue_wait_ms.record(
+            wait_ms as f64,
+            &[KeyValue::new("job.type", m.kind.as_str())],
+        );
+        let work = vidscope_telemetry::db_watch::scope(self.run_and_settle(&d, &span));
+        work.instrument(span.clone()).await;
+    }
+
+    /// Runs the job, settles it on the queue by its outcome, and records the run's metrics.
+    async fn run_and_settle(&self, d: &Delivery, span: &tracing::Span) {
+        let kind = d.message.kind.as_str();
+        let started = Instant::now();
+        let outcome = self.run_job(d, span).await;
+        let elapsed = started.elapsed();
+        let metrics = &self.ctx.metrics;
+        let workflow = [KeyValue::new("workflow_name", kind)];
+        metrics.workflow_run_total.add(1, &workflow);
+        metrics
+            .workflow_run_duration_ms
+            .record(elapsed.as_secs_f64() * 1000.0, &workflow);
+        let mut messaging = vec![
+            KeyValue::new("messaging.system", self.queue.system()),
+            KeyValue::new("messaging.destination.name", kind),
+        ];
+        let status = match outcome {
+            Ok(()) => {
+                self.acknowledge(d).await;
+                span.record("job.outcome", "success");
+                "success"
+            }
+            Err(e) => {
+                messaging.push(KeyValue::new("error.type", e.error_type()));
+                self.settle_failure(d, span, &e).await
+            }
+        };
+        metrics.workflow_run_status.add(
+            1,
+            &[
+                KeyValue::new("workflow_name", kind),
+                KeyValue::new("status", status),
+            ],
+        );
+        metrics
+            .messaging_process_duration
+            .record(elapsed.as_secs_f64(), &messaging);
+    }
+
+    /// Runs the delivery's job and records it done, unless it is done already (`Ok`, outcome
+    /// `duplicate`), was delivered too often, or no job of its kind is registered.
+    async fn run_job(&self, d: &Delivery, span: &tracing::Span) -> Result<(), JobError> {
+        let m = &d.message;
+        if d.attempt > self.settings.max_attempts {
+            // Delivered again and again without being settled: its worker keeps dying.
+            return Err(JobError::permanent(
+                "job.too_many_deliveries",
+                format!("delivered {} times without finishing", d.attempt),
+            ));
+        }
+        if jobs::is_done(&self.ctx.db, &m.id).await? {
+            tracing::info!(job.id = %m.id, "job.duplicate_skipped");
+            span.record("job.outcome", "duplicate");
+            return Ok(());
+        }
+        let job = self.registry.get(m.kind).ok_or_else(|| {
+            JobError::permanent("job.no_handler", format!("no handler for {}", m.kind))
+        })?;
+        // A panicking handler becomes a failure of this delivery like any other (retried, then
+        // dead-lettered, counted, logged in this span), instead of unwinding the task and
+        // leaving the job claimed until its visibility timeout. Unwind safety: a job's state is
+        // the database and the queue, which a half-run job leaves as a retry would find it
+        // (jobs are idempotent).
+        let work = AssertUnwindSafe(job.run(&self.ctx, m))
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|payload| Err(panicked(&m.id, payload.as_ref()))));
+        self.keeping_the_lease(d, work).await?;
+        jobs::mark_done(&self.ctx.db, &m.id, m.kind).await?;
+        Ok(())
+    }
+
+    /// Awaits `work`, extending the delivery's lease every third of the visibility timeout.
+    async fn keeping_the_lease<T>(&self, d: &Delivery, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(self.queue.settings().visibility / 3);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = beat.tick() => {
+                    if let Ok(false) = self.queue.heartbeat(d).await {
+                        tracing::warn!(job.id = %d.message.id, "lease lost: another worker may run this job too");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn acknowledge(&self, d: &Delivery) {
+        let id = &d.message.id;
+        match self.queue.ack(d).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(job.id = %id, "acknowledged a job whose lease was lost"),
+            Err(e) => {
+                tracing::warn!(error = %e, job.id = %id, "cannot acknowledge; the job will be redelivered and skipped as done")
+            }
+        }
+    }
+
+    /// Counts the failure and retries the job after a backoff while its class and attempts
+    /// allow, else dead-letters it; returns the run's status (`retry` or `failure`).
+    async fn settle_failure(
+        &self,
+        d: &Delivery,
+        span: &tracing::Span,
+        e: &JobError,
+    ) -> &'static str {
+        vidscope_telemetry::classify::record_classified(span, e);
+        // The labels of `job.failures_total` and `job.dead_letter_total`.
+        let counted = [
+            KeyValue::new("job.type", d.message.kind.as_str()),
+            KeyValue::new("error.class", e.class().as_str()),
+        ];
+        self.ctx.metrics.job_failures_total.add(1, &counted);
+        let backoff = Backoff {
+            base: self.settings.backoff_base,
+            max: Duration::from_secs(300),
+            max_attempts: self.settings.max_attempts,
+        };
+        if backoff.should_retry(e.class(), d.attempt) {
+            let delay = backoff.delay(d.attempt, rand::random::<f64>());
+            self.retry(d, delay, e).await;
+            span.record("job.outcome", "retry");
+            "retry"
+        } else {
+            self.dead_letter(d, e).await;
+            self.ctx.metrics.job_dead_letter_total.add(1, &counted);
+            self.run_dead_letter_hook(d).await;
+            span.record("job.outcome", "dead_letter");
+            "failure"
+        }
+    }
+
+    async fn retry(&self, d: &Delivery, delay: Duration, e: &JobError) {
+        let m = &d.message;
+        tracing::warn!(
+            job.id = %m.id,
+            // i64: tracing-opentelemetry turns a u64 event field into a string.
+            attempt = i64::from(d.attempt),
+            retry.delay_ms = delay.as_millis() as i64,
+            error = %e,
+            "job.retry_scheduled"
+        );
+        if let Err(qe) = self.queue.retry(d, delay, &e.message).await {
+            tracing::warn!(error = %qe, job.id = %m.id, "cannot schedule the retry; the job will be redelivered after the visibility timeout");
+        }
+        self.ctx.metrics.workflow_retry_count.add(
+            1,
+            &[
+                KeyValue::new("workflow_name", m.kind.as_str()),
+                KeyValue::new("step_name", e.error_type()),
+            ],
+        );
+    }
+
+    /// Parks the job in the dead letter.
+    async fn dead_letter(&self, d: &Delivery, e: &JobError) {
+        let m = &d.message;
+        let class = e.class().as_str();
+        tracing::error!(
+            job.id = %m.id,
+            // i64: tracing-opentelemetry turns a u64 event field into a string.
+            attempt = i64::from(d.attempt),
+            error.class = class,
+            error = %e,
+            "job.dead_lettered"
+        );
+        if let Err(qe) = self.queue.dead_letter(d, class, &e.message).await {
+            tracing::warn!(error = %qe, job.id = %m.id, "cannot dead-letter; the job will be redelivered");
+        }
+    }
+
+    /// Runs the job's dead-letter hook, its panics caught like the job's own.
+    async fn run_dead_letter_hook(&self, d: &Delivery) {
+        let m = &d.message;
+        if let Some(job) = self.registry.get(m.kind) {
+            let hook = AssertUnwindSafe(job.on_dead_letter(&self.ctx, m)).catch_unwind();
+            if let Err(he) = hook.await.unwrap_or_else(|p| Err(panicked(&m.id, &*p))) {
+                tracing::warn!(error = %he, job.id = %m.id, "dead-letter hook failed");
+            }
+        }
+    }
 }
 
 /// The job error of a handler's panic, with the panic's message, logged where it is caught:
@@ -566,166 +788,4 @@ fn remember_panic_locations() {
             previous(info);
         }));
     });
-}
-
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
-async fn run_and_settle(
-    ctx: &JobContext,
-    queue: &Queue,
-    registry: &Registry,
-    settings: &WorkerSettings,
-    d: &Delivery,
-    span: &tracing::Span,
-) {
-    let m = &d.message;
-    let kind = m.kind.as_str();
-    let started = Instant::now();
-    let outcome: Result<(), JobError> = async {
-        if d.attempt > settings.max_attempts {
-            // Delivered again and again without being settled: its worker keeps dying.
-            return Err(JobError::permanent(
-                "job.too_many_deliveries",
-                format!("delivered {} times without finishing", d.attempt),
-            ));
-        }
-        if jobs::is_done(&ctx.db, &m.id).await? {
-            tracing::info!(job.id = %m.id, "job.duplicate_skipped");
-            span.record("job.outcome", "duplicate");
-            return Ok(());
-        }
-        let job = registry.get(m.kind).ok_or_else(|| {
-            JobError::permanent("job.no_handler", format!("no handler for {kind}"))
-        })?;
-        // A panicking handler becomes a failure of this delivery like any other (retried, then
-        // dead-lettered, counted, logged in this span), instead of unwinding the task and
-        // leaving the job claimed until its visibility timeout. Unwind safety: a job's state is
-        // the database and the queue, which a half-run job leaves as a retry would find it
-        // (jobs are idempotent).
-        let work = AssertUnwindSafe(job.run(ctx, m))
-            .catch_unwind()
-            .map(|r| r.unwrap_or_else(|payload| Err(panicked(&m.id, payload.as_ref()))));
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(queue.settings().visibility / 3);
-        beat.tick().await;
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = beat.tick() => {
-                    if let Ok(false) = queue.heartbeat(d).await {
-                        tracing::warn!(job.id = %m.id, "lease lost: another worker may run this job too");
-                    }
-                }
-            }
-        };
-        result?;
-        jobs::mark_done(&ctx.db, &m.id, m.kind).await?;
-        Ok(())
-    }
-    .await;
-
-    let elapsed = started.elapsed();
-    let workflow = [KeyValue::new("workflow_name", kind)];
-    ctx.metrics.workflow_run_total.add(1, &workflow);
-    ctx.metrics
-        .workflow_run_duration_ms
-        .record(elapsed.as_secs_f64() * 1000.0, &workflow);
-    let mut messaging = vec![
-        KeyValue::new("messaging.system", queue.system()),
-        KeyValue::new("messaging.destination.name", kind),
-    ];
-    let status = match outcome {
-        Ok(()) => {
-            match queue.ack(d).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(job.id = %m.id, "acknowledged a job whose lease was lost")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, job.id = %m.id, "cannot acknowledge; the job will be redelivered and skipped as done")
-                }
-            }
-            span.record("job.outcome", "success");
-            "success"
-        }
-        Err(e) => {
-            vidscope_telemetry::classify::record_classified(span, &e);
-            messaging.push(KeyValue::new("error.type", e.error_type()));
-            ctx.metrics.job_failures_total.add(
-                1,
-                &[
-                    KeyValue::new("job.type", kind),
-                    KeyValue::new("error.class", e.class().as_str()),
-                ],
-            );
-            let backoff = Backoff {
-                base: settings.backoff_base,
-                max: Duration::from_secs(300),
-                max_attempts: settings.max_attempts,
-            };
-            if backoff.should_retry(e.class(), d.attempt) {
-                let delay = backoff.delay(d.attempt, rand::random::<f64>());
-                tracing::warn!(
-                    job.id = %m.id,
-                    // i64: tracing-opentelemetry turns a u64 event field into a string.
-                    attempt = i64::from(d.attempt),
-                    retry.delay_ms = delay.as_millis() as i64,
-                    error = %e,
-                    "job.retry_scheduled"
-                );
-                if let Err(qe) = queue.retry(d, delay, &e.message).await {
-                    tracing::warn!(error = %qe, job.id = %m.id, "cannot schedule the retry; the job will be redelivered after the visibility timeout");
-                }
-                ctx.metrics.workflow_retry_count.add(
-                    1,
-                    &[
-                        KeyValue::new("workflow_name", kind),
-                        KeyValue::new("step_name", e.error_type()),
-                    ],
-                );
-                span.record("job.outcome", "retry");
-                "retry"
-            } else {
-                let class = e.class().as_str();
-                tracing::error!(
-                    job.id = %m.id,
-                    // i64: tracing-opentelemetry turns a u64 event field into a string.
-                    attempt = i64::from(d.attempt),
-                    error.class = class,
-                    error = %e,
-                    "job.dead_lettered"
-                );
-                if let Err(qe) = queue.dead_letter(d, class, &e.message).await {
-                    tracing::warn!(error = %qe, job.id = %m.id, "cannot dead-letter; the job will be redelivered");
-                }
-                ctx.metrics.job_dead_letter_total.add(
-                    1,
-                    &[
-                        KeyValue::new("job.type", kind),
-                        KeyValue::new("error.class", class),
-                    ],
-                );
-                if let Some(job) = registry.get(m.kind) {
-                    let hook = AssertUnwindSafe(job.on_dead_letter(ctx, m)).catch_unwind();
-                    if let Err(he) = hook.await.unwrap_or_else(|p| Err(panicked(&m.id, &*p))) {
-                        tracing::warn!(error = %he, job.id = %m.id, "dead-letter hook failed");
-                    }
-                }
-                span.record("job.outcome", "dead_letter");
-                "failure"
-            }
-        }
-    };
-    ctx.metrics.workflow_run_status.add(
-        1,
-        &[
-            KeyValue::new("workflow_name", kind),
-            KeyValue::new("status", status),
-        ],
-    );
-    ctx.metrics
-        .messaging_process_duration
-        .record(elapsed.as_secs_f64(), &messaging);
 }

@@ -6,7 +6,7 @@
 //! they take turns (see [`Harness::start`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,10 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
 use tracing::Instrument as _;
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use vidscope_telemetry::{Classify, ErrorClass, OtlpProtocol, TelemetryConfig, TelemetryGuard};
-use vidscope_testkit::otlp::{CaptureReceiver, CapturedSpan};
-use vidscope_testkit::{LogBuffer, background};
+use vidscope_telemetry::{Classify, ErrorClass};
+use vidscope_testkit::ThreadTelemetry;
+use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_worker::crm::{BreakerState, CrmClient, CrmContact, CrmError, CrmEvent, CrmSettings};
 
 const CLIENT_ID: &str = "vidscope-test-client";
@@ -189,50 +188,26 @@ fn rand_u64() -> u64 {
 // Telemetry harness
 // ---------------------------------------------------------------------------------------------
 
-struct Harness {
-    otlp: CaptureReceiver,
-    guard: TelemetryGuard,
-    logs: LogBuffer,
-    _dispatch: tracing::dispatcher::DefaultGuard,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+/// The telemetry harness and a fake CRM, which every test but one starts with.
+async fn start() -> (Harness, FakeCrm) {
+    (Harness::start().await, FakeCrm::start().await)
+}
+
+/// This test's telemetry ([`ThreadTelemetry`]), with the CRM client's calls and the queries
+/// the tests make of what it exported.
+struct Harness(ThreadTelemetry);
+
+impl std::ops::Deref for Harness {
+    type Target = ThreadTelemetry;
+
+    fn deref(&self) -> &ThreadTelemetry {
+        &self.0
+    }
 }
 
 impl Harness {
-    /// Telemetry for this test's thread, exported to a fresh capture receiver.
-    ///
-    /// One test at a time: tracing caches each callsite's interest process-wide, and with
-    /// thread-local subscribers created and dropped in parallel a callsite can be cached as
-    /// disabled for another test's subscriber (the testkit's `spawn_app` does the same).
     async fn start() -> Self {
-        static TURN: OnceLock<Arc<tokio::sync::Mutex<()>>> = OnceLock::new();
-        let turn = TURN
-            .get_or_init(Default::default)
-            .clone()
-            .lock_owned()
-            .await;
-        let otlp = CaptureReceiver::start().await;
-        let mut config = vidscope_testkit::with_backend_from_env(
-            TelemetryConfig::new("vidscope-worker-crm-test")
-                .with_otlp(OtlpProtocol::Grpc, &otlp.grpc_endpoint()),
-        );
-        config.scheduled_delay = Duration::from_millis(50);
-        config.metric_export_interval = Duration::from_secs(1);
-        config.export_timeout = Duration::from_secs(3);
-        let logs = LogBuffer::default();
-        let telemetry = {
-            // The gRPC exporters' connection task must outlive this test's runtime.
-            let _rt = background().enter();
-            vidscope_telemetry::build(&config, BoxMakeWriter::new(logs.clone()))
-                .expect("telemetry config")
-        };
-        let dispatch = tracing::dispatcher::set_default(&telemetry.dispatch);
-        Self {
-            otlp,
-            guard: telemetry.guard,
-            logs,
-            _dispatch: dispatch,
-            _turn: turn,
-        }
+        Self(ThreadTelemetry::start("vidscope-worker-crm-test", |c, _| c).await)
     }
 
     fn client(&self, settings: CrmSettings) -> CrmClient {
@@ -298,14 +273,13 @@ fn events<'a>(
     span.events.iter().filter(|e| e.name == name).collect()
 }
 
-fn transitions(span: &CapturedSpan) -> Vec<(String, String)> {
+/// The breaker's transitions recorded on `span`, each as `from -> to`.
+fn transitions(span: &CapturedSpan) -> Vec<String> {
     events(span, "crm.circuit_breaker.transition")
         .iter()
         .map(|e| {
-            (
-                e.attr_str("from").unwrap_or_default().to_owned(),
-                e.attr_str("to").unwrap_or_default().to_owned(),
-            )
+            let state = |key| e.attr_str(key).unwrap_or_default();
+            format!("{} -> {}", state("from"), state("to"))
         })
         .collect()
 }
@@ -341,8 +315,7 @@ fn completed(user_id: &str, video_id: &str) -> CrmContact {
 
 #[tokio::test]
 async fn sync_sends_bearer_token_idempotency_key_and_the_callers_traceparent() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
 
     let (result, trace_id) = h
@@ -412,8 +385,7 @@ async fn sync_sends_bearer_token_idempotency_key_and_the_callers_traceparent() {
 
 #[tokio::test]
 async fn the_token_is_fetched_once_for_several_calls() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
 
     for (i, key) in ["job-1", "job-2", "job-3"].into_iter().enumerate() {
@@ -439,8 +411,7 @@ async fn the_token_is_fetched_once_for_several_calls() {
 
 #[tokio::test]
 async fn a_token_about_to_expire_is_replaced_before_use() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     // One second of lifetime: replaced after half of it (the refresh margin is capped at half).
     fake.with(|s| s.token_lifetime_secs = 1);
     let client = h.client(settings(&fake));
@@ -462,8 +433,7 @@ async fn a_token_about_to_expire_is_replaced_before_use() {
 
 #[tokio::test]
 async fn a_401_refreshes_the_token_once_and_retries() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(settings(&fake));
     h.sync(&client, &registered("user-1"), "job-1")
         .await
@@ -502,8 +472,7 @@ async fn a_401_refreshes_the_token_once_and_retries() {
 
 #[tokio::test]
 async fn a_401_after_the_refresh_is_permanent() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.reject_all_tokens = true);
     let client = h.client(settings(&fake));
 
@@ -528,8 +497,7 @@ async fn a_401_after_the_refresh_is_permanent() {
 
 #[tokio::test]
 async fn server_errors_are_retried_up_to_max_attempts_then_fail_as_transient() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.default_status = 500);
     let client = h.client(settings(&fake).with_max_attempts(3));
 
@@ -566,8 +534,7 @@ async fn server_errors_are_retried_up_to_max_attempts_then_fail_as_transient() {
 
 #[tokio::test]
 async fn a_transient_failure_then_success_succeeds() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[503, 429]);
     let client = h.client(settings(&fake).with_max_attempts(3));
 
@@ -586,8 +553,7 @@ async fn a_transient_failure_then_success_succeeds() {
 
 #[tokio::test]
 async fn a_400_is_permanent_and_not_retried() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[400]);
     let client = h.client(
         settings(&fake)
@@ -650,8 +616,7 @@ async fn unreachable_and_slow_crms_are_transient() {
 
 #[tokio::test]
 async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_it() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.script(&[500, 500]);
     let cooldown = Duration::from_millis(300);
     let client = h.client(
@@ -693,10 +658,7 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
     h.wait_breaker_gauge(0, opened_at).await;
 
     let opening = h.sync_span(&opening).await;
-    assert_eq!(
-        transitions(&opening),
-        [("closed".to_owned(), "open".to_owned())]
-    );
+    assert_eq!(transitions(&opening), ["closed -> open"]);
     let rejected = h.sync_span(&rejected_trace).await;
     assert_eq!(rejected.attr_str("error.type"), Some("crm.breaker_open"));
     assert!(
@@ -706,20 +668,13 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
             .any(|s| s.name.starts_with("POST ")),
         "no HTTP span under a rejected call"
     );
-    let probe = h.sync_span(&probe_trace).await;
-    assert_eq!(
-        transitions(&probe),
-        [
-            ("open".to_owned(), "half_open".to_owned()),
-            ("half_open".to_owned(), "closed".to_owned()),
-        ]
-    );
+    let probe = transitions(&h.sync_span(&probe_trace).await);
+    assert_eq!(probe, ["open -> half_open", "half_open -> closed"]);
 }
 
 #[tokio::test]
 async fn a_failed_probe_reopens_the_breaker() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     fake.with(|s| s.default_status = 503);
     let cooldown = Duration::from_millis(200);
     let client = h.client(
@@ -747,20 +702,13 @@ async fn a_failed_probe_reopens_the_breaker() {
         2,
         "one probe, no retries past the open breaker"
     );
-    let probe = h.sync_span(&probe_trace).await;
-    assert_eq!(
-        transitions(&probe),
-        [
-            ("open".to_owned(), "half_open".to_owned()),
-            ("half_open".to_owned(), "open".to_owned()),
-        ]
-    );
+    let probe = transitions(&h.sync_span(&probe_trace).await);
+    assert_eq!(probe, ["open -> half_open", "half_open -> open"]);
 }
 
 #[tokio::test]
 async fn secrets_tokens_and_emails_never_reach_telemetry() {
-    let h = Harness::start().await;
-    let fake = FakeCrm::start().await;
+    let (h, fake) = start().await;
     let client = h.client(
         settings(&fake)
             .with_max_attempts(2)

@@ -5,12 +5,12 @@
 //! player sends it with every request (and in the page-hide beacon's body), so its progress
 //! saves and its `video.session` events continue the trace of the page load.
 
-use std::sync::LazyLock;
-
+use askama::Template;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use vidscope_core::videos::VideoId;
 use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::propagation::traceresponse;
@@ -20,10 +20,26 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::videos::get::metadata;
 use crate::state::AppState;
 
-static TEMPLATE: LazyLock<String> = LazyLock::new(|| {
-    super::with_css(include_str!("../../assets/player.html"))
-        .replace("/*PLAYER_JS*/", include_str!("../../assets/player.js"))
-});
+/// The player page (`templates/player.html`, its script `assets/player.js`).
+#[derive(Template)]
+#[template(path = "player.html")]
+struct PlayerPage<'a> {
+    /// The page load's own trace context, for `<meta name="traceparent">`.
+    traceparent: &'a str,
+    title: &'a str,
+    data: PageData<'a>,
+}
+
+/// What the player's script reads from `<script id="page-data">`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageData<'a> {
+    video_id: &'a str,
+    title: &'a str,
+    stream_url: &'a str,
+    content_type: &'a str,
+    duration_seconds: Option<f64>,
+}
 
 #[utoipa::path(
     get,
@@ -72,17 +88,61 @@ pub async fn get(
     // The server span's context: `Span::current()` here is this handler's own span, a child
     // of it in the same trace; the player's requests then become its children too.
     let traceparent = traceresponse(&tracing::Span::current().span_context()).unwrap_or_default();
-    let data = serde_json::json!({
-        "videoId": video.id,
-        "title": video.title,
-        "streamUrl": video.stream_url,
-        "contentType": video.content_type,
-        "durationSeconds": video.duration_seconds,
-    });
-    let title = super::escape_html(&video.title);
-    let page = TEMPLATE
-        .replace("/*TRACEPARENT*/", &traceparent)
-        .replace("/*TITLE*/", &title)
-        .replace("/*PAGE_DATA*/", &super::script_json(&data));
-    Ok(Html(page).into_response())
+    let page = PlayerPage {
+        traceparent: &traceparent,
+        title: &video.title,
+        data: PageData {
+            video_id: &video.id,
+            title: &video.title,
+            stream_url: &video.stream_url,
+            content_type: &video.content_type,
+            duration_seconds: video.duration_seconds,
+        },
+    };
+    Ok(super::render(&page)?.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A title is user input: markup and quotes in it come out as text, in the page and in its
+    /// data, whatever they try to close.
+    #[test]
+    fn a_hostile_title_comes_out_escaped() {
+        let title = r#"</title></h2></script><script>alert("x")</script>' onload='x"#;
+        let page = PlayerPage {
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            title,
+            data: PageData {
+                video_id: "v",
+                title,
+                stream_url: "/api/videos/v.mp4",
+                content_type: "video/mp4",
+                duration_seconds: None,
+            },
+        };
+        let html = page.render().unwrap();
+        for raw in ["<script>alert", "</title></h2>", "' onload='"] {
+            assert!(
+                !html.contains(raw),
+                "{raw:?} came through unescaped:\n{html}"
+            );
+        }
+        assert_eq!(
+            html.matches("<script").count(),
+            2,
+            "only the page's own scripts"
+        );
+        let data = html
+            .split(r#"<script id="page-data" type="application/json">"#)
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .expect("the page data");
+        let data: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(
+            data["title"], title,
+            "the script reads the title back unchanged"
+        );
+    }
 }

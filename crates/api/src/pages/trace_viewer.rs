@@ -2,17 +2,17 @@
 //! its script reads `/api/trace-viewer/traces` (filters, auto-refresh) and draws a waterfall
 //! from `/api/trace-viewer/traces/{trace_id}`.
 
-use std::sync::LazyLock;
-
+use askama::Template;
 use axum::http::Uri;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::auth::MaybeUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::trace_viewer::require_admin;
 
-static PAGE: LazyLock<String> =
-    LazyLock::new(|| super::with_css(include_str!("../../assets/trace-viewer.html")));
+#[derive(Template)]
+#[template(path = "trace_viewer.html")]
+struct TraceViewerPage;
 
 #[utoipa::path(
     get,
@@ -42,5 +42,5 @@ pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Result<Response, ApiEr
         return Ok(super::to_login(&uri));
     };
     require_admin(&user)?;
-    Ok(Html(PAGE.as_str()).into_response())
+    Ok(super::render(&TraceViewerPage)?.into_response())
 }

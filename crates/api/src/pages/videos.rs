@@ -1,16 +1,16 @@
 //! `GET /videos`: the lesson list with thumbnails. The page is static; its script pages
 //! through `GET /api/videos` with the session cookie, so the list and the API never disagree.
 
-use std::sync::LazyLock;
-
+use askama::Template;
 use axum::http::Uri;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::auth::MaybeUser;
-use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
 
-static PAGE: LazyLock<String> =
-    LazyLock::new(|| super::with_css(include_str!("../../assets/videos.html")));
+#[derive(Template)]
+#[template(path = "videos.html")]
+struct VideosPage;
 
 #[utoipa::path(
     get,
@@ -25,9 +25,9 @@ static PAGE: LazyLock<String> =
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Response {
+pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Result<Response, ApiError> {
     if user.is_none() {
-        return super::to_login(&uri);
+        return Ok(super::to_login(&uri));
     }
-    Html(PAGE.as_str()).into_response()
+    Ok(super::render(&VideosPage)?.into_response())
 }

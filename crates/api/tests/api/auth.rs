@@ -65,15 +65,23 @@ async fn server_span(
         .unwrap()
 }
 
+async fn login(
+    app: &TestApp,
+    email: &impl serde::Serialize,
+    password: &impl serde::Serialize,
+) -> reqwest::Response {
+    let body = json!({"email": email, "password": password});
+    post_json(app, "/api/auth/login", body).await
+}
+
 #[tokio::test]
 async fn register_session_logout_round_trip() {
     let app = spawn_app().await;
-    let resp = post_json(
-        &app,
-        "/api/auth/register",
-        json!({"email": "New@Example.com", "password": "long enough pw"}),
-    )
-    .await;
+    let register = |email: &str| {
+        let account = json!({"email": email, "password": "long enough pw"});
+        post_json(&app, "/api/auth/register", account)
+    };
+    let resp = register("New@Example.com").await;
     assert_eq!(resp.status(), 201);
     let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -86,12 +94,8 @@ async fn register_session_logout_round_trip() {
     assert_eq!(body["user"]["role"], "viewer");
 
     let me = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/auth/session", &[("cookie", &cookie)])
+        .await;
     assert_eq!(me.status(), 200);
     let server = server_span(&app, &me).await;
     assert_eq!(
@@ -115,22 +119,12 @@ async fn register_session_logout_round_trip() {
             .contains("Max-Age=0")
     );
     let me = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/auth/session", &[("cookie", &cookie)])
+        .await;
     assert_eq!(me.status(), 401, "the session is gone server-side");
 
     // Same e-mail again: conflict.
-    let again = post_json(
-        &app,
-        "/api/auth/register",
-        json!({"email": "new@example.com", "password": "long enough pw"}),
-    )
-    .await;
-    assert_eq!(again.status(), 409);
+    assert_eq!(register("new@example.com").await.status(), 409);
     app.stop().await;
 }
 
@@ -139,24 +133,14 @@ async fn login_success_and_failures_emit_the_seed_events() {
     let app = spawn_app().await;
     let u = app.create_user(Role::Admin).await;
 
-    let ok = post_json(
-        &app,
-        "/api/auth/login",
-        json!({"email": u.user.email, "password": u.password}),
-    )
-    .await;
+    let ok = login(&app, &u.user.email, &u.password).await;
     assert_eq!(ok.status(), 200);
     let span = server_span(&app, &ok).await;
     trace_event(&app, &ok, "auth.session.created").await;
     assert_eq!(span.attr_str("user.id"), Some(u.user.id.as_str()));
     assert_eq!(span.attr_str("api.category"), Some("auth"));
 
-    let wrong = post_json(
-        &app,
-        "/api/auth/login",
-        json!({"email": u.user.email, "password": "not-the-password-xyz"}),
-    )
-    .await;
+    let wrong = login(&app, &u.user.email, &"not-the-password-xyz").await;
     assert_eq!(wrong.status(), 401);
     let ev = trace_event(&app, &wrong, "auth.failed").await;
     let body: Value = wrong.json().await.unwrap();
@@ -164,12 +148,7 @@ async fn login_success_and_failures_emit_the_seed_events() {
     assert_eq!(ev.attr_str("reason"), Some("wrong_password"));
     assert_eq!(ev.attr_bool("hasCookie"), Some(false));
 
-    let unknown = post_json(
-        &app,
-        "/api/auth/login",
-        json!({"email": "nobody@example.com", "password": "whatever123"}),
-    )
-    .await;
+    let unknown = login(&app, &"nobody@example.com", &"whatever123").await;
     assert_eq!(unknown.status(), 401, "same answer as a wrong password");
     let ev = trace_event(&app, &unknown, "auth.failed").await;
     assert_eq!(ev.attr_str("reason"), Some("unknown_email"));
@@ -203,21 +182,11 @@ async fn login_is_throttled_per_account_with_retry_after() {
         .await;
     let u = app.create_user(Role::Viewer).await;
     for _ in 0..2 {
-        let r = post_json(
-            &app,
-            "/api/auth/login",
-            json!({"email": u.user.email, "password": "wrong-password-1"}),
-        )
-        .await;
+        let r = login(&app, &u.user.email, &"wrong-password-1").await;
         assert_eq!(r.status(), 401);
     }
     // Even the right password is refused until the window passes.
-    let r = post_json(
-        &app,
-        "/api/auth/login",
-        json!({"email": u.user.email, "password": u.password}),
-    )
-    .await;
+    let r = login(&app, &u.user.email, &u.password).await;
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -242,12 +211,11 @@ async fn anonymous_api_gets_401_and_pages_redirect_to_login() {
     assert_eq!(body["error"]["code"], "unauthorized");
 
     let r = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", format!("vidscope_session={}", "f".repeat(64)))
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/auth/session",
+            &[("cookie", &format!("vidscope_session={}", "f".repeat(64)))],
+        )
+        .await;
     assert_eq!(r.status(), 401);
     let ev = trace_event(&app, &r, "auth.failed").await;
     assert_eq!(ev.attr_bool("hasCookie"), Some(true));
@@ -289,42 +257,43 @@ async fn bad_bodies_and_disabled_registration_get_clear_errors() {
         })
         .spawn()
         .await;
-    let r = post_json(
-        &app,
-        "/api/auth/register",
-        json!({"email": "a@example.com", "password": "long enough pw"}),
-    )
-    .await;
-    assert_eq!(r.status(), 403);
-
-    let r = app
-        .client
-        .post(app.url("/api/auth/login"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "invalid_json");
-
-    let r = app
-        .client
-        .post(app.url("/api/auth/login"))
-        .body("email=a")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 415);
-
-    let r = post_json(
-        &app,
-        "/api/auth/login",
-        json!({"email": "not-an-email", "password": "x"}),
-    )
-    .await;
-    assert_eq!(r.status(), 400);
+    let json = Some("application/json");
+    let cases = [
+        (
+            "/api/auth/register",
+            json,
+            json!({"email": "a@example.com", "password": "long enough pw"}).to_string(),
+            (403, "forbidden"),
+        ),
+        (
+            "/api/auth/login",
+            json,
+            "{not json".to_owned(),
+            (400, "invalid_json"),
+        ),
+        (
+            "/api/auth/login",
+            None,
+            "email=a".to_owned(),
+            (415, "unsupported_media_type"),
+        ),
+        (
+            "/api/auth/login",
+            json,
+            json!({"email": "not-an-email", "password": "x"}).to_string(),
+            (400, "invalid"),
+        ),
+    ];
+    for (path, content_type, body, (status, code)) in cases {
+        let mut req = app.client.post(app.url(path)).body(body.clone());
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), status, "{path} {body}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], code, "{path} {body}");
+    }
     app.stop().await;
 }
 
@@ -334,13 +303,7 @@ async fn session_lookups_go_through_the_cache_with_hit_or_miss_spans() {
     let u = app.create_user(Role::Viewer).await;
     let mut hits = Vec::new();
     for _ in 0..2 {
-        let r = app
-            .client
-            .get(app.url("/api/auth/session"))
-            .header("cookie", &u.cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = app.get_as("/api/auth/session", &u).await;
         assert_eq!(r.status(), 200);
         let trace = TraceResponse::of(r.headers()).trace_id;
         app.flush_telemetry().await;

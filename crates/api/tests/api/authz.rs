@@ -111,17 +111,20 @@ async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
     video
 }
 
+/// Two viewers and an admin, the cast of both tests here.
+async fn accounts(app: &TestApp) -> [TestUser; 3] {
+    [
+        app.create_user(Role::Viewer).await,
+        app.create_user(Role::Viewer).await,
+        app.create_user(Role::Admin).await,
+    ]
+}
+
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn every_route_answers_each_role_as_specified() {
     // Arrange
     let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    let other = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let [viewer, other, admin] = accounts(&app).await;
     let video = video_with_thumbnail(&app).await;
     let (id, filename) = (video.id.as_str(), video.filename.as_str());
     let progress = json!({"videoId": id, "positionSeconds": 1.0, "watchTime": 1.0});
@@ -248,6 +251,14 @@ async fn every_route_answers_each_role_as_specified() {
             [401, 403, 403, 404],
         ),
         case("GET", "/login", "/login", Body::None, all(200)),
+        // The pages' scripts and styles: public, like the sign-in page that loads them.
+        case(
+            "GET",
+            "/assets/{name}",
+            "/assets/login.js",
+            Body::None,
+            all(200),
+        ),
         // Pages redirect instead of answering 401; the front page always redirects.
         case("GET", "/", "/", Body::None, all(303)),
         case(
@@ -324,23 +335,11 @@ async fn every_route_answers_each_role_as_specified() {
 }
 
 async fn save(app: &TestApp, user: &TestUser, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/progress"))
-        .header(header::COOKIE, &user.cookie)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.post_json_as("/api/progress", user, &body).await
 }
 
 async fn resume_position(app: &TestApp, user: &TestUser, video_id: &str) -> Value {
-    let resp = app
-        .client
-        .get(app.url(&format!("/api/progress/{video_id}")))
-        .header(header::COOKIE, &user.cookie)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get_as(&format!("/api/progress/{video_id}"), user).await;
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
@@ -349,9 +348,7 @@ async fn resume_position(app: &TestApp, user: &TestUser, video_id: &str) -> Valu
 async fn a_user_never_reads_or_writes_another_users_progress() {
     // Arrange
     let app = spawn_app().await;
-    let owner = app.create_user(Role::Viewer).await;
-    let other = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let [owner, other, admin] = accounts(&app).await;
     let video = seed_video(&app, "mine.mp4", &mp4_bytes(100)).await;
     let id = video.id.as_str();
     let saved = save(

@@ -14,9 +14,6 @@ use vidscope_telemetry::{SpanExt as _, TelemetryConfig};
 use vidscope_testkit::TestApp;
 use vidscope_testkit::otlp::{AttrValue, CaptureReceiver, CapturedLog, CapturedSpan};
 
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const PARENT_ID: &str = "00f067aa0ba902b7";
-
 /// Attributes whose values are the same in every run; the rest are compared by type only.
 const STABLE_VALUES: &[&str] = &[
     "http.request.method",
@@ -59,30 +56,12 @@ async fn workload(app: &TestApp) -> String {
     };
     assert_eq!(login(&viewer.password).await.unwrap().status(), 200);
     assert_eq!(login("wrong password").await.unwrap().status(), 401);
-    let traced = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+    let traced = crate::test_otel::test_otel_in_trace(app).await;
     assert_eq!(traced.status(), 200);
-    let videos = app
-        .client
-        .get(app.url("/api/videos"))
-        .header("cookie", &viewer.cookie)
-        .send()
-        .await
-        .unwrap();
+    let videos = app.get_as("/api/videos", &viewer).await;
     assert_eq!(videos.status(), 200);
     assert_eq!(app.get("/no/such/route").await.status(), 404);
-    let bad = app
-        .client
-        .get(app.url("/api/progress/not-a-uuid"))
-        .header("cookie", &viewer.cookie)
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get_as("/api/progress/not-a-uuid", &viewer).await;
     assert!(bad.status().is_client_error(), "{}", bad.status());
 
     // Error events inside spans, from `#[instrument(err)]` and from `error!`.

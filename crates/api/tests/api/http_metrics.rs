@@ -31,10 +31,6 @@ impl Series {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn each_route_method_and_status_is_its_own_series() {
     // Arrange
     let app = vidscope_testkit::spawn_app().await;

@@ -1,6 +1,12 @@
 //! Integration tests: the real app on port 0, its own database, telemetry captured over OTLP.
 //! One binary so the workspace links once.
 
+// Written once here rather than on each long test.
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
+
 mod auth;
 mod authz;
 mod backends;

@@ -6,31 +6,13 @@
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_core::videos::VideoId;
+use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, spawn_app};
 
-use crate::progress::{WAIT, get_progress, warm_up};
+use crate::progress::{stored_progress, warm_up};
 
 async fn insert(app: &TestApp, id: &str, title: &str, status: &str) {
-    sqlx::query(
-        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
-         duration_seconds, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'video/mp4', 1000, $4, 60.0, 0, 0)",
-    )
-    .bind(id)
-    .bind(format!("{id}.mp4"))
-    .bind(title)
-    .bind(status)
-    .execute(app.state.db.pool())
-    .await
-    .expect("insert test video");
-}
-
-async fn get_page(app: &TestApp, path: &str, cookie: Option<&str>) -> reqwest::Response {
-    let mut req = app.client.get(app.url(path));
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    req.send().await.expect("GET page")
+    insert_video_row(&app.state.db, id, title, status, Some(60.0)).await;
 }
 
 #[tokio::test]
@@ -44,7 +26,7 @@ async fn anonymous_page_requests_go_to_login_and_come_back() {
             "/player/0b5a6f8e-0000-4000-8000-000000000001",
         ),
     ] {
-        let resp = get_page(&app, path, None).await;
+        let resp = app.get(path).await;
         assert_eq!(resp.status(), 303, "{path}");
         assert_eq!(
             resp.headers()["location"],
@@ -53,15 +35,15 @@ async fn anonymous_page_requests_go_to_login_and_come_back() {
         );
     }
     // A URL that can never name a player is a 400 without the detour through the login page.
-    let resp = get_page(&app, "/player/not-a-uuid", None).await;
+    let resp = app.get("/player/not-a-uuid").await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_parameter");
     let viewer = app.create_user(Role::Viewer).await;
-    let resp = get_page(&app, "/", Some(&viewer.cookie)).await;
+    let resp = app.get_as("/", &viewer).await;
     assert_eq!(resp.status(), 303);
     assert_eq!(resp.headers()["location"], "/videos");
-    let resp = get_page(&app, "/videos", Some(&viewer.cookie)).await;
+    let resp = app.get_as("/videos", &viewer).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().contains("id=\"videos\""));
 }
@@ -82,7 +64,7 @@ async fn the_player_names_what_is_wrong_with_the_video() {
         (format!("/player/{processing}"), 409, "not ready to play"),
     ];
     for (path, status, message) in cases {
-        let resp = get_page(&app, &path, Some(&viewer.cookie)).await;
+        let resp = app.get_as(&path, &viewer).await;
         assert_eq!(resp.status(), status, "{path}");
         let body: Value = resp.json().await.unwrap();
         let got = body["error"]["message"].as_str().unwrap_or_default();
@@ -98,7 +80,7 @@ async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
     let title = "Fractions </script><script>alert(1)</script> & \"more\"";
     insert(&app, id.as_str(), title, "ready").await;
 
-    let resp = get_page(&app, &format!("/player/{id}"), Some(&viewer.cookie)).await;
+    let resp = app.get_as(&format!("/player/{id}"), &viewer).await;
 
     assert_eq!(resp.status(), 200);
     let traceresponse = resp.headers()["traceresponse"].to_str().unwrap().to_owned();
@@ -118,7 +100,10 @@ async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
     assert_eq!(meta.len(), 55, "{meta}");
     // The title cannot end the script element or open a tag.
     assert!(!html.contains("<script>alert(1)"), "unescaped title");
-    assert!(html.contains("Fractions &lt;/script&gt;"));
+    assert!(
+        html.contains("Fractions &#60;/script&#62;"),
+        "askama's escape of `<`, `>`"
+    );
     let data = html
         .split("<script id=\"page-data\" type=\"application/json\">")
         .nth(1)
@@ -157,18 +142,10 @@ async fn a_beacon_carries_the_pages_trace_in_its_body() {
 
     // Assert: saved, and the session span continues the page's trace.
     assert_eq!(resp.status(), 200);
-    let stored: Value = get_progress(&app, &viewer, id.as_str())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, id.as_str()).await;
     assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
     app.flush_telemetry().await;
-    let session = app
-        .otlp
-        .wait_for_span(|s| s.name == "video.session", WAIT)
-        .await
-        .unwrap();
+    let session = app.span_named("video.session").await;
     assert_eq!(session.trace_id, trace_id);
     assert_eq!(session.parent_span_id.as_deref(), Some(page_span));
 
@@ -193,10 +170,6 @@ async fn a_beacon_carries_the_pages_trace_in_its_body() {
             .starts_with("traceparent"),
         "{err}"
     );
-    let stored: Value = get_progress(&app, &viewer, id.as_str())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, id.as_str()).await;
     assert_eq!(stored["positionSeconds"], 42.5, "{stored}");
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-use crate::progress::{WAIT, get_progress, insert_video, warm_up};
+use crate::progress::{WAIT, insert_video, stored_progress, warm_up};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PAGE_SPAN_ID: &str = "b7ad6b7169203331";
@@ -27,10 +27,6 @@ async fn post_batch(
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_metrics() {
     // Arrange
     let app = spawn_app().await;
@@ -62,20 +58,12 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 6, "{body}");
     assert_eq!(body["progress"]["positionSeconds"], 131.5, "{body}");
-    let stored: Value = get_progress(&app, &viewer, "v1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, "v1").await;
     assert_eq!(stored["positionSeconds"], 131.5, "{stored}");
     assert_eq!(stored["watchTime"], 140.0, "{stored}");
 
     app.flush_telemetry().await;
-    let session = app
-        .otlp
-        .wait_for_span(|s| s.name == "video.session", WAIT)
-        .await
-        .unwrap();
+    let session = app.span_named("video.session").await;
     assert_eq!(session.trace_id, TRACE_ID, "continues the page's trace");
     assert_eq!(
         session.parent_span_id.as_deref(),
@@ -132,14 +120,10 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
         ("video.resume_failures_total", 1.0),
         ("progress.updates_total", 1.0),
     ] {
-        app.otlp
-            .wait_for_metric_point(
-                metric,
-                |p| p.value.as_number().or(p.value.count().map(|c| c as f64)) == Some(check),
-                WAIT,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{metric}: {e}"));
+        app.metric_point(metric, |p| {
+            p.value.as_number().or(p.value.count().map(|c| c as f64)) == Some(check)
+        })
+        .await;
     }
     let resume_time = app.otlp.metric_points("video.resume_time_ms");
     assert!(
@@ -152,10 +136,6 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     // Arrange
     let app = spawn_app().await;
@@ -274,11 +254,7 @@ async fn a_page_hide_beacon_with_text_plain_saves_the_final_position() {
         .unwrap();
 
     assert_eq!(resp.status(), 200);
-    let stored: Value = get_progress(&app, &viewer, "v1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, "v1").await;
     assert_eq!(stored["positionSeconds"], 77.0, "{stored}");
     assert_eq!(stored["watchTime"], 0.0, "no watch time known yet");
     app.stop().await;

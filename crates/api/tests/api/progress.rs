@@ -4,23 +4,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
+use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Inserts a ready video straight into the database.
 pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
-    sqlx::query(
-        "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
-         duration_seconds, created_at, updated_at) \
-         VALUES ($1, $2, 'Lesson', 'video/mp4', 1000, 'ready', $3, 0, 0)",
-    )
-    .bind(id)
-    .bind(format!("{id}.mp4"))
-    .bind(duration_seconds)
-    .execute(app.state.db.pool())
-    .await
-    .expect("insert test video");
+    insert_video_row(&app.state.db, id, "Lesson", "ready", duration_seconds).await;
 }
 
 /// One authenticated request before the one under test. On SQLite the server span of an
@@ -28,13 +19,7 @@ pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Opti
 /// `GET /api/auth/session` alone, not with Postgres; reported to the lead), so tests that
 /// assert on a request's spans make it the second one.
 pub(crate) async fn warm_up(app: &TestApp, user: &TestUser) {
-    let resp = app
-        .client
-        .get(app.url("/api/auth/session"))
-        .header("cookie", &user.cookie)
-        .send()
-        .await
-        .expect("GET /api/auth/session");
+    let resp = app.get_as("/api/auth/session", user).await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -43,13 +28,7 @@ pub(crate) async fn post_progress(
     user: &TestUser,
     body: Value,
 ) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/progress"))
-        .header("cookie", &user.cookie)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /api/progress")
+    app.post_json_as("/api/progress", user, &body).await
 }
 
 pub(crate) async fn get_progress(
@@ -57,12 +36,16 @@ pub(crate) async fn get_progress(
     user: &TestUser,
     video_id: &str,
 ) -> reqwest::Response {
-    app.client
-        .get(app.url(&format!("/api/progress/{video_id}")))
-        .header("cookie", &user.cookie)
-        .send()
+    app.get_as(&format!("/api/progress/{video_id}"), user).await
+}
+
+/// The caller's progress on `video_id`, as `GET /api/progress/{video_id}` answers it.
+pub(crate) async fn stored_progress(app: &TestApp, user: &TestUser, video_id: &str) -> Value {
+    get_progress(app, user, video_id)
         .await
-        .expect("GET /api/progress")
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn stored_updated_at(app: &TestApp, user: &TestUser, video_id: &str) -> i64 {
@@ -137,30 +120,18 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
         1,
         "only the repeat is a duplicate"
     );
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("duplicate") && p.value.as_i64() == Some(1),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("saved") && p.value.as_i64() == Some(2),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    app.otlp
-        .wait_for_metric_point(
-            "progress.save_time_ms",
-            |p| p.attr_str("outcome") == Some("saved") && p.value.count() == Some(2),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("duplicate") && p.value.as_i64() == Some(1)
+    })
+    .await;
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("saved") && p.value.as_i64() == Some(2)
+    })
+    .await;
+    app.metric_point("progress.save_time_ms", |p| {
+        p.attr_str("outcome") == Some("saved") && p.value.count() == Some(2)
+    })
+    .await;
     app.stop().await;
 }
 
@@ -193,11 +164,7 @@ async fn reaching_95_percent_marks_the_video_completed() {
     assert_eq!(done["progress"]["completed"], true, "{done}");
     let not_yet: Value = not_yet.json().await.unwrap();
     assert_eq!(not_yet["progress"]["completed"], false, "{not_yet}");
-    let stored: Value = get_progress(&app, &viewer, "short")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = stored_progress(&app, &viewer, "short").await;
     assert_eq!(stored["completed"], true, "{stored}");
     assert_eq!(stored["positionSeconds"], 95.0);
 
@@ -256,7 +223,7 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     assert_eq!(mine.status(), 200);
 
     // Act: the other viewer reads the video and saves, even naming my user id in the body.
-    let seen: Value = get_progress(&app, &other, "v1").await.json().await.unwrap();
+    let seen: Value = stored_progress(&app, &other, "v1").await;
     let write = post_progress(
         &app,
         &other,
@@ -269,9 +236,9 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     assert_eq!(seen["positionSeconds"], 0.0, "{seen}");
     assert_eq!(seen["updatedAt"], Value::Null, "{seen}");
     assert_eq!(write.status(), 200);
-    let still_mine: Value = get_progress(&app, &me, "v1").await.json().await.unwrap();
+    let still_mine: Value = stored_progress(&app, &me, "v1").await;
     assert_eq!(still_mine["positionSeconds"], 30.0, "{still_mine}");
-    let theirs: Value = get_progress(&app, &other, "v1").await.json().await.unwrap();
+    let theirs: Value = stored_progress(&app, &other, "v1").await;
     assert_eq!(theirs["positionSeconds"], 500.0, "{theirs}");
     app.stop().await;
 }
@@ -351,14 +318,10 @@ async fn invalid_saves_are_400s_naming_the_field() {
     assert_eq!(get_progress(&app, &viewer, "nope").await.status(), 404);
 
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_metric_point(
-            "progress.updates_total",
-            |p| p.attr_str("outcome") == Some("rejected") && p.value.as_i64() >= Some(5),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("progress.updates_total", |p| {
+        p.attr_str("outcome") == Some("rejected") && p.value.as_i64() >= Some(5)
+    })
+    .await;
     app.stop().await;
 }
 

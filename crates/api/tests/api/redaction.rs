@@ -34,12 +34,11 @@ async fn secrets_never_reach_any_signal() {
     let resp = app.get("/api/login;password=path-password-5x5x").await;
     assert_eq!(resp.status(), 404);
     let resp = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .header("Authorization", "Bearer Bearer-secret-9f8e7d")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/api/test-otel",
+            &[("Authorization", "Bearer Bearer-secret-9f8e7d")],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
 
     // Careless code: a secret in a log message, a log field, a span attribute and an event.

@@ -40,20 +40,18 @@ async fn ratio_sampler_keeps_about_a_tenth_and_always_follows_a_sampled_parent()
     for i in 0..200u32 {
         let trace = format!("{:032x}", 0xabc0_0000u64 + u64::from(i));
         let resp = app
-            .client
-            .get(app.url("/healthz"))
-            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
-            .send()
-            .await
-            .unwrap();
+            .get_with(
+                "/healthz",
+                &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+            )
+            .await;
         assert!(sampled(&resp), "sampled parent {trace} not followed");
         let resp = app
-            .client
-            .get(app.url("/healthz"))
-            .header("traceparent", format!("00-{trace}-00f067aa0ba902b8-00"))
-            .send()
-            .await
-            .unwrap();
+            .get_with(
+                "/healthz",
+                &[("traceparent", &format!("00-{trace}-00f067aa0ba902b8-00"))],
+            )
+            .await;
         assert!(!sampled(&resp), "unsampled parent {trace} was sampled");
     }
     app.flush_telemetry().await;

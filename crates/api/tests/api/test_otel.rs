@@ -8,6 +8,13 @@ const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
+/// `GET /api/test-otel` as a child of span `PARENT_ID` of trace `TRACE_ID`.
+pub(crate) async fn test_otel_in_trace(app: &TestApp) -> reqwest::Response {
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    app.get_with("/api/test-otel", &[("traceparent", &traceparent)])
+        .await
+}
+
 fn over(
     protocol: OtlpProtocol,
 ) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
@@ -17,22 +24,12 @@ fn over(
     }
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     // Arrange
     let app = TestApp::builder().telemetry(over(protocol)).spawn().await;
 
     // Act
-    let resp = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
+    let resp = test_otel_in_trace(&app).await;
 
     // Assert: the response names the trace, twice.
     assert_eq!(resp.status(), 200);
@@ -44,33 +41,26 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
     assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE_ID, "01"));
 
     // The server span is a child of the caller's span and is the one traceresponse names.
-    let server = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == TRACE_ID && s.name == "GET /api/test-otel",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let server = app.span_in(TRACE_ID, "GET /api/test-otel").await;
     assert_eq!(server.parent_span_id.as_deref(), Some(PARENT_ID));
     assert_eq!(server.span_id, parts[2]);
     assert_eq!(server.kind, 2, "SPAN_KIND_SERVER");
-    assert_eq!(server.attr_str("http.request.method"), Some("GET"));
-    assert_eq!(server.attr_str("http.route"), Some("/api/test-otel"));
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("http.route", "/api/test-otel"),
+        ("http.response.category", "success"),
+        ("http.route.type", "api"),
+    ] {
+        assert_eq!(server.attr_str(key), Some(value), "{key}");
+    }
     assert_eq!(server.attr_i64("http.response.status_code"), Some(200));
-    assert_eq!(server.attr_str("http.response.category"), Some("success"));
-    assert_eq!(server.attr_str("http.route.type"), Some("api"));
     assert_eq!(
         server.resource_attr_str("service.name"),
         Some("vidscope-test")
     );
 
     // The custom span, its event, and the log line inside it.
-    let custom = app
-        .otlp
-        .wait_for_span(|s| s.trace_id == TRACE_ID && s.name == "test-otel", WAIT)
-        .await
-        .unwrap();
+    let custom = app.span_in(TRACE_ID, "test-otel").await;
     assert_eq!(
         custom.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
@@ -99,23 +89,15 @@ async fn test_otel_continues_the_callers_trace(protocol: OtlpProtocol) {
 
     // The metric point and the request-duration histogram.
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_metric_point(
-            "vidscope.test_otel.requests",
-            |p| p.value.as_i64() >= Some(1),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.metric_point("vidscope.test_otel.requests", |p| {
+        p.value.as_i64() >= Some(1)
+    })
+    .await;
     let duration = app
-        .otlp
-        .wait_for_metric_point(
-            "http.server.request.duration",
-            |p| p.attr_str("http.route") == Some("/api/test-otel"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .metric_point("http.server.request.duration", |p| {
+            p.attr_str("http.route") == Some("/api/test-otel")
+        })
+        .await;
     assert!(duration.value.count() >= Some(1));
 
     // The protocol asked for is the one used.
@@ -181,22 +163,11 @@ async fn a_quiet_log_filter_keeps_exporting_spans() {
         })
         .spawn()
         .await;
-    let resp = app
-        .client
-        .get(app.url("/api/test-otel"))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/api/test-otel").await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     let trace_id = body["trace_id"].as_str().unwrap().to_owned();
-    app.otlp
-        .wait_for_span(
-            |s| s.trace_id == trace_id && s.name == "GET /api/test-otel",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.span_in(&trace_id, "GET /api/test-otel").await;
     // The info-level request log stays off.
     app.flush_telemetry().await;
     assert!(
@@ -238,21 +209,21 @@ async fn the_server_span_describes_the_request_as_received() {
     let (status, response_body) = raw_exchange(app.port, &request).await;
     assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{response_body}");
 
-    let plain = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let plain = app.get("/healthz").await;
     assert_eq!(plain.status(), 200);
     let plain_len = plain.bytes().await.unwrap().len();
 
     app.flush_telemetry().await;
-    let login = app
-        .otlp
-        .wait_for_span(|s| s.name == "POST /api/auth/login", WAIT)
-        .await
-        .unwrap();
-    assert_eq!(login.attr_str("url.scheme"), Some("https"));
-    assert_eq!(login.attr_str("server.address"), Some("lessons.example"));
+    let login = app.span_named("POST /api/auth/login").await;
+    for (key, value) in [
+        ("url.scheme", "https"),
+        ("server.address", "lessons.example"),
+        ("client.address", "127.0.0.1"),
+        ("network.protocol.version", "1.1"),
+    ] {
+        assert_eq!(login.attr_str(key), Some(value), "{key}");
+    }
     assert_eq!(login.attr_i64("server.port"), Some(8443));
-    assert_eq!(login.attr_str("client.address"), Some("127.0.0.1"));
-    assert_eq!(login.attr_str("network.protocol.version"), Some("1.1"));
     assert_eq!(
         login.attr_i64("http.request.body.size"),
         Some(body.len() as i64),
@@ -264,11 +235,7 @@ async fn the_server_span_describes_the_request_as_received() {
         Some(response_body.len() as i64)
     );
 
-    let health = app
-        .otlp
-        .wait_for_span(|s| s.name == "GET /healthz", WAIT)
-        .await
-        .unwrap();
+    let health = app.span_named("GET /healthz").await;
     assert_eq!(health.attr_str("url.scheme"), Some("http"));
     assert_eq!(health.attr_str("server.address"), Some("127.0.0.1"));
     assert_eq!(health.attr_i64("server.port"), Some(i64::from(app.port)));

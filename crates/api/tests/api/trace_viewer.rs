@@ -9,12 +9,43 @@ use vidscope_testkit::{TestApp, TestUser};
 
 const GRAFANA: &str = "http://grafana.example:3000";
 
-async fn get(app: &TestApp, user: Option<&TestUser>, path: &str) -> reqwest::Response {
+/// `GET path` as `user` (anonymous with `None`). The cross-check tests use it too.
+pub(crate) async fn get(app: &TestApp, user: Option<&TestUser>, path: &str) -> reqwest::Response {
     let mut req = app.client.get(app.url(path));
     if let Some(u) = user {
         req = req.header("cookie", &u.cookie);
     }
     req.send().await.unwrap()
+}
+
+/// [`get`]'s body as JSON.
+pub(crate) async fn get_json(app: &TestApp, user: Option<&TestUser>, path: &str) -> Value {
+    get(app, user, path).await.json().await.unwrap()
+}
+
+/// `key` of each trace in a list answer, in its order.
+pub(crate) fn each(body: &Value, key: &str) -> Vec<String> {
+    body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t[key].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The listed traces' ids, in order.
+pub(crate) fn ids(body: &Value) -> Vec<String> {
+    each(body, "traceId")
+}
+
+/// Trace `id` of a list answer.
+pub(crate) fn listed<'a>(body: &'a Value, id: &str) -> &'a Value {
+    body["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["traceId"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {body}"))
 }
 
 fn trace_of(resp: &reqwest::Response) -> String {
@@ -92,15 +123,12 @@ async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_o
             assert!(std::time::Instant::now() < deadline, "traces not written");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let list: Value = get(
+        let list = get_json(
             &app,
             Some(&admin),
             &format!("/api/trace-viewer/traces/{viewer_trace}"),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
         list["spans"][0]["spanId"].as_str().unwrap().to_owned()
     };
     std::fs::write(
@@ -113,26 +141,12 @@ async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_o
     .unwrap();
 
     // Assert: everything, newest first, with sources reported.
-    let all: Value = get(&app, Some(&admin), "/api/trace-viewer/traces?limit=1000")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = all["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["traceId"].as_str().unwrap())
-        .collect();
+    let all = get_json(&app, Some(&admin), "/api/trace-viewer/traces?limit=1000").await;
+    let ids = ids(&all);
     for t in [&viewer_trace, &auth_trace, &admin_trace] {
-        assert!(ids.contains(&t.as_str()), "{t} listed: {all}");
+        assert!(ids.contains(t), "{t} listed: {all}");
     }
-    let starts: Vec<&str> = all["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["startTime"].as_str().unwrap())
-        .collect();
+    let starts = each(&all, "startTime");
     assert!(
         starts.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {starts:?}"
@@ -141,15 +155,7 @@ async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_o
     assert_eq!(all["sources"][1]["skippedLines"], 2, "{all}");
 
     // The viewer's trace merges the API's spans and the Collector file's worker span.
-    let one = |body: &Value, id: &str| {
-        body["traces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["traceId"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("{id} not in {body}"))
-    };
+    let one = listed;
     let merged = one(&all, &viewer_trace);
     assert_eq!(
         merged["services"],
@@ -181,17 +187,7 @@ async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_o
         let app = &app;
         let admin = &admin;
         async move {
-            let body: Value = get(app, Some(admin), &format!("/api/trace-viewer/traces?{q}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            body["traces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t["traceId"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            self::ids(&get_json(app, Some(admin), &format!("/api/trace-viewer/traces?{q}")).await)
         }
     };
     // (The test harness's own `users.create` spans carry the user ids too.)
@@ -217,15 +213,12 @@ async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_o
     assert!(list("user=nobody".into()).await.is_empty());
 
     // One trace: its spans with the worker's event on the timeline.
-    let detail: Value = get(
+    let detail = get_json(
         &app,
         Some(&admin),
         &format!("/api/trace-viewer/traces/{viewer_trace}"),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     let spans = detail["spans"].as_array().unwrap();
     let worker = spans
         .iter()

@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, TraceResponse};
 
+use crate::trace_viewer::{each, get, get_json, ids, listed as trace};
+
 const T1: &str = "11111111111111111111111111111111"; // api + worker, worker span errors
 const T2: &str = "22222222222222222222222222222222"; // api, an auth.failed event
 const T3: &str = "33333333333333333333333333333333"; // worker only, video v-2
@@ -129,7 +131,13 @@ fn write_collector_file(dir: &Path) -> PathBuf {
                 s(30),
                 5,
                 0,
-                vec![kv("lesson.id", json!("v-2"))],
+                // pdata writes an empty value as `{}` and an infinite double as a string: the
+                // line is still read (T3 listed with its lesson).
+                vec![
+                    kv("lesson.id", json!("v-2")),
+                    json!({"key": "empty", "value": {}}),
+                    json!({"key": "ratio", "value": {"doubleValue": "+Inf"}}),
+                ],
                 vec![],
             )],
         ),
@@ -195,41 +203,15 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn get(app: &TestApp, cookie: Option<&str>, path: &str) -> reqwest::Response {
-    let mut req = app.client.get(app.url(path));
-    if let Some(c) = cookie {
-        req = req.header(header::COOKIE, c);
-    }
-    req.send().await.unwrap()
-}
-
 async fn list(f: &Fixture, query: &str) -> Value {
     let resp = get(
         &f.app,
-        Some(&f.admin.cookie),
+        Some(&f.admin),
         &format!("/api/trace-viewer/traces{query}"),
     )
     .await;
     assert_eq!(resp.status(), 200, "{query}");
     resp.json().await.unwrap()
-}
-
-fn ids(body: &Value) -> Vec<String> {
-    body["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["traceId"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn trace<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["traceId"] == id)
-        .unwrap_or_else(|| panic!("{id} not listed: {body}"))
 }
 
 /// Waits until the app's own file holds `trace_id` as the viewer sees it.
@@ -263,12 +245,7 @@ async fn lists_the_own_file_and_the_collector_file_merged_marked_and_ordered() {
 
     // Newest first: the real requests, then the file's traces by start time.
     let listed = ids(&body);
-    let starts: Vec<&str> = body["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["startTime"].as_str().unwrap())
-        .collect();
+    let starts = each(&body, "startTime");
     let mut sorted = starts.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(starts, sorted, "newest first");
@@ -354,7 +331,7 @@ async fn filters_limit_and_the_waterfall() {
 
     let resp = get(
         &f.app,
-        Some(&f.admin.cookie),
+        Some(&f.admin),
         &format!("/api/trace-viewer/traces/{T1}"),
     )
     .await;
@@ -385,7 +362,7 @@ async fn filters_limit_and_the_waterfall() {
 )]
 async fn bad_input_and_access_are_refused_with_json() {
     let f = fixture().await;
-    let admin = Some(f.admin.cookie.as_str());
+    let admin = Some(&f.admin);
     for (path, status, code) in [
         ("/api/trace-viewer/traces?limit=0", 400, "invalid_parameter"),
         (
@@ -420,11 +397,7 @@ async fn bad_input_and_access_are_refused_with_json() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
     }
-    let limit: Value = get(&f.app, admin, "/api/trace-viewer/traces?limit=0")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let limit = get_json(&f.app, admin, "/api/trace-viewer/traces?limit=0").await;
     assert!(
         limit["error"]["message"]
             .as_str()
@@ -442,7 +415,7 @@ async fn bad_input_and_access_are_refused_with_json() {
             anon.json::<Value>().await.unwrap()["error"]["code"],
             "unauthorized"
         );
-        let viewer = get(&f.app, Some(&f.viewer.cookie), path).await;
+        let viewer = get(&f.app, Some(&f.viewer), path).await;
         assert_eq!(viewer.status(), 403, "{path}");
         assert_eq!(
             viewer.json::<Value>().await.unwrap()["error"]["code"],
@@ -458,9 +431,7 @@ async fn bad_input_and_access_are_refused_with_json() {
         "/login?next=/trace-viewer"
     );
     assert_eq!(
-        get(&f.app, Some(&f.viewer.cookie), "/trace-viewer")
-            .await
-            .status(),
+        get(&f.app, Some(&f.viewer), "/trace-viewer").await.status(),
         403
     );
     let page = get(&f.app, admin, "/trace-viewer").await;
@@ -486,9 +457,16 @@ async fn bad_input_and_access_are_refused_with_json() {
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "#{id} missing");
     }
-    // No external assets: nothing is loaded from another origin.
-    for external in ["src=\"http", "href=\"http", "<link", "@import", "//cdn"] {
+    // No external assets: nothing is loaded from another origin. The only links are this
+    // site's stylesheets (no inline style: the Content-Security-Policy allows files only).
+    for external in ["src=\"http", "href=\"http", "@import", "//cdn"] {
         assert!(!html.contains(external), "page loads {external}");
+    }
+    for link in html.split("<link").skip(1) {
+        assert!(
+            link.starts_with(" rel=\"stylesheet\" href=\"/assets/"),
+            "page links <link{link}"
+        );
     }
     f.app.stop().await;
 }

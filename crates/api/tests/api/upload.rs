@@ -11,7 +11,7 @@ use vidscope_core::videos::{self, Filename, VideoId};
 use vidscope_testkit::s3::S3TestServer;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 
-use crate::videos::{error_code, get_with, mp4_bytes};
+use crate::videos::{error_code, mp4_bytes};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BOUNDARY: &str = "vidscope-test-boundary-7MA4YWxkTrZu0gW";
@@ -127,10 +127,6 @@ async fn only_admins_upload() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn an_upload_streams_into_the_store_and_is_traced() {
     // Arrange: progress every MiB, a file of a bit over 5 MiB (past the global 1 MiB limit).
     const MIB: i64 = 1024 * 1024;
@@ -176,31 +172,20 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
         .unwrap()
         .unwrap();
     assert_eq!(row.uploaded_by.as_deref(), Some(admin.user.id.as_str()));
-    let resp = get_with(
-        &app,
-        "/api/videos/intro-lesson.mp4",
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/intro-lesson.mp4",
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.unwrap() == data[..], "bytes differ");
 
     // The trace: POST /api/upload -> api.upload (metadata, progress) -> s3.put_object, INSERT.
-    let server = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "POST /api/upload",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let server = app.span_in(&trace, "POST /api/upload").await;
     assert_eq!(server.attr_str("api.category"), Some("upload"));
     assert_eq!(server.attr_i64("http.response.status_code"), Some(201));
-    let span = app
-        .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
-        .await
-        .unwrap();
+    let span = app.span_in(&trace, "api.upload").await;
     assert_eq!(
         span.parent_span_id.as_deref(),
         Some(server.span_id.as_str())
@@ -316,10 +301,6 @@ async fn the_type_is_checked_by_content() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn bad_uploads_get_a_4xx_json_answer() {
     let app = spawn_app().await;
     let admin = app.create_user(Role::Admin).await;
@@ -328,46 +309,33 @@ async fn bad_uploads_get_a_4xx_json_answer() {
     assert_eq!(resp.status(), 201);
 
     let long_title = "t".repeat(201);
+    let named = |name: &str| form(&[file(name, &data)]);
+    let unnamed = Part {
+        filename: None,
+        ..file("x", &data)
+    };
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
             "traversal in the filename",
-            form(&[file("../evil.mp4", &data)]),
+            named("../evil.mp4"),
             400,
             "invalid_filename",
         ),
         (
             "encoded traversal",
-            form(&[file("..%2Fevil.mp4", &data)]),
+            named("..%2Fevil.mp4"),
             400,
             "invalid_filename",
         ),
-        (
-            "dotfile",
-            form(&[file(".evil.mp4", &data)]),
-            400,
-            "invalid_filename",
-        ),
-        (
-            "no extension",
-            form(&[file("evil", &data)]),
-            400,
-            "invalid_filename",
-        ),
+        ("dotfile", named(".evil.mp4"), 400, "invalid_filename"),
+        ("no extension", named("evil"), 400, "invalid_filename"),
         (
             "wrong extension",
-            form(&[file("evil.exe", &data)]),
+            named("evil.exe"),
             400,
             "invalid_filename",
         ),
-        (
-            "no filename",
-            form(&[Part {
-                filename: None,
-                ..file("x", &data)
-            }]),
-            400,
-            "invalid_filename",
-        ),
+        ("no filename", form(&[unnamed]), 400, "invalid_filename"),
         (
             "no file part",
             form(&[text("title", "x")]),
@@ -392,15 +360,10 @@ async fn bad_uploads_get_a_4xx_json_answer() {
             400,
             "invalid_title",
         ),
-        (
-            "filename taken",
-            form(&[file("taken.mp4", &data)]),
-            409,
-            "conflict",
-        ),
+        ("filename taken", named("taken.mp4"), 409, "conflict"),
         (
             "truncated body",
-            form(&[file("cut.mp4", &data)])[..600].to_vec(),
+            named("cut.mp4")[..600].to_vec(),
             400,
             "invalid_multipart",
         ),
@@ -465,11 +428,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
         app.state.store.head(&key).await.unwrap().size,
         data.len() as u64
     );
-    let put = app
-        .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "s3.put_object", WAIT)
-        .await
-        .unwrap();
+    let put = app.span_in(&trace, "s3.put_object").await;
     assert_eq!(put.attr_str("storage.backend"), Some("s3"));
     assert_eq!(put.attr_bool("s3.multipart"), Some(true));
 
@@ -478,11 +437,7 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     let resp = upload(&app, Some(&admin.cookie), form(&[file("huge.mp4", &data)])).await;
     assert_eq!(resp.status(), 413);
     let trace = TraceResponse::of(resp.headers()).trace_id;
-    let span = app
-        .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.name == "api.upload", WAIT)
-        .await
-        .unwrap();
+    let span = app.span_in(&trace, "api.upload").await;
     assert_eq!(span.attr_str("upload.rejected"), Some("too_large"));
     let id = VideoId::parse(span.attr_str("video.id").unwrap()).unwrap();
     let key: ObjectKey = videos::object_key(&id, &Filename::parse("huge.mp4").unwrap()).unwrap();

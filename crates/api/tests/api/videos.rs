@@ -52,18 +52,6 @@ pub(crate) async fn seed_video(app: &TestApp, filename: &str, bytes: &[u8]) -> V
     .unwrap()
 }
 
-pub(crate) async fn get_with(
-    app: &TestApp,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut req = app.client.get(app.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.unwrap()
-}
-
 /// Asserts the JSON error shape and returns the code.
 pub(crate) async fn error_code(resp: reqwest::Response) -> String {
     let body: serde_json::Value = resp.json().await.expect("a JSON error body");
@@ -113,7 +101,9 @@ async fn listing_and_metadata_need_a_session() {
 
     // Viewer and admin: newest first, with the public fields.
     for user in [&viewer, &admin] {
-        let resp = get_with(&app, "/api/videos", &[("cookie", &user.cookie)]).await;
+        let resp = app
+            .get_with("/api/videos", &[("cookie", &user.cookie)])
+            .await;
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = resp.json().await.unwrap();
         let list = body["videos"].as_array().unwrap();
@@ -133,12 +123,12 @@ async fn listing_and_metadata_need_a_session() {
     }
 
     // Metadata by id; an unknown id is a JSON 404.
-    let resp = get_with(
-        &app,
-        &format!("/api/videos/{}", first.id),
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            &format!("/api/videos/{}", first.id),
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()[header::CONTENT_TYPE],
@@ -147,22 +137,18 @@ async fn listing_and_metadata_need_a_session() {
     );
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["filename"], "first.mp4");
-    let resp = get_with(
-        &app,
-        &format!("/api/videos/{}", VideoId::generate()),
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            &format!("/api/videos/{}", VideoId::generate()),
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
     app.stop().await;
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn a_range_request_is_traced_from_server_span_to_storage() {
     // Arrange
     let app = spawn_app().await;
@@ -171,12 +157,12 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
     let video = seed_video(&app, "lesson-1.mp4", &bytes).await;
 
     // Act
-    let resp = get_with(
-        &app,
-        "/api/videos/lesson-1.mp4",
-        &[("cookie", &viewer.cookie), ("range", "bytes=100-199")],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/lesson-1.mp4",
+            &[("cookie", &viewer.cookie), ("range", "bytes=100-199")],
+        )
+        .await;
 
     // Assert: the response
     assert_eq!(resp.status(), 206);
@@ -188,13 +174,8 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
     // awaited (the scheduled export delivers them) before any forced flush: under load a
     // `flush_telemetry` racing a scheduled export has been seen to lose a whole batch.
     let server = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "GET /api/videos/{id_or_filename}",
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .span_in(&trace, "GET /api/videos/{id_or_filename}")
+        .await;
     assert_eq!(
         server.attr_str("http.route"),
         Some("/api/videos/{id_or_filename}")
@@ -273,10 +254,6 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn range_matrix() {
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
@@ -286,7 +263,7 @@ async fn range_matrix() {
     let path = "/api/videos/matrix.mp4";
 
     // The ETag is needed for the If-Range cases.
-    let full = get_with(&app, path, &[("cookie", &viewer.cookie)]).await;
+    let full = app.get_with(path, &[("cookie", &viewer.cookie)]).await;
     assert_eq!(full.status(), 200);
     let h = full.headers().clone();
     assert_eq!(h[header::ACCEPT_RANGES], "bytes");
@@ -492,7 +469,7 @@ async fn range_matrix() {
         if let Some(r) = if_range {
             headers.push(("if-range", r));
         }
-        let resp = get_with(&app, path, &headers).await;
+        let resp = app.get_with(path, &headers).await;
         assert_eq!(resp.status().as_u16(), status, "{why}");
         assert_eq!(
             resp.headers()
@@ -556,12 +533,12 @@ async fn traversal_attempts_never_leave_the_store() {
         "...mp4",
     ];
     for attempt in attempts {
-        let resp = get_with(
-            &app,
-            &format!("/api/videos/{attempt}"),
-            &[("cookie", &viewer.cookie)],
-        )
-        .await;
+        let resp = app
+            .get_with(
+                &format!("/api/videos/{attempt}"),
+                &[("cookie", &viewer.cookie)],
+            )
+            .await;
         let status = resp.status();
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
@@ -578,12 +555,9 @@ async fn traversal_attempts_never_leave_the_store() {
     }
     // The object key of a real video is not a filename either.
     let key = video.object_key().unwrap().as_str().replace('/', "%2F");
-    let resp = get_with(
-        &app,
-        &format!("/api/videos/{key}"),
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(&format!("/api/videos/{key}"), &[("cookie", &viewer.cookie)])
+        .await;
     assert_eq!(resp.status(), 400);
 
     // Raw requests, so no client normalises the dots away first.
@@ -638,26 +612,25 @@ async fn streaming_needs_a_session_and_an_existing_file() {
     let trace = TraceResponse::of(resp.headers()).trace_id;
     assert_eq!(error_code(resp).await, "unauthorized");
     // A cookie that is not a session is also 401.
-    let resp = get_with(
-        &app,
-        "/api/videos/known.mp4",
-        &[("cookie", "vidscope_session=nope")],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/known.mp4",
+            &[("cookie", "vidscope_session=nope")],
+        )
+        .await;
     assert_eq!(resp.status(), 401);
 
     // Viewer and admin both stream; an unknown file is a JSON 404.
     for user in [&viewer, &admin] {
-        let resp = get_with(&app, "/api/videos/known.mp4", &[("cookie", &user.cookie)]).await;
+        let resp = app
+            .get_with("/api/videos/known.mp4", &[("cookie", &user.cookie)])
+            .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.bytes().await.unwrap(), &bytes[..]);
     }
-    let resp = get_with(
-        &app,
-        "/api/videos/unknown.mp4",
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with("/api/videos/unknown.mp4", &[("cookie", &viewer.cookie)])
+        .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
 
@@ -670,14 +643,7 @@ async fn streaming_needs_a_session_and_an_existing_file() {
         .event("auth.failed")
         .expect("auth.failed on the server span");
     assert_eq!(failed.attr_str("reason"), Some("no_session"));
-    let stream = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "api.videos.stream",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let stream = app.span_in(&trace, "api.videos.stream").await;
     let access = stream.event("video.access_check").unwrap();
     assert_eq!(access.attr_bool("hasSession"), Some(false));
     assert_eq!(access.attr_str("filename"), Some("known.mp4"));
@@ -706,12 +672,12 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
     let video = seed_video(&app, "cloud.mp4", &bytes).await;
 
     // Act
-    let resp = get_with(
-        &app,
-        "/api/videos/cloud.mp4",
-        &[("cookie", &viewer.cookie), ("range", "bytes=0-99")],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/cloud.mp4",
+            &[("cookie", &viewer.cookie), ("range", "bytes=0-99")],
+        )
+        .await;
 
     // Assert: a 302 to a presigned URL for the video's key, which S3 honours.
     assert_eq!(resp.status(), 302);
@@ -738,27 +704,14 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
     assert_eq!(fetched.bytes().await.unwrap(), &bytes[..]);
 
     // The redirect is traced (event with the key) ...
-    let stream = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "api.videos.stream",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let stream = app.span_in(&trace, "api.videos.stream").await;
     assert_eq!(stream.attr_str("video.delivery"), Some("redirect"));
     assert_eq!(stream.attr_str("storage.backend"), Some("s3"));
     let redirect = stream
         .event("video.s3_redirect")
         .expect("s3_redirect event");
     assert_eq!(redirect.attr_str("s3Key"), Some(key.as_str()));
-    app.otlp
-        .wait_for_span(
-            |s| s.trace_id == trace && s.name == "s3.get_signed_url",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.span_in(&trace, "s3.get_signed_url").await;
     // ... but neither the signature nor the URL is anywhere in what was exported or logged.
     app.flush_telemetry().await;
     assert!(
@@ -796,7 +749,7 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
         if let Some(r) = range {
             headers.push(("range", r));
         }
-        let resp = get_with(&app, "/api/videos/proxied.mp4", &headers).await;
+        let resp = app.get_with("/api/videos/proxied.mp4", &headers).await;
         assert_eq!(resp.status().as_u16(), status, "{range:?}");
         assert!(resp.headers().get(header::ETAG).is_some());
         if range == Some("bytes=1000-1999") {
@@ -804,33 +757,19 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
         }
         assert_eq!(resp.bytes().await.unwrap(), &bytes[expect], "{range:?}");
     }
-    let resp = get_with(
-        &app,
-        "/api/videos/proxied.mp4",
-        &[("cookie", &viewer.cookie), ("range", "bytes=20000-")],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            "/api/videos/proxied.mp4",
+            &[("cookie", &viewer.cookie), ("range", "bytes=20000-")],
+        )
+        .await;
     assert_eq!(resp.status(), 416);
     assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes */20000");
 
-    let get = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == last_trace && s.name == "s3.get_object",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let get = app.span_in(&last_trace, "s3.get_object").await;
     assert_eq!(get.attr_str("storage.backend"), Some("s3"));
     assert_eq!(get.attr_str("s3.range"), Some("bytes=1000-1999"));
-    let stream = app
-        .otlp
-        .wait_for_span(
-            |s| s.trace_id == last_trace && s.name == "api.videos.stream",
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let stream = app.span_in(&last_trace, "api.videos.stream").await;
     assert_eq!(stream.attr_str("video.delivery"), Some("proxy"));
     assert_eq!(get.parent_span_id.as_deref(), Some(stream.span_id.as_str()));
     let range = stream.event("video.range_request").unwrap();
@@ -846,7 +785,7 @@ async fn thumbnails_are_served_once_recorded() {
     let id = VideoId::parse(&video.id).unwrap();
     let path = format!("/api/videos/{}/thumbnail", video.id);
 
-    let resp = get_with(&app, &path, &[("cookie", &viewer.cookie)]).await;
+    let resp = app.get_with(&path, &[("cookie", &viewer.cookie)]).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
 
@@ -859,16 +798,16 @@ async fn thumbnails_are_served_once_recorded() {
         .unwrap();
     assert!(videos::mark_ready(&app.state.db, &id, &key).await.unwrap());
 
-    let resp = get_with(&app, &path, &[("cookie", &viewer.cookie)]).await;
+    let resp = app.get_with(&path, &[("cookie", &viewer.cookie)]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/jpeg");
     assert_eq!(resp.bytes().await.unwrap(), &b"\xFF\xD8\xFFjpeg"[..]);
-    let resp = get_with(
-        &app,
-        &format!("/api/videos/{}", video.id),
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            &format!("/api/videos/{}", video.id),
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["thumbnail_url"], path.as_str());
     assert_eq!(app.get(&path).await.status(), 401);
@@ -912,12 +851,12 @@ async fn worker_updates_show_in_the_metadata() {
         .unwrap()
         .unwrap();
     assert_eq!(got.status, videos::VideoStatus::Ready);
-    let resp = get_with(
-        &app,
-        &format!("/api/videos/{}", video.id),
-        &[("cookie", &viewer.cookie)],
-    )
-    .await;
+    let resp = app
+        .get_with(
+            &format!("/api/videos/{}", video.id),
+            &[("cookie", &viewer.cookie)],
+        )
+        .await;
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ready");
     assert_eq!(body["duration_seconds"], 12.5);
@@ -956,7 +895,7 @@ async fn video_metadata_is_cached_until_invalidated() {
         let path = format!("/api/videos/{id}");
         let key = format!("video:{id}");
         let headers = [("cookie", viewer.cookie.as_str())];
-        let get = || get_with(&app, &path, &headers);
+        let get = || app.get_with(&path, &headers);
 
         // Act: two reads, then a change behind the cache's back, then an invalidation.
         let first = get().await;
@@ -1037,7 +976,9 @@ async fn the_listing_pages_with_limit_and_next() {
     let list = |query: String| {
         let (app, cookie) = (&app, viewer.cookie.clone());
         async move {
-            let resp = get_with(app, &format!("/api/videos{query}"), &[("cookie", &cookie)]).await;
+            let resp = app
+                .get_with(&format!("/api/videos{query}"), &[("cookie", &cookie)])
+                .await;
             (
                 resp.status(),
                 resp.json::<serde_json::Value>().await.unwrap(),

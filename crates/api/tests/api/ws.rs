@@ -142,11 +142,7 @@ async fn the_connection_span_ends_with_the_socket_and_carries_message_events() {
 
     // Assert: the span was exported once the socket closed.
     app.flush_telemetry().await;
-    let span = app
-        .otlp
-        .wait_for_span(|s| s.name == "ws.connection", WAIT)
-        .await
-        .unwrap();
+    let span = app.span_named("ws.connection").await;
     assert_eq!(span.attr_str("user.id"), Some(me.user.id.as_str()));
     assert_eq!(span.attr_str("ws.connection.id"), Some(id.as_str()));
     assert_eq!(span.attr_str("ws.close.reason"), Some("client_closed"));
@@ -162,11 +158,7 @@ async fn the_connection_span_ends_with_the_socket_and_carries_message_events() {
         .collect();
     assert_eq!(sent, ["hello", "pong"]);
     // Its own trace, linked to the upgrade request's server span.
-    let upgrade = app
-        .otlp
-        .wait_for_span(|s| s.name == "GET /api/ws", WAIT)
-        .await
-        .unwrap();
+    let upgrade = app.span_named("GET /api/ws").await;
     assert_eq!(span.parent_span_id, None);
     assert!(
         span.links.iter().any(|l| l.span_id == upgrade.span_id),

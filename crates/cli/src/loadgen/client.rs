@@ -112,6 +112,18 @@ impl Client {
         self.http.request(method, self.url(path))
     }
 
+    /// [`send`](Self::send) of a request without a body to `route`, a route without path
+    /// parameters (`POST /api/auth/logout`): its path is the request's.
+    pub(super) async fn call(
+        &self,
+        route: &'static str,
+        expect: &[u16],
+    ) -> Result<Reply, Exhausted> {
+        let (method, path) = route.split_once(' ').unwrap_or(("GET", route));
+        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        self.send(route, self.request(method, path), expect).await
+    }
+
     /// Sends `req` inside a CLIENT span named after `route` (a template such as
     /// `GET /api/videos/{id}`, so span names stay low-cardinality) and records the outcome.
     /// `expect` is the status the scenario provokes; anything else counts as unexpected.

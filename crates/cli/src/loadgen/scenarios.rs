@@ -89,13 +89,7 @@ async fn credentials(
 }
 
 pub(super) async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {
-    let reply = client
-        .send(
-            "GET /api/videos",
-            client.request(Method::GET, "/api/videos"),
-            &[200],
-        )
-        .await?;
+    let reply = client.call("GET /api/videos", &[200]).await?;
     Ok(reply
         .json::<VideoList>()
         .await
@@ -320,13 +314,7 @@ pub(super) async fn browse(client: &Client, videos: &[Video]) -> Result<(), Exha
                     .await?;
             }
         }
-        client
-            .send(
-                "GET /api/auth/session",
-                client.request(Method::GET, "/api/auth/session"),
-                &[200],
-            )
-            .await?;
+        client.call("GET /api/auth/session", &[200]).await?;
         Ok(())
     }
     .instrument(span)
@@ -337,13 +325,7 @@ pub(super) async fn browse(client: &Client, videos: &[Video]) -> Result<(), Exha
 pub(super) async fn relogin(client: &Client, email: &str, password: &str) -> Result<(), Exhausted> {
     let span = tracing::info_span!("loadgen.relogin");
     async {
-        client
-            .send(
-                "POST /api/auth/logout",
-                client.request(Method::POST, "/api/auth/logout"),
-                &[204],
-            )
-            .await?;
+        client.call("POST /api/auth/logout", &[204]).await?;
         login(client, email, password).await?;
         Ok(())
     }

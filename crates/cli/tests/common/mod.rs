@@ -81,6 +81,26 @@ pub(crate) async fn api_port(api: &mut Process) -> u16 {
     .unwrap()
 }
 
+/// The `service.name` of a resource in OTLP JSON (`resourceSpans[i].resource`, ...).
+pub(crate) fn service_name(resource: &serde_json::Value) -> Option<&str> {
+    resource["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == "service.name")?["value"]["stringValue"]
+        .as_str()
+}
+
+/// Starts `up` (an [`up_command`]) and waits for its banner; returns the process and its base
+/// URL.
+pub(crate) async fn start_up(mut up: Command) -> (Process, String) {
+    let mut process = Process(up.spawn().unwrap());
+    let stdout = process.0.stdout.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || up_base_url(stdout))
+        .await
+        .unwrap();
+    (process, base)
+}
+
 /// `vidscope up`'s base URL, from the `liveness` line of its banner.
 pub(crate) fn up_base_url(stdout: ChildStdout) -> String {
     scan_stdout(stdout, "vidscope up printed its URLs", |line| {

@@ -16,7 +16,7 @@ pub struct CrmSyncPayload {
 }
 
 impl JobPayload for CrmSyncPayload {
-    const KIND: JobKind = JobKind::CrmSync;
+    const KIND: JobKind = JobKind::new("crm.sync");
 }
 
 /// What happened to the user, as the CRM is told (`event` in its request body too).
@@ -92,7 +92,7 @@ mod tests {
             crm_lesson_completed("u1", "v9").id,
             "crm.lesson_completed/u1/v9"
         );
-        let m = JobMessage::for_test(JobKind::CrmSync, completed);
+        let m = JobMessage::for_test(CrmSyncPayload::KIND, completed);
         assert_eq!(
             parse_payload::<CrmSyncPayload>(&m).unwrap(),
             CrmSyncPayload {
@@ -124,7 +124,7 @@ mod tests {
                 "missing field `video_id`",
             ),
         ] {
-            let m = JobMessage::for_test(JobKind::CrmSync, payload.clone());
+            let m = JobMessage::for_test(CrmSyncPayload::KIND, payload.clone());
             let e = parse_payload::<CrmSyncPayload>(&m).unwrap_err().to_string();
             assert!(e.contains("crm.sync"), "{payload}: {e}");
             assert!(e.contains(needle), "{payload}: {e}");

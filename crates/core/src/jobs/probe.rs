@@ -15,7 +15,7 @@ pub struct ProbePayload {
 }
 
 impl JobPayload for ProbePayload {
-    const KIND: JobKind = JobKind::VideoProbe;
+    const KIND: JobKind = JobKind::new("video.probe");
 }
 
 #[cfg(test)]
@@ -31,7 +31,7 @@ mod tests {
             video_id: id.clone(),
         };
         assert_eq!(serde_json::to_value(&p).unwrap(), json);
-        let m = JobMessage::for_test(JobKind::VideoProbe, json);
+        let m = JobMessage::for_test(ProbePayload::KIND, json);
         assert_eq!(parse_payload::<ProbePayload>(&m).unwrap(), p);
     }
 
@@ -43,7 +43,7 @@ mod tests {
             (serde_json::json!({ "videoId": 7 }), "invalid type"),
             (serde_json::json!("videoId"), "invalid type"),
         ] {
-            let m = JobMessage::for_test(JobKind::VideoProbe, payload.clone());
+            let m = JobMessage::for_test(ProbePayload::KIND, payload.clone());
             let e = parse_payload::<ProbePayload>(&m).unwrap_err().to_string();
             assert!(e.contains("video.probe"), "{payload}: {e}");
             assert!(e.contains(needle), "{payload}: {e}");

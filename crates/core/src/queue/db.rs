@@ -6,6 +6,7 @@
 //! worker would start a trace every poll); settling statements run inside the job's span.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -21,12 +22,18 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct DbQueue {
     db: Db,
+    pub(super) kinds: Arc<[JobKind]>,
     pub(super) settings: QueueSettings,
 }
 
 impl DbQueue {
-    pub fn new(db: Db, settings: QueueSettings) -> Self {
-        Self { db, settings }
+    /// `kinds`: the job kinds its worker runs; a claimed row of another kind is dead-lettered.
+    pub fn new(db: Db, kinds: &[JobKind], settings: QueueSettings) -> Self {
+        Self {
+            db,
+            kinds: kinds.into(),
+            settings,
+        }
     }
 
     pub(super) async fn publish(&self, m: &JobMessage) -> Result<(), CoreError> {
@@ -35,7 +42,7 @@ impl DbQueue {
                            VALUES ($1, $2, $3, $4, 'ready', $5, $6, $7, $8) \
                            ON CONFLICT (id) DO NOTHING";
         let trace = serde_json::to_string(&m.trace).map_err(|e| CoreError::Other(e.into()))?;
-        sqlx::query(SQL)
+        let query = sqlx::query(SQL)
             .bind(&m.id)
             .bind(m.kind.as_str())
             .bind(m.payload.to_string())
@@ -43,10 +50,8 @@ impl DbQueue {
             .bind(i64::from(m.attempt))
             .bind(m.enqueued_at)
             .bind(m.available_at)
-            .bind(now_millis())
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "INSERT", "jobs", SQL))
-            .await?;
+            .bind(now_millis());
+        crate::db::execute(&self.db, "INSERT", "jobs", SQL, query).await?;
         Ok(())
     }
 
@@ -87,7 +92,7 @@ impl DbQueue {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match row_message(row, Read::Strict) {
+            match row_message(row, Read::Strict(&self.kinds)) {
                 Ok((message, attempt)) => out.push(Delivery {
                     message,
                     attempt,
@@ -116,13 +121,8 @@ impl DbQueue {
 
     pub(super) async fn ack(&self, id: &str, token: &str) -> Result<bool, CoreError> {
         const SQL: &str = "DELETE FROM jobs WHERE id = $1 AND lease_token = $2";
-        let done = sqlx::query(SQL)
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "DELETE", "jobs", SQL))
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.on_lease(sqlx::query(SQL), id, token, self.span("DELETE", SQL))
+            .await
     }
 
     pub(super) async fn retry(
@@ -136,14 +136,11 @@ impl DbQueue {
                            lease_token = NULL, lease_until = NULL, last_error = $2, updated_at = $3 \
                            WHERE id = $4 AND lease_token = $5";
         let now = now_millis();
-        sqlx::query(SQL)
+        let retried = sqlx::query(SQL)
             .bind(now + delay.as_millis() as i64)
             .bind(error)
-            .bind(now)
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+            .bind(now);
+        self.on_lease(retried, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -158,14 +155,11 @@ impl DbQueue {
         const SQL: &str = "UPDATE jobs SET status = 'dead', error_class = $1, last_error = $2, \
                            lease_token = NULL, lease_until = NULL, updated_at = $3 \
                            WHERE id = $4 AND lease_token = $5";
-        sqlx::query(SQL)
+        let dead = sqlx::query(SQL)
             .bind(error_class)
             .bind(error)
-            .bind(now_millis())
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+            .bind(now_millis());
+        self.on_lease(dead, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -174,12 +168,8 @@ impl DbQueue {
         const SQL: &str = "UPDATE jobs SET status = 'ready', available_at = $1, \
                            attempt = attempt - 1, lease_token = NULL, lease_until = NULL, \
                            updated_at = $1 WHERE id = $2 AND lease_token = $3";
-        sqlx::query(SQL)
-            .bind(now_millis())
-            .bind(id)
-            .bind(token)
-            .execute(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "UPDATE", "jobs", SQL))
+        let released = sqlx::query(SQL).bind(now_millis());
+        self.on_lease(released, id, token, self.span("UPDATE", SQL))
             .await?;
         Ok(())
     }
@@ -187,14 +177,35 @@ impl DbQueue {
     pub(super) async fn heartbeat(&self, id: &str, token: &str) -> Result<bool, CoreError> {
         const SQL: &str = "UPDATE jobs SET lease_until = $1 \
                            WHERE id = $2 AND lease_token = $3 AND status = 'leased'";
-        let done = sqlx::query(SQL)
-            .bind(now_millis() + self.settings.visibility.as_millis() as i64)
+        let extended =
+            sqlx::query(SQL).bind(now_millis() + self.settings.visibility.as_millis() as i64);
+        // Not traced: a long job would add a span every third of the visibility timeout.
+        self.on_lease(extended, id, token, tracing::Span::none())
+            .await
+    }
+
+    /// Runs `query` (a statement whose last two parameters are the job's id and lease token,
+    /// the others bound) in `span`: it touches the job only while this lease holds it. Returns
+    /// whether it did.
+    async fn on_lease<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        id: &'q str,
+        token: &'q str,
+        span: tracing::Span,
+    ) -> Result<bool, CoreError> {
+        let done = query
             .bind(id)
             .bind(token)
             .execute(self.db.pool())
-            .in_db_span(tracing::Span::none())
+            .in_db_span(span)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The span of a statement on the `jobs` table.
+    fn span(&self, operation: &'static str, sql: &'static str) -> tracing::Span {
+        query_span(self.db.backend(), operation, "jobs", sql)
     }
 
     pub(super) async fn depth(&self) -> Result<Vec<Depth>, CoreError> {
@@ -210,7 +221,7 @@ impl DbQueue {
             .await?;
         let mut out = Vec::new();
         for row in &rows {
-            let kind = JobKind::parse(&row.try_get::<String, _>("kind")?)?;
+            let kind = JobKind::find(&self.kinds, &row.try_get::<String, _>("kind")?)?;
             let state = match row.try_get::<String, _>("state")?.as_str() {
                 "ready" => "ready",
                 "delayed" => "delayed",
@@ -238,7 +249,7 @@ impl DbQueue {
             .bind(kind.as_str())
             .bind(limit as i64)
             .fetch_all(self.db.pool())
-            .in_db_span(query_span(self.db.backend(), "SELECT", "jobs", SQL))
+            .in_db_span(self.span("SELECT", SQL))
             .await?;
         rows.iter()
             .map(|row| {
@@ -260,15 +271,15 @@ impl DbQueue {
 
 /// How to read a row's kind, payload and trace context.
 #[derive(Clone, Copy)]
-enum Read {
-    /// For delivery: any unreadable part is an error.
-    Strict,
+enum Read<'k> {
+    /// For delivery: any unreadable part (a kind not among these) is an error.
+    Strict(&'k [JobKind]),
     /// For the dead-letter list (rows dead-lettered because they were unreadable): the kind
     /// asked for, a payload that is not JSON as a JSON string, an unreadable trace dropped.
     AsFarAsPossible(JobKind),
 }
 
-fn row_message(row: &sqlx::any::AnyRow, read: Read) -> Result<(JobMessage, u32), CoreError> {
+fn row_message(row: &sqlx::any::AnyRow, read: Read<'_>) -> Result<(JobMessage, u32), CoreError> {
     let invalid = |what: &str, e: serde_json::Error| {
         CoreError::Invalid(format!("job row with an unreadable {what}: {e}"))
     };
@@ -277,8 +288,8 @@ fn row_message(row: &sqlx::any::AnyRow, read: Read) -> Result<(JobMessage, u32),
     let payload: String = row.try_get("payload")?;
     let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
     let (kind, payload, trace) = match read {
-        Read::Strict => (
-            JobKind::parse(&row.try_get::<String, _>("kind")?)?,
+        Read::Strict(kinds) => (
+            JobKind::find(kinds, &row.try_get::<String, _>("kind")?)?,
             serde_json::from_str(&payload).map_err(|e| invalid("payload", e))?,
             serde_json::from_str::<HashMap<String, String>>(&trace)
                 .map_err(|e| invalid("trace context", e))?,

@@ -9,7 +9,11 @@
 //!
 //! [`RedisQueue`]: Redis Streams, one stream per job kind with a consumer group, a sorted set
 //! per kind for delayed retries, a `:dead` stream per kind. [`DbQueue`]: the `jobs` table with
-//! leases, for the embedded default. An enum rather than a trait object: two adapters, chosen by
+//! leases, for the embedded default.
+//!
+//! A queue is built with the kinds its worker runs (the worker's registry, see
+//! [`crate::jobs`]): the Redis streams it reads, the outbox rows the relay takes, and the check
+//! of every claimed job's kind (a job of another kind is dead-lettered at the claim). An enum rather than a trait object: two adapters, chosen by
 //! configuration, with async methods and no boxing.
 
 mod db;
@@ -90,6 +94,14 @@ impl Queue {
         match self {
             Queue::Redis(q) => &q.settings,
             Queue::Db(q) => &q.settings,
+        }
+    }
+
+    /// The kinds this queue serves (those its worker runs).
+    pub fn kinds(&self) -> &[JobKind] {
+        match self {
+            Queue::Redis(q) => &q.kinds,
+            Queue::Db(q) => &q.kinds,
         }
     }
 
@@ -210,17 +222,36 @@ fn foreign_receipt() -> CoreError {
     CoreError::Invalid("a delivery was settled on a queue it did not come from".into())
 }
 
-/// The PRODUCER span of a publish (messaging semantic conventions).
+/// The span of one messaging operation on a job (semantic conventions), named
+/// `<operation> <kind>`: `create` (the outbox row is written, PRODUCER), `receive` (the relay
+/// takes it, CONSUMER), `send` (the relay publishes it, PRODUCER), `process` (the worker runs it,
+/// CONSUMER). Every one carries the system, the operation, the destination (the job kind) and
+/// the message id; more fields may follow. A macro because a span's name must be a literal.
+#[macro_export]
+macro_rules! messaging_span {
+    (
+        $name:literal, $operation:literal, $span_kind:literal,
+        system = $system:expr, kind = $kind:expr, id = $id:expr $(, $($fields:tt)+)?
+    ) => {
+        ::tracing::info_span!(
+            $name,
+            otel.name = %format_args!("{} {}", $operation, $kind.as_str()),
+            otel.kind = $span_kind,
+            messaging.system = $system,
+            messaging.operation.type = $operation,
+            messaging.operation.name = $operation,
+            messaging.destination.name = $kind.as_str(),
+            messaging.message.id = $id,
+            $($($fields)+)?
+        )
+    };
+}
+
+/// The PRODUCER span of a publish.
 pub fn producer_span(queue: &Queue, kind: JobKind, job_id: &str) -> tracing::Span {
-    tracing::info_span!(
-        "messaging.publish",
-        otel.name = %format_args!("send {}", kind.as_str()),
-        otel.kind = "producer",
-        messaging.system = queue.system(),
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
-        messaging.destination.name = kind.as_str(),
-        messaging.message.id = job_id,
+    messaging_span! {
+        "messaging.publish", "send", "producer",
+        system = queue.system(), kind = kind, id = job_id,
         error.type = tracing::field::Empty,
-    )
+    }
 }

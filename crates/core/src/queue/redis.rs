@@ -15,7 +15,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use super::{DeadLetter, Delivery, Depth, QueueSettings, Receipt};
 use crate::CoreError;
 use crate::db::now_millis;
-use crate::jobs::{JobKind, JobMessage};
+use crate::jobs::{JobKind, JobMessage, UncheckedMessage};
 
 const GROUP: &str = "vidscope-workers";
 /// Longest a claim blocks in `XREADGROUP`: below the connection's 2 s response timeout.
@@ -37,6 +37,7 @@ return #due
 pub struct RedisQueue {
     conn: ConnectionManager,
     prefix: String,
+    pub(super) kinds: std::sync::Arc<[JobKind]>,
     pub(super) settings: QueueSettings,
     promote: std::sync::Arc<redis::Script>,
 }
@@ -53,10 +54,17 @@ impl std::fmt::Debug for RedisQueue {
 impl RedisQueue {
     /// `prefix` namespaces the keys (`vidscope:jobs` in production; tests use their own).
     /// The connection should be the worker's own: `XREADGROUP BLOCK` holds it while waiting.
-    pub fn new(conn: ConnectionManager, prefix: &str, settings: QueueSettings) -> Self {
+    /// `kinds`: the job kinds its worker runs, one stream each.
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        kinds: &[JobKind],
+        settings: QueueSettings,
+    ) -> Self {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            kinds: kinds.into(),
             settings,
             promote: std::sync::Arc::new(redis::Script::new(PROMOTE)),
         }
@@ -67,12 +75,15 @@ impl RedisQueue {
     }
 
     fn kind_of_stream(&self, stream: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| self.stream(*k) == stream)
+        self.kinds
+            .iter()
+            .copied()
+            .find(|k| self.stream(*k) == stream)
     }
 
     pub(super) async fn prepare(&self) -> Result<(), CoreError> {
         let mut conn = self.conn.clone();
-        for kind in JobKind::ALL {
+        for &kind in self.kinds.iter() {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(self.stream(kind))
@@ -101,14 +112,27 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Due retries first join their streams; then the jobs whose worker went silent are taken
+    /// over (they have waited longest); only when there are none, new ones are read, waiting up
+    /// to `wait`.
     pub(super) async fn claim(
         &self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, CoreError> {
+        self.promote_due_retries().await?;
+        let reclaimed = self.reclaim_silent(max).await?;
+        if !reclaimed.is_empty() {
+            return Ok(reclaimed);
+        }
+        self.read_new(max, wait).await
+    }
+
+    /// Moves the retries whose delay is over from each kind's delayed set into its stream.
+    async fn promote_due_retries(&self) -> Result<(), CoreError> {
         let mut conn = self.conn.clone();
         let now = now_millis();
-        for kind in JobKind::ALL {
+        for &kind in self.kinds.iter() {
             let _: i64 = self
                 .promote
                 .key(format!("{}:delayed", self.stream(kind)))
@@ -118,9 +142,14 @@ impl RedisQueue {
                 .invoke_async(&mut conn)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Up to `max` entries left pending longer than the visibility timeout (`XAUTOCLAIM`).
+    async fn reclaim_silent(&self, max: usize) -> Result<Vec<Delivery>, CoreError> {
+        let mut conn = self.conn.clone();
         let mut out = Vec::new();
-        // Jobs whose worker went silent first: they have waited longest.
-        for kind in JobKind::ALL {
+        for &kind in self.kinds.iter() {
             if out.len() >= max {
                 break;
             }
@@ -142,10 +171,14 @@ impl RedisQueue {
                 }
             }
         }
-        if !out.is_empty() {
-            return Ok(out);
-        }
-        let streams: Vec<String> = JobKind::ALL.iter().map(|k| self.stream(*k)).collect();
+        Ok(out)
+    }
+
+    /// Up to `max` entries never delivered (`XREADGROUP` over every stream, blocking up to
+    /// `wait`, at most [`MAX_BLOCK`]).
+    async fn read_new(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, CoreError> {
+        let mut conn = self.conn.clone();
+        let streams: Vec<String> = self.kinds.iter().map(|k| self.stream(*k)).collect();
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -160,6 +193,7 @@ impl RedisQueue {
             cmd.arg(">");
         }
         let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        let mut out = Vec::new();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for entry in key.ids {
                 if let Some(d) = self.readable(&key.key, entry, 1).await? {
@@ -230,12 +264,15 @@ impl RedisQueue {
                 entry.id
             ))
         })?;
-        let message: JobMessage = serde_json::from_str(&raw).map_err(|e| {
-            CoreError::Invalid(format!(
-                "stream entry {} in {stream} is not a job: {e}",
-                entry.id
-            ))
-        })?;
+        let message = serde_json::from_str::<UncheckedMessage>(&raw)
+            .map_err(|e| e.to_string())
+            .and_then(|m| m.check_kind(&self.kinds).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                CoreError::Invalid(format!(
+                    "stream entry {} in {stream} is not a job: {e}",
+                    entry.id
+                ))
+            })?;
         if self.kind_of_stream(stream) != Some(message.kind) {
             return Err(CoreError::Invalid(format!(
                 "job {} of kind {} found in {stream}",
@@ -386,7 +423,7 @@ impl RedisQueue {
     pub(super) async fn depth(&self) -> Result<Vec<Depth>, CoreError> {
         let mut conn = self.conn.clone();
         let mut out = Vec::new();
-        for kind in JobKind::ALL {
+        for &kind in self.kinds.iter() {
             let stream = self.stream(kind);
             let (len, delayed, dead, groups): (
                 i64,
@@ -444,8 +481,10 @@ impl RedisQueue {
                 // An entry dead-lettered because it was unreadable is listed with its text as
                 // the payload, under the stream's kind and the entry's id.
                 let raw = field("job");
-                let message: JobMessage =
-                    serde_json::from_str(&raw).unwrap_or_else(|_| JobMessage {
+                let message = serde_json::from_str::<UncheckedMessage>(&raw)
+                    .ok()
+                    .and_then(|m| m.check_kind(&self.kinds).ok())
+                    .unwrap_or_else(|| JobMessage {
                         id: e.id.clone(),
                         kind,
                         payload: serde_json::Value::String(raw),

@@ -125,15 +125,22 @@ impl S3Store {
         self.presign_ttl
     }
 
+    /// The region and the configured endpoint (`None`: AWS itself), for what must name the
+    /// origin of presigned URLs (the pages' Content-Security-Policy).
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
     /// The SDK client, for operations this port does not cover (listing, lifecycle rules).
     pub fn client(&self) -> &Client {
         &self.client
     }
 
-    #[allow(
-        clippy::too_many_lines,
-        reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-    )]
+    /// Stores the body: in one request when it fits in one part, else as a multipart upload.
     pub(crate) async fn put(
         &self,
         key: &ObjectKey,
@@ -142,11 +149,11 @@ impl S3Store {
         span: &Span,
     ) -> Result<ObjectMeta, StoreError> {
         let mut buf = BytesMut::new();
-        let mut eof = fill(&mut body, &mut buf).await?;
+        let eof = fill(&mut body, &mut buf).await?;
+        span.record("s3.multipart", !eof);
         if eof {
             // Small enough for one request: no multipart bookkeeping.
             let size = buf.len() as u64;
-            span.record("s3.multipart", false);
             let out = self
                 .client
                 .put_object()
@@ -158,16 +165,51 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| map_sdk_error(e, Some(key)))?;
-            return Ok(ObjectMeta {
-                size,
-                content_type: Some(content_type.to_owned()),
-                etag: out.e_tag().map(str::to_owned),
-                last_modified: None,
-            });
+            return Ok(stored(size, content_type, out.e_tag()));
         }
+        self.put_multipart(key, body, buf, content_type, span).await
+    }
 
-        span.record("s3.multipart", true);
-        let upload_id = traced(self.step_span("s3.create_multipart_upload", key), async {
+    /// Creates a multipart upload, sends the body (`buf` first) part by part and completes the
+    /// upload; aborts it when any step fails, or when the caller drops this future
+    /// ([`AbortOnDrop`]).
+    async fn put_multipart(
+        &self,
+        key: &ObjectKey,
+        body: BodyRef<'_>,
+        buf: BytesMut,
+        content_type: &str,
+        span: &Span,
+    ) -> Result<ObjectMeta, StoreError> {
+        let upload_id = self.create_multipart_upload(key, content_type).await?;
+        let mut guard = AbortOnDrop {
+            span: span.clone(),
+            store: self.clone(),
+            key: key.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
+        let result = match self.upload_parts(key, &upload_id, body, buf).await {
+            Ok((parts, total)) => {
+                span.record("s3.part_count", parts.len() as i64);
+                self.complete_multipart_upload(key, &upload_id, parts)
+                    .await
+                    .map(|etag| stored(total, content_type, etag.as_deref()))
+            }
+            Err(e) => Err(e),
+        };
+        guard.upload_id = None;
+        if result.is_err() {
+            self.abort(key, &upload_id).await;
+        }
+        result
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError> {
+        traced(self.step_span("s3.create_multipart_upload", key), async {
             let out = self
                 .client
                 .create_multipart_upload()
@@ -181,64 +223,66 @@ impl S3Store {
                 .map(str::to_owned)
                 .ok_or_else(|| StoreError::Other(anyhow::anyhow!("S3 returned no upload id")))
         })
-        .await?;
-        let mut guard = AbortOnDrop {
-            span: span.clone(),
-            store: self.clone(),
-            key: key.clone(),
-            upload_id: Some(upload_id.clone()),
-        };
+        .await
+    }
 
-        let uploaded = async {
-            let mut parts = Vec::new();
-            let mut total = 0u64;
-            loop {
-                if !eof && buf.len() < PART_SIZE {
-                    eof = fill(&mut body, &mut buf).await?;
-                }
-                let part = if buf.len() > PART_SIZE {
-                    buf.split_to(PART_SIZE)
-                } else {
-                    buf.split()
-                };
-                if part.is_empty() {
-                    break;
-                }
-                let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-                let len = part.len() as u64;
-                let etag = self
-                    .upload_part(key, &upload_id, number, part.freeze())
-                    .await?;
-                total += len;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(etag)
-                        .build(),
-                );
-                if eof && buf.is_empty() {
-                    break;
-                }
+    /// Sends `buf` and then the rest of `body` as parts of [`PART_SIZE`] (the last one
+    /// shorter); returns the parts and the bytes sent.
+    async fn upload_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        mut body: BodyRef<'_>,
+        mut buf: BytesMut,
+    ) -> Result<(Vec<CompletedPart>, u64), StoreError> {
+        let mut parts = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        loop {
+            if !eof && buf.len() < PART_SIZE {
+                eof = fill(&mut body, &mut buf).await?;
             }
-            Ok::<_, StoreError>((parts, total))
+            let part = if buf.len() > PART_SIZE {
+                buf.split_to(PART_SIZE)
+            } else {
+                buf.split()
+            };
+            if part.is_empty() {
+                break;
+            }
+            let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+            let len = part.len() as u64;
+            let etag = self
+                .upload_part(key, upload_id, number, part.freeze())
+                .await?;
+            total += len;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(etag)
+                    .build(),
+            );
+            if eof && buf.is_empty() {
+                break;
+            }
         }
-        .await;
-        let (parts, total) = match uploaded {
-            Ok(v) => v,
-            Err(e) => {
-                guard.upload_id = None;
-                self.abort(key, &upload_id).await;
-                return Err(e);
-            }
-        };
-        span.record("s3.part_count", parts.len() as i64);
+        Ok((parts, total))
+    }
 
-        let completed = traced(self.step_span("s3.complete_multipart_upload", key), async {
-            self.client
+    /// Completes the upload from its parts; returns the object's ETag.
+    async fn complete_multipart_upload(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<Option<String>, StoreError> {
+        traced(self.step_span("s3.complete_multipart_upload", key), async {
+            let out = self
+                .client
                 .complete_multipart_upload()
                 .bucket(&*self.bucket)
                 .key(key.as_str())
-                .upload_id(&upload_id)
+                .upload_id(upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
                         .set_parts(Some(parts))
@@ -246,22 +290,10 @@ impl S3Store {
                 )
                 .send()
                 .await
-                .map_err(|e| map_sdk_error(e, Some(key)))
+                .map_err(|e| map_sdk_error(e, Some(key)))?;
+            Ok(out.e_tag().map(str::to_owned))
         })
-        .await;
-        guard.upload_id = None;
-        match completed {
-            Ok(out) => Ok(ObjectMeta {
-                size: total,
-                content_type: Some(content_type.to_owned()),
-                etag: out.e_tag().map(str::to_owned),
-                last_modified: None,
-            }),
-            Err(e) => {
-                self.abort(key, &upload_id).await;
-                Err(e)
-            }
-        }
+        .await
     }
 
     async fn upload_part(
@@ -541,6 +573,16 @@ impl Drop for AbortOnDrop {
                 // The dropping task's subscriber (the worker's, under `vidscope up`).
                 .with_current_subscriber(),
         );
+    }
+}
+
+/// What a put stored.
+fn stored(size: u64, content_type: &str, etag: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        size,
+        content_type: Some(content_type.to_owned()),
+        etag: etag.map(str::to_owned),
+        last_modified: None,
     }
 }
 

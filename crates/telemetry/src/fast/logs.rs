@@ -149,7 +149,6 @@ impl Payload for Logs {
     type Proto = LogRecord;
     type Request = ExportLogsServiceRequest;
     const SIGNAL: Signal = Signal::Logs;
-    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
     /// One scope per target, records in arrival order.
     fn scopes(batch: &mut Vec<Record>) -> Vec<Scoped<LogRecord>> {

@@ -38,6 +38,7 @@ use crate::error::InitError;
 use crate::file::{fallback_file, open_file};
 use crate::filter::{self, Directives};
 use crate::json_log::JsonLog;
+use crate::otlp_transport::OtlpClient;
 use error_events::ErrorEvents;
 use gate::{Gate, Output};
 use logs::{LogLayer, Logs};
@@ -196,16 +197,7 @@ fn pipeline<P: Payload>(
     inputs: &Inputs<'_>,
 ) -> Result<Option<Running<P::Item>>, InitError> {
     let transport = match config.exporter(P::SIGNAL) {
-        ExporterKind::Otlp => Transport::otlp(
-            config.protocol,
-            config
-                .endpoints
-                .get(&P::SIGNAL)
-                .cloned()
-                .unwrap_or_default(),
-            &config.headers,
-        )
-        .map_err(InitError::Headers)?,
+        ExporterKind::Otlp => Transport::Otlp(Box::new(OtlpClient::new(config, P::SIGNAL)?)),
         ExporterKind::File => Transport::File(open_file(config, P::SIGNAL)?),
         ExporterKind::Console => Transport::Console(Console::new(inputs.writer.clone())),
         ExporterKind::None => return Ok(None),
@@ -217,7 +209,6 @@ fn pipeline<P: Payload>(
         Batching {
             max_queue: config.max_queue_size,
             delay: config.scheduled_delay,
-            timeout: config.export_timeout,
         },
         inputs.stats.clone(),
     )

@@ -24,10 +24,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_sdk::error::OTelSdkError;
 
-use crate::config::{OtlpProtocol, Signal};
+use crate::config::Signal;
 use crate::export::ExportStats;
-use crate::exporters::grpc_metadata;
 use crate::file::JsonLinesFile;
+use crate::otlp_transport::{OtlpClient, PartialSuccess};
 use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrub_string};
 
 /// Items per export call, as the SDK's batch processors default to.
@@ -44,8 +44,6 @@ pub(crate) trait Payload: Send + 'static {
     type Proto: prost::Message;
     type Request: serde::Serialize + Default + prost::Message + crate::console::Lines;
     const SIGNAL: Signal;
-    /// The OTLP gRPC method.
-    const GRPC_PATH: &'static str;
     /// The batch (drained) as protobuf, grouped by scope.
     fn scopes(batch: &mut Vec<Self::Item>) -> Vec<Scoped<Self::Proto>>;
     /// Removes secrets; runs on the export thread.
@@ -107,58 +105,18 @@ enum Msg {
 
 /// Where batches go.
 pub(crate) enum Transport {
-    Grpc {
-        endpoint: String,
-        metadata: tonic::metadata::MetadataMap,
-    },
-    Http {
-        url: String,
-        headers: reqwest::header::HeaderMap,
-        json: bool,
-    },
+    /// OTLP over gRPC or HTTP (see `otlp_transport`).
+    Otlp(Box<OtlpClient>),
     File(JsonLinesFile),
     /// Readable lines on stdout (see `console`).
     Console(crate::console::Console),
-}
-
-impl Transport {
-    /// The OTLP transport for `protocol`; a bad header is an error naming it.
-    pub(crate) fn otlp(
-        protocol: OtlpProtocol,
-        endpoint: String,
-        headers: &[(String, String)],
-    ) -> Result<Self, String> {
-        Ok(match protocol {
-            OtlpProtocol::Grpc => Self::Grpc {
-                endpoint,
-                metadata: grpc_metadata(headers)?,
-            },
-            p => {
-                let mut map = reqwest::header::HeaderMap::new();
-                for (k, v) in headers {
-                    let key = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|e| format!("{k}: {e}"))?;
-                    map.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-                }
-                Self::Http {
-                    url: endpoint,
-                    headers: map,
-                    json: p == OtlpProtocol::HttpJson,
-                }
-            }
-        })
-    }
 }
 
 /// Where a batch goes, for diagnostics: the protocol and endpoint or the file, never a header.
 impl std::fmt::Display for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Grpc { endpoint, .. } => write!(f, "otlp grpc {endpoint}"),
-            Self::Http {
-                url, json: true, ..
-            } => write!(f, "otlp http/json {url}"),
-            Self::Http { url, .. } => write!(f, "otlp http/protobuf {url}"),
+            Self::Otlp(client) => client.fmt(f),
             Self::File(file) => write!(f, "file {}", file.path().display()),
             Self::Console(_) => f.write_str("console"),
         }
@@ -169,7 +127,6 @@ impl std::fmt::Display for Transport {
 pub(crate) struct Batching {
     pub max_queue: usize,
     pub delay: Duration,
-    pub timeout: Duration,
 }
 
 /// State shared by the queue's clones and the export thread.
@@ -267,9 +224,6 @@ pub(crate) fn start<P: Payload>(
         resource,
         stats,
         shared: queue.shared.clone(),
-        timeout: batching.timeout,
-        grpc: None,
-        http: None,
         _payload: std::marker::PhantomData,
     };
     let delay = batching.delay;
@@ -396,72 +350,6 @@ impl Redactable for Value {
     }
 }
 
-/// A lazily connecting channel to `endpoint`; `https://` gets TLS with the WebPKI roots (as
-/// the OTLP exporter's `tls-webpki-roots` feature gave). Must run inside a Tokio runtime.
-fn grpc_channel(endpoint: &str, timeout: Duration) -> Result<tonic::transport::Channel, String> {
-    let mut ep = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| format!("endpoint {endpoint}: {e}"))?
-        .timeout(timeout);
-    if endpoint.starts_with("https://") {
-        ep = ep
-            .tls_config(tonic::transport::ClientTlsConfig::new().with_enabled_roots())
-            .map_err(|e| format!("TLS for {endpoint}: {e}"))?;
-    }
-    Ok(ep.connect_lazy())
-}
-
-/// A gRPC codec for requests already encoded to protobuf.
-///
-/// Why not tonic-prost's codec: prost writing straight into tonic's buffer goes through the
-/// `BufMut` bounds checks of `BytesMut` for every varint and field; encoding into a `Vec` and
-/// copying once took the benchmark route at 100 % sampling from ~136 500 to ~128 000
-/// instructions per request (callgrind).
-/// The response (an optional partial-success note) is not read: nothing here would act on it.
-struct Encoded;
-
-impl tonic::codec::Codec for Encoded {
-    type Encode = Vec<u8>;
-    type Decode = ();
-    type Encoder = Encoded;
-    type Decoder = Encoded;
-
-    fn encoder(&mut self) -> Encoded {
-        Encoded
-    }
-
-    fn decoder(&mut self) -> Encoded {
-        Encoded
-    }
-}
-
-impl tonic::codec::Encoder for Encoded {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for Encoded {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<()>, tonic::Status> {
-        let n = bytes::Buf::remaining(src);
-        bytes::Buf::advance(src, n);
-        Ok(Some(()))
-    }
-}
-
 /// The export thread's state.
 struct Exporter<P: Payload> {
     transport: Transport,
@@ -469,10 +357,6 @@ struct Exporter<P: Payload> {
     resource: Resource,
     stats: Arc<ExportStats>,
     shared: Arc<Shared>,
-    timeout: Duration,
-    /// Built on first use, inside the thread's runtime (tonic needs one to connect).
-    grpc: Option<tonic::client::Grpc<tonic::transport::Channel>>,
-    http: Option<reqwest::Client>,
     _payload: std::marker::PhantomData<P>,
 }
 
@@ -576,26 +460,26 @@ impl<P: Payload> Exporter<P> {
         match &self.transport {
             Transport::File(f) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
-                let written = f.write_json(&request);
+                let written = f.write_json(&request).map(|()| PartialSuccess::default());
                 // No fallback behind the file itself.
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
             Transport::Console(c) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
-                let written = c.write(&request);
+                let written = c.write(&request).map(|()| PartialSuccess::default());
                 self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
             }
-            Transport::Http { json: true, .. } => {
+            Transport::Otlp(client) if client.is_json() => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
                 let sent = match serde_json::to_vec(&request) {
-                    Ok(body) => rt.block_on(self.send(body)),
+                    Ok(body) => self.send(rt, body),
                     Err(e) => Err(format!("encode: {e}")),
                 };
                 self.settle(n, sent, || request);
             }
-            Transport::Grpc { .. } | Transport::Http { .. } => {
+            Transport::Otlp(_) => {
                 let (body, request) = protobuf::<P>(&self.resource, batch);
-                let sent = rt.block_on(self.send(body));
+                let sent = self.send(rt, body);
                 // The request is built only if the fallback file needs it.
                 self.settle(n, sent, || {
                     request.unwrap_or_else(|| {
@@ -607,10 +491,16 @@ impl<P: Payload> Exporter<P> {
         }
     }
 
-    /// Counts a batch as exported, or as lost or written to the fallback file.
-    fn settle(&self, n: usize, result: Result<(), String>, unsent: impl FnOnce() -> P::Request) {
+    /// Counts a batch as exported (less what the collector rejected of it), or as lost or
+    /// written to the fallback file.
+    fn settle(
+        &self,
+        n: usize,
+        result: Result<PartialSuccess, String>,
+        unsent: impl FnOnce() -> P::Request,
+    ) {
         match result {
-            Ok(()) => self.stats.record_exported(P::SIGNAL, n),
+            Ok(answer) => self.stats.record_accepted(P::SIGNAL, n, &answer),
             Err(e) => {
                 let fell_back = self
                     .fallback
@@ -621,60 +511,16 @@ impl<P: Payload> Exporter<P> {
         }
     }
 
-    /// Sends an encoded request (protobuf, or JSON for `http/json`).
-    async fn send(&mut self, body: Vec<u8>) -> Result<(), String> {
-        let timeout = self.timeout;
-        match &self.transport {
-            Transport::Grpc { endpoint, metadata } => {
-                let grpc = match &mut self.grpc {
-                    Some(grpc) => grpc,
-                    None => self
-                        .grpc
-                        .insert(tonic::client::Grpc::new(grpc_channel(endpoint, timeout)?)),
-                };
-                let call = async {
-                    grpc.ready()
-                        .await
-                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-                    let mut req = tonic::Request::new(body);
-                    *req.metadata_mut() = metadata.clone();
-                    req.set_timeout(timeout);
-                    grpc.unary(
-                        req,
-                        http::uri::PathAndQuery::from_static(P::GRPC_PATH),
-                        Encoded,
-                    )
-                    .await
-                };
-                match tokio::time::timeout(timeout, call).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(status)) => Err(format!("gRPC {endpoint}: {status}")),
-                    Err(_) => Err(format!("gRPC {endpoint}: timed out after {timeout:?}")),
-                }
-            }
-            Transport::Http { url, headers, json } => {
-                let client = self.http.get_or_insert_with(reqwest::Client::new);
-                let content_type = if *json {
-                    "application/json"
-                } else {
-                    "application/x-protobuf"
-                };
-                let response = client
-                    .post(url.as_str())
-                    .headers(headers.clone())
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .timeout(timeout)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("POST {url}: {e}"))?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("POST {url}: {}", response.status()))
-                }
-            }
-            Transport::File(_) | Transport::Console(_) => Ok(()),
+    /// Sends an encoded request (protobuf, or JSON for `http/json`) over OTLP; its retries,
+    /// within the export timeout, hold this thread, never a request (see `otlp_transport`).
+    fn send(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        body: Vec<u8>,
+    ) -> Result<PartialSuccess, String> {
+        match &mut self.transport {
+            Transport::Otlp(client) => rt.block_on(client.send(body)),
+            Transport::File(_) | Transport::Console(_) => Ok(PartialSuccess::default()),
         }
     }
 }
@@ -694,7 +540,6 @@ mod tests {
         type Proto = opentelemetry_proto::tonic::logs::v1::LogRecord;
         type Request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
         const SIGNAL: Signal = Signal::Logs;
-        const GRPC_PATH: &'static str = "/x";
         fn scopes(batch: &mut Vec<String>) -> Vec<Scoped<Self::Proto>> {
             let records = batch
                 .drain(..)
@@ -806,56 +651,5 @@ mod tests {
             "every push taken or counted as dropped"
         );
         assert_eq!(q.shared.queued.load(Ordering::Relaxed), 0);
-    }
-
-    /// The first byte a channel sends to a listener: a TLS handshake record (0x16) for
-    /// `https://`, the HTTP/2 preface (`P`) for `http://`.
-    #[test]
-    fn https_endpoints_speak_tls_and_http_ones_do_not() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        for (scheme, first) in [("https", 0x16_u8), ("http", b'P')] {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = listener.local_addr().unwrap().port();
-            listener.set_nonblocking(true).unwrap();
-            let seen = std::thread::spawn(move || {
-                // 0 when nothing connects within 5 s (the test then fails, not hangs).
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline {
-                    if let Ok((mut conn, _)) = listener.accept() {
-                        conn.set_nonblocking(false).unwrap();
-                        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let mut byte = [0u8; 1];
-                        return match std::io::Read::read_exact(&mut conn, &mut byte) {
-                            Ok(()) => byte[0],
-                            Err(_) => 0,
-                        };
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                0
-            });
-            let endpoint = format!("{scheme}://127.0.0.1:{port}");
-            rt.block_on(async {
-                let channel = grpc_channel(&endpoint, Duration::from_secs(2)).unwrap();
-                let mut grpc = tonic::client::Grpc::new(channel);
-                // Fails (nobody answers); it only has to connect and send its first bytes.
-                let call = async {
-                    grpc.ready().await.ok()?;
-                    grpc.unary(
-                        tonic::Request::new(Vec::new()),
-                        http::uri::PathAndQuery::from_static("/x.Y/Z"),
-                        Encoded,
-                    )
-                    .await
-                    .ok()
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(2), call).await;
-            });
-            assert_eq!(seen.join().unwrap(), first, "{endpoint}");
-        }
-        assert!(grpc_channel("not a url", Duration::from_secs(1)).is_err());
     }
 }

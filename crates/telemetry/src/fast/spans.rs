@@ -53,7 +53,6 @@ impl Payload for Spans {
     type Proto = Span;
     type Request = ExportTraceServiceRequest;
     const SIGNAL: Signal = Signal::Traces;
-    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
     /// Through the SDK's `SpanData` and `opentelemetry-proto`'s conversion: for JSON, the file
     /// and the fallback file (protobuf goes through [`Spans::encode`]).

@@ -1,8 +1,6 @@
 //! The `sdk` backend's span and log exporters as the SDK's batch processors see them: what the
-//! fast pipeline does around its transport (scrubbing, accounting, the file and console
-//! targets, the fallback), done around the OTLP exporters.
-
-use std::time::Duration;
+//! fast pipeline does with a batch (scrubbing, accounting, the file and console targets, the
+//! fallback), done to the SDK's batches, which `otlp_transport` sends.
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::Status;
@@ -18,6 +16,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use crate::config::Signal;
 use crate::export::{Guarded, Target};
 use crate::file::JsonLinesFile;
+use crate::otlp_transport::BlockingClient;
 use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrubbed};
 
 /// A span or log exporter as the SDK's batch processor sees it: what the fast pipeline does
@@ -201,80 +200,53 @@ fn no_fallback(_: &JsonLinesFile) -> OTelSdkResult {
     Err(OTelSdkError::InternalFailure(String::new()))
 }
 
-impl SpanExporter for SdkExport<opentelemetry_otlp::SpanExporter> {
-    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
-        batch.iter_mut().for_each(scrub_span);
-        let n = batch.len();
+impl SdkExport<BlockingClient> {
+    /// Sends or writes one scrubbed request to the target, with the accounting and the
+    /// fallback file: what the fast pipeline does with a batch.
+    fn deliver<R>(&self, signal: Signal, items: usize, request: &R) -> OTelSdkResult
+    where
+        R: prost::Message + serde::Serialize + crate::console::Lines,
+    {
         match &self.guarded.target {
             Target::File(f) => {
-                let r = f.write_json(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+                self.guarded
+                    .settle(signal, items, f.write_json(request), no_fallback)
             }
-            Target::Console(c) => {
-                let r = c.write(&self.trace_request(batch));
-                self.guarded.settle(Signal::Traces, n, r, no_fallback)
+            Target::Console(c) => self
+                .guarded
+                .settle(signal, items, c.write(request), no_fallback),
+            Target::Otlp(client) => {
+                let sent = client.send(request).map_err(OTelSdkError::InternalFailure);
+                self.guarded
+                    .settle_sent(signal, items, sent, |f| f.write_json(request))
             }
-            Target::Otlp(exporter) => {
-                // The exporter takes the batch; a copy is kept only when a fallback may need it.
-                let copy = self.guarded.fallback.is_some().then(|| batch.clone());
-                let r = exporter.export(batch).await;
-                self.guarded.settle(Signal::Traces, n, r, |f| {
-                    f.write_json(&self.trace_request(copy.unwrap_or_default()))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.guarded.with_otlp(|e| e.shutdown_with_timeout(timeout))
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.guarded.with_otlp(SpanExporter::force_flush)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            SpanExporter::set_resource(e, resource);
         }
     }
 }
 
-impl LogExporter for SdkExport<opentelemetry_otlp::LogExporter> {
-    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let owned = self.scrubbed_logs(&batch);
-        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
-        // `LogBatch::new` is public but documented as not meant for users; it is the only way
-        // to hand the exporter records that were changed after the processor saw them.
-        let batch = LogBatch::new(&refs);
-        let n = refs.len();
-        match &self.guarded.target {
-            Target::File(f) => {
-                let r = f.write_json(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Console(c) => {
-                let r = c.write(&self.logs_request(&batch));
-                self.guarded.settle(Signal::Logs, n, r, no_fallback)
-            }
-            Target::Otlp(exporter) => {
-                let r = exporter.export(LogBatch::new(&refs)).await;
-                self.guarded.settle(Signal::Logs, n, r, |f| {
-                    f.write_json(&self.logs_request(&batch))
-                })
-            }
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.guarded.with_otlp(|e| e.shutdown_with_timeout(timeout))
+impl SpanExporter for SdkExport<BlockingClient> {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.iter_mut().for_each(scrub_span);
+        let n = batch.len();
+        self.deliver(Signal::Traces, n, &self.trace_request(batch))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.into();
-        if let Target::Otlp(e) = &mut self.guarded.target {
-            LogExporter::set_resource(e, resource);
-        }
+    }
+}
+
+impl LogExporter for SdkExport<BlockingClient> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let owned = self.scrubbed_logs(&batch);
+        let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
+        // `LogBatch::new` is public but documented as not meant for users; it is the only way
+        // to turn records changed after the processor saw them into a request.
+        let batch = LogBatch::new(&refs);
+        self.deliver(Signal::Logs, refs.len(), &self.logs_request(&batch))
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.into();
     }
 }

@@ -1,7 +1,8 @@
 //! The stock OpenTelemetry path (`VIDSCOPE_TELEMETRY_BACKEND=sdk`): tracing-opentelemetry for
-//! spans, the appender bridge for log records, the SDK's batch processors and the OTLP
-//! exporters, on tracing-subscriber's `Registry`. It imports the backend-neutral modules only,
-//! never `fast`.
+//! spans, the appender bridge for log records and the SDK's batch processors, on
+//! tracing-subscriber's `Registry`; batches become OTLP requests through `opentelemetry-proto`
+//! and are sent by `otlp_transport`, as the fast path's are. It imports the backend-neutral
+//! modules only, never `fast`.
 //!
 //! It exists so the fast path can be checked against what the OpenTelemetry project itself
 //! produces from the same tracing calls, and so a team that distrusts hand-written telemetry
@@ -13,7 +14,9 @@
 //!
 //! What this side adds on top of the stock layers, so that both paths emit the same data:
 //! - exporters wrapped in [`export::SdkExport`]: secrets scrubbed, batches counted in
-//!   `telemetry.export.*`, the file and console targets and the file fallback;
+//!   `telemetry.export.*`, the file and console targets and the file fallback, OTLP sent by
+//!   `otlp_transport` (the `opentelemetry-otlp` exporters cannot count a partial success and
+//!   their gRPC retry panics on the processors' threads: see that module);
 //! - [`layers::SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query`
 //!   span closes late;
 //! - the stdout JSON lines (`json_log`) read their ids from tracing-opentelemetry
@@ -47,10 +50,11 @@ use crate::console::SharedWriter;
 use crate::db_watch::DbWatch;
 use crate::error::InitError;
 use crate::export::{ExportStats, Guarded, Target};
-use crate::exporters::{log_exporter, span_exporter, target};
+use crate::exporters::target;
 use crate::file::{JsonLinesFile, fallback_file};
 use crate::filter;
 use crate::json_log::JsonLog;
+use crate::otlp_transport::BlockingClient;
 use crate::span_ext::SpanSeam;
 use export::SdkExport;
 use layers::{OtelIds, SlowQueries, SpansAndErrors, StockSpans};
@@ -83,12 +87,12 @@ impl Signals for SdkSignals {
 }
 
 /// The stock backend: tracing-subscriber's registry, tracing-opentelemetry, the appender
-/// bridge, the SDK's batch processors and the OTLP exporters.
+/// bridge, the SDK's batch processors, the OTLP transport.
 pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Built, InitError> {
     let traces = tracer_provider(
         config,
         inputs.resource,
-        target(config, Signal::Traces, &inputs.writer, span_exporter)?,
+        target(config, Signal::Traces, &inputs.writer)?,
         fallback_file(config, Signal::Traces)?,
         inputs.stats,
     );
@@ -103,7 +107,7 @@ pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Buil
             errors: filter::errors()?,
         });
 
-    let logs = match target(config, Signal::Logs, &inputs.writer, log_exporter)? {
+    let logs = match target(config, Signal::Logs, &inputs.writer)? {
         Some(target) => Some(logger_provider(
             config,
             inputs.resource,
@@ -153,7 +157,7 @@ pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Buil
 fn tracer_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Option<Target<opentelemetry_otlp::SpanExporter>>,
+    target: Option<Target<BlockingClient>>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkTracerProvider {
@@ -178,7 +182,7 @@ fn tracer_provider(
 fn logger_provider(
     config: &TelemetryConfig,
     resource: &Resource,
-    target: Target<opentelemetry_otlp::LogExporter>,
+    target: Target<BlockingClient>,
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkLoggerProvider {

@@ -7,8 +7,9 @@ use vidscope_core::config::SettingsError;
 
 use super::token::Secret;
 
-/// How to reach the CRM and how hard to try. `Debug` never shows the client secret.
-#[derive(Clone)]
+/// How to reach the CRM and how hard to try. `Debug` never shows the client secret (a
+/// [`Secret`] prints `[redacted]`).
+#[derive(Clone, Debug)]
 pub struct CrmSettings {
     /// Base URL; the API paths are appended to it (`{base}/oauth/token`, `{base}/contacts/upsert`).
     pub base_url: String,
@@ -25,22 +26,6 @@ pub struct CrmSettings {
     /// First retry delay (doubled per retry, full jitter) and the cap.
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
-}
-
-impl std::fmt::Debug for CrmSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CrmSettings")
-            .field("base_url", &self.base_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("timeout", &self.timeout)
-            .field("max_attempts", &self.max_attempts)
-            .field("breaker_failures", &self.breaker_failures)
-            .field("breaker_cooldown", &self.breaker_cooldown)
-            .field("retry_base_delay", &self.retry_base_delay)
-            .field("retry_max_delay", &self.retry_max_delay)
-            .finish()
-    }
 }
 
 pub(super) const URL_VAR: &str = "VIDSCOPE_CRM_URL";
@@ -211,48 +196,22 @@ mod tests {
         assert_eq!(s.breaker_cooldown, Duration::from_secs(9));
     }
 
-    /// Environment, the variable the error must name, what the case is about.
-    type Case = (
-        &'static [(&'static str, &'static str)],
-        &'static str,
-        &'static str,
-    );
-
     #[test]
     fn bad_values_name_the_variable() {
-        let cases: &[Case] = &[
-            (
-                &[("VIDSCOPE_CRM_URL", "ftp://crm")],
-                "VIDSCOPE_CRM_URL",
-                "non-HTTP scheme",
-            ),
-            (
-                &[("VIDSCOPE_CRM_URL", "not a url")],
-                "VIDSCOPE_CRM_URL",
-                "not a URL",
-            ),
-            (
-                &[("VIDSCOPE_CRM_URL", "https://u:p@crm.example.com")],
-                "VIDSCOPE_CRM_URL",
-                "credentials in the URL",
-            ),
-            (
-                &[("VIDSCOPE_CRM_URL", "https://crm.example.com")],
-                "VIDSCOPE_CRM_CLIENT_ID",
-                "missing client id",
-            ),
-            (
-                &[
-                    ("VIDSCOPE_CRM_URL", "https://crm.example.com"),
-                    ("VIDSCOPE_CRM_CLIENT_ID", "id"),
-                ],
-                "VIDSCOPE_CRM_CLIENT_SECRET",
-                "missing secret",
-            ),
-        ];
-        for (vars, var, why) in cases {
-            let err = CrmSettings::from_lookup(lookup(vars)).expect_err(why);
-            assert_eq!(err.var, *var, "{why}");
+        // A non-HTTP scheme, not a URL, credentials in the URL.
+        for url in ["ftp://crm", "not a url", "https://u:p@crm.example.com"] {
+            let err = CrmSettings::from_lookup(lookup(&[(URL_VAR, url)])).expect_err(url);
+            assert_eq!(err.var, URL_VAR, "{url}");
+        }
+        // The credentials are required with the URL: the first missing one is named.
+        let url = (URL_VAR, "https://crm.example.com");
+        let id = ("VIDSCOPE_CRM_CLIENT_ID", "id");
+        for (vars, missing) in [
+            (&[url][..], "VIDSCOPE_CRM_CLIENT_ID"),
+            (&[url, id][..], "VIDSCOPE_CRM_CLIENT_SECRET"),
+        ] {
+            let err = CrmSettings::from_lookup(lookup(vars)).expect_err(missing);
+            assert_eq!(err.var, missing);
         }
         for (var, value) in [
             ("VIDSCOPE_CRM_TIMEOUT_MS", "0"),

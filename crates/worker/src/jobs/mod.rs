@@ -1,7 +1,9 @@
-//! Every job the worker runs, one file each, registered in one place ([`Registry::standard`]).
+//! Every job the worker runs, one file each, registered in one place ([`Registry::standard`]):
+//! the registry is the list of job kinds, which the worker's queue and outbox relay serve.
 //!
-//! A job is a [`Job`]: its payload type (a serde struct in `vidscope_core::jobs::<job>`, shared
-//! with the producers), what it does, and what happens when it is given up. The runtime parses
+//! A job is a [`Job`]: its payload type (a serde struct whose `JobPayload::KIND` is the kind's
+//! name; in the job's own file, or in `vidscope_core::jobs::<job>` when the API or core produce
+//! it), what it does, and what happens when it is given up. The runtime parses
 //! the payload once, before `run`; a payload that does not parse is dead-lettered at once as
 //! `job.bad_payload`. `run` must be idempotent by job id, because delivery is at least once
 //! (the runtime also skips ids recorded in `job_results`). Steps are timed with [`step`], which
@@ -11,7 +13,6 @@ pub mod crm_sync;
 pub mod probe;
 pub mod thumbnail;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -34,7 +35,7 @@ use crate::crm::CrmClient;
 use crate::error::JobError;
 use crate::ffmpeg::Ffmpeg;
 
-pub type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+pub(crate) type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
 /// What jobs may use.
 #[derive(Clone)]
@@ -58,27 +59,32 @@ pub trait Job: Send + Sync + 'static {
     const STEPS: &'static [&'static str] = &[];
 
     /// Does the work. `job` carries the id (the idempotency key) and the attempt.
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext,
-        job: &'a JobMessage,
+    fn run(
+        &self,
+        ctx: &JobContext,
+        job: &JobMessage,
         payload: Self::Payload,
-    ) -> JobFuture<'a>;
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once the job is dead-lettered (e.g. to mark its video `failed`). Not called
     /// when the payload itself was malformed: there is nothing to act on.
-    fn on_dead_letter<'a>(
-        &'a self,
-        _ctx: &'a JobContext,
+    fn on_dead_letter(
+        &self,
+        _ctx: &JobContext,
         _payload: Self::Payload,
-    ) -> JobFuture<'a> {
-        Box::pin(async { Ok(()) })
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        async { Ok(()) }
     }
+
+    /// Creates at 0, at start-up, the counters this job alone records (the runtime primes the
+    /// common ones and each of [`Job::STEPS`]); `workflow` is its `workflow_name` label.
+    fn prime_metrics(_metrics: &Metrics, _workflow: &KeyValue) {}
 }
 
 /// A [`Job`] with its payload type erased, so the registry can hold every kind.
 pub(crate) trait ErasedJob: Send + Sync {
     fn steps(&self) -> &'static [&'static str];
+    fn prime_metrics(&self, metrics: &Metrics, workflow: &KeyValue);
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
     fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a>;
 }
@@ -88,16 +94,20 @@ impl<J: Job> ErasedJob for J {
         J::STEPS
     }
 
+    fn prime_metrics(&self, metrics: &Metrics, workflow: &KeyValue) {
+        J::prime_metrics(metrics, workflow);
+    }
+
     fn run<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         match parse(job) {
-            Ok(payload) => Job::run(self, ctx, job, payload),
+            Ok(payload) => Box::pin(Job::run(self, ctx, job, payload)),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }
 
     fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, job: &'a JobMessage) -> JobFuture<'a> {
         match parse(job) {
-            Ok(payload) => Job::on_dead_letter(self, ctx, payload),
+            Ok(payload) => Box::pin(Job::on_dead_letter(self, ctx, payload)),
             Err(_) => Box::pin(std::future::ready(Ok(()))),
         }
     }
@@ -108,18 +118,47 @@ fn parse<P: JobPayload>(job: &JobMessage) -> Result<P, JobError> {
     parse_payload(job).map_err(|e| JobError::permanent("job.bad_payload", e.to_string()))
 }
 
+/// The jobs a worker runs, by kind, in the order registered.
 #[derive(Clone, Default)]
 pub struct Registry {
-    jobs: HashMap<JobKind, Arc<dyn ErasedJob>>,
+    jobs: Vec<(JobKind, Arc<dyn ErasedJob>)>,
 }
 
 impl Registry {
-    /// The production jobs.
+    /// The production jobs: one line each.
     pub fn standard() -> Self {
         Self::default()
-            .with(probe::Probe)
-            .with(thumbnail::Thumbnail)
-            .with(crm_sync::CrmSync)
+            .register(probe::Probe)
+            .register(thumbnail::Thumbnail)
+            .register(crm_sync::CrmSync)
+    }
+
+    /// Adds a job of a kind not registered yet.
+    ///
+    /// # Panics
+    /// When its kind already has a job (two payloads naming one kind): the unit test that
+    /// builds [`Registry::standard`] catches it before a worker could start.
+    pub fn register<J: Job>(mut self, job: J) -> Self {
+        let kind = J::Payload::KIND;
+        assert!(
+            self.get(kind).is_none(),
+            "two jobs registered as {kind}: a job kind names one job"
+        );
+        self.jobs.push((kind, Arc::new(job)));
+        self
+    }
+
+    /// Adds or replaces the job of its kind (tests swap in failing or slow ones).
+    pub fn with<J: Job>(mut self, job: J) -> Self {
+        let kind = J::Payload::KIND;
+        self.jobs.retain(|(k, _)| *k != kind);
+        self.jobs.push((kind, Arc::new(job)));
+        self
+    }
+
+    /// The registered kinds: what the worker's queue serves.
+    pub fn kinds(&self) -> Vec<JobKind> {
+        self.jobs.iter().map(|(kind, _)| *kind).collect()
     }
 
     /// Each registered kind with its declared steps ([`Job::STEPS`]).
@@ -127,14 +166,18 @@ impl Registry {
         self.jobs.iter().map(|(kind, job)| (*kind, job.steps()))
     }
 
-    /// Adds or replaces the job of its kind (tests swap in failing or slow ones).
-    pub fn with<J: Job>(mut self, job: J) -> Self {
-        self.jobs.insert(J::Payload::KIND, Arc::new(job));
-        self
+    /// Primes each job's own counters ([`Job::prime_metrics`]).
+    pub(crate) fn prime_metrics(&self, metrics: &Metrics) {
+        for (kind, job) in &self.jobs {
+            job.prime_metrics(metrics, &KeyValue::new("workflow_name", kind.as_str()));
+        }
     }
 
     pub(crate) fn get(&self, kind: JobKind) -> Option<&Arc<dyn ErasedJob>> {
-        self.jobs.get(&kind)
+        self.jobs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, job)| job)
     }
 }
 
@@ -195,6 +238,27 @@ pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobErro
     videos::get(&ctx.db, id)
         .await?
         .ok_or_else(|| JobError::permanent("video.not_found", format!("video {id} not found")))
+}
+
+/// The video's object copied into a fresh temp dir, as the job's `storage.get` step: ffmpeg
+/// wants a seekable file. The file lives as long as the returned dir, where the job may write
+/// its own files too.
+pub async fn fetch_input(
+    ctx: &JobContext,
+    workflow: JobKind,
+    video: &Video,
+) -> Result<(tempfile::TempDir, PathBuf), JobError> {
+    let key = video.object_key()?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
+    let input = step(
+        ctx,
+        workflow,
+        "storage.get",
+        download(ctx, &key, dir.path()),
+    )
+    .await?;
+    Ok((dir, input))
 }
 
 /// Copies the video's object to `dir` (ffmpeg wants a seekable file), inside a
@@ -266,4 +330,30 @@ pub async fn fail_video(ctx: &JobContext, id: &VideoId) -> Result<(), JobError> 
         set_status(ctx, &video, VideoStatus::Failed).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each production job has a kind of its own (a second job of one kind panics in
+    /// `register`), and the kinds queues, tables and dashboards already hold keep their names.
+    #[test]
+    fn every_standard_job_has_a_kind_of_its_own() {
+        let kinds = Registry::standard().kinds();
+        let unique: std::collections::HashSet<_> = kinds.iter().collect();
+        assert_eq!(unique.len(), kinds.len(), "{kinds:?}");
+        for name in ["video.probe", "video.thumbnail", "crm.sync"] {
+            assert!(
+                kinds.iter().any(|k| k.as_str() == name),
+                "{name}: {kinds:?}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "two jobs registered as video.probe")]
+    fn a_second_job_of_a_kind_is_refused() {
+        let _ = Registry::standard().register(probe::Probe);
+    }
 }

@@ -5,12 +5,12 @@
 
 use tracing::Instrument;
 use vidscope_core::jobs::probe::ProbePayload;
-use vidscope_core::jobs::thumbnail::ThumbnailPayload;
-use vidscope_core::jobs::{JobKind, JobMessage, NewJob};
+use vidscope_core::jobs::{JobKind, JobMessage, JobPayload, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoStatus};
 
-use super::{Job, JobContext, JobFuture, download, load_video, set_status, step, update_videos};
+use super::thumbnail::ThumbnailPayload;
+use super::{Job, JobContext, fetch_input, load_video, set_status, step, update_videos};
 use crate::error::JobError;
 
 pub struct Probe;
@@ -19,53 +19,48 @@ impl Job for Probe {
     type Payload = ProbePayload;
     const STEPS: &'static [&'static str] = &["storage.get", "ffmpeg.probe", "db.update"];
 
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext,
-        job: &'a JobMessage,
+    async fn run(
+        &self,
+        ctx: &JobContext,
+        job: &JobMessage,
         payload: ProbePayload,
-    ) -> JobFuture<'a> {
-        Box::pin(run(ctx, job, payload))
-    }
-
-    fn on_dead_letter<'a>(&'a self, ctx: &'a JobContext, payload: ProbePayload) -> JobFuture<'a> {
-        Box::pin(async move { super::fail_video(ctx, &payload.video_id).await })
-    }
-}
-
-async fn run(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Result<(), JobError> {
-    const KIND: JobKind = JobKind::VideoProbe;
-    let id = payload.video_id;
-    let video = load_video(ctx, &id).await?;
-    if video.status == VideoStatus::Uploaded {
-        set_status(ctx, &video, VideoStatus::Processing).await?;
-    }
-    let key = video.object_key()?;
-    let dir = tempfile::tempdir()
-        .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
-    let input = step(ctx, KIND, "storage.get", download(ctx, &key, dir.path())).await?;
-    let probe = step(ctx, KIND, "ffmpeg.probe", ctx.ffmpeg.probe(&input)).await?;
-    let thumbnail = NewJob::derived(
-        &job.id,
-        &ThumbnailPayload {
-            video_id: id.clone(),
-        },
-    );
-    update_videos(
-        ctx,
-        KIND,
-        async {
-            let mut tx = vidscope_core::db::begin(&ctx.db).await?;
-            videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
-            outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
-            vidscope_core::db::commit(tx).await?;
-            Ok(())
+    ) -> Result<(), JobError> {
+        const KIND: JobKind = ProbePayload::KIND;
+        let id = payload.video_id;
+        let video = load_video(ctx, &id).await?;
+        if video.status == VideoStatus::Uploaded {
+            set_status(ctx, &video, VideoStatus::Processing).await?;
         }
-        .instrument(tracing::info_span!(
-            "db.transaction",
-            db.collection.name = "videos"
-        )),
-    )
-    .await?;
-    Ok(())
+        // The input file lives as long as `_dir`.
+        let (_dir, input) = fetch_input(ctx, KIND, &video).await?;
+        let probe = step(ctx, KIND, "ffmpeg.probe", ctx.ffmpeg.probe(&input)).await?;
+        let thumbnail = NewJob::derived(
+            &job.id,
+            &ThumbnailPayload {
+                video_id: id.clone(),
+            },
+        );
+        update_videos(
+            ctx,
+            KIND,
+            async {
+                let mut tx = vidscope_core::db::begin(&ctx.db).await?;
+                videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
+                outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
+                vidscope_core::db::commit(tx).await?;
+                Ok(())
+            }
+            .instrument(tracing::info_span!(
+                "db.transaction",
+                db.collection.name = "videos"
+            )),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Its video becomes `failed`.
+    async fn on_dead_letter(&self, ctx: &JobContext, p: ProbePayload) -> Result<(), JobError> {
+        super::fail_video(ctx, &p.video_id).await
+    }
 }

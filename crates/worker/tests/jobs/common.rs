@@ -6,7 +6,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use vidscope_core::db::Db;
+use vidscope_core::jobs::crm_sync::CrmSyncPayload;
+use vidscope_core::jobs::probe::ProbePayload;
+use vidscope_core::jobs::{JobKind, JobPayload};
 use vidscope_core::queue::{DbQueue, Queue, QueueSettings, RedisQueue};
+use vidscope_worker::jobs::Registry;
+use vidscope_worker::jobs::thumbnail::ThumbnailPayload;
+
+pub(crate) const PROBE: JobKind = ProbePayload::KIND;
+pub(crate) const THUMBNAIL: JobKind = ThumbnailPayload::KIND;
+pub(crate) const CRM_SYNC: JobKind = CrmSyncPayload::KIND;
+
+/// The kinds a production worker's queue serves.
+pub(crate) fn kinds() -> Vec<JobKind> {
+    Registry::standard().kinds()
+}
 
 pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -30,6 +44,7 @@ pub(crate) async fn redis_queue(
     let q = Queue::Redis(RedisQueue::new(
         conn,
         prefix,
+        &kinds(),
         settings(consumer, visibility),
     ));
     q.prepare().await.unwrap();
@@ -37,7 +52,11 @@ pub(crate) async fn redis_queue(
 }
 
 pub(crate) fn db_queue(db: &Db, consumer: &str, visibility: Duration) -> Queue {
-    Queue::Db(DbQueue::new(db.clone(), settings(consumer, visibility)))
+    Queue::Db(DbQueue::new(
+        db.clone(),
+        &kinds(),
+        settings(consumer, visibility),
+    ))
 }
 
 pub(crate) fn unique_prefix() -> String {

@@ -14,10 +14,12 @@ use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
-use vidscope_worker::jobs::{Job, JobContext, JobFuture, Registry};
+use vidscope_worker::jobs::{Job, JobContext, Registry};
 use vidscope_worker::{JobError, Worker, WorkerSettings};
 
-use crate::common::{OwnRedis, db_queue, make_video, redis_queue, unique_prefix};
+use crate::common::{
+    CRM_SYNC, OwnRedis, PROBE, THUMBNAIL, db_queue, make_video, redis_queue, unique_prefix,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 const BOUNDARY: &str = "vidscope-worker-test-boundary";
@@ -46,18 +48,45 @@ fn fast_settings() -> WorkerSettings {
     }
 }
 
-/// A worker running in the background until the returned sender is dropped or fired.
-fn start(
-    worker: Worker,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+/// A worker running in the background until stopped (or its `stop` sender is dropped).
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Shuts the worker down and waits for its drain; fails if its loop panicked.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle
+            .await
+            .expect("the worker loop survives its jobs, panics included");
+    }
+}
+
+fn start(worker: Worker) -> Running {
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(worker.run(async move {
         let _ = rx.await;
     }));
-    (tx, handle)
+    Running { stop, handle }
+}
+
+/// Enqueues one `crm.sync` job and starts a worker on `queue` whose `crm.sync` job behaves as
+/// `behaviour`: the job, its run count and the worker.
+async fn run_scripted(
+    app: &TestApp,
+    queue: &Queue,
+    behaviour: Behaviour,
+    settings: WorkerSettings,
+) -> (NewJob, Arc<AtomicU32>, Running) {
+    let (registry, runs) = scripted(behaviour);
+    let job = crm_job();
+    outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
+        .await
+        .unwrap();
+    let worker = start(Worker::new(context(app), queue.clone(), registry, settings));
+    (job, runs, worker)
 }
 
 async fn upload(app: &TestApp, cookie: &str, filename: &str, bytes: &[u8]) -> reqwest::Response {
@@ -83,32 +112,50 @@ async fn upload(app: &TestApp, cookie: &str, filename: &str, bytes: &[u8]) -> re
         .unwrap()
 }
 
-async fn video(app: &TestApp, cookie: &str, id: &str) -> Value {
+/// `GET path` as the user of `cookie`.
+async fn get(app: &TestApp, cookie: &str, path: &str) -> reqwest::Response {
     app.client
-        .get(app.url(&format!("/api/videos/{id}")))
+        .get(app.url(path))
         .header(header::COOKIE, cookie)
         .send()
         .await
         .unwrap()
+}
+
+async fn video(app: &TestApp, cookie: &str, id: &str) -> Value {
+    get(app, cookie, &format!("/api/videos/{id}"))
+        .await
         .json()
         .await
         .unwrap()
 }
 
-async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
+/// Polls `probe` every 50 ms until it returns something, failing as `what` after `patience`.
+async fn poll<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    patience: Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let v = video(app, cookie, id).await;
-        if v["status"] == "ready" {
-            return v;
+        if let Some(found) = probe().await {
+            return found;
         }
-        assert_ne!(v["status"], "failed", "video processing failed: {v}");
         assert!(
             tokio::time::Instant::now() < deadline,
-            "video {id} not ready in time: {v}"
+            "{what}: not within {patience:?}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
+    poll(&format!("video {id} ready"), WAIT, || async {
+        let v = video(app, cookie, id).await;
+        assert_ne!(v["status"], "failed", "video processing failed: {v}");
+        (v["status"] == "ready").then_some(v)
+    })
+    .await
 }
 
 fn test_video() -> Vec<u8> {
@@ -124,8 +171,12 @@ fn test_video() -> Vec<u8> {
 )]
 async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     let admin = app.create_user(Role::Admin).await;
-    let worker = Worker::new(context(app), queue, Registry::standard(), fast_settings());
-    let (stop, handle) = start(worker);
+    let worker = start(Worker::new(
+        context(app),
+        queue,
+        Registry::standard(),
+        fast_settings(),
+    ));
 
     let res = upload(app, &admin.cookie, "lesson-one.mp4", &test_video()).await;
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
@@ -138,13 +189,7 @@ async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
         (v["duration_seconds"].as_f64().unwrap() - 2.0).abs() < 0.2,
         "{v}"
     );
-    let thumb = app
-        .client
-        .get(app.url(&format!("/api/videos/{id}/thumbnail")))
-        .header(header::COOKIE, &admin.cookie)
-        .send()
-        .await
-        .unwrap();
+    let thumb = get(app, &admin.cookie, &format!("/api/videos/{id}/thumbnail")).await;
     assert_eq!(thumb.status(), 200);
     assert_eq!(thumb.headers()[header::CONTENT_TYPE], "image/jpeg");
     let jpeg = thumb.bytes().await.unwrap();
@@ -161,8 +206,7 @@ async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     assert_eq!(row.audio_codec.as_deref(), Some("aac"));
     assert_eq!((row.width, row.height), (Some(320), Some(240)));
 
-    let _ = stop.send(());
-    handle.await.unwrap();
+    worker.stop().await;
     app.flush_telemetry().await;
 
     // One trace: upload request → relay publish → probe → (outbox) → publish → thumbnail.
@@ -177,26 +221,18 @@ async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
         "storage.put",
         "s3.put_object",
     ];
+    let names = |otlp: &vidscope_testkit::otlp::CaptureReceiver| -> Vec<String> {
+        let spans = otlp.spans_in_trace(&upload_trace);
+        spans.into_iter().map(|s| s.name).collect()
+    };
     app.otlp
         .wait_until(
-            |r| {
-                let names: Vec<String> = r
-                    .spans_in_trace(&upload_trace)
-                    .into_iter()
-                    .map(|s| s.name)
-                    .collect();
-                need.iter().all(|n| names.iter().any(|m| m == n))
-            },
+            |r| need.iter().all(|n| names(r).iter().any(|m| m == n)),
             Duration::from_secs(10),
         )
         .await
         .unwrap_or_else(|e| {
-            let names: Vec<String> = app
-                .otlp
-                .spans_in_trace(&upload_trace)
-                .into_iter()
-                .map(|s| s.name)
-                .collect();
+            let names = names(&app.otlp);
             panic!("trace {upload_trace} lacks spans; has {names:?}: {e}")
         });
     let spans = app.otlp.spans_in_trace(&upload_trace);
@@ -425,34 +461,32 @@ const PANIC_MESSAGE: &str = "scripted panic: the CRM answer had no contact";
 impl Job for Scripted {
     type Payload = CrmSyncPayload;
 
-    fn run<'a>(
-        &'a self,
-        _ctx: &'a JobContext,
-        _job: &'a JobMessage,
+    async fn run(
+        &self,
+        _ctx: &JobContext,
+        _job: &JobMessage,
         _payload: CrmSyncPayload,
-    ) -> JobFuture<'a> {
-        Box::pin(async move {
-            let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
-            // Panic after an await, as a real job would (mid-run, not while being built).
-            tokio::task::yield_now().await;
-            match self.behaviour {
-                Behaviour::HangFirst if n == 1 => {
-                    std::future::pending::<()>().await;
-                    Ok(())
-                }
-                Behaviour::HangFirst => Ok(()),
-                Behaviour::AlwaysTransient => {
-                    Err(JobError::transient("http.503", "the CRM answered 503"))
-                }
-                Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
-                Behaviour::PanicFirst if n > 1 => Ok(()),
-                Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
-                Behaviour::Slow => {
-                    tokio::time::sleep(Duration::from_millis(150)).await;
-                    Ok(())
-                }
+    ) -> Result<(), JobError> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        // Panic after an await, as a real job would (mid-run, not while being built).
+        tokio::task::yield_now().await;
+        match self.behaviour {
+            Behaviour::HangFirst if n == 1 => {
+                std::future::pending::<()>().await;
+                Ok(())
             }
-        })
+            Behaviour::HangFirst => Ok(()),
+            Behaviour::AlwaysTransient => {
+                Err(JobError::transient("http.503", "the CRM answered 503"))
+            }
+            Behaviour::Permanent => Err(JobError::permanent("user.not_found", "no such user")),
+            Behaviour::PanicFirst if n > 1 => Ok(()),
+            Behaviour::AlwaysPanic | Behaviour::PanicFirst => panic!("{PANIC_MESSAGE}"),
+            Behaviour::Slow => {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -500,18 +534,11 @@ async fn wait_dead_letter(
     patience: Duration,
     what: &str,
 ) -> vidscope_core::queue::DeadLetter {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
+    poll(&format!("{what}: dead-lettered"), patience, || async {
         let dead = queue.dead_letters(kind, 50).await.unwrap();
-        if let Some(d) = dead.into_iter().find(|d| d.message.id == id) {
-            return d;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not dead-lettered within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        dead.into_iter().find(|d| d.message.id == id)
+    })
+    .await
 }
 
 async fn wait_done(app: &TestApp, id: &str) {
@@ -520,14 +547,13 @@ async fn wait_done(app: &TestApp, id: &str) {
 
 /// Polls until job `id` is recorded done, failing as `what` after `patience`.
 async fn wait_done_within(app: &TestApp, id: &str, patience: Duration, what: &str) {
-    let deadline = tokio::time::Instant::now() + patience;
-    while !jobs::is_done(&app.state.db, id).await.unwrap() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} {id} did not complete within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll(&format!("{what} {id} completed"), patience, || async {
+        jobs::is_done(&app.state.db, id)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -543,8 +569,12 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
             .await
             .unwrap();
 
-        let doomed = Worker::new(context(&app), qa, registry.clone(), fast_settings());
-        let (_stop_a, handle_a) = start(doomed);
+        let doomed = start(Worker::new(
+            context(&app),
+            qa,
+            registry.clone(),
+            fast_settings(),
+        ));
         let deadline = tokio::time::Instant::now() + WAIT;
         while runs.load(Ordering::SeqCst) == 0 {
             assert!(
@@ -554,14 +584,12 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Killed abruptly: no drain, no release, no more heartbeats.
-        handle_a.abort();
-        let _ = handle_a.await;
+        doomed.handle.abort();
+        let _ = doomed.handle.await;
 
-        let survivor = Worker::new(context(&app), qb, registry, fast_settings());
-        let (stop_b, handle_b) = start(survivor);
+        let survivor = start(Worker::new(context(&app), qb, registry, fast_settings()));
         wait_done(&app, &job.id).await;
-        let _ = stop_b.send(());
-        handle_b.await.unwrap();
+        survivor.stop().await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
             2,
@@ -584,31 +612,14 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
             (Behaviour::AlwaysTransient, "transient", 3),
             (Behaviour::Permanent, "permanent", 1),
         ] {
-            let (registry, runs) = scripted(behaviour);
-            let job = crm_job();
-            outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
-                .await
-                .unwrap();
             let settings = WorkerSettings {
                 max_attempts: 3,
                 ..fast_settings()
             };
-            let (stop, handle) = start(Worker::new(
-                context(&app),
-                queue.clone(),
-                registry,
-                settings,
-            ));
-            let dead = wait_dead_letter(
-                &queue,
-                JobKind::CrmSync,
-                &job.id,
-                WAIT,
-                &format!("{name}/{class}"),
-            )
-            .await;
-            let _ = stop.send(());
-            handle.await.unwrap();
+            let (job, runs, worker) = run_scripted(&app, &queue, behaviour, settings).await;
+            let dead =
+                wait_dead_letter(&queue, CRM_SYNC, &job.id, WAIT, &format!("{name}/{class}")).await;
+            worker.stop().await;
             assert_eq!(dead.error_class, class, "{name}");
             assert_eq!(dead.attempt, expected_runs, "{name}/{class}");
             assert_eq!(runs.load(Ordering::SeqCst), expected_runs, "{name}/{class}");
@@ -648,17 +659,8 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
         };
 
         // Panics once, then succeeds: the retry completes it.
-        let (registry, runs) = scripted(Behaviour::PanicFirst);
-        let once = crm_job();
-        outbox::enqueue(&app.state.db, std::slice::from_ref(&once))
-            .await
-            .unwrap();
-        let (stop, handle) = start(Worker::new(
-            context(&app),
-            queue.clone(),
-            registry,
-            settings.clone(),
-        ));
+        let (once, runs, worker) =
+            run_scripted(&app, &queue, Behaviour::PanicFirst, settings.clone()).await;
         wait_done_within(
             &app,
             &once.id,
@@ -666,10 +668,7 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
             &format!("{name}: a job that panicked once (retried)"),
         )
         .await;
-        let _ = stop.send(());
-        handle
-            .await
-            .expect("the worker loop survives a job's panic");
+        worker.stop().await;
         assert_eq!(
             runs.load(Ordering::SeqCst),
             2,
@@ -677,22 +676,10 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
         );
 
         // Panics every time: dead-lettered after its three attempts, with the panic's message.
-        let (registry, runs) = scripted(Behaviour::AlwaysPanic);
-        let always = crm_job();
-        outbox::enqueue(&app.state.db, std::slice::from_ref(&always))
-            .await
-            .unwrap();
-        let (stop, handle) = start(Worker::new(
-            context(&app),
-            queue.clone(),
-            registry,
-            settings,
-        ));
-        let dead = wait_dead_letter(&queue, JobKind::CrmSync, &always.id, PROMPTLY, name).await;
-        let _ = stop.send(());
-        handle
-            .await
-            .expect("the worker loop survives a job's panic");
+        let (always, runs, worker) =
+            run_scripted(&app, &queue, Behaviour::AlwaysPanic, settings).await;
+        let dead = wait_dead_letter(&queue, CRM_SYNC, &always.id, PROMPTLY, name).await;
+        worker.stop().await;
         assert_eq!(runs.load(Ordering::SeqCst), 3, "{name}");
         assert_eq!(dead.attempt, 3, "{name}");
         assert_eq!(dead.error_class, "transient", "{name}");
@@ -719,22 +706,16 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
         p.attr_str("job.type") == Some("crm.sync") && p.attr_str("error.class") == Some("transient")
     };
     let metric_wait = Duration::from_secs(10);
-    app.otlp
-        .wait_for_metric_point(
-            "job.failures_total",
-            |p| crm_transient(p) && p.value.as_number() == Some(8.0),
-            metric_wait,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {:?}", app.otlp.metric_points("job.failures_total")));
-    app.otlp
-        .wait_for_metric_point(
-            "job.dead_letter_total",
-            |p| crm_transient(p) && p.value.as_number() == Some(2.0),
-            metric_wait,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}: {:?}", app.otlp.metric_points("job.dead_letter_total")));
+    for (metric, count) in [("job.failures_total", 8.0), ("job.dead_letter_total", 2.0)] {
+        app.otlp
+            .wait_for_metric_point(
+                metric,
+                |p| crm_transient(p) && p.value.as_number() == Some(count),
+                metric_wait,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}: {:?}", app.otlp.metric_points(metric)));
+    }
     // Processing time by outcome: per queue 4 attempts end in `error.type=job.panicked`.
     for system in ["vidscope_db", "redis"] {
         app.otlp
@@ -827,28 +808,28 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
     let prefix = unique_prefix();
     let cases = [
         (
-            JobKind::VideoProbe,
+            PROBE,
             serde_json::json!({ "videoId": "not-a-uuid" }),
             "malformed video.probe payload: videoId \"not-a-uuid\" is not a UUID",
         ),
         (
-            JobKind::VideoThumbnail,
+            THUMBNAIL,
             serde_json::json!({ "video": "1" }),
             "malformed video.thumbnail payload: missing field `videoId`",
         ),
         (
-            JobKind::CrmSync,
+            CRM_SYNC,
             serde_json::json!({ "userId": "u1", "event": { "type": "deleted" } }),
             "malformed crm.sync payload: unknown variant `deleted`",
         ),
         (
-            JobKind::CrmSync,
+            CRM_SYNC,
             serde_json::json!(42),
             "malformed crm.sync payload: invalid type: integer `42`",
         ),
     ];
     for (name, queue) in queues_with(&app, "w", &prefix, Duration::from_secs(120)).await {
-        let (stop, handle) = start(Worker::new(
+        let worker = start(Worker::new(
             context(&app),
             queue.clone(),
             Registry::standard(),
@@ -877,8 +858,7 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
                 dead.error
             );
         }
-        let _ = stop.send(());
-        handle.await.unwrap();
+        worker.stop().await;
     }
     app.stop().await;
 }
@@ -904,11 +884,16 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
     let queue = Queue::Redis(RedisQueue::new(
         vidscope_core::redis_conn::connect(&url).await.unwrap(),
         &unique_prefix(),
+        &crate::common::kinds(),
         crate::common::settings("w", Duration::from_secs(30)),
     ));
 
-    let worker = Worker::new(context(&app), queue, Registry::standard(), fast_settings());
-    let (stop, handle) = start(worker);
+    let worker = start(Worker::new(
+        context(&app),
+        queue,
+        Registry::standard(),
+        fast_settings(),
+    ));
     let clip = test_video();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -934,8 +919,7 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
         wait_ready(&app, &admin.cookie, id).await;
     }
     assert_eq!(outbox::outbox_pending(&app.state.db).await.unwrap(), 0);
-    let _ = stop.send(());
-    handle.await.unwrap();
+    worker.stop().await;
     app.stop().await;
 }
 
@@ -1038,7 +1022,7 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
             gauge_interval: PERIOD,
             ..fast_settings()
         };
-        let (stop, handle) = start(Worker::new(
+        let worker = start(Worker::new(
             context(&app),
             queue.clone(),
             registry,
@@ -1068,7 +1052,7 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
                 .await
                 .unwrap()
                 .iter()
-                .filter(|d| d.kind == JobKind::CrmSync)
+                .filter(|d| d.kind == CRM_SYNC)
                 .map(|d| d.count)
                 .sum();
             if left == 0 {
@@ -1085,8 +1069,7 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
         for state in ["ready", "in_flight", "delayed", "dead"] {
             assert_eq!(latest_crm_depth(&app, state), 0, "{name}: {state}");
         }
-        let _ = stop.send(());
-        handle.await.unwrap();
+        worker.stop().await;
         assert_eq!(runs.load(Ordering::SeqCst), 10, "{name}");
     }
     app.stop().await;

@@ -10,7 +10,7 @@ use vidscope_core::jobs::{JobKind, JobMessage};
 use vidscope_core::queue::{Delivery, Queue};
 use vidscope_testkit::db::{TestDb, fresh_db};
 
-use crate::common::{db_queue, redis_queue, redis_url, unique_prefix};
+use crate::common::{CRM_SYNC, PROBE, THUMBNAIL, db_queue, redis_queue, redis_url, unique_prefix};
 
 const NONE: Duration = Duration::ZERO;
 
@@ -84,7 +84,7 @@ fn depth(counts: &[vidscope_core::queue::Depth], kind: JobKind, state: &str) -> 
 #[tokio::test]
 async fn a_published_job_is_claimed_once_and_acknowledged() {
     for p in pairs(Duration::from_secs(30)).await {
-        let m = message(JobKind::VideoProbe);
+        let m = message(PROBE);
         p.a.publish(&m).await.unwrap();
         assert_eq!(
             depth(&p.a.depth().await.unwrap(), m.kind, "ready"),
@@ -125,7 +125,7 @@ async fn a_published_job_is_claimed_once_and_acknowledged() {
 #[tokio::test]
 async fn a_retry_waits_for_its_delay_and_counts_the_attempt() {
     for p in pairs(Duration::from_secs(30)).await {
-        let (m, first) = p.publish_and_claim(JobKind::VideoThumbnail).await;
+        let (m, first) = p.publish_and_claim(THUMBNAIL).await;
         p.a.retry(&first, Duration::from_millis(600), "boom")
             .await
             .unwrap();
@@ -158,7 +158,7 @@ async fn a_retry_waits_for_its_delay_and_counts_the_attempt() {
 #[tokio::test]
 async fn a_job_whose_worker_went_silent_is_reclaimed_after_the_visibility_timeout() {
     for p in pairs(Duration::from_millis(800)).await {
-        let (m, lost) = p.publish_and_claim(JobKind::CrmSync).await;
+        let (m, lost) = p.publish_and_claim(CRM_SYNC).await;
         // Worker a dies: no ack, no heartbeat.
         assert!(p.b.claim(1, NONE).await.unwrap().is_empty(), "{}", p.name);
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -184,7 +184,7 @@ async fn a_job_whose_worker_went_silent_is_reclaimed_after_the_visibility_timeou
 #[tokio::test]
 async fn heartbeats_keep_a_long_job_leased() {
     for p in pairs(Duration::from_millis(800)).await {
-        let (_, d) = p.publish_and_claim(JobKind::VideoProbe).await;
+        let (_, d) = p.publish_and_claim(PROBE).await;
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(p.a.heartbeat(&d).await.unwrap(), "{}", p.name);
@@ -201,12 +201,12 @@ async fn heartbeats_keep_a_long_job_leased() {
 #[tokio::test]
 async fn dead_letters_keep_the_job_and_its_error_class() {
     for p in pairs(Duration::from_secs(30)).await {
-        let (m, d) = p.publish_and_claim(JobKind::VideoProbe).await;
+        let (m, d) = p.publish_and_claim(PROBE).await;
         p.a.dead_letter(&d, "permanent", "ffprobe exited with 1")
             .await
             .unwrap();
         assert!(p.b.claim(1, NONE).await.unwrap().is_empty(), "{}", p.name);
-        let dead = p.a.dead_letters(JobKind::VideoProbe, 10).await.unwrap();
+        let dead = p.a.dead_letters(PROBE, 10).await.unwrap();
         assert_eq!(dead.len(), 1, "{}", p.name);
         assert_eq!(dead[0].message.id, m.id, "{}", p.name);
         assert_eq!(dead[0].error_class, "permanent", "{}", p.name);
@@ -224,7 +224,7 @@ async fn dead_letters_keep_the_job_and_its_error_class() {
 #[tokio::test]
 async fn a_released_job_is_claimable_at_once_without_counting_an_attempt() {
     for p in pairs(Duration::from_secs(30)).await {
-        let (_, d) = p.publish_and_claim(JobKind::VideoThumbnail).await;
+        let (_, d) = p.publish_and_claim(THUMBNAIL).await;
         p.a.release(&d).await.unwrap();
         let again = p.b.claim(1, Duration::from_secs(1)).await.unwrap();
         assert_eq!(again.len(), 1, "{}: released job not claimable", p.name);
@@ -237,7 +237,7 @@ async fn a_released_job_is_claimable_at_once_without_counting_an_attempt() {
 async fn claims_respect_the_limit() {
     for p in pairs(Duration::from_secs(30)).await {
         for _ in 0..5 {
-            p.a.publish(&message(JobKind::VideoProbe)).await.unwrap();
+            p.a.publish(&message(PROBE)).await.unwrap();
         }
         let got = p.a.claim(3, Duration::from_secs(1)).await.unwrap();
         assert_eq!(got.len(), 3, "{}", p.name);
@@ -273,13 +273,16 @@ async fn corrupt_rows(db: &vidscope_core::db::Db) {
     }
 }
 
-/// Entries no worker can read, written straight into the probe stream: not JSON, and a
-/// thumbnail job in the probe stream.
+/// Entries no worker can read, written straight into the probe stream: not JSON, a thumbnail
+/// job in the probe stream, and a job of a kind no worker registered (a newer build's).
 async fn corrupt_entries(url: &str, prefix: &str) {
     let mut conn = vidscope_core::redis_conn::connect(url).await.unwrap();
-    let stream = format!("{prefix}:{}", JobKind::VideoProbe.as_str());
-    let misplaced = serde_json::to_string(&message(JobKind::VideoThumbnail)).unwrap();
-    for job in ["{not json", misplaced.as_str()] {
+    let stream = format!("{prefix}:{}", PROBE.as_str());
+    let misplaced = serde_json::to_string(&message(THUMBNAIL)).unwrap();
+    let mut unknown = serde_json::to_value(message(PROBE)).unwrap();
+    unknown["kind"] = "video.transcode".into();
+    let unknown = unknown.to_string();
+    for job in ["{not json", misplaced.as_str(), unknown.as_str()] {
         let _: String = redis::cmd("XADD")
             .arg(&stream)
             .arg("*")
@@ -290,6 +293,9 @@ async fn corrupt_entries(url: &str, prefix: &str) {
             .unwrap();
     }
 }
+
+/// How a dead letter names a job of a kind no registered job has.
+const UNKNOWN_KIND: &str = "unknown job kind \"video.transcode\"";
 
 /// An unreadable job used to fail every claim that returned it, so it and the good jobs
 /// claimed with it stayed in flight for ever. Now it is dead-lettered at once, with the
@@ -306,11 +312,11 @@ async fn an_unreadable_job_is_dead_lettered_and_the_jobs_beside_it_are_delivered
         (
             "redis",
             redis_queue(&url, &prefix, "a", Duration::from_secs(30)).await,
-            2,
+            3,
         ),
     ];
     for (name, q, unreadable_probes) in queues {
-        let good = message(JobKind::VideoProbe);
+        let good = message(PROBE);
         q.publish(&good).await.unwrap();
 
         let got = q.claim(10, Duration::from_secs(1)).await.unwrap();
@@ -320,7 +326,7 @@ async fn an_unreadable_job_is_dead_lettered_and_the_jobs_beside_it_are_delivered
         // Nothing is left to fail a later claim.
         assert!(q.claim(10, NONE).await.unwrap().is_empty(), "{name}");
 
-        let dead = q.dead_letters(JobKind::VideoProbe, 10).await.unwrap();
+        let dead = q.dead_letters(PROBE, 10).await.unwrap();
         assert_eq!(dead.len(), unreadable_probes, "{name}: {dead:?}");
         for d in &dead {
             assert_eq!(d.error_class, "permanent", "{name}");
@@ -331,6 +337,12 @@ async fn an_unreadable_job_is_dead_lettered_and_the_jobs_beside_it_are_delivered
                 .any(|d| d.message.payload == serde_json::Value::String("{not json".into())),
             "{name}: the unreadable text is kept: {dead:?}"
         );
+        if name == "redis" {
+            assert!(
+                dead.iter().any(|d| d.error.contains(UNKNOWN_KIND)),
+                "{name}: the unknown kind is dead, with its reason: {dead:?}"
+            );
+        }
     }
     // The unknown kind is dead in the table, with its reason.
     let row = sqlx::query("SELECT status, last_error FROM jobs WHERE id = 'bad-kind'")
@@ -340,8 +352,7 @@ async fn an_unreadable_job_is_dead_lettered_and_the_jobs_beside_it_are_delivered
     use sqlx::Row as _;
     assert_eq!(row.get::<String, _>("status"), "dead");
     assert!(
-        row.get::<String, _>("last_error")
-            .contains("video.transcode"),
+        row.get::<String, _>("last_error").contains(UNKNOWN_KIND),
         "{:?}",
         row.get::<String, _>("last_error")
     );
@@ -380,7 +391,7 @@ async fn the_outbox_relay_passes_rows_it_cannot_publish() {
     let published = vidscope_core::outbox::relay_once(&db.db, &q, 10)
         .await
         .unwrap();
-    assert_eq!(published, [JobKind::VideoProbe, JobKind::VideoThumbnail]);
+    assert_eq!(published, [PROBE, THUMBNAIL]);
     assert_eq!(
         vidscope_core::outbox::outbox_pending(&db.db).await.unwrap(),
         1

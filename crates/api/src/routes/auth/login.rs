@@ -15,6 +15,7 @@ use crate::auth::{auth_failed, session_cookie, set_cookie};
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
+use crate::openapi::responses::{BadInput, DbUnavailable, NotJson, TooLarge};
 use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
@@ -45,13 +46,10 @@ const ADDRESS_FACTOR: u32 = 4;
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = UserResponse,
             headers(("Set-Cookie" = String, description = "`vidscope_session`: HttpOnly, SameSite=Lax, Secure when configured"))),
-        (status = 400, description = "A field is missing or malformed (the message names it)", body = ErrorBody),
         (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for the account or address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        BadInput, TooLarge, NotJson, DbUnavailable,
     )
 )]
 pub async fn post(

@@ -12,6 +12,7 @@ use vidscope_core::users::create_user_with_jobs;
 use crate::auth::set_cookie;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
+use crate::openapi::responses::{BadInput, DbUnavailable, NotJson, TooLarge};
 use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
@@ -35,12 +36,9 @@ pub struct RegisterBody {
     responses(
         (status = 201, description = "A viewer account was created and signed in", body = UserResponse,
             headers(("Set-Cookie" = String, description = "The new session's `vidscope_session` cookie"))),
-        (status = 400, description = "Bad e-mail or password (the message says which)", body = ErrorBody),
         (status = 403, description = "Registration is disabled on this server", body = ErrorBody),
         (status = 409, description = "The e-mail is already registered", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        BadInput, TooLarge, NotJson, DbUnavailable,
     )
 )]
 pub async fn post(

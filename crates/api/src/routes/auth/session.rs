@@ -3,7 +3,7 @@
 use axum::Json;
 
 use crate::auth::CurrentUser;
-use crate::error::ErrorBody;
+use crate::openapi::responses::{DbUnavailable, Unauthorized};
 use crate::routes::auth::UserResponse;
 
 #[utoipa::path(
@@ -15,8 +15,7 @@ use crate::routes::auth::UserResponse;
     security(("session" = [])),
     responses(
         (status = 200, description = "The signed-in account", body = UserResponse),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        Unauthorized, DbUnavailable,
     )
 )]
 pub async fn get(CurrentUser(user): CurrentUser) -> Json<UserResponse> {

@@ -9,8 +9,9 @@ use vidscope_core::CoreError;
 use vidscope_core::progress::{self, VideoId, find_video};
 
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::Json;
+use crate::openapi::responses::{BadInput, DbUnavailable, NoSuchVideo, Unauthorized};
 use crate::routes::progress::ProgressBody;
 use crate::state::AppState;
 
@@ -24,10 +25,7 @@ use crate::state::AppState;
     params(("video_id" = crate::openapi::formats::ProgressVideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),
-        (status = 400, description = "The video id is malformed", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "No such video", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        BadInput, Unauthorized, NoSuchVideo, DbUnavailable,
     )
 )]
 #[tracing::instrument(

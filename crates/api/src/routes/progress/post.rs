@@ -14,8 +14,11 @@ use vidscope_core::progress::{ProgressInput, SaveOutcome, Seconds, VideoId, find
 use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::Json;
+use crate::openapi::responses::{
+    BadInput, DbUnavailable, NoSuchVideo, NotJson, TooLarge, Unauthorized,
+};
 use crate::routes::progress::{ProgressBody, count_rejected, origin_connection, save};
 use crate::state::AppState;
 
@@ -59,12 +62,7 @@ pub struct SaveResponse {
     params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
     responses(
         (status = 200, description = "Saved, or skipped as a duplicate", body = SaveResponse),
-        (status = 400, description = "A field is missing or out of range (the message names it)", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "No such video", body = ErrorBody),
-        (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        BadInput, Unauthorized, NoSuchVideo, TooLarge, NotJson, DbUnavailable,
     )
 )]
 #[tracing::instrument(

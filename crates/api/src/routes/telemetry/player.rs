@@ -19,14 +19,21 @@
 //! saves still persists where the viewer stopped. Any content type is accepted, because
 //! `navigator.sendBeacon` (what a page-hide handler can still use) sends `text/plain`.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TraceContextExt as _;
+use serde::de::{DeserializeOwned, Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::Instrument;
+use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 use vidscope_core::CoreError;
 use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_video};
 use vidscope_telemetry::SpanExt as _;
@@ -35,6 +42,7 @@ use vidscope_telemetry::propagation::{extract_http, extract_traceparent, with_re
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
+use crate::openapi::responses::{DbUnavailable, NoSuchVideo, Unauthorized};
 use crate::routes::progress::{ProgressBody, origin_connection, save};
 use crate::state::AppState;
 
@@ -43,9 +51,11 @@ pub const MAX_EVENTS: usize = 100;
 /// Request body limit of this route.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest load, resume or buffering time accepted, in milliseconds (10 minutes).
-pub const MAX_DURATION_MS: f64 = 600_000.0;
+pub const MAX_DURATION_MS: u32 = 600_000;
+/// Latest position accepted, in seconds: [`vidscope_core::progress::MAX_SECONDS`].
+const MAX_POSITION: u32 = 604_800;
+const _: () = assert!(MAX_POSITION as f64 == vidscope_core::progress::MAX_SECONDS);
 
-// Events stay free-form JSON until `parse_event`, so an error can name the index and field.
 /// A batch of player events for one video; all are validated before any is recorded.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -53,7 +63,9 @@ pub struct Batch {
     #[schema(value_type = crate::openapi::formats::ProgressVideoId)]
     video_id: String,
     /// 1 to 100 events. An event may repeat `videoId`, and then it must be the batch's.
-    #[schema(value_type = Vec<EventSchema>, min_items = 1, max_items = 100)]
+    // JSON values until `PlayerEvent::parse` reads each against its shape, so that an error
+    // names the event's index as well as its field.
+    #[schema(value_type = Vec<PlayerEvent>, min_items = 1, max_items = 100)]
     events: Vec<Value>,
     /// The page's W3C `traceparent`, for senders that cannot set headers
     /// (`navigator.sendBeacon`). A `traceparent` header wins over it. One with an all-zero id
@@ -63,53 +75,224 @@ pub struct Batch {
     traceparent: Option<String>,
 }
 
-/// One player event as [`parse_event`] checks it, for the OpenAPI document only: the handler
-/// reads events as JSON values so that an error can name the event's index. Times are in
-/// milliseconds (at most 10 minutes), positions in seconds (at most a week); `null` counts as
-/// absent.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(tag = "name")]
-#[schema(as = PlayerEvent)]
-#[allow(dead_code, reason = "documentation only")]
-enum EventSchema {
-    #[serde(rename = "video.loaded", rename_all = "camelCase")]
-    Loaded {
-        #[schema(minimum = 0, maximum = 600000)]
-        load_time_ms: f64,
-    },
-    #[serde(rename = "video.resume_attempt", rename_all = "camelCase")]
-    ResumeAttempt {
-        success: bool,
-        #[schema(minimum = 0, maximum = 604800)]
-        expected: f64,
-        #[schema(minimum = 0, maximum = 604800)]
-        actual: f64,
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 600000)]
-        resume_time_ms: Option<f64>,
-    },
-    #[serde(rename = "video.resume_position_mismatch", rename_all = "camelCase")]
-    ResumePositionMismatch {
-        #[schema(minimum = 0, maximum = 604800)]
-        expected: f64,
-        #[schema(minimum = 0, maximum = 604800)]
-        actual: f64,
-    },
-    #[serde(rename = "video.buffering", rename_all = "camelCase")]
-    Buffering {
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 600000)]
-        duration_ms: Option<f64>,
-    },
-    /// Saves `finalPosition` as progress (at most the video's duration plus 2 s).
-    #[serde(rename = "video.page_hidden", rename_all = "camelCase")]
-    PageHidden {
-        #[schema(minimum = 0, maximum = 604800)]
-        final_position: f64,
-        #[serde(default)]
-        #[schema(minimum = 0, maximum = 604800)]
-        watch_time: Option<f64>,
-    },
+/// A number from 0 to `MAX`, refused as it is read: a time in milliseconds ([`Millis`]) or a
+/// position in seconds ([`Position`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Bounded<const MAX: u32>(f64);
+
+type Millis = Bounded<MAX_DURATION_MS>;
+type Position = Bounded<MAX_POSITION>;
+
+impl<'de, const MAX: u32> Deserialize<'de> for Bounded<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = f64::deserialize(d)?;
+        if (0.0..=f64::from(MAX)).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(D::Error::custom(format_args!(
+                "out of range (got {n}, expected 0 to {MAX})"
+            )))
+        }
+    }
+}
+
+/// `video.loaded`: the video can play.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VideoLoaded {
+    #[schema(value_type = f64, minimum = 0, maximum = 600000)]
+    load_time_ms: Millis,
+}
+
+/// `video.resume_attempt`: the player tried to seek to the saved position.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VideoResumeAttempt {
+    success: bool,
+    #[schema(value_type = f64, minimum = 0, maximum = 604800)]
+    expected: Position,
+    #[schema(value_type = f64, minimum = 0, maximum = 604800)]
+    actual: Position,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 600000)]
+    resume_time_ms: Option<Millis>,
+}
+
+/// `video.resume_position_mismatch`: playback started elsewhere than the saved position.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VideoResumePositionMismatch {
+    #[schema(value_type = f64, minimum = 0, maximum = 604800)]
+    expected: Position,
+    #[schema(value_type = f64, minimum = 0, maximum = 604800)]
+    actual: Position,
+}
+
+/// `video.buffering`: playback stalled.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VideoBuffering {
+    #[serde(default)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 600000)]
+    duration_ms: Option<Millis>,
+}
+
+/// `video.page_hidden`: the tab was hidden or closed. Saves `finalPosition` as progress (at
+/// most the video's duration plus 2 s).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct VideoPageHidden {
+    #[schema(value_type = f64, minimum = 0, maximum = 604800)]
+    final_position: Position,
+    #[serde(default)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 604800)]
+    watch_time: Option<Position>,
+}
+
+impl VideoPageHidden {
+    fn input(&self) -> Result<ProgressInput, CoreError> {
+        Ok(ProgressInput {
+            position: Seconds::parse("finalPosition", self.final_position.0)?,
+            watch_time: self
+                .watch_time
+                .map(|w| Seconds::parse("watchTime", w.0))
+                .transpose()?,
+            completed: false,
+        })
+    }
+}
+
+/// One player event, a shape per `name`. Times are in milliseconds (at most 10 minutes),
+/// positions in seconds (at most a week); `null` counts as absent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PlayerEvent {
+    Loaded(VideoLoaded),
+    ResumeAttempt(VideoResumeAttempt),
+    ResumePositionMismatch(VideoResumePositionMismatch),
+    Buffering(VideoBuffering),
+    PageHidden(VideoPageHidden),
+}
+
+type ShapeError = serde_path_to_error::Error<serde_json::Error>;
+/// Reads one event of a known `name` as its shape.
+type ParseShape = Box<dyn Fn(&Value) -> Result<PlayerEvent, ShapeError> + Send + Sync>;
+
+/// An event `name` and its shape.
+struct Shape {
+    name: &'static str,
+    parse: ParseShape,
+    schema: fn() -> (Cow<'static, str>, RefOr<Schema>),
+}
+
+impl Shape {
+    /// `name` is read as a `T`, which `wrap` makes an event of.
+    fn of<T: DeserializeOwned + ToSchema + 'static>(
+        name: &'static str,
+        wrap: fn(T) -> PlayerEvent,
+    ) -> Self {
+        Self {
+            name,
+            parse: Box::new(move |v| serde_path_to_error::deserialize(v).map(wrap)),
+            schema: || (T::name(), T::schema()),
+        }
+    }
+}
+
+/// Every event `name` with its shape: the one list the parser and the document are made from.
+///
+/// Not `#[serde(tag = "name")]` on [`PlayerEvent`]: serde buffers an internally tagged enum's
+/// fields before it reads them, which hides the failing field from `serde_path_to_error`
+/// (dtolnay/path-to-error#1), and an error must name it (`events[3].loadTimeMs`). So the name
+/// is looked up here and the shape read on its own.
+static SHAPES: LazyLock<[Shape; 5]> = LazyLock::new(|| {
+    [
+        Shape::of("video.loaded", PlayerEvent::Loaded),
+        Shape::of("video.resume_attempt", PlayerEvent::ResumeAttempt),
+        Shape::of(
+            "video.resume_position_mismatch",
+            PlayerEvent::ResumePositionMismatch,
+        ),
+        Shape::of("video.buffering", PlayerEvent::Buffering),
+        Shape::of("video.page_hidden", PlayerEvent::PageHidden),
+    ]
+});
+
+/// The document's `PlayerEvent`: `oneOf` the shapes, each a component with its `name`, and a
+/// discriminator mapping each name to its shape.
+impl PartialSchema for PlayerEvent {
+    fn schema() -> RefOr<Schema> {
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "One player event, a shape per `name`. Times are in milliseconds (at most 10 \
+             minutes), positions in seconds (at most a week); `null` counts as absent.",
+        ));
+        let mut mapping = Vec::new();
+        for shape in SHAPES.iter() {
+            let (component, _) = (shape.schema)();
+            one_of = one_of.item(Ref::from_schema_name(component.clone()));
+            mapping.push((shape.name, format!("#/components/schemas/{component}")));
+        }
+        one_of
+            .discriminator(Some(Discriminator::with_mapping("name", mapping)))
+            .into()
+    }
+}
+
+impl ToSchema for PlayerEvent {
+    fn schemas(out: &mut Vec<(String, RefOr<Schema>)>) {
+        for shape in SHAPES.iter() {
+            let (component, schema) = (shape.schema)();
+            let mut schema = schema;
+            if let RefOr::T(Schema::Object(object)) = &mut schema {
+                let name = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([shape.name]));
+                object.properties.insert("name".to_owned(), name.into());
+                object.required.insert(0, "name".to_owned());
+            }
+            out.push((component.into_owned(), schema));
+        }
+    }
+}
+
+impl PlayerEvent {
+    /// Reads event `index` of a batch for `video_id`; every error names
+    /// `events[<index>].<field>`.
+    fn parse(index: usize, value: &Value, video_id: &VideoId) -> Result<Self, ApiError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad(index, "name: the event must be an object with a name"))?;
+        if let Some(v) = obj.get("videoId")
+            && v.as_str() != Some(video_id.as_str())
+        {
+            return Err(bad(index, "videoId differs from the batch's videoId"));
+        }
+        let name = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(index, "name is required (a string)"))?;
+        let shape = SHAPES.iter().find(|s| s.name == name).ok_or_else(|| {
+            let name: String = name.chars().take(64).collect();
+            bad(index, format_args!("name: unknown event {name:?}"))
+        })?;
+        (shape.parse)(value).map_err(|e| shape_error(index, &e))
+    }
+}
+
+fn bad(index: usize, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_player_event", format!("events[{index}].{message}"))
+}
+
+/// `events[<index>].<field>: <what serde says>`. serde reports a missing field at the object
+/// that lacks it; the message names the field itself.
+fn shape_error(index: usize, e: &ShapeError) -> ApiError {
+    let inner = e.inner().to_string();
+    let missing = inner
+        .strip_prefix("missing field `")
+        .and_then(|f| f.strip_suffix('`'));
+    match missing {
+        Some(field) => bad(index, format_args!("{field} is required")),
+        None => bad(index, e),
+    }
 }
 
 /// A checked batch.
@@ -126,136 +309,6 @@ pub struct BatchResponse {
     pub accepted: usize,
     /// The position saved from a `video.page_hidden` event, if the batch had one.
     pub progress: Option<ProgressBody>,
-}
-
-/// One validated player event.
-#[derive(Debug, Clone, PartialEq)]
-enum PlayerEvent {
-    Loaded {
-        load_time_ms: f64,
-    },
-    ResumeAttempt {
-        success: bool,
-        expected: f64,
-        actual: f64,
-        resume_time_ms: Option<f64>,
-    },
-    ResumePositionMismatch {
-        expected: f64,
-        actual: f64,
-    },
-    Buffering {
-        duration_ms: Option<f64>,
-    },
-    PageHidden {
-        input: ProgressInput,
-        field: String,
-    },
-}
-
-fn bad(index: usize, message: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_player_event", format!("events[{index}].{message}"))
-}
-
-/// Reads the fields of event `index`, naming `events[index].<field>` in every error.
-struct Fields<'a> {
-    index: usize,
-    obj: &'a Map<String, Value>,
-}
-
-impl Fields<'_> {
-    fn number(&self, name: &str, max: f64) -> Result<Option<f64>, ApiError> {
-        let Some(v) = self.obj.get(name).filter(|v| !v.is_null()) else {
-            return Ok(None);
-        };
-        let n = v
-            .as_f64()
-            .ok_or_else(|| bad(self.index, format_args!("{name} must be a number")))?;
-        if !(0.0..=max).contains(&n) {
-            return Err(bad(
-                self.index,
-                format_args!("{name} is out of range (got {n}, expected 0 to {max})"),
-            ));
-        }
-        Ok(Some(n))
-    }
-
-    fn required_number(&self, name: &str, max: f64) -> Result<f64, ApiError> {
-        self.number(name, max)?
-            .ok_or_else(|| bad(self.index, format_args!("{name} is required")))
-    }
-
-    fn seconds(&self, name: &str) -> Result<Option<Seconds>, ApiError> {
-        self.number(name, vidscope_core::progress::MAX_SECONDS)?
-            .map(|n| Seconds::parse(&format!("events[{}].{name}", self.index), n))
-            .transpose()
-            .map_err(Into::into)
-    }
-
-    fn required_bool(&self, name: &str) -> Result<bool, ApiError> {
-        match self.obj.get(name) {
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(bad(
-                self.index,
-                format_args!("{name} must be true or false"),
-            )),
-            None => Err(bad(self.index, format_args!("{name} is required"))),
-        }
-    }
-}
-
-fn parse_event(index: usize, value: &Value, video_id: &VideoId) -> Result<PlayerEvent, ApiError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| bad(index, "name: the event must be an object with a name"))?;
-    let f = Fields { index, obj };
-    if let Some(v) = obj.get("videoId")
-        && v.as_str() != Some(video_id.as_str())
-    {
-        return Err(bad(index, "videoId differs from the batch's videoId"));
-    }
-    let name = obj
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(index, "name is required (a string)"))?;
-    let max_pos = vidscope_core::progress::MAX_SECONDS;
-    Ok(match name {
-        "video.loaded" => PlayerEvent::Loaded {
-            load_time_ms: f.required_number("loadTimeMs", MAX_DURATION_MS)?,
-        },
-        "video.resume_attempt" => PlayerEvent::ResumeAttempt {
-            success: f.required_bool("success")?,
-            expected: f.required_number("expected", max_pos)?,
-            actual: f.required_number("actual", max_pos)?,
-            resume_time_ms: f.number("resumeTimeMs", MAX_DURATION_MS)?,
-        },
-        "video.resume_position_mismatch" => PlayerEvent::ResumePositionMismatch {
-            expected: f.required_number("expected", max_pos)?,
-            actual: f.required_number("actual", max_pos)?,
-        },
-        "video.buffering" => PlayerEvent::Buffering {
-            duration_ms: f.number("durationMs", MAX_DURATION_MS)?,
-        },
-        "video.page_hidden" => PlayerEvent::PageHidden {
-            input: ProgressInput {
-                position: f
-                    .seconds("finalPosition")?
-                    .ok_or_else(|| bad(index, "finalPosition is required"))?,
-                watch_time: f.seconds("watchTime")?,
-                completed: false,
-            },
-            field: format!("events[{index}].finalPosition"),
-        },
-        other => {
-            return Err(bad(
-                index,
-                format_args!(
-                    "name: unknown event {:?}",
-                    other.chars().take(64).collect::<String>()
-                ),
-            ));
-        }
-    })
 }
 
 async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
@@ -287,8 +340,12 @@ fn is_traceparent(tp: &str) -> bool {
 
 /// Parses and validates the whole batch; nothing is recorded unless all of it is valid.
 fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
-    let batch: Batch = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid batch: {e}")))?;
+    let invalid = |e: &dyn std::fmt::Display| {
+        ApiError::bad_request("invalid_json", format!("invalid batch: {e}"))
+    };
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let batch: Batch = serde_path_to_error::deserialize(&mut json).map_err(|e| invalid(&e))?;
+    json.end().map_err(|e| invalid(&e))?;
     let video_id = VideoId::parse("videoId", &batch.video_id)?;
     if batch.events.is_empty() || batch.events.len() > MAX_EVENTS {
         return Err(ApiError::bad_request(
@@ -303,7 +360,7 @@ fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
         .events
         .iter()
         .enumerate()
-        .map(|(i, v)| parse_event(i, v, &video_id))
+        .map(|(i, v)| PlayerEvent::parse(i, v, &video_id))
         .collect::<Result<_, _>>()?;
     let parent = match batch.traceparent {
         None => opentelemetry::Context::new(),
@@ -326,25 +383,27 @@ fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
 fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     let m = &state.metrics;
     match *event {
-        PlayerEvent::Loaded { load_time_ms } => {
+        PlayerEvent::Loaded(VideoLoaded {
+            load_time_ms: Bounded(load_time_ms),
+        }) => {
             span.add_event(
                 "video.loaded",
                 vec![KeyValue::new("loadTimeMs", load_time_ms)],
             );
             m.video_load_time_ms.record(load_time_ms, &[]);
         }
-        PlayerEvent::ResumeAttempt {
+        PlayerEvent::ResumeAttempt(VideoResumeAttempt {
             success,
-            expected,
-            actual,
+            expected: Bounded(expected),
+            actual: Bounded(actual),
             resume_time_ms,
-        } => {
+        }) => {
             let mut attrs = vec![
                 KeyValue::new("success", success),
                 KeyValue::new("expected", expected),
                 KeyValue::new("actual", actual),
             ];
-            if let Some(ms) = resume_time_ms {
+            if let Some(Bounded(ms)) = resume_time_ms {
                 attrs.push(KeyValue::new("resumeTimeMs", ms));
                 m.video_resume_time_ms
                     .record(ms, &[KeyValue::new("success", success)]);
@@ -354,7 +413,10 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
                 m.video_resume_failures_total.add(1, &[]);
             }
         }
-        PlayerEvent::ResumePositionMismatch { expected, actual } => {
+        PlayerEvent::ResumePositionMismatch(VideoResumePositionMismatch {
+            expected: Bounded(expected),
+            actual: Bounded(actual),
+        }) => {
             span.add_event(
                 "video.resume_position_mismatch",
                 vec![
@@ -364,17 +426,20 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
                 ],
             );
         }
-        PlayerEvent::Buffering { duration_ms } => {
+        PlayerEvent::Buffering(VideoBuffering { duration_ms }) => {
             let attrs = duration_ms
-                .map(|ms| vec![KeyValue::new("durationMs", ms)])
+                .map(|Bounded(ms)| vec![KeyValue::new("durationMs", ms)])
                 .unwrap_or_default();
             span.add_event("video.buffering", attrs);
             m.video_buffering_events_total.add(1, &[]);
         }
-        PlayerEvent::PageHidden { input, .. } => {
+        PlayerEvent::PageHidden(VideoPageHidden {
+            final_position: Bounded(position),
+            ..
+        }) => {
             span.add_event(
                 "video.page_hidden",
-                vec![KeyValue::new("finalPosition", input.position.get())],
+                vec![KeyValue::new("finalPosition", position)],
             );
         }
     }
@@ -398,10 +463,8 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     responses(
         (status = 200, description = "Every event was recorded", body = BatchResponse),
         (status = 400, description = "Bad JSON, an unknown event or a value out of range; the message starts with `events[i].field`", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 404, description = "No such video", body = ErrorBody),
         (status = 413, description = "The batch is over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        Unauthorized, NoSuchVideo, DbUnavailable,
     )
 )]
 pub async fn post(
@@ -421,9 +484,10 @@ pub async fn post(
         .ok_or(CoreError::NotFound("video"))?;
     // Check page-hide positions against the duration before recording anything.
     let mut saves = Vec::new();
-    for e in &events {
-        if let PlayerEvent::PageHidden { input, field } = e {
-            saves.push(video.check(*input, field)?);
+    for (i, e) in events.iter().enumerate() {
+        if let PlayerEvent::PageHidden(hidden) = e {
+            let field = format!("events[{i}].finalPosition");
+            saves.push(video.check(hidden.input()?, &field)?);
         }
     }
 
@@ -580,9 +644,86 @@ mod tests {
         assert!(!parent.span().span_context().is_valid());
         assert_eq!(
             events[0],
-            PlayerEvent::Loaded {
-                load_time_ms: 850.0
-            }
+            PlayerEvent::Loaded(VideoLoaded {
+                load_time_ms: Bounded(850.0)
+            })
         );
+    }
+
+    /// The message names the path to the value at fault, and says what serde found there.
+    #[test]
+    fn messages_name_the_path() {
+        let at_3 = |event: Value| {
+            let buffering = json!({"name": "video.buffering"});
+            let events = [buffering.clone(), buffering.clone(), buffering, event];
+            err(json!({"videoId": "v1", "events": events}))
+        };
+        let cases = [
+            (
+                json!({"name": "video.loaded", "loadTimeMs": "slow"}),
+                "events[3].loadTimeMs: invalid type: string \"slow\", expected f64",
+            ),
+            (
+                json!({"name": "video.loaded", "loadTimeMs": -5}),
+                "events[3].loadTimeMs: out of range (got -5, expected 0 to 600000)",
+            ),
+            (
+                json!({"name": "video.loaded"}),
+                "events[3].loadTimeMs is required",
+            ),
+            (
+                json!({"name": "video.resume_attempt", "success": "yes", "expected": 1, "actual": 1}),
+                "events[3].success: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                json!({"name": "video.page_hidden", "finalPosition": 1, "watchTime": 1e6}),
+                "events[3].watchTime: out of range (got 1000000, expected 0 to 604800)",
+            ),
+            (
+                json!({"name": "video.exploded"}),
+                "events[3].name: unknown event \"video.exploded\"",
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(at_3(event), expected);
+        }
+        // Outside the events too.
+        let message = err(json!({"videoId": 5, "events": []}));
+        assert!(
+            message.starts_with("invalid batch: videoId: invalid type: integer `5`"),
+            "{message}"
+        );
+        let message = err(json!({"videoId": "v1", "events": {}}));
+        assert!(
+            message.starts_with("invalid batch: events: invalid type: map"),
+            "{message}"
+        );
+    }
+
+    /// The document's `PlayerEvent` is `oneOf` a component per name, and its discriminator
+    /// maps each name to the component that has it.
+    #[test]
+    fn the_document_describes_each_shape_under_its_name() {
+        let schema = serde_json::to_value(PlayerEvent::schema()).unwrap();
+        let mut components = Vec::new();
+        PlayerEvent::schemas(&mut components);
+        let components: std::collections::BTreeMap<String, Value> = components
+            .into_iter()
+            .map(|(n, s)| (n, serde_json::to_value(s).unwrap()))
+            .collect();
+        assert_eq!(schema["discriminator"]["propertyName"], "name");
+        let mapping = schema["discriminator"]["mapping"].as_object().unwrap();
+        assert_eq!(mapping.len(), SHAPES.len());
+        assert_eq!(schema["oneOf"].as_array().unwrap().len(), SHAPES.len());
+        for (name, reference) in mapping {
+            let component = reference.as_str().unwrap().rsplit('/').next().unwrap();
+            let shape = &components[component];
+            assert_eq!(
+                shape["properties"]["name"]["enum"],
+                json!([name]),
+                "{shape}"
+            );
+            assert_eq!(shape["required"][0], "name", "{shape}");
+        }
     }
 }

@@ -13,7 +13,8 @@ use vidscope_core::db::InDbSpan;
 use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::propagation::trace_id_of;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::openapi::responses::DbUnavailable;
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -31,7 +32,7 @@ pub struct TestOtelBody {
     tag = "health",
     responses(
         (status = 200, description = "A span, an event, a log line and a metric point were emitted", body = TestOtelBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        DbUnavailable,
     )
 )]
 pub async fn get(State(state): State<AppState>) -> Result<Json<TestOtelBody>, ApiError> {

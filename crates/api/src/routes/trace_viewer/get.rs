@@ -2,21 +2,12 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use serde::Serialize;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
-use crate::trace_viewer::{SpanView, TraceSummary};
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TraceDetail {
-    pub summary: TraceSummary,
-    /// Oldest first; offsets are from the first span's start.
-    pub spans: Vec<SpanView>,
-}
+use crate::trace_viewer::TraceDetail;
 
 #[utoipa::path(
     get,
@@ -28,11 +19,9 @@ pub struct TraceDetail {
     params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),
-        (status = 400, description = "Not a trace id", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
         (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),
+        crate::openapi::responses::BadInput, crate::openapi::responses::Unauthorized,
+        crate::openapi::responses::AdminOnly, crate::openapi::responses::DbUnavailable,
     )
 )]
 pub async fn get(
@@ -53,17 +42,12 @@ pub async fn get(
         ));
     }
     let snapshot = super::snapshot(&state).await?;
-    let trace = snapshot
-        .traces
-        .into_iter()
-        .find(|t| t.trace_id == trace_id)
+    snapshot
+        .detail(&trace_id, state.trace_viewer.grafana_url.as_deref())
+        .map(Json)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "trace {trace_id} not found in the trace files (not written yet, or rotated out)"
             ))
-        })?;
-    Ok(Json(TraceDetail {
-        summary: trace.summary(state.trace_viewer.grafana_url.as_deref()),
-        spans: trace.spans,
-    }))
+        })
 }

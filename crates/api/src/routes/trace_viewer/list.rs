@@ -2,13 +2,13 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
 use crate::state::AppState;
-use crate::trace_viewer::{Filter, SourceStatus, TraceSummary};
+use crate::trace_viewer::{Filter, TraceList};
 
 /// Traces listed without `?limit=`.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -64,30 +64,6 @@ impl RawFilter {
     }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TraceList {
-    pub traces: Vec<TraceSummary>,
-    /// How reading each configured file went.
-    pub sources: Vec<SourceStatus>,
-    pub stats: Stats,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Stats {
-    /// Traces read from the files (before filtering).
-    pub traces_read: usize,
-    /// Traces that match the filter (before the limit).
-    pub matching: usize,
-    /// Of those, with at least one error span.
-    pub with_errors: usize,
-    /// Of those, with an authentication failure.
-    pub with_auth_failures: usize,
-    /// Every service seen, for the service filter.
-    pub services: Vec<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/trace-viewer/traces",
@@ -105,9 +81,8 @@ pub struct Stats {
     responses(
         (status = 200, description = "The traces", body = TraceList),
         (status = 400, description = "A parameter is not valid (the message names it)", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (the session cannot be checked)", body = ErrorBody),
+        crate::openapi::responses::Unauthorized, crate::openapi::responses::AdminOnly,
+        crate::openapi::responses::DbUnavailable,
     )
 )]
 pub async fn get(
@@ -120,29 +95,9 @@ pub async fn get(
         query.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let filter = raw.parse()?;
     let snapshot = super::snapshot(&state).await?;
-    let grafana = state.trace_viewer.grafana_url.as_deref();
-    let matching: Vec<_> = snapshot
-        .traces
-        .iter()
-        .filter(|t| !t.is_the_viewers_own() && t.matches(&filter))
-        .collect();
-    let mut services = std::collections::BTreeSet::new();
-    for t in &snapshot.traces {
-        services.extend(t.spans.iter().map(|s| s.service.clone()));
-    }
-    let summaries: Vec<TraceSummary> = matching.iter().map(|t| t.summary(grafana)).collect();
-    let stats = Stats {
-        traces_read: snapshot.traces.len(),
-        matching: summaries.len(),
-        with_errors: summaries.iter().filter(|s| s.error_count > 0).count(),
-        with_auth_failures: summaries.iter().filter(|s| s.auth_failure).count(),
-        services: services.into_iter().collect(),
-    };
-    Ok(Json(TraceList {
-        traces: summaries.into_iter().take(filter.limit).collect(),
-        sources: snapshot.sources,
-        stats,
-    }))
+    Ok(Json(
+        snapshot.list(&filter, state.trace_viewer.grafana_url.as_deref()),
+    ))
 }
 
 #[cfg(test)]

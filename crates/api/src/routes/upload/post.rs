@@ -31,13 +31,14 @@ use vidscope_core::CoreError;
 use vidscope_core::auth::User;
 use vidscope_core::jobs::NewJob;
 use vidscope_core::jobs::probe::ProbePayload;
-use vidscope_core::storage::ObjectKey;
+use vidscope_core::storage::{ObjectKey, ObjectMeta};
 use vidscope_core::videos::{self, Filename, NewVideo, VideoId};
 use vidscope_telemetry::SpanExt as _;
 
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::responses::{AdminOnly, StoreUnavailable, Unauthorized};
 use crate::routes::videos::{VideoBody, invalid_filename, store_error};
 use crate::state::AppState;
 
@@ -74,13 +75,11 @@ struct UploadForm {
         (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,
             headers(("Location" = String, description = "`/api/videos/{id}`"))),
         (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 403, description = "Only admins upload", body = ErrorBody),
         (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
         (status = 409, description = "A video with this filename exists", body = ErrorBody),
         (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
-        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
+        Unauthorized, AdminOnly, StoreUnavailable,
     )
 )]
 pub async fn post(
@@ -389,16 +388,49 @@ fn too_large(span: &Span, max: u64) -> ApiError {
     )
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
+/// Streams the `file` part into the store: its name checked first, then its type from its
+/// first bytes, then the rest straight through to the store.
 async fn store_file(
     state: &AppState,
     mut field: Field<'_>,
     id: &VideoId,
     span: &Span,
 ) -> Result<Stored, ApiError> {
+    let (filename, declared) = accept_name(state, &field, span).await?;
+    let every = state.settings.upload_progress_every.max(1);
+    let mut meter = Meter {
+        total: 0,
+        max: state.settings.upload_max_bytes,
+        every,
+        next_mark: every,
+        marks: Arc::default(),
+    };
+    let marks = meter.marks.clone();
+    let idle_after = state.settings.upload_idle_timeout;
+    let head = read_head(&mut field, &mut meter, idle_after, span).await?;
+    let content_type = allowed_type(&head, declared.as_deref(), span)?;
+    span.record("upload.content_type", content_type);
+
+    let key = videos::object_key(id, &filename)?;
+    let put = put_rest(state, &key, head, field, meter, content_type, span).await;
+    Meter::emit(&marks, span);
+    let meta = put?;
+    span.record("upload.size", i64::try_from(meta.size).unwrap_or(i64::MAX));
+    Ok(Stored {
+        key,
+        filename,
+        content_type,
+        size: meta.size,
+    })
+}
+
+/// The part's file name, checked and not taken yet, and its declared type (bounded: it is the
+/// client's).
+async fn accept_name(
+    state: &AppState,
+    field: &Field<'_>,
+    span: &Span,
+) -> Result<(Filename, Option<String>), ApiError> {
     let filename = Filename::parse(field.file_name().unwrap_or_default())
         .map_err(|e| rejected(span, "invalid_filename", invalid_filename(e)))?;
     span.record("upload.filename", filename.as_str());
@@ -419,51 +451,63 @@ async fn store_file(
             ApiError::Core(CoreError::Conflict("a video with this filename")),
         ));
     }
+    Ok((filename, declared))
+}
 
-    let max = state.settings.upload_max_bytes;
-    let every = state.settings.upload_progress_every.max(1);
-    let mut meter = Meter {
-        total: 0,
-        max,
-        every,
-        next_mark: every,
-        marks: Arc::default(),
-    };
-    let marks = meter.marks.clone();
-    let idle_after = state.settings.upload_idle_timeout;
-
-    // Enough of the start to recognise the container, before anything is stored.
+/// Enough of the start to recognise the container, before anything is stored.
+async fn read_head(
+    field: &mut Field<'_>,
+    meter: &mut Meter,
+    idle_after: std::time::Duration,
+    span: &Span,
+) -> Result<Vec<u8>, ApiError> {
     let mut head = Vec::with_capacity(SNIFF_LEN);
     while head.len() < SNIFF_LEN {
-        let Some(chunk) = next_chunk(&mut field, idle_after, span).await? else {
+        let Some(chunk) = next_chunk(field, idle_after, span).await? else {
             break;
         };
         if !meter.add(chunk.len()) {
-            return Err(too_large(span, max));
+            return Err(too_large(span, meter.max));
         }
         head.extend_from_slice(&chunk);
     }
-    let detected = sniff::detect(&head);
-    let content_type = match detected.and_then(|t| ALLOWED.iter().find(|a| **a == t)) {
-        Some(t) => *t,
-        None => {
-            return Err(rejected(
-                span,
-                "unsupported_type",
-                ApiError::UnsupportedMediaType(format!(
-                    "unsupported file type: the content is {} (declared {}); allowed: {}",
-                    detected.unwrap_or("not a recognised type"),
-                    declared.as_deref().unwrap_or("nothing"),
-                    ALLOWED.join(", ")
-                )),
-            ));
-        }
-    };
-    span.record("upload.content_type", content_type);
+    Ok(head)
+}
 
-    let key = videos::object_key(id, &filename)?;
-    // The rest of the part as a stream for the store. The first refusal ends it (the store
-    // gives up on the stream and publishes nothing) and is kept here for the answer.
+/// The type the first bytes show, if it is one of [`ALLOWED`]; else a 415 naming it.
+fn allowed_type(
+    head: &[u8],
+    declared: Option<&str>,
+    span: &Span,
+) -> Result<&'static str, ApiError> {
+    let detected = sniff::detect(head);
+    match detected.and_then(|t| ALLOWED.iter().find(|a| **a == t)) {
+        Some(t) => Ok(*t),
+        None => Err(rejected(
+            span,
+            "unsupported_type",
+            ApiError::UnsupportedMediaType(format!(
+                "unsupported file type: the content is {} (declared {}); allowed: {}",
+                detected.unwrap_or("not a recognised type"),
+                declared.unwrap_or("nothing"),
+                ALLOWED.join(", ")
+            )),
+        )),
+    }
+}
+
+/// Hands `head` and the rest of the part to the store as one stream. The first refusal (too
+/// large, idle, broken) ends the stream, so the store publishes nothing, and is the answer.
+async fn put_rest(
+    state: &AppState,
+    key: &ObjectKey,
+    head: Vec<u8>,
+    field: Field<'_>,
+    meter: Meter,
+    content_type: &'static str,
+    span: &Span,
+) -> Result<ObjectMeta, ApiError> {
+    let idle_after = state.settings.upload_idle_timeout;
     let refusal: Mutex<Option<ApiError>> = Mutex::new(None);
     let refusal_ref = &refusal;
     let rest = futures_util::stream::unfold(Some((field, meter)), move |state| async move {
@@ -471,7 +515,7 @@ async fn store_file(
         let chunk = match next_chunk(&mut field, idle_after, span).await {
             Ok(None) => return None,
             Ok(Some(c)) if meter.add(c.len()) => Ok(c),
-            Ok(Some(_)) => Err(too_large(span, max)),
+            Ok(Some(_)) => Err(too_large(span, meter.max)),
             Err(e) => Err(e),
         };
         match chunk {
@@ -485,19 +529,11 @@ async fn store_file(
         }
     });
     let body = futures_util::stream::iter([Ok(Bytes::from(head))]).chain(rest);
-    let put = state.store.put(&key, body, content_type).await;
-    Meter::emit(&marks, span);
+    let put = state.store.put(key, body, content_type).await;
     let refused = refusal.lock().ok().and_then(|mut r| r.take());
-    let meta = match (put, refused) {
-        (Ok(meta), _) => meta,
-        (Err(_), Some(refused)) => return Err(refused),
-        (Err(e), None) => return Err(store_error(e)),
-    };
-    span.record("upload.size", i64::try_from(meta.size).unwrap_or(i64::MAX));
-    Ok(Stored {
-        key,
-        filename,
-        content_type,
-        size: meta.size,
-    })
+    match (put, refused) {
+        (Ok(meta), _) => Ok(meta),
+        (Err(_), Some(refused)) => Err(refused),
+        (Err(e), None) => Err(store_error(e)),
+    }
 }

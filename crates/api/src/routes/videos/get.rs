@@ -14,6 +14,7 @@ use crate::auth::CurrentUser;
 use crate::cache;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
+use crate::openapi::responses::{StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
 // The authentication result is taken as a `Result` so the stream branch can record
@@ -44,12 +45,10 @@ use crate::state::AppState;
         (status = 302, description = "S3 store in redirect mode: the file is at a presigned URL",
             headers(("Location" = String, description = "A presigned GET URL; it carries a credential"))),
         (status = 400, description = "Neither an id nor a valid filename (e.g. path traversal)", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 404, description = "No such video or file", body = ErrorBody),
         (status = 416, description = "The range starts past the end of the file", body = ErrorBody,
             headers(("Content-Range" = String, description = "`bytes */size`"))),
-        (status = 503, description = "The database or object store is unavailable", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        Unauthorized, StoreUnavailable,
     )
 )]
 pub async fn get(

@@ -7,8 +7,9 @@ use vidscope_core::videos::{Video, VideoId};
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::extract::Json;
+use crate::openapi::responses::{BadInput, DbUnavailable, Unauthorized};
 use crate::state::AppState;
 
 /// Page size without `?limit=`.
@@ -137,9 +138,7 @@ impl Page {
     ),
     responses(
         (status = 200, description = "A page of videos, newest first", body = VideoList),
-        (status = 400, description = "`limit` or `cursor` is invalid (the message names it)", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        BadInput, Unauthorized, DbUnavailable,
     )
 )]
 pub async fn get(

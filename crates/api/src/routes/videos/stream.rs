@@ -15,6 +15,7 @@ use opentelemetry::KeyValue;
 use tracing::Instrument;
 use tracing::field::Empty;
 use vidscope_core::config::S3StreamMode;
+use vidscope_core::storage::{ByteRange, ObjectBody, ObjectKey, ObjectMeta};
 use vidscope_core::videos::{self, Filename};
 use vidscope_telemetry::SpanExt as _;
 
@@ -48,10 +49,6 @@ pub async fn stream(
         .await
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "predates the 80-line limit; splitting it is a follow-up of issue 26"
-)]
 async fn serve(
     state: &AppState,
     user: Result<CurrentUser, ApiError>,
@@ -81,32 +78,8 @@ async fn serve(
 
     if state.store.backend_name() == "s3" && state.settings.s3_stream == S3StreamMode::Redirect {
         span.record("video.delivery", "redirect");
-        let ttl = state.store.presign_ttl().unwrap_or(FALLBACK_PRESIGN_TTL);
-        let url = state
-            .store
-            .presign_get(&key, ttl)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("S3 store returned no URL")))?;
-        span.add_event(
-            "video.s3_redirect",
-            vec![
-                KeyValue::new("s3Key", key.as_str().to_owned()),
-                // The seed's marker that a URL was made; the URL itself stays out of telemetry.
-                KeyValue::new("signedUrl", "generated"),
-            ],
-        );
-        let location = HeaderValue::from_str(&url)
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("presigned URL is not a header")))?;
-        return Response::builder()
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, location)
-            // The URL expires: nobody may cache the redirect longer than that.
-            .header(header::CACHE_CONTROL, "private, no-store")
-            .body(Body::empty())
-            .map_err(|e| ApiError::Internal(e.into()));
+        return redirect(state, &key, span).await;
     }
-
     span.record(
         "video.delivery",
         if state.store.backend_name() == "s3" {
@@ -117,45 +90,86 @@ async fn serve(
     );
     // Size and validator first: a suffix range needs the size, `If-Range` the ETag.
     let meta = state.store.head(&key).await.map_err(store_error)?;
+    let requested = requested_range(headers, &meta, span)?;
+    let body = state
+        .store
+        .get(&key, requested)
+        .await
+        .map_err(store_error)?;
+    respond(&video.content_type, &meta, body, span)
+}
+
+/// A 302 to a presigned GET URL (S3 in redirect mode).
+async fn redirect(
+    state: &AppState,
+    key: &ObjectKey,
+    span: &tracing::Span,
+) -> Result<Response, ApiError> {
+    let ttl = state.store.presign_ttl().unwrap_or(FALLBACK_PRESIGN_TTL);
+    let url = state
+        .store
+        .presign_get(key, ttl)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("S3 store returned no URL")))?;
+    span.add_event(
+        "video.s3_redirect",
+        vec![
+            KeyValue::new("s3Key", key.as_str().to_owned()),
+            // The seed's marker that a URL was made; the URL itself stays out of telemetry.
+            KeyValue::new("signedUrl", "generated"),
+        ],
+    );
+    let location = HeaderValue::from_str(&url)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("presigned URL is not a header")))?;
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, location)
+        // The URL expires: nobody may cache the redirect longer than that.
+        .header(header::CACHE_CONTROL, "private, no-store")
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The one range to serve, if the request asked for one that still applies; its outcome goes
+/// to `video.range.outcome`. A range past the end is a 416.
+fn requested_range(
+    headers: &HeaderMap,
+    meta: &ObjectMeta,
+    span: &tracing::Span,
+) -> Result<Option<ByteRange>, ApiError> {
     let condition_holds = if_range_matches(
         headers.get(header::IF_RANGE),
         meta.etag.as_deref(),
         meta.last_modified,
         std::time::SystemTime::now(),
     );
-    let requested = match RangeHeader::parse(headers.get(header::RANGE)) {
-        RangeHeader::Single(_) if !condition_holds => {
-            span.record("video.range.outcome", "if_range_mismatch");
-            None
-        }
+    let (outcome, range) = match RangeHeader::parse(headers.get(header::RANGE)) {
+        RangeHeader::Single(_) if !condition_holds => ("if_range_mismatch", None),
         RangeHeader::Single(spec) => match spec.resolve(meta.size) {
-            Some(r) => {
-                span.record("video.range.outcome", "partial");
-                Some(r)
-            }
+            Some(r) => ("partial", Some(r)),
             None => {
                 span.record("video.range.outcome", "unsatisfiable");
                 return Err(ApiError::RangeNotSatisfiable { size: meta.size });
             }
         },
-        RangeHeader::Multiple => {
-            span.record("video.range.outcome", "multiple_ignored");
-            None
-        }
-        RangeHeader::Malformed => {
-            span.record("video.range.outcome", "malformed_ignored");
-            None
-        }
-        RangeHeader::Absent => None,
+        RangeHeader::Multiple => ("multiple_ignored", None),
+        RangeHeader::Malformed => ("malformed_ignored", None),
+        RangeHeader::Absent => return Ok(None),
     };
+    span.record("video.range.outcome", outcome);
+    Ok(range)
+}
 
-    let body = state
-        .store
-        .get(&key, requested)
-        .await
-        .map_err(store_error)?;
+/// The 200 or 206 that streams `body` from the store.
+fn respond(
+    content_type: &str,
+    meta: &ObjectMeta,
+    body: ObjectBody,
+    span: &tracing::Span,
+) -> Result<Response, ApiError> {
     let mut response = Response::builder()
-        .header(header::CONTENT_TYPE, video.content_type.as_str())
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, body.content_length())
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "private");

@@ -13,6 +13,7 @@ use vidscope_core::videos::{self, VideoId};
 use super::store_error;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::responses::{BadInput, StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -25,10 +26,8 @@ use crate::state::AppState;
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),
-        (status = 400, description = "Not a video id", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 404, description = "No such video, or no thumbnail yet", body = ErrorBody),
-        (status = 503, description = "The database or object store is unavailable", body = ErrorBody),
+        BadInput, Unauthorized, StoreUnavailable,
     )
 )]
 pub async fn get(

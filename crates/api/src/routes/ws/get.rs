@@ -37,6 +37,7 @@ use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::responses::{DbUnavailable, Unauthorized};
 use crate::realtime::{Envelope, ShutdownSignal};
 use crate::state::AppState;
 
@@ -86,9 +87,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
     responses(
         (status = 101, description = "Switched to a WebSocket: `hello`, then `progress_updated`, `video_status_changed`, `pong`, `resync` and `error` messages as JSON text frames"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
-        (status = 401, description = "No valid session", body = ErrorBody),
         (status = 403, description = "The `Origin` is another site", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        Unauthorized, DbUnavailable,
     )
 )]
 pub async fn get(

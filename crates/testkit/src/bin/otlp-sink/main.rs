@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prost::Message;
-use vidscope_testkit::otlp::{CaptureReceiver, Export, ReceiverOptions, Tap};
+use vidscope_testkit::otlp::{
+    CaptureReceiver, Export, Misbehaviour, PartialReject, ReceiverOptions, Refusal, RetryAfter, Tap,
+};
 
 use tally::Tally;
 
@@ -39,6 +41,14 @@ usage: otlp-sink [--grpc ADDR] [--http ADDR] [--interval SECONDS]
   --slow-trace-ms MS   tail sampling's latency threshold, for --tally (default 1000)
   --dump DIR           append each request's protobuf to DIR/traces.pb, metrics.pb, logs.pb
 
+Misbehaving on purpose (exporter conformance):
+  --refuse-first N     refuse the first N export requests of each signal
+  --refusal KIND       how: unavailable (503/UNAVAILABLE, default), throttled
+                       (429/RESOURCE_EXHAUSTED), invalid (400/INVALID_ARGUMENT)
+  --retry-after S      send Retry-After: S (gRPC: a RetryInfo of S seconds) with refusals
+  --partial-success N  accept every request with a partial success rejecting N items
+  --require-gzip       refuse uncompressed requests (415/UNIMPLEMENTED)
+
 Prints {\"spans\":N,\"logs\":N,\"metric_points\":N,\"requests\":N} (cumulative totals) every
 interval and once more on SIGINT/SIGTERM, then exits.";
 
@@ -51,6 +61,7 @@ struct Args {
     span_dimensions: Vec<String>,
     slow_trace_ms: u64,
     dump: Option<PathBuf>,
+    misbehaviour: Misbehaviour,
 }
 
 /// Hand-rolled so the testkit library, which every crate's tests link, does not pull in clap
@@ -64,6 +75,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         span_dimensions: Vec::new(),
         slow_trace_ms: 1000,
         dump: None,
+        misbehaviour: Misbehaviour::default(),
     };
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -108,10 +120,41 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .map_err(|_| format!("--slow-trace-ms expects milliseconds, got {raw:?}"))?;
             }
             "--dump" => parsed.dump = Some(value()?.into()),
+            "--require-gzip" => parsed.misbehaviour.require_gzip = true,
+            "--refuse-first" | "--refusal" | "--retry-after" | "--partial-success" => {
+                misbehave(&mut parsed.misbehaviour, &flag, &value()?)?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(Some(parsed))
+}
+
+/// One of the misbehaviour flags that take a value.
+fn misbehave(m: &mut Misbehaviour, flag: &str, raw: &str) -> Result<(), String> {
+    let number = || {
+        raw.parse::<u32>()
+            .map_err(|_| format!("{flag} expects a non-negative integer, got {raw:?}"))
+    };
+    match flag {
+        "--refuse-first" => m.refuse_first = number()?,
+        "--retry-after" => m.retry_after = Some(RetryAfter::Seconds(number()?.into())),
+        "--partial-success" => {
+            m.partial_success = Some(PartialReject {
+                rejected: number()?.into(),
+                message: "otlp-sink: rejected on purpose (--partial-success)".to_owned(),
+            });
+        }
+        _ => {
+            m.refusal = match raw {
+                "unavailable" => Refusal::Unavailable,
+                "throttled" => Refusal::Throttled,
+                "invalid" => Refusal::Invalid,
+                _ => return Err(format!("{flag} expects unavailable, throttled or invalid")),
+            };
+        }
+    }
+    Ok(())
 }
 
 fn parse_addr(flag: &str, raw: &str) -> Result<SocketAddr, String> {
@@ -193,6 +236,7 @@ async fn main() -> ExitCode {
         retain: false,
         worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         tap,
+        misbehaviour: args.misbehaviour.clone(),
     };
     let receiver = match CaptureReceiver::start_with(options).await {
         Ok(receiver) => receiver,

@@ -1,16 +1,5 @@
-<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vidscope — lessons</title><style>/*SITE_CSS*/</style></head>
-<body>
-<header><h1>vidscope</h1><nav><span id="who" class="muted"></span><button id="sign-out" type="button">Sign out</button></nav></header>
-<main>
-<h2>Lessons</h2>
-<p id="error" role="alert"></p>
-<div id="videos" class="grid" aria-live="polite"></div>
-<p><button id="more" type="button" hidden>More</button></p>
-<p id="empty" class="muted" hidden>No lessons yet. Upload one with <code>POST /api/upload</code>.</p>
-</main>
-<script>
+// The lesson list: pages through GET /api/videos with the session cookie and builds a card per
+// lesson with DOM calls only (titles are user input).
 (() => {
   const list = document.getElementById('videos');
   const more = document.getElementById('more');
@@ -83,5 +72,3 @@
   }).catch(() => {});
   load();
 })();
-</script>
-</body></html>

@@ -1,64 +1,5 @@
-<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>vidscope — trace viewer</title><style>/*SITE_CSS*/
-main { max-width: 1400px; }
-.filters { display: flex; flex-wrap: wrap; gap: .6rem 1rem; align-items: end; margin-bottom: .8rem; }
-.filters label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
-.filters input[type=text], .filters input[type=number], .filters select { font: inherit; padding: .25rem; }
-.filters label.check { flex-direction: row; gap: .3rem; align-items: center; }
-.summary { color: var(--muted); margin: .3rem 0 .8rem; }
-table { border-collapse: collapse; width: 100%; font-size: .9rem; }
-th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid #8883; vertical-align: top; }
-tr.trace-row { cursor: pointer; }
-tr.trace-row:hover, tr.trace-row.selected { background: #3b6fe022; }
-tr.mark-error td:first-child { border-left: 4px solid var(--bad); }
-tr.mark-auth td:first-child { border-left: 4px solid #e69b00; }
-.badge { display: inline-block; font-size: .75rem; padding: 0 .4rem; border-radius: 3px; color: #fff; margin-right: .3rem; }
-.badge.error { background: var(--bad); }
-.badge.auth { background: #e69b00; }
-code { font-size: .85em; }
-#detail { margin-top: 1.2rem; }
-#waterfall { position: relative; border-top: 1px solid #8884; }
-.span-line { display: grid; grid-template-columns: 22rem 1fr; align-items: center; min-height: 1.6rem; border-bottom: 1px solid #8882; }
-.span-label { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-size: .85rem; padding-right: .5rem; }
-.span-track { position: relative; height: 1.6rem; }
-.span-bar { position: absolute; top: .35rem; height: .9rem; min-width: 2px; border-radius: 2px; background: #3b6fe0; }
-.span-bar.error { background: var(--bad); }
-.span-bar[data-service*=worker] { background: #2a9d8f; }
-.span-event { position: absolute; top: .15rem; width: 9px; height: 9px; margin-left: -4px; border-radius: 50%; background: #e69b00; border: 1px solid #fff; cursor: help; }
-.span-event.bad { background: var(--bad); }
-#span-info { white-space: pre-wrap; font: .8rem/1.3 ui-monospace, monospace; background: #8881; padding: .6rem; margin-top: .6rem; max-height: 24rem; overflow: auto; }
-.sources { font-size: .8rem; color: var(--muted); margin-top: 1rem; }
-</style></head>
-<body>
-<header><h1><a href="/videos">vidscope</a></h1><span class="muted">trace viewer</span>
-<nav><a href="/videos">Lessons</a></nav></header>
-<main>
-<p class="muted">Recent traces of the API, the worker and the player, read from the telemetry files.
-For local and small deployments; at scale, use Tempo in Grafana.</p>
-<div class="filters">
-  <label>Lesson / video id <input id="filter-video" type="text" size="36"></label>
-  <label>User id <input id="filter-user" type="text" size="36"></label>
-  <label>Service <select id="filter-service"><option value="">all</option></select></label>
-  <label>Traces <input id="filter-limit" type="number" min="1" max="1000" value="50" style="width:5rem"></label>
-  <label class="check"><input id="filter-errors" type="checkbox"> errors only</label>
-  <label class="check"><input id="auto-refresh" type="checkbox" checked> auto-refresh (5 s)</label>
-  <button id="refresh" type="button">Refresh</button>
-</div>
-<p id="error" role="alert"></p>
-<p class="summary"><span id="trace-count">0</span> traces shown · <span id="stats"></span></p>
-<table>
-  <thead><tr><th>Started</th><th>Root</th><th>Services</th><th>Duration</th><th>Spans</th><th>Marks</th><th>Users / lessons</th></tr></thead>
-  <tbody id="traces"></tbody>
-</table>
-<section id="detail" hidden>
-  <h2>Trace <code id="detail-id"></code> <a id="open-in-grafana" target="_blank" rel="noopener" hidden>Open in Grafana</a></h2>
-  <div id="waterfall"></div>
-  <div id="span-info">Click a span for its attributes and events.</div>
-</section>
-<div class="sources" id="sources"></div>
-</main>
-<script>
+// The trace viewer: lists traces from /api/trace-viewer/traces (filters, auto-refresh) and
+// draws a trace's waterfall from /api/trace-viewer/traces/{trace_id}.
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
@@ -217,5 +158,3 @@ For local and small deployments; at scale, use Tempo in Grafana.</p>
   load();
   schedule();
 })();
-</script>
-</body></html>

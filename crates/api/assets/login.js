@@ -1,0 +1,28 @@
+// The sign-in form: posts its fields as JSON to its `action` (/api/auth/login), then goes where
+// its `data-next` says. The server wrote that target after checking it is a path of this site
+// (`SafeNext`); `?next=` itself is never read here, so no crafted URL picks where a signed-in
+// user lands.
+document.getElementById('login').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const f = new FormData(form);
+  const error = document.getElementById('error');
+  error.textContent = '';
+  let r;
+  try {
+    r = await fetch(form.action, {
+      method: 'POST',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({email: f.get('email'), password: f.get('password')}),
+    });
+  } catch (err) {
+    error.textContent = 'The server did not answer: ' + err.message;
+    return;
+  }
+  if (r.ok) {
+    location.href = form.dataset.next || '/videos';
+  } else {
+    const body = await r.json().catch(() => ({}));
+    error.textContent = (body.error && body.error.message) || r.statusText;
+  }
+});
