@@ -55,20 +55,14 @@ pub struct InstrumentSpec {
     pub labels: &'static [&'static str],
 }
 
+/// A counter's entry (the catalog's lines below read as a table: kind, name, unit, ...).
 const fn counter(
     name: &'static str,
     unit: &'static str,
     description: &'static str,
     labels: &'static [&'static str],
 ) -> InstrumentSpec {
-    InstrumentSpec {
-        name,
-        unit,
-        kind: Kind::Counter,
-        description,
-        buckets: None,
-        labels,
-    }
+    spec_of(Kind::Counter, name, unit, None, description, labels)
 }
 
 const fn gauge(
@@ -77,14 +71,7 @@ const fn gauge(
     description: &'static str,
     labels: &'static [&'static str],
 ) -> InstrumentSpec {
-    InstrumentSpec {
-        name,
-        unit,
-        kind: Kind::Gauge,
-        description,
-        buckets: None,
-        labels,
-    }
+    spec_of(Kind::Gauge, name, unit, None, description, labels)
 }
 
 const fn histogram(
@@ -94,12 +81,30 @@ const fn histogram(
     description: &'static str,
     labels: &'static [&'static str],
 ) -> InstrumentSpec {
+    spec_of(
+        Kind::Histogram,
+        name,
+        unit,
+        Some(buckets),
+        description,
+        labels,
+    )
+}
+
+const fn spec_of(
+    kind: Kind,
+    name: &'static str,
+    unit: &'static str,
+    buckets: Option<&'static [f64]>,
+    description: &'static str,
+    labels: &'static [&'static str],
+) -> InstrumentSpec {
     InstrumentSpec {
         name,
         unit,
-        kind: Kind::Histogram,
+        kind,
         description,
-        buckets: Some(buckets),
+        buckets,
         labels,
     }
 }
@@ -512,42 +517,36 @@ fn must(name: &'static str, kind: Kind) -> &'static InstrumentSpec {
     }
 }
 
+/// The builder of the catalog's instrument `name`, of kind `$kind`, with its unit and
+/// description; `$make` is the meter's builder method for that kind. A macro because the
+/// builders share these methods but no trait.
+macro_rules! described {
+    ($meter:expr, $make:ident, $name:expr, $kind:expr) => {{
+        let s = must($name, $kind);
+        $meter
+            .$make(s.name)
+            .with_unit(s.unit)
+            .with_description(s.description)
+    }};
+}
+
 fn hist(meter: &Meter, name: &'static str) -> Histogram<f64> {
-    let s = must(name, Kind::Histogram);
-    meter
-        .f64_histogram(s.name)
-        .with_unit(s.unit)
-        .with_description(s.description)
-        .build()
+    described!(meter, f64_histogram, name, Kind::Histogram).build()
 }
 
 fn count(meter: &Meter, name: &'static str) -> Counter<u64> {
-    let s = must(name, Kind::Counter);
-    meter
-        .u64_counter(s.name)
-        .with_unit(s.unit)
-        .with_description(s.description)
-        .build()
+    described!(meter, u64_counter, name, Kind::Counter).build()
 }
 
 fn gauge_i64(meter: &Meter, name: &'static str) -> Gauge<i64> {
-    let s = must(name, Kind::Gauge);
-    meter
-        .i64_gauge(s.name)
-        .with_unit(s.unit)
-        .with_description(s.description)
-        .build()
+    described!(meter, i64_gauge, name, Kind::Gauge).build()
 }
 
 impl Metrics {
     pub(crate) fn new(meter: &Meter, stats: Arc<ExportStats>) -> Self {
         let observe = |name: &'static str, read: fn(&ExportStats, Signal) -> u64| {
-            let s = must(name, Kind::ObservableCounter);
             let stats = stats.clone();
-            meter
-                .u64_observable_counter(s.name)
-                .with_unit(s.unit)
-                .with_description(s.description)
+            described!(meter, u64_observable_counter, name, Kind::ObservableCounter)
                 .with_callback(move |o| {
                     for sig in Signal::ALL {
                         o.observe(read(&stats, sig), &[KeyValue::new("signal", sig.as_str())]);

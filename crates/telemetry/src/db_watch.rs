@@ -16,12 +16,61 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 
-pub use crate::db_thresholds::DbWatch;
-use crate::db_thresholds::repeat_threshold;
 use crate::span_ext::SpanExt as _;
+
+const DB_SPAN: &str = "db.query";
+
+/// The slow-statement rule: which spans are timed and the event a slow one gets. Both span
+/// backends apply it where a span is created and closed: the fast tracer (`fast::spans::Tracer`),
+/// which holds the span there (a layer's `on_close` looked every closing span up in the
+/// registry only to read its name, twice per request on the benchmark route), and the `sdk`
+/// backend's `SlowQueries` layer.
+pub struct DbWatch {
+    slow: Duration,
+}
+
+impl DbWatch {
+    pub fn new(slow: Duration, repeat_threshold: u32) -> Self {
+        REPEAT_THRESHOLD.store(repeat_threshold, Ordering::Relaxed);
+        Self { slow }
+    }
+
+    /// When a span named `name` starts: `Some(now)` if spans with that name are timed.
+    #[inline]
+    pub(crate) fn start(&self, name: &str) -> Option<Instant> {
+        (name == DB_SPAN).then(Instant::now)
+    }
+
+    /// The `db.slow_query` {duration_ms, threshold_ms} event (name and attributes) for a
+    /// timed span that started at `started`, if it took longer than the threshold. Inlined:
+    /// the fast tracer asks at every timed span's close, and the answer is almost always no.
+    #[inline]
+    pub(crate) fn slow_query(&self, started: Instant) -> Option<(&'static str, Vec<KeyValue>)> {
+        let elapsed = started.elapsed();
+        (elapsed > self.slow).then(|| {
+            (
+                "db.slow_query",
+                vec![
+                    KeyValue::new("duration_ms", elapsed.as_millis() as i64),
+                    KeyValue::new("threshold_ms", self.slow.as_millis() as i64),
+                ],
+            )
+        })
+    }
+}
+
+/// Set from the telemetry configuration when the subscriber is built.
+static REPEAT_THRESHOLD: AtomicU32 = AtomicU32::new(5);
+
+/// How many runs of one statement per request or job are tolerated (the `db.n_plus_one` rule).
+fn repeat_threshold() -> u32 {
+    REPEAT_THRESHOLD.load(Ordering::Relaxed)
+}
 
 /// One request's or job's statement counts.
 struct Scope {

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 
-use crate::config::{FileConfig, Signal, TelemetryConfig};
+use crate::config::{ExporterKind, FileConfig, Signal, TelemetryConfig};
 use crate::error::InitError;
 
 /// A size-rotated JSON-lines file shared by the exporter and the fallback path of the OTLP
@@ -114,6 +114,19 @@ pub(crate) fn open_file(
         dir: config.file.dir.display().to_string(),
         source,
     })
+}
+
+/// The file that takes the batches a signal's OTLP export failed to deliver, when
+/// `fallback_to_file` asks for one (and the signal goes over OTLP).
+pub(crate) fn fallback_file(
+    config: &TelemetryConfig,
+    signal: Signal,
+) -> Result<Option<JsonLinesFile>, InitError> {
+    if config.fallback_to_file && *config.exporter(signal) == ExporterKind::Otlp {
+        open_file(config, signal).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! JSON log lines on stdout carrying `trace_id`, `span_id` and `trace_sampled`.
 //!
 //! Written by hand instead of tracing-subscriber's JSON formatter because that formatter is
-//! a layer that needs the `Registry`, which [`crate::fast::store`] replaces. The lines are what it
+//! a layer that needs the `Registry`, which the fast backend's span store replaces. The lines are what it
 //! wrote (its flattened format, no span fields), with the ids of the event's span spliced in
 //! before the closing brace:
 //! `{"timestamp":"…Z","level":"INFO","message":"…",<fields>,"target":"…","trace_id":"…","span_id":"…","trace_sampled":false}`.
@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -23,13 +22,12 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 
-use crate::fast::store::SpanTable;
 use crate::propagation::push_hex;
 use crate::redact::{AttributeRule, ValueKind, attribute_rule};
 use crate::redact::{REDACTED, redact_str};
 
-/// The stdout log layer; `I` finds the ids of an event's span.
-pub(crate) struct JsonLog<W, I = Arc<SpanTable>> {
+/// The stdout log layer; `I` finds the ids of an event's span (each backend has its own).
+pub(crate) struct JsonLog<W, I> {
     writer: W,
     ids: I,
 }
@@ -45,49 +43,6 @@ pub(crate) trait EventIds<S> {
     fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)>;
     /// The dispatch the layer belongs to, once it is built.
     fn register(&self, _dispatch: &tracing::Dispatch) {}
-}
-
-/// The fast backend: the span store's table.
-impl<S: Subscriber> EventIds<S> for Arc<SpanTable> {
-    fn ids(&self, event: &Event<'_>, _: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
-        self.with_event_span(event, |span| {
-            (
-                span.cx.trace_id().to_bytes(),
-                span.cx.span_id().to_bytes(),
-                span.cx.is_sampled(),
-            )
-        })
-    }
-}
-
-/// The `sdk` backend: tracing-opentelemetry's context of the event's span, looked up through
-/// the dispatch this layer was registered with (inside a callback, `get_default` answers the
-/// no-op dispatch: tracing guards against re-entry).
-#[derive(Default)]
-pub(crate) struct OtelIds(std::sync::OnceLock<tracing::dispatcher::WeakDispatch>);
-
-impl<S> EventIds<S> for OtelIds
-where
-    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn ids(&self, event: &Event<'_>, ctx: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
-        use opentelemetry::trace::TraceContextExt as _;
-        let id = ctx.event_span(event)?.id();
-        let dispatch = self.0.get()?.upgrade()?;
-        let cx = tracing_opentelemetry::get_otel_context(&id, &dispatch)?;
-        let sc = cx.span().span_context().clone();
-        sc.is_valid().then(|| {
-            (
-                sc.trace_id().to_bytes(),
-                sc.span_id().to_bytes(),
-                sc.is_sampled(),
-            )
-        })
-    }
-
-    fn register(&self, dispatch: &tracing::Dispatch) {
-        let _ = self.0.set(dispatch.downgrade());
-    }
 }
 
 impl<S, W, I> Layer<S> for JsonLog<W, I>
@@ -204,10 +159,24 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
-    use crate::config::SamplerConfig;
-    use crate::fast::spans::Tracer;
-    use crate::fast::store::SpanStore;
-    use crate::span_ext::SpanExt as _;
+
+    /// Ids for an event inside a span (each backend finds its own; their tests check that).
+    struct InSpan;
+
+    const IDS: ([u8; 16], [u8; 8], bool) = ([0xab; 16], [0xcd; 8], false);
+
+    impl<S> EventIds<S> for InSpan
+    where
+        S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn ids(
+            &self,
+            event: &Event<'_>,
+            ctx: &Context<'_, S>,
+        ) -> Option<([u8; 16], [u8; 8], bool)> {
+            ctx.event_span(event).map(|_| IDS)
+        }
+    }
 
     /// Every line is one JSON object with the level, message, typed fields, target and the
     /// span's ids (null outside a span); text is escaped.
@@ -217,13 +186,14 @@ mod tests {
         let path = std::env::temp_dir().join(format!(
             "vidscope-json-log-{}-{}",
             std::process::id(),
-            crate::fast::pipe::unix_nanos(SystemTime::now())
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
         ));
         let file = std::fs::File::create(&path).unwrap();
-        let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOff, None));
-        let table = store.table().clone();
-        let subscriber = store.with(JsonLog::new(file, table));
-        let span_cx = tracing::subscriber::with_default(subscriber, || {
+        let subscriber = tracing_subscriber::registry().with(JsonLog::new(file, InSpan));
+        tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request");
             let _entered = span.enter();
             let err = std::io::Error::other("disk \"full\"");
@@ -241,7 +211,6 @@ mod tests {
             );
             drop(_entered);
             tracing::info!(target: "t", "outside");
-            span.span_context()
         });
         let text = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
@@ -261,8 +230,8 @@ mod tests {
         assert_eq!(first["error"], "disk \"full\"");
         assert_eq!(first["shown"], "Some(1)");
         assert_eq!(first["target"], "t");
-        assert_eq!(first["trace_id"], span_cx.trace_id().to_string());
-        assert_eq!(first["span_id"], span_cx.span_id().to_string());
+        assert_eq!(first["trace_id"], "ab".repeat(16));
+        assert_eq!(first["span_id"], "cd".repeat(8));
         assert_eq!(first["trace_sampled"], false);
         let stamp = first["timestamp"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");

@@ -5,50 +5,59 @@
 //! # Layout
 //! Two backends turn tracing spans and events into OpenTelemetry
 //! (`VIDSCOPE_TELEMETRY_BACKEND`): `fast`, the default, written for the performance budget, and
-//! `sdk`, the stock OpenTelemetry path kept as the reference. They share everything else.
-//! - [`config`]: the `OTEL_*` and `VIDSCOPE_*` telemetry variables and the seeds' aliases,
-//!   validated up front.
-//! - [`init`](mod@init): the metric provider, the chosen backend's subscriber and export
-//!   pipelines, the guard that flushes.
-//! - `fast/` (the `fast` backend, and telemetry turned off): `store` (the base subscriber, where
-//!   spans live, instead of tracing-subscriber's `Registry`); `spans` (tracing spans as
-//!   OpenTelemetry spans, sampled at creation); `logs` (tracing events as OTLP log records);
-//!   `error_events` (error events mark their span); `pipe` (the bounded queue and export
-//!   thread of spans and logs); `wire` (their protobuf, written by hand). `gate` (which spans
-//!   and events exist, and which log output takes an event) is the fast backend's, with the
-//!   directive parsing `sdk` uses.
-//! - `sdk/` (the `sdk` backend): tracing-opentelemetry, the log appender bridge, the SDK's batch
-//!   processors on tracing-subscriber's `Registry`, plus what makes their output match the fast
-//!   backend's.
-//! - `exporters`: where each signal goes; `otlp_transport`: the one OTLP sender of every signal
-//!   on both backends (compression, retries within the export timeout, partial success).
-//! - Shared: `json_log` (the JSON lines on stdout); [`export`] (export counting, the metric
-//!   exporter with its fallback); [`file`](mod@file) (the Collector file-exporter format with size
-//!   rotation); `console` (readable lines on stdout, `OTEL_*_EXPORTER=console`); [`catalog`]
-//!   (every metric instrument, enforced with views); [`db_watch`] (slow statements and N+1
-//!   repeats); [`classify`] (transient vs permanent errors, retry backoff); [`propagation`]
-//!   (W3C trace context over HTTP headers and job payloads); [`redact`] (secret scrubbing).
+//! `sdk`, the stock OpenTelemetry path kept as the reference. Each imports the backend-neutral
+//! modules and never the other; [`init`](mod@init) alone chooses between them.
+//! - [`init`](mod@init): builds the metric provider (the SDK's, on both backends) and the
+//!   chosen backend, and the guard that flushes them; `backend` is what a backend hands back
+//!   (the subscriber, its signals as a trait object).
+//! - `fast/`: the fast backend, and telemetry turned off. `store` (the base subscriber, where
+//!   spans live, instead of tracing-subscriber's `Registry`), `spans` (tracing spans as
+//!   OpenTelemetry spans, sampled at creation), `logs` (tracing events as OTLP log records),
+//!   `error_events` (error events mark their span), `gate` (which spans and events exist, and
+//!   which log output takes an event), `pipe` (the bounded queue and export thread of spans
+//!   and logs), `wire` (their protobuf, written by hand).
+//! - `sdk/`: the stock backend. tracing-opentelemetry, the log appender bridge and the SDK's
+//!   batch processors on tracing-subscriber's `Registry` (`mod.rs`), the exporters wrapped so
+//!   their output matches the fast backend's (`export`), and the layers it adds (`layers`).
+//! - Backend-neutral, what both build on: [`config`] (the `OTEL_*` and `VIDSCOPE_*` variables
+//!   and the seeds' aliases, validated up front); `resource` (the resource, the scope and
+//!   [`SCHEMA_URL`]); `filter` (`RUST_LOG`-style directives matched at module boundaries, and
+//!   the span, log, error and stdout filters); `span_policy` (the sampling decision and the
+//!   span limits); [`SpanExt`] (OpenTelemetry operations on a tracing span; each backend
+//!   registers its implementation once, in its subscriber); [`redact`] (secret scrubbing, one
+//!   rule over every value type); [`export`] (export counting, the metric exporter with its
+//!   fallback); `exporters` (where each signal goes); `otlp_transport` (the one OTLP sender
+//!   of every signal on both backends: compression, retries within the export timeout,
+//!   partial success);
+//!   [`file`](mod@file) (the Collector file-exporter format with size rotation); `json_log`
+//!   (the JSON lines on stdout); `console` (readable lines on stdout,
+//!   `OTEL_*_EXPORTER=console`); [`catalog`] (every metric instrument, enforced with views);
+//!   [`db_watch`] (slow statements and N+1 repeats); [`classify`] (transient vs permanent
+//!   errors, retry backoff); [`propagation`] (W3C trace context over HTTP headers and job
+//!   payloads, and the remote parent of a new span).
 //! - `strategies` (tests only): proptest strategies for the hand-written protobuf.
 
+mod backend;
 pub mod catalog;
 pub mod classify;
 pub mod config;
 mod console;
-mod db_thresholds;
 pub mod db_watch;
 mod error;
 pub mod export;
 mod exporters;
 mod fast;
 pub mod file;
-mod gate;
+mod filter;
 pub mod init;
 mod json_log;
 mod otlp_transport;
 pub mod propagation;
 pub mod redact;
+mod resource;
 mod sdk;
 mod span_ext;
+mod span_policy;
 #[cfg(test)]
 mod strategies;
 
@@ -59,26 +68,8 @@ pub use config::{
 };
 pub use console::span_kind_name;
 pub use error::InitError;
-pub use fast::spans::with_remote_parent;
 pub use init::{Telemetry, TelemetryGuard, build, init, install_globals};
 pub use opentelemetry_sdk::error::OTelSdkError;
+pub use propagation::with_remote_parent;
+pub use resource::SCHEMA_URL;
 pub use span_ext::SpanExt;
-
-/// The semantic-conventions version the attribute names follow (`db.system.name`,
-/// `db.query.text`, `messaging.operation.type`, `http.response.status_code`): the schema of
-/// opentelemetry-semantic-conventions 0.32, stamped on the resource and on this crate's
-/// instrumentation scope so a backend can translate names when the conventions move.
-pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.36.0";
-
-/// The instrumentation scope of every span and metric: this crate's name for the
-/// application, its version and [`SCHEMA_URL`]. (Log records are scoped by their target, as
-/// the OpenTelemetry appender does, with no version: a target names a module, often a
-/// dependency's.)
-pub(crate) fn scope() -> opentelemetry::InstrumentationScope {
-    opentelemetry::InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .with_schema_url(SCHEMA_URL)
-        .build()
-}
-
-pub(crate) const SCOPE_NAME: &str = "vidscope";

@@ -1,11 +1,12 @@
 //! W3C trace context and baggage across hops: HTTP headers (server and client side) and the
 //! string map a job payload carries through the queue.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use opentelemetry::Context;
 use opentelemetry::global;
-use opentelemetry::trace::SpanContext;
+use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 
 use crate::span_ext::SpanExt as _;
@@ -64,10 +65,37 @@ pub fn extract_traceparent(value: &str) -> Context {
         .extract_with_context(&Context::new(), &map)
 }
 
-/// Runs `make`, which creates a span, with `parent` as that span's remote parent when `parent`
-/// carries a valid remote span. The parent must be known at creation: sampling is decided
-/// then.
-pub use crate::fast::spans::with_remote_parent;
+thread_local! {
+    /// The remote parent for the next root span created on this thread (see
+    /// [`with_remote_parent`]).
+    static REMOTE_PARENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
+/// current span, if any). A `parent` without a valid span changes nothing. Only the first
+/// span created inside `make` takes it. The parent must be known at creation: sampling is
+/// decided then, so there is no `set_parent`.
+///
+/// Each backend takes it its own way: the fast span store takes it from here
+/// ([`take_remote_parent`]); on the `sdk` backend the parent is the current OpenTelemetry
+/// context while `make` runs, which tracing-opentelemetry takes as a new span's parent (with
+/// context activation, its default), in place of the current tracing span.
+pub fn with_remote_parent<R>(parent: Context, make: impl FnOnce() -> R) -> R {
+    if !parent.span().span_context().is_valid() {
+        return make();
+    }
+    let _current = parent.clone().attach();
+    REMOTE_PARENT.with(|p| *p.borrow_mut() = Some(parent));
+    let made = make();
+    // Cleared even when no span took it (the span was filtered out).
+    REMOTE_PARENT.with(|p| p.borrow_mut().take());
+    made
+}
+
+/// The remote parent set by [`with_remote_parent`], taken by the span being created.
+pub(crate) fn take_remote_parent() -> Option<Context> {
+    REMOTE_PARENT.with(|p| p.borrow_mut().take())
+}
 
 /// W3C Trace Context level 2 `traceresponse` value: `00-<trace id>-<span id>-<flags>`.
 pub fn traceresponse(sc: &SpanContext) -> Option<String> {

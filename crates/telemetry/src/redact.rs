@@ -272,8 +272,9 @@ pub(crate) enum ValueKind {
     Other,
 }
 
-/// The redaction rule for attributes, shared by `pipe::scrub_attributes`, the span and log
-/// encoder (`wire`), the `sdk` backend's exporters and the stdout lines.
+/// The redaction rule for attributes, shared by every output: the values of both backends'
+/// exporters ([`redact_value`]), the fast backend's protobuf writer (`fast::wire`) and the
+/// stdout lines.
 /// - A boolean cannot carry a secret (the seed's `hasCookie` keeps its value).
 /// - A number is replaced when the attribute's own name, its last dotted segment, names a
 ///   secret (`password = 12345678`, `pin_token`, `session_id`: a PIN or a numeric token is a
@@ -294,6 +295,42 @@ pub(crate) fn attribute_rule(key: &str, kind: ValueKind) -> AttributeRule {
         }
         ValueKind::Other if is_sensitive_key_cached(key) => AttributeRule::Replace,
         ValueKind::Other => AttributeRule::ScrubStrings,
+    }
+}
+
+/// An attribute value as the redaction rule handles it, whatever type holds it: the protobuf
+/// `AnyValue` (the fast pipeline), the API's `Value` and the log `AnyValue` (the `sdk`
+/// backend's exporters). Each type says its kind and how it is replaced or scrubbed;
+/// [`redact_value`] applies the rule, the same for all.
+pub(crate) trait Redactable {
+    fn kind(&self) -> ValueKind;
+    /// Replaces the whole value by [`REDACTED`].
+    fn replace(&mut self);
+    /// Scrubs every string in it of embedded secrets (a map's entries by their own keys).
+    fn scrub_strings(&mut self);
+}
+
+/// Applies [`attribute_rule`] to the value of the attribute `key`, in place.
+pub(crate) fn redact_value(key: &str, value: &mut impl Redactable) {
+    match attribute_rule(key, value.kind()) {
+        AttributeRule::Keep => {}
+        AttributeRule::Replace => value.replace(),
+        AttributeRule::ScrubStrings => value.scrub_strings(),
+    }
+}
+
+/// The text with its secrets replaced, or `None` when it has none (the common case: no copy).
+pub(crate) fn scrubbed(s: &str) -> Option<String> {
+    match redact_str(s) {
+        Cow::Owned(clean) => Some(clean),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// Replaces secrets in a string in place.
+pub(crate) fn scrub_string(s: &mut String) {
+    if let Some(clean) = scrubbed(s) {
+        *s = clean;
     }
 }
 

@@ -1,32 +1,65 @@
 //! [`SpanExt`]: OpenTelemetry operations on a tracing span, whichever backend holds its
-//! OpenTelemetry side (the span store's [`OtelSpan`] on the fast backend, tracing-opentelemetry
-//! on the `sdk` one). Above both backends, so neither imports the other through it.
+//! OpenTelemetry side.
+//!
+//! Each backend implements [`SpanOps`] over its own spans and puts it in the subscriber it
+//! builds, as a [`SpanSeam`] layer: the choice is made once, at start-up. A call finds the seam
+//! through the span's dispatch (one downcast, as tracing-opentelemetry's own extension trait
+//! does) and makes one virtual call. Nothing here names a backend.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, Status, TraceContextExt};
+use opentelemetry::trace::{Event, SpanContext, Status, TraceContextExt as _};
 use opentelemetry::{Key, KeyValue, Value};
+use tracing::Subscriber;
+use tracing::span::Id;
 
-use crate::fast::spans::OtelSpan;
-use crate::fast::store::SpanStore;
+/// What [`SpanExt`] does, for one backend's spans. Each operation gets the span and its id in
+/// its dispatch: the fast backend finds its span by the id, the `sdk` backend goes through
+/// tracing-opentelemetry's extension trait, which takes the span.
+pub(crate) trait SpanOps: Send + Sync + 'static {
+    fn context(&self, span: &tracing::Span, id: &Id) -> opentelemetry::Context;
+    fn set_attributes(&self, span: &tracing::Span, id: &Id, attributes: AttributeIter<'_>);
+    fn add_event(&self, span: &tracing::Span, id: &Id, event: Event);
+    fn add_link(&self, span: &tracing::Span, id: &Id, cx: SpanContext);
+    fn set_status(&self, span: &tracing::Span, id: &Id, status: Status);
 
-/// Where a span's OpenTelemetry side lives.
-enum Lookup<R> {
-    /// In the span store (fast backend), or nowhere (the span is disabled): `f`'s result.
-    Fast(Option<R>),
-    /// Under another subscriber: tracing-opentelemetry's (the `sdk` backend).
-    Other,
+    /// The span's own context, from its [`context`](SpanOps::context) unless the backend has
+    /// it cheaper.
+    fn span_context(&self, span: &tracing::Span, id: &Id) -> SpanContext {
+        self.context(span, id).span().span_context().clone()
+    }
+    fn is_sampled(&self, span: &tracing::Span, id: &Id) -> bool {
+        self.span_context(span, id).is_sampled()
+    }
 }
 
-fn lookup<R>(span: &tracing::Span, f: impl FnOnce(&OtelSpan) -> R) -> Lookup<R> {
-    span.with_subscriber(
-        |(id, dispatch)| match dispatch.downcast_ref::<SpanStore>() {
-            Some(store) => Lookup::Fast(store.table().with(id, f)),
-            None => Lookup::Other,
-        },
-    )
-    .unwrap_or(Lookup::Fast(None))
+/// Attributes handed to [`SpanOps::set_attributes`] one at a time, never collected.
+pub(crate) type AttributeIter<'a> = &'a mut dyn Iterator<Item = KeyValue>;
+
+/// A backend's [`SpanOps`] as a layer of its subscriber, where [`SpanExt`] finds it by type. It
+/// takes no part in any callback. Compose it with another layer (`Layer::and_then`) rather than
+/// stacking it on the subscriber: every subscriber-level `Layered` looks its whole inner stack
+/// up again when a span closes.
+pub(crate) struct SpanSeam(Box<dyn SpanOps>);
+
+impl SpanSeam {
+    pub(crate) fn new(ops: impl SpanOps) -> Self {
+        Self(Box::new(ops))
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for SpanSeam {}
+
+/// Runs `f` on the seam of the span's subscriber; `None` when the span is disabled or its
+/// subscriber has no seam (telemetry off, or a subscriber this crate did not build).
+fn with_ops<R>(span: &tracing::Span, f: impl FnOnce(&dyn SpanOps, &Id) -> R) -> Option<R> {
+    span.with_subscriber(|(id, dispatch)| {
+        dispatch
+            .downcast_ref::<SpanSeam>()
+            .map(|seam| f(seam.0.as_ref(), id))
+    })
+    .flatten()
 }
 
 /// OpenTelemetry operations on a tracing span: the same names as tracing-opentelemetry's
@@ -59,34 +92,18 @@ pub trait SpanExt {
 
 impl SpanExt for tracing::Span {
     fn context(&self) -> opentelemetry::Context {
-        match lookup(self, |o| o.context()) {
-            Lookup::Fast(cx) => cx.unwrap_or_default(),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self),
-        }
+        with_ops(self, |ops, id| ops.context(self, id)).unwrap_or_default()
     }
     fn is_sampled(&self) -> bool {
-        match lookup(self, |o| o.is_recording()) {
-            Lookup::Fast(s) => s.unwrap_or(false),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
-                .span()
-                .span_context()
-                .is_sampled(),
-        }
+        with_ops(self, |ops, id| ops.is_sampled(self, id)).unwrap_or(false)
     }
     fn span_context(&self) -> SpanContext {
-        match lookup(self, |o| o.cx.clone()) {
-            Lookup::Fast(cx) => cx.unwrap_or_else(SpanContext::empty_context),
-            Lookup::Other => tracing_opentelemetry::OpenTelemetrySpanExt::context(self)
-                .span()
-                .span_context()
-                .clone(),
-        }
+        with_ops(self, |ops, id| ops.span_context(self, id))
+            .unwrap_or_else(SpanContext::empty_context)
     }
     fn set_attributes(&self, attributes: impl IntoIterator<Item = KeyValue>) {
-        apply(self, attributes, OtelSpan::set_attributes, |a| {
-            for kv in a {
-                tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute(self, kv.key, kv.value);
-            }
+        with_ops(self, |ops, id| {
+            ops.set_attributes(self, id, &mut attributes.into_iter());
         });
     }
     fn add_event(&self, name: impl Into<Cow<'static, str>>, attributes: Vec<KeyValue>) {
@@ -98,50 +115,17 @@ impl SpanExt for tracing::Span {
         timestamp: SystemTime,
         attributes: Vec<KeyValue>,
     ) {
-        apply(
-            self,
-            (name.into(), attributes),
-            |o, (name, attributes)| o.add_event(name, timestamp, attributes),
-            |(name, attributes)| {
-                tracing_opentelemetry::OpenTelemetrySpanExt::add_event_with_timestamp(
-                    self, name, timestamp, attributes,
-                );
-            },
-        );
+        with_ops(self, |ops, id| {
+            ops.add_event(self, id, Event::new(name, timestamp, attributes, 0));
+        });
     }
     fn add_link(&self, cx: SpanContext) {
-        apply(
-            self,
-            cx,
-            |o, cx| o.add_link(cx, Vec::new()),
-            |cx| tracing_opentelemetry::OpenTelemetrySpanExt::add_link(self, cx),
-        );
+        with_ops(self, |ops, id| ops.add_link(self, id, cx));
     }
     fn set_attribute(&self, key: impl Into<Key>, value: impl Into<Value>) {
         self.set_attributes([KeyValue::new(key, value)]);
     }
     fn set_status(&self, status: Status) {
-        apply(self, status, OtelSpan::set_status, |status| {
-            tracing_opentelemetry::OpenTelemetrySpanExt::set_status(self, status);
-        });
-    }
-}
-
-/// Hands `value` to the span's OpenTelemetry side: `fast` gets it on the span store's (nothing
-/// happens on a disabled span), `stock` under tracing-opentelemetry (the `sdk` backend).
-fn apply<T>(
-    span: &tracing::Span,
-    value: T,
-    fast: impl FnOnce(&OtelSpan, T),
-    stock: impl FnOnce(T),
-) {
-    let mut value = Some(value);
-    if let Lookup::Other = lookup(span, |o| {
-        if let Some(v) = value.take() {
-            fast(o, v);
-        }
-    }) && let Some(v) = value
-    {
-        stock(v);
+        with_ops(self, |ops, id| ops.set_status(self, id, status));
     }
 }

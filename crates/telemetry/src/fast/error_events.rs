@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::SystemTime;
 
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{Event, Status};
 use opentelemetry::{KeyValue, Value};
 use tracing::field;
 
@@ -54,7 +54,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
             };
             attributes.extend(fields.other);
             span.set_status(status);
-            span.add_event(name, SystemTime::now(), attributes);
+            span.add_event(Event::new(name, SystemTime::now(), attributes, 0));
         });
     }
 }

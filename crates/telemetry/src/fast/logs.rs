@@ -30,10 +30,10 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use crate::config::Signal;
-use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, unix_nanos};
 use crate::fast::store::SpanTable;
 use crate::fast::wire::{self, AnyRef};
-use crate::redact::redact_str;
+use crate::redact::{redact_str, scrub_string};
 
 /// One event's log record, until it is written.
 #[derive(Clone, Debug)]
@@ -175,13 +175,13 @@ impl Payload for Logs {
     fn encode(resource: &Resource, batch: &[Record]) -> Result<Vec<u8>, wire::Unencodable> {
         Ok(wire::request(
             resource,
-            crate::SCHEMA_URL,
+            crate::resource::SCHEMA_URL,
             batch,
             // The schema on each scope too, as `opentelemetry-proto`'s conversion writes it.
             |r| wire::Scope {
                 name: r.scope(),
                 version: "",
-                schema_url: crate::SCHEMA_URL,
+                schema_url: crate::resource::SCHEMA_URL,
             },
             |buf, r| r.encode(buf),
         ))
@@ -207,10 +207,10 @@ impl Payload for Logs {
                     .map(|(scope, log_records)| ScopeLogs {
                         scope: Some(scope),
                         log_records,
-                        schema_url: crate::SCHEMA_URL.to_owned(),
+                        schema_url: crate::resource::SCHEMA_URL.to_owned(),
                     })
                     .collect(),
-                schema_url: crate::SCHEMA_URL.to_owned(),
+                schema_url: crate::resource::SCHEMA_URL.to_owned(),
             }],
         }
     }

@@ -22,13 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_sdk::error::OTelSdkError;
 
-use crate::OTelSdkError;
 use crate::config::Signal;
 use crate::export::ExportStats;
 use crate::file::JsonLinesFile;
 use crate::otlp_transport::{OtlpClient, PartialSuccess};
-use crate::redact::{AttributeRule, REDACTED, ValueKind, attribute_rule, redact_str};
+use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrub_string};
 
 /// Items per export call, as the SDK's batch processors default to.
 const MAX_BATCH: usize = 512;
@@ -313,29 +313,32 @@ pub(crate) fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Replaces secrets in a string in place.
-pub(crate) fn scrub_string(s: &mut String) {
-    if let std::borrow::Cow::Owned(clean) = redact_str(s) {
-        *s = clean;
+/// Applies the redaction rule ([`redact_value`]) to protobuf attributes in place.
+pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
+    for kv in attributes {
+        if let Some(AnyValue { value: Some(v) }) = &mut kv.value {
+            redact_value(&kv.key, v);
+        }
     }
 }
 
-/// Applies [`attribute_rule`] to protobuf attributes in place.
-pub(crate) fn scrub_attributes(attributes: &mut [KeyValue]) {
-    for kv in attributes {
-        let Some(AnyValue { value: Some(v) }) = &mut kv.value else {
-            continue;
-        };
-        let kind = match v {
+impl Redactable for Value {
+    fn kind(&self) -> ValueKind {
+        match self {
             Value::BoolValue(_) => ValueKind::Bool,
             Value::IntValue(_) | Value::DoubleValue(_) => ValueKind::Number,
             _ => ValueKind::Other,
-        };
-        match (attribute_rule(&kv.key, kind), v) {
-            (AttributeRule::Keep, _) => {}
-            (AttributeRule::Replace, v) => *v = Value::StringValue(REDACTED.to_owned()),
-            (AttributeRule::ScrubStrings, Value::StringValue(s)) => scrub_string(s),
-            (AttributeRule::ScrubStrings, Value::ArrayValue(a)) => {
+        }
+    }
+    fn replace(&mut self) {
+        *self = Value::StringValue(REDACTED.to_owned());
+    }
+    /// A string, or the strings of a list (not nested further: attributes written by code
+    /// hold flat lists).
+    fn scrub_strings(&mut self) {
+        match self {
+            Value::StringValue(s) => scrub_string(s),
+            Value::ArrayValue(a) => {
                 for item in &mut a.values {
                     if let Some(Value::StringValue(s)) = &mut item.value {
                         scrub_string(s);

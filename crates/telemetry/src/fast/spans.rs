@@ -18,17 +18,15 @@
 //! attribute; log events are not copied into spans.
 //!
 //! A remote parent must be known when the span is created, because that is when sampling is
-//! decided: create the span inside [`with_remote_parent`]. There is no `set_parent`.
+//! decided: create the span inside [`crate::with_remote_parent`]. There is no `set_parent`.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use opentelemetry::trace::{
-    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState,
+    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceState,
 };
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -40,9 +38,11 @@ use tracing::field;
 use tracing::span::{Attributes, Record};
 
 use crate::config::{SamplerConfig, Signal};
-use crate::db_thresholds::DbWatch;
-use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, scrub_string, unix_nanos};
+use crate::db_watch::DbWatch;
+use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, unix_nanos};
 use crate::fast::wire;
+use crate::redact::scrub_string;
+use crate::span_policy::{SPAN_LIMITS, sampled};
 
 /// Spans in the export pipeline: queued as [`Finished`] when they close and written to
 /// protobuf on the export thread, all under one scope.
@@ -91,7 +91,7 @@ impl Payload for Spans {
         }
         Ok(wire::request(
             resource,
-            crate::SCHEMA_URL,
+            crate::resource::SCHEMA_URL,
             batch,
             Finished::wire_scope,
             |buf, f| f.encode(buf),
@@ -122,68 +122,35 @@ impl Payload for Spans {
                     .map(|(scope, spans)| ScopeSpans {
                         scope: Some(scope),
                         spans,
-                        schema_url: crate::SCHEMA_URL.to_owned(),
+                        schema_url: crate::resource::SCHEMA_URL.to_owned(),
                     })
                     .collect(),
-                schema_url: crate::SCHEMA_URL.to_owned(),
+                schema_url: crate::resource::SCHEMA_URL.to_owned(),
             }],
         }
     }
 }
 
-/// Every span's scope, as `wire` writes it (the same as [`crate::scope`]).
+/// Every span's scope, as `wire` writes it (the same as [`crate::resource::scope`]).
 const SPAN_SCOPE: wire::Scope<'static> = wire::Scope {
-    name: crate::SCOPE_NAME,
+    name: crate::resource::SCOPE_NAME,
     version: env!("CARGO_PKG_VERSION"),
-    schema_url: crate::SCHEMA_URL,
+    schema_url: crate::resource::SCHEMA_URL,
 };
 
-/// The SDK's default span limits: beyond them attributes, events and links are counted as
-/// dropped.
-const MAX_ATTRIBUTES: usize = 128;
-const MAX_EVENTS: usize = 128;
-const MAX_LINKS: usize = 128;
+/// The span limits (see `span_policy`).
+const MAX_ATTRIBUTES: usize = SPAN_LIMITS.max_attributes_per_span as usize;
+const MAX_EVENTS: usize = SPAN_LIMITS.max_events_per_span as usize;
+const MAX_LINKS: usize = SPAN_LIMITS.max_links_per_span as usize;
 
 const NAME_FIELD: &str = "otel.name";
 const KIND_FIELD: &str = "otel.kind";
 const STATUS_CODE_FIELD: &str = "otel.status_code";
 const STATUS_DESCRIPTION_FIELD: &str = "otel.status_description";
 
-thread_local! {
-    /// The remote parent for the next root span created on this thread (see
-    /// [`with_remote_parent`]).
-    static REMOTE_PARENT: RefCell<Option<opentelemetry::Context>> = const { RefCell::new(None) };
-}
-
 /// A new span's parent: its span context, and the remote context (with its baggage) when the
 /// trace came from elsewhere.
 pub(crate) type Parent = (SpanContext, Option<opentelemetry::Context>);
-
-/// The remote parent set by [`with_remote_parent`], taken by the span being created.
-pub(crate) fn take_remote_parent() -> Option<Parent> {
-    REMOTE_PARENT
-        .with(|p| p.borrow_mut().take())
-        .map(|remote| (remote.span().span_context().clone(), Some(remote)))
-}
-
-/// Runs `make`, which creates a span, with `parent` as that span's parent (in place of the
-/// current span, if any). A `parent` without a valid span changes nothing. Only the first
-/// span created inside `make` takes it.
-///
-/// On the `sdk` backend the parent is made the current OpenTelemetry context while `make`
-/// runs, which tracing-opentelemetry takes as a new span's parent (with context activation,
-/// its default), in place of the current tracing span.
-pub fn with_remote_parent<R>(parent: opentelemetry::Context, make: impl FnOnce() -> R) -> R {
-    if !parent.span().span_context().is_valid() {
-        return make();
-    }
-    let _current = parent.clone().attach();
-    REMOTE_PARENT.with(|p| *p.borrow_mut() = Some(parent));
-    let made = make();
-    // Cleared even when no span took it (the span was filtered out).
-    REMOTE_PARENT.with(|p| p.borrow_mut().take());
-    made
-}
 
 /// The OpenTelemetry side of a tracing span, kept in its slot in the span store (`store`). Only the
 /// recording changes after creation; it is locked because a span can be written from any
@@ -222,7 +189,7 @@ pub(crate) struct Finished {
     end: SystemTime,
     r: Box<Recording>,
     /// The scope of a span made through the OpenTelemetry API (see [`QueueExporter`]); the
-    /// store's own spans are under [`crate::scope`].
+    /// store's own spans are under [`crate::resource::scope`].
     scope: Option<Box<InstrumentationScope>>,
 }
 
@@ -233,7 +200,7 @@ impl Finished {
             Some(s) => wire::Scope {
                 name: s.name(),
                 version: s.version().unwrap_or_default(),
-                schema_url: crate::SCHEMA_URL,
+                schema_url: crate::resource::SCHEMA_URL,
             },
         }
     }
@@ -241,7 +208,7 @@ impl Finished {
     fn proto_scope(&self) -> ProtoScope {
         match &self.scope {
             None => ProtoScope {
-                name: crate::SCOPE_NAME.to_owned(),
+                name: crate::resource::SCOPE_NAME.to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..Default::default()
             },
@@ -314,7 +281,7 @@ impl Finished {
             events: span_events(r.events, r.dropped_events),
             links: span_links(r.links, r.dropped_links),
             status: r.status,
-            instrumentation_scope: self.scope.map_or_else(crate::scope, |s| *s),
+            instrumentation_scope: self.scope.map_or_else(crate::resource::scope, |s| *s),
         }
     }
 
@@ -408,14 +375,9 @@ impl OtelSpan {
         }
     }
 
-    pub(crate) fn add_event(
-        &self,
-        name: Cow<'static, str>,
-        timestamp: SystemTime,
-        attributes: Vec<KeyValue>,
-    ) {
+    pub(crate) fn add_event(&self, event: Event) {
         if let Some(mut r) = self.recording() {
-            r.add_event(name, timestamp, attributes);
+            r.add_event(event);
         }
     }
 
@@ -464,14 +426,9 @@ impl Recording {
         }
     }
 
-    fn add_event(
-        &mut self,
-        name: Cow<'static, str>,
-        timestamp: SystemTime,
-        attributes: Vec<KeyValue>,
-    ) {
+    fn add_event(&mut self, event: Event) {
         if self.events.len() < MAX_EVENTS {
-            self.events.push(Event::new(name, timestamp, attributes, 0));
+            self.events.push(event);
         } else {
             self.dropped_events += 1;
         }
@@ -499,33 +456,6 @@ impl Recording {
             self.status = status;
         }
     }
-}
-
-/// How the layer decides. Only the standard samplers (`OTEL_TRACES_SAMPLER`) are supported,
-/// which is what lets the decision be made here without building anything.
-fn sampled(sampler: SamplerConfig, parent: Option<&SpanContext>, trace_id: TraceId) -> bool {
-    use SamplerConfig as S;
-    match (sampler, parent) {
-        (
-            S::ParentBasedAlwaysOn | S::ParentBasedAlwaysOff | S::ParentBasedTraceIdRatio(_),
-            Some(p),
-        ) => p.is_sampled(),
-        (S::AlwaysOn | S::ParentBasedAlwaysOn, _) => true,
-        (S::AlwaysOff | S::ParentBasedAlwaysOff, _) => false,
-        (S::TraceIdRatio(r) | S::ParentBasedTraceIdRatio(r), _) => ratio_sampled(r, trace_id),
-    }
-}
-
-/// The SDK's `TraceIdRatioBased` rule (the lower 63 bits of the trace id against the ratio),
-/// so a trace is sampled alike here and by other OpenTelemetry SDKs.
-fn ratio_sampled(ratio: f64, trace_id: TraceId) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
-    let bytes = trace_id.to_bytes();
-    let low = u64::from_be_bytes(bytes[8..].try_into().unwrap_or_default());
-    (low >> 1) < bound
 }
 
 /// What the span store (`store::SpanStore`) does with spans: ids and the sampling decision at
@@ -577,13 +507,10 @@ impl Tracer {
                 attrs.fields().len(),
             ));
             attrs.record(&mut Visitor(&mut r));
-            if self
+            r.db_started = self
                 .db
                 .as_ref()
-                .is_some_and(|db| db.watches(attrs.metadata().name()))
-            {
-                r.db_started = Some(Instant::now());
-            }
+                .and_then(|db| db.start(attrs.metadata().name()));
             Mutex::new(r)
         });
         OtelSpan {
@@ -607,9 +534,9 @@ impl Tracer {
         };
         let mut r = r.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let (Some(started), Some(db)) = (r.db_started, &self.db)
-            && let Some(attributes) = db.slow_query(started)
+            && let Some((name, attributes)) = db.slow_query(started)
         {
-            r.add_event("db.slow_query".into(), SystemTime::now(), attributes);
+            r.add_event(Event::new(name, SystemTime::now(), attributes, 0));
         }
         queue.push(Finished {
             cx: span.cx,
@@ -708,14 +635,18 @@ mod tests {
     use super::*;
     use crate::fast::store::SpanStore;
     use crate::span_ext::SpanExt as _;
+    use crate::with_remote_parent;
     use opentelemetry::StringValue;
     use opentelemetry::baggage::BaggageExt as _;
+    use opentelemetry::trace::TraceId;
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     /// Runs `f` under a span store, then returns the spans it queued for export.
     fn with_store(sampler: SamplerConfig, f: impl FnOnce()) -> Vec<SpanData> {
         let (queue, queued) = crate::fast::pipe::test_queue();
-        let subscriber = SpanStore::new(Tracer::new(sampler, Some(queue)));
-        tracing::subscriber::with_default(subscriber, f);
+        let store = SpanStore::new(Tracer::new(sampler, Some(queue)));
+        let seam = store.seam();
+        tracing::subscriber::with_default(store.with(seam), f);
         queued().into_iter().map(Finished::into_span_data).collect()
     }
 
@@ -826,8 +757,9 @@ mod tests {
 
     #[test]
     fn without_an_export_queue_spans_have_ids_but_are_never_sampled() {
-        let subscriber = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOn, None));
-        tracing::subscriber::with_default(subscriber, || {
+        let store = SpanStore::new(Tracer::new(SamplerConfig::AlwaysOn, None));
+        let seam = store.seam();
+        tracing::subscriber::with_default(store.with(seam), || {
             let span = tracing::info_span!("x");
             assert!(span.span_context().is_valid());
             assert!(!span.is_sampled());
@@ -1072,46 +1004,6 @@ mod tests {
                 prop_assert_eq!(ours, theirs);
             }
         }
-    }
-
-    fn tid(low: u64) -> TraceId {
-        TraceId::from(u128::from(low))
-    }
-
-    #[test]
-    fn ratio_matches_the_sdk_rule() {
-        // Lower 63 bits against ratio * 2^63.
-        assert!(ratio_sampled(0.5, tid(0)));
-        assert!(ratio_sampled(0.5, tid((1u64 << 63) - 2)));
-        assert!(!ratio_sampled(0.5, tid(1u64 << 63)));
-        assert!(!ratio_sampled(0.0, tid(0)));
-        assert!(ratio_sampled(1.0, tid(u64::MAX)));
-    }
-
-    #[test]
-    fn parent_based_samplers_follow_the_parent() {
-        let parent = |flags| {
-            SpanContext::new(
-                tid(u64::MAX),
-                SpanId::from(1u64),
-                flags,
-                true,
-                TraceState::default(),
-            )
-        };
-        let on = parent(TraceFlags::SAMPLED);
-        let off = parent(TraceFlags::default());
-        for s in [
-            SamplerConfig::ParentBasedAlwaysOn,
-            SamplerConfig::ParentBasedAlwaysOff,
-            SamplerConfig::ParentBasedTraceIdRatio(0.0),
-        ] {
-            assert!(sampled(s, Some(&on), on.trace_id()), "{s:?}");
-            assert!(!sampled(s, Some(&off), off.trace_id()), "{s:?}");
-        }
-        // Not parent-based: the parent's flag does not count.
-        assert!(sampled(SamplerConfig::AlwaysOn, Some(&off), off.trace_id()));
-        assert!(!sampled(SamplerConfig::AlwaysOff, Some(&on), on.trace_id()));
     }
 
     #[test]

@@ -20,14 +20,19 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
+use opentelemetry::trace::{self, SpanContext, Status, TraceContextExt as _};
 use sharded_slab::Slab;
 use thread_local::ThreadLocal;
 use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_core::span::Current;
+use tracing_subscriber::layer::Context;
 
-use crate::fast::spans::{OtelSpan, Parent, Tracer, take_remote_parent};
+use crate::fast::spans::{OtelSpan, Parent, Tracer};
+use crate::json_log::EventIds;
+use crate::propagation::take_remote_parent;
+use crate::span_ext::{AttributeIter, SpanOps, SpanSeam};
 
 /// The spans alive in one subscriber, shared with the layers that read their ids.
 pub(crate) struct SpanTable {
@@ -104,11 +109,13 @@ impl SpanTable {
     /// The parent's context for a new span: a remote parent set by
     /// [`crate::with_remote_parent`], else the explicit parent, else the current span.
     fn parent(&self, attrs: &Attributes<'_>) -> Option<Parent> {
-        take_remote_parent().or_else(|| {
-            self.with_scope(attrs.parent(), attrs.is_contextual(), |s| {
-                (s.cx.clone(), s.remote.clone())
+        take_remote_parent()
+            .map(|remote| (remote.span().span_context().clone(), Some(remote)))
+            .or_else(|| {
+                self.with_scope(attrs.parent(), attrs.is_contextual(), |s| {
+                    (s.cx.clone(), s.remote.clone())
+                })
             })
-        })
     }
 }
 
@@ -129,6 +136,54 @@ impl SpanStore {
     /// The table, for layers that read span ids.
     pub(crate) fn table(&self) -> &Arc<SpanTable> {
         &self.table
+    }
+
+    /// `SpanExt`'s operations on this store's spans, to be layered over it.
+    pub(crate) fn seam(&self) -> SpanSeam {
+        SpanSeam::new(StoreSpans(self.table.clone()))
+    }
+}
+
+/// `SpanExt` on the fast backend: the span's OpenTelemetry side, found in the table by its id
+/// (nothing happens on a span that is gone).
+struct StoreSpans(Arc<SpanTable>);
+
+impl SpanOps for StoreSpans {
+    fn context(&self, _: &tracing::Span, id: &Id) -> opentelemetry::Context {
+        self.0.with(id, OtelSpan::context).unwrap_or_default()
+    }
+    fn set_attributes(&self, _: &tracing::Span, id: &Id, attributes: AttributeIter<'_>) {
+        self.0.with(id, |s| s.set_attributes(attributes));
+    }
+    fn add_event(&self, _: &tracing::Span, id: &Id, event: trace::Event) {
+        self.0.with(id, |s| s.add_event(event));
+    }
+    fn add_link(&self, _: &tracing::Span, id: &Id, cx: SpanContext) {
+        self.0.with(id, |s| s.add_link(cx, Vec::new()));
+    }
+    fn set_status(&self, _: &tracing::Span, id: &Id, status: Status) {
+        self.0.with(id, |s| s.set_status(status));
+    }
+    /// Without building a `Context`.
+    fn span_context(&self, _: &tracing::Span, id: &Id) -> SpanContext {
+        let cx = self.0.with(id, |s| s.cx.clone());
+        cx.unwrap_or_else(SpanContext::empty_context)
+    }
+    fn is_sampled(&self, _: &tracing::Span, id: &Id) -> bool {
+        self.0.with(id, OtelSpan::is_recording).unwrap_or(false)
+    }
+}
+
+/// The stdout lines' ids on the fast backend: those of the event's span in the table.
+impl<S: Subscriber> EventIds<S> for Arc<SpanTable> {
+    fn ids(&self, event: &Event<'_>, _: &Context<'_, S>) -> Option<([u8; 16], [u8; 8], bool)> {
+        self.with_event_span(event, |span| {
+            (
+                span.cx.trace_id().to_bytes(),
+                span.cx.span_id().to_bytes(),
+                span.cx.is_sampled(),
+            )
+        })
     }
 }
 

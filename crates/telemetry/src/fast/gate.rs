@@ -14,189 +14,13 @@
 //! A `RUST_LOG` span directive (`[span]=debug`, which needs an `EnvFilter`) is matched against
 //! a callsite's own metadata only: it cannot select log lines by the span they are in.
 
-use std::sync::Arc;
-
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Metadata, Subscriber};
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::EnvFilter;
-use tracing_subscriber::layer::{Context, Filter};
+use tracing_subscriber::layer::Context;
 
-/// A `RUST_LOG`-style filter. `target=level` directives are matched by [`ExactTargets`];
-/// span and field directives (`[span]=debug`, `target[span{f=v}]=trace`), rarer and only
-/// meaningful to an [`EnvFilter`], go to one built from those directives alone, and a
-/// callsite is on when either side turns it on (as `EnvFilter` itself combines its static
-/// and dynamic directives).
-///
-/// Not a boxed `dyn Filter<S>`: the gate and the outputs sit at different places in the
-/// layer stack, so their `S` differ. Shared (`Arc`) because the gate holds each output's
-/// filter too.
-#[derive(Clone)]
-pub(crate) struct Directives {
-    statics: Arc<ExactTargets>,
-    dynamic: Option<Arc<EnvFilter>>,
-}
-
-impl Directives {
-    /// Parses a `RUST_LOG`-style string; the error says which directive is wrong.
-    pub(crate) fn parse(directives: &str) -> Result<Self, String> {
-        let mut statics = Vec::new();
-        let mut dynamic = Vec::new();
-        for d in directives
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-        {
-            if d.contains('[') {
-                dynamic.push(d);
-            } else {
-                statics.push(d);
-            }
-        }
-        let dynamic = if dynamic.is_empty() {
-            None
-        } else {
-            Some(Arc::new(
-                EnvFilter::builder()
-                    .with_default_directive(LevelFilter::OFF.into())
-                    .parse(dynamic.join(","))
-                    .map_err(|e| e.to_string())?,
-            ))
-        };
-        Ok(Self {
-            statics: Arc::new(ExactTargets::parse(&statics)?),
-            dynamic,
-        })
-    }
-
-    fn callsite_enabled<S>(&self, metadata: &'static Metadata<'static>) -> Interest {
-        let statics = if self.statics.enabled(metadata) {
-            Interest::always()
-        } else {
-            Interest::never()
-        };
-        match &self.dynamic {
-            None => statics,
-            Some(e) => {
-                union([statics, Filter::<S>::callsite_enabled(e.as_ref(), metadata)].into_iter())
-            }
-        }
-    }
-
-    fn enabled<S: Subscriber>(&self, metadata: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
-        self.statics.enabled(metadata)
-            || self
-                .dynamic
-                .as_ref()
-                .is_some_and(|e| Filter::enabled(e.as_ref(), metadata, ctx))
-    }
-
-    pub(crate) fn max_level_hint(&self) -> Option<LevelFilter> {
-        let statics = self.statics.max_level();
-        match &self.dynamic {
-            None => Some(statics),
-            Some(e) => Filter::<tracing_subscriber::Registry>::max_level_hint(e.as_ref())
-                .map(|d| d.max(statics)),
-        }
-    }
-}
-
-/// The same filter as a per-layer filter (the `sdk` backend's layers).
-impl<S: Subscriber> Filter<S> for Directives {
-    fn enabled(&self, metadata: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
-        Directives::enabled(self, metadata, ctx)
-    }
-    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
-        Directives::callsite_enabled::<S>(self, metadata)
-    }
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Directives::max_level_hint(self)
-    }
-}
-
-/// `target=level` directives matched at module-path boundaries: `tower=off` covers `tower`
-/// and `tower::buffer`, not `tower_http`. Written here because tracing-subscriber's
-/// `Targets` and `EnvFilter` match a target as a string prefix, so the exporters' own
-/// `tower=off` silenced the application's `tower_http` request logs too. The most specific
-/// (longest) matching target decides; the bare level, if any, covers the rest; with neither,
-/// the callsite is off (as with `Targets`). A later directive for the same target replaces
-/// an earlier one.
-#[derive(Debug)]
-pub(crate) struct ExactTargets {
-    default: Option<LevelFilter>,
-    /// Longest target first.
-    targets: Vec<(String, LevelFilter)>,
-    /// The most verbose level of all: a callsite above it is off without a look at the targets
-    /// (the error-events output sees every info event, see `error_events::ErrorEvents`).
-    max: LevelFilter,
-}
-
-impl ExactTargets {
-    fn parse(directives: &[&str]) -> Result<Self, String> {
-        let mut out = Self {
-            default: None,
-            targets: Vec::new(),
-            max: LevelFilter::OFF,
-        };
-        for d in directives {
-            let (target, level) = match d.split_once('=') {
-                Some((t, l)) => (
-                    Some(t.trim()),
-                    l.trim()
-                        .parse::<LevelFilter>()
-                        .map_err(|e| format!("{d}: {e}"))?,
-                ),
-                // A bare level is the default; a bare name is a target at every level.
-                None => match d.parse::<LevelFilter>() {
-                    Ok(level) => (None, level),
-                    Err(_) => (Some(*d), LevelFilter::TRACE),
-                },
-            };
-            match target {
-                None => out.default = Some(level),
-                Some("") => return Err(format!("{d}: empty target")),
-                Some(t) => {
-                    out.targets.retain(|(known, _)| known != t);
-                    out.targets.push((t.to_owned(), level));
-                }
-            }
-        }
-        out.targets.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
-        out.max = out
-            .targets
-            .iter()
-            .map(|(_, l)| *l)
-            .chain(out.default)
-            .max()
-            .unwrap_or(LevelFilter::OFF);
-        Ok(out)
-    }
-
-    /// The level that applies to `target`.
-    fn level(&self, target: &str) -> Option<LevelFilter> {
-        self.targets
-            .iter()
-            .find(|(t, _)| {
-                target
-                    .strip_prefix(t.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-            })
-            .map(|(_, level)| *level)
-            .or(self.default)
-    }
-
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        *metadata.level() <= self.max
-            && self
-                .level(metadata.target())
-                .is_some_and(|level| *metadata.level() <= level)
-    }
-
-    fn max_level(&self) -> LevelFilter {
-        self.max
-    }
-}
+use crate::filter::{Directives, union};
 
 /// The global filter. See the module documentation.
 pub(crate) struct Gate {
@@ -209,20 +33,6 @@ impl Gate {
     pub(crate) fn new(spans: Option<Directives>, events: Vec<Directives>) -> Self {
         Self { spans, events }
     }
-}
-
-/// "Always" if one wants it always, "never" if none wants it, else "sometimes".
-fn union(interests: impl Iterator<Item = Interest>) -> Interest {
-    let mut out = Interest::never();
-    for i in interests {
-        if i.is_always() {
-            return i;
-        }
-        if i.is_sometimes() {
-            out = i;
-        }
-    }
-    out
 }
 
 impl<S: Subscriber> Layer<S> for Gate {
@@ -372,24 +182,6 @@ mod tests {
             tracing::debug!(target: "vidscope_api", "dropped: info");
         });
         assert_eq!(out.get(), 4);
-    }
-
-    #[test]
-    fn the_most_specific_target_wins_and_later_directives_replace_earlier_ones() {
-        let t = ExactTargets::parse(&["warn", "a=debug", "a::b=off", "c=info", "c=error", "d"])
-            .unwrap();
-        assert_eq!(t.level("a::b::c"), Some(LevelFilter::OFF));
-        assert_eq!(t.level("a::bc"), Some(LevelFilter::DEBUG));
-        assert_eq!(t.level("c"), Some(LevelFilter::ERROR));
-        assert_eq!(t.level("d::x"), Some(LevelFilter::TRACE));
-        assert_eq!(t.level("other"), Some(LevelFilter::WARN));
-        assert_eq!(t.max_level(), LevelFilter::TRACE);
-        assert!(
-            ExactTargets::parse(&["a=loud"])
-                .unwrap_err()
-                .contains("a=loud")
-        );
-        assert_eq!(ExactTargets::parse(&["a=info"]).unwrap().level("b"), None);
     }
 
     /// A span directive still selects the span's own callsite, beside the static directives.
