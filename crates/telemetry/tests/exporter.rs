@@ -35,6 +35,8 @@ fn child() {
         let config = TelemetryConfig::new("vidscope-test").from_env().unwrap();
         let guard = vidscope_telemetry::init(&config).unwrap();
         for round in 0..rounds {
+            // As i64: the stock bridge writes a u32 field as a string, the fast path as an int.
+            let round = i64::from(round);
             let span = tracing::info_span!(target: "vidscope_api", "work", round);
             span.in_scope(|| tracing::info!(target: "vidscope_api", round, "exported record"));
             drop(span);
