@@ -1,6 +1,6 @@
 //! The worker's probes. `GET /healthz` (liveness) answers 503 once the worker has made no
-//! progress for `VIDSCOPE_WORKER_LIVENESS_SECS`: its claim loop has not turned, or every claim
-//! has failed, that long. A worker that cannot claim does no work whatever the reason, and a
+//! progress for `VIDSCOPE_WORKER_LIVENESS_SECS`: its claim loop has not turned (for at least
+//! [`STALL_FLOOR`]), or every claim has failed, that long. A worker that cannot claim does no work whatever the reason, and a
 //! restart is the one remedy a probe has (it also clears a connection or state gone bad); the
 //! window is long enough that a blip of the queue restarts nothing, and the outbox keeps the
 //! jobs meanwhile. `GET /readyz` (readiness) answers 503 as soon as a claim fails, and 200 again
@@ -25,8 +25,10 @@ pub struct Health {
     pub in_flight: AtomicUsize,
     /// Unix ms of the first failed claim since the last one that worked (0: the last worked).
     pub queue_failing_since_ms: AtomicI64,
-    /// No progress for this long fails liveness.
+    /// Claims failing for this long fail liveness.
     window_ms: i64,
+    /// The loop silent for this long fails liveness: the window, at least [`STALL_FLOOR`].
+    stalled_after_ms: i64,
 }
 
 impl Health {
@@ -37,9 +39,15 @@ impl Health {
             in_flight: AtomicUsize::new(0),
             queue_failing_since_ms: AtomicI64::new(0),
             window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+            stalled_after_ms: i64::try_from(window.max(STALL_FLOOR).as_millis())
+                .unwrap_or(i64::MAX),
         }
     }
 }
+
+/// A loop may rightly stay away this long (a 5 s pause after failed claims, a claim waiting
+/// for Redis), so a shorter liveness window does not count that as a stall.
+pub const STALL_FLOOR: Duration = Duration::from_secs(15);
 
 /// Which probe answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +92,7 @@ fn report(
     } else {
         (now - failing_since).max(0)
     };
-    let status = if last == 0 || since > health.window_ms {
+    let status = if last == 0 || since > health.stalled_after_ms {
         // The loop never turned, or stopped turning.
         "stalled"
     } else if failing_since != 0 && failing_for >= health.window_ms {
@@ -164,5 +172,16 @@ mod tests {
             codes(&health, t0 + 2 * window + 1),
             (DOWN, DOWN, "stalled".into())
         );
+    }
+
+    #[test]
+    fn a_short_window_does_not_take_a_pause_between_claims_for_a_stall() {
+        let health = Health::new(Duration::from_secs(2));
+        let t0 = 1_000_000_000;
+        health.last_loop_ms.store(t0, Ordering::Relaxed);
+        let pause = 5_000;
+        assert_eq!(codes(&health, t0 + pause).2, "ok");
+        let floor = STALL_FLOOR.as_millis() as i64;
+        assert_eq!(codes(&health, t0 + floor + 1).2, "stalled");
     }
 }

@@ -37,8 +37,8 @@ pub struct WorkerSettings {
     /// unset).
     pub health_addr: Option<SocketAddr>,
     /// `VIDSCOPE_WORKER_LIVENESS_SECS`: `GET /healthz` answers 503 once the worker has made no
-    /// progress this long: its claim loop has not turned, or every claim has failed (default
-    /// 120). A restart cannot bring a dependency back, so this is longer than an ordinary
+    /// progress this long: every claim has failed, or its claim loop has not turned (that, at
+    /// least [`crate::health::STALL_FLOOR`]) (default 120). A restart cannot bring a dependency back, so this is longer than an ordinary
     /// blip; `/readyz` reports a failing claim at once.
     pub liveness_window: Duration,
     /// `VIDSCOPE_WORKER_TMP_DIR`: the root of the worker's temporary files (default

@@ -893,22 +893,25 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
     app.stop().await;
 }
 
+/// The app with its Redis at `url` (a server of the test's own).
+async fn app_on_redis(url: &str) -> TestApp {
+    let url = url.to_owned();
+    TestApp::builder()
+        .settings(move |mut s| {
+            s.redis_url = Some(url);
+            s
+        })
+        .spawn()
+        .await
+}
+
 #[tokio::test]
 async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_returns() {
     let mut redis = OwnRedis::start().await;
     let url = redis.url();
     // Down before anything starts: the API and the worker must come up without it.
     redis.stop();
-    let app = TestApp::builder()
-        .settings({
-            let url = url.clone();
-            move |mut s| {
-                s.redis_url = Some(url);
-                s
-            }
-        })
-        .spawn()
-        .await;
+    let app = app_on_redis(&url).await;
     let admin = app.create_user(Role::Admin).await;
     // Not prepared here (that needs Redis): the worker creates its streams once Redis answers.
     let queue = Queue::Redis(RedisQueue::new(
@@ -1113,29 +1116,9 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
 async fn ten_uploads_all_become_ready_though_redis_loses_its_data_midway() {
     let redis = OwnRedis::start().await;
     let url = redis.url();
-    let app = TestApp::builder()
-        .settings({
-            let url = url.clone();
-            move |mut s| {
-                s.redis_url = Some(url);
-                s
-            }
-        })
-        .spawn()
-        .await;
+    let app = app_on_redis(&url).await;
     let admin = app.create_user(Role::Admin).await;
     let queue = redis_queue(&url, &unique_prefix(), "w", Duration::from_secs(30)).await;
-    // One job at a time: the first uploads are still queued in Redis when it is flushed.
-    let settings = WorkerSettings {
-        concurrency: 1,
-        ..fast_settings()
-    };
-    let worker = start(Worker::new(
-        context(&app),
-        queue.clone(),
-        Registry::standard(),
-        settings,
-    ));
     let clip = test_video();
     let mut ids = Vec::new();
     let mut upload_one = async |i: usize| {
@@ -1147,14 +1130,37 @@ async fn ten_uploads_all_become_ready_though_redis_loses_its_data_midway() {
     for i in 0..5 {
         upload_one(i).await;
     }
-    // Everything so far is in Redis (published), most of it not yet processed.
-    poll("the first uploads published", WAIT, || async {
-        (outbox::outbox_pending(&app.state.db).await.unwrap() == 0).then_some(())
+    // The first five are in Redis when the worker starts (relayed here), and it runs one job
+    // at a time: when Redis is flushed, one job is in flight and four wait in the stream.
+    assert_eq!(
+        outbox::relay_once(&app.state.db, &queue, 10)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let settings = WorkerSettings {
+        concurrency: 1,
+        ..fast_settings()
+    };
+    let worker = start(Worker::new(
+        context(&app),
+        queue.clone(),
+        Registry::standard(),
+        settings,
+    ));
+    poll("the first job in flight", WAIT, || async {
+        let depth = queue.depth().await.unwrap();
+        depth
+            .iter()
+            .any(|d| d.state == "in_flight" && d.count > 0)
+            .then_some(())
     })
     .await;
     let mut conn = vidscope_core::redis_conn::connect(&url).await.unwrap();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     let flushed = tokio::time::Instant::now();
+    let flushed_at_ms = vidscope_core::db::now_millis();
     for i in 5..10 {
         upload_one(i).await;
     }
@@ -1168,22 +1174,23 @@ async fn ten_uploads_all_become_ready_though_redis_loses_its_data_midway() {
     }
     let recovered = flushed.elapsed();
     worker.stop().await;
-    eprintln!(
-        "redis flush: loss noticed after {} ms, all 10 videos ready {} ms after the flush",
-        noticed.as_millis(),
-        recovered.as_millis()
-    );
     // Jobs were lost and published again (not merely delivered after the flush).
     app.flush_telemetry().await;
     let republished = app.otlp.logs_where(|l| {
         l.body.as_deref() == Some("jobs the queue had lost are published again from the outbox")
+            && l.attr_i64("republished").is_some_and(|n| n > 0)
     });
-    assert!(
-        republished
-            .iter()
-            .any(|l| l.attr_i64("republished").is_some_and(|n| n > 0)),
-        "no lost job was published again: {}",
-        app.otlp.summary()
+    let first = republished
+        .iter()
+        .map(|l| l.time_unix_nano)
+        .min()
+        .unwrap_or_else(|| panic!("no lost job was published again: {}", app.otlp.summary()));
+    eprintln!(
+        "redis flush: loss noticed after {} ms, lost jobs published again after {} ms, \
+         all 10 videos ready {} ms after the flush",
+        noticed.as_millis(),
+        (first / 1_000_000) as i64 - flushed_at_ms,
+        recovered.as_millis()
     );
     app.stop().await;
 }
