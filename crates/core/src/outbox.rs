@@ -182,13 +182,19 @@ async fn claim_oldest(db: &Db, queue: &Queue) -> Result<Option<(Claim, OutboxRow
 /// skipped by other relays' (Postgres `FOR UPDATE SKIP LOCKED`). The kinds are written into the
 /// text: they are code constants whose names cannot hold a quote ([`JobKind::new`]).
 fn select_oldest(kinds: &[JobKind], lock: bool) -> String {
-    let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
     format!(
         "SELECT id, kind, payload, trace_context, created_at FROM outbox \
          WHERE published_at IS NULL AND kind IN ({}) ORDER BY created_at, id LIMIT 1{}",
-        kinds.join(", "),
+        kind_list(kinds),
         if lock { " FOR UPDATE SKIP LOCKED" } else { "" }
     )
+}
+
+/// `kinds` as an SQL list of literals (`'video.probe', 'crm.sync'`): kind names cannot hold a
+/// quote ([`JobKind::new`]).
+fn kind_list(kinds: &[JobKind]) -> String {
+    let kinds: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+    kinds.join(", ")
 }
 
 /// The relay's spans for `row`: it takes the row from the outbox (`receive`, CONSUMER,
@@ -252,9 +258,71 @@ fn message(row: &OutboxRow) -> JobMessage {
     }
 }
 
-/// Deletes published outbox rows older than `age` (they are kept a while for debugging).
+/// Records that the queue gave job `id` up (dead letter), so [`republish_lost`] leaves it
+/// parked. A no-op for a job without an outbox row (published directly by a test or a tool).
+pub async fn mark_dead_lettered(db: &Db, id: &str) -> Result<(), CoreError> {
+    const SQL: &str = "UPDATE outbox SET dead_lettered_at = $1 WHERE id = $2";
+    let query = sqlx::query(SQL).bind(now_millis()).bind(id);
+    crate::db::execute(db, "UPDATE", "outbox", SQL, query).await?;
+    Ok(())
+}
+
+/// Publishes again every job the queue lost: published from the outbox at least `margin` ago,
+/// neither completed (`job_results`) nor dead-lettered, and nowhere in Redis (see
+/// [`crate::queue::RedisQueue::held_job_ids`]). Its row is marked unpublished, so the relay
+/// sends it again with its original id (a copy that survived anyway is skipped as done by
+/// the handlers). Returns how many rows were marked. Nothing to do for the database queue:
+/// its jobs live in the database.
+///
+/// Redis is read before the database, and only rows stamped `margin` before that read are
+/// looked at: the relay stamps a row after Redis has it, so each such row was in Redis when
+/// it was read unless Redis lost it. A row is marked only while its stamp is still that old,
+/// so two workers reconciling at once do not send one job twice. `margin` absorbs clock
+/// skew between the workers' hosts.
+pub async fn republish_lost(db: &Db, queue: &Queue, margin: Duration) -> Result<u64, CoreError> {
+    let Queue::Redis(redis) = queue else {
+        return Ok(0);
+    };
+    let before = now_millis() - margin.as_millis() as i64;
+    let held = redis.held_job_ids().await?;
+    // Audited: the only text spliced in is kind names, which cannot hold a quote.
+    let select = format!(
+        "SELECT id FROM outbox WHERE published_at IS NOT NULL AND published_at < $1 \
+         AND dead_lettered_at IS NULL AND kind IN ({}) \
+         AND NOT EXISTS (SELECT 1 FROM job_results WHERE job_results.job_id = outbox.id)",
+        kind_list(queue.kinds())
+    );
+    // Not traced, like the relay's polls: a periodic check that usually finds nothing.
+    let unfinished = sqlx::query(sqlx::AssertSqlSafe(select))
+        .bind(before)
+        .fetch_all(db.pool())
+        .in_db_span(tracing::Span::none())
+        .await?;
+    const MARK: &str = "UPDATE outbox SET published_at = NULL WHERE id = $1 AND published_at < $2";
+    let mut marked = 0;
+    for row in &unfinished {
+        let id: String = row.try_get("id")?;
+        if held.contains(&id) {
+            continue;
+        }
+        marked += sqlx::query(MARK)
+            .bind(&id)
+            .bind(before)
+            .execute(db.pool())
+            .in_db_span(tracing::Span::none())
+            .await?
+            .rows_affected();
+    }
+    Ok(marked)
+}
+
+/// Deletes outbox rows published more than `age` ago whose job is settled (completed or
+/// dead-lettered); they are kept that long for debugging. A row whose job is not settled is
+/// kept: it is what [`republish_lost`] sends again if the queue loses the job.
 pub async fn prune_outbox(db: &Db, age: Duration) -> Result<u64, CoreError> {
-    const SQL: &str = "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1";
+    const SQL: &str = "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1 \
+         AND (dead_lettered_at IS NOT NULL \
+              OR EXISTS (SELECT 1 FROM job_results WHERE job_results.job_id = outbox.id))";
     let done = sqlx::query(SQL)
         .bind(now_millis() - age.as_millis() as i64)
         .execute(db.pool())

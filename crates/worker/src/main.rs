@@ -1,6 +1,7 @@
 //! `vidscope-worker`: the worker alone, for containers.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use vidscope_core::config::Settings;
@@ -13,9 +14,19 @@ use vidscope_worker::WorkerSettings;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    vidscope_core::shutdown::exit_code("vidscope-worker", run().await)
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vidscope-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = vidscope_core::shutdown::exit_code("vidscope-worker", runtime.block_on(run()));
+    // Not a plain drop, which waits for every blocking task: a telemetry flush the shutdown
+    // deadline cut short (an unreachable collector) must not hold the exit.
+    runtime.shutdown_timeout(Duration::ZERO);
+    code
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -35,10 +46,20 @@ async fn run() -> anyhow::Result<()> {
             None,
         )
         .await?;
-        worker.run(vidscope_core::shutdown::signal()).await;
-        anyhow::Ok(())
+        anyhow::Ok(worker.run(vidscope_core::shutdown::signal()).await)
     }
     .await;
-    guard.shutdown().await;
-    result
+    match &result {
+        // Telemetry gets what is left of the shutdown deadline.
+        Ok(exit_by) => {
+            if tokio::time::timeout_at(*exit_by, guard.shutdown())
+                .await
+                .is_err()
+            {
+                eprintln!("vidscope-worker: telemetry not flushed within the shutdown deadline");
+            }
+        }
+        Err(_) => guard.shutdown().await,
+    }
+    result.map(|_| ())
 }

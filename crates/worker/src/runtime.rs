@@ -1,8 +1,14 @@
 //! The worker loop: claim up to the concurrency limit, run each job in a CONSUMER span that
-//! continues the publisher's trace, settle it (ack, retry with backoff, or dead letter), and on
-//! shutdown stop claiming, let in-flight jobs finish within a deadline and release the rest.
+//! continues the publisher's trace, settle it (ack, retry with backoff, or dead letter).
 //!
-//! Beside it run the outbox relay (publishing what the API committed) and the samplers of the
+//! On shutdown, within `VIDSCOPE_WORKER_SHUTDOWN_SECS` of the signal ([`ShutdownPlan`]): stop
+//! claiming (a claim under way is finished and what it took given back), let in-flight jobs
+//! finish until the last fifth of the deadline, then stop the rest and release their
+//! deliveries (claimable again at once, the attempt not counted: neither lost nor pushed
+//! towards the dead letter); the caller flushes telemetry in what is left.
+//!
+//! Beside it run the outbox relay (publishing what the API committed), the check that the
+//! queue still holds every pending job ([`crate::reconcile`]) and the samplers of the
 //! `outbox.pending` and `job.queue_depth` gauges.
 
 use std::any::Any;
@@ -35,6 +41,8 @@ use crate::error::JobError;
 use crate::ffmpeg::Ffmpeg;
 use crate::health::Health;
 use crate::jobs::{JobContext, Registry};
+use crate::reconcile::Reconcile;
+use crate::scratch::Scratch;
 use crate::settings::{QueueKind, WorkerSettings};
 
 /// Longest a claim waits for new jobs before the loop looks at shutdown again.
@@ -59,11 +67,11 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         Self {
+            health: Arc::new(Health::new(settings.liveness_window)),
             ctx,
             queue,
             registry,
             settings,
-            health: Arc::default(),
         }
     }
 
@@ -122,6 +130,12 @@ impl Worker {
             ),
             (None, None) => EventBus::None,
         };
+        let scratch = Scratch::open(&worker.tmp_root).with_context(|| {
+            format!(
+                "cannot set up the temporary directory under {} (VIDSCOPE_WORKER_TMP_DIR)",
+                worker.tmp_root.display()
+            )
+        })?;
         let crm = CrmSettings::from_env()?
             .map(|s| CrmClient::new(s, metrics.clone()))
             .transpose()
@@ -137,6 +151,7 @@ impl Worker {
                 timeout: worker.ffmpeg_timeout,
             },
             crm,
+            scratch: Arc::new(scratch),
         };
         Ok(Self::new(ctx, queue, registry, worker))
     }
@@ -149,8 +164,10 @@ impl Worker {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` resolves, then drains (see the module docs).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Runs until `shutdown` resolves, then drains (see the module docs). Returns the instant
+    /// by which the process should be gone (the signal plus `VIDSCOPE_WORKER_SHUTDOWN_SECS`),
+    /// which bounds the caller's last step, flushing telemetry.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> tokio::time::Instant {
         remember_panic_locations();
         tracing::info!(
             queue = self.queue.system(),
@@ -163,11 +180,21 @@ impl Worker {
         prime_metrics(&self.ctx.metrics, &self.registry, &self.queue);
         let (stop_relay, relay) = self.start_relay();
         let mut in_hand = InHand::new(self.settings.concurrency);
-        self.claim_until(shutdown, &mut in_hand).await;
-        self.drain(in_hand).await;
+        let signalled = self.claim_until(shutdown, &mut in_hand).await;
+        let plan = ShutdownPlan::new(signalled, self.settings.shutdown_deadline);
+        self.drain(in_hand, &plan).await;
         let _ = stop_relay.send(true);
-        let _ = relay.await;
+        // The relay finishes its batch (a thumbnail job written by a job that just finished
+        // goes out), unless that would eat into the time left for telemetry.
+        let mut relay = relay;
+        if tokio::time::timeout_at(plan.release_until, &mut relay)
+            .await
+            .is_err()
+        {
+            relay.abort();
+        }
         tracing::info!("worker stopped");
+        plan.exit_by
     }
 
     fn serve_health(&self, addr: std::net::SocketAddr) {
@@ -192,6 +219,7 @@ impl Worker {
                 self.ctx.clone(),
                 self.queue.clone(),
                 (self.settings.relay_interval, self.settings.gauge_interval),
+                Reconcile::new(self.settings.reconcile_interval, &self.queue),
                 stop_rx,
             )
             .with_current_subscriber(),
@@ -200,8 +228,17 @@ impl Worker {
     }
 
     /// Claims jobs while there is room and starts each in a task of its own, until `shutdown`
-    /// resolves. A queue that cannot be reached is asked again after a growing pause.
-    async fn claim_until(&self, shutdown: impl Future<Output = ()>, in_hand: &mut InHand) {
+    /// resolves; returns when it did. A queue that cannot be reached is asked again after a
+    /// growing pause.
+    async fn claim_until(
+        &self,
+        shutdown: impl Future<Output = ()>,
+        in_hand: &mut InHand,
+    ) -> tokio::time::Instant {
+        let shutdown = async {
+            shutdown.await;
+            tokio::time::Instant::now()
+        };
         tokio::pin!(shutdown);
         let mut prepared = false;
         let mut failures: u32 = 0;
@@ -212,14 +249,27 @@ impl Worker {
             while in_hand.tasks.try_join_next().is_some() {}
             let free = in_hand.permits.available_permits();
             if free == 0 {
+                // Every permit busy: wait for a job to end, turning now and then so the
+                // health endpoint sees a live loop behind long jobs.
                 tokio::select! {
-                    _ = &mut shutdown => break,
+                    at = &mut shutdown => break at,
                     _ = in_hand.tasks.join_next() => continue,
+                    _ = tokio::time::sleep(CLAIM_WAIT) => continue,
                 }
             }
+            let claim = self.claim(free, &mut prepared);
+            tokio::pin!(claim);
             let claimed = tokio::select! {
-                _ = &mut shutdown => break,
-                c = self.claim(free, &mut prepared) => c,
+                c = &mut claim => c,
+                at = &mut shutdown => {
+                    // Dropped mid-way, a claim could take jobs nobody runs until the
+                    // visibility timeout: it ends (within CLAIM_WAIT), and what it took goes
+                    // back at once.
+                    if let Ok(taken) = claim.await {
+                        self.release_all(&taken).await;
+                    }
+                    break at;
+                }
             };
             match claimed {
                 Ok(deliveries) => {
@@ -231,7 +281,7 @@ impl Worker {
                 Err(e) => {
                     let pause = self.claim_failed(&e, &mut failures);
                     tokio::select! {
-                        _ = &mut shutdown => break,
+                        at = &mut shutdown => break at,
                         _ = tokio::time::sleep(pause) => {}
                     }
                 }
@@ -306,22 +356,24 @@ impl Worker {
         );
     }
 
-    /// Gives in-flight jobs the shutdown grace to finish, then stops the rest and releases
-    /// their deliveries (claimable again at once, without counting an attempt).
-    async fn drain(&self, mut in_hand: InHand) {
-        let grace = self.settings.shutdown_grace;
+    /// Lets in-flight jobs finish until the plan's deadline for jobs, then stops the rest and
+    /// releases their deliveries (claimable again at once, without counting an attempt).
+    async fn drain(&self, mut in_hand: InHand, plan: &ShutdownPlan) {
+        let grace = plan.jobs_until - tokio::time::Instant::now();
         tracing::info!(
             in_flight = in_hand.tasks.len(),
             grace_secs = grace.as_secs(),
             "worker stopping: no new claims, waiting for in-flight jobs"
         );
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(plan.jobs_until, async {
             while in_hand.tasks.join_next().await.is_some() {}
         })
         .await;
         if drained.is_ok() {
             return;
         }
+        // Dropping a job's future kills its ffmpeg (`kill_on_drop`), removes its temporary
+        // directory and rolls back an open transaction: nothing half-done stays behind.
         in_hand.tasks.abort_all();
         while in_hand.tasks.join_next().await.is_some() {}
         let left: Vec<Delivery> = in_hand
@@ -331,15 +383,49 @@ impl Worker {
             .drain()
             .map(|(_, d)| d)
             .collect();
-        for d in &left {
-            if let Err(e) = self.queue.release(d).await {
-                tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
-            }
+        let released = tokio::time::timeout_at(plan.release_until, self.release_all(&left));
+        if released.await.is_err() {
+            tracing::warn!(
+                "the queue did not take the jobs back in time; they will be reclaimed after the visibility timeout"
+            );
         }
         tracing::warn!(
             released = left.len(),
-            "shutdown deadline passed; unfinished jobs released"
+            "shutdown deadline for jobs passed; unfinished jobs released"
         );
+    }
+
+    /// Gives `deliveries` back to the queue unprocessed, all at once.
+    async fn release_all(&self, deliveries: &[Delivery]) {
+        let releases = deliveries.iter().map(|d| async move {
+            if let Err(e) = self.queue.release(d).await {
+                tracing::warn!(error = %e, job.id = %d.message.id, "cannot release a job; it will be reclaimed after the visibility timeout");
+            }
+        });
+        futures_util::future::join_all(releases).await;
+    }
+}
+
+/// The phases of a shutdown of `deadline` (`VIDSCOPE_WORKER_SHUTDOWN_SECS`) from the signal:
+/// in-flight jobs run until the last fifth of it (at most the last 5 s); the first half
+/// of that reserve is for releasing the jobs still running and stopping the relay, the second
+/// for flushing telemetry; then the process exits.
+#[derive(Debug, Clone, Copy)]
+struct ShutdownPlan {
+    jobs_until: tokio::time::Instant,
+    release_until: tokio::time::Instant,
+    exit_by: tokio::time::Instant,
+}
+
+impl ShutdownPlan {
+    /// The plan of a shutdown signalled at `start`.
+    fn new(start: tokio::time::Instant, deadline: Duration) -> Self {
+        let reserve = (deadline / 5).min(Duration::from_secs(5));
+        Self {
+            jobs_until: start + deadline - reserve,
+            release_until: start + deadline - reserve / 2,
+            exit_by: start + deadline,
+        }
     }
 }
 
@@ -461,6 +547,7 @@ async fn relay_loop(
     ctx: JobContext,
     queue: Queue,
     (every, gauge_every): (Duration, Duration),
+    mut reconcile: Reconcile,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let start = Instant::now();
@@ -478,6 +565,8 @@ async fn relay_loop(
             _ = stop.wait_for(|s| *s) => break,
             at = tick.tick() => at.into_std(),
         };
+        // Before relaying, so what it marks for publishing goes out on this turn.
+        reconcile.tick(&ctx.db, &queue, at).await;
         // Drain everything committed so far, a batch at a time.
         if at.duration_since(last_relay) >= every {
             last_relay = at;
@@ -730,6 +819,11 @@ impl Worker {
         );
         if let Err(qe) = self.queue.dead_letter(d, class, &e.message).await {
             tracing::warn!(error = %qe, job.id = %m.id, "cannot dead-letter; the job will be redelivered");
+            return;
+        }
+        // Parked for a human: not to be published again if the queue loses its dead letters.
+        if let Err(de) = outbox::mark_dead_lettered(&self.ctx.db, &m.id).await {
+            tracing::warn!(error = %de, job.id = %m.id, "cannot record the dead letter in the outbox");
         }
     }
 

@@ -28,11 +28,29 @@ pub struct WorkerSettings {
     /// `VIDSCOPE_JOB_BACKOFF_MS`: base of the exponential retry delay (default 1000, capped at
     /// 5 minutes, full jitter).
     pub backoff_base: Duration,
-    /// `VIDSCOPE_WORKER_SHUTDOWN_SECS`: how long in-flight jobs may run after a shutdown
-    /// signal before their leases are released (default 20).
-    pub shutdown_grace: Duration,
-    /// `VIDSCOPE_WORKER_HEALTH_ADDR`: where `GET /healthz` answers (off when unset).
+    /// `VIDSCOPE_WORKER_SHUTDOWN_SECS`: from a shutdown signal to the exit (default 25, below
+    /// Kubernetes' default grace period of 30 s). In-flight jobs may run until the last fifth
+    /// of it (at most the last 5 s), which is left for releasing the jobs still running (they
+    /// are redelivered at once) and flushing telemetry; see [`crate::runtime`].
+    pub shutdown_deadline: Duration,
+    /// `VIDSCOPE_WORKER_HEALTH_ADDR`: where `GET /healthz` and `GET /readyz` answer (off when
+    /// unset).
     pub health_addr: Option<SocketAddr>,
+    /// `VIDSCOPE_WORKER_LIVENESS_SECS`: `GET /healthz` answers 503 once the worker has made no
+    /// progress this long: every claim has failed, or its claim loop has not turned (that, at
+    /// least [`crate::health::STALL_FLOOR`]) (default 120). A restart cannot bring a dependency back, so this is longer than an ordinary
+    /// blip; `/readyz` reports a failing claim at once.
+    pub liveness_window: Duration,
+    /// `VIDSCOPE_WORKER_TMP_DIR`: the root of the worker's temporary files (default
+    /// `vidscope-worker` in the system's temporary directory). Each worker process works in a
+    /// directory of its own under it and, at start, removes those whose worker is gone; see
+    /// [`crate::scratch`].
+    pub tmp_root: PathBuf,
+    /// `VIDSCOPE_WORKER_RECONCILE_SECS`: how often the worker checks that the Redis queue
+    /// still holds every job the database says is pending, and publishes again those it lost
+    /// (default 300; also at start and as soon as a loss is seen). Nothing to check on the
+    /// database queue.
+    pub reconcile_interval: Duration,
     /// `VIDSCOPE_QUEUE`: `auto` (default), `redis` or `db`.
     pub queue: QueueKind,
     /// `VIDSCOPE_QUEUE_PREFIX`: key prefix of the Redis streams (default `vidscope:jobs`).
@@ -57,8 +75,11 @@ impl Default for WorkerSettings {
             max_attempts: 5,
             visibility: Duration::from_secs(60),
             backoff_base: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(20),
+            shutdown_deadline: Duration::from_secs(25),
             health_addr: None,
+            liveness_window: Duration::from_secs(120),
+            tmp_root: std::env::temp_dir().join("vidscope-worker"),
+            reconcile_interval: Duration::from_secs(300),
             queue: QueueKind::Auto,
             queue_prefix: "vidscope:jobs".into(),
             ffmpeg: "ffmpeg".into(),
@@ -102,8 +123,17 @@ impl WorkerSettings {
         if let Some(n) = number("VIDSCOPE_JOB_BACKOFF_MS", 1, 600_000)? {
             s.backoff_base = Duration::from_millis(n);
         }
-        if let Some(n) = number("VIDSCOPE_WORKER_SHUTDOWN_SECS", 0, 3_600)? {
-            s.shutdown_grace = Duration::from_secs(n);
+        if let Some(n) = number("VIDSCOPE_WORKER_SHUTDOWN_SECS", 1, 3_600)? {
+            s.shutdown_deadline = Duration::from_secs(n);
+        }
+        if let Some(n) = number("VIDSCOPE_WORKER_LIVENESS_SECS", 1, 86_400)? {
+            s.liveness_window = Duration::from_secs(n);
+        }
+        if let Some(n) = number("VIDSCOPE_WORKER_RECONCILE_SECS", 1, 86_400)? {
+            s.reconcile_interval = Duration::from_secs(n);
+        }
+        if let Some(v) = get("VIDSCOPE_WORKER_TMP_DIR") {
+            s.tmp_root = v.into();
         }
         if let Some(n) = number("VIDSCOPE_FFMPEG_TIMEOUT_SECS", 1, 86_400)? {
             s.ffmpeg_timeout = Duration::from_secs(n);
@@ -157,6 +187,10 @@ mod tests {
         let d = from(&[]).unwrap();
         assert_eq!((d.concurrency, d.max_attempts), (2, 5));
         assert_eq!(d.queue, QueueKind::Auto);
+        assert!(
+            d.shutdown_deadline < Duration::from_secs(30),
+            "below Kubernetes' default grace period"
+        );
         let s = from(&[
             ("VIDSCOPE_WORKER_CONCURRENCY", "4"),
             ("VIDSCOPE_QUEUE", "db"),
@@ -176,6 +210,9 @@ mod tests {
             ("VIDSCOPE_JOB_VISIBILITY_SECS", "1"),
             ("VIDSCOPE_QUEUE", "kafka"),
             ("VIDSCOPE_WORKER_HEALTH_ADDR", "8081"),
+            ("VIDSCOPE_WORKER_SHUTDOWN_SECS", "0"),
+            ("VIDSCOPE_WORKER_LIVENESS_SECS", "soon"),
+            ("VIDSCOPE_WORKER_RECONCILE_SECS", "0"),
         ] {
             assert_eq!(from(&[(var, value)]).unwrap_err().var, var, "{var}={value}");
         }

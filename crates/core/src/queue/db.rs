@@ -221,7 +221,12 @@ impl DbQueue {
             .await?;
         let mut out = Vec::new();
         for row in &rows {
-            let kind = JobKind::find(&self.kinds, &row.try_get::<String, _>("kind")?)?;
+            // Rows of a kind this worker does not run (written by a newer release, or by
+            // hand) are not its backlog: counted by the workers that run them, skipped here
+            // rather than failing the whole sample.
+            let Ok(kind) = JobKind::find(&self.kinds, &row.try_get::<String, _>("kind")?) else {
+                continue;
+            };
             let state = match row.try_get::<String, _>("state")?.as_str() {
                 "ready" => "ready",
                 "delayed" => "delayed",

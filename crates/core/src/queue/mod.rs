@@ -105,6 +105,16 @@ impl Queue {
         }
     }
 
+    /// How many times the queue found its store emptied under it (Redis lost its data; see
+    /// [`RedisQueue::losses`]); always 0 for the database queue, which cannot lose a job
+    /// the database keeps.
+    pub fn losses(&self) -> u64 {
+        match self {
+            Queue::Redis(q) => q.losses(),
+            Queue::Db(_) => 0,
+        }
+    }
+
     /// Makes the queue usable (creates streams and consumer groups; nothing for the table).
     pub async fn prepare(&self) -> Result<(), CoreError> {
         match self {

@@ -6,7 +6,16 @@
 //! commands can neither lose a job nor duplicate one: a retry adds the delayed copy and
 //! acknowledges/deletes the original in one transaction; promotion moves due copies into the
 //! stream in one script. Acknowledged entries are deleted, so `XLEN` counts what is left.
+//!
+//! Redis may come back empty (a restart without persistence, a failover to a replica that had
+//! nothing, a flush). A claim that finds its consumer group gone (`NOGROUP`) recreates every
+//! group from the start of its stream, so what the relay published meanwhile is read, and
+//! counts the loss ([`RedisQueue::losses`]); the jobs Redis held are published again from the
+//! database by [`crate::outbox::republish_lost`], which [`RedisQueue::held_job_ids`] serves.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -40,6 +49,8 @@ pub struct RedisQueue {
     pub(super) kinds: std::sync::Arc<[JobKind]>,
     pub(super) settings: QueueSettings,
     promote: std::sync::Arc<redis::Script>,
+    /// Times a claim found the consumer groups gone and recreated them (shared by clones).
+    losses: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -67,7 +78,15 @@ impl RedisQueue {
             kinds: kinds.into(),
             settings,
             promote: std::sync::Arc::new(redis::Script::new(PROMOTE)),
+            losses: Arc::default(),
         }
+    }
+
+    /// How many times this queue (or a clone) found Redis without its consumer groups and
+    /// recreated them: each is a loss of whatever Redis held, for the caller to make good
+    /// from the database.
+    pub fn losses(&self) -> u64 {
+        self.losses.load(Ordering::Relaxed)
     }
 
     fn stream(&self, kind: JobKind) -> String {
@@ -114,8 +133,29 @@ impl RedisQueue {
 
     /// Due retries first join their streams; then the jobs whose worker went silent are taken
     /// over (they have waited longest); only when there are none, new ones are read, waiting up
-    /// to `wait`.
+    /// to `wait`. A consumer group found missing (Redis lost its data) is recreated, the loss
+    /// counted, and the claim answers nothing this time.
     pub(super) async fn claim(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, CoreError> {
+        match self.claim_from_groups(max, wait).await {
+            Err(CoreError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                self.prepare().await?;
+                let losses = self.losses.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    error = %e,
+                    losses,
+                    "the queue's consumer groups were gone (Redis lost its data); recreated from the start of each stream"
+                );
+                Ok(Vec::new())
+            }
+            claimed => claimed,
+        }
+    }
+
+    async fn claim_from_groups(
         &self,
         max: usize,
         wait: Duration,
@@ -420,6 +460,45 @@ impl RedisQueue {
         Ok(!ids.is_empty())
     }
 
+    /// The ids of every job Redis holds for the queue's kinds: in a stream (new, or claimed
+    /// and not yet settled), waiting for a retry, or dead-lettered. Each kind is read in one
+    /// transaction, so a job moving between its stream, its delayed set and its dead letter
+    /// (each move is atomic too) is seen exactly once. Reads whole streams: the backlog is
+    /// what they hold (settled entries are deleted).
+    pub async fn held_job_ids(&self) -> Result<HashSet<String>, CoreError> {
+        let mut conn = self.conn.clone();
+        let mut held = HashSet::new();
+        for &kind in self.kinds.iter() {
+            let stream = self.stream(kind);
+            let (live, delayed, dead): (
+                redis::streams::StreamRangeReply,
+                Vec<String>,
+                redis::streams::StreamRangeReply,
+            ) = redis::pipe()
+                .atomic()
+                .cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .cmd("ZRANGE")
+                .arg(format!("{stream}:delayed"))
+                .arg(0)
+                .arg(-1)
+                .cmd("XRANGE")
+                .arg(format!("{stream}:dead"))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut conn)
+                .await?;
+            let entries = live.ids.iter().chain(&dead.ids);
+            let texts = entries
+                .filter_map(|e| e.get::<String>("job"))
+                .chain(delayed);
+            held.extend(texts.filter_map(|t| job_id(&t)));
+        }
+        Ok(held)
+    }
+
     pub(super) async fn depth(&self) -> Result<Vec<Depth>, CoreError> {
         let mut conn = self.conn.clone();
         let mut out = Vec::new();
@@ -515,6 +594,15 @@ fn remove<'p>(pipe: &'p mut redis::Pipeline, stream: &str, entry: &str) -> &'p m
         .arg(stream)
         .arg(entry)
         .ignore()
+}
+
+/// The `id` of a stored message (`None`: not a job message).
+fn job_id(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(text).ok().map(|m| m.id)
 }
 
 fn encode(m: &JobMessage) -> Result<String, CoreError> {

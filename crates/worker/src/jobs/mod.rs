@@ -34,6 +34,7 @@ use vidscope_telemetry::Metrics;
 use crate::crm::CrmClient;
 use crate::error::JobError;
 use crate::ffmpeg::Ffmpeg;
+use crate::scratch::Scratch;
 
 pub(crate) type JobFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
@@ -47,6 +48,8 @@ pub struct JobContext {
     pub ffmpeg: Ffmpeg,
     /// `None` when `VIDSCOPE_CRM_URL` is unset: `crm.sync` jobs then succeed without a call.
     pub crm: Option<CrmClient>,
+    /// Where jobs put their temporary files: this worker's own directory.
+    pub scratch: Arc<Scratch>,
 }
 
 /// One kind of job. Its kind is its payload's ([`JobPayload::KIND`]).
@@ -240,16 +243,18 @@ pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobErro
         .ok_or_else(|| JobError::permanent("video.not_found", format!("video {id} not found")))
 }
 
-/// The video's object copied into a fresh temp dir, as the job's `storage.get` step: ffmpeg
-/// wants a seekable file. The file lives as long as the returned dir, where the job may write
-/// its own files too.
+/// The video's object copied into a fresh temp dir (in the worker's own, see
+/// [`crate::scratch`]), as the job's `storage.get` step: ffmpeg wants a seekable file. The
+/// file lives as long as the returned dir, where the job may write its own files too.
 pub async fn fetch_input(
     ctx: &JobContext,
     workflow: JobKind,
     video: &Video,
 ) -> Result<(tempfile::TempDir, PathBuf), JobError> {
     let key = video.object_key()?;
-    let dir = tempfile::tempdir()
+    let dir = ctx
+        .scratch
+        .job_dir()
         .map_err(|e| JobError::transient("io", format!("cannot create a temp dir: {e}")))?;
     let input = step(
         ctx,

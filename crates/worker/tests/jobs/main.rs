@@ -4,4 +4,5 @@
 
 mod common;
 mod pipeline;
+mod process;
 mod queue;

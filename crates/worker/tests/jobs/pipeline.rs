@@ -13,8 +13,10 @@ use vidscope_core::jobs::crm_sync::{CrmEvent, CrmSyncPayload};
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
+use vidscope_core::videos::VideoStatus;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
 use vidscope_worker::jobs::{Job, JobContext, Registry};
+use vidscope_worker::scratch::Scratch;
 use vidscope_worker::{JobError, Worker, WorkerSettings};
 
 use crate::common::{
@@ -24,7 +26,7 @@ use crate::common::{
 const WAIT: Duration = Duration::from_secs(60);
 const BOUNDARY: &str = "vidscope-worker-test-boundary";
 
-fn context(app: &TestApp) -> JobContext {
+pub(crate) fn context(app: &TestApp) -> JobContext {
     JobContext {
         db: app.state.db.clone(),
         store: app.state.store.clone(),
@@ -36,6 +38,10 @@ fn context(app: &TestApp) -> JobContext {
             timeout: Duration::from_secs(60),
         },
         crm: None,
+        scratch: Arc::new(
+            Scratch::open(&std::env::temp_dir().join("vidscope-worker-tests"))
+                .expect("a temporary directory for the jobs"),
+        ),
     }
 }
 
@@ -43,7 +49,7 @@ fn fast_settings() -> WorkerSettings {
     WorkerSettings {
         relay_interval: Duration::from_millis(100),
         backoff_base: Duration::from_millis(20),
-        shutdown_grace: Duration::from_secs(5),
+        shutdown_deadline: Duration::from_secs(6),
         ..WorkerSettings::default()
     }
 }
@@ -66,9 +72,13 @@ impl Running {
 
 fn start(worker: Worker) -> Running {
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
     Running { stop, handle }
 }
 
@@ -89,7 +99,12 @@ async fn run_scripted(
     (job, runs, worker)
 }
 
-async fn upload(app: &TestApp, cookie: &str, filename: &str, bytes: &[u8]) -> reqwest::Response {
+pub(crate) async fn upload(
+    app: &TestApp,
+    cookie: &str,
+    filename: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
     let mut body = Vec::new();
     body.extend_from_slice(
         format!(
@@ -131,7 +146,7 @@ async fn video(app: &TestApp, cookie: &str, id: &str) -> Value {
 }
 
 /// Polls `probe` every 50 ms until it returns something, failing as `what` after `patience`.
-async fn poll<T, F: Future<Output = Option<T>>>(
+pub(crate) async fn poll<T, F: Future<Output = Option<T>>>(
     what: &str,
     patience: Duration,
     mut probe: impl FnMut() -> F,
@@ -149,7 +164,7 @@ async fn poll<T, F: Future<Output = Option<T>>>(
     }
 }
 
-async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
+pub(crate) async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
     poll(&format!("video {id} ready"), WAIT, || async {
         let v = video(app, cookie, id).await;
         assert_ne!(v["status"], "failed", "video processing failed: {v}");
@@ -158,7 +173,22 @@ async fn wait_ready(app: &TestApp, cookie: &str, id: &str) -> Value {
     .await
 }
 
-fn test_video() -> Vec<u8> {
+/// Waits for video `id` to be ready, reading the database: the API caches a video's metadata
+/// for 30 s, and a worker that announces no status changes to it (these tests') does not
+/// refresh that.
+pub(crate) async fn wait_ready_in_db(app: &TestApp, id: &str) {
+    let id = vidscope_core::videos::VideoId::parse(id).unwrap();
+    poll(&format!("video {id} ready"), WAIT, || async {
+        let v = vidscope_core::videos::get(&app.state.db, &id)
+            .await
+            .unwrap()?;
+        assert_ne!(v.status, VideoStatus::Failed, "video {id} failed");
+        (v.status == VideoStatus::Ready).then_some(())
+    })
+    .await;
+}
+
+pub(crate) fn test_video() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mp4");
     make_video(&path);
@@ -863,22 +893,25 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
     app.stop().await;
 }
 
+/// The app with its Redis at `url` (a server of the test's own).
+async fn app_on_redis(url: &str) -> TestApp {
+    let url = url.to_owned();
+    TestApp::builder()
+        .settings(move |mut s| {
+            s.redis_url = Some(url);
+            s
+        })
+        .spawn()
+        .await
+}
+
 #[tokio::test]
 async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_returns() {
     let mut redis = OwnRedis::start().await;
     let url = redis.url();
     // Down before anything starts: the API and the worker must come up without it.
     redis.stop();
-    let app = TestApp::builder()
-        .settings({
-            let url = url.clone();
-            move |mut s| {
-                s.redis_url = Some(url);
-                s
-            }
-        })
-        .spawn()
-        .await;
+    let app = app_on_redis(&url).await;
     let admin = app.create_user(Role::Admin).await;
     // Not prepared here (that needs Redis): the worker creates its streams once Redis answers.
     let queue = Queue::Redis(RedisQueue::new(
@@ -1072,5 +1105,169 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
         worker.stop().await;
         assert_eq!(runs.load(Ordering::SeqCst), 10, "{name}");
     }
+    app.stop().await;
+}
+
+/// Redis comes back empty in the middle of ten uploads (a FLUSHALL of a server of the test's
+/// own; a restart without persistence or a failover does the same): the worker used to fail
+/// every claim with `NOGROUP` for ever. Now it recreates its consumer groups, publishes again
+/// from the outbox the jobs Redis lost, and all ten videos become ready, no restart.
+#[tokio::test]
+async fn ten_uploads_all_become_ready_though_redis_loses_its_data_midway() {
+    let redis = OwnRedis::start().await;
+    let url = redis.url();
+    let app = app_on_redis(&url).await;
+    let admin = app.create_user(Role::Admin).await;
+    let queue = redis_queue(&url, &unique_prefix(), "w", Duration::from_secs(30)).await;
+    let clip = test_video();
+    let mut ids = Vec::new();
+    let mut upload_one = async |i: usize| {
+        let res = upload(&app, &admin.cookie, &format!("flush-{i}.mp4"), &clip).await;
+        assert_eq!(res.status(), 201, "upload {i}: {:?}", res.text().await);
+        let body: Value = res.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    };
+    for i in 0..5 {
+        upload_one(i).await;
+    }
+    // The first five are in Redis when the worker starts (relayed here), and it runs one job
+    // at a time: when Redis is flushed, one job is in flight and four wait in the stream.
+    assert_eq!(
+        outbox::relay_once(&app.state.db, &queue, 10)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let settings = WorkerSettings {
+        concurrency: 1,
+        ..fast_settings()
+    };
+    let worker = start(Worker::new(
+        context(&app),
+        queue.clone(),
+        Registry::standard(),
+        settings,
+    ));
+    poll("the first job in flight", WAIT, || async {
+        let depth = queue.depth().await.unwrap();
+        depth
+            .iter()
+            .any(|d| d.state == "in_flight" && d.count > 0)
+            .then_some(())
+    })
+    .await;
+    let mut conn = vidscope_core::redis_conn::connect(&url).await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let flushed = tokio::time::Instant::now();
+    let flushed_at_ms = vidscope_core::db::now_millis();
+    for i in 5..10 {
+        upload_one(i).await;
+    }
+    poll("the loss noticed", WAIT, || async {
+        (queue.losses() > 0).then_some(())
+    })
+    .await;
+    let noticed = flushed.elapsed();
+    for id in &ids {
+        wait_ready_in_db(&app, id).await;
+    }
+    let recovered = flushed.elapsed();
+    worker.stop().await;
+    // Jobs were lost and published again (not merely delivered after the flush).
+    app.flush_telemetry().await;
+    let republished = app.otlp.logs_where(|l| {
+        l.body.as_deref() == Some("jobs the queue had lost are published again from the outbox")
+            && l.attr_i64("republished").is_some_and(|n| n > 0)
+    });
+    let first = republished
+        .iter()
+        .map(|l| l.time_unix_nano)
+        .min()
+        .unwrap_or_else(|| panic!("no lost job was published again: {}", app.otlp.summary()));
+    eprintln!(
+        "redis flush: loss noticed after {} ms, lost jobs published again after {} ms, \
+         all 10 videos ready {} ms after the flush",
+        noticed.as_millis(),
+        (first / 1_000_000) as i64 - flushed_at_ms,
+        recovered.as_millis()
+    );
+    app.stop().await;
+}
+
+/// A free port on 127.0.0.1 (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the worker's health endpoint: the status code, or 0 when nothing answers.
+async fn probe(port: u16, path: &str) -> u16 {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// The worker's `/healthz` answered 200 (`"queueReachable":false,"status":"ok"`) while it could
+/// claim nothing, so no liveness probe ever restarted it. Now liveness fails once claims have
+/// failed for the liveness window, readiness as soon as they fail, and both recover when the
+/// queue answers again.
+#[tokio::test]
+async fn the_worker_is_not_live_while_it_cannot_claim_and_is_again_when_it_can() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let mut redis = OwnRedis::start().await;
+    let app = spawn_app().await;
+    let queue = redis_queue(&redis.url(), &unique_prefix(), "w", Duration::from_secs(30)).await;
+    let port = free_port();
+    let settings = WorkerSettings {
+        health_addr: Some(([127, 0, 0, 1], port).into()),
+        liveness_window: WINDOW,
+        ..fast_settings()
+    };
+    let worker = start(Worker::new(
+        context(&app),
+        queue,
+        Registry::standard(),
+        settings,
+    ));
+    let both = || async { (probe(port, "/healthz").await, probe(port, "/readyz").await) };
+    poll("live and ready", WAIT, || async {
+        (both().await == (200, 200)).then_some(())
+    })
+    .await;
+
+    redis.stop();
+    let stopped = tokio::time::Instant::now();
+    poll("not ready once claims fail", WAIT, || async {
+        (probe(port, "/readyz").await == 503).then_some(())
+    })
+    .await;
+    poll("not live after the window", WAIT, || async {
+        (probe(port, "/healthz").await == 503).then_some(())
+    })
+    .await;
+    assert!(
+        stopped.elapsed() >= WINDOW,
+        "liveness failed before the window: {:?}",
+        stopped.elapsed()
+    );
+    let body: Value = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "stuck", "{body}");
+    assert_eq!(body["queueReachable"], false, "{body}");
+
+    redis.restart().await;
+    poll("live and ready again", WAIT, || async {
+        (both().await == (200, 200)).then_some(())
+    })
+    .await;
+    worker.stop().await;
     app.stop().await;
 }

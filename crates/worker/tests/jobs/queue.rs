@@ -477,3 +477,121 @@ async fn two_relays_racing_publish_each_outbox_row_once() {
         assert_eq!(seen.len(), ROWS, "{}: every row delivered", pair.name);
     }
 }
+
+/// `job.queue_depth` stopped being reported when the table held one row of a kind this worker
+/// does not run (a newer release's, or one written by hand): the whole sample failed. Such rows
+/// are skipped; the kinds the worker runs are counted as before.
+#[tokio::test]
+async fn the_depth_of_the_database_queue_skips_kinds_the_worker_does_not_run() {
+    let db = fresh_db().await;
+    let q = db_queue(&db.db, "a", Duration::from_secs(30));
+    corrupt_rows(&db.db).await;
+    q.publish(&message(CRM_SYNC)).await.unwrap();
+    let counts = q
+        .depth()
+        .await
+        .expect("a row of an unknown kind fails the sample");
+    assert_eq!(depth(&counts, CRM_SYNC, "ready"), 1, "{counts:?}");
+    // The two unreadable probe rows are ready rows of a known kind.
+    assert_eq!(depth(&counts, PROBE, "ready"), 2, "{counts:?}");
+    assert!(
+        counts.iter().all(|d| d.kind != THUMBNAIL || d.count == 0),
+        "{counts:?}"
+    );
+}
+
+/// Redis comes back empty (restart without persistence, failover, flush). A claim used to fail
+/// with `NOGROUP` for ever; now it recreates the consumer groups from the start of each stream
+/// (so what the relay published since is read) and counts the loss, and the outbox sends again
+/// exactly the jobs Redis lost: not those completed, dead-lettered, or still held.
+#[tokio::test]
+async fn a_redis_that_lost_its_data_gets_its_groups_back_and_the_lost_jobs_again() {
+    use vidscope_core::jobs::{self, NewJob, crm_sync};
+    use vidscope_core::outbox;
+
+    let redis = crate::common::OwnRedis::start().await;
+    let db = fresh_db().await;
+    let q = redis_queue(&redis.url(), &unique_prefix(), "a", Duration::from_secs(30)).await;
+    let job = || {
+        NewJob::new(&crm_sync::CrmSyncPayload {
+            user_id: uuid::Uuid::new_v4().to_string(),
+            event: crm_sync::CrmEvent::Registered,
+        })
+    };
+    // Five jobs: one completed, one dead-lettered, one in flight, two waiting.
+    let before: Vec<NewJob> = (0..5).map(|_| job()).collect();
+    outbox::enqueue(&db.db, &before).await.unwrap();
+    assert_eq!(outbox::relay_once(&db.db, &q, 10).await.unwrap().len(), 5);
+    let claimed = q.claim(3, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    jobs::mark_done(&db.db, &claimed[0].message.id, CRM_SYNC)
+        .await
+        .unwrap();
+    q.ack(&claimed[0]).await.unwrap();
+    q.dead_letter(&claimed[1], "permanent", "no such user")
+        .await
+        .unwrap();
+    outbox::mark_dead_lettered(&db.db, &claimed[1].message.id)
+        .await
+        .unwrap();
+    let settled = [&claimed[0].message.id, &claimed[1].message.id];
+
+    let mut conn = vidscope_core::redis_conn::connect(&redis.url())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // Published after the loss, before any worker noticed: the stream exists again, without
+    // its group.
+    let after = job();
+    outbox::enqueue(&db.db, std::slice::from_ref(&after))
+        .await
+        .unwrap();
+    assert_eq!(outbox::relay_once(&db.db, &q, 10).await.unwrap().len(), 1);
+
+    assert_eq!(q.losses(), 0);
+    let first = q.claim(10, NONE).await.expect("a claim after the loss");
+    assert!(
+        first.is_empty(),
+        "the claim that finds the loss takes nothing"
+    );
+    assert_eq!(q.losses(), 1, "the loss is counted");
+
+    // Rows stamped within the margin are left to a later check; with none, the three jobs
+    // Redis lost are sent again, once.
+    assert_eq!(
+        outbox::republish_lost(&db.db, &q, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        outbox::republish_lost(&db.db, &q, NONE).await.unwrap(),
+        3,
+        "in flight, and the two waiting"
+    );
+    assert_eq!(outbox::relay_once(&db.db, &q, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        outbox::republish_lost(&db.db, &q, NONE).await.unwrap(),
+        0,
+        "held again: nothing more to send"
+    );
+
+    let mut got: Vec<String> = q
+        .claim(10, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.message.id)
+        .collect();
+    got.sort();
+    let mut expected: Vec<String> = before
+        .iter()
+        .map(|j| j.id.clone())
+        .filter(|id| !settled.contains(&id))
+        .chain([after.id.clone()])
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected, "each lost job once, and the one sent after");
+    assert_eq!(q.losses(), 1);
+}
