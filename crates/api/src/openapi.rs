@@ -38,7 +38,6 @@ pub const SESSION_SCHEME: &str = "session";
         formats::VideoId,
         formats::Filename,
         formats::VideoIdOrFilename,
-        formats::ProgressVideoId,
         formats::Email,
         formats::TraceId,
         formats::Traceparent,
