@@ -41,6 +41,10 @@ pub enum ApiError {
     /// A `Range` the object cannot satisfy; `size` goes into `Content-Range: bytes */size`.
     #[error("range not satisfiable")]
     RangeNotSatisfiable { size: u64 },
+    /// The shutdown deadline passed while the request was still running (see
+    /// [`crate::shutdown`]); what it had stored is removed.
+    #[error("the server is shutting down: the request was abandoned and nothing was kept; retry")]
+    ShuttingDown,
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: &'static str,
@@ -134,12 +138,20 @@ impl IntoResponse for ApiError {
             ApiError::RangeNotSatisfiable { .. } => {
                 (S::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
+            ApiError::ShuttingDown => (S::SERVICE_UNAVAILABLE, "shutting_down"),
         };
         let mut r = body(status, code, &self.client_message());
         match self {
             ApiError::TooManyRequests { retry_after_secs } => {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::ShuttingDown => {
+                // Another replica takes the retry; this connection is not reused.
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
@@ -164,8 +176,9 @@ fn dependency_unavailable(dependency: &str, cause: &str) -> Response {
     unavailable(&format!("{dependency} is unavailable, retry later"))
 }
 
-/// The core's errors: bad input, conflicts and misses say so; a transient failure is a 503,
-/// anything else a generic 500, both recorded on the span.
+/// The core's errors: bad input, conflicts and misses say so; a transient failure is a 503
+/// (a 507 when it is a lack of space), anything else a generic 500, all three recorded on the
+/// span. The bodies name the dependency, never its error.
 fn core_error(e: &CoreError) -> Response {
     match e {
         CoreError::Invalid(m) => body(StatusCode::BAD_REQUEST, "invalid", m),
@@ -186,9 +199,20 @@ fn core_error(e: &CoreError) -> Response {
                 e.error_type(),
                 &e.to_string(),
             );
-            if e.class() == ErrorClass::Transient {
+            let dependency = e.dependency().unwrap_or("a dependency");
+            if e.is_out_of_space() {
+                // Not a warning: only an operator freeing space ends it.
+                tracing::error!(error = %e, error.type = e.error_type(), "out of storage space");
+                body(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    &format!(
+                        "{dependency} is out of storage space; nothing was saved, retry once space is freed"
+                    ),
+                )
+            } else if e.class() == ErrorClass::Transient {
                 tracing::warn!(error = %e, error.type = e.error_type(), "dependency unavailable");
-                unavailable("a dependency is unavailable, retry later")
+                unavailable(&format!("{dependency} is unavailable, retry later"))
             } else {
                 tracing::error!(error = %e, error.type = e.error_type(), "request failed");
                 internal_body()

@@ -8,6 +8,7 @@
 //! - [`error`]: the one error type and its HTTP mapping.
 //! - [`openapi`]: the OpenAPI document, collected from the handlers' `#[utoipa::path]`.
 //! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
+//! - [`shutdown`]: the deadline after which requests still running on SIGTERM are aborted.
 
 pub mod auth;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod realtime;
 pub mod router;
 pub mod routes;
 pub mod security_headers;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod status_bridge;

@@ -27,7 +27,8 @@ pub const SESSION_SCHEME: &str = "session";
             \"message\"}}`; 4xx messages name what was wrong. Any route may also answer 500 \
             (a generic body; the cause is in the trace named by the `traceresponse` header), \
             408 after 30 s (uploads excepted) and 503 with `Retry-After` when a dependency is \
-            down. A method a route does not take answers 405 with `Allow`, a body over 1 MiB \
+            down or failed for a moment; routes that write answer 507 when the database or \
+            the object store is out of space (nothing was saved). A method a route does not take answers 405 with `Allow`, a body over 1 MiB \
             (uploads excepted) 413, both with the same error body. Routes marked with the \
             `session` scheme answer 401 without a valid session."
     ),
@@ -38,7 +39,6 @@ pub const SESSION_SCHEME: &str = "session";
         formats::VideoId,
         formats::Filename,
         formats::VideoIdOrFilename,
-        formats::ProgressVideoId,
         formats::Email,
         formats::TraceId,
         formats::Traceparent,

@@ -1,6 +1,8 @@
 //! Building and running the API. `build` binds the listener itself so tests can ask for
 //! port 0 and read the port back.
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -94,6 +96,7 @@ impl AppState {
             )),
             login_limiter: std::sync::Arc::new(login_limiter(&settings.api, redis)),
             realtime: crate::realtime::Hub::new(),
+            shutdown: crate::shutdown::Deadline::default(),
         })
     }
 }
@@ -129,13 +132,17 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish for `VIDSCOPE_API_SHUTDOWN_SECS`; past that, aborts the rest (see
+    /// [`crate::shutdown`]) and returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let db = self.state.db.clone();
         let realtime = self.state.realtime.clone();
+        let deadline = self.state.shutdown.clone();
+        let drain_for = self.state.settings.shutdown_timeout;
         let app = router(self.state);
         // Connect info: the login throttle keys on the client address.
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -148,15 +155,39 @@ impl Application {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
             }
         });
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Upgraded (WebSocket) connections are not part of the graceful drain.
-                signal.begin_shutdown();
-            })
-            .await;
+        let (began, has_begun) = tokio::sync::oneshot::channel();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = began.send(());
+            // Upgraded (WebSocket) connections are not part of the graceful drain.
+            signal.begin_shutdown();
+        });
+        let mut serve = std::pin::pin!(serve.into_future());
+        let past_deadline = async {
+            if has_begun.await.is_err() {
+                // The server ended by itself: nothing to time.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(drain_for).await;
+        };
+        let result = tokio::select! {
+            result = &mut serve => result,
+            () = past_deadline => {
+                tracing::warn!(
+                    grace_secs = drain_for.as_secs(),
+                    "shutdown deadline passed: aborting the requests still running"
+                );
+                deadline.pass();
+                match tokio::time::timeout(crate::shutdown::ABORT_GRACE, &mut serve).await {
+                    Ok(result) => result,
+                    // Connections still open are dropped when the process exits.
+                    Err(_) => Ok(()),
+                }
+            }
+        };
         realtime.shutdown(crate::realtime::SHUTDOWN_WAIT).await;
-        db.close().await;
+        // Bounded: a request cut at the deadline may still hold a connection for a while.
+        let _ = tokio::time::timeout(crate::shutdown::ABORT_GRACE, db.close()).await;
         result
     }
 }

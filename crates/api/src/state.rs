@@ -25,4 +25,6 @@ pub struct AppState {
     pub realtime: crate::realtime::Hub,
     /// What `/trace-viewer` reads and links to.
     pub trace_viewer: Arc<vidscope_core::config::TraceViewerSettings>,
+    /// Set when the shutdown deadline passes: uploads still running abort.
+    pub shutdown: crate::shutdown::Deadline,
 }

@@ -341,7 +341,7 @@ async fn doc_recipes_print_what_the_workload_implies() {
         .spawn()
         .await;
     let viewer = app.create_user(Role::Viewer).await;
-    let video = "recipe-lesson";
+    let video = "0b9e3c52-0000-4000-8000-00000000abcd";
     sqlx::query(
         "INSERT INTO videos (id, filename, title, content_type, size_bytes, status, \
          duration_seconds, created_at, updated_at) \

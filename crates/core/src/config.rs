@@ -112,6 +112,11 @@ pub struct ApiSettings {
     /// timeout, so without it a stalled client would hold a connection and a multipart upload
     /// open for ever.
     pub upload_idle_timeout: Duration,
+    /// After SIGTERM, how long requests in flight may take to finish
+    /// (`VIDSCOPE_API_SHUTDOWN_SECS`, default 20: below Kubernetes' default 30 s grace period,
+    /// leaving time to flush telemetry). Uploads still running then are aborted (503, nothing
+    /// kept); the rest are cut when the process exits.
+    pub shutdown_timeout: Duration,
     /// Failed logins allowed per account within the window (`VIDSCOPE_LOGIN_MAX_FAILURES`,
     /// default 5); a client address gets four times as many.
     pub login_max_failures: u32,
@@ -143,6 +148,7 @@ impl Default for ApiSettings {
             upload_max_bytes: 2048 * 1024 * 1024,
             upload_progress_every: 8 * 1024 * 1024,
             upload_idle_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
             redis_prefix: "vidscope".into(),
@@ -187,6 +193,7 @@ impl ApiSettings {
             a.upload_max_bytes => "VIDSCOPE_UPLOAD_MAX_MB" with parse_mib,
             a.upload_progress_every => "VIDSCOPE_UPLOAD_PROGRESS_MB" with parse_mib,
             a.upload_idle_timeout => "VIDSCOPE_UPLOAD_IDLE_SECS" with parse_secs,
+            a.shutdown_timeout => "VIDSCOPE_API_SHUTDOWN_SECS" with parse_secs,
             a.login_max_failures => "VIDSCOPE_LOGIN_MAX_FAILURES" with parse_attempts,
             a.login_window => "VIDSCOPE_LOGIN_WINDOW_SECS" with parse_secs,
             a.redis_prefix => "VIDSCOPE_REDIS_PREFIX" with parse_redis_prefix,

@@ -765,3 +765,37 @@ impl tracing::Subscriber for Capture {
         }
     }
 }
+
+/// A local put whose future is dropped half-way (the client gone, the API's shutdown deadline)
+/// removes its temp file: no error path sees a drop.
+#[tokio::test]
+async fn a_dropped_local_put_leaves_no_temp_file() {
+    let f = local().await;
+    let dir = f._dir.as_ref().unwrap().path().join("objects/dropped");
+    let in_dir = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // 1 MiB, then a body that never ends.
+    let body = pattern_stream(MIB as u64, 64 * 1024).chain(futures_util::stream::pending());
+    let k = key("dropped/video.mp4");
+    let mut put = Box::pin(f.store.put(&k, body, "video/mp4"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut put)
+            .await
+            .is_err(),
+        "the put cannot finish"
+    );
+    let writing = in_dir();
+    assert!(
+        writing.len() == 1 && writing[0].starts_with("video.mp4~tmp-"),
+        "{writing:?}"
+    );
+    drop(put);
+    assert_eq!(in_dir(), Vec::<String>::new());
+}

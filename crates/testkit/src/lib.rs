@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod db;
+pub mod disk;
 pub mod otlp;
 pub mod router;
 pub mod s3;

@@ -51,19 +51,6 @@ pub struct Filename(String);
 )]
 pub struct VideoIdOrFilename(String);
 
-/// The video named by a progress save or a player batch, as
-/// `vidscope_core::progress::VideoId::parse` accepts: 1 to 128 printable ASCII characters
-/// other than `/`. Videos have UUID ids, so any other value is a 404, not a 400.
-#[derive(ToSchema)]
-#[schema(
-    value_type = String,
-    min_length = 1,
-    max_length = 128,
-    pattern = "^[!-.0-~]+$",
-    example = "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90"
-)]
-pub struct ProgressVideoId(String);
-
 /// An e-mail address, as `vidscope_core::domain::Email::parse` accepts: white space around
 /// it is dropped and it is lower-cased; then one `@`, a non-empty local part, a domain with a
 /// dot that neither starts nor ends it, no white space or control character anywhere, at most

@@ -41,9 +41,13 @@ error_responses! {
     /// A JSON route called with another content type.
     NotJson: 415, "The body is not `application/json`";
     /// Every route that reads the database (the session check included).
-    DbUnavailable: 503, "The database is unavailable",
+    DbUnavailable: 503, "The database is unavailable or busy for a moment (down, the connection dropped, a lock held too long): retry after `Retry-After`",
         headers(("Retry-After" = u32, description = "Seconds to wait"));
     /// Routes that also read or write the object store.
-    StoreUnavailable: 503, "The database or object store is unavailable",
+    StoreUnavailable: 503, "The database or object store is unavailable or busy for a moment: retry after `Retry-After`",
         headers(("Retry-After" = u32, description = "Seconds to wait"));
+    /// Routes that write to the database.
+    DbFull: 507, "The database is out of storage space; nothing was saved";
+    /// The upload: it writes to the object store, then the database.
+    StoreFull: 507, "The object store or the database is out of storage space; nothing was kept";
 }

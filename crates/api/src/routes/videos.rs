@@ -56,14 +56,15 @@ impl From<&Video> for VideoBody {
 }
 
 /// Object-store failures as HTTP answers: a missing object is a 404 like a missing row, a
-/// store that is down is a 503, anything else a logged 500.
+/// store that is down is a 503, one out of space a 507 (the core's classification, in
+/// [`ApiError::Core`]), anything else a logged 500.
 pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound { .. } => ApiError::NotFound("video file not found".into()),
         StoreError::RangeNotSatisfiable { size } => ApiError::RangeNotSatisfiable { size },
         StoreError::InvalidKey(m) => ApiError::bad_request("invalid_key", m),
         StoreError::Unavailable(cause) => ApiError::Unavailable {
-            dependency: "object store",
+            dependency: "the object store",
             cause,
         },
         other => ApiError::Core(CoreError::Store(other)),

@@ -4,12 +4,13 @@
 use vidscope_core::domain::Role;
 use vidscope_testkit::spawn_app;
 
+use crate::progress::V1;
 use crate::videos::error_code;
 
 /// A JSON body a bit over the 1 MiB limit: a long but otherwise valid progress save.
 fn big_json() -> String {
     let padding = "x".repeat(1024 * 1024 + 10);
-    format!(r#"{{"videoId":"v1","positionSeconds":1,"watchTime":1,"pad":"{padding}"}}"#)
+    format!(r#"{{"videoId":"{V1}","positionSeconds":1,"watchTime":1,"pad":"{padding}"}}"#)
 }
 
 #[tokio::test]

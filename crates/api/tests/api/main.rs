@@ -12,6 +12,7 @@ mod authz;
 mod backends;
 mod collector_down;
 mod db_watch;
+mod faults;
 mod file_mode;
 mod health;
 mod http_metrics;

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-use crate::progress::{WAIT, insert_video, stored_progress, warm_up};
+use crate::progress::{NO_SUCH_VIDEO, V1, WAIT, insert_video, stored_progress, warm_up};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PAGE_SPAN_ID: &str = "b7ad6b7169203331";
@@ -31,9 +31,9 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
     // Arrange
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", Some(600.0)).await;
-    let batch = json!({"videoId": "v1", "events": [
-        {"name": "video.loaded", "videoId": "v1", "loadTimeMs": 850},
+    insert_video(&app, V1, Some(600.0)).await;
+    let batch = json!({"videoId": V1, "events": [
+        {"name": "video.loaded", "videoId": V1, "loadTimeMs": 850},
         {"name": "video.resume_attempt", "success": false, "expected": 120, "actual": 0,
          "resumeTimeMs": 300},
         {"name": "video.resume_position_mismatch", "expected": 120, "actual": 0},
@@ -58,7 +58,7 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["accepted"], 6, "{body}");
     assert_eq!(body["progress"]["positionSeconds"], 131.5, "{body}");
-    let stored: Value = stored_progress(&app, &viewer, "v1").await;
+    let stored: Value = stored_progress(&app, &viewer, V1).await;
     assert_eq!(stored["positionSeconds"], 131.5, "{stored}");
     assert_eq!(stored["watchTime"], 140.0, "{stored}");
 
@@ -71,7 +71,7 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
         "child of the page's span"
     );
     assert_eq!(session.attr_str("user.id"), Some(viewer.user.id.as_str()));
-    assert_eq!(session.attr_str("video.id"), Some("v1"));
+    assert_eq!(session.attr_str("video.id"), Some(V1));
     let names: Vec<&str> = session.events.iter().map(|e| e.name.as_str()).collect();
     for expected in [
         "video.loaded",
@@ -140,7 +140,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     // Arrange
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", Some(100.0)).await;
+    insert_video(&app, V1, Some(100.0)).await;
     let ok = json!({"name": "video.buffering"});
     let cases = [
         (
@@ -179,7 +179,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
         let resp = post_batch(
             &app,
             &viewer,
-            &json!({"videoId": "v1", "events": [ok, bad]}),
+            &json!({"videoId": V1, "events": [ok, bad]}),
             None,
         )
         .await;
@@ -194,7 +194,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     let resp = post_batch(
         &app,
         &viewer,
-        &json!({"videoId": "v1", "events": too_many}),
+        &json!({"videoId": V1, "events": too_many}),
         None,
     )
     .await;
@@ -204,7 +204,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     let resp = post_batch(
         &app,
         &viewer,
-        &json!({"videoId": "v1", "events": [ok], "padding": padding}),
+        &json!({"videoId": V1, "events": [ok], "padding": padding}),
         None,
     )
     .await;
@@ -213,7 +213,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     let resp = post_batch(
         &app,
         &viewer,
-        &json!({"videoId": "nope", "events": [ok]}),
+        &json!({"videoId": NO_SUCH_VIDEO, "events": [ok]}),
         None,
     )
     .await;
@@ -236,7 +236,7 @@ async fn a_page_hide_beacon_with_text_plain_saves_the_final_position() {
     // navigator.sendBeacon sends its string body as text/plain.
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", None).await;
+    insert_video(&app, V1, None).await;
 
     let resp = app
         .client
@@ -244,7 +244,7 @@ async fn a_page_hide_beacon_with_text_plain_saves_the_final_position() {
         .header("cookie", &viewer.cookie)
         .header("content-type", "text/plain;charset=UTF-8")
         .body(
-            json!({"videoId": "v1", "events": [
+            json!({"videoId": V1, "events": [
                 {"name": "video.page_hidden", "finalPosition": 77}
             ]})
             .to_string(),
@@ -254,7 +254,7 @@ async fn a_page_hide_beacon_with_text_plain_saves_the_final_position() {
         .unwrap();
 
     assert_eq!(resp.status(), 200);
-    let stored: Value = stored_progress(&app, &viewer, "v1").await;
+    let stored: Value = stored_progress(&app, &viewer, V1).await;
     assert_eq!(stored["positionSeconds"], 77.0, "{stored}");
     assert_eq!(stored["watchTime"], 0.0, "no watch time known yet");
     app.stop().await;

@@ -9,6 +9,13 @@ use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// Ids of the videos tests insert (video ids are UUIDs).
+pub(crate) const V1: &str = "00000000-0000-4000-8000-0000000000a1";
+const SHORT: &str = "00000000-0000-4000-8000-0000000000a2";
+const LONG: &str = "00000000-0000-4000-8000-0000000000a3";
+/// A well-formed id no test inserts.
+pub(crate) const NO_SUCH_VIDEO: &str = "00000000-0000-4000-8000-0000000000ff";
+
 /// Inserts a ready video straight into the database.
 pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
     insert_video_row(&app.state.db, id, "Lesson", "ready", duration_seconds).await;
@@ -62,15 +69,15 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     // Arrange
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", Some(600.0)).await;
-    let body = json!({"videoId": "v1", "positionSeconds": 42.0, "watchTime": 40.0});
+    insert_video(&app, V1, Some(600.0)).await;
+    let body = json!({"videoId": V1, "positionSeconds": 42.0, "watchTime": 40.0});
     warm_up(&app, &viewer).await;
 
     // Act: the player's two trackers fire the same save back to back.
     let first = post_progress(&app, &viewer, body.clone()).await;
     assert_eq!(first.status(), 200);
     let first: Value = first.json().await.unwrap();
-    let written_at = stored_updated_at(&app, &viewer, "v1").await;
+    let written_at = stored_updated_at(&app, &viewer, V1).await;
     let second = post_progress(&app, &viewer, body).await;
 
     // Assert
@@ -81,7 +88,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     assert_eq!(second["duplicate"], true, "{second}");
     assert_eq!(second["progress"]["positionSeconds"], 42.0);
     assert_eq!(
-        stored_updated_at(&app, &viewer, "v1").await,
+        stored_updated_at(&app, &viewer, V1).await,
         written_at,
         "the duplicate was not written"
     );
@@ -90,7 +97,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     let moved = post_progress(
         &app,
         &viewer,
-        json!({"videoId": "v1", "positionSeconds": 52.0, "watchTime": 50.0}),
+        json!({"videoId": V1, "positionSeconds": 52.0, "watchTime": 50.0}),
     )
     .await;
     let moved: Value = moved.json().await.unwrap();
@@ -106,7 +113,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
         .await
         .unwrap();
     assert_eq!(skipped.attr_str("user.id"), Some(viewer.user.id.as_str()));
-    assert_eq!(skipped.attr_str("video.id"), Some("v1"));
+    assert_eq!(skipped.attr_str("video.id"), Some(V1));
     let received = skipped.event("progress.data_received").unwrap();
     assert_eq!(received.attr_f64("positionSeconds"), Some(42.0));
     assert_eq!(received.attr_f64("watchTime"), Some(40.0));
@@ -140,21 +147,21 @@ async fn reaching_95_percent_marks_the_video_completed() {
     // Arrange
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "short", Some(100.0)).await;
-    insert_video(&app, "long", Some(100.0)).await;
+    insert_video(&app, SHORT, Some(100.0)).await;
+    insert_video(&app, LONG, Some(100.0)).await;
     warm_up(&app, &viewer).await;
 
     // Act
     let done = post_progress(
         &app,
         &viewer,
-        json!({"videoId": "short", "positionSeconds": 95.0, "watchTime": 96.0}),
+        json!({"videoId": SHORT, "positionSeconds": 95.0, "watchTime": 96.0}),
     )
     .await;
     let not_yet = post_progress(
         &app,
         &viewer,
-        json!({"videoId": "long", "positionSeconds": 94.0, "watchTime": 94.0}),
+        json!({"videoId": LONG, "positionSeconds": 94.0, "watchTime": 94.0}),
     )
     .await;
 
@@ -164,7 +171,7 @@ async fn reaching_95_percent_marks_the_video_completed() {
     assert_eq!(done["progress"]["completed"], true, "{done}");
     let not_yet: Value = not_yet.json().await.unwrap();
     assert_eq!(not_yet["progress"]["completed"], false, "{not_yet}");
-    let stored: Value = stored_progress(&app, &viewer, "short").await;
+    let stored: Value = stored_progress(&app, &viewer, SHORT).await;
     assert_eq!(stored["completed"], true, "{stored}");
     assert_eq!(stored["positionSeconds"], 95.0);
 
@@ -172,7 +179,7 @@ async fn reaching_95_percent_marks_the_video_completed() {
     let again: Value = post_progress(
         &app,
         &viewer,
-        json!({"videoId": "short", "positionSeconds": 3.0, "watchTime": 99.0}),
+        json!({"videoId": SHORT, "positionSeconds": 3.0, "watchTime": 99.0}),
     )
     .await
     .json()
@@ -196,7 +203,7 @@ async fn reaching_95_percent_marks_the_video_completed() {
     let event = span.event("progress.auto_complete_triggered").unwrap();
     assert_eq!(event.attr_f64("positionSeconds"), Some(95.0));
     assert_eq!(event.attr_f64("durationSeconds"), Some(100.0));
-    assert_eq!(span.attr_str("video.id"), Some("short"));
+    assert_eq!(span.attr_str("video.id"), Some(SHORT));
     assert_eq!(
         app.otlp
             .spans_where(|s| s.event("progress.auto_complete_triggered").is_some())
@@ -213,21 +220,21 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     let app = spawn_app().await;
     let me = app.create_user(Role::Viewer).await;
     let other = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", Some(600.0)).await;
+    insert_video(&app, V1, Some(600.0)).await;
     let mine = post_progress(
         &app,
         &me,
-        json!({"videoId": "v1", "positionSeconds": 30.0, "watchTime": 30.0}),
+        json!({"videoId": V1, "positionSeconds": 30.0, "watchTime": 30.0}),
     )
     .await;
     assert_eq!(mine.status(), 200);
 
     // Act: the other viewer reads the video and saves, even naming my user id in the body.
-    let seen: Value = stored_progress(&app, &other, "v1").await;
+    let seen: Value = stored_progress(&app, &other, V1).await;
     let write = post_progress(
         &app,
         &other,
-        json!({"videoId": "v1", "positionSeconds": 500.0, "watchTime": 500.0,
+        json!({"videoId": V1, "positionSeconds": 500.0, "watchTime": 500.0,
                "userId": me.user.id, "user_id": me.user.id}),
     )
     .await;
@@ -236,9 +243,9 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     assert_eq!(seen["positionSeconds"], 0.0, "{seen}");
     assert_eq!(seen["updatedAt"], Value::Null, "{seen}");
     assert_eq!(write.status(), 200);
-    let still_mine: Value = stored_progress(&app, &me, "v1").await;
+    let still_mine: Value = stored_progress(&app, &me, V1).await;
     assert_eq!(still_mine["positionSeconds"], 30.0, "{still_mine}");
-    let theirs: Value = stored_progress(&app, &other, "v1").await;
+    let theirs: Value = stored_progress(&app, &other, V1).await;
     assert_eq!(theirs["positionSeconds"], 500.0, "{theirs}");
     app.stop().await;
 }
@@ -248,25 +255,25 @@ async fn invalid_saves_are_400s_naming_the_field() {
     // Arrange
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", Some(100.0)).await;
+    insert_video(&app, V1, Some(100.0)).await;
     let cases = [
         (
-            json!({"videoId": "v1", "positionSeconds": -1.0, "watchTime": 1.0}),
+            json!({"videoId": V1, "positionSeconds": -1.0, "watchTime": 1.0}),
             "positionSeconds",
             "negative position",
         ),
         (
-            json!({"videoId": "v1", "positionSeconds": 1.0, "watchTime": -3.0}),
+            json!({"videoId": V1, "positionSeconds": 1.0, "watchTime": -3.0}),
             "watchTime",
             "negative watch time",
         ),
         (
-            json!({"videoId": "v1", "positionSeconds": 1e12, "watchTime": 1.0}),
+            json!({"videoId": V1, "positionSeconds": 1e12, "watchTime": 1.0}),
             "positionSeconds",
             "absurd position",
         ),
         (
-            json!({"videoId": "v1", "positionSeconds": 150.0, "watchTime": 1.0}),
+            json!({"videoId": V1, "positionSeconds": 150.0, "watchTime": 1.0}),
             "positionSeconds",
             "beyond the duration",
         ),
@@ -281,7 +288,7 @@ async fn invalid_saves_are_400s_naming_the_field() {
             "missing video id",
         ),
         (
-            json!({"videoId": "v1", "positionSeconds": "ten", "watchTime": 1.0}),
+            json!({"videoId": V1, "positionSeconds": "ten", "watchTime": 1.0}),
             "positionSeconds",
             "position not a number",
         ),
@@ -302,7 +309,9 @@ async fn invalid_saves_are_400s_naming_the_field() {
         .post(app.url("/api/progress"))
         .header("cookie", &viewer.cookie)
         .header("content-type", "application/json")
-        .body(r#"{"videoId": "v1", "positionSeconds": NaN, "watchTime": 1}"#)
+        .body(format!(
+            r#"{{"videoId": "{V1}", "positionSeconds": NaN, "watchTime": 1}}"#
+        ))
         .send()
         .await
         .unwrap();
@@ -311,11 +320,14 @@ async fn invalid_saves_are_400s_naming_the_field() {
     let unknown = post_progress(
         &app,
         &viewer,
-        json!({"videoId": "nope", "positionSeconds": 1.0, "watchTime": 1.0}),
+        json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1.0, "watchTime": 1.0}),
     )
     .await;
     assert_eq!(unknown.status(), 404);
-    assert_eq!(get_progress(&app, &viewer, "nope").await.status(), 404);
+    assert_eq!(
+        get_progress(&app, &viewer, NO_SUCH_VIDEO).await.status(),
+        404
+    );
 
     app.flush_telemetry().await;
     app.metric_point("progress.updates_total", |p| {
@@ -329,15 +341,15 @@ async fn invalid_saves_are_400s_naming_the_field() {
 async fn resume_position_defaults_to_zero_before_any_save() {
     let app = spawn_app().await;
     let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, "v1", None).await;
+    insert_video(&app, V1, None).await;
 
-    let resp = get_progress(&app, &viewer, "v1").await;
+    let resp = get_progress(&app, &viewer, V1).await;
 
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"videoId": "v1", "positionSeconds": 0.0, "watchTime": 0.0,
+        json!({"videoId": V1, "positionSeconds": 0.0, "watchTime": 0.0,
                "completed": false, "updatedAt": null})
     );
     app.stop().await;
@@ -346,19 +358,22 @@ async fn resume_position_defaults_to_zero_before_any_save() {
 #[tokio::test]
 async fn anonymous_callers_get_401_on_every_route() {
     let app = spawn_app().await;
-    insert_video(&app, "v1", Some(10.0)).await;
+    insert_video(&app, V1, Some(10.0)).await;
     let c = &app.client;
     let requests = [
         (
             "POST /api/progress",
             c.post(app.url("/api/progress"))
-                .json(&json!({"videoId": "v1", "positionSeconds": 1.0, "watchTime": 1.0})),
+                .json(&json!({"videoId": V1, "positionSeconds": 1.0, "watchTime": 1.0})),
         ),
-        ("GET /api/progress/v1", c.get(app.url("/api/progress/v1"))),
+        (
+            "GET /api/progress/{id}",
+            c.get(app.url(&format!("/api/progress/{V1}"))),
+        ),
         (
             "POST /api/telemetry/player",
             c.post(app.url("/api/telemetry/player"))
-                .json(&json!({"videoId": "v1", "events": [{"name": "video.buffering"}]})),
+                .json(&json!({"videoId": V1, "events": [{"name": "video.buffering"}]})),
         ),
         (
             "GET /api/ws (upgrade)",

@@ -17,14 +17,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const BOUNDARY: &str = "vidscope-test-boundary-7MA4YWxkTrZu0gW";
 
 /// One part of a hand-built `multipart/form-data` body.
-struct Part<'a> {
+pub(crate) struct Part<'a> {
     name: &'a str,
     filename: Option<&'a str>,
     content_type: Option<&'a str>,
     data: &'a [u8],
 }
 
-fn file<'a>(filename: &'a str, data: &'a [u8]) -> Part<'a> {
+pub(crate) fn file<'a>(filename: &'a str, data: &'a [u8]) -> Part<'a> {
     Part {
         name: "file",
         filename: Some(filename),
@@ -42,7 +42,7 @@ fn text<'a>(name: &'a str, value: &'a str) -> Part<'a> {
     }
 }
 
-fn form(parts: &[Part<'_>]) -> Vec<u8> {
+pub(crate) fn form(parts: &[Part<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for p in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
@@ -63,7 +63,11 @@ fn form(parts: &[Part<'_>]) -> Vec<u8> {
     body
 }
 
-async fn upload(app: &TestApp, cookie: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn upload(
+    app: &TestApp,
+    cookie: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(app.url("/api/upload"))
@@ -79,7 +83,7 @@ async fn upload(app: &TestApp, cookie: Option<&str>, body: Vec<u8>) -> reqwest::
 }
 
 /// Every regular file under `dir`.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -95,14 +99,14 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn local_root(app: &TestApp) -> std::path::PathBuf {
+pub(crate) fn local_root(app: &TestApp) -> std::path::PathBuf {
     match &app.settings.store.kind {
         StoreKind::Local { root } => root.clone(),
         StoreKind::S3 { .. } => panic!("expected the local store"),
     }
 }
 
-async fn video_count(app: &TestApp) -> usize {
+pub(crate) async fn video_count(app: &TestApp) -> usize {
     videos::list(&app.state.db).await.unwrap().len()
 }
 
@@ -251,6 +255,41 @@ async fn an_upload_over_the_limit_is_413_and_leaves_nothing() {
     let data = mp4_bytes(256 * 1024);
     let resp = upload(&app, Some(&admin.cookie), form(&[file("fits.mp4", &data)])).await;
     assert_eq!(resp.status(), 201);
+    app.stop().await;
+}
+
+/// A body announced over the limit is refused before any of it is read: 3 GB announced and
+/// nothing sent answers 413 at once (it used to wait for the body, then answer 408), and so
+/// does one byte more than the limit plus the form's allowance.
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_413_before_it_is_read() {
+    let app = TestApp::builder()
+        .settings(|mut s| {
+            s.api.upload_max_bytes = 256 * 1024;
+            // Longer than the answer may take: a server waiting for the body times out later.
+            s.api.upload_idle_timeout = Duration::from_secs(60);
+            s
+        })
+        .spawn()
+        .await;
+    let admin = app.create_user(Role::Admin).await;
+    let allowance = 256 * 1024 + vidscope_api::routes::upload::post::FORM_OVERHEAD;
+    for declared in [3_000_000_000, allowance + 1] {
+        let started = std::time::Instant::now();
+        let (status, answer) = raw_upload(&app, &admin.cookie, declared, b"").await;
+        eprintln!(
+            "{declared} bytes announced: {status} after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(status, 413, "{declared} bytes announced: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["error"]["code"], "payload_too_large", "{answer}");
+        assert_eq!(
+            answer["error"]["message"], "the upload exceeds the limit of 262144 bytes",
+            "{answer}"
+        );
+    }
+    assert_eq!(video_count(&app).await, 0);
     app.stop().await;
 }
 
@@ -432,8 +471,9 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
     assert_eq!(put.attr_str("storage.backend"), Some("s3"));
     assert_eq!(put.attr_bool("s3.multipart"), Some(true));
 
-    // Over the limit: 413 and no object under the key the rejected upload was given.
-    let data = mp4_bytes(11 * 1024 * 1024);
+    // Over the limit (by a byte, so the streaming check decides after the multipart upload
+    // has begun, not the announced length): 413 and no object under the key it was given.
+    let data = mp4_bytes(10 * 1024 * 1024 + 1);
     let resp = upload(&app, Some(&admin.cookie), form(&[file("huge.mp4", &data)])).await;
     assert_eq!(resp.status(), 413);
     let trace = TraceResponse::of(resp.headers()).trace_id;
@@ -451,16 +491,21 @@ async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
 /// connection, then goes silent, and returns the status line and body the server answers
 /// with (reqwest cannot stall half-way through a body).
 async fn stalled_upload(app: &TestApp, cookie: &str, body: &[u8], sent: usize) -> (u16, String) {
+    raw_upload(app, cookie, body.len() as u64, &body[..sent]).await
+}
+
+/// An upload declaring `Content-Length: declared` of which only `sent` goes out; the status
+/// and body of the answer.
+async fn raw_upload(app: &TestApp, cookie: &str, declared: u64, sent: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.address.trim_start_matches("http://");
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /api/upload HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\
-         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {declared}\r\n\r\n"
     );
     conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&body[..sent]).await.unwrap();
+    conn.write_all(sent).await.unwrap();
     let mut answer = Vec::new();
     // The server answers and closes (it cannot read the rest of a body it gave up on).
     let read = tokio::time::timeout(Duration::from_secs(20), async {

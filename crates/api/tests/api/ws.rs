@@ -12,7 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-use crate::progress::{WAIT, insert_video, warm_up};
+use crate::progress::{V1, WAIT, insert_video, warm_up};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -61,7 +61,7 @@ async fn save(app: &TestApp, user: &TestUser, position: f64, origin: Option<&str
         .client
         .post(app.url("/api/progress"))
         .header("cookie", &user.cookie)
-        .json(&json!({"videoId": "v1", "positionSeconds": position, "watchTime": position}));
+        .json(&json!({"videoId": V1, "positionSeconds": position, "watchTime": position}));
     if let Some(id) = origin {
         req = req.header("x-vidscope-connection", id);
     }
@@ -73,7 +73,7 @@ async fn save(app: &TestApp, user: &TestUser, position: f64, origin: Option<&str
 async fn progress_reaches_my_other_sessions_and_nobody_elses() {
     // Arrange: two tabs of mine, one of another viewer.
     let app = spawn_app().await;
-    insert_video(&app, "v1", Some(600.0)).await;
+    insert_video(&app, V1, Some(600.0)).await;
     let me = app.create_user(Role::Viewer).await;
     let other = app.create_user(Role::Viewer).await;
     let (mut tab1, tab1_id) = connect(&app, &me).await;
@@ -86,7 +86,7 @@ async fn progress_reaches_my_other_sessions_and_nobody_elses() {
     // Assert
     let pushed = next_json(&mut tab2).await;
     assert_eq!(pushed["type"], "progress_updated", "{pushed}");
-    assert_eq!(pushed["videoId"], "v1");
+    assert_eq!(pushed["videoId"], V1);
     assert_eq!(pushed["positionSeconds"], 42.0);
     assert_eq!(pushed["completed"], false);
     assert_eq!(
@@ -109,12 +109,12 @@ async fn progress_reaches_my_other_sessions_and_nobody_elses() {
     assert_eq!(try_next_json(&mut theirs, QUIET).await, None);
 
     // Video status changes (the hub API the worker bridge will use) go to everyone.
-    assert_eq!(app.state.realtime.video_status_changed("v1", "ready"), 3);
+    assert_eq!(app.state.realtime.video_status_changed(V1, "ready"), 3);
     for socket in [&mut tab1, &mut tab2, &mut theirs] {
         let pushed = next_json(socket).await;
         assert_eq!(
             pushed,
-            json!({"type": "video_status_changed", "videoId": "v1", "status": "ready"})
+            json!({"type": "video_status_changed", "videoId": V1, "status": "ready"})
         );
     }
     for socket in [tab1, tab2, theirs] {

@@ -133,6 +133,8 @@ async fn viewer(app: &TestRouter) -> String {
 }
 
 const SOME_VIDEO: &str = "/player/0b5a6f8e-0000-4000-8000-000000000001";
+/// A well-formed video id no test inserts.
+const NO_SUCH_VIDEO: &str = "0b5a6f8e-0000-4000-8000-00000000dead";
 
 // ---- Cases: one test each, a row of the table below ----
 
@@ -325,56 +327,66 @@ cases! {
     // Progress validation.
     progress_with_a_bad_video_id_names_it: as_viewer POST "/api/progress",
         Json(json!({"videoId": "a b", "positionSeconds": 1, "watchTime": 1}))
-        => error(400, "invalid", "videoId must be 1-128 printable");
+        => error(400, "invalid", "videoId must be a video id: a UUID");
+    // Like every other route: an id that cannot name a video is bad input, not a miss.
+    progress_with_a_video_id_that_is_no_uuid_is_a_400: as_viewer POST "/api/progress",
+        Json(json!({"videoId": "no-such-video", "positionSeconds": 1, "watchTime": 1}))
+        => error(400, "invalid", "videoId must be a video id: a UUID");
     progress_with_a_position_over_a_week_names_it: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "v1", "positionSeconds": 604801, "watchTime": 1}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 604801, "watchTime": 1}))
         => error(400, "invalid", "positionSeconds is out of range");
     progress_with_a_negative_watch_time_names_it: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "v1", "positionSeconds": 1, "watchTime": -3}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": -3}))
         => error(400, "invalid", "watchTime must not be negative");
     progress_without_a_position_names_the_field: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "v1", "watchTime": 1}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "watchTime": 1}))
         => error(400, "invalid_json", "missing field `positionSeconds`");
     progress_for_an_unknown_video_is_a_404: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "no-such-video", "positionSeconds": 1, "watchTime": 1}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": 1}))
         => error(404, "not_found", "video not found");
     progress_with_a_form_content_type_is_a_415: as_viewer POST "/api/progress",
         raw("application/x-www-form-urlencoded", "videoId=v1")
         => error(415, "unsupported_media_type", "application/json");
     reading_progress_with_an_overlong_video_id_names_it: as_viewer GET
         format!("/api/progress/{}", "v".repeat(129)), Empty
-        => error(400, "invalid", "videoId must be 1-128");
+        => error(400, "invalid", "videoId must be a video id");
+    reading_progress_with_a_video_id_that_is_no_uuid_is_a_400: as_viewer GET
+        "/api/progress/no-such-video", Empty
+        => error(400, "invalid", "videoId must be a video id");
 
     // Player telemetry validation: the message names the path at fault.
     player_telemetry_names_an_unknown_event: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": [{"name": "video.buffering"}, {"name": "video.exploded"}]}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering"}, {"name": "video.exploded"}]}))
         => error(400, "invalid_player_event", "events[1].name");
     player_telemetry_names_a_value_out_of_range: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": [{"name": "video.loaded", "loadTimeMs": 1e9}]}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.loaded", "loadTimeMs": 1e9}]}))
         => error(400, "invalid_player_event", "events[0].loadTimeMs");
     player_telemetry_names_the_path_of_a_value_of_the_wrong_type:
         as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": [
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [
             {"name": "video.buffering"}, {"name": "video.buffering"},
             {"name": "video.buffering", "durationMs": "long"},
         ]}))
         => error(400, "invalid_player_event", "events[2].durationMs: invalid type: string");
     player_telemetry_names_a_missing_field: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": [{"name": "video.resume_attempt", "success": true}]}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.resume_attempt", "success": true}]}))
         => error(400, "invalid_player_event", "events[0].expected is required");
     player_telemetry_names_a_batch_field_of_the_wrong_type: as_viewer POST "/api/telemetry/player",
         Json(json!({"videoId": ["v1"], "events": [{"name": "video.buffering"}]}))
         => error(400, "invalid_json", "invalid batch: videoId: invalid type: sequence");
+    player_telemetry_names_a_video_id_that_is_no_uuid: as_viewer POST "/api/telemetry/player",
+        Json(json!({"videoId": "no-such-video", "events": [{"name": "video.buffering"}]}))
+        => error(400, "invalid", "videoId must be a video id");
     player_telemetry_refuses_an_empty_batch: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": []}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": []}))
         => error(400, "invalid_player_event", "events must hold 1 to 100");
     player_telemetry_refuses_a_malformed_traceparent: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "traceparent": "00-zz-1", "events": [{"name": "video.buffering"}]}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "traceparent": "00-zz-1", "events": [{"name": "video.buffering"}]}))
         => error(400, "invalid_traceparent", "traceparent");
     player_telemetry_refuses_malformed_json: as_viewer POST "/api/telemetry/player",
         raw("application/json", "[1,") => error(400, "invalid_json", "invalid batch");
     player_telemetry_over_64_kib_is_a_413: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "v1", "events": [{"name": "video.buffering", "pad": "x".repeat(70_000)}]}))
+        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering", "pad": "x".repeat(70_000)}]}))
         => error(413, "payload_too_large", "at most 65536 bytes");
 
     // Upload.

@@ -72,12 +72,11 @@ impl LocalStore {
             .await
             .map_err(|e| write_error(key, "creating its directory", e))?;
 
-        let tmp = sibling(
-            &path,
-            &format!("{TMP_SUFFIX}{}", uuid::Uuid::new_v4().simple()),
-        );
+        let tmp = TempPath::beside(&path);
         let written = async {
-            let mut file = File::create(&tmp).await?;
+            // Created synchronously, one quick `open`: a create still pending on the blocking
+            // pool when this future is dropped would land after the guard's removal and stay.
+            let mut file = File::from_std(std::fs::File::create(tmp.path())?);
             let mut total = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
@@ -90,24 +89,15 @@ impl LocalStore {
             io::Result::Ok(total)
         }
         .await;
-        let size = match written {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp).await;
-                return Err(write_error(key, "writing it", e));
-            }
-        };
-
-        if let Err(e) =
-            write_atomically(&sibling(&path, META_SUFFIX), content_type.as_bytes()).await
-        {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(write_error(key, "writing its metadata", e));
-        }
-        if let Err(e) = fs::rename(&tmp, &path).await {
-            let _ = fs::remove_file(&tmp).await;
-            return Err(write_error(key, "publishing it", e));
-        }
+        // On every early return below, dropping `tmp` removes the temp file.
+        let size = written.map_err(|e| write_error(key, "writing it", e))?;
+        write_atomically(&sibling(&path, META_SUFFIX), content_type.as_bytes())
+            .await
+            .map_err(|e| write_error(key, "writing its metadata", e))?;
+        fs::rename(tmp.path(), &path)
+            .await
+            .map_err(|e| write_error(key, "publishing it", e))?;
+        tmp.published();
         let md = fs::metadata(&path).await.map_err(|e| read_error(key, e))?;
         Ok(ObjectMeta {
             size,
@@ -224,18 +214,51 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Writes `bytes` to `path` through a temp file and a rename, as one job on the blocking pool:
+/// a caller that stops waiting cannot leave it half done (no temp file behind).
 async fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = sibling(
-        path,
-        &format!("{TMP_SUFFIX}{}", uuid::Uuid::new_v4().simple()),
-    );
-    if let Err(e) = fs::write(&tmp, bytes).await {
-        let _ = fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    fs::rename(&tmp, path).await.inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let tmp = TempPath::beside(&path);
+        std::fs::write(tmp.path(), bytes)?;
+        std::fs::rename(tmp.path(), &path)?;
+        tmp.published();
+        Ok(())
     })
+    .await
+    .map_err(io::Error::other)?
+}
+
+/// A `~tmp-` file being written, removed when this is dropped unless it was published: on an
+/// error, and also when the put's future is dropped half-way (a client gone, the server's
+/// shutdown deadline), which no error path sees. The removal is one blocking `unlink`, only on
+/// the failure path.
+struct TempPath(Option<PathBuf>);
+
+impl TempPath {
+    fn beside(path: &Path) -> Self {
+        TempPath(Some(sibling(
+            path,
+            &format!("{TMP_SUFFIX}{}", uuid::Uuid::new_v4().simple()),
+        )))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// Renamed into place: nothing to remove any more.
+    fn published(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// A weak validator from size and mtime: cheap (no hashing of gigabyte files) and it changes
@@ -266,6 +289,12 @@ fn read_error(key: &ObjectKey, e: io::Error) -> StoreError {
 }
 
 fn write_error(key: &ObjectKey, doing: &str, e: io::Error) -> StoreError {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) {
+        return StoreError::Full(format!("storing object {key}: {doing}: {e}"));
+    }
     let hint = match e.kind() {
         // `a/b` exists and we write `a`, or the reverse (see the module docs).
         io::ErrorKind::NotADirectory

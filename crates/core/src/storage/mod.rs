@@ -261,6 +261,10 @@ pub enum StoreError {
     /// The store cannot be reached or is overloaded; worth retrying.
     #[error("object store unavailable: {0}")]
     Unavailable(String),
+    /// No space left for the object (a full disk or quota under the local store, a 507 from
+    /// S3). Nothing was published; worth retrying once space is freed.
+    #[error("object store out of space: {0}")]
+    Full(String),
     #[error("object store error: {0:#}")]
     Other(anyhow::Error),
 }
@@ -278,7 +282,7 @@ pub(crate) struct ServiceFailure {
 impl Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
-            StoreError::Unavailable(_) => ErrorClass::Transient,
+            StoreError::Unavailable(_) | StoreError::Full(_) => ErrorClass::Transient,
             StoreError::Other(e) => match e.downcast_ref::<io::Error>() {
                 Some(io) => classify_io(io).0,
                 None => ErrorClass::Permanent,
@@ -293,6 +297,7 @@ impl Classify for StoreError {
             StoreError::InvalidKey(_) => "storage.invalid_key",
             StoreError::RangeNotSatisfiable { .. } => "storage.range_not_satisfiable",
             StoreError::Unavailable(_) => "storage.unavailable",
+            StoreError::Full(_) => "storage.full",
             StoreError::Other(e) => {
                 if let Some(f) = e.downcast_ref::<ServiceFailure>() {
                     f.error_type
@@ -309,6 +314,10 @@ impl Classify for StoreError {
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, StoreError::Full(_))
     }
 
     pub(crate) fn not_found(key: &ObjectKey) -> Self {

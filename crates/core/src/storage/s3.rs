@@ -702,6 +702,8 @@ where
                         .unwrap_or(0);
                     StoreError::RangeNotSatisfiable { size }
                 }
+                // 507 Insufficient Storage (MinIO's `XMinioStorageFull`).
+                (507, _) | (_, "XMinioStorageFull") => StoreError::Full(described()),
                 (429 | 500..=599, _) | (_, "SlowDown" | "ServiceUnavailable" | "InternalError") => {
                     StoreError::Unavailable(described())
                 }

@@ -15,7 +15,7 @@ use crate::auth::{auth_failed, session_cookie, set_cookie};
 use crate::client_ip::ClientIp;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
-use crate::openapi::responses::{BadInput, DbUnavailable, NotJson, TooLarge};
+use crate::openapi::responses::{BadInput, DbFull, DbUnavailable, NotJson, TooLarge};
 use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
@@ -49,7 +49,7 @@ const ADDRESS_FACTOR: u32 = 4;
         (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for the account or address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        BadInput, TooLarge, NotJson, DbUnavailable,
+        BadInput, TooLarge, NotJson, DbUnavailable, DbFull,
     )
 )]
 pub async fn post(

@@ -8,7 +8,7 @@ use vidscope_core::auth::delete_session;
 
 use crate::auth::{clear_cookie, session_cookie};
 use crate::error::ApiError;
-use crate::openapi::responses::DbUnavailable;
+use crate::openapi::responses::{DbFull, DbUnavailable};
 use crate::state::AppState;
 
 #[utoipa::path(
@@ -20,7 +20,7 @@ use crate::state::AppState;
     responses(
         (status = 204, description = "Signed out (also without a session); the cookie is cleared",
             headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),
-        DbUnavailable,
+        DbUnavailable, DbFull,
     )
 )]
 #[tracing::instrument(name = "api.auth.logout", skip_all)]

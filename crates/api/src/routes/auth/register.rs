@@ -12,7 +12,7 @@ use vidscope_core::users::create_user_with_jobs;
 use crate::auth::set_cookie;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
-use crate::openapi::responses::{BadInput, DbUnavailable, NotJson, TooLarge};
+use crate::openapi::responses::{BadInput, DbFull, DbUnavailable, NotJson, TooLarge};
 use crate::routes::auth::UserResponse;
 use crate::state::AppState;
 
@@ -38,7 +38,7 @@ pub struct RegisterBody {
             headers(("Set-Cookie" = String, description = "The new session's `vidscope_session` cookie"))),
         (status = 403, description = "Registration is disabled on this server", body = ErrorBody),
         (status = 409, description = "The e-mail is already registered", body = ErrorBody),
-        BadInput, TooLarge, NotJson, DbUnavailable,
+        BadInput, TooLarge, NotJson, DbUnavailable, DbFull,
     )
 )]
 pub async fn post(

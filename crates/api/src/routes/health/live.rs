@@ -1,5 +1,7 @@
-//! `GET /healthz`: the process is up. Checks nothing else, so a slow database never gets a
-//! healthy process restarted.
+//! `GET /healthz` (liveness): the process can make progress. It is answered by the runtime
+//! and the router that serve every request, so a wedged process fails it; it checks no
+//! dependency, so a slow database (a matter for `/readyz`) never gets a healthy process
+//! restarted.
 
 use axum::Json;
 use serde::Serialize;

@@ -1,4 +1,11 @@
-//! `GET /readyz`: 200 when every dependency answers, 503 naming the ones that do not.
+//! `GET /readyz`: whether this replica can serve. 200 when what serving requires answers (the
+//! database and the object store), 503 naming the ones that do not.
+//!
+//! Redis is optional for serving: while it is down uploads still succeed (their jobs wait in
+//! the outbox), sessions and videos are read from the database, the login throttle counts per
+//! replica. So a Redis outage shows as `degraded` in the body with a 200: failing readiness for
+//! it would take every replica out of the Service at once, for a dependency they can do
+//! without.
 
 use std::time::Duration;
 
@@ -15,7 +22,8 @@ use crate::state::AppState;
 /// One dependency's answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DependencyCheck {
-    /// `ok` or `error`.
+    /// `ok`; `error` for a required dependency that does not answer (the replica is not
+    /// ready), `degraded` for an optional one (Redis: the replica serves without it).
     pub status: &'static str,
     /// Why it failed (secrets redacted); absent when `ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,7 +33,7 @@ pub struct DependencyCheck {
 /// The 200 body. `checks` has `database` and `store`, and `redis` when `REDIS_URL` is set.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Readiness {
-    /// Always `ready`.
+    /// `ready`, or `degraded` while an optional dependency (Redis) does not answer.
     pub status: &'static str,
     pub checks: BTreeMap<&'static str, DependencyCheck>,
 }
@@ -55,11 +63,11 @@ where
     get,
     path = "/readyz",
     operation_id = "readiness",
-    summary = "Readiness probe: database, object store and Redis",
+    summary = "Readiness probe: database and object store (Redis reported, not required)",
     tag = "health",
     responses(
-        (status = 200, description = "Every dependency answers", body = Readiness),
-        (status = 503, description = "Some dependency does not answer (the message names them)", body = NotReady,
+        (status = 200, description = "The database and the object store answer; `status` is `degraded` (and Redis's check too) while Redis does not", body = Readiness),
+        (status = 503, description = "The database or the object store does not answer (the message names them)", body = NotReady,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
@@ -76,39 +84,32 @@ pub async fn get(State(state): State<AppState>) -> Response {
 
     let mut checks = BTreeMap::new();
     let mut failing = Vec::new();
-    for (name, result) in [
-        ("database", Some(db)),
-        ("store", Some(store)),
-        ("redis", redis),
+    let mut degraded = false;
+    for (name, required, result) in [
+        ("database", true, Some(db)),
+        ("store", true, Some(store)),
+        ("redis", false, redis),
     ] {
-        match result {
-            None => {}
-            Some(Ok(())) => {
-                checks.insert(
-                    name,
-                    DependencyCheck {
-                        status: "ok",
-                        error: None,
-                    },
-                );
-            }
-            Some(Err(e)) => {
+        let Some(result) = result else { continue };
+        let (status, error) = match result {
+            Ok(()) => ("ok", None),
+            Err(e) if required => {
                 tracing::warn!(dependency = name, error = %e, "dependency not ready");
-                checks.insert(
-                    name,
-                    DependencyCheck {
-                        status: "error",
-                        error: Some(e),
-                    },
-                );
                 failing.push(name);
+                ("error", Some(e))
             }
-        }
+            Err(e) => {
+                tracing::warn!(dependency = name, error = %e, "optional dependency degraded");
+                degraded = true;
+                ("degraded", Some(e))
+            }
+        };
+        checks.insert(name, DependencyCheck { status, error });
     }
     tracing::Span::current().record("ready", failing.is_empty());
     if failing.is_empty() {
         return Json(Readiness {
-            status: "ready",
+            status: if degraded { "degraded" } else { "ready" },
             checks,
         })
         .into_response();

@@ -2,11 +2,11 @@
 //!
 //! A video the caller never saved progress for answers 200 with a zero position and
 //! `updatedAt: null` (the player starts from the beginning without treating it as an error);
-//! an unknown video is a 404.
+//! an unknown video is a 404, an id that is not a UUID a 400.
 
 use axum::extract::{Path, State};
 use vidscope_core::CoreError;
-use vidscope_core::progress::{self, VideoId, find_video};
+use vidscope_core::progress::{self, find_video, parse_video_id};
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
@@ -22,7 +22,7 @@ use crate::state::AppState;
     summary = "The caller's resume position in a video",
     tag = "progress",
     security(("session" = [])),
-    params(("video_id" = crate::openapi::formats::ProgressVideoId, Path, description = "The video id")),
+    params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),
         BadInput, Unauthorized, NoSuchVideo, DbUnavailable,
@@ -38,7 +38,7 @@ pub async fn get(
     CurrentUser(user): CurrentUser,
     Path(video_id): Path<String>,
 ) -> Result<Json<ProgressBody>, ApiError> {
-    let video_id = VideoId::parse("videoId", &video_id)?;
+    let video_id = parse_video_id("videoId", &video_id)?;
     tracing::Span::current().record("video.id", video_id.as_str());
     find_video(&state.db, &video_id)
         .await?

@@ -2,22 +2,22 @@
 //!
 //! 200 with `{"saved": bool, "duplicate": bool, "autoCompleted": bool, "progress": {...}}`.
 //! A repeat of the same position within five seconds (seed 001's double tracking) is not
-//! written again: `saved: false, duplicate: true`. Unknown video → 404; bad numbers → 400
-//! naming the field.
+//! written again: `saved: false, duplicate: true`. Unknown video → 404; a `videoId` that is not
+//! a UUID or bad numbers → 400 naming the field.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use opentelemetry::KeyValue;
 use serde::{Deserialize, Serialize};
 use vidscope_core::CoreError;
-use vidscope_core::progress::{ProgressInput, SaveOutcome, Seconds, VideoId, find_video};
+use vidscope_core::progress::{ProgressInput, SaveOutcome, Seconds, find_video, parse_video_id};
 use vidscope_telemetry::SpanExt as _;
 
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::openapi::responses::{
-    BadInput, DbUnavailable, NoSuchVideo, NotJson, TooLarge, Unauthorized,
+    BadInput, DbFull, DbUnavailable, NoSuchVideo, NotJson, TooLarge, Unauthorized,
 };
 use crate::routes::progress::{ProgressBody, count_rejected, origin_connection, save};
 use crate::state::AppState;
@@ -25,7 +25,7 @@ use crate::state::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateBody {
-    #[schema(value_type = crate::openapi::formats::ProgressVideoId)]
+    #[schema(value_type = crate::openapi::formats::VideoId)]
     video_id: String,
     /// Where the viewer is: at most a week, and at most the video's duration plus 2 s (a 400
     /// naming `positionSeconds` otherwise).
@@ -62,7 +62,7 @@ pub struct SaveResponse {
     params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
     responses(
         (status = 200, description = "Saved, or skipped as a duplicate", body = SaveResponse),
-        BadInput, Unauthorized, NoSuchVideo, TooLarge, NotJson, DbUnavailable,
+        BadInput, Unauthorized, NoSuchVideo, TooLarge, NotJson, DbUnavailable, DbFull,
     )
 )]
 #[tracing::instrument(
@@ -86,7 +86,7 @@ pub async fn post(
         ],
     );
     let checked = async {
-        let video_id = VideoId::parse("videoId", &body.video_id)?;
+        let video_id = parse_video_id("videoId", &body.video_id)?;
         span.record("video.id", video_id.as_str());
         let input = ProgressInput {
             position: Seconds::parse("positionSeconds", body.position_seconds)?,

@@ -2,7 +2,7 @@
 //! timing, double tracking, missing persistence on page hide).
 //!
 //! ```json
-//! {"videoId": "v1", "events": [
+//! {"videoId": "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90", "events": [
 //!   {"name": "video.loaded", "loadTimeMs": 850},
 //!   {"name": "video.resume_attempt", "success": false, "expected": 120, "actual": 0, "resumeTimeMs": 300},
 //!   {"name": "video.resume_position_mismatch", "expected": 120, "actual": 0},
@@ -35,14 +35,15 @@ use utoipa::openapi::schema::{Discriminator, ObjectBuilder, OneOfBuilder, Schema
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 use vidscope_core::CoreError;
-use vidscope_core::progress::{ProgressInput, Seconds, VideoId, VideoRef, find_video};
+use vidscope_core::progress::{ProgressInput, Seconds, VideoRef, find_video, parse_video_id};
+use vidscope_core::videos::VideoId;
 use vidscope_telemetry::SpanExt as _;
 use vidscope_telemetry::propagation::{extract_http, extract_traceparent, with_remote_parent};
 
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Json;
-use crate::openapi::responses::{DbUnavailable, NoSuchVideo, Unauthorized};
+use crate::openapi::responses::{DbFull, DbUnavailable, NoSuchVideo, Unauthorized};
 use crate::routes::progress::{ProgressBody, origin_connection, save};
 use crate::state::AppState;
 
@@ -60,7 +61,7 @@ const _: () = assert!(MAX_POSITION as f64 == vidscope_core::progress::MAX_SECOND
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Batch {
-    #[schema(value_type = crate::openapi::formats::ProgressVideoId)]
+    #[schema(value_type = crate::openapi::formats::VideoId)]
     video_id: String,
     /// 1 to 100 events. An event may repeat `videoId`, and then it must be the batch's.
     // JSON values until `PlayerEvent::parse` reads each against its shape, so that an error
@@ -346,7 +347,7 @@ fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let batch: Batch = serde_path_to_error::deserialize(&mut json).map_err(|e| invalid(&e))?;
     json.end().map_err(|e| invalid(&e))?;
-    let video_id = VideoId::parse("videoId", &batch.video_id)?;
+    let video_id = parse_video_id("videoId", &batch.video_id)?;
     if batch.events.is_empty() || batch.events.len() > MAX_EVENTS {
         return Err(ApiError::bad_request(
             "invalid_player_event",
@@ -464,7 +465,7 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
         (status = 200, description = "Every event was recorded", body = BatchResponse),
         (status = 400, description = "Bad JSON, an unknown event or a value out of range; the message starts with `events[i].field`", body = ErrorBody),
         (status = 413, description = "The batch is over 64 KiB", body = ErrorBody),
-        Unauthorized, NoSuchVideo, DbUnavailable,
+        Unauthorized, NoSuchVideo, DbUnavailable, DbFull,
     )
 )]
 pub async fn post(
@@ -537,6 +538,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const V1: &str = "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90";
+
     fn err(body: Value) -> String {
         match parse_batch(body.to_string().as_bytes()) {
             Err(ApiError::BadRequest { message, .. }) => message,
@@ -577,7 +580,7 @@ mod tests {
             (json!(42), "events[1].name"),
         ];
         for (event, expected) in cases {
-            let body = json!({"videoId": "v1", "events": [
+            let body = json!({"videoId": V1, "events": [
                 {"name": "video.buffering"}, event
             ]});
             let message = err(body);
@@ -587,7 +590,7 @@ mod tests {
 
     #[test]
     fn a_body_traceparent_must_be_valid() {
-        let batch = |tp: &str| json!({"videoId": "v1", "traceparent": tp, "events": [{"name": "video.buffering"}]});
+        let batch = |tp: &str| json!({"videoId": V1, "traceparent": tp, "events": [{"name": "video.buffering"}]});
         assert!(err(batch("00-zz-1")).starts_with("traceparent"));
         // The propagator would take these; the documented form does not.
         for lax in [
@@ -614,11 +617,11 @@ mod tests {
 
     #[test]
     fn batch_limits() {
-        assert!(err(json!({"videoId": "v1", "events": []})).contains("events"));
+        assert!(err(json!({"videoId": V1, "events": []})).contains("events"));
         let many: Vec<Value> = (0..=MAX_EVENTS)
             .map(|_| json!({"name": "video.buffering"}))
             .collect();
-        assert!(err(json!({"videoId": "v1", "events": many})).contains("events"));
+        assert!(err(json!({"videoId": V1, "events": many})).contains("events"));
     }
 
     #[test]
@@ -628,7 +631,7 @@ mod tests {
             events,
             parent,
         } = parse_batch(
-            json!({"videoId": "v1", "events": [
+            json!({"videoId": V1, "events": [
                 {"name": "video.loaded", "loadTimeMs": 850},
                 {"name": "video.resume_attempt", "success": true, "expected": 10, "actual": 10.2},
                 {"name": "video.resume_position_mismatch", "expected": 10, "actual": 0},
@@ -639,7 +642,7 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        assert_eq!(id.as_str(), "v1");
+        assert_eq!(id.as_str(), V1);
         assert_eq!(events.len(), 5);
         assert!(!parent.span().span_context().is_valid());
         assert_eq!(
@@ -656,7 +659,7 @@ mod tests {
         let at_3 = |event: Value| {
             let buffering = json!({"name": "video.buffering"});
             let events = [buffering.clone(), buffering.clone(), buffering, event];
-            err(json!({"videoId": "v1", "events": events}))
+            err(json!({"videoId": V1, "events": events}))
         };
         let cases = [
             (
@@ -693,7 +696,12 @@ mod tests {
             message.starts_with("invalid batch: videoId: invalid type: integer `5`"),
             "{message}"
         );
-        let message = err(json!({"videoId": "v1", "events": {}}));
+        let message = err(json!({"videoId": "v1", "events": [{"name": "video.buffering"}]}));
+        assert!(
+            message.starts_with("videoId must be a video id"),
+            "{message}"
+        );
+        let message = err(json!({"videoId": V1, "events": {}}));
         assert!(
             message.starts_with("invalid batch: events: invalid type: map"),
             "{message}"

@@ -5,9 +5,12 @@
 //! Never buffered: the body is read chunk by chunk and handed to [`ObjectStore::put`], which
 //! writes a temp file or an 8 MiB-part S3 multipart upload. The router exempts this route from
 //! the global 1 MiB body limit and the 30 s request timeout; the limit that applies is
-//! `upload_max_bytes`, enforced here while streaming (413). The type is decided by the first
+//! `upload_max_bytes`, enforced here: at once when `Content-Length` announces more (plus
+//! [`FORM_OVERHEAD`] for the form), else while streaming (413). The type is decided by the first
 //! bytes, not the name or the declared type (415). Any rejection leaves nothing behind: a put
-//! that fails is never published, and an object whose row cannot be created is deleted.
+//! that fails is never published, and an object whose row cannot be created is deleted. The
+//! same holds for an upload still running when the shutdown deadline passes (503
+//! `shutting_down`, see [`crate::shutdown`]).
 //!
 //! Telemetry (seed 002, ticket 3): an `api.upload` span with the file's metadata as attributes
 //! and an `upload.progress` event every `upload_progress_every` bytes; the store adds its own
@@ -38,12 +41,16 @@ use vidscope_telemetry::SpanExt as _;
 use super::sniff::{self, ALLOWED, SNIFF_LEN};
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::responses::{AdminOnly, StoreUnavailable, Unauthorized};
+use crate::openapi::responses::{AdminOnly, StoreFull, Unauthorized};
 use crate::routes::videos::{VideoBody, invalid_filename, store_error};
 use crate::state::AppState;
 
 /// Longest title, in characters.
 const MAX_TITLE_CHARS: usize = 200;
+
+/// What the form may add to the file: boundaries, part headers and the title. A body declared
+/// longer than `upload_max_bytes` plus this cannot carry a file within the limit.
+pub const FORM_OVERHEAD: u64 = 64 * 1024;
 
 /// The multipart form: parts are read in order, `file` streamed to the store.
 #[derive(utoipa::ToSchema)]
@@ -77,9 +84,11 @@ struct UploadForm {
         (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
         (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
         (status = 409, description = "A video with this filename exists", body = ErrorBody),
-        (status = 413, description = "Over the configured upload size limit", body = ErrorBody),
+        (status = 413, description = "Over the configured upload size limit; refused before the body is read when `Content-Length` announces more than the limit plus 64 KiB for the form", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
-        Unauthorized, AdminOnly, StoreUnavailable,
+        (status = 503, description = "The database or object store is unavailable or busy for a moment, or the server is shutting down and abandoned the upload (`shutting_down`); nothing was kept: retry after `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        Unauthorized, AdminOnly, StoreFull,
     )
 )]
 pub async fn post(
@@ -126,6 +135,12 @@ async fn upload(
                 .to_ascii_lowercase()
                 .starts_with("multipart/form-data")
         });
+    // Refused before a byte of the body is read: a client announcing 3 GB would otherwise be
+    // read until the limit (or its idle timeout) stops it.
+    let max = state.settings.upload_max_bytes;
+    if declared_length(headers).is_some_and(|n| n > max.saturating_add(FORM_OVERHEAD)) {
+        return Err(too_large(span, max));
+    }
     if !is_form {
         return Err(rejected(
             span,
@@ -147,7 +162,12 @@ async fn upload(
     span.record("video.id", id.as_str());
     let mut stored = None;
     let mut title = None;
-    let read = read_parts(state, &mut multipart, &id, &mut stored, &mut title, span).await;
+    // Dropping the read at the shutdown deadline drops a put in progress with it, which the
+    // store cleans up (the local temp file is removed, an S3 multipart upload aborted).
+    let read = tokio::select! {
+        read = read_parts(state, &mut multipart, &id, &mut stored, &mut title, span) => read,
+        () = state.shutdown.passed() => Err(rejected(span, "shutdown", ApiError::ShuttingDown)),
+    };
     let created = match (read, &stored) {
         (Ok(()), Some(s)) => create_row(state, admin, &id, s, title.as_deref()).await,
         (Ok(()), None) => Err(rejected(
@@ -199,6 +219,17 @@ async fn create_row(
     });
     let video = videos::insert_with_jobs(&state.db, &new, &[probe]).await?;
     Ok(VideoBody::from(&video))
+}
+
+/// The body length the client announced (`Content-Length`), if it did.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Records why the upload was refused on the `api.upload` span and passes the error on.
