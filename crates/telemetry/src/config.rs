@@ -475,9 +475,13 @@ impl TelemetryConfig {
             self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
         }
         if let Some(v) = get("OTEL_LOG_LEVEL") {
-            // Any case, as the specification allows.
+            // Any case, as the specification allows; the error shows the value as given.
             let levels = ["off", "error", "warn", "info", "debug", "trace"];
-            let level = parse_choice("OTEL_LOG_LEVEL", &v.to_ascii_lowercase(), &levels, |l| l)?;
+            let level = parse_choice("OTEL_LOG_LEVEL", &v.to_ascii_lowercase(), &levels, |l| l)
+                .map_err(|e| ConfigError {
+                    value: v.clone(),
+                    ..e
+                })?;
             self.sdk_log_level = level.to_owned();
         }
         if let Some(v) = get("RUST_LOG") {
