@@ -38,15 +38,18 @@ ENV VIDSCOPE_DATA_DIR=/var/lib/vidscope \
 WORKDIR /var/lib/vidscope
 USER 10001:10001
 ENTRYPOINT ["/usr/bin/tini", "--"]
+# Each service's image sets HEALTHCHECK_PORT to the port of its /healthz (the shell expands it
+# when the check runs).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${HEALTHCHECK_PORT}/healthz" || exit 1
 
 # ---------------------------------------------------------------- api
 FROM runtime AS api
 COPY --from=build /out/vidscope-api /out/vidscope /usr/local/bin/
 ENV VIDSCOPE_ADDR=0.0.0.0:8080 \
+    HEALTHCHECK_PORT=8080 \
     OTEL_SERVICE_NAME=vidscope-api
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:8080/healthz || exit 1
 CMD ["vidscope-api"]
 
 # ---------------------------------------------------------------- worker
@@ -58,8 +61,7 @@ RUN apt-get update \
 USER 10001:10001
 COPY --from=build /out/vidscope-worker /usr/local/bin/
 ENV VIDSCOPE_WORKER_HEALTH_ADDR=0.0.0.0:8081 \
+    HEALTHCHECK_PORT=8081 \
     OTEL_SERVICE_NAME=vidscope-worker
 EXPOSE 8081
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS -o /dev/null http://127.0.0.1:8081/healthz || exit 1
 CMD ["vidscope-worker"]

@@ -185,9 +185,13 @@ if cargo nextest --version >/dev/null 2>&1; then
         [[ $arg == --no-tests* ]] && no_tests_flag=0
     done
     ((no_tests_flag)) && runner+=(--no-tests=warn)
+    # The second and third runs leave out the test binaries whose result cannot depend on the
+    # run's database or backend (.config/nextest.toml, profile `rerun`).
+    rerunner=("${runner[@]}" --profile rerun)
 else
     use_nextest=0
     runner=(cargo test --workspace --locked)
+    rerunner=("${runner[@]}")
 fi
 printf '==> test runner: %s\n' "${runner[*]}" >&2
 
@@ -242,7 +246,7 @@ if run_phase "build tests" cargo test --workspace --locked --no-run; then
         db_results+=("sqlite: FAIL")
     fi
     if run_phase "tests (postgres)" env VIDSCOPE_TEST_DB=postgres \
-        VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[1]}" "${runner[@]}" "$@"; then
+        VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[1]}" "${rerunner[@]}" "$@"; then
         db_results+=("postgres: ok")
     else
         db_results+=("postgres: FAIL")
@@ -252,7 +256,7 @@ if run_phase "build tests" cargo test --workspace --locked --no-run; then
     # every assertion on exported telemetry then holds for both backends.
     if run_phase "tests (sqlite, sdk backend)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
         VIDSCOPE_TELEMETRY_BACKEND=sdk VIDSCOPE_TELEMETRY_SEEN_DIR="${seen_dirs[2]}" \
-        "${runner[@]}" "$@"; then
+        "${rerunner[@]}" "$@"; then
         db_results+=("sqlite + sdk backend: ok")
     else
         db_results+=("sqlite + sdk backend: FAIL")

@@ -128,10 +128,19 @@ impl FromRequestParts<AppState> for AdminUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let CurrentUser(u) = CurrentUser::from_request_parts(parts, state).await?;
-        if u.is_admin() {
-            Ok(AdminUser(u))
+        AdminUser::check(u)
+    }
+}
+
+impl AdminUser {
+    /// `user` if an admin, else the 403 every admin-only route and page answers.
+    pub(crate) fn check(user: User) -> Result<Self, ApiError> {
+        if user.is_admin() {
+            Ok(AdminUser(user))
         } else {
-            Err(ApiError::Forbidden("this action needs the admin role"))
+            Err(ApiError::Forbidden(
+                "for admins only: this needs the admin role",
+            ))
         }
     }
 }

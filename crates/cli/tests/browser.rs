@@ -13,6 +13,11 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (scripts/test.sh installs them) and ffmpeg.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,11 +29,8 @@ use vidscope_testkit::TraceResponse;
 use vidscope_testkit::otlp::CaptureReceiver;
 
 mod common;
-use common::Process;
+use common::{ADMIN, Process};
 
-const ADMIN_EMAIL: &str = "browser-admin@example.com";
-const ADMIN_PASSWORD: &str = "browser admin password";
-const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(60);
@@ -253,7 +255,7 @@ async fn start_browser_up(
     db_url: &str,
     receiver: &CaptureReceiver,
 ) -> (Process, String) {
-    let mut up = common::up_command(dir, db_url, &receiver.grpc_endpoint(), ADMIN);
+    let mut up = common::up_command(dir, db_url, &receiver.grpc_endpoint());
     up.env("OTEL_TRACES_EXPORTER", "file")
         .env("OTEL_METRICS_EXPORTER", "otlp")
         .env("OTEL_LOGS_EXPORTER", "none")
@@ -347,10 +349,6 @@ fn cookie_client() -> reqwest::Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn a_viewer_watches_resumes_and_finds_the_trace() {
     let receiver = CaptureReceiver::start().await;
     let db = vidscope_testkit::db::fresh_db().await;
@@ -399,7 +397,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         ],
     );
     let admin = cookie_client();
-    let admin_id = sign_in(&admin, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let admin_id = sign_in(&admin, &base, ADMIN.0, ADMIN.1).await;
     let mut ids = HashMap::new();
     for (name, bytes, mime) in [
         ("lesson.mp4", mp4, "video/mp4"),
@@ -475,7 +473,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     assert_eq!(url.path(), "/login", "{url}");
     assert_eq!(url.query(), Some("next=/videos"), "{url}");
     assert_no_csp_violations(&driver_url, &c, "the sign-in page").await;
-    submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
     assert_eq!(body_data(&c, "loaded").await, "2");
     assert_eq!(c.current_url().await.unwrap().path(), "/videos");
     // Both thumbnails decoded (an image that failed to load has naturalWidth 0).
@@ -817,7 +815,7 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
         ("/videos%3Fpage%3D2", "/videos", Some("page=2")),
     ] {
         c.goto(&format!("{base}/login?next={next}")).await.unwrap();
-        submit_sign_in(&c, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
         let url = eventually(
             &format!("the sign-in with next={next} to go"),
             WAIT,

@@ -3,6 +3,11 @@
 //! the catalog, and what they emit is written for `scripts/check-stack.sh` (the dashboards'
 //! and rules' consistency check) when `VIDSCOPE_EMITTED_METRICS` names a file.
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,10 +20,7 @@ use axum::{Json, Router};
 use vidscope_testkit::otlp::{CaptureReceiver, MetricKind};
 
 mod common;
-
-const ADMIN_EMAIL: &str = "loadgen-admin@example.com";
-const ADMIN_PASSWORD: &str = "load generator admin";
-const ADMIN: (&str, &str) = (ADMIN_EMAIL, ADMIN_PASSWORD);
+use common::ADMIN;
 
 /// Instruments the load cannot make the services emit, and why.
 const NOT_EXERCISED: &[(&str, &str)] = &[(
@@ -92,17 +94,13 @@ fn type_of(kind: MetricKind) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
     let receiver = CaptureReceiver::start().await;
     let crm = fake_crm().await;
     let db = vidscope_testkit::db::fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
 
-    let mut up = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint(), ADMIN);
+    let mut up = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint());
     up.env("VIDSCOPE_JOB_BACKOFF_MS", "200")
         .env("VIDSCOPE_CRM_URL", &crm)
         .env("VIDSCOPE_CRM_CLIENT_ID", "loadgen")
@@ -146,8 +144,8 @@ async fn loadgen_traffic_makes_the_services_emit_every_catalog_metric() {
             "0.2",
             "--json",
         ])
-        .env("VIDSCOPE_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("VIDSCOPE_ADMIN_EMAIL", ADMIN.0)
+        .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN.1)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         .env_remove("OTEL_SERVICE_NAME")

@@ -6,6 +6,11 @@
 //! same upload, its status over the socket and its trace across the processes are checked
 //! here, on the production shape: Postgres, Redis and S3.)
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "an end-to-end test reads as one scenario, top to bottom"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,9 +24,8 @@ use vidscope_testkit::otlp::{CaptureReceiver, CapturedSpan};
 use vidscope_testkit::s3::S3TestServer;
 
 mod common;
-use common::Process;
+use common::{ADMIN, Process};
 
-const ADMIN: (&str, &str) = ("replicas@example.com", "replicas admin password");
 const WAIT: Duration = Duration::from_secs(90);
 /// Uploads of the load phase (the "2 workers, 20 uploads").
 const UPLOADS: usize = 20;
@@ -255,10 +259,6 @@ fn service(span: &CapturedSpan) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn two_apis_and_two_workers_behave_as_one_service() {
     let mut cluster = Cluster::start().await;
 

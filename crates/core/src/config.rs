@@ -413,13 +413,9 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let m: HashMap<_, _> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(Path::new("/d"), DEFAULT_ADDR.parse().unwrap(), |k| {
-            m.get(k).cloned()
-        })
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        let get = |k: &str| vars.get(k).map(|v| (*v).to_owned());
+        Settings::from_lookup(Path::new("/d"), DEFAULT_ADDR.parse().unwrap(), get)
     }
 
     #[test]

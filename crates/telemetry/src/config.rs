@@ -26,6 +26,26 @@ impl ConfigError {
     }
 }
 
+/// `Type { Variant => "spelling", ... }`: the values a setting's variable takes, each spelled
+/// once. `as_str` matches on them (so a variant left out does not compile) and `parse` accepts
+/// exactly them, its error listing them in this order.
+macro_rules! spellings {
+    ($ty:ident { $($variant:ident => $spelling:literal),+ $(,)? }) => {
+        impl $ty {
+            /// How the variable spells this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $spelling),+
+                }
+            }
+
+            fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
+                parse_choice(var, value, &[$(Self::$variant),+], Self::as_str)
+            }
+        }
+    };
+}
+
 /// Wire protocol of the OTLP exporters (`OTEL_EXPORTER_OTLP_PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
@@ -34,29 +54,13 @@ pub enum OtlpProtocol {
     HttpJson,
 }
 
+spellings!(OtlpProtocol {
+    Grpc => "grpc",
+    HttpProtobuf => "http/protobuf",
+    HttpJson => "http/json",
+});
+
 impl OtlpProtocol {
-    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
-        match value.trim() {
-            "grpc" => Ok(Self::Grpc),
-            "http/protobuf" => Ok(Self::HttpProtobuf),
-            "http/json" => Ok(Self::HttpJson),
-            _ => Err(ConfigError::new(
-                var,
-                value,
-                "expected one of grpc, http/protobuf, http/json",
-            )),
-        }
-    }
-
-    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Grpc => "grpc",
-            Self::HttpProtobuf => "http/protobuf",
-            Self::HttpJson => "http/json",
-        }
-    }
-
     fn default_endpoint(self) -> &'static str {
         match self {
             Self::Grpc => "http://localhost:4317",
@@ -75,26 +79,13 @@ pub enum Compression {
     Gzip,
 }
 
-impl Compression {
-    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
-        match value.trim() {
-            "gzip" => Ok(Self::Gzip),
-            "none" => Ok(Self::None),
-            _ => Err(ConfigError::new(var, value, "expected gzip or none")),
-        }
-    }
-
-    /// The `OTEL_EXPORTER_OTLP_COMPRESSION` spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Gzip => "gzip",
-        }
-    }
-}
+spellings!(Compression {
+    Gzip => "gzip",
+    None => "none",
+});
 
 /// Where one signal goes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ExporterKind {
     /// OTLP to a collector.
     Otlp,
@@ -106,17 +97,12 @@ pub enum ExporterKind {
     None,
 }
 
-impl ExporterKind {
-    /// The `OTEL_*_EXPORTER` spelling.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Otlp => "otlp",
-            Self::File => "file",
-            Self::Console => "console",
-            Self::None => "none",
-        }
-    }
-}
+spellings!(ExporterKind {
+    Otlp => "otlp",
+    Console => "console",
+    File => "file",
+    None => "none",
+});
 
 /// The three signals, used to index per-signal settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,22 +165,10 @@ pub enum Backend {
     Sdk,
 }
 
-impl Backend {
-    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
-        match value.trim() {
-            "fast" => Ok(Self::Fast),
-            "sdk" => Ok(Self::Sdk),
-            _ => Err(ConfigError::new(var, value, "expected fast or sdk")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fast => "fast",
-            Self::Sdk => "sdk",
-        }
-    }
-}
+spellings!(Backend {
+    Fast => "fast",
+    Sdk => "sdk",
+});
 
 /// Head sampler (`OTEL_TRACES_SAMPLER` + `OTEL_TRACES_SAMPLER_ARG`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -437,19 +411,7 @@ impl TelemetryConfig {
     fn apply_exporters(&mut self, get: &Lookup<'_>) -> Result<(), ConfigError> {
         for s in Signal::ALL {
             if let Some(v) = get(s.exporter_var()) {
-                let kind = match v.trim() {
-                    "otlp" => ExporterKind::Otlp,
-                    "file" => ExporterKind::File,
-                    "console" => ExporterKind::Console,
-                    "none" => ExporterKind::None,
-                    _ => {
-                        return Err(ConfigError::new(
-                            s.exporter_var(),
-                            &v,
-                            "expected one of otlp, console, file, none",
-                        ));
-                    }
-                };
+                let kind = ExporterKind::parse(s.exporter_var(), &v)?;
                 self.exporters.insert(s, kind);
             }
         }
@@ -474,17 +436,9 @@ impl TelemetryConfig {
             self.backend = Backend::parse("VIDSCOPE_TELEMETRY_BACKEND", &v)?;
         }
         if let Some(v) = get("VIDSCOPE_TELEMETRY_FALLBACK") {
-            self.fallback_to_file = match v.trim() {
-                "file" => true,
-                "none" => false,
-                _ => {
-                    return Err(ConfigError::new(
-                        "VIDSCOPE_TELEMETRY_FALLBACK",
-                        &v,
-                        "expected file or none",
-                    ));
-                }
-            };
+            let spelling = |to_file| if to_file { "file" } else { "none" };
+            self.fallback_to_file =
+                parse_choice("VIDSCOPE_TELEMETRY_FALLBACK", &v, &[true, false], spelling)?;
         }
         Ok(())
     }
@@ -521,18 +475,14 @@ impl TelemetryConfig {
             self.n_plus_one_threshold = parse_num("VIDSCOPE_N_PLUS_ONE_THRESHOLD", &v)?;
         }
         if let Some(v) = get("OTEL_LOG_LEVEL") {
-            let level = v.trim().to_ascii_lowercase();
-            if !matches!(
-                level.as_str(),
-                "off" | "error" | "warn" | "info" | "debug" | "trace"
-            ) {
-                return Err(ConfigError::new(
-                    "OTEL_LOG_LEVEL",
-                    &v,
-                    "expected one of off, error, warn, info, debug, trace",
-                ));
-            }
-            self.sdk_log_level = level;
+            // Any case, as the specification allows; the error shows the value as given.
+            let levels = ["off", "error", "warn", "info", "debug", "trace"];
+            let level = parse_choice("OTEL_LOG_LEVEL", &v.to_ascii_lowercase(), &levels, |l| l)
+                .map_err(|e| ConfigError {
+                    value: v.clone(),
+                    ..e
+                })?;
+            self.sdk_log_level = level.to_owned();
         }
         if let Some(v) = get("RUST_LOG") {
             tracing_subscriber::EnvFilter::try_new(&v)
@@ -565,6 +515,25 @@ fn signal_endpoints(protocol: OtlpProtocol, base: &str) -> BTreeMap<Signal, Stri
             (s, url)
         })
         .collect()
+}
+
+/// `value` as the one of `all` that `as_str` spells so (blanks around it aside); the error
+/// lists the spellings. Each setting's spellings are thus written once, in its `as_str`.
+fn parse_choice<T: Copy>(
+    var: &'static str,
+    value: &str,
+    all: &[T],
+    as_str: fn(T) -> &'static str,
+) -> Result<T, ConfigError> {
+    if let Some(&found) = all.iter().find(|&&c| as_str(c) == value.trim()) {
+        return Ok(found);
+    }
+    let spellings: Vec<&str> = all.iter().map(|&c| as_str(c)).collect();
+    let reason = match spellings.as_slice() {
+        [a, b] => format!("expected {a} or {b}"),
+        _ => format!("expected one of {}", spellings.join(", ")),
+    };
+    Err(ConfigError::new(var, value, reason))
 }
 
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
@@ -702,14 +671,14 @@ fn parse_sampler(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        TelemetryConfig::new("svc").from_lookup(|k| map.get(k).cloned())
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        TelemetryConfig::new("svc").from_lookup(get)
     }
 
     #[test]

@@ -23,12 +23,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
+use crate::export_request::{ScopedItems, service_name};
 
 /// The process's stdout, shared by the JSON log lines and the console exporters (tests pass a
 /// buffer instead).
@@ -89,214 +90,181 @@ pub(crate) trait Lines {
     fn lines(&self, out: &mut String);
 }
 
+/// Calls `line` for every item of `request`, with its service and scope names.
+fn each<'a, R: ScopedItems>(request: &'a R, mut line: impl FnMut(&'a R::Item, &'a str, &'a str)) {
+    for group in request.groups() {
+        let service = service_name(group.resource).unwrap_or("");
+        let scope = group.scope_name();
+        group
+            .items
+            .iter()
+            .for_each(|item| line(item, service, scope));
+    }
+}
+
 impl Lines for ExportTraceServiceRequest {
     fn lines(&self, out: &mut String) {
-        each(
-            &self.resource_spans,
-            |r| (r.resource.as_ref(), &r.scope_spans[..]),
-            |s| (s.scope.as_ref(), &s.spans[..]),
-            |span, service, scope| {
-                out.push_str("otel.span time=");
-                time(out, span.start_time_unix_nano);
-                out.push_str(" name=");
-                quoted(out, &span.name);
-                out.push_str(" kind=");
-                out.push_str(span_kind_name(span.kind));
-                let (code, message) = span
-                    .status
-                    .as_ref()
-                    .map_or((0, ""), |s| (s.code, s.message.as_str()));
-                out.push_str(" status=");
-                out.push_str(match code {
-                    1 => "ok",
-                    2 => "error",
-                    _ => "unset",
-                });
-                if !message.is_empty() {
-                    out.push_str(" status.message=");
-                    quoted(out, message);
-                }
-                let nanos = span
-                    .end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano);
-                let _ = write!(out, " duration_ms={:.3}", nanos as f64 / 1e6);
-                out.push_str(" trace_id=");
-                hex(out, &span.trace_id);
-                out.push_str(" span_id=");
-                hex(out, &span.span_id);
-                if !span.parent_span_id.is_empty() {
-                    out.push_str(" parent_span_id=");
-                    hex(out, &span.parent_span_id);
-                }
-                common(out, service, scope);
-                if !span.events.is_empty() {
-                    let names: Vec<&str> = span.events.iter().map(|e| e.name.as_str()).collect();
-                    out.push_str(" events=");
-                    quoted(out, &names.join(","));
-                }
-                end(out, &span.attributes);
-            },
-        );
+        each(self, |span, service, scope| {
+            out.push_str("otel.span time=");
+            time(out, span.start_time_unix_nano);
+            out.push_str(" name=");
+            quoted(out, &span.name);
+            out.push_str(" kind=");
+            out.push_str(span_kind_name(span.kind));
+            let (code, message) = span
+                .status
+                .as_ref()
+                .map_or((0, ""), |s| (s.code, s.message.as_str()));
+            out.push_str(" status=");
+            out.push_str(match code {
+                1 => "ok",
+                2 => "error",
+                _ => "unset",
+            });
+            if !message.is_empty() {
+                out.push_str(" status.message=");
+                quoted(out, message);
+            }
+            let nanos = span
+                .end_time_unix_nano
+                .saturating_sub(span.start_time_unix_nano);
+            let _ = write!(out, " duration_ms={:.3}", nanos as f64 / 1e6);
+            out.push_str(" trace_id=");
+            hex(out, &span.trace_id);
+            out.push_str(" span_id=");
+            hex(out, &span.span_id);
+            if !span.parent_span_id.is_empty() {
+                out.push_str(" parent_span_id=");
+                hex(out, &span.parent_span_id);
+            }
+            common(out, service, scope);
+            if !span.events.is_empty() {
+                let names: Vec<&str> = span.events.iter().map(|e| e.name.as_str()).collect();
+                out.push_str(" events=");
+                quoted(out, &names.join(","));
+            }
+            end(out, &span.attributes);
+        });
     }
 }
 
 impl Lines for ExportLogsServiceRequest {
     fn lines(&self, out: &mut String) {
-        each(
-            &self.resource_logs,
-            |r| (r.resource.as_ref(), &r.scope_logs[..]),
-            |s| (s.scope.as_ref(), &s.log_records[..]),
-            |record, service, scope| {
-                out.push_str("otel.log time=");
-                time(
-                    out,
-                    if record.time_unix_nano != 0 {
-                        record.time_unix_nano
-                    } else {
-                        record.observed_time_unix_nano
-                    },
-                );
-                out.push_str(" severity=");
-                if record.severity_text.is_empty() {
-                    let _ = write!(out, "{}", record.severity_number);
+        each(self, |record, service, scope| {
+            out.push_str("otel.log time=");
+            time(
+                out,
+                if record.time_unix_nano != 0 {
+                    record.time_unix_nano
                 } else {
-                    out.push_str(&record.severity_text);
-                }
-                out.push_str(" scope=");
-                quoted(out, scope);
-                if let Some(body) = &record.body {
-                    out.push_str(" body=");
-                    value(out, body);
-                }
-                // tracing names every event `event <file>:<line>`: noise on a console
-                // line, so only a name given in code is shown.
-                if !record.event_name.is_empty() && !record.event_name.starts_with("event ") {
-                    out.push_str(" event_name=");
-                    quoted(out, &record.event_name);
-                }
-                if !record.trace_id.is_empty() {
-                    out.push_str(" trace_id=");
-                    hex(out, &record.trace_id);
-                    out.push_str(" span_id=");
-                    hex(out, &record.span_id);
-                }
-                out.push_str(" service.name=");
-                quoted(out, service);
-                end(out, &record.attributes);
-            },
-        );
+                    record.observed_time_unix_nano
+                },
+            );
+            out.push_str(" severity=");
+            if record.severity_text.is_empty() {
+                let _ = write!(out, "{}", record.severity_number);
+            } else {
+                out.push_str(&record.severity_text);
+            }
+            out.push_str(" scope=");
+            quoted(out, scope);
+            if let Some(body) = &record.body {
+                out.push_str(" body=");
+                value(out, body);
+            }
+            // tracing names every event `event <file>:<line>`: noise on a console
+            // line, so only a name given in code is shown.
+            if !record.event_name.is_empty() && !record.event_name.starts_with("event ") {
+                out.push_str(" event_name=");
+                quoted(out, &record.event_name);
+            }
+            if !record.trace_id.is_empty() {
+                out.push_str(" trace_id=");
+                hex(out, &record.trace_id);
+                out.push_str(" span_id=");
+                hex(out, &record.span_id);
+            }
+            out.push_str(" service.name=");
+            quoted(out, service);
+            end(out, &record.attributes);
+        });
     }
 }
 
 impl Lines for ExportMetricsServiceRequest {
     fn lines(&self, out: &mut String) {
-        each(
-            &self.resource_metrics,
-            |r| (r.resource.as_ref(), &r.scope_metrics[..]),
-            |s| (s.scope.as_ref(), &s.metrics[..]),
-            |m, service, scope| {
-                let head = |out: &mut String, time_nanos: u64, kind: &str| {
-                    out.push_str("otel.metric time=");
-                    time(out, time_nanos);
-                    out.push_str(" name=");
-                    quoted(out, &m.name);
-                    out.push_str(" unit=");
-                    quoted(out, &m.unit);
-                    out.push_str(" type=");
-                    out.push_str(kind);
-                };
-                let tail = |out: &mut String, labels: &[KeyValue]| {
-                    common(out, service, scope);
-                    end(out, labels);
-                };
-                match &m.data {
-                    Some(metric::Data::Gauge(g)) => {
-                        for p in &g.data_points {
-                            head(out, p.time_unix_nano, "gauge");
-                            number(out, p.value);
-                            tail(out, &p.attributes);
-                        }
+        each(self, |m, service, scope| {
+            let head = |out: &mut String, time_nanos: u64, kind: &str| {
+                out.push_str("otel.metric time=");
+                time(out, time_nanos);
+                out.push_str(" name=");
+                quoted(out, &m.name);
+                out.push_str(" unit=");
+                quoted(out, &m.unit);
+                out.push_str(" type=");
+                out.push_str(kind);
+            };
+            let tail = |out: &mut String, labels: &[KeyValue]| {
+                common(out, service, scope);
+                end(out, labels);
+            };
+            match &m.data {
+                Some(metric::Data::Gauge(g)) => {
+                    for p in &g.data_points {
+                        head(out, p.time_unix_nano, "gauge");
+                        number(out, p.value);
+                        tail(out, &p.attributes);
                     }
-                    Some(metric::Data::Sum(s)) => {
-                        let kind = if s.is_monotonic {
-                            "counter"
-                        } else {
-                            "updowncounter"
-                        };
-                        for p in &s.data_points {
-                            head(out, p.time_unix_nano, kind);
-                            number(out, p.value);
-                            tail(out, &p.attributes);
-                        }
-                    }
-                    Some(metric::Data::Histogram(h)) => {
-                        for p in &h.data_points {
-                            head(out, p.time_unix_nano, "histogram");
-                            let _ = write!(out, " count={}", p.count);
-                            for (k, v) in [("sum", p.sum), ("min", p.min), ("max", p.max)] {
-                                if let Some(v) = v {
-                                    let _ = write!(out, " {k}={v}");
-                                }
-                            }
-                            tail(out, &p.attributes);
-                        }
-                    }
-                    Some(metric::Data::ExponentialHistogram(h)) => {
-                        for p in &h.data_points {
-                            head(out, p.time_unix_nano, "exponential_histogram");
-                            let _ = write!(out, " count={}", p.count);
-                            if let Some(sum) = p.sum {
-                                let _ = write!(out, " sum={sum}");
-                            }
-                            tail(out, &p.attributes);
-                        }
-                    }
-                    Some(metric::Data::Summary(s)) => {
-                        for p in &s.data_points {
-                            head(out, p.time_unix_nano, "summary");
-                            let _ = write!(out, " count={} sum={}", p.count, p.sum);
-                            tail(out, &p.attributes);
-                        }
-                    }
-                    None => {}
                 }
-            },
-        );
+                Some(metric::Data::Sum(s)) => {
+                    let kind = if s.is_monotonic {
+                        "counter"
+                    } else {
+                        "updowncounter"
+                    };
+                    for p in &s.data_points {
+                        head(out, p.time_unix_nano, kind);
+                        number(out, p.value);
+                        tail(out, &p.attributes);
+                    }
+                }
+                Some(metric::Data::Histogram(h)) => {
+                    for p in &h.data_points {
+                        head(out, p.time_unix_nano, "histogram");
+                        let _ = write!(out, " count={}", p.count);
+                        for (k, v) in [("sum", p.sum), ("min", p.min), ("max", p.max)] {
+                            if let Some(v) = v {
+                                let _ = write!(out, " {k}={v}");
+                            }
+                        }
+                        tail(out, &p.attributes);
+                    }
+                }
+                Some(metric::Data::ExponentialHistogram(h)) => {
+                    for p in &h.data_points {
+                        head(out, p.time_unix_nano, "exponential_histogram");
+                        let _ = write!(out, " count={}", p.count);
+                        if let Some(sum) = p.sum {
+                            let _ = write!(out, " sum={sum}");
+                        }
+                        tail(out, &p.attributes);
+                    }
+                }
+                Some(metric::Data::Summary(s)) => {
+                    for p in &s.data_points {
+                        head(out, p.time_unix_nano, "summary");
+                        let _ = write!(out, " count={} sum={}", p.count, p.sum);
+                        tail(out, &p.attributes);
+                    }
+                }
+                None => {}
+            }
+        });
     }
 }
 
 /// Calls `line` with every item of an export request (span, log record, metric), its
 /// resource's service name and its scope's name: the walk every signal's lines share.
-fn each<'a, R, S: 'a, I: 'a>(
-    resources: &'a [R],
-    scopes: impl Fn(&'a R) -> (Option<&'a Resource>, &'a [S]),
-    items: impl Fn(&'a S) -> (Option<&'a InstrumentationScope>, &'a [I]),
-    mut line: impl FnMut(&'a I, &'a str, &'a str),
-) {
-    for r in resources {
-        let (resource, scoped) = scopes(r);
-        let service = service_name(resource);
-        for s in scoped {
-            let (scope, list) = items(s);
-            let scope = scope.map_or("", |s| s.name.as_str());
-            list.iter().for_each(|item| line(item, service, scope));
-        }
-    }
-}
-
-/// The resource's `service.name`, which tells the API's lines from the worker's.
-fn service_name(resource: Option<&Resource>) -> &str {
-    resource
-        .into_iter()
-        .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == "service.name")
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.as_str()),
-            _ => None,
-        })
-        .unwrap_or("")
-}
-
 fn common(out: &mut String, service: &str, scope: &str) {
     out.push_str(" service.name=");
     quoted(out, service);
@@ -403,6 +371,7 @@ mod tests {
     use opentelemetry_proto::tonic::metrics::v1::{
         Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 
     use super::*;
@@ -431,6 +400,12 @@ mod tests {
             name: name.into(),
             ..Default::default()
         })
+    }
+
+    fn lines_of(request: &impl Lines) -> String {
+        let mut out = String::new();
+        request.lines(&mut out);
+        out
     }
 
     /// 2023-11-14T22:13:20Z plus `micros`.
@@ -481,10 +456,8 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let mut out = String::new();
-        request.lines(&mut out);
         assert_eq!(
-            out,
+            lines_of(&request),
             "otel.span time=2023-11-14T22:13:20.000000Z name=\"http.server.request\" kind=server \
              status=error status.message=\"db down\\nretry\" duration_ms=1.234 \
              trace_id=abababababababababababababababab span_id=0101010101010101 \
@@ -494,9 +467,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_log_record_is_one_line_with_its_severity_scope_body_and_ids() {
-        let record = |name: &str, ids: bool| LogRecord {
+    /// A WARN record named `name`, in a span when `ids`.
+    fn record(name: &str, ids: bool) -> LogRecord {
+        LogRecord {
             time_unix_nano: at(5),
             severity_text: "WARN".into(),
             severity_number: 13,
@@ -508,7 +481,11 @@ mod tests {
             trace_id: if ids { vec![0xab; 16] } else { Vec::new() },
             span_id: if ids { vec![0x01; 8] } else { Vec::new() },
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn a_log_record_is_one_line_with_its_severity_scope_body_and_ids() {
         let request = ExportLogsServiceRequest {
             resource_logs: vec![ResourceLogs {
                 resource: resource(),
@@ -523,10 +500,8 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let mut out = String::new();
-        request.lines(&mut out);
         assert_eq!(
-            out,
+            lines_of(&request),
             "otel.log time=2023-11-14T22:13:20.000005Z severity=WARN \
              scope=\"vidscope_api::routes\" body=\"upload failed\" \
              trace_id=abababababababababababababababab span_id=0101010101010101 \
@@ -583,8 +558,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let mut out = String::new();
-        request.lines(&mut out);
+        let out = lines_of(&request);
         let head = "otel.metric time=2023-11-14T22:13:20.000010Z";
         let tail = "service.name=\"vidscope-api\" scope=\"vidscope\"";
         assert_eq!(

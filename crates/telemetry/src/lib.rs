@@ -31,7 +31,8 @@
 //!   partial success);
 //!   [`file`](mod@file) (the Collector file-exporter format with size rotation); `json_log`
 //!   (the JSON lines on stdout); `console` (readable lines on stdout,
-//!   `OTEL_*_EXPORTER=console`); [`catalog`] (every metric instrument, enforced with views);
+//!   `OTEL_*_EXPORTER=console`); [`export_request`] (an OTLP export request read as groups of
+//!   items with their resource and scope); [`catalog`] (every metric instrument, enforced with views);
 //!   [`db_watch`] (slow statements and N+1 repeats); [`classify`] (transient vs permanent
 //!   errors, retry backoff); [`propagation`] (W3C trace context over HTTP headers and job
 //!   payloads, and the remote parent of a new span).
@@ -45,6 +46,7 @@ mod console;
 pub mod db_watch;
 mod error;
 pub mod export;
+pub mod export_request;
 mod exporters;
 mod fast;
 pub mod file;

@@ -124,7 +124,9 @@ impl OtlpClient {
                     }
                 })?;
                 Wire::Grpc {
-                    metadata: grpc_metadata(&config.headers).map_err(InitError::Headers)?,
+                    metadata: http_headers(&config.headers)
+                        .map(tonic::metadata::MetadataMap::from_headers)
+                        .map_err(InitError::Headers)?,
                     endpoint,
                     grpc: None,
                 }
@@ -452,18 +454,8 @@ fn json_partial_success(signal: Signal, body: &[u8]) -> PartialSuccess {
     }
 }
 
-/// `OTEL_EXPORTER_OTLP_HEADERS` as gRPC metadata; an error names the bad header.
-fn grpc_metadata(headers: &[(String, String)]) -> Result<tonic::metadata::MetadataMap, String> {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    for (k, v) in headers {
-        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes())
-            .map_err(|e| format!("{k}: {e}"))?;
-        metadata.insert(key, v.parse().map_err(|e| format!("{k}: {e}"))?);
-    }
-    Ok(metadata)
-}
-
-/// `OTEL_EXPORTER_OTLP_HEADERS` as HTTP headers; an error names the bad header.
+/// `OTEL_EXPORTER_OTLP_HEADERS` as HTTP headers (gRPC metadata is HTTP/2 headers too); an
+/// error names the bad header.
 fn http_headers(headers: &[(String, String)]) -> Result<reqwest::header::HeaderMap, String> {
     let mut map = reqwest::header::HeaderMap::new();
     for (k, v) in headers {

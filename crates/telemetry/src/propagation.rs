@@ -143,14 +143,22 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn traceresponse_is_zero_padded_lowercase_hex() {
-        let sc = SpanContext::new(
-            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128),
-            SpanId::from(0x00f0_67aa_0ba9_02b7_u64),
+    /// A sampled, local span context with these ids.
+    fn sampled(trace_id: u128, span_id: u64) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(trace_id),
+            SpanId::from(span_id),
             TraceFlags::SAMPLED,
             false,
             TraceState::default(),
+        )
+    }
+
+    #[test]
+    fn traceresponse_is_zero_padded_lowercase_hex() {
+        let sc = sampled(
+            0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+            0x00f0_67aa_0ba9_02b7,
         );
         assert_eq!(
             traceresponse(&sc).as_deref(),
@@ -165,13 +173,7 @@ mod tests {
     fn nothing_valid_is_extracted_from_a_bad_value_whatever_is_current() {
         use opentelemetry::trace::TraceContextExt as _;
         install_propagator();
-        let current = SpanContext::new(
-            TraceId::from(7_u128),
-            SpanId::from(7_u64),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        );
+        let current = sampled(7, 7);
         let _g = Context::new().with_remote_span_context(current).attach();
         assert!(
             !extract_traceparent("00-nope")

@@ -257,9 +257,10 @@ async fn http_refusals_are_retried_after_retry_after(backend: &'static str) {
 }
 
 /// gRPC `RESOURCE_EXHAUSTED` with a `RetryInfo`, `UNAVAILABLE` with one and without (then
-/// with backoff).
+/// with backoff). The server's wait is over twice the longest backoff of a second retry
+/// (200 ms), so a client that ignored it would retry too soon.
 async fn grpc_refusals_are_retried_after_retry_info(backend: &'static str) {
-    let wait = Duration::from_millis(1200);
+    let wait = Duration::from_millis(500);
     let cases = [
         (Refusal::Throttled, RetryAfter::DateIn(wait)),
         (Refusal::Unavailable, RetryAfter::DateIn(wait)),
@@ -308,7 +309,8 @@ async fn permanent_refusals_are_not_retried(backend: &'static str) {
 /// A collector that keeps refusing with a wait: the export gives up within the export
 /// timeout (a wait longer than what is left is not waited at all), and drops and counts.
 async fn retries_stop_within_the_export_timeout(backend: &'static str) {
-    for (retry_after, most) in [(1, 3), (30, 1)] {
+    // A 1.5 s timeout leaves room for the first retry after 1 s and not for a second.
+    for (retry_after, most) in [(1, 2), (30, 1)] {
         let receiver = CaptureReceiver::start().await;
         receiver.misbehave(Misbehaviour {
             refuse_first: 1000,
@@ -316,7 +318,7 @@ async fn retries_stop_within_the_export_timeout(backend: &'static str) {
             ..Misbehaviour::default()
         });
         let vars = [
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
             ("OTEL_METRICS_EXPORTER", "none"),
         ];
         let run = run(backend, &receiver, "http/protobuf", 1, &vars).await;

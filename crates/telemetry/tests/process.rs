@@ -76,6 +76,19 @@ fn otlp_vars(receiver: &CaptureReceiver) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A fresh receiver, and the stdout of the `app` scenario run on `backend` against it with
+/// `extra` on top of [`otlp_vars`].
+async fn app_against_a_receiver(
+    backend: &'static str,
+    extra: &[(&'static str, &str)],
+) -> (CaptureReceiver, String) {
+    let receiver = CaptureReceiver::start().await;
+    let mut vars = otlp_vars(&receiver);
+    vars.extend(extra.iter().map(|&(k, v)| (k, v.to_owned())));
+    let stdout = child_in_background("app", backend, vars).await;
+    (receiver, stdout)
+}
+
 async fn child_in_background(
     scenario: &'static str,
     backend: &'static str,
@@ -92,10 +105,8 @@ async fn child_in_background(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
     for backend in BACKENDS {
-        let receiver = CaptureReceiver::start().await;
-        let mut vars = otlp_vars(&receiver);
-        vars.push(("OTEL_LOG_LEVEL", "debug".into()));
-        let stdout = child_in_background("app", backend, vars).await;
+        let (receiver, stdout) =
+            app_against_a_receiver(backend, &[("OTEL_LOG_LEVEL", "debug")]).await;
         let lines = json_lines(&stdout);
         let started: Vec<_> = lines
             .iter()
@@ -142,10 +153,7 @@ async fn otel_log_level_debug_shows_export_attempts_on_both_backends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_log_debug_exports_no_opentelemetry_record_on_both_backends() {
     for backend in BACKENDS {
-        let receiver = CaptureReceiver::start().await;
-        let mut vars = otlp_vars(&receiver);
-        vars.push(("RUST_LOG", "debug".into()));
-        let stdout = child_in_background("app", backend, vars).await;
+        let (receiver, stdout) = app_against_a_receiver(backend, &[("RUST_LOG", "debug")]).await;
         let logs = receiver.logs();
         let app: Vec<_> = logs
             .iter()
@@ -177,8 +185,7 @@ async fn rust_log_debug_exports_no_opentelemetry_record_on_both_backends() {
 async fn numeric_secrets_are_redacted_over_otlp_on_both_backends() {
     let redacted = AttrValue::Str("[REDACTED]".into());
     for backend in BACKENDS {
-        let receiver = CaptureReceiver::start().await;
-        let stdout = child_in_background("app", backend, otlp_vars(&receiver)).await;
+        let (receiver, stdout) = app_against_a_receiver(backend, &[]).await;
         let logs = receiver.logs_where(|l| l.body.as_deref() == Some(APP_RECORD));
         assert_eq!(logs.len(), 1, "{backend}: {}", receiver.summary());
         assert_eq!(logs[0].attr("password"), Some(&redacted), "{backend}");

@@ -363,20 +363,30 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
     }
 
+    /// The first span (in arrival order) that `pred` accepts, waiting up to [`WAIT`] for it;
+    /// panics if none came.
+    pub async fn span_where(&self, pred: impl Fn(&CapturedSpan) -> bool) -> CapturedSpan {
+        self.wait_span("a span", pred).await
+    }
+
     /// The first span named `name`, waiting up to [`WAIT`] for it; panics if none came.
     pub async fn span_named(&self, name: &str) -> CapturedSpan {
-        self.otlp
-            .wait_for_span(|s| s.name == name, WAIT)
+        self.wait_span(&format!("span {name}"), |s| s.name == name)
             .await
-            .unwrap_or_else(|e| panic!("span {name}: {e}"))
     }
 
     /// The span named `name` in trace `trace_id`, waiting up to [`WAIT`] for it.
     pub async fn span_in(&self, trace_id: &str, name: &str) -> CapturedSpan {
-        self.otlp
-            .wait_for_span(|s| s.trace_id == trace_id && s.name == name, WAIT)
+        let what = format!("span {name} in trace {trace_id}");
+        self.wait_span(&what, |s| s.trace_id == trace_id && s.name == name)
             .await
-            .unwrap_or_else(|e| panic!("span {name} in trace {trace_id}: {e}"))
+    }
+
+    async fn wait_span(&self, what: &str, pred: impl Fn(&CapturedSpan) -> bool) -> CapturedSpan {
+        self.otlp
+            .wait_for_span(pred, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// The first point of metric `name` that `pred` accepts, waiting up to [`WAIT`] for it.
@@ -389,6 +399,16 @@ impl TestApp {
             .wait_for_metric_point(name, pred, WAIT)
             .await
             .unwrap_or_else(|e| panic!("metric {name}: {e}"))
+    }
+
+    /// An in-process bus for a worker run beside this app: its video-status events reach the
+    /// app as in `vidscope up` (the video's cached metadata is dropped, open tabs are told).
+    pub fn status_events(&self) -> vidscope_core::events::EventBus {
+        let bus = vidscope_core::events::EventBus::local();
+        if let Some(rx) = bus.subscribe() {
+            vidscope_api::status_bridge::spawn_local(self.state.clone(), rx);
+        }
+        bus
     }
 
     /// Creates an account with `role` and a live session for it ([`create_user`]).

@@ -57,8 +57,9 @@ use tokio::sync::{Notify, watch};
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use vidscope_telemetry::export_request::{self, ScopedItems};
 
-use crate::seen::SeenLog;
+use crate::seen::{Noted, SeenLog};
 
 mod misbehave;
 
@@ -690,7 +691,7 @@ impl Shared {
         }
         if let Some(seen) = &self.seen {
             let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            if request.note_seen(&mut seen) {
+            if seen.note(&request) {
                 seen.write();
             }
         }
@@ -793,19 +794,21 @@ trait OtlpRequest:
     + Send
     + Sync
     + 'static
+    + ScopedItems<Item: Noted>
 {
     const SIGNAL: Signal;
     /// The top-level field name in OTLP/JSON.
     const JSON_ROOT: &'static str;
     type Response: prost::Message + Default + serde::Serialize + Send + 'static;
 
-    fn item_count(&self) -> u64;
+    /// Spans, log records or metric data points.
+    fn item_count(&self) -> u64 {
+        self.groups().map(|g| g.items.len() as u64).sum()
+    }
     fn export(&self) -> Export<'_>;
     /// The answer: a plain success, or one with this partial success.
     fn response(partial: Option<&PartialReject>) -> Self::Response;
     fn keep(self, store: &mut Store, transport: Transport);
-    /// Adds this request's facts to the registry check's record; true when any was new.
-    fn note_seen(&self, seen: &mut SeenLog) -> bool;
 }
 
 impl OtlpRequest for ExportTraceServiceRequest {
@@ -822,20 +825,8 @@ impl OtlpRequest for ExportTraceServiceRequest {
         }
     }
 
-    fn item_count(&self) -> u64 {
-        self.resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len() as u64)
-            .sum()
-    }
-
     fn export(&self) -> Export<'_> {
         Export::Traces(self)
-    }
-
-    fn note_seen(&self, seen: &mut SeenLog) -> bool {
-        seen.note_traces(self)
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
@@ -859,27 +850,14 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     }
 
     fn item_count(&self) -> u64 {
-        self.resource_metrics
-            .iter()
-            .flat_map(|rm| &rm.scope_metrics)
-            .flat_map(|sm| &sm.metrics)
-            .map(|m| match &m.data {
-                None => 0,
-                Some(metric::Data::Gauge(g)) => g.data_points.len(),
-                Some(metric::Data::Sum(s)) => s.data_points.len(),
-                Some(metric::Data::Histogram(h)) => h.data_points.len(),
-                Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-                Some(metric::Data::Summary(s)) => s.data_points.len(),
-            } as u64)
+        self.groups()
+            .flat_map(|g| g.items)
+            .map(|m| export_request::points(m).len() as u64)
             .sum()
     }
 
     fn export(&self) -> Export<'_> {
         Export::Metrics(self)
-    }
-
-    fn note_seen(&self, seen: &mut SeenLog) -> bool {
-        seen.note_metrics(self)
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
@@ -902,20 +880,8 @@ impl OtlpRequest for ExportLogsServiceRequest {
         }
     }
 
-    fn item_count(&self) -> u64 {
-        self.resource_logs
-            .iter()
-            .flat_map(|rl| &rl.scope_logs)
-            .map(|sl| sl.log_records.len() as u64)
-            .sum()
-    }
-
     fn export(&self) -> Export<'_> {
         Export::Logs(self)
-    }
-
-    fn note_seen(&self, seen: &mut SeenLog) -> bool {
-        seen.note_logs(self)
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {

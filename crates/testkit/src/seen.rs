@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::metric;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use vidscope_telemetry::export_request::{ScopedItems, points};
 
 /// The directory the summaries go to; unset (the default) records nothing.
 pub const SEEN_DIR_ENV: &str = "VIDSCOPE_TELEMETRY_SEEN_DIR";
@@ -136,79 +136,17 @@ impl SeenLog {
         (new, service)
     }
 
-    /// Records the facts of a trace export; true when any was new.
-    pub(crate) fn note_traces(&mut self, request: &ExportTraceServiceRequest) -> bool {
+    /// Records the facts of an export (never bodies or values); true when any was new.
+    pub(crate) fn note<R: ScopedItems>(&mut self, request: &R) -> bool
+    where
+        R::Item: Noted,
+    {
         let mut new = false;
-        for resource_spans in &request.resource_spans {
-            let (added, service) = self.add_resource(resource_spans.resource.as_ref());
+        for group in request.groups() {
+            let (added, service) = self.add_resource(group.resource);
             new |= added;
-            for scope_spans in &resource_spans.scope_spans {
-                let scope = scope_name(scope_spans.scope.as_ref());
-                for span in &scope_spans.spans {
-                    // Kind too: the load generator's client spans share names with the API's
-                    // server spans ("GET /api/videos") and carry other attributes.
-                    let (name, kind) = (
-                        span.name.as_str(),
-                        vidscope_telemetry::span_kind_name(span.kind),
-                    );
-                    new |= self.add(Fact::Span, &[&service, scope, name, kind]);
-                    for kv in &span.attributes {
-                        let row = [name, kind, &kv.key, &kv_type(kv)];
-                        new |= self.add(Fact::SpanAttribute, &row);
-                    }
-                    for event in &span.events {
-                        new |= self.add(Fact::SpanEvent, &[name, kind, &event.name]);
-                        for kv in &event.attributes {
-                            let row = [name, kind, &event.name, &kv.key, &kv_type(kv)];
-                            new |= self.add(Fact::EventAttribute, &row);
-                        }
-                    }
-                    for link in &span.links {
-                        for kv in &link.attributes {
-                            let row = [name, kind, &kv.key, &kv_type(kv)];
-                            new |= self.add(Fact::LinkAttribute, &row);
-                        }
-                    }
-                }
-            }
-        }
-        new
-    }
-
-    /// Records the facts of a logs export (never bodies); true when any was new.
-    pub(crate) fn note_logs(&mut self, request: &ExportLogsServiceRequest) -> bool {
-        let mut new = false;
-        for resource_logs in &request.resource_logs {
-            let (added, service) = self.add_resource(resource_logs.resource.as_ref());
-            new |= added;
-            for scope_logs in &resource_logs.scope_logs {
-                let scope = scope_name(scope_logs.scope.as_ref());
-                for record in &scope_logs.log_records {
-                    new |= self.add(Fact::Log, &[&service, scope, &record.event_name]);
-                    for kv in &record.attributes {
-                        new |= self.add(Fact::LogAttribute, &[scope, &kv.key, &kv_type(kv)]);
-                    }
-                }
-            }
-        }
-        new
-    }
-
-    /// Records the facts of a metrics export; true when any was new.
-    pub(crate) fn note_metrics(&mut self, request: &ExportMetricsServiceRequest) -> bool {
-        let mut new = false;
-        for resource_metrics in &request.resource_metrics {
-            let (added, service) = self.add_resource(resource_metrics.resource.as_ref());
-            new |= added;
-            for scope_metrics in &resource_metrics.scope_metrics {
-                let scope = scope_name(scope_metrics.scope.as_ref());
-                for m in &scope_metrics.metrics {
-                    let (kind, labels) = metric_shape(m.data.as_ref());
-                    new |= self.add(Fact::Metric, &[&service, scope, &m.name, &m.unit, kind]);
-                    for kv in labels {
-                        new |= self.add(Fact::MetricLabel, &[&m.name, &kv.key, &kv_type(kv)]);
-                    }
-                }
+            for item in group.items {
+                new |= item.note(self, &service, group.scope_name());
             }
         }
         new
@@ -246,6 +184,62 @@ impl SeenLog {
     }
 }
 
+/// A span, log record or metric, whose facts a [`SeenLog`] records.
+pub(crate) trait Noted {
+    /// Adds this item's facts; true when any was new.
+    fn note(&self, seen: &mut SeenLog, service: &str, scope: &str) -> bool;
+}
+
+impl Noted for Span {
+    fn note(&self, seen: &mut SeenLog, service: &str, scope: &str) -> bool {
+        // Kind too: the load generator's client spans share names with the API's server spans
+        // ("GET /api/videos") and carry other attributes.
+        let (name, kind) = (
+            self.name.as_str(),
+            vidscope_telemetry::span_kind_name(self.kind),
+        );
+        let mut new = seen.add(Fact::Span, &[service, scope, name, kind]);
+        for kv in &self.attributes {
+            new |= seen.add(Fact::SpanAttribute, &[name, kind, &kv.key, &kv_type(kv)]);
+        }
+        for event in &self.events {
+            new |= seen.add(Fact::SpanEvent, &[name, kind, &event.name]);
+            for kv in &event.attributes {
+                let row = [name, kind, &event.name, &kv.key, &kv_type(kv)];
+                new |= seen.add(Fact::EventAttribute, &row);
+            }
+        }
+        for kv in self.links.iter().flat_map(|link| &link.attributes) {
+            new |= seen.add(Fact::LinkAttribute, &[name, kind, &kv.key, &kv_type(kv)]);
+        }
+        new
+    }
+}
+
+impl Noted for LogRecord {
+    fn note(&self, seen: &mut SeenLog, service: &str, scope: &str) -> bool {
+        let mut new = seen.add(Fact::Log, &[service, scope, &self.event_name]);
+        for kv in &self.attributes {
+            new |= seen.add(Fact::LogAttribute, &[scope, &kv.key, &kv_type(kv)]);
+        }
+        new
+    }
+}
+
+impl Noted for Metric {
+    fn note(&self, seen: &mut SeenLog, service: &str, scope: &str) -> bool {
+        let (kind, labels) = metric_shape(self);
+        let mut new = seen.add(
+            Fact::Metric,
+            &[service, scope, &self.name, &self.unit, kind],
+        );
+        for kv in labels {
+            new |= seen.add(Fact::MetricLabel, &[&self.name, &kv.key, &kv_type(kv)]);
+        }
+        new
+    }
+}
+
 /// The test binary and its arguments (nextest passes the test's name), so the checker can say
 /// which test emitted an unregistered item.
 fn source() -> String {
@@ -257,38 +251,18 @@ fn source() -> String {
     format!("{exe} {}", args.join(" ")).trim().to_owned()
 }
 
-fn scope_name(scope: Option<&InstrumentationScope>) -> &str {
-    scope.map_or("", |s| s.name.as_str())
-}
-
-fn metric_shape(data: Option<&metric::Data>) -> (&'static str, Vec<&KeyValue>) {
-    match data {
-        None => ("empty", Vec::new()),
-        Some(metric::Data::Gauge(g)) => (
-            "gauge",
-            g.data_points.iter().flat_map(|p| &p.attributes).collect(),
-        ),
-        Some(metric::Data::Sum(s)) => (
-            if s.is_monotonic {
-                "counter"
-            } else {
-                "updowncounter"
-            },
-            s.data_points.iter().flat_map(|p| &p.attributes).collect(),
-        ),
-        Some(metric::Data::Histogram(h)) => (
-            "histogram",
-            h.data_points.iter().flat_map(|p| &p.attributes).collect(),
-        ),
-        Some(metric::Data::ExponentialHistogram(h)) => (
-            "exponential_histogram",
-            h.data_points.iter().flat_map(|p| &p.attributes).collect(),
-        ),
-        Some(metric::Data::Summary(s)) => (
-            "summary",
-            s.data_points.iter().flat_map(|p| &p.attributes).collect(),
-        ),
-    }
+fn metric_shape(m: &Metric) -> (&'static str, Vec<&KeyValue>) {
+    let kind = match &m.data {
+        None => "empty",
+        Some(metric::Data::Gauge(_)) => "gauge",
+        Some(metric::Data::Sum(s)) if s.is_monotonic => "counter",
+        Some(metric::Data::Sum(_)) => "updowncounter",
+        Some(metric::Data::Histogram(_)) => "histogram",
+        Some(metric::Data::ExponentialHistogram(_)) => "exponential_histogram",
+        Some(metric::Data::Summary(_)) => "summary",
+    };
+    let labels = points(m).into_iter().flat_map(|p| p.attributes).collect();
+    (kind, labels)
 }
 
 fn kv_type(kv: &KeyValue) -> String {

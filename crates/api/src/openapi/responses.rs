@@ -3,7 +3,8 @@
 //! keeps a row of its own only where its answer says more than the shared one (the upload's
 //! 413 names its own limit).
 //!
-//! Every one is the [`ErrorBody`]; the types exist for the document and are never built.
+//! Every one but the pages' [`ToLogin`] is the [`ErrorBody`]; the types exist for the
+//! document and are never built.
 
 #![allow(
     dead_code,
@@ -13,6 +14,16 @@
 use utoipa::IntoResponses;
 
 use crate::error::ErrorBody;
+
+/// A page asked for without a valid session: the redirect to the sign-in page, which comes
+/// back to the page afterwards.
+#[derive(IntoResponses)]
+#[response(
+    status = 303,
+    description = "No valid session: to `/login?next=` and the page's path",
+    headers(("Location" = String))
+)]
+pub struct ToLogin;
 
 /// `Name: status, "description";` makes a response type with the [`ErrorBody`]; more
 /// `#[response]` attributes may follow the description (the 503s' `Retry-After`).

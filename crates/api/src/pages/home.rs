@@ -4,7 +4,7 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::auth::MaybeUser;
-use crate::error::ErrorBody;
+use crate::openapi::responses::DbUnavailable;
 
 #[utoipa::path(
     get,
@@ -15,7 +15,7 @@ use crate::error::ErrorBody;
     responses(
         (status = 303, description = "To `/videos`, or to `/login?next=/` without a valid session",
             headers(("Location" = String))),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        DbUnavailable,
     )
 )]
 pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Response {

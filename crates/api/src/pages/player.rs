@@ -6,8 +6,7 @@
 //! saves and its `video.session` events continue the trace of the page load.
 
 use askama::Template;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -17,6 +16,8 @@ use vidscope_telemetry::propagation::traceresponse;
 
 use crate::auth::MaybeUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
+use crate::openapi::responses::{DbUnavailable, NoSuchVideo, ToLogin};
 use crate::routes::videos::get::metadata;
 use crate::state::AppState;
 
@@ -50,12 +51,9 @@ struct PageData<'a> {
     params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
         (status = 200, description = "The player, resuming at the saved position", content_type = "text/html", body = String),
-        (status = 303, description = "No valid session: to `/login?next=/player/...`",
-            headers(("Location" = String))),
         (status = 400, description = "The id is not a UUID (checked before the session)", body = ErrorBody),
-        (status = 404, description = "No such video", body = ErrorBody),
         (status = 409, description = "The video is not ready to play yet (still being processed, or failed)", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ToLogin, NoSuchVideo, DbUnavailable,
     )
 )]
 #[tracing::instrument(name = "page.player", skip_all, fields(video.id = tracing::field::Empty))]
@@ -63,11 +61,10 @@ pub async fn get(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     uri: Uri,
-    path: Result<Path<String>, PathRejection>,
+    Path(segment): Path<String>,
 ) -> Result<Response, ApiError> {
     // The id first: a URL that can never name a player is a 400 whoever asks, rather than a
     // trip through the login page that ends in one (and the document says so).
-    let Path(segment) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let id = VideoId::parse(&segment).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_parameter",

@@ -6,9 +6,9 @@ use askama::Template;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::MaybeUser;
-use crate::error::{ApiError, ErrorBody};
-use crate::routes::trace_viewer::require_admin;
+use crate::auth::{AdminUser, MaybeUser};
+use crate::error::ApiError;
+use crate::openapi::responses::{AdminOnly, DbUnavailable, ToLogin};
 
 #[derive(Template)]
 #[template(path = "trace_viewer.html")]
@@ -31,16 +31,13 @@ struct TraceViewerPage;
     ),
     responses(
         (status = 200, description = "The viewer", content_type = "text/html", body = String),
-        (status = 303, description = "No valid session: to `/login?next=/trace-viewer`",
-            headers(("Location" = String))),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ToLogin, AdminOnly, DbUnavailable,
     )
 )]
 pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Result<Response, ApiError> {
     let Some(user) = user else {
         return Ok(super::to_login(&uri));
     };
-    require_admin(&user)?;
+    AdminUser::check(user)?;
     Ok(super::render(&TraceViewerPage)?.into_response())
 }

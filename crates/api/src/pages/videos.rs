@@ -6,7 +6,8 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::MaybeUser;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::openapi::responses::{DbUnavailable, ToLogin};
 
 #[derive(Template)]
 #[template(path = "videos.html")]
@@ -20,9 +21,7 @@ struct VideosPage;
     tag = "pages",
     responses(
         (status = 200, description = "The lesson list (filled by its script from `/api/videos`)", content_type = "text/html", body = String),
-        (status = 303, description = "No valid session: to `/login?next=/videos`",
-            headers(("Location" = String))),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        ToLogin, DbUnavailable,
     )
 )]
 pub async fn get(MaybeUser(user): MaybeUser, uri: Uri) -> Result<Response, ApiError> {

@@ -3,19 +3,9 @@
 pub mod get;
 pub mod list;
 
-use vidscope_core::auth::User;
-
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::trace_viewer::{self, Snapshot};
-
-pub(crate) fn require_admin(user: &User) -> Result<(), ApiError> {
-    if user.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("the trace viewer is for admins"))
-    }
-}
 
 /// Reads the trace files off the async threads (they can be tens of MiB).
 pub(crate) async fn snapshot(state: &AppState) -> Result<Snapshot, ApiError> {

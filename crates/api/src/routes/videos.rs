@@ -15,7 +15,7 @@ use crate::error::ApiError;
 
 /// The public view of a video, as listed and as answered after an upload.
 // Deserialize: the metadata route caches it as is.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoBody {
     /// A UUID.
     pub id: String,

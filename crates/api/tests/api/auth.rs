@@ -1,12 +1,8 @@
 //! Seed 001's auth flow: sessions, the auth events, throttling, page redirects.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn cookie_of(resp: &reqwest::Response) -> String {
     let set = resp
@@ -38,13 +34,8 @@ async fn trace_event(
     let wanted = name.to_owned();
     let trace = server.trace_id.clone();
     let span = app
-        .otlp
-        .wait_for_span(
-            move |s| s.trace_id == trace && s.event(&wanted).is_some(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .span_where(move |s| s.trace_id == trace && s.event(&wanted).is_some())
+        .await;
     span.events.into_iter().find(|e| e.name == name).unwrap()
 }
 
@@ -59,10 +50,8 @@ async fn server_span(
         ..
     } = TraceResponse::of(resp.headers());
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_span(move |s| s.trace_id == trace && s.span_id == span, WAIT)
+    app.span_where(move |s| s.trace_id == trace && s.span_id == span)
         .await
-        .unwrap()
 }
 
 async fn login(
@@ -308,10 +297,8 @@ async fn session_lookups_go_through_the_cache_with_hit_or_miss_spans() {
         let trace = TraceResponse::of(r.headers()).trace_id;
         app.flush_telemetry().await;
         let get = app
-            .otlp
-            .wait_for_span(move |s| s.trace_id == trace && s.name == "cache.get", WAIT)
-            .await
-            .unwrap();
+            .span_where(move |s| s.trace_id == trace && s.name == "cache.get")
+            .await;
         assert_eq!(get.attr_str("cache.backend"), Some("memory"));
         let key = get.attr_str("cache.key").unwrap().to_owned();
         assert!(key.starts_with("session:") && key.len() == 20, "{key}");

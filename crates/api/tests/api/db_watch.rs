@@ -6,8 +6,6 @@ use tracing::Instrument;
 use vidscope_core::db::{InDbSpan, query_span};
 use vidscope_testkit::TestApp;
 
-const WAIT: Duration = Duration::from_secs(10);
-
 #[tokio::test]
 async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
     let app = TestApp::builder()
@@ -41,13 +39,8 @@ async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
     // caller's current span until it takes its next command, so the root may close (and be
     // exported) after this flush.
     let marked = app
-        .otlp
-        .wait_for_span(
-            |s| s.name == "SELECT" && s.event("db.n_plus_one").is_some(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .span_where(|s| s.name == "SELECT" && s.event("db.n_plus_one").is_some())
+        .await;
     let spans = app.otlp.spans_in_trace(&marked.trace_id);
     let marks: Vec<_> = spans
         .iter()

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-use crate::progress::{NO_SUCH_VIDEO, V1, WAIT, insert_video, stored_progress, warm_up};
+use crate::progress::{NO_SUCH_VIDEO, V1, insert_video, stored_progress, warm_up};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PAGE_SPAN_ID: &str = "b7ad6b7169203331";
@@ -102,16 +102,10 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
         Some(131.5)
     );
     // The progress save's database statement is inside the session span.
-    app.otlp
-        .wait_for_span(
-            |s| {
-                s.name == "INSERT progress"
-                    && s.parent_span_id.as_deref() == Some(session.span_id.as_str())
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+    app.span_where(|s| {
+        s.name == "INSERT progress" && s.parent_span_id.as_deref() == Some(session.span_id.as_str())
+    })
+    .await;
 
     for (metric, check) in [
         ("video.load_time_ms", 1.0),

@@ -105,13 +105,10 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
 
     app.flush_telemetry().await;
     let skipped = app
-        .otlp
-        .wait_for_span(
-            |s| s.name == "api.progress.update" && s.event("progress.duplicate_skipped").is_some(),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .span_where(|s| {
+            s.name == "api.progress.update" && s.event("progress.duplicate_skipped").is_some()
+        })
+        .await;
     assert_eq!(skipped.attr_str("user.id"), Some(viewer.user.id.as_str()));
     assert_eq!(skipped.attr_str("video.id"), Some(V1));
     let received = skipped.event("progress.data_received").unwrap();
@@ -190,16 +187,10 @@ async fn reaching_95_percent_marks_the_video_completed() {
 
     app.flush_telemetry().await;
     let span = app
-        .otlp
-        .wait_for_span(
-            |s| {
-                s.name == "api.progress.update"
-                    && s.event("progress.auto_complete_triggered").is_some()
-            },
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .span_where(|s| {
+            s.name == "api.progress.update" && s.event("progress.auto_complete_triggered").is_some()
+        })
+        .await;
     let event = span.event("progress.auto_complete_triggered").unwrap();
     assert_eq!(event.attr_f64("positionSeconds"), Some(95.0));
     assert_eq!(event.attr_f64("durationSeconds"), Some(100.0));

@@ -77,10 +77,6 @@ fn collector_line(trace_id: &str, parent: &str) -> String {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn traces_from_the_apps_files_and_the_collectors_are_listed_filtered_and_opened() {
     // Arrange: the app writes its traces to files; the viewer reads them and a Collector file.
     let dir = tempfile::tempdir().unwrap();

@@ -57,10 +57,6 @@ fn span(
 }
 
 /// Writes the Collector-style file (and a rotated backup); returns the file.
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 fn write_collector_file(dir: &Path) -> PathBuf {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -356,10 +352,6 @@ async fn filters_limit_and_the_waterfall() {
 }
 
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn bad_input_and_access_are_refused_with_json() {
     let f = fixture().await;
     let admin = Some(&f.admin);

@@ -176,12 +176,7 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
         .unwrap()
         .unwrap();
     assert_eq!(row.uploaded_by.as_deref(), Some(admin.user.id.as_str()));
-    let resp = app
-        .get_with(
-            "/api/videos/intro-lesson.mp4",
-            &[("cookie", &viewer.cookie)],
-        )
-        .await;
+    let resp = app.get_as("/api/videos/intro-lesson.mp4", &viewer).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.unwrap() == data[..], "bytes differ");
 
@@ -217,10 +212,8 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
     }
     for name in ["s3.put_object", "INSERT videos"] {
         let child = app
-            .otlp
-            .wait_for_span(|s| s.trace_id == trace && s.name == name, WAIT)
-            .await
-            .unwrap();
+            .span_where(|s| s.trace_id == trace && s.name == name)
+            .await;
         assert_eq!(
             child.parent_span_id.as_deref(),
             Some(span.span_id.as_str()),

@@ -101,9 +101,7 @@ async fn listing_and_metadata_need_a_session() {
 
     // Viewer and admin: newest first, with the public fields.
     for user in [&viewer, &admin] {
-        let resp = app
-            .get_with("/api/videos", &[("cookie", &user.cookie)])
-            .await;
+        let resp = app.get_as("/api/videos", user).await;
         assert_eq!(resp.status(), 200);
         let body: serde_json::Value = resp.json().await.unwrap();
         let list = body["videos"].as_array().unwrap();
@@ -124,10 +122,7 @@ async fn listing_and_metadata_need_a_session() {
 
     // Metadata by id; an unknown id is a JSON 404.
     let resp = app
-        .get_with(
-            &format!("/api/videos/{}", first.id),
-            &[("cookie", &viewer.cookie)],
-        )
+        .get_as(&format!("/api/videos/{}", first.id), &viewer)
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -138,10 +133,7 @@ async fn listing_and_metadata_need_a_session() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["filename"], "first.mp4");
     let resp = app
-        .get_with(
-            &format!("/api/videos/{}", VideoId::generate()),
-            &[("cookie", &viewer.cookie)],
-        )
+        .get_as(&format!("/api/videos/{}", VideoId::generate()), &viewer)
         .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
@@ -263,7 +255,7 @@ async fn range_matrix() {
     let path = "/api/videos/matrix.mp4";
 
     // The ETag is needed for the If-Range cases.
-    let full = app.get_with(path, &[("cookie", &viewer.cookie)]).await;
+    let full = app.get_as(path, &viewer).await;
     assert_eq!(full.status(), 200);
     let h = full.headers().clone();
     assert_eq!(h[header::ACCEPT_RANGES], "bytes");
@@ -533,12 +525,7 @@ async fn traversal_attempts_never_leave_the_store() {
         "...mp4",
     ];
     for attempt in attempts {
-        let resp = app
-            .get_with(
-                &format!("/api/videos/{attempt}"),
-                &[("cookie", &viewer.cookie)],
-            )
-            .await;
+        let resp = app.get_as(&format!("/api/videos/{attempt}"), &viewer).await;
         let status = resp.status();
         assert!(
             status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
@@ -555,9 +542,7 @@ async fn traversal_attempts_never_leave_the_store() {
     }
     // The object key of a real video is not a filename either.
     let key = video.object_key().unwrap().as_str().replace('/', "%2F");
-    let resp = app
-        .get_with(&format!("/api/videos/{key}"), &[("cookie", &viewer.cookie)])
-        .await;
+    let resp = app.get_as(&format!("/api/videos/{key}"), &viewer).await;
     assert_eq!(resp.status(), 400);
 
     // Raw requests, so no client normalises the dots away first.
@@ -622,23 +607,15 @@ async fn streaming_needs_a_session_and_an_existing_file() {
 
     // Viewer and admin both stream; an unknown file is a JSON 404.
     for user in [&viewer, &admin] {
-        let resp = app
-            .get_with("/api/videos/known.mp4", &[("cookie", &user.cookie)])
-            .await;
+        let resp = app.get_as("/api/videos/known.mp4", user).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.bytes().await.unwrap(), &bytes[..]);
     }
-    let resp = app
-        .get_with("/api/videos/unknown.mp4", &[("cookie", &viewer.cookie)])
-        .await;
+    let resp = app.get_as("/api/videos/unknown.mp4", &viewer).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
 
-    let server = app
-        .otlp
-        .wait_for_span(|s| s.trace_id == trace && s.kind == 2, WAIT)
-        .await
-        .unwrap();
+    let server = app.span_where(|s| s.trace_id == trace && s.kind == 2).await;
     let failed = server
         .event("auth.failed")
         .expect("auth.failed on the server span");
@@ -785,7 +762,7 @@ async fn thumbnails_are_served_once_recorded() {
     let id = VideoId::parse(&video.id).unwrap();
     let path = format!("/api/videos/{}/thumbnail", video.id);
 
-    let resp = app.get_with(&path, &[("cookie", &viewer.cookie)]).await;
+    let resp = app.get_as(&path, &viewer).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
 
@@ -798,15 +775,12 @@ async fn thumbnails_are_served_once_recorded() {
         .unwrap();
     assert!(videos::mark_ready(&app.state.db, &id, &key).await.unwrap());
 
-    let resp = app.get_with(&path, &[("cookie", &viewer.cookie)]).await;
+    let resp = app.get_as(&path, &viewer).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/jpeg");
     assert_eq!(resp.bytes().await.unwrap(), &b"\xFF\xD8\xFFjpeg"[..]);
     let resp = app
-        .get_with(
-            &format!("/api/videos/{}", video.id),
-            &[("cookie", &viewer.cookie)],
-        )
+        .get_as(&format!("/api/videos/{}", video.id), &viewer)
         .await;
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["thumbnail_url"], path.as_str());
@@ -852,10 +826,7 @@ async fn worker_updates_show_in_the_metadata() {
         .unwrap();
     assert_eq!(got.status, videos::VideoStatus::Ready);
     let resp = app
-        .get_with(
-            &format!("/api/videos/{}", video.id),
-            &[("cookie", &viewer.cookie)],
-        )
+        .get_as(&format!("/api/videos/{}", video.id), &viewer)
         .await;
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ready");
@@ -868,17 +839,10 @@ async fn metadata_cache_get(app: &TestApp, resp: &reqwest::Response, key: &str) 
     let trace = TraceResponse::of(resp.headers()).trace_id;
     let key = key.to_owned();
     app.flush_telemetry().await;
-    app.otlp
-        .wait_for_span(
-            move |s| {
-                s.trace_id == trace
-                    && s.name == "cache.get"
-                    && s.attr_str("cache.key") == Some(&key)
-            },
-            WAIT,
-        )
-        .await
-        .unwrap()
+    app.span_where(move |s| {
+        s.trace_id == trace && s.name == "cache.get" && s.attr_str("cache.key") == Some(&key)
+    })
+    .await
 }
 
 #[tokio::test]

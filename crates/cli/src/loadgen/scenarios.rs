@@ -17,20 +17,10 @@ use super::sample;
 /// Resume attempts so far, in this process.
 static RESUMES: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct Video {
-    pub id: String,
-    pub filename: String,
-    pub status: String,
-    pub size_bytes: u64,
-    pub duration_seconds: Option<f64>,
-    pub thumbnail_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct VideoList {
-    videos: Vec<Video>,
-}
+/// A video as `GET /api/videos` lists it: the API's own body type, so the load generator reads
+/// exactly what the API writes.
+pub(super) use vidscope_api::routes::videos::VideoBody as Video;
+use vidscope_api::routes::videos::list::VideoList;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -266,7 +256,7 @@ pub(super) async fn watch(
                 stream(
                     client,
                     video,
-                    offset.min(video.size_bytes.saturating_sub(1)),
+                    offset.min(u64::try_from(video.size_bytes - 1).unwrap_or(0)),
                 )
                 .await?;
             }

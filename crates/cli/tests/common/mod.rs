@@ -6,6 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 
+/// The admin account (e-mail, password) the services under test create at start-up.
+pub(crate) const ADMIN: (&str, &str) = ("admin@example.com", "the test admin's password");
+
 /// A child process that is killed if the test ends before stopping it.
 pub(crate) struct Process(pub Child);
 
@@ -113,12 +116,7 @@ pub(crate) fn up_base_url(stdout: ChildStdout) -> String {
 /// `vidscope up` on port 0 with its data in `data_dir`, the database at `db_url`, OTLP over gRPC
 /// to `otlp_grpc` (metrics every second), an admin account, a queue prefix of its own, stdout
 /// piped (for [`up_base_url`]) and stderr shown. Callers add what their test needs.
-pub(crate) fn up_command(
-    data_dir: &Path,
-    db_url: &str,
-    otlp_grpc: &str,
-    admin: (&str, &str),
-) -> Command {
+pub(crate) fn up_command(data_dir: &Path, db_url: &str, otlp_grpc: &str) -> Command {
     let prefix = format!(
         "vidscope-test-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -135,8 +133,8 @@ pub(crate) fn up_command(
     .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_grpc)
     .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
     .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
-    .env("VIDSCOPE_ADMIN_EMAIL", admin.0)
-    .env("VIDSCOPE_ADMIN_PASSWORD", admin.1)
+    .env("VIDSCOPE_ADMIN_EMAIL", ADMIN.0)
+    .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN.1)
     .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
     .env("VIDSCOPE_REDIS_PREFIX", prefix)
     .stdout(Stdio::piped())

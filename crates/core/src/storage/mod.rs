@@ -362,6 +362,18 @@ pub(crate) async fn traced<T>(
     result
 }
 
+/// [`traced`] for an operation that answers with an object (or part of one): on success the
+/// span also gets the bytes it covers as `s3.size`, which is what its latency is read against.
+async fn traced_sized<T>(
+    span: Span,
+    size: fn(&T) -> u64,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let answer = traced(span.clone(), fut).await?;
+    span.record("s3.size", size_attr(size(&answer)));
+    Ok(answer)
+}
+
 /// The adapters as one cheap-to-clone value for application state. An enum rather than a trait
 /// object: there are exactly two adapters, and generic `put` bodies stay possible.
 #[derive(Clone, Debug)]
@@ -445,13 +457,11 @@ impl ObjectStore {
             s3.part_count = tracing::field::Empty
         );
         let current = span.clone();
-        traced(span, async {
-            let meta = match self {
-                ObjectStore::Local(l) => l.put(key, body, content_type).await?,
-                ObjectStore::S3(s) => s.put(key, body, content_type, &current).await?,
-            };
-            current.record("s3.size", size_attr(meta.size));
-            Ok(meta)
+        traced_sized(span, |meta| meta.size, async {
+            match self {
+                ObjectStore::Local(l) => l.put(key, body, content_type).await,
+                ObjectStore::S3(s) => s.put(key, body, content_type, &current).await,
+            }
         })
         .await
     }
@@ -469,14 +479,11 @@ impl ObjectStore {
 
     pub async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
         let span = op_span!("s3.head_object", self, key.as_str());
-        let current = span.clone();
-        traced(span, async {
-            let meta = match self {
-                ObjectStore::Local(l) => l.head(key).await?,
-                ObjectStore::S3(s) => s.head(key).await?,
-            };
-            current.record("s3.size", size_attr(meta.size));
-            Ok(meta)
+        traced_sized(span, |meta| meta.size, async {
+            match self {
+                ObjectStore::Local(l) => l.head(key).await,
+                ObjectStore::S3(s) => s.head(key).await,
+            }
         })
         .await
     }
@@ -500,18 +507,14 @@ impl ObjectStore {
                 format_args!("bytes={}-{}", r.start, r.end_inclusive),
             );
         }
-        let current = span.clone();
-        traced(span, async {
+        traced_sized(span, ObjectBody::content_length, async {
             if let Some(r) = &range {
                 r.check()?;
             }
-            let body = match self {
-                ObjectStore::Local(l) => l.get(key, range).await?,
-                ObjectStore::S3(s) => s.get(key, range).await?,
-            };
-            // Bytes this request moves, which is what latency should be read against.
-            current.record("s3.size", size_attr(body.content_length()));
-            Ok(body)
+            match self {
+                ObjectStore::Local(l) => l.get(key, range).await,
+                ObjectStore::S3(s) => s.get(key, range).await,
+            }
         })
         .await
     }

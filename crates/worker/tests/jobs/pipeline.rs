@@ -8,7 +8,6 @@ use std::time::Duration;
 use reqwest::header;
 use serde_json::Value;
 use vidscope_core::domain::Role;
-use vidscope_core::events::EventBus;
 use vidscope_core::jobs::crm_sync::{CrmEvent, CrmSyncPayload};
 use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::outbox;
@@ -31,7 +30,9 @@ pub(crate) fn context(app: &TestApp) -> JobContext {
         db: app.state.db.clone(),
         store: app.state.store.clone(),
         metrics: app.state.metrics.clone(),
-        events: EventBus::None,
+        // As `vidscope up` wires it: a finished job's status change drops the API's cached
+        // metadata, so a poll of the API sees it at once rather than when the cache expires.
+        events: app.status_events(),
         ffmpeg: vidscope_worker::ffmpeg::Ffmpeg {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
@@ -195,10 +196,6 @@ pub(crate) fn test_video() -> Vec<u8> {
     std::fs::read(&path).unwrap()
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     let admin = app.create_user(Role::Admin).await;
     let worker = start(Worker::new(
@@ -334,10 +331,6 @@ async fn upload_to_thumbnail_on_redis_streams() {
 }
 
 /// Seed 003's table: names, units, labels and the duration buckets.
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn workflow_metrics_match_seed_003(app: &TestApp) {
     let buckets = vec![
         5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
@@ -671,10 +664,6 @@ async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
 /// the job's trace. The visibility timeout is two minutes here, so a job left leased by its
 /// panic (what happened before) misses every deadline below.
 #[tokio::test]
-#[allow(
-    clippy::too_many_lines,
-    reason = "an end-to-end test reads as one scenario, top to bottom"
-)]
 async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_visibility_timeout()
 {
     const VISIBILITY: Duration = Duration::from_secs(120);

@@ -1,11 +1,10 @@
 //! `GET /api/trace-viewer/traces/{trace_id}`: every span of one trace, for the waterfall.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 
-use crate::auth::CurrentUser;
+use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::trace_viewer::TraceDetail;
 
@@ -26,11 +25,9 @@ use crate::trace_viewer::TraceDetail;
 )]
 pub async fn get(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    path: Result<Path<String>, PathRejection>,
+    AdminUser(_): AdminUser,
+    Path(trace_id): Path<String>,
 ) -> Result<Json<TraceDetail>, ApiError> {
-    super::require_admin(&user)?;
-    let Path(trace_id) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     if trace_id.len() != 32
         || !trace_id
             .bytes()

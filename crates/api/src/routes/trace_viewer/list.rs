@@ -1,12 +1,11 @@
 //! `GET /api/trace-viewer/traces`: recent traces, newest first, filtered.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
-use crate::auth::CurrentUser;
+use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::state::AppState;
 use crate::trace_viewer::{Filter, TraceList};
 
@@ -41,19 +40,9 @@ impl RawFilter {
                 ));
             }
         };
-        let limit = match non_empty(self.limit) {
-            None => DEFAULT_LIMIT,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
-                        format!("limit must be a whole number from 1 to {MAX_LIMIT} (got {v:?})"),
-                    )
-                })?,
-        };
+        // Blank, like the other parameters, counts as not given.
+        let limit =
+            crate::routes::limit(non_empty(self.limit).as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         Ok(Filter {
             video: non_empty(self.video),
             user: non_empty(self.user),
@@ -87,12 +76,9 @@ impl RawFilter {
 )]
 pub async fn get(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    query: Result<Query<RawFilter>, QueryRejection>,
+    AdminUser(_): AdminUser,
+    Query(raw): Query<RawFilter>,
 ) -> Result<Json<TraceList>, ApiError> {
-    super::require_admin(&user)?;
-    let Query(raw) =
-        query.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let filter = raw.parse()?;
     let snapshot = super::snapshot(&state).await?;
     Ok(Json(

@@ -3,8 +3,7 @@
 //! video id and gets the metadata; anything else is a filename and gets the bytes
 //! ([`super::stream`]). Filenames always carry an extension, so the two never overlap.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use vidscope_core::videos::{self, VideoId};
@@ -13,7 +12,7 @@ use super::VideoBody;
 use crate::auth::CurrentUser;
 use crate::cache;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::Json;
+use crate::extract::{Json, Path};
 use crate::openapi::responses::{StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -54,10 +53,9 @@ use crate::state::AppState;
 pub async fn get(
     State(state): State<AppState>,
     user: Result<CurrentUser, ApiError>,
-    path: Result<Path<String>, PathRejection>,
+    Path(segment): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Path(segment) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     match VideoId::parse(&segment) {
         Some(id) => {
             let CurrentUser(_) = user?;

@@ -1,14 +1,13 @@
 //! `GET /api/videos`: the library, newest first, a page at a time.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use vidscope_core::videos::{Video, VideoId};
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::openapi::responses::{BadInput, DbUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -17,7 +16,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// Largest `?limit=` accepted.
 pub const MAX_LIMIT: usize = 500;
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+// Deserialize: the load generator reads the list with this type.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoList {
     pub videos: Vec<VideoBody>,
     /// Pass as `?cursor=` for the next page; `null` on the last page.
@@ -86,22 +86,7 @@ struct Page {
 
 impl Page {
     fn parse(raw: RawPage) -> Result<Self, ApiError> {
-        let limit = match raw.limit.as_deref() {
-            None => DEFAULT_LIMIT,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
-                        format!(
-                            "limit must be an integer from 1 to {MAX_LIMIT} (got {:?})",
-                            v.chars().take(32).collect::<String>()
-                        ),
-                    )
-                })?,
-        };
+        let limit = crate::routes::limit(raw.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
         let after = raw.cursor.as_deref().map(Cursor::parse).transpose()?;
         Ok(Self { limit, after })
     }
@@ -144,9 +129,8 @@ impl Page {
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,
-    query: Result<Query<RawPage>, QueryRejection>,
+    Query(raw): Query<RawPage>,
 ) -> Result<Json<VideoList>, ApiError> {
-    let Query(raw) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let page = Page::parse(raw)?;
     let all = vidscope_core::videos::list(&state.db).await?;
     let (videos, next) = page.of(&all);

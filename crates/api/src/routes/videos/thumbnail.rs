@@ -3,8 +3,7 @@
 //! requires one name per position; only ids are accepted here.
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use vidscope_core::storage::ObjectKey;
@@ -13,6 +12,7 @@ use vidscope_core::videos::{self, VideoId};
 use super::store_error;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::Path;
 use crate::openapi::responses::{BadInput, StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -33,9 +33,8 @@ use crate::state::AppState;
 pub async fn get(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,
-    path: Result<Path<String>, PathRejection>,
+    Path(segment): Path<String>,
 ) -> Result<Response, ApiError> {
-    let Path(segment) = path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
     let id = VideoId::parse(&segment)
         .ok_or_else(|| ApiError::bad_request("invalid_id", "a video id is a UUID"))?;
     let video = videos::get(&state.db, &id)

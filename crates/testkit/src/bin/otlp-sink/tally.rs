@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::Serialize;
+use vidscope_telemetry::export_request::{self, service_name};
 use vidscope_testkit::otlp::Export;
 
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -187,16 +188,8 @@ fn service<'a>(
     services: &'a mut BTreeMap<String, ServiceState>,
     resource: Option<&Resource>,
 ) -> &'a mut ServiceState {
-    let name = resource
-        .into_iter()
-        .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == "service.name")
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "unknown_service".to_owned());
-    services.entry(name).or_default()
+    let name = service_name(resource).unwrap_or("unknown_service");
+    services.entry(name.to_owned()).or_default()
 }
 
 /// Adds one resource entry: its bytes with the tag and length prefix it has as a repeated field
@@ -207,37 +200,12 @@ fn bump(tally: &mut SignalTally, len: usize, items: usize) {
     tally.items += items as u64;
 }
 
-/// Each data point's attributes and the number of Prometheus series it becomes.
-fn points(m: &Metric) -> Vec<(&[KeyValue], u64)> {
-    let n = |len: usize| len as u64;
-    match &m.data {
-        None => Vec::new(),
-        Some(metric::Data::Gauge(g)) => g
-            .data_points
-            .iter()
-            .map(|p| (&p.attributes[..], 1))
-            .collect(),
-        Some(metric::Data::Sum(s)) => s
-            .data_points
-            .iter()
-            .map(|p| (&p.attributes[..], 1))
-            .collect(),
-        Some(metric::Data::Histogram(h)) => h
-            .data_points
-            .iter()
-            .map(|p| (&p.attributes[..], n(p.bucket_counts.len()) + 2))
-            .collect(),
-        Some(metric::Data::ExponentialHistogram(h)) => h
-            .data_points
-            .iter()
-            .map(|p| (&p.attributes[..], 1))
-            .collect(),
-        Some(metric::Data::Summary(s)) => s
-            .data_points
-            .iter()
-            .map(|p| (&p.attributes[..], n(p.quantile_values.len()) + 2))
-            .collect(),
-    }
+/// Each data point's attributes and the number of Prometheus series it becomes: one, or for a
+/// histogram or summary its buckets or quantiles plus `_sum` and `_count`.
+fn points(m: &Metric) -> impl Iterator<Item = (&[KeyValue], u64)> {
+    export_request::points(m)
+        .into_iter()
+        .map(|p| (p.attributes, p.parts.map_or(1, |n| n as u64 + 2)))
 }
 
 fn hash_resource(resource: Option<&Resource>) -> u64 {
@@ -259,10 +227,11 @@ mod tests {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Histogram, HistogramDataPoint, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        metric,
     };
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
