@@ -42,7 +42,6 @@ string_formats! {
     /// a file name has a dot, an id has none.
     VideoIdOrFilename: max_length = 200, pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*\\.([Mm][Pp]4|[Mm]4[Vv]|[Mm][Oo][Vv]|[Ww][Ee][Bb][Mm]|[Mm][Kk][Vv]))$", example = "lesson-01.mp4";
 
-
     /// An e-mail address, as `vidscope_core::domain::Email::parse` accepts: white space around
     /// it is dropped and it is lower-cased; then one `@`, a non-empty local part, a domain with a
     /// dot that neither starts nor ends it, no white space or control character anywhere, at most
