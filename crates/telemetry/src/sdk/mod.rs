@@ -48,7 +48,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::backend::{Built, Inputs, Signals, side_by_side};
-use crate::config::{Signal, TelemetryConfig};
+use crate::config::{BatchSettings, Signal, TelemetryConfig};
 use crate::console::SharedWriter;
 use crate::db_watch::DbWatch;
 use crate::error::InitError;
@@ -168,6 +168,20 @@ pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Buil
     Ok(Built::new(subscriber, SdkSignals { traces, logs }))
 }
 
+/// The wrapped exporter of `signal` and the bound its batch processor's queue goes behind.
+fn bounded_exporter(
+    signal: Signal,
+    batching: &BatchSettings,
+    target: Target<BlockingClient>,
+    fallback: Option<JsonLinesFile>,
+    resource: &Resource,
+    stats: &Arc<ExportStats>,
+) -> (SdkExport<BlockingClient>, Arc<QueueBound>) {
+    let bound = QueueBound::new(signal, batching.max_queue_size, stats.clone());
+    let guarded = Guarded::new(target, fallback, stats.clone());
+    (SdkExport::new(guarded, resource, bound.clone()), bound)
+}
+
 /// The tracer provider: the shared sampler and span limits and, unless traces are off, one
 /// batch processor in front of the wrapped exporter. Without a processor spans still get ids
 /// (for log correlation and propagation) and go nowhere.
@@ -181,12 +195,8 @@ fn tracer_provider(
     let mut builder = crate::span_policy::tracer_provider(config.sampler, resource);
     if let Some(target) = target {
         let b = &config.spans;
-        let bound = QueueBound::new(Signal::Traces, b.max_queue_size, stats.clone());
-        let exporter = SdkExport::new(
-            Guarded::new(target, fallback, stats.clone()),
-            resource,
-            bound.clone(),
-        );
+        let (exporter, bound) =
+            bounded_exporter(Signal::Traces, b, target, fallback, resource, stats);
         // Every setting given, so none comes from the SDK's own reading of `OTEL_BSP_*`
         // (which ignores a bad value): `config` validated them. The export timeout is the
         // exporter's (`signal_export_timeout`); this processor has none.
@@ -213,12 +223,7 @@ fn logger_provider(
     stats: &Arc<ExportStats>,
 ) -> SdkLoggerProvider {
     let b = &config.logs;
-    let bound = QueueBound::new(Signal::Logs, b.max_queue_size, stats.clone());
-    let exporter = SdkExport::new(
-        Guarded::new(target, fallback, stats.clone()),
-        resource,
-        bound.clone(),
-    );
+    let (exporter, bound) = bounded_exporter(Signal::Logs, b, target, fallback, resource, stats);
     // As for spans: every setting from the validated `OTEL_BLRP_*`.
     let inner = BatchLogProcessor::builder(exporter)
         .with_batch_config(

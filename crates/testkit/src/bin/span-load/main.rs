@@ -31,16 +31,13 @@ struct Args {
     threads: usize,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         rate: 0.0,
         seconds: 10.0,
         threads: 1,
     };
     while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(None);
-        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
             value
@@ -59,7 +56,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     if parsed.rate == 0.0 {
         return Err("--rate is required".to_owned());
     }
-    Ok(Some(parsed))
+    Ok(parsed)
 }
 
 /// One request's spans, as the API makes them for `GET /api/test-otel`.
@@ -135,32 +132,32 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match parse_args(args.into_iter()).and_then(|args| run(&args)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
         }
         Err(err) => {
             eprintln!("span-load: {err}\n\n{USAGE}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    let config = match TelemetryConfig::new("vidscope-api").from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("span-load: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-    let guard = match runtime.block_on(async { vidscope_telemetry::init(&config) }) {
-        Ok(guard) => guard,
-        Err(err) => {
-            eprintln!("span-load: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    }
+}
+
+/// Starts telemetry, runs the load, shuts telemetry down; the result line.
+fn run(args: &Args) -> Result<serde_json::Value, String> {
+    let config = TelemetryConfig::new("vidscope-api")
+        .from_env()
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let guard = runtime
+        .block_on(async { vidscope_telemetry::init(&config) })
+        .map_err(|e| e.to_string())?;
     let per_thread = args.rate / 2.0 / args.threads as f64;
     let start = Instant::now();
     let requests: u64 = std::thread::scope(|s| {
@@ -173,7 +170,7 @@ fn main() -> ExitCode {
     runtime.block_on(guard.shutdown());
     let stats = guard.stats();
     let signal = vidscope_telemetry::Signal::Traces;
-    let line = serde_json::json!({
+    Ok(serde_json::json!({
         "rate": args.rate,
         "achieved": (2 * requests) as f64 / elapsed,
         "spans": 2 * requests,
@@ -181,7 +178,5 @@ fn main() -> ExitCode {
         "dropped": stats.dropped(signal),
         "seconds": elapsed,
         "max_rss_mib": peak_rss_mib(),
-    });
-    println!("{line}");
-    ExitCode::SUCCESS
+    }))
 }
