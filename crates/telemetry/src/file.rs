@@ -7,7 +7,8 @@
 //!
 //! **A full disk never leaves half a line.** A write cut short (`ENOSPC`, a quota) is
 //! truncated back to the last whole line before the error is returned, so the next line
-//! starts on a line of its own and every line stays parseable. While writes fail, each
+//! starts on a line of its own and every line stays parseable; a file found ending in an
+//! unfinished line when it is opened (a process killed mid-write) is cut back the same way. While writes fail, each
 //! batch is dropped and counted by the caller (`telemetry.export.dropped`) and one warning
 //! is logged for the whole outage; the next write that succeeds ends it (logged once too),
 //! with nobody restarting anything. The rotation is written here rather than taken from
@@ -139,14 +140,27 @@ impl Rotating {
         let file = match self.file.take() {
             Some(live) => live,
             None => {
-                let file = OpenOptions::new()
+                let mut file = OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(&self.path)?;
                 let len = file.metadata()?.len();
+                let whole = whole_lines_len(&mut file, len)?;
+                if whole < len {
+                    // A process killed in the middle of a line, or an older version on a
+                    // full disk: the next line must not be glued onto the fragment.
+                    file.set_len(whole)?;
+                    tracing::warn!(
+                        target: EXPORT_TARGET,
+                        path = %self.path.display(),
+                        bytes = len - whole,
+                        "cut off an unfinished line at the end of the telemetry file"
+                    );
+                }
                 Live {
                     file,
-                    len,
+                    len: whole,
                     torn: false,
                 }
             }
@@ -234,6 +248,25 @@ impl Rotating {
     }
 }
 
+/// The length of `file` (`len` bytes) up to the end of its last whole line: the position
+/// after its last newline, found by reading backwards (at once for a file that ends in one).
+fn whole_lines_len(file: &mut File, len: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(buf)?;
+        if let Some(i) = buf.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// The file of `signal` in the configured directory, its failure an [`InitError`] naming both.
 pub(crate) fn open_file(
     config: &TelemetryConfig,
@@ -262,6 +295,37 @@ pub(crate) fn fallback_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file left with an unfinished last line (a process killed mid-write) is cut back to
+    /// its last whole line when opened, so the next line starts on a line of its own.
+    #[test]
+    fn an_unfinished_last_line_is_cut_off_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileConfig {
+            dir: dir.path().to_owned(),
+            max_bytes: 1 << 20,
+            backups: 1,
+        };
+        let path = dir.path().join("logs.json");
+        let pad = "y".repeat(100_000);
+        std::fs::write(&path, format!("{{\"a\":1}}\n{{\"b\":\"{pad}")).unwrap();
+        let file = JsonLinesFile::open(&cfg, Signal::Logs).unwrap();
+        file.write_json(&serde_json::json!({"c": 3})).unwrap();
+        // The fragment is longer than one backward read: the newline is found in the second.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text == "{\"a\":1}\n{\"c\":3}\n",
+            "{} bytes, starting {:?}",
+            text.len(),
+            &text[..40]
+        );
+        // Nothing but a fragment: the file starts again empty.
+        drop(file);
+        std::fs::write(&path, "{\"b\":").unwrap();
+        let file = JsonLinesFile::open(&cfg, Signal::Logs).unwrap();
+        file.write_json(&serde_json::json!({"d": 4})).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"d\":4}\n");
+    }
 
     /// Two telemetry instances of one process (the API and the worker under `vidscope up`)
     /// write through one handle: every line stays whole, and one rotation counts them all.
