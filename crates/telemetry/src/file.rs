@@ -317,7 +317,7 @@ mod tests {
             text == "{\"a\":1}\n{\"c\":3}\n",
             "{} bytes, starting {:?}",
             text.len(),
-            &text[..40]
+            text.chars().take(40).collect::<String>()
         );
         // Nothing but a fragment: the file starts again empty.
         drop(file);
