@@ -27,10 +27,21 @@ pub(crate) struct Inputs<'a> {
 pub(crate) trait Signals: Send + Sync {
     /// The tracer provider for code that uses the OpenTelemetry API.
     fn api_tracer(&self) -> Option<&SdkTracerProvider>;
-    /// Exports everything buffered so far; each part waits at most `deadline`.
+    /// Exports everything buffered so far, spans and logs at the same time; waits at most
+    /// `deadline` in all.
     fn flush(&self, deadline: Duration);
-    /// Flushes and stops: traces first (spans end last in a request), then logs.
+    /// Flushes and stops spans and logs at the same time; waits at most `deadline` in all.
     fn shutdown(&self, deadline: Duration);
+}
+
+/// Runs `spans` and `logs` (a flush or shutdown of each) at the same time and returns when
+/// both have: each waits for its own export thread, and one after the other they would wait
+/// twice the deadline.
+pub(crate) fn side_by_side(spans: impl FnOnce() + Send, logs: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(logs);
+        spans();
+    });
 }
 
 /// A built subscriber, not yet installed, and its signals.

@@ -203,6 +203,109 @@ impl SamplerConfig {
     }
 }
 
+/// One signal's batching (spans: `OTEL_BSP_*`, log records: `OTEL_BLRP_*`), honoured by both
+/// backends: the fast pipeline's queue and export thread, the SDK's batch processors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchSettings {
+    /// Items waiting for export at most; past it a new item is dropped and counted in
+    /// `telemetry.export.dropped`, so a request never waits. The queue's slots are reserved
+    /// when it is made.
+    pub max_queue_size: usize,
+    /// Items in one export request at most (never more than the queue holds).
+    pub max_export_batch_size: usize,
+    /// The longest an item waits for its batch to be exported when no batch fills up.
+    pub scheduled_delay: Duration,
+    /// One export's whole time, retries included; the OTLP export stops at the shorter of
+    /// this and [`TelemetryConfig::export_timeout`].
+    pub export_timeout: Duration,
+}
+
+impl BatchSettings {
+    /// The project's defaults (docs/configuration.md): the specification's queue of 2 048 and
+    /// delay of 5 s (spans) or 1 s (logs) are replaced by 4 096 and 500 ms, so a burst fits and
+    /// a span shows up within a second; the batch (512) and the export timeout (30 s) are the
+    /// specification's.
+    pub const DEFAULT: Self = Self {
+        max_queue_size: 4096,
+        max_export_batch_size: 512,
+        scheduled_delay: Duration::from_millis(500),
+        export_timeout: Duration::from_millis(30_000),
+    };
+
+    /// Largest accepted queue: a queue reserves its slots up front, so an out-of-range value
+    /// is a start-up error rather than an allocation failure.
+    pub const MAX_QUEUE_SIZE: usize = 1 << 20;
+}
+
+/// The variable names of one [`BatchSettings`].
+struct BatchVars {
+    queue: &'static str,
+    batch: &'static str,
+    delay: &'static str,
+    timeout: &'static str,
+}
+
+const SPAN_BATCH_VARS: BatchVars = BatchVars {
+    queue: "OTEL_BSP_MAX_QUEUE_SIZE",
+    batch: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    delay: "OTEL_BSP_SCHEDULE_DELAY",
+    timeout: "OTEL_BSP_EXPORT_TIMEOUT",
+};
+
+const LOG_BATCH_VARS: BatchVars = BatchVars {
+    queue: "OTEL_BLRP_MAX_QUEUE_SIZE",
+    batch: "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    delay: "OTEL_BLRP_SCHEDULE_DELAY",
+    timeout: "OTEL_BLRP_EXPORT_TIMEOUT",
+};
+
+impl BatchVars {
+    /// `current` with the variables that are set applied. Zero is refused for each (an empty
+    /// queue or batch exports nothing; a zero delay or timeout would spin or fail every
+    /// export), and so is a batch larger than the queue when both are given; when only the
+    /// queue is given, the batch shrinks to fit it.
+    fn apply(
+        &self,
+        current: BatchSettings,
+        get: &Lookup<'_>,
+    ) -> Result<BatchSettings, ConfigError> {
+        let mut b = current;
+        if let Some(v) = get(self.queue) {
+            b.max_queue_size = parse_positive(self.queue, &v)?;
+            if b.max_queue_size > BatchSettings::MAX_QUEUE_SIZE {
+                return Err(ConfigError::new(
+                    self.queue,
+                    &v,
+                    format!(
+                        "at most {} (the queue is reserved up front)",
+                        BatchSettings::MAX_QUEUE_SIZE
+                    ),
+                ));
+            }
+        }
+        match get(self.batch) {
+            Some(v) => {
+                b.max_export_batch_size = parse_positive(self.batch, &v)?;
+                if b.max_export_batch_size > b.max_queue_size {
+                    return Err(ConfigError::new(
+                        self.batch,
+                        &v,
+                        format!("must not exceed {} ({})", self.queue, b.max_queue_size),
+                    ));
+                }
+            }
+            None => b.max_export_batch_size = b.max_export_batch_size.min(b.max_queue_size),
+        }
+        if let Some(v) = get(self.delay) {
+            b.scheduled_delay = Duration::from_millis(parse_positive(self.delay, &v)?);
+        }
+        if let Some(v) = get(self.timeout) {
+            b.export_timeout = Duration::from_millis(parse_positive(self.timeout, &v)?);
+        }
+        Ok(b)
+    }
+}
+
 /// Settings for the file exporter, shared by the three signals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileConfig {
@@ -245,9 +348,10 @@ pub struct TelemetryConfig {
     pub sdk_log_level: String,
     /// JSON log lines on stdout.
     pub stdout_logs: bool,
-    /// Bounded export queue per signal.
-    pub max_queue_size: usize,
-    pub scheduled_delay: Duration,
+    /// Batching of spans (`OTEL_BSP_*`).
+    pub spans: BatchSettings,
+    /// Batching of log records (`OTEL_BLRP_*`).
+    pub logs: BatchSettings,
     /// A `db.slow_query` event on `db.query` spans longer than this
     /// (`VIDSCOPE_SLOW_QUERY_MS`, default 200).
     pub slow_query: Duration,
@@ -287,8 +391,8 @@ impl TelemetryConfig {
             log_filter: "info".to_owned(),
             sdk_log_level: "warn".to_owned(),
             stdout_logs: true,
-            max_queue_size: 4096,
-            scheduled_delay: Duration::from_millis(500),
+            spans: BatchSettings::DEFAULT,
+            logs: BatchSettings::DEFAULT,
             slow_query: Duration::from_millis(200),
             n_plus_one_threshold: 5,
         }
@@ -462,12 +566,8 @@ impl TelemetryConfig {
             }
             self.metric_export_interval = d;
         }
-        if let Some(v) = get("OTEL_BSP_MAX_QUEUE_SIZE") {
-            self.max_queue_size = parse_num("OTEL_BSP_MAX_QUEUE_SIZE", &v)?;
-        }
-        if let Some(v) = get("OTEL_BSP_SCHEDULE_DELAY") {
-            self.scheduled_delay = parse_millis("OTEL_BSP_SCHEDULE_DELAY", &v)?;
-        }
+        self.spans = SPAN_BATCH_VARS.apply(self.spans, get)?;
+        self.logs = LOG_BATCH_VARS.apply(self.logs, get)?;
         if let Some(v) = get("VIDSCOPE_SLOW_QUERY_MS") {
             self.slow_query = parse_millis("VIDSCOPE_SLOW_QUERY_MS", &v)?;
         }
@@ -494,6 +594,16 @@ impl TelemetryConfig {
 
     pub fn exporter(&self, signal: Signal) -> &ExporterKind {
         self.exporters.get(&signal).unwrap_or(&ExporterKind::None)
+    }
+
+    /// How long one OTLP export of `signal` may take, retries included: the OTLP timeout,
+    /// or the batch processor's export timeout when that is shorter.
+    pub fn signal_export_timeout(&self, signal: Signal) -> Duration {
+        match signal {
+            Signal::Traces => self.export_timeout.min(self.spans.export_timeout),
+            Signal::Logs => self.export_timeout.min(self.logs.export_timeout),
+            Signal::Metrics => self.export_timeout,
+        }
     }
 
     /// The compression of `signal`'s OTLP exports.
@@ -548,6 +658,21 @@ fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, Conf
     v.trim()
         .parse()
         .map_err(|_| ConfigError::new(var, v, "expected a non-negative integer"))
+}
+
+/// An integer of at least 1.
+fn parse_positive<T: std::str::FromStr + Default + PartialEq>(
+    var: &'static str,
+    v: &str,
+) -> Result<T, ConfigError> {
+    match v.trim().parse::<T>() {
+        Ok(n) if n != T::default() => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            v,
+            "expected a whole number of at least 1",
+        )),
+    }
 }
 
 fn parse_millis(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
@@ -715,12 +840,92 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "GZIP"),
             ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "deflate"),
             ("RUST_LOG", "info,[[["),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "99999999999"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5000"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "-1"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "1.5"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "soon"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "0"),
         ];
         for (var, value) in cases {
             let err = cfg(&[(var, value)]).expect_err(&format!("{var}={value} must be rejected"));
             assert_eq!(&err.var, var, "{var}={value}");
             assert!(err.to_string().contains(var), "message names {var}: {err}");
         }
+    }
+
+    /// Spans follow `OTEL_BSP_*` and log records `OTEL_BLRP_*`, each on its own; unset
+    /// variables keep the documented defaults.
+    #[test]
+    fn span_and_log_batching_follow_their_own_variables() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.spans, BatchSettings::DEFAULT);
+        assert_eq!(c.logs, BatchSettings::DEFAULT);
+        assert_eq!(c.spans.max_queue_size, 4096);
+        assert_eq!(c.spans.max_export_batch_size, 512);
+        assert_eq!(c.spans.scheduled_delay, Duration::from_millis(500));
+        assert_eq!(c.spans.export_timeout, Duration::from_secs(30));
+
+        let c = cfg(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "65536"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "4000"),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "1000"),
+            ("OTEL_BLRP_EXPORT_TIMEOUT", "20000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.spans,
+            BatchSettings {
+                max_queue_size: 65536,
+                max_export_batch_size: 2048,
+                scheduled_delay: Duration::from_millis(250),
+                export_timeout: Duration::from_secs(4),
+            }
+        );
+        // Only the queue given, smaller than the default batch: the batch fits itself to it.
+        assert_eq!(
+            c.logs,
+            BatchSettings {
+                max_queue_size: 100,
+                max_export_batch_size: 100,
+                scheduled_delay: Duration::from_secs(1),
+                export_timeout: Duration::from_secs(20),
+            }
+        );
+        // An OTLP export stops at the shorter of the two timeouts.
+        assert_eq!(
+            c.signal_export_timeout(Signal::Traces),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            c.signal_export_timeout(Signal::Logs),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            c.signal_export_timeout(Signal::Metrics),
+            Duration::from_secs(10)
+        );
+
+        // A batch larger than its queue is refused when both are given, naming the batch.
+        let err = cfg(&[
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "128"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE");
+        assert!(
+            err.to_string().contains("OTEL_BLRP_MAX_QUEUE_SIZE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -115,6 +115,16 @@ impl ExportStats {
         }
     }
 
+    /// A batch of `items` written to the signal's file, or not: a failed write (a full disk)
+    /// drops the batch, counted here without the export-failure warning, as the file warns
+    /// once per outage itself (see `file`).
+    pub(crate) fn record_written(&self, s: Signal, items: usize, written: &OTelSdkResult) {
+        match written {
+            Ok(()) => self.record_accepted(s, items, &PartialSuccess::default()),
+            Err(_) => self.record_dropped(s, items),
+        }
+    }
+
     pub(crate) fn record_dropped(&self, s: Signal, items: usize) {
         self.dropped[idx(s)].fetch_add(items as u64, Ordering::Relaxed);
     }

@@ -23,20 +23,44 @@ use crate::exporters::target;
 use crate::file::fallback_file;
 use crate::resource::{resource, scope};
 
-/// How long `shutdown` may take to flush all three signals.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Time for a batch's result to be counted once its export has given up.
+const SETTLE: Duration = Duration::from_secs(1);
 
-/// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes traces, logs,
-/// then metrics within [`SHUTDOWN_DEADLINE`].
+/// How long the guard waits for each of its two steps, spans and logs together, then
+/// metrics: the longest export timeout of the three signals, plus [`SETTLE`]. An export under
+/// way when the flush begins may take its whole timeout (a slow or black-holed collector), and
+/// a shorter wait would end the process in the middle of it, losing the batch uncounted.
+fn step_deadline(config: &TelemetryConfig) -> Duration {
+    Signal::ALL
+        .into_iter()
+        .map(|s| config.signal_export_timeout(s))
+        .max()
+        .unwrap_or(config.export_timeout)
+        + SETTLE
+}
+
+/// Owns the providers. Dropping it (or [`TelemetryGuard::shutdown`]) flushes spans and logs
+/// together, then metrics (which carry the final drop counts), each step within the longest
+/// export timeout plus a second: at most [`TelemetryGuard::shutdown_deadline`] in all.
 pub struct TelemetryGuard {
     signals: Arc<dyn Signals>,
     meter_provider: Option<SdkMeterProvider>,
     metrics: Metrics,
     stats: Arc<ExportStats>,
+    /// Each step's wait (see [`step_deadline`]).
+    step: Duration,
     done: AtomicBool,
 }
 
 impl TelemetryGuard {
+    /// The longest [`TelemetryGuard::shutdown`] (or the drop) waits: two steps of the longest
+    /// export timeout plus a second, 22 s with the default `OTEL_EXPORTER_OTLP_TIMEOUT` of
+    /// 10 s. A healthy collector takes milliseconds; the deadline is what a slow or
+    /// unreachable one costs, for a caller budgeting its own shutdown.
+    pub fn shutdown_deadline(&self) -> Duration {
+        self.step * 2
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -50,8 +74,9 @@ impl TelemetryGuard {
     /// live on the caller's runtime (on a current-thread runtime, this very thread).
     pub async fn flush(&self) {
         let (signals, mp) = self.providers();
+        let step = self.step;
         let _ = tokio::task::spawn_blocking(move || {
-            signals.flush(SHUTDOWN_DEADLINE);
+            signals.flush(step);
             if let Some(mp) = mp {
                 let _ = mp.force_flush();
             }
@@ -65,7 +90,8 @@ impl TelemetryGuard {
             return;
         }
         let (signals, mp) = self.providers();
-        let _ = tokio::task::spawn_blocking(move || shutdown_all(signals, mp)).await;
+        let step = self.step;
+        let _ = tokio::task::spawn_blocking(move || shutdown_all(signals, mp, step)).await;
     }
 
     fn providers(&self) -> (Arc<dyn Signals>, Option<SdkMeterProvider>) {
@@ -73,11 +99,11 @@ impl TelemetryGuard {
     }
 }
 
-fn shutdown_all(signals: Arc<dyn Signals>, mp: Option<SdkMeterProvider>) {
+fn shutdown_all(signals: Arc<dyn Signals>, mp: Option<SdkMeterProvider>, step: Duration) {
     // Spans and logs, then metrics, which also carry the final drop counts.
-    signals.shutdown(SHUTDOWN_DEADLINE);
+    signals.shutdown(step);
     if let Some(mp) = mp {
-        let _ = mp.shutdown_with_timeout(SHUTDOWN_DEADLINE);
+        let _ = mp.shutdown_with_timeout(step);
     }
 }
 
@@ -87,9 +113,10 @@ impl Drop for TelemetryGuard {
             return;
         }
         let (signals, mp) = self.providers();
+        let step = self.step;
         // A separate thread, joined: never shut down on a runtime thread (it can deadlock
-        // the gRPC exporter, rust-otel-matrix pitfall 3). Each provider has its own deadline.
-        let handle = std::thread::spawn(move || shutdown_all(signals, mp));
+        // the gRPC exporter, rust-otel-matrix pitfall 3).
+        let handle = std::thread::spawn(move || shutdown_all(signals, mp, step));
         let _ = handle.join();
     }
 }
@@ -246,6 +273,7 @@ pub fn build(config: &TelemetryConfig, writer: BoxMakeWriter) -> Result<Telemetr
             meter_provider,
             metrics,
             stats,
+            step: step_deadline(config),
             done: AtomicBool::new(false),
         },
     })

@@ -18,7 +18,8 @@
 //!   and logs), `wire` (their protobuf, written by hand).
 //! - `sdk/`: the stock backend. tracing-opentelemetry, the log appender bridge and the SDK's
 //!   batch processors on tracing-subscriber's `Registry` (`mod.rs`), the exporters wrapped so
-//!   their output matches the fast backend's (`export`), and the layers it adds (`layers`).
+//!   their output matches the fast backend's (`export`), the processors' queue bound that
+//!   counts what they drop (`bounded`), and the layers it adds (`layers`).
 //! - Backend-neutral, what both build on: [`config`] (the `OTEL_*` and `VIDSCOPE_*` variables
 //!   and the seeds' aliases, validated up front); `resource` (the resource, the scope and
 //!   [`SCHEMA_URL`]); `filter` (`RUST_LOG`-style directives matched at module boundaries, and
@@ -29,7 +30,8 @@
 //!   fallback); `exporters` (where each signal goes); `otlp_transport` (the one OTLP sender
 //!   of every signal on both backends: compression, retries within the export timeout,
 //!   partial success);
-//!   [`file`](mod@file) (the Collector file-exporter format with size rotation); `json_log`
+//!   [`file`](mod@file) (the Collector file-exporter format with size rotation, whole lines
+//!   only when the disk is full); `json_log`
 //!   (the JSON lines on stdout); `console` (readable lines on stdout,
 //!   `OTEL_*_EXPORTER=console`); [`export_request`] (an OTLP export request read as groups of
 //!   items with their resource and scope); [`catalog`] (every metric instrument, enforced with views);
@@ -66,7 +68,8 @@ mod strategies;
 pub use catalog::Metrics;
 pub use classify::{Backoff, Classify, ErrorClass};
 pub use config::{
-    Backend, Compression, ConfigError, OtlpProtocol, SamplerConfig, Signal, TelemetryConfig,
+    Backend, BatchSettings, Compression, ConfigError, OtlpProtocol, SamplerConfig, Signal,
+    TelemetryConfig,
 };
 pub use console::span_kind_name;
 pub use error::InitError;

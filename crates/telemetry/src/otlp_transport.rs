@@ -81,7 +81,8 @@ pub(crate) struct OtlpClient {
     signal: Signal,
     wire: Wire,
     compression: Compression,
-    /// One export's whole time, retries included (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    /// One export's whole time, retries included (`OTEL_EXPORTER_OTLP_TIMEOUT`, or the span or
+    /// log batch's shorter `OTEL_BSP_EXPORT_TIMEOUT` / `OTEL_BLRP_EXPORT_TIMEOUT`).
     budget: Duration,
     /// The last export failed after retrying: try the next ones once until one succeeds.
     outage: bool,
@@ -142,7 +143,7 @@ impl OtlpClient {
             signal,
             wire,
             compression: config.compression(signal),
-            budget: config.export_timeout,
+            budget: config.signal_export_timeout(signal),
             outage: false,
         })
     }

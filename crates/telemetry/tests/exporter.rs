@@ -14,8 +14,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{json_lines, run_child};
-use vidscope_telemetry::{Signal as Sig, TelemetryConfig};
+use support::{json_lines, print_stats, run_child, stats_line, work};
+use vidscope_telemetry::TelemetryConfig;
 use vidscope_testkit::otlp::{
     Attempt, CaptureReceiver, Misbehaviour, PartialReject, Refusal, RetryAfter, Signal,
 };
@@ -28,36 +28,26 @@ fn child() {
     let Ok(scenario) = std::env::var("VIDSCOPE_TEST_CHILD") else {
         return;
     };
-    assert_eq!(scenario, "export");
+    assert!(
+        ["export", "burst"].contains(&scenario.as_str()),
+        "{scenario}"
+    );
     let rounds: u32 = std::env::var("VIDSCOPE_TEST_ROUNDS").map_or(1, |r| r.parse().unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let config = TelemetryConfig::new("vidscope-test").from_env().unwrap();
         let guard = vidscope_telemetry::init(&config).unwrap();
-        for round in 0..rounds {
-            // As i64: the stock bridge writes a u32 field as a string, the fast path as an int.
-            let round = i64::from(round);
-            let span = tracing::info_span!(target: "vidscope_api", "work", round);
-            span.in_scope(|| tracing::info!(target: "vidscope_api", round, "exported record"));
-            drop(span);
+        if scenario == "burst" {
+            // `rounds` spans with a record each, as fast as they come, flushed only at the end.
+            (0..i64::from(rounds)).for_each(work);
+        }
+        for round in (0..rounds).filter(|_| scenario == "export") {
+            work(i64::from(round));
             guard.metrics().test_otel_requests.add(1, &[]);
             guard.flush().await;
         }
         guard.shutdown().await;
-        let stats = guard.stats();
-        let of = |s: Sig| {
-            serde_json::json!({
-                "exported": stats.exported(s),
-                "dropped": stats.dropped(s),
-                "rejection_warnings": stats.rejection_warnings(s),
-            })
-        };
-        let line = serde_json::json!({"stats": {
-            "traces": of(Sig::Traces),
-            "metrics": of(Sig::Metrics),
-            "logs": of(Sig::Logs),
-        }});
-        println!("{line}");
+        print_stats(guard.stats());
     });
 }
 
@@ -94,6 +84,18 @@ async fn run(
     rounds: u32,
     vars: &[(&'static str, &'static str)],
 ) -> Run {
+    run_scenario("export", backend, receiver, protocol, rounds, vars).await
+}
+
+/// [`run`] for the scenario named.
+async fn run_scenario(
+    scenario: &'static str,
+    backend: &'static str,
+    receiver: &CaptureReceiver,
+    protocol: &'static str,
+    rounds: u32,
+    vars: &[(&'static str, &'static str)],
+) -> Run {
     let endpoint = if protocol == "grpc" {
         receiver.grpc_endpoint()
     } else {
@@ -108,13 +110,10 @@ async fn run(
         ("VIDSCOPE_TEST_ROUNDS", rounds.to_string()),
     ];
     env.extend(vars.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let stdout = tokio::task::spawn_blocking(move || run_child("export", backend, &env))
+    let stdout = tokio::task::spawn_blocking(move || run_child(scenario, backend, &env))
         .await
         .unwrap();
-    let stats = json_lines(&stdout)
-        .into_iter()
-        .find_map(|l| l.get("stats").cloned())
-        .unwrap_or_else(|| panic!("{backend}: no stats line:\n{stdout}"));
+    let stats = stats_line(&stdout);
     Run { stdout, stats }
 }
 
@@ -379,6 +378,82 @@ async fn partial_success_is_counted_and_warned_once(backend: &'static str) {
     }
 }
 
+/// A burst of 1 000 spans and records against a collector that takes a second per request:
+/// what waits is bounded by the queue size (`OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BLRP_...`), plus
+/// the one batch (`..._MAX_EXPORT_BATCH_SIZE`) being sent; the rest is dropped, and every
+/// item is either exported or counted as dropped, with the queue-full warning. With the
+/// default queue of 4 096 the same burst loses nothing.
+async fn the_queue_size_bounds_what_waits_and_the_rest_is_counted(backend: &'static str) {
+    const BURST: u64 = 1000;
+    let receiver = CaptureReceiver::start().await;
+    receiver.misbehave(Misbehaviour {
+        delay: Some(Duration::from_secs(1)),
+        ..Misbehaviour::default()
+    });
+    let small = [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "400"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "100"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ];
+    let run = run_scenario("burst", backend, &receiver, "grpc", BURST as u32, &small).await;
+    let queue_full: Vec<Value> = run
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("export queue is full"))
+        })
+        .collect();
+    for (signal, queue, batch) in [(Signal::Traces, 100, 50), (Signal::Logs, 400, 100)] {
+        let what = format!("{backend} {signal:?}");
+        let exported = run.stat(signal, "exported");
+        let dropped = run.stat(signal, "dropped");
+        assert_eq!(exported + dropped, BURST, "{what}: {}", run.stats);
+        // The queue filled while the first batch was being sent, and held no more.
+        assert!(
+            (queue..=queue + batch).contains(&exported),
+            "{what}: {exported} exported, queue {queue} + batch {batch}"
+        );
+        let arrived = attempts_of(&receiver, signal).len() as u64;
+        assert!(
+            arrived >= exported.div_ceil(batch),
+            "{what}: batches of at most {batch}: {arrived} requests for {exported}"
+        );
+        assert!(
+            queue_full.iter().any(|l| l["signal"] == name_of(signal)),
+            "{what}: no queue-full warning:\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(
+        receiver.item_counts().spans,
+        run.stat(Signal::Traces, "exported")
+    );
+    assert_eq!(
+        receiver.item_counts().log_records,
+        run.stat(Signal::Logs, "exported")
+    );
+    receiver.shutdown().await;
+
+    // The same burst with the default queue of 4 096: nothing lost.
+    let receiver = CaptureReceiver::start().await;
+    receiver.misbehave(Misbehaviour {
+        delay: Some(Duration::from_secs(1)),
+        ..Misbehaviour::default()
+    });
+    let vars = [("OTEL_METRICS_EXPORTER", "none")];
+    let run = run_scenario("burst", backend, &receiver, "grpc", BURST as u32, &vars).await;
+    for signal in [Signal::Traces, Signal::Logs] {
+        assert_eq!(run.stat(signal, "exported"), BURST, "{backend} {signal:?}");
+        assert_eq!(run.stat(signal, "dropped"), 0, "{backend} {signal:?}");
+    }
+    receiver.shutdown().await;
+}
+
 /// One test per backend for each behaviour above.
 macro_rules! per_backend {
     ($($behaviour:ident),* $(,)?) => {
@@ -408,4 +483,5 @@ per_backend!(
     permanent_refusals_are_not_retried,
     retries_stop_within_the_export_timeout,
     partial_success_is_counted_and_warned_once,
+    the_queue_size_bounds_what_waits_and_the_rest_is_counted,
 );

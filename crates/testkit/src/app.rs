@@ -245,7 +245,8 @@ impl ThreadTelemetry {
         );
         let mut config = tweak(base, &otlp);
         // Tests must not wait half a second per batch.
-        config.scheduled_delay = Duration::from_millis(50);
+        config.spans.scheduled_delay = Duration::from_millis(50);
+        config.logs.scheduled_delay = Duration::from_millis(50);
         config.metric_export_interval = config.metric_export_interval.min(Duration::from_secs(1));
         config.export_timeout = config.export_timeout.min(Duration::from_secs(3));
         let logs = LogBuffer::default();

@@ -732,6 +732,20 @@ impl Shared {
         true
     }
 
+    /// Waits as long as the misbehaviour in force says before a request is looked at: a
+    /// collector that is slow to answer.
+    async fn slow_down(&self) {
+        let delay = self
+            .plan
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .misbehaviour
+            .delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Whether the misbehaviour in force refuses this request; records the attempt when it
     /// does (accepted ones are recorded by [`Shared::accepted`]).
     fn refusal(&self, signal: Signal, transport: Transport, gzip: bool) -> Option<Refused> {
@@ -1396,6 +1410,7 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.shared.slow_down().await;
         self.handle(request)
     }
 }
@@ -1406,6 +1421,7 @@ impl MetricsService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.shared.slow_down().await;
         self.handle(request)
     }
 }
@@ -1416,6 +1432,7 @@ impl LogsService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.shared.slow_down().await;
         self.handle(request)
     }
 }
@@ -1555,6 +1572,7 @@ async fn http_export<R: OtlpRequest>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.slow_down().await;
     let path = R::SIGNAL.http_path();
     let refuse = |status: StatusCode, message: String| {
         shared.note_problem(format!("HTTP POST {path}: {status}: {message}"));

@@ -910,6 +910,7 @@ async fn misbehaviour_refuses_with_a_wait_then_accepts_partially() {
             message: "too old".to_owned(),
         }),
         require_gzip: false,
+        delay: None,
     };
     receiver.misbehave(throttle.clone());
     let client = reqwest::Client::new();
@@ -954,6 +955,42 @@ async fn misbehaviour_refuses_with_a_wait_then_accepts_partially() {
             Some("ResourceExhausted".to_owned()),
             None
         ]
+    );
+    assert_eq!(receiver.request_counts().traces(), 2);
+}
+
+/// `delay`: every export is answered that late, over HTTP and gRPC (a slow collector).
+#[tokio::test]
+async fn misbehaviour_answers_late() {
+    let receiver = CaptureReceiver::start().await;
+    let delay = Duration::from_millis(400);
+    receiver.misbehave(Misbehaviour {
+        delay: Some(delay),
+        ..Misbehaviour::default()
+    });
+    let start = std::time::Instant::now();
+    let answer = reqwest::Client::new()
+        .post(receiver.http_signal_endpoint(Signal::Traces))
+        .header("content-type", "application/x-protobuf")
+        .body(trace_request("x").encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        start.elapsed() >= delay,
+        "HTTP answered after {:?}",
+        start.elapsed()
+    );
+    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    grpc.export(trace_request("x")).await.unwrap();
+    assert!(
+        start.elapsed() >= delay,
+        "gRPC answered after {:?}",
+        start.elapsed()
     );
     assert_eq!(receiver.request_counts().traces(), 2);
 }

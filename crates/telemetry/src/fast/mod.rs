@@ -30,8 +30,8 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::backend::{Built, Inputs, Signals};
-use crate::config::{ExporterKind, TelemetryConfig};
+use crate::backend::{Built, Inputs, Signals, side_by_side};
+use crate::config::{BatchSettings, ExporterKind, TelemetryConfig};
 use crate::console::{Console, SharedWriter};
 use crate::db_watch::DbWatch;
 use crate::error::InitError;
@@ -42,7 +42,7 @@ use crate::otlp_transport::OtlpClient;
 use error_events::ErrorEvents;
 use gate::{Gate, Output};
 use logs::{LogLayer, Logs};
-use pipe::{Batching, Payload, Pipeline, Queue, Transport};
+use pipe::{Payload, Pipeline, Queue, Transport};
 use spans::{QueueExporter, Spans, Tracer};
 use store::{SpanStore, SpanTable};
 
@@ -60,22 +60,25 @@ impl Signals for FastSignals {
     }
 
     fn flush(&self, deadline: Duration) {
-        // The API tracer first: its spans go on into the span pipeline.
+        // The API tracer first: its spans go on into the span pipeline (at once: its
+        // processor is the simple one).
         if let Some(api) = &self.api {
             let _ = api.force_flush();
         }
-        for p in self.traces.iter().chain(&self.logs) {
-            p.flush(deadline);
-        }
+        side_by_side(
+            || self.traces.iter().for_each(|p| p.flush(deadline)),
+            || self.logs.iter().for_each(|p| p.flush(deadline)),
+        );
     }
 
     fn shutdown(&self, deadline: Duration) {
         if let Some(api) = &self.api {
             let _ = api.shutdown_with_timeout(deadline);
         }
-        for p in self.traces.iter().chain(&self.logs) {
-            p.shutdown(deadline);
-        }
+        side_by_side(
+            || self.traces.iter().for_each(|p| p.shutdown(deadline)),
+            || self.logs.iter().for_each(|p| p.shutdown(deadline)),
+        );
     }
 }
 
@@ -102,8 +105,10 @@ pub(crate) fn off(
 /// The fast backend: the span store, the gate, the log outputs and this crate's pipelines.
 pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Built, InitError> {
     let proto_resource = proto_resource(inputs.resource);
-    let (traces, span_queue) = pipeline::<Spans>(config, &proto_resource, &inputs)?.unzip();
-    let (logs, log_queue) = pipeline::<Logs>(config, &proto_resource, &inputs)?.unzip();
+    let (traces, span_queue) =
+        pipeline::<Spans>(config, &config.spans, &proto_resource, &inputs)?.unzip();
+    let (logs, log_queue) =
+        pipeline::<Logs>(config, &config.logs, &proto_resource, &inputs)?.unzip();
 
     // Spans live in the store (see `store`); its tracer samples, records and queues them, and
     // times `db.query` spans for the slow-query watch. Log events are not copied into span
@@ -190,9 +195,10 @@ fn stdout_output(
 /// A running export pipeline (for the guard) and the queue that feeds it (for the layer).
 type Running<T> = (Pipeline, Queue<T>);
 
-/// The export pipeline of one signal, unless its exporter is `none`.
+/// The export pipeline of one signal, batched as `batching` says, unless its exporter is `none`.
 fn pipeline<P: Payload>(
     config: &TelemetryConfig,
+    batching: &BatchSettings,
     resource: &ProtoResource,
     inputs: &Inputs<'_>,
 ) -> Result<Option<Running<P::Item>>, InitError> {
@@ -206,10 +212,7 @@ fn pipeline<P: Payload>(
         transport,
         fallback_file(config, P::SIGNAL)?,
         resource.clone(),
-        Batching {
-            max_queue: config.max_queue_size,
-            delay: config.scheduled_delay,
-        },
+        batching,
         inputs.stats.clone(),
     )
     .map_err(|source| InitError::ExportThread {

@@ -24,14 +24,11 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_sdk::error::OTelSdkError;
 
-use crate::config::Signal;
+use crate::config::{BatchSettings, Signal};
 use crate::export::ExportStats;
 use crate::file::JsonLinesFile;
 use crate::otlp_transport::{OtlpClient, PartialSuccess};
 use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrub_string};
-
-/// Items per export call, as the SDK's batch processors default to.
-const MAX_BATCH: usize = 512;
 
 /// A scope and its items, in arrival order.
 pub(crate) type Scoped<M> = (InstrumentationScope, Vec<M>);
@@ -123,12 +120,6 @@ impl std::fmt::Display for Transport {
     }
 }
 
-/// Batching settings, from the telemetry configuration.
-pub(crate) struct Batching {
-    pub max_queue: usize,
-    pub delay: Duration,
-}
-
 /// State shared by the queue's clones and the export thread.
 struct Shared {
     /// Items in the data channel.
@@ -140,6 +131,8 @@ struct Shared {
     /// Wake the export thread at this many queued items: a full batch, or half the queue
     /// when the queue is smaller than a batch.
     wake_at: usize,
+    /// Items per export request at most (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, ...).
+    max_batch: usize,
 }
 
 /// The request side: cheap to clone, never blocks.
@@ -214,10 +207,10 @@ pub(crate) fn start<P: Payload>(
     transport: Transport,
     fallback: Option<JsonLinesFile>,
     resource: Resource,
-    batching: Batching,
+    batching: &BatchSettings,
     stats: Arc<ExportStats>,
 ) -> std::io::Result<(Pipeline, Queue<P::Item>)> {
-    let (queue, data, control) = queue(batching.max_queue);
+    let (queue, data, control) = queue(batching.max_queue_size, batching.max_export_batch_size);
     let exporter = Exporter::<P> {
         transport,
         fallback,
@@ -226,7 +219,7 @@ pub(crate) fn start<P: Payload>(
         shared: queue.shared.clone(),
         _payload: std::marker::PhantomData,
     };
-    let delay = batching.delay;
+    let delay = batching.scheduled_delay;
     let thread = std::thread::Builder::new()
         .name(format!("vidscope-otlp-{}", P::SIGNAL.as_str()))
         .spawn(move || exporter.run(data, control, delay))?;
@@ -240,7 +233,8 @@ pub(crate) fn start<P: Payload>(
 }
 
 /// A queue and the receiving ends of its data and control channels.
-fn queue<T>(capacity: usize) -> (Queue<T>, Receiver<T>, Receiver<Msg>) {
+fn queue<T>(capacity: usize, max_batch: usize) -> (Queue<T>, Receiver<T>, Receiver<Msg>) {
+    let max_batch = max_batch.max(1);
     let (data, data_rx) = sync_channel(capacity);
     // Room for a `Ready` plus flushes and a shutdown from the guard.
     let (control, control_rx) = sync_channel(4);
@@ -252,7 +246,8 @@ fn queue<T>(capacity: usize) -> (Queue<T>, Receiver<T>, Receiver<Msg>) {
                 queued: AtomicUsize::new(0),
                 woken: AtomicBool::new(false),
                 full: AtomicU64::new(0),
-                wake_at: MAX_BATCH.min(capacity / 2).max(1),
+                wake_at: max_batch.min(capacity / 2).max(1),
+                max_batch,
             }),
         },
         data_rx,
@@ -263,7 +258,7 @@ fn queue<T>(capacity: usize) -> (Queue<T>, Receiver<T>, Receiver<Msg>) {
 /// For tests: a queue whose items are read back with the returned function.
 #[cfg(test)]
 pub(crate) fn test_queue<T>() -> (Queue<T>, impl Fn() -> Vec<T>) {
-    let (q, data, _control) = queue(1024);
+    let (q, data, _control) = queue(1024, 512);
     (q, move || data.try_iter().collect())
 }
 
@@ -390,7 +385,7 @@ impl<P: Payload> Exporter<P> {
                 return;
             }
         };
-        let mut batch: Vec<P::Item> = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<P::Item> = Vec::with_capacity(self.shared.max_batch);
         let mut due = Instant::now() + delay;
         loop {
             let msg = control.recv_timeout(due.saturating_duration_since(Instant::now()));
@@ -411,7 +406,7 @@ impl<P: Payload> Exporter<P> {
         }
     }
 
-    /// Exports everything in the data channel, in batches of at most [`MAX_BATCH`].
+    /// Exports everything in the data channel, in batches of at most the configured size.
     fn drain(
         &mut self,
         rt: &tokio::runtime::Runtime,
@@ -421,7 +416,7 @@ impl<P: Payload> Exporter<P> {
         self.shared.woken.store(false, Ordering::Release);
         while let Some(item) = take(data, &self.shared) {
             batch.push(item);
-            if batch.len() >= MAX_BATCH {
+            if batch.len() >= self.shared.max_batch {
                 self.export(rt, batch);
             }
         }
@@ -460,9 +455,9 @@ impl<P: Payload> Exporter<P> {
         match &self.transport {
             Transport::File(f) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
-                let written = f.write_json(&request).map(|()| PartialSuccess::default());
                 // No fallback behind the file itself.
-                self.settle(n, written.map_err(|e| e.to_string()), P::Request::default);
+                self.stats
+                    .record_written(P::SIGNAL, n, &f.write_json(&request));
             }
             Transport::Console(c) => {
                 let request = P::request(self.resource.clone(), scrubbed_scopes::<P>(batch));
@@ -613,7 +608,7 @@ mod tests {
 
     #[test]
     fn the_queued_count_survives_pushes_racing_takes() {
-        let (q, data, _control) = queue::<u32>(64);
+        let (q, data, _control) = queue::<u32>(64, 16);
         let stop = Arc::new(AtomicBool::new(false));
         let consumer = {
             let shared = q.shared.clone();

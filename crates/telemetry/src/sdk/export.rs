@@ -13,6 +13,9 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
+use std::sync::Arc;
+
+use super::bounded::QueueBound;
 use crate::config::Signal;
 use crate::export::{Guarded, Target};
 use crate::file::JsonLinesFile;
@@ -26,6 +29,8 @@ pub(crate) struct SdkExport<E> {
     guarded: Guarded<E>,
     /// For the file target and the fallback, which write whole OTLP requests.
     resource: ResourceAttributesWithSchema,
+    /// The batch processor's queue bound, told when a batch leaves the queue.
+    bound: Arc<QueueBound>,
 }
 
 impl<E> std::fmt::Debug for SdkExport<E> {
@@ -35,10 +40,11 @@ impl<E> std::fmt::Debug for SdkExport<E> {
 }
 
 impl<E> SdkExport<E> {
-    pub(crate) fn new(guarded: Guarded<E>, resource: &Resource) -> Self {
+    pub(crate) fn new(guarded: Guarded<E>, resource: &Resource, bound: Arc<QueueBound>) -> Self {
         Self {
             guarded,
             resource: resource.into(),
+            bound,
         }
     }
 
@@ -209,8 +215,9 @@ impl SdkExport<BlockingClient> {
     {
         match &self.guarded.target {
             Target::File(f) => {
-                self.guarded
-                    .settle(signal, items, f.write_json(request), no_fallback)
+                let written = f.write_json(request);
+                self.guarded.stats.record_written(signal, items, &written);
+                Ok(())
             }
             Target::Console(c) => self
                 .guarded
@@ -226,6 +233,7 @@ impl SdkExport<BlockingClient> {
 
 impl SpanExporter for SdkExport<BlockingClient> {
     async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        self.bound.handed_over(batch.len());
         batch.iter_mut().for_each(scrub_span);
         let n = batch.len();
         self.deliver(Signal::Traces, n, &self.trace_request(batch))
@@ -239,6 +247,7 @@ impl SpanExporter for SdkExport<BlockingClient> {
 impl LogExporter for SdkExport<BlockingClient> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let owned = self.scrubbed_logs(&batch);
+        self.bound.handed_over(owned.len());
         let refs: Vec<_> = owned.iter().map(|(r, s)| (r, s)).collect();
         // `LogBatch::new` is public but documented as not meant for users; it is the only way
         // to turn records changed after the processor saw them into a request.

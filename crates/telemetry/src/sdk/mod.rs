@@ -17,6 +17,8 @@
 //!   `telemetry.export.*`, the file and console targets and the file fallback, OTLP sent by
 //!   `otlp_transport` (the `opentelemetry-otlp` exporters cannot count a partial success and
 //!   their gRPC retry panics on the processors' threads: see that module);
+//! - the batch processors behind [`bounded::Bounded`], so what their full queue drops is
+//!   counted in `telemetry.export.dropped` as on the fast side;
 //! - [`layers::SlowQueries`]: the `db.slow_query` event the fast tracer adds when a `db.query`
 //!   span closes late;
 //! - the stdout JSON lines (`json_log`) read their ids from tracing-opentelemetry
@@ -29,6 +31,7 @@
 //! The layer's optional extras (code location, thread ids, busy/idle times) are off: the fast
 //! path does not record them, and a comparison needs both sides to mean the same thing.
 
+mod bounded;
 mod export;
 mod layers;
 
@@ -44,8 +47,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::backend::{Built, Inputs, Signals};
-use crate::config::{Signal, TelemetryConfig};
+use crate::backend::{Built, Inputs, Signals, side_by_side};
+use crate::config::{BatchSettings, Signal, TelemetryConfig};
 use crate::console::SharedWriter;
 use crate::db_watch::DbWatch;
 use crate::error::InitError;
@@ -56,6 +59,7 @@ use crate::filter;
 use crate::json_log::JsonLog;
 use crate::otlp_transport::BlockingClient;
 use crate::span_ext::SpanSeam;
+use bounded::{Bounded, QueueBound};
 use export::SdkExport;
 use layers::{OtelIds, SlowQueries, SpansAndErrors, StockSpans};
 
@@ -71,18 +75,31 @@ impl Signals for SdkSignals {
     }
 
     fn flush(&self, _deadline: Duration) {
-        // The providers' own export timeouts bound these.
-        let _ = self.traces.force_flush();
-        if let Some(lp) = &self.logs {
-            let _ = lp.force_flush();
-        }
+        // The SDK's processors wait for a flush up to their own fixed 5 s, which the
+        // deadline cannot change; an export still running then goes on in the background.
+        side_by_side(
+            || {
+                let _ = self.traces.force_flush();
+            },
+            || {
+                if let Some(lp) = &self.logs {
+                    let _ = lp.force_flush();
+                }
+            },
+        );
     }
 
     fn shutdown(&self, deadline: Duration) {
-        let _ = self.traces.shutdown_with_timeout(deadline);
-        if let Some(lp) = &self.logs {
-            let _ = lp.shutdown_with_timeout(deadline);
-        }
+        side_by_side(
+            || {
+                let _ = self.traces.shutdown_with_timeout(deadline);
+            },
+            || {
+                if let Some(lp) = &self.logs {
+                    let _ = lp.shutdown_with_timeout(deadline);
+                }
+            },
+        );
     }
 }
 
@@ -151,6 +168,20 @@ pub(crate) fn build(config: &TelemetryConfig, inputs: Inputs<'_>) -> Result<Buil
     Ok(Built::new(subscriber, SdkSignals { traces, logs }))
 }
 
+/// The wrapped exporter of `signal` and the bound its batch processor's queue goes behind.
+fn bounded_exporter(
+    signal: Signal,
+    batching: &BatchSettings,
+    target: Target<BlockingClient>,
+    fallback: Option<JsonLinesFile>,
+    resource: &Resource,
+    stats: &Arc<ExportStats>,
+) -> (SdkExport<BlockingClient>, Arc<QueueBound>) {
+    let bound = QueueBound::new(signal, batching.max_queue_size, stats.clone());
+    let guarded = Guarded::new(target, fallback, stats.clone());
+    (SdkExport::new(guarded, resource, bound.clone()), bound)
+}
+
 /// The tracer provider: the shared sampler and span limits and, unless traces are off, one
 /// batch processor in front of the wrapped exporter. Without a processor spans still get ids
 /// (for log correlation and propagation) and go nowhere.
@@ -163,17 +194,22 @@ fn tracer_provider(
 ) -> SdkTracerProvider {
     let mut builder = crate::span_policy::tracer_provider(config.sampler, resource);
     if let Some(target) = target {
-        let exporter = SdkExport::new(Guarded::new(target, fallback, stats.clone()), resource);
-        builder = builder.with_span_processor(
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(
-                    BatchConfigBuilder::default()
-                        .with_max_queue_size(config.max_queue_size)
-                        .with_scheduled_delay(config.scheduled_delay)
-                        .build(),
-                )
-                .build(),
-        );
+        let b = &config.spans;
+        let (exporter, bound) =
+            bounded_exporter(Signal::Traces, b, target, fallback, resource, stats);
+        // Every setting given, so none comes from the SDK's own reading of `OTEL_BSP_*`
+        // (which ignores a bad value): `config` validated them. The export timeout is the
+        // exporter's (`signal_export_timeout`); this processor has none.
+        let inner = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(b.max_queue_size)
+                    .with_max_export_batch_size(b.max_export_batch_size)
+                    .with_scheduled_delay(b.scheduled_delay)
+                    .build(),
+            )
+            .build();
+        builder = builder.with_span_processor(Bounded { inner, bound });
     }
     builder.build()
 }
@@ -186,18 +222,20 @@ fn logger_provider(
     fallback: Option<JsonLinesFile>,
     stats: &Arc<ExportStats>,
 ) -> SdkLoggerProvider {
-    let exporter = SdkExport::new(Guarded::new(target, fallback, stats.clone()), resource);
-    SdkLoggerProvider::builder()
-        .with_resource(resource.clone())
-        .with_log_processor(
-            BatchLogProcessor::builder(exporter)
-                .with_batch_config(
-                    opentelemetry_sdk::logs::BatchConfigBuilder::default()
-                        .with_max_queue_size(config.max_queue_size)
-                        .with_scheduled_delay(config.scheduled_delay)
-                        .build(),
-                )
+    let b = &config.logs;
+    let (exporter, bound) = bounded_exporter(Signal::Logs, b, target, fallback, resource, stats);
+    // As for spans: every setting from the validated `OTEL_BLRP_*`.
+    let inner = BatchLogProcessor::builder(exporter)
+        .with_batch_config(
+            opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                .with_max_queue_size(b.max_queue_size)
+                .with_max_export_batch_size(b.max_export_batch_size)
+                .with_scheduled_delay(b.scheduled_delay)
                 .build(),
         )
+        .build();
+    SdkLoggerProvider::builder()
+        .with_resource(resource.clone())
+        .with_log_processor(Bounded { inner, bound })
         .build()
 }

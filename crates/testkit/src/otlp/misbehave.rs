@@ -1,6 +1,6 @@
 //! The capture receiver made to misbehave, for the exporters' conformance tests: refusing the
 //! first requests of each signal (retryably or not, with a server-given wait), answering with a
-//! partial success, insisting on gzip. And the record of every attempt with its time, so a test
+//! partial success, insisting on gzip, answering late. And the record of every attempt with its time, so a test
 //! can check an exporter waited as long as it was told to.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +25,9 @@ pub struct Misbehaviour {
     pub partial_success: Option<PartialReject>,
     /// Refuse requests that are not gzip-compressed (HTTP 415, gRPC `UNIMPLEMENTED`).
     pub require_gzip: bool,
+    /// Answer every export request this long after it arrived: a slow collector, which
+    /// holds each export thread and fills its queue.
+    pub delay: Option<Duration>,
 }
 
 /// How a request is refused.

@@ -48,6 +48,7 @@ Misbehaving on purpose (exporter conformance):
   --retry-after S      send Retry-After: S (gRPC: a RetryInfo of S seconds) with refusals
   --partial-success N  accept every request with a partial success rejecting N items
   --require-gzip       refuse uncompressed requests (415/UNIMPLEMENTED)
+  --delay-ms MS        answer every export request MS milliseconds late (a slow collector)
 
 Prints {\"spans\":N,\"logs\":N,\"metric_points\":N,\"requests\":N} (cumulative totals) every
 interval and once more on SIGINT/SIGTERM, then exits.";
@@ -121,7 +122,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--dump" => parsed.dump = Some(value()?.into()),
             "--require-gzip" => parsed.misbehaviour.require_gzip = true,
-            "--refuse-first" | "--refusal" | "--retry-after" | "--partial-success" => {
+            "--refuse-first" | "--refusal" | "--retry-after" | "--partial-success"
+            | "--delay-ms" => {
                 misbehave(&mut parsed.misbehaviour, &flag, &value()?)?;
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -138,6 +140,7 @@ fn misbehave(m: &mut Misbehaviour, flag: &str, raw: &str) -> Result<(), String> 
     };
     match flag {
         "--refuse-first" => m.refuse_first = number()?,
+        "--delay-ms" => m.delay = Some(Duration::from_millis(number()?.into())),
         "--retry-after" => m.retry_after = Some(RetryAfter::Seconds(number()?.into())),
         "--partial-success" => {
             m.partial_success = Some(PartialReject {
