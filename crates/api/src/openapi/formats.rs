@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 )]
 pub struct VideoId(String);
 
-/// A video's file name (its `stream_url`'s last segment), as
+/// A video's file name (its `stream_url`'s last segment; not unique), as
 /// `vidscope_core::videos::Filename::parse` accepts: dot-separated runs of `A-Z a-z 0-9 _ -`
 /// (so no leading dot and no `..`), ending in `.mp4`, `.m4v`, `.mov`, `.webm` or `.mkv` (any
 /// case), at most 200 characters.

@@ -231,6 +231,7 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
     // Every video id is a hyphenated UUID.
     for (path, name) in [
         ("/api/videos/{id_or_filename}/thumbnail", "id_or_filename"),
+        ("/api/videos/{id_or_filename}/{filename}", "id_or_filename"),
         ("/player/{video_id}", "video_id"),
     ] {
         let id = param(&doc, "get", path, name);
@@ -322,7 +323,6 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
 
     // Answers the server gives that the document had left out.
     for (method, path, status) in [
-        ("post", "/api/upload", "409"),
         ("post", "/api/auth/login", "413"),
         ("post", "/api/auth/register", "413"),
         ("post", "/api/progress", "413"),

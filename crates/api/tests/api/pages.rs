@@ -112,7 +112,7 @@ async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
     let data: Value = serde_json::from_str(data).unwrap();
     assert_eq!(data["videoId"], id.as_str());
     assert_eq!(data["title"], title);
-    assert_eq!(data["streamUrl"], format!("/api/videos/{id}.mp4"));
+    assert_eq!(data["streamUrl"], format!("/api/videos/{id}/{id}.mp4"));
 }
 
 #[tokio::test]
