@@ -40,6 +40,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::videos::list::get))
         .routes(routes!(routes::videos::get::get))
         .routes(routes!(routes::videos::thumbnail::get))
+        .routes(routes!(routes::videos::stream::get))
         .routes(routes!(routes::progress::post::post))
         .routes(routes!(routes::progress::get::get))
         .routes(routes!(routes::telemetry::player::post))

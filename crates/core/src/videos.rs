@@ -1,9 +1,9 @@
 //! Video lessons: the `videos` table, the names a video may have, and where its bytes live.
 //!
-//! A video's object key is `videos/<id>/<filename>`: unique per upload, so two uploads racing
-//! for one filename never overwrite each other's bytes (the loser's insert fails on the
-//! `filename` UNIQUE constraint and it deletes only its own object), and still readable in a
-//! bucket listing.
+//! A video's object key is `videos/<id>/<filename>`: unique per upload, so two lessons uploaded
+//! from files with the same name (allowed since migration 0005: a file name is not a key) never
+//! overwrite each other's bytes or thumbnail (`videos/<id>/thumbnail.jpg`), and still readable
+//! in a bucket listing.
 
 use std::fmt;
 
@@ -179,8 +179,8 @@ fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
     })
 }
 
-/// Creates the row of a freshly stored upload, status `uploaded`. A taken filename is
-/// [`CoreError::Conflict`].
+/// Creates the row of a freshly stored upload, status `uploaded`. Any number of videos may
+/// share a filename.
 pub async fn insert(db: &Db, new: &NewVideo<'_>) -> Result<Video, CoreError> {
     insert_with_jobs(db, new, &[]).await
 }
@@ -232,9 +232,6 @@ pub async fn insert_with_jobs(
             created_at: now,
             updated_at: now,
         }),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(CoreError::Conflict("a video with this filename"))
-        }
         Err(e) => Err(e.into()),
     }
 }
@@ -255,8 +252,14 @@ pub async fn get(db: &Db, id: &VideoId) -> Result<Option<Video>, CoreError> {
     row.as_ref().map(row_video).transpose()
 }
 
+/// The oldest video uploaded from a file of this name: what the legacy stream URL
+/// (`/api/videos/<filename>`) meant when names were unique, so links made then keep playing
+/// the same lesson after another upload reuses the name.
 pub async fn get_by_filename(db: &Db, filename: &Filename) -> Result<Option<Video>, CoreError> {
-    const SQL: &str = concat!(select_videos!(), " WHERE filename = $1");
+    const SQL: &str = concat!(
+        select_videos!(),
+        " WHERE filename = $1 ORDER BY created_at, id LIMIT 1"
+    );
     let row = crate::db::select_by_key(db, "videos", SQL, filename.as_str()).await?;
     row.as_ref().map(row_video).transpose()
 }

@@ -136,6 +136,14 @@ async fn migrated(url: &str) -> Db {
 /// A migrated, empty database: a new Postgres database when `DATABASE_URL` points at Postgres,
 /// else a SQLite file in a temp dir.
 pub async fn fresh_db() -> TestDb {
+    let test_db = fresh_unmigrated_db().await;
+    test_db.db.migrate().await.expect("migrations");
+    test_db
+}
+
+/// [`fresh_db`] before any migration: for tests that migrate step by step, to check a
+/// migration keeps the data an older schema holds.
+pub async fn fresh_unmigrated_db() -> TestDb {
     let dir = tempfile::tempdir().expect("cannot create a temp dir");
     let (url, pg) = match postgres_url() {
         Some(base) => {
@@ -147,7 +155,9 @@ pub async fn fresh_db() -> TestDb {
             None,
         ),
     };
-    let db = migrated(&url).await;
+    let db = Db::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"));
     TestDb {
         db,
         url,

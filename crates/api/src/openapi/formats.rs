@@ -32,7 +32,7 @@ string_formats! {
     /// `vidscope_core::videos::VideoId::parse` accepts.
     VideoId: format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", example = "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90";
 
-    /// A video's file name (its `stream_url`'s last segment), as
+    /// A video's file name (its `stream_url`'s last segment; not unique), as
     /// `vidscope_core::videos::Filename::parse` accepts: dot-separated runs of `A-Z a-z 0-9 _ -`
     /// (so no leading dot and no `..`), ending in `.mp4`, `.m4v`, `.mov`, `.webm` or `.mkv` (any
     /// case), at most 200 characters.

@@ -17,10 +17,13 @@ use crate::error::{ApiError, ErrorBody};
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// Every asset: its name under `/assets/`, its media type and its text.
 const ASSETS: &[(&str, &str, &str)] = &[
     ("site.css", CSS, include_str!("../../assets/site.css")),
+    // Every page's `<link rel="icon">` (`templates/base.html`): SVG, so one small text file.
+    ("favicon.svg", SVG, include_str!("../../assets/favicon.svg")),
     ("login.js", JS, include_str!("../../assets/login.js")),
     ("videos.js", JS, include_str!("../../assets/videos.js")),
     ("player.js", JS, include_str!("../../assets/player.js")),
@@ -40,13 +43,13 @@ const ASSETS: &[(&str, &str, &str)] = &[
     get,
     path = "/assets/{name}",
     operation_id = "pageAsset",
-    summary = "A script or stylesheet of the pages",
+    summary = "A script, stylesheet or icon of the pages",
     tag = "pages",
     params(("name" = String, Path,
-        description = "`site.css`, `login.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
+        description = "`site.css`, `favicon.svg`, `login.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
     responses(
         (status = 200, description = "The file; public, like the pages' HTML",
-            content((String = "text/javascript"), (String = "text/css")),
+            content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml")),
             headers(("ETag" = String), ("Cache-Control" = String, description = "`no-cache`"))),
         (status = 304, description = "Unchanged since the `ETag` sent in `If-None-Match`"),
         (status = 404, description = "No such asset", body = ErrorBody),

@@ -1,4 +1,7 @@
-//! `GET /player/{video_id}`: the lesson player (seeds 000/001).
+//! `GET /player/{video_id}`: the lesson player (seeds 000/001), or, for a lesson that cannot
+//! play yet (uploaded, processing, failed), a page saying so (issue 28: not a JSON error). An
+//! admin's page links to the lesson's traces in the trace viewer, where a failure's cause is
+//! (the video row does not store one).
 //!
 //! The page carries its own trace context as `<meta name="traceparent">`: the same value as the
 //! response's `traceresponse` header, which a script cannot read for the page it runs in. The
@@ -18,6 +21,7 @@ use crate::auth::MaybeUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Path;
 use crate::openapi::responses::{DbUnavailable, NoSuchVideo, ToLogin};
+use crate::routes::videos::VideoBody;
 use crate::routes::videos::get::metadata;
 use crate::state::AppState;
 
@@ -29,6 +33,20 @@ struct PlayerPage<'a> {
     traceparent: &'a str,
     title: &'a str,
     data: PageData<'a>,
+}
+
+/// A lesson that cannot play yet (`templates/lesson_status.html`).
+#[derive(Template)]
+#[template(path = "lesson_status.html")]
+struct LessonStatusPage<'a> {
+    title: &'a str,
+    /// `uploaded`, `processing` or `failed`: a CSS class and what `message` describes.
+    status: &'a str,
+    message: &'a str,
+    /// Reload while the worker may still finish it.
+    refresh: bool,
+    /// Admins only (the trace viewer is theirs); empty otherwise.
+    trace_url: &'a str,
 }
 
 /// What the player's script reads from `<script id="page-data">`.
@@ -50,13 +68,16 @@ struct PageData<'a> {
     tag = "pages",
     params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
-        (status = 200, description = "The player, resuming at the saved position", content_type = "text/html", body = String),
+        (status = 200, description = "The player, resuming at the saved position; for a lesson not ready yet (uploaded, processing, failed), a page with its status (and, for admins, a link to its traces)", content_type = "text/html", body = String),
         (status = 400, description = "The id is not a UUID (checked before the session)", body = ErrorBody),
-        (status = 409, description = "The video is not ready to play yet (still being processed, or failed)", body = ErrorBody),
         ToLogin, NoSuchVideo, DbUnavailable,
     )
 )]
-#[tracing::instrument(name = "page.player", skip_all, fields(video.id = tracing::field::Empty))]
+#[tracing::instrument(
+    name = "page.player",
+    skip_all,
+    fields(video.id = tracing::field::Empty, video.status = tracing::field::Empty)
+)]
 pub async fn get(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
@@ -71,16 +92,14 @@ pub async fn get(
             "videoId must be a UUID (a video's `id`)",
         )
     })?;
-    if user.is_none() {
+    let Some(user) = user else {
         return Ok(super::to_login(&uri));
-    }
+    };
     tracing::Span::current().record("video.id", id.as_str());
     let video = metadata(&state, &id).await?.0;
+    tracing::Span::current().record("video.status", video.status.as_str());
     if video.status != "ready" {
-        return Err(ApiError::NotReady(format!(
-            "video {id} is not ready to play (status: {})",
-            video.status
-        )));
+        return not_ready(&video, user.is_admin());
     }
     // The server span's context: `Span::current()` here is this handler's own span, a child
     // of it in the same trace; the player's requests then become its children too.
@@ -95,6 +114,35 @@ pub async fn get(
             content_type: &video.content_type,
             duration_seconds: video.duration_seconds,
         },
+    };
+    Ok(super::render(&page)?.into_response())
+}
+
+/// The status page of a lesson that cannot play yet.
+fn not_ready(video: &VideoBody, admin: bool) -> Result<Response, ApiError> {
+    let (message, refresh) = match video.status.as_str() {
+        "failed" => (
+            "This lesson could not be processed, so it cannot be played. An admin can see why \
+             in its traces.",
+            false,
+        ),
+        _ => (
+            "This lesson is still being processed (its file is checked and its thumbnail made). \
+             This page reloads every 10 seconds and plays it once it is ready.",
+            true,
+        ),
+    };
+    let trace_url = if admin {
+        format!("/trace-viewer?video={}", video.id)
+    } else {
+        String::new()
+    };
+    let page = LessonStatusPage {
+        title: &video.title,
+        status: &video.status,
+        message,
+        refresh,
+        trace_url: &trace_url,
     };
     Ok(super::render(&page)?.into_response())
 }

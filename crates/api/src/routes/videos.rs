@@ -29,7 +29,7 @@ pub struct VideoBody {
     pub duration_seconds: Option<f64>,
     /// `null` until the worker has made a thumbnail.
     pub thumbnail_url: Option<String>,
-    /// Where a player fetches the bytes (with the session cookie).
+    /// Where a player fetches the bytes (with the session cookie): `/api/videos/{id}/{filename}`.
     pub stream_url: String,
     /// Unix milliseconds.
     pub created_at: i64,
@@ -49,7 +49,7 @@ impl From<&Video> for VideoBody {
                 .thumbnail_key
                 .as_ref()
                 .map(|_| format!("/api/videos/{}/thumbnail", v.id)),
-            stream_url: format!("/api/videos/{}", v.filename),
+            stream_url: format!("/api/videos/{}/{}", v.id, v.filename),
             created_at: v.created_at,
         }
     }

@@ -194,6 +194,13 @@ async fn every_route_answers_each_role_as_specified() {
         ),
         case(
             "GET",
+            "/api/videos/{id_or_filename}/{filename}",
+            format!("/api/videos/{id}/{filename}"),
+            Body::None,
+            signed_in(200),
+        ),
+        case(
+            "GET",
             "/api/videos/{id_or_filename}/thumbnail",
             format!("/api/videos/{id}/thumbnail"),
             Body::None,

@@ -231,6 +231,7 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
     // Every video id is a hyphenated UUID, the progress routes' and the player batch's too.
     let ids = [
         ("/api/videos/{id_or_filename}/thumbnail", "id_or_filename"),
+        ("/api/videos/{id_or_filename}/{filename}", "id_or_filename"),
         ("/player/{video_id}", "video_id"),
         ("/api/progress/{video_id}", "video_id"),
     ]
@@ -320,7 +321,6 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
 
     // Answers the server gives that the document had left out.
     for (method, path, status) in [
-        ("post", "/api/upload", "409"),
         ("post", "/api/auth/login", "413"),
         ("post", "/api/auth/register", "413"),
         ("post", "/api/progress", "413"),

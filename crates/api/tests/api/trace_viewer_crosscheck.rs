@@ -450,13 +450,15 @@ async fn bad_input_and_access_are_refused_with_json() {
         assert!(html.contains(&format!("id=\"{id}\"")), "#{id} missing");
     }
     // No external assets: nothing is loaded from another origin. The only links are this
-    // site's stylesheets (no inline style: the Content-Security-Policy allows files only).
+    // site's stylesheets and icon (no inline style: the Content-Security-Policy allows files
+    // only).
     for external in ["src=\"http", "href=\"http", "@import", "//cdn"] {
         assert!(!html.contains(external), "page loads {external}");
     }
     for link in html.split("<link").skip(1) {
         assert!(
-            link.starts_with(" rel=\"stylesheet\" href=\"/assets/"),
+            link.starts_with(" rel=\"stylesheet\" href=\"/assets/")
+                || link.starts_with(" rel=\"icon\" href=\"/assets/"),
             "page links <link{link}"
         );
     }

@@ -117,6 +117,8 @@ async fn every_page_has_the_policy_and_no_inline_code() {
     let admin = app.create_user(Role::Admin).await.cookie;
     let id = VideoId::generate();
     insert_video_row(&app.state.db, id.as_str(), "Headers", "ready", Some(60.0)).await;
+    let failed = VideoId::generate();
+    insert_video_row(&app.state.db, failed.as_str(), "Broken", "failed", None).await;
     let script = Regex::new(r"<script\b([^>]*)>").unwrap();
     let handler = Regex::new(r#"(?i)\son[a-z]+\s*="#).unwrap();
     let asset = Regex::new(r#"(?:src|href)="(/assets/[^"]+)""#).unwrap();
@@ -125,6 +127,8 @@ async fn every_page_has_the_policy_and_no_inline_code() {
         ("/login".to_owned(), None),
         ("/videos".to_owned(), Some(&viewer)),
         (format!("/player/{id}"), Some(&viewer)),
+        // A lesson not ready to play: its status page.
+        (format!("/player/{failed}"), Some(&admin)),
         ("/trace-viewer".to_owned(), Some(&admin)),
     ] {
         let cookie = cookie.map(|c| [("cookie", c.as_str())]);
@@ -155,11 +159,16 @@ async fn every_page_has_the_policy_and_no_inline_code() {
             !handler.is_match(&page.body),
             "{path}: inline event handler"
         );
+        assert!(
+            page.body
+                .contains(r#"<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">"#),
+            "{path}: no favicon"
+        );
         assets.extend(asset.captures_iter(&page.body).map(|c| c[1].to_owned()));
     }
     assets.sort();
     assets.dedup();
-    assert_eq!(assets.len(), 6, "{assets:?}");
+    assert_eq!(assets.len(), 7, "{assets:?}");
 
     // Every file the pages load is served with its own type: with `nosniff`, a script or a
     // stylesheet served as anything else would not run.
@@ -169,6 +178,8 @@ async fn every_page_has_the_policy_and_no_inline_code() {
         assert_common_headers(&got, path);
         let wanted = if path.ends_with(".js") {
             "text/javascript"
+        } else if path.ends_with(".svg") {
+            "image/svg+xml"
         } else {
             "text/css"
         };

@@ -454,14 +454,45 @@ async fn signed_in_player_of_a_ready_video_is_html_with_its_escaped_title() {
     assert!(html.contains(&id));
 }
 
+/// Issue 28: the player URL of a lesson that cannot play yet is a readable page with its
+/// status, not a JSON error; signed out it is the login redirect like every page; only an
+/// admin's page links to the lesson's traces; only a lesson still in the works reloads.
 #[tokio::test]
-async fn signed_in_player_of_a_video_in_processing_is_a_409() {
+async fn the_player_of_a_lesson_not_ready_is_a_status_page() {
     let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let id = insert_video(&app, "Later", "processing").await;
-    get(&app, &format!("/player/{id}"), Some(&cookie))
-        .await
-        .assert_error(409, "not_ready", "status: processing");
+    let viewer = viewer(&app).await;
+    let admin = app.create_user(Role::Admin).await.cookie;
+    for (status, says, reloads) in [
+        ("uploaded", "still being processed", true),
+        ("processing", "still being processed", true),
+        ("failed", "could not be processed", false),
+    ] {
+        let id = insert_video(&app, "Later <b>", status).await;
+        let path = format!("/player/{id}");
+        get(&app, &path, None)
+            .await
+            .assert_redirect(&format!("/login?next=/player/{id}"));
+        let trace_link = format!("href=\"/trace-viewer?video={id}\"");
+        for (who, cookie, links) in [("viewer", &viewer, false), ("admin", &admin, true)] {
+            let html = get(&app, &path, Some(cookie)).await.assert_html();
+            assert!(html.contains(says), "{status}, {who}: {html}");
+            assert!(
+                html.contains(&format!("class=\"lesson-status {status}\"")),
+                "{status}, {who}: {html}"
+            );
+            assert!(
+                html.contains("Later &#60;b&#62;"),
+                "{status}, {who}: {html}"
+            );
+            assert!(!html.contains("<video"), "{status}, {who}: no player");
+            assert_eq!(html.contains(&trace_link), links, "{status}, {who}: {html}");
+            assert_eq!(
+                html.contains("http-equiv=\"refresh\""),
+                reloads,
+                "{status}, {who}: {html}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -89,7 +89,8 @@ pub(super) async fn list(client: &Client) -> Result<Vec<Video>, Exhausted> {
 
 /// One upload. Every fifth is a file with an MP4 header and no movie (accepted, then dead-
 /// lettered by the probe: the failed-job path), every seventh a text file (415). File names
-/// carry `run` because the API refuses a second file with the same name (409).
+/// carry `run` so each names one lesson: the viewers stream by the legacy by-name URL, which
+/// serves the oldest lesson of a name.
 pub(super) async fn upload(client: &Client, run: &str, n: u64) -> Result<bool, Exhausted> {
     let (bytes, name, mime, expect, label) = if n % 7 == 6 {
         (

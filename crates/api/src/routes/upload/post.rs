@@ -30,7 +30,6 @@ use futures_util::StreamExt;
 use opentelemetry::KeyValue;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
-use vidscope_core::CoreError;
 use vidscope_core::auth::User;
 use vidscope_core::jobs::NewJob;
 use vidscope_core::jobs::probe::ProbePayload;
@@ -83,7 +82,6 @@ struct UploadForm {
             headers(("Location" = String, description = "`/api/videos/{id}`"))),
         (status = 400, description = "Malformed form, no `file` part, a repeated or unknown part, bad filename or title", body = ErrorBody),
         (status = 408, description = "The client sent nothing for `VIDSCOPE_UPLOAD_IDLE_SECS`; nothing was kept", body = ErrorBody),
-        (status = 409, description = "A video with this filename exists", body = ErrorBody),
         (status = 413, description = "Over the configured upload size limit; refused before the body is read when `Content-Length` announces more than the limit plus 64 KiB for the form", body = ErrorBody),
         (status = 415, description = "Not multipart/form-data, or not an allowed video type", body = ErrorBody),
         (status = 503, description = "The database or object store is unavailable or busy for a moment, or the server is shutting down and abandoned the upload (`shutting_down`); nothing was kept: retry after `Retry-After`", body = ErrorBody,
@@ -427,7 +425,7 @@ async fn store_file(
     id: &VideoId,
     span: &Span,
 ) -> Result<Stored, ApiError> {
-    let (filename, declared) = accept_name(state, &field, span).await?;
+    let (filename, declared) = accept_name(&field, span)?;
     let every = state.settings.upload_progress_every.max(1);
     let mut meter = Meter {
         total: 0,
@@ -455,13 +453,9 @@ async fn store_file(
     })
 }
 
-/// The part's file name, checked and not taken yet, and its declared type (bounded: it is the
+/// The part's file name, checked (any number of lessons may share one), and its declared type (bounded: it is the
 /// client's).
-async fn accept_name(
-    state: &AppState,
-    field: &Field<'_>,
-    span: &Span,
-) -> Result<(Filename, Option<String>), ApiError> {
+fn accept_name(field: &Field<'_>, span: &Span) -> Result<(Filename, Option<String>), ApiError> {
     let filename = Filename::parse(field.file_name().unwrap_or_default())
         .map_err(|e| rejected(span, "invalid_filename", invalid_filename(e)))?;
     span.record("upload.filename", filename.as_str());
@@ -471,16 +465,6 @@ async fn accept_name(
     });
     if let Some(d) = &declared {
         span.record("upload.declared_content_type", d.as_str());
-    }
-    if videos::get_by_filename(&state.db, &filename)
-        .await?
-        .is_some()
-    {
-        return Err(rejected(
-            span,
-            "conflict",
-            ApiError::Core(CoreError::Conflict("a video with this filename")),
-        ));
     }
     Ok((filename, declared))
 }

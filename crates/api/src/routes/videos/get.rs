@@ -1,7 +1,8 @@
 //! `GET /api/videos/{id_or_filename}`: one route for two resources, because axum (matchit)
 //! cannot register two patterns for the same path shape. A segment that parses as a UUID is a
 //! video id and gets the metadata; anything else is a filename and gets the bytes
-//! ([`super::stream`]). Filenames always carry an extension, so the two never overlap.
+//! ([`super::stream`]; the legacy form of a stream URL: the oldest video of that name).
+//! Filenames always carry an extension, so the two never overlap.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -27,7 +28,7 @@ use crate::state::AppState;
     tag = "videos",
     security(("session" = [])),
     params(
-        ("id_or_filename" = crate::openapi::formats::VideoIdOrFilename, Path, description = "A video id (UUID) for its metadata, or its filename (`stream_url`) for its bytes"),
+        ("id_or_filename" = crate::openapi::formats::VideoIdOrFilename, Path, description = "A video id (UUID) for its metadata, or a filename for the bytes of the oldest video uploaded from a file of that name (legacy: file names are not unique, use `stream_url`)"),
         ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
         ("If-Range" = Option<String>, Header, description = "An `ETag` or the `Last-Modified` date: the range applies only if the file still has it"),
     ),
@@ -61,7 +62,10 @@ pub async fn get(
             let CurrentUser(_) = user?;
             metadata(&state, &id).await.map(IntoResponse::into_response)
         }
-        None => super::stream::stream(&state, user, &segment, &headers).await,
+        None => {
+            let lookup = super::stream::Lookup::ByFilename(&segment);
+            super::stream::stream(&state, user, lookup, &headers).await
+        }
     }
 }
 

@@ -1,6 +1,11 @@
+//! `GET /api/videos/{id}/{filename}` (a video's `stream_url`) and the legacy
 //! `GET /api/videos/{filename}`: the bytes of a video, inside an `api.videos.stream` span
 //! (seed 002, ticket 1) with the `video.access_check`, `video.range_request` and
 //! `video.s3_redirect` events.
+//!
+//! File names are not unique (issue 28), so the stream URL names the video by id; the file
+//! name stays as its last segment (a saved file keeps it) and must match. The legacy form
+//! serves the oldest video of that name: the one it meant when names were unique.
 //!
 //! Local store, or S3 with `VIDSCOPE_S3_STREAM=proxy`: the API streams the object (or the one
 //! requested range, see [`super::range`]) straight from the store to the socket, never holding
@@ -9,6 +14,8 @@
 //! and goes only into the `Location` header, never into a span, event or log.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use opentelemetry::KeyValue;
@@ -16,22 +23,77 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use vidscope_core::config::S3StreamMode;
 use vidscope_core::storage::{ByteRange, ObjectBody, ObjectKey, ObjectMeta};
-use vidscope_core::videos::{self, Filename};
+use vidscope_core::videos::{self, Filename, VideoId};
 use vidscope_telemetry::SpanExt as _;
 
 use super::range::{RangeHeader, if_range_matches};
 use super::{invalid_filename, store_error};
 use crate::auth::CurrentUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::responses::{StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
 /// Presigned URLs live this long when the store has no default (it always has, for S3).
 const FALLBACK_PRESIGN_TTL: std::time::Duration = std::time::Duration::from_secs(900);
 
-pub async fn stream(
+/// Which video a stream URL names.
+pub(crate) enum Lookup<'a> {
+    /// `/api/videos/{id}/{filename}`: the id decides, the name must match.
+    ById { id: &'a str, filename: &'a str },
+    /// The legacy `/api/videos/{filename}`.
+    ByFilename(&'a str),
+}
+
+// The authentication result is taken as a `Result` so `video.access_check` (with
+// `hasSession=false`) is recorded before the 401, as on the legacy route.
+#[utoipa::path(
+    get,
+    path = "/api/videos/{id_or_filename}/{filename}",
+    operation_id = "streamVideo",
+    summary = "A video's bytes (its `stream_url`)",
+    tag = "videos",
+    security(("session" = [])),
+    params(
+        ("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id"),
+        ("filename" = crate::openapi::formats::Filename, Path, description = "The video's file name (it must match)"),
+        ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
+        ("If-Range" = Option<String>, Header, description = "An `ETag` or the `Last-Modified` date: the range applies only if the file still has it"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content_type = "video/*", headers(
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("ETag" = String, description = "When the store has one"),
+        )),
+        (status = 206, description = "The requested range of the file", content_type = "video/*",
+            headers(("Content-Range" = String, description = "`bytes start-end/size`"))),
+        (status = 302, description = "S3 store in redirect mode: the file is at a presigned URL",
+            headers(("Location" = String, description = "A presigned GET URL; it carries a credential"))),
+        (status = 400, description = "Not a video id, or not a valid filename (e.g. path traversal)", body = ErrorBody),
+        (status = 404, description = "No such video, another file name, or no file", body = ErrorBody),
+        (status = 416, description = "The range starts past the end of the file", body = ErrorBody,
+            headers(("Content-Range" = String, description = "`bytes */size`"))),
+        Unauthorized, StoreUnavailable,
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    user: Result<CurrentUser, ApiError>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((id, filename)) =
+        path.map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    let lookup = Lookup::ById {
+        id: &id,
+        filename: &filename,
+    };
+    stream(&state, user, lookup, &headers).await
+}
+
+pub(crate) async fn stream(
     state: &AppState,
     user: Result<CurrentUser, ApiError>,
-    segment: &str,
+    lookup: Lookup<'_>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let span = tracing::info_span!(
@@ -44,7 +106,7 @@ pub async fn stream(
         video.range.outcome = Empty,
         storage.backend = state.store.backend_name(),
     );
-    serve(state, user, segment, headers, &span)
+    serve(state, user, lookup, headers, &span)
         .instrument(span.clone())
         .await
 }
@@ -52,11 +114,19 @@ pub async fn stream(
 async fn serve(
     state: &AppState,
     user: Result<CurrentUser, ApiError>,
-    segment: &str,
+    lookup: Lookup<'_>,
     headers: &HeaderMap,
     span: &tracing::Span,
 ) -> Result<Response, ApiError> {
     // Parsed before anything else: a traversal attempt never reaches the database or store.
+    let (id, segment) = match lookup {
+        Lookup::ById { id, filename } => {
+            let id = VideoId::parse(id)
+                .ok_or_else(|| ApiError::bad_request("invalid_id", "a video id is a UUID"))?;
+            (Some(id), filename)
+        }
+        Lookup::ByFilename(segment) => (None, segment),
+    };
     let filename = Filename::parse(segment).map_err(invalid_filename)?;
     span.record("video.filename", filename.as_str());
     span.add_event(
@@ -68,9 +138,13 @@ async fn serve(
     );
     let CurrentUser(_) = user?;
 
-    let video = videos::get_by_filename(&state.db, &filename)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("video {filename} not found")))?;
+    let video = match &id {
+        Some(id) => videos::get(&state.db, id)
+            .await?
+            .filter(|v| v.filename == filename.as_str()),
+        None => videos::get_by_filename(&state.db, &filename).await?,
+    }
+    .ok_or_else(|| ApiError::NotFound(format!("video {filename} not found")))?;
     span.record("video.id", video.id.as_str());
     span.record("video.size", video.size_bytes);
     span.record("video.content_type", video.content_type.as_str());
