@@ -79,10 +79,8 @@ fn check_any(text: &str) {
     let once = redact_str(text);
     match &once {
         Cow::Borrowed(b) => assert_eq!(*b, text),
-        Cow::Owned(o) => {
-            assert_ne!(o, text, "a copy without a change");
-            assert!(o.contains(REDACTED));
-        }
+        // (A copy may equal the text: a secret that was `[REDACTED]` already.)
+        Cow::Owned(o) => assert!(o.contains(REDACTED), "{text:?} -> {o:?}"),
     }
     let twice = redact_str(&once);
     assert_eq!(
