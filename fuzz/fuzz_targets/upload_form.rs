@@ -133,6 +133,25 @@ fn body(form: &Form<'_>) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
     (out, well_formed.then_some(files))
 }
 
+/// The chunks as a network delivers them: each arrives only once the reader has waited for it
+/// (a task sends them one at a time), never on the reader's immediate second look. (A stream
+/// that wakes and is ready at once trips a bug of multer 3.1: when its first look for the
+/// opening boundary comes back empty and the second brings the whole body and its end at once,
+/// it answers "incomplete multipart stream" without looking at what it got.)
+fn network(
+    chunks: Vec<Bytes>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for c in chunks {
+            if tx.send(c).await.is_err() {
+                break;
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, async |mut rx| rx.recv().await.map(|c| (Ok(c), rx)))
+}
+
 /// What the walk answered: the title, the file (name, type, size), or the refusal's status
 /// and body.
 type Outcome = Result<(Option<String>, Option<(String, &'static str, u64)>), (u16, Bytes)>;
@@ -144,7 +163,7 @@ async fn walk(body: &[u8], sizes: impl Iterator<Item = usize>, max_bytes: u64) -
     while !rest.is_empty() {
         let n = sizes.next().unwrap_or(rest.len()).clamp(1, rest.len());
         let (chunk, tail) = rest.split_at(n);
-        chunks.push(Ok::<_, Infallible>(Bytes::copy_from_slice(chunk)));
+        chunks.push(Bytes::copy_from_slice(chunk));
         rest = tail;
     }
     let request = Request::builder()
@@ -153,7 +172,7 @@ async fn walk(body: &[u8], sizes: impl Iterator<Item = usize>, max_bytes: u64) -
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
-        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .body(Body::from_stream(network(chunks)))
         .unwrap();
     // A body the extractor refuses never reaches the walk (the handler answers 400).
     let multipart = Multipart::from_request(request, &()).await.ok()?;

@@ -445,8 +445,14 @@ async fn store_file(
     );
     let marks = meter.marks.clone();
     let idle_after = state.settings.upload_idle_timeout;
-    let head = read_head(&mut field, &mut meter, idle_after, span).await?;
-    let content_type = allowed_type(&head, declared.as_deref(), span)?;
+    let (head, content_type) = sniff_head(
+        &mut field,
+        &mut meter,
+        declared.as_deref(),
+        idle_after,
+        span,
+    )
+    .await?;
     span.record("upload.content_type", content_type);
 
     let key = videos::object_key(id, &filename)?;
@@ -492,24 +498,28 @@ async fn ensure_new(state: &AppState, filename: &Filename, span: &Span) -> Resul
     Ok(())
 }
 
-/// Enough of the start to recognise the container, before anything is stored.
-async fn read_head(
+/// The first bytes and the type they show: a 415 when it is not an allowed video, then a 413
+/// when they are already over the limit. The type is decided before the size, so the answer
+/// to a file that is both does not depend on how many bytes the client's first chunks held.
+async fn sniff_head(
     field: &mut Field<'_>,
     meter: &mut Meter,
+    declared: Option<&str>,
     idle_after: std::time::Duration,
     span: &Span,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<(Vec<u8>, &'static str), ApiError> {
     let mut head = Vec::with_capacity(SNIFF_LEN);
     while head.len() < SNIFF_LEN {
         let Some(chunk) = next_chunk(field, idle_after, span).await? else {
             break;
         };
-        if !meter.add(chunk.len()) {
-            return Err(too_large(span, meter.max));
-        }
         head.extend_from_slice(&chunk);
     }
-    Ok(head)
+    let content_type = allowed_type(&head, declared, span)?;
+    if !meter.add(head.len()) {
+        return Err(too_large(span, meter.max));
+    }
+    Ok((head, content_type))
 }
 
 /// The type the first bytes show, if it is one of [`ALLOWED`]; else a 415 naming it.
@@ -599,8 +609,14 @@ impl FilePart for CheckOnly {
     async fn take(&mut self, mut field: Field<'_>, span: &Span) -> Result<CheckedFile, ApiError> {
         let (filename, declared) = name_and_type(&field, span)?;
         let mut meter = Meter::new(self.max_bytes, u64::MAX);
-        let head = read_head(&mut field, &mut meter, self.idle_after, span).await?;
-        let content_type = allowed_type(&head, declared.as_deref(), span)?;
+        let (_, content_type) = sniff_head(
+            &mut field,
+            &mut meter,
+            declared.as_deref(),
+            self.idle_after,
+            span,
+        )
+        .await?;
         while let Some(chunk) = next_chunk(&mut field, self.idle_after, span).await? {
             if !meter.add(chunk.len()) {
                 return Err(too_large(span, self.max_bytes));
