@@ -10,12 +10,14 @@
 # then runs the whole suite three times: against SQLite, against PostgreSQL, and
 # against SQLite on the stock OpenTelemetry backend (VIDSCOPE_TELEMETRY_BACKEND=sdk),
 # then schemathesis against the OpenAPI document of a running `vidscope up`
-# (scripts/schemathesis.sh).
+# (scripts/schemathesis.sh), then each fuzz target for a few seconds (scripts/fuzz.sh).
 # ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
 # tests whose name contains "otlp").
 #
 # Environment knobs:
 #   VIDSCOPE_TEST_SKIP_LINT=1   skip `cargo fmt --check` and `cargo clippy`
+#   VIDSCOPE_TEST_SKIP_FUZZ=1   skip the fuzz smoke phase (scripts/fuzz.sh)
+#   VIDSCOPE_TEST_FUZZ_SECONDS  seconds each fuzz target runs in that phase (default 5)
 #   (target/telemetry-seen/<run>/ keeps what each run emitted, for the registry check:
 #    python3 scripts/telemetry-registry.py --update-from target/telemetry-seen/*)
 #   DATABASE_URL / REDIS_URL    reuse these servers if they answer (else we start our own)
@@ -284,6 +286,20 @@ else
     phase_skip "tests (sqlite)" "build failed"
     phase_skip "tests (postgres)" "build failed"
     phase_skip "schemathesis (openapi)" "build failed"
+fi
+
+# ------------------------------------------------------------------ fuzzing
+# Every fuzz target of fuzz/ for a few seconds from its committed seeds (scripts/fuzz.sh,
+# docs/reliability.md#fuzzing), so that a parser that panics again on or near its seeds (the
+# crashes found so far are among them) fails here. cargo-fuzz needs the nightly toolchain,
+# which a machine may not have: then the phase is skipped and says so.
+if [[ ${VIDSCOPE_TEST_SKIP_FUZZ:-0} == 1 ]]; then
+    phase_skip "fuzz (smoke)" "VIDSCOPE_TEST_SKIP_FUZZ=1"
+elif ! cargo +nightly --version >/dev/null 2>&1; then
+    printf '==> fuzz (smoke): SKIPPED, the nightly toolchain is missing: the fuzz targets did not run (rustup toolchain install nightly)\n' >&2
+    phase_skip "fuzz (smoke)" "no nightly toolchain"
+else
+    run_phase "fuzz (smoke)" scripts/fuzz.sh "${VIDSCOPE_TEST_FUZZ_SECONDS:-5}" || true
 fi
 
 # ------------------------------------------------------------- docs checks

@@ -9,12 +9,16 @@
 //! - [`openapi`]: the OpenAPI document, collected from the handlers' `#[utoipa::path]`.
 //! - [`http_telemetry`]: the server span, `traceresponse` and the request-duration metric.
 //! - [`shutdown`]: the deadline after which requests still running on SIGTERM are aborted.
+//! - `fuzzing` (the `fuzzing` feature only): the private parsers' entry points for `fuzz/`.
 
 pub mod auth;
 pub mod cache;
 pub mod client_ip;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_telemetry;
 pub mod limits;
 pub mod openapi;

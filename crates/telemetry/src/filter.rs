@@ -88,6 +88,12 @@ impl Directives {
                 .is_some_and(|e| Filter::enabled(e.as_ref(), metadata, ctx))
     }
 
+    /// The level the `target=level` directives give `target` (the fuzz target's oracle).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn static_level(&self, target: &str) -> Option<LevelFilter> {
+        self.statics.level(target)
+    }
+
     pub(crate) fn max_level_hint(&self) -> Option<LevelFilter> {
         let statics = self.statics.max_level();
         match &self.dynamic {

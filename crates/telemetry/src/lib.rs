@@ -38,6 +38,7 @@
 //!   [`db_watch`] (slow statements and N+1 repeats); [`classify`] (transient vs permanent
 //!   errors, retry backoff); [`propagation`] (W3C trace context over HTTP headers and job
 //!   payloads, and the remote parent of a new span).
+//! - `fuzzing` (the `fuzzing` feature only): the private parsers' entry points for `fuzz/`.
 //! - `strategies` (tests only): proptest strategies for the hand-written protobuf.
 
 mod backend;
@@ -53,6 +54,9 @@ mod exporters;
 mod fast;
 pub mod file;
 mod filter;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod init;
 mod json_log;
 mod otlp_transport;

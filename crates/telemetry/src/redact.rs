@@ -158,8 +158,8 @@ const TRIGGERS: [bool; 256] = {
 /// Replaces secret values inside free text. Returns the input unchanged (borrowed) in the
 /// common case, so clean strings cost one scan and no allocation.
 ///
-/// A secret is the value after `=` or `:` whose preceding word (quotes and spaces allowed in
-/// between) contains a sensitive name, or the word after an auth scheme (`Bearer x`). The scan
+/// A secret is the value after `=` or `:` whose preceding word (quotes, spaces and tabs allowed
+/// in between) contains a sensitive name, or the word after an auth scheme (`Bearer x`). The scan
 /// looks only at separators and at `b`/`B`, so text without them costs one pass.
 pub fn redact_str(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
@@ -205,12 +205,27 @@ pub fn redact_str(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Where the credential starts when `b[i..]` begins with an auth scheme word.
+/// Where the credential starts when `b[i..]` begins with an auth scheme word (and however many
+/// spaces or tabs follow it).
 fn after_auth_scheme(b: &[u8], i: usize) -> Option<usize> {
     AUTH_SCHEMES.iter().find_map(|scheme| {
         let end = i + scheme.len();
-        (end <= b.len() && b[i..end].eq_ignore_ascii_case(scheme.as_bytes())).then_some(end)
+        (end <= b.len() && b[i..end].eq_ignore_ascii_case(scheme.as_bytes()))
+            .then(|| skip(b, end, |c| matches!(c, b' ' | b'\t')))
     })
+}
+
+/// The first position from `i` on whose byte is not `what`.
+fn skip(b: &[u8], mut i: usize, what: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && what(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// What may stand between a name, its separator and its value: quotes, spaces and tabs.
+fn is_filler(c: u8) -> bool {
+    matches!(c, b'"' | b'\'' | b' ' | b'\t')
 }
 
 /// For the separator at `sep`: the range of its value when the word before it names a secret.
@@ -218,7 +233,7 @@ fn after_auth_scheme(b: &[u8], i: usize) -> Option<usize> {
 /// rule then redacts only the credential, keeping `Bearer` readable).
 fn secret_after_separator(b: &[u8], sep: usize) -> Option<(usize, usize)> {
     let mut end = sep;
-    while end > 0 && matches!(b[end - 1], b'"' | b'\'' | b' ') {
+    while end > 0 && is_filler(b[end - 1]) {
         end -= 1;
     }
     let mut start = end;
@@ -228,10 +243,7 @@ fn secret_after_separator(b: &[u8], sep: usize) -> Option<(usize, usize)> {
     if !contains_sensitive_name(&b[start..end]) {
         return None;
     }
-    let mut i = sep + 1;
-    while i < b.len() && matches!(b[i], b' ' | b'"' | b'\'') {
-        i += 1;
-    }
+    let i = skip(b, sep + 1, is_filler);
     if after_auth_scheme(b, i).is_some() {
         return None;
     }
@@ -381,7 +393,7 @@ mod tests {
 
     #[test]
     fn secrets_in_free_text_are_removed() {
-        let cases = [
+        assert_secrets_removed(&[
             ("login failed password=hunter2 for a@b.c", "hunter2"),
             (r#"{"email":"a@b.c","password":"hunter2"}"#, "hunter2"),
             (
@@ -399,7 +411,11 @@ mod tests {
             ("db password = 'hunter2' rejected", "hunter2"),
             ("API-KEY:k-123", "k-123"),
             ("header bearer abc.def", "abc.def"),
-        ];
+        ]);
+    }
+
+    /// Each input comes out with its secret replaced by [`REDACTED`].
+    fn assert_secrets_removed(cases: &[(&str, &str)]) {
         for (input, secret) in cases {
             let out = redact_str(input);
             assert!(
@@ -408,6 +424,19 @@ mod tests {
             );
             assert!(out.contains(REDACTED), "{input:?} -> {out:?}");
         }
+    }
+
+    /// Found by the `redact` fuzz target: more than one space after the scheme, and tabs
+    /// around a separator, hid the secret from both rules.
+    #[test]
+    fn secrets_behind_extra_white_space_are_removed() {
+        assert_secrets_removed(&[
+            ("Authorization: Bearer  two.spaces", "two.spaces"),
+            ("bearer   three", "three"),
+            ("\"Authorization\": \t \"four\"", "four"),
+            ("password\t=\thunter2", "hunter2"),
+            ("api_key\t:k-123", "k-123"),
+        ]);
     }
 
     #[test]

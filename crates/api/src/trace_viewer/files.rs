@@ -23,6 +23,8 @@ pub struct SourceStatus {
     pub error: Option<String>,
     /// Files read: the file and its rotated backups.
     pub files_read: usize,
+    /// The files' bytes read as lines (from the first whole line of a file cut by the budget):
+    /// at most `VIDSCOPE_TRACE_VIEWER_MAX_MB`.
     pub bytes_read: u64,
     /// Lines that were not an OTLP-JSON trace export (skipped, counted).
     pub skipped_lines: u64,
@@ -90,15 +92,11 @@ pub(crate) fn read_source(path: &Path, budget: u64, into: &mut Merge) -> SourceS
         }
         match tail(&file, left) {
             Ok(None) => continue,
-            Ok(Some((text, cut))) => {
+            Ok(Some(Tail { text, bytes, cut })) => {
                 status.files_read += 1;
-                status.bytes_read += text.len() as u64;
+                status.bytes_read += bytes;
                 // A file cut short spent the whole budget: older backups are older still.
-                left = if cut {
-                    0
-                } else {
-                    left.saturating_sub(text.len() as u64)
-                };
+                left = if cut { 0 } else { left.saturating_sub(bytes) };
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     match decode::spans(line) {
                         Some(spans) => spans.for_each(|(service, span)| into.add(service, span)),
@@ -119,9 +117,18 @@ pub(crate) fn read_source(path: &Path, budget: u64, into: &mut Merge) -> SourceS
     status
 }
 
-/// The last `max` bytes of `file` from the first whole line, and whether the file was longer;
-/// `None` when it does not exist.
-fn tail(file: &Path, max: u64) -> std::io::Result<Option<(String, bool)>> {
+/// The end of a file, from its first whole line.
+struct Tail {
+    /// Decoded lossily: a line with invalid UTF-8 is skipped later as not JSON.
+    text: String,
+    /// The file's bytes that `text` holds (not `text.len()`: an invalid byte decodes to three).
+    bytes: u64,
+    /// Whether the file was longer than the budget.
+    cut: bool,
+}
+
+/// The last `max` bytes of `file` from the first whole line; `None` when it does not exist.
+fn tail(file: &Path, max: u64) -> std::io::Result<Option<Tail>> {
     let mut f = match std::fs::File::open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -136,15 +143,20 @@ fn tail(file: &Path, max: u64) -> std::io::Result<Option<(String, bool)>> {
     let mut bytes = Vec::with_capacity((len - from) as usize);
     // `take`: the file may grow while it is read; the tail stays within its budget.
     (&mut f).take(len - from).read_to_end(&mut bytes)?;
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-    if start > 0 {
+    let kept = if start > 0 {
         // Cut into the middle of a line (or just after a newline): drop up to the first one.
-        text = text
-            .split_once('\n')
-            .map(|(_, r)| r.to_owned())
-            .unwrap_or_default();
-    }
-    Ok(Some((text, start > 0)))
+        bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&[][..], |i| &bytes[i + 1..])
+    } else {
+        &bytes[..]
+    };
+    Ok(Some(Tail {
+        text: String::from_utf8_lossy(kept).into_owned(),
+        bytes: kept.len() as u64,
+        cut: start > 0,
+    }))
 }
 
 #[cfg(test)]
@@ -175,6 +187,39 @@ mod tests {
             read(&s).traces.len(),
             1,
             "the last whole line fits the budget"
+        );
+    }
+
+    /// Found by the `trace_viewer` fuzz target: `bytesRead` counted the text after lossy UTF-8
+    /// decoding, where each invalid byte is three, so a file within the budget was reported
+    /// (and charged against the budget) as several times larger.
+    #[test]
+    fn bytes_read_are_the_files_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("traces.json");
+        let mut bytes = vec![0xFF; 100];
+        bytes.push(b'\n');
+        bytes.extend_from_slice(numbered_export(1).as_bytes());
+        bytes.push(b'\n');
+        std::fs::write(&file, &bytes).unwrap();
+        let budget = bytes.len() as u64;
+        let got = read(&TraceViewerSettings {
+            files: vec![file],
+            max_bytes_per_file: budget,
+            grafana_url: None,
+        });
+        assert_eq!(got.sources[0].bytes_read, budget, "the whole file, once");
+        assert_eq!(got.sources[0].skipped_lines, 1);
+        assert_eq!(got.traces.len(), 1);
+        // Cut inside the invalid bytes: what is kept starts at the first whole line.
+        let cut = read(&TraceViewerSettings {
+            files: got.sources.iter().map(|s| s.path.clone().into()).collect(),
+            max_bytes_per_file: budget - 50,
+            grafana_url: None,
+        });
+        assert_eq!(
+            cut.sources[0].bytes_read,
+            numbered_export(1).len() as u64 + 1
         );
     }
 

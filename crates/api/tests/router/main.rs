@@ -504,6 +504,42 @@ async fn the_trace_viewer_page_is_html_for_admins() {
         .assert_html();
 }
 
+/// Found by the `upload_form` fuzz target: a file that is both over the limit and not a video
+/// got 413 when its first chunk brought more than the limit and 415 when it came in small
+/// chunks. The type is decided first now: 415 either way. Sent without a `Content-Length` (as
+/// a chunked upload is), so only the streamed check sees the size.
+#[tokio::test]
+async fn a_file_over_the_limit_that_is_not_a_video_is_a_415_however_it_is_chunked() {
+    let app = test_router_with(|mut s| {
+        s.api.upload_max_bytes = 100;
+        s
+    })
+    .await;
+    let cookie = as_admin(&app).await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(300, 0);
+    let boundary = "vidscope-router-test";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(&png);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let one_chunk =
+        futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(form))]);
+    call(
+        &app,
+        Method::POST,
+        "/api/upload",
+        cookie.as_deref(),
+        Some(&format!("multipart/form-data; boundary={boundary}")),
+        Body::from_stream(one_chunk),
+    )
+    .await
+    .assert_error(415, "unsupported_media_type", "image/png");
+}
+
 // ---- Health and the document ----
 
 #[tokio::test]

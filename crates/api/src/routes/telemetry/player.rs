@@ -380,6 +380,13 @@ fn parse_batch(bytes: &[u8]) -> Result<Parsed, ApiError> {
     })
 }
 
+/// [`parse_batch`] for the fuzz target (`fuzz/`): the number of events of a valid batch and
+/// whether it carried a valid parent.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn check_batch(bytes: &[u8]) -> Result<(usize, bool), ApiError> {
+    parse_batch(bytes).map(|p| (p.events.len(), p.parent.span().span_context().is_valid()))
+}
+
 /// Adds the event to `span` and feeds the player metrics.
 fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     let m = &state.metrics;

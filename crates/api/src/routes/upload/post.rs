@@ -163,7 +163,14 @@ async fn upload(
     // Dropping the read at the shutdown deadline drops a put in progress with it, which the
     // store cleans up (the local temp file is removed, an S3 multipart upload aborted).
     let read = tokio::select! {
-        read = read_parts(state, &mut multipart, &id, &mut stored, &mut title, span) => read,
+        read = read_parts(
+            &mut multipart,
+            state.settings.upload_idle_timeout,
+            &mut IntoStore { state, id: &id },
+            &mut stored,
+            &mut title,
+            span,
+        ) => read,
         () = state.shutdown.passed() => Err(rejected(span, "shutdown", ApiError::ShuttingDown)),
     };
     let created = match (read, &stored) {
@@ -244,15 +251,36 @@ fn multipart_error(span: &Span, e: MultipartError) -> ApiError {
     )
 }
 
-async fn read_parts(
-    state: &AppState,
+/// What takes the `file` part: the store ([`IntoStore`]), or for the fuzz target a check that
+/// keeps nothing.
+trait FilePart {
+    type Taken;
+    async fn take(&mut self, field: Field<'_>, span: &Span) -> Result<Self::Taken, ApiError>;
+}
+
+/// The handler's [`FilePart`]: [`store_file`].
+struct IntoStore<'a> {
+    state: &'a AppState,
+    id: &'a VideoId,
+}
+
+impl FilePart for IntoStore<'_> {
+    type Taken = Stored;
+    async fn take(&mut self, field: Field<'_>, span: &Span) -> Result<Stored, ApiError> {
+        store_file(self.state, field, self.id, span).await
+    }
+}
+
+/// Reads the form's parts in order: one optional `title`, one `file` handed to `file`, nothing
+/// else.
+async fn read_parts<F: FilePart>(
     multipart: &mut Multipart,
-    id: &VideoId,
-    stored: &mut Option<Stored>,
+    idle_after: std::time::Duration,
+    file: &mut F,
+    stored: &mut Option<F::Taken>,
     title: &mut Option<String>,
     span: &Span,
 ) -> Result<(), ApiError> {
-    let idle_after = state.settings.upload_idle_timeout;
     loop {
         // A client that goes quiet between parts, or inside a part's headers, is as idle as
         // one that stops inside the file.
@@ -267,7 +295,7 @@ async fn read_parts(
                 *title = read_title(&mut field, idle_after, span).await?;
             }
             Some("file") if stored.is_none() => {
-                *stored = Some(store_file(state, field, id, span).await?);
+                *stored = Some(file.take(field, span).await?);
             }
             Some(name @ ("title" | "file")) => {
                 return Err(rejected(
@@ -367,6 +395,18 @@ struct Meter {
 }
 
 impl Meter {
+    /// A meter for at most `max` bytes, marking every `every` bytes.
+    fn new(max: u64, every: u64) -> Self {
+        let every = every.max(1);
+        Self {
+            total: 0,
+            max,
+            every,
+            next_mark: every,
+            marks: Arc::default(),
+        }
+    }
+
     /// `false` once the limit is passed.
     fn add(&mut self, n: usize) -> bool {
         self.total += n as u64;
@@ -425,19 +465,21 @@ async fn store_file(
     id: &VideoId,
     span: &Span,
 ) -> Result<Stored, ApiError> {
-    let (filename, declared) = accept_name(&field, span)?;
-    let every = state.settings.upload_progress_every.max(1);
-    let mut meter = Meter {
-        total: 0,
-        max: state.settings.upload_max_bytes,
-        every,
-        next_mark: every,
-        marks: Arc::default(),
-    };
+    let (filename, declared) = name_and_type(&field, span)?;
+    let mut meter = Meter::new(
+        state.settings.upload_max_bytes,
+        state.settings.upload_progress_every,
+    );
     let marks = meter.marks.clone();
     let idle_after = state.settings.upload_idle_timeout;
-    let head = read_head(&mut field, &mut meter, idle_after, span).await?;
-    let content_type = allowed_type(&head, declared.as_deref(), span)?;
+    let (head, content_type) = sniff_head(
+        &mut field,
+        &mut meter,
+        declared.as_deref(),
+        idle_after,
+        span,
+    )
+    .await?;
     span.record("upload.content_type", content_type);
 
     let key = videos::object_key(id, &filename)?;
@@ -453,9 +495,9 @@ async fn store_file(
     })
 }
 
-/// The part's file name, checked (any number of lessons may share one), and its declared type (bounded: it is the
-/// client's).
-fn accept_name(field: &Field<'_>, span: &Span) -> Result<(Filename, Option<String>), ApiError> {
+/// The part's file name, checked (any number of lessons may share one), and its declared type
+/// (bounded: it is the client's).
+fn name_and_type(field: &Field<'_>, span: &Span) -> Result<(Filename, Option<String>), ApiError> {
     let filename = Filename::parse(field.file_name().unwrap_or_default())
         .map_err(|e| rejected(span, "invalid_filename", invalid_filename(e)))?;
     span.record("upload.filename", filename.as_str());
@@ -469,24 +511,28 @@ fn accept_name(field: &Field<'_>, span: &Span) -> Result<(Filename, Option<Strin
     Ok((filename, declared))
 }
 
-/// Enough of the start to recognise the container, before anything is stored.
-async fn read_head(
+/// The first bytes and the type they show: a 415 when it is not an allowed video, then a 413
+/// when they are already over the limit. The type is decided before the size, so the answer
+/// to a file that is both does not depend on how many bytes the client's first chunks held.
+async fn sniff_head(
     field: &mut Field<'_>,
     meter: &mut Meter,
+    declared: Option<&str>,
     idle_after: std::time::Duration,
     span: &Span,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<(Vec<u8>, &'static str), ApiError> {
     let mut head = Vec::with_capacity(SNIFF_LEN);
     while head.len() < SNIFF_LEN {
         let Some(chunk) = next_chunk(field, idle_after, span).await? else {
             break;
         };
-        if !meter.add(chunk.len()) {
-            return Err(too_large(span, meter.max));
-        }
         head.extend_from_slice(&chunk);
     }
-    Ok(head)
+    let content_type = allowed_type(&head, declared, span)?;
+    if !meter.add(head.len()) {
+        return Err(too_large(span, meter.max));
+    }
+    Ok((head, content_type))
 }
 
 /// The type the first bytes show, if it is one of [`ALLOWED`]; else a 415 naming it.
@@ -551,4 +597,75 @@ async fn put_rest(
         (Err(_), Some(refused)) => Err(refused),
         (Err(e), None) => Err(store_error(e)),
     }
+}
+
+/// A `file` part that passed every check, for the fuzz target.
+#[cfg(feature = "fuzzing")]
+#[derive(Debug)]
+pub struct CheckedFile {
+    pub filename: String,
+    pub content_type: &'static str,
+    pub size: u64,
+}
+
+/// The fuzz target's [`FilePart`]: the checks of [`store_file`] that need no store or database
+/// (name, size limit, type from the first bytes), then the bytes are dropped.
+#[cfg(feature = "fuzzing")]
+struct CheckOnly {
+    max_bytes: u64,
+    idle_after: std::time::Duration,
+}
+
+#[cfg(feature = "fuzzing")]
+impl FilePart for CheckOnly {
+    type Taken = CheckedFile;
+    async fn take(&mut self, mut field: Field<'_>, span: &Span) -> Result<CheckedFile, ApiError> {
+        let (filename, declared) = name_and_type(&field, span)?;
+        let mut meter = Meter::new(self.max_bytes, u64::MAX);
+        let (_, content_type) = sniff_head(
+            &mut field,
+            &mut meter,
+            declared.as_deref(),
+            self.idle_after,
+            span,
+        )
+        .await?;
+        while let Some(chunk) = next_chunk(&mut field, self.idle_after, span).await? {
+            if !meter.add(chunk.len()) {
+                return Err(too_large(span, self.max_bytes));
+            }
+        }
+        Ok(CheckedFile {
+            filename: filename.as_str().to_owned(),
+            content_type,
+            size: meter.total,
+        })
+    }
+}
+
+/// The form walk of [`post`] without a store or a database, for the fuzz target (`fuzz/`): the
+/// parts in order, the title checked, the file checked by [`CheckOnly`].
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn check_form(
+    mut multipart: Multipart,
+    max_bytes: u64,
+) -> Result<(Option<String>, Option<CheckedFile>), ApiError> {
+    let span = Span::none();
+    let idle_after = std::time::Duration::from_secs(3600);
+    let mut file = None;
+    let mut title = None;
+    let mut check = CheckOnly {
+        max_bytes,
+        idle_after,
+    };
+    read_parts(
+        &mut multipart,
+        idle_after,
+        &mut check,
+        &mut file,
+        &mut title,
+        &span,
+    )
+    .await?;
+    Ok((title, file))
 }

@@ -11,12 +11,15 @@ pub const ALLOWED: &[&str] = &[
 /// Bytes [`detect`] wants to see (less is fine at end of file).
 pub const SNIFF_LEN: usize = 64;
 
-/// The media type the bytes start like, `None` when unrecognised.
+/// The media type the bytes start like, `None` when unrecognised. Only the first
+/// [`SNIFF_LEN`] bytes count: the handler may hand over more (it reads whole chunks until it
+/// has that many), and the verdict must not depend on how the client cut the body.
 ///
 /// ISO base media files (MP4, MOV, and also 3GP, HEIF images, M4A audio) start with an
 /// `ftyp` box at offset 4 whose major brand says which; Matroska and WebM start with the EBML
 /// magic `1A 45 DF A3` and name their DocType in the header that follows.
 pub fn detect(head: &[u8]) -> Option<&'static str> {
+    let head = &head[..head.len().min(SNIFF_LEN)];
     if head.len() >= 12 && &head[4..8] == b"ftyp" {
         return Some(match &head[8..12] {
             b"qt  " => "video/quicktime",
@@ -76,6 +79,25 @@ mod tests {
         for t in [detect(&ftyp(b"isom")), detect(&webm), detect(&mkv)] {
             assert!(ALLOWED.contains(&t.unwrap()));
         }
+    }
+
+    /// Found by the `upload_sniff` fuzz target: the handler reads chunks until it has at least
+    /// `SNIFF_LEN` bytes, so how many it hands over depends on how the client cut the body. A
+    /// Matroska file whose bytes say `webm` only past that point was WebM in one large chunk
+    /// and Matroska in small ones.
+    #[test]
+    fn the_verdict_looks_only_at_the_first_bytes() {
+        let mut mkv = vec![0x1A, 0x45, 0xDF, 0xA3, 0xA3, 0x42, 0x82, 0x88];
+        mkv.extend_from_slice(b"matroska");
+        mkv.resize(SNIFF_LEN, 0);
+        let head = mkv.clone();
+        mkv.extend_from_slice(b"webm");
+        assert_eq!(detect(&head), Some("video/x-matroska"));
+        assert_eq!(
+            detect(&mkv),
+            detect(&head),
+            "a longer head changed the verdict"
+        );
     }
 
     #[test]
