@@ -162,11 +162,12 @@ async fn upload(
     let mut title = None;
     // Dropping the read at the shutdown deadline drops a put in progress with it, which the
     // store cleans up (the local temp file is removed, an S3 multipart upload aborted).
+    let mut sink = IntoStore { state, id: &id };
     let read = tokio::select! {
         read = read_parts(
             &mut multipart,
             state.settings.upload_idle_timeout,
-            &mut IntoStore { state, id: &id },
+            &mut sink,
             &mut stored,
             &mut title,
             span,
