@@ -76,18 +76,8 @@ fn name_of(signal: Signal) -> &'static str {
     }
 }
 
-/// Runs the child on `backend` against `receiver` over `protocol`, with `vars` on top.
-async fn run(
-    backend: &'static str,
-    receiver: &CaptureReceiver,
-    protocol: &'static str,
-    rounds: u32,
-    vars: &[(&'static str, &'static str)],
-) -> Run {
-    run_scenario("export", backend, receiver, protocol, rounds, vars).await
-}
-
-/// [`run`] for the scenario named.
+/// Runs the child's `scenario` (`export` for most) on `backend` against `receiver` over
+/// `protocol`, with `vars` on top.
 async fn run_scenario(
     scenario: &'static str,
     backend: &'static str,
@@ -159,7 +149,7 @@ async fn gzip_is_sent_when_asked(backend: &'static str) {
             ..Misbehaviour::default()
         });
         let vars = [("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
-        let run = run(backend, &receiver, protocol, 1, &vars).await;
+        let run = run_scenario("export", backend, &receiver, protocol, 1, &vars).await;
         let what = format!("{backend} {protocol}");
         assert_all_arrived(&receiver, &what);
         let attempts = receiver.attempts();
@@ -178,7 +168,7 @@ async fn gzip_is_sent_when_asked(backend: &'static str) {
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "none"),
     ];
-    run(backend, &receiver, "http/protobuf", 1, &vars).await;
+    run_scenario("export", backend, &receiver, "http/protobuf", 1, &vars).await;
     assert_all_arrived(&receiver, backend);
     for signal in SIGNALS {
         let gzip: Vec<bool> = attempts_of(&receiver, signal)
@@ -210,7 +200,7 @@ async fn assert_retried_after(
         retry_after: Some(retry_after),
         ..Misbehaviour::default()
     });
-    let run = run(backend, &receiver, protocol, 1, &[]).await;
+    let run = run_scenario("export", backend, &receiver, protocol, 1, &[]).await;
     let what = format!("{backend} {protocol} {refusal:?} {retry_after:?}");
     assert_all_arrived(&receiver, &what);
     for signal in SIGNALS {
@@ -272,7 +262,7 @@ async fn grpc_refusals_are_retried_after_retry_info(backend: &'static str) {
         refuse_first: 2,
         ..Misbehaviour::default()
     });
-    run(backend, &receiver, "grpc", 1, &[]).await;
+    run_scenario("export", backend, &receiver, "grpc", 1, &[]).await;
     assert_all_arrived(&receiver, backend);
     receiver.shutdown().await;
 }
@@ -292,7 +282,7 @@ async fn permanent_refusals_are_not_retried(backend: &'static str) {
             refusal,
             ..Misbehaviour::default()
         });
-        let run = run(backend, &receiver, protocol, 1, &[]).await;
+        let run = run_scenario("export", backend, &receiver, protocol, 1, &[]).await;
         let what = format!("{backend} {protocol} {refusal:?}");
         for signal in [Signal::Traces, Signal::Logs] {
             let attempts = attempts_of(&receiver, signal);
@@ -320,7 +310,7 @@ async fn retries_stop_within_the_export_timeout(backend: &'static str) {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "1500"),
             ("OTEL_METRICS_EXPORTER", "none"),
         ];
-        let run = run(backend, &receiver, "http/protobuf", 1, &vars).await;
+        let run = run_scenario("export", backend, &receiver, "http/protobuf", 1, &vars).await;
         let what = format!("{backend} Retry-After {retry_after}");
         for signal in [Signal::Traces, Signal::Logs] {
             let attempts = attempts_of(&receiver, signal);
@@ -347,7 +337,7 @@ async fn partial_success_is_counted_and_warned_once(backend: &'static str) {
             }),
             ..Misbehaviour::default()
         });
-        let run = run(backend, &receiver, protocol, 3, &[]).await;
+        let run = run_scenario("export", backend, &receiver, protocol, 3, &[]).await;
         let what = format!("{backend} {protocol}");
         assert_all_arrived(&receiver, &what);
         let warnings: Vec<Value> = run
