@@ -60,8 +60,10 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::seen::SeenLog;
 
+mod black_hole;
 mod misbehave;
 
+pub use black_hole::BlackHole;
 pub use misbehave::{Attempt, Misbehaviour, PartialReject, Refusal, RetryAfter};
 use misbehave::{GrpcGzip, Plan, Refused};
 
