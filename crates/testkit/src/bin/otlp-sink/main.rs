@@ -274,16 +274,7 @@ async fn main() -> ExitCode {
         receiver.http_endpoint()
     );
 
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = std::pin::pin!(stop_signal());
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => print_counts(&receiver),
-            () = &mut stop => break,
-        }
-    }
+    print_until_stopped(args.interval, || print_counts(&receiver)).await;
     receiver.shutdown().await;
     print_counts(&receiver);
     if let Some(path) = &args.tally {
@@ -297,6 +288,19 @@ async fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Calls `print` every `interval` until SIGINT or SIGTERM.
+async fn print_until_stopped(interval: Duration, print: impl Fn()) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => print(),
+            () = &mut stop => break,
+        }
+    }
 }
 
 /// `--black-hole`: the same count lines and stop signal around a [`BlackHole`].
@@ -320,16 +324,7 @@ async fn black_hole(args: &Args) -> ExitCode {
         });
         println!("{line}");
     };
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = std::pin::pin!(stop_signal());
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => print(&hole),
-            () = &mut stop => break,
-        }
-    }
+    print_until_stopped(args.interval, || print(&hole)).await;
     hole.shutdown().await;
     print(&hole);
     ExitCode::SUCCESS
