@@ -23,6 +23,8 @@
 # Knobs (all optional):
 #   VIDSCOPE_SVC_DIR        where our services keep data and logs (default: mktemp -d)
 #   VIDSCOPE_KEEP_SVC_DIR=1 do not delete VIDSCOPE_SVC_DIR in stop_services (debugging)
+#   VIDSCOPE_SVC_FRESH=1    never reuse a running Postgres/Redis: always start our own (the
+#                           fault drills, which restart, flush and stop what they start)
 #   VIDSCOPE_PG_PORT        port for our own Postgres  (default 25432)
 #   VIDSCOPE_REDIS_PORT     port for our own Redis     (default 26379)
 #   VIDSCOPE_S3_PORT        port for our own s3s-fs    (default 28014)
@@ -233,6 +235,7 @@ _svc_pg_bindir() {
 _svc_reuse() {
     local var=$1 name=$2 url=$3
     shift 3
+    [[ ${VIDSCOPE_SVC_FRESH:-0} == 1 ]] && return 1
     if "$@" "$url"; then
         export "$var=$url"
         _svc_log "using running ${name} at ${url}"

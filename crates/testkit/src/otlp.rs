@@ -61,8 +61,10 @@ use vidscope_telemetry::export_request::{self, ScopedItems};
 
 use crate::seen::{Noted, SeenLog};
 
+mod black_hole;
 mod misbehave;
 
+pub use black_hole::BlackHole;
 pub use misbehave::{Attempt, Misbehaviour, PartialReject, Refusal, RetryAfter};
 use misbehave::{GrpcGzip, Plan, Refused};
 

@@ -31,7 +31,7 @@ use vidscope_testkit::otlp::proto::tonic::trace::v1::span::{Event, SpanKind};
 use vidscope_testkit::otlp::proto::tonic::trace::v1::status::StatusCode as SpanStatusCode;
 use vidscope_testkit::otlp::proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use vidscope_testkit::otlp::{
-    AttrValue, CaptureReceiver, MetricKind, Misbehaviour, PartialReject, PointValue,
+    AttrValue, BlackHole, CaptureReceiver, MetricKind, Misbehaviour, PartialReject, PointValue,
     ReceiverOptions, Refusal, RetryAfter, Signal, Temporality, Transport,
 };
 
@@ -1203,4 +1203,68 @@ async fn blocking_exports_from_the_test_thread_do_not_deadlock() {
         String::from_utf8_lossy(&reply)
     );
     assert_eq!(receiver.spans().len(), 2);
+}
+
+/// The drills' hung collector: connections are accepted and read, nothing ever comes back, so
+/// an exporter's own timeout is the only way out; shutdown closes everything.
+#[tokio::test]
+async fn the_black_hole_accepts_reads_and_never_answers() {
+    let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let hole = BlackHole::start(&[loopback, loopback]).expect("bind the black hole");
+    let (grpc, http) = (hole.addrs()[0], hole.addrs()[1]);
+    assert_ne!(
+        grpc.port(),
+        0,
+        "the bound port is reported, not the requested 0"
+    );
+
+    // OTLP/HTTP: a whole request goes in, not a byte comes out, and the connection stays open.
+    let body = trace_request("x").encode_to_vec();
+    let mut conn = TcpStream::connect(http).await.expect("connect HTTP");
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {http}\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_millis(500), conn.read(&mut byte)).await;
+    assert!(read.is_err(), "the black hole answered or closed: {read:?}");
+
+    // OTLP/gRPC: the client's deadline, not an answer, ends the export.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .timeout(Duration::from_millis(300))
+        .connect_lazy();
+    let mut client = TraceServiceClient::new(channel);
+    let result = tokio::time::timeout(Duration::from_secs(5), client.export(trace_request("x")))
+        .await
+        .expect("the client's own deadline ends the export");
+    let status = result.expect_err("a black hole never accepts an export");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+        ),
+        "{status:?}"
+    );
+
+    assert_eq!(hole.connections(), 2);
+    let expected = (head.len() + body.len()) as u64;
+    assert!(
+        hole.bytes() >= expected,
+        "read {} bytes, sent {expected} over HTTP plus the gRPC preface",
+        hole.bytes()
+    );
+    tokio::time::timeout(Duration::from_secs(4), hole.shutdown())
+        .await
+        .expect("shutdown finishes with connections held");
+    assert_eq!(
+        conn.read(&mut byte).await.unwrap_or(0),
+        0,
+        "held connections are closed at shutdown"
+    );
+    assert!(wait_until_refused(http).await, "HTTP listener still open");
+    assert!(wait_until_refused(grpc).await, "gRPC listener still open");
 }

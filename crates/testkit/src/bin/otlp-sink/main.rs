@@ -9,6 +9,9 @@
 //! (`--tally FILE`, written on exit; see tally.rs) and append every request's protobuf encoding
 //! to `DIR/{traces,metrics,logs}.pb` (`--dump DIR`) for a compressor to size.
 //!
+//! For the fault drills (scripts/drills) `--black-hole` turns it into a collector that accepts
+//! connections and never answers: its count lines then say `{"connections":N,"bytes":N}`.
+//!
 //! stdout carries only JSON lines with cumulative totals — one every interval and a final one on
 //! SIGINT/SIGTERM — so a script can take the last line; diagnostics go to stderr.
 
@@ -24,7 +27,8 @@ use std::time::Duration;
 
 use prost::Message;
 use vidscope_testkit::otlp::{
-    CaptureReceiver, Export, Misbehaviour, PartialReject, ReceiverOptions, Refusal, RetryAfter, Tap,
+    BlackHole, CaptureReceiver, Export, Misbehaviour, PartialReject, ReceiverOptions, Refusal,
+    RetryAfter, Tap,
 };
 
 use tally::Tally;
@@ -49,6 +53,8 @@ Misbehaving on purpose (exporter conformance):
   --partial-success N  accept every request with a partial success rejecting N items
   --require-gzip       refuse uncompressed requests (415/UNIMPLEMENTED)
   --delay-ms MS        answer every export request MS milliseconds late (a slow collector)
+  --black-hole         accept connections on both addresses, read everything, never answer
+                       (prints {\"connections\":N,\"bytes\":N}; no other option applies)
 
 Prints {\"spans\":N,\"logs\":N,\"metric_points\":N,\"requests\":N} (cumulative totals) every
 interval and once more on SIGINT/SIGTERM, then exits.";
@@ -63,6 +69,7 @@ struct Args {
     slow_trace_ms: u64,
     dump: Option<PathBuf>,
     misbehaviour: Misbehaviour,
+    black_hole: bool,
 }
 
 /// Hand-rolled so the testkit library, which every crate's tests link, does not pull in clap
@@ -77,6 +84,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         slow_trace_ms: 1000,
         dump: None,
         misbehaviour: Misbehaviour::default(),
+        black_hole: false,
     };
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -122,12 +130,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--dump" => parsed.dump = Some(value()?.into()),
             "--require-gzip" => parsed.misbehaviour.require_gzip = true,
+            "--black-hole" => parsed.black_hole = true,
             "--refuse-first" | "--refusal" | "--retry-after" | "--partial-success"
             | "--delay-ms" => {
                 misbehave(&mut parsed.misbehaviour, &flag, &value()?)?;
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if parsed.black_hole
+        && (parsed.tally.is_some()
+            || parsed.dump.is_some()
+            || parsed.misbehaviour != Misbehaviour::default())
+    {
+        return Err(
+            "--black-hole decodes nothing: it cannot be combined with --tally, --dump or \
+             another misbehaviour"
+                .to_owned(),
+        );
     }
     Ok(Some(parsed))
 }
@@ -222,6 +242,9 @@ async fn main() -> ExitCode {
         }
     };
 
+    if args.black_hole {
+        return black_hole(&args).await;
+    }
     let tally = Arc::new(Mutex::new(Tally::new(
         args.span_dimensions.clone(),
         args.slow_trace_ms,
@@ -254,16 +277,7 @@ async fn main() -> ExitCode {
         receiver.http_endpoint()
     );
 
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + args.interval, args.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stop = std::pin::pin!(stop_signal());
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => print_counts(&receiver),
-            () = &mut stop => break,
-        }
-    }
+    print_until_stopped(args.interval, || print_counts(&receiver)).await;
     receiver.shutdown().await;
     print_counts(&receiver);
     if let Some(path) = &args.tally {
@@ -276,6 +290,46 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// Calls `print` every `interval` until SIGINT or SIGTERM.
+async fn print_until_stopped(interval: Duration, print: impl Fn()) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => print(),
+            () = &mut stop => break,
+        }
+    }
+}
+
+/// `--black-hole`: the same count lines and stop signal around a [`BlackHole`].
+async fn black_hole(args: &Args) -> ExitCode {
+    let hole = match BlackHole::start(&[args.grpc, args.http]) {
+        Ok(hole) => hole,
+        Err(err) => {
+            eprintln!("otlp-sink: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "otlp-sink: black hole: accepting and never answering on {} (gRPC) and {} (HTTP)",
+        hole.addrs()[0],
+        hole.addrs()[1]
+    );
+    let print = |hole: &BlackHole| {
+        let line = serde_json::json!({
+            "connections": hole.connections(),
+            "bytes": hole.bytes(),
+        });
+        println!("{line}");
+    };
+    print_until_stopped(args.interval, || print(&hole)).await;
+    hole.shutdown().await;
+    print(&hole);
     ExitCode::SUCCESS
 }
 

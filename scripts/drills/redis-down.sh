@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Drill: Redis is down for a while, then comes back empty.
+#
+# Guarantee: Redis is optional for serving: the API stays ready (/readyz 200, Redis shown as
+# degraded in the body) and accepts every upload (the outbox holds the jobs); the worker, which
+# cannot claim, says so on /healthz within 30 s; when Redis is back every upload becomes ready
+# with no restart.
+#
+# Setup: its own Redis, SQLite and local store; vidscope-api and vidscope-worker; Redis shut
+# down (no save), 5 uploads, Redis started again on the same port, up to 90 s for the lessons.
+# Figures: /readyz during the outage, uploads accepted, seconds until the worker's /healthz
+# failed, lessons ready/expected after Redis returned, seconds until all were.
+set -euo pipefail
+# shellcheck source=scripts/drills/lib.sh
+source "$(dirname "$0")/lib.sh"
+drill_init redis-down 240
+
+drill_start sqlite redis sink api worker
+worker_health=http://127.0.0.1:$WORKER_HEALTH_PORT/healthz
+drill_check "ready before the outage" drill_http_ok "$API_URL/readyz"
+
+drill_log "Redis down"
+drill_redis_stop
+down=$SECONDS
+sleep 3
+ready=$(drill_http_status "$API_URL/readyz")
+curl -s -m 5 "$API_URL/readyz" >"$DRILL_WORK/readyz.json" || true
+drill_client upload --count 5 --tag outage >"$DRILL_WORK/upload.json"
+worker_unhealthy() { [[ $(drill_http_status "$worker_health") != 200 ]]; }
+if drill_until $((30 - (SECONDS - down))) worker_unhealthy; then
+    unhealthy_after=$((SECONDS - down))
+else
+    unhealthy_after=">30"
+fi
+
+drill_log "Redis back (empty)"
+drill_redis_start
+back=$SECONDS
+ids=$(jq -r '.ids | join(",")' "$DRILL_WORK/upload.json")
+drill_client wait-ready --ids "$ids" --timeout 90 >"$DRILL_WORK/ready.json"
+r=$DRILL_WORK/ready.json
+if jq -e '.ready == .expected and .expected > 0' "$r" >/dev/null; then
+    all_ready=$((SECONDS - back))
+else
+    all_ready=">90"
+fi
+
+drill_fig readyz_during_outage "$ready"
+drill_fig uploads "$(jq .created "$DRILL_WORK/upload.json")/5"
+drill_fig worker_unhealthy_after_s "$unhealthy_after"
+drill_fig ready "$(jq .ready "$r")/$(jq .expected "$r")"
+drill_fig all_ready_s "$all_ready"
+
+drill_check "/readyz 200 while Redis is down" test "$ready" = 200
+drill_check "every upload accepted during the outage" jq -e '.created == 5' "$DRILL_WORK/upload.json"
+drill_check "the worker's /healthz fails within 30 s" drill_within "$unhealthy_after" 30
+drill_check "every lesson ready once Redis is back" jq -e '.ready == 5' "$r"
+drill_finish
