@@ -1028,10 +1028,10 @@ fn latest_crm_depth(app: &TestApp, state: &str) -> i64 {
 }
 
 /// `job.queue_depth` is the current backlog, 0 included: once a real backlog drains, every
-/// state of its job type reads 0 within two sampling periods (it used to keep the last
-/// non-zero value for ever, so `JobQueueBacklog` never resolved). Both queue adapters.
+/// state of its job type comes down to 0 (it used to keep the last non-zero value for ever,
+/// so `JobQueueBacklog` never resolved). Both queue adapters.
 #[tokio::test]
-async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
+async fn a_drained_backlog_reads_zero_once_the_queue_is_empty() {
     const PERIOD: Duration = Duration::from_millis(500);
     let app = spawn_app().await;
     let prefix = unique_prefix();
@@ -1086,10 +1086,25 @@ async fn a_drained_backlog_reads_zero_within_two_sampling_periods() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(PERIOD * 2).await;
-        app.flush_telemetry().await;
-        for state in ["ready", "in_flight", "delayed", "dead"] {
-            assert_eq!(latest_crm_depth(&app, state), 0, "{name}: {state}");
+        // A stale gauge never comes down: wait for every state to read 0, bounded by WAIT
+        // rather than by two periods, which a loaded machine can stretch (the sampler is a
+        // task like any other; the time is for a benchmark, not for this test).
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            tokio::time::sleep(PERIOD).await;
+            app.flush_telemetry().await;
+            let stale: Vec<(&str, i64)> = ["ready", "in_flight", "delayed", "dead"]
+                .into_iter()
+                .map(|state| (state, latest_crm_depth(&app, state)))
+                .filter(|&(_, depth)| depth != 0)
+                .collect();
+            if stale.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the gauges still read {stale:?} after the queue drained"
+            );
         }
         worker.stop().await;
         assert_eq!(runs.load(Ordering::SeqCst), 10, "{name}");
