@@ -52,6 +52,10 @@ impl Directives {
             Some(Arc::new(
                 EnvFilter::builder()
                     .with_default_directive(LevelFilter::OFF.into())
+                    // Field values matched as text, not compiled as regular expressions: a
+                    // value such as `.....` (found by the `rust_log` fuzz target) made the
+                    // compiled matcher take longer than 10 s to build at start-up.
+                    .with_regex(false)
                     .parse(dynamic.join(","))
                     .map_err(|e| e.to_string())?,
             ))
@@ -314,5 +318,14 @@ mod tests {
                 .contains("a=loud")
         );
         assert_eq!(ExactTargets::parse(&["a=info"]).unwrap().level("b"), None);
+    }
+
+    /// A span field's value is matched as text: `(` is not a broken regular expression, and
+    /// nothing is compiled (a value the `rust_log` fuzz target found took over 10 s to).
+    #[test]
+    fn span_field_values_are_text_not_regular_expressions() {
+        for d in ["a[s{f=(}]=debug", "a[s{f=a.c|[x}]=trace,info"] {
+            assert!(Directives::parse(d).is_ok(), "{d}");
+        }
     }
 }
