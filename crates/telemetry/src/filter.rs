@@ -46,6 +46,16 @@ impl Directives {
                 statics.push(d);
             }
         }
+        // A later span directive for the same span and fields replaces an earlier one, as for
+        // targets. (Two would also trip a debug assertion of tracing-subscriber 0.3.23, whose
+        // field values matched as text compare unequal to themselves: found by `rust_log`.)
+        let mut seen = std::collections::HashSet::new();
+        let mut dynamic: Vec<&str> = dynamic
+            .into_iter()
+            .rev()
+            .filter(|d| seen.insert(selector(d)))
+            .collect();
+        dynamic.reverse();
         let dynamic = if dynamic.is_empty() {
             None
         } else {
@@ -119,6 +129,16 @@ impl<S: Subscriber> Filter<S> for Directives {
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Directives::max_level_hint(self)
     }
+}
+
+/// What a span directive selects, without its level and white space: `a[s{f=1}] = debug` and
+/// `a[s{f=1}]=trace` select the same.
+fn selector(directive: &str) -> String {
+    let without_level = match directive.rsplit_once('=') {
+        Some((selector, level)) if !level.contains([']', '}']) => selector,
+        _ => directive,
+    };
+    without_level.split_whitespace().collect()
 }
 
 /// `target=level` directives matched at module-path boundaries: `tower=off` covers `tower`
@@ -327,5 +347,13 @@ mod tests {
         for d in ["a[s{f=(}]=debug", "a[s{f=a.c|[x}]=trace,info"] {
             assert!(Directives::parse(d).is_ok(), "{d}");
         }
+    }
+
+    /// The same span directive twice: the later one is kept (it used to reach a debug
+    /// assertion of tracing-subscriber, found by the `rust_log` fuzz target).
+    #[test]
+    fn a_repeated_span_directive_replaces_the_earlier_one() {
+        let d = "[{f=v}]=trace,info,[{f=v}]=debug";
+        assert!(Directives::parse(d).is_ok(), "{d}");
     }
 }
