@@ -46,12 +46,26 @@ impl Directives {
                 statics.push(d);
             }
         }
+        // A later span directive for the same span and fields replaces an earlier one, as for
+        // targets. (Two would also trip a debug assertion of tracing-subscriber 0.3.23, whose
+        // field values matched as text compare unequal to themselves: found by `rust_log`.)
+        let mut seen = std::collections::HashSet::new();
+        let mut dynamic: Vec<&str> = dynamic
+            .into_iter()
+            .rev()
+            .filter(|d| seen.insert(selector(d)))
+            .collect();
+        dynamic.reverse();
         let dynamic = if dynamic.is_empty() {
             None
         } else {
             Some(Arc::new(
                 EnvFilter::builder()
                     .with_default_directive(LevelFilter::OFF.into())
+                    // Field values matched as text, not compiled as regular expressions: a
+                    // value such as `.....` (found by the `rust_log` fuzz target) made the
+                    // compiled matcher take longer than 10 s to build at start-up.
+                    .with_regex(false)
                     .parse(dynamic.join(","))
                     .map_err(|e| e.to_string())?,
             ))
@@ -115,6 +129,16 @@ impl<S: Subscriber> Filter<S> for Directives {
     fn max_level_hint(&self) -> Option<LevelFilter> {
         Directives::max_level_hint(self)
     }
+}
+
+/// What a span directive selects, without its level and white space: `a[s{f=1}] = debug` and
+/// `a[s{f=1}]=trace` select the same.
+fn selector(directive: &str) -> String {
+    let without_level = match directive.rsplit_once('=') {
+        Some((selector, level)) if !level.contains([']', '}']) => selector,
+        _ => directive,
+    };
+    without_level.split_whitespace().collect()
 }
 
 /// `target=level` directives matched at module-path boundaries: `tower=off` covers `tower`
@@ -314,5 +338,22 @@ mod tests {
                 .contains("a=loud")
         );
         assert_eq!(ExactTargets::parse(&["a=info"]).unwrap().level("b"), None);
+    }
+
+    /// A span field's value is matched as text: `(` is not a broken regular expression, and
+    /// nothing is compiled (a value the `rust_log` fuzz target found took over 10 s to).
+    #[test]
+    fn span_field_values_are_text_not_regular_expressions() {
+        for d in ["a[s{f=(}]=debug", "a[s{f=a.c|[x}]=trace,info"] {
+            assert!(Directives::parse(d).is_ok(), "{d}");
+        }
+    }
+
+    /// The same span directive twice: the later one is kept (it used to reach a debug
+    /// assertion of tracing-subscriber, found by the `rust_log` fuzz target).
+    #[test]
+    fn a_repeated_span_directive_replaces_the_earlier_one() {
+        let d = "[{f=v}]=trace,info,[{f=v}]=debug";
+        assert!(Directives::parse(d).is_ok(), "{d}");
     }
 }
