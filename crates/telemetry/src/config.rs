@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
+/// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
+pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
+
 /// A configuration value that cannot be used. The message always names the variable.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid {var}={value:?}: {reason}")]

@@ -17,12 +17,8 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
-use crate::config::Signal;
+use crate::config::{EXPORT_TARGET, Signal};
 use crate::file::JsonLinesFile;
-
-/// The target of this crate's export pipelines' diagnostics: the export attempts (debug) and
-/// failures (warn). Governed by `OTEL_LOG_LEVEL`, like the OpenTelemetry crates' own.
-pub(crate) const EXPORT_TARGET: &str = "vidscope_telemetry::export";
 
 /// Minimum time between two "export failed" warnings for one signal.
 pub const WARN_EVERY: Duration = Duration::from_secs(30);

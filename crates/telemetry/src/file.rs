@@ -26,9 +26,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 
+use crate::config::EXPORT_TARGET;
 use crate::config::{ExporterKind, FileConfig, Signal, TelemetryConfig};
 use crate::error::InitError;
-use crate::export::EXPORT_TARGET;
 
 /// A size-rotated JSON-lines file shared by the exporter and the fallback path of the OTLP
 /// exporter of the same signal, and by every telemetry instance of the process that writes

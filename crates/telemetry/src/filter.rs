@@ -11,9 +11,9 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::{Context, Filter};
 
+use crate::config::EXPORT_TARGET;
 use crate::config::TelemetryConfig;
 use crate::error::InitError;
-use crate::export::EXPORT_TARGET;
 
 /// A `RUST_LOG`-style filter. `target=level` directives are matched by [`ExactTargets`];
 /// span and field directives (`[span]=debug`, `target[span{f=v}]=trace`), rarer and only

@@ -33,9 +33,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::config::EXPORT_TARGET;
 use crate::config::{Compression, OtlpProtocol, Signal, TelemetryConfig};
 use crate::error::InitError;
-use crate::export::EXPORT_TARGET;
 pub(crate) use crate::export::PartialSuccess;
 
 /// Attempts per export at most (the export timeout usually ends them first).

@@ -365,7 +365,7 @@ impl<P: Payload> Exporter<P> {
             Err(e) => {
                 // Without a runtime nothing can be sent: count every item as dropped.
                 tracing::warn!(
-                    target: crate::export::EXPORT_TARGET,
+                    target: crate::config::EXPORT_TARGET,
                     signal = P::SIGNAL.as_str(),
                     error = %e,
                     "cannot start the export thread's runtime; this signal will be dropped"
@@ -446,7 +446,7 @@ impl<P: Payload> Exporter<P> {
         }
         let n = batch.len();
         tracing::debug!(
-            target: crate::export::EXPORT_TARGET,
+            target: crate::config::EXPORT_TARGET,
             signal = P::SIGNAL.as_str(),
             items = n,
             destination = %self.transport,
