@@ -134,23 +134,41 @@ fn body(form: &Form<'_>) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
     (out, well_formed.then_some(files))
 }
 
-/// The chunks as a network delivers them: each arrives only once the reader has waited for it
-/// (a task sends them one at a time), never on the reader's immediate second look. (A stream
-/// that wakes and is ready at once trips a bug of multer 3.1: when its first look for the
-/// opening boundary comes back empty and the second brings the whole body and its end at once,
-/// it answers "incomplete multipart stream" without looking at what it got.)
-fn network(
-    chunks: Vec<Bytes>,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        for c in chunks {
-            if tx.send(c).await.is_err() {
-                break;
-            }
+/// The chunks as a network delivers them: each arrives only once the reader has waited for it,
+/// never on the reader's immediate second look. (A stream that is ready at once on every look
+/// trips a bug of multer 3.1: when its first look for the opening boundary comes back empty and
+/// the second brings the whole body and its end at once, it answers "incomplete multipart
+/// stream" without looking at what it got.) Each chunk is first answered `Pending` with the
+/// waker woken, so the reader goes back to the runtime, as it would wait on a socket. Written
+/// by hand rather than a task feeding a channel: that cost a task and a channel per input and
+/// held the target near 540 inputs/s.
+struct Network {
+    chunks: std::vec::IntoIter<Bytes>,
+    waited: bool,
+}
+
+impl futures_util::Stream for Network {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if !self.waited {
+            self.waited = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
         }
-    });
-    futures_util::stream::unfold(rx, async |mut rx| rx.recv().await.map(|c| (Ok(c), rx)))
+        self.waited = false;
+        std::task::Poll::Ready(self.chunks.next().map(Ok))
+    }
+}
+
+fn network(chunks: Vec<Bytes>) -> Network {
+    Network {
+        chunks: chunks.into_iter(),
+        waited: false,
+    }
 }
 
 /// What the walk answered: the title, the file (name, type, size), or the refusal's status
