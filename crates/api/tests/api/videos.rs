@@ -7,13 +7,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use reqwest::StatusCode;
 use reqwest::header;
-use vidscope_core::config::S3StreamMode;
+use vidscope_core::config::{S3StreamMode, Settings};
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectStore, StoreKind};
 use vidscope_core::videos::{self, Filename, NewVideo, Video, VideoId};
 use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_testkit::s3::S3TestServer;
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -630,22 +630,20 @@ async fn streaming_needs_a_session_and_an_existing_file() {
     app.stop().await;
 }
 
-async fn s3_app(mode: S3StreamMode) -> TestApp {
+/// An app storing in a fresh bucket of the test S3 server, its settings changed by `tweak`.
+pub(crate) async fn s3_app(tweak: impl FnOnce(&mut Settings) + 'static) -> TestApp {
     let store = S3TestServer::get().fresh_bucket().await;
-    TestApp::builder()
-        .settings(move |mut s| {
-            s.store = store;
-            s.api.s3_stream = mode;
-            s
-        })
-        .spawn()
-        .await
+    spawn_app_with(move |s| {
+        s.store = store;
+        tweak(s);
+    })
+    .await
 }
 
 #[tokio::test]
 async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
     // Arrange
-    let app = s3_app(S3StreamMode::Redirect).await;
+    let app = s3_app(|s| s.api.s3_stream = S3StreamMode::Redirect).await;
     assert!(matches!(app.state.store, ObjectStore::S3(_)));
     let viewer = app.create_user(Role::Viewer).await;
     let bytes = mp4_bytes(5_000);
@@ -711,7 +709,7 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
 
 #[tokio::test]
 async fn s3_proxy_mode_streams_ranges_through_the_api() {
-    let app = s3_app(S3StreamMode::Proxy).await;
+    let app = s3_app(|s| s.api.s3_stream = S3StreamMode::Proxy).await;
     let viewer = app.create_user(Role::Viewer).await;
     let bytes = mp4_bytes(20_000);
     seed_video(&app, "proxied.mp4", &bytes).await;
