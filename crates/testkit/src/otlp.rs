@@ -254,6 +254,14 @@ macro_rules! attribute_accessors {
             pub fn attr_bool(&self, key: &str) -> Option<bool> {
                 self.attr(key).and_then(AttrValue::as_bool)
             }
+
+            /// Asserts that each `(key, value)` is recorded here as that string.
+            #[track_caller]
+            pub fn assert_attr_strs(&self, expected: &[(&str, &str)]) {
+                for (key, value) in expected {
+                    assert_eq!(self.attr_str(key), Some(*value), "{key}");
+                }
+            }
         }
     };
 }
