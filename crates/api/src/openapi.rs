@@ -4,18 +4,19 @@
 //! each body type derives `ToSchema`, and `router.rs` registers every route through
 //! utoipa-axum's `routes!`, so the routes served and the routes documented are one list. This
 //! module adds what belongs to no single route (the session-cookie security scheme, the tags,
-//! the shared schemas).
+//! the shared schemas), and [`require_session`] marks the routes behind the session.
 
+pub mod byte_ranges;
 pub mod formats;
 pub mod responses;
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use crate::auth::SESSION_COOKIE;
 use crate::error::ErrorBody;
 
-/// The name the routes' `security(("session" = []))` refer to.
+/// The name of the session-cookie scheme ([`require_session`] puts it on the routes).
 pub const SESSION_SCHEME: &str = "session";
 
 #[derive(OpenApi)]
@@ -81,3 +82,39 @@ impl Modify for SessionCookie {
 /// route list and hands it to the handler as a request extension.
 #[derive(Clone, Copy)]
 pub struct OpenApiJson(pub &'static str);
+
+/// Puts the `session` scheme on every operation that lists [`responses::Unauthorized`], the
+/// answer that scheme gives without a valid session: a route says it needs a session once, by
+/// its 401, and the document cannot show one without the other. An operation that states its
+/// own `security(...)` keeps it. Run on the whole document, once the routes are in it.
+pub fn require_session(doc: &mut utoipa::openapi::OpenApi) {
+    let unauthorized = responses::Unauthorized::responses();
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+            &mut item.query,
+        ];
+        let operations = operations
+            .into_iter()
+            .flatten()
+            .chain(item.additional_operations.values_mut());
+        for op in operations {
+            let answers_unauthorized = unauthorized
+                .iter()
+                .all(|(status, answer)| op.responses.responses.get(status) == Some(answer));
+            if answers_unauthorized && op.security.is_none() {
+                op.security = Some(vec![SecurityRequirement::new(
+                    SESSION_SCHEME,
+                    Vec::<String>::new(),
+                )]);
+            }
+        }
+    }
+}

@@ -63,7 +63,9 @@ fn upload_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of everything [`router`] serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().merge(upload_routes()).into_openapi()
+    let mut doc = routes().merge(upload_routes()).into_openapi();
+    crate::openapi::require_session(&mut doc);
+    doc
 }
 
 /// [`openapi`] as JSON, built once: it only depends on the code.

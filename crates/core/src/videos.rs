@@ -158,6 +158,30 @@ pub struct NewVideo<'a> {
     pub uploaded_by: Option<&'a str>,
 }
 
+impl NewVideo<'_> {
+    /// The row [`insert`] makes of it at `now` (Unix milliseconds): status `uploaded`, nothing
+    /// probed yet.
+    pub fn row(&self, now: i64) -> Video {
+        Video {
+            id: self.id.as_str().to_owned(),
+            filename: self.filename.as_str().to_owned(),
+            title: self.title.to_owned(),
+            content_type: self.content_type.to_owned(),
+            size_bytes: self.size_bytes,
+            status: VideoStatus::Uploaded,
+            duration_seconds: None,
+            thumbnail_key: None,
+            video_codec: None,
+            audio_codec: None,
+            width: None,
+            height: None,
+            uploaded_by: self.uploaded_by.map(str::to_owned),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
     let status: String = row.try_get("status")?;
     Ok(Video {
@@ -215,23 +239,7 @@ pub async fn insert_with_jobs(
         crate::db::commit(tx).await?;
     }
     match result {
-        Ok(_) => Ok(Video {
-            id: new.id.as_str().to_owned(),
-            filename: new.filename.as_str().to_owned(),
-            title: new.title.to_owned(),
-            content_type: new.content_type.to_owned(),
-            size_bytes: new.size_bytes,
-            status: VideoStatus::Uploaded,
-            duration_seconds: None,
-            thumbnail_key: None,
-            video_codec: None,
-            audio_codec: None,
-            width: None,
-            height: None,
-            uploaded_by: new.uploaded_by.map(str::to_owned),
-            created_at: now,
-            updated_at: now,
-        }),
+        Ok(_) => Ok(new.row(now)),
         Err(e) => Err(e.into()),
     }
 }

@@ -315,6 +315,18 @@ pub async fn spawn_app() -> TestApp {
     TestAppBuilder::default().spawn().await
 }
 
+/// [`spawn_app`] with the settings changed by `tweak` (the usual use of
+/// [`TestAppBuilder::settings`]).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings) + 'static) -> TestApp {
+    TestAppBuilder::default()
+        .settings(|mut s| {
+            tweak(&mut s);
+            s
+        })
+        .spawn()
+        .await
+}
+
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder::default()

@@ -17,7 +17,7 @@ pub mod seen;
 
 pub use app::{
     LogBuffer, TestApp, TestAppBuilder, TestUser, ThreadTelemetry, background, spawn_app,
-    with_backend_from_env,
+    spawn_app_with, with_backend_from_env,
 };
 
 /// The ids a response's W3C `traceresponse` header (`00-<trace>-<span>-<flags>`) names.

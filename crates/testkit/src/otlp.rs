@@ -63,10 +63,12 @@ use crate::seen::{Noted, SeenLog};
 
 mod black_hole;
 mod misbehave;
+mod server_thread;
 
 pub use black_hole::BlackHole;
 pub use misbehave::{Attempt, Misbehaviour, PartialReject, Refusal, RetryAfter};
 use misbehave::{GrpcGzip, Plan, Refused};
+use server_thread::ServerThread;
 
 /// Re-exported so tests can build requests and compare enum values (`SpanKind`, `SeverityNumber`)
 /// without each crate pinning its own `opentelemetry-proto`.
@@ -251,6 +253,14 @@ macro_rules! attribute_accessors {
 
             pub fn attr_bool(&self, key: &str) -> Option<bool> {
                 self.attr(key).and_then(AttrValue::as_bool)
+            }
+
+            /// Asserts that each `(key, value)` is recorded here as that string.
+            #[track_caller]
+            pub fn assert_attr_strs(&self, expected: &[(&str, &str)]) {
+                for (key, value) in expected {
+                    assert_eq!(self.attr_str(key), Some(*value), "{key}");
+                }
             }
         }
     };
@@ -914,17 +924,10 @@ struct Handle {
     shared: Arc<Shared>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    /// Flips to `true` (or closes) once the server thread has finished.
-    stopped: watch::Receiver<bool>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // The server thread only holds `Shared`, never the handle, so this runs when the last
-        // test clone goes away and the ports are released without an explicit shutdown call.
-        self.stop.send_replace(true);
-    }
+    /// The server thread only holds `Shared`, never the handle, so this is dropped (and the
+    /// servers stop) when the last test clone goes away: the ports are released without an
+    /// explicit shutdown call.
+    server: ServerThread,
 }
 
 /// Cheap-to-clone handle to a running receiver. The servers stop when the last clone is dropped
@@ -983,31 +986,17 @@ impl CaptureReceiver {
             .thread_name("otlp-capture-worker")
             .enable_all()
             .build()?;
-        let (stop, stop_rx) = watch::channel(false);
-        let (stopped_tx, stopped) = watch::channel(false);
         let server_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("otlp-capture".to_owned())
-            .spawn(move || {
-                runtime.block_on(run_servers(
-                    grpc_listener,
-                    http_listener,
-                    server_shared,
-                    stop_rx,
-                ));
-                // Connections still open after the grace period are cut here; waiting for them
-                // would let one stuck client keep the ports bound.
-                runtime.shutdown_timeout(Duration::from_millis(100));
-                stopped_tx.send_replace(true);
-            })?;
+        let server = ServerThread::spawn("otlp-capture", runtime, move |stop| {
+            run_servers(grpc_listener, http_listener, server_shared, stop)
+        })?;
 
         Ok(CaptureReceiver {
             inner: Arc::new(Handle {
                 shared,
                 grpc_addr,
                 http_addr,
-                stop,
-                stopped,
+                server,
             }),
         })
     }
@@ -1016,10 +1005,7 @@ impl CaptureReceiver {
     /// In-flight requests get a short grace period so an exporter's final flush is not cut
     /// mid-request.
     pub async fn shutdown(&self) {
-        self.inner.stop.send_replace(true);
-        let mut stopped = self.inner.stopped.clone();
-        // An error means the server thread is gone, which is what we are waiting for.
-        let _ = stopped.wait_for(|stopped| *stopped).await;
+        self.inner.server.shutdown().await;
     }
 
     /// `http://127.0.0.1:PORT`, the form tonic-based exporters expect.

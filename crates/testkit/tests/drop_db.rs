@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use sqlx::Connection;
-use vidscope_testkit::db::fresh_db;
 use vidscope_testkit::db::postgres_url;
-use vidscope_testkit::router::test_router;
-use vidscope_testkit::spawn_app;
+use vidscope_testkit::db::{TestDb, fresh_db};
+use vidscope_testkit::router::{TestRouter, test_router};
+use vidscope_testkit::{TestApp, spawn_app};
 
 /// Where a test's database lives: a Postgres database's name, or the SQLite file.
 #[derive(Debug, Clone)]
@@ -46,6 +46,29 @@ impl Where {
     }
 }
 
+/// What owns a test's database: the app, the router, or the bare database.
+trait Owner {
+    fn at(&self) -> Where;
+}
+
+impl Owner for TestApp {
+    fn at(&self) -> Where {
+        Where::of(self.pg_database(), &self.settings.database_url)
+    }
+}
+
+impl Owner for TestRouter {
+    fn at(&self) -> Where {
+        Where::of(self.pg_database(), &self.settings.database_url)
+    }
+}
+
+impl Owner for TestDb {
+    fn at(&self) -> Where {
+        Where::of(self.pg_database(), &self.url)
+    }
+}
+
 /// The database at `at` exists until `end` (the owner's drop or stop) and not after it.
 async fn gone_after(at: Where, end: impl Future<Output = ()>, owner: &str) {
     assert!(at.exists().await, "{at:?}");
@@ -53,26 +76,27 @@ async fn gone_after(at: Where, end: impl Future<Output = ()>, owner: &str) {
     assert!(!at.exists().await, "{at:?} outlived its {owner}");
 }
 
+/// `owner`'s database goes when `owner` is dropped without being stopped. A spawned app's
+/// server task still runs and holds connections: the drop must not wait for them.
+async fn gone_when_dropped(owner: impl Owner, name: &str) {
+    let at = owner.at();
+    gone_after(at, async { drop(owner) }, name).await;
+}
+
 #[tokio::test]
 async fn a_test_app_dropped_without_stop_leaves_no_database() {
-    let app = spawn_app().await;
-    let at = Where::of(app.pg_database(), &app.settings.database_url);
-    // The server task still runs and holds connections: the drop must not wait for them.
-    gone_after(at, async { drop(app) }, "TestApp").await;
+    gone_when_dropped(spawn_app().await, "TestApp").await;
 }
 
 #[tokio::test]
 async fn a_stopped_test_app_leaves_no_database() {
     let app = spawn_app().await;
-    let at = Where::of(app.pg_database(), &app.settings.database_url);
-    gone_after(at, app.stop(), "TestApp").await;
+    gone_after(app.at(), app.stop(), "TestApp").await;
 }
 
 #[tokio::test]
 async fn a_test_router_leaves_no_database() {
-    let app = test_router().await;
-    let at = Where::of(app.pg_database(), &app.settings.database_url);
-    gone_after(at, async { drop(app) }, "TestRouter").await;
+    gone_when_dropped(test_router().await, "TestRouter").await;
 }
 
 #[tokio::test]
@@ -82,7 +106,7 @@ async fn a_test_that_panics_leaves_no_database() {
     // A test body that fails while it holds a database: the panic unwinds through the guard.
     let failed = tokio::spawn(async move {
         let db = fresh_db().await;
-        let at = Where::of(db.pg_database(), &db.url);
+        let at = db.at();
         assert!(at.exists().await, "{at:?}");
         *told.lock().unwrap() = Some(at);
         panic!("the test failed");

@@ -17,6 +17,21 @@ use vidscope_core::videos::ProbeResult;
 
 use crate::error::JobError;
 
+/// The span of one child process run by [`Ffmpeg::run`]: the fields `run` fills in (exit
+/// code, stderr tail, error type) declared once here, then the run's own fields.
+macro_rules! process_span {
+    ($name:literal, $executable:literal, $($fields:tt)*) => {
+        tracing::info_span!(
+            $name,
+            process.executable.name = $executable,
+            process.exit.code = Empty,
+            ffmpeg.stderr_tail = Empty,
+            error.type = Empty,
+            $($fields)*
+        )
+    };
+}
+
 /// Bytes of stderr kept for the span when a run fails.
 const STDERR_TAIL: usize = 1000;
 
@@ -30,14 +45,11 @@ pub struct Ffmpeg {
 impl Ffmpeg {
     /// Duration, codecs and resolution of `input`.
     pub async fn probe(&self, input: &Path) -> Result<ProbeResult, JobError> {
-        let span = tracing::info_span!(
+        let span = process_span!(
             "ffmpeg.probe",
-            process.executable.name = "ffprobe",
-            process.exit.code = Empty,
-            ffmpeg.stderr_tail = Empty,
+            "ffprobe",
             video.duration_seconds = Empty,
             video.codec = Empty,
-            error.type = Empty,
         );
         let mut ffprobe = Command::new(&self.ffprobe);
         ffprobe
@@ -66,13 +78,10 @@ impl Ffmpeg {
         at_seconds: f64,
         output: &Path,
     ) -> Result<(), JobError> {
-        let span = tracing::info_span!(
+        let span = process_span!(
             "ffmpeg.extract_frame",
-            process.executable.name = "ffmpeg",
-            process.exit.code = Empty,
-            ffmpeg.stderr_tail = Empty,
-            ffmpeg.seek_seconds = at_seconds,
-            error.type = Empty,
+            "ffmpeg",
+            ffmpeg.seek_seconds = at_seconds
         );
         let at = format!("{at_seconds:.3}");
         let mut ffmpeg = Command::new(&self.ffmpeg);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 
 fn cookie_of(resp: &reqwest::Response) -> String {
     let set = resp
@@ -162,13 +162,7 @@ async fn login_success_and_failures_emit_the_seed_events() {
 
 #[tokio::test]
 async fn login_is_throttled_per_account_with_retry_after() {
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.login_max_failures = 2;
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| s.api.login_max_failures = 2).await;
     let u = app.create_user(Role::Viewer).await;
     for _ in 0..2 {
         let r = login(&app, &u.user.email, &"wrong-password-1").await;
@@ -239,13 +233,7 @@ async fn anonymous_api_gets_401_and_pages_redirect_to_login() {
 
 #[tokio::test]
 async fn bad_bodies_and_disabled_registration_get_clear_errors() {
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.registration_enabled = false;
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| s.api.registration_enabled = false).await;
     let json = Some("application/json");
     let cases = [
         (

@@ -38,6 +38,18 @@ pub(crate) async fn post_progress(
     app.post_json_as("/api/progress", user, &body).await
 }
 
+/// Saves `position` seconds into `video_id` after `watch_time` seconds of watching.
+async fn save_at(
+    app: &TestApp,
+    user: &TestUser,
+    video_id: &str,
+    position: f64,
+    watch_time: f64,
+) -> reqwest::Response {
+    let body = json!({"videoId": video_id, "positionSeconds": position, "watchTime": watch_time});
+    post_progress(app, user, body).await
+}
+
 pub(crate) async fn get_progress(
     app: &TestApp,
     user: &TestUser,
@@ -94,12 +106,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     );
 
     // A real move is written again at once.
-    let moved = post_progress(
-        &app,
-        &viewer,
-        json!({"videoId": V1, "positionSeconds": 52.0, "watchTime": 50.0}),
-    )
-    .await;
+    let moved = save_at(&app, &viewer, V1, 52.0, 50.0).await;
     let moved: Value = moved.json().await.unwrap();
     assert_eq!(moved["saved"], true, "{moved}");
 
@@ -149,18 +156,8 @@ async fn reaching_95_percent_marks_the_video_completed() {
     warm_up(&app, &viewer).await;
 
     // Act
-    let done = post_progress(
-        &app,
-        &viewer,
-        json!({"videoId": SHORT, "positionSeconds": 95.0, "watchTime": 96.0}),
-    )
-    .await;
-    let not_yet = post_progress(
-        &app,
-        &viewer,
-        json!({"videoId": LONG, "positionSeconds": 94.0, "watchTime": 94.0}),
-    )
-    .await;
+    let done = save_at(&app, &viewer, SHORT, 95.0, 96.0).await;
+    let not_yet = save_at(&app, &viewer, LONG, 94.0, 94.0).await;
 
     // Assert
     let done: Value = done.json().await.unwrap();
@@ -173,15 +170,11 @@ async fn reaching_95_percent_marks_the_video_completed() {
     assert_eq!(stored["positionSeconds"], 95.0);
 
     // Rewatching from the start keeps the lesson completed.
-    let again: Value = post_progress(
-        &app,
-        &viewer,
-        json!({"videoId": SHORT, "positionSeconds": 3.0, "watchTime": 99.0}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let again: Value = save_at(&app, &viewer, SHORT, 3.0, 99.0)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["progress"]["completed"], true, "{again}");
     assert_eq!(again["progress"]["positionSeconds"], 3.0);
 
@@ -212,12 +205,7 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     let me = app.create_user(Role::Viewer).await;
     let other = app.create_user(Role::Viewer).await;
     insert_video(&app, V1, Some(600.0)).await;
-    let mine = post_progress(
-        &app,
-        &me,
-        json!({"videoId": V1, "positionSeconds": 30.0, "watchTime": 30.0}),
-    )
-    .await;
+    let mine = save_at(&app, &me, V1, 30.0, 30.0).await;
     assert_eq!(mine.status(), 200);
 
     // Act: the other viewer reads the video and saves, even naming my user id in the body.
@@ -308,12 +296,7 @@ async fn invalid_saves_are_400s_naming_the_field() {
         .unwrap();
     assert_eq!(nan.status(), 400);
 
-    let unknown = post_progress(
-        &app,
-        &viewer,
-        json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1.0, "watchTime": 1.0}),
-    )
-    .await;
+    let unknown = save_at(&app, &viewer, NO_SUCH_VIDEO, 1.0, 1.0).await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         get_progress(&app, &viewer, NO_SUCH_VIDEO).await.status(),

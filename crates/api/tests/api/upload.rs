@@ -8,10 +8,9 @@ use reqwest::header;
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::{self, Filename, VideoId};
-use vidscope_testkit::s3::S3TestServer;
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 
-use crate::videos::{error_code, mp4_bytes};
+use crate::videos::{error_code, mp4_bytes, s3_app};
 
 const WAIT: Duration = Duration::from_secs(10);
 const BOUNDARY: &str = "vidscope-test-boundary-7MA4YWxkTrZu0gW";
@@ -106,6 +105,14 @@ pub(crate) fn local_root(app: &TestApp) -> std::path::PathBuf {
     }
 }
 
+/// The video objects in the app's local store (their `~meta` sidecars left out).
+fn stored_objects(app: &TestApp) -> Vec<std::path::PathBuf> {
+    files_under(&local_root(app))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().ends_with("~meta"))
+        .collect()
+}
+
 pub(crate) async fn video_count(app: &TestApp) -> usize {
     videos::list(&app.state.db).await.unwrap().len()
 }
@@ -134,13 +141,7 @@ async fn only_admins_upload() {
 async fn an_upload_streams_into_the_store_and_is_traced() {
     // Arrange: progress every MiB, a file of a bit over 5 MiB (past the global 1 MiB limit).
     const MIB: i64 = 1024 * 1024;
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.upload_progress_every = MIB as u64;
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| s.api.upload_progress_every = MIB as u64).await;
     let admin = app.create_user(Role::Admin).await;
     let viewer = app.create_user(Role::Viewer).await;
     let data = mp4_bytes(5 * 1024 * 1024 + 123);
@@ -225,13 +226,7 @@ async fn an_upload_streams_into_the_store_and_is_traced() {
 
 #[tokio::test]
 async fn an_upload_over_the_limit_is_413_and_leaves_nothing() {
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.upload_max_bytes = 256 * 1024;
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| s.api.upload_max_bytes = 256 * 1024).await;
     let admin = app.create_user(Role::Admin).await;
 
     // Just over the limit (so the streaming check, not a header, decides), and far over.
@@ -256,15 +251,12 @@ async fn an_upload_over_the_limit_is_413_and_leaves_nothing() {
 /// does one byte more than the limit plus the form's allowance.
 #[tokio::test]
 async fn a_body_announced_over_the_limit_is_413_before_it_is_read() {
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.upload_max_bytes = 256 * 1024;
-            // Longer than the answer may take: a server waiting for the body times out later.
-            s.api.upload_idle_timeout = Duration::from_secs(60);
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| {
+        s.api.upload_max_bytes = 256 * 1024;
+        // Longer than the answer may take: a server waiting for the body times out later.
+        s.api.upload_idle_timeout = Duration::from_secs(60);
+    })
+    .await;
     let admin = app.create_user(Role::Admin).await;
     let allowance = 256 * 1024 + vidscope_api::routes::upload::post::FORM_OVERHEAD;
     for declared in [3_000_000_000, allowance + 1] {
@@ -384,10 +376,7 @@ async fn two_lessons_may_come_from_files_of_the_same_name() {
         assert_eq!(resp.status(), status, "{path}");
     }
     assert_eq!(video_count(&app).await, 2);
-    let files: Vec<_> = files_under(&local_root(&app))
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().ends_with("~meta"))
-        .collect();
+    let files = stored_objects(&app);
     assert_eq!(files.len(), 2, "one object per lesson: {files:?}");
     app.stop().await;
 }
@@ -485,10 +474,7 @@ async fn bad_uploads_get_a_4xx_json_answer() {
 
     // Only the first upload left anything behind: one row, one object.
     assert_eq!(video_count(&app).await, 1);
-    let files: Vec<_> = files_under(&local_root(&app))
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().ends_with("~meta"))
-        .collect();
+    let files = stored_objects(&app);
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with("taken.mp4"));
     app.stop().await;
@@ -496,15 +482,7 @@ async fn bad_uploads_get_a_4xx_json_answer() {
 
 #[tokio::test]
 async fn s3_uploads_use_multipart_and_rejections_leave_nothing() {
-    let store = S3TestServer::get().fresh_bucket().await;
-    let app = TestApp::builder()
-        .settings(move |mut s| {
-            s.store = store;
-            s.api.upload_max_bytes = 10 * 1024 * 1024;
-            s
-        })
-        .spawn()
-        .await;
+    let app = s3_app(|s| s.api.upload_max_bytes = 10 * 1024 * 1024).await;
     let admin = app.create_user(Role::Admin).await;
 
     // Over 8 MiB: the store switches to a multipart upload.
@@ -588,13 +566,7 @@ async fn raw_upload(app: &TestApp, cookie: &str, declared: u64, sent: &[u8]) -> 
 
 #[tokio::test]
 async fn a_stalled_upload_is_abandoned_with_408_and_leaves_nothing() {
-    let app = TestApp::builder()
-        .settings(|mut s| {
-            s.api.upload_idle_timeout = Duration::from_secs(1);
-            s
-        })
-        .spawn()
-        .await;
+    let app = spawn_app_with(|s| s.api.upload_idle_timeout = Duration::from_secs(1)).await;
     let admin = app.create_user(Role::Admin).await;
     let data = mp4_bytes(512 * 1024);
     let body = form(&[file("stalled.mp4", &data)]);
@@ -639,15 +611,7 @@ async fn a_stalled_upload_is_abandoned_with_408_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_stalled_s3_multipart_upload_is_aborted() {
-    let store = S3TestServer::get().fresh_bucket().await;
-    let app = TestApp::builder()
-        .settings(move |mut s| {
-            s.store = store;
-            s.api.upload_idle_timeout = Duration::from_secs(1);
-            s
-        })
-        .spawn()
-        .await;
+    let app = s3_app(|s| s.api.upload_idle_timeout = Duration::from_secs(1)).await;
     let admin = app.create_user(Role::Admin).await;
     let data = mp4_bytes(12 * 1024 * 1024);
     let body = form(&[file("stalled.mp4", &data)]);

@@ -7,13 +7,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use reqwest::StatusCode;
 use reqwest::header;
-use vidscope_core::config::S3StreamMode;
+use vidscope_core::config::{S3StreamMode, Settings};
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectStore, StoreKind};
 use vidscope_core::videos::{self, Filename, NewVideo, Video, VideoId};
 use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_testkit::s3::S3TestServer;
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_testkit::{TestApp, TestUser, TraceResponse, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,6 +25,12 @@ pub(crate) fn mp4_bytes(len: usize) -> Vec<u8> {
     v.extend((v.len()..len).map(|i| (i % 251) as u8));
     v.truncate(len);
     v
+}
+
+/// `GET path` as `user` for the bytes a `Range` header value (`bytes=0-99`) names.
+async fn get_range(app: &TestApp, path: &str, user: &TestUser, range: &str) -> reqwest::Response {
+    app.get_with(path, &[("cookie", &user.cookie), ("range", range)])
+        .await
 }
 
 /// A video row plus its object, put in directly (the upload route has its own tests).
@@ -152,12 +158,7 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
     let video = seed_video(&app, "lesson-1.mp4", &bytes).await;
 
     // Act
-    let resp = app
-        .get_with(
-            "/api/videos/lesson-1.mp4",
-            &[("cookie", &viewer.cookie), ("range", "bytes=100-199")],
-        )
-        .await;
+    let resp = get_range(&app, "/api/videos/lesson-1.mp4", &viewer, "bytes=100-199").await;
 
     // Assert: the response
     assert_eq!(resp.status(), 206);
@@ -630,34 +631,27 @@ async fn streaming_needs_a_session_and_an_existing_file() {
     app.stop().await;
 }
 
-async fn s3_app(mode: S3StreamMode) -> TestApp {
+/// An app storing in a fresh bucket of the test S3 server, its settings changed by `tweak`.
+pub(crate) async fn s3_app(tweak: impl FnOnce(&mut Settings) + 'static) -> TestApp {
     let store = S3TestServer::get().fresh_bucket().await;
-    TestApp::builder()
-        .settings(move |mut s| {
-            s.store = store;
-            s.api.s3_stream = mode;
-            s
-        })
-        .spawn()
-        .await
+    spawn_app_with(move |s| {
+        s.store = store;
+        tweak(s);
+    })
+    .await
 }
 
 #[tokio::test]
 async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
     // Arrange
-    let app = s3_app(S3StreamMode::Redirect).await;
+    let app = s3_app(|s| s.api.s3_stream = S3StreamMode::Redirect).await;
     assert!(matches!(app.state.store, ObjectStore::S3(_)));
     let viewer = app.create_user(Role::Viewer).await;
     let bytes = mp4_bytes(5_000);
     let video = seed_video(&app, "cloud.mp4", &bytes).await;
 
     // Act
-    let resp = app
-        .get_with(
-            "/api/videos/cloud.mp4",
-            &[("cookie", &viewer.cookie), ("range", "bytes=0-99")],
-        )
-        .await;
+    let resp = get_range(&app, "/api/videos/cloud.mp4", &viewer, "bytes=0-99").await;
 
     // Assert: a 302 to a presigned URL for the video's key, which S3 honours.
     assert_eq!(resp.status(), 302);
@@ -711,7 +705,7 @@ async fn s3_redirects_to_a_presigned_url_that_never_reaches_telemetry() {
 
 #[tokio::test]
 async fn s3_proxy_mode_streams_ranges_through_the_api() {
-    let app = s3_app(S3StreamMode::Proxy).await;
+    let app = s3_app(|s| s.api.s3_stream = S3StreamMode::Proxy).await;
     let viewer = app.create_user(Role::Viewer).await;
     let bytes = mp4_bytes(20_000);
     seed_video(&app, "proxied.mp4", &bytes).await;
@@ -737,12 +731,7 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
         }
         assert_eq!(resp.bytes().await.unwrap(), &bytes[expect], "{range:?}");
     }
-    let resp = app
-        .get_with(
-            "/api/videos/proxied.mp4",
-            &[("cookie", &viewer.cookie), ("range", "bytes=20000-")],
-        )
-        .await;
+    let resp = get_range(&app, "/api/videos/proxied.mp4", &viewer, "bytes=20000-").await;
     assert_eq!(resp.status(), 416);
     assert_eq!(resp.headers()[header::CONTENT_RANGE], "bytes */20000");
 

@@ -647,22 +647,30 @@ async fn logout_ends_the_session() {
 
 // ---- Login validation ----
 
-#[tokio::test]
-async fn login_with_a_wrong_password_is_a_401() {
+/// Posts an email and a password, anonymously, to `/api/auth/{action}` (login or register).
+async fn credentials(app: &TestRouter, action: &str, email: &str, password: &str) -> Answer {
+    let body = json!({"email": email, "password": password});
+    post_json(app, &format!("/api/auth/{action}"), None, body).await
+}
+
+/// A signed-up viewer's email with `password`, posted to `/api/auth/{action}`, gets `expect`.
+async fn a_known_email(action: &str, password: &str, expect: Expect) {
     let app = test_router().await;
     let user = app.create_user(Role::Viewer).await;
-    let body = json!({"email": user.user.email, "password": "wrong password"});
-    post_json(&app, "/api/auth/login", None, body)
-        .await
-        .assert_error(401, "invalid_credentials", "wrong");
+    expect.check(&credentials(&app, action, &user.user.email, password).await);
+}
+
+#[tokio::test]
+async fn login_with_a_wrong_password_is_a_401() {
+    let wrong = error(401, "invalid_credentials", "wrong");
+    a_known_email("login", "wrong password", wrong).await;
 }
 
 #[tokio::test]
 async fn login_with_the_right_password_sets_the_session_cookie() {
     let app = test_router().await;
     let user = app.create_user(Role::Viewer).await;
-    let body = json!({"email": user.user.email, "password": user.password});
-    let a = post_json(&app, "/api/auth/login", None, body).await;
+    let a = credentials(&app, "login", &user.user.email, &user.password).await;
     assert_eq!(a.status, 200, "{}", a.text());
     assert!(a.header("set-cookie").starts_with("vidscope_session="));
     assert_eq!(a.json()["user"]["email"], user.user.email.as_str());
@@ -676,12 +684,11 @@ async fn login_is_throttled_per_account() {
     })
     .await;
     let user = app.create_user(Role::Viewer).await;
-    let body = json!({"email": user.user.email, "password": "wrong password"});
+    let wrong = || credentials(&app, "login", &user.user.email, "wrong password");
     for _ in 0..2 {
-        let a = post_json(&app, "/api/auth/login", None, body.clone()).await;
-        assert_eq!(a.status, 401);
+        assert_eq!(wrong().await.status, 401);
     }
-    let a = post_json(&app, "/api/auth/login", None, body).await;
+    let a = wrong().await;
     a.assert_error(429, "too_many_requests", "retry in");
     assert!(a.header("retry-after").parse::<u64>().is_ok());
 }
@@ -691,8 +698,7 @@ async fn login_is_throttled_per_account() {
 #[tokio::test]
 async fn register_creates_a_signed_in_viewer() {
     let app = test_router().await;
-    let body = json!({"email": "New@Example.com", "password": "long enough"});
-    let a = post_json(&app, "/api/auth/register", None, body).await;
+    let a = credentials(&app, "register", "New@Example.com", "long enough").await;
     assert_eq!(a.status, 201, "{}", a.text());
     assert!(a.header("set-cookie").starts_with("vidscope_session="));
     let user = a.json();
@@ -702,12 +708,8 @@ async fn register_creates_a_signed_in_viewer() {
 
 #[tokio::test]
 async fn register_with_a_taken_email_is_a_409() {
-    let app = test_router().await;
-    let user = app.create_user(Role::Viewer).await;
-    let body = json!({"email": user.user.email, "password": "long enough"});
-    post_json(&app, "/api/auth/register", None, body)
-        .await
-        .assert_error(409, "conflict", "already exists");
+    let taken = error(409, "conflict", "already exists");
+    a_known_email("register", "long enough", taken).await;
 }
 
 #[tokio::test]
@@ -717,38 +719,33 @@ async fn register_is_a_403_when_registration_is_off() {
         s
     })
     .await;
-    let body = json!({"email": "off@example.com", "password": "long enough"});
-    post_json(&app, "/api/auth/register", None, body)
+    credentials(&app, "register", "off@example.com", "long enough")
         .await
         .assert_error(403, "forbidden", "registration is disabled");
 }
 
 // ---- Progress validation ----
 
-async fn save(app: &TestRouter, cookie: &str, body: Value) -> Answer {
-    post_json(app, "/api/progress", Some(cookie), body).await
+/// A viewer's save of `position` seconds, after `watch_time` seconds of watching, into a ready
+/// video.
+async fn save_at(position: f64, watch_time: f64) -> Answer {
+    let app = test_router().await;
+    let cookie = viewer(&app).await;
+    let id = insert_video(&app, "T", "ready").await;
+    let body = json!({"videoId": id, "positionSeconds": position, "watchTime": watch_time});
+    post_json(&app, "/api/progress", Some(&cookie), body).await
 }
 
 #[tokio::test]
 async fn progress_with_a_negative_position_names_it() {
-    let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let id = insert_video(&app, "T", "ready").await;
-    let body = json!({"videoId": id, "positionSeconds": -1, "watchTime": 1});
-    save(&app, &cookie, body).await.assert_error(
-        400,
-        "invalid",
-        "positionSeconds must not be negative",
-    );
+    save_at(-1.0, 1.0)
+        .await
+        .assert_error(400, "invalid", "positionSeconds must not be negative");
 }
 
 #[tokio::test]
 async fn progress_beyond_the_duration_names_the_position() {
-    let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let id = insert_video(&app, "T", "ready").await;
-    let body = json!({"videoId": id, "positionSeconds": 100, "watchTime": 1});
-    save(&app, &cookie, body).await.assert_error(
+    save_at(100.0, 1.0).await.assert_error(
         400,
         "invalid",
         "positionSeconds 100 is beyond the video's duration",
@@ -757,11 +754,7 @@ async fn progress_beyond_the_duration_names_the_position() {
 
 #[tokio::test]
 async fn progress_is_saved_for_a_known_video() {
-    let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let id = insert_video(&app, "T", "ready").await;
-    let body = json!({"videoId": id, "positionSeconds": 12.5, "watchTime": 13});
-    let a = save(&app, &cookie, body).await;
+    let a = save_at(12.5, 13.0).await;
     assert_eq!(a.status, 200, "{}", a.text());
     let saved = a.json();
     assert_eq!(saved["saved"], true);

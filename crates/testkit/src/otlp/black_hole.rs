@@ -12,6 +12,8 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::server_thread::ServerThread;
+
 /// Listeners that accept, read and stay silent until [`shutdown`](Self::shutdown) or drop.
 /// They run on a thread of their own, like [`CaptureReceiver`](super::CaptureReceiver), so a
 /// caller blocked on an export cannot starve them.
@@ -19,8 +21,7 @@ use tokio::sync::watch;
 pub struct BlackHole {
     addrs: Vec<SocketAddr>,
     counts: Arc<Counts>,
-    stop: watch::Sender<bool>,
-    stopped: watch::Receiver<bool>,
+    server: ServerThread,
 }
 
 #[derive(Debug, Default)]
@@ -47,39 +48,25 @@ impl BlackHole {
             .enable_all()
             .build()?;
         let counts = Arc::new(Counts::default());
-        let (stop, stop_rx) = watch::channel(false);
-        let (stopped_tx, stopped) = watch::channel(false);
         let thread_counts = Arc::clone(&counts);
-        std::thread::Builder::new()
-            .name("otlp-black-hole".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for listener in listeners {
-                        let listener = match TcpListener::from_std(listener) {
-                            Ok(listener) => listener,
-                            Err(err) => {
-                                eprintln!("OTLP black hole: cannot register a listener: {err}");
-                                continue;
-                            }
-                        };
-                        tasks.spawn(accept(
-                            listener,
-                            Arc::clone(&thread_counts),
-                            stop_rx.clone(),
-                        ));
+        let server = ServerThread::spawn("otlp-black-hole", runtime, move |stop| async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for listener in listeners {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        eprintln!("OTLP black hole: cannot register a listener: {err}");
+                        continue;
                     }
-                    while tasks.join_next().await.is_some() {}
-                });
-                // Held connections are closed here, with the runtime's tasks.
-                drop(runtime);
-                stopped_tx.send_replace(true);
-            })?;
+                };
+                tasks.spawn(accept(listener, Arc::clone(&thread_counts), stop.clone()));
+            }
+            while tasks.join_next().await.is_some() {}
+        })?;
         Ok(BlackHole {
             addrs: bound,
             counts,
-            stop,
-            stopped,
+            server,
         })
     }
 
@@ -100,16 +87,7 @@ impl BlackHole {
 
     /// Closes the listeners and every held connection, and waits until they are gone.
     pub async fn shutdown(&self) {
-        self.stop.send_replace(true);
-        let mut stopped = self.stopped.clone();
-        // An error means the thread is gone, which is what we are waiting for.
-        let _ = stopped.wait_for(|stopped| *stopped).await;
-    }
-}
-
-impl Drop for BlackHole {
-    fn drop(&mut self) {
-        self.stop.send_replace(true);
+        self.server.shutdown().await;
     }
 }
 

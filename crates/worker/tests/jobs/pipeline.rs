@@ -13,7 +13,8 @@ use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_core::videos::VideoStatus;
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app};
+use vidscope_testkit::db::insert_video_row;
+use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 use vidscope_worker::jobs::{Job, JobContext, Registry};
 use vidscope_worker::scratch::Scratch;
 use vidscope_worker::{JobError, Worker, WorkerSettings};
@@ -885,13 +886,7 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
 /// The app with its Redis at `url` (a server of the test's own).
 async fn app_on_redis(url: &str) -> TestApp {
     let url = url.to_owned();
-    TestApp::builder()
-        .settings(move |mut s| {
-            s.redis_url = Some(url);
-            s
-        })
-        .spawn()
-        .await
+    spawn_app_with(move |s| s.redis_url = Some(url)).await
 }
 
 #[tokio::test]
@@ -980,20 +975,7 @@ async fn registration_and_a_completed_lesson_each_enqueue_one_crm_sync() {
 
     let viewer = app.create_user(Role::Viewer).await;
     let id = vidscope_core::videos::VideoId::generate();
-    let filename = vidscope_core::videos::Filename::parse("done.mp4").unwrap();
-    vidscope_core::videos::insert(
-        &app.state.db,
-        &vidscope_core::videos::NewVideo {
-            id: &id,
-            filename: &filename,
-            title: "t",
-            content_type: "video/mp4",
-            size_bytes: 1,
-            uploaded_by: None,
-        },
-    )
-    .await
-    .unwrap();
+    insert_video_row(&app.state.db, id.as_str(), "t", "uploaded", None).await;
     for (position, completed) in [(10.0, false), (50.0, true), (60.0, true)] {
         let res = app
             .client

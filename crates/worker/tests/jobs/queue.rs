@@ -35,6 +35,11 @@ impl Pair {
             .remove(0);
         (m, d)
     }
+
+    /// How many `kind` jobs the queue (as `a` sees it) holds in `state`.
+    async fn depth_of(&self, kind: JobKind, state: &str) -> i64 {
+        depth(&self.a.depth().await.unwrap(), kind, state)
+    }
 }
 
 async fn pairs(visibility: Duration) -> Vec<Pair> {
@@ -86,12 +91,7 @@ async fn a_published_job_is_claimed_once_and_acknowledged() {
     for p in pairs(Duration::from_secs(30)).await {
         let m = message(PROBE);
         p.a.publish(&m).await.unwrap();
-        assert_eq!(
-            depth(&p.a.depth().await.unwrap(), m.kind, "ready"),
-            1,
-            "{}",
-            p.name
-        );
+        assert_eq!(p.depth_of(m.kind, "ready").await, 1, "{}", p.name);
 
         let got = p.a.claim(10, Duration::from_secs(1)).await.unwrap();
         assert_eq!(got.len(), 1, "{}", p.name);
@@ -101,12 +101,7 @@ async fn a_published_job_is_claimed_once_and_acknowledged() {
             p.name
         );
         assert_eq!(got[0].attempt, 1, "{}", p.name);
-        assert_eq!(
-            depth(&p.a.depth().await.unwrap(), m.kind, "in_flight"),
-            1,
-            "{}",
-            p.name
-        );
+        assert_eq!(p.depth_of(m.kind, "in_flight").await, 1, "{}", p.name);
         // Hidden from the other worker while leased.
         assert!(p.b.claim(10, NONE).await.unwrap().is_empty(), "{}", p.name);
 
@@ -135,12 +130,7 @@ async fn a_retry_waits_for_its_delay_and_counts_the_attempt() {
             "{}: retried too early",
             p.name
         );
-        assert_eq!(
-            depth(&p.a.depth().await.unwrap(), m.kind, "delayed"),
-            1,
-            "{}",
-            p.name
-        );
+        assert_eq!(p.depth_of(m.kind, "delayed").await, 1, "{}", p.name);
         tokio::time::sleep(Duration::from_millis(700)).await;
         let second = p.b.claim(1, Duration::from_secs(1)).await.unwrap();
         assert_eq!(second.len(), 1, "{}: due retry not delivered", p.name);
@@ -212,12 +202,7 @@ async fn dead_letters_keep_the_job_and_its_error_class() {
         assert_eq!(dead[0].error_class, "permanent", "{}", p.name);
         assert_eq!(dead[0].error, "ffprobe exited with 1", "{}", p.name);
         assert_eq!(dead[0].attempt, 1, "{}", p.name);
-        assert_eq!(
-            depth(&p.a.depth().await.unwrap(), m.kind, "dead"),
-            1,
-            "{}",
-            p.name
-        );
+        assert_eq!(p.depth_of(m.kind, "dead").await, 1, "{}", p.name);
     }
 }
 

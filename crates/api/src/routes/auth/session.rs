@@ -12,7 +12,6 @@ use crate::routes::auth::UserResponse;
     operation_id = "getSession",
     summary = "The signed-in account",
     tag = "auth",
-    security(("session" = [])),
     responses(
         (status = 200, description = "The signed-in account", body = UserResponse),
         Unauthorized, DbUnavailable,

@@ -21,7 +21,6 @@ use crate::state::AppState;
     operation_id = "getProgress",
     summary = "The caller's resume position in a video",
     tag = "progress",
-    security(("session" = [])),
     params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),

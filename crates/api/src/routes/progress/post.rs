@@ -57,7 +57,6 @@ pub struct SaveResponse {
     operation_id = "saveProgress",
     summary = "Save the caller's position in a video",
     tag = "progress",
-    security(("session" = [])),
     request_body = UpdateBody,
     params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
     responses(

@@ -459,7 +459,6 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     operation_id = "playerTelemetry",
     summary = "Record a batch of player events",
     tag = "telemetry",
-    security(("session" = [])),
     request_body(content(
         (Batch = "application/json"),
         (Batch = "text/plain"),

@@ -14,7 +14,6 @@ use crate::trace_viewer::TraceDetail;
     operation_id = "getTrace",
     summary = "One trace's spans and events",
     tag = "trace-viewer",
-    security(("session" = [])),
     params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),

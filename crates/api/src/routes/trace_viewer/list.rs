@@ -59,7 +59,6 @@ impl RawFilter {
     operation_id = "listTraces",
     summary = "Recent traces from the telemetry files, newest first",
     tag = "trace-viewer",
-    security(("session" = [])),
     params(
         ("video" = Option<String>, Query, description = "Only traces with this `video.id` / `lesson.id`"),
         ("user" = Option<String>, Query, description = "Only traces with this `user.id`"),

@@ -75,7 +75,6 @@ struct UploadForm {
     operation_id = "upload",
     summary = "Upload a video (admins)",
     tag = "upload",
-    security(("session" = [])),
     request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,

@@ -14,6 +14,7 @@ use crate::auth::CurrentUser;
 use crate::cache;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::openapi::byte_ranges::{ByteServing, RangeHeaders};
 use crate::openapi::responses::{StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -26,11 +27,9 @@ use crate::state::AppState;
     operation_id = "getVideo",
     summary = "A video's metadata (by id) or its bytes (by filename)",
     tag = "videos",
-    security(("session" = [])),
     params(
         ("id_or_filename" = crate::openapi::formats::VideoIdOrFilename, Path, description = "A video id (UUID) for its metadata, or a filename for the bytes of the oldest video uploaded from a file of that name (legacy: file names are not unique, use `stream_url`)"),
-        ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
-        ("If-Range" = Option<String>, Header, description = "An `ETag` or the `Last-Modified` date: the range applies only if the file still has it"),
+        RangeHeaders,
     ),
     responses(
         (status = 200, description = "An id: the video's metadata. A filename: the whole file", content(
@@ -40,15 +39,9 @@ use crate::state::AppState;
             ("Accept-Ranges" = String, description = "`bytes` (file only)"),
             ("ETag" = String, description = "File only, when the store has one"),
         )),
-        (status = 206, description = "The requested range of the file", content_type = "video/*",
-            headers(("Content-Range" = String, description = "`bytes start-end/size`"))),
-        (status = 302, description = "S3 store in redirect mode: the file is at a presigned URL",
-            headers(("Location" = String, description = "A presigned GET URL; it carries a credential"))),
         (status = 400, description = "Neither an id nor a valid filename (e.g. path traversal)", body = ErrorBody),
         (status = 404, description = "No such video or file", body = ErrorBody),
-        (status = 416, description = "The range starts past the end of the file", body = ErrorBody,
-            headers(("Content-Range" = String, description = "`bytes */size`"))),
-        Unauthorized, StoreUnavailable,
+        ByteServing, Unauthorized, StoreUnavailable,
     )
 )]
 pub async fn get(

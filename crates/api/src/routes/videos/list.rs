@@ -116,7 +116,6 @@ impl Page {
     operation_id = "listVideos",
     summary = "List the videos",
     tag = "videos",
-    security(("session" = [])),
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Videos per page (default 100)"),
         ("cursor" = Option<crate::openapi::formats::Cursor>, Query, description = "The `next` of the previous page"),
@@ -140,7 +139,7 @@ pub async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidscope_core::videos::VideoStatus;
+    use vidscope_core::videos::{Filename, NewVideo, VideoStatus};
 
     fn raw(limit: Option<&str>, cursor: Option<&str>) -> RawPage {
         RawPage {
@@ -157,22 +156,19 @@ mod tests {
     }
 
     fn video(created_at: i64, n: u8) -> Video {
-        Video {
-            id: format!("00000000-0000-4000-8000-0000000000{n:02}"),
-            filename: format!("v{n}.mp4"),
-            title: "t".into(),
-            content_type: "video/mp4".into(),
+        let id = VideoId::parse(&format!("00000000-0000-4000-8000-0000000000{n:02}")).unwrap();
+        let filename = Filename::parse(&format!("v{n}.mp4")).unwrap();
+        let new = NewVideo {
+            id: &id,
+            filename: &filename,
+            title: "t",
+            content_type: "video/mp4",
             size_bytes: 1,
-            status: VideoStatus::Ready,
-            duration_seconds: None,
-            thumbnail_key: None,
-            video_codec: None,
-            audio_codec: None,
-            width: None,
-            height: None,
             uploaded_by: None,
-            created_at,
-            updated_at: created_at,
+        };
+        Video {
+            status: VideoStatus::Ready,
+            ..new.row(created_at)
         }
     }
 

@@ -30,6 +30,7 @@ use super::range::{RangeHeader, if_range_matches};
 use super::{invalid_filename, store_error};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
+use crate::openapi::byte_ranges::{ByteServing, RangeHeaders};
 use crate::openapi::responses::{StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -52,27 +53,19 @@ pub(crate) enum Lookup<'a> {
     operation_id = "streamVideo",
     summary = "A video's bytes (its `stream_url`)",
     tag = "videos",
-    security(("session" = [])),
     params(
         ("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id"),
         ("filename" = crate::openapi::formats::Filename, Path, description = "The video's file name (it must match)"),
-        ("Range" = Option<String>, Header, description = "Bytes of the file, e.g. `bytes=0-1023`, `bytes=-500`, `bytes=1000-`; one range only (others are ignored and the whole file is sent)"),
-        ("If-Range" = Option<String>, Header, description = "An `ETag` or the `Last-Modified` date: the range applies only if the file still has it"),
+        RangeHeaders,
     ),
     responses(
         (status = 200, description = "The whole file", content_type = "video/*", headers(
             ("Accept-Ranges" = String, description = "`bytes`"),
             ("ETag" = String, description = "When the store has one"),
         )),
-        (status = 206, description = "The requested range of the file", content_type = "video/*",
-            headers(("Content-Range" = String, description = "`bytes start-end/size`"))),
-        (status = 302, description = "S3 store in redirect mode: the file is at a presigned URL",
-            headers(("Location" = String, description = "A presigned GET URL; it carries a credential"))),
         (status = 400, description = "Not a video id, or not a valid filename (e.g. path traversal)", body = ErrorBody),
         (status = 404, description = "No such video, another file name, or no file", body = ErrorBody),
-        (status = 416, description = "The range starts past the end of the file", body = ErrorBody,
-            headers(("Content-Range" = String, description = "`bytes */size`"))),
-        Unauthorized, StoreUnavailable,
+        ByteServing, Unauthorized, StoreUnavailable,
     )
 )]
 pub async fn get(

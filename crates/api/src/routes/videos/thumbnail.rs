@@ -22,7 +22,6 @@ use crate::state::AppState;
     operation_id = "getThumbnail",
     summary = "A video's thumbnail",
     tag = "videos",
-    security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),

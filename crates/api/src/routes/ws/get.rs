@@ -76,7 +76,6 @@ fn same_origin(headers: &HeaderMap) -> bool {
     description = "A WebSocket upgrade (RFC 6455), not a request/response exchange: the four \
         handshake headers are required, and a client that sends them gets `101` and a socket. \
         Browsers send them with `new WebSocket(url)`.",
-    security(("session" = [])),
     params(
         ("Connection" = String, Header, pattern = "(^|[ ,])[Uu][Pp][Gg][Rr][Aa][Dd][Ee]($|[ ,])", description = "Must list the `upgrade` token"),
         ("Upgrade" = String, Header, pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$", description = "`websocket`"),
