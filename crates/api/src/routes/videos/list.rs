@@ -161,6 +161,7 @@ mod tests {
             id: format!("00000000-0000-4000-8000-0000000000{n:02}"),
             filename: format!("v{n}.mp4"),
             title: "t".into(),
+            description: String::new(),
             content_type: "video/mp4".into(),
             size_bytes: 1,
             status: VideoStatus::Ready,
