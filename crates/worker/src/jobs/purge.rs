@@ -5,7 +5,9 @@
 //! Idempotent: deleting a missing object succeeds, so a redelivered or retried job is harmless.
 //! Every store failure is retried, whatever its class (a local store the worker cannot write
 //! now, an S3 that is down or refusing): the row is already gone, so retrying is the only way
-//! the bytes ever leave, and the backoff spaces the attempts while the store recovers.
+//! the bytes ever leave, and the backoff spaces the attempts while the store recovers. After
+//! `VIDSCOPE_JOB_MAX_ATTEMPTS` failures the job is dead-lettered like any other, its keys in the
+//! dead letter's payload.
 
 use tracing::Instrument;
 use tracing::field::Empty;

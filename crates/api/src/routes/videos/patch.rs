@@ -23,13 +23,21 @@ use crate::state::AppState;
 /// The fields to change; at least one.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateVideoBody {
-    /// Trimmed; 1 to 200 characters, no control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Trimmed; 1 to 200 characters, not only white space, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     title: Option<String>,
     /// Trimmed; at most 5000 characters, no control characters but line breaks and tabs. An
     /// empty string clears it.
-    #[schema(max_length = 5000)]
+    #[schema(
+        max_length = 5000,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     description: Option<String>,
 }
 
