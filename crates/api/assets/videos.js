@@ -40,6 +40,12 @@
     sub.className = 'muted';
     sub.textContent = [fmtDuration(v.duration_seconds), ready ? '' : v.status].filter(Boolean).join(' · ');
     meta.append(title, sub);
+    if (v.description) {
+      const description = document.createElement('div');
+      description.className = 'description muted';
+      description.textContent = v.description;
+      meta.append(description);
+    }
     a.append(meta);
     return a;
   }

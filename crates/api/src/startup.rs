@@ -30,6 +30,17 @@ fn prime_metrics(metrics: &Metrics) {
     metrics.video_buffering_events_total.add(0, &[]);
     metrics.video_resume_failures_total.add(0, &[]);
     metrics.test_otel_requests.add(0, &[]);
+    for action in crate::routes::videos::ADMIN_ACTIONS {
+        for outcome in crate::routes::videos::ADMIN_OUTCOMES {
+            metrics.video_admin_actions_total.add(
+                0,
+                &[
+                    KeyValue::new("action", action),
+                    KeyValue::new("outcome", outcome),
+                ],
+            );
+        }
+    }
 }
 
 /// In Redis when there is one, so that replicas count the same failures.

@@ -258,6 +258,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         "video.buffering_events_total",
         "video.resume_failures_total",
         "vidscope.test_otel.requests",
+        "video.admin_actions_total",
     ];
     // The catalog's counters and gauges are all named here (a new one must be primed too),
     // except the breaker's (it exists only with a CRM) and the telemetry's own (observed).
@@ -319,7 +320,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         ["vidscope-api", "vidscope-worker"].into(),
         "every metric point belongs to one of the two services"
     );
-    // No job ran: every value is 0, and the depth gauge has all 3 job types x 4 states.
+    // No job ran: every value is 0, and the depth gauge has all 4 job types x 4 states.
     for (service, _, name, labels, value) in &points {
         assert_eq!(*value, 0, "{service} {name} {labels:?}");
     }
@@ -328,7 +329,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         .filter(|p| p.2 == "job.queue_depth")
         .map(|p| &p.3)
         .collect();
-    assert_eq!(depth_sets.len(), 12, "{depth_sets:?}");
+    assert_eq!(depth_sets.len(), 16, "{depth_sets:?}");
     assert!(depth_sets.contains(&vec![
         "job.type=video.thumbnail".to_owned(),
         "state=ready".to_owned()
@@ -340,8 +341,8 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         .collect::<std::collections::BTreeSet<_>>();
     assert_eq!(
         failure_sets.len(),
-        6,
-        "3 job types x 2 classes: {failure_sets:?}"
+        8,
+        "4 job types x 2 classes: {failure_sets:?}"
     );
 
     // Logs: the worker's own lines are the worker's, the API's the API's.

@@ -12,12 +12,13 @@
 //! A payload lives beside the code that runs its job (`vidscope-worker`'s `jobs/<job>.rs`),
 //! unless something outside the worker produces it: then it lives here, in `jobs/<job>.rs`,
 //! because the API and this crate's own transactions enqueue it and do not depend on the
-//! worker. So `video.probe` (enqueued by the upload) and `crm.sync` (by registration and lesson
-//! completion) are here, and `video.thumbnail` (enqueued by the probe job) is in the worker.
+//! worker. So `video.probe` (enqueued by the upload and the reprocess route), `video.purge` (by the
+//! lesson delete) and `crm.sync` (by registration and lesson completion) are here, and `video.thumbnail` (enqueued by the probe job) is in the worker.
 //! The worker parses a payload once, before its handler runs ([`parse_payload`]).
 
 pub mod crm_sync;
 pub mod probe;
+pub mod purge;
 
 use std::collections::HashMap;
 

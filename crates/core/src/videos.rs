@@ -117,6 +117,8 @@ pub struct Video {
     pub id: String,
     pub filename: String,
     pub title: String,
+    /// Free text an admin writes (empty until then; migration 0006).
+    pub description: String,
     pub content_type: String,
     pub size_bytes: i64,
     pub status: VideoStatus,
@@ -166,6 +168,7 @@ impl NewVideo<'_> {
             id: self.id.as_str().to_owned(),
             filename: self.filename.as_str().to_owned(),
             title: self.title.to_owned(),
+            description: String::new(),
             content_type: self.content_type.to_owned(),
             size_bytes: self.size_bytes,
             status: VideoStatus::Uploaded,
@@ -188,6 +191,7 @@ fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
         id: row.try_get("id")?,
         filename: row.try_get("filename")?,
         title: row.try_get("title")?,
+        description: row.try_get("description")?,
         content_type: row.try_get("content_type")?,
         size_bytes: row.try_get("size_bytes")?,
         status: VideoStatus::parse(&status)?,
@@ -248,9 +252,9 @@ pub async fn insert_with_jobs(
 /// `db.query.text` attribute and the N+1 counter key).
 macro_rules! select_videos {
     () => {
-        "SELECT id, filename, title, content_type, size_bytes, status, duration_seconds, \
-         thumbnail_key, video_codec, audio_codec, width, height, uploaded_by, created_at, \
-         updated_at FROM videos"
+        "SELECT id, filename, title, description, content_type, size_bytes, status, \
+         duration_seconds, thumbnail_key, video_codec, audio_codec, width, height, uploaded_by, \
+         created_at, updated_at FROM videos"
     };
 }
 
@@ -336,6 +340,233 @@ pub async fn mark_ready(db: &Db, id: &VideoId, thumbnail: &ObjectKey) -> Result<
         .bind(now_millis())
         .bind(id.as_str());
     Ok(crate::db::execute(db, "UPDATE", "videos", SQL, query).await? > 0)
+}
+
+/// Longest title an admin may set, in characters (the upload's limit too).
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 5000;
+
+/// A title as stored: trimmed, not empty, at most [`MAX_TITLE_CHARS`], no control characters.
+/// The error names the field (`title`).
+pub fn parse_title(raw: &str) -> Result<String, CoreError> {
+    let invalid = |why: &str| CoreError::Invalid(format!("title: {why}"));
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if text.chars().count() > MAX_TITLE_CHARS {
+        return Err(invalid(&format!(
+            "must be at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid("must not contain control characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A description as stored: trimmed, at most [`MAX_DESCRIPTION_CHARS`], no control characters
+/// but line breaks and tabs; may be empty (clears it). The error names the field
+/// (`description`).
+pub fn parse_description(raw: &str) -> Result<String, CoreError> {
+    let invalid = |why: &str| CoreError::Invalid(format!("description: {why}"));
+    let text = raw.trim();
+    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(invalid(&format!(
+            "must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(invalid(
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Sets the title and/or the description (each already parsed; `None` keeps it); the row as
+/// it is afterwards, `None` when there is no such video.
+pub async fn update_details(
+    db: &Db,
+    id: &VideoId,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<Video>, CoreError> {
+    const SQL: &str = "UPDATE videos SET title = COALESCE($1, title), \
+                       description = COALESCE($2, description), updated_at = $3 WHERE id = $4";
+    let query = sqlx::query(SQL)
+        .bind(title)
+        .bind(description)
+        .bind(now_millis())
+        .bind(id.as_str());
+    if crate::db::execute(db, "UPDATE", "videos", SQL, query).await? == 0 {
+        return Ok(None);
+    }
+    get(db, id).await
+}
+
+/// The kinds of the jobs that process a video (payload `{"videoId": ...}`): what a delete
+/// removes while they are still pending. Names rather than [`crate::jobs::JobKind`]s because
+/// `video.thumbnail`'s payload lives in the worker (see [`crate::jobs`]).
+pub const PROCESSING_JOB_KINDS: &[&str] = &["video.probe", "video.thumbnail"];
+
+/// What [`delete`] removed.
+#[derive(Debug, Clone)]
+pub struct Deleted {
+    /// The row as it was.
+    pub video: Video,
+    /// Progress rows removed with it.
+    pub progress_rows: u64,
+    /// Pending processing jobs removed (unpublished outbox rows and unclaimed rows of the
+    /// database queue).
+    pub pending_jobs: u64,
+    /// The store objects the purge job removes.
+    pub object_keys: Vec<String>,
+}
+
+/// Deletes a lesson; `None` when there is no such video.
+///
+/// Why this design: the row, its progress, its pending processing jobs and a `video.purge`
+/// job (carrying the object keys: the video and its thumbnail) are written in **one
+/// transaction**, and the worker removes the objects afterwards, idempotently, retrying while
+/// the store is down. So the database never holds half a lesson whatever fails (a failure
+/// before the commit leaves everything as it was; after it, the lesson is gone and only its
+/// bytes wait for the purge), the answer does not depend on the object store, and no object
+/// is lost track of: the purge job exists exactly when the row is gone (see [`crate::outbox`]).
+/// The other order (objects first, then the row) would leave a row whose bytes are gone when
+/// the database fails in between.
+///
+/// A processing job already handed to a queue cannot be removed here (a Redis stream, a
+/// leased row): the worker settles a job whose video is gone as done ([`get`] finds
+/// nothing), never as a failure.
+pub async fn delete(
+    db: &Db,
+    id: &VideoId,
+    purge: impl FnOnce(&Video, Vec<String>) -> crate::jobs::NewJob,
+) -> Result<Option<Deleted>, CoreError> {
+    const SELECT: &str = concat!(select_videos!(), " WHERE id = $1");
+    const PROGRESS: &str = "DELETE FROM progress WHERE video_id = $1";
+    const VIDEO: &str = "DELETE FROM videos WHERE id = $1";
+    let backend = db.backend();
+    let mut tx = crate::db::begin(db).await?;
+    let row = sqlx::query(SELECT)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .in_db_span(query_span(backend, "SELECT", "videos", SELECT))
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let video = row_video(&row)?;
+    let progress_rows = sqlx::query(PROGRESS)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .in_db_span(query_span(backend, "DELETE", "progress", PROGRESS))
+        .await?
+        .rows_affected();
+    let pending_jobs = delete_pending_jobs(&mut tx, backend, id).await?;
+    sqlx::query(VIDEO)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .in_db_span(query_span(backend, "DELETE", "videos", VIDEO))
+        .await?;
+    let mut object_keys = vec![video.object_key()?.as_str().to_owned()];
+    // The conventional thumbnail key too: a thumbnail job running now may store it after
+    // this commit (that job also removes it once it finds the row gone).
+    let conventional = format!("videos/{id}/thumbnail.jpg");
+    for key in video.thumbnail_key.iter().chain(Some(&conventional)) {
+        if !object_keys.contains(key) {
+            object_keys.push(key.clone());
+        }
+    }
+    let job = purge(&video, object_keys.clone());
+    crate::outbox::write_outbox(&mut tx, backend, std::slice::from_ref(&job)).await?;
+    crate::db::commit(tx).await?;
+    Ok(Some(Deleted {
+        video,
+        progress_rows,
+        pending_jobs,
+        object_keys,
+    }))
+}
+
+/// Removes the video's processing jobs that no worker holds yet: unpublished outbox rows and
+/// unclaimed (`ready`) rows of the database queue. Matched by kind and by the `videoId` in the
+/// payload (the form `serde_json` writes, with no spaces).
+async fn delete_pending_jobs(
+    tx: &mut sqlx::AnyConnection,
+    backend: crate::db::Backend,
+    id: &VideoId,
+) -> Result<u64, CoreError> {
+    const OUTBOX: &str = "DELETE FROM outbox WHERE published_at IS NULL AND kind IN ($1, $2) \
+                          AND payload LIKE $3";
+    const JOBS: &str = "DELETE FROM jobs WHERE status = 'ready' AND kind IN ($1, $2) \
+                        AND payload LIKE $3";
+    let pattern = format!("%\"videoId\":\"{id}\"%");
+    let mut removed = 0;
+    for (table, sql) in [("outbox", OUTBOX), ("jobs", JOBS)] {
+        removed += sqlx::query(sql)
+            .bind(PROCESSING_JOB_KINDS[0])
+            .bind(PROCESSING_JOB_KINDS[1])
+            .bind(&pattern)
+            .execute(&mut *tx)
+            .in_db_span(query_span(backend, "DELETE", table, sql))
+            .await?
+            .rows_affected();
+    }
+    Ok(removed)
+}
+
+/// Why a video could not be reprocessed.
+#[derive(Debug)]
+pub enum Reprocess {
+    /// Its status is back to `uploaded` and its probe job is in the outbox.
+    Queued(Box<Video>),
+    /// No such video.
+    NotFound,
+    /// Only a `failed` video is reprocessed; this is its status.
+    NotFailed(VideoStatus),
+}
+
+/// Puts a `failed` video back to `uploaded` and writes `job` (its probe, with a fresh id so
+/// the completed-job record of the first run does not skip it) in one transaction. The status
+/// check is in the `UPDATE`, so two admins clicking at once queue one job.
+pub async fn reprocess(
+    db: &Db,
+    id: &VideoId,
+    job: crate::jobs::NewJob,
+) -> Result<Reprocess, CoreError> {
+    const SQL: &str =
+        "UPDATE videos SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4";
+    let backend = db.backend();
+    let mut tx = crate::db::begin(db).await?;
+    let updated = sqlx::query(SQL)
+        .bind(VideoStatus::Uploaded.as_str())
+        .bind(now_millis())
+        .bind(id.as_str())
+        .bind(VideoStatus::Failed.as_str())
+        .execute(&mut *tx)
+        .in_db_span(query_span(backend, "UPDATE", "videos", SQL))
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        drop(tx);
+        return Ok(match get(db, id).await? {
+            Some(v) => Reprocess::NotFailed(v.status),
+            None => Reprocess::NotFound,
+        });
+    }
+    crate::outbox::write_outbox(&mut tx, backend, &[job]).await?;
+    crate::db::commit(tx).await?;
+    match get(db, id).await? {
+        Some(v) => Ok(Reprocess::Queued(Box::new(v))),
+        None => Ok(Reprocess::NotFound),
+    }
 }
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ pub mod names {
     pub const VIDEO_RESUME_FAILURES: &str = "video.resume_failures_total";
     pub const PROGRESS_SAVE_TIME: &str = "progress.save_time_ms";
     pub const PROGRESS_UPDATES: &str = "progress.updates_total";
+    pub const VIDEO_ADMIN_ACTIONS: &str = "video.admin_actions_total";
     pub const WORKFLOW_RUN_TOTAL: &str = "workflow.run.total";
     pub const WORKFLOW_RUN_DURATION: &str = "workflow.run.duration_ms";
     pub const WORKFLOW_RUN_STATUS: &str = "workflow.run.status";
@@ -207,6 +208,13 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "{update}",
         "Progress updates received, by outcome (saved, duplicate, rejected).",
         &["outcome"],
+    ),
+    // Issue 28: what admins do to lessons.
+    counter(
+        VIDEO_ADMIN_ACTIONS,
+        "{action}",
+        "Admin actions on lessons (update, delete, reprocess), by outcome (done, refused, not_found).",
+        &["action", "outcome"],
     ),
     counter(
         WORKFLOW_RUN_TOTAL,
@@ -481,6 +489,7 @@ pub struct Instruments {
     pub video_resume_failures_total: Counter<u64>,
     pub progress_save_time_ms: Histogram<f64>,
     pub progress_updates_total: Counter<u64>,
+    pub video_admin_actions_total: Counter<u64>,
     pub workflow_run_total: Counter<u64>,
     pub workflow_run_duration_ms: Histogram<f64>,
     pub workflow_run_status: Counter<u64>,
@@ -565,6 +574,7 @@ impl Metrics {
             video_resume_failures_total: count(meter, VIDEO_RESUME_FAILURES),
             progress_save_time_ms: hist(meter, PROGRESS_SAVE_TIME),
             progress_updates_total: count(meter, PROGRESS_UPDATES),
+            video_admin_actions_total: count(meter, VIDEO_ADMIN_ACTIONS),
             workflow_run_total: count(meter, WORKFLOW_RUN_TOTAL),
             workflow_run_duration_ms: hist(meter, WORKFLOW_RUN_DURATION),
             workflow_run_status: count(meter, WORKFLOW_RUN_STATUS),

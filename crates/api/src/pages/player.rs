@@ -32,6 +32,8 @@ struct PlayerPage<'a> {
     /// The page load's own trace context, for `<meta name="traceparent">`.
     traceparent: &'a str,
     title: &'a str,
+    /// Empty: no paragraph.
+    description: &'a str,
     data: PageData<'a>,
 }
 
@@ -40,6 +42,7 @@ struct PlayerPage<'a> {
 #[template(path = "lesson_status.html")]
 struct LessonStatusPage<'a> {
     title: &'a str,
+    description: &'a str,
     /// `uploaded`, `processing` or `failed`: a CSS class and what `message` describes.
     status: &'a str,
     message: &'a str,
@@ -107,6 +110,7 @@ pub async fn get(
     let page = PlayerPage {
         traceparent: &traceparent,
         title: &video.title,
+        description: &video.description,
         data: PageData {
             video_id: &video.id,
             title: &video.title,
@@ -139,6 +143,7 @@ fn not_ready(video: &VideoBody, admin: bool) -> Result<Response, ApiError> {
     };
     let page = LessonStatusPage {
         title: &video.title,
+        description: &video.description,
         status: &video.status,
         message,
         refresh,
@@ -159,6 +164,8 @@ mod tests {
         let page = PlayerPage {
             traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
             title,
+            // The description is user input too.
+            description: title,
             data: PageData {
                 video_id: "v",
                 title,

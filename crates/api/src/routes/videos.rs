@@ -1,8 +1,12 @@
-//! `/api/videos`: the lesson library, each video's metadata, its stream and its thumbnail.
+//! `/api/videos`: the lesson library, each video's metadata, its stream and its thumbnail;
+//! admins edit ([`patch`]), delete ([`delete`]) and reprocess ([`reprocess`]) lessons.
 
+pub mod delete;
 pub mod get;
 pub mod list;
+pub mod patch;
 pub mod range;
+pub mod reprocess;
 pub mod stream;
 pub mod thumbnail;
 
@@ -20,6 +24,10 @@ pub struct VideoBody {
     /// A UUID.
     pub id: String,
     pub title: String,
+    /// Written by an admin; empty until then.
+    // `default`: metadata cached before the field existed still reads.
+    #[serde(default)]
+    pub description: String,
     pub filename: String,
     /// `uploaded`, `processing`, `ready` or `failed`.
     pub status: String,
@@ -40,6 +48,7 @@ impl From<&Video> for VideoBody {
         Self {
             id: v.id.clone(),
             title: v.title.clone(),
+            description: v.description.clone(),
             filename: v.filename.clone(),
             status: v.status.as_str().to_owned(),
             content_type: v.content_type.clone(),
@@ -77,4 +86,34 @@ pub(crate) fn invalid_filename(e: CoreError) -> ApiError {
         CoreError::Invalid(m) => ApiError::bad_request("invalid_filename", m),
         other => ApiError::Core(other),
     }
+}
+
+/// The id of an admin route's `{id_or_filename}` segment: these routes take a video id only.
+pub(crate) fn admin_video_id(segment: &str) -> Result<vidscope_core::videos::VideoId, ApiError> {
+    vidscope_core::videos::VideoId::parse(segment).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_id",
+            "id_or_filename: this route takes a video id (a UUID), not a file name",
+        )
+    })
+}
+
+/// The `action` labels of `video.admin_actions_total`.
+pub(crate) const ADMIN_ACTIONS: [&str; 3] = ["update", "delete", "reprocess"];
+/// Its `outcome` labels: `refused` is bad input or a state that does not allow the action.
+pub(crate) const ADMIN_OUTCOMES: [&str; 3] = ["done", "refused", "not_found"];
+
+/// Counts an admin action on a lesson.
+pub(crate) fn count_admin_action(
+    state: &crate::state::AppState,
+    action: &'static str,
+    outcome: &'static str,
+) {
+    state.metrics.video_admin_actions_total.add(
+        1,
+        &[
+            opentelemetry::KeyValue::new("action", action),
+            opentelemetry::KeyValue::new("outcome", outcome),
+        ],
+    );
 }

@@ -130,6 +130,14 @@ async fn every_route_answers_each_role_as_specified() {
     let progress = json!({"videoId": id, "positionSeconds": 1.0, "watchTime": 1.0});
     let batch = json!({"videoId": id, "events": [{"name": "video.buffering"}]});
     let login = json!({"email": viewer.user.email, "password": viewer.password});
+    // Lessons only admins manage (issue 28): one to reprocess (failed), one to delete.
+    let failed = seed_video(&app, "authz-failed.mp4", &mp4_bytes(100)).await;
+    let failed_id = VideoId::parse(&failed.id).unwrap();
+    videos::set_status(&app.state.db, &failed_id, videos::VideoStatus::Failed)
+        .await
+        .unwrap();
+    let doomed = seed_video(&app, "authz-doomed.mp4", &mp4_bytes(100)).await;
+    let admin_only = |s| [401, 403, 403, s];
     let all = |s| [s; 4];
     let signed_in = |s| [401, s, s, s];
 
@@ -281,6 +289,27 @@ async fn every_route_answers_each_role_as_specified() {
             format!("/player/{id}"),
             Body::None,
             [303, 200, 200, 200],
+        ),
+        case(
+            "PATCH",
+            "/api/videos/{id_or_filename}",
+            format!("/api/videos/{id}"),
+            Body::Json(json!({"title": "Renamed"})),
+            admin_only(200),
+        ),
+        case(
+            "POST",
+            "/api/videos/{id_or_filename}/reprocess",
+            format!("/api/videos/{}/reprocess", failed.id),
+            Body::None,
+            admin_only(202),
+        ),
+        case(
+            "DELETE",
+            "/api/videos/{id_or_filename}",
+            format!("/api/videos/{}", doomed.id),
+            Body::None,
+            admin_only(204),
         ),
         // Last: it ends the sessions the other cases use.
         case(

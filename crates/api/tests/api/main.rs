@@ -16,6 +16,7 @@ mod faults;
 mod file_mode;
 mod health;
 mod http_metrics;
+mod lessons;
 mod limits;
 mod migrate;
 mod openapi;

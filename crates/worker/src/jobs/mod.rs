@@ -11,6 +11,7 @@
 
 pub mod crm_sync;
 pub mod probe;
+pub mod purge;
 pub mod thumbnail;
 
 use std::future::Future;
@@ -134,6 +135,7 @@ impl Registry {
             .register(probe::Probe)
             .register(thumbnail::Thumbnail)
             .register(crm_sync::CrmSync)
+            .register(purge::Purge)
     }
 
     /// Adds a job of a kind not registered yet.
@@ -235,12 +237,41 @@ pub async fn update_videos<T>(
     Ok(out)
 }
 
-/// The video a job is about; a deleted video is a permanent error.
-pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Video, JobError> {
+/// The video a job is about; `None` when it was deleted (see [`settle_if_deleted`]).
+pub async fn load_video(ctx: &JobContext, id: &VideoId) -> Result<Option<Video>, JobError> {
     tracing::Span::current().record("video.id", id.as_str());
-    videos::get(&ctx.db, id)
-        .await?
-        .ok_or_else(|| JobError::permanent("video.not_found", format!("video {id} not found")))
+    let video = videos::get(&ctx.db, id).await?;
+    if video.is_none() {
+        video_gone(id);
+    }
+    Ok(video)
+}
+
+/// A job about a lesson an admin deleted settles as done: there is nothing left to process,
+/// and a retry or a dead letter would report a failure that is not one. Logged (and put on
+/// the job's span) as `job.video_deleted`.
+fn video_gone(id: &VideoId) {
+    tracing::info!(video.id = id.as_str(), "job.video_deleted");
+}
+
+/// `result` of a job about video `id`, except that a failure is success when the video is
+/// gone by then: deleted while the job ran (its object purged under it, say). A failure of
+/// this check itself keeps the job's own error.
+pub async fn settle_if_deleted(
+    ctx: &JobContext,
+    id: &VideoId,
+    result: Result<(), JobError>,
+) -> Result<(), JobError> {
+    match result {
+        Err(e) => match videos::get(&ctx.db, id).await {
+            Ok(None) => {
+                video_gone(id);
+                Ok(())
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
 }
 
 /// The video's object copied into a fresh temp dir (in the worker's own, see
@@ -348,7 +379,7 @@ mod tests {
         let kinds = Registry::standard().kinds();
         let unique: std::collections::HashSet<_> = kinds.iter().collect();
         assert_eq!(unique.len(), kinds.len(), "{kinds:?}");
-        for name in ["video.probe", "video.thumbnail", "crm.sync"] {
+        for name in ["video.probe", "video.thumbnail", "crm.sync", "video.purge"] {
             assert!(
                 kinds.iter().any(|k| k.as_str() == name),
                 "{name}: {kinds:?}"

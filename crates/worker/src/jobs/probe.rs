@@ -10,7 +10,9 @@ use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoStatus};
 
 use super::thumbnail::ThumbnailPayload;
-use super::{Job, JobContext, fetch_input, load_video, set_status, step, update_videos};
+use super::{
+    Job, JobContext, fetch_input, load_video, set_status, settle_if_deleted, step, update_videos,
+};
 use crate::error::JobError;
 
 pub struct Probe;
@@ -25,42 +27,51 @@ impl Job for Probe {
         job: &JobMessage,
         payload: ProbePayload,
     ) -> Result<(), JobError> {
-        const KIND: JobKind = ProbePayload::KIND;
-        let id = payload.video_id;
-        let video = load_video(ctx, &id).await?;
-        if video.status == VideoStatus::Uploaded {
-            set_status(ctx, &video, VideoStatus::Processing).await?;
-        }
-        // The input file lives as long as `_dir`.
-        let (_dir, input) = fetch_input(ctx, KIND, &video).await?;
-        let probe = step(ctx, KIND, "ffmpeg.probe", ctx.ffmpeg.probe(&input)).await?;
-        let thumbnail = NewJob::derived(
-            &job.id,
-            &ThumbnailPayload {
-                video_id: id.clone(),
-            },
-        );
-        update_videos(
-            ctx,
-            KIND,
-            async {
-                let mut tx = vidscope_core::db::begin(&ctx.db).await?;
-                videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
-                outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
-                vidscope_core::db::commit(tx).await?;
-                Ok(())
-            }
-            .instrument(tracing::info_span!(
-                "db.transaction",
-                db.collection.name = "videos"
-            )),
-        )
-        .await?;
-        Ok(())
+        let id = payload.video_id.clone();
+        let result = probe(ctx, job, payload).await;
+        settle_if_deleted(ctx, &id, result).await
     }
 
     /// Its video becomes `failed`.
     async fn on_dead_letter(&self, ctx: &JobContext, p: ProbePayload) -> Result<(), JobError> {
         super::fail_video(ctx, &p.video_id).await
     }
+}
+
+/// The job; a video deleted before it starts leaves nothing to do.
+async fn probe(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Result<(), JobError> {
+    const KIND: JobKind = ProbePayload::KIND;
+    let id = payload.video_id;
+    let Some(video) = load_video(ctx, &id).await? else {
+        return Ok(());
+    };
+    if video.status == VideoStatus::Uploaded {
+        set_status(ctx, &video, VideoStatus::Processing).await?;
+    }
+    // The input file lives as long as `_dir`.
+    let (_dir, input) = fetch_input(ctx, KIND, &video).await?;
+    let probe = step(ctx, KIND, "ffmpeg.probe", ctx.ffmpeg.probe(&input)).await?;
+    let thumbnail = NewJob::derived(
+        &job.id,
+        &ThumbnailPayload {
+            video_id: id.clone(),
+        },
+    );
+    update_videos(
+        ctx,
+        KIND,
+        async {
+            let mut tx = vidscope_core::db::begin(&ctx.db).await?;
+            videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
+            outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
+            vidscope_core::db::commit(tx).await?;
+            Ok(())
+        }
+        .instrument(tracing::info_span!(
+            "db.transaction",
+            db.collection.name = "videos"
+        )),
+    )
+    .await?;
+    Ok(())
 }

@@ -15,7 +15,9 @@ use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoStatus};
 use vidscope_telemetry::Metrics;
 
-use super::{Job, JobContext, announce, fetch_input, load_video, step, update_videos};
+use super::{
+    Job, JobContext, announce, fetch_input, load_video, settle_if_deleted, step, update_videos,
+};
 use crate::error::JobError;
 
 /// Wire form `{"videoId": "<uuid>"}`, unchanged since the first release.
@@ -49,56 +51,9 @@ impl Job for Thumbnail {
         _job: &JobMessage,
         payload: ThumbnailPayload,
     ) -> Result<(), JobError> {
-        let id = payload.video_id;
-        let video = load_video(ctx, &id).await?;
-        let (dir, input) = fetch_input(ctx, KIND, &video).await?;
-        let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
-        let jpeg = dir.path().join("thumbnail.jpg");
-        step(
-            ctx,
-            KIND,
-            "ffmpeg.extract_frame",
-            ctx.ffmpeg.extract_frame(&input, at, &jpeg),
-        )
-        .await?;
-        let bytes = Bytes::from(
-            tokio::fs::read(&jpeg)
-                .await
-                .map_err(|e| JobError::transient("io", format!("reading the frame: {e}")))?,
-        );
-        let size = bytes.len();
-        let thumb_key = ObjectKey::parse(&format!("videos/{id}/thumbnail.jpg"))?;
-        let put_span = tracing::info_span!(
-            "storage.put",
-            storage.backend = ctx.store.backend_name(),
-            s3.key = thumb_key.as_str(),
-            s3.size = size as i64,
-            error.type = Empty,
-        );
-        step(ctx, KIND, "storage.put", async {
-            ctx.store
-                .put_bytes(&thumb_key, bytes, "image/jpeg")
-                .instrument(put_span.clone())
-                .await
-                .map_err(|e| {
-                    let e = JobError::from(e);
-                    vidscope_telemetry::classify::record_classified(&put_span, &e);
-                    e
-                })
-        })
-        .await?;
-        let image = [KeyValue::new("workflow_name", KIND.as_str())];
-        ctx.metrics.workflow_image_uploaded.add(1, &image);
-        ctx.metrics
-            .workflow_image_size_bytes
-            .record(size as f64, &image);
-        update_videos(ctx, KIND, async {
-            videos::mark_ready(&ctx.db, &id, &thumb_key).await?;
-            Ok(())
-        })
-        .await?;
-        announce(ctx, &video, VideoStatus::Ready).await;
-        Ok(())
+        let id = payload.video_id.clone();
+        let result = thumbnail(ctx, payload).await;
+        settle_if_deleted(ctx, &id, result).await
     }
 
     /// Its video becomes `failed`.
@@ -112,6 +67,78 @@ impl Job for Thumbnail {
             .workflow_image_uploaded
             .add(0, std::slice::from_ref(workflow));
     }
+}
+
+/// The job; a video deleted before it starts leaves nothing to do, one deleted while it ran
+/// leaves no thumbnail behind.
+async fn thumbnail(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError> {
+    let id = payload.video_id;
+    let Some(video) = load_video(ctx, &id).await? else {
+        return Ok(());
+    };
+    let (dir, input) = fetch_input(ctx, KIND, &video).await?;
+    let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
+    let jpeg = dir.path().join("thumbnail.jpg");
+    step(
+        ctx,
+        KIND,
+        "ffmpeg.extract_frame",
+        ctx.ffmpeg.extract_frame(&input, at, &jpeg),
+    )
+    .await?;
+    let bytes = Bytes::from(
+        tokio::fs::read(&jpeg)
+            .await
+            .map_err(|e| JobError::transient("io", format!("reading the frame: {e}")))?,
+    );
+    let size = bytes.len();
+    let thumb_key = ObjectKey::parse(&format!("videos/{id}/thumbnail.jpg"))?;
+    let put_span = tracing::info_span!(
+        "storage.put",
+        storage.backend = ctx.store.backend_name(),
+        s3.key = thumb_key.as_str(),
+        s3.size = size as i64,
+        error.type = Empty,
+    );
+    step(ctx, KIND, "storage.put", async {
+        ctx.store
+            .put_bytes(&thumb_key, bytes, "image/jpeg")
+            .instrument(put_span.clone())
+            .await
+            .map_err(|e| {
+                let e = JobError::from(e);
+                vidscope_telemetry::classify::record_classified(&put_span, &e);
+                e
+            })
+    })
+    .await?;
+    let image = [KeyValue::new("workflow_name", KIND.as_str())];
+    ctx.metrics.workflow_image_uploaded.add(1, &image);
+    ctx.metrics
+        .workflow_image_size_bytes
+        .record(size as f64, &image);
+    let marked = update_videos(ctx, KIND, async {
+        Ok(videos::mark_ready(&ctx.db, &id, &thumb_key).await?)
+    })
+    .await?;
+    if !marked {
+        // Deleted while the frame was made: the delete's purge may have run already, so
+        // the image just stored is removed here. Best effort: the job settles as done
+        // either way (see `settle_if_deleted`), and a failure is logged with the key.
+        if let Err(e) = ctx.store.delete(&thumb_key).await {
+            tracing::warn!(
+                error = %e,
+                s3.key = thumb_key.as_str(),
+                "could not remove the thumbnail of a deleted video"
+            );
+        }
+        return Err(JobError::permanent(
+            "video.deleted",
+            format!("video {id} was deleted while its thumbnail was made"),
+        ));
+    }
+    announce(ctx, &video, VideoStatus::Ready).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 )]
 
 mod common;
+mod lessons;
 mod pipeline;
 mod process;
 mod queue;

@@ -47,7 +47,7 @@ pub(crate) fn context(app: &TestApp) -> JobContext {
     }
 }
 
-fn fast_settings() -> WorkerSettings {
+pub(crate) fn fast_settings() -> WorkerSettings {
     WorkerSettings {
         relay_interval: Duration::from_millis(100),
         backoff_base: Duration::from_millis(20),
@@ -57,14 +57,14 @@ fn fast_settings() -> WorkerSettings {
 }
 
 /// A worker running in the background until stopped (or its `stop` sender is dropped).
-struct Running {
+pub(crate) struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Shuts the worker down and waits for its drain; fails if its loop panicked.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
         self.handle
             .await
@@ -72,7 +72,7 @@ impl Running {
     }
 }
 
-fn start(worker: Worker) -> Running {
+pub(crate) fn start(worker: Worker) -> Running {
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         worker
@@ -531,7 +531,11 @@ fn crm_job() -> NewJob {
     })
 }
 
-async fn queues(app: &TestApp, consumer: &str, prefix: &str) -> Vec<(&'static str, Queue)> {
+pub(crate) async fn queues(
+    app: &TestApp,
+    consumer: &str,
+    prefix: &str,
+) -> Vec<(&'static str, Queue)> {
     queues_with(app, consumer, prefix, Duration::from_secs(3)).await
 }
 
@@ -565,7 +569,7 @@ async fn wait_dead_letter(
     .await
 }
 
-async fn wait_done(app: &TestApp, id: &str) {
+pub(crate) async fn wait_done(app: &TestApp, id: &str) {
     wait_done_within(app, id, WAIT, "job").await;
 }
 
