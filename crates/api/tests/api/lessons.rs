@@ -146,6 +146,12 @@ async fn bad_edits_are_400s_naming_the_field_and_unknown_lessons_404s() {
             "unknown field `status`",
         ),
         (json!({"title": 7}), "invalid_json", "title"),
+        (json!({"title": null}), "invalid_json", "title"),
+        (
+            json!({"title": "ok", "description": null}),
+            "invalid_json",
+            "description",
+        ),
         (json!({}), "empty_update", "title"),
     ] {
         let resp = patch(&app, id, &admin, body.clone()).await;

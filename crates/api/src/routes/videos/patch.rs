@@ -20,13 +20,16 @@ use crate::openapi::responses::{
 };
 use crate::state::AppState;
 
-/// The fields to change; at least one.
+/// The fields to change; at least one. A field is a string or left out: `null` is refused (400)
+/// rather than read as "left out", so that the body means what the document says it does.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateVideoBody {
     /// Trimmed; 1 to 200 characters, not only white space, no control characters.
+    #[serde(default, deserialize_with = "present")]
     #[schema(
+        nullable = false,
         min_length = 1,
         max_length = 200,
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
@@ -34,11 +37,18 @@ pub struct UpdateVideoBody {
     title: Option<String>,
     /// Trimmed; at most 5000 characters, no control characters but line breaks and tabs. An
     /// empty string clears it.
+    #[serde(default, deserialize_with = "present")]
     #[schema(
+        nullable = false,
         max_length = 5000,
         pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
     )]
     description: Option<String>,
+}
+
+/// A field that is there must be a string (serde reads `null` as `None` for an `Option`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 #[utoipa::path(
