@@ -66,17 +66,12 @@ fn paced_upload(
     })
 }
 
-/// Every file under `dir`, relative names.
+/// Every file under `dir`, as text.
 fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(files_under(&e.path()));
-        } else {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
+    vidscope_testkit::files::files_under(dir)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// `vidscope-api` over `db_url` with its objects in `data_dir` and the shutdown deadline under

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod db;
 pub mod disk;
+pub mod files;
 pub mod otlp;
 pub mod router;
 pub mod s3;

@@ -1,7 +1,6 @@
 //! `POST /api/upload`: authorization, the streamed upload and its trace, the size limit and the
 //! content type check, and that a rejected upload leaves nothing behind (local store and S3).
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header;
@@ -81,22 +80,7 @@ pub(crate) async fn upload(
     req.send().await.unwrap()
 }
 
-/// Every regular file under `dir`.
-pub(crate) fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
+pub(crate) use vidscope_testkit::files::files_under;
 
 pub(crate) fn local_root(app: &TestApp) -> std::path::PathBuf {
     match &app.settings.store.kind {

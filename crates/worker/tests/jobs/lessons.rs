@@ -15,6 +15,7 @@ use vidscope_core::jobs::{self, JobPayload, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::VideoId;
+use vidscope_testkit::files::files_under;
 use vidscope_testkit::{TestApp, spawn_app};
 use vidscope_worker::jobs::Registry;
 use vidscope_worker::jobs::thumbnail::ThumbnailPayload;
@@ -83,19 +84,6 @@ fn local_root(app: &TestApp) -> PathBuf {
         StoreKind::Local { root } => root.clone(),
         StoreKind::S3 { .. } => panic!("expected the local store"),
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// `chattr +i` / `-i` on `dir`: an immutable directory refuses to lose entries, even to root
