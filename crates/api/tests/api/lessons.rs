@@ -42,6 +42,14 @@ async fn patch(app: &TestApp, id: &str, user: &TestUser, body: Value) -> reqwest
     .await
 }
 
+/// A running app, an admin and one seeded lesson: what every test here starts from.
+async fn admin_and_lesson(filename: &str) -> (TestApp, TestUser, videos::Video) {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let video = seed_video(&app, filename, &mp4_bytes(100)).await;
+    (app, admin, video)
+}
+
 async fn outbox_kinds(app: &TestApp, id: &str) -> Vec<String> {
     sqlx::query_scalar("SELECT kind FROM outbox WHERE payload LIKE $1 ORDER BY created_at, id")
         .bind(format!("%{id}%"))
@@ -52,10 +60,8 @@ async fn outbox_kinds(app: &TestApp, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn an_admin_edits_a_lessons_title_and_description() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin, video) = admin_and_lesson("edit.mp4").await;
     let viewer = app.create_user(Role::Viewer).await;
-    let video = seed_video(&app, "edit.mp4", &mp4_bytes(100)).await;
     let id = video.id.as_str();
     // Read once, so the cached metadata must be dropped by the edit.
     let before: Value = app
@@ -121,9 +127,7 @@ async fn an_admin_edits_a_lessons_title_and_description() {
 
 #[tokio::test]
 async fn bad_edits_are_400s_naming_the_field_and_unknown_lessons_404s() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
-    let video = seed_video(&app, "bad.mp4", &mp4_bytes(100)).await;
+    let (app, admin, video) = admin_and_lesson("bad.mp4").await;
     let id = video.id.as_str();
     for (body, code, needle) in [
         (json!({"title": ""}), "invalid_title", "title"),
@@ -223,10 +227,8 @@ async fn bad_edits_are_400s_naming_the_field_and_unknown_lessons_404s() {
 
 #[tokio::test]
 async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin, video) = admin_and_lesson("gone.mp4").await;
     let viewer = app.create_user(Role::Viewer).await;
-    let video = seed_video(&app, "gone.mp4", &mp4_bytes(100)).await;
     let keep = seed_video(&app, "kept.mp4", &mp4_bytes(100)).await;
     let id = video.id.as_str();
     let vid = VideoId::parse(id).unwrap();
@@ -352,9 +354,7 @@ async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go()
 
 #[tokio::test]
 async fn only_a_failed_lesson_is_reprocessed_and_another_is_a_409_naming_its_state() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
-    let video = seed_video(&app, "again.mp4", &mp4_bytes(100)).await;
+    let (app, admin, video) = admin_and_lesson("again.mp4").await;
     let id = video.id.as_str();
     let vid = VideoId::parse(id).unwrap();
     let path = format!("/api/videos/{id}/reprocess");
