@@ -12,7 +12,6 @@
 #![no_main]
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 
 use arbitrary::{Arbitrary, Unstructured};
 use axum::body::{Body, Bytes};
@@ -134,43 +133,6 @@ fn body(form: &Form<'_>) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
     (out, well_formed.then_some(files))
 }
 
-/// The chunks as a network delivers them: each arrives only once the reader has waited for it,
-/// never on the reader's immediate second look. (A stream that is ready at once on every look
-/// trips a bug of multer 3.1: when its first look for the opening boundary comes back empty and
-/// the second brings the whole body and its end at once, it answers "incomplete multipart
-/// stream" without looking at what it got.) Each chunk is first answered `Pending` with the
-/// waker woken, so the reader goes back to the runtime, as it would wait on a socket. Written
-/// by hand rather than a task feeding a channel: that cost a task and a channel per input and
-/// held the target near 540 inputs/s.
-struct Network {
-    chunks: std::vec::IntoIter<Bytes>,
-    waited: bool,
-}
-
-impl futures_util::Stream for Network {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        if !self.waited {
-            self.waited = true;
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
-        }
-        self.waited = false;
-        std::task::Poll::Ready(self.chunks.next().map(Ok))
-    }
-}
-
-fn network(chunks: Vec<Bytes>) -> Network {
-    Network {
-        chunks: chunks.into_iter(),
-        waited: false,
-    }
-}
-
 /// What the walk answered: the title, the file (name, type, size), or the refusal's status
 /// and body.
 type Outcome = Result<(Option<String>, Option<(String, &'static str, u64)>), (u16, Bytes)>;
@@ -191,7 +153,7 @@ async fn walk(body: &[u8], sizes: impl Iterator<Item = usize>, max_bytes: u64) -
             header::CONTENT_TYPE,
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
-        .body(Body::from_stream(network(chunks)))
+        .body(Body::from_stream(vidscope_api::fuzzing::Paced::new(chunks)))
         .unwrap();
     // A body the extractor refuses never reaches the walk (the handler answers 400).
     let multipart = Multipart::from_request(request, &()).await.ok()?;

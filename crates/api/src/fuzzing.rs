@@ -6,6 +6,7 @@
 use axum::extract::Multipart;
 
 use crate::error::ApiError;
+pub use crate::routes::upload::paced::Paced;
 pub use crate::routes::upload::post::CheckedFile;
 
 /// `POST /api/telemetry/player`'s body: the number of events of a valid batch and whether it

@@ -672,47 +672,20 @@ pub(crate) async fn check_form(
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
     use axum::body::Body;
     use axum::extract::FromRequest as _;
     use axum::http::Request;
 
     use super::*;
+    use crate::routes::upload::paced::Paced;
 
     const BOUNDARY: &str = "vidscopetestboundary";
-
-    /// The body in chunks of `size` bytes, each delivered only after the reader has waited
-    /// for it, as from a socket (see `fuzz/fuzz_targets/upload_form.rs`).
-    struct Paced {
-        chunks: std::vec::IntoIter<Bytes>,
-        waited: bool,
-    }
-
-    impl futures_util::Stream for Paced {
-        type Item = Result<Bytes, Infallible>;
-
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            if !self.waited {
-                self.waited = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            self.waited = false;
-            Poll::Ready(self.chunks.next().map(Ok))
-        }
-    }
 
     /// The status `check_form` answers for `body` cut into `size`-byte chunks (200 when the
     /// form passed).
     async fn status(body: &[u8], size: usize, max_bytes: u64) -> u16 {
         let chunks: Vec<Bytes> = body.chunks(size).map(Bytes::copy_from_slice).collect();
-        let stream = Paced {
-            chunks: chunks.into_iter(),
-            waited: false,
-        };
+        let stream = Paced::new(chunks);
         let request = Request::builder()
             .method("POST")
             .header(
