@@ -291,7 +291,8 @@ fi
 # ------------------------------------------------------------------ fuzzing
 # Every fuzz target of fuzz/ for a few seconds from its committed seeds (scripts/fuzz.sh,
 # docs/reliability.md#fuzzing), so that a parser that panics again on or near its seeds (the
-# crashes found so far are among them) fails here. cargo-fuzz needs the nightly toolchain,
+# crashes found so far are among them) fails here. The `smoke` build is unoptimised: quick to
+# build from cold, and a few seconds do not need speed. The build needs the nightly toolchain,
 # which a machine may not have: then the phase is skipped and says so.
 if [[ ${VIDSCOPE_TEST_SKIP_FUZZ:-0} == 1 ]]; then
     phase_skip "fuzz (smoke)" "VIDSCOPE_TEST_SKIP_FUZZ=1"
@@ -299,7 +300,7 @@ elif ! cargo +nightly --version >/dev/null 2>&1; then
     printf '==> fuzz (smoke): SKIPPED, the nightly toolchain is missing: the fuzz targets did not run (rustup toolchain install nightly)\n' >&2
     phase_skip "fuzz (smoke)" "no nightly toolchain"
 else
-    run_phase "fuzz (smoke)" scripts/fuzz.sh "${VIDSCOPE_TEST_FUZZ_SECONDS:-5}" || true
+    run_phase "fuzz (smoke)" env FUZZ_PROFILE=smoke scripts/fuzz.sh "${VIDSCOPE_TEST_FUZZ_SECONDS:-5}" || true
 fi
 
 # ------------------------------------------------------------- docs checks

@@ -130,6 +130,18 @@ impl UncheckedMessage {
     }
 }
 
+/// Asserts that `payload` is written as `json` and that `json` reads back as `payload`: the
+/// wire form of jobs already queued must not change unnoticed.
+#[cfg(test)]
+pub(crate) fn assert_wire_form<P: JobPayload + PartialEq + std::fmt::Debug>(
+    payload: &P,
+    json: serde_json::Value,
+) {
+    assert_eq!(serde_json::to_value(payload).unwrap(), json);
+    let message = JobMessage::for_test(P::KIND, json);
+    assert_eq!(&parse_payload::<P>(&message).unwrap(), payload);
+}
+
 #[cfg(test)]
 impl JobMessage {
     pub(crate) fn for_test(kind: JobKind, payload: serde_json::Value) -> Self {

@@ -360,6 +360,15 @@ impl TestApp {
         self.get_with(path, &[("cookie", &user.cookie)]).await
     }
 
+    /// `GET path` as `user`, which must answer 200 with JSON: that JSON.
+    pub async fn get_json_as(&self, path: &str, user: &TestUser) -> serde_json::Value {
+        let resp = self.get_as(path, user).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
     /// `POST path` as `user`, with `body` as JSON.
     pub async fn post_json_as(
         &self,
@@ -454,4 +463,21 @@ impl TestApp {
             drop(pg);
         }
     }
+}
+
+/// Asserts that `resp` is the API's error answer `status` with `error.code` = `code` (what the
+/// clients branch on), and returns its JSON body. `what` names the case in a failure.
+pub async fn expect_error(
+    resp: reqwest::Response,
+    status: u16,
+    code: &str,
+    what: &str,
+) -> serde_json::Value {
+    let got = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(got, status, "{what}: {text}");
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{what}: not a JSON error body ({e}): {text}"));
+    assert_eq!(body["error"]["code"], code, "{what}: {body}");
+    body
 }

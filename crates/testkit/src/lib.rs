@@ -17,8 +17,8 @@ pub mod s3;
 pub mod seen;
 
 pub use app::{
-    LogBuffer, TestApp, TestAppBuilder, TestUser, ThreadTelemetry, background, spawn_app,
-    spawn_app_with, with_backend_from_env,
+    LogBuffer, TestApp, TestAppBuilder, TestUser, ThreadTelemetry, background, expect_error,
+    spawn_app, spawn_app_with, with_backend_from_env,
 };
 
 /// The ids a response's W3C `traceresponse` header (`00-<trace>-<span>-<flags>`) names.

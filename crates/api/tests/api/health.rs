@@ -1,4 +1,4 @@
-use vidscope_testkit::{TestApp, spawn_app};
+use vidscope_testkit::{TestApp, expect_error, spawn_app};
 
 #[tokio::test]
 async fn healthz_is_always_ok() {
@@ -20,10 +20,8 @@ async fn readyz_checks_every_dependency_and_names_the_one_that_fails() {
 
     app.state.db.close().await;
     let resp = app.get("/readyz").await;
-    assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_ready");
+    let body = expect_error(resp, 503, "not_ready", "readyz").await;
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(msg.contains("database"), "{msg}");
     assert!(!msg.contains("store") && !msg.contains("redis"), "{msg}");

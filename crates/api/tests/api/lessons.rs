@@ -10,7 +10,7 @@ use vidscope_core::jobs::NewJob;
 use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoId, VideoStatus};
-use vidscope_testkit::{TestApp, TestUser, spawn_app};
+use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
 
 use crate::videos::{mp4_bytes, seed_video};
 
@@ -42,6 +42,29 @@ async fn patch(app: &TestApp, id: &str, user: &TestUser, body: Value) -> reqwest
     .await
 }
 
+async fn delete(app: &TestApp, id: &str, user: &TestUser) -> reqwest::Response {
+    send(
+        app,
+        reqwest::Method::DELETE,
+        &format!("/api/videos/{id}"),
+        user,
+        None,
+    )
+    .await
+}
+
+const PROGRESS_ROWS: &str = "SELECT COUNT(*) FROM progress WHERE video_id = $1";
+const QUEUED_JOBS: &str = "SELECT COUNT(*) FROM jobs WHERE payload LIKE $1";
+
+/// How many rows `sql` (a `COUNT(*)` with one parameter) counts.
+async fn count(app: &TestApp, sql: &'static str, param: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(param)
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
 /// A running app, an admin and one seeded lesson: what every test here starts from.
 async fn admin_and_lesson(filename: &str) -> (TestApp, TestUser, videos::Video) {
     let app = spawn_app().await;
@@ -64,12 +87,7 @@ async fn an_admin_edits_a_lessons_title_and_description() {
     let viewer = app.create_user(Role::Viewer).await;
     let id = video.id.as_str();
     // Read once, so the cached metadata must be dropped by the edit.
-    let before: Value = app
-        .get_as(&format!("/api/videos/{id}"), &viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before = app.get_json_as(&format!("/api/videos/{id}"), &viewer).await;
     assert_eq!(before["description"], "");
 
     let resp = patch(
@@ -87,12 +105,7 @@ async fn an_admin_edits_a_lessons_title_and_description() {
     // One field alone keeps the other.
     let resp = patch(&app, id, &admin, json!({"description": ""})).await;
     assert_eq!(resp.status(), 200);
-    let after: Value = app
-        .get_as(&format!("/api/videos/{id}"), &viewer)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after = app.get_json_as(&format!("/api/videos/{id}"), &viewer).await;
     assert_eq!(after["title"], "Fractions, part 1", "{after}");
     assert_eq!(after["description"], "", "{after}");
     let resp = patch(&app, id, &admin, json!({"description": "<b>Halves</b>"})).await;
@@ -159,9 +172,7 @@ async fn bad_edits_are_400s_naming_the_field_and_unknown_lessons_404s() {
         (json!({}), "empty_update", "title"),
     ] {
         let resp = patch(&app, id, &admin, body.clone()).await;
-        assert_eq!(resp.status(), 400, "{body}");
-        let err: Value = resp.json().await.unwrap();
-        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+        let err = expect_error(resp, 400, code, &body.to_string()).await;
         let message = err["error"]["message"].as_str().unwrap();
         assert!(message.contains(needle), "{body}: {message}");
     }
@@ -183,44 +194,21 @@ async fn bad_edits_are_400s_naming_the_field_and_unknown_lessons_404s() {
         .unwrap();
     assert_eq!(stored.title, "A lesson");
 
-    let unknown = VideoId::generate();
-    for (method, path) in [
-        (reqwest::Method::PATCH, format!("/api/videos/{unknown}")),
-        (reqwest::Method::DELETE, format!("/api/videos/{unknown}")),
-        (
-            reqwest::Method::POST,
-            format!("/api/videos/{unknown}/reprocess"),
-        ),
+    // An unknown lesson, and a file name where an id belongs, for each of the three actions.
+    let unknown = format!("/api/videos/{}", VideoId::generate());
+    for (lesson, status, code) in [
+        (unknown.as_str(), 404, "not_found"),
+        ("/api/videos/bad.mp4", 400, "invalid_id"),
     ] {
-        let resp = send(
-            &app,
-            method.clone(),
-            &path,
-            &admin,
-            Some(json!({"title": "t"})),
-        )
-        .await;
-        assert_eq!(resp.status(), 404, "{method} {path}");
-        let err: Value = resp.json().await.unwrap();
-        assert_eq!(err["error"]["code"], "not_found", "{method} {path}");
-    }
-    // A file name where an id belongs.
-    for (method, path) in [
-        (reqwest::Method::PATCH, "/api/videos/bad.mp4"),
-        (reqwest::Method::DELETE, "/api/videos/bad.mp4"),
-        (reqwest::Method::POST, "/api/videos/bad.mp4/reprocess"),
-    ] {
-        let resp = send(
-            &app,
-            method.clone(),
-            path,
-            &admin,
-            Some(json!({"title": "t"})),
-        )
-        .await;
-        assert_eq!(resp.status(), 400, "{method} {path}");
-        let err: Value = resp.json().await.unwrap();
-        assert_eq!(err["error"]["code"], "invalid_id", "{method} {path}: {err}");
+        for (method, path) in [
+            (reqwest::Method::PATCH, lesson.to_owned()),
+            (reqwest::Method::DELETE, lesson.to_owned()),
+            (reqwest::Method::POST, format!("{lesson}/reprocess")),
+        ] {
+            let body = Some(json!({"title": "t"}));
+            let resp = send(&app, method.clone(), &path, &admin, body).await;
+            expect_error(resp, status, code, &format!("{method} {path}")).await;
+        }
     }
     app.stop().await;
 }
@@ -267,14 +255,7 @@ async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go()
         200
     );
 
-    let resp = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/videos/{id}"),
-        &admin,
-        None,
-    )
-    .await;
+    let resp = delete(&app, id, &admin).await;
     assert_eq!(resp.status(), 204);
 
     assert!(videos::get(&app.state.db, &vid).await.unwrap().is_none());
@@ -284,22 +265,14 @@ async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go()
             .status(),
         404
     );
-    let progress: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM progress WHERE video_id = $1")
-        .bind(id)
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let progress = count(&app, PROGRESS_ROWS, id).await;
     assert_eq!(progress, 0, "progress rows left");
     assert_eq!(
         outbox_kinds(&app, id).await,
         ["video.purge"],
         "pending probe left, or no purge"
     );
-    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE payload LIKE $1")
-        .bind(format!("%{id}%"))
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let queued = count(&app, QUEUED_JOBS, &format!("%{id}%")).await;
     assert_eq!(queued, 0, "a queued probe left");
     let purge: String = sqlx::query_scalar("SELECT payload FROM outbox WHERE kind = 'video.purge'")
         .fetch_one(app.state.db.pool())
@@ -315,21 +288,10 @@ async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go()
     );
     // The other lesson keeps everything.
     assert_eq!(outbox_kinds(&app, &keep.id).await, ["video.probe"]);
-    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM progress WHERE video_id = $1")
-        .bind(&keep.id)
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let kept = count(&app, PROGRESS_ROWS, &keep.id).await;
     assert_eq!(kept, 1);
     // Gone is gone.
-    let again = send(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/videos/{id}"),
-        &admin,
-        None,
-    )
-    .await;
+    let again = delete(&app, id, &admin).await;
     assert_eq!(again.status(), 404);
 
     // Traced and logged with who did it.
@@ -368,9 +330,7 @@ async fn only_a_failed_lesson_is_reprocessed_and_another_is_a_409_naming_its_sta
             .await
             .unwrap();
         let resp = send(&app, reqwest::Method::POST, &path, &admin, None).await;
-        assert_eq!(resp.status(), 409, "{status:?}");
-        let err: Value = resp.json().await.unwrap();
-        assert_eq!(err["error"]["code"], "not_ready");
+        let err = expect_error(resp, 409, "not_ready", &format!("{status:?}")).await;
         let message = err["error"]["message"].as_str().unwrap();
         assert!(message.contains(status.as_str()), "{message}");
     }

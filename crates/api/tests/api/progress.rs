@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::db::insert_video_row;
-use vidscope_testkit::{TestApp, TestUser, spawn_app};
+use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
@@ -361,9 +361,7 @@ async fn anonymous_callers_get_401_on_every_route() {
     ];
     for (name, request) in requests {
         let resp = request.send().await.unwrap();
-        assert_eq!(resp.status(), 401, "{name}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized", "{name}");
+        expect_error(resp, 401, "unauthorized", name).await;
     }
     app.stop().await;
 }

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use vidscope_telemetry::{OtlpProtocol, TelemetryConfig};
-use vidscope_testkit::TestApp;
 use vidscope_testkit::otlp::{CaptureReceiver, Transport};
+use vidscope_testkit::{TestApp, expect_error};
 
 const WAIT: Duration = Duration::from_secs(10);
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -142,9 +142,7 @@ async fn every_response_carries_traceresponse_even_errors() {
         assert!(tr.starts_with("00-") && tr.len() == 55, "{path}: {tr}");
     }
     let resp = app.get("/no/such/route").await;
-    assert_eq!(resp.status(), 404);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "route_not_found");
+    expect_error(resp, 404, "route_not_found", "an unknown route").await;
     app.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header;
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
-use vidscope_testkit::{TestApp, TestUser, TraceResponse};
+use vidscope_testkit::{TestApp, TestUser, TraceResponse, expect_error};
 
 use crate::trace_viewer::{each, get, get_json, ids, listed as trace};
 
@@ -385,9 +385,7 @@ async fn bad_input_and_access_are_refused_with_json() {
         ),
     ] {
         let resp = get(&f.app, admin, path).await;
-        assert_eq!(resp.status(), status, "{path}");
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        expect_error(resp, status, code, path).await;
     }
     let limit = get_json(&f.app, admin, "/api/trace-viewer/traces?limit=0").await;
     assert!(

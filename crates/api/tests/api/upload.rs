@@ -7,7 +7,7 @@ use reqwest::header;
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::{self, Filename, VideoId};
-use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
+use vidscope_testkit::{TestApp, TraceResponse, expect_error, spawn_app, spawn_app_with};
 
 use crate::videos::{error_code, mp4_bytes, s3_app};
 
@@ -278,9 +278,7 @@ async fn the_type_is_checked_by_content() {
     ];
     for (why, data, mentions) in cases {
         let resp = upload(&app, Some(&admin.cookie), form(&[file("x.mp4", data)])).await;
-        assert_eq!(resp.status(), 415, "{why}");
-        let body: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unsupported_media_type", "{why}");
+        let body = expect_error(resp, 415, "unsupported_media_type", why).await;
         let message = body["error"]["message"].as_str().unwrap();
         for m in mentions {
             assert!(message.contains(m), "{why}: {message}");

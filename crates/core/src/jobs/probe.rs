@@ -21,18 +21,13 @@ impl JobPayload for ProbePayload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::{JobMessage, parse_payload};
+    use crate::jobs::{JobMessage, assert_wire_form, parse_payload};
 
     #[test]
     fn wire_form_is_unchanged() {
         let id = VideoId::generate();
         let json = serde_json::json!({ "videoId": id.as_str() });
-        let p = ProbePayload {
-            video_id: id.clone(),
-        };
-        assert_eq!(serde_json::to_value(&p).unwrap(), json);
-        let m = JobMessage::for_test(ProbePayload::KIND, json);
-        assert_eq!(parse_payload::<ProbePayload>(&m).unwrap(), p);
+        assert_wire_form(&ProbePayload { video_id: id }, json);
     }
 
     #[test]

@@ -25,18 +25,16 @@ impl JobPayload for PurgePayload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::{JobMessage, parse_payload};
+    use crate::jobs::assert_wire_form;
 
     #[test]
     fn wire_form() {
         let id = VideoId::generate();
         let json = serde_json::json!({ "videoId": id.as_str(), "keys": ["a/b.mp4"] });
-        let p = PurgePayload {
-            video_id: id.clone(),
+        let payload = PurgePayload {
+            video_id: id,
             keys: vec!["a/b.mp4".into()],
         };
-        assert_eq!(serde_json::to_value(&p).unwrap(), json);
-        let m = JobMessage::for_test(PurgePayload::KIND, json);
-        assert_eq!(parse_payload::<PurgePayload>(&m).unwrap(), p);
+        assert_wire_form(&payload, json);
     }
 }

@@ -27,9 +27,7 @@ impl Job for Probe {
         job: &JobMessage,
         payload: ProbePayload,
     ) -> Result<(), JobError> {
-        let id = payload.video_id.clone();
-        let result = probe(ctx, job, payload).await;
-        settle_if_deleted(ctx, &id, result).await
+        settle_if_deleted(ctx, payload.video_id.clone(), probe(ctx, job, payload)).await
     }
 
     /// Its video becomes `failed`.

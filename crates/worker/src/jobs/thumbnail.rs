@@ -51,9 +51,7 @@ impl Job for Thumbnail {
         _job: &JobMessage,
         payload: ThumbnailPayload,
     ) -> Result<(), JobError> {
-        let id = payload.video_id.clone();
-        let result = thumbnail(ctx, payload).await;
-        settle_if_deleted(ctx, &id, result).await
+        settle_if_deleted(ctx, payload.video_id.clone(), thumbnail(ctx, payload)).await
     }
 
     /// Its video becomes `failed`.

@@ -17,12 +17,12 @@ use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::VideoId;
 use vidscope_testkit::files::files_under;
 use vidscope_testkit::{TestApp, spawn_app};
+use vidscope_worker::WorkerSettings;
 use vidscope_worker::jobs::Registry;
 use vidscope_worker::jobs::thumbnail::ThumbnailPayload;
-use vidscope_worker::{Worker, WorkerSettings};
 
 use crate::common::{PROBE, THUMBNAIL, unique_prefix};
-use crate::pipeline::{context, fast_settings, poll, queues, start, upload, wait_done};
+use crate::pipeline::{fast_settings, poll, queues, start, start_standard, upload, wait_done};
 
 #[tokio::test]
 async fn jobs_for_a_deleted_lesson_settle_as_done_on_both_queues() {
@@ -40,12 +40,7 @@ async fn jobs_for_a_deleted_lesson_settle_as_done_on_both_queues() {
         outbox::enqueue(&app.state.db, &[probe.clone(), thumbnail.clone()])
             .await
             .unwrap();
-        let worker = start(Worker::new(
-            context(&app),
-            queue.clone(),
-            Registry::standard(),
-            fast_settings(),
-        ));
+        let worker = start_standard(&app, queue.clone());
         wait_done(&app, &probe.id).await;
         wait_done(&app, &thumbnail.id).await;
         worker.stop().await;
@@ -176,12 +171,7 @@ async fn a_deleted_lessons_objects_go_once_the_store_can_delete_again() {
         max_attempts: 1000,
         ..fast_settings()
     };
-    let worker = start(Worker::new(
-        context(&app),
-        queue.clone(),
-        Registry::standard(),
-        settings,
-    ));
+    let worker = start(&app, queue.clone(), Registry::standard(), settings);
     // Failing and retried, not dead-lettered, while the store refuses.
     poll(
         "the purge failed twice",

@@ -72,7 +72,15 @@ impl Running {
     }
 }
 
-pub(crate) fn start(worker: Worker) -> Running {
+/// A worker on `queue` with the test app's database, store and metrics, as `vidscope up` wires
+/// one, running `registry`'s jobs with `settings`.
+pub(crate) fn start(
+    app: &TestApp,
+    queue: Queue,
+    registry: Registry,
+    settings: WorkerSettings,
+) -> Running {
+    let worker = Worker::new(context(app), queue, registry, settings);
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         worker
@@ -82,6 +90,11 @@ pub(crate) fn start(worker: Worker) -> Running {
             .await;
     });
     Running { stop, handle }
+}
+
+/// [`start`] with the real jobs and [`fast_settings`], as most tests want.
+pub(crate) fn start_standard(app: &TestApp, queue: Queue) -> Running {
+    start(app, queue, Registry::standard(), fast_settings())
 }
 
 /// Enqueues one `crm.sync` job and starts a worker on `queue` whose `crm.sync` job behaves as
@@ -97,7 +110,7 @@ async fn run_scripted(
     outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
         .await
         .unwrap();
-    let worker = start(Worker::new(context(app), queue.clone(), registry, settings));
+    let worker = start(app, queue.clone(), registry, settings);
     (job, runs, worker)
 }
 
@@ -199,12 +212,7 @@ pub(crate) fn test_video() -> Vec<u8> {
 
 async fn upload_to_thumbnail(app: &TestApp, queue: Queue) {
     let admin = app.create_user(Role::Admin).await;
-    let worker = start(Worker::new(
-        context(app),
-        queue,
-        Registry::standard(),
-        fast_settings(),
-    ));
+    let worker = start_standard(app, queue);
 
     let res = upload(app, &admin.cookie, "lesson-one.mp4", &test_video()).await;
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
@@ -597,12 +605,7 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
             .await
             .unwrap();
 
-        let doomed = start(Worker::new(
-            context(&app),
-            qa,
-            registry.clone(),
-            fast_settings(),
-        ));
+        let doomed = start(&app, qa, registry.clone(), fast_settings());
         let deadline = tokio::time::Instant::now() + WAIT;
         while runs.load(Ordering::SeqCst) == 0 {
             assert!(
@@ -615,7 +618,7 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
         doomed.handle.abort();
         let _ = doomed.handle.await;
 
-        let survivor = start(Worker::new(context(&app), qb, registry, fast_settings()));
+        let survivor = start(&app, qb, registry, fast_settings());
         wait_done(&app, &job.id).await;
         survivor.stop().await;
         assert_eq!(
@@ -853,12 +856,7 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
         ),
     ];
     for (name, queue) in queues_with(&app, "w", &prefix, Duration::from_secs(120)).await {
-        let worker = start(Worker::new(
-            context(&app),
-            queue.clone(),
-            Registry::standard(),
-            fast_settings(),
-        ));
+        let worker = start_standard(&app, queue.clone());
         for (kind, payload, reason) in &cases {
             let now = vidscope_core::db::now_millis();
             let message = JobMessage {
@@ -909,12 +907,7 @@ async fn uploads_succeed_while_redis_is_down_and_their_jobs_complete_when_it_ret
         crate::common::settings("w", Duration::from_secs(30)),
     ));
 
-    let worker = start(Worker::new(
-        context(&app),
-        queue,
-        Registry::standard(),
-        fast_settings(),
-    ));
+    let worker = start_standard(&app, queue);
     let clip = test_video();
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -1030,12 +1023,7 @@ async fn a_drained_backlog_reads_zero_once_the_queue_is_empty() {
             gauge_interval: PERIOD,
             ..fast_settings()
         };
-        let worker = start(Worker::new(
-            context(&app),
-            queue.clone(),
-            registry,
-            settings,
-        ));
+        let worker = start(&app, queue.clone(), registry, settings);
         // The backlog shows first (10 jobs of 150 ms, one at a time).
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -1133,12 +1121,7 @@ async fn ten_uploads_all_become_ready_though_redis_loses_its_data_midway() {
         concurrency: 1,
         ..fast_settings()
     };
-    let worker = start(Worker::new(
-        context(&app),
-        queue.clone(),
-        Registry::standard(),
-        settings,
-    ));
+    let worker = start(&app, queue.clone(), Registry::standard(), settings);
     poll("the first job in flight", WAIT, || async {
         let depth = queue.depth().await.unwrap();
         depth
@@ -1217,12 +1200,7 @@ async fn the_worker_is_not_live_while_it_cannot_claim_and_is_again_when_it_can()
         liveness_window: WINDOW,
         ..fast_settings()
     };
-    let worker = start(Worker::new(
-        context(&app),
-        queue,
-        Registry::standard(),
-        settings,
-    ));
+    let worker = start(&app, queue, Registry::standard(), settings);
     let both = || async { (probe(port, "/healthz").await, probe(port, "/readyz").await) };
     poll("live and ready", WAIT, || async {
         (both().await == (200, 200)).then_some(())

@@ -47,13 +47,7 @@ pub async fn delete(
     Path(segment): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let result = remove(&state, &admin.id, &segment).await;
-    let outcome = match &result {
-        Ok(_) => "done",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(ApiError::BadRequest { .. }) => "refused",
-        Err(_) => return result,
-    };
-    count_admin_action(&state, "delete", outcome);
+    count_admin_action(&state, "delete", &result);
     result
 }
 

@@ -77,13 +77,7 @@ pub async fn patch(
     Json(body): Json<UpdateVideoBody>,
 ) -> Result<Json<VideoBody>, ApiError> {
     let result = update(&state, &admin.id, &segment, body).await;
-    let outcome = match &result {
-        Ok(_) => "done",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(ApiError::BadRequest { .. }) => "refused",
-        Err(_) => return result,
-    };
-    count_admin_action(&state, "update", outcome);
+    count_admin_action(&state, "update", &result);
     result
 }
 
@@ -95,30 +89,18 @@ async fn update(
 ) -> Result<Json<VideoBody>, ApiError> {
     let id = admin_video_id(segment)?;
     tracing::Span::current().record("video.id", id.as_str());
-    let field = |code: &'static str| {
-        move |e: CoreError| match e {
-            CoreError::Invalid(m) => ApiError::bad_request(code, m),
-            other => ApiError::Core(other),
-        }
-    };
     if body.title.is_none() && body.description.is_none() {
         return Err(ApiError::bad_request(
             "empty_update",
             "give `title`, `description` or both",
         ));
     }
-    let title = body
-        .title
-        .as_deref()
-        .map(videos::parse_title)
-        .transpose()
-        .map_err(field("invalid_title"))?;
-    let description = body
-        .description
-        .as_deref()
-        .map(videos::parse_description)
-        .transpose()
-        .map_err(field("invalid_description"))?;
+    let title = parse_field(body.title.as_deref(), videos::parse_title, "invalid_title")?;
+    let description = parse_field(
+        body.description.as_deref(),
+        videos::parse_description,
+        "invalid_description",
+    )?;
     let video = videos::update_details(&state.db, &id, title.as_deref(), description.as_deref())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("video {id} not found")))?;
@@ -140,4 +122,16 @@ async fn update(
         "video.updated"
     );
     Ok(Json(VideoBody::from(&video)))
+}
+
+/// A field of the body, absent or parsed by `parse`; a value `parse` refuses is a 400 `code`.
+fn parse_field(
+    value: Option<&str>,
+    parse: fn(&str) -> Result<String, CoreError>,
+    code: &'static str,
+) -> Result<Option<String>, ApiError> {
+    value.map(parse).transpose().map_err(|e| match e {
+        CoreError::Invalid(m) => ApiError::bad_request(code, m),
+        other => ApiError::Core(other),
+    })
 }

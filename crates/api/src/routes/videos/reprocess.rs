@@ -48,13 +48,7 @@ pub async fn post(
     Path(segment): Path<String>,
 ) -> Result<(StatusCode, Json<VideoBody>), ApiError> {
     let result = reprocess(&state, &admin.id, &segment).await;
-    let outcome = match &result {
-        Ok(_) => "done",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(ApiError::BadRequest { .. } | ApiError::NotReady(_)) => "refused",
-        Err(_) => return result,
-    };
-    count_admin_action(&state, "reprocess", outcome);
+    count_admin_action(&state, "reprocess", &result);
     result
 }
 
