@@ -387,9 +387,12 @@ _svc_s3s_fs_bin() {
         _svc_err "s3s-fs is not installed and cargo is not on PATH to install it"
         return 1
     }
-    # About 6 minutes on 2 cores; later runs find it in ~/.cargo/bin.
-    _svc_log "installing s3s-fs ${_VIDSCOPE_S3S_FS_VERSION} with cargo install (several minutes, once)"
-    cargo install "s3s-fs@${_VIDSCOPE_S3S_FS_VERSION}" --features binary --locked >&2 || {
+    # Later runs find it in ~/.cargo/bin. At opt-level 1 rather than release's 3: a test store
+    # serving kilobytes does not need the speed, and CI builds it on every run (3 min 18 s of
+    # CPU here at opt-level 1).
+    _svc_log "installing s3s-fs ${_VIDSCOPE_S3S_FS_VERSION} with cargo install (a few minutes, once)"
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        cargo install "s3s-fs@${_VIDSCOPE_S3S_FS_VERSION}" --features binary --locked >&2 || {
         _svc_err "cargo install s3s-fs@${_VIDSCOPE_S3S_FS_VERSION} failed"
         return 1
     }
