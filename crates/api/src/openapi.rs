@@ -38,6 +38,7 @@ pub const SESSION_SCHEME: &str = "session";
     components(schemas(
         ErrorBody,
         formats::VideoId,
+        formats::UserId,
         formats::Filename,
         formats::VideoIdOrFilename,
         formats::Email,
@@ -48,6 +49,8 @@ pub const SESSION_SCHEME: &str = "session";
     modifiers(&SessionCookie),
     tags(
         (name = "auth", description = "Sessions and accounts"),
+        (name = "account", description = "The signed-in user's own account: password, sessions"),
+        (name = "users", description = "Managing accounts (admins)"),
         (name = "videos", description = "The library, its streams and thumbnails"),
         (name = "upload", description = "Adding videos (admins)"),
         (name = "progress", description = "Resume positions; a user only ever sees their own"),
