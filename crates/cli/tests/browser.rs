@@ -887,6 +887,18 @@ async fn error_text(c: &Client) -> String {
     .await
 }
 
+/// Waits for the users page's row `row` (a selector) to show `wanted` in its status.
+async fn row_shows(c: &Client, row: &str, wanted: &str) {
+    let script = format!("return (document.querySelector(\"{row} .status\") || {{}}).textContent;");
+    eventually(&format!("{row} to show {wanted}"), WAIT, || async {
+        match js(c, &script).await.as_str() {
+            Some(s) if s.contains(wanted) => Ok(()),
+            other => Err(format!("{other:?} {:?}", page_state(c).await)),
+        }
+    })
+    .await;
+}
+
 /// Signs the browser out (the sign-out route, as the pages' button calls it).
 async fn browser_sign_out(c: &Client) {
     let status = js(
@@ -898,9 +910,10 @@ async fn browser_sign_out(c: &Client) {
 }
 
 /// Accounts in the browser (issue 28): a viewer signs up, changes their password on
-/// `/account` and signs in with the new one (the old one refused); an admin disables, on
-/// `/users`, the viewer while they are signed in elsewhere, whose session ends at once and who
-/// can no longer sign in.
+/// `/account` and signs in with the new one (the old one refused); an admin sets a temporary
+/// password on `/users`, with which the viewer lands on `/account` to choose their own; then the
+/// admin disables the viewer while they are signed in elsewhere, whose session ends at once and
+/// who can no longer sign in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     let receiver = CaptureReceiver::start().await;
@@ -948,9 +961,32 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     submit_sign_in(&c, email, second).await;
     wait_for_path(&c, "/videos").await;
 
+    // The admin sets a temporary password on the users page.
+    let row = format!("tr[data-email='{email}']");
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login?next=/users")).await.unwrap();
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
+    wait_for_path(&c, "/users").await;
+    let temporary = "temporary password here";
+    type_into(&c, &format!("{row} form.temporary input"), temporary).await;
+    click(&c, &format!("{row} form.temporary button")).await;
+    row_shows(&c, &row, "must change password").await;
+
+    // Signing in with it leads to the account page, which asks for a new one first.
+    let third = "third password here";
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    submit_sign_in(&c, email, temporary).await;
+    wait_for_path(&c, "/account").await;
+    c.find(Locator::Id("must-change")).await.unwrap();
+    type_into(&c, "#current-password", temporary).await;
+    type_into(&c, "#new-password", third).await;
+    click(&c, "#save-password").await;
+    wait_for_path(&c, "/videos").await;
+
     // Signed in elsewhere too.
     let elsewhere = cookie_client();
-    sign_in(&elsewhere, &base, email, second).await;
+    sign_in(&elsewhere, &base, email, third).await;
     let session = format!("{base}/api/auth/session");
     assert_eq!(elsewhere.get(&session).send().await.unwrap().status(), 200);
 
@@ -959,17 +995,8 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     c.goto(&format!("{base}/login?next=/users")).await.unwrap();
     submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
     wait_for_path(&c, "/users").await;
-    click(&c, &format!("tr[data-email='{email}'] button.toggle")).await;
-    let status_cell = format!(
-        "return (document.querySelector(\"tr[data-email='{email}'] .status\") || {{}}).textContent;"
-    );
-    eventually("the account to show as disabled", WAIT, || async {
-        match js(&c, &status_cell).await.as_str() {
-            Some(s) if s.contains("disabled") => Ok(()),
-            other => Err(format!("{other:?} {:?}", page_state(&c).await)),
-        }
-    })
-    .await;
+    click(&c, &format!("{row} button.toggle")).await;
+    row_shows(&c, &row, "disabled").await;
     screenshot(&c, "users-disabled.png").await;
     assert_no_csp_violations(&driver_url, &c, "the account and users pages").await;
 
@@ -977,7 +1004,7 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     assert_eq!(elsewhere.get(&session).send().await.unwrap().status(), 401);
     browser_sign_out(&c).await;
     c.goto(&format!("{base}/login")).await.unwrap();
-    submit_sign_in(&c, email, second).await;
+    submit_sign_in(&c, email, third).await;
     let refused = error_text(&c).await;
     assert!(refused.contains("disabled"), "{refused}");
 
