@@ -616,3 +616,72 @@ async fn the_account_and_users_pages_show_what_each_user_may_do() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = spawn_app().await;
+    let [a, b] = [
+        app.create_user(Role::Admin).await,
+        app.create_user(Role::Admin).await,
+    ];
+
+    // Each demotes the other at the same moment: one must win, the other be refused, as the
+    // last admin (409) when both are in flight together, or as no admin any more (403) when
+    // the winner's change reached the loser's session first.
+    let viewer = json!({"role": "viewer"});
+    let (first, second) = tokio::join!(
+        patch_user(&app, &a, &b.user.id, viewer.clone()),
+        patch_user(&app, &b, &a.user.id, viewer),
+    );
+
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 200, "one demotion goes through: {statuses:?}");
+    assert!([403, 409].contains(&statuses[1]), "{statuses:?}");
+    let admins = vidscope_core::users::list(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.role == Role::Admin)
+        .count();
+    assert_eq!(admins, 1);
+    app.stop().await;
+}
+
+/// The rule itself, without the session check in front: two transactions demoting the only two
+/// admins at once cannot both commit (on Postgres the admins' rows are locked while it is
+/// checked; SQLite's write lock is taken at `BEGIN`).
+#[tokio::test]
+async fn concurrent_demotions_of_the_last_two_admins_cannot_both_commit() {
+    use vidscope_core::users::{AccountChange, ChangeRefused, update};
+    let app = spawn_app().await;
+    let [a, b] = [
+        app.create_user(Role::Admin).await,
+        app.create_user(Role::Admin).await,
+    ];
+    let db = &app.state.db;
+    let demote = AccountChange {
+        role: Some(Role::Viewer),
+        disabled: None,
+    };
+    for _ in 0..5 {
+        let (first, second) = tokio::join!(
+            update(db, &a.user.id, &b.user.id, demote),
+            update(db, &b.user.id, &a.user.id, demote),
+        );
+        let outcomes = [first.unwrap().map(|_| ()), second.unwrap().map(|_| ())];
+        assert!(
+            outcomes.contains(&Ok(())) && outcomes.contains(&Err(ChangeRefused::LastAdmin)),
+            "{outcomes:?}"
+        );
+        // Both admins again for the next round.
+        let promote = AccountChange {
+            role: Some(Role::Admin),
+            disabled: None,
+        };
+        for id in [&a.user.id, &b.user.id] {
+            update(db, &a.user.id, id, promote).await.unwrap().unwrap();
+        }
+    }
+    app.stop().await;
+}
