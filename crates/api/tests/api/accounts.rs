@@ -685,3 +685,22 @@ async fn concurrent_demotions_of_the_last_two_admins_cannot_both_commit() {
     }
     app.stop().await;
 }
+
+/// With Redis, the session cache every replica shares: a disable reaches it at once too.
+#[tokio::test]
+async fn a_disable_ends_sessions_cached_in_redis_at_once() {
+    let app = TestApp::builder().with_redis().spawn().await;
+    let admin = app.create_user(Role::Admin).await;
+    let viewer = app.create_user(Role::Viewer).await;
+    assert_eq!(
+        session_status(&app, &viewer.cookie).await,
+        200,
+        "cached now"
+    );
+
+    let resp = patch_user(&app, &admin, &viewer.user.id, json!({"disabled": true})).await;
+
+    assert_eq!(resp.status(), 200);
+    assert_eq!(session_status(&app, &viewer.cookie).await, 401);
+    app.stop().await;
+}
