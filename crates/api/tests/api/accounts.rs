@@ -617,13 +617,17 @@ async fn the_account_and_users_pages_show_what_each_user_may_do() {
     app.stop().await;
 }
 
+/// A running app whose only accounts are two admins.
+async fn two_admins() -> (TestApp, TestUser, TestUser) {
+    let app = spawn_app().await;
+    let a = app.create_user(Role::Admin).await;
+    let b = app.create_user(Role::Admin).await;
+    (app, a, b)
+}
+
 #[tokio::test]
 async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
-    let app = spawn_app().await;
-    let [a, b] = [
-        app.create_user(Role::Admin).await,
-        app.create_user(Role::Admin).await,
-    ];
+    let (app, a, b) = two_admins().await;
 
     // Each demotes the other at the same moment: one must win, the other be refused, as the
     // last admin (409) when both are in flight together, or as no admin any more (403) when
@@ -654,11 +658,7 @@ async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
 #[tokio::test]
 async fn concurrent_demotions_of_the_last_two_admins_cannot_both_commit() {
     use vidscope_core::users::{AccountChange, ChangeRefused, update};
-    let app = spawn_app().await;
-    let [a, b] = [
-        app.create_user(Role::Admin).await,
-        app.create_user(Role::Admin).await,
-    ];
+    let (app, a, b) = two_admins().await;
     let db = &app.state.db;
     let demote = AccountChange {
         role: Some(Role::Viewer),
