@@ -160,15 +160,16 @@ run() {
 run anonymous "$repo_root/scripts/schemathesis.toml"
 # The session goes in as the document's `session` scheme (not a raw Cookie header), so the
 # checks that leave it out (ignored_auth, negative data without it) do leave it out.
-# Logout would end the very session the run signs in with, turning every later answer into a
-# 401; the anonymous run calls it.
+# Logout and signing out everywhere would end the very session the run signs in with, turning
+# every later answer into a 401; the anonymous run calls them.
 {
     cat -- "$repo_root/scripts/schemathesis.toml"
     # shellcheck disable=SC2016  # schemathesis expands ${...} itself, from the environment
     printf '\n[auth.openapi.session]\napi_key = "${VIDSCOPE_SCHEMATHESIS_SESSION}"\n'
 } >"$work/signed-in.toml"
 export VIDSCOPE_SCHEMATHESIS_SESSION=${cookie#vidscope_session=}
-run signed-in "$work/signed-in.toml" --exclude-operation-id logout
+run signed-in "$work/signed-in.toml" --exclude-operation-id logout \
+    --exclude-operation-id signOutEverywhere
 
 if ! _svc_pid_alive "$server_pid"; then
     log "vidscope up died during the runs"

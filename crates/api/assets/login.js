@@ -1,8 +1,8 @@
-// The sign-in form: posts its fields as JSON to its `action` (/api/auth/login), then goes where
-// its `data-next` says. The server wrote that target after checking it is a path of this site
+// The sign-in form (and the sign-up form, which posts the same fields to /api/auth/register):
+// posts its fields as JSON to its `action`, then goes where its `data-next` says. The server wrote that target after checking it is a path of this site
 // (`SafeNext`); `?next=` itself is never read here, so no crafted URL picks where a signed-in
-// user lands.
-document.getElementById('login').addEventListener('submit', async (e) => {
+// user lands. An account with a temporary password goes to /account to choose its own first.
+document.querySelector('form[data-credentials]').addEventListener('submit', async (e) => {
   e.preventDefault();
   const form = e.target;
   const f = new FormData(form);
@@ -20,7 +20,9 @@ document.getElementById('login').addEventListener('submit', async (e) => {
     return;
   }
   if (r.ok) {
-    location.href = form.dataset.next || '/videos';
+    const body = await r.json().catch(() => ({}));
+    const mustChange = body.user && body.user.must_change_password;
+    location.href = mustChange ? '/account' : form.dataset.next || '/videos';
   } else {
     const body = await r.json().catch(() => ({}));
     error.textContent = (body.error && body.error.message) || r.statusText;

@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use opentelemetry::KeyValue;
-use vidscope_core::auth::{SessionToken, User, session_user};
+use vidscope_core::auth::{SessionHash, SessionToken, User, session_user};
 use vidscope_telemetry::SpanExt as _;
 
 use crate::error::ApiError;
@@ -15,8 +15,10 @@ use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "vidscope_session";
 
-/// How long a session lookup is cached. Logout invalidates at once; a session deleted
-/// another way (expiry, admin action) is seen within this delay.
+/// How long a session lookup is cached. Logout, a password change, signing out everywhere
+/// and an admin's change to the account (disabled, a role, a temporary password) drop the
+/// sessions they touch at once ([`forget_sessions`]); an expired one is seen within this
+/// delay.
 pub const SESSION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The raw session token from the `Cookie` header, and whether the header had our cookie at
@@ -56,6 +58,18 @@ pub fn clear_cookie(secure: bool) -> String {
     )
 }
 
+/// A 204 that removes the session cookie: what signing out answers.
+pub fn signed_out(secure: bool) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let mut r = axum::http::StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        axum::http::HeaderValue::from_str(&clear_cookie(secure))
+            .map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    Ok(r)
+}
+
 /// The seed's `auth.failed` event on the current (server) span.
 pub fn auth_failed(has_cookie: bool, reason: &'static str) {
     tracing::Span::current().add_event(
@@ -71,7 +85,7 @@ pub fn auth_failed(has_cookie: bool, reason: &'static str) {
 async fn resolve(
     parts: &Parts,
     state: &AppState,
-) -> Result<Result<User, (bool, &'static str)>, ApiError> {
+) -> Result<Result<SignedIn, (bool, &'static str)>, ApiError> {
     let (has_cookie, token) = session_cookie(&parts.headers);
     let Some(token) = token else {
         return Ok(Err((
@@ -95,13 +109,48 @@ async fn resolve(
     match user {
         Some(user) => {
             tracing::Span::current().record("user.id", user.id.as_str());
-            Ok(Ok(user))
+            Ok(Ok(SignedIn { user, token }))
         }
         None => Ok(Err((true, "invalid_session"))),
     }
 }
 
-/// A signed-in user, or 401 with an `auth.failed` event.
+/// Drops ended sessions from the session cache, so they stop working at once rather than
+/// when their cached entry expires ([`SESSION_CACHE_TTL`]).
+pub async fn forget_sessions(state: &AppState, sessions: &[SessionHash]) {
+    for s in sessions {
+        state
+            .cache
+            .invalidate(&s.cache_key(), &s.cache_label())
+            .await;
+    }
+}
+
+/// Any signed-in user, a user who must still replace a temporary password included, with the
+/// session's token: for the few routes such a user may call (change the password, sign out,
+/// who am I). Every other route takes [`CurrentUser`]. 401 without a valid session.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub token: SessionToken,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match resolve(parts, state).await? {
+            Ok(signed_in) => Ok(signed_in),
+            Err((has_cookie, reason)) => {
+                auth_failed(has_cookie, reason);
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// A signed-in user, or 401 with an `auth.failed` event; a user who must replace a temporary
+/// password first gets a 403 `password_change_required`.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
@@ -109,13 +158,15 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match resolve(parts, state).await? {
-            Ok(u) => Ok(CurrentUser(u)),
-            Err((has_cookie, reason)) => {
-                auth_failed(has_cookie, reason);
-                Err(ApiError::Unauthorized)
-            }
+        let SignedIn { user, .. } = SignedIn::from_request_parts(parts, state).await?;
+        if user.must_change_password {
+            return Err(ApiError::Denied {
+                code: "password_change_required",
+                message: "this account has a temporary password: choose a new one with \
+                          POST /api/account/password first",
+            });
         }
+        Ok(CurrentUser(user))
     }
 }
 
@@ -145,7 +196,9 @@ impl AdminUser {
     }
 }
 
-/// The user when there is a valid session, without rejecting (pages decide what to do).
+/// The user when there is a valid session, without rejecting (pages decide what to do). A
+/// user who must replace a temporary password counts as signed out here, so pages send them
+/// to `/login`, whose form then asks for the new password.
 #[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<User>);
 
@@ -153,7 +206,12 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(MaybeUser(resolve(parts, state).await?.ok()))
+        let signed_in = resolve(parts, state).await?.ok();
+        Ok(MaybeUser(
+            signed_in
+                .map(|s| s.user)
+                .filter(|u| !u.must_change_password),
+        ))
     }
 }
 

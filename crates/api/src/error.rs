@@ -25,6 +25,17 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A 403 whose code says why (`account_disabled`, `password_change_required`), so a
+    /// client can act on it.
+    #[error("{message}")]
+    Denied {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// A 409: the request is well formed but the state of things does not allow it; the code
+    /// says which rule (`last_admin`, `cannot_disable_self`).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// The resource exists but is not in a state that allows this (e.g. a video still being
     /// processed).
     #[error("{0}")]
@@ -128,6 +139,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
             ApiError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             ApiError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+            ApiError::Denied { code, .. } => (S::FORBIDDEN, *code),
+            ApiError::Conflict { code, .. } => (S::CONFLICT, *code),
             ApiError::NotReady(_) => (S::CONFLICT, "not_ready"),
             ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),

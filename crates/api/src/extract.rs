@@ -40,3 +40,15 @@ impl From<QueryRejection> for ApiError {
         ApiError::bad_request("invalid_query", e.body_text())
     }
 }
+
+/// For `#[serde(default, deserialize_with = "present")]` on an optional field of a request
+/// body: a field that is there must hold a value. serde reads `null` as `None` for an
+/// `Option`, which would make `{"title": null}` mean "left out"; with this it is a 400 naming
+/// the field, so the body means what the document says it does.
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}

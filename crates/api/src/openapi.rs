@@ -31,13 +31,17 @@ pub const SESSION_SCHEME: &str = "session";
             down or failed for a moment; routes that write answer 507 when the database or \
             the object store is out of space (nothing was saved). A method a route does not take answers 405 with `Allow`, a body over 1 MiB \
             (uploads excepted) 413, both with the same error body. Routes marked with the \
-            `session` scheme answer 401 without a valid session."
+            `session` scheme answer 401 without a valid session, and 403 \
+            `password_change_required` while an admin's temporary password has not been \
+            replaced (`POST /api/account/password`; that route, `DELETE /api/account/sessions` \
+            and `GET /api/auth/session` still answer)."
     ),
     // The formats are listed because parameters only refer to them; bodies' types are
     // collected on their own.
     components(schemas(
         ErrorBody,
         formats::VideoId,
+        formats::UserId,
         formats::Filename,
         formats::VideoIdOrFilename,
         formats::Email,
@@ -48,6 +52,8 @@ pub const SESSION_SCHEME: &str = "session";
     modifiers(&SessionCookie),
     tags(
         (name = "auth", description = "Sessions and accounts"),
+        (name = "account", description = "The signed-in user's own account: password, sessions"),
+        (name = "users", description = "Managing accounts (admins)"),
         (name = "videos", description = "The library, its streams and thumbnails"),
         (name = "upload", description = "Adding videos (admins)"),
         (name = "progress", description = "Resume positions; a user only ever sees their own"),

@@ -1,5 +1,6 @@
 //! Handlers, one resource per module and one verb per file.
 
+pub mod account;
 pub mod auth;
 pub mod health;
 pub mod openapi;
@@ -8,6 +9,7 @@ pub mod telemetry;
 pub mod test_otel;
 pub mod trace_viewer;
 pub mod upload;
+pub mod users;
 pub mod videos;
 pub mod ws;
 

@@ -30,15 +30,29 @@ fn prime_metrics(metrics: &Metrics) {
     metrics.video_buffering_events_total.add(0, &[]);
     metrics.video_resume_failures_total.add(0, &[]);
     metrics.test_otel_requests.add(0, &[]);
-    for action in crate::routes::videos::ADMIN_ACTIONS {
-        for outcome in crate::routes::videos::ADMIN_OUTCOMES {
-            metrics.video_admin_actions_total.add(
-                0,
-                &[
-                    KeyValue::new("action", action),
-                    KeyValue::new("outcome", outcome),
-                ],
-            );
+    let actions = [
+        (
+            &metrics.video_admin_actions_total,
+            &crate::routes::videos::ADMIN_ACTIONS[..],
+            &crate::routes::videos::ADMIN_OUTCOMES[..],
+        ),
+        (
+            &metrics.user_account_actions_total,
+            &crate::routes::users::ACCOUNT_ACTIONS[..],
+            &crate::routes::users::ACCOUNT_OUTCOMES[..],
+        ),
+    ];
+    for (counter, actions, outcomes) in actions {
+        for action in actions {
+            for outcome in outcomes {
+                counter.add(
+                    0,
+                    &[
+                        KeyValue::new("action", *action),
+                        KeyValue::new("outcome", *outcome),
+                    ],
+                );
+            }
         }
     }
 }

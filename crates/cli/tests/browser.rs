@@ -841,3 +841,174 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
     let status = service.stop();
     assert!(status.success(), "vidscope up exited with {status}");
 }
+
+/// Clicks the element `css` selects on the page `c` is on.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the field `css` selects.
+async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// The browser's path once it is `path`, failing with what the page shows.
+async fn wait_for_path(c: &Client, path: &str) {
+    eventually(&format!("the browser to reach {path}"), WAIT, || async {
+        let url = c.current_url().await.map_err(|e| e.to_string())?;
+        if url.path() == path {
+            Ok(())
+        } else {
+            Err(format!("{url} {:?}", page_state(c).await))
+        }
+    })
+    .await;
+}
+
+/// The text of `#error` once it is not empty.
+async fn error_text(c: &Client) -> String {
+    eventually("an error message", WAIT, || async {
+        let text = js(c, "return document.getElementById('error').textContent;").await;
+        match text.as_str() {
+            Some(t) if !t.is_empty() => Ok(t.to_owned()),
+            _ => Err(format!("{:?}", page_state(c).await)),
+        }
+    })
+    .await
+}
+
+/// Waits for the users page's row `row` (a selector) to show `wanted` in its status.
+async fn row_shows(c: &Client, row: &str, wanted: &str) {
+    let script = format!("return (document.querySelector(\"{row} .status\") || {{}}).textContent;");
+    eventually(&format!("{row} to show {wanted}"), WAIT, || async {
+        match js(c, &script).await.as_str() {
+            Some(s) if s.contains(wanted) => Ok(()),
+            other => Err(format!("{other:?} {:?}", page_state(c).await)),
+        }
+    })
+    .await;
+}
+
+/// Signs the browser out (the sign-out route, as the pages' button calls it).
+async fn browser_sign_out(c: &Client) {
+    let status = js(
+        c,
+        "return fetch('/api/auth/logout', {method: 'POST'}).then(r => r.status);",
+    )
+    .await;
+    assert_eq!(status, 204);
+}
+
+/// Accounts in the browser (issue 28): a viewer signs up, changes their password on
+/// `/account` and signs in with the new one (the old one refused); an admin sets a temporary
+/// password on `/users`, with which the viewer lands on `/account` to choose their own; then the
+/// admin disables the viewer while they are signed in elsewhere, whose session ends at once and
+/// who can no longer sign in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (_driver, driver_url, c, _profile) = browser().await;
+    let email = "browser-learner@example.com";
+    let (first, second) = ("first password here", "second password here");
+
+    // Sign up (registration is on for these tests), landing on the lessons.
+    c.goto(&format!("{base}/signup")).await.unwrap();
+    type_into(&c, "#email", email).await;
+    type_into(&c, "#password", first).await;
+    click(&c, "#create-account").await;
+    wait_for_path(&c, "/videos").await;
+
+    // Change the password on the account page.
+    c.goto(&format!("{base}/account")).await.unwrap();
+    type_into(&c, "#current-password", first).await;
+    type_into(&c, "#new-password", second).await;
+    click(&c, "#save-password").await;
+    eventually("the password to be changed", WAIT, || async {
+        let shown = js(
+            &c,
+            "return !document.getElementById('password-done').hidden;",
+        )
+        .await;
+        if shown == true {
+            Ok(())
+        } else {
+            Err(format!("{:?}", page_state(&c).await))
+        }
+    })
+    .await;
+    screenshot(&c, "account-password-changed.png").await;
+
+    // The old password is refused, the new one signs in.
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    submit_sign_in(&c, email, first).await;
+    let refused = error_text(&c).await;
+    assert!(refused.contains("wrong"), "{refused}");
+    c.goto(&format!("{base}/login")).await.unwrap();
+    submit_sign_in(&c, email, second).await;
+    wait_for_path(&c, "/videos").await;
+
+    // The admin sets a temporary password on the users page.
+    let row = format!("tr[data-email='{email}']");
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login?next=/users")).await.unwrap();
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
+    wait_for_path(&c, "/users").await;
+    let temporary = "temporary password here";
+    type_into(&c, &format!("{row} form.temporary input"), temporary).await;
+    click(&c, &format!("{row} form.temporary button")).await;
+    row_shows(&c, &row, "must change password").await;
+
+    // Signing in with it leads to the account page, which asks for a new one first.
+    let third = "third password here";
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    submit_sign_in(&c, email, temporary).await;
+    wait_for_path(&c, "/account").await;
+    c.find(Locator::Id("must-change")).await.unwrap();
+    type_into(&c, "#current-password", temporary).await;
+    type_into(&c, "#new-password", third).await;
+    click(&c, "#save-password").await;
+    wait_for_path(&c, "/videos").await;
+
+    // Signed in elsewhere too.
+    let elsewhere = cookie_client();
+    sign_in(&elsewhere, &base, email, third).await;
+    let session = format!("{base}/api/auth/session");
+    assert_eq!(elsewhere.get(&session).send().await.unwrap().status(), 200);
+
+    // The admin disables the account on the users page.
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login?next=/users")).await.unwrap();
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
+    wait_for_path(&c, "/users").await;
+    click(&c, &format!("{row} button.toggle")).await;
+    row_shows(&c, &row, "disabled").await;
+    screenshot(&c, "users-disabled.png").await;
+    assert_no_csp_violations(&driver_url, &c, "the account and users pages").await;
+
+    // Its session elsewhere ended at once; it cannot sign in.
+    assert_eq!(elsewhere.get(&session).send().await.unwrap().status(), 401);
+    browser_sign_out(&c).await;
+    c.goto(&format!("{base}/login")).await.unwrap();
+    submit_sign_in(&c, email, third).await;
+    let refused = error_text(&c).await;
+    assert!(refused.contains("disabled"), "{refused}");
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
+}

@@ -259,6 +259,7 @@ fn up_reports_two_services_and_every_counter_and_gauge_from_the_start() {
         "video.resume_failures_total",
         "vidscope.test_otel.requests",
         "video.admin_actions_total",
+        "user.account_actions_total",
     ];
     // The catalog's counters and gauges are all named here (a new one must be primed too),
     // except the breaker's (it exists only with a CRM) and the telemetry's own (observed).

@@ -20,6 +20,11 @@ pub struct User {
     pub id: String,
     pub email: String,
     pub role: Role,
+    /// An admin set a temporary password: until the user chooses their own, the account may
+    /// only change its password (and sign out). `default`: sessions cached before the field
+    /// existed still read.
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 impl User {
@@ -50,7 +55,42 @@ impl SessionToken {
 
     /// What the session cache is keyed by: the SHA-256, never the token.
     pub fn cache_key(&self) -> String {
-        format!("session:{}", self.hash())
+        self.stored().cache_key()
+    }
+
+    /// What telemetry shows for [`Self::cache_key`] ([`SessionHash::cache_label`]).
+    pub fn cache_label(&self) -> String {
+        self.stored().cache_label()
+    }
+
+    fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// The session as the database stores it.
+    pub fn stored(&self) -> SessionHash {
+        SessionHash(self.hash())
+    }
+}
+
+/// A session as the database knows it: the SHA-256 of its token, useless to sign in with.
+/// Ending sessions another way than logout (a password change, an admin disabling the
+/// account) answers these, so the API can drop them from its session cache at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHash(String);
+
+impl SessionHash {
+    pub(crate) fn from_stored(hash: String) -> Self {
+        Self(hash)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The session cache's key for this session.
+    pub fn cache_key(&self) -> String {
+        format!("session:{}", self.0)
     }
 
     /// What telemetry shows for [`Self::cache_key`]: a prefix of the hash, enough to
@@ -59,10 +99,6 @@ impl SessionToken {
         let mut key = self.cache_key();
         key.truncate(20);
         key
-    }
-
-    fn hash(&self) -> String {
-        hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 }
 
@@ -78,6 +114,9 @@ impl std::fmt::Debug for SessionToken {
 pub enum LoginFailure {
     UnknownEmail,
     WrongPassword,
+    /// The password was right but an admin disabled the account. Only told after a right
+    /// password, so it reveals nothing to someone guessing.
+    Disabled,
 }
 
 impl LoginFailure {
@@ -85,16 +124,19 @@ impl LoginFailure {
         match self {
             LoginFailure::UnknownEmail => "unknown_email",
             LoginFailure::WrongPassword => "wrong_password",
+            LoginFailure::Disabled => "account_disabled",
         }
     }
 }
 
-fn row_user(row: &sqlx::any::AnyRow) -> Result<User, CoreError> {
+/// A [`User`] from a row with `id`, `email`, `role` and `must_change_password`.
+pub(crate) fn row_user(row: &sqlx::any::AnyRow) -> Result<User, CoreError> {
     let role: String = row.try_get("role")?;
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
         role: Role::parse(&role)?,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
 
@@ -109,15 +151,31 @@ pub async fn verify_credentials(
     email: &Email,
     password: &Password,
 ) -> Result<Result<User, LoginFailure>, CoreError> {
-    const SQL: &str = "SELECT id, email, role, password_hash FROM users WHERE email = $1";
+    const SQL: &str = "SELECT id, email, role, must_change_password, password_hash, disabled_at \
+                       FROM users WHERE email = $1";
     let row = crate::db::select_by_key(db, "users", SQL, email.as_str()).await?;
-    let (user, hash) = match &row {
-        Some(r) => (Some(row_user(r)?), r.try_get::<String, _>("password_hash")?),
-        None => (None, DUMMY_HASH.to_owned()),
+    let (user, hash, disabled) = match &row {
+        Some(r) => (
+            Some(row_user(r)?),
+            r.try_get::<String, _>("password_hash")?,
+            r.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        ),
+        None => (None, DUMMY_HASH.to_owned(), false),
     };
+    let ok = password_matches(hash, password).await?;
+    Ok(match (user, ok) {
+        (Some(_), true) if disabled => Err(LoginFailure::Disabled),
+        (Some(u), true) => Ok(u),
+        (Some(_), false) => Err(LoginFailure::WrongPassword),
+        (None, _) => Err(LoginFailure::UnknownEmail),
+    })
+}
+
+/// Whether `password` is the one `hash` (an argon2 PHC string) was made from. Argon2 is
+/// deliberately slow, so it runs off the async worker threads.
+pub(crate) async fn password_matches(hash: String, password: &Password) -> Result<bool, CoreError> {
     let password = password.clone();
-    // Argon2 is deliberately slow; keep it off the async worker threads.
-    let ok = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|h| {
             argon2::Argon2::default()
                 .verify_password(password.expose().as_bytes(), &h)
@@ -125,12 +183,7 @@ pub async fn verify_credentials(
         })
     })
     .await
-    .map_err(|e| CoreError::Other(e.into()))?;
-    Ok(match (user, ok) {
-        (Some(u), true) => Ok(u),
-        (Some(_), false) => Err(LoginFailure::WrongPassword),
-        (None, _) => Err(LoginFailure::UnknownEmail),
-    })
+    .map_err(|e| CoreError::Other(e.into()))
 }
 
 /// Creates a session for `user` valid for `ttl`.
@@ -152,10 +205,12 @@ pub async fn create_session(
     Ok(token)
 }
 
-/// The user behind a live session, `None` for unknown or expired tokens.
+/// The user behind a live session, `None` for unknown or expired tokens and for accounts an
+/// admin disabled (their sessions are deleted then too: this is the second lock).
 pub async fn session_user(db: &Db, token: &SessionToken) -> Result<Option<User>, CoreError> {
-    const SQL: &str = "SELECT u.id, u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
-                       WHERE s.token_hash = $1 AND s.expires_at > $2";
+    const SQL: &str = "SELECT u.id, u.email, u.role, u.must_change_password \
+                       FROM sessions s JOIN users u ON u.id = s.user_id \
+                       WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL";
     let row = sqlx::query(SQL)
         .bind(token.hash())
         .bind(now_millis())

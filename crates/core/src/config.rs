@@ -99,7 +99,8 @@ pub struct ApiSettings {
     /// `Secure` on the session cookie (`VIDSCOPE_COOKIE_SECURE`, default false so plain
     /// `http://127.0.0.1` works; set true behind TLS).
     pub cookie_secure: bool,
-    /// `POST /api/auth/register` creates viewer accounts (`VIDSCOPE_REGISTRATION`, default true).
+    /// `POST /api/auth/register` and the `/signup` page create viewer accounts (`VIDSCOPE_REGISTRATION`, default false: a lesson platform usually decides who gets an
+    /// account; admins create them with `vidscope user add`).
     pub registration_enabled: bool,
     /// Session lifetime (`VIDSCOPE_SESSION_TTL_SECS`, default 7 days).
     pub session_ttl: Duration,
@@ -143,7 +144,7 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             cookie_secure: false,
-            registration_enabled: true,
+            registration_enabled: false,
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             upload_max_bytes: 2048 * 1024 * 1024,
             upload_progress_every: 8 * 1024 * 1024,
@@ -426,6 +427,15 @@ mod tests {
             matches!(s.store.kind, StoreKind::Local { ref root } if root == Path::new("/d/objects"))
         );
         assert!(s.redis_url.is_none());
+    }
+
+    #[test]
+    fn self_registration_is_off_unless_turned_on() {
+        assert!(!settings(&[]).unwrap().api.registration_enabled);
+        let on = settings(&[("VIDSCOPE_REGISTRATION", "true")]).unwrap();
+        assert!(on.api.registration_enabled);
+        let bad = settings(&[("VIDSCOPE_REGISTRATION", "maybe")]).unwrap_err();
+        assert_eq!(bad.var, "VIDSCOPE_REGISTRATION");
     }
 
     #[test]

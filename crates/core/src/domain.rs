@@ -92,16 +92,9 @@ impl VideoId {
         Self(uuid::Uuid::new_v4().to_string())
     }
 
-    /// The hyphenated form only (`8-4-4-4-12` hex digits), in any case; the result is
-    /// normalised to the stored lower-case form. The other spellings `uuid` reads (simple,
-    /// braced, URN) are refused so that the API's documented pattern is the whole rule.
+    /// The hyphenated form only ([`parse_uuid`]).
     pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 36 {
-            return None;
-        }
-        uuid::Uuid::try_parse(s)
-            .ok()
-            .map(|u| Self(u.hyphenated().to_string()))
+        parse_uuid(s).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -110,6 +103,39 @@ impl VideoId {
 }
 
 impl fmt::Display for VideoId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A UUID in the hyphenated form only (`8-4-4-4-12` hex digits), in any case, normalised to
+/// the stored lower-case form. The other spellings `uuid` reads (simple, braced, URN) are
+/// refused so that the API's documented pattern is the whole rule.
+fn parse_uuid(s: &str) -> Option<String> {
+    if s.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(s)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
+}
+
+/// A user id: a UUID like [`VideoId`] (how accounts are created).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    /// The hyphenated form only ([`parse_uuid`]).
+    pub fn parse(s: &str) -> Option<Self> {
+        parse_uuid(s).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

@@ -118,6 +118,7 @@ pub mod names {
     pub const PROGRESS_SAVE_TIME: &str = "progress.save_time_ms";
     pub const PROGRESS_UPDATES: &str = "progress.updates_total";
     pub const VIDEO_ADMIN_ACTIONS: &str = "video.admin_actions_total";
+    pub const USER_ACCOUNT_ACTIONS: &str = "user.account_actions_total";
     pub const WORKFLOW_RUN_TOTAL: &str = "workflow.run.total";
     pub const WORKFLOW_RUN_DURATION: &str = "workflow.run.duration_ms";
     pub const WORKFLOW_RUN_STATUS: &str = "workflow.run.status";
@@ -214,6 +215,13 @@ pub static CATALOG: &[InstrumentSpec] = &[
         VIDEO_ADMIN_ACTIONS,
         "{action}",
         "Admin actions on lessons (update, delete, reprocess), by outcome (done, refused, not_found).",
+        &["action", "outcome"],
+    ),
+    // Issue 28: what users do to their own account and admins to accounts.
+    counter(
+        USER_ACCOUNT_ACTIONS,
+        "{action}",
+        "Account actions: users' own (password_change, sign_out_all) and admins' (role_change, disable, enable, temporary_password), by outcome (done, refused, not_found).",
         &["action", "outcome"],
     ),
     counter(
@@ -490,6 +498,7 @@ pub struct Instruments {
     pub progress_save_time_ms: Histogram<f64>,
     pub progress_updates_total: Counter<u64>,
     pub video_admin_actions_total: Counter<u64>,
+    pub user_account_actions_total: Counter<u64>,
     pub workflow_run_total: Counter<u64>,
     pub workflow_run_duration_ms: Histogram<f64>,
     pub workflow_run_status: Counter<u64>,
@@ -575,6 +584,7 @@ impl Metrics {
             progress_save_time_ms: hist(meter, PROGRESS_SAVE_TIME),
             progress_updates_total: count(meter, PROGRESS_UPDATES),
             video_admin_actions_total: count(meter, VIDEO_ADMIN_ACTIONS),
+            user_account_actions_total: count(meter, USER_ACCOUNT_ACTIONS),
             workflow_run_total: count(meter, WORKFLOW_RUN_TOTAL),
             workflow_run_duration_ms: hist(meter, WORKFLOW_RUN_DURATION),
             workflow_run_status: count(meter, WORKFLOW_RUN_STATUS),

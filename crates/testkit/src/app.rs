@@ -77,6 +77,9 @@ impl<'a> MakeWriter<'a> for LogBuffer {
 /// database instead when `DATABASE_URL` is Postgres; with the guard that drops that database.
 pub async fn test_settings(dir: &std::path::Path) -> (Settings, Option<PgDatabase>) {
     let mut settings = Settings::embedded(dir, "127.0.0.1:0".parse().expect("addr"));
+    // Off by default; tests make their viewers through the API's registration (the default is
+    // held by the configuration's tests, a disabled registration by `auth.rs`'s).
+    settings.api.registration_enabled = true;
     let mut pg = None;
     if let Some(url) = postgres_url() {
         let (url, guard) = fresh_postgres_database(&url).await;
@@ -103,7 +106,12 @@ pub async fn create_user(db: &vidscope_core::db::Db, role: Role) -> TestUser {
     )
     .await
     .expect("create test user");
-    let user = User { id, email, role };
+    let user = User {
+        id,
+        email,
+        role,
+        must_change_password: false,
+    };
     let token = vidscope_core::auth::create_session(db, &user, Duration::from_secs(3600))
         .await
         .expect("create test session");

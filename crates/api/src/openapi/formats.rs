@@ -32,6 +32,10 @@ string_formats! {
     /// `vidscope_core::videos::VideoId::parse` accepts.
     VideoId: format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", example = "0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90";
 
+    /// A user id: a UUID in the hyphenated form, as `vidscope_core::domain::UserId::parse`
+    /// accepts (the same rule as [`VideoId`]).
+    UserId: format = "uuid", pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", example = "5d0c6f0e-2b6a-4c1e-8f3a-9b7d2e4c1a60";
+
     /// A video's file name (its `stream_url`'s last segment; not unique), as
     /// `vidscope_core::videos::Filename::parse` accepts: dot-separated runs of `A-Z a-z 0-9 _ -`
     /// (so no leading dot and no `..`), ending in `.mp4`, `.m4v`, `.mov`, `.webm` or `.mkv` (any

@@ -25,6 +25,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
     // Every page's `<link rel="icon">` (`templates/base.html`): SVG, so one small text file.
     ("favicon.svg", SVG, include_str!("../../assets/favicon.svg")),
     ("login.js", JS, include_str!("../../assets/login.js")),
+    ("account.js", JS, include_str!("../../assets/account.js")),
+    ("users.js", JS, include_str!("../../assets/users.js")),
     ("videos.js", JS, include_str!("../../assets/videos.js")),
     ("player.js", JS, include_str!("../../assets/player.js")),
     (
@@ -46,7 +48,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     summary = "A script, stylesheet or icon of the pages",
     tag = "pages",
     params(("name" = String, Path,
-        description = "`site.css`, `favicon.svg`, `login.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
+        description = "`site.css`, `favicon.svg`, `login.js`, `account.js`, `users.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
     responses(
         (status = 200, description = "The file; public, like the pages' HTML",
             content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml")),

@@ -3,19 +3,22 @@
 //! on the server: the page only ever carries a target that passed it.
 
 use askama::Template;
-use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::Html;
 use serde::Deserialize;
 
 use super::safe_next::SafeNext;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     /// Where the form's script goes once signed in (`data-next`).
     next: &'a str,
+    /// Self-registration is on: the page links to `/signup`.
+    registration: bool,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +39,7 @@ pub struct LoginQuery {
     responses((status = 200, description = "The sign-in form", content_type = "text/html", body = String))
 )]
 pub async fn get(
+    State(state): State<AppState>,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
     // A query that does not parse (`next` twice, say) is no target either: the page still
@@ -44,5 +48,6 @@ pub async fn get(
     let next = SafeNext::or_default(raw.as_deref());
     super::render(&LoginPage {
         next: next.as_str(),
+        registration: state.settings.registration_enabled,
     })
 }

@@ -4,12 +4,15 @@
 //! HTML from `templates/`, askama; its scripts and styles from `assets/`, served by [`assets`]):
 //! no CDN, no second origin, no inline code, nothing to deploy beside the binary.
 
+pub mod account;
 pub mod assets;
 pub mod home;
 pub mod login;
 pub mod player;
 pub mod safe_next;
+pub mod signup;
 pub mod trace_viewer;
+pub mod users;
 pub mod videos;
 
 use askama::Template;

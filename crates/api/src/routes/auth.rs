@@ -13,6 +13,10 @@ pub struct UserBody {
     pub email: String,
     /// `admin` or `viewer`.
     pub role: &'static str,
+    /// An admin set a temporary password: until the user chooses a new one
+    /// (`POST /api/account/password`), every other route answers 403
+    /// `password_change_required`.
+    pub must_change_password: bool,
 }
 
 /// What login, register and session answer: the signed-in account.
@@ -33,6 +37,7 @@ impl From<&User> for UserBody {
             id: u.id.clone(),
             email: u.email.clone(),
             role: u.role.as_str(),
+            must_change_password: u.must_change_password,
         }
     }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 
-fn cookie_of(resp: &reqwest::Response) -> String {
+pub(crate) fn cookie_of(resp: &reqwest::Response) -> String {
     let set = resp
         .headers()
         .get("set-cookie")
@@ -54,7 +54,7 @@ async fn server_span(
         .await
 }
 
-async fn login(
+pub(crate) async fn login(
     app: &TestApp,
     email: &impl serde::Serialize,
     password: &impl serde::Serialize,

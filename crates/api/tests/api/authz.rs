@@ -125,6 +125,8 @@ async fn every_route_answers_each_role_as_specified() {
     // Arrange
     let app = spawn_app().await;
     let [viewer, other, admin] = accounts(&app).await;
+    // An account the admin routes act on (a temporary password ends its sessions).
+    let spare = app.create_user(Role::Viewer).await;
     let video = video_with_thumbnail(&app).await;
     let (id, filename) = (video.id.as_str(), video.filename.as_str());
     let progress = json!({"videoId": id, "positionSeconds": 1.0, "watchTime": 1.0});
@@ -266,6 +268,16 @@ async fn every_route_answers_each_role_as_specified() {
             [401, 403, 403, 404],
         ),
         case("GET", "/login", "/login", Body::None, all(200)),
+        // Registration is on in tests (off by default).
+        case("GET", "/signup", "/signup", Body::None, all(200)),
+        case(
+            "GET",
+            "/account",
+            "/account",
+            Body::None,
+            [303, 200, 200, 200],
+        ),
+        case("GET", "/users", "/users", Body::None, [303, 403, 403, 200]),
         // The pages' scripts and styles: public, like the sign-in page that loads them.
         case(
             "GET",
@@ -311,7 +323,47 @@ async fn every_route_answers_each_role_as_specified() {
             Body::None,
             admin_only(204),
         ),
-        // Last: it ends the sessions the other cases use.
+        // Accounts (issue 28): only admins manage accounts, the viewer's own included; the
+        // account routes act on the caller's own account (they take no id to name another's).
+        case(
+            "GET",
+            "/api/users",
+            "/api/users",
+            Body::None,
+            admin_only(200),
+        ),
+        case(
+            "PATCH",
+            "/api/users/{id}",
+            format!("/api/users/{}", viewer.user.id),
+            Body::Json(json!({"disabled": false})),
+            admin_only(200),
+        ),
+        case(
+            "POST",
+            "/api/users/{id}/temporary-password",
+            format!("/api/users/{}/temporary-password", spare.user.id),
+            Body::Json(json!({"password": "a temporary password"})),
+            admin_only(204),
+        ),
+        case(
+            "POST",
+            "/api/account/password",
+            "/api/account/password",
+            Body::Json(json!({
+                "current_password": viewer.password,
+                "new_password": "changed in the matrix",
+            })),
+            signed_in(204),
+        ),
+        // Last two: they end the sessions the other cases use.
+        case(
+            "DELETE",
+            "/api/account/sessions",
+            "/api/account/sessions",
+            Body::None,
+            signed_in(204),
+        ),
         case(
             "POST",
             "/api/auth/logout",

@@ -7,6 +7,7 @@
     reason = "an end-to-end test reads as one scenario, top to bottom"
 )]
 
+mod accounts;
 mod auth;
 mod authz;
 mod backends;

@@ -346,7 +346,7 @@ fn conforms(schema: &Value, value: &str) -> bool {
 /// and around each rule's edge.
 #[test]
 fn the_documented_formats_are_the_parsers() {
-    use vidscope_core::domain::Email;
+    use vidscope_core::domain::{Email, UserId};
     use vidscope_core::videos::{Filename, VideoId};
 
     let doc = document();
@@ -421,6 +421,7 @@ fn the_documented_formats_are_the_parsers() {
     let either = |v: &str| VideoId::parse(v).is_some() || Filename::parse(v).is_ok();
     for v in &video_ids {
         check("VideoId", v, VideoId::parse(v).is_some());
+        check("UserId", v, UserId::parse(v).is_some());
         check("VideoIdOrFilename", v, either(v));
     }
     for v in filenames {
@@ -432,6 +433,6 @@ fn the_documented_formats_are_the_parsers() {
     }
     assert_eq!(
         checked,
-        2 * video_ids.len() + 2 * filenames.len() + emails.len()
+        3 * video_ids.len() + 2 * filenames.len() + emails.len()
     );
 }

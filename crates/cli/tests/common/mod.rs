@@ -135,6 +135,8 @@ pub(crate) fn up_command(data_dir: &Path, db_url: &str, otlp_grpc: &str) -> Comm
     .env("OTEL_METRIC_EXPORT_INTERVAL", "1000")
     .env("VIDSCOPE_ADMIN_EMAIL", ADMIN.0)
     .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN.1)
+    // Off by default; the load generator's viewers and the browser tests' second user register.
+    .env("VIDSCOPE_REGISTRATION", "true")
     .env("VIDSCOPE_QUEUE_PREFIX", &prefix)
     .env("VIDSCOPE_REDIS_PREFIX", prefix)
     .stdout(Stdio::piped())

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry::KeyValue;
 use serde::Deserialize;
-use vidscope_core::auth::{create_session, verify_credentials};
+use vidscope_core::auth::{LoginFailure, create_session, verify_credentials};
 use vidscope_core::domain::{Email, Password};
 use vidscope_telemetry::SpanExt as _;
 
@@ -47,6 +47,7 @@ const ADDRESS_FACTOR: u32 = 4;
         (status = 200, description = "Signed in; the session cookie is set", body = UserResponse,
             headers(("Set-Cookie" = String, description = "`vidscope_session`: HttpOnly, SameSite=Lax, Secure when configured"))),
         (status = 401, description = "Wrong e-mail or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 403, description = "The password is right but an admin disabled the account (`account_disabled`)", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for the account or address", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         BadInput, TooLarge, NotJson, DbUnavailable, DbFull,
@@ -99,10 +100,19 @@ pub async fn post(
 
     let verdict = match &password {
         Some(p) => verify_credentials(&state.db, &email, p).await?,
-        None => Err(vidscope_core::auth::LoginFailure::WrongPassword),
+        None => Err(LoginFailure::WrongPassword),
     };
     let user = match verdict {
         Ok(u) => u,
+        // The password was right: saying so costs nothing, and tells the user what to do.
+        Err(failure @ LoginFailure::Disabled) => {
+            auth_failed(session_cookie(&headers).0, failure.reason());
+            tracing::info!(reason = failure.reason(), "login refused");
+            return Err(ApiError::Denied {
+                code: "account_disabled",
+                message: "this account is disabled: ask an admin to enable it",
+            });
+        }
         Err(failure) => {
             state.login_limiter.record_failure(&account_key).await;
             state.login_limiter.record_failure(&address_key).await;

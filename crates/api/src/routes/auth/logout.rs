@@ -2,11 +2,11 @@
 //! client can call it blindly.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use vidscope_core::auth::delete_session;
 
-use crate::auth::{clear_cookie, session_cookie};
+use crate::auth::{session_cookie, signed_out};
 use crate::error::ApiError;
 use crate::openapi::responses::{DbFull, DbUnavailable};
 use crate::state::AppState;
@@ -32,11 +32,5 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap) -> Result<R
             .invalidate(&token.cache_key(), &token.cache_label())
             .await;
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&clear_cookie(state.settings.cookie_secure))
-            .map_err(|e| ApiError::Internal(e.into()))?,
-    );
-    Ok(r)
+    signed_out(state.settings.cookie_secure)
 }

@@ -62,6 +62,7 @@ pub async fn post(
         id,
         email: email.as_str().to_owned(),
         role: Role::Viewer,
+        must_change_password: false,
     };
     let token = create_session(&state.db, &user, state.settings.session_ttl).await?;
     let cookie = set_cookie(

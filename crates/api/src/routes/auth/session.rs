@@ -1,8 +1,9 @@
-//! `GET /api/auth/session`: who am I. 401 without a valid session.
+//! `GET /api/auth/session`: who am I. 401 without a valid session. A user who must replace a
+//! temporary password gets 200 too, with `must_change_password`, so a page can ask for it.
 
 use axum::Json;
 
-use crate::auth::CurrentUser;
+use crate::auth::SignedIn;
 use crate::openapi::responses::{DbUnavailable, Unauthorized};
 use crate::routes::auth::UserResponse;
 
@@ -17,6 +18,6 @@ use crate::routes::auth::UserResponse;
         Unauthorized, DbUnavailable,
     )
 )]
-pub async fn get(CurrentUser(user): CurrentUser) -> Json<UserResponse> {
+pub async fn get(SignedIn { user, .. }: SignedIn) -> Json<UserResponse> {
     Json(UserResponse::from(&user))
 }

@@ -27,7 +27,7 @@ use crate::state::AppState;
 #[schema(min_properties = 1)]
 pub struct UpdateVideoBody {
     /// Trimmed; 1 to 200 characters, not only white space, no control characters.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(
         nullable = false,
         min_length = 1,
@@ -37,18 +37,13 @@ pub struct UpdateVideoBody {
     title: Option<String>,
     /// Trimmed; at most 5000 characters, no control characters but line breaks and tabs. An
     /// empty string clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(
         nullable = false,
         max_length = 5000,
         pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
     )]
     description: Option<String>,
-}
-
-/// A field that is there must be a string (serde reads `null` as `None` for an `Option`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(d).map(Some)
 }
 
 #[utoipa::path(
