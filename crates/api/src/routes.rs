@@ -32,3 +32,25 @@ pub(crate) fn limit(raw: Option<&str>, default: usize, max: usize) -> Result<usi
             )
         })
 }
+
+/// Every value [`action_outcome`] gives.
+pub(crate) const ACTION_OUTCOMES: [&str; 3] = ["done", "refused", "not_found"];
+
+/// How an admin's action ended, for the `outcome` label of the action counters
+/// (`video.admin_actions_total`, `user.account_actions_total`): `refused` is bad input, a state
+/// or a rule that does not allow it, or too many tries. `None` for a failure of the service
+/// itself (the database down, say): that is not an outcome of the action, and the server
+/// span's error reports it.
+pub(crate) fn action_outcome<T>(result: &Result<T, ApiError>) -> Option<&'static str> {
+    match result {
+        Ok(_) => Some("done"),
+        Err(ApiError::NotFound(_)) => Some("not_found"),
+        Err(
+            ApiError::BadRequest { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::NotReady(_)
+            | ApiError::TooManyRequests { .. },
+        ) => Some("refused"),
+        Err(_) => None,
+    }
+}

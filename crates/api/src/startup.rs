@@ -34,22 +34,20 @@ fn prime_metrics(metrics: &Metrics) {
         (
             &metrics.video_admin_actions_total,
             &crate::routes::videos::ADMIN_ACTIONS[..],
-            &crate::routes::videos::ADMIN_OUTCOMES[..],
         ),
         (
             &metrics.user_account_actions_total,
             &crate::routes::users::ACCOUNT_ACTIONS[..],
-            &crate::routes::users::ACCOUNT_OUTCOMES[..],
         ),
     ];
-    for (counter, actions, outcomes) in actions {
+    for (counter, actions) in actions {
         for action in actions {
-            for outcome in outcomes {
+            for outcome in crate::routes::ACTION_OUTCOMES {
                 counter.add(
                     0,
                     &[
                         KeyValue::new("action", *action),
-                        KeyValue::new("outcome", *outcome),
+                        KeyValue::new("outcome", outcome),
                     ],
                 );
             }

@@ -74,9 +74,6 @@ pub(crate) const ACCOUNT_ACTIONS: [&str; 6] = [
     "enable",
     "temporary_password",
 ];
-/// Its `outcome` labels: `refused` is bad input, a wrong current password or a rule (the last
-/// admin, one's own account).
-pub(crate) const ACCOUNT_OUTCOMES: [&str; 3] = ["done", "refused", "not_found"];
 
 /// Counts `result` as each of `actions` in `user.account_actions_total`, then hands it back.
 /// Failures of the server (a 5xx) are not an outcome of the action and are not counted.
@@ -85,15 +82,8 @@ pub(crate) fn counted<T>(
     actions: &[&'static str],
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let outcome = match &result {
-        Ok(_) => "done",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(
-            ApiError::BadRequest { .. }
-            | ApiError::Conflict { .. }
-            | ApiError::TooManyRequests { .. },
-        ) => "refused",
-        Err(_) => return result,
+    let Some(outcome) = super::action_outcome(&result) else {
+        return result;
     };
     for action in actions {
         state.metrics.user_account_actions_total.add(

@@ -100,21 +100,15 @@ pub(crate) fn admin_video_id(segment: &str) -> Result<vidscope_core::videos::Vid
 
 /// The `action` labels of `video.admin_actions_total`.
 pub(crate) const ADMIN_ACTIONS: [&str; 3] = ["update", "delete", "reprocess"];
-/// Its `outcome` labels: `refused` is bad input or a state that does not allow the action.
-pub(crate) const ADMIN_OUTCOMES: [&str; 3] = ["done", "refused", "not_found"];
 
-/// Counts an admin action on a lesson by how it ended. A failure of the service itself (the
-/// database down, say) is not an outcome of the action: the server span's error reports it.
+/// Counts an admin action on a lesson by how it ended ([`super::action_outcome`]).
 pub(crate) fn count_admin_action<T>(
     state: &crate::state::AppState,
     action: &'static str,
     result: &Result<T, ApiError>,
 ) {
-    let outcome = match result {
-        Ok(_) => "done",
-        Err(ApiError::NotFound(_)) => "not_found",
-        Err(ApiError::BadRequest { .. } | ApiError::NotReady(_)) => "refused",
-        Err(_) => return,
+    let Some(outcome) = super::action_outcome(result) else {
+        return;
     };
     state.metrics.video_admin_actions_total.add(
         1,
