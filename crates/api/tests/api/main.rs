@@ -18,6 +18,7 @@ mod health;
 mod http_metrics;
 mod lessons;
 mod limits;
+mod list_scale;
 mod migrate;
 mod openapi;
 mod pages;
