@@ -43,9 +43,25 @@
     }
   }
 
+  function fmtDuration(s) {
+    s = Math.round(s);
+    const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, sec = String(s % 60).padStart(2, '0');
+    return h > 0 ? h + ':' + String(m).padStart(2, '0') + ':' + sec : m + ':' + sec;
+  }
+
   function onStatus(id, status) {
     statuses.set(id, status);
-    cards(id).forEach((card) => setStatus(card, status));
+    const changed = cards(id);
+    changed.forEach((card) => setStatus(card, status));
+    // A card made for an upload learns its duration (the worker's probe) once it is ready.
+    const missing = [...changed].filter((c) => !c.querySelector('.duration').textContent);
+    if (status === 'ready' && missing.length) {
+      fetch('/api/videos/' + encodeURIComponent(id)).then((r) => r.ok ? r.json() : null).then((v) => {
+        if (v && v.duration_seconds != null) {
+          missing.forEach((c) => { c.querySelector('.duration').textContent = fmtDuration(v.duration_seconds); });
+        }
+      }).catch(() => {});
+    }
   }
 
   // The socket reconnects after a close (the server closes every hour, and on shutdown).

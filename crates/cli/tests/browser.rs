@@ -503,7 +503,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
     // ----------------------------------------------------- play, seek, save, reload
     let mp4_id = &ids["lesson.mp4"];
     c.find(Locator::Css(&format!(
-        ".video-card[data-video-id='{mp4_id}']"
+        ".video-card[data-video-id='{mp4_id}'] a.open"
     )))
     .await
     .unwrap()
@@ -597,6 +597,31 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         }
     })
     .await;
+
+    // The lesson list shows it: 12 of the 20 s watched, and the lesson in "continue watching".
+    c.goto(&format!("{base}/videos")).await.unwrap();
+    let shown = js(
+        &c,
+        &format!(
+            "const p = document.querySelector(\"{}\"); return p && p.value;",
+            card(mp4_id, " progress")
+        ),
+    )
+    .await;
+    let shown = shown
+        .as_f64()
+        .unwrap_or_else(|| panic!("no progress bar: {shown}"));
+    assert!(
+        (55.0..=60.0).contains(&shown),
+        "12 of 20 s shown as {shown} %"
+    );
+    let continuing = js(
+        &c,
+        "return [...document.querySelectorAll('#continue .video-card')].map(c => c.dataset.videoId);",
+    )
+    .await;
+    assert_eq!(continuing, json!([mp4_id]), "continue watching");
+    screenshot(&c, "lessons-learner.png").await;
 
     // ------------------------------------------------------------------- WebM
     // Played on a link slower than the lesson's bit rate (~40 KB/s), so playback stalls and
@@ -836,6 +861,226 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
         assert_eq!((url.path(), url.query()), (path, query), "next={next}");
     }
     assert_no_csp_violations(&driver_url, &c, "signing in").await;
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
+}
+
+/// `.video-card[data-video-id=...]` `rest` on the lesson list (the list's card, not the
+/// continue-watching row's).
+fn card(id: &str, rest: &str) -> String {
+    format!("#videos .video-card[data-video-id='{id}']{rest}")
+}
+
+/// What the lesson list's script says about a card: `data-status`, `data-saved`, its title,
+/// its duration and its thumbnail's decoded width.
+async fn card_state(c: &Client, id: &str) -> Value {
+    js(
+        c,
+        &format!(
+            "const c = document.querySelector(\"{}\"); \
+             return c && {{status: c.dataset.status, saved: c.dataset.saved || '0', \
+             title: c.querySelector('.title').textContent, \
+             duration: c.querySelector('.duration').textContent, \
+             thumb: (c.querySelector('img.thumb') || {{}}).naturalWidth || 0}};",
+            card(id, "")
+        ),
+    )
+    .await
+}
+
+/// Issue 28: an admin manages lessons from the lesson list. The upload form sends a file
+/// (the progress bar fills from the XHR's upload progress), a title and a description; the new
+/// lesson's card follows its status live over the WebSocket (no reload) until it is ready with
+/// its thumbnail, and it plays. The admin edits its title and description, then deletes it:
+/// dismissing the confirm keeps it, accepting removes it (the API answers 404 after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let media = tempfile::tempdir().unwrap();
+    make_lesson(
+        media.path(),
+        "form-lesson.mp4",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+        ],
+    );
+    let file = media.path().join("form-lesson.mp4");
+    let api = cookie_client();
+    sign_in(&api, &base, ADMIN.0, ADMIN.1).await;
+    let (_driver, driver_url, c, _profile) = browser().await;
+
+    c.goto(&format!("{base}/videos")).await.unwrap();
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
+    assert_eq!(body_data(&c, "loaded").await, "0", "no lessons yet");
+    assert_eq!(body_data(&c, "live").await, "true", "the WebSocket is open");
+    // Set on this document only: still there at the end means the page never reloaded.
+    js(&c, "window.sameDocument = true; return null;").await;
+
+    // ------------------------------------------------------------------ upload
+    let form = [
+        ("upload-file", file.to_str().unwrap()),
+        ("upload-title", "Fractions from the form"),
+        ("upload-description", "Halves and quarters."),
+    ];
+    for (id, text) in form {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    c.find(Locator::Id("upload-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let id = body_data(&c, "upload").await;
+    assert_ne!(id, "failed", "{:?}", page_state(&c).await);
+    // The bar moved with the XHR's upload progress events, the last one at 100 %.
+    assert_eq!(body_data(&c, "uploadProgress").await, "100");
+    let bar = js(
+        &c,
+        "return document.getElementById('upload-progress').value;",
+    )
+    .await;
+    assert_eq!(bar, 100, "the progress bar is full");
+    let v = get_json(&api, &format!("{base}/api/videos/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(v["title"], "Fractions from the form", "{v}");
+    assert_eq!(v["description"], "Halves and quarters.", "{v}");
+    // The worker probes it and makes its thumbnail; the card follows over the socket.
+    let state = eventually("the new card ready with its thumbnail", WAIT, || async {
+        let s = card_state(&c, &id).await;
+        if s["status"] == "ready" && s["thumb"].as_i64().unwrap_or(0) > 0 && s["duration"] != "" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    assert_eq!(state["title"], "Fractions from the form");
+    assert_eq!(
+        state["duration"], "0:20",
+        "the probe's duration, fetched once ready"
+    );
+    assert_eq!(body_data(&c, "loaded").await, "1");
+    assert_eq!(js(&c, "return window.sameDocument === true;").await, true);
+    screenshot(&c, "lessons-admin.png").await;
+    assert_no_csp_violations(&driver_url, &c, "the upload").await;
+
+    // ------------------------------------------------------------------ it plays
+    c.find(Locator::Css(&card(&id, " a.open")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(body_data(&c, "resumedAt").await, "0");
+    js(&c, "document.getElementById('video').play(); return null;").await;
+    assert_eq!(body_data(&c, "state").await, "playing");
+    c.goto(&format!("{base}/videos")).await.unwrap();
+
+    // ------------------------------------------------------------------ edit
+    c.find(Locator::Css(&card(&id, " details.edit summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let title = c
+        .find(Locator::Css(&card(&id, " input[name=title]")))
+        .await
+        .unwrap();
+    title.clear().await.unwrap();
+    title.send_keys("Fractions, edited").await.unwrap();
+    let description = c
+        .find(Locator::Css(&card(&id, " textarea[name=description]")))
+        .await
+        .unwrap();
+    description.clear().await.unwrap();
+    description.send_keys("Thirds too.").await.unwrap();
+    c.find(Locator::Css(&card(&id, " button.save")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the edit saved", WAIT, || async {
+        let s = card_state(&c, &id).await;
+        if s["saved"] == "1" {
+            Ok(())
+        } else {
+            Err(format!("{s} {:?}", page_state(&c).await))
+        }
+    })
+    .await;
+    assert_eq!(card_state(&c, &id).await["title"], "Fractions, edited");
+    let v = get_json(&api, &format!("{base}/api/videos/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["title"].as_str(), v["description"].as_str()),
+        (Some("Fractions, edited"), Some("Thirds too.")),
+        "{v}"
+    );
+    // The server renders the edit on the next load.
+    c.refresh().await.unwrap();
+    assert_eq!(card_state(&c, &id).await["title"], "Fractions, edited");
+
+    // ------------------------------------------------------------------ delete
+    let delete = card(&id, " button.delete");
+    c.find(Locator::Css(&delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.dismiss_alert().await.unwrap();
+    assert!(
+        card_state(&c, &id).await.is_object(),
+        "dismissed: the lesson stays"
+    );
+    c.find(Locator::Css(&delete))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    eventually("the card removed", WAIT, || async {
+        match card_state(&c, &id).await {
+            Value::Null => Ok(()),
+            other => Err(format!("{other} {:?}", page_state(&c).await)),
+        }
+    })
+    .await;
+    assert_eq!(body_data(&c, "loaded").await, "0");
+    let r = api
+        .get(format!("{base}/api/videos/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "deleted for the API too");
+    c.refresh().await.unwrap();
+    assert_eq!(body_data(&c, "loaded").await, "0", "and after a reload");
+    assert_no_csp_violations(&driver_url, &c, "the edit and the delete").await;
 
     c.close().await.unwrap();
     let status = service.stop();
