@@ -66,6 +66,22 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// ffmpeg's arguments for an MP4 lesson (H.264 and AAC, a key frame a second, the index first).
+const MP4: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+    "-g",
+    "25",
+    "-c:a",
+    "aac",
+    "-movflags",
+    "+faststart",
+];
+
 /// A lesson made by ffmpeg: a test pattern with a tone, `LESSON_SECS` long.
 fn make_lesson(dir: &Path, name: &str, codec_args: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
@@ -229,9 +245,9 @@ async fn assert_no_csp_violations(driver_url: &str, c: &Client, when: &str) {
     );
 }
 
-/// Fills in and submits the sign-in form of the page `c` is on.
-async fn submit_sign_in(c: &Client, email: &str, password: &str) {
-    for (id, text) in [("email", email), ("password", password)] {
+/// Types each text into the element with its id, then clicks the element `submit`.
+async fn fill_and_submit(c: &Client, fields: &[(&str, &str)], submit: &str) {
+    for (id, text) in fields {
         c.find(Locator::Id(id))
             .await
             .unwrap()
@@ -239,12 +255,22 @@ async fn submit_sign_in(c: &Client, email: &str, password: &str) {
             .await
             .unwrap();
     }
-    c.find(Locator::Id("sign-in"))
+    click(c, Locator::Id(submit)).await;
+}
+
+/// Clicks the element `at`.
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{at:?}: {e}"))
         .click()
         .await
         .unwrap();
+}
+
+/// Fills in and submits the sign-in form of the page `c` is on.
+async fn submit_sign_in(c: &Client, email: &str, password: &str) {
+    fill_and_submit(c, &[("email", email), ("password", password)], "sign-in").await;
 }
 
 /// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
@@ -360,24 +386,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
-    let mp4 = make_lesson(
-        media.path(),
-        "lesson.mp4",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ],
-    );
+    let mp4 = make_lesson(media.path(), "lesson.mp4", MP4);
     let webm = make_lesson(
         media.path(),
         "lesson.webm",
@@ -502,14 +511,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
 
     // ----------------------------------------------------- play, seek, save, reload
     let mp4_id = &ids["lesson.mp4"];
-    c.find(Locator::Css(&format!(
-        ".video-card[data-video-id='{mp4_id}'] a.open"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, Locator::Css(&card(mp4_id, " a.open"))).await;
     assert_eq!(body_data(&c, "resumedAt").await, "0", "nothing saved yet");
     assert_eq!(
         c.current_url().await.unwrap().path(),
@@ -902,22 +904,7 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
     let media = tempfile::tempdir().unwrap();
-    make_lesson(
-        media.path(),
-        "form-lesson.mp4",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ],
-    );
+    make_lesson(media.path(), "form-lesson.mp4", MP4);
     let file = media.path().join("form-lesson.mp4");
     let api = cookie_client();
     sign_in(&api, &base, ADMIN.0, ADMIN.1).await;
@@ -936,20 +923,7 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
         ("upload-title", "Fractions from the form"),
         ("upload-description", "Halves and quarters."),
     ];
-    for (id, text) in form {
-        c.find(Locator::Id(id))
-            .await
-            .unwrap()
-            .send_keys(text)
-            .await
-            .unwrap();
-    }
-    c.find(Locator::Id("upload-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_and_submit(&c, &form, "upload-submit").await;
     let id = body_data(&c, "upload").await;
     assert_ne!(id, "failed", "{:?}", page_state(&c).await);
     // The bar moved with the XHR's upload progress events, the last one at 100 %.
@@ -986,24 +960,14 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     assert_no_csp_violations(&driver_url, &c, "the upload").await;
 
     // ------------------------------------------------------------------ it plays
-    c.find(Locator::Css(&card(&id, " a.open")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&card(&id, " a.open"))).await;
     assert_eq!(body_data(&c, "resumedAt").await, "0");
     js(&c, "document.getElementById('video').play(); return null;").await;
     assert_eq!(body_data(&c, "state").await, "playing");
     c.goto(&format!("{base}/videos")).await.unwrap();
 
     // ------------------------------------------------------------------ edit
-    c.find(Locator::Css(&card(&id, " details.edit summary")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&card(&id, " details.edit summary"))).await;
     let title = c
         .find(Locator::Css(&card(&id, " input[name=title]")))
         .await
@@ -1016,12 +980,7 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
         .unwrap();
     description.clear().await.unwrap();
     description.send_keys("Thirds too.").await.unwrap();
-    c.find(Locator::Css(&card(&id, " button.save")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&card(&id, " button.save"))).await;
     eventually("the edit saved", WAIT, || async {
         let s = card_state(&c, &id).await;
         if s["saved"] == "1" {
@@ -1046,23 +1005,13 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
 
     // ------------------------------------------------------------------ delete
     let delete = card(&id, " button.delete");
-    c.find(Locator::Css(&delete))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&delete)).await;
     c.dismiss_alert().await.unwrap();
     assert!(
         card_state(&c, &id).await.is_object(),
         "dismissed: the lesson stays"
     );
-    c.find(Locator::Css(&delete))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, Locator::Css(&delete)).await;
     c.accept_alert().await.unwrap();
     eventually("the card removed", WAIT, || async {
         match card_state(&c, &id).await {

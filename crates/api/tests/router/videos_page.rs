@@ -28,6 +28,16 @@ fn card_ids(html: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// The HTML of the card of lesson `id` in the list (`#videos`).
+fn card_html<'a>(html: &'a str, id: &str) -> &'a str {
+    let list = html.split("id=\"videos\"").nth(1).expect("the list");
+    let card = list
+        .split(&format!("data-video-id=\"{id}\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no card of {id} in the list:\n{list}"));
+    card.split("</article>").next().unwrap_or_default()
+}
+
 /// The `href` of the link with this id, HTML entities of the query undone.
 fn link(html: &str, id: &str) -> Option<String> {
     let needle = format!("id=\"{id}\" href=\"");
@@ -88,21 +98,10 @@ async fn admin_controls_and_the_upload_form_are_rendered_for_admins_only() {
         1,
         "{list}"
     );
-    let failed_card = list
-        .split(&format!("data-video-id=\"{failed}\""))
-        .nth(1)
-        .unwrap()
-        .split("</article>")
-        .next()
-        .unwrap();
-    assert!(
-        failed_card.contains("class=\"reprocess\">"),
-        "{failed_card}"
-    );
-    assert!(
-        failed_card.contains("value=\"Broken lesson\""),
-        "{failed_card}"
-    );
+    let failed_card = card_html(&html, &failed);
+    for part in ["class=\"reprocess\">", "value=\"Broken lesson\""] {
+        assert!(failed_card.contains(part), "{failed_card}");
+    }
 }
 
 #[tokio::test]
@@ -202,18 +201,7 @@ async fn each_viewer_sees_their_own_progress_and_what_to_continue() {
     }
 
     let html = page(&app, "/videos", &viewer).await;
-    let card = |id: &str| {
-        html.split("id=\"videos\"")
-            .nth(1)
-            .unwrap()
-            .split(&format!("data-video-id=\"{id}\""))
-            .nth(1)
-            .unwrap()
-            .split("</article>")
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let card = |id: &str| card_html(&html, id);
     let c = card(&half);
     assert!(c.contains("<progress max=\"100\" value=\"50\""), "{c}");
     assert!(!c.contains("completed"), "{c}");
