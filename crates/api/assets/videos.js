@@ -131,11 +131,15 @@
 
   async function reprocess(card) {
     fail(card, '');
-    const r = await fetch('/api/videos/' + encodeURIComponent(card.dataset.videoId) + '/reprocess', {method: 'POST'})
+    const id = card.dataset.videoId;
+    statuses.delete(id);
+    const r = await fetch('/api/videos/' + encodeURIComponent(id) + '/reprocess', {method: 'POST'})
       .catch((e) => ({ok: false, statusText: e.message, json: async () => ({})}));
     if (!r.ok) { fail(card, 'Not reprocessed: ' + await apiError(r)); return; }
     const v = await r.json();
-    onStatus(v.id, v.status);
+    // The worker may have moved on (and said so on the socket) before this answer arrived.
+    onStatus(id, statuses.get(id) || v.status);
+    card.dataset.reprocessed = String(Number(card.dataset.reprocessed || 0) + 1);
   }
 
   // One listener for every card, present and future.

@@ -875,14 +875,17 @@ fn card(id: &str, rest: &str) -> String {
     format!("#videos .video-card[data-video-id='{id}']{rest}")
 }
 
-/// What the lesson list's script says about a card: `data-status`, `data-saved`, its title,
-/// its duration and its thumbnail's decoded width.
+/// What the lesson list's script says about a card: `data-status`, `data-saved`,
+/// `data-reprocessed`, whether its reprocess button shows, its title, its duration and its
+/// thumbnail's decoded width.
 async fn card_state(c: &Client, id: &str) -> Value {
     js(
         c,
         &format!(
             "const c = document.querySelector(\"{}\"); \
+             const b = c && c.querySelector('button.reprocess'); \
              return c && {{status: c.dataset.status, saved: c.dataset.saved || '0', \
+             reprocessed: c.dataset.reprocessed || '0', reprocess: !!b && !b.hidden, \
              title: c.querySelector('.title').textContent, \
              duration: c.querySelector('.duration').textContent, \
              thumb: (c.querySelector('img.thumb') || {{}}).naturalWidth || 0}};",
@@ -890,6 +893,17 @@ async fn card_state(c: &Client, id: &str) -> Value {
         ),
     )
     .await
+}
+
+/// Scrolls the element `css` into the middle of the window (for a screenshot).
+async fn show(c: &Client, css: &str) {
+    js(
+        c,
+        &format!(
+            "document.querySelector(\"{css}\").scrollIntoView({{block: 'center'}}); return null;"
+        ),
+    )
+    .await;
 }
 
 /// Issue 28: an admin manages lessons from the lesson list. The upload form sends a file
@@ -904,7 +918,7 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     let dir = tempfile::tempdir().unwrap();
     let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
     let media = tempfile::tempdir().unwrap();
-    make_lesson(media.path(), "form-lesson.mp4", MP4);
+    let lesson = make_lesson(media.path(), "form-lesson.mp4", MP4);
     let file = media.path().join("form-lesson.mp4");
     let api = cookie_client();
     sign_in(&api, &base, ADMIN.0, ADMIN.1).await;
@@ -956,6 +970,7 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     );
     assert_eq!(body_data(&c, "loaded").await, "1");
     assert_eq!(js(&c, "return window.sameDocument === true;").await, true);
+    show(&c, &card(&id, "")).await;
     screenshot(&c, "lessons-admin.png").await;
     assert_no_csp_violations(&driver_url, &c, "the upload").await;
 
@@ -1030,6 +1045,54 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     c.refresh().await.unwrap();
     assert_eq!(body_data(&c, "loaded").await, "0", "and after a reload");
     assert_no_csp_violations(&driver_url, &c, "the edit and the delete").await;
+
+    // ------------------------------------------------------------------ reprocess
+    // An MP4 by its first bytes only: the probe fails for good, so the lesson turns `failed`
+    // and its card offers reprocess, live; reprocessing runs the probe again, which fails again.
+    let mut bytes = lesson[..32].to_vec();
+    bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let broken = media.path().join("broken.mp4");
+    std::fs::write(&broken, bytes).unwrap();
+    assert_eq!(body_data(&c, "live").await, "true");
+    let form = [
+        ("upload-file", broken.to_str().unwrap()),
+        ("upload-title", "Broken lesson"),
+    ];
+    fill_and_submit(&c, &form, "upload-submit").await;
+    let broken_id = body_data(&c, "upload").await;
+    assert_ne!(broken_id, "failed", "{:?}", page_state(&c).await);
+    let failed = |reprocessed: &'static str| {
+        let c = &c;
+        let id = broken_id.clone();
+        async move {
+            eventually(
+                "the broken lesson failed, reprocess offered",
+                WAIT,
+                || async {
+                    let s = card_state(c, &id).await;
+                    if s["status"] == "failed"
+                        && s["reprocess"] == true
+                        && s["reprocessed"] == reprocessed
+                    {
+                        Ok(())
+                    } else {
+                        Err(s.to_string())
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    failed("0").await;
+    show(&c, &card(&broken_id, "")).await;
+    screenshot(&c, "lessons-admin-failed.png").await;
+    click(&c, Locator::Css(&card(&broken_id, " button.reprocess"))).await;
+    failed("1").await;
+    let v = get_json(&api, &format!("{base}/api/videos/{broken_id}"))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_no_csp_violations(&driver_url, &c, "the reprocess").await;
 
     c.close().await.unwrap();
     let status = service.stop();
