@@ -448,7 +448,9 @@ pub async fn list_page(
 }
 
 /// `user`'s lessons started and not finished, last watched first, at most `limit`: the "continue
-/// watching" row. Only lessons that can play (`ready`) and were left past the start.
+/// watching" row. Only lessons that can play (`ready`) and were left past the start; "not
+/// finished" is [`crate::progress::Progress::is_completed`]'s rule (the flag, or 95 % of the
+/// duration), so no lesson is both in this row and marked completed.
 pub async fn continue_watching(
     db: &Db,
     user: &str,
@@ -459,11 +461,14 @@ pub async fn continue_watching(
         " FROM progress p JOIN videos v ON v.id = p.video_id \
          WHERE p.user_id = $1 AND p.completed = 0 AND p.position_seconds > 0 \
          AND v.status = 'ready' \
+         AND (v.duration_seconds IS NULL OR v.duration_seconds <= 0 \
+         OR p.position_seconds < v.duration_seconds * $3) \
          ORDER BY p.updated_at DESC, v.id DESC LIMIT $2"
     );
     let rows = sqlx::query(SQL)
         .bind(user)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(crate::progress::AUTO_COMPLETE_RATIO)
         .fetch_all(db.pool())
         .in_db_span(query_span(db.backend(), "SELECT", "progress", SQL))
         .await?;

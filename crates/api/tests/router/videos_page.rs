@@ -4,6 +4,8 @@
 
 use serde_json::json;
 use vidscope_core::domain::Role;
+use vidscope_core::videos::VideoId;
+use vidscope_testkit::db::insert_video_row;
 
 use super::{Answer, get, insert_video, post_json};
 use vidscope_testkit::router::{TestRouter, test_router};
@@ -194,11 +196,20 @@ async fn each_viewer_sees_their_own_progress_and_what_to_continue() {
     let half = insert_video(&app, "Half watched", "ready").await;
     let done = insert_video(&app, "Watched to the end", "ready").await;
     let unseen = insert_video(&app, "Not started", "ready").await;
-    for (id, position) in [(&half, 30.0), (&done, 58.0)] {
+    // Saved at 59 s while the duration was unknown (no completed flag), probed as 60 s after.
+    let late = VideoId::generate();
+    insert_video_row(&app.state.db, late.as_str(), "Probed late", "ready", None).await;
+    let late = late.as_str().to_owned();
+    for (id, position) in [(&half, 30.0), (&done, 58.0), (&late, 59.0)] {
         let body = json!({"videoId": id, "positionSeconds": position, "watchTime": position});
         let a = post_json(&app, "/api/progress", Some(&viewer), body).await;
         assert_eq!(a.status, 200, "{}", a.text());
     }
+    sqlx::query("UPDATE videos SET duration_seconds = 60.0 WHERE id = $1")
+        .bind(&late)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
 
     let html = page(&app, "/videos", &viewer).await;
     let card = |id: &str| card_html(&html, id);
@@ -211,9 +222,15 @@ async fn each_viewer_sees_their_own_progress_and_what_to_continue() {
         c.contains("value=\"100\"") && c.contains("✓ completed"),
         "{c}"
     );
+    let c = card(&late);
+    assert!(
+        c.contains("value=\"100\"") && c.contains("✓ completed"),
+        "{c}"
+    );
     let c = card(&unseen);
     assert!(!c.contains("<progress"), "{c}");
-    // Continue watching: the lesson started and not finished, nothing else.
+    // Continue watching: the lesson started and not finished (by the same 95 % rule), nothing
+    // else.
     assert_eq!(card_ids(&html, "continue"), [half]);
 
     // Another viewer has no progress and nothing to continue.
