@@ -297,22 +297,21 @@ pub struct TitleSearch(String);
 
 impl TitleSearch {
     /// `None` for an empty (or all-blank) search: no filter. `field` names the input in the
-    /// error (`q`).
+    /// error (`q`). The length and the characters are checked on the text as sent, before the
+    /// trim, so what is refused is exactly what the OpenAPI document's `maxLength` and
+    /// `pattern` refuse (a tab is a control character even at the end).
     pub fn parse(field: &str, raw: &str) -> Result<Option<Self>, CoreError> {
         let invalid = |why: &str| CoreError::Invalid(format!("{field} {why}"));
-        let text = raw.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        if text.chars().count() > MAX_SEARCH_CHARS {
+        if raw.chars().count() > MAX_SEARCH_CHARS {
             return Err(invalid(&format!(
                 "must be at most {MAX_SEARCH_CHARS} characters"
             )));
         }
-        if text.chars().any(char::is_control) {
+        if raw.chars().any(char::is_control) {
             return Err(invalid("must not contain control characters"));
         }
-        Ok(Some(Self(text.to_owned())))
+        let text = raw.trim();
+        Ok((!text.is_empty()).then(|| Self(text.to_owned())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -848,7 +847,9 @@ mod tests {
         assert_eq!(s.pattern(), "%50\\%\\_off\\\\ fractions%");
         for (bad, why) in [
             ("a\u{0}b".to_owned(), "control characters"),
+            ("fractions\t".to_owned(), "control characters"),
             ("x".repeat(MAX_SEARCH_CHARS + 1), "at most"),
+            (format!(" {} ", "x".repeat(MAX_SEARCH_CHARS - 1)), "at most"),
         ] {
             let err = TitleSearch::parse("q", &bad).unwrap_err().to_string();
             assert!(err.contains("q ") && err.contains(why), "{bad:?}: {err}");

@@ -22,7 +22,7 @@ use vidscope_core::videos::{self, Listed};
 use crate::auth::MaybeUser;
 use crate::error::ApiError;
 use crate::extract::Query;
-use crate::openapi::responses::{BadInput, DbUnavailable, ToLogin};
+use crate::openapi::responses::{DbUnavailable, ToLogin};
 use crate::routes::videos::VideoBody;
 use crate::routes::videos::list::{Page, RawPage, encode_cursor};
 use crate::state::AppState;
@@ -146,7 +146,8 @@ fn page_url(q: &str, cursor: Option<&str>, limit: Option<&str>) -> String {
     ),
     responses(
         (status = 200, description = "A page of the lesson list with the viewer's progress; for admins, the upload form and each lesson's controls", content_type = "text/html", body = String),
-        BadInput, ToLogin, DbUnavailable,
+        (status = 400, description = "A bad `q`, `cursor` or `limit` (checked before the session; the message names it)", body = crate::error::ErrorBody),
+        ToLogin, DbUnavailable,
     )
 )]
 #[tracing::instrument(
@@ -160,12 +161,14 @@ pub async fn get(
     uri: Uri,
     Query(raw): Query<RawPage>,
 ) -> Result<Response, ApiError> {
+    // The parameters first, as the player checks its id: a URL no one can get a page of is a
+    // 400 whoever asks, rather than a trip through the login page that ends in one.
+    let limit = raw.limit.clone();
+    let page = Page::parse(raw, PAGE_SIZE, MAX_PAGE_SIZE)?;
     let Some(user) = user else {
         return Ok(super::to_login(&uri));
     };
     tracing::Span::current().record("user.id", user.id.as_str());
-    let limit = raw.limit.clone();
-    let page = Page::parse(raw, PAGE_SIZE, MAX_PAGE_SIZE)?;
     let listed = videos::list_page(&state.db, Some(&user.id), &page.query()).await?;
     tracing::Span::current().record("videos.listed", listed.videos.len() as i64);
     let q = page.search.as_ref().map_or("", |s| s.as_str());

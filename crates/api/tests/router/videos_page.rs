@@ -119,6 +119,7 @@ async fn bad_search_and_paging_parameters_are_a_400_naming_them() {
         ("cursor=5_not-a-uuid", "cursor "),
         (&format!("q={long}") as &str, "q "),
         ("q=a%07b", "q "),
+        ("q=fractions%09", "q "),
     ] {
         let a: Answer = get(&app, &format!("/videos?{query}"), Some(&viewer)).await;
         a.assert_error(400, "invalid_parameter", named);
@@ -129,6 +130,13 @@ async fn bad_search_and_paging_parameters_are_a_400_naming_them() {
                 .assert_error(400, "invalid_parameter", named);
         }
     }
+    // Checked before the session: no trip through the login page for a URL that cannot work.
+    get(&app, "/videos?limit=0", None)
+        .await
+        .assert_error(400, "invalid_parameter", "limit ");
+    get(&app, "/videos?q=x", None)
+        .await
+        .assert_redirect("/login?next=/videos");
     // Blank searches are no search.
     page(&app, "/videos?q=%20%20", &viewer).await;
 }
