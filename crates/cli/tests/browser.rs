@@ -66,6 +66,22 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// ffmpeg's arguments for an MP4 lesson (H.264 and AAC, a key frame a second, the index first).
+const MP4: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-pix_fmt",
+    "yuv420p",
+    "-g",
+    "25",
+    "-c:a",
+    "aac",
+    "-movflags",
+    "+faststart",
+];
+
 /// A lesson made by ffmpeg: a test pattern with a tone, `LESSON_SECS` long.
 fn make_lesson(dir: &Path, name: &str, codec_args: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
@@ -229,9 +245,9 @@ async fn assert_no_csp_violations(driver_url: &str, c: &Client, when: &str) {
     );
 }
 
-/// Fills in and submits the sign-in form of the page `c` is on.
-async fn submit_sign_in(c: &Client, email: &str, password: &str) {
-    for (id, text) in [("email", email), ("password", password)] {
+/// Types each text into the element with its id, then clicks the element `submit`.
+async fn fill_and_submit(c: &Client, fields: &[(&str, &str)], submit: &str) {
+    for (id, text) in fields {
         c.find(Locator::Id(id))
             .await
             .unwrap()
@@ -239,12 +255,22 @@ async fn submit_sign_in(c: &Client, email: &str, password: &str) {
             .await
             .unwrap();
     }
-    c.find(Locator::Id("sign-in"))
+    click(c, Locator::Id(submit)).await;
+}
+
+/// Clicks the element `at`.
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{at:?}: {e}"))
         .click()
         .await
         .unwrap();
+}
+
+/// Fills in and submits the sign-in form of the page `c` is on.
+async fn submit_sign_in(c: &Client, email: &str, password: &str) {
+    fill_and_submit(c, &[("email", email), ("password", password)], "sign-in").await;
 }
 
 /// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
@@ -360,24 +386,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
-    let mp4 = make_lesson(
-        media.path(),
-        "lesson.mp4",
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-        ],
-    );
+    let mp4 = make_lesson(media.path(), "lesson.mp4", MP4);
     let webm = make_lesson(
         media.path(),
         "lesson.webm",
@@ -502,14 +511,7 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
 
     // ----------------------------------------------------- play, seek, save, reload
     let mp4_id = &ids["lesson.mp4"];
-    c.find(Locator::Css(&format!(
-        ".video-card[data-video-id='{mp4_id}']"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, Locator::Css(&card(mp4_id, " a.open"))).await;
     assert_eq!(body_data(&c, "resumedAt").await, "0", "nothing saved yet");
     assert_eq!(
         c.current_url().await.unwrap().path(),
@@ -597,6 +599,31 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         }
     })
     .await;
+
+    // The lesson list shows it: 12 of the 20 s watched, and the lesson in "continue watching".
+    c.goto(&format!("{base}/videos")).await.unwrap();
+    let shown = js(
+        &c,
+        &format!(
+            "const p = document.querySelector(\"{}\"); return p && p.value;",
+            card(mp4_id, " progress")
+        ),
+    )
+    .await;
+    let shown = shown
+        .as_f64()
+        .unwrap_or_else(|| panic!("no progress bar: {shown}"));
+    assert!(
+        (55.0..=60.0).contains(&shown),
+        "12 of 20 s shown as {shown} %"
+    );
+    let continuing = js(
+        &c,
+        "return [...document.querySelectorAll('#continue .video-card')].map(c => c.dataset.videoId);",
+    )
+    .await;
+    assert_eq!(continuing, json!([mp4_id]), "continue watching");
+    screenshot(&c, "lessons-learner.png").await;
 
     // ------------------------------------------------------------------- WebM
     // Played on a link slower than the lesson's bit rate (~40 KB/s), so playback stalls and
@@ -842,14 +869,234 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
     assert!(status.success(), "vidscope up exited with {status}");
 }
 
-/// Clicks the element `css` selects on the page `c` is on.
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
+/// `.video-card[data-video-id=...]` `rest` on the lesson list (the list's card, not the
+/// continue-watching row's).
+fn card(id: &str, rest: &str) -> String {
+    format!("#videos .video-card[data-video-id='{id}']{rest}")
+}
+
+/// What the lesson list's script says about a card: `data-status`, `data-saved`,
+/// `data-reprocessed`, whether its reprocess button shows, its title, its duration and its
+/// thumbnail's decoded width.
+async fn card_state(c: &Client, id: &str) -> Value {
+    js(
+        c,
+        &format!(
+            "const c = document.querySelector(\"{}\"); \
+             const b = c && c.querySelector('button.reprocess'); \
+             return c && {{status: c.dataset.status, saved: c.dataset.saved || '0', \
+             reprocessed: c.dataset.reprocessed || '0', reprocess: !!b && !b.hidden, \
+             title: c.querySelector('.title').textContent, \
+             duration: c.querySelector('.duration').textContent, \
+             thumb: (c.querySelector('img.thumb') || {{}}).naturalWidth || 0}};",
+            card(id, "")
+        ),
+    )
+    .await
+}
+
+/// Scrolls the element `css` into the middle of the window (for a screenshot).
+async fn show(c: &Client, css: &str) {
+    js(
+        c,
+        &format!(
+            "document.querySelector(\"{css}\").scrollIntoView({{block: 'center'}}); return null;"
+        ),
+    )
+    .await;
+}
+
+/// Issue 28: an admin manages lessons from the lesson list. The upload form sends a file
+/// (the progress bar fills from the XHR's upload progress), a title and a description; the new
+/// lesson's card follows its status live over the WebSocket (no reload) until it is ready with
+/// its thumbnail, and it plays. The admin edits its title and description, then deletes it:
+/// dismissing the confirm keeps it, accepting removes it (the API answers 404 after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
+    let receiver = CaptureReceiver::start().await;
+    let db = vidscope_testkit::db::fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let media = tempfile::tempdir().unwrap();
+    let lesson = make_lesson(media.path(), "form-lesson.mp4", MP4);
+    let file = media.path().join("form-lesson.mp4");
+    let api = cookie_client();
+    sign_in(&api, &base, ADMIN.0, ADMIN.1).await;
+    let (_driver, driver_url, c, _profile) = browser().await;
+
+    c.goto(&format!("{base}/videos")).await.unwrap();
+    submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
+    assert_eq!(body_data(&c, "loaded").await, "0", "no lessons yet");
+    assert_eq!(body_data(&c, "live").await, "true", "the WebSocket is open");
+    // Set on this document only: still there at the end means the page never reloaded.
+    js(&c, "window.sameDocument = true; return null;").await;
+
+    // ------------------------------------------------------------------ upload
+    let form = [
+        ("upload-file", file.to_str().unwrap()),
+        ("upload-title", "Fractions from the form"),
+        ("upload-description", "Halves and quarters."),
+    ];
+    fill_and_submit(&c, &form, "upload-submit").await;
+    let id = body_data(&c, "upload").await;
+    assert_ne!(id, "failed", "{:?}", page_state(&c).await);
+    // The bar moved with the XHR's upload progress events, the last one at 100 %.
+    assert_eq!(body_data(&c, "uploadProgress").await, "100");
+    let bar = js(
+        &c,
+        "return document.getElementById('upload-progress').value;",
+    )
+    .await;
+    assert_eq!(bar, 100, "the progress bar is full");
+    let v = get_json(&api, &format!("{base}/api/videos/{id}"))
         .await
         .unwrap();
+    assert_eq!(v["title"], "Fractions from the form", "{v}");
+    assert_eq!(v["description"], "Halves and quarters.", "{v}");
+    // The worker probes it and makes its thumbnail; the card follows over the socket.
+    let state = eventually("the new card ready with its thumbnail", WAIT, || async {
+        let s = card_state(&c, &id).await;
+        if s["status"] == "ready" && s["thumb"].as_i64().unwrap_or(0) > 0 && s["duration"] != "" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    assert_eq!(state["title"], "Fractions from the form");
+    assert_eq!(
+        state["duration"], "0:20",
+        "the probe's duration, fetched once ready"
+    );
+    assert_eq!(body_data(&c, "loaded").await, "1");
+    assert_eq!(js(&c, "return window.sameDocument === true;").await, true);
+    show(&c, &card(&id, "")).await;
+    screenshot(&c, "lessons-admin.png").await;
+    assert_no_csp_violations(&driver_url, &c, "the upload").await;
+
+    // ------------------------------------------------------------------ it plays
+    click(&c, Locator::Css(&card(&id, " a.open"))).await;
+    assert_eq!(body_data(&c, "resumedAt").await, "0");
+    js(&c, "document.getElementById('video').play(); return null;").await;
+    assert_eq!(body_data(&c, "state").await, "playing");
+    c.goto(&format!("{base}/videos")).await.unwrap();
+
+    // ------------------------------------------------------------------ edit
+    click(&c, Locator::Css(&card(&id, " details.edit summary"))).await;
+    let title = c
+        .find(Locator::Css(&card(&id, " input[name=title]")))
+        .await
+        .unwrap();
+    title.clear().await.unwrap();
+    title.send_keys("Fractions, edited").await.unwrap();
+    let description = c
+        .find(Locator::Css(&card(&id, " textarea[name=description]")))
+        .await
+        .unwrap();
+    description.clear().await.unwrap();
+    description.send_keys("Thirds too.").await.unwrap();
+    click(&c, Locator::Css(&card(&id, " button.save"))).await;
+    eventually("the edit saved", WAIT, || async {
+        let s = card_state(&c, &id).await;
+        if s["saved"] == "1" {
+            Ok(())
+        } else {
+            Err(format!("{s} {:?}", page_state(&c).await))
+        }
+    })
+    .await;
+    assert_eq!(card_state(&c, &id).await["title"], "Fractions, edited");
+    let v = get_json(&api, &format!("{base}/api/videos/{id}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["title"].as_str(), v["description"].as_str()),
+        (Some("Fractions, edited"), Some("Thirds too.")),
+        "{v}"
+    );
+    // The server renders the edit on the next load.
+    c.refresh().await.unwrap();
+    assert_eq!(card_state(&c, &id).await["title"], "Fractions, edited");
+
+    // ------------------------------------------------------------------ delete
+    let delete = card(&id, " button.delete");
+    click(&c, Locator::Css(&delete)).await;
+    c.dismiss_alert().await.unwrap();
+    assert!(
+        card_state(&c, &id).await.is_object(),
+        "dismissed: the lesson stays"
+    );
+    click(&c, Locator::Css(&delete)).await;
+    c.accept_alert().await.unwrap();
+    eventually("the card removed", WAIT, || async {
+        match card_state(&c, &id).await {
+            Value::Null => Ok(()),
+            other => Err(format!("{other} {:?}", page_state(&c).await)),
+        }
+    })
+    .await;
+    assert_eq!(body_data(&c, "loaded").await, "0");
+    let r = api
+        .get(format!("{base}/api/videos/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "deleted for the API too");
+    c.refresh().await.unwrap();
+    assert_eq!(body_data(&c, "loaded").await, "0", "and after a reload");
+    assert_no_csp_violations(&driver_url, &c, "the edit and the delete").await;
+
+    // ------------------------------------------------------------------ reprocess
+    // An MP4 by its first bytes only: the probe fails for good, so the lesson turns `failed`
+    // and its card offers reprocess, live; reprocessing runs the probe again, which fails again.
+    let mut bytes = lesson[..32].to_vec();
+    bytes.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+    let broken = media.path().join("broken.mp4");
+    std::fs::write(&broken, bytes).unwrap();
+    assert_eq!(body_data(&c, "live").await, "true");
+    let form = [
+        ("upload-file", broken.to_str().unwrap()),
+        ("upload-title", "Broken lesson"),
+    ];
+    fill_and_submit(&c, &form, "upload-submit").await;
+    let broken_id = body_data(&c, "upload").await;
+    assert_ne!(broken_id, "failed", "{:?}", page_state(&c).await);
+    let failed = |reprocessed: &'static str| {
+        let c = &c;
+        let id = broken_id.clone();
+        async move {
+            eventually(
+                "the broken lesson failed, reprocess offered",
+                WAIT,
+                || async {
+                    let s = card_state(c, &id).await;
+                    if s["status"] == "failed"
+                        && s["reprocess"] == true
+                        && s["reprocessed"] == reprocessed
+                    {
+                        Ok(())
+                    } else {
+                        Err(s.to_string())
+                    }
+                },
+            )
+            .await;
+        }
+    };
+    failed("0").await;
+    show(&c, &card(&broken_id, "")).await;
+    screenshot(&c, "lessons-admin-failed.png").await;
+    click(&c, Locator::Css(&card(&broken_id, " button.reprocess"))).await;
+    failed("1").await;
+    let v = get_json(&api, &format!("{base}/api/videos/{broken_id}"))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_no_csp_violations(&driver_url, &c, "the reprocess").await;
+
+    c.close().await.unwrap();
+    let status = service.stop();
+    assert!(status.success(), "vidscope up exited with {status}");
 }
 
 /// Types `text` into the field `css` selects.
@@ -928,14 +1175,14 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     c.goto(&format!("{base}/signup")).await.unwrap();
     type_into(&c, "#email", email).await;
     type_into(&c, "#password", first).await;
-    click(&c, "#create-account").await;
+    click(&c, Locator::Css("#create-account")).await;
     wait_for_path(&c, "/videos").await;
 
     // Change the password on the account page.
     c.goto(&format!("{base}/account")).await.unwrap();
     type_into(&c, "#current-password", first).await;
     type_into(&c, "#new-password", second).await;
-    click(&c, "#save-password").await;
+    click(&c, Locator::Css("#save-password")).await;
     eventually("the password to be changed", WAIT, || async {
         let shown = js(
             &c,
@@ -969,7 +1216,7 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     wait_for_path(&c, "/users").await;
     let temporary = "temporary password here";
     type_into(&c, &format!("{row} form.temporary input"), temporary).await;
-    click(&c, &format!("{row} form.temporary button")).await;
+    click(&c, Locator::Css(&format!("{row} form.temporary button"))).await;
     row_shows(&c, &row, "must change password").await;
 
     // Signing in with it leads to the account page, which asks for a new one first.
@@ -981,7 +1228,7 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     c.find(Locator::Id("must-change")).await.unwrap();
     type_into(&c, "#current-password", temporary).await;
     type_into(&c, "#new-password", third).await;
-    click(&c, "#save-password").await;
+    click(&c, Locator::Css("#save-password")).await;
     wait_for_path(&c, "/videos").await;
 
     // Signed in elsewhere too.
@@ -995,7 +1242,7 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     c.goto(&format!("{base}/login?next=/users")).await.unwrap();
     submit_sign_in(&c, ADMIN.0, ADMIN.1).await;
     wait_for_path(&c, "/users").await;
-    click(&c, &format!("{row} button.toggle")).await;
+    click(&c, Locator::Css(&format!("{row} button.toggle"))).await;
     row_shows(&c, &row, "disabled").await;
     screenshot(&c, "users-disabled.png").await;
     assert_no_csp_violations(&driver_url, &c, "the account and users pages").await;

@@ -136,6 +136,34 @@ pub struct Progress {
     pub updated_at: i64,
 }
 
+impl Progress {
+    /// Whether the lesson counts as finished, for the lesson list's "completed" mark: the
+    /// stored flag (a save sets it once the position reaches [`AUTO_COMPLETE_RATIO`] of the
+    /// duration, or when the player reports the end), or a position at 95 % of a duration
+    /// learned after that save. One rule for the list and the saves: 95 %, not "the last
+    /// n seconds", so a 2-minute clip and a 2-hour lecture are treated alike.
+    pub fn is_completed(&self, duration_seconds: Option<f64>) -> bool {
+        self.completed
+            || duration_seconds
+                .is_some_and(|d| d > 0.0 && self.position_seconds >= d * AUTO_COMPLETE_RATIO)
+    }
+
+    /// The share watched, 0 to 100 (100 once [`Self::is_completed`]; 0 while the duration is
+    /// unknown).
+    pub fn percent(&self, duration_seconds: Option<f64>) -> u8 {
+        if self.is_completed(duration_seconds) {
+            return 100;
+        }
+        match duration_seconds.filter(|d| *d > 0.0) {
+            // Below 95 here, so the cast cannot truncate a large value.
+            Some(d) => ((self.position_seconds / d) * 100.0)
+                .clamp(0.0, 100.0)
+                .floor() as u8,
+            None => 0,
+        }
+    }
+}
+
 /// What a save did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SaveOutcome {
@@ -355,6 +383,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("events[2].finalPosition"), "{err}");
+    }
+
+    #[test]
+    fn the_list_marks_completed_at_95_percent_or_by_the_flag() {
+        let at = |position_seconds: f64, completed: bool| Progress {
+            video_id: "v".into(),
+            position_seconds,
+            watch_time_seconds: 0.0,
+            completed,
+            updated_at: 0,
+        };
+        assert_eq!(at(30.0, false).percent(Some(100.0)), 30);
+        assert!(!at(94.9, false).is_completed(Some(100.0)));
+        assert_eq!(at(94.9, false).percent(Some(100.0)), 94);
+        assert!(at(95.0, false).is_completed(Some(100.0)));
+        assert_eq!(at(95.0, false).percent(Some(100.0)), 100);
+        // The flag wins: a finished lesson rewatched from the start stays finished.
+        assert!(at(3.0, true).is_completed(Some(100.0)));
+        assert_eq!(at(3.0, true).percent(None), 100);
+        // Unknown (or zero) duration: no share, never completed by position.
+        assert_eq!(at(50.0, false).percent(None), 0);
+        assert!(!at(50.0, false).is_completed(Some(0.0)));
     }
 
     #[test]

@@ -286,6 +286,194 @@ pub async fn list(db: &Db) -> Result<Vec<Video>, CoreError> {
     rows.iter().map(row_video).collect()
 }
 
+/// Longest title search, in characters (a title is at most [`MAX_TITLE_CHARS`]).
+pub const MAX_SEARCH_CHARS: usize = MAX_TITLE_CHARS;
+
+/// A title search as the listing runs it: trimmed, not empty, at most [`MAX_SEARCH_CHARS`], no
+/// control characters; matched anywhere in the title, `%` and `_` literally, ignoring the case
+/// of ASCII letters (what `LOWER` does on SQLite, and on Postgres whatever the locale).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitleSearch(String);
+
+impl TitleSearch {
+    /// `None` for an empty (or all-blank) search: no filter. `field` names the input in the
+    /// error (`q`). The length and the characters are checked on the text as sent, before the
+    /// trim, so what is refused is exactly what the OpenAPI document's `maxLength` and
+    /// `pattern` refuse (a tab is a control character even at the end).
+    pub fn parse(field: &str, raw: &str) -> Result<Option<Self>, CoreError> {
+        let invalid = |why: &str| CoreError::Invalid(format!("{field} {why}"));
+        if raw.chars().count() > MAX_SEARCH_CHARS {
+            return Err(invalid(&format!(
+                "must be at most {MAX_SEARCH_CHARS} characters"
+            )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(invalid("must not contain control characters"));
+        }
+        let text = raw.trim();
+        Ok((!text.is_empty()).then(|| Self(text.to_owned())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The `LIKE` pattern (with `ESCAPE '\'`): lower case, wildcards of the text escaped.
+    fn pattern(&self) -> String {
+        let mut p = String::with_capacity(self.0.len() + 2);
+        p.push('%');
+        for c in self.0.to_ascii_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    }
+}
+
+/// Where a page of the listing starts: just after the video with this `(created_at, id)`.
+/// Keyset rather than an offset, so a deep page costs what the first does (an index range
+/// scan, `videos_listing`, migration 0008) and a lesson uploaded meanwhile shifts nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl ListCursor {
+    pub fn of(v: &Video) -> Self {
+        Self {
+            created_at: v.created_at,
+            id: v.id.clone(),
+        }
+    }
+}
+
+/// A page request of [`list_page`].
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery<'a> {
+    pub search: Option<&'a TitleSearch>,
+    pub after: Option<&'a ListCursor>,
+    /// Videos per page; the query reads one more to know whether a next page exists.
+    pub limit: usize,
+}
+
+/// A listed video and, when the listing was made for a user, that user's progress in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub video: Video,
+    pub progress: Option<crate::progress::Progress>,
+}
+
+/// One page of the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub videos: Vec<Listed>,
+    /// The cursor of the next page; `None` on the last one.
+    pub next: Option<ListCursor>,
+}
+
+/// The video columns of a query joining `progress p` to `videos v`, then the progress ones
+/// (`p_`-prefixed, NULL without a row): read by [`row_listed`].
+macro_rules! select_listed {
+    () => {
+        "SELECT v.id, v.filename, v.title, v.description, v.content_type, v.size_bytes, \
+         v.status, v.duration_seconds, v.thumbnail_key, v.video_codec, v.audio_codec, v.width, \
+         v.height, v.uploaded_by, v.created_at, v.updated_at, \
+         p.position_seconds AS p_position, p.watch_time_seconds AS p_watch_time, \
+         p.completed AS p_completed, p.updated_at AS p_updated_at"
+    };
+}
+
+fn row_listed(row: &sqlx::any::AnyRow) -> Result<Listed, CoreError> {
+    let video = row_video(row)?;
+    let progress = match row.try_get::<Option<f64>, _>("p_position")? {
+        None => None,
+        Some(position_seconds) => Some(crate::progress::Progress {
+            video_id: video.id.clone(),
+            position_seconds,
+            watch_time_seconds: row.try_get("p_watch_time")?,
+            completed: row.try_get::<i64, _>("p_completed")? != 0,
+            updated_at: row.try_get("p_updated_at")?,
+        }),
+    };
+    Ok(Listed { video, progress })
+}
+
+/// The SQL of [`list_page`], public so a test can `EXPLAIN` it: newest first, ties broken by
+/// id; `$1` the viewer (whose progress rows join), `$2`/`$3` the cursor (`i64::MAX` and `''`
+/// for the first page, so one statement serves both), `$4` the `LIKE` pattern (`%` for all),
+/// `$5` the limit.
+pub const LIST_PAGE_SQL: &str = concat!(
+    select_listed!(),
+    " FROM videos v LEFT JOIN progress p ON p.video_id = v.id AND p.user_id = $1 \
+     WHERE (v.created_at, v.id) < ($2, $3) \
+     AND LOWER(v.title) LIKE $4 ESCAPE '\\' \
+     ORDER BY v.created_at DESC, v.id DESC LIMIT $5"
+);
+
+/// A page of the lesson list, newest first, with `viewer`'s progress in each (`None`: no
+/// progress joined). Every signed-in user sees every video, whatever its status.
+pub async fn list_page(
+    db: &Db,
+    viewer: Option<&str>,
+    q: &ListQuery<'_>,
+) -> Result<ListPage, CoreError> {
+    let (created_at, id) = q
+        .after
+        .map_or((i64::MAX, ""), |c| (c.created_at, c.id.as_str()));
+    let pattern = q
+        .search
+        .map_or_else(|| "%".to_owned(), TitleSearch::pattern);
+    let rows = sqlx::query(LIST_PAGE_SQL)
+        .bind(viewer.unwrap_or(""))
+        .bind(created_at)
+        .bind(id)
+        .bind(pattern)
+        .bind(i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX))
+        .fetch_all(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "videos", LIST_PAGE_SQL))
+        .await?;
+    let mut videos = rows.iter().map(row_listed).collect::<Result<Vec<_>, _>>()?;
+    let next = if videos.len() > q.limit {
+        videos.truncate(q.limit);
+        videos.last().map(|l| ListCursor::of(&l.video))
+    } else {
+        None
+    };
+    Ok(ListPage { videos, next })
+}
+
+/// `user`'s lessons started and not finished, last watched first, at most `limit`: the "continue
+/// watching" row. Only lessons that can play (`ready`) and were left past the start; "not
+/// finished" is [`crate::progress::Progress::is_completed`]'s rule (the flag, or 95 % of the
+/// duration), so no lesson is both in this row and marked completed.
+pub async fn continue_watching(
+    db: &Db,
+    user: &str,
+    limit: usize,
+) -> Result<Vec<Listed>, CoreError> {
+    const SQL: &str = concat!(
+        select_listed!(),
+        " FROM progress p JOIN videos v ON v.id = p.video_id \
+         WHERE p.user_id = $1 AND p.completed = 0 AND p.position_seconds > 0 \
+         AND v.status = 'ready' \
+         AND (v.duration_seconds IS NULL OR v.duration_seconds <= 0 \
+         OR p.position_seconds < v.duration_seconds * $3) \
+         ORDER BY p.updated_at DESC, v.id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(SQL)
+        .bind(user)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(crate::progress::AUTO_COMPLETE_RATIO)
+        .fetch_all(db.pool())
+        .in_db_span(query_span(db.backend(), "SELECT", "progress", SQL))
+        .await?;
+    rows.iter().map(row_listed).collect()
+}
+
 /// Sets the status; `Ok(false)` when there is no such video.
 pub async fn set_status(db: &Db, id: &VideoId, status: VideoStatus) -> Result<bool, CoreError> {
     const SQL: &str = "UPDATE videos SET status = $1, updated_at = $2 WHERE id = $3";
@@ -647,6 +835,26 @@ mod tests {
             object_key(&a, &f).unwrap().as_str(),
             format!("videos/{a}/a.mp4")
         );
+    }
+
+    #[test]
+    fn title_searches_are_trimmed_checked_and_escaped() {
+        assert_eq!(TitleSearch::parse("q", "   ").unwrap(), None);
+        let s = TitleSearch::parse("q", "  50%_Off\\ Fractions ")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.as_str(), "50%_Off\\ Fractions");
+        assert_eq!(s.pattern(), "%50\\%\\_off\\\\ fractions%");
+        for (bad, why) in [
+            ("a\u{0}b".to_owned(), "control characters"),
+            ("fractions\t".to_owned(), "control characters"),
+            ("x".repeat(MAX_SEARCH_CHARS + 1), "at most"),
+            (format!(" {} ", "x".repeat(MAX_SEARCH_CHARS - 1)), "at most"),
+        ] {
+            let err = TitleSearch::parse("q", &bad).unwrap_err().to_string();
+            assert!(err.contains("q ") && err.contains(why), "{bad:?}: {err}");
+        }
+        assert!(TitleSearch::parse("q", &"é".repeat(MAX_SEARCH_CHARS)).is_ok());
     }
 
     #[test]

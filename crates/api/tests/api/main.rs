@@ -19,6 +19,7 @@ mod health;
 mod http_metrics;
 mod lessons;
 mod limits;
+mod list_scale;
 mod migrate;
 mod openapi;
 mod pages;

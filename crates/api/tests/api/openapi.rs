@@ -227,6 +227,16 @@ fn the_document_states_the_bounds_and_formats_the_server_enforces() {
             "{path}: {limit}"
         );
     }
+    // The lesson list page pages the same way, 1 to 100 lessons; both take a title search.
+    assert_eq!(param(&doc, "get", "/videos", "limit")["maximum"], 100);
+    for path in ["/api/videos", "/videos"] {
+        assert_eq!(param(&doc, "get", path, "q")["maxLength"], 200, "{path}");
+        assert_eq!(
+            param(&doc, "get", path, "cursor"),
+            param(&doc, "get", "/api/videos", "cursor"),
+            "{path}"
+        );
+    }
 
     // Every video id is a hyphenated UUID, the progress routes' and the player batch's too.
     let ids = [

@@ -126,6 +126,8 @@ async fn every_page_has_the_policy_and_no_inline_code() {
     for (path, cookie) in [
         ("/login".to_owned(), None),
         ("/videos".to_owned(), Some(&viewer)),
+        // With the upload form and each lesson's controls.
+        ("/videos".to_owned(), Some(&admin)),
         (format!("/player/{id}"), Some(&viewer)),
         // A lesson not ready to play: its status page.
         (format!("/player/{failed}"), Some(&admin)),

@@ -6,6 +6,7 @@
 //! tests in `tests/api/`.
 
 mod browser_policy;
+mod videos_page;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, header};

@@ -2,7 +2,8 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use vidscope_core::videos::{Video, VideoId};
+use vidscope_core::CoreError;
+use vidscope_core::videos::{self, ListCursor, ListQuery, TitleSearch, VideoId};
 
 use super::VideoBody;
 use crate::auth::CurrentUser;
@@ -25,91 +26,78 @@ pub struct VideoList {
 }
 
 /// The query as sent: strings, so a bad value gets our JSON 400 naming the parameter rather
-/// than the extractor's plain-text rejection.
-#[derive(Debug, Deserialize)]
+/// than the extractor's plain-text rejection. The lesson list page (`GET /videos`) takes the
+/// same parameters.
+#[derive(Debug, Default, Deserialize)]
 pub struct RawPage {
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub(crate) limit: Option<String>,
+    pub(crate) cursor: Option<String>,
+    pub(crate) q: Option<String>,
 }
 
-/// Where a page starts: just after the video with this `(created_at, id)`. Keyset rather than
-/// an offset, so a video uploaded while someone pages does not shift the pages under them.
-#[derive(Debug, Clone, PartialEq)]
-struct Cursor {
-    created_at: i64,
-    id: String,
+/// A `?cursor=`: `<created_at>_<id>` of the last video of the previous page.
+pub(crate) fn encode_cursor(c: &ListCursor) -> String {
+    format!("{}_{}", c.created_at, c.id)
 }
 
-impl Cursor {
-    fn of(v: &Video) -> Self {
-        Self {
-            created_at: v.created_at,
-            id: v.id.clone(),
-        }
+fn parse_cursor(s: &str) -> Result<ListCursor, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_parameter",
+            "cursor is not one this API returned (use the `next` of the previous page)",
+        )
+    };
+    let (at, id) = s.split_once('_').ok_or_else(bad)?;
+    // Only what `encode_cursor` writes (a Unix-millisecond time, 1 to 18 digits), which is
+    // what the OpenAPI document's pattern says: no sign, no overflow.
+    if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
     }
-
-    fn encode(&self) -> String {
-        format!("{}_{}", self.created_at, self.id)
-    }
-
-    fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = || {
-            ApiError::bad_request(
-                "invalid_parameter",
-                "cursor is not one this API returned (use the `next` of the previous page)",
-            )
-        };
-        let (at, id) = s.split_once('_').ok_or_else(bad)?;
-        // Only what `encode` writes (a Unix-millisecond time, 1 to 18 digits), which is what
-        // the OpenAPI document's pattern says: no sign, no overflow.
-        if at.is_empty() || at.len() > 18 || !at.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        Ok(Self {
-            created_at: at.parse().map_err(|_| bad())?,
-            id: VideoId::parse(id).ok_or_else(bad)?.as_str().to_owned(),
-        })
-    }
-
-    /// Whether `v` comes after the cursor in the listing's order (`created_at DESC, id DESC`).
-    fn precedes(&self, v: &Video) -> bool {
-        (v.created_at, v.id.as_str()) < (self.created_at, self.id.as_str())
-    }
+    Ok(ListCursor {
+        created_at: at.parse().map_err(|_| bad())?,
+        id: VideoId::parse(id).ok_or_else(bad)?.as_str().to_owned(),
+    })
 }
 
 /// A checked page request.
 #[derive(Debug, PartialEq)]
-struct Page {
-    limit: usize,
-    after: Option<Cursor>,
+pub(crate) struct Page {
+    pub(crate) limit: usize,
+    pub(crate) after: Option<ListCursor>,
+    pub(crate) search: Option<TitleSearch>,
 }
 
 impl Page {
-    fn parse(raw: RawPage) -> Result<Self, ApiError> {
-        let limit = crate::routes::limit(raw.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-        let after = raw.cursor.as_deref().map(Cursor::parse).transpose()?;
-        Ok(Self { limit, after })
+    /// `default` videos per page without `?limit=`, at most `max`.
+    pub(crate) fn parse(raw: RawPage, default: usize, max: usize) -> Result<Self, ApiError> {
+        let limit = crate::routes::limit(raw.limit.as_deref(), default, max)?;
+        let after = raw.cursor.as_deref().map(parse_cursor).transpose()?;
+        let search = match raw.q.as_deref() {
+            None => None,
+            Some(q) => TitleSearch::parse("q", q).map_err(|e| match e {
+                CoreError::Invalid(m) => ApiError::bad_request("invalid_parameter", m),
+                other => ApiError::Core(other),
+            })?,
+        };
+        Ok(Self {
+            limit,
+            after,
+            search,
+        })
     }
 
-    /// This page of `all` (the whole listing, in order) and the cursor of the next one.
-    fn of(&self, all: &[Video]) -> (Vec<VideoBody>, Option<String>) {
-        let mut rest = all
-            .iter()
-            .filter(|v| self.after.as_ref().is_none_or(|c| c.precedes(v)));
-        let page: Vec<&Video> = rest.by_ref().take(self.limit).collect();
-        let next = match (rest.next(), page.last()) {
-            (Some(_), Some(last)) => Some(Cursor::of(last).encode()),
-            _ => None,
-        };
-        (page.into_iter().map(VideoBody::from).collect(), next)
+    /// The core query of this page.
+    pub(crate) fn query(&self) -> ListQuery<'_> {
+        ListQuery {
+            search: self.search.as_ref(),
+            after: self.after.as_ref(),
+            limit: self.limit,
+        }
     }
 }
 
 /// Any signed-in user (viewer or admin) sees every video, whatever its status, so an admin can
 /// follow processing; players check `status` before offering playback.
-// The page is cut from the full listing: a lesson library is hundreds of rows, so one query
-// beats a second code path in both database adapters. A keyset query in core is the next step
-// if libraries grow to many thousands.
 #[utoipa::path(
     get,
     path = "/api/videos",
@@ -119,6 +107,8 @@ impl Page {
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Videos per page (default 100)"),
         ("cursor" = Option<crate::openapi::formats::Cursor>, Query, description = "The `next` of the previous page"),
+        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+            description = "Only videos whose title contains this text (ASCII letters in any case; white space around it is dropped, blank means all)"),
     ),
     responses(
         (status = 200, description = "A page of videos, newest first", body = VideoList),
@@ -130,22 +120,32 @@ pub async fn get(
     CurrentUser(_): CurrentUser,
     Query(raw): Query<RawPage>,
 ) -> Result<Json<VideoList>, ApiError> {
-    let page = Page::parse(raw)?;
-    let all = vidscope_core::videos::list(&state.db).await?;
-    let (videos, next) = page.of(&all);
-    Ok(Json(VideoList { videos, next }))
+    let page = Page::parse(raw, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let listed = videos::list_page(&state.db, None, &page.query()).await?;
+    Ok(Json(VideoList {
+        videos: listed
+            .videos
+            .iter()
+            .map(|l| VideoBody::from(&l.video))
+            .collect(),
+        next: listed.next.as_ref().map(encode_cursor),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vidscope_core::videos::{Filename, NewVideo, VideoStatus};
 
-    fn raw(limit: Option<&str>, cursor: Option<&str>) -> RawPage {
+    fn raw(limit: Option<&str>, cursor: Option<&str>, q: Option<&str>) -> RawPage {
         RawPage {
             limit: limit.map(str::to_owned),
             cursor: cursor.map(str::to_owned),
+            q: q.map(str::to_owned),
         }
+    }
+
+    fn parse(r: RawPage) -> Result<Page, ApiError> {
+        Page::parse(r, DEFAULT_LIMIT, MAX_LIMIT)
     }
 
     fn message(r: Result<Page, ApiError>) -> String {
@@ -155,28 +155,11 @@ mod tests {
         }
     }
 
-    fn video(created_at: i64, n: u8) -> Video {
-        let id = VideoId::parse(&format!("00000000-0000-4000-8000-0000000000{n:02}")).unwrap();
-        let filename = Filename::parse(&format!("v{n}.mp4")).unwrap();
-        let new = NewVideo {
-            id: &id,
-            filename: &filename,
-            title: "t",
-            content_type: "video/mp4",
-            size_bytes: 1,
-            uploaded_by: None,
-        };
-        Video {
-            status: VideoStatus::Ready,
-            ..new.row(created_at)
-        }
-    }
-
     #[test]
     fn limits() {
-        assert_eq!(Page::parse(raw(None, None)).unwrap().limit, DEFAULT_LIMIT);
-        assert_eq!(Page::parse(raw(Some("1"), None)).unwrap().limit, 1);
-        assert_eq!(Page::parse(raw(Some("500"), None)).unwrap().limit, 500);
+        assert_eq!(parse(raw(None, None, None)).unwrap().limit, DEFAULT_LIMIT);
+        assert_eq!(parse(raw(Some("1"), None, None)).unwrap().limit, 1);
+        assert_eq!(parse(raw(Some("500"), None, None)).unwrap().limit, 500);
         for bad in [
             "0",
             "501",
@@ -186,15 +169,18 @@ mod tests {
             "1.5",
             "99999999999999999999999",
         ] {
-            let m = message(Page::parse(raw(Some(bad), None)));
+            let m = message(parse(raw(Some(bad), None, None)));
             assert!(m.starts_with("limit "), "{bad:?}: {m}");
         }
     }
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_named() {
-        let c = Cursor::of(&video(5, 1));
-        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
+        let c = ListCursor {
+            created_at: 5,
+            id: "00000000-0000-4000-8000-000000000001".into(),
+        };
+        assert_eq!(parse_cursor(&encode_cursor(&c)).unwrap(), c);
         for bad in [
             "",
             "x",
@@ -206,42 +192,19 @@ mod tests {
             "1234567890123456789_00000000-0000-4000-8000-000000000001",
             "5_00000000000040008000000000000001",
         ] {
-            let m = message(Page::parse(raw(None, Some(bad))));
+            let m = message(parse(raw(None, Some(bad), None)));
             assert!(m.starts_with("cursor "), "{bad:?}: {m}");
         }
     }
 
     #[test]
-    fn pages_follow_the_order_including_ties() {
-        // Newest first, ties on created_at broken by id descending (as `videos::list` sorts).
-        let all = [
-            video(3, 9),
-            video(2, 8),
-            video(2, 7),
-            video(2, 6),
-            video(1, 5),
-        ];
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let (videos, next) = Page { limit: 2, after }.of(&all);
-            seen.extend(videos.into_iter().map(|v| v.id));
-            match next {
-                Some(n) => after = Some(Cursor::parse(&n).unwrap()),
-                None => break,
-            }
+    fn searches_are_optional_and_bad_ones_are_named() {
+        assert_eq!(parse(raw(None, None, Some(" "))).unwrap().search, None);
+        let page = parse(raw(None, None, Some(" Fractions "))).unwrap();
+        assert_eq!(page.search.unwrap().as_str(), "Fractions");
+        for bad in ["a\u{7}b".to_owned(), "x".repeat(201)] {
+            let m = message(parse(raw(None, None, Some(&bad))));
+            assert!(m.starts_with("q "), "{bad:?}: {m}");
         }
-        let expected: Vec<_> = all.iter().map(|v| v.id.clone()).collect();
-        assert_eq!(seen, expected);
-        let (videos, next) = Page {
-            limit: 5,
-            after: None,
-        }
-        .of(&all);
-        assert_eq!(
-            (videos.len(), next),
-            (5, None),
-            "an exact fit has no next page"
-        );
     }
 }
