@@ -254,18 +254,18 @@ fn video_gone(id: &VideoId) {
     tracing::info!(video.id = id.as_str(), "job.video_deleted");
 }
 
-/// What `run`, a job about video `id`, returns, except that a failure is success when the
-/// video is gone by then: deleted while the job ran (its object purged under it, say). A failure of
+/// `result` of a job about video `id`, except that a failure is success when the video is
+/// gone by then: deleted while the job ran (its object purged under it, say). A failure of
 /// this check itself keeps the job's own error.
 pub async fn settle_if_deleted(
     ctx: &JobContext,
-    id: VideoId,
-    run: impl Future<Output = Result<(), JobError>>,
+    id: &VideoId,
+    result: Result<(), JobError>,
 ) -> Result<(), JobError> {
-    match run.await {
-        Err(e) => match videos::get(&ctx.db, &id).await {
+    match result {
+        Err(e) => match videos::get(&ctx.db, id).await {
             Ok(None) => {
-                video_gone(&id);
+                video_gone(id);
                 Ok(())
             }
             _ => Err(e),
