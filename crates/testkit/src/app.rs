@@ -377,6 +377,26 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
+    /// `method path` with `cookie` (`name=value`, or none) and, if given, `body` as JSON.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method.clone(), self.url(path));
+        if let Some(cookie) = cookie {
+            req = req.header("cookie", cookie);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"))
+    }
+
     /// `POST path` as `user`, with `body` as JSON.
     pub async fn post_json_as(
         &self,
@@ -384,13 +404,8 @@ impl TestApp {
         user: &TestUser,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .header("cookie", &user.cookie)
-            .json(body)
-            .send()
+        self.request(reqwest::Method::POST, path, Some(&user.cookie), Some(body))
             .await
-            .unwrap_or_else(|e| panic!("POST {path} failed: {e}"))
     }
 
     /// The first span (in arrival order) that `pred` accepts, waiting up to [`WAIT`] for it;

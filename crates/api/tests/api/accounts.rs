@@ -41,14 +41,7 @@ async fn call(
     cookie: &str,
     body: Option<Value>,
 ) -> reqwest::Response {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("cookie", cookie);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
+    app.request(method, path, Some(cookie), body.as_ref()).await
 }
 
 async fn change_password(

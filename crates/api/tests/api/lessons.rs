@@ -21,14 +21,8 @@ async fn send(
     user: &TestUser,
     body: Option<Value>,
 ) -> reqwest::Response {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header(header::COOKIE, &user.cookie);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
+    app.request(method, path, Some(&user.cookie), body.as_ref())
+        .await
 }
 
 async fn patch(app: &TestApp, id: &str, user: &TestUser, body: Value) -> reqwest::Response {
