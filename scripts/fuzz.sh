@@ -19,6 +19,7 @@
 #   FUZZ_TIMEOUT   seconds one input may take before it counts as a hang (default 10)
 #   FUZZ_REPORT    also append one TSV line per target (target, executions, seconds, crashes,
 #                  new corpus inputs) to this file
+#   FUZZ_BUILD_ONLY=1  build, then stop (scripts/test.sh builds ahead, beside the tests)
 #
 # Needs the nightly toolchain (`rustup toolchain install nightly`), as cargo-fuzz does.
 # cargo-fuzz itself is not needed: its build is one cargo command with coverage flags, which
@@ -108,6 +109,7 @@ if ! RUSTFLAGS="${rustflags[*]} ${RUSTFLAGS:-}" nice -n "$nice_level" \
     exit 2
 fi
 printf '==> built in %d s\n' "$((SECONDS - build_start))" >&2
+[[ ${FUZZ_BUILD_ONLY:-0} == 1 ]] && exit 0
 
 extra=()
 [[ -n ${FUZZ_RUNS:-} ]] && extra+=("-runs=$FUZZ_RUNS")

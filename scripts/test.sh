@@ -104,6 +104,10 @@ print_summary() {
 # EXIT trap: mark an interrupted phase failed, stop our services, print the summary.
 finish() {
     local rc=$?
+    if [[ -n ${fuzz_build_pid:-} ]]; then
+        # Its own process group (setsid): cargo and its rustc processes go with it.
+        kill -- -"$fuzz_build_pid" 2>/dev/null || true
+    fi
     if [[ -n $current_phase ]]; then
         phase_end "FAIL (exit $rc)"
     fi
@@ -221,6 +225,34 @@ else
 fi
 
 # -------------------------------------------------------------------- tests
+# The fuzz phase's build (several minutes from cold) starts as soon as the tests are built, at
+# `nice 19`, beside the test runs, which leave most of the two cores idle (they wait on
+# servers, ffmpeg and browsers: the SQLite run's processes took 57 s of CPU in 159 s here, the
+# servers' own not counted); at that niceness it takes little more than what they leave. The fuzz phase waits for it and then builds nothing, or shows
+# the error if it failed.
+fuzz_build_pid=""
+fuzz_build_log="$repo_root/target/fuzz-build.log"
+fuzz_wanted() {
+    [[ ${VIDSCOPE_TEST_SKIP_FUZZ:-0} != 1 ]] && cargo +nightly --version >/dev/null 2>&1
+}
+start_fuzz_build() {
+    fuzz_wanted || return 0
+    FUZZ_PROFILE=smoke FUZZ_NICE=19 FUZZ_BUILD_ONLY=1 setsid scripts/fuzz.sh >"$fuzz_build_log" 2>&1 &
+    fuzz_build_pid=$!
+    printf '==> building the fuzz targets in the background (log: %s)\n' "${fuzz_build_log#"$repo_root"/}" >&2
+}
+# The fuzz phase: the background build finished first, then the targets run.
+fuzz_smoke() {
+    if [[ -n $fuzz_build_pid ]]; then
+        local waited=$SECONDS rc=0
+        wait "$fuzz_build_pid" || rc=$?
+        fuzz_build_pid=""
+        printf '==> the background fuzz build ended (exit %d; waited %d s for it); its last line: %s\n' \
+            "$rc" "$((SECONDS - waited))" "$(tail -n 1 "$fuzz_build_log")" >&2
+    fi
+    FUZZ_PROFILE=smoke scripts/fuzz.sh "${VIDSCOPE_TEST_FUZZ_SECONDS:-5}"
+}
+
 # crates/cli/tests/loadgen.rs writes the metric names, units and types the services really
 # exported under load here; check-stack then checks dashboards and rules against them.
 emitted_metrics="$repo_root/target/emitted-metrics.json"
@@ -239,6 +271,7 @@ seen_dirs=()
 # Build once; both runs below reuse the artifacts (nextest builds with the same
 # profile and flags, so it does not rebuild).
 if run_phase "build tests" cargo test --workspace --locked --no-run; then
+    start_fuzz_build
     seen_dirs=("$seen_root/sqlite-fast" "$seen_root/postgres-fast" "$seen_root/sqlite-sdk")
     mkdir -p -- "${seen_dirs[@]}"
     if run_phase "tests (sqlite)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
@@ -300,7 +333,7 @@ elif ! cargo +nightly --version >/dev/null 2>&1; then
     printf '==> fuzz (smoke): SKIPPED, the nightly toolchain is missing: the fuzz targets did not run (rustup toolchain install nightly)\n' >&2
     phase_skip "fuzz (smoke)" "no nightly toolchain"
 else
-    run_phase "fuzz (smoke)" env FUZZ_PROFILE=smoke scripts/fuzz.sh "${VIDSCOPE_TEST_FUZZ_SECONDS:-5}" || true
+    run_phase "fuzz (smoke)" fuzz_smoke || true
 fi
 
 # ------------------------------------------------------------- docs checks
