@@ -6,11 +6,13 @@
 #   scripts/test.sh [ARGS...]
 #
 # Installs what the tests need (Debian packages, s3s-fs), starts or reuses
-# PostgreSQL, Redis and an S3 store on loopback, lints, builds the tests once,
-# then runs the whole suite three times: against SQLite, against PostgreSQL, and
-# against SQLite on the stock OpenTelemetry backend (VIDSCOPE_TELEMETRY_BACKEND=sdk),
-# then schemathesis against the OpenAPI document of a running `vidscope up`
-# (scripts/schemathesis.sh), then each fuzz target for a few seconds (scripts/fuzz.sh).
+# PostgreSQL, Redis and an S3 store on loopback, checks the formatting, builds the
+# tests once, then runs the whole suite three times: against SQLite, against
+# PostgreSQL, and against SQLite on the stock OpenTelemetry backend
+# (VIDSCOPE_TELEMETRY_BACKEND=sdk), then schemathesis against the OpenAPI document
+# of a running `vidscope up` (scripts/schemathesis.sh), then clippy, then each fuzz
+# target for a few seconds (scripts/fuzz.sh). clippy and the fuzz build run in the
+# background beside the test runs, which leave the cores mostly idle.
 # ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
 # tests whose name contains "otlp").
 #
@@ -104,10 +106,12 @@ print_summary() {
 # EXIT trap: mark an interrupted phase failed, stop our services, print the summary.
 finish() {
     local rc=$?
-    if [[ -n ${fuzz_build_pid:-} ]]; then
-        # Its own process group (setsid): cargo and its rustc processes go with it.
-        kill -- -"$fuzz_build_pid" 2>/dev/null || true
-    fi
+    # The background builds have their own process groups (setsid): cargo and its rustc
+    # processes go with them.
+    local pid
+    for pid in ${clippy_pid:-} ${fuzz_build_pid:-}; do
+        kill -- -"$pid" 2>/dev/null || true
+    done
     if [[ -n $current_phase ]]; then
         phase_end "FAIL (exit $rc)"
     fi
@@ -209,27 +213,48 @@ lint_fmt() {
     }
     cargo fmt --all -- --check
 }
+# clippy checks every crate from scratch (a check build shares nothing with the test build), a
+# few minutes of CPU from cold. It runs in the background beside the test runs (see
+# start_background below), in its own target directory so that it never holds the lock the
+# test runs' cargo needs; its phase, after the tests, waits for it and shows what it said.
+clippy_pid=""
+clippy_log="$repo_root/target/clippy.log"
+start_clippy() {
+    [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]] && return 0
+    cargo clippy --version >/dev/null 2>&1 || return 0
+    CARGO_TARGET_DIR="$repo_root/target/clippy" setsid nice -n 19 \
+        cargo clippy --workspace --all-targets --locked -- -D warnings >"$clippy_log" 2>&1 &
+    clippy_pid=$!
+}
 lint_clippy() {
     cargo clippy --version >/dev/null 2>&1 || {
         printf '==> ERROR: clippy missing; run: rustup component add clippy\n' >&2
         return 1
     }
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    if [[ -z $clippy_pid ]]; then
+        # Not started beside the tests (their build failed): run it here.
+        cargo clippy --workspace --all-targets --locked -- -D warnings
+        return
+    fi
+    local rc=0
+    wait "$clippy_pid" || rc=$?
+    clippy_pid=""
+    cat -- "$clippy_log" >&2
+    return "$rc"
 }
 if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
     phase_skip "cargo fmt --check" "VIDSCOPE_TEST_SKIP_LINT=1"
-    phase_skip "cargo clippy" "VIDSCOPE_TEST_SKIP_LINT=1"
 else
     run_phase "cargo fmt --check" lint_fmt || true
-    run_phase "cargo clippy" lint_clippy || true
 fi
 
 # -------------------------------------------------------------------- tests
-# The fuzz phase's build (several minutes from cold) starts as soon as the tests are built, at
-# `nice 19`, beside the test runs, which leave most of the two cores idle (they wait on
-# servers, ffmpeg and browsers: the SQLite run's processes took 57 s of CPU in 159 s here, the
-# servers' own not counted); at that niceness it takes little more than what they leave. The fuzz phase waits for it and then builds nothing, or shows
-# the error if it failed.
+# The fuzz phase's build (several minutes from cold) starts as soon as the tests are built, with
+# clippy, both at `nice 19`, beside the test runs, which leave most of the two cores idle (they
+# wait on servers, ffmpeg and browsers: the SQLite run's processes took 57 s of CPU in 159 s
+# here, the servers' own not counted); at that niceness they take little more than what the
+# tests leave. Their phases wait for them; the fuzz phase then builds nothing, or shows the
+# error if the build failed.
 fuzz_build_pid=""
 fuzz_build_log="$repo_root/target/fuzz-build.log"
 fuzz_wanted() {
@@ -271,6 +296,7 @@ seen_dirs=()
 # Build once; both runs below reuse the artifacts (nextest builds with the same
 # profile and flags, so it does not rebuild).
 if run_phase "build tests" cargo test --workspace --locked --no-run; then
+    start_clippy
     start_fuzz_build
     seen_dirs=("$seen_root/sqlite-fast" "$seen_root/postgres-fast" "$seen_root/sqlite-sdk")
     mkdir -p -- "${seen_dirs[@]}"
@@ -319,6 +345,13 @@ else
     phase_skip "tests (sqlite)" "build failed"
     phase_skip "tests (postgres)" "build failed"
     phase_skip "schemathesis (openapi)" "build failed"
+fi
+
+# ------------------------------------------------------------------ clippy
+if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
+    phase_skip "cargo clippy" "VIDSCOPE_TEST_SKIP_LINT=1"
+else
+    run_phase "cargo clippy" lint_clippy || true
 fi
 
 # ------------------------------------------------------------------ fuzzing
