@@ -33,24 +33,36 @@ pub(crate) fn limit(raw: Option<&str>, default: usize, max: usize) -> Result<usi
         })
 }
 
-/// Every value [`action_outcome`] gives.
+/// Every `outcome` label [`count_action`] gives.
 pub(crate) const ACTION_OUTCOMES: [&str; 3] = ["done", "refused", "not_found"];
 
-/// How an admin's action ended, for the `outcome` label of the action counters
-/// (`video.admin_actions_total`, `user.account_actions_total`): `refused` is bad input, a state
-/// or a rule that does not allow it, or too many tries. `None` for a failure of the service
-/// itself (the database down, say): that is not an outcome of the action, and the server
-/// span's error reports it.
-pub(crate) fn action_outcome<T>(result: &Result<T, ApiError>) -> Option<&'static str> {
-    match result {
-        Ok(_) => Some("done"),
-        Err(ApiError::NotFound(_)) => Some("not_found"),
+/// Counts an admin's or a user's action (each of `actions`) on `counter` by how it ended: its
+/// `outcome` label is `done`, `not_found` or `refused` (bad input, a state or a rule that does
+/// not allow it, or too many tries). A failure of the service itself (the database down, say)
+/// is not an outcome of the action and is not counted: the server span's error reports it.
+pub(crate) fn count_action<T>(
+    counter: &opentelemetry::metrics::Counter<u64>,
+    actions: &[&'static str],
+    result: &Result<T, ApiError>,
+) {
+    let outcome = match result {
+        Ok(_) => "done",
+        Err(ApiError::NotFound(_)) => "not_found",
         Err(
             ApiError::BadRequest { .. }
             | ApiError::Conflict { .. }
             | ApiError::NotReady(_)
             | ApiError::TooManyRequests { .. },
-        ) => Some("refused"),
-        Err(_) => None,
+        ) => "refused",
+        Err(_) => return,
+    };
+    for action in actions {
+        counter.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("action", *action),
+                opentelemetry::KeyValue::new("outcome", outcome),
+            ],
+        );
     }
 }

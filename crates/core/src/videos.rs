@@ -276,16 +276,6 @@ pub async fn get_by_filename(db: &Db, filename: &Filename) -> Result<Option<Vide
     row.as_ref().map(row_video).transpose()
 }
 
-/// Every video, newest first (ties broken by id so the order is stable).
-pub async fn list(db: &Db) -> Result<Vec<Video>, CoreError> {
-    const SQL: &str = concat!(select_videos!(), " ORDER BY created_at DESC, id DESC");
-    let rows = sqlx::query(SQL)
-        .fetch_all(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "videos", SQL))
-        .await?;
-    rows.iter().map(row_video).collect()
-}
-
 /// Longest title search, in characters (a title is at most [`MAX_TITLE_CHARS`]).
 pub const MAX_SEARCH_CHARS: usize = MAX_TITLE_CHARS;
 

@@ -75,25 +75,14 @@ pub(crate) const ACCOUNT_ACTIONS: [&str; 6] = [
     "temporary_password",
 ];
 
-/// Counts `result` as each of `actions` in `user.account_actions_total`, then hands it back.
-/// Failures of the server (a 5xx) are not an outcome of the action and are not counted.
+/// Counts `result` as each of `actions` in `user.account_actions_total`
+/// ([`super::count_action`]), then hands it back.
 pub(crate) fn counted<T>(
     state: &AppState,
     actions: &[&'static str],
     result: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let Some(outcome) = super::action_outcome(&result) else {
-        return result;
-    };
-    for action in actions {
-        state.metrics.user_account_actions_total.add(
-            1,
-            &[
-                KeyValue::new("action", *action),
-                KeyValue::new("outcome", outcome),
-            ],
-        );
-    }
+    super::count_action(&state.metrics.user_account_actions_total, actions, &result);
     result
 }
 

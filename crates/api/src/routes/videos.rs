@@ -101,20 +101,11 @@ pub(crate) fn admin_video_id(segment: &str) -> Result<vidscope_core::videos::Vid
 /// The `action` labels of `video.admin_actions_total`.
 pub(crate) const ADMIN_ACTIONS: [&str; 3] = ["update", "delete", "reprocess"];
 
-/// Counts an admin action on a lesson by how it ended ([`super::action_outcome`]).
+/// Counts an admin action on a lesson in `video.admin_actions_total` ([`super::count_action`]).
 pub(crate) fn count_admin_action<T>(
     state: &crate::state::AppState,
     action: &'static str,
     result: &Result<T, ApiError>,
 ) {
-    let Some(outcome) = super::action_outcome(result) else {
-        return;
-    };
-    state.metrics.video_admin_actions_total.add(
-        1,
-        &[
-            opentelemetry::KeyValue::new("action", action),
-            opentelemetry::KeyValue::new("outcome", outcome),
-        ],
-    );
+    super::count_action(&state.metrics.video_admin_actions_total, &[action], result);
 }
