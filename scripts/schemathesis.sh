@@ -130,15 +130,14 @@ if [[ -z $cookie ]]; then
 fi
 
 # ------------------------------------------------------------------ the runs
-# run NAME ARGS...: one schemathesis run with every check, bounded in examples and time.
-# `timeout` is the backstop if a request hangs past schemathesis's own budget. One worker:
-# with two, hypothesis's lambda descriptions (ast.parse in two threads) crashed a run with
-# CPython 3.11.7's "AST constructor recursion depth mismatch", a fault of the tool, not the API.
-failed=0
+# run NAME ARGS...: one schemathesis run with every check, bounded in examples and time, its
+# output in $work/NAME.log. `timeout` is the backstop if a request hangs past schemathesis's
+# own budget. One worker: with two, hypothesis's lambda descriptions (ast.parse in two
+# threads) crashed a run with CPython 3.11.7's "AST constructor recursion depth mismatch", a
+# fault of the tool, not the API.
 run() {
     local name=$1 config=$2 rc=0 start=$SECONDS
     shift 2
-    log "run: $name"
     # From the temp dir: schemathesis keeps a cache in its working directory.
     (cd -- "$work" && timeout --kill-after=10 $((max_time * 2 + 60)) \
         "$venv/bin/schemathesis" --config-file "$config" run \
@@ -152,24 +151,38 @@ run() {
         --no-color \
         --generation-database none \
         --report junit --report-dir "$work/reports/$name" \
-        "$@") || rc=$?
-    log "run $name: exit $rc after $((SECONDS - start)) s"
-    ((rc == 0)) || failed=1
+        "$@") >"$work/$name.log" 2>&1 || rc=$?
+    log "run $name: exit $rc after $((SECONDS - start)) s" 2>>"$work/$name.log"
+    return "$rc"
 }
 
-run anonymous "$repo_root/scripts/schemathesis.toml"
 # The session goes in as the document's `session` scheme (not a raw Cookie header), so the
 # checks that leave it out (ignored_auth, negative data without it) do leave it out.
 # Logout and signing out everywhere would end the very session the run signs in with, turning
-# every later answer into a 401; the anonymous run calls them.
+# every later answer into a 401; the anonymous run calls them (without a session they end
+# none).
 {
     cat -- "$repo_root/scripts/schemathesis.toml"
     # shellcheck disable=SC2016  # schemathesis expands ${...} itself, from the environment
     printf '\n[auth.openapi.session]\napi_key = "${VIDSCOPE_SCHEMATHESIS_SESSION}"\n'
 } >"$work/signed-in.toml"
 export VIDSCOPE_SCHEMATHESIS_SESSION=${cookie#vidscope_session=}
+
+# Both runs at once, one core each (schemathesis is one Python thread; each run is bounded by
+# time), then their output one after the other.
+log "runs: anonymous and signed-in, side by side"
+run anonymous "$repo_root/scripts/schemathesis.toml" &
+anonymous_pid=$!
 run signed-in "$work/signed-in.toml" --exclude-operation-id logout \
-    --exclude-operation-id signOutEverywhere
+    --exclude-operation-id signOutEverywhere &
+signed_in_pid=$!
+failed=0
+wait "$anonymous_pid" || failed=1
+wait "$signed_in_pid" || failed=1
+for name in anonymous signed-in; do
+    log "run: $name"
+    cat -- "$work/$name.log" >&2
+done
 
 if ! _svc_pid_alive "$server_pid"; then
     log "vidscope up died during the runs"

@@ -10,9 +10,9 @@
 # tests once, then runs the whole suite three times: against SQLite, against
 # PostgreSQL, and against SQLite on the stock OpenTelemetry backend
 # (VIDSCOPE_TELEMETRY_BACKEND=sdk), then schemathesis against the OpenAPI document
-# of a running `vidscope up` (scripts/schemathesis.sh), then clippy, then each fuzz
-# target for a few seconds (scripts/fuzz.sh). clippy and the fuzz build run in the
-# background beside the test runs, which leave the cores mostly idle.
+# of a running `vidscope up` (scripts/schemathesis.sh), then each fuzz target for a few
+# seconds (scripts/fuzz.sh). clippy's lints run inside the test build (clippy-driver as the
+# workspace's rustc); the fuzz build runs in the background beside the test runs.
 # ARGS go to the test runner unchanged (e.g. `scripts/test.sh otlp` runs only
 # tests whose name contains "otlp").
 #
@@ -109,7 +109,7 @@ finish() {
     # The background builds have their own process groups (setsid): cargo and its rustc
     # processes go with them.
     local pid
-    for pid in ${clippy_pid:-} ${fuzz_build_pid:-}; do
+    for pid in ${fuzz_build_pid:-} ${prepare_pid:-} ${k8s_pid:-}; do
         kill -- -"$pid" 2>/dev/null || true
     done
     if [[ -n $current_phase ]]; then
@@ -152,13 +152,24 @@ phase_end ok
 
 # ------------------------------------------------------------------- services
 # Failures here are fatal (set -e); the EXIT trap records the failed phase.
-phase_begin "debian packages"
-# jq and ffmpeg are called by the tests; gcc/libc6-dev link Rust and build C deps; chromium
-# and chromium-driver run the browser tests (crates/cli/tests/browser.rs) headless.
-# The start_* functions install their own servers/clients only when needed.
-ensure_apt_packages jq ffmpeg curl ca-certificates gcc libc6-dev redis-server docker-compose prometheus python3-yaml \
-    chromium chromium-driver
+# What the build needs is installed first. The rest (Chromium, ffmpeg, Prometheus, ... and the
+# s3s-fs build: about 40 s and 100 s on a fresh machine) installs in the background beside the
+# test build, which leaves a core idle for much of its tail; the "start s3" phase after the
+# build waits for it.
+phase_begin "debian packages (build)"
+ensure_apt_packages curl ca-certificates gcc libc6-dev
 phase_end ok
+
+prepare_pid=""
+prepare_log="$repo_root/target/prepare.log"
+mkdir -p -- "$repo_root/target"
+# jq and ffmpeg are called by the tests; chromium and chromium-driver run the browser tests
+# (crates/cli/tests/browser.rs) headless; docker-compose, prometheus and python3-yaml the stack
+# checks. The start_* functions install their own servers/clients only when needed.
+setsid bash -c 'source scripts/lib/services.sh && ensure_apt_packages "$@" && _svc_s3s_fs_bin >/dev/null' \
+    _ jq ffmpeg redis-server docker-compose prometheus python3-yaml chromium chromium-driver \
+    >"$prepare_log" 2>&1 &
+prepare_pid=$!
 
 phase_begin "start postgres"
 start_postgres
@@ -169,10 +180,6 @@ phase_end ok
 
 phase_begin "start redis"
 start_redis
-phase_end ok
-
-phase_begin "start s3 (s3s-fs)"
-start_s3
 phase_end ok
 
 # --------------------------------------------------------- test environment
@@ -213,34 +220,43 @@ lint_fmt() {
     }
     cargo fmt --all -- --check
 }
-# clippy checks every crate from scratch (a check build shares nothing with the test build), a
-# few minutes of CPU from cold. It runs in the background beside the test runs (see
-# start_background below), in its own target directory so that it never holds the lock the
-# test runs' cargo needs; its phase, after the tests, waits for it and shows what it said.
-clippy_pid=""
-clippy_log="$repo_root/target/clippy.log"
-start_clippy() {
-    [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]] && return 0
-    cargo clippy --version >/dev/null 2>&1 || return 0
-    CARGO_TARGET_DIR="$repo_root/target/clippy" setsid nice -n 19 \
-        cargo clippy --workspace --all-targets --locked -- -D warnings >"$clippy_log" 2>&1 &
-    clippy_pid=$!
+# clippy lints inside the test build: cargo compiles the workspace's own crates through
+# clippy-driver (RUSTC_WORKSPACE_WRAPPER, which is what `cargo clippy` sets), and clippy-driver
+# is rustc with clippy's lints, so one build makes the test binaries and lints every target
+# `--all-targets` would (lib, bins, tests; there are no benches or examples). A separate
+# `cargo clippy` checks every dependency again: 10 min 46 s on a background core here. The
+# variable stays exported, so no later cargo command rebuilds the workspace without it (the
+# fuzz build, on nightly, unsets it). The build's diagnostics of the workspace's crates go to
+# $lint_log; the "cargo clippy" phase fails when there are any, as `-D warnings` would.
+lint_log="$repo_root/target/clippy.log"
+clippy_driver=""
+if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} != 1 ]]; then
+    clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver || true)
+fi
+if [[ -n $clippy_driver ]]; then
+    export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
+fi
+build_tests() {
+    rm -f -- "$lint_log"
+    cargo test --workspace --locked --no-run --message-format json \
+        | python3 scripts/lib/cargo_diagnostics.py "$lint_log"
 }
 lint_clippy() {
-    cargo clippy --version >/dev/null 2>&1 || {
+    if [[ -z $clippy_driver ]]; then
         printf '==> ERROR: clippy missing; run: rustup component add clippy\n' >&2
         return 1
-    }
-    if [[ -z $clippy_pid ]]; then
-        # Not started beside the tests (their build failed): run it here.
+    fi
+    if [[ ! -f $lint_log ]]; then
+        # The test build did not finish: lint on its own.
         cargo clippy --workspace --all-targets --locked -- -D warnings
         return
     fi
-    local rc=0
-    wait "$clippy_pid" || rc=$?
-    clippy_pid=""
-    cat -- "$clippy_log" >&2
-    return "$rc"
+    if [[ -s $lint_log ]]; then
+        printf '==> clippy and rustc found these in the workspace (shown during the build too):\n' >&2
+        cat -- "$lint_log" >&2
+        return 1
+    fi
+    printf '==> no warnings (clippy ran inside the test build)\n' >&2
 }
 if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
     phase_skip "cargo fmt --check" "VIDSCOPE_TEST_SKIP_LINT=1"
@@ -249,12 +265,11 @@ else
 fi
 
 # -------------------------------------------------------------------- tests
-# The fuzz phase's build (several minutes from cold) starts as soon as the tests are built, with
-# clippy, both at `nice 19`, beside the test runs, which leave most of the two cores idle (they
-# wait on servers, ffmpeg and browsers: the SQLite run's processes took 57 s of CPU in 159 s
-# here, the servers' own not counted); at that niceness they take little more than what the
-# tests leave. Their phases wait for them; the fuzz phase then builds nothing, or shows the
-# error if the build failed.
+# The fuzz phase's build (several minutes from cold) starts as soon as the tests are built, at
+# `nice 19`, beside the test runs, which leave much of the two cores idle (they wait on
+# servers, ffmpeg and browsers: the SQLite run's processes took 57 s of CPU in 159 s here, the
+# servers' own not counted); at that niceness it takes little more than what the tests leave.
+# The fuzz phase waits for it, then builds nothing, or shows the error if the build failed.
 fuzz_build_pid=""
 fuzz_build_log="$repo_root/target/fuzz-build.log"
 fuzz_wanted() {
@@ -295,9 +310,42 @@ seen_dirs=()
 
 # Build once; both runs below reuse the artifacts (nextest builds with the same
 # profile and flags, so it does not rebuild).
-if run_phase "build tests" cargo test --workspace --locked --no-run; then
-    start_clippy
-    start_fuzz_build
+build_ok=0
+run_phase "build tests" build_tests && build_ok=1
+if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
+    phase_skip "cargo clippy" "VIDSCOPE_TEST_SKIP_LINT=1"
+else
+    run_phase "cargo clippy" lint_clippy || true
+fi
+((build_ok)) && start_fuzz_build
+# The background installs must be done before any test: their failure stops the script.
+phase_begin "debian packages, s3s-fs (background)"
+prepare_rc=0
+wait "$prepare_pid" || prepare_rc=$?
+prepare_pid=""
+cat -- "$prepare_log" >&2
+((prepare_rc == 0)) || exit "$prepare_rc"
+phase_end ok
+
+phase_begin "start s3 (s3s-fs)"
+start_s3
+phase_end ok
+
+# The Kubernetes checks need nothing the tests make: they run beside the tests (their first run
+# installs the validators from npm and PyPI, most of their time), and their phase at the end
+# shows what they printed.
+k8s_log="$repo_root/target/check-k8s.log"
+setsid scripts/check-k8s.sh >"$k8s_log" 2>&1 &
+k8s_pid=$!
+check_k8s() {
+    local rc=0
+    wait "$k8s_pid" || rc=$?
+    k8s_pid=""
+    cat -- "$k8s_log" >&2
+    return "$rc"
+}
+
+if ((build_ok)); then
     seen_dirs=("$seen_root/sqlite-fast" "$seen_root/postgres-fast" "$seen_root/sqlite-sdk")
     mkdir -p -- "${seen_dirs[@]}"
     if run_phase "tests (sqlite)" env -u DATABASE_URL VIDSCOPE_TEST_DB=sqlite \
@@ -345,13 +393,6 @@ else
     phase_skip "tests (sqlite)" "build failed"
     phase_skip "tests (postgres)" "build failed"
     phase_skip "schemathesis (openapi)" "build failed"
-fi
-
-# ------------------------------------------------------------------ clippy
-if [[ ${VIDSCOPE_TEST_SKIP_LINT:-0} == 1 ]]; then
-    phase_skip "cargo clippy" "VIDSCOPE_TEST_SKIP_LINT=1"
-else
-    run_phase "cargo clippy" lint_clippy || true
 fi
 
 # ------------------------------------------------------------------ fuzzing
@@ -418,6 +459,6 @@ fi
 # Every manifest under deploy/kubernetes/ against the Kubernetes API schemas (kubernetes-models,
 # kubernetes-validate --strict), checkov with zero failed checks, the generated ConfigMaps up
 # to date; tools pinned in deploy/kubernetes/validate/, installed under target/.
-run_phase "scripts/check-k8s.sh" scripts/check-k8s.sh || true
+run_phase "scripts/check-k8s.sh" check_k8s || true
 
 exit "$failed"

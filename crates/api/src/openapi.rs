@@ -10,6 +10,7 @@ pub mod byte_ranges;
 pub mod formats;
 pub mod responses;
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
@@ -61,6 +62,7 @@ pub const SESSION_SCHEME: &str = "session";
         (name = "realtime", description = "Pushes to open tabs"),
         (name = "health", description = "Probes and the telemetry self-check"),
         (name = "pages", description = "HTML pages (redirect to /login instead of 401)"),
+        (name = "trace-viewer", description = "Recent traces from the telemetry files (admins)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -95,8 +97,23 @@ pub struct OpenApiJson(pub &'static str);
 /// own `security(...)` keeps it. Run on the whole document, once the routes are in it.
 pub fn require_session(doc: &mut utoipa::openapi::OpenApi) {
     let unauthorized = responses::Unauthorized::responses();
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
+    for op in operations_mut(doc) {
+        let answers_unauthorized = unauthorized
+            .iter()
+            .all(|(status, answer)| op.responses.responses.get(status) == Some(answer));
+        if answers_unauthorized && op.security.is_none() {
+            op.security = Some(vec![SecurityRequirement::new(
+                SESSION_SCHEME,
+                Vec::<String>::new(),
+            )]);
+        }
+    }
+}
+
+/// Every operation of the document, whatever its method.
+pub fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -106,21 +123,9 @@ pub fn require_session(doc: &mut utoipa::openapi::OpenApi) {
             &mut item.patch,
             &mut item.trace,
             &mut item.query,
-        ];
-        let operations = operations
-            .into_iter()
-            .flatten()
-            .chain(item.additional_operations.values_mut());
-        for op in operations {
-            let answers_unauthorized = unauthorized
-                .iter()
-                .all(|(status, answer)| op.responses.responses.get(status) == Some(answer));
-            if answers_unauthorized && op.security.is_none() {
-                op.security = Some(vec![SecurityRequirement::new(
-                    SESSION_SCHEME,
-                    Vec::<String>::new(),
-                )]);
-            }
-        }
-    }
+        ]
+        .into_iter()
+        .flatten()
+        .chain(item.additional_operations.values_mut())
+    })
 }

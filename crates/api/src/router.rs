@@ -13,7 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::error::{json_layer_errors, route_not_found};
@@ -26,50 +26,108 @@ use crate::{pages, routes};
 /// Every route but the upload, each registered with its `#[utoipa::path]`: the path and method
 /// come from that attribute, so a route cannot be served without being documented, nor
 /// documented without being served. The authorization matrix (`tests/api/authz.rs`) is
-/// checked against the same list, read from the document.
+/// checked against the same list, read from the document. Each group gives its routes their
+/// tag in the document ([`tagged`]), so a handler does not repeat it.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::health::live::get))
-        .routes(routes!(routes::health::ready::get))
-        .routes(routes!(routes::test_otel::get::get))
-        .routes(routes!(routes::openapi::get::get))
-        .routes(routes!(routes::auth::login::post))
-        .routes(routes!(routes::auth::logout::post))
-        .routes(routes!(routes::auth::session::get))
-        .routes(routes!(routes::auth::register::post))
-        .routes(routes!(routes::account::password::post))
-        .routes(routes!(routes::account::sessions::delete))
-        .routes(routes!(routes::users::list::get))
-        .routes(routes!(routes::users::patch::patch))
-        .routes(routes!(routes::users::temporary_password::post))
-        .routes(routes!(routes::videos::list::get))
-        .routes(routes!(routes::videos::get::get))
-        .routes(routes!(routes::videos::patch::patch))
-        .routes(routes!(routes::videos::delete::delete))
-        .routes(routes!(routes::videos::reprocess::post))
-        .routes(routes!(routes::videos::thumbnail::get))
-        .routes(routes!(routes::videos::stream::get))
-        .routes(routes!(routes::progress::post::post))
-        .routes(routes!(routes::progress::get::get))
-        .routes(routes!(routes::telemetry::player::post))
-        .routes(routes!(routes::ws::get::get))
-        .routes(routes!(pages::login::get))
-        .routes(routes!(pages::signup::get))
-        .routes(routes!(pages::account::get))
-        .routes(routes!(pages::users::get))
-        .routes(routes!(pages::assets::get))
-        .routes(routes!(pages::home::get))
-        .routes(routes!(pages::videos::get))
-        .routes(routes!(pages::player::get))
-        .routes(routes!(pages::trace_viewer::get))
-        .routes(routes!(routes::trace_viewer::list::get))
-        .routes(routes!(routes::trace_viewer::get::get))
+        .merge(tagged(
+            "health",
+            [
+                routes!(routes::health::live::get),
+                routes!(routes::health::ready::get),
+                routes!(routes::test_otel::get::get),
+            ],
+        ))
+        .merge(tagged("meta", [routes!(routes::openapi::get::get)]))
+        .merge(tagged(
+            "auth",
+            [
+                routes!(routes::auth::login::post),
+                routes!(routes::auth::logout::post),
+                routes!(routes::auth::session::get),
+                routes!(routes::auth::register::post),
+            ],
+        ))
+        .merge(tagged(
+            "account",
+            [
+                routes!(routes::account::password::post),
+                routes!(routes::account::sessions::delete),
+            ],
+        ))
+        .merge(tagged(
+            "users",
+            [
+                routes!(routes::users::list::get),
+                routes!(routes::users::patch::patch),
+                routes!(routes::users::temporary_password::post),
+            ],
+        ))
+        .merge(tagged(
+            "videos",
+            [
+                routes!(routes::videos::list::get),
+                routes!(routes::videos::get::get),
+                routes!(routes::videos::patch::patch),
+                routes!(routes::videos::delete::delete),
+                routes!(routes::videos::reprocess::post),
+                routes!(routes::videos::thumbnail::get),
+                routes!(routes::videos::stream::get),
+            ],
+        ))
+        .merge(tagged(
+            "progress",
+            [
+                routes!(routes::progress::post::post),
+                routes!(routes::progress::get::get),
+            ],
+        ))
+        .merge(tagged(
+            "telemetry",
+            [routes!(routes::telemetry::player::post)],
+        ))
+        .merge(tagged("realtime", [routes!(routes::ws::get::get)]))
+        .merge(tagged(
+            "pages",
+            [
+                routes!(pages::login::get),
+                routes!(pages::signup::get),
+                routes!(pages::account::get),
+                routes!(pages::users::get),
+                routes!(pages::assets::get),
+                routes!(pages::home::get),
+                routes!(pages::videos::get),
+                routes!(pages::player::get),
+                routes!(pages::trace_viewer::get),
+            ],
+        ))
+        .merge(tagged(
+            "trace-viewer",
+            [
+                routes!(routes::trace_viewer::list::get),
+                routes!(routes::trace_viewer::get::get),
+            ],
+        ))
 }
 
 /// The upload, apart: the general body limit and request timeout must not apply to it (it
 /// streams up to `upload_max_bytes` for as long as it takes and enforces that limit itself).
 fn upload_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(routes::upload::post::post))
+    tagged("upload", [routes!(routes::upload::post::post)])
+}
+
+/// The routes as one group, every operation of it with the one tag `tag` (one of [`ApiDoc`]'s `tags`).
+fn tagged<const N: usize>(
+    tag: &str,
+    routes: [UtoipaMethodRouter<AppState>; N],
+) -> OpenApiRouter<AppState> {
+    let mut group = routes
+        .into_iter()
+        .fold(OpenApiRouter::new(), OpenApiRouter::routes);
+    for op in crate::openapi::operations_mut(group.get_openapi_mut()) {
+        op.tags = Some(vec![tag.to_owned()]);
+    }
+    group
 }
 
 /// The OpenAPI document of everything [`router`] serves.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use sqlx::Row;
+use sqlx::{FromRow as _, Row};
 
 use crate::CoreError;
 use crate::db::{Db, InDbSpan, now_millis, query_span};
@@ -111,8 +111,17 @@ impl VideoStatus {
     }
 }
 
-/// A row of `videos`.
-#[derive(Debug, Clone, PartialEq)]
+/// A status column holds one of [`VideoStatus::as_str`]'s words (a CHECK constraint).
+impl TryFrom<String> for VideoStatus {
+    type Error = CoreError;
+
+    fn try_from(s: String) -> Result<Self, CoreError> {
+        Self::parse(&s)
+    }
+}
+
+/// A row of `videos`, read by name (`VIDEO_COLUMNS`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Video {
     pub id: String,
     pub filename: String,
@@ -121,6 +130,7 @@ pub struct Video {
     pub description: String,
     pub content_type: String,
     pub size_bytes: i64,
+    #[sqlx(try_from = "String")]
     pub status: VideoStatus,
     pub duration_seconds: Option<f64>,
     pub thumbnail_key: Option<String>,
@@ -186,25 +196,7 @@ impl NewVideo<'_> {
 }
 
 fn row_video(row: &sqlx::any::AnyRow) -> Result<Video, CoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(Video {
-        id: row.try_get("id")?,
-        filename: row.try_get("filename")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        content_type: row.try_get("content_type")?,
-        size_bytes: row.try_get("size_bytes")?,
-        status: VideoStatus::parse(&status)?,
-        duration_seconds: row.try_get("duration_seconds")?,
-        thumbnail_key: row.try_get("thumbnail_key")?,
-        video_codec: row.try_get("video_codec")?,
-        audio_codec: row.try_get("audio_codec")?,
-        width: row.try_get("width")?,
-        height: row.try_get("height")?,
-        uploaded_by: row.try_get("uploaded_by")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    Ok(Video::from_row(row)?)
 }
 
 /// Creates the row of a freshly stored upload, status `uploaded`. Any number of videos may

@@ -19,12 +19,11 @@ struct AccountPage<'a> {
     is_admin: bool,
 }
 
+/// Your account: change your password, sign out everywhere
 #[utoipa::path(
     get,
     path = "/account",
     operation_id = "accountPage",
-    summary = "Your account: change your password, sign out everywhere",
-    tag = "pages",
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         ToLogin, DbUnavailable,

@@ -41,12 +41,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// A script, stylesheet or icon of the pages
 #[utoipa::path(
     get,
     path = "/assets/{name}",
     operation_id = "pageAsset",
-    summary = "A script, stylesheet or icon of the pages",
-    tag = "pages",
     params(("name" = String, Path,
         description = "`site.css`, `favicon.svg`, `login.js`, `account.js`, `users.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
     responses(

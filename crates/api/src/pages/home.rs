@@ -6,12 +6,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use crate::auth::MaybeUser;
 use crate::openapi::responses::DbUnavailable;
 
+/// The front page: to the lesson list
 #[utoipa::path(
     get,
     path = "/",
     operation_id = "homePage",
-    summary = "The front page: to the lesson list",
-    tag = "pages",
     responses(
         (status = 303, description = "To `/videos`, or to `/login?next=/` without a valid session",
             headers(("Location" = String))),

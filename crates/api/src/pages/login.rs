@@ -26,12 +26,11 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
+/// The sign-in page
 #[utoipa::path(
     get,
     path = "/login",
     operation_id = "loginPage",
-    summary = "The sign-in page",
-    tag = "pages",
     params(("next" = Option<String>, Query,
         description = "Where to go once signed in: a path of this site (`/videos/abc?t=3`). \
             Anything else (another origin, `//host`, a backslash, whitespace or a control \

@@ -63,12 +63,11 @@ struct PageData<'a> {
     duration_seconds: Option<f64>,
 }
 
+/// The lesson player
 #[utoipa::path(
     get,
     path = "/player/{video_id}",
     operation_id = "playerPage",
-    summary = "The lesson player",
-    tag = "pages",
     params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
         (status = 200, description = "The player, resuming at the saved position; for a lesson not ready yet (uploaded, processing, failed), a page with its status (and, for admins, a link to its traces)", content_type = "text/html", body = String),

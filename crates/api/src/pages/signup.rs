@@ -16,12 +16,11 @@ struct SignupPage {
     open: bool,
 }
 
+/// The sign-up page (when self-registration is on)
 #[utoipa::path(
     get,
     path = "/signup",
     operation_id = "signupPage",
-    summary = "The sign-up page (when self-registration is on)",
-    tag = "pages",
     responses(
         (status = 200, description = "The sign-up form; while self-registration is off, a page saying sign-up is closed",
             content_type = "text/html", body = String),

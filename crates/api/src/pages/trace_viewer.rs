@@ -14,12 +14,11 @@ use crate::openapi::responses::{AdminOnly, DbUnavailable, ToLogin};
 #[template(path = "trace_viewer.html")]
 struct TraceViewerPage;
 
+/// The trace viewer
 #[utoipa::path(
     get,
     path = "/trace-viewer",
     operation_id = "traceViewerPage",
-    summary = "The trace viewer",
-    tag = "pages",
     params(
         // Read by the page's script only: the server passes any value, and the API checks the
         // filters when the page asks for traces.

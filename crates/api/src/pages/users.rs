@@ -21,12 +21,11 @@ struct UsersPage<'a> {
     me: String,
 }
 
+/// Manage accounts (admins)
 #[utoipa::path(
     get,
     path = "/users",
     operation_id = "usersPage",
-    summary = "Manage accounts (admins)",
-    tag = "pages",
     responses(
         (status = 200, description = "The accounts, with their actions", content_type = "text/html", body = String),
         ToLogin, AdminOnly, DbUnavailable,

@@ -185,6 +185,36 @@ fn document() -> Value {
         .expect("the document is JSON")
 }
 
+/// Every operation has one tag, from its route's group in `router.rs`, and the document
+/// describes that tag (`trace-viewer` was used without a description).
+#[test]
+fn every_operation_has_one_described_tag() {
+    let doc = document();
+    let described: BTreeSet<&str> = doc["tags"]
+        .as_array()
+        .expect("the document lists its tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            let tags: Vec<&str> = op["tags"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} has no tags"))
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                matches!(tags.as_slice(), [tag] if described.contains(tag)),
+                "{method} {path}: tags {tags:?}, described {described:?}"
+            );
+            operations += 1;
+        }
+    }
+    assert!(operations >= 36, "only {operations} operations");
+}
+
 /// `schema`, or the component it refers to.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema["$ref"].as_str() {

@@ -30,12 +30,11 @@ pub struct ChangePasswordBody {
     new_password: String,
 }
 
+/// Change your password (your other sessions end)
 #[utoipa::path(
     post,
     path = "/api/account/password",
     operation_id = "changePassword",
-    summary = "Change your password (your other sessions end)",
-    tag = "account",
     request_body = ChangePasswordBody,
     responses(
         (status = 204, description = "Changed; every other session of the account has ended"),

@@ -12,12 +12,11 @@ use crate::openapi::responses::{DbFull, DbUnavailable, Unauthorized};
 use crate::routes::users::{Detail, audit, counted};
 use crate::state::AppState;
 
+/// Sign out of every session, this one included
 #[utoipa::path(
     delete,
     path = "/api/account/sessions",
     operation_id = "signOutEverywhere",
-    summary = "Sign out of every session, this one included",
-    tag = "account",
     responses(
         (status = 204, description = "Every session of the account has ended; the cookie is cleared",
             headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),

@@ -36,12 +36,11 @@ pub struct LoginBody {
 const ADDRESS_FACTOR: u32 = 4;
 
 // No span of its own: events and `user.id` go on the server span, which names the route.
+/// Sign in with e-mail and password
 #[utoipa::path(
     post,
     path = "/api/auth/login",
     operation_id = "login",
-    summary = "Sign in with e-mail and password",
-    tag = "auth",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = UserResponse,

@@ -11,12 +11,11 @@ use crate::error::ApiError;
 use crate::openapi::responses::{DbFull, DbUnavailable};
 use crate::state::AppState;
 
+/// Sign out
 #[utoipa::path(
     post,
     path = "/api/auth/logout",
     operation_id = "logout",
-    summary = "Sign out",
-    tag = "auth",
     responses(
         (status = 204, description = "Signed out (also without a session); the cookie is cleared",
             headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),

@@ -7,12 +7,11 @@ use crate::auth::SignedIn;
 use crate::openapi::responses::{DbUnavailable, Unauthorized};
 use crate::routes::auth::UserResponse;
 
+/// The signed-in account
 #[utoipa::path(
     get,
     path = "/api/auth/session",
     operation_id = "getSession",
-    summary = "The signed-in account",
-    tag = "auth",
     responses(
         (status = 200, description = "The signed-in account", body = UserResponse),
         Unauthorized, DbUnavailable,

@@ -12,12 +12,11 @@ pub struct Liveness {
     pub status: &'static str,
 }
 
+/// Liveness probe
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "liveness",
-    summary = "Liveness probe",
-    tag = "health",
     responses((status = 200, description = "The process is up", body = Liveness))
 )]
 pub async fn get() -> Json<Liveness> {

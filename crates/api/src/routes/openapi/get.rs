@@ -7,12 +7,11 @@ use axum::response::IntoResponse;
 
 use crate::openapi::OpenApiJson;
 
+/// This OpenAPI document
 #[utoipa::path(
     get,
     path = "/api/openapi.json",
     operation_id = "openapi",
-    summary = "This OpenAPI document",
-    tag = "meta",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
 )]
 pub async fn get(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> impl IntoResponse {

@@ -15,12 +15,11 @@ use crate::openapi::responses::{BadInput, DbUnavailable, NoSuchVideo, Unauthoriz
 use crate::routes::progress::ProgressBody;
 use crate::state::AppState;
 
+/// The caller's resume position in a video
 #[utoipa::path(
     get,
     path = "/api/progress/{video_id}",
     operation_id = "getProgress",
-    summary = "The caller's resume position in a video",
-    tag = "progress",
     params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),

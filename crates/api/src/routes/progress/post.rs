@@ -51,12 +51,11 @@ pub struct SaveResponse {
     pub progress: ProgressBody,
 }
 
+/// Save the caller's position in a video
 #[utoipa::path(
     post,
     path = "/api/progress",
     operation_id = "saveProgress",
-    summary = "Save the caller's position in a video",
-    tag = "progress",
     request_body = UpdateBody,
     params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
     responses(

@@ -453,12 +453,11 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
     }
 }
 
+/// Record a batch of player events
 #[utoipa::path(
     post,
     path = "/api/telemetry/player",
     operation_id = "playerTelemetry",
-    summary = "Record a batch of player events",
-    tag = "telemetry",
     request_body(content(
         (Batch = "application/json"),
         (Batch = "text/plain"),

@@ -24,12 +24,11 @@ pub struct TestOtelBody {
     pub trace_id: Option<String>,
 }
 
+/// Emit one span, event, log line and metric point
 #[utoipa::path(
     get,
     path = "/api/test-otel",
     operation_id = "testOtel",
-    summary = "Emit one span, event, log line and metric point",
-    tag = "health",
     responses(
         (status = 200, description = "A span, an event, a log line and a metric point were emitted", body = TestOtelBody),
         DbUnavailable,

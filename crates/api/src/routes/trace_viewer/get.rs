@@ -8,12 +8,11 @@ use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::trace_viewer::TraceDetail;
 
+/// One trace's spans and events
 #[utoipa::path(
     get,
     path = "/api/trace-viewer/traces/{trace_id}",
     operation_id = "getTrace",
-    summary = "One trace's spans and events",
-    tag = "trace-viewer",
     params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),

@@ -53,12 +53,11 @@ impl RawFilter {
     }
 }
 
+/// Recent traces from the telemetry files, newest first
 #[utoipa::path(
     get,
     path = "/api/trace-viewer/traces",
     operation_id = "listTraces",
-    summary = "Recent traces from the telemetry files, newest first",
-    tag = "trace-viewer",
     params(
         ("video" = Option<String>, Query, description = "Only traces with this `video.id` / `lesson.id`"),
         ("user" = Option<String>, Query, description = "Only traces with this `user.id`"),

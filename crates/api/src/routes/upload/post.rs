@@ -69,12 +69,11 @@ struct UploadForm {
     title: Option<String>,
 }
 
+/// Upload a video (admins)
 #[utoipa::path(
     post,
     path = "/api/upload",
     operation_id = "upload",
-    summary = "Upload a video (admins)",
-    tag = "upload",
     request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,

@@ -16,12 +16,11 @@ pub struct AccountList {
     pub users: Vec<AccountBody>,
 }
 
+/// Every account, by e-mail address (admins)
 #[utoipa::path(
     get,
     path = "/api/users",
     operation_id = "listUsers",
-    summary = "Every account, by e-mail address (admins)",
-    tag = "users",
     responses(
         (status = 200, description = "The accounts", body = AccountList),
         Unauthorized, AdminOnly, DbUnavailable,

@@ -51,12 +51,11 @@ impl UpdateUserBody {
     }
 }
 
+/// Change an account's role, disable or enable it (admins)
 #[utoipa::path(
     patch,
     path = "/api/users/{id}",
     operation_id = "updateUser",
-    summary = "Change an account's role, disable or enable it (admins)",
-    tag = "users",
     params(("id" = crate::openapi::formats::UserId, Path, description = "The account's id")),
     request_body = UpdateUserBody,
     responses(

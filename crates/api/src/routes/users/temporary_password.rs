@@ -27,12 +27,11 @@ pub struct TemporaryPasswordBody {
     password: String,
 }
 
+/// Set a temporary password the user must change at next sign-in (admins)
 #[utoipa::path(
     post,
     path = "/api/users/{id}/temporary-password",
     operation_id = "setTemporaryPassword",
-    summary = "Set a temporary password the user must change at next sign-in (admins)",
-    tag = "users",
     params(("id" = crate::openapi::formats::UserId, Path, description = "The account's id")),
     request_body = TemporaryPasswordBody,
     responses(

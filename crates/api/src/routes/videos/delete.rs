@@ -23,12 +23,11 @@ use crate::openapi::responses::{
 };
 use crate::state::AppState;
 
+/// Delete a lesson, its progress, its pending jobs and (shortly after) its objects (admins)
 #[utoipa::path(
     delete,
     path = "/api/videos/{id_or_filename}",
     operation_id = "deleteVideo",
-    summary = "Delete a lesson, its progress, its pending jobs and (shortly after) its objects (admins)",
-    tag = "videos",
     security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(

@@ -103,7 +103,6 @@ impl Page {
     path = "/api/videos",
     operation_id = "listVideos",
     summary = "List the videos",
-    tag = "videos",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Videos per page (default 100)"),
         ("cursor" = Option<crate::openapi::formats::Cursor>, Query, description = "The `next` of the previous page"),

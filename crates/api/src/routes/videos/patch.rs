@@ -46,12 +46,11 @@ pub struct UpdateVideoBody {
     description: Option<String>,
 }
 
+/// Edit a lesson's title and description (admins)
 #[utoipa::path(
     patch,
     path = "/api/videos/{id_or_filename}",
     operation_id = "updateVideo",
-    summary = "Edit a lesson's title and description (admins)",
-    tag = "videos",
     security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     request_body = UpdateVideoBody,

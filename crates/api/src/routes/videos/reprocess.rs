@@ -23,12 +23,11 @@ use crate::openapi::responses::{
 };
 use crate::state::AppState;
 
+/// Process a failed lesson again (admins)
 #[utoipa::path(
     post,
     path = "/api/videos/{id_or_filename}/reprocess",
     operation_id = "reprocessVideo",
-    summary = "Process a failed lesson again (admins)",
-    tag = "videos",
     security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(

@@ -16,12 +16,11 @@ use crate::extract::Path;
 use crate::openapi::responses::{BadInput, StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
+/// A video's thumbnail
 #[utoipa::path(
     get,
     path = "/api/videos/{id_or_filename}/thumbnail",
     operation_id = "getThumbnail",
-    summary = "A video's thumbnail",
-    tag = "videos",
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id")),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),

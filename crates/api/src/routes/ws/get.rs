@@ -67,12 +67,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
+/// Real-time updates over a WebSocket
 #[utoipa::path(
     get,
     path = "/api/ws",
     operation_id = "websocket",
-    summary = "Real-time updates over a WebSocket",
-    tag = "realtime",
     description = "A WebSocket upgrade (RFC 6455), not a request/response exchange: the four \
         handshake headers are required, and a client that sends them gets `101` and a socket. \
         Browsers send them with `new WebSocket(url)`.",
