@@ -10,7 +10,7 @@ pub mod byte_ranges;
 pub mod formats;
 pub mod responses;
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Paths};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
@@ -97,7 +97,7 @@ pub struct OpenApiJson(pub &'static str);
 /// own `security(...)` keeps it. Run on the whole document, once the routes are in it.
 pub fn require_session(doc: &mut utoipa::openapi::OpenApi) {
     let unauthorized = responses::Unauthorized::responses();
-    for op in operations_mut(doc) {
+    for op in operations_mut(&mut doc.paths) {
         let answers_unauthorized = unauthorized
             .iter()
             .all(|(status, answer)| op.responses.responses.get(status) == Some(answer));
@@ -110,9 +110,9 @@ pub fn require_session(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// Every operation of the document, whatever its method.
-pub fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
-    doc.paths.paths.values_mut().flat_map(|item| {
+/// Every operation of `paths`, whatever its method.
+pub fn operations_mut(paths: &mut Paths) -> impl Iterator<Item = &mut Operation> {
+    paths.paths.values_mut().flat_map(|item| {
         [
             &mut item.get,
             &mut item.put,

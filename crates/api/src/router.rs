@@ -20,114 +20,73 @@ use crate::error::{json_layer_errors, route_not_found};
 use crate::http_telemetry::trace_request;
 use crate::limits::{BODY_LIMIT, REQUEST_TIMEOUT};
 use crate::openapi::{ApiDoc, OpenApiJson};
+use crate::pages;
+use crate::routes::{
+    account, auth, health, openapi, progress, telemetry, test_otel, trace_viewer, upload, users,
+    videos, ws,
+};
 use crate::state::AppState;
-use crate::{pages, routes};
 
 /// Every route but the upload, each registered with its `#[utoipa::path]`: the path and method
 /// come from that attribute, so a route cannot be served without being documented, nor
 /// documented without being served. The authorization matrix (`tests/api/authz.rs`) is
-/// checked against the same list, read from the document. Each group gives its routes their
-/// tag in the document ([`tagged`]), so a handler does not repeat it.
+/// checked against the same list, read from the document. Each route's tag is given here
+/// ([`tagged`]).
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(tagged(
-            "health",
-            [
-                routes!(routes::health::live::get),
-                routes!(routes::health::ready::get),
-                routes!(routes::test_otel::get::get),
-            ],
-        ))
-        .merge(tagged("meta", [routes!(routes::openapi::get::get)]))
-        .merge(tagged(
-            "auth",
-            [
-                routes!(routes::auth::login::post),
-                routes!(routes::auth::logout::post),
-                routes!(routes::auth::session::get),
-                routes!(routes::auth::register::post),
-            ],
-        ))
-        .merge(tagged(
-            "account",
-            [
-                routes!(routes::account::password::post),
-                routes!(routes::account::sessions::delete),
-            ],
-        ))
-        .merge(tagged(
-            "users",
-            [
-                routes!(routes::users::list::get),
-                routes!(routes::users::patch::patch),
-                routes!(routes::users::temporary_password::post),
-            ],
-        ))
-        .merge(tagged(
-            "videos",
-            [
-                routes!(routes::videos::list::get),
-                routes!(routes::videos::get::get),
-                routes!(routes::videos::patch::patch),
-                routes!(routes::videos::delete::delete),
-                routes!(routes::videos::reprocess::post),
-                routes!(routes::videos::thumbnail::get),
-                routes!(routes::videos::stream::get),
-            ],
-        ))
-        .merge(tagged(
-            "progress",
-            [
-                routes!(routes::progress::post::post),
-                routes!(routes::progress::get::get),
-            ],
-        ))
-        .merge(tagged(
-            "telemetry",
-            [routes!(routes::telemetry::player::post)],
-        ))
-        .merge(tagged("realtime", [routes!(routes::ws::get::get)]))
-        .merge(tagged(
-            "pages",
-            [
-                routes!(pages::login::get),
-                routes!(pages::signup::get),
-                routes!(pages::account::get),
-                routes!(pages::users::get),
-                routes!(pages::assets::get),
-                routes!(pages::home::get),
-                routes!(pages::videos::get),
-                routes!(pages::player::get),
-                routes!(pages::trace_viewer::get),
-            ],
-        ))
-        .merge(tagged(
-            "trace-viewer",
-            [
-                routes!(routes::trace_viewer::list::get),
-                routes!(routes::trace_viewer::get::get),
-            ],
-        ))
+        .routes(tagged("health", routes!(health::live::get)))
+        .routes(tagged("health", routes!(health::ready::get)))
+        .routes(tagged("health", routes!(test_otel::get::get)))
+        .routes(tagged("meta", routes!(openapi::get::get)))
+        .routes(tagged("auth", routes!(auth::login::post)))
+        .routes(tagged("auth", routes!(auth::logout::post)))
+        .routes(tagged("auth", routes!(auth::session::get)))
+        .routes(tagged("auth", routes!(auth::register::post)))
+        .routes(tagged("account", routes!(account::password::post)))
+        .routes(tagged("account", routes!(account::sessions::delete)))
+        .routes(tagged("users", routes!(users::list::get)))
+        .routes(tagged("users", routes!(users::patch::patch)))
+        .routes(tagged("users", routes!(users::temporary_password::post)))
+        .routes(tagged("videos", routes!(videos::list::get)))
+        .routes(tagged("videos", routes!(videos::get::get)))
+        .routes(tagged("videos", routes!(videos::patch::patch)))
+        .routes(tagged("videos", routes!(videos::delete::delete)))
+        .routes(tagged("videos", routes!(videos::reprocess::post)))
+        .routes(tagged("videos", routes!(videos::thumbnail::get)))
+        .routes(tagged("videos", routes!(videos::stream::get)))
+        .routes(tagged("progress", routes!(progress::post::post)))
+        .routes(tagged("progress", routes!(progress::get::get)))
+        .routes(tagged("telemetry", routes!(telemetry::player::post)))
+        .routes(tagged("realtime", routes!(ws::get::get)))
+        .routes(tagged("pages", routes!(pages::login::get)))
+        .routes(tagged("pages", routes!(pages::signup::get)))
+        .routes(tagged("pages", routes!(pages::account::get)))
+        .routes(tagged("pages", routes!(pages::users::get)))
+        .routes(tagged("pages", routes!(pages::assets::get)))
+        .routes(tagged("pages", routes!(pages::home::get)))
+        .routes(tagged("pages", routes!(pages::videos::get)))
+        .routes(tagged("pages", routes!(pages::player::get)))
+        .routes(tagged("pages", routes!(pages::trace_viewer::get)))
+        .routes(tagged("trace-viewer", routes!(trace_viewer::list::get)))
+        .routes(tagged("trace-viewer", routes!(trace_viewer::get::get)))
 }
 
 /// The upload, apart: the general body limit and request timeout must not apply to it (it
 /// streams up to `upload_max_bytes` for as long as it takes and enforces that limit itself).
 fn upload_routes() -> OpenApiRouter<AppState> {
-    tagged("upload", [routes!(routes::upload::post::post)])
+    OpenApiRouter::new().routes(tagged("upload", routes!(upload::post::post)))
 }
 
-/// The routes as one group, every operation of it with the one tag `tag` (one of [`ApiDoc`]'s `tags`).
-fn tagged<const N: usize>(
+/// A route with the one tag `tag` (one of [`ApiDoc`]'s `tags`) on each of its operations: the
+/// route list says which group of the document a route is in, so its handler does not.
+fn tagged(
     tag: &str,
-    routes: [UtoipaMethodRouter<AppState>; N],
-) -> OpenApiRouter<AppState> {
-    let mut group = routes
-        .into_iter()
-        .fold(OpenApiRouter::new(), OpenApiRouter::routes);
-    for op in crate::openapi::operations_mut(group.get_openapi_mut()) {
+    (schemas, mut paths, handler): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    for op in crate::openapi::operations_mut(&mut paths) {
         op.tags = Some(vec![tag.to_owned()]);
     }
-    group
+    (schemas, paths, handler)
 }
 
 /// The OpenAPI document of everything [`router`] serves.
