@@ -12,6 +12,7 @@ pub mod outbox;
 pub mod progress;
 pub mod queue;
 pub mod redis_conn;
+pub mod runtime;
 pub mod shutdown;
 pub mod storage;
 pub mod users;

@@ -15,7 +15,7 @@ use vidscope_worker::WorkerSettings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match vidscope_core::runtime::build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vidscope-worker: cannot start the async runtime: {e}");
