@@ -153,9 +153,10 @@ phase_end ok
 # ------------------------------------------------------------------- services
 # Failures here are fatal (set -e); the EXIT trap records the failed phase.
 # What the build needs is installed first. The rest (Chromium, ffmpeg, Prometheus, ... and the
-# s3s-fs build: about 40 s and 100 s on a fresh machine) installs in the background beside the
-# test build, which leaves a core idle for much of its tail; the "start s3" phase after the
-# build waits for it.
+# s3s-fs build: about 40 s and 95 s on a fresh machine) installs in the background beside the
+# test build; the phase after the build waits for it. The downloads overlap the build for
+# free; s3s-fs's build competes with it for the cores (the build took 80 s longer), so the
+# saving is mostly the apt time.
 phase_begin "debian packages (build)"
 ensure_apt_packages curl ca-certificates gcc libc6-dev
 phase_end ok

@@ -19,13 +19,7 @@ use vidscope_telemetry::TelemetryConfig;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    match vidscope_core::runtime::build() {
-        Ok(runtime) => runtime.block_on(async_main()),
-        Err(e) => {
-            eprintln!("vidscope-api: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::runtime::block_on("vidscope-api", async_main())
 }
 
 async fn async_main() -> ExitCode {

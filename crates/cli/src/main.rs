@@ -155,13 +155,7 @@ enum UserCommand {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    match vidscope_core::runtime::build() {
-        Ok(runtime) => runtime.block_on(async_main()),
-        Err(e) => {
-            eprintln!("vidscope: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::runtime::block_on("vidscope", async_main())
 }
 
 async fn async_main() -> ExitCode {

@@ -6,6 +6,21 @@
 /// threads get the 8 MiB a main thread has. Only the pages a thread touches are committed.
 pub const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
+/// Runs a binary's `main` on a [`build`] runtime; a runtime that cannot start is the failure
+/// of `program`.
+pub fn block_on(
+    program: &str,
+    main: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match build() {
+        Ok(runtime) => runtime.block_on(main),
+        Err(e) => {
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A multi-threaded runtime with every driver on and [`THREAD_STACK_BYTES`] per thread.
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
