@@ -99,23 +99,25 @@ data_dir=$work/data
 # The embedded defaults only: nothing of the caller's services or exporters leaks in. The
 # login throttle is raised so that it does not turn most login cases into 429s and hide the
 # route's own checks (the throttle has its tests in crates/api/tests/api/auth.rs).
-vidscope() {
-    # shellcheck disable=SC2046  # one `-u NAME` word pair per OTEL_* variable
-    env -u DATABASE_URL -u REDIS_URL -u S3_ENDPOINT -u S3_ACCESS_KEY_ID -u S3_SECRET_ACCESS_KEY \
-        -u S3_REGION -u S3_BUCKET_NAME -u VIDSCOPE_ADMIN_EMAIL -u VIDSCOPE_ADMIN_PASSWORD \
-        $(env | sed -n 's/^\(OTEL_[A-Z_]*\)=.*/-u \1/p') \
-        VIDSCOPE_DATA_DIR="$data_dir" RUST_LOG=warn VIDSCOPE_LOGIN_MAX_FAILURES=1000000 "$bin" "$@"
-}
+# One command, not a shell function: started in the background, `$!` is then the server's own
+# pid (env execs it), which cleanup can stop. A function would run in a subshell of its own,
+# and stopping that subshell left `vidscope up` running after every run.
+vidscope=(env -u DATABASE_URL -u REDIS_URL -u S3_ENDPOINT -u S3_ACCESS_KEY_ID -u S3_SECRET_ACCESS_KEY
+    -u S3_REGION -u S3_BUCKET_NAME -u VIDSCOPE_ADMIN_EMAIL -u VIDSCOPE_ADMIN_PASSWORD)
+while IFS= read -r name; do
+    vidscope+=(-u "$name")
+done < <(env | sed -n 's/^\(OTEL_[A-Z_]*\)=.*/\1/p')
+vidscope+=(VIDSCOPE_DATA_DIR="$data_dir" RUST_LOG=warn VIDSCOPE_LOGIN_MAX_FAILURES=1000000 "$bin")
 
 admin_email=schemathesis-admin@example.test
 admin_password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-VIDSCOPE_USER_PASSWORD=$admin_password vidscope user add --email "$admin_email" --role admin \
+VIDSCOPE_USER_PASSWORD=$admin_password "${vidscope[@]}" user add --email "$admin_email" --role admin \
     >"$work/user-add.log" 2>&1 || {
     cat "$work/user-add.log" >&2
     exit 1
 }
 
-vidscope up --addr "127.0.0.1:$port" >"$work/up.log" 2>&1 &
+"${vidscope[@]}" up --addr "127.0.0.1:$port" >"$work/up.log" 2>&1 &
 server_pid=$!
 _svc_wait_for "vidscope up" "$server_pid" "$work/up.log" -- curl -fsS "$base/healthz"
 log "vidscope up on $base (data in $data_dir)"
