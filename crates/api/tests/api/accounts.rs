@@ -7,7 +7,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use vidscope_core::domain::{Role, UserId};
-use vidscope_testkit::{TestApp, TestUser, spawn_app};
+use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
 
 use crate::auth::{cookie_of, login};
 
@@ -81,16 +81,12 @@ async fn second_session(app: &TestApp, user: &TestUser) -> String {
     cookie_of(&resp)
 }
 
-/// The error code and message of a JSON error answer, checking its status.
-async fn error_of(resp: reqwest::Response, status: u16) -> (String, String) {
-    assert_eq!(resp.status(), status);
-    let body: Value = resp.json().await.unwrap();
-    let code = body["error"]["code"]
+/// The message of a JSON error answer's body (testkit's `expect_error` returns the body).
+fn message_of(body: &Value) -> String {
+    body["error"]["message"]
         .as_str()
         .unwrap_or_default()
-        .to_owned();
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    (code, message.to_owned())
+        .to_owned()
 }
 
 /// The event `name` of the span named `span` that has it, waiting for it to be exported.
@@ -188,8 +184,8 @@ async fn a_password_change_needs_the_current_password_and_a_valid_new_one() {
         (current, current, 400, "invalid_password", "differ"),
     ] {
         let resp = change_password(&app, cookie, current, new).await;
-        let (got, message) = error_of(resp, status).await;
-        assert_eq!(got, code, "{current:?} -> {new:?}: {message}");
+        let body = expect_error(resp, status, code, &format!("{current:?} -> {new:?}")).await;
+        let message = message_of(&body);
         assert!(message.contains(needle), "{message}");
     }
     for (body, needle) in [
@@ -208,8 +204,7 @@ async fn a_password_change_needs_the_current_password_and_a_valid_new_one() {
             Some(body),
         )
         .await;
-        let (code, message) = error_of(resp, 400).await;
-        assert_eq!(code, "invalid_json");
+        let message = message_of(&expect_error(resp, 400, "invalid_json", needle).await);
         assert!(message.contains(needle), "{message}");
     }
     // Nothing changed: the password is still the old one.
@@ -292,11 +287,16 @@ async fn a_disabled_account_loses_its_sessions_at_once_and_cannot_sign_in() {
         "ended at once"
     );
     let refused = login(&app, &viewer.user.email, &viewer.password).await;
-    let (code, message) = error_of(refused, 403).await;
-    assert_eq!(code, "account_disabled", "{message}");
+    expect_error(
+        refused,
+        403,
+        "account_disabled",
+        "a disabled account signing in",
+    )
+    .await;
     // A wrong password says nothing about the account.
     let wrong = login(&app, &viewer.user.email, &"not the password").await;
-    assert_eq!(error_of(wrong, 401).await.0, "invalid_credentials");
+    expect_error(wrong, 401, "invalid_credentials", "invalid_credentials").await;
     let listed: Value = app.get_as("/api/users", &admin).await.json().await.unwrap();
     let row = listed["users"]
         .as_array()
@@ -333,7 +333,7 @@ async fn a_role_change_applies_to_open_sessions_at_once() {
     assert_eq!(app.get_as("/api/users", &viewer).await.status(), 403);
     // A viewer cannot make themselves admin.
     let own = patch_user(&app, &viewer, id, json!({"role": "admin"})).await;
-    assert_eq!(error_of(own, 403).await.0, "forbidden");
+    expect_error(own, 403, "forbidden", "forbidden").await;
 
     let resp = patch_user(&app, &admin, id, json!({"role": "admin"})).await;
 
@@ -371,11 +371,10 @@ async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
     ];
     for (body, code) in cases {
         let resp = patch_user(&app, &admin, me, body.clone()).await;
-        let (got, message) = error_of(resp, 409).await;
-        assert_eq!(got, code, "{body}: {message}");
+        expect_error(resp, 409, code, &body.to_string()).await;
     }
     let resp = set_temporary(&app, &admin, me, "temporary password").await;
-    assert_eq!(error_of(resp, 409).await.0, "cannot_reset_self");
+    expect_error(resp, 409, "cannot_reset_self", "cannot_reset_self").await;
     // Nothing changed: still an admin, still signed in.
     assert_eq!(app.get_as("/api/users", &admin).await.status(), 200);
     counted(&app, "role_change", "refused").await;
@@ -387,7 +386,7 @@ async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
     let resp = patch_user(&app, &second, me, json!({"role": "admin"})).await;
     assert_eq!(resp.status(), 200);
     let resp = patch_user(&app, &second, &second.user.id, json!({"disabled": true})).await;
-    assert_eq!(error_of(resp, 409).await.0, "cannot_disable_self");
+    expect_error(resp, 409, "cannot_disable_self", "cannot_disable_self").await;
     app.stop().await;
 }
 
@@ -405,17 +404,15 @@ async fn bad_account_input_is_a_4xx_naming_the_field() {
         (json!({"email": "x@example.com"}), "invalid_json", "email"),
     ] {
         let resp = patch_user(&app, &admin, id, body.clone()).await;
-        let (got, message) = error_of(resp, 400).await;
-        assert_eq!(got, code, "{body}: {message}");
+        let message = message_of(&expect_error(resp, 400, code, &body.to_string()).await);
         assert!(message.contains(needle), "{body}: {message}");
     }
     let resp = patch_user(&app, &admin, "not-a-uuid", json!({"role": "admin"})).await;
-    let (code, message) = error_of(resp, 400).await;
-    assert_eq!(code, "invalid_id");
+    let message = message_of(&expect_error(resp, 400, "invalid_id", "a user id not a UUID").await);
     assert!(message.contains("id"), "{message}");
     let nobody = UserId::parse("0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90").unwrap();
     let resp = patch_user(&app, &admin, nobody.as_str(), json!({"role": "admin"})).await;
-    assert_eq!(error_of(resp, 404).await.0, "not_found");
+    expect_error(resp, 404, "not_found", "not_found").await;
     let temporary = |id: &str| format!("/api/users/{id}/temporary-password");
     for (path, body, status, code) in [
         (
@@ -439,7 +436,7 @@ async fn bad_account_input_is_a_4xx_naming_the_field() {
         ),
     ] {
         let resp = call(&app, Method::POST, &path, &admin.cookie, Some(body.clone())).await;
-        assert_eq!(error_of(resp, status).await.0, code, "{path} {body}");
+        expect_error(resp, status, code, &format!("{path} {body}")).await;
     }
     // Nothing changed.
     let account = vidscope_core::users::get(&app.state.db, id)
@@ -480,12 +477,15 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
 
     // Assert: only the password change is open until it is done.
     assert_eq!(body["user"]["must_change_password"], true, "{body}");
-    let (code, message) = error_of(
-        app.get_with("/api/videos", &[("cookie", &cookie)]).await,
+    let refused = app.get_with("/api/videos", &[("cookie", &cookie)]).await;
+    let body = expect_error(
+        refused,
         403,
+        "password_change_required",
+        "before the change",
     )
     .await;
-    assert_eq!(code, "password_change_required");
+    let message = message_of(&body);
     assert!(message.contains("/api/account/password"), "{message}");
     let me: Value = app
         .get_with("/api/auth/session", &[("cookie", &cookie)])
@@ -558,7 +558,7 @@ async fn the_sign_up_page_is_there_only_when_registration_is_on() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(resp, 403).await.0, "forbidden");
+    expect_error(resp, 403, "forbidden", "forbidden").await;
     app.stop().await;
 }
 
