@@ -120,7 +120,7 @@ impl TryFrom<String> for VideoStatus {
     }
 }
 
-/// A row of `videos`, read by name (`VIDEO_COLUMNS`).
+/// A row of `videos`, read by column name (the columns `select_videos!` lists).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Video {
     pub id: String,
