@@ -19,17 +19,7 @@ use vidscope_telemetry::TelemetryConfig;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    vidscope_core::runtime::block_on("vidscope-api", async_main())
-}
-
-async fn async_main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("vidscope-api: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    vidscope_core::runtime::block_on("vidscope-api", run())
 }
 
 /// What the command line asks for. Hand-parsed: one optional word does not need clap.

@@ -155,12 +155,12 @@ enum UserCommand {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    vidscope_core::runtime::block_on("vidscope", async_main())
+    vidscope_core::runtime::block_on("vidscope", run())
 }
 
-async fn async_main() -> ExitCode {
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let result = match cli.command {
+    match cli.command {
         Command::Up { addr } => up(&cli.data_dir, addr).await,
         Command::Loadgen(args) => loadgen(args).await,
         Command::CrmSandbox(args) => crm_sandbox(args).await,
@@ -172,8 +172,7 @@ async fn async_main() -> ExitCode {
                     role,
                 },
         } => user_add(&cli.data_dir, &email, &password, &role).await,
-    };
-    vidscope_core::shutdown::exit_code("vidscope", result)
+    }
 }
 
 /// The two services `vidscope up` runs in one process, each with its own telemetry

@@ -6,14 +6,23 @@
 /// threads get the 8 MiB a main thread has. Only the pages a thread touches are committed.
 pub const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
-/// Runs a binary's `main` on a [`build`] runtime; a runtime that cannot start is the failure
-/// of `program`.
+/// Runs a binary's `main` on a [`build`] runtime and gives its exit status
+/// ([`crate::shutdown::exit_code`]); a runtime that cannot start is the failure of `program`.
+///
+/// The runtime is then shut down without waiting for its blocking tasks, not dropped (a drop
+/// waits for every one): `main` has already flushed telemetry within its shutdown deadline,
+/// and a flush that deadline cut short (an unreachable collector) or a password hash still
+/// running must not hold the exit.
 pub fn block_on(
     program: &str,
-    main: impl std::future::Future<Output = std::process::ExitCode>,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
     match build() {
-        Ok(runtime) => runtime.block_on(main),
+        Ok(runtime) => {
+            let code = crate::shutdown::exit_code(program, runtime.block_on(main));
+            runtime.shutdown_timeout(std::time::Duration::ZERO);
+            code
+        }
         Err(e) => {
             eprintln!("{program}: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE
@@ -40,6 +49,31 @@ mod tests {
             return 0;
         }
         u64::from(frame[frame.len() - 1]) + deep(depth - 1)
+    }
+
+    /// A blocking task still running when `main` returns does not hold the exit. Its 60 s
+    /// sleep against a 20 s bound: a plain drop of the runtime would wait the whole minute.
+    #[test]
+    fn the_exit_does_not_wait_for_blocking_tasks() {
+        let started = std::time::Instant::now();
+        let code = block_on("test", async {
+            drop(tokio::task::spawn_blocking(|| {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }));
+            anyhow::Ok(())
+        });
+        assert_eq!(code, std::process::ExitCode::SUCCESS);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the exit waited {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_failed_main_is_a_failure() {
+        let code = block_on("test", async { anyhow::bail!("no database") });
+        assert_eq!(code, std::process::ExitCode::FAILURE);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 /// The exit status of a binary's run; a failure is printed to stderr first, with its causes,
 /// after the program's name (`vidscope-worker: cannot connect to the database: ...`).
-pub fn exit_code(program: &str, run: anyhow::Result<()>) -> std::process::ExitCode {
+pub(crate) fn exit_code(program: &str, run: anyhow::Result<()>) -> std::process::ExitCode {
     match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,7 +1,6 @@
 //! `vidscope-worker`: the worker alone, for containers.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use vidscope_core::config::Settings;
@@ -15,18 +14,7 @@ use vidscope_worker::WorkerSettings;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let runtime = match vidscope_core::runtime::build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("vidscope-worker: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = vidscope_core::shutdown::exit_code("vidscope-worker", runtime.block_on(run()));
-    // Not a plain drop, which waits for every blocking task: a telemetry flush the shutdown
-    // deadline cut short (an unreachable collector) must not hold the exit.
-    runtime.shutdown_timeout(Duration::ZERO);
-    code
+    vidscope_core::runtime::block_on("vidscope-worker", run())
 }
 
 async fn run() -> anyhow::Result<()> {
