@@ -257,6 +257,10 @@ fn video_gone(id: &VideoId) {
 /// `result` of a job about video `id`, except that a failure is success when the video is
 /// gone by then: deleted while the job ran (its object purged under it, say). A failure of
 /// this check itself keeps the job's own error.
+///
+/// It takes the job's result, not its future: with the S3 store a job's future is large in
+/// debug builds, and moving it into another one overflowed a runtime thread's stack (2 MiB
+/// then, `vidscope up` under the loadgen test; [`vidscope_core::runtime`] now gives 8 MiB).
 pub async fn settle_if_deleted(
     ctx: &JobContext,
     id: &VideoId,

@@ -28,9 +28,6 @@ impl Job for Probe {
         payload: ProbePayload,
     ) -> Result<(), JobError> {
         let id = payload.video_id.clone();
-        // Awaited here, not handed to `settle_if_deleted` as a future: with the S3 store a job's
-        // future is large in debug builds, and moving it into another one overflowed a runtime
-        // thread's 2 MiB stack (`vidscope up` under the loadgen test).
         let result = probe(ctx, job, payload).await;
         settle_if_deleted(ctx, &id, result).await
     }
