@@ -28,7 +28,6 @@ use crate::state::AppState;
     delete,
     path = "/api/videos/{id_or_filename}",
     operation_id = "deleteVideo",
-    security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
         (status = 204, description = "Deleted; the worker removes its objects from the store (retrying while the store is down)"),

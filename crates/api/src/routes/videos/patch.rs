@@ -51,7 +51,6 @@ pub struct UpdateVideoBody {
     patch,
     path = "/api/videos/{id_or_filename}",
     operation_id = "updateVideo",
-    security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     request_body = UpdateVideoBody,
     responses(

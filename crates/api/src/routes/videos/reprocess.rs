@@ -28,7 +28,6 @@ use crate::state::AppState;
     post,
     path = "/api/videos/{id_or_filename}/reprocess",
     operation_id = "reprocessVideo",
-    security(("session" = [])),
     params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
     responses(
         (status = 202, description = "Queued; the video is `uploaded` again", body = VideoBody),
