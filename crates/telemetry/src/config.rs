@@ -715,27 +715,12 @@ fn parse_pairs(var: &'static str, v: &str) -> Result<Vec<(String, String)>, Conf
     Ok(out)
 }
 
-/// Hand-written because it is eight lines and the spec needs only `%XX`; a crate would add a
-/// dependency for nothing.
+/// The WHATWG rule, as the spec's examples assume: `%XX` becomes its byte, any other `%` stays,
+/// and bytes that are not UTF-8 become U+FFFD rather than an error.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn parse_ratio(var: &'static str, v: &str) -> Result<f64, ConfigError> {
@@ -989,6 +974,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.endpoints[&Signal::Traces], "http://c:4317");
         assert_eq!(c.endpoints[&Signal::Metrics], "http://m:4317");
+    }
+
+    /// A `%` not followed by two hex digits stays as written; multi-byte characters decode;
+    /// bytes that are not UTF-8 become U+FFFD instead of failing the configuration.
+    #[test]
+    fn percent_decoding_keeps_what_is_not_an_escape() {
+        for (raw, decoded) in [
+            ("100%", "100%"),
+            ("%zz%4", "%zz%4"),
+            ("a%2Cb", "a,b"),
+            ("%E2%82%AC", "\u{20ac}"),
+            ("x%FFy", "x\u{fffd}y"),
+        ] {
+            assert_eq!(percent_decode(raw), decoded, "{raw}");
+        }
     }
 
     #[test]
