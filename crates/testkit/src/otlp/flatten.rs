@@ -1,0 +1,279 @@
+//! From OTLP requests to the flat views of [`super::model`]: hex ids, owned attributes,
+//! each item with its resource and scope.
+
+use std::fmt::Write as _;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint, metric,
+    number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::model::{
+    AttrValue, Attributes, CapturedEvent, CapturedLink, CapturedLog, CapturedMetric, CapturedPoint,
+    CapturedSpan, MetricKind, PointValue, Transport,
+};
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// OTLP uses both "empty" and "all zeroes" for an absent id depending on the SDK.
+fn optional_id(bytes: &[u8]) -> Option<String> {
+    if bytes.iter().all(|b| *b == 0) {
+        None
+    } else {
+        Some(hex(bytes))
+    }
+}
+
+pub(super) fn attributes(kvs: &[KeyValue]) -> Attributes {
+    kvs.iter()
+        .map(|kv| {
+            let value = kv.value.as_ref().map_or(AttrValue::Empty, AttrValue::from);
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
+
+fn resource_attributes(resource: Option<&Resource>) -> Attributes {
+    resource
+        .map(|r| attributes(&r.attributes))
+        .unwrap_or_default()
+}
+
+fn scope_parts(scope: Option<&InstrumentationScope>) -> (String, String) {
+    scope
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .unwrap_or_default()
+}
+
+pub(super) fn flatten_spans(
+    request: &ExportTraceServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedSpan>,
+) {
+    for resource_spans in &request.resource_spans {
+        let resource = resource_attributes(resource_spans.resource.as_ref());
+        for scope_spans in &resource_spans.scope_spans {
+            let (scope_name, scope_version) = scope_parts(scope_spans.scope.as_ref());
+            for span in &scope_spans.spans {
+                let status = span.status.as_ref();
+                out.push(CapturedSpan {
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: optional_id(&span.parent_span_id),
+                    trace_state: span.trace_state.clone(),
+                    name: span.name.clone(),
+                    kind: span.kind,
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
+                    attributes: attributes(&span.attributes),
+                    events: span
+                        .events
+                        .iter()
+                        .map(|event| CapturedEvent {
+                            name: event.name.clone(),
+                            time_unix_nano: event.time_unix_nano,
+                            attributes: attributes(&event.attributes),
+                        })
+                        .collect(),
+                    links: span
+                        .links
+                        .iter()
+                        .map(|link| CapturedLink {
+                            trace_id: hex(&link.trace_id),
+                            span_id: hex(&link.span_id),
+                            attributes: attributes(&link.attributes),
+                        })
+                        .collect(),
+                    status_code: status.map_or(0, |s| s.code),
+                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
+                    transport,
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn flatten_logs(
+    request: &ExportLogsServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedLog>,
+) {
+    for resource_logs in &request.resource_logs {
+        let resource = resource_attributes(resource_logs.resource.as_ref());
+        for scope_logs in &resource_logs.scope_logs {
+            let (scope_name, scope_version) = scope_parts(scope_logs.scope.as_ref());
+            for record in &scope_logs.log_records {
+                let body_value = record
+                    .body
+                    .as_ref()
+                    .map(AttrValue::from)
+                    .filter(|v| *v != AttrValue::Empty);
+                let body = body_value.as_ref().map(|v| match v {
+                    AttrValue::Str(s) => s.clone(),
+                    other => other.to_json().to_string(),
+                });
+                out.push(CapturedLog {
+                    trace_id: optional_id(&record.trace_id),
+                    span_id: optional_id(&record.span_id),
+                    time_unix_nano: record.time_unix_nano,
+                    observed_time_unix_nano: record.observed_time_unix_nano,
+                    severity_number: record.severity_number,
+                    severity_text: record.severity_text.clone(),
+                    body,
+                    body_value,
+                    attributes: attributes(&record.attributes),
+                    event_name: Some(record.event_name.clone()).filter(|n| !n.is_empty()),
+                    flags: record.flags,
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
+                    transport,
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn flatten_metrics(
+    request: &ExportMetricsServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedMetric>,
+) {
+    for resource_metrics in &request.resource_metrics {
+        let resource = resource_attributes(resource_metrics.resource.as_ref());
+        for scope_metrics in &resource_metrics.scope_metrics {
+            let (scope_name, scope_version) = scope_parts(scope_metrics.scope.as_ref());
+            for metric in &scope_metrics.metrics {
+                let (kind, points) = match &metric.data {
+                    None => (MetricKind::Empty, Vec::new()),
+                    Some(metric::Data::Gauge(gauge)) => (
+                        MetricKind::Gauge,
+                        gauge.data_points.iter().map(number_point).collect(),
+                    ),
+                    Some(metric::Data::Sum(sum)) => (
+                        MetricKind::Sum {
+                            monotonic: sum.is_monotonic,
+                            temporality: sum.aggregation_temporality.into(),
+                        },
+                        sum.data_points.iter().map(number_point).collect(),
+                    ),
+                    Some(metric::Data::Histogram(histogram)) => (
+                        MetricKind::Histogram {
+                            temporality: histogram.aggregation_temporality.into(),
+                        },
+                        histogram.data_points.iter().map(histogram_point).collect(),
+                    ),
+                    Some(metric::Data::ExponentialHistogram(histogram)) => (
+                        MetricKind::ExponentialHistogram {
+                            temporality: histogram.aggregation_temporality.into(),
+                        },
+                        histogram
+                            .data_points
+                            .iter()
+                            .map(exponential_histogram_point)
+                            .collect(),
+                    ),
+                    Some(metric::Data::Summary(summary)) => (
+                        MetricKind::Summary,
+                        summary.data_points.iter().map(summary_point).collect(),
+                    ),
+                };
+                out.push(CapturedMetric {
+                    name: metric.name.clone(),
+                    description: metric.description.clone(),
+                    unit: metric.unit.clone(),
+                    kind,
+                    points,
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
+                    transport,
+                });
+            }
+        }
+    }
+}
+
+fn number_point(point: &NumberDataPoint) -> CapturedPoint {
+    CapturedPoint {
+        attributes: attributes(&point.attributes),
+        start_time_unix_nano: point.start_time_unix_nano,
+        time_unix_nano: point.time_unix_nano,
+        value: match point.value {
+            Some(number_data_point::Value::AsInt(i)) => PointValue::Int(i),
+            Some(number_data_point::Value::AsDouble(d)) => PointValue::Double(d),
+            None => PointValue::Empty,
+        },
+        exemplars_count: point.exemplars.len(),
+        flags: point.flags,
+    }
+}
+
+fn histogram_point(point: &HistogramDataPoint) -> CapturedPoint {
+    CapturedPoint {
+        attributes: attributes(&point.attributes),
+        start_time_unix_nano: point.start_time_unix_nano,
+        time_unix_nano: point.time_unix_nano,
+        value: PointValue::Histogram {
+            count: point.count,
+            sum: point.sum,
+            bucket_counts: point.bucket_counts.clone(),
+            explicit_bounds: point.explicit_bounds.clone(),
+            min: point.min,
+            max: point.max,
+        },
+        exemplars_count: point.exemplars.len(),
+        flags: point.flags,
+    }
+}
+
+fn exponential_histogram_point(point: &ExponentialHistogramDataPoint) -> CapturedPoint {
+    CapturedPoint {
+        attributes: attributes(&point.attributes),
+        start_time_unix_nano: point.start_time_unix_nano,
+        time_unix_nano: point.time_unix_nano,
+        value: PointValue::ExponentialHistogram {
+            count: point.count,
+            sum: point.sum,
+            scale: point.scale,
+            zero_count: point.zero_count,
+            min: point.min,
+            max: point.max,
+        },
+        exemplars_count: point.exemplars.len(),
+        flags: point.flags,
+    }
+}
+
+fn summary_point(point: &SummaryDataPoint) -> CapturedPoint {
+    CapturedPoint {
+        attributes: attributes(&point.attributes),
+        start_time_unix_nano: point.start_time_unix_nano,
+        time_unix_nano: point.time_unix_nano,
+        value: PointValue::Summary {
+            count: point.count,
+            sum: point.sum,
+            quantiles: point
+                .quantile_values
+                .iter()
+                .map(|q| (q.quantile, q.value))
+                .collect(),
+        },
+        exemplars_count: 0,
+        flags: point.flags,
+    }
+}
