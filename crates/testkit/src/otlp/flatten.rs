@@ -1,12 +1,10 @@
 //! From OTLP requests to the flat views of [`super::model`]: hex ids, owned attributes,
 //! each item with its resource and scope.
 
-use std::fmt::Write as _;
-
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint, metric,
     number_data_point,
@@ -15,16 +13,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::model::{
     AttrValue, Attributes, CapturedEvent, CapturedLink, CapturedLog, CapturedMetric, CapturedPoint,
-    CapturedSpan, MetricKind, PointValue, Transport,
+    CapturedSpan, MetricKind, PointValue, Transport, attributes, hex,
 };
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
 
 /// OTLP uses both "empty" and "all zeroes" for an absent id depending on the SDK.
 fn optional_id(bytes: &[u8]) -> Option<String> {
@@ -33,15 +23,6 @@ fn optional_id(bytes: &[u8]) -> Option<String> {
     } else {
         Some(hex(bytes))
     }
-}
-
-pub(super) fn attributes(kvs: &[KeyValue]) -> Attributes {
-    kvs.iter()
-        .map(|kv| {
-            let value = kv.value.as_ref().map_or(AttrValue::Empty, AttrValue::from);
-            (kv.key.clone(), value)
-        })
-        .collect()
 }
 
 fn resource_attributes(resource: Option<&Resource>) -> Attributes {

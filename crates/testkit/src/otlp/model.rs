@@ -1,7 +1,7 @@
 //! What the receiver hands to tests: signals and transports, flattened spans, logs and
 //! metrics with owned attribute values, request counts, and the receiver's options.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,8 @@ use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
-use super::flatten::{attributes, hex};
 use super::misbehave::Misbehaviour;
 
 /// The three OTLP signals, so counts and raw captures can be attributed.
@@ -142,6 +141,25 @@ impl From<&AnyValue> for AttrValue {
 /// Attributes in the order the sender wrote them; OTLP permits duplicate keys, so this is a list
 /// rather than a map and lookups return the first match.
 pub type Attributes = Vec<(String, AttrValue)>;
+
+/// Lowercase hex, the form tests write ids in.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Owned attribute values in wire order; a key sent without a value is [`AttrValue::Empty`].
+pub(super) fn attributes(kvs: &[KeyValue]) -> Attributes {
+    kvs.iter()
+        .map(|kv| {
+            let value = kv.value.as_ref().map_or(AttrValue::Empty, AttrValue::from);
+            (kv.key.clone(), value)
+        })
+        .collect()
+}
 
 fn find_attr<'a>(attrs: &'a [(String, AttrValue)], key: &str) -> Option<&'a AttrValue> {
     attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
