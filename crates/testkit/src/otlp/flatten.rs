@@ -4,12 +4,11 @@
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint, metric,
     number_data_point,
 };
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use vidscope_telemetry::export_request::ScopedItems;
 
 use super::model::{
     AttrValue, Attributes, CapturedEvent, CapturedLink, CapturedLog, CapturedMetric, CapturedPoint,
@@ -25,16 +24,36 @@ fn optional_id(bytes: &[u8]) -> Option<String> {
     }
 }
 
-fn resource_attributes(resource: Option<&Resource>) -> Attributes {
-    resource
-        .map(|r| attributes(&r.attributes))
-        .unwrap_or_default()
+/// The resource and scope a group of items was sent under.
+struct Origin {
+    resource: Attributes,
+    scope_name: String,
+    scope_version: String,
 }
 
-fn scope_parts(scope: Option<&InstrumentationScope>) -> (String, String) {
-    scope
-        .map(|s| (s.name.clone(), s.version.clone()))
-        .unwrap_or_default()
+/// Each item of `request`, made a flat view by `flat` with its [`Origin`], appended to `out`.
+/// The request's nesting (resource, scope, items) is walked by [`ScopedItems`], where it is
+/// written once for the three signals.
+fn flatten<R: ScopedItems, T>(
+    request: &R,
+    out: &mut Vec<T>,
+    flat: impl Fn(&R::Item, &Origin) -> T,
+) {
+    for group in request.groups() {
+        let (scope_name, scope_version) = group
+            .scope
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .unwrap_or_default();
+        let origin = Origin {
+            resource: group
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default(),
+            scope_name,
+            scope_version,
+        };
+        out.extend(group.items.iter().map(|item| flat(item, &origin)));
+    }
 }
 
 pub(super) fn flatten_spans(
@@ -42,50 +61,44 @@ pub(super) fn flatten_spans(
     transport: Transport,
     out: &mut Vec<CapturedSpan>,
 ) {
-    for resource_spans in &request.resource_spans {
-        let resource = resource_attributes(resource_spans.resource.as_ref());
-        for scope_spans in &resource_spans.scope_spans {
-            let (scope_name, scope_version) = scope_parts(scope_spans.scope.as_ref());
-            for span in &scope_spans.spans {
-                let status = span.status.as_ref();
-                out.push(CapturedSpan {
-                    trace_id: hex(&span.trace_id),
-                    span_id: hex(&span.span_id),
-                    parent_span_id: optional_id(&span.parent_span_id),
-                    trace_state: span.trace_state.clone(),
-                    name: span.name.clone(),
-                    kind: span.kind,
-                    start_unix_nano: span.start_time_unix_nano,
-                    end_unix_nano: span.end_time_unix_nano,
-                    attributes: attributes(&span.attributes),
-                    events: span
-                        .events
-                        .iter()
-                        .map(|event| CapturedEvent {
-                            name: event.name.clone(),
-                            time_unix_nano: event.time_unix_nano,
-                            attributes: attributes(&event.attributes),
-                        })
-                        .collect(),
-                    links: span
-                        .links
-                        .iter()
-                        .map(|link| CapturedLink {
-                            trace_id: hex(&link.trace_id),
-                            span_id: hex(&link.span_id),
-                            attributes: attributes(&link.attributes),
-                        })
-                        .collect(),
-                    status_code: status.map_or(0, |s| s.code),
-                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-                    resource: resource.clone(),
-                    scope_name: scope_name.clone(),
-                    scope_version: scope_version.clone(),
-                    transport,
-                });
-            }
+    flatten(request, out, |span, origin| {
+        let status = span.status.as_ref();
+        CapturedSpan {
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_span_id: optional_id(&span.parent_span_id),
+            trace_state: span.trace_state.clone(),
+            name: span.name.clone(),
+            kind: span.kind,
+            start_unix_nano: span.start_time_unix_nano,
+            end_unix_nano: span.end_time_unix_nano,
+            attributes: attributes(&span.attributes),
+            events: span
+                .events
+                .iter()
+                .map(|event| CapturedEvent {
+                    name: event.name.clone(),
+                    time_unix_nano: event.time_unix_nano,
+                    attributes: attributes(&event.attributes),
+                })
+                .collect(),
+            links: span
+                .links
+                .iter()
+                .map(|link| CapturedLink {
+                    trace_id: hex(&link.trace_id),
+                    span_id: hex(&link.span_id),
+                    attributes: attributes(&link.attributes),
+                })
+                .collect(),
+            status_code: status.map_or(0, |s| s.code),
+            status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
         }
-    }
+    });
 }
 
 pub(super) fn flatten_logs(
@@ -93,40 +106,34 @@ pub(super) fn flatten_logs(
     transport: Transport,
     out: &mut Vec<CapturedLog>,
 ) {
-    for resource_logs in &request.resource_logs {
-        let resource = resource_attributes(resource_logs.resource.as_ref());
-        for scope_logs in &resource_logs.scope_logs {
-            let (scope_name, scope_version) = scope_parts(scope_logs.scope.as_ref());
-            for record in &scope_logs.log_records {
-                let body_value = record
-                    .body
-                    .as_ref()
-                    .map(AttrValue::from)
-                    .filter(|v| *v != AttrValue::Empty);
-                let body = body_value.as_ref().map(|v| match v {
-                    AttrValue::Str(s) => s.clone(),
-                    other => other.to_json().to_string(),
-                });
-                out.push(CapturedLog {
-                    trace_id: optional_id(&record.trace_id),
-                    span_id: optional_id(&record.span_id),
-                    time_unix_nano: record.time_unix_nano,
-                    observed_time_unix_nano: record.observed_time_unix_nano,
-                    severity_number: record.severity_number,
-                    severity_text: record.severity_text.clone(),
-                    body,
-                    body_value,
-                    attributes: attributes(&record.attributes),
-                    event_name: Some(record.event_name.clone()).filter(|n| !n.is_empty()),
-                    flags: record.flags,
-                    resource: resource.clone(),
-                    scope_name: scope_name.clone(),
-                    scope_version: scope_version.clone(),
-                    transport,
-                });
-            }
+    flatten(request, out, |record, origin| {
+        let body_value = record
+            .body
+            .as_ref()
+            .map(AttrValue::from)
+            .filter(|v| *v != AttrValue::Empty);
+        let body = body_value.as_ref().map(|v| match v {
+            AttrValue::Str(s) => s.clone(),
+            other => other.to_json().to_string(),
+        });
+        CapturedLog {
+            trace_id: optional_id(&record.trace_id),
+            span_id: optional_id(&record.span_id),
+            time_unix_nano: record.time_unix_nano,
+            observed_time_unix_nano: record.observed_time_unix_nano,
+            severity_number: record.severity_number,
+            severity_text: record.severity_text.clone(),
+            body,
+            body_value,
+            attributes: attributes(&record.attributes),
+            event_name: Some(record.event_name.clone()).filter(|n| !n.is_empty()),
+            flags: record.flags,
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
         }
-    }
+    });
 }
 
 pub(super) fn flatten_metrics(
@@ -134,59 +141,53 @@ pub(super) fn flatten_metrics(
     transport: Transport,
     out: &mut Vec<CapturedMetric>,
 ) {
-    for resource_metrics in &request.resource_metrics {
-        let resource = resource_attributes(resource_metrics.resource.as_ref());
-        for scope_metrics in &resource_metrics.scope_metrics {
-            let (scope_name, scope_version) = scope_parts(scope_metrics.scope.as_ref());
-            for metric in &scope_metrics.metrics {
-                let (kind, points) = match &metric.data {
-                    None => (MetricKind::Empty, Vec::new()),
-                    Some(metric::Data::Gauge(gauge)) => (
-                        MetricKind::Gauge,
-                        gauge.data_points.iter().map(number_point).collect(),
-                    ),
-                    Some(metric::Data::Sum(sum)) => (
-                        MetricKind::Sum {
-                            monotonic: sum.is_monotonic,
-                            temporality: sum.aggregation_temporality.into(),
-                        },
-                        sum.data_points.iter().map(number_point).collect(),
-                    ),
-                    Some(metric::Data::Histogram(histogram)) => (
-                        MetricKind::Histogram {
-                            temporality: histogram.aggregation_temporality.into(),
-                        },
-                        histogram.data_points.iter().map(histogram_point).collect(),
-                    ),
-                    Some(metric::Data::ExponentialHistogram(histogram)) => (
-                        MetricKind::ExponentialHistogram {
-                            temporality: histogram.aggregation_temporality.into(),
-                        },
-                        histogram
-                            .data_points
-                            .iter()
-                            .map(exponential_histogram_point)
-                            .collect(),
-                    ),
-                    Some(metric::Data::Summary(summary)) => (
-                        MetricKind::Summary,
-                        summary.data_points.iter().map(summary_point).collect(),
-                    ),
-                };
-                out.push(CapturedMetric {
-                    name: metric.name.clone(),
-                    description: metric.description.clone(),
-                    unit: metric.unit.clone(),
-                    kind,
-                    points,
-                    resource: resource.clone(),
-                    scope_name: scope_name.clone(),
-                    scope_version: scope_version.clone(),
-                    transport,
-                });
-            }
+    flatten(request, out, |metric, origin| {
+        let (kind, points) = match &metric.data {
+            None => (MetricKind::Empty, Vec::new()),
+            Some(metric::Data::Gauge(gauge)) => (
+                MetricKind::Gauge,
+                gauge.data_points.iter().map(number_point).collect(),
+            ),
+            Some(metric::Data::Sum(sum)) => (
+                MetricKind::Sum {
+                    monotonic: sum.is_monotonic,
+                    temporality: sum.aggregation_temporality.into(),
+                },
+                sum.data_points.iter().map(number_point).collect(),
+            ),
+            Some(metric::Data::Histogram(histogram)) => (
+                MetricKind::Histogram {
+                    temporality: histogram.aggregation_temporality.into(),
+                },
+                histogram.data_points.iter().map(histogram_point).collect(),
+            ),
+            Some(metric::Data::ExponentialHistogram(histogram)) => (
+                MetricKind::ExponentialHistogram {
+                    temporality: histogram.aggregation_temporality.into(),
+                },
+                histogram
+                    .data_points
+                    .iter()
+                    .map(exponential_histogram_point)
+                    .collect(),
+            ),
+            Some(metric::Data::Summary(summary)) => (
+                MetricKind::Summary,
+                summary.data_points.iter().map(summary_point).collect(),
+            ),
+        };
+        CapturedMetric {
+            name: metric.name.clone(),
+            description: metric.description.clone(),
+            unit: metric.unit.clone(),
+            kind,
+            points,
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
         }
-    }
+    });
 }
 
 fn number_point(point: &NumberDataPoint) -> CapturedPoint {

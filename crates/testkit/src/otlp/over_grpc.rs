@@ -61,37 +61,27 @@ impl GrpcReceiver {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.shared.slow_down().await;
-        self.handle(request)
-    }
+/// The three collector services are one: each waits as a test asked
+/// ([`Shared::slow_down`]), then [`GrpcReceiver::handle`]s its request.
+macro_rules! collector_services {
+    ($($service:ident: $request:ty => $response:ty;)*) => {$(
+        #[tonic::async_trait]
+        impl $service for GrpcReceiver {
+            async fn export(
+                &self,
+                request: tonic::Request<$request>,
+            ) -> Result<tonic::Response<$response>, tonic::Status> {
+                self.shared.slow_down().await;
+                self.handle(request)
+            }
+        }
+    )*};
 }
 
-#[tonic::async_trait]
-impl MetricsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.shared.slow_down().await;
-        self.handle(request)
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.shared.slow_down().await;
-        self.handle(request)
-    }
+collector_services! {
+    TraceService: ExportTraceServiceRequest => ExportTraceServiceResponse;
+    MetricsService: ExportMetricsServiceRequest => ExportMetricsServiceResponse;
+    LogsService: ExportLogsServiceRequest => ExportLogsServiceResponse;
 }
 
 /// Buffers each gRPC request body and records it before tonic decodes it, so the raw capture is
@@ -163,35 +153,25 @@ pub(super) async fn serve_grpc(
     let receiver = GrpcReceiver {
         shared: Arc::clone(&shared),
     };
-    let traces = RecordRawBody {
-        inner: TraceServiceServer::new(receiver.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .accept_compressed(Gzip)
-            .send_compressed(Gzip),
-        shared: Arc::clone(&shared),
-        signal: Signal::Traces,
-    };
-    let metrics = RecordRawBody {
-        inner: MetricsServiceServer::new(receiver.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .accept_compressed(Gzip)
-            .send_compressed(Gzip),
-        shared: Arc::clone(&shared),
-        signal: Signal::Metrics,
-    };
-    let logs = RecordRawBody {
-        inner: LogsServiceServer::new(receiver)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .accept_compressed(Gzip)
-            .send_compressed(Gzip),
-        shared,
-        signal: Signal::Logs,
-    };
+    // The three services take the same limits and compression, and each records its raw
+    // bodies under its own signal.
+    macro_rules! served {
+        ($server:ident, $signal:ident) => {
+            RecordRawBody {
+                inner: $server::new(receiver.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .accept_compressed(Gzip)
+                    .send_compressed(Gzip),
+                shared: Arc::clone(&shared),
+                signal: Signal::$signal,
+            }
+        };
+    }
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
-        .add_service(traces)
-        .add_service(metrics)
-        .add_service(logs)
+        .add_service(served!(TraceServiceServer, Traces))
+        .add_service(served!(MetricsServiceServer, Metrics))
+        .add_service(served!(LogsServiceServer, Logs))
         .serve_with_incoming_shutdown(incoming, stop_requested(stop))
         .await;
     if let Err(err) = result {
