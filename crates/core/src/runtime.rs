@@ -4,22 +4,22 @@
 /// the S3 store came within one moved future of it (a job's future holds the S3 client's
 /// request futures, large without optimisation, and one more move overflowed a thread), so the
 /// threads get the 8 MiB a main thread has. Only the pages a thread touches are committed.
-pub const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
+const THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
-/// Runs a binary's `main` on a [`build`] runtime and gives its exit status
-/// ([`crate::shutdown::exit_code`]); a runtime that cannot start is the failure of `program`.
+/// Runs a binary's `main` on a [`build`] runtime and gives its exit status ([`exit_code`]); a
+/// runtime that cannot start is the failure of `program`.
 ///
 /// The runtime is then shut down without waiting for its blocking tasks, not dropped (a drop
-/// waits for every one): `main` has already flushed telemetry within its shutdown deadline,
-/// and a flush that deadline cut short (an unreachable collector) or a password hash still
-/// running must not hold the exit.
+/// waits for every one): `main` has flushed telemetry already, and a flush it stopped waiting
+/// for (the worker's, at its shutdown deadline, with an unreachable collector) or a password
+/// hash still running must not hold the exit.
 pub fn block_on(
     program: &str,
     main: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> std::process::ExitCode {
     match build() {
         Ok(runtime) => {
-            let code = crate::shutdown::exit_code(program, runtime.block_on(main));
+            let code = exit_code(program, runtime.block_on(main));
             runtime.shutdown_timeout(std::time::Duration::ZERO);
             code
         }
@@ -30,8 +30,20 @@ pub fn block_on(
     }
 }
 
+/// The exit status of a binary's run; a failure is printed to stderr first, with its causes,
+/// after the program's name (`vidscope-worker: cannot connect to the database: ...`).
+fn exit_code(program: &str, run: anyhow::Result<()>) -> std::process::ExitCode {
+    match run {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A multi-threaded runtime with every driver on and [`THREAD_STACK_BYTES`] per thread.
-pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
+fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK_BYTES)

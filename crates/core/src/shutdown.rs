@@ -1,16 +1,5 @@
-//! How the binaries end: the process-wide shutdown signal, and the exit status of their run.
-
-/// The exit status of a binary's run; a failure is printed to stderr first, with its causes,
-/// after the program's name (`vidscope-worker: cannot connect to the database: ...`).
-pub(crate) fn exit_code(program: &str, run: anyhow::Result<()>) -> std::process::ExitCode {
-    match run {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{program}: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
+//! How the binaries end: the process-wide shutdown signal. Their exit status is
+//! [`crate::runtime::block_on`]'s.
 
 /// Resolves on SIGINT or SIGTERM (containers send SIGTERM).
 pub async fn signal() {

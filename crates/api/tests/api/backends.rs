@@ -30,8 +30,8 @@ const STABLE_VALUES: &[&str] = &[
 ];
 
 /// `backend`, with the slow-query threshold out of reach: whether a query of the workload
-/// crosses it depends on the machine's load, not on the backend (a loaded CI run once gave the
-/// fast run a `db.slow_query` event the sdk run did not have). The event itself is tested on
+/// crosses it depends on the machine's load, not on the backend (a loaded clean-clone `.ci/run`
+/// once gave the fast run a `db.slow_query` event the sdk run did not have). The event itself is tested on
 /// each backend by `db_watch`.
 fn on(backend: Backend) -> impl FnOnce(TelemetryConfig, &CaptureReceiver) -> TelemetryConfig {
     move |mut c, _| {
