@@ -190,63 +190,70 @@ pub(super) fn flatten_metrics(
     });
 }
 
+/// A [`CapturedPoint`] from the fields every OTLP data point type has, with the `value` and
+/// exemplar count its type gives. A macro: the four point types share these fields but no
+/// trait.
+macro_rules! captured_point {
+    ($point:expr, $exemplars:expr, $value:expr) => {
+        CapturedPoint {
+            attributes: attributes(&$point.attributes),
+            start_time_unix_nano: $point.start_time_unix_nano,
+            time_unix_nano: $point.time_unix_nano,
+            value: $value,
+            exemplars_count: $exemplars,
+            flags: $point.flags,
+        }
+    };
+}
+
 fn number_point(point: &NumberDataPoint) -> CapturedPoint {
-    CapturedPoint {
-        attributes: attributes(&point.attributes),
-        start_time_unix_nano: point.start_time_unix_nano,
-        time_unix_nano: point.time_unix_nano,
-        value: match point.value {
+    captured_point!(
+        point,
+        point.exemplars.len(),
+        match point.value {
             Some(number_data_point::Value::AsInt(i)) => PointValue::Int(i),
             Some(number_data_point::Value::AsDouble(d)) => PointValue::Double(d),
             None => PointValue::Empty,
-        },
-        exemplars_count: point.exemplars.len(),
-        flags: point.flags,
-    }
+        }
+    )
 }
 
 fn histogram_point(point: &HistogramDataPoint) -> CapturedPoint {
-    CapturedPoint {
-        attributes: attributes(&point.attributes),
-        start_time_unix_nano: point.start_time_unix_nano,
-        time_unix_nano: point.time_unix_nano,
-        value: PointValue::Histogram {
+    captured_point!(
+        point,
+        point.exemplars.len(),
+        PointValue::Histogram {
             count: point.count,
             sum: point.sum,
             bucket_counts: point.bucket_counts.clone(),
             explicit_bounds: point.explicit_bounds.clone(),
             min: point.min,
             max: point.max,
-        },
-        exemplars_count: point.exemplars.len(),
-        flags: point.flags,
-    }
+        }
+    )
 }
 
 fn exponential_histogram_point(point: &ExponentialHistogramDataPoint) -> CapturedPoint {
-    CapturedPoint {
-        attributes: attributes(&point.attributes),
-        start_time_unix_nano: point.start_time_unix_nano,
-        time_unix_nano: point.time_unix_nano,
-        value: PointValue::ExponentialHistogram {
+    captured_point!(
+        point,
+        point.exemplars.len(),
+        PointValue::ExponentialHistogram {
             count: point.count,
             sum: point.sum,
             scale: point.scale,
             zero_count: point.zero_count,
             min: point.min,
             max: point.max,
-        },
-        exemplars_count: point.exemplars.len(),
-        flags: point.flags,
-    }
+        }
+    )
 }
 
 fn summary_point(point: &SummaryDataPoint) -> CapturedPoint {
-    CapturedPoint {
-        attributes: attributes(&point.attributes),
-        start_time_unix_nano: point.start_time_unix_nano,
-        time_unix_nano: point.time_unix_nano,
-        value: PointValue::Summary {
+    captured_point!(
+        point,
+        // OTLP summary points carry no exemplars.
+        0,
+        PointValue::Summary {
             count: point.count,
             sum: point.sum,
             quantiles: point
@@ -254,8 +261,6 @@ fn summary_point(point: &SummaryDataPoint) -> CapturedPoint {
                 .iter()
                 .map(|q| (q.quantile, q.value))
                 .collect(),
-        },
-        exemplars_count: 0,
-        flags: point.flags,
-    }
+        }
+    )
 }
