@@ -296,7 +296,7 @@ async fn a_disabled_account_loses_its_sessions_at_once_and_cannot_sign_in() {
     .await;
     // A wrong password says nothing about the account.
     let wrong = login(&app, &viewer.user.email, &"not the password").await;
-    expect_error(wrong, 401, "invalid_credentials", "invalid_credentials").await;
+    expect_error(wrong, 401, "invalid_credentials", "a wrong password").await;
     let listed: Value = app.get_as("/api/users", &admin).await.json().await.unwrap();
     let row = listed["users"]
         .as_array()
@@ -333,7 +333,7 @@ async fn a_role_change_applies_to_open_sessions_at_once() {
     assert_eq!(app.get_as("/api/users", &viewer).await.status(), 403);
     // A viewer cannot make themselves admin.
     let own = patch_user(&app, &viewer, id, json!({"role": "admin"})).await;
-    expect_error(own, 403, "forbidden", "forbidden").await;
+    expect_error(own, 403, "forbidden", "a viewer making themselves admin").await;
 
     let resp = patch_user(&app, &admin, id, json!({"role": "admin"})).await;
 
@@ -374,7 +374,13 @@ async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
         expect_error(resp, 409, code, &body.to_string()).await;
     }
     let resp = set_temporary(&app, &admin, me, "temporary password").await;
-    expect_error(resp, 409, "cannot_reset_self", "cannot_reset_self").await;
+    expect_error(
+        resp,
+        409,
+        "cannot_reset_self",
+        "an admin resetting their own password",
+    )
+    .await;
     // Nothing changed: still an admin, still signed in.
     assert_eq!(app.get_as("/api/users", &admin).await.status(), 200);
     counted(&app, "role_change", "refused").await;
@@ -386,7 +392,13 @@ async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
     let resp = patch_user(&app, &second, me, json!({"role": "admin"})).await;
     assert_eq!(resp.status(), 200);
     let resp = patch_user(&app, &second, &second.user.id, json!({"disabled": true})).await;
-    expect_error(resp, 409, "cannot_disable_self", "cannot_disable_self").await;
+    expect_error(
+        resp,
+        409,
+        "cannot_disable_self",
+        "the second admin disabling themselves",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -412,7 +424,7 @@ async fn bad_account_input_is_a_4xx_naming_the_field() {
     assert!(message.contains("id"), "{message}");
     let nobody = UserId::parse("0b9e3c52-5f04-4a8e-9d1e-3f2a1c7d8e90").unwrap();
     let resp = patch_user(&app, &admin, nobody.as_str(), json!({"role": "admin"})).await;
-    expect_error(resp, 404, "not_found", "not_found").await;
+    expect_error(resp, 404, "not_found", "an unknown user id").await;
     let temporary = |id: &str| format!("/api/users/{id}/temporary-password");
     for (path, body, status, code) in [
         (
@@ -558,7 +570,7 @@ async fn the_sign_up_page_is_there_only_when_registration_is_on() {
         .send()
         .await
         .unwrap();
-    expect_error(resp, 403, "forbidden", "forbidden").await;
+    expect_error(resp, 403, "forbidden", "registering while sign-up is off").await;
     app.stop().await;
 }
 
