@@ -577,6 +577,28 @@ async fn the_openapi_document_is_served_anonymously() {
     assert!(doc["paths"]["/api/auth/login"].is_object());
 }
 
+/// The document is the API's contract with its clients, so a change to it shows in review as
+/// a diff of `openapi.json` instead of passing unseen (a refactor of the handlers' attributes
+/// must leave it as it was). `VIDSCOPE_BLESS_OPENAPI=1` rewrites the file after a deliberate
+/// change.
+#[tokio::test]
+async fn the_openapi_document_is_the_one_checked_in() {
+    let app = test_router().await;
+    let a = get(&app, "/api/openapi.json", None).await;
+    assert_eq!(a.status, 200);
+    let served = serde_json::to_string_pretty(&a.json()).expect("a JSON value prints") + "\n";
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("VIDSCOPE_BLESS_OPENAPI").is_some() {
+        std::fs::write(path, &served).expect("openapi.json is writable");
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        served == checked_in,
+        "the served OpenAPI document differs from {path}; if the change is meant, run the \
+         test with VIDSCOPE_BLESS_OPENAPI=1 and review the diff"
+    );
+}
+
 // ---- 401 for every API route without a session ----
 
 async fn assert_401(app: &TestRouter, method: Method, path: &str, body: Value) {
