@@ -8,6 +8,7 @@
 
 pub mod byte_ranges;
 pub mod formats;
+pub mod path_segments;
 pub mod responses;
 
 use utoipa::openapi::path::{Operation, Paths};

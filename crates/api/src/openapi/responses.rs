@@ -47,6 +47,8 @@ error_responses! {
     AdminOnly: 403, "Not an admin";
     /// A video id that names no video.
     NoSuchVideo: 404, "No such video";
+    /// An account id that names no account.
+    NoSuchAccount: 404, "No such account";
     /// A JSON body over the router's limit ([`crate::limits::BODY_LIMIT`]).
     TooLarge: 413, "The body is over 1 MiB";
     /// A JSON route called with another content type.

@@ -20,6 +20,7 @@ use vidscope_telemetry::propagation::traceresponse;
 use crate::auth::MaybeUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Path;
+use crate::openapi::path_segments::VideoIdSegment;
 use crate::openapi::responses::{DbUnavailable, NoSuchVideo, ToLogin};
 use crate::routes::videos::VideoBody;
 use crate::routes::videos::get::metadata;
@@ -68,7 +69,7 @@ struct PageData<'a> {
     get,
     path = "/player/{video_id}",
     operation_id = "playerPage",
-    params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
+    params(VideoIdSegment),
     responses(
         (status = 200, description = "The player, resuming at the saved position; for a lesson not ready yet (uploaded, processing, failed), a page with its status (and, for admins, a link to its traces)", content_type = "text/html", body = String),
         (status = 400, description = "The id is not a UUID (checked before the session)", body = ErrorBody),

@@ -11,6 +11,7 @@ use vidscope_core::progress::{self, find_video, parse_video_id};
 use crate::auth::CurrentUser;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::openapi::path_segments::VideoIdSegment;
 use crate::openapi::responses::{BadInput, DbUnavailable, NoSuchVideo, Unauthorized};
 use crate::routes::progress::ProgressBody;
 use crate::state::AppState;
@@ -20,7 +21,7 @@ use crate::state::AppState;
     get,
     path = "/api/progress/{video_id}",
     operation_id = "getProgress",
-    params(("video_id" = crate::openapi::formats::VideoId, Path, description = "The video id")),
+    params(VideoIdSegment),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),
         BadInput, Unauthorized, NoSuchVideo, DbUnavailable,

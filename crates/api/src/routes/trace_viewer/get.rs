@@ -5,6 +5,7 @@ use axum::extract::State;
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::openapi::path_segments::TraceIdSegment;
 use crate::state::AppState;
 use crate::trace_viewer::TraceDetail;
 
@@ -13,7 +14,7 @@ use crate::trace_viewer::TraceDetail;
     get,
     path = "/api/trace-viewer/traces/{trace_id}",
     operation_id = "getTrace",
-    params(("trace_id" = crate::openapi::formats::TraceId, Path, description = "The trace id")),
+    params(TraceIdSegment),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),
         (status = 404, description = "Not in the files (never written, or rotated out)", body = ErrorBody),

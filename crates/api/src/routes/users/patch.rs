@@ -15,8 +15,9 @@ use super::{AccountBody, Detail, audit, counted, no_such_user, user_id};
 use crate::auth::{AdminUser, forget_sessions};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::openapi::path_segments::UserIdSegment;
 use crate::openapi::responses::{
-    AdminOnly, BadInput, DbFull, DbUnavailable, NotJson, TooLarge, Unauthorized,
+    AdminOnly, BadInput, DbFull, DbUnavailable, NoSuchAccount, NotJson, TooLarge, Unauthorized,
 };
 use crate::state::AppState;
 
@@ -56,12 +57,11 @@ impl UpdateUserBody {
     patch,
     path = "/api/users/{id}",
     operation_id = "updateUser",
-    params(("id" = crate::openapi::formats::UserId, Path, description = "The account's id")),
+    params(UserIdSegment),
     request_body = UpdateUserBody,
     responses(
         (status = 200, description = "Saved; the account as it is now", body = AccountBody),
-        BadInput, Unauthorized, AdminOnly,
-        (status = 404, description = "No such account", body = ErrorBody),
+        BadInput, Unauthorized, AdminOnly, NoSuchAccount,
         (status = 409, description = "`cannot_disable_self`: an admin cannot disable their own account; \
             `last_admin`: the change would leave no enabled admin", body = ErrorBody),
         TooLarge, NotJson, DbUnavailable, DbFull,

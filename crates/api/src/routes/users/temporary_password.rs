@@ -14,8 +14,9 @@ use super::{Detail, audit, counted, no_such_user, user_id};
 use crate::auth::{AdminUser, forget_sessions};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::openapi::path_segments::UserIdSegment;
 use crate::openapi::responses::{
-    AdminOnly, BadInput, DbFull, DbUnavailable, NotJson, TooLarge, Unauthorized,
+    AdminOnly, BadInput, DbFull, DbUnavailable, NoSuchAccount, NotJson, TooLarge, Unauthorized,
 };
 use crate::state::AppState;
 
@@ -32,12 +33,11 @@ pub struct TemporaryPasswordBody {
     post,
     path = "/api/users/{id}/temporary-password",
     operation_id = "setTemporaryPassword",
-    params(("id" = crate::openapi::formats::UserId, Path, description = "The account's id")),
+    params(UserIdSegment),
     request_body = TemporaryPasswordBody,
     responses(
         (status = 204, description = "Set; the account's sessions have ended"),
-        BadInput, Unauthorized, AdminOnly,
-        (status = 404, description = "No such account", body = ErrorBody),
+        BadInput, Unauthorized, AdminOnly, NoSuchAccount,
         (status = 409, description = "`cannot_reset_self`: the admin's own account (use `POST /api/account/password`)", body = ErrorBody),
         TooLarge, NotJson, DbUnavailable, DbFull,
     )

@@ -18,6 +18,7 @@ use crate::auth::AdminUser;
 use crate::cache;
 use crate::error::ApiError;
 use crate::extract::Path;
+use crate::openapi::path_segments::IdOrFilenameSegment;
 use crate::openapi::responses::{
     AdminOnly, BadInput, DbFull, DbUnavailable, NoSuchVideo, Unauthorized,
 };
@@ -28,7 +29,7 @@ use crate::state::AppState;
     delete,
     path = "/api/videos/{id_or_filename}",
     operation_id = "deleteVideo",
-    params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
+    params(IdOrFilenameSegment),
     responses(
         (status = 204, description = "Deleted; the worker removes its objects from the store (retrying while the store is down)"),
         BadInput, Unauthorized, AdminOnly, NoSuchVideo, DbUnavailable, DbFull,

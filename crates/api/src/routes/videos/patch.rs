@@ -15,6 +15,7 @@ use crate::auth::AdminUser;
 use crate::cache;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
+use crate::openapi::path_segments::IdOrFilenameSegment;
 use crate::openapi::responses::{
     AdminOnly, BadInput, DbFull, DbUnavailable, NoSuchVideo, NotJson, TooLarge, Unauthorized,
 };
@@ -51,7 +52,7 @@ pub struct UpdateVideoBody {
     patch,
     path = "/api/videos/{id_or_filename}",
     operation_id = "updateVideo",
-    params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
+    params(IdOrFilenameSegment),
     request_body = UpdateVideoBody,
     responses(
         (status = 200, description = "Saved; the video as it is now", body = VideoBody),

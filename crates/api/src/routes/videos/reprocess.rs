@@ -18,6 +18,7 @@ use crate::auth::AdminUser;
 use crate::cache;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
+use crate::openapi::path_segments::IdOrFilenameSegment;
 use crate::openapi::responses::{
     AdminOnly, BadInput, DbFull, DbUnavailable, NoSuchVideo, Unauthorized,
 };
@@ -28,7 +29,7 @@ use crate::state::AppState;
     post,
     path = "/api/videos/{id_or_filename}/reprocess",
     operation_id = "reprocessVideo",
-    params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video's id")),
+    params(IdOrFilenameSegment),
     responses(
         (status = 202, description = "Queued; the video is `uploaded` again", body = VideoBody),
         (status = 409, description = "The lesson is not `failed`; the message names its status", body = crate::error::ErrorBody),

@@ -13,6 +13,7 @@ use super::store_error;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Path;
+use crate::openapi::path_segments::IdOrFilenameSegment;
 use crate::openapi::responses::{BadInput, StoreUnavailable, Unauthorized};
 use crate::state::AppState;
 
@@ -21,7 +22,7 @@ use crate::state::AppState;
     get,
     path = "/api/videos/{id_or_filename}/thumbnail",
     operation_id = "getThumbnail",
-    params(("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id")),
+    params(IdOrFilenameSegment),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),
         (status = 404, description = "No such video, or no thumbnail yet", body = ErrorBody),
