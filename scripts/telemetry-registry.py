@@ -937,9 +937,10 @@ def render_docs(reg: dict) -> str:
     out.extend(table_head("attribute", "type", "where", "description"))
     for key, entry in sorted(reg["attributes"].items()):
         places = where.get(key) or ["test-only telemetry"]
-        when = f" Only when {entry['when']}." if entry.get("when") else ""
+        # `md` strips, so the space between the description and the condition goes here.
+        when = " " + md(f"Only when {entry['when']}.") if entry.get("when") else ""
         w(f"| `{key}` | {'/'.join(types_of(entry))} | {', '.join(places)} | "
-          f"{md(entry.get('description'))}{md(when)} |")
+          f"{md(entry.get('description'))}{when} |")
     w("")
 
     w("## Log records")

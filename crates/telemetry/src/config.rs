@@ -359,8 +359,8 @@ pub struct TelemetryConfig {
     /// A `db.slow_query` event on `db.query` spans longer than this
     /// (`VIDSCOPE_SLOW_QUERY_MS`, default 200).
     pub slow_query: Duration,
-    /// A `db.n_plus_one` event on the root span when one trace's request runs the same
-    /// statement more than this many times (`VIDSCOPE_N_PLUS_ONE_THRESHOLD`, default 5).
+    /// A `db.n_plus_one` event on the `db.query` span that takes one request's or job's
+    /// repeats of a statement past this many (`VIDSCOPE_N_PLUS_ONE_THRESHOLD`, default 5).
     pub n_plus_one_threshold: u32,
 }
 
@@ -408,7 +408,7 @@ impl TelemetryConfig {
         for s in Signal::ALL {
             self.exporters.insert(s, ExporterKind::File);
         }
-        // Files must show a request within seconds, not after a 60 s metric interval.
+        // Files must show a request within seconds, not after the 10 s metric interval.
         self.metric_export_interval = Duration::from_secs(2);
         self
     }

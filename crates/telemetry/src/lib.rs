@@ -26,8 +26,8 @@
 //!   the span, log, error and stdout filters); `span_policy` (the sampling decision and the
 //!   span limits); [`SpanExt`] (OpenTelemetry operations on a tracing span; each backend
 //!   registers its implementation once, in its subscriber); [`redact`] (secret scrubbing, one
-//!   rule over every value type); [`export`] (export counting, the metric exporter with its
-//!   fallback); `exporters` (where each signal goes); `otlp_transport` (the one OTLP sender
+//!   rule over every value type); [`export`] (export counting and the file fallback around
+//!   every exporter); `exporters` (where each signal goes, and the metric exporter); `otlp_transport` (the one OTLP sender
 //!   of every signal on both backends: compression, retries within the export timeout,
 //!   partial success);
 //!   [`file`](mod@file) (the Collector file-exporter format with size rotation, whole lines

@@ -1,6 +1,6 @@
 //! Sending one encoded OTLP export request, for every signal of both backends: the fast
 //! pipelines (`pipe`), the `sdk` backend's span and log exporters (`sdk`) and the metric
-//! exporter (`export`) all hand their bytes to an [`OtlpClient`] here, so compression, retries
+//! exporter (`exporters`) all hand their bytes to an [`OtlpClient`] here, so compression, retries
 //! and the reading of the collector's answer behave the same whichever side produced the data.
 //!
 //! - **Compression** (`OTEL_EXPORTER_OTLP_COMPRESSION` and per signal): HTTP bodies are

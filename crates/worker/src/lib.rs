@@ -1,5 +1,6 @@
 //! The background worker: the job runtime ([`runtime::Worker`]), the jobs
-//! ([`jobs::Registry::standard`]: `video.probe`, `video.thumbnail`, `crm.sync`), the ffmpeg
+//! ([`jobs::Registry::standard`]: `video.probe`, `video.thumbnail`, `video.purge`,
+//! `crm.sync`), the ffmpeg
 //! runner, the CRM client, the health endpoint and the worker's temporary directory. The
 //! queue and outbox live in `vidscope_core` because the API writes to the outbox too.
 
