@@ -17,6 +17,24 @@ use super::Worker;
 use super::panics::panicked;
 use crate::error::JobError;
 
+/// How a delivery that did not fail ended. Both are acknowledged and count as a successful run;
+/// the span's `job.outcome` tells them apart (a span field keeps the last value recorded, so
+/// the outcome is recorded once, here, rather than by `run_job` and then overwritten).
+enum Ran {
+    Done,
+    /// Recorded done already (a redelivery or a duplicate publish): not run again.
+    Duplicate,
+}
+
+impl Ran {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ran::Done => "success",
+            Ran::Duplicate => "duplicate",
+        }
+    }
+}
+
 impl Worker {
     /// Runs one delivery to its end, never returning an error: every outcome is settled on the
     /// queue and recorded on the span and the metrics.
@@ -54,7 +72,7 @@ impl Worker {
     async fn run_and_settle(&self, d: &Delivery, span: &tracing::Span) {
         let kind = d.message.kind.as_str();
         let started = Instant::now();
-        let outcome = self.run_job(d, span).await;
+        let outcome = self.run_job(d).await;
         let elapsed = started.elapsed();
         let metrics = &self.ctx.metrics;
         let workflow = [KeyValue::new("workflow_name", kind)];
@@ -67,9 +85,9 @@ impl Worker {
             KeyValue::new("messaging.destination.name", kind),
         ];
         let status = match outcome {
-            Ok(()) => {
+            Ok(ran) => {
                 self.acknowledge(d).await;
-                span.record("job.outcome", "success");
+                span.record("job.outcome", ran.outcome());
                 "success"
             }
             Err(e) => {
@@ -89,9 +107,9 @@ impl Worker {
             .record(elapsed.as_secs_f64(), &messaging);
     }
 
-    /// Runs the delivery's job and records it done, unless it is done already (`Ok`, outcome
-    /// `duplicate`), was delivered too often, or no job of its kind is registered.
-    async fn run_job(&self, d: &Delivery, span: &tracing::Span) -> Result<(), JobError> {
+    /// Runs the delivery's job and records it done, unless it is done already
+    /// ([`Ran::Duplicate`]), was delivered too often, or no job of its kind is registered.
+    async fn run_job(&self, d: &Delivery) -> Result<Ran, JobError> {
         let m = &d.message;
         if d.attempt > self.settings.max_attempts {
             // Delivered again and again without being settled: its worker keeps dying.
@@ -102,8 +120,7 @@ impl Worker {
         }
         if jobs::is_done(&self.ctx.db, &m.id).await? {
             tracing::info!(job.id = %m.id, "job.duplicate_skipped");
-            span.record("job.outcome", "duplicate");
-            return Ok(());
+            return Ok(Ran::Duplicate);
         }
         let job = self.registry.get(m.kind).ok_or_else(|| {
             JobError::permanent("job.no_handler", format!("no handler for {}", m.kind))
@@ -118,7 +135,7 @@ impl Worker {
             .map(|r| r.unwrap_or_else(|payload| Err(panicked(&m.id, payload.as_ref()))));
         self.keeping_the_lease(d, work).await?;
         jobs::mark_done(&self.ctx.db, &m.id, m.kind).await?;
-        Ok(())
+        Ok(Ran::Done)
     }
 
     /// Awaits `work`, extending the delivery's lease every third of the visibility timeout.

@@ -9,7 +9,7 @@ use reqwest::header;
 use serde_json::Value;
 use vidscope_core::domain::Role;
 use vidscope_core::jobs::crm_sync::{CrmEvent, CrmSyncPayload};
-use vidscope_core::jobs::{self, JobKind, JobMessage, NewJob};
+use vidscope_core::jobs::{self, JobKind, JobMessage, JobPayload, NewJob};
 use vidscope_core::outbox;
 use vidscope_core::queue::{Queue, RedisQueue};
 use vidscope_core::videos::VideoStatus;
@@ -630,6 +630,53 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
             jobs::is_done(&app.state.db, &job.id).await.unwrap(),
             "{name}"
         );
+    }
+    app.stop().await;
+}
+
+/// A delivery of a job recorded done already (a redelivery, a duplicate publish) is
+/// acknowledged without running, and its span says so: `job.outcome` is `duplicate`, where it
+/// used to be overwritten with `success` once the delivery was acknowledged.
+#[tokio::test]
+async fn a_job_done_already_is_not_run_again_and_its_span_says_duplicate() {
+    let app = spawn_app().await;
+    let prefix = unique_prefix();
+    for (name, queue) in queues(&app, "again", &prefix).await {
+        let (registry, runs) = scripted(Behaviour::Permanent);
+        let job = crm_job();
+        let first_time = jobs::mark_done(&app.state.db, &job.id, CrmSyncPayload::KIND)
+            .await
+            .unwrap();
+        assert!(first_time, "{name}");
+        outbox::enqueue(&app.state.db, std::slice::from_ref(&job))
+            .await
+            .unwrap();
+
+        let worker = start(&app, queue, registry, fast_settings());
+        let processed = |r: &vidscope_testkit::otlp::CaptureReceiver| {
+            r.spans_where(|s| {
+                s.name == "process crm.sync"
+                    && s.attr_str("messaging.message.id") == Some(job.id.as_str())
+            })
+        };
+        app.otlp
+            .wait_until(|r| !processed(r).is_empty(), WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: no process span for {}: {e}", job.id));
+        worker.stop().await;
+
+        let spans = processed(&app.otlp);
+        assert_eq!(spans.len(), 1, "{name}: {spans:#?}");
+        assert_eq!(
+            spans[0].attr_str("job.outcome"),
+            Some("duplicate"),
+            "{name}"
+        );
+        assert_eq!(
+            spans[0].status_code, 0,
+            "{name}: a duplicate is not an error"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "{name}: it ran again");
     }
     app.stop().await;
 }
