@@ -16,6 +16,7 @@ use opentelemetry_sdk::metrics::{Aggregation, Instrument, Stream};
 
 use crate::config::Signal;
 use crate::export::ExportStats;
+use crate::sampled_gauge::SampledGauge;
 
 /// Seed 003's duration buckets, in milliseconds, for every `*_ms` histogram.
 pub const DURATION_BUCKETS_MS: &[f64] = &[
@@ -41,7 +42,9 @@ pub enum Kind {
     Counter,
     Histogram,
     ObservableCounter,
-    /// A sampled value (queue depth, breaker state), recorded with a synchronous gauge.
+    /// A current value: a state the process holds (the CRM breaker's), recorded with a
+    /// synchronous gauge, or a reading of the database or the queue, with a
+    /// [`SampledGauge`] so a failed reading is not exported as the last good one.
     Gauge,
 }
 
@@ -321,7 +324,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
     gauge(
         JOB_QUEUE_DEPTH,
         "{job}",
-        "Jobs in the queue by state (ready, delayed, in_flight, dead), sampled by the worker.",
+        "Jobs in the queue by state (ready, delayed, in_flight, dead), sampled by the worker; \
+         not exported while the queue cannot be read.",
         &["job.type", "state"],
     ),
     counter(
@@ -345,7 +349,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
     gauge(
         OUTBOX_PENDING,
         "{message}",
-        "Outbox rows written by the API and not yet published to the queue.",
+        "Outbox rows written by the API and not yet published to the queue, sampled by the \
+         worker; not exported while the database cannot be read.",
         &[],
     ),
     InstrumentSpec {
@@ -513,11 +518,11 @@ pub struct Instruments {
     pub messaging_process_duration: Histogram<f64>,
     pub messaging_client_sent_messages: Counter<u64>,
     pub job_queue_wait_ms: Histogram<f64>,
-    pub job_queue_depth: Gauge<i64>,
+    pub job_queue_depth: SampledGauge,
     pub job_failures_total: Counter<u64>,
     pub job_dead_letter_total: Counter<u64>,
     pub crm_circuit_breaker_state: Gauge<i64>,
-    pub outbox_pending: Gauge<i64>,
+    pub outbox_pending: SampledGauge,
     _self_metrics: [ObservableCounter<u64>; 2],
 }
 
@@ -560,6 +565,11 @@ fn gauge_i64(meter: &Meter, name: &'static str) -> Gauge<i64> {
     described!(meter, i64_gauge, name, Kind::Gauge).build()
 }
 
+fn sampled(meter: &Meter, name: &'static str) -> SampledGauge {
+    let s = must(name, Kind::Gauge);
+    SampledGauge::new(meter, s.name, s.unit, s.description)
+}
+
 impl Metrics {
     pub(crate) fn new(meter: &Meter, stats: Arc<ExportStats>) -> Self {
         let observe = |name: &'static str, read: fn(&ExportStats, Signal) -> u64| {
@@ -599,11 +609,11 @@ impl Metrics {
             messaging_process_duration: hist(meter, MESSAGING_PROCESS_DURATION),
             messaging_client_sent_messages: count(meter, MESSAGING_CLIENT_SENT),
             job_queue_wait_ms: hist(meter, JOB_QUEUE_WAIT),
-            job_queue_depth: gauge_i64(meter, JOB_QUEUE_DEPTH),
+            job_queue_depth: sampled(meter, JOB_QUEUE_DEPTH),
             job_failures_total: count(meter, JOB_FAILURES),
             job_dead_letter_total: count(meter, JOB_DEAD_LETTER),
             crm_circuit_breaker_state: gauge_i64(meter, CRM_BREAKER_STATE),
-            outbox_pending: gauge_i64(meter, OUTBOX_PENDING),
+            outbox_pending: sampled(meter, OUTBOX_PENDING),
             _self_metrics: [
                 observe(TELEMETRY_DROPPED, ExportStats::dropped),
                 observe(TELEMETRY_FALLBACK, ExportStats::fallback),

@@ -72,14 +72,18 @@ pub(super) async fn relay_loop(
                 }
             }
         }
-        // Gauges are sampled every few seconds, not on every relay tick: each is a query.
+        // Gauges are sampled every few seconds, not on every relay tick: each is a query. A
+        // reading that fails (the database or Redis down) withdraws the gauge rather than
+        // leave the last good reading standing for a backlog nobody can see.
         if at.duration_since(last_depth) >= gauge_every {
             last_depth = at;
-            if let Ok(n) = outbox::outbox_pending(&ctx.db).await {
-                ctx.metrics.outbox_pending.record(n, &[]);
+            match outbox::outbox_pending(&ctx.db).await {
+                Ok(n) => ctx.metrics.outbox_pending.record(n, &[]),
+                Err(_) => ctx.metrics.outbox_pending.forget(),
             }
-            if let Ok(depths) = queue.depth().await {
-                record_depths(&ctx.metrics, &queue, &depths);
+            match queue.depth().await {
+                Ok(depths) => record_depths(&ctx.metrics, &queue, &depths),
+                Err(_) => ctx.metrics.job_queue_depth.forget(),
             }
         }
         if last_prune.elapsed() >= Duration::from_secs(3600) {

@@ -1040,6 +1040,77 @@ async fn registration_and_a_completed_lesson_each_enqueue_one_crm_sync() {
     app.stop().await;
 }
 
+/// The sampled gauges say nothing rather than something stale. Once the database stops
+/// answering, `outbox.pending` (and, on the database queue, `job.queue_depth`) is no longer
+/// exported, where a synchronous gauge went on exporting its last reading at every interval as
+/// if it were current. A queue in Redis still answers, so its depth is still exported.
+#[tokio::test]
+async fn a_gauge_whose_reading_fails_is_withdrawn_not_left_at_its_last_value() {
+    const PERIOD: Duration = Duration::from_millis(100);
+    for on_redis in [false, true] {
+        let app = spawn_app().await;
+        let visibility = Duration::from_secs(3);
+        let queue = if on_redis {
+            let prefix = unique_prefix();
+            redis_queue(&crate::common::redis_url(), &prefix, "gauges", visibility).await
+        } else {
+            db_queue(&app.state.db, "gauges", visibility)
+        };
+        let name = queue.system();
+        let settings = WorkerSettings {
+            gauge_interval: PERIOD,
+            ..fast_settings()
+        };
+        let (registry, _) = scripted(Behaviour::Slow);
+        let worker = start(&app, queue, registry, settings);
+        let exported = |metric: &str| app.otlp.metric_points(metric).len();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while exported("outbox.pending") == 0 || exported("job.queue_depth") == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: the gauges never showed"
+            );
+            app.flush_telemetry().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        app.state.db.close().await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        // Within a few readings the gauge is withdrawn: a collection adds no point. (Polled:
+        // an export of a collection made before the first failed reading may still be on
+        // its way.) A stale gauge keeps adding one per collection until WAIT runs out.
+        let mut last = (exported("outbox.pending"), exported("job.queue_depth"));
+        loop {
+            tokio::time::sleep(PERIOD * 2).await;
+            app.flush_telemetry().await;
+            let now = (exported("outbox.pending"), exported("job.queue_depth"));
+            if now.0 == last.0 && (on_redis || now.1 == last.1) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: still exported with the database closed \
+                 (outbox.pending, job.queue_depth points: {now:?})"
+            );
+            last = now;
+        }
+        if on_redis {
+            let depth = exported("job.queue_depth");
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while exported("job.queue_depth") == depth {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name}: Redis still answers, so its depth should still be exported"
+                );
+                app.flush_telemetry().await;
+                tokio::time::sleep(PERIOD).await;
+            }
+        }
+        worker.stop().await;
+        app.stop().await;
+    }
+}
+
 /// The latest exported `job.queue_depth` of `crm.sync` jobs in `state` (-1: none exported).
 fn latest_crm_depth(app: &TestApp, state: &str) -> i64 {
     app.otlp
