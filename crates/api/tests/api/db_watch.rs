@@ -51,13 +51,26 @@ async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
     assert_eq!(marks[0].attr_str("db.query.text"), Some(SQL));
     assert_eq!(marks[0].attr_i64("count"), Some(4));
 
-    let slow: Vec<_> = spans
+    // The rule, not a count: on a loaded machine (the CI's fuzz build runs beside the Postgres
+    // phase) a `SELECT 1` once took longer than 250 ms and was rightly flagged. A statement
+    // well under the threshold is not flagged, one well over it is (the span's exported
+    // times and the watcher's clock differ by a little, hence the margins).
+    for s in spans.iter().filter(|s| s.name == "SELECT") {
+        let took = s.duration();
+        let flagged = s.event("db.slow_query").is_some();
+        if took < Duration::from_millis(200) {
+            assert!(!flagged, "{took:?} is under the threshold: {s:#?}");
+        } else if took > Duration::from_millis(300) {
+            assert!(flagged, "{took:?} is over the threshold: {s:#?}");
+        }
+    }
+    let slow = spans
         .iter()
-        .filter(|s| s.event("db.slow_query").is_some())
-        .collect();
-    assert_eq!(slow.len(), 1, "only the slow statement is flagged");
-    assert_eq!(slow[0].attr_str("db.query.text"), Some("SELECT 2"));
-    let ev = slow[0].event("db.slow_query").unwrap();
+        .find(|s| s.attr_str("db.query.text") == Some("SELECT 2"))
+        .expect("the slow statement's span");
+    let ev = slow
+        .event("db.slow_query")
+        .expect("the slow statement is flagged");
     assert!(ev.attr_i64("duration_ms").unwrap() >= 300);
     assert_eq!(ev.attr_i64("threshold_ms"), Some(250));
     app.stop().await;
