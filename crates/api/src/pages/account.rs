@@ -21,9 +21,7 @@ struct AccountPage<'a> {
 
 /// Your account: change your password, sign out everywhere
 #[utoipa::path(
-    get,
-    path = "/account",
-    operation_id = "accountPage",
+    get, path = "/account", operation_id = "accountPage",
     responses(
         (status = 200, description = "The page", content_type = "text/html", body = String),
         ToLogin, DbUnavailable,

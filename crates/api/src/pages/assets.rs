@@ -43,9 +43,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 /// A script, stylesheet or icon of the pages
 #[utoipa::path(
-    get,
-    path = "/assets/{name}",
-    operation_id = "pageAsset",
+    get, path = "/assets/{name}", operation_id = "pageAsset",
     params(("name" = String, Path,
         description = "`site.css`, `favicon.svg`, `login.js`, `account.js`, `users.js`, `videos.js`, `player.js`, `trace_viewer.js` or `trace_viewer.css`")),
     responses(

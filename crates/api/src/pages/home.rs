@@ -8,9 +8,7 @@ use crate::openapi::responses::DbUnavailable;
 
 /// The front page: to the lesson list
 #[utoipa::path(
-    get,
-    path = "/",
-    operation_id = "homePage",
+    get, path = "/", operation_id = "homePage",
     responses(
         (status = 303, description = "To `/videos`, or to `/login?next=/` without a valid session",
             headers(("Location" = String))),

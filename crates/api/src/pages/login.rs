@@ -28,9 +28,7 @@ pub struct LoginQuery {
 
 /// The sign-in page
 #[utoipa::path(
-    get,
-    path = "/login",
-    operation_id = "loginPage",
+    get, path = "/login", operation_id = "loginPage",
     params(("next" = Option<String>, Query,
         description = "Where to go once signed in: a path of this site (`/videos/abc?t=3`). \
             Anything else (another origin, `//host`, a backslash, whitespace or a control \

@@ -66,9 +66,7 @@ struct PageData<'a> {
 
 /// The lesson player
 #[utoipa::path(
-    get,
-    path = "/player/{video_id}",
-    operation_id = "playerPage",
+    get, path = "/player/{video_id}", operation_id = "playerPage",
     params(VideoIdSegment),
     responses(
         (status = 200, description = "The player, resuming at the saved position; for a lesson not ready yet (uploaded, processing, failed), a page with its status (and, for admins, a link to its traces)", content_type = "text/html", body = String),

@@ -18,9 +18,7 @@ struct SignupPage {
 
 /// The sign-up page (when self-registration is on)
 #[utoipa::path(
-    get,
-    path = "/signup",
-    operation_id = "signupPage",
+    get, path = "/signup", operation_id = "signupPage",
     responses(
         (status = 200, description = "The sign-up form; while self-registration is off, a page saying sign-up is closed",
             content_type = "text/html", body = String),

@@ -16,9 +16,7 @@ struct TraceViewerPage;
 
 /// The trace viewer
 #[utoipa::path(
-    get,
-    path = "/trace-viewer",
-    operation_id = "traceViewerPage",
+    get, path = "/trace-viewer", operation_id = "traceViewerPage",
     params(
         // Read by the page's script only: the server passes any value, and the API checks the
         // filters when the page asks for traces.

@@ -23,9 +23,7 @@ struct UsersPage<'a> {
 
 /// Manage accounts (admins)
 #[utoipa::path(
-    get,
-    path = "/users",
-    operation_id = "usersPage",
+    get, path = "/users", operation_id = "usersPage",
     responses(
         (status = 200, description = "The accounts, with their actions", content_type = "text/html", body = String),
         ToLogin, AdminOnly, DbUnavailable,

@@ -134,9 +134,7 @@ fn page_url(q: &str, cursor: Option<&str>, limit: Option<&str>) -> String {
 
 /// The lesson list
 #[utoipa::path(
-    get,
-    path = "/videos",
-    operation_id = "videosPage",
+    get, path = "/videos", operation_id = "videosPage",
     params(
         ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
             description = "Only lessons whose title contains this text (as on `GET /api/videos`)"),

@@ -32,9 +32,7 @@ pub struct ChangePasswordBody {
 
 /// Change your password (your other sessions end)
 #[utoipa::path(
-    post,
-    path = "/api/account/password",
-    operation_id = "changePassword",
+    post, path = "/api/account/password", operation_id = "changePassword",
     request_body = ChangePasswordBody,
     responses(
         (status = 204, description = "Changed; every other session of the account has ended"),

@@ -14,9 +14,7 @@ use crate::state::AppState;
 
 /// Sign out of every session, this one included
 #[utoipa::path(
-    delete,
-    path = "/api/account/sessions",
-    operation_id = "signOutEverywhere",
+    delete, path = "/api/account/sessions", operation_id = "signOutEverywhere",
     responses(
         (status = 204, description = "Every session of the account has ended; the cookie is cleared",
             headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),

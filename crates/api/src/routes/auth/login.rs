@@ -38,9 +38,7 @@ const ADDRESS_FACTOR: u32 = 4;
 // No span of its own: events and `user.id` go on the server span, which names the route.
 /// Sign in with e-mail and password
 #[utoipa::path(
-    post,
-    path = "/api/auth/login",
-    operation_id = "login",
+    post, path = "/api/auth/login", operation_id = "login",
     request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in; the session cookie is set", body = UserResponse,

@@ -13,9 +13,7 @@ use crate::state::AppState;
 
 /// Sign out
 #[utoipa::path(
-    post,
-    path = "/api/auth/logout",
-    operation_id = "logout",
+    post, path = "/api/auth/logout", operation_id = "logout",
     responses(
         (status = 204, description = "Signed out (also without a session); the cookie is cleared",
             headers(("Set-Cookie" = String, description = "Expires `vidscope_session`"))),

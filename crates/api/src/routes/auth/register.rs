@@ -28,9 +28,7 @@ pub struct RegisterBody {
 // No span of its own: `user.id` goes on the server span, which names the route.
 /// Create a viewer account
 #[utoipa::path(
-    post,
-    path = "/api/auth/register",
-    operation_id = "register",
+    post, path = "/api/auth/register", operation_id = "register",
     request_body = RegisterBody,
     responses(
         (status = 201, description = "A viewer account was created and signed in", body = UserResponse,

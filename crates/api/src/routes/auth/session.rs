@@ -9,9 +9,7 @@ use crate::routes::auth::UserResponse;
 
 /// The signed-in account
 #[utoipa::path(
-    get,
-    path = "/api/auth/session",
-    operation_id = "getSession",
+    get, path = "/api/auth/session", operation_id = "getSession",
     responses(
         (status = 200, description = "The signed-in account", body = UserResponse),
         Unauthorized, DbUnavailable,

@@ -14,9 +14,7 @@ pub struct Liveness {
 
 /// Liveness probe
 #[utoipa::path(
-    get,
-    path = "/healthz",
-    operation_id = "liveness",
+    get, path = "/healthz", operation_id = "liveness",
     responses((status = 200, description = "The process is up", body = Liveness))
 )]
 pub async fn get() -> Json<Liveness> {

@@ -61,9 +61,7 @@ where
 
 /// Readiness probe: database and object store (Redis reported, not required)
 #[utoipa::path(
-    get,
-    path = "/readyz",
-    operation_id = "readiness",
+    get, path = "/readyz", operation_id = "readiness",
     responses(
         (status = 200, description = "The database and the object store answer; `status` is `degraded` (and Redis's check too) while Redis does not", body = Readiness),
         (status = 503, description = "The database or the object store does not answer (the message names them)", body = NotReady,

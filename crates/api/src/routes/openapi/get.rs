@@ -9,9 +9,7 @@ use crate::openapi::OpenApiJson;
 
 /// This OpenAPI document
 #[utoipa::path(
-    get,
-    path = "/api/openapi.json",
-    operation_id = "openapi",
+    get, path = "/api/openapi.json", operation_id = "openapi",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object))
 )]
 pub async fn get(Extension(OpenApiJson(json)): Extension<OpenApiJson>) -> impl IntoResponse {

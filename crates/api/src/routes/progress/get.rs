@@ -18,9 +18,7 @@ use crate::state::AppState;
 
 /// The caller's resume position in a video
 #[utoipa::path(
-    get,
-    path = "/api/progress/{video_id}",
-    operation_id = "getProgress",
+    get, path = "/api/progress/{video_id}", operation_id = "getProgress",
     params(VideoIdSegment),
     responses(
         (status = 200, description = "The caller's resume position (zero and `updatedAt: null` if never saved)", body = ProgressBody),

@@ -53,9 +53,7 @@ pub struct SaveResponse {
 
 /// Save the caller's position in a video
 #[utoipa::path(
-    post,
-    path = "/api/progress",
-    operation_id = "saveProgress",
+    post, path = "/api/progress", operation_id = "saveProgress",
     request_body = UpdateBody,
     params(("x-vidscope-connection" = Option<String>, Header, description = "The saving tab's WebSocket connection id, so the change is not pushed back to it")),
     responses(

@@ -455,9 +455,7 @@ fn record(state: &AppState, span: &tracing::Span, event: &PlayerEvent) {
 
 /// Record a batch of player events
 #[utoipa::path(
-    post,
-    path = "/api/telemetry/player",
-    operation_id = "playerTelemetry",
+    post, path = "/api/telemetry/player", operation_id = "playerTelemetry",
     request_body(content(
         (Batch = "application/json"),
         (Batch = "text/plain"),

@@ -26,9 +26,7 @@ pub struct TestOtelBody {
 
 /// Emit one span, event, log line and metric point
 #[utoipa::path(
-    get,
-    path = "/api/test-otel",
-    operation_id = "testOtel",
+    get, path = "/api/test-otel", operation_id = "testOtel",
     responses(
         (status = 200, description = "A span, an event, a log line and a metric point were emitted", body = TestOtelBody),
         DbUnavailable,

@@ -11,9 +11,7 @@ use crate::trace_viewer::TraceDetail;
 
 /// One trace's spans and events
 #[utoipa::path(
-    get,
-    path = "/api/trace-viewer/traces/{trace_id}",
-    operation_id = "getTrace",
+    get, path = "/api/trace-viewer/traces/{trace_id}", operation_id = "getTrace",
     params(TraceIdSegment),
     responses(
         (status = 200, description = "The trace", body = TraceDetail),

@@ -55,9 +55,7 @@ impl RawFilter {
 
 /// Recent traces from the telemetry files, newest first
 #[utoipa::path(
-    get,
-    path = "/api/trace-viewer/traces",
-    operation_id = "listTraces",
+    get, path = "/api/trace-viewer/traces", operation_id = "listTraces",
     params(
         ("video" = Option<String>, Query, description = "Only traces with this `video.id` / `lesson.id`"),
         ("user" = Option<String>, Query, description = "Only traces with this `user.id`"),

@@ -71,9 +71,7 @@ struct UploadForm {
 
 /// Upload a video (admins)
 #[utoipa::path(
-    post,
-    path = "/api/upload",
-    operation_id = "upload",
+    post, path = "/api/upload", operation_id = "upload",
     request_body(content = inline(UploadForm), content_type = "multipart/form-data"),
     responses(
         (status = 201, description = "Stored; the video row has status `uploaded`", body = VideoBody,

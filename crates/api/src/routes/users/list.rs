@@ -18,9 +18,7 @@ pub struct AccountList {
 
 /// Every account, by e-mail address (admins)
 #[utoipa::path(
-    get,
-    path = "/api/users",
-    operation_id = "listUsers",
+    get, path = "/api/users", operation_id = "listUsers",
     responses(
         (status = 200, description = "The accounts", body = AccountList),
         Unauthorized, AdminOnly, DbUnavailable,

@@ -54,9 +54,7 @@ impl UpdateUserBody {
 
 /// Change an account's role, disable or enable it (admins)
 #[utoipa::path(
-    patch,
-    path = "/api/users/{id}",
-    operation_id = "updateUser",
+    patch, path = "/api/users/{id}", operation_id = "updateUser",
     params(UserIdSegment),
     request_body = UpdateUserBody,
     responses(

@@ -30,9 +30,7 @@ pub struct TemporaryPasswordBody {
 
 /// Set a temporary password the user must change at next sign-in (admins)
 #[utoipa::path(
-    post,
-    path = "/api/users/{id}/temporary-password",
-    operation_id = "setTemporaryPassword",
+    post, path = "/api/users/{id}/temporary-password", operation_id = "setTemporaryPassword",
     params(UserIdSegment),
     request_body = TemporaryPasswordBody,
     responses(

@@ -26,9 +26,7 @@ use crate::state::AppState;
 
 /// Delete a lesson, its progress, its pending jobs and (shortly after) its objects (admins)
 #[utoipa::path(
-    delete,
-    path = "/api/videos/{id_or_filename}",
-    operation_id = "deleteVideo",
+    delete, path = "/api/videos/{id_or_filename}", operation_id = "deleteVideo",
     params(IdOrFilenameSegment),
     responses(
         (status = 204, description = "Deleted; the worker removes its objects from the store (retrying while the store is down)"),

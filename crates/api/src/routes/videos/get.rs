@@ -23,9 +23,7 @@ use crate::state::AppState;
 // already put the `auth.failed` event on the server span either way.
 /// A video's metadata (by id) or its bytes (by filename)
 #[utoipa::path(
-    get,
-    path = "/api/videos/{id_or_filename}",
-    operation_id = "getVideo",
+    get, path = "/api/videos/{id_or_filename}", operation_id = "getVideo",
     params(
         ("id_or_filename" = crate::openapi::formats::VideoIdOrFilename, Path, description = "A video id (UUID) for its metadata, or a filename for the bytes of the oldest video uploaded from a file of that name (legacy: file names are not unique, use `stream_url`)"),
         RangeHeaders,

@@ -99,9 +99,7 @@ impl Page {
 /// Any signed-in user (viewer or admin) sees every video, whatever its status, so an admin can
 /// follow processing; players check `status` before offering playback.
 #[utoipa::path(
-    get,
-    path = "/api/videos",
-    operation_id = "listVideos",
+    get, path = "/api/videos", operation_id = "listVideos",
     summary = "List the videos",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Videos per page (default 100)"),

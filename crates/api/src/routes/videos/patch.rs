@@ -49,9 +49,7 @@ pub struct UpdateVideoBody {
 
 /// Edit a lesson's title and description (admins)
 #[utoipa::path(
-    patch,
-    path = "/api/videos/{id_or_filename}",
-    operation_id = "updateVideo",
+    patch, path = "/api/videos/{id_or_filename}", operation_id = "updateVideo",
     params(IdOrFilenameSegment),
     request_body = UpdateVideoBody,
     responses(

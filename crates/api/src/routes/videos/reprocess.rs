@@ -26,9 +26,7 @@ use crate::state::AppState;
 
 /// Process a failed lesson again (admins)
 #[utoipa::path(
-    post,
-    path = "/api/videos/{id_or_filename}/reprocess",
-    operation_id = "reprocessVideo",
+    post, path = "/api/videos/{id_or_filename}/reprocess", operation_id = "reprocessVideo",
     params(IdOrFilenameSegment),
     responses(
         (status = 202, description = "Queued; the video is `uploaded` again", body = VideoBody),

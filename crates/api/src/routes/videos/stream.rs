@@ -49,9 +49,7 @@ pub(crate) enum Lookup<'a> {
 // `hasSession=false`) is recorded before the 401, as on the legacy route.
 /// A video's bytes (its `stream_url`)
 #[utoipa::path(
-    get,
-    path = "/api/videos/{id_or_filename}/{filename}",
-    operation_id = "streamVideo",
+    get, path = "/api/videos/{id_or_filename}/{filename}", operation_id = "streamVideo",
     params(
         ("id_or_filename" = crate::openapi::formats::VideoId, Path, description = "The video id"),
         ("filename" = crate::openapi::formats::Filename, Path, description = "The video's file name (it must match)"),

@@ -19,9 +19,7 @@ use crate::state::AppState;
 
 /// A video's thumbnail
 #[utoipa::path(
-    get,
-    path = "/api/videos/{id_or_filename}/thumbnail",
-    operation_id = "getThumbnail",
+    get, path = "/api/videos/{id_or_filename}/thumbnail", operation_id = "getThumbnail",
     params(IdOrFilenameSegment),
     responses(
         (status = 200, description = "The thumbnail image", content_type = "image/*"),

@@ -69,9 +69,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Real-time updates over a WebSocket
 #[utoipa::path(
-    get,
-    path = "/api/ws",
-    operation_id = "websocket",
+    get, path = "/api/ws", operation_id = "websocket",
     description = "A WebSocket upgrade (RFC 6455), not a request/response exchange: the four \
         handshake headers are required, and a client that sends them gets `101` and a socket. \
         Browsers send them with `new WebSocket(url)`.",
