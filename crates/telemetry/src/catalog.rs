@@ -58,47 +58,12 @@ pub struct InstrumentSpec {
     pub labels: &'static [&'static str],
 }
 
-/// A counter's entry (the catalog's lines below read as a table: kind, name, unit, ...).
-const fn counter(
-    name: &'static str,
-    unit: &'static str,
-    description: &'static str,
-    labels: &'static [&'static str],
-) -> InstrumentSpec {
-    spec_of(Kind::Counter, name, unit, None, description, labels)
-}
-
-const fn gauge(
-    name: &'static str,
-    unit: &'static str,
-    description: &'static str,
-    labels: &'static [&'static str],
-) -> InstrumentSpec {
-    spec_of(Kind::Gauge, name, unit, None, description, labels)
-}
-
-const fn histogram(
-    name: &'static str,
-    unit: &'static str,
-    buckets: &'static [f64],
-    description: &'static str,
-    labels: &'static [&'static str],
-) -> InstrumentSpec {
-    spec_of(
-        Kind::Histogram,
-        name,
-        unit,
-        Some(buckets),
-        description,
-        labels,
-    )
-}
-
-const fn spec_of(
+/// An entry without buckets: a counter, a gauge or an observable counter (the catalog's lines
+/// below read as a table: kind, name, unit, ...).
+const fn entry(
     kind: Kind,
     name: &'static str,
     unit: &'static str,
-    buckets: Option<&'static [f64]>,
     description: &'static str,
     labels: &'static [&'static str],
 ) -> InstrumentSpec {
@@ -107,8 +72,22 @@ const fn spec_of(
         unit,
         kind,
         description,
-        buckets,
+        buckets: None,
         labels,
+    }
+}
+
+/// A histogram's entry: its buckets follow the unit.
+const fn histogram(
+    name: &'static str,
+    unit: &'static str,
+    buckets: &'static [f64],
+    description: &'static str,
+    labels: &'static [&'static str],
+) -> InstrumentSpec {
+    InstrumentSpec {
+        buckets: Some(buckets),
+        ..entry(Kind::Histogram, name, unit, description, labels)
     }
 }
 
@@ -188,13 +167,15 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Time to resume playback at the saved position, reported by the player.",
         &["success"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         VIDEO_BUFFERING_EVENTS,
         "{event}",
         "Buffering events reported by players.",
         &[],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         VIDEO_RESUME_FAILURES,
         "{event}",
         "Resume attempts that did not land on the saved position.",
@@ -207,27 +188,31 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Time to save watch progress to the database.",
         &["outcome"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         PROGRESS_UPDATES,
         "{update}",
         "Progress updates received, by outcome (saved, duplicate, rejected).",
         &["outcome"],
     ),
     // Issue 28: what admins do to lessons.
-    counter(
+    entry(
+        Kind::Counter,
         VIDEO_ADMIN_ACTIONS,
         "{action}",
         "Admin actions on lessons (update, delete, reprocess), by outcome (done, refused, not_found).",
         &["action", "outcome"],
     ),
     // Issue 28: what users do to their own account and admins to accounts.
-    counter(
+    entry(
+        Kind::Counter,
         USER_ACCOUNT_ACTIONS,
         "{action}",
         "Account actions: users' own (password_change, sign_out_all) and admins' (role_change, disable, enable, temporary_password), by outcome (done, refused, not_found).",
         &["action", "outcome"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_RUN_TOTAL,
         "{run}",
         "Total workflow runs.",
@@ -240,7 +225,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Workflow duration.",
         &["workflow_name"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_RUN_STATUS,
         "{run}",
         "Workflow runs by final status.",
@@ -253,13 +239,15 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Step duration.",
         &["workflow_name", "step_name"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_STEP_STATUS,
         "{step}",
         "Steps by final status.",
         &["workflow_name", "step_name", "status"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_RETRY_COUNT,
         "{retry}",
         "Retries of a step.",
@@ -267,7 +255,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
     ),
     // `phone_id` is seed 003's label for these two; vidscope has no phones and never records it
     // (registry.yaml lists it under `catalog_only_labels`). Kept so the seed's table is whole.
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_IMAGE_UPLOADED,
         "{image}",
         "Images uploaded.",
@@ -280,7 +269,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Image sizes.",
         &["workflow_name", "phone_id"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         WORKFLOW_DB_UPSERT,
         "{row}",
         "DB upsert operations.",
@@ -293,7 +283,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "DB upsert duration.",
         &["workflow_name", "table_name"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         TEST_OTEL_REQUESTS,
         "{request}",
         "Calls of GET /api/test-otel, the end-to-end telemetry check (seed 000).",
@@ -308,7 +299,8 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Time a worker spent processing a job (messaging semantic conventions).",
         MESSAGING_LABELS,
     ),
-    counter(
+    entry(
+        Kind::Counter,
         MESSAGING_CLIENT_SENT,
         "{message}",
         "Jobs published to the queue (messaging semantic conventions).",
@@ -321,54 +313,57 @@ pub static CATALOG: &[InstrumentSpec] = &[
         "Time a job waited between being due and being claimed by a worker.",
         &["job.type"],
     ),
-    gauge(
+    entry(
+        Kind::Gauge,
         JOB_QUEUE_DEPTH,
         "{job}",
         "Jobs in the queue by state (ready, delayed, in_flight, dead), sampled by the worker; \
          not exported while the queue cannot be read.",
         &["job.type", "state"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         JOB_FAILURES,
         "{failure}",
         "Failed job attempts by error class (transient ones are retried).",
         &["job.type", "error.class"],
     ),
-    counter(
+    entry(
+        Kind::Counter,
         JOB_DEAD_LETTER,
         "{job}",
         "Jobs moved to the dead letter after a permanent error or their last attempt.",
         &["job.type", "error.class"],
     ),
-    gauge(
+    entry(
+        Kind::Gauge,
         CRM_BREAKER_STATE,
         "{state}",
         "State of the CRM circuit breaker: 0 closed, 1 half-open, 2 open.",
         &[],
     ),
-    gauge(
+    entry(
+        Kind::Gauge,
         OUTBOX_PENDING,
         "{message}",
         "Outbox rows written by the API and not yet published to the queue, sampled by the \
          worker; not exported while the database cannot be read.",
         &[],
     ),
-    InstrumentSpec {
-        name: TELEMETRY_DROPPED,
-        unit: "{item}",
-        kind: Kind::ObservableCounter,
-        description: "Telemetry items lost because their export failed (spans, log records, metric streams).",
-        buckets: None,
-        labels: &["signal"],
-    },
-    InstrumentSpec {
-        name: TELEMETRY_FALLBACK,
-        unit: "{item}",
-        kind: Kind::ObservableCounter,
-        description: "Telemetry items written to the fallback file after an OTLP export failed.",
-        buckets: None,
-        labels: &["signal"],
-    },
+    entry(
+        Kind::ObservableCounter,
+        TELEMETRY_DROPPED,
+        "{item}",
+        "Telemetry items lost because their export failed (spans, log records, metric streams).",
+        &["signal"],
+    ),
+    entry(
+        Kind::ObservableCounter,
+        TELEMETRY_FALLBACK,
+        "{item}",
+        "Telemetry items written to the fallback file after an OTLP export failed.",
+        &["signal"],
+    ),
 ];
 
 pub fn spec(name: &str) -> Option<&'static InstrumentSpec> {
@@ -566,8 +561,7 @@ fn gauge_i64(meter: &Meter, name: &'static str) -> Gauge<i64> {
 }
 
 fn sampled(meter: &Meter, name: &'static str) -> SampledGauge {
-    let s = must(name, Kind::Gauge);
-    SampledGauge::new(meter, s.name, s.unit, s.description)
+    SampledGauge::new(described!(meter, i64_observable_gauge, name, Kind::Gauge))
 }
 
 impl Metrics {

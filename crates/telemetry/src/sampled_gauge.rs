@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Meter, ObservableGauge};
+use opentelemetry::metrics::{AsyncInstrumentBuilder, ObservableGauge};
 
 /// The latest reading of each attribute set.
 type Samples = Arc<Mutex<Vec<(Vec<KeyValue>, i64)>>>;
@@ -27,18 +27,12 @@ pub struct SampledGauge {
 }
 
 impl SampledGauge {
-    pub(crate) fn new(
-        meter: &Meter,
-        name: &'static str,
-        unit: &'static str,
-        description: &'static str,
-    ) -> Self {
+    /// `gauge`: the instrument as the catalog describes it (name, unit, description); the
+    /// callback that reads the samples is added here.
+    pub(crate) fn new(gauge: AsyncInstrumentBuilder<'_, ObservableGauge<i64>, i64>) -> Self {
         let samples = Samples::default();
         let read = samples.clone();
-        let gauge = meter
-            .i64_observable_gauge(name)
-            .with_unit(unit)
-            .with_description(description)
+        let gauge = gauge
             .with_callback(move |o| {
                 // A poisoned lock (a panic while recording) loses the samples, not the process.
                 if let Ok(samples) = read.lock() {
@@ -136,7 +130,12 @@ mod tests {
             .with_reader(PeriodicReader::builder(exports.clone()).build())
             .build();
         let meter = provider.meter("test");
-        let gauge = SampledGauge::new(&meter, "backlog", "{job}", "Backlog.");
+        let gauge = SampledGauge::new(
+            meter
+                .i64_observable_gauge("backlog")
+                .with_unit("{job}")
+                .with_description("Backlog."),
+        );
         // A collection with nothing in it is not exported at all: a counter makes every one
         // an export, so an empty `last()` means the gauge was left out.
         meter.u64_counter("alive").build().add(1, &[]);
