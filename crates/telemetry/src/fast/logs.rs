@@ -30,7 +30,9 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 
 use crate::config::Signal;
-use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, unix_nanos};
+use crate::fast::pipe::{
+    Payload, Queue, ScopeKey, Scoped, group_by_scope, scrub_attributes, unix_nanos,
+};
 use crate::fast::store::SpanTable;
 use crate::fast::wire::{self, AnyRef};
 use crate::redact::{redact_str, scrub_string};
@@ -141,6 +143,20 @@ impl Record {
     }
 }
 
+/// A record's scope is named after its target, and has nothing else.
+impl ScopeKey for &'static str {
+    fn is(&self, scope: &InstrumentationScope) -> bool {
+        scope.name == *self
+    }
+
+    fn into_scope(self) -> InstrumentationScope {
+        InstrumentationScope {
+            name: self.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Logs in the export pipeline.
 pub(crate) struct Logs;
 
@@ -152,22 +168,7 @@ impl Payload for Logs {
 
     /// One scope per target, records in arrival order.
     fn scopes(batch: &mut Vec<Record>) -> Vec<Scoped<LogRecord>> {
-        let mut scopes: Vec<Scoped<LogRecord>> = Vec::new();
-        for record in batch.drain(..) {
-            let target = record.scope();
-            let proto = record.into_proto();
-            match scopes.iter_mut().find(|(scope, _)| scope.name == target) {
-                Some((_, records)) => records.push(proto),
-                None => scopes.push((
-                    InstrumentationScope {
-                        name: target.to_owned(),
-                        ..Default::default()
-                    },
-                    vec![proto],
-                )),
-            }
-        }
-        scopes
+        group_by_scope(batch, |record| (record.scope(), record.into_proto()))
     }
 
     /// The same request as [`Logs::request`] after [`Logs::scrub`], written from the records.

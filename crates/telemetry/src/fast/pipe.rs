@@ -89,6 +89,42 @@ pub(crate) fn scrubbed_scopes<P: Payload>(batch: &mut Vec<P::Item>) -> Vec<Scope
     scopes
 }
 
+/// What a batch's items are grouped by: the protobuf scope itself, or what it is made from
+/// (cheaper to compare than a built scope, and built once per group).
+pub(crate) trait ScopeKey {
+    /// Whether `scope` is this key's.
+    fn is(&self, scope: &InstrumentationScope) -> bool;
+    fn into_scope(self) -> InstrumentationScope;
+}
+
+impl ScopeKey for InstrumentationScope {
+    fn is(&self, scope: &InstrumentationScope) -> bool {
+        self == scope
+    }
+
+    fn into_scope(self) -> InstrumentationScope {
+        self
+    }
+}
+
+/// The batch (drained) as [`Payload::scopes`] wants it: `split` gives each item's scope key and
+/// protobuf form; scopes and their items keep their arrival order. A linear scan: a batch has
+/// a handful of scopes.
+pub(crate) fn group_by_scope<T, K: ScopeKey, M>(
+    batch: &mut Vec<T>,
+    split: impl Fn(T) -> (K, M),
+) -> Vec<Scoped<M>> {
+    let mut scopes: Vec<Scoped<M>> = Vec::new();
+    for item in batch.drain(..) {
+        let (key, proto) = split(item);
+        match scopes.iter_mut().find(|(scope, _)| key.is(scope)) {
+            Some((_, items)) => items.push(proto),
+            None => scopes.push((key.into_scope(), vec![proto])),
+        }
+    }
+    scopes
+}
+
 /// What wakes the export thread. Items do not: they wait in the data channel until the
 /// timer fires or a full batch is ready.
 enum Msg {

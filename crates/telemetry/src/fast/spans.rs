@@ -39,7 +39,7 @@ use tracing::span::{Attributes, Record};
 
 use crate::config::{SamplerConfig, Signal};
 use crate::db_watch::DbWatch;
-use crate::fast::pipe::{Payload, Queue, Scoped, scrub_attributes, unix_nanos};
+use crate::fast::pipe::{Payload, Queue, Scoped, group_by_scope, scrub_attributes, unix_nanos};
 use crate::fast::wire;
 use crate::redact::scrub_string;
 use crate::span_policy::{SPAN_LIMITS, sampled};
@@ -57,16 +57,7 @@ impl Payload for Spans {
     /// Through the SDK's `SpanData` and `opentelemetry-proto`'s conversion: for JSON, the file
     /// and the fallback file (protobuf goes through [`Spans::encode`]).
     fn scopes(batch: &mut Vec<Finished>) -> Vec<Scoped<Span>> {
-        let mut scopes: Vec<Scoped<Span>> = Vec::new();
-        for f in batch.drain(..) {
-            let scope = f.proto_scope();
-            let span = Span::from(f.into_span_data());
-            match scopes.iter_mut().find(|(s, _)| *s == scope) {
-                Some((_, spans)) => spans.push(span),
-                None => scopes.push((scope, vec![span])),
-            }
-        }
-        scopes
+        group_by_scope(batch, |f| (f.proto_scope(), Span::from(f.into_span_data())))
     }
 
     /// Written straight from the recordings (see `wire`); the same bytes as encoding
