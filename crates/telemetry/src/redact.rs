@@ -339,10 +339,10 @@ pub(crate) fn scrubbed(s: &str) -> Option<String> {
     }
 }
 
-/// Replaces secrets in a string in place.
-pub(crate) fn scrub_string(s: &mut String) {
-    if let Some(clean) = scrubbed(s) {
-        *s = clean;
+/// Replaces secrets in a string in place: a `String`, or the SDK's own string types.
+pub(crate) fn scrub_string<S: AsRef<str> + From<String>>(s: &mut S) {
+    if let Some(clean) = scrubbed(s.as_ref()) {
+        *s = clean.into();
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::Signal;
 use crate::export::{Guarded, Target};
 use crate::file::JsonLinesFile;
 use crate::otlp_transport::BlockingClient;
-use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrubbed};
+use crate::redact::{REDACTED, Redactable, ValueKind, redact_value, scrub_string};
 
 /// A span or log exporter as the SDK's batch processor sees it: what the fast pipeline does
 /// around its transport (scrubbing, accounting, file target, fallback), done around the OTLP
@@ -131,11 +131,7 @@ impl Redactable for AnyValue {
     }
     fn scrub_strings(&mut self) {
         match self {
-            AnyValue::String(s) => {
-                if let Some(clean) = scrubbed(s.as_str()) {
-                    *s = clean.into();
-                }
-            }
+            AnyValue::String(s) => scrub_string(s),
             AnyValue::ListAny(items) => items.iter_mut().for_each(AnyValue::scrub_strings),
             AnyValue::Map(map) => {
                 for (k, item) in map.iter_mut() {
@@ -165,11 +161,7 @@ impl Redactable for Value {
             Value::Array(opentelemetry::Array::String(items)) => items.as_mut_slice(),
             _ => return,
         };
-        for s in strings {
-            if let Some(clean) = scrubbed(s.as_str()) {
-                *s = clean.into();
-            }
-        }
+        strings.iter_mut().for_each(scrub_string);
     }
 }
 
@@ -187,18 +179,14 @@ fn scrub_attributes(attributes: &mut [KeyValue]) {
 fn scrub_span(span: &mut SpanData) {
     scrub_attributes(&mut span.attributes);
     for event in span.events.events.iter_mut() {
-        if let Some(clean) = scrubbed(&event.name) {
-            event.name = clean.into();
-        }
+        scrub_string(&mut event.name);
         scrub_attributes(&mut event.attributes);
     }
     for link in span.links.links.iter_mut() {
         scrub_attributes(&mut link.attributes);
     }
-    if let Status::Error { description } = &mut span.status
-        && let Some(clean) = scrubbed(description)
-    {
-        *description = clean.into();
+    if let Status::Error { description } = &mut span.status {
+        scrub_string(description);
     }
 }
 
