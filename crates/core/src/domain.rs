@@ -83,29 +83,48 @@ impl Role {
     }
 }
 
-/// A video id: a UUID in its hyphenated lower-case form (how they are generated and stored).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VideoId(String);
+/// Declares an id type holding a UUID in its hyphenated lower-case form (how ids are generated
+/// and stored), read with [`parse_uuid`]. A macro so that the id types, which differ in name
+/// only, stay distinct types with one definition.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The hyphenated form only ([`parse_uuid`]).
+            pub fn parse(s: &str) -> Option<Self> {
+                parse_uuid(s).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+uuid_id! {
+    /// A video id: a UUID in its hyphenated lower-case form (how they are generated and stored).
+    VideoId
+}
 
 impl VideoId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::new_v4().to_string())
     }
-
-    /// The hyphenated form only ([`parse_uuid`]).
-    pub fn parse(s: &str) -> Option<Self> {
-        parse_uuid(s).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for VideoId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+uuid_id! {
+    /// A user id: a UUID like [`VideoId`] (how accounts are created).
+    UserId
 }
 
 /// A UUID in the hyphenated form only (`8-4-4-4-12` hex digits), in any case, normalised to
@@ -118,27 +137,6 @@ fn parse_uuid(s: &str) -> Option<String> {
     uuid::Uuid::try_parse(s)
         .ok()
         .map(|u| u.hyphenated().to_string())
-}
-
-/// A user id: a UUID like [`VideoId`] (how accounts are created).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UserId(String);
-
-impl UserId {
-    /// The hyphenated form only ([`parse_uuid`]).
-    pub fn parse(s: &str) -> Option<Self> {
-        parse_uuid(s).map(Self)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[cfg(test)]
