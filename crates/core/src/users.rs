@@ -88,12 +88,8 @@ pub async fn ensure_admin(db: &Db, email: &Email, password: &Password) -> Result
 /// The e-mail address of a user (`None` when the account is gone).
 pub async fn email_of(db: &Db, id: &str) -> Result<Option<String>, CoreError> {
     const SQL: &str = "SELECT email FROM users WHERE id = $1";
-    let email: Option<String> = sqlx::query_scalar(SQL)
-        .bind(id)
-        .fetch_optional(db.pool())
-        .in_db_span(query_span(db.backend(), "SELECT", "users", SQL))
-        .await?;
-    Ok(email)
+    let row = crate::db::select_by_key(db, "users", SQL, id).await?;
+    Ok(row.map(|row| row.try_get("email")).transpose()?)
 }
 
 /// An account as admins see it.
