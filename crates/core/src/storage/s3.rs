@@ -38,6 +38,19 @@ pub(super) const PART_SIZE: usize = 8 * 1024 * 1024;
 /// up, and a slow store is as unready as a dead one.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The request `$op` (a method of the SDK's client) on the object `$key` of the store's bucket.
+/// A macro because the SDK's request builders share their `bucket` and `key` setters but no
+/// trait.
+macro_rules! object_request {
+    ($store:expr, $op:ident, $key:expr) => {
+        $store
+            .client
+            .$op()
+            .bucket(&*$store.bucket)
+            .key($key.as_str())
+    };
+}
+
 #[derive(Clone)]
 pub struct S3Store {
     client: Client,
@@ -154,11 +167,7 @@ impl S3Store {
         if eof {
             // Small enough for one request: no multipart bookkeeping.
             let size = buf.len() as u64;
-            let out = self
-                .client
-                .put_object()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
+            let out = object_request!(self, put_object, key)
                 .content_type(content_type)
                 .content_length(size as i64)
                 .body(ByteStream::from(buf.freeze()))
@@ -210,11 +219,7 @@ impl S3Store {
         content_type: &str,
     ) -> Result<String, StoreError> {
         traced(self.step_span("s3.create_multipart_upload", key), async {
-            let out = self
-                .client
-                .create_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
+            let out = object_request!(self, create_multipart_upload, key)
                 .content_type(content_type)
                 .send()
                 .await
@@ -277,11 +282,7 @@ impl S3Store {
         parts: Vec<CompletedPart>,
     ) -> Result<Option<String>, StoreError> {
         traced(self.step_span("s3.complete_multipart_upload", key), async {
-            let out = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
+            let out = object_request!(self, complete_multipart_upload, key)
                 .upload_id(upload_id)
                 .multipart_upload(
                     CompletedMultipartUpload::builder()
@@ -314,11 +315,7 @@ impl S3Store {
             error.type = tracing::field::Empty,
         );
         traced(span, async {
-            let out = self
-                .client
-                .upload_part()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
+            let out = object_request!(self, upload_part, key)
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_length(part.len() as i64)
@@ -335,10 +332,7 @@ impl S3Store {
     /// and the caller's original error matters more than this one.
     async fn abort(&self, key: &ObjectKey, upload_id: &str) {
         let _ = traced(self.step_span("s3.abort_multipart_upload", key), async {
-            self.client
-                .abort_multipart_upload()
-                .bucket(&*self.bucket)
-                .key(key.as_str())
+            object_request!(self, abort_multipart_upload, key)
                 .upload_id(upload_id)
                 .send()
                 .await
@@ -370,11 +364,7 @@ impl S3Store {
     }
 
     pub(crate) async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&*self.bucket)
-            .key(key.as_str())
+        let out = object_request!(self, head_object, key)
             .send()
             .await
             .map_err(|e| map_sdk_error(e, Some(key)))?;
@@ -395,11 +385,7 @@ impl S3Store {
         key: &ObjectKey,
         range: Option<ByteRange>,
     ) -> Result<ObjectBody, StoreError> {
-        let mut req = self
-            .client
-            .get_object()
-            .bucket(&*self.bucket)
-            .key(key.as_str());
+        let mut req = object_request!(self, get_object, key);
         if let Some(r) = range {
             req = req.range(format!("bytes={}-{}", r.start, r.end_inclusive));
         }
@@ -461,11 +447,7 @@ impl S3Store {
         let config = PresigningConfig::expires_in(ttl).map_err(|e| {
             StoreError::Other(anyhow::anyhow!("invalid presign lifetime {ttl:?}: {e}"))
         })?;
-        let req = self
-            .client
-            .get_object()
-            .bucket(&*self.bucket)
-            .key(key.as_str())
+        let req = object_request!(self, get_object, key)
             .presigned(config)
             .await
             .map_err(|e| map_sdk_error(e, Some(key)))?;
@@ -473,10 +455,7 @@ impl S3Store {
     }
 
     pub(crate) async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&*self.bucket)
-            .key(key.as_str())
+        object_request!(self, delete_object, key)
             .send()
             .await
             .map_err(|e| map_sdk_error(e, Some(key)))?;
