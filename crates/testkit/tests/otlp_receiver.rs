@@ -6,6 +6,7 @@ use std::time::Duration;
 use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::transport::Channel;
 use vidscope_testkit::otlp::proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use vidscope_testkit::otlp::proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -82,6 +83,39 @@ fn scope(name: &str) -> Option<InstrumentationScope> {
     })
 }
 
+/// `function -> request: resource list (resource type) . scope list (scope type) . item list:
+/// item type`: a request of one resource (`service`) with one scope around the items, the
+/// nesting every OTLP request has, under the names of each signal.
+macro_rules! one_scope_requests {
+    ($(
+        $function:ident -> $request:ident:
+        $resources:ident ($resource_type:ident) . $scopes:ident ($scope_type:ident) . $items:ident: $item:ident;
+    )*) => {$(
+        fn $function(service: &str, scope_name: &str, items: Vec<$item>) -> $request {
+            $request {
+                $resources: vec![$resource_type {
+                    resource: resource(service),
+                    $scopes: vec![$scope_type {
+                        scope: scope(scope_name),
+                        $items: items,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+        }
+    )*};
+}
+
+one_scope_requests! {
+    one_scope_traces -> ExportTraceServiceRequest:
+        resource_spans (ResourceSpans) . scope_spans (ScopeSpans) . spans: Span;
+    one_scope_logs -> ExportLogsServiceRequest:
+        resource_logs (ResourceLogs) . scope_logs (ScopeLogs) . log_records: LogRecord;
+    one_scope_metrics -> ExportMetricsServiceRequest:
+        resource_metrics (ResourceMetrics) . scope_metrics (ScopeMetrics) . metrics: Metric;
+}
+
 /// A server root span and a client child with attributes of every scalar type and an exception
 /// event, the shapes the API's instrumentation produces.
 fn trace_request(secret: &str) -> ExportTraceServiceRequest {
@@ -136,17 +170,7 @@ fn trace_request(secret: &str) -> ExportTraceServiceRequest {
         }),
         ..Default::default()
     };
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: resource("vidscope-api"),
-            scope_spans: vec![ScopeSpans {
-                scope: scope("vidscope-api"),
-                spans: vec![root, child],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    one_scope_traces("vidscope-api", "vidscope-api", vec![root, child])
 }
 
 fn logs_request() -> ExportLogsServiceRequest {
@@ -178,16 +202,26 @@ fn logs_request() -> ExportLogsServiceRequest {
         span_id: vec![0; 8],
         ..Default::default()
     };
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: resource("vidscope-worker"),
-            scope_logs: vec![ScopeLogs {
-                scope: scope("vidscope-worker"),
-                log_records: vec![in_span, structured],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+    one_scope_logs(
+        "vidscope-worker",
+        "vidscope-worker",
+        vec![in_span, structured],
+    )
+}
+
+/// The one point of the request's histogram; the receiver must hand its values back as sent.
+fn duration_point() -> HistogramDataPoint {
+    HistogramDataPoint {
+        attributes: vec![kv("http.route", string("/videos/{id}"))],
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        time_unix_nano: 1_700_000_010_000_000_000,
+        count: 3,
+        sum: Some(0.6),
+        bucket_counts: vec![1, 2, 0],
+        explicit_bounds: vec![0.1, 0.5],
+        min: Some(0.05),
+        max: Some(0.3),
+        ..Default::default()
     }
 }
 
@@ -197,18 +231,7 @@ fn metrics_request() -> ExportMetricsServiceRequest {
         description: "Duration of HTTP server requests.".to_owned(),
         unit: "s".to_owned(),
         data: Some(Data::Histogram(Histogram {
-            data_points: vec![HistogramDataPoint {
-                attributes: vec![kv("http.route", string("/videos/{id}"))],
-                start_time_unix_nano: 1_700_000_000_000_000_000,
-                time_unix_nano: 1_700_000_010_000_000_000,
-                count: 3,
-                sum: Some(0.6),
-                bucket_counts: vec![1, 2, 0],
-                explicit_bounds: vec![0.1, 0.5],
-                min: Some(0.05),
-                max: Some(0.3),
-                ..Default::default()
-            }],
+            data_points: vec![duration_point()],
             aggregation_temporality: AggregationTemporality::Cumulative as i32,
         })),
         ..Default::default()
@@ -238,17 +261,11 @@ fn metrics_request() -> ExportMetricsServiceRequest {
         })),
         ..Default::default()
     };
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: resource("vidscope-api"),
-            scope_metrics: vec![ScopeMetrics {
-                scope: scope("vidscope-metrics"),
-                metrics: vec![histogram, counter, gauge],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    one_scope_metrics(
+        "vidscope-api",
+        "vidscope-metrics",
+        vec![histogram, counter, gauge],
+    )
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -322,6 +339,27 @@ async fn post(
     }
 }
 
+/// `request` sent over OTLP/HTTP as protobuf, the encoding the SDK exporters default to.
+async fn post_protobuf(
+    receiver: &CaptureReceiver,
+    signal: Signal,
+    request: &impl prost::Message,
+) -> HttpReply {
+    post(
+        receiver,
+        signal.http_path(),
+        Some("application/x-protobuf"),
+        &request.encode_to_vec(),
+    )
+    .await
+}
+
+async fn trace_client(receiver: &CaptureReceiver) -> TraceServiceClient<Channel> {
+    TraceServiceClient::connect(receiver.grpc_endpoint())
+        .await
+        .expect("connect gRPC")
+}
+
 // ----------------------------------------------------------------------------------------------
 // Tests
 // ----------------------------------------------------------------------------------------------
@@ -329,10 +367,8 @@ async fn post(
 #[tokio::test]
 async fn grpc_traces_are_flattened_with_hex_ids_and_typed_attributes() {
     let receiver = CaptureReceiver::start().await;
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+    let response = trace_client(&receiver)
         .await
-        .expect("connect gRPC");
-    let response = client
         .export(trace_request("not-a-secret"))
         .await
         .expect("export accepted");
@@ -450,13 +486,7 @@ async fn grpc_logs_and_metrics_are_counted_per_signal() {
 #[tokio::test]
 async fn http_protobuf_logs_keep_trace_context_and_bodies() {
     let receiver = CaptureReceiver::start().await;
-    let reply = post(
-        &receiver,
-        "/v1/logs",
-        Some("application/x-protobuf"),
-        &logs_request().encode_to_vec(),
-    )
-    .await;
+    let reply = post_protobuf(&receiver, Signal::Logs, &logs_request()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         reply.content_type.as_deref(),
@@ -533,15 +563,16 @@ async fn http_json_metrics_expose_histograms_sums_and_gauges() {
     let points = receiver.metric_points("http.server.request.duration");
     assert_eq!(points.len(), 1);
     assert_eq!(points[0].attr_str("http.route"), Some("/videos/{id}"));
+    let sent = duration_point();
     assert_eq!(
         points[0].value,
         PointValue::Histogram {
-            count: 3,
-            sum: Some(0.6),
-            bucket_counts: vec![1, 2, 0],
-            explicit_bounds: vec![0.1, 0.5],
-            min: Some(0.05),
-            max: Some(0.3),
+            count: sent.count,
+            sum: sent.sum,
+            bucket_counts: sent.bucket_counts,
+            explicit_bounds: sent.explicit_bounds,
+            min: sent.min,
+            max: sent.max,
         }
     );
     assert_eq!(points[0].value.count(), Some(3));
@@ -653,10 +684,8 @@ async fn empty_json_export_is_accepted() {
 #[tokio::test]
 async fn raw_contains_finds_secrets_in_every_encoding() {
     let receiver = CaptureReceiver::start().await;
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+    trace_client(&receiver)
         .await
-        .expect("connect gRPC");
-    client
         .export(trace_request("grpc-secret-7f3a"))
         .await
         .expect("export accepted");
@@ -698,51 +727,58 @@ async fn raw_contains_finds_secrets_in_every_encoding() {
 async fn bad_http_input_is_refused_with_an_explanation() {
     let receiver = CaptureReceiver::start().await;
 
-    let reply = post(&receiver, "/v1/traces", Some("text/plain"), b"hello").await;
-    assert_eq!(reply.status, 415);
-    assert!(reply.text().contains("text/plain"), "{}", reply.text());
-
-    let reply = post(&receiver, "/v1/traces", None, b"hello").await;
-    assert_eq!(reply.status, 415);
-    assert!(reply.text().contains("Content-Type"), "{}", reply.text());
-
-    let reply = post(
-        &receiver,
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        &[0xff, 0xff, 0xff, 0xff],
-    )
-    .await;
-    assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("protobuf"), "{}", reply.text());
-
-    let reply = post(
-        &receiver,
-        "/v1/metrics",
-        Some("application/json"),
-        b"{not json",
-    )
-    .await;
-    assert_eq!(reply.status, 400);
-    assert!(reply.text().contains("not valid JSON"), "{}", reply.text());
-
-    let reply = post(
-        &receiver,
-        "/v1/traces",
-        Some("application/json"),
-        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
-    )
-    .await;
-    assert_eq!(reply.status, 400);
-    assert!(
-        reply.text().contains("ExportTraceServiceRequest"),
-        "{}",
-        reply.text()
+    /// A request (path, content type, body), the status it gets, and what the explanation of
+    /// the refusal must name.
+    type Refused = (
+        &'static str,
+        Option<&'static str>,
+        &'static [u8],
+        u16,
+        &'static str,
     );
-
-    let reply = post(&receiver, "/v1/trace", Some("application/json"), b"{}").await;
-    assert_eq!(reply.status, 404);
-    assert!(reply.text().contains("/v1/traces"), "{}", reply.text());
+    let bad: [Refused; 6] = [
+        (
+            "/v1/traces",
+            Some("text/plain"),
+            b"hello",
+            415,
+            "text/plain",
+        ),
+        ("/v1/traces", None, b"hello", 415, "Content-Type"),
+        (
+            "/v1/traces",
+            Some("application/x-protobuf"),
+            &[0xff, 0xff, 0xff, 0xff],
+            400,
+            "protobuf",
+        ),
+        (
+            "/v1/metrics",
+            Some("application/json"),
+            b"{not json",
+            400,
+            "not valid JSON",
+        ),
+        (
+            "/v1/traces",
+            Some("application/json"),
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
+            400,
+            "ExportTraceServiceRequest",
+        ),
+        (
+            "/v1/trace",
+            Some("application/json"),
+            b"{}",
+            404,
+            "/v1/traces",
+        ),
+    ];
+    for (path, content_type, body, status, explanation) in bad {
+        let reply = post(&receiver, path, content_type, body).await;
+        assert_eq!(reply.status, status, "{path} {content_type:?}");
+        assert!(reply.text().contains(explanation), "{}", reply.text());
+    }
 
     assert_eq!(receiver.request_counts().total(), 0);
     assert_eq!(receiver.problems().len(), 6, "{:#?}", receiver.problems());
@@ -752,21 +788,9 @@ async fn bad_http_input_is_refused_with_an_explanation() {
 #[tokio::test]
 async fn wait_timeout_lists_what_was_received() {
     let receiver = CaptureReceiver::start().await;
-    let reply = post(
-        &receiver,
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        &trace_request("x").encode_to_vec(),
-    )
-    .await;
+    let reply = post_protobuf(&receiver, Signal::Traces, &trace_request("x")).await;
     assert_eq!(reply.status, 200);
-    post(
-        &receiver,
-        "/v1/logs",
-        Some("application/x-protobuf"),
-        &logs_request().encode_to_vec(),
-    )
-    .await;
+    post_protobuf(&receiver, Signal::Logs, &logs_request()).await;
     post(&receiver, "/v1/metrics", Some("text/csv"), b"a,b").await;
 
     let started = std::time::Instant::now();
@@ -815,10 +839,11 @@ async fn waits_return_as_soon_as_late_data_arrives() {
     let sender = receiver.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let mut client = TraceServiceClient::connect(sender.grpc_endpoint())
+        trace_client(&sender)
             .await
-            .expect("connect gRPC");
-        client.export(trace_request("x")).await.expect("export");
+            .export(trace_request("x"))
+            .await
+            .expect("export");
         let mut logs = LogsServiceClient::connect(sender.grpc_endpoint())
             .await
             .expect("connect gRPC");
@@ -862,22 +887,14 @@ async fn reject_mode_simulates_an_unavailable_collector() {
     let receiver = CaptureReceiver::start().await;
     receiver.set_reject(true);
 
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
-        .await
-        .expect("connect gRPC");
+    let mut client = trace_client(&receiver).await;
     let status = client
         .export(trace_request("x"))
         .await
         .expect_err("rejected");
     assert_eq!(status.code(), tonic::Code::Unavailable);
 
-    let reply = post(
-        &receiver,
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        &trace_request("x").encode_to_vec(),
-    )
-    .await;
+    let reply = post_protobuf(&receiver, Signal::Traces, &trace_request("x")).await;
     assert_eq!(reply.status, 503);
 
     assert_eq!(receiver.rejected_count(), 2);
@@ -936,9 +953,7 @@ async fn misbehaviour_refuses_with_a_wait_then_accepts_partially() {
 
     // The count starts afresh: gRPC's first request is refused too.
     receiver.misbehave(throttle);
-    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
-        .await
-        .unwrap();
+    let mut grpc = trace_client(&receiver).await;
     let status = grpc.export(trace_request("x")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     let retry = status.get_details_retry_info().expect("a RetryInfo");
@@ -982,9 +997,7 @@ async fn misbehaviour_answers_late() {
         "HTTP answered after {:?}",
         start.elapsed()
     );
-    let mut grpc = TraceServiceClient::connect(receiver.grpc_endpoint())
-        .await
-        .unwrap();
+    let mut grpc = trace_client(&receiver).await;
     let start = std::time::Instant::now();
     grpc.export(trace_request("x")).await.unwrap();
     assert!(
@@ -1062,13 +1075,7 @@ async fn gzip_is_checked_on_the_bytes_and_decoded() {
 #[tokio::test]
 async fn clear_forgets_everything() {
     let receiver = CaptureReceiver::start().await;
-    let reply = post(
-        &receiver,
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        &trace_request("clear-me").encode_to_vec(),
-    )
-    .await;
+    let reply = post_protobuf(&receiver, Signal::Traces, &trace_request("clear-me")).await;
     assert_eq!(reply.status, 200);
     assert!(receiver.raw_contains(b"clear-me"));
 
@@ -1089,20 +1096,12 @@ async fn without_retention_only_counters_are_kept() {
     })
     .await
     .expect("start");
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
+    trace_client(&receiver)
         .await
-        .expect("connect gRPC");
-    client
         .export(trace_request("dropped"))
         .await
         .expect("export accepted");
-    let reply = post(
-        &receiver,
-        "/v1/metrics",
-        Some("application/x-protobuf"),
-        &metrics_request().encode_to_vec(),
-    )
-    .await;
+    let reply = post_protobuf(&receiver, Signal::Metrics, &metrics_request()).await;
     assert_eq!(reply.status, 200);
 
     let items = receiver.item_counts();
@@ -1159,9 +1158,7 @@ async fn shutdown_stops_the_servers_for_all_clones() {
     let receiver = CaptureReceiver::start().await;
     let clone = receiver.clone();
     // An open gRPC connection must not keep shutdown waiting.
-    let mut client = TraceServiceClient::connect(receiver.grpc_endpoint())
-        .await
-        .expect("connect gRPC");
+    let mut client = trace_client(&receiver).await;
     client.export(trace_request("x")).await.expect("export");
 
     tokio::time::timeout(Duration::from_secs(4), receiver.shutdown())
