@@ -278,6 +278,24 @@ pub async fn settle_if_deleted(
     }
 }
 
+/// Runs a job about the video `id`: `process` gets the video, unless it was deleted before the
+/// job started (nothing to do then), and its result is settled by [`settle_if_deleted`].
+pub async fn on_video<F>(
+    ctx: &JobContext,
+    id: &VideoId,
+    process: impl FnOnce(Video) -> F,
+) -> Result<(), JobError>
+where
+    F: Future<Output = Result<(), JobError>>,
+{
+    let result = match load_video(ctx, id).await {
+        Ok(Some(video)) => process(video).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    settle_if_deleted(ctx, id, result).await
+}
+
 /// The video's object copied into a fresh temp dir (in the worker's own, see
 /// [`crate::scratch`]), as the job's `storage.get` step: ffmpeg wants a seekable file. The
 /// file lives as long as the returned dir, where the job may write its own files too.

@@ -7,12 +7,10 @@ use tracing::Instrument;
 use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::jobs::{JobKind, JobMessage, JobPayload, NewJob};
 use vidscope_core::outbox;
-use vidscope_core::videos::{self, VideoStatus};
+use vidscope_core::videos::{self, Video, VideoId, VideoStatus};
 
 use super::thumbnail::ThumbnailPayload;
-use super::{
-    Job, JobContext, fetch_input, load_video, set_status, settle_if_deleted, step, update_videos,
-};
+use super::{Job, JobContext, fetch_input, on_video, set_status, step, update_videos};
 use crate::error::JobError;
 
 pub struct Probe;
@@ -27,9 +25,8 @@ impl Job for Probe {
         job: &JobMessage,
         payload: ProbePayload,
     ) -> Result<(), JobError> {
-        let id = payload.video_id.clone();
-        let result = probe(ctx, job, payload).await;
-        settle_if_deleted(ctx, &id, result).await
+        let id = &payload.video_id;
+        on_video(ctx, id, |video| probe(ctx, job, id, video)).await
     }
 
     /// Its video becomes `failed`.
@@ -38,13 +35,14 @@ impl Job for Probe {
     }
 }
 
-/// The job; a video deleted before it starts leaves nothing to do.
-async fn probe(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Result<(), JobError> {
+/// The job, on its video (see [`on_video`]).
+async fn probe(
+    ctx: &JobContext,
+    job: &JobMessage,
+    id: &VideoId,
+    video: Video,
+) -> Result<(), JobError> {
     const KIND: JobKind = ProbePayload::KIND;
-    let id = payload.video_id;
-    let Some(video) = load_video(ctx, &id).await? else {
-        return Ok(());
-    };
     if video.status == VideoStatus::Uploaded {
         set_status(ctx, &video, VideoStatus::Processing).await?;
     }
@@ -62,7 +60,7 @@ async fn probe(ctx: &JobContext, job: &JobMessage, payload: ProbePayload) -> Res
         KIND,
         async {
             let mut tx = vidscope_core::db::begin(&ctx.db).await?;
-            videos::record_probe(&mut tx, ctx.db.backend(), &id, &probe).await?;
+            videos::record_probe(&mut tx, ctx.db.backend(), id, &probe).await?;
             outbox::write_outbox(&mut tx, ctx.db.backend(), &[thumbnail]).await?;
             vidscope_core::db::commit(tx).await?;
             Ok(())

@@ -12,12 +12,10 @@ use tracing::field::Empty;
 use vidscope_core::domain::VideoId;
 use vidscope_core::jobs::{JobKind, JobMessage, JobPayload};
 use vidscope_core::storage::ObjectKey;
-use vidscope_core::videos::{self, VideoStatus};
+use vidscope_core::videos::{self, Video, VideoStatus};
 use vidscope_telemetry::Metrics;
 
-use super::{
-    Job, JobContext, announce, fetch_input, load_video, settle_if_deleted, step, update_videos,
-};
+use super::{Job, JobContext, announce, fetch_input, on_video, step, update_videos};
 use crate::error::JobError;
 
 /// Wire form `{"videoId": "<uuid>"}`, unchanged since the first release.
@@ -51,9 +49,8 @@ impl Job for Thumbnail {
         _job: &JobMessage,
         payload: ThumbnailPayload,
     ) -> Result<(), JobError> {
-        let id = payload.video_id.clone();
-        let result = thumbnail(ctx, payload).await;
-        settle_if_deleted(ctx, &id, result).await
+        let id = &payload.video_id;
+        on_video(ctx, id, |video| thumbnail(ctx, id, video)).await
     }
 
     /// Its video becomes `failed`.
@@ -69,13 +66,9 @@ impl Job for Thumbnail {
     }
 }
 
-/// The job; a video deleted before it starts leaves nothing to do, one deleted while it ran
-/// leaves no thumbnail behind.
-async fn thumbnail(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), JobError> {
-    let id = payload.video_id;
-    let Some(video) = load_video(ctx, &id).await? else {
-        return Ok(());
-    };
+/// The job, on its video (see [`on_video`]); a video deleted while it ran leaves no thumbnail
+/// behind.
+async fn thumbnail(ctx: &JobContext, id: &VideoId, video: Video) -> Result<(), JobError> {
     let (dir, input) = fetch_input(ctx, KIND, &video).await?;
     let at = video.duration_seconds.map_or(0.0, |d| (d / 2.0).min(1.0));
     let jpeg = dir.path().join("thumbnail.jpg");
@@ -118,7 +111,7 @@ async fn thumbnail(ctx: &JobContext, payload: ThumbnailPayload) -> Result<(), Jo
         .workflow_image_size_bytes
         .record(size as f64, &image);
     let marked = update_videos(ctx, KIND, async {
-        Ok(videos::mark_ready(&ctx.db, &id, &thumb_key).await?)
+        Ok(videos::mark_ready(&ctx.db, id, &thumb_key).await?)
     })
     .await?;
     if !marked {
