@@ -11,6 +11,7 @@ mod videos_page;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, header};
 use serde_json::{Value, json};
+use vidscope_core::config::Settings;
 use vidscope_core::domain::Role;
 use vidscope_core::videos::VideoId;
 use vidscope_testkit::db::insert_video_row;
@@ -129,6 +130,15 @@ async fn insert_video(app: &TestRouter, title: &str, status: &str) -> String {
     id.as_str().to_owned()
 }
 
+/// A router over the test settings as `tweak` changes them.
+async fn router_with(tweak: impl FnOnce(&mut Settings)) -> TestRouter {
+    test_router_with(|mut settings| {
+        tweak(&mut settings);
+        settings
+    })
+    .await
+}
+
 async fn viewer(app: &TestRouter) -> String {
     app.create_user(Role::Viewer).await.cookie
 }
@@ -155,6 +165,11 @@ async fn as_admin(app: &TestRouter) -> Option<String> {
 /// A session token no one was given.
 async fn unknown_session(_: &TestRouter) -> Option<String> {
     Some(format!("vidscope_session={}", "cd".repeat(32)))
+}
+
+/// A session cookie that is not even a token.
+async fn malformed_session(_: &TestRouter) -> Option<String> {
+    Some("vidscope_session=nope".to_owned())
 }
 
 /// The body of a case: none, JSON (as `application/json`), or bytes of a given type.
@@ -198,6 +213,8 @@ enum Expect {
     ),
     /// A 303 to this location.
     Redirect(&'static str),
+    /// An HTML page (a 200) that contains this.
+    Html(&'static str),
 }
 
 fn error(status: u16, code: &'static str, message_part: &'static str) -> Expect {
@@ -219,13 +236,27 @@ impl Expect {
                 }
             }
             Expect::Redirect(location) => a.assert_redirect(location),
+            Expect::Html(part) => {
+                let html = a.assert_html();
+                assert!(html.contains(part), "no {part:?} in the page:\n{html}");
+            }
         }
     }
 }
 
 /// `name: who METHOD path, body => expected;` becomes `#[tokio::test] async fn name()` over a
-/// fresh router, so each case runs, fails and filters on its own name.
+/// fresh router, so each case runs, fails and filters on its own name. The cases of one caller
+/// on one route can share them: `who METHOD path { name: body => expected; ... }`.
 macro_rules! cases {
+    (
+        $who:ident $method:ident $path:literal {
+            $($name:ident: $body:expr => $expect:expr;)*
+        }
+        $($groups:tt)*
+    ) => {
+        cases! { $($name: $who $method $path, $body => $expect;)* }
+        cases! { $($groups)* }
+    };
     ($($name:ident: $who:ident $method:ident $path:expr, $body:expr => $expect:expr;)*) => {
         $(
             #[tokio::test]
@@ -239,7 +270,7 @@ macro_rules! cases {
     };
 }
 
-use Expect::Redirect;
+use Expect::{Html, Redirect};
 use Payload::{Empty, Json};
 
 cases! {
@@ -254,9 +285,16 @@ cases! {
     a_player_url_without_a_uuid_is_a_400_before_the_login_detour:
         anonymous GET "/player/not-a-uuid", Empty
         => error(400, "invalid_parameter", "videoId must be a UUID");
+    an_unknown_session_is_anonymous_for_pages: unknown_session GET "/videos", Empty
+        => Redirect("/login?next=/videos");
+    a_malformed_session_cookie_is_anonymous_for_pages: malformed_session GET "/", Empty
+        => Redirect("/login?next=/");
+    // The form posts to the API.
+    the_login_page_needs_no_session: anonymous GET "/login", Empty => Html("/api/auth/login");
 
     // Pages, signed in.
     signed_in_home_goes_to_the_lesson_list: as_viewer GET "/", Empty => Redirect("/videos");
+    signed_in_videos_page_is_html: as_viewer GET "/videos", Empty => Html("id=\"videos\"");
     signed_in_player_of_an_unknown_video_is_a_404: as_viewer GET SOME_VIDEO, Empty
         => error(404, "not_found", "not found");
     the_trace_viewer_page_is_a_403_for_viewers: as_viewer GET "/trace-viewer", Empty
@@ -288,66 +326,7 @@ cases! {
     an_unknown_session_is_a_401_for_the_api: unknown_session GET "/api/auth/session", Empty
         => error(401, "unauthorized", "log in");
 
-    // Login validation.
-    login_without_fields_names_both: anonymous POST "/api/auth/login", Json(json!({}))
-        => error(400, "credentials_missing", "email and password required");
-    login_without_a_password_names_it: anonymous POST "/api/auth/login",
-        Json(json!({"email": "a@example.com"}))
-        => error(400, "credentials_missing", "password required");
-    login_with_a_blank_email_names_it: anonymous POST "/api/auth/login",
-        Json(json!({"email": "  ", "password": "correct horse"}))
-        => error(400, "credentials_missing", "email required");
-    login_with_a_malformed_email_is_a_400: anonymous POST "/api/auth/login",
-        Json(json!({"email": "not-an-address", "password": "correct horse"}))
-        => error(400, "invalid", "email is not a valid address");
-    login_with_a_field_of_the_wrong_type_names_it: anonymous POST "/api/auth/login",
-        Json(json!({"email": 5, "password": "correct horse"})) => error(400, "invalid_json", "email");
-    login_with_malformed_json_is_a_400: anonymous POST "/api/auth/login",
-        raw("application/json", "{\"email\":") => error(400, "invalid_json", "EOF");
-    login_with_a_non_json_content_type_is_a_415: anonymous POST "/api/auth/login",
-        raw("text/plain", json!({"email": "a@example.com", "password": "x"}).to_string())
-        => error(415, "unsupported_media_type", "Content-Type: application/json");
-    a_json_body_over_one_mib_is_a_413: anonymous POST "/api/auth/login",
-        Json(json!({"email": "a".repeat(vidscope_api::limits::BODY_LIMIT), "password": "x"}))
-        => error(413, "payload_too_large", "1048576 bytes");
-
-    // Registration.
-    register_rejects_a_malformed_email: anonymous POST "/api/auth/register",
-        Json(json!({"email": "nobody@nowhere", "password": "long enough"}))
-        => error(400, "invalid", "email");
-    register_rejects_a_short_password: anonymous POST "/api/auth/register",
-        Json(json!({"email": "short@example.com", "password": "1234567"}))
-        => error(400, "invalid", "password must be between 8 and 128");
-    register_rejects_a_long_password: anonymous POST "/api/auth/register",
-        Json(json!({"email": "long@example.com", "password": "x".repeat(129)}))
-        => error(400, "invalid", "password must be between 8 and 128");
-    register_without_a_password_names_the_field: anonymous POST "/api/auth/register",
-        Json(json!({"email": "x@example.com"}))
-        => error(400, "invalid_json", "missing field `password`");
-
-    // Progress validation.
-    progress_with_a_bad_video_id_names_it: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "a b", "positionSeconds": 1, "watchTime": 1}))
-        => error(400, "invalid", "videoId must be a video id: a UUID");
-    // Like every other route: an id that cannot name a video is bad input, not a miss.
-    progress_with_a_video_id_that_is_no_uuid_is_a_400: as_viewer POST "/api/progress",
-        Json(json!({"videoId": "no-such-video", "positionSeconds": 1, "watchTime": 1}))
-        => error(400, "invalid", "videoId must be a video id: a UUID");
-    progress_with_a_position_over_a_week_names_it: as_viewer POST "/api/progress",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 604801, "watchTime": 1}))
-        => error(400, "invalid", "positionSeconds is out of range");
-    progress_with_a_negative_watch_time_names_it: as_viewer POST "/api/progress",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": -3}))
-        => error(400, "invalid", "watchTime must not be negative");
-    progress_without_a_position_names_the_field: as_viewer POST "/api/progress",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "watchTime": 1}))
-        => error(400, "invalid_json", "missing field `positionSeconds`");
-    progress_for_an_unknown_video_is_a_404: as_viewer POST "/api/progress",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": 1}))
-        => error(404, "not_found", "video not found");
-    progress_with_a_form_content_type_is_a_415: as_viewer POST "/api/progress",
-        raw("application/x-www-form-urlencoded", "videoId=v1")
-        => error(415, "unsupported_media_type", "application/json");
+    // Progress: reading with a bad id.
     reading_progress_with_an_overlong_video_id_names_it: as_viewer GET
         format!("/api/progress/{}", "v".repeat(129)), Empty
         => error(400, "invalid", "videoId must be a video id");
@@ -355,92 +334,123 @@ cases! {
         "/api/progress/no-such-video", Empty
         => error(400, "invalid", "videoId must be a video id");
 
-    // Player telemetry validation: the message names the path at fault.
-    player_telemetry_names_an_unknown_event: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering"}, {"name": "video.exploded"}]}))
-        => error(400, "invalid_player_event", "events[1].name");
-    player_telemetry_names_a_value_out_of_range: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.loaded", "loadTimeMs": 1e9}]}))
-        => error(400, "invalid_player_event", "events[0].loadTimeMs");
-    player_telemetry_names_the_path_of_a_value_of_the_wrong_type:
-        as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [
-            {"name": "video.buffering"}, {"name": "video.buffering"},
-            {"name": "video.buffering", "durationMs": "long"},
-        ]}))
-        => error(400, "invalid_player_event", "events[2].durationMs: invalid type: string");
-    player_telemetry_names_a_missing_field: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.resume_attempt", "success": true}]}))
-        => error(400, "invalid_player_event", "events[0].expected is required");
-    player_telemetry_names_a_batch_field_of_the_wrong_type: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": ["v1"], "events": [{"name": "video.buffering"}]}))
-        => error(400, "invalid_json", "invalid batch: videoId: invalid type: sequence");
-    player_telemetry_names_a_video_id_that_is_no_uuid: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": "no-such-video", "events": [{"name": "video.buffering"}]}))
-        => error(400, "invalid", "videoId must be a video id");
-    player_telemetry_refuses_an_empty_batch: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": []}))
-        => error(400, "invalid_player_event", "events must hold 1 to 100");
-    player_telemetry_refuses_a_malformed_traceparent: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "traceparent": "00-zz-1", "events": [{"name": "video.buffering"}]}))
-        => error(400, "invalid_traceparent", "traceparent");
-    player_telemetry_refuses_malformed_json: as_viewer POST "/api/telemetry/player",
-        raw("application/json", "[1,") => error(400, "invalid_json", "invalid batch");
-    player_telemetry_over_64_kib_is_a_413: as_viewer POST "/api/telemetry/player",
-        Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering", "pad": "x".repeat(70_000)}]}))
-        => error(413, "payload_too_large", "at most 65536 bytes");
-
-    // Upload.
+    // Uploading is for admins.
     upload_by_a_viewer_is_a_403: as_viewer POST "/api/upload",
         raw("multipart/form-data; boundary=x", "--x--\r\n") => error(403, "forbidden", "admin role");
-    upload_without_multipart_is_a_415: as_admin POST "/api/upload", raw("application/json", "{}")
-        => error(415, "unsupported_media_type", "multipart/form-data");
-    upload_without_a_file_part_is_a_400: as_admin POST "/api/upload", raw(
-        "multipart/form-data; boundary=x",
-        "--x\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--x--\r\n",
-    ) => error(400, "missing_file", "`file` part");
-    upload_without_a_boundary_is_a_400: as_admin POST "/api/upload", raw("multipart/form-data", "")
-        => error(400, "invalid_multipart", "boundary");
 }
 
-// ---- Pages, anonymous: a redirect to the login page that remembers the path ----
+// The validation of each route's input, route by route.
+cases! {
+    anonymous POST "/api/auth/login" {
+        login_without_fields_names_both: Json(json!({}))
+            => error(400, "credentials_missing", "email and password required");
+        login_without_a_password_names_it: Json(json!({"email": "a@example.com"}))
+            => error(400, "credentials_missing", "password required");
+        login_with_a_blank_email_names_it: Json(json!({"email": "  ", "password": "correct horse"}))
+            => error(400, "credentials_missing", "email required");
+        login_with_a_malformed_email_is_a_400:
+            Json(json!({"email": "not-an-address", "password": "correct horse"}))
+            => error(400, "invalid", "email is not a valid address");
+        login_with_a_field_of_the_wrong_type_names_it:
+            Json(json!({"email": 5, "password": "correct horse"}))
+            => error(400, "invalid_json", "email");
+        login_with_malformed_json_is_a_400: raw("application/json", "{\"email\":")
+            => error(400, "invalid_json", "EOF");
+        login_with_a_non_json_content_type_is_a_415:
+            raw("text/plain", json!({"email": "a@example.com", "password": "x"}).to_string())
+            => error(415, "unsupported_media_type", "Content-Type: application/json");
+        a_json_body_over_one_mib_is_a_413:
+            Json(json!({"email": "a".repeat(vidscope_api::limits::BODY_LIMIT), "password": "x"}))
+            => error(413, "payload_too_large", "1048576 bytes");
+    }
 
-#[tokio::test]
-async fn an_unknown_session_is_anonymous_for_pages() {
-    let app = test_router().await;
-    let unknown = format!("vidscope_session={}", "ab".repeat(32));
-    get(&app, "/videos", Some(&unknown))
-        .await
-        .assert_redirect("/login?next=/videos");
-}
+    anonymous POST "/api/auth/register" {
+        register_rejects_a_malformed_email:
+            Json(json!({"email": "nobody@nowhere", "password": "long enough"}))
+            => error(400, "invalid", "email");
+        register_rejects_a_short_password:
+            Json(json!({"email": "short@example.com", "password": "1234567"}))
+            => error(400, "invalid", "password must be between 8 and 128");
+        register_rejects_a_long_password:
+            Json(json!({"email": "long@example.com", "password": "x".repeat(129)}))
+            => error(400, "invalid", "password must be between 8 and 128");
+        register_without_a_password_names_the_field: Json(json!({"email": "x@example.com"}))
+            => error(400, "invalid_json", "missing field `password`");
+    }
 
-#[tokio::test]
-async fn a_malformed_session_cookie_is_anonymous_for_pages() {
-    let app = test_router().await;
-    get(&app, "/", Some("vidscope_session=nope"))
-        .await
-        .assert_redirect("/login?next=/");
-}
+    as_viewer POST "/api/progress" {
+        progress_with_a_bad_video_id_names_it:
+            Json(json!({"videoId": "a b", "positionSeconds": 1, "watchTime": 1}))
+            => error(400, "invalid", "videoId must be a video id: a UUID");
+        // Like every other route: an id that cannot name a video is bad input, not a miss.
+        progress_with_a_video_id_that_is_no_uuid_is_a_400:
+            Json(json!({"videoId": "no-such-video", "positionSeconds": 1, "watchTime": 1}))
+            => error(400, "invalid", "videoId must be a video id: a UUID");
+        progress_with_a_position_over_a_week_names_it:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 604801, "watchTime": 1}))
+            => error(400, "invalid", "positionSeconds is out of range");
+        progress_with_a_negative_watch_time_names_it:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": -3}))
+            => error(400, "invalid", "watchTime must not be negative");
+        progress_without_a_position_names_the_field:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "watchTime": 1}))
+            => error(400, "invalid_json", "missing field `positionSeconds`");
+        progress_for_an_unknown_video_is_a_404:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "positionSeconds": 1, "watchTime": 1}))
+            => error(404, "not_found", "video not found");
+        progress_with_a_form_content_type_is_a_415:
+            raw("application/x-www-form-urlencoded", "videoId=v1")
+            => error(415, "unsupported_media_type", "application/json");
+    }
 
-#[tokio::test]
-async fn the_login_page_needs_no_session() {
-    let app = test_router().await;
-    let html = get(&app, "/login", None).await.assert_html();
-    assert!(
-        html.contains("/api/auth/login"),
-        "the form posts to the API"
-    );
+    // The message names the path at fault.
+    as_viewer POST "/api/telemetry/player" {
+        player_telemetry_names_an_unknown_event:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering"}, {"name": "video.exploded"}]}))
+            => error(400, "invalid_player_event", "events[1].name");
+        player_telemetry_names_a_value_out_of_range:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.loaded", "loadTimeMs": 1e9}]}))
+            => error(400, "invalid_player_event", "events[0].loadTimeMs");
+        player_telemetry_names_the_path_of_a_value_of_the_wrong_type:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "events": [
+                {"name": "video.buffering"}, {"name": "video.buffering"},
+                {"name": "video.buffering", "durationMs": "long"},
+            ]}))
+            => error(400, "invalid_player_event", "events[2].durationMs: invalid type: string");
+        player_telemetry_names_a_missing_field:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.resume_attempt", "success": true}]}))
+            => error(400, "invalid_player_event", "events[0].expected is required");
+        player_telemetry_names_a_batch_field_of_the_wrong_type:
+            Json(json!({"videoId": ["v1"], "events": [{"name": "video.buffering"}]}))
+            => error(400, "invalid_json", "invalid batch: videoId: invalid type: sequence");
+        player_telemetry_names_a_video_id_that_is_no_uuid:
+            Json(json!({"videoId": "no-such-video", "events": [{"name": "video.buffering"}]}))
+            => error(400, "invalid", "videoId must be a video id");
+        player_telemetry_refuses_an_empty_batch: Json(json!({"videoId": NO_SUCH_VIDEO, "events": []}))
+            => error(400, "invalid_player_event", "events must hold 1 to 100");
+        player_telemetry_refuses_a_malformed_traceparent:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "traceparent": "00-zz-1", "events": [{"name": "video.buffering"}]}))
+            => error(400, "invalid_traceparent", "traceparent");
+        player_telemetry_refuses_malformed_json: raw("application/json", "[1,")
+            => error(400, "invalid_json", "invalid batch");
+        player_telemetry_over_64_kib_is_a_413:
+            Json(json!({"videoId": NO_SUCH_VIDEO, "events": [{"name": "video.buffering", "pad": "x".repeat(70_000)}]}))
+            => error(413, "payload_too_large", "at most 65536 bytes");
+    }
+
+    as_admin POST "/api/upload" {
+        upload_without_multipart_is_a_415: raw("application/json", "{}")
+            => error(415, "unsupported_media_type", "multipart/form-data");
+        upload_without_a_file_part_is_a_400: raw(
+            "multipart/form-data; boundary=x",
+            "--x\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nHello\r\n--x--\r\n",
+        ) => error(400, "missing_file", "`file` part");
+        upload_without_a_boundary_is_a_400: raw("multipart/form-data", "")
+            => error(400, "invalid_multipart", "boundary");
+    }
 }
 
 // ---- Pages, signed in ----
-
-#[tokio::test]
-async fn signed_in_videos_page_is_html() {
-    let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let html = get(&app, "/videos", Some(&cookie)).await.assert_html();
-    assert!(html.contains("id=\"videos\""));
-}
 
 #[tokio::test]
 async fn signed_in_player_of_a_ready_video_is_html_with_its_escaped_title() {
@@ -511,11 +521,7 @@ async fn the_trace_viewer_page_is_html_for_admins() {
 /// a chunked upload is), so only the streamed check sees the size.
 #[tokio::test]
 async fn a_file_over_the_limit_that_is_not_a_video_is_a_415_however_it_is_chunked() {
-    let app = test_router_with(|mut s| {
-        s.api.upload_max_bytes = 100;
-        s
-    })
-    .await;
+    let app = router_with(|s| s.api.upload_max_bytes = 100).await;
     let cookie = as_admin(&app).await;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.resize(300, 0);
@@ -701,11 +707,7 @@ async fn login_with_the_right_password_sets_the_session_cookie() {
 
 #[tokio::test]
 async fn login_is_throttled_per_account() {
-    let app = test_router_with(|mut s| {
-        s.api.login_max_failures = 2;
-        s
-    })
-    .await;
+    let app = router_with(|s| s.api.login_max_failures = 2).await;
     let user = app.create_user(Role::Viewer).await;
     let wrong = || credentials(&app, "login", &user.user.email, "wrong password");
     for _ in 0..2 {
@@ -737,11 +739,7 @@ async fn register_with_a_taken_email_is_a_409() {
 
 #[tokio::test]
 async fn register_is_a_403_when_registration_is_off() {
-    let app = test_router_with(|mut s| {
-        s.api.registration_enabled = false;
-        s
-    })
-    .await;
+    let app = router_with(|s| s.api.registration_enabled = false).await;
     credentials(&app, "register", "off@example.com", "long enough")
         .await
         .assert_error(403, "forbidden", "registration is disabled");
@@ -786,26 +784,28 @@ async fn progress_is_saved_for_a_known_video() {
 
 // ---- Player telemetry validation ----
 
-async fn batch(app: &TestRouter, cookie: &str, body: Value) -> Answer {
-    post_json(app, "/api/telemetry/player", Some(cookie), body).await
-}
-
-#[tokio::test]
-async fn player_telemetry_takes_a_text_plain_beacon() {
+/// A viewer's batch of one page-hide at `final_position` seconds of a ready 60 s video, sent as
+/// `content_type` (the player posts JSON; its page-hide beacon is text).
+async fn page_hidden_at(final_position: u32, content_type: &str) -> Answer {
     let app = test_router().await;
     let cookie = viewer(&app).await;
     let id = insert_video(&app, "T", "ready").await;
-    let body =
-        json!({"videoId": id, "events": [{"name": "video.page_hidden", "finalPosition": 30}]});
-    let a = call(
+    let event = json!({"name": "video.page_hidden", "finalPosition": final_position});
+    let body = json!({"videoId": id, "events": [event]});
+    call(
         &app,
         Method::POST,
         "/api/telemetry/player",
         Some(&cookie),
-        Some("text/plain;charset=UTF-8"),
+        Some(content_type),
         body.to_string(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn player_telemetry_takes_a_text_plain_beacon() {
+    let a = page_hidden_at(30, "text/plain;charset=UTF-8").await;
     assert_eq!(a.status, 200, "{}", a.text());
     let answer = a.json();
     assert_eq!(answer["accepted"], 1);
@@ -814,12 +814,7 @@ async fn player_telemetry_takes_a_text_plain_beacon() {
 
 #[tokio::test]
 async fn player_telemetry_page_hidden_beyond_the_duration_names_the_event() {
-    let app = test_router().await;
-    let cookie = viewer(&app).await;
-    let id = insert_video(&app, "T", "ready").await;
-    let body =
-        json!({"videoId": id, "events": [{"name": "video.page_hidden", "finalPosition": 90}]});
-    batch(&app, &cookie, body).await.assert_error(
+    page_hidden_at(90, "application/json").await.assert_error(
         400,
         "invalid",
         "events[0].finalPosition 90 is beyond",
