@@ -10,16 +10,9 @@ use vidscope_core::domain::{Role, UserId};
 use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
 
 use crate::auth::{cookie_of, login};
+use crate::helpers::{app_with_admin_and_viewer, app_with_user, span_with_event};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
-
-/// A running app with an admin and a viewer: what most tests here start from.
-async fn admin_and_viewer() -> (TestApp, TestUser, TestUser) {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
-    let viewer = app.create_user(Role::Viewer).await;
-    (app, admin, viewer)
-}
 
 /// `admin` sets `password` as the temporary password of account `id`.
 async fn set_temporary(
@@ -66,9 +59,26 @@ async fn patch_user(app: &TestApp, admin: &TestUser, id: &str, body: Value) -> r
     call(app, Method::PATCH, &path, &admin.cookie, Some(body)).await
 }
 
+/// `GET /api/auth/session` with `cookie`.
+async fn session(app: &TestApp, cookie: &str) -> reqwest::Response {
+    app.get_with("/api/auth/session", &[("cookie", cookie)])
+        .await
+}
+
 /// The status of `GET /api/auth/session` with `cookie`.
 async fn session_status(app: &TestApp, cookie: &str) -> u16 {
-    app.get_with("/api/auth/session", &[("cookie", cookie)])
+    session(app, cookie).await.status().as_u16()
+}
+
+/// The user `GET /api/auth/session` names for `cookie`.
+async fn session_user(app: &TestApp, cookie: &str) -> Value {
+    let body: Value = session(app, cookie).await.json().await.unwrap();
+    body["user"].clone()
+}
+
+/// The status of `user` signing in with `password`.
+async fn login_status(app: &TestApp, user: &TestUser, password: &str) -> u16 {
+    login(app, &user.user.email, &password)
         .await
         .status()
         .as_u16()
@@ -91,10 +101,7 @@ fn message_of(body: &Value) -> String {
 
 /// The event `name` of the span named `span` that has it, waiting for it to be exported.
 async fn event_on(app: &TestApp, span: &str, name: &str) -> vidscope_testkit::otlp::CapturedEvent {
-    app.flush_telemetry().await;
-    let found = app
-        .span_where(|s| s.name == span && s.event(name).is_some())
-        .await;
+    let found = span_with_event(app, span, name).await;
     found.events.into_iter().find(|e| e.name == name).unwrap()
 }
 
@@ -113,8 +120,7 @@ async fn counted(app: &TestApp, action: &str, outcome: &str) {
 #[tokio::test]
 async fn a_user_changes_their_password_and_their_other_sessions_end() {
     // Arrange: two sessions, each used once so the session cache holds both.
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let other_device = second_session(&app, &viewer).await;
     assert_eq!(session_status(&app, &viewer.cookie).await, 200);
     assert_eq!(session_status(&app, &other_device).await, 200);
@@ -134,10 +140,16 @@ async fn a_user_changes_their_password_and_their_other_sessions_end() {
         401,
         "the other ended at once"
     );
-    let old = login(&app, &viewer.user.email, &viewer.password).await;
-    assert_eq!(old.status(), 401, "the old password no longer works");
-    let new = login(&app, &viewer.user.email, &NEW_PASSWORD).await;
-    assert_eq!(new.status(), 200, "the new one does");
+    assert_eq!(
+        login_status(&app, &viewer, &viewer.password).await,
+        401,
+        "the old password no longer works"
+    );
+    assert_eq!(
+        login_status(&app, &viewer, NEW_PASSWORD).await,
+        200,
+        "the new one does"
+    );
 
     // Traced with who, and never the passwords.
     let event = event_on(&app, "api.account.change_password", "user.password_changed").await;
@@ -160,8 +172,7 @@ async fn a_user_changes_their_password_and_their_other_sessions_end() {
 
 #[tokio::test]
 async fn a_password_change_needs_the_current_password_and_a_valid_new_one() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let cookie = viewer.cookie.as_str();
     let current = viewer.password.as_str();
     for (current, new, status, code, needle) in [
@@ -208,10 +219,7 @@ async fn a_password_change_needs_the_current_password_and_a_valid_new_one() {
         assert!(message.contains(needle), "{message}");
     }
     // Nothing changed: the password is still the old one.
-    assert_eq!(
-        login(&app, &viewer.user.email, &current).await.status(),
-        200
-    );
+    assert_eq!(login_status(&app, &viewer, current).await, 200);
     counted(&app, "password_change", "refused").await;
 
     // Wrong guesses are throttled like sign-ins (five per account by default).
@@ -228,8 +236,7 @@ async fn a_password_change_needs_the_current_password_and_a_valid_new_one() {
 
 #[tokio::test]
 async fn signing_out_everywhere_ends_every_session_this_one_included() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let other_device = second_session(&app, &viewer).await;
     let bystander = app.create_user(Role::Viewer).await;
     for cookie in [&viewer.cookie, &other_device] {
@@ -265,7 +272,7 @@ async fn signing_out_everywhere_ends_every_session_this_one_included() {
 #[tokio::test]
 async fn a_disabled_account_loses_its_sessions_at_once_and_cannot_sign_in() {
     // Arrange
-    let (app, admin, viewer) = admin_and_viewer().await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     assert_eq!(
         session_status(&app, &viewer.cookie).await,
         200,
@@ -317,8 +324,7 @@ async fn a_disabled_account_loses_its_sessions_at_once_and_cannot_sign_in() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["disabled"], false, "{body}");
     assert_eq!(body["disabled_at"], Value::Null, "{body}");
-    let back = login(&app, &viewer.user.email, &viewer.password).await;
-    assert_eq!(back.status(), 200);
+    assert_eq!(login_status(&app, &viewer, &viewer.password).await, 200);
     let event = event_on(&app, "api.users.update", "user.enabled").await;
     assert_eq!(event.attr_str("target.user.id"), Some(id));
     counted(&app, "disable", "done").await;
@@ -328,7 +334,7 @@ async fn a_disabled_account_loses_its_sessions_at_once_and_cannot_sign_in() {
 
 #[tokio::test]
 async fn a_role_change_applies_to_open_sessions_at_once() {
-    let (app, admin, viewer) = admin_and_viewer().await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let id = viewer.user.id.as_str();
     assert_eq!(app.get_as("/api/users", &viewer).await.status(), 403);
     // A viewer cannot make themselves admin.
@@ -361,8 +367,7 @@ async fn a_role_change_applies_to_open_sessions_at_once() {
 
 #[tokio::test]
 async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin) = app_with_user(Role::Admin).await;
     let me = admin.user.id.as_str();
     let cases = [
         (json!({"disabled": true}), "cannot_disable_self"),
@@ -404,7 +409,7 @@ async fn an_admin_cannot_disable_themselves_or_demote_the_last_admin() {
 
 #[tokio::test]
 async fn bad_account_input_is_a_4xx_naming_the_field() {
-    let (app, admin, viewer) = admin_and_viewer().await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let id = viewer.user.id.as_str();
     for (body, code, needle) in [
         (json!({"role": "root"}), "invalid_role", "role"),
@@ -464,7 +469,7 @@ async fn bad_account_input_is_a_4xx_naming_the_field() {
 #[tokio::test]
 async fn a_temporary_password_must_be_changed_before_anything_else() {
     // Arrange
-    let (app, admin, viewer) = admin_and_viewer().await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let id = viewer.user.id.as_str();
     let temporary = "temporary 4 you";
 
@@ -476,12 +481,7 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
         401,
         "sessions ended"
     );
-    assert_eq!(
-        login(&app, &viewer.user.email, &viewer.password)
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(login_status(&app, &viewer, &viewer.password).await, 401);
     let resp = login(&app, &viewer.user.email, &temporary).await;
     assert_eq!(resp.status(), 200);
     let cookie = cookie_of(&resp);
@@ -499,13 +499,8 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
     .await;
     let message = message_of(&body);
     assert!(message.contains("/api/account/password"), "{message}");
-    let me: Value = app
-        .get_with("/api/auth/session", &[("cookie", &cookie)])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"]["must_change_password"], true, "{me}");
+    let me = session_user(&app, &cookie).await;
+    assert_eq!(me["must_change_password"], true, "{me}");
     let page = app.get_with("/videos", &[("cookie", &cookie)]).await;
     assert_eq!(page.status(), 303, "pages send it to the sign-in form");
     let listed: Value = app.get_as("/api/users", &admin).await.json().await.unwrap();
@@ -518,13 +513,8 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
     assert_eq!(resp.status(), 204);
     let videos = app.get_with("/api/videos", &[("cookie", &cookie)]).await;
     assert_eq!(videos.status(), 200, "the same session works fully now");
-    let me: Value = app
-        .get_with("/api/auth/session", &[("cookie", &cookie)])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"]["must_change_password"], false, "{me}");
+    let me = session_user(&app, &cookie).await;
+    assert_eq!(me["must_change_password"], false, "{me}");
 
     let event = event_on(
         &app,
@@ -541,26 +531,29 @@ async fn a_temporary_password_must_be_changed_before_anything_else() {
     app.stop().await;
 }
 
+/// The HTML of the sign-up page, a 200 whether sign-up is open or not, and of the sign-in page.
+async fn sign_up_and_sign_in_pages(app: &TestApp) -> (String, String) {
+    let page = app.get("/signup").await;
+    assert_eq!(page.status(), 200);
+    let sign_up = page.text().await.unwrap();
+    let sign_in = app.get("/login").await.text().await.unwrap();
+    (sign_up, sign_in)
+}
+
 #[tokio::test]
 async fn the_sign_up_page_is_there_only_when_registration_is_on() {
     // On (the tests' setting): the form, linked from the sign-in page.
     let app = spawn_app().await;
-    let page = app.get("/signup").await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (html, login) = sign_up_and_sign_in_pages(&app).await;
     assert!(html.contains("action=\"/api/auth/register\""), "{html}");
-    let login = app.get("/login").await.text().await.unwrap();
     assert!(login.contains("href=\"/signup\""), "{login}");
     app.stop().await;
 
     // Off (the default): the page says so, the sign-in page has no link, the API refuses.
     let app = vidscope_testkit::spawn_app_with(|s| s.api.registration_enabled = false).await;
-    let page = app.get("/signup").await;
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
+    let (html, login) = sign_up_and_sign_in_pages(&app).await;
     assert!(html.contains("Sign-up is closed"), "{html}");
     assert!(!html.contains("<form"), "{html}");
-    let login = app.get("/login").await.text().await.unwrap();
     assert!(!login.contains("/signup"), "{login}");
     let body = json!({"email": "new@example.com", "password": "long enough"});
     let resp = app
@@ -576,7 +569,7 @@ async fn the_sign_up_page_is_there_only_when_registration_is_on() {
 
 #[tokio::test]
 async fn the_account_and_users_pages_show_what_each_user_may_do() {
-    let (app, admin, viewer) = admin_and_viewer().await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
 
     let mine = app.get_as("/account", &viewer).await;
     assert_eq!(mine.status(), 200);
@@ -624,8 +617,7 @@ async fn the_account_and_users_pages_show_what_each_user_may_do() {
 
 /// A running app whose only accounts are two admins.
 async fn two_admins() -> (TestApp, TestUser, TestUser) {
-    let app = spawn_app().await;
-    let a = app.create_user(Role::Admin).await;
+    let (app, a) = app_with_user(Role::Admin).await;
     let b = app.create_user(Role::Admin).await;
     (app, a, b)
 }

@@ -4,6 +4,8 @@ use serde_json::{Value, json};
 use vidscope_core::domain::Role;
 use vidscope_testkit::{TestApp, TraceResponse, spawn_app, spawn_app_with};
 
+use crate::helpers::app_with_user;
+
 pub(crate) fn cookie_of(resp: &reqwest::Response) -> String {
     let set = resp
         .headers()
@@ -119,8 +121,7 @@ async fn register_session_logout_round_trip() {
 
 #[tokio::test]
 async fn login_success_and_failures_emit_the_seed_events() {
-    let app = spawn_app().await;
-    let u = app.create_user(Role::Admin).await;
+    let (app, u) = app_with_user(Role::Admin).await;
 
     let ok = login(&app, &u.user.email, &u.password).await;
     assert_eq!(ok.status(), 200);
@@ -276,8 +277,7 @@ async fn bad_bodies_and_disabled_registration_get_clear_errors() {
 
 #[tokio::test]
 async fn session_lookups_go_through_the_cache_with_hit_or_miss_spans() {
-    let app = spawn_app().await;
-    let u = app.create_user(Role::Viewer).await;
+    let (app, u) = app_with_user(Role::Viewer).await;
     let mut hits = Vec::new();
     for _ in 0..2 {
         let r = app.get_as("/api/auth/session", &u).await;

@@ -6,6 +6,8 @@ use tracing::Instrument;
 use vidscope_core::db::{InDbSpan, query_span};
 use vidscope_testkit::TestApp;
 
+use crate::helpers::span_with_event;
+
 #[tokio::test]
 async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
     let app = TestApp::builder()
@@ -33,14 +35,11 @@ async fn repeated_statement_is_marked_once_and_slow_ones_are_flagged() {
     }
     .instrument(root);
     vidscope_telemetry::db_watch::scope(work).await;
-    app.flush_telemetry().await;
 
     // Found through a statement span, not the root: sqlx-sqlite's worker thread keeps the
     // caller's current span until it takes its next command, so the root may close (and be
-    // exported) after this flush.
-    let marked = app
-        .span_where(|s| s.name == "SELECT" && s.event("db.n_plus_one").is_some())
-        .await;
+    // exported) after the flush.
+    let marked = span_with_event(&app, "SELECT", "db.n_plus_one").await;
     let spans = app.otlp.spans_in_trace(&marked.trace_id);
     let marks: Vec<_> = spans
         .iter()

@@ -10,8 +10,9 @@ use vidscope_core::jobs::NewJob;
 use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::outbox;
 use vidscope_core::videos::{self, VideoId, VideoStatus};
-use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
+use vidscope_testkit::{TestApp, TestUser, expect_error};
 
+use crate::helpers::{app_with_user, span_with_event};
 use crate::videos::{mp4_bytes, seed_video};
 
 async fn send(
@@ -61,8 +62,7 @@ async fn count(app: &TestApp, sql: &'static str, param: &str) -> i64 {
 
 /// A running app, an admin and one seeded lesson: what every test here starts from.
 async fn admin_and_lesson(filename: &str) -> (TestApp, TestUser, videos::Video) {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin) = app_with_user(Role::Admin).await;
     let video = seed_video(&app, filename, &mp4_bytes(100)).await;
     (app, admin, video)
 }
@@ -123,10 +123,7 @@ async fn an_admin_edits_a_lessons_title_and_description() {
         .unwrap();
     assert!(list.to_string().contains("<b>Halves</b>"), "{list}");
 
-    app.flush_telemetry().await;
-    let span = app
-        .span_where(|s| s.name == "api.videos.update" && s.event("video.updated").is_some())
-        .await;
+    let span = span_with_event(&app, "api.videos.update", "video.updated").await;
     assert_eq!(span.attr_str("user.id"), Some(admin.user.id.as_str()));
     assert_eq!(span.attr_str("video.id"), Some(id));
     app.stop().await;
@@ -289,10 +286,7 @@ async fn deleting_a_lesson_removes_its_row_progress_and_pending_jobs_in_one_go()
     assert_eq!(again.status(), 404);
 
     // Traced and logged with who did it.
-    app.flush_telemetry().await;
-    let span = app
-        .span_where(|s| s.name == "api.videos.delete" && s.event("video.deleted").is_some())
-        .await;
+    let span = span_with_event(&app, "api.videos.delete", "video.deleted").await;
     let event = span.event("video.deleted").unwrap();
     assert_eq!(event.attr_str("user.id"), Some(admin.user.id.as_str()));
     assert_eq!(event.attr_str("video.id"), Some(id));
@@ -346,12 +340,7 @@ async fn only_a_failed_lesson_is_reprocessed_and_another_is_a_409_naming_its_sta
     assert_eq!(resp.status(), 409);
     assert_eq!(outbox_kinds(&app, id).await, ["video.probe"]);
 
-    app.flush_telemetry().await;
-    let span = app
-        .span_where(|s| {
-            s.name == "api.videos.reprocess" && s.event("video.reprocess_requested").is_some()
-        })
-        .await;
+    let span = span_with_event(&app, "api.videos.reprocess", "video.reprocess_requested").await;
     assert_eq!(span.attr_str("user.id"), Some(admin.user.id.as_str()));
     let refused = app
         .span_where(|s| s.name == "api.videos.reprocess" && s.attr_str("video.status").is_some())

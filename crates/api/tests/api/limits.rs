@@ -2,8 +2,8 @@
 //! declared the length up front or streamed the body in chunks.
 
 use vidscope_core::domain::Role;
-use vidscope_testkit::spawn_app;
 
+use crate::helpers::app_with_user;
 use crate::progress::V1;
 use crate::videos::error_code;
 
@@ -15,8 +15,7 @@ fn big_json() -> String {
 
 #[tokio::test]
 async fn an_oversized_json_body_with_a_length_is_413_json() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
 
     let resp = app
         .client
@@ -40,8 +39,7 @@ async fn an_oversized_json_body_with_a_length_is_413_json() {
 #[tokio::test]
 async fn an_oversized_chunked_json_body_is_413_json() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let addr = app.address.trim_start_matches("http://").to_owned();
 
     // No Content-Length: the limit can only be found while reading, after the handler's

@@ -16,6 +16,7 @@ mod db_watch;
 mod faults;
 mod file_mode;
 mod health;
+mod helpers;
 mod http_metrics;
 mod lessons;
 mod limits;

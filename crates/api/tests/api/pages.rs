@@ -9,6 +9,7 @@ use vidscope_core::videos::VideoId;
 use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, spawn_app};
 
+use crate::helpers::app_with_user;
 use crate::progress::{stored_progress, warm_up};
 
 async fn insert(app: &TestApp, id: &str, title: &str, status: &str) {
@@ -18,19 +19,16 @@ async fn insert(app: &TestApp, id: &str, title: &str, status: &str) {
 #[tokio::test]
 async fn anonymous_page_requests_go_to_login_and_come_back() {
     let app = spawn_app().await;
-    for (path, next) in [
-        ("/", "/"),
-        ("/videos", "/videos"),
-        (
-            "/player/0b5a6f8e-0000-4000-8000-000000000001",
-            "/player/0b5a6f8e-0000-4000-8000-000000000001",
-        ),
+    for path in [
+        "/",
+        "/videos",
+        "/player/0b5a6f8e-0000-4000-8000-000000000001",
     ] {
         let resp = app.get(path).await;
         assert_eq!(resp.status(), 303, "{path}");
         assert_eq!(
             resp.headers()["location"],
-            format!("/login?next={next}").as_str(),
+            format!("/login?next={path}").as_str(),
             "{path}"
         );
     }
@@ -50,8 +48,7 @@ async fn anonymous_page_requests_go_to_login_and_come_back() {
 
 #[tokio::test]
 async fn the_player_names_what_is_wrong_with_the_video() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     // A lesson not ready yet is a page, not an error (the router tests cover it).
     let cases = [
         (
@@ -72,8 +69,7 @@ async fn the_player_names_what_is_wrong_with_the_video() {
 
 #[tokio::test]
 async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let id = VideoId::generate();
     let title = "Fractions </script><script>alert(1)</script> & \"more\"";
     insert(&app, id.as_str(), title, "ready").await;
@@ -117,8 +113,7 @@ async fn the_player_page_carries_its_own_trace_and_an_escaped_title() {
 async fn a_beacon_carries_the_pages_trace_in_its_body() {
     // Arrange: what `navigator.sendBeacon` sends on page hide: text/plain, no traceparent
     // header, the page's context in the body.
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let id = VideoId::generate();
     insert(&app, id.as_str(), "Beacon", "ready").await;
     warm_up(&app, &viewer).await;

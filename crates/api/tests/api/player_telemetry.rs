@@ -1,10 +1,9 @@
 //! `POST /api/telemetry/player` (seed 000's player metrics and events).
 
 use serde_json::{Value, json};
-use vidscope_core::domain::Role;
-use vidscope_testkit::{TestApp, TestUser, spawn_app};
+use vidscope_testkit::{TestApp, TestUser};
 
-use crate::progress::{NO_SUCH_VIDEO, V1, insert_video, stored_progress, warm_up};
+use crate::progress::{NO_SUCH_VIDEO, V1, stored_progress, viewer_and_lesson, warm_up};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PAGE_SPAN_ID: &str = "b7ad6b7169203331";
@@ -29,9 +28,7 @@ async fn post_batch(
 #[tokio::test]
 async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_metrics() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, Some(600.0)).await;
+    let (app, viewer) = viewer_and_lesson(Some(600.0)).await;
     let batch = json!({"videoId": V1, "events": [
         {"name": "video.loaded", "videoId": V1, "loadTimeMs": 850},
         {"name": "video.resume_attempt", "success": false, "expected": 120, "actual": 0,
@@ -132,9 +129,7 @@ async fn a_valid_batch_becomes_events_on_video_session_in_the_pages_trace_and_me
 #[tokio::test]
 async fn bad_batches_are_400s_naming_the_event_index_and_field() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, Some(100.0)).await;
+    let (app, viewer) = viewer_and_lesson(Some(100.0)).await;
     let ok = json!({"name": "video.buffering"});
     let cases = [
         (
@@ -228,9 +223,7 @@ async fn bad_batches_are_400s_naming_the_event_index_and_field() {
 #[tokio::test]
 async fn a_page_hide_beacon_with_text_plain_saves_the_final_position() {
     // navigator.sendBeacon sends its string body as text/plain.
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, None).await;
+    let (app, viewer) = viewer_and_lesson(None).await;
 
     let resp = app
         .client

@@ -7,6 +7,8 @@ use vidscope_core::domain::Role;
 use vidscope_testkit::db::insert_video_row;
 use vidscope_testkit::{TestApp, TestUser, expect_error, spawn_app};
 
+use crate::helpers::{app_with_user, span_with_event};
+
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Ids of the videos tests insert (video ids are UUIDs).
@@ -19,6 +21,14 @@ pub(crate) const NO_SUCH_VIDEO: &str = "00000000-0000-4000-8000-0000000000ff";
 /// Inserts a ready video straight into the database.
 pub(crate) async fn insert_video(app: &TestApp, id: &str, duration_seconds: Option<f64>) {
     insert_video_row(&app.state.db, id, "Lesson", "ready", duration_seconds).await;
+}
+
+/// A running app with a signed-in viewer and the ready lesson [`V1`], `duration_seconds` long:
+/// what the progress, player and socket tests start from.
+pub(crate) async fn viewer_and_lesson(duration_seconds: Option<f64>) -> (TestApp, TestUser) {
+    let (app, viewer) = app_with_user(Role::Viewer).await;
+    insert_video(&app, V1, duration_seconds).await;
+    (app, viewer)
 }
 
 /// One authenticated request before the one under test. On SQLite the server span of an
@@ -79,9 +89,7 @@ async fn stored_updated_at(app: &TestApp, user: &TestUser, video_id: &str) -> i6
 #[tokio::test]
 async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, Some(600.0)).await;
+    let (app, viewer) = viewer_and_lesson(Some(600.0)).await;
     let body = json!({"videoId": V1, "positionSeconds": 42.0, "watchTime": 40.0});
     warm_up(&app, &viewer).await;
 
@@ -110,12 +118,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
     let moved: Value = moved.json().await.unwrap();
     assert_eq!(moved["saved"], true, "{moved}");
 
-    app.flush_telemetry().await;
-    let skipped = app
-        .span_where(|s| {
-            s.name == "api.progress.update" && s.event("progress.duplicate_skipped").is_some()
-        })
-        .await;
+    let skipped = span_with_event(&app, "api.progress.update", "progress.duplicate_skipped").await;
     assert_eq!(skipped.attr_str("user.id"), Some(viewer.user.id.as_str()));
     assert_eq!(skipped.attr_str("video.id"), Some(V1));
     let received = skipped.event("progress.data_received").unwrap();
@@ -149,8 +152,7 @@ async fn a_repeat_save_within_five_seconds_is_not_written_and_is_traced() {
 #[tokio::test]
 async fn reaching_95_percent_marks_the_video_completed() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     insert_video(&app, SHORT, Some(100.0)).await;
     insert_video(&app, LONG, Some(100.0)).await;
     warm_up(&app, &viewer).await;
@@ -178,12 +180,12 @@ async fn reaching_95_percent_marks_the_video_completed() {
     assert_eq!(again["progress"]["completed"], true, "{again}");
     assert_eq!(again["progress"]["positionSeconds"], 3.0);
 
-    app.flush_telemetry().await;
-    let span = app
-        .span_where(|s| {
-            s.name == "api.progress.update" && s.event("progress.auto_complete_triggered").is_some()
-        })
-        .await;
+    let span = span_with_event(
+        &app,
+        "api.progress.update",
+        "progress.auto_complete_triggered",
+    )
+    .await;
     let event = span.event("progress.auto_complete_triggered").unwrap();
     assert_eq!(event.attr_f64("positionSeconds"), Some(95.0));
     assert_eq!(event.attr_f64("durationSeconds"), Some(100.0));
@@ -201,10 +203,8 @@ async fn reaching_95_percent_marks_the_video_completed() {
 #[tokio::test]
 async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
     // Arrange
-    let app = spawn_app().await;
-    let me = app.create_user(Role::Viewer).await;
+    let (app, me) = viewer_and_lesson(Some(600.0)).await;
     let other = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, Some(600.0)).await;
     let mine = save_at(&app, &me, V1, 30.0, 30.0).await;
     assert_eq!(mine.status(), 200);
 
@@ -232,9 +232,7 @@ async fn another_viewer_can_neither_read_nor_overwrite_my_progress() {
 #[tokio::test]
 async fn invalid_saves_are_400s_naming_the_field() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, Some(100.0)).await;
+    let (app, viewer) = viewer_and_lesson(Some(100.0)).await;
     let cases = [
         (
             json!({"videoId": V1, "positionSeconds": -1.0, "watchTime": 1.0}),
@@ -313,9 +311,7 @@ async fn invalid_saves_are_400s_naming_the_field() {
 
 #[tokio::test]
 async fn resume_position_defaults_to_zero_before_any_save() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    insert_video(&app, V1, None).await;
+    let (app, viewer) = viewer_and_lesson(None).await;
 
     let resp = get_progress(&app, &viewer, V1).await;
 

@@ -7,8 +7,9 @@ use reqwest::header;
 use vidscope_core::domain::Role;
 use vidscope_core::storage::{ObjectKey, StoreKind};
 use vidscope_core::videos::{self, Filename, VideoId};
-use vidscope_testkit::{TestApp, TraceResponse, expect_error, spawn_app, spawn_app_with};
+use vidscope_testkit::{TestApp, TraceResponse, expect_error, spawn_app_with};
 
+use crate::helpers::{app_with_admin_and_viewer, app_with_user};
 use crate::videos::{error_code, mp4_bytes, s3_app};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -107,9 +108,7 @@ pub(crate) async fn video_count(app: &TestApp) -> usize {
 
 #[tokio::test]
 async fn only_admins_upload() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let data = mp4_bytes(2_000);
 
     let resp = upload(&app, None, form(&[file("a.mp4", &data)])).await;
@@ -268,8 +267,7 @@ async fn a_body_announced_over_the_limit_is_413_before_it_is_read() {
 
 #[tokio::test]
 async fn the_type_is_checked_by_content() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin) = app_with_user(Role::Admin).await;
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR and then some more image bytes".repeat(10);
     let cases: [(&str, &[u8], &[&str]); 3] = [
         ("a PNG named .mp4", &png, &["image/png", "video/mp4"]),
@@ -315,9 +313,7 @@ async fn the_type_is_checked_by_content() {
 /// serving the first.
 #[tokio::test]
 async fn two_lessons_may_come_from_files_of_the_same_name() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let (one, two) = (mp4_bytes(1_000), mp4_bytes(3_000));
     let mut bodies = Vec::new();
     for data in [&one, &two] {
@@ -369,8 +365,7 @@ async fn two_lessons_may_come_from_files_of_the_same_name() {
 
 #[tokio::test]
 async fn bad_uploads_get_a_4xx_json_answer() {
-    let app = spawn_app().await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin) = app_with_user(Role::Admin).await;
     let data = mp4_bytes(1_000);
     let resp = upload(&app, Some(&admin.cookie), form(&[file("taken.mp4", &data)])).await;
     assert_eq!(resp.status(), 201);

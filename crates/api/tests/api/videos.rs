@@ -9,11 +9,13 @@ use reqwest::StatusCode;
 use reqwest::header;
 use vidscope_core::config::{S3StreamMode, Settings};
 use vidscope_core::domain::Role;
-use vidscope_core::storage::{ObjectStore, StoreKind};
+use vidscope_core::storage::{ObjectKey, ObjectStore, StoreKind};
 use vidscope_core::videos::{self, Filename, NewVideo, Video, VideoId};
 use vidscope_testkit::otlp::CapturedSpan;
 use vidscope_testkit::s3::S3TestServer;
 use vidscope_testkit::{TestApp, TestUser, TraceResponse, spawn_app, spawn_app_with};
+
+use crate::helpers::{app_with_admin_and_viewer, app_with_user};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -88,9 +90,7 @@ fn child_named<'a>(
 #[tokio::test]
 async fn listing_and_metadata_need_a_session() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let first = seed_video(&app, "first.mp4", &mp4_bytes(100)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = seed_video(&app, "second.mp4", &mp4_bytes(200)).await;
@@ -152,8 +152,7 @@ async fn listing_and_metadata_need_a_session() {
 #[tokio::test]
 async fn a_range_request_is_traced_from_server_span_to_storage() {
     // Arrange
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let bytes = mp4_bytes(10_000);
     let video = seed_video(&app, "lesson-1.mp4", &bytes).await;
 
@@ -251,8 +250,7 @@ async fn a_range_request_is_traced_from_server_span_to_storage() {
 
 #[tokio::test]
 async fn range_matrix() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let size = 1000usize;
     let bytes = mp4_bytes(size);
     seed_video(&app, "matrix.mp4", &bytes).await;
@@ -499,8 +497,7 @@ async fn range_matrix() {
 #[tokio::test]
 async fn traversal_attempts_never_leave_the_store() {
     // Arrange: a secret video-named file next to the store root, and a real video inside.
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let StoreKind::Local { root } = &app.settings.store.kind else {
         panic!("the default test store is local");
     };
@@ -589,9 +586,7 @@ async fn raw_get(app: &TestApp, path: &str, cookie: &str) -> (u16, Vec<u8>) {
 
 #[tokio::test]
 async fn streaming_needs_a_session_and_an_existing_file() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
-    let admin = app.create_user(Role::Admin).await;
+    let (app, admin, viewer) = app_with_admin_and_viewer().await;
     let bytes = mp4_bytes(300);
     seed_video(&app, "known.mp4", &bytes).await;
 
@@ -746,31 +741,38 @@ async fn s3_proxy_mode_streams_ranges_through_the_api() {
     app.stop().await;
 }
 
+/// The bytes of the thumbnails tests record: a JPEG's magic and a word.
+const THUMBNAIL: &[u8] = b"\xFF\xD8\xFFjpeg";
+
+/// Records a thumbnail of `video` as the worker does: the image stored, then the video marked
+/// ready with its key. True when the video's row was updated.
+pub(crate) async fn record_thumbnail(app: &TestApp, video: &Video) -> bool {
+    let key = ObjectKey::parse(&format!("thumbnails/{}.jpg", video.id)).unwrap();
+    app.state
+        .store
+        .put_bytes(&key, Bytes::from_static(THUMBNAIL), "image/jpeg")
+        .await
+        .unwrap();
+    let id = VideoId::parse(&video.id).unwrap();
+    videos::mark_ready(&app.state.db, &id, &key).await.unwrap()
+}
+
 #[tokio::test]
 async fn thumbnails_are_served_once_recorded() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let video = seed_video(&app, "thumbed.mp4", &mp4_bytes(10)).await;
-    let id = VideoId::parse(&video.id).unwrap();
     let path = format!("/api/videos/{}/thumbnail", video.id);
 
     let resp = app.get_as(&path, &viewer).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
 
-    let key =
-        vidscope_core::storage::ObjectKey::parse(&format!("thumbnails/{}.jpg", video.id)).unwrap();
-    app.state
-        .store
-        .put_bytes(&key, Bytes::from_static(b"\xFF\xD8\xFFjpeg"), "image/jpeg")
-        .await
-        .unwrap();
-    assert!(videos::mark_ready(&app.state.db, &id, &key).await.unwrap());
+    assert!(record_thumbnail(&app, &video).await);
 
     let resp = app.get_as(&path, &viewer).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/jpeg");
-    assert_eq!(resp.bytes().await.unwrap(), &b"\xFF\xD8\xFFjpeg"[..]);
+    assert_eq!(resp.bytes().await.unwrap(), THUMBNAIL);
     let resp = app
         .get_as(&format!("/api/videos/{}", video.id), &viewer)
         .await;
@@ -782,8 +784,7 @@ async fn thumbnails_are_served_once_recorded() {
 
 #[tokio::test]
 async fn worker_updates_show_in_the_metadata() {
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     let video = seed_video(&app, "probed.mp4", &mp4_bytes(10)).await;
     let id = VideoId::parse(&video.id).unwrap();
     assert!(
@@ -911,8 +912,7 @@ async fn video_metadata_is_cached_until_invalidated() {
 #[tokio::test]
 async fn the_listing_pages_with_limit_and_next() {
     // Arrange: 101 rows, one more than the default page.
-    let app = spawn_app().await;
-    let viewer = app.create_user(Role::Viewer).await;
+    let (app, viewer) = app_with_user(Role::Viewer).await;
     for n in 0..101 {
         let id = VideoId::generate();
         videos::insert(

@@ -10,9 +10,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vidscope_core::domain::Role;
-use vidscope_testkit::{TestApp, TestUser, spawn_app};
+use vidscope_testkit::{TestApp, TestUser};
 
-use crate::progress::{V1, WAIT, insert_video, warm_up};
+use crate::helpers::app_with_user;
+use crate::progress::{V1, WAIT, viewer_and_lesson, warm_up};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -72,9 +73,7 @@ async fn save(app: &TestApp, user: &TestUser, position: f64, origin: Option<&str
 #[tokio::test]
 async fn progress_reaches_my_other_sessions_and_nobody_elses() {
     // Arrange: two tabs of mine, one of another viewer.
-    let app = spawn_app().await;
-    insert_video(&app, V1, Some(600.0)).await;
-    let me = app.create_user(Role::Viewer).await;
+    let (app, me) = viewer_and_lesson(Some(600.0)).await;
     let other = app.create_user(Role::Viewer).await;
     let (mut tab1, tab1_id) = connect(&app, &me).await;
     let (mut tab2, _) = connect(&app, &me).await;
@@ -126,8 +125,7 @@ async fn progress_reaches_my_other_sessions_and_nobody_elses() {
 #[tokio::test]
 async fn the_connection_span_ends_with_the_socket_and_carries_message_events() {
     // Arrange
-    let app = spawn_app().await;
-    let me = app.create_user(Role::Viewer).await;
+    let (app, me) = app_with_user(Role::Viewer).await;
     warm_up(&app, &me).await;
     let (mut socket, id) = connect(&app, &me).await;
 
@@ -171,8 +169,7 @@ async fn the_connection_span_ends_with_the_socket_and_carries_message_events() {
 #[tokio::test]
 async fn shutting_down_closes_sockets_with_going_away() {
     // Arrange: two open sockets.
-    let app = spawn_app().await;
-    let user = app.create_user(Role::Viewer).await;
+    let (app, user) = app_with_user(Role::Viewer).await;
     let (mut first, _) = connect(&app, &user).await;
     let (mut second, _) = connect(&app, &user).await;
     assert_eq!(app.state.realtime.connections(), 2);
