@@ -2,15 +2,13 @@
 //! router, and the one rule the matrix cannot show by status codes alone: a user only ever
 //! reads and writes their own progress.
 
-use axum::body::Bytes;
 use reqwest::header;
 use serde_json::{Value, json};
 use vidscope_core::domain::Role;
-use vidscope_core::storage::ObjectKey;
 use vidscope_core::videos::{self, VideoId};
 use vidscope_testkit::{TestApp, TestUser, spawn_app};
 
-use crate::videos::{mp4_bytes, seed_video};
+use crate::videos::{mp4_bytes, record_thumbnail, seed_video};
 
 const WHO: [&str; 4] = ["anonymous", "viewer", "other viewer", "admin"];
 const BOUNDARY: &str = "authz-boundary-5b7c1e";
@@ -37,19 +35,30 @@ struct Case {
     expect: [u16; 4],
 }
 
-fn case(
-    method: &'static str,
-    route: &'static str,
-    path: impl Into<String>,
-    body: Body,
-    expect: [u16; 4],
-) -> Case {
+/// `method route` with `body`, on the route itself: [`Case::at`] names the path of a route with
+/// parameters.
+fn on(method: &'static str, route: &'static str, body: Body, expect: [u16; 4]) -> Case {
     Case {
         route,
         method,
-        path: path.into(),
+        path: route.to_owned(),
         body,
         expect,
+    }
+}
+
+/// `GET route` without a body.
+fn get(route: &'static str, expect: [u16; 4]) -> Case {
+    on("GET", route, Body::None, expect)
+}
+
+impl Case {
+    /// The case on `path`, an instance of its route's template.
+    fn at(self, path: impl Into<String>) -> Case {
+        Case {
+            path: path.into(),
+            ..self
+        }
     }
 }
 
@@ -99,15 +108,7 @@ async fn send(app: &TestApp, cookie: Option<&str>, c: &Case) -> reqwest::Respons
 /// A video with a thumbnail, so every video route has something to answer with.
 async fn video_with_thumbnail(app: &TestApp) -> videos::Video {
     let video = seed_video(app, "authz.mp4", &mp4_bytes(100)).await;
-    let key = ObjectKey::parse(&format!("thumbnails/{}.jpg", video.id)).unwrap();
-    app.state
-        .store
-        .put_bytes(&key, Bytes::from_static(b"\xFF\xD8\xFFjpeg"), "image/jpeg")
-        .await
-        .unwrap();
-    videos::mark_ready(&app.state.db, &VideoId::parse(&video.id).unwrap(), &key)
-        .await
-        .unwrap();
+    assert!(record_thumbnail(app, &video).await);
     video
 }
 
@@ -144,211 +145,101 @@ async fn every_route_answers_each_role_as_specified() {
     let signed_in = |s| [401, s, s, s];
 
     let cases = [
-        case("GET", "/healthz", "/healthz", Body::None, all(200)),
-        case("GET", "/readyz", "/readyz", Body::None, all(200)),
-        case(
-            "GET",
-            "/api/test-otel",
-            "/api/test-otel",
-            Body::None,
-            all(200),
-        ),
-        case(
-            "GET",
-            "/api/openapi.json",
-            "/api/openapi.json",
-            Body::None,
-            all(200),
-        ),
-        case(
+        get("/healthz", all(200)),
+        get("/readyz", all(200)),
+        get("/api/test-otel", all(200)),
+        get("/api/openapi.json", all(200)),
+        on("POST", "/api/auth/login", Body::Json(login), all(200)),
+        get("/api/auth/session", signed_in(200)),
+        on(
             "POST",
-            "/api/auth/login",
-            "/api/auth/login",
-            Body::Json(login),
-            all(200),
-        ),
-        case(
-            "GET",
-            "/api/auth/session",
-            "/api/auth/session",
-            Body::None,
-            signed_in(200),
-        ),
-        case(
-            "POST",
-            "/api/auth/register",
             "/api/auth/register",
             Body::FreshRegistration,
             all(201),
         ),
-        case(
-            "GET",
-            "/api/videos",
-            "/api/videos",
-            Body::None,
-            signed_in(200),
-        ),
-        case(
-            "GET",
-            "/api/videos/{id_or_filename}",
-            format!("/api/videos/{id}"),
-            Body::None,
-            signed_in(200),
-        ),
-        case(
-            "GET",
-            "/api/videos/{id_or_filename}",
-            format!("/api/videos/{filename}"),
-            Body::None,
-            signed_in(200),
-        ),
-        case(
-            "GET",
-            "/api/videos/{id_or_filename}/{filename}",
-            format!("/api/videos/{id}/{filename}"),
-            Body::None,
-            signed_in(200),
-        ),
-        case(
-            "GET",
-            "/api/videos/{id_or_filename}/thumbnail",
-            format!("/api/videos/{id}/thumbnail"),
-            Body::None,
-            signed_in(200),
-        ),
-        case(
+        get("/api/videos", signed_in(200)),
+        get("/api/videos/{id_or_filename}", signed_in(200)).at(format!("/api/videos/{id}")),
+        get("/api/videos/{id_or_filename}", signed_in(200)).at(format!("/api/videos/{filename}")),
+        get("/api/videos/{id_or_filename}/{filename}", signed_in(200))
+            .at(format!("/api/videos/{id}/{filename}")),
+        get("/api/videos/{id_or_filename}/thumbnail", signed_in(200))
+            .at(format!("/api/videos/{id}/thumbnail")),
+        on(
             "POST",
-            "/api/upload",
             "/api/upload",
             Body::FreshUpload,
             [401, 403, 403, 201],
         ),
-        case(
+        on(
             "POST",
-            "/api/progress",
             "/api/progress",
             Body::Json(progress),
             signed_in(200),
         ),
-        case(
-            "GET",
-            "/api/progress/{video_id}",
-            format!("/api/progress/{id}"),
-            Body::None,
-            signed_in(200),
-        ),
-        case(
+        get("/api/progress/{video_id}", signed_in(200)).at(format!("/api/progress/{id}")),
+        on(
             "POST",
-            "/api/telemetry/player",
             "/api/telemetry/player",
             Body::Json(batch),
             signed_in(200),
         ),
-        case("GET", "/api/ws", "/api/ws", Body::WebSocket, signed_in(101)),
+        on("GET", "/api/ws", Body::WebSocket, signed_in(101)),
         // The trace viewer is for admins; an unknown trace is a 404 only they can see.
-        case(
-            "GET",
-            "/trace-viewer",
-            "/trace-viewer",
-            Body::None,
-            [303, 403, 403, 200],
-        ),
-        case(
-            "GET",
-            "/api/trace-viewer/traces",
-            "/api/trace-viewer/traces",
-            Body::None,
-            [401, 403, 403, 200],
-        ),
-        case(
-            "GET",
-            "/api/trace-viewer/traces/{trace_id}",
-            "/api/trace-viewer/traces/0af7651916cd43dd8448eb211c80319c",
-            Body::None,
-            [401, 403, 403, 404],
-        ),
-        case("GET", "/login", "/login", Body::None, all(200)),
+        get("/trace-viewer", [303, 403, 403, 200]),
+        get("/api/trace-viewer/traces", [401, 403, 403, 200]),
+        get("/api/trace-viewer/traces/{trace_id}", [401, 403, 403, 404])
+            .at("/api/trace-viewer/traces/0af7651916cd43dd8448eb211c80319c"),
+        get("/login", all(200)),
         // Registration is on in tests (off by default).
-        case("GET", "/signup", "/signup", Body::None, all(200)),
-        case(
-            "GET",
-            "/account",
-            "/account",
-            Body::None,
-            [303, 200, 200, 200],
-        ),
-        case("GET", "/users", "/users", Body::None, [303, 403, 403, 200]),
+        get("/signup", all(200)),
+        get("/account", [303, 200, 200, 200]),
+        get("/users", [303, 403, 403, 200]),
         // The pages' scripts and styles: public, like the sign-in page that loads them.
-        case(
-            "GET",
-            "/assets/{name}",
-            "/assets/login.js",
-            Body::None,
-            all(200),
-        ),
+        get("/assets/{name}", all(200)).at("/assets/login.js"),
         // Pages redirect instead of answering 401; the front page always redirects.
-        case("GET", "/", "/", Body::None, all(303)),
-        case(
-            "GET",
-            "/videos",
-            "/videos",
-            Body::None,
-            [303, 200, 200, 200],
-        ),
-        case(
-            "GET",
-            "/player/{video_id}",
-            format!("/player/{id}"),
-            Body::None,
-            [303, 200, 200, 200],
-        ),
-        case(
+        get("/", all(303)),
+        get("/videos", [303, 200, 200, 200]),
+        get("/player/{video_id}", [303, 200, 200, 200]).at(format!("/player/{id}")),
+        on(
             "PATCH",
             "/api/videos/{id_or_filename}",
-            format!("/api/videos/{id}"),
             Body::Json(json!({"title": "Renamed"})),
             admin_only(200),
-        ),
-        case(
+        )
+        .at(format!("/api/videos/{id}")),
+        on(
             "POST",
             "/api/videos/{id_or_filename}/reprocess",
-            format!("/api/videos/{}/reprocess", failed.id),
             Body::None,
             admin_only(202),
-        ),
-        case(
+        )
+        .at(format!("/api/videos/{}/reprocess", failed.id)),
+        on(
             "DELETE",
             "/api/videos/{id_or_filename}",
-            format!("/api/videos/{}", doomed.id),
             Body::None,
             admin_only(204),
-        ),
+        )
+        .at(format!("/api/videos/{}", doomed.id)),
         // Accounts (issue 28): only admins manage accounts, the viewer's own included; the
         // account routes act on the caller's own account (they take no id to name another's).
-        case(
-            "GET",
-            "/api/users",
-            "/api/users",
-            Body::None,
-            admin_only(200),
-        ),
-        case(
+        get("/api/users", admin_only(200)),
+        on(
             "PATCH",
             "/api/users/{id}",
-            format!("/api/users/{}", viewer.user.id),
             Body::Json(json!({"disabled": false})),
             admin_only(200),
-        ),
-        case(
+        )
+        .at(format!("/api/users/{}", viewer.user.id)),
+        on(
             "POST",
             "/api/users/{id}/temporary-password",
-            format!("/api/users/{}/temporary-password", spare.user.id),
             Body::Json(json!({"password": "a temporary password"})),
             admin_only(204),
-        ),
-        case(
+        )
+        .at(format!("/api/users/{}/temporary-password", spare.user.id)),
+        on(
             "POST",
-            "/api/account/password",
             "/api/account/password",
             Body::Json(json!({
                 "current_password": viewer.password,
@@ -357,20 +248,13 @@ async fn every_route_answers_each_role_as_specified() {
             signed_in(204),
         ),
         // Last two: they end the sessions the other cases use.
-        case(
+        on(
             "DELETE",
-            "/api/account/sessions",
             "/api/account/sessions",
             Body::None,
             signed_in(204),
         ),
-        case(
-            "POST",
-            "/api/auth/logout",
-            "/api/auth/logout",
-            Body::None,
-            all(204),
-        ),
+        on("POST", "/api/auth/logout", Body::None, all(204)),
     ];
     for (method, route) in crate::openapi::routes() {
         assert!(
