@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::command::run_ok;
+
 /// A tmpfs mounted on a temp dir, unmounted when dropped (lazily, so a file still open there
 /// does not keep it mounted).
 pub struct SmallDisk {
@@ -17,17 +19,15 @@ impl SmallDisk {
     /// the server's own user).
     pub fn mount(bytes: u64) -> Self {
         let dir = tempfile::tempdir().expect("cannot create a temp dir");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0777")])
-            .arg("tmpfs")
-            .arg(dir.path())
-            .output()
-            .expect("cannot run mount");
-        assert!(
-            output.status.success(),
-            "cannot mount a tmpfs on {} ({}): this test needs root, as scripts/test.sh has",
-            dir.path().display(),
-            String::from_utf8_lossy(&output.stderr).trim()
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0777")])
+                .arg("tmpfs")
+                .arg(dir.path()),
+            &format!(
+                "mounting a tmpfs on {} (this test needs root, as scripts/test.sh has)",
+                dir.path().display()
+            ),
         );
         SmallDisk { dir }
     }

@@ -8,9 +8,11 @@
 //! on the (blocked) test thread.
 
 pub mod app;
+pub mod command;
 pub mod db;
 pub mod disk;
 pub mod files;
+pub mod media;
 pub mod otlp;
 pub mod router;
 pub mod s3;
