@@ -10,6 +10,7 @@ use vidscope_core::jobs::crm_sync::CrmSyncPayload;
 use vidscope_core::jobs::probe::ProbePayload;
 use vidscope_core::jobs::{JobKind, JobPayload};
 use vidscope_core::queue::{DbQueue, Queue, QueueSettings, RedisQueue};
+use vidscope_testkit::media::make_clip;
 use vidscope_worker::jobs::Registry;
 use vidscope_worker::jobs::thumbnail::ThumbnailPayload;
 
@@ -65,20 +66,10 @@ pub(crate) fn unique_prefix() -> String {
 
 /// A 2-second H.264/AAC clip with a test pattern.
 pub(crate) fn make_video(path: &Path) {
-    let status = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=duration=2:size=320x240:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=2",
+    make_clip(
+        path,
+        2,
+        &[
             "-shortest",
             "-c:v",
             "libx264",
@@ -88,11 +79,8 @@ pub(crate) fn make_video(path: &Path) {
             "aac",
             "-movflags",
             "+faststart",
-        ])
-        .arg(path)
-        .status()
-        .expect("ffmpeg must be installed for the worker tests");
-    assert!(status.success(), "ffmpeg could not make a test video");
+        ],
+    );
 }
 
 /// A redis-server of the test's own, on a free port, that the test can stop and start.
