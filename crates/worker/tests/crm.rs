@@ -214,6 +214,22 @@ impl Harness {
         CrmClient::new(settings, self.guard.metrics().clone()).expect("CRM client")
     }
 
+    /// A client making up to `attempts` attempts a call, behind a breaker that opens after
+    /// `failures` failed calls in a row and stays open for `cooldown`.
+    fn breaker_client(
+        &self,
+        fake: &FakeCrm,
+        attempts: u32,
+        failures: u32,
+        cooldown: Duration,
+    ) -> CrmClient {
+        self.client(
+            settings(fake)
+                .with_max_attempts(attempts)
+                .with_breaker(failures, cooldown),
+        )
+    }
+
     /// Runs one sync inside a root span, as the `crm.sync` job will; returns its trace id.
     async fn sync(
         &self,
@@ -243,6 +259,28 @@ impl Harness {
 
     async fn sync_span(&self, trace_id: &str) -> CapturedSpan {
         one(&self.trace(trace_id).await, "crm.sync_contact")
+    }
+
+    /// Asserts the breaker's transitions during the call of `trace_id`, each as `from -> to`.
+    async fn assert_transitions(&self, trace_id: &str, expected: &[&str]) {
+        let sync = self.sync_span(trace_id).await;
+        assert_eq!(transitions(&sync), expected, "{sync:#?}");
+    }
+
+    /// Waits out the open breaker's `cooldown`, then makes the call that probes the CRM and
+    /// asserts the breaker's transitions during it.
+    async fn probe(
+        &self,
+        client: &CrmClient,
+        cooldown: Duration,
+        key: &str,
+        expected_transitions: &[&str],
+    ) -> Result<(), CrmError> {
+        tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+        let (result, trace_id) = self.sync(client, &registered("user-1"), key).await;
+        self.assert_transitions(&trace_id, expected_transitions)
+            .await;
+        result
     }
 
     /// Waits for a `crm.circuit_breaker.state` point with `value` exported after `after_nanos`.
@@ -282,6 +320,23 @@ fn transitions(span: &CapturedSpan) -> Vec<String> {
             format!("{} -> {}", state("from"), state("to"))
         })
         .collect()
+}
+
+/// Asserts that the call failed with the CRM's answer `status` (`expected` says why the test
+/// expects an error), classified as `class`.
+#[track_caller]
+fn assert_status_error(
+    result: Result<(), CrmError>,
+    expected: &str,
+    status: u16,
+    class: ErrorClass,
+) {
+    let err = result.expect_err(expected);
+    assert!(
+        matches!(err, CrmError::Status { status: answered, .. } if answered == status),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), class);
 }
 
 fn settings(fake: &FakeCrm) -> CrmSettings {
@@ -478,12 +533,12 @@ async fn a_401_after_the_refresh_is_permanent() {
 
     let (result, trace_id) = h.sync(&client, &registered("user-1"), "job-1").await;
 
-    let err = result.expect_err("the CRM rejects every token");
-    assert!(
-        matches!(err, CrmError::Status { status: 401, .. }),
-        "{err:?}"
+    assert_status_error(
+        result,
+        "the CRM rejects every token",
+        401,
+        ErrorClass::Permanent,
     );
-    assert_eq!(err.class(), ErrorClass::Permanent);
     assert_eq!(
         fake.token_requests(),
         2,
@@ -503,12 +558,7 @@ async fn server_errors_are_retried_up_to_max_attempts_then_fail_as_transient() {
 
     let (result, trace_id) = h.sync(&client, &registered("user-1"), "job-1").await;
 
-    let err = result.expect_err("the CRM keeps failing");
-    assert!(
-        matches!(err, CrmError::Status { status: 500, .. }),
-        "{err:?}"
-    );
-    assert_eq!(err.class(), ErrorClass::Transient);
+    assert_status_error(result, "the CRM keeps failing", 500, ErrorClass::Transient);
     let upserts = fake.upserts();
     assert_eq!(upserts.len(), 3);
     assert!(
@@ -555,20 +605,11 @@ async fn a_transient_failure_then_success_succeeds() {
 async fn a_400_is_permanent_and_not_retried() {
     let (h, fake) = start().await;
     fake.script(&[400]);
-    let client = h.client(
-        settings(&fake)
-            .with_max_attempts(5)
-            .with_breaker(1, Duration::from_secs(60)),
-    );
+    let client = h.breaker_client(&fake, 5, 1, Duration::from_secs(60));
 
     let (result, trace_id) = h.sync(&client, &registered("user-1"), "job-1").await;
 
-    let err = result.expect_err("bad request");
-    assert!(
-        matches!(err, CrmError::Status { status: 400, .. }),
-        "{err:?}"
-    );
-    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert_status_error(result, "bad request", 400, ErrorClass::Permanent);
     assert_eq!(fake.upserts().len(), 1, "no retry");
     assert_eq!(
         client.breaker_state(),
@@ -619,11 +660,7 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
     let (h, fake) = start().await;
     fake.script(&[500, 500]);
     let cooldown = Duration::from_millis(300);
-    let client = h.client(
-        settings(&fake)
-            .with_max_attempts(1)
-            .with_breaker(2, cooldown),
-    );
+    let client = h.breaker_client(&fake, 1, 2, cooldown);
 
     let (first, _) = h.sync(&client, &registered("user-1"), "job-1").await;
     assert!(first.is_err());
@@ -650,15 +687,14 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
         "the open breaker did not call the CRM"
     );
 
-    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
-    let (probe, probe_trace) = h.sync(&client, &registered("user-1"), "job-4").await;
+    let closing = ["open -> half_open", "half_open -> closed"];
+    let probe = h.probe(&client, cooldown, "job-4", &closing).await;
     probe.expect("the half-open probe reaches a healthy CRM");
     assert_eq!(client.breaker_state(), BreakerState::Closed);
     assert_eq!(fake.upserts().len(), 3);
     h.wait_breaker_gauge(0, opened_at).await;
 
-    let opening = h.sync_span(&opening).await;
-    assert_eq!(transitions(&opening), ["closed -> open"]);
+    h.assert_transitions(&opening, &["closed -> open"]).await;
     let rejected = h.sync_span(&rejected_trace).await;
     assert_eq!(rejected.attr_str("error.type"), Some("crm.breaker_open"));
     assert!(
@@ -668,8 +704,6 @@ async fn the_breaker_opens_rejects_without_calling_and_a_half_open_probe_closes_
             .any(|s| s.name.starts_with("POST ")),
         "no HTTP span under a rejected call"
     );
-    let probe = transitions(&h.sync_span(&probe_trace).await);
-    assert_eq!(probe, ["open -> half_open", "half_open -> closed"]);
 }
 
 #[tokio::test]
@@ -677,11 +711,7 @@ async fn a_failed_probe_reopens_the_breaker() {
     let (h, fake) = start().await;
     fake.with(|s| s.default_status = 503);
     let cooldown = Duration::from_millis(200);
-    let client = h.client(
-        settings(&fake)
-            .with_max_attempts(3)
-            .with_breaker(1, cooldown),
-    );
+    let client = h.breaker_client(&fake, 3, 1, cooldown);
 
     let (first, first_trace) = h.sync(&client, &registered("user-1"), "job-1").await;
     // The first attempt opens the breaker, so the call stops there with the CRM's answer.
@@ -693,8 +723,8 @@ async fn a_failed_probe_reopens_the_breaker() {
     let first = h.sync_span(&first_trace).await;
     assert!(events(&first, "crm.retry").is_empty(), "{first:#?}");
 
-    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
-    let (probe, probe_trace) = h.sync(&client, &registered("user-1"), "job-2").await;
+    let reopening = ["open -> half_open", "half_open -> open"];
+    let probe = h.probe(&client, cooldown, "job-2", &reopening).await;
     assert!(probe.is_err());
     assert_eq!(client.breaker_state(), BreakerState::Open);
     assert_eq!(
@@ -702,18 +732,12 @@ async fn a_failed_probe_reopens_the_breaker() {
         2,
         "one probe, no retries past the open breaker"
     );
-    let probe = transitions(&h.sync_span(&probe_trace).await);
-    assert_eq!(probe, ["open -> half_open", "half_open -> open"]);
 }
 
 #[tokio::test]
 async fn secrets_tokens_and_emails_never_reach_telemetry() {
     let (h, fake) = start().await;
-    let client = h.client(
-        settings(&fake)
-            .with_max_attempts(2)
-            .with_breaker(2, Duration::from_secs(60)),
-    );
+    let client = h.breaker_client(&fake, 2, 2, Duration::from_secs(60));
 
     // Initial token, a 401 with a refresh, retries, the breaker opening (a WARN log line).
     h.sync(&client, &registered("user-leakcheck"), "job-1")
