@@ -21,14 +21,13 @@ use vidscope_worker::WorkerSettings;
 use vidscope_worker::jobs::Registry;
 use vidscope_worker::jobs::thumbnail::ThumbnailPayload;
 
-use crate::common::{PROBE, THUMBNAIL, unique_prefix};
+use crate::common::{PROBE, THUMBNAIL};
 use crate::pipeline::{fast_settings, poll, queues, start, start_standard, upload, wait_done};
 
 #[tokio::test]
 async fn jobs_for_a_deleted_lesson_settle_as_done_on_both_queues() {
     let app = spawn_app().await;
-    let prefix = unique_prefix();
-    for (name, queue) in queues(&app, "w", &prefix).await {
+    for (name, queue) in queues(&app, "w").await {
         // A lesson deleted after its jobs were handed to the queue: no row any more.
         let gone = VideoId::generate();
         let probe = NewJob::new(&ProbePayload {

@@ -539,15 +539,26 @@ fn crm_job() -> NewJob {
     })
 }
 
-pub(crate) async fn queues(
-    app: &TestApp,
-    consumer: &str,
-    prefix: &str,
-) -> Vec<(&'static str, Queue)> {
-    queues_with(app, consumer, prefix, Duration::from_secs(3)).await
+/// How long a delivery stays invisible to the other consumers, in most tests.
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(3);
+
+/// The queues under test, each on storage no other test reads (the app's own database, a Redis
+/// stream under a fresh prefix), for consumer group `consumer`.
+pub(crate) async fn queues(app: &TestApp, consumer: &str) -> Vec<(&'static str, Queue)> {
+    queues_with(app, consumer, DEFAULT_VISIBILITY).await
 }
 
 async fn queues_with(
+    app: &TestApp,
+    consumer: &str,
+    visibility: Duration,
+) -> Vec<(&'static str, Queue)> {
+    queues_on(app, consumer, &unique_prefix(), visibility).await
+}
+
+/// The queues under test with the Redis stream under `prefix`, for consumer groups that share
+/// one stream.
+async fn queues_on(
     app: &TestApp,
     consumer: &str,
     prefix: &str,
@@ -596,8 +607,8 @@ async fn wait_done_within(app: &TestApp, id: &str, patience: Duration, what: &st
 async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
     let app = spawn_app().await;
     let prefix = unique_prefix();
-    let a = queues(&app, "doomed", &prefix).await;
-    let b = queues(&app, "survivor", &prefix).await;
+    let a = queues_on(&app, "doomed", &prefix, DEFAULT_VISIBILITY).await;
+    let b = queues_on(&app, "survivor", &prefix, DEFAULT_VISIBILITY).await;
     for ((name, qa), (_, qb)) in a.into_iter().zip(b) {
         let (registry, runs) = scripted(Behaviour::HangFirst);
         let job = crm_job();
@@ -640,8 +651,7 @@ async fn a_job_whose_worker_dies_mid_run_is_reclaimed_and_completes_once() {
 #[tokio::test]
 async fn a_job_done_already_is_not_run_again_and_its_span_says_duplicate() {
     let app = spawn_app().await;
-    let prefix = unique_prefix();
-    for (name, queue) in queues(&app, "again", &prefix).await {
+    for (name, queue) in queues(&app, "again").await {
         let (registry, runs) = scripted(Behaviour::Permanent);
         let job = crm_job();
         let first_time = jobs::mark_done(&app.state.db, &job.id, CrmSyncPayload::KIND)
@@ -684,8 +694,7 @@ async fn a_job_done_already_is_not_run_again_and_its_span_says_duplicate() {
 #[tokio::test]
 async fn failing_jobs_land_in_the_dead_letter_with_their_error_class() {
     let app = spawn_app().await;
-    let prefix = unique_prefix();
-    for (name, queue) in queues(&app, "w", &prefix).await {
+    for (name, queue) in queues(&app, "w").await {
         for (behaviour, class, expected_runs) in [
             (Behaviour::AlwaysTransient, "transient", 3),
             (Behaviour::Permanent, "permanent", 1),
@@ -724,9 +733,8 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
     const VISIBILITY: Duration = Duration::from_secs(120);
     const PROMPTLY: Duration = Duration::from_secs(15);
     let app = spawn_app().await;
-    let prefix = unique_prefix();
     let mut panicked_jobs = Vec::new();
-    for (name, queue) in queues_with(&app, "w", &prefix, VISIBILITY).await {
+    for (name, queue) in queues_with(&app, "w", VISIBILITY).await {
         let settings = WorkerSettings {
             max_attempts: 3,
             ..fast_settings()
@@ -879,7 +887,6 @@ async fn a_panicking_job_is_retried_then_dead_lettered_without_waiting_for_the_v
 #[tokio::test]
 async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
     let app = spawn_app().await;
-    let prefix = unique_prefix();
     let cases = [
         (
             PROBE,
@@ -902,7 +909,7 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_the_reason() {
             "malformed crm.sync payload: invalid type: integer `42`",
         ),
     ];
-    for (name, queue) in queues_with(&app, "w", &prefix, Duration::from_secs(120)).await {
+    for (name, queue) in queues_with(&app, "w", Duration::from_secs(120)).await {
         let worker = start_standard(&app, queue.clone());
         for (kind, payload, reason) in &cases {
             let now = vidscope_core::db::now_millis();
@@ -1131,8 +1138,7 @@ fn latest_crm_depth(app: &TestApp, state: &str) -> i64 {
 async fn a_drained_backlog_reads_zero_once_the_queue_is_empty() {
     const PERIOD: Duration = Duration::from_millis(500);
     let app = spawn_app().await;
-    let prefix = unique_prefix();
-    for (name, queue) in queues(&app, "drain", &prefix).await {
+    for (name, queue) in queues(&app, "drain").await {
         let (registry, runs) = scripted(Behaviour::Slow);
         let batch: Vec<NewJob> = (0..10).map(|_| crm_job()).collect();
         outbox::enqueue(&app.state.db, &batch).await.unwrap();
