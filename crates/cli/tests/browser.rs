@@ -23,9 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use vidscope_testkit::TraceResponse;
+use vidscope_testkit::db::TestDb;
+use vidscope_testkit::media::make_clip;
 use vidscope_testkit::otlp::CaptureReceiver;
 
 mod common;
@@ -85,23 +88,7 @@ const MP4: &[&str] = &[
 /// A lesson made by ffmpeg: a test pattern with a tone, `LESSON_SECS` long.
 fn make_lesson(dir: &Path, name: &str, codec_args: &[&str]) -> Vec<u8> {
     let path = dir.join(name);
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "testsrc=duration={LESSON_SECS}:size=320x240:rate=25"
-        ))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:duration={LESSON_SECS}"))
-        .args(codec_args)
-        .arg(&path)
-        .output()
-        .expect("ffmpeg runs (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_clip(&path, LESSON_SECS, codec_args);
     std::fs::read(&path).unwrap()
 }
 
@@ -273,23 +260,48 @@ async fn submit_sign_in(c: &Client, email: &str, password: &str) {
     fill_and_submit(c, &[("email", email), ("password", password)], "sign-in").await;
 }
 
-/// `vidscope up` for a browser test: traces into the embedded files under `dir/telemetry`
-/// (what the trace viewer reads), metrics to `receiver`, local storage, no Redis. Returns the
-/// process and its base URL.
-async fn start_browser_up(
-    dir: &Path,
-    db_url: &str,
-    receiver: &CaptureReceiver,
-) -> (Process, String) {
-    let mut up = common::up_command(dir, db_url, &receiver.grpc_endpoint());
-    up.env("OTEL_TRACES_EXPORTER", "file")
-        .env("OTEL_METRICS_EXPORTER", "otlp")
-        .env("OTEL_LOGS_EXPORTER", "none")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("RUST_LOG", "warn")
-        .env_remove("S3_BUCKET_NAME")
-        .env_remove("REDIS_URL");
-    common::start_up(up).await
+/// `vidscope up` for a browser test, on a fresh database and data directory: traces into the
+/// embedded files under `dir/telemetry` (what the trace viewer reads), metrics to `receiver`,
+/// local storage, no Redis.
+struct Up {
+    // Dropped in this order: the process before what it uses.
+    process: Process,
+    dir: tempfile::TempDir,
+    _db: TestDb,
+    receiver: CaptureReceiver,
+}
+
+impl Up {
+    /// Returns the running service and its base URL.
+    async fn start() -> (Up, String) {
+        let receiver = CaptureReceiver::start().await;
+        let db = vidscope_testkit::db::fresh_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = common::up_command(dir.path(), &db.url, &receiver.grpc_endpoint());
+        command
+            .env("OTEL_TRACES_EXPORTER", "file")
+            .env("OTEL_METRICS_EXPORTER", "otlp")
+            .env("OTEL_LOGS_EXPORTER", "none")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("RUST_LOG", "warn")
+            .env_remove("S3_BUCKET_NAME")
+            .env_remove("REDIS_URL");
+        let (process, base) = common::start_up(command).await;
+        let up = Up {
+            process,
+            dir,
+            _db: db,
+            receiver,
+        };
+        (up, base)
+    }
+
+    /// Ends the browser session `c`, then stops the service, which must exit cleanly.
+    async fn stop(self, c: Client) {
+        c.close().await.unwrap();
+        let status = self.process.stop();
+        assert!(status.success(), "vidscope up exited with {status}");
+    }
 }
 
 async fn screenshot(c: &Client, name: &str) -> PathBuf {
@@ -376,13 +388,10 @@ fn cookie_client() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_watches_resumes_and_finds_the_trace() {
-    let receiver = CaptureReceiver::start().await;
-    let db = vidscope_testkit::db::fresh_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let telemetry_dir = dir.path().join("telemetry");
-
     // ---------------------------------------------------------------- the service
-    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (up, base) = Up::start().await;
+    let receiver = &up.receiver;
+    let telemetry_dir = up.dir.path().join("telemetry");
 
     // ------------------------------------------------------- two lessons, by ffmpeg
     let media = tempfile::tempdir().unwrap();
@@ -818,19 +827,14 @@ async fn a_viewer_watches_resumes_and_finds_the_trace() {
         "the viewer's trace under another user's filter"
     );
 
-    c.close().await.unwrap();
-    let status = service.stop();
-    assert!(status.success(), "vidscope up exited with {status}");
+    up.stop(c).await;
 }
 
 /// A hostile `?next=` cannot send a signing-in user to another site (issue 27): after the
 /// sign-in, the browser is on this origin, at the lesson list; a path of this site is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_stays_on_this_site_whatever_next_says() {
-    let receiver = CaptureReceiver::start().await;
-    let db = vidscope_testkit::db::fresh_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (up, base) = Up::start().await;
     let (_driver, driver_url, c, _profile) = browser().await;
 
     for (next, path, query) in [
@@ -864,9 +868,7 @@ async fn sign_in_stays_on_this_site_whatever_next_says() {
     }
     assert_no_csp_violations(&driver_url, &c, "signing in").await;
 
-    c.close().await.unwrap();
-    let status = service.stop();
-    assert!(status.success(), "vidscope up exited with {status}");
+    up.stop(c).await;
 }
 
 /// `.video-card[data-video-id=...]` `rest` on the lesson list (the list's card, not the
@@ -913,10 +915,7 @@ async fn show(c: &Client, css: &str) {
 /// dismissing the confirm keeps it, accepting removes it (the API answers 404 after).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
-    let receiver = CaptureReceiver::start().await;
-    let db = vidscope_testkit::db::fresh_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (up, base) = Up::start().await;
     let media = tempfile::tempdir().unwrap();
     let lesson = make_lesson(media.path(), "form-lesson.mp4", MP4);
     let file = media.path().join("form-lesson.mp4");
@@ -983,18 +982,8 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
 
     // ------------------------------------------------------------------ edit
     click(&c, Locator::Css(&card(&id, " details.edit summary"))).await;
-    let title = c
-        .find(Locator::Css(&card(&id, " input[name=title]")))
-        .await
-        .unwrap();
-    title.clear().await.unwrap();
-    title.send_keys("Fractions, edited").await.unwrap();
-    let description = c
-        .find(Locator::Css(&card(&id, " textarea[name=description]")))
-        .await
-        .unwrap();
-    description.clear().await.unwrap();
-    description.send_keys("Thirds too.").await.unwrap();
+    replace_text(&c, &card(&id, " input[name=title]"), "Fractions, edited").await;
+    replace_text(&c, &card(&id, " textarea[name=description]"), "Thirds too.").await;
     click(&c, Locator::Css(&card(&id, " button.save"))).await;
     eventually("the edit saved", WAIT, || async {
         let s = card_state(&c, &id).await;
@@ -1094,19 +1083,26 @@ async fn an_admin_uploads_edits_and_deletes_a_lesson_from_the_list() {
     assert_eq!(v["status"], "failed", "{v}");
     assert_no_csp_violations(&driver_url, &c, "the reprocess").await;
 
-    c.close().await.unwrap();
-    let status = service.stop();
-    assert!(status.success(), "vidscope up exited with {status}");
+    up.stop(c).await;
+}
+
+/// The field `css` selects.
+async fn field(c: &Client, css: &str) -> Element {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
 /// Types `text` into the field `css` selects.
 async fn type_into(c: &Client, css: &str, text: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .send_keys(text)
-        .await
-        .unwrap();
+    field(c, css).await.send_keys(text).await.unwrap();
+}
+
+/// Replaces what the field `css` selects holds with `text`.
+async fn replace_text(c: &Client, css: &str, text: &str) {
+    let field = field(c, css).await;
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
 }
 
 /// The browser's path once it is `path`, failing with what the page shows.
@@ -1163,10 +1159,7 @@ async fn browser_sign_out(c: &Client) {
 /// who can no longer sign in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
-    let receiver = CaptureReceiver::start().await;
-    let db = vidscope_testkit::db::fresh_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (service, base) = start_browser_up(dir.path(), &db.url, &receiver).await;
+    let (up, base) = Up::start().await;
     let (_driver, driver_url, c, _profile) = browser().await;
     let email = "browser-learner@example.com";
     let (first, second) = ("first password here", "second password here");
@@ -1255,7 +1248,5 @@ async fn a_password_change_and_disabling_a_signed_in_user_in_the_browser() {
     let refused = error_text(&c).await;
     assert!(refused.contains("disabled"), "{refused}");
 
-    c.close().await.unwrap();
-    let status = service.stop();
-    assert!(status.success(), "vidscope up exited with {status}");
+    up.stop(c).await;
 }
