@@ -510,7 +510,7 @@ def catalog_descriptions() -> dict[str, str]:
     src = (ROOT / "crates/telemetry/src/catalog.rs").read_text(encoding="utf-8")
     consts = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', src))
     out = {}
-    for name, desc in re.findall(r'\(\s*(\w+),\s*"[^"]*",\s*(?:\w+,\s*)?"([^"]*)"', src):
+    for name, desc in re.findall(r'\(\s*(?:Kind::\w+,\s*)?(\w+),\s*"[^"]*",\s*(?:\w+,\s*)?"([^"]*)"', src):
         if name in consts:
             out[consts[name]] = desc
     for name, desc in re.findall(r'name: (\w+),.*?description: "([^"]*)"', src, re.S):

@@ -561,6 +561,17 @@ def load_catalog() -> list[dict]:
         args = [a.strip() for a in re.split(r",\s*\n", rest.strip()) if a.strip()]
         labels = labels_of(args[-1].rstrip(",")) if args else []
         out.append({"name": consts.get(name, name), "unit": unit, "type": kinds[fn], "labels": labels})
+    # `entry(Kind::X, NAME, "unit", description, labels)`: the entries without buckets.
+    entry_kinds = {"Counter": "counter", "ObservableCounter": "counter", "Gauge": "gauge",
+                   "UpDownCounter": "updowncounter"}
+    for kind, name, unit, rest in re.findall(r"\bentry\(\s*Kind::(\w+),\s*(\w+),\s*\"([^\"]*)\",(.*?)\n    \),",
+                                             block, re.S):
+        if kind not in entry_kinds:
+            fail("crates/telemetry/src/catalog.rs", f"unknown Kind::{kind}")
+            continue
+        args = [a.strip() for a in re.split(r",\s*\n", rest.strip()) if a.strip()]
+        labels = labels_of(args[-1].rstrip(",")) if args else []
+        out.append({"name": consts.get(name, name), "unit": unit, "type": entry_kinds[kind], "labels": labels})
     for body in re.findall(r"InstrumentSpec \{(.*?)\n    \}", block, re.S):
         n = re.search(r"name: (\w+)", body)
         u = re.search(r'unit: "([^"]*)"', body)
