@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use vidscope_api::Application;
-use vidscope_core::config::Settings;
+use vidscope_core::config::{Settings, telemetry_dir};
 use vidscope_telemetry::TelemetryConfig;
 
 /// mimalloc rather than glibc malloc: the telemetry pipeline allocates per span, log record
@@ -46,9 +46,11 @@ fn mode() -> anyhow::Result<Mode> {
 
 async fn run() -> anyhow::Result<()> {
     let mode = mode()?;
-    let telemetry = TelemetryConfig::new("vidscope-api").from_env()?;
-    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let settings = Settings::from_process_env()?;
+    let telemetry = TelemetryConfig::new("vidscope-api")
+        .with_file_dir(telemetry_dir(&settings.data_dir))
+        .from_env()?;
+    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let result = async {
         if let Mode::Migrate = mode {
             let db = vidscope_core::db::Db::connect(&settings.database_url)

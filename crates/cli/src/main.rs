@@ -189,7 +189,7 @@ fn up_telemetry(telemetry_dir: &Path, component: &str) -> anyhow::Result<Telemet
 }
 
 async fn up(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let telemetry_dir = data_dir.join("telemetry");
+    let telemetry_dir = vidscope_core::config::telemetry_dir(data_dir);
     let telemetry = up_telemetry(&telemetry_dir, "api")?;
     let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let worker_telemetry = worker_telemetry(&telemetry_dir)?;

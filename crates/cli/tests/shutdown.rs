@@ -114,31 +114,13 @@ async fn exited(api: &mut Process, since: Instant) -> std::process::ExitStatus {
     }
 }
 
-/// The admin's session cookie.
-async fn sign_in(port: u16) -> String {
-    let login = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/auth/login"))
-        .json(&serde_json::json!({ "email": ADMIN.0, "password": ADMIN.1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_what_can_finish_aborts_the_rest_and_exits_within_the_deadline() {
     let db = vidscope_testkit::db::fresh_db().await;
     let receiver = CaptureReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut api, port) = start_api(&db.url, dir.path(), &receiver).await;
-    let cookie = sign_in(port).await;
+    let cookie = common::session_cookie(port, ADMIN).await;
 
     // One upload that ends a second after SIGTERM, one that would take a minute.
     let quick = paced_upload(port, &cookie, form("quick.mp4", 1024 * 1024), 64 * 1024);

@@ -56,7 +56,7 @@ pub struct TraceViewerSettings {
 impl TraceViewerSettings {
     fn new(data_dir: &Path) -> Self {
         Self {
-            files: vec![data_dir.join("telemetry").join("traces.json")],
+            files: vec![telemetry_dir(data_dir).join("traces.json")],
             max_bytes_per_file: 16 * 1024 * 1024,
             grafana_url: None,
         }
@@ -303,6 +303,13 @@ fn bootstrap_admin(
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".vidscope";
+
+/// `VIDSCOPE_TELEMETRY_DIR`'s default: the telemetry files of a process whose data lives in
+/// `data_dir`. Every binary's file exporter writes there and the trace viewer reads there, so
+/// they cannot disagree.
+pub fn telemetry_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("telemetry")
+}
 
 impl Settings {
     /// Embedded defaults under `data_dir`: SQLite, local object store.

@@ -413,6 +413,16 @@ impl TelemetryConfig {
         self
     }
 
+    /// The file exporter's directory (also where refused batches fall back to) unless
+    /// `VIDSCOPE_TELEMETRY_DIR` names another: the container binaries pass
+    /// `<data dir>/telemetry`, where the built-in trace viewer reads, so the two agree however
+    /// the process was started (the bare default, `telemetry` under the working directory,
+    /// agreed only where the working directory was the data dir).
+    pub fn with_file_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.file.dir = dir.into();
+        self
+    }
+
     /// Every signal over OTLP to `endpoint` with `protocol`.
     pub fn with_otlp(mut self, protocol: OtlpProtocol, endpoint: &str) -> Self {
         self.protocol = protocol;

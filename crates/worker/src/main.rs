@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use vidscope_core::config::Settings;
+use vidscope_core::config::{Settings, telemetry_dir};
 use vidscope_telemetry::TelemetryConfig;
 use vidscope_worker::WorkerSettings;
 
@@ -18,9 +18,11 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let telemetry = TelemetryConfig::new("vidscope-worker").from_env()?;
-    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let settings = Settings::from_process_env()?;
+    let telemetry = TelemetryConfig::new("vidscope-worker")
+        .with_file_dir(telemetry_dir(&settings.data_dir))
+        .from_env()?;
+    let guard = vidscope_telemetry::init(&telemetry).context("cannot start telemetry")?;
     let mut worker_settings = WorkerSettings::from_env()?;
     // A container's health endpoint is on unless configured otherwise.
     worker_settings

@@ -84,6 +84,25 @@ pub(crate) async fn api_port(api: &mut Process) -> u16 {
     .unwrap()
 }
 
+/// The session cookie (`name=value`) of `account` (e-mail, password) signed in on the API at
+/// `port`.
+pub(crate) async fn session_cookie(port: u16, account: (&str, &str)) -> String {
+    let login = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/auth/login"))
+        .json(&serde_json::json!({ "email": account.0, "password": account.1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "signing in as {}", account.0);
+    login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The `service.name` of a resource in OTLP JSON (`resourceSpans[i].resource`, ...).
 pub(crate) fn service_name(resource: &serde_json::Value) -> Option<&str> {
     resource["attributes"]
