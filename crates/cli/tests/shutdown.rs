@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Process;
@@ -77,26 +77,15 @@ fn files_under(dir: &Path) -> Vec<String> {
 /// `vidscope-api` over `db_url` with its objects in `data_dir` and the shutdown deadline under
 /// test, exporting to `receiver`; the process and its port.
 async fn start_api(db_url: &str, data_dir: &Path, receiver: &CaptureReceiver) -> (Process, u16) {
-    let mut api = Command::new(common::sibling_binary("vidscope-api"));
-    api.env("DATABASE_URL", db_url)
-        .env_remove("REDIS_URL")
-        .env_remove("S3_BUCKET_NAME")
-        .env("VIDSCOPE_DATA_DIR", data_dir)
-        .env("VIDSCOPE_ADDR", "127.0.0.1:0")
-        .env("VIDSCOPE_ADMIN_EMAIL", ADMIN.0)
-        .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN.1)
-        .env("VIDSCOPE_API_SHUTDOWN_SECS", DEADLINE_SECS.to_string())
+    let mut api = common::api_command(db_url, data_dir, ADMIN);
+    api.env("VIDSCOPE_API_SHUTDOWN_SECS", DEADLINE_SECS.to_string())
         .env("OTEL_SERVICE_NAME", "vidscope-api")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
         // Nothing is exported on schedule: what arrives was flushed on the way out.
         .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut api = Process(api.spawn().unwrap());
-    let port = common::api_port(&mut api).await;
-    (api, port)
+        .env("RUST_LOG", "info");
+    common::spawn_api(api).await
 }
 
 /// The exit status of `api`, which must exit within the deadline and a margin of `since`.

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Process};
+use common::ADMIN;
 use serde_json::Value;
 use vidscope_testkit::files::files_under;
 
@@ -17,38 +16,24 @@ async fn the_api_binary_writes_its_traces_where_its_trace_viewer_reads_them() {
     let db = vidscope_testkit::db::fresh_db().await;
     let data = tempfile::tempdir().unwrap();
     let working_dir = tempfile::tempdir().unwrap();
-    let mut api = Command::new(common::sibling_binary("vidscope-api"));
+    let mut api = common::api_command(&db.url, data.path(), ADMIN);
     api.current_dir(working_dir.path())
-        .env("DATABASE_URL", &db.url)
-        .env_remove("REDIS_URL")
-        .env_remove("S3_BUCKET_NAME")
         .env_remove("VIDSCOPE_TELEMETRY_DIR")
         .env_remove("VIDSCOPE_TRACE_VIEWER_FILES")
-        .env("VIDSCOPE_DATA_DIR", data.path())
-        .env("VIDSCOPE_ADDR", "127.0.0.1:0")
-        .env("VIDSCOPE_ADMIN_EMAIL", ADMIN.0)
-        .env("VIDSCOPE_ADMIN_PASSWORD", ADMIN.1)
         .env("OTEL_TRACES_EXPORTER", "file")
         .env("OTEL_METRICS_EXPORTER", "none")
         .env("OTEL_LOGS_EXPORTER", "none")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut api = Process(api.spawn().unwrap());
-    let port = common::api_port(&mut api).await;
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let (api, port) = common::spawn_api(api).await;
     let base = format!("http://127.0.0.1:{port}");
 
-    let answer: Value = reqwest::get(format!("{base}/api/test-otel"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client = reqwest::Client::new();
+    let test_otel = client.get(format!("{base}/api/test-otel")).send().await;
+    let answer: Value = test_otel.unwrap().json().await.unwrap();
     let trace_id = answer["trace_id"].as_str().expect("a trace id").to_owned();
     let cookie = common::session_cookie(port, ADMIN).await;
 
     // The batch is written within its 100 ms delay; the viewer reads the files on each request.
-    let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     let trace: Value = loop {
         let resp = client

@@ -84,6 +84,30 @@ pub(crate) async fn api_port(api: &mut Process) -> u16 {
     .unwrap()
 }
 
+/// `vidscope-api` alone over `db_url` with `data_dir` as its data dir: no Redis and no S3 (its
+/// objects go under the data dir), port 0, `admin` (e-mail, password) created at start-up,
+/// stdout piped for [`api_port`]. Callers add their telemetry settings, then [`spawn_api`].
+pub(crate) fn api_command(db_url: &str, data_dir: &Path, admin: (&str, &str)) -> Command {
+    let mut api = Command::new(sibling_binary("vidscope-api"));
+    api.env("DATABASE_URL", db_url)
+        .env_remove("REDIS_URL")
+        .env_remove("S3_BUCKET_NAME")
+        .env("VIDSCOPE_DATA_DIR", data_dir)
+        .env("VIDSCOPE_ADDR", "127.0.0.1:0")
+        .env("VIDSCOPE_ADMIN_EMAIL", admin.0)
+        .env("VIDSCOPE_ADMIN_PASSWORD", admin.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    api
+}
+
+/// Starts `api` (an [`api_command`]); the process and the port it bound.
+pub(crate) async fn spawn_api(mut api: Command) -> (Process, u16) {
+    let mut api = Process(api.spawn().unwrap());
+    let port = api_port(&mut api).await;
+    (api, port)
+}
+
 /// The session cookie (`name=value`) of `account` (e-mail, password) signed in on the API at
 /// `port`.
 pub(crate) async fn session_cookie(port: u16, account: (&str, &str)) -> String {
