@@ -23,8 +23,8 @@
 #
 # Environment:
 #   VIDSCOPE_EMITTED_METRICS=PATH  metrics the services really emitted (name, unit, type; see
-#                                  stack_check.py). Unset: falls back to parsing the metric
-#                                  catalog crates/telemetry/src/catalog.rs, and says so.
+#                                  stack_check.py). Unset: falls back to reading the metric
+#                                  catalog crates/telemetry/catalog.json, and says so.
 #   PROMTOOL_V3=PATH               a Prometheus v3 promtool to use for `check config`
 #   VIDSCOPE_STACK_NO_INSTALL=1    do not apt-get install missing tools (fail instead)
 #

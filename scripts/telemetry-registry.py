@@ -506,17 +506,10 @@ def check_catalog(reg: dict, problems: list[str]):
 
 
 def catalog_descriptions() -> dict[str, str]:
-    """Metric descriptions from catalog.rs, to start new metric entries with."""
-    src = (ROOT / "crates/telemetry/src/catalog.rs").read_text(encoding="utf-8")
-    consts = dict(re.findall(r'pub const (\w+): &str = "([^"]+)";', src))
-    out = {}
-    for name, desc in re.findall(r'\(\s*(?:Kind::\w+,\s*)?(\w+),\s*"[^"]*",\s*(?:\w+,\s*)?"([^"]*)"', src):
-        if name in consts:
-            out[consts[name]] = desc
-    for name, desc in re.findall(r'name: (\w+),.*?description: "([^"]*)"', src, re.S):
-        if name in consts:
-            out.setdefault(consts[name], desc)
-    return out
+    """Metric descriptions from the catalog (crates/telemetry/catalog.json), to start new
+    metric entries with."""
+    entries = json.loads((ROOT / "crates/telemetry/catalog.json").read_text(encoding="utf-8"))
+    return {e["name"]: e["description"] for e in entries}
 
 
 # ------------------------------------------------------------------------------- update

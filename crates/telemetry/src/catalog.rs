@@ -686,4 +686,41 @@ mod tests {
         let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "t");
         let _ = Metrics::new(&meter, Arc::default());
     }
+
+    fn kind_name(k: Kind) -> &'static str {
+        match k {
+            Kind::Counter => "counter",
+            Kind::ObservableCounter => "observable_counter",
+            Kind::Histogram => "histogram",
+            Kind::Gauge => "gauge",
+        }
+    }
+
+    /// `crates/telemetry/catalog.json` is the catalog as data: the scripts that check
+    /// dashboards, alerts and the telemetry registry against it read that file instead of
+    /// parsing this one as text (a parser that broke each time the table changed shape). This
+    /// keeps the file equal to [`CATALOG`]; `VIDSCOPE_BLESS_CATALOG=1` rewrites it after a
+    /// deliberate change, to be reviewed as a diff.
+    #[test]
+    fn catalog_json_is_the_catalog() {
+        let entries: Vec<serde_json::Value> = CATALOG
+            .iter()
+            .map(|spec| {
+                serde_json::json!({
+                    "name": spec.name,
+                    "unit": spec.unit,
+                    "kind": kind_name(spec.kind),
+                    "description": spec.description,
+                    "buckets": spec.buckets,
+                    "labels": spec.labels,
+                })
+            })
+            .collect();
+        let generated = serde_json::to_string_pretty(&entries).expect("a JSON value prints") + "\n";
+        vidscope_testkit::snapshot::assert_checked_in(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/catalog.json"),
+            &generated,
+            "VIDSCOPE_BLESS_CATALOG",
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub mod otlp;
 pub mod router;
 pub mod s3;
 pub mod seen;
+pub mod snapshot;
 
 pub use app::{
     LogBuffer, TestApp, TestAppBuilder, TestUser, ThreadTelemetry, background, expect_error,

@@ -593,15 +593,10 @@ async fn the_openapi_document_is_the_one_checked_in() {
     let a = get(&app, "/api/openapi.json", None).await;
     assert_eq!(a.status, 200);
     let served = serde_json::to_string_pretty(&a.json()).expect("a JSON value prints") + "\n";
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    if std::env::var_os("VIDSCOPE_BLESS_OPENAPI").is_some() {
-        std::fs::write(path, &served).expect("openapi.json is writable");
-    }
-    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        served == checked_in,
-        "the served OpenAPI document differs from {path}; if the change is meant, run the \
-         test with VIDSCOPE_BLESS_OPENAPI=1 and review the diff"
+    vidscope_testkit::snapshot::assert_checked_in(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"),
+        &served,
+        "VIDSCOPE_BLESS_OPENAPI",
     );
 }
 
