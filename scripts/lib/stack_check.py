@@ -1232,7 +1232,7 @@ def main() -> int:
         source = f"emitted by the services ({args.emitted})"
         emitted = load_emitted(args.emitted)
     else:
-        source = "FALLBACK: declared in crates/telemetry/src/catalog.rs (set VIDSCOPE_EMITTED_METRICS to check what the services really export)"
+        source = "FALLBACK: declared in the catalog, crates/telemetry/catalog.json (set VIDSCOPE_EMITTED_METRICS to check what the services really export)"
         emitted = load_catalog()
     known: dict[str, str] = {}
     for m in emitted:
