@@ -37,7 +37,7 @@ use tokio::sync::{Notify, watch};
 use vidscope_telemetry::export_request::{self, ScopedItems};
 
 use crate::seen::{Noted, SeenLog};
-use flatten::{flatten, log_view, metric_view, span_view};
+use flatten::{flatten_logs, flatten_metrics, flatten_spans};
 use over_grpc::serve_grpc;
 use over_http::serve_http;
 use report::summarize;
@@ -286,7 +286,7 @@ impl OtlpRequest for ExportTraceServiceRequest {
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
-        flatten(&self, transport, &mut store.spans, span_view);
+        flatten_spans(&self, transport, &mut store.spans);
         store.trace_requests.push(self);
     }
 }
@@ -317,7 +317,7 @@ impl OtlpRequest for ExportMetricsServiceRequest {
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
-        flatten(&self, transport, &mut store.metrics, metric_view);
+        flatten_metrics(&self, transport, &mut store.metrics);
         store.metrics_requests.push(self);
     }
 }
@@ -341,7 +341,7 @@ impl OtlpRequest for ExportLogsServiceRequest {
     }
 
     fn keep(self, store: &mut Store, transport: Transport) {
-        flatten(&self, transport, &mut store.logs, log_view);
+        flatten_logs(&self, transport, &mut store.logs);
         store.logs_requests.push(self);
     }
 }

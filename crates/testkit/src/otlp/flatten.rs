@@ -1,12 +1,13 @@
 //! From OTLP requests to the flat views of [`super::model`]: hex ids, owned attributes,
 //! each item with its resource and scope.
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint,
-    metric, number_data_point,
+    ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint, SummaryDataPoint, metric,
+    number_data_point,
 };
-use opentelemetry_proto::tonic::trace::v1::Span;
 use vidscope_telemetry::export_request::ScopedItems;
 
 use super::model::{
@@ -23,20 +24,18 @@ fn optional_id(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// The resource and scope a group of items was sent under, and the transport it came by.
-pub(super) struct Origin {
+/// The resource and scope a group of items was sent under.
+struct Origin {
     resource: Attributes,
     scope_name: String,
     scope_version: String,
-    transport: Transport,
 }
 
 /// Each item of `request`, made a flat view by `flat` with its [`Origin`], appended to `out`.
 /// The request's nesting (resource, scope, items) is walked by [`ScopedItems`], where it is
 /// written once for the three signals.
-pub(super) fn flatten<R: ScopedItems, T>(
+fn flatten<R: ScopedItems, T>(
     request: &R,
-    transport: Transport,
     out: &mut Vec<T>,
     flat: impl Fn(&R::Item, &Origin) -> T,
 ) {
@@ -52,29 +51,18 @@ pub(super) fn flatten<R: ScopedItems, T>(
                 .unwrap_or_default(),
             scope_name,
             scope_version,
-            transport,
         };
         out.extend(group.items.iter().map(|item| flat(item, &origin)));
     }
 }
 
-/// The flat view `$view { .. }` with the fields of its [`Origin`] filled in. A macro: the three
-/// views have these fields but no trait.
-macro_rules! with_origin {
-    ($view:ident { $($field:ident $(: $value:expr)?),* $(,)? }, $origin:expr) => {
-        $view {
-            $($field $(: $value)?,)*
-            resource: $origin.resource.clone(),
-            scope_name: $origin.scope_name.clone(),
-            scope_version: $origin.scope_version.clone(),
-            transport: $origin.transport,
-        }
-    };
-}
-
-pub(super) fn span_view(span: &Span, origin: &Origin) -> CapturedSpan {
-    let status = span.status.as_ref();
-    with_origin!(
+pub(super) fn flatten_spans(
+    request: &ExportTraceServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedSpan>,
+) {
+    flatten(request, out, |span, origin| {
+        let status = span.status.as_ref();
         CapturedSpan {
             trace_id: hex(&span.trace_id),
             span_id: hex(&span.span_id),
@@ -105,22 +93,29 @@ pub(super) fn span_view(span: &Span, origin: &Origin) -> CapturedSpan {
                 .collect(),
             status_code: status.map_or(0, |s| s.code),
             status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-        },
-        origin
-    )
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
+        }
+    });
 }
 
-pub(super) fn log_view(record: &LogRecord, origin: &Origin) -> CapturedLog {
-    let body_value = record
-        .body
-        .as_ref()
-        .map(AttrValue::from)
-        .filter(|v| *v != AttrValue::Empty);
-    let body = body_value.as_ref().map(|v| match v {
-        AttrValue::Str(s) => s.clone(),
-        other => other.to_json().to_string(),
-    });
-    with_origin!(
+pub(super) fn flatten_logs(
+    request: &ExportLogsServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedLog>,
+) {
+    flatten(request, out, |record, origin| {
+        let body_value = record
+            .body
+            .as_ref()
+            .map(AttrValue::from)
+            .filter(|v| *v != AttrValue::Empty);
+        let body = body_value.as_ref().map(|v| match v {
+            AttrValue::Str(s) => s.clone(),
+            other => other.to_json().to_string(),
+        });
         CapturedLog {
             trace_id: optional_id(&record.trace_id),
             span_id: optional_id(&record.span_id),
@@ -133,66 +128,73 @@ pub(super) fn log_view(record: &LogRecord, origin: &Origin) -> CapturedLog {
             attributes: attributes(&record.attributes),
             event_name: Some(record.event_name.clone()).filter(|n| !n.is_empty()),
             flags: record.flags,
-        },
-        origin
-    )
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
+        }
+    });
 }
 
-pub(super) fn metric_view(metric: &Metric, origin: &Origin) -> CapturedMetric {
-    let (kind, points) = match &metric.data {
-        None => (MetricKind::Empty, Vec::new()),
-        Some(metric::Data::Gauge(gauge)) => (
-            MetricKind::Gauge,
-            gauge.data_points.iter().map(number_point).collect(),
-        ),
-        Some(metric::Data::Sum(sum)) => (
-            MetricKind::Sum {
-                monotonic: sum.is_monotonic,
-                temporality: sum.aggregation_temporality.into(),
-            },
-            sum.data_points.iter().map(number_point).collect(),
-        ),
-        Some(metric::Data::Histogram(histogram)) => (
-            MetricKind::Histogram {
-                temporality: histogram.aggregation_temporality.into(),
-            },
-            histogram.data_points.iter().map(histogram_point).collect(),
-        ),
-        Some(metric::Data::ExponentialHistogram(histogram)) => (
-            MetricKind::ExponentialHistogram {
-                temporality: histogram.aggregation_temporality.into(),
-            },
-            histogram
-                .data_points
-                .iter()
-                .map(exponential_histogram_point)
-                .collect(),
-        ),
-        Some(metric::Data::Summary(summary)) => (
-            MetricKind::Summary,
-            summary.data_points.iter().map(summary_point).collect(),
-        ),
-    };
-    with_origin!(
+pub(super) fn flatten_metrics(
+    request: &ExportMetricsServiceRequest,
+    transport: Transport,
+    out: &mut Vec<CapturedMetric>,
+) {
+    flatten(request, out, |metric, origin| {
+        let (kind, points) = match &metric.data {
+            None => (MetricKind::Empty, Vec::new()),
+            Some(metric::Data::Gauge(gauge)) => (
+                MetricKind::Gauge,
+                gauge.data_points.iter().map(number_point).collect(),
+            ),
+            Some(metric::Data::Sum(sum)) => (
+                MetricKind::Sum {
+                    monotonic: sum.is_monotonic,
+                    temporality: sum.aggregation_temporality.into(),
+                },
+                sum.data_points.iter().map(number_point).collect(),
+            ),
+            Some(metric::Data::Histogram(histogram)) => (
+                MetricKind::Histogram {
+                    temporality: histogram.aggregation_temporality.into(),
+                },
+                histogram.data_points.iter().map(histogram_point).collect(),
+            ),
+            Some(metric::Data::ExponentialHistogram(histogram)) => (
+                MetricKind::ExponentialHistogram {
+                    temporality: histogram.aggregation_temporality.into(),
+                },
+                histogram
+                    .data_points
+                    .iter()
+                    .map(exponential_histogram_point)
+                    .collect(),
+            ),
+            Some(metric::Data::Summary(summary)) => (
+                MetricKind::Summary,
+                summary.data_points.iter().map(summary_point).collect(),
+            ),
+        };
         CapturedMetric {
             name: metric.name.clone(),
             description: metric.description.clone(),
             unit: metric.unit.clone(),
             kind,
             points,
-        },
-        origin
-    )
+            resource: origin.resource.clone(),
+            scope_name: origin.scope_name.clone(),
+            scope_version: origin.scope_version.clone(),
+            transport,
+        }
+    });
 }
 
-/// A [`CapturedPoint`] of `$value` with the fields every OTLP data point type has, and its
-/// exemplar count (all but summary points have exemplars). A macro: the four point types share
-/// these fields but no trait.
+/// A [`CapturedPoint`] from the fields every OTLP data point type has, with the `value` and
+/// exemplar count its type gives. A macro: the four point types share these fields but no
+/// trait.
 macro_rules! captured_point {
-    ($point:expr, $value:expr) => {
-        captured_point!($point, $value, $point.exemplars.len())
-    };
-    ($point:expr, $value:expr, $exemplars:expr) => {
+    ($point:expr, $exemplars:expr, $value:expr) => {
         CapturedPoint {
             attributes: attributes(&$point.attributes),
             start_time_unix_nano: $point.start_time_unix_nano,
@@ -207,6 +209,7 @@ macro_rules! captured_point {
 fn number_point(point: &NumberDataPoint) -> CapturedPoint {
     captured_point!(
         point,
+        point.exemplars.len(),
         match point.value {
             Some(number_data_point::Value::AsInt(i)) => PointValue::Int(i),
             Some(number_data_point::Value::AsDouble(d)) => PointValue::Double(d),
@@ -218,6 +221,7 @@ fn number_point(point: &NumberDataPoint) -> CapturedPoint {
 fn histogram_point(point: &HistogramDataPoint) -> CapturedPoint {
     captured_point!(
         point,
+        point.exemplars.len(),
         PointValue::Histogram {
             count: point.count,
             sum: point.sum,
@@ -232,6 +236,7 @@ fn histogram_point(point: &HistogramDataPoint) -> CapturedPoint {
 fn exponential_histogram_point(point: &ExponentialHistogramDataPoint) -> CapturedPoint {
     captured_point!(
         point,
+        point.exemplars.len(),
         PointValue::ExponentialHistogram {
             count: point.count,
             sum: point.sum,
@@ -246,6 +251,8 @@ fn exponential_histogram_point(point: &ExponentialHistogramDataPoint) -> Capture
 fn summary_point(point: &SummaryDataPoint) -> CapturedPoint {
     captured_point!(
         point,
+        // OTLP summary points carry no exemplars.
+        0,
         PointValue::Summary {
             count: point.count,
             sum: point.sum,
@@ -254,8 +261,6 @@ fn summary_point(point: &SummaryDataPoint) -> CapturedPoint {
                 .iter()
                 .map(|q| (q.quantile, q.value))
                 .collect(),
-        },
-        // OTLP summary points carry no exemplars.
-        0
+        }
     )
 }
