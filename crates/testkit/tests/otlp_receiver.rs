@@ -83,37 +83,61 @@ fn scope(name: &str) -> Option<InstrumentationScope> {
     })
 }
 
-/// `function -> request: resource list (resource type) . scope list (scope type) . item list:
-/// item type`: a request of one resource (`service`) with one scope around the items, the
-/// nesting every OTLP request has, under the names of each signal.
-macro_rules! one_scope_requests {
-    ($(
-        $function:ident -> $request:ident:
-        $resources:ident ($resource_type:ident) . $scopes:ident ($scope_type:ident) . $items:ident: $item:ident;
-    )*) => {$(
-        fn $function(service: &str, scope_name: &str, items: Vec<$item>) -> $request {
-            $request {
-                $resources: vec![$resource_type {
-                    resource: resource(service),
-                    $scopes: vec![$scope_type {
-                        scope: scope(scope_name),
-                        $items: items,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            }
-        }
-    )*};
+/// A request of one resource (`service`) with one scope around `spans`.
+fn one_scope_traces(
+    service: &str,
+    scope_name: &str,
+    spans: Vec<Span>,
+) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource(service),
+            scope_spans: vec![ScopeSpans {
+                scope: scope(scope_name),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
 }
 
-one_scope_requests! {
-    one_scope_traces -> ExportTraceServiceRequest:
-        resource_spans (ResourceSpans) . scope_spans (ScopeSpans) . spans: Span;
-    one_scope_logs -> ExportLogsServiceRequest:
-        resource_logs (ResourceLogs) . scope_logs (ScopeLogs) . log_records: LogRecord;
-    one_scope_metrics -> ExportMetricsServiceRequest:
-        resource_metrics (ResourceMetrics) . scope_metrics (ScopeMetrics) . metrics: Metric;
+/// The same for log records.
+fn one_scope_logs(
+    service: &str,
+    scope_name: &str,
+    log_records: Vec<LogRecord>,
+) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource(service),
+            scope_logs: vec![ScopeLogs {
+                scope: scope(scope_name),
+                log_records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The same for metrics.
+fn one_scope_metrics(
+    service: &str,
+    scope_name: &str,
+    metrics: Vec<Metric>,
+) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource(service),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope(scope_name),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
 }
 
 /// A server root span and a client child with attributes of every scalar type and an exception
