@@ -39,14 +39,14 @@ pub struct TestRouter {
 /// The router on a fresh database (Postgres when `DATABASE_URL` is, else SQLite) and a local
 /// object store in a temp dir; no Redis.
 pub async fn test_router() -> TestRouter {
-    test_router_with(|s| s).await
+    test_router_with(|_| {}).await
 }
 
-/// [`test_router`] with adjusted settings.
-pub async fn test_router_with(tweak: impl FnOnce(Settings) -> Settings) -> TestRouter {
+/// [`test_router`] with settings as `tweak` changes them (like [`crate::spawn_app_with`]).
+pub async fn test_router_with(tweak: impl FnOnce(&mut Settings)) -> TestRouter {
     let dir = tempfile::tempdir().expect("cannot create a temp dir");
-    let (settings, pg) = test_settings(dir.path()).await;
-    let settings = tweak(settings);
+    let (mut settings, pg) = test_settings(dir.path()).await;
+    tweak(&mut settings);
     let mut config = TelemetryConfig::new("vidscope-router-test");
     config.enabled = false;
     config.stdout_logs = false;

@@ -11,7 +11,6 @@ mod videos_page;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, header};
 use serde_json::{Value, json};
-use vidscope_core::config::Settings;
 use vidscope_core::domain::Role;
 use vidscope_core::videos::VideoId;
 use vidscope_testkit::db::insert_video_row;
@@ -128,15 +127,6 @@ async fn insert_video(app: &TestRouter, title: &str, status: &str) -> String {
     let id = VideoId::generate();
     insert_video_row(&app.state.db, id.as_str(), title, status, Some(60.0)).await;
     id.as_str().to_owned()
-}
-
-/// A router over the test settings as `tweak` changes them.
-async fn router_with(tweak: impl FnOnce(&mut Settings)) -> TestRouter {
-    test_router_with(|mut settings| {
-        tweak(&mut settings);
-        settings
-    })
-    .await
 }
 
 async fn viewer(app: &TestRouter) -> String {
@@ -521,7 +511,7 @@ async fn the_trace_viewer_page_is_html_for_admins() {
 /// a chunked upload is), so only the streamed check sees the size.
 #[tokio::test]
 async fn a_file_over_the_limit_that_is_not_a_video_is_a_415_however_it_is_chunked() {
-    let app = router_with(|s| s.api.upload_max_bytes = 100).await;
+    let app = test_router_with(|s| s.api.upload_max_bytes = 100).await;
     let cookie = as_admin(&app).await;
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.resize(300, 0);
@@ -702,7 +692,7 @@ async fn login_with_the_right_password_sets_the_session_cookie() {
 
 #[tokio::test]
 async fn login_is_throttled_per_account() {
-    let app = router_with(|s| s.api.login_max_failures = 2).await;
+    let app = test_router_with(|s| s.api.login_max_failures = 2).await;
     let user = app.create_user(Role::Viewer).await;
     let wrong = || credentials(&app, "login", &user.user.email, "wrong password");
     for _ in 0..2 {
@@ -734,7 +724,7 @@ async fn register_with_a_taken_email_is_a_409() {
 
 #[tokio::test]
 async fn register_is_a_403_when_registration_is_off() {
-    let app = router_with(|s| s.api.registration_enabled = false).await;
+    let app = test_router_with(|s| s.api.registration_enabled = false).await;
     credentials(&app, "register", "off@example.com", "long enough")
         .await
         .assert_error(403, "forbidden", "registration is disabled");
